@@ -1,0 +1,12 @@
+/**
+ * cli/commands — one module per group of udrbdadm verbs. Each exports
+ * `register(program, getContext)`; this list is the only place that names
+ * them all.
+ */
+import type { Command } from 'commander';
+import type { CliContext } from '../context.js';
+
+export type GetContext = () => CliContext;
+export type RegisterCommands = (program: Command, getContext: GetContext) => void;
+
+export const commandGroups: RegisterCommands[] = [];

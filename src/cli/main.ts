@@ -1,0 +1,62 @@
+/**
+ * cli/main — the drbdadm-compatible administration tool. Parses global
+ * options, applies drbdadm's `--` convention, and dispatches to the verb
+ * modules listed in cli/commands/index.ts. Errors become DRBD's messages and
+ * exit codes.
+ */
+import { Command, CommanderError } from 'commander';
+import { commandGroups } from './commands/index.js';
+import { moveBackendOptions } from './argv.js';
+import { type CliContext, DEFAULT_CONFIG_PATH, defaultNodeName } from './context.js';
+import { UdrbdError, ExitCode } from '../util/errors.js';
+
+export async function main(args: readonly string[]): Promise<number> {
+  const { argv, backendOptions } = moveBackendOptions(args);
+  const program = new Command('udrbdadm');
+  program
+    .description('administer udrbd resources (DRBD 8.4 drbdadm-compatible)')
+    .option('-c, --config-file <file>', 'configuration file', DEFAULT_CONFIG_PATH)
+    .option('-n, --node <name>', "this node's name in `on HOST` sections (default: $UDRBD_NODE, then uname -n)")
+    .option('-d, --dry-run', 'print what would be done, change nothing', false)
+    .option('-v, --verbose', 'more output', false)
+    .showHelpAfterError("try 'udrbdadm --help'")
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => process.stdout.write(s),
+      writeErr: (s) => process.stderr.write(s),
+    });
+
+  let context: CliContext | undefined;
+  const getContext = (): CliContext => {
+    if (context) return context;
+    const opts = program.opts<{ configFile: string; node?: string; dryRun: boolean; verbose: boolean }>();
+    context = {
+      configPath: opts.configFile,
+      nodeName: defaultNodeName(opts.node),
+      backendOptions,
+      dryRun: opts.dryRun,
+      verbose: opts.verbose,
+      out: (text) => process.stdout.write(text),
+      err: (text) => process.stderr.write(text),
+    };
+    return context;
+  };
+  for (const register of commandGroups) register(program, getContext);
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return process.exitCode === undefined ? ExitCode.ok : Number(process.exitCode);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return ExitCode.ok;
+      return ExitCode.usage;
+    }
+    if (err instanceof UdrbdError) {
+      if (err.message) process.stderr.write(err.message.endsWith('\n') ? err.message : `${err.message}\n`);
+      return err.exitCode;
+    }
+    process.stderr.write(`udrbdadm: internal error: ${(err as Error).stack ?? String(err)}\n`);
+    return ExitCode.fatal;
+  }
+}
+

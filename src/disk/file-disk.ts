@@ -1,0 +1,165 @@
+/**
+ * disk/file-disk — a backing disk that is a regular file or a block device,
+ * accessed with positional reads and writes on one file descriptor.
+ * Block device sizes come from sysfs (/sys/dev/block/MAJ:MIN/size, 512-byte
+ * sectors), so no native ioctl is needed. Knows nothing of metadata or roles.
+ */
+import fs from 'node:fs';
+import { type BlockDevice, type BlockDeviceCapabilities, type WriteFlags, checkRange } from './block-device.js';
+import { UdrbdError, ExitCode } from '../util/errors.js';
+
+/** Linux caps a single read/write at 0x7ffff000 bytes; stay well below. */
+const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
+
+export interface FileDiskOptions {
+  readOnly?: boolean;
+  /** Open O_EXCL on block devices so a mounted device is refused (like DRBD attach). */
+  exclusive?: boolean;
+}
+
+/** Size in bytes of the file or block device at `path`. */
+export function deviceSizeBytes(path: string): number {
+  const st = fs.statSync(path);
+  if (st.isFile()) return st.size;
+  if (st.isBlockDevice()) return blockDeviceSizeBytes(st.rdev, path);
+  throw new UdrbdError(`'${path}' is neither a regular file nor a block device`, ExitCode.configInvalid);
+}
+
+function blockDeviceSizeBytes(rdev: number, path: string): number {
+  // glibc's gnu_dev_major / gnu_dev_minor encoding.
+  const major = Math.floor(rdev / 256) & 0xfff;
+  const minor = (rdev & 0xff) | (Math.floor(rdev / 4096) & 0xfff00);
+  const sysfs = `/sys/dev/block/${major}:${minor}/size`;
+  let text: string;
+  try {
+    text = fs.readFileSync(sysfs, 'utf8');
+  } catch (err) {
+    throw new UdrbdError(`cannot read the size of block device '${path}' from ${sysfs}: ${(err as Error).message}`, ExitCode.fatal);
+  }
+  const sectors = Number(text.trim());
+  if (!Number.isSafeInteger(sectors) || sectors < 0) {
+    throw new UdrbdError(`block device '${path}': unexpected size '${text.trim()}' in ${sysfs}`, ExitCode.fatal);
+  }
+  return sectors * 512;
+}
+
+export class FileDisk implements BlockDevice {
+  readonly capabilities: BlockDeviceCapabilities = {
+    canFlush: true,
+    canFua: true,
+    canTrim: false,
+    maxRequestBytes: MAX_REQUEST_BYTES,
+  };
+
+  private constructor(
+    readonly path: string,
+    private readonly fd: number,
+    readonly sizeBytes: number,
+    readonly isBlockDevice: boolean,
+  ) {}
+
+  static open(path: string, options: FileDiskOptions = {}): FileDisk {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(path);
+    } catch (err) {
+      throw new UdrbdError(`cannot open backing disk '${path}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, ExitCode.configInvalid);
+    }
+    const isBlock = st.isBlockDevice();
+    if (!isBlock && !st.isFile()) {
+      throw new UdrbdError(`backing disk '${path}' is neither a regular file nor a block device`, ExitCode.configInvalid);
+    }
+    let flags = options.readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR;
+    if (isBlock && options.exclusive) flags |= fs.constants.O_EXCL;
+    let fd: number;
+    try {
+      fd = fs.openSync(path, flags);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const hint = code === 'EBUSY' ? ' (is it mounted or in use by another process?)' : '';
+      throw new UdrbdError(`cannot open backing disk '${path}': ${code ?? (err as Error).message}${hint}`, ExitCode.fatal);
+    }
+    const size = isBlock ? blockDeviceSizeBytes(st.rdev, path) : st.size;
+    return new FileDisk(path, fd, size, isBlock);
+  }
+
+  read(buffer: Buffer, offsetBytes: number): Promise<void> {
+    checkRange(this, offsetBytes, buffer.length);
+    return readFully(this.fd, buffer, offsetBytes);
+  }
+
+  async write(buffer: Buffer, offsetBytes: number, flags?: WriteFlags): Promise<void> {
+    checkRange(this, offsetBytes, buffer.length);
+    await writeFully(this.fd, buffer, offsetBytes);
+    if (flags?.fua) await this.flush();
+  }
+
+  flush(): Promise<void> {
+    return new Promise((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
+  }
+
+  trim(): Promise<void> {
+    return Promise.reject(new Error('FileDisk does not support trim'));
+  }
+
+  /** Synchronous read, for start-up paths (metadata) only. */
+  readSync(buffer: Buffer, offsetBytes: number): void {
+    checkRange(this, offsetBytes, buffer.length);
+    let done = 0;
+    while (done < buffer.length) {
+      const n = fs.readSync(this.fd, buffer, done, buffer.length - done, offsetBytes + done);
+      if (n === 0) throw new Error(`short read from '${this.path}' at ${offsetBytes + done}`);
+      done += n;
+    }
+  }
+
+  /** Synchronous write, for start-up and shutdown paths (metadata) only. */
+  writeSync(buffer: Buffer, offsetBytes: number): void {
+    checkRange(this, offsetBytes, buffer.length);
+    let done = 0;
+    while (done < buffer.length) {
+      done += fs.writeSync(this.fd, buffer, done, buffer.length - done, offsetBytes + done);
+    }
+  }
+
+  flushSync(): void {
+    fs.fdatasyncSync(this.fd);
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve, reject) => fs.close(this.fd, (err) => (err ? reject(err) : resolve())));
+  }
+
+  closeSync(): void {
+    fs.closeSync(this.fd);
+  }
+}
+
+function readFully(fd: number, buffer: Buffer, position: number): Promise<void> {
+  if (buffer.length === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    let done = 0;
+    const step = (err: NodeJS.ErrnoException | null, n: number): void => {
+      if (err) return reject(err);
+      if (n === 0) return reject(new Error(`short read at ${position + done}`));
+      done += n;
+      if (done === buffer.length) return resolve();
+      fs.read(fd, buffer, done, buffer.length - done, position + done, step);
+    };
+    fs.read(fd, buffer, 0, buffer.length, position, step);
+  });
+}
+
+function writeFully(fd: number, buffer: Buffer, position: number): Promise<void> {
+  if (buffer.length === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    let done = 0;
+    const step = (err: NodeJS.ErrnoException | null, n: number): void => {
+      if (err) return reject(err);
+      done += n;
+      if (done === buffer.length) return resolve();
+      fs.write(fd, buffer, done, buffer.length - done, position + done, step);
+    };
+    fs.write(fd, buffer, 0, buffer.length, position, step);
+  });
+}
