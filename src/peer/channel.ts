@@ -1,0 +1,27 @@
+/**
+ * peer/channel — what the data path (replication/) needs from an established,
+ * authenticated peer connection: send packets in order, receive packets in
+ * order, learn when the link is gone. peer/session implements it over TCP;
+ * tests may implement it in memory.
+ */
+import type { Packet } from './packets.js';
+
+export type LinkLossReason = 'NetworkFailure' | 'BrokenPipe' | 'Timeout' | 'ProtocolError' | 'Disconnecting';
+
+export interface PeerChannel {
+  /**
+   * Queue a packet for sending, in order. Returns false when the send buffer
+   * is above its high-water mark: the caller should wait for `drained()`
+   * before queueing more bulk data (acks and control packets may still go).
+   */
+  send(packet: Packet): boolean;
+  /** Resolves when the send buffer is below its low-water mark again. */
+  drained(): Promise<void>;
+  /** Set the single receiver of packets (replaces any previous one). */
+  onPacket(handler: (packet: Packet) => void): void;
+  /** Called once when the link is lost or closed, with the DRBD cstate it maps to. */
+  onClose(handler: (reason: LinkLossReason) => void): void;
+  /** Close the link; onClose fires with `reason`. */
+  close(reason: LinkLossReason): void;
+  readonly isOpen: boolean;
+}

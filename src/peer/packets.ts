@@ -1,0 +1,156 @@
+/**
+ * peer/packets — the messages two udrbd resource processes exchange, named
+ * after their DRBD 8.4 counterparts (P_DATA, P_WRITE_ACK, P_BARRIER, ...).
+ * Types only: the byte format is peer/codec.ts; the data path that sends and
+ * answers them is replication/. Offsets and lengths are bytes of the data
+ * area (multiples of 512); `blockId` matches an ack to its request.
+ */
+import type { GenerationUuids } from '../meta/types.js';
+
+export const PacketType = {
+  // connection set-up (peer/ handles these itself)
+  AuthChallenge: 0x10,
+  AuthResponse: 0x11,
+  AuthResult: 0x12,
+  // handshake parameters (peer/ exchanges them; resource/ decides)
+  Protocol: 0x20,
+  Uuids: 0x21,
+  Sizes: 0x22,
+  State: 0x23,
+  SyncUuid: 0x24,
+  StateChangeRequest: 0x25,
+  StateChangeReply: 0x26,
+  // application writes
+  Data: 0x30,
+  RecvAck: 0x31,
+  WriteAck: 0x32,
+  NegAck: 0x33,
+  Barrier: 0x34,
+  BarrierAck: 0x35,
+  // bitmap exchange and resync
+  Bitmap: 0x40,
+  RsDataRequest: 0x41,
+  RsDataReply: 0x42,
+  RsWriteAck: 0x43,
+  RsNegAck: 0x44,
+  OutOfSync: 0x45,
+  // online verify
+  OvRequest: 0x50,
+  OvReply: 0x51,
+  OvResult: 0x52,
+  // liveness and teardown
+  Ping: 0x60,
+  PingAck: 0x61,
+  Disconnect: 0x62,
+} as const;
+export type PacketType = (typeof PacketType)[keyof typeof PacketType];
+
+/** DP_* flags carried on Data packets. */
+export const DataFlag = { fua: 0x1, flush: 0x2 } as const;
+
+export type AfterSb0 =
+  | 'disconnect'
+  | 'discard-younger-primary'
+  | 'discard-older-primary'
+  | 'discard-zero-changes'
+  | 'discard-least-changes'
+  | 'discard-local'
+  | 'discard-remote';
+export type AfterSb1 = 'disconnect' | 'consensus' | 'discard-secondary' | 'call-pri-lost-after-sb' | 'violently-as0p';
+export type AfterSb2 = 'disconnect' | 'call-pri-lost-after-sb' | 'violently-as0p';
+
+export interface AuthChallenge { type: typeof PacketType.AuthChallenge; challenge: Buffer }
+export interface AuthResponse { type: typeof PacketType.AuthResponse; response: Buffer }
+export interface AuthResult { type: typeof PacketType.AuthResult; ok: boolean }
+
+export interface ProtocolPacket {
+  type: typeof PacketType.Protocol;
+  protocol: 'A' | 'B' | 'C';
+  afterSb0pri: AfterSb0;
+  afterSb1pri: AfterSb1;
+  afterSb2pri: AfterSb2;
+  allowTwoPrimaries: boolean;
+  discardMyData: boolean;
+  /** Peer's node name (its `on HOST`), for discard-node-NAME and logs. */
+  nodeName: string;
+}
+
+export interface UuidsPacket {
+  type: typeof PacketType.Uuids;
+  uuids: GenerationUuids;
+  /** Number of set bits in the sender's bitmap (DRBD's uuid[UI_SIZE]). */
+  bitsSet: number;
+  /** UUID flags: 1 discard-my-data, 2 crashed primary, 4 inconsistent, 8 skip initial sync. */
+  uuidFlags: number;
+}
+
+export interface SizesPacket {
+  type: typeof PacketType.Sizes;
+  /** Usable data size of the sender's backing disk. */
+  diskSizeBytes: number;
+  /** Size the sender currently exposes (0 if nothing agreed yet). */
+  currentSizeBytes: number;
+  maxRequestBytes: number;
+}
+
+export interface StatePacket {
+  type: typeof PacketType.State;
+  role: number; // resource/states Role
+  disk: number; // resource/states DiskState
+  conn: number; // resource/states ConnState
+  /** Resync suspended by the user on the sender (pause-sync). */
+  userIsp: boolean;
+}
+
+export interface SyncUuidPacket { type: typeof PacketType.SyncUuid; uuid: bigint }
+export interface StateChangeRequest { type: typeof PacketType.StateChangeRequest; requestId: number; role?: number; conn?: number; disk?: number }
+/** `result` is 1 for success or a negative DRBD SS_* code. */
+export interface StateChangeReply { type: typeof PacketType.StateChangeReply; requestId: number; result: number }
+
+export interface DataPacket {
+  type: typeof PacketType.Data;
+  offsetBytes: number;
+  blockId: number;
+  /** Epoch (barrier number) the write belongs to. */
+  epoch: number;
+  flags: number; // DataFlag bits
+  payload: Buffer;
+}
+export interface AckPacket {
+  type: typeof PacketType.RecvAck | typeof PacketType.WriteAck | typeof PacketType.NegAck
+    | typeof PacketType.RsWriteAck | typeof PacketType.RsNegAck;
+  offsetBytes: number;
+  lengthBytes: number;
+  blockId: number;
+}
+export interface BarrierPacket { type: typeof PacketType.Barrier; epoch: number }
+export interface BarrierAckPacket { type: typeof PacketType.BarrierAck; epoch: number; writes: number }
+
+export interface BitmapPacket {
+  type: typeof PacketType.Bitmap;
+  /** Index of the first bitmap byte carried. */
+  firstByte: number;
+  /** Raw bitmap bytes (LE bit order as on disk); a codec may compress on the wire. */
+  bits: Buffer;
+  last: boolean;
+}
+export interface RsDataRequest { type: typeof PacketType.RsDataRequest; offsetBytes: number; lengthBytes: number; blockId: number }
+export interface RsDataReply { type: typeof PacketType.RsDataReply; offsetBytes: number; blockId: number; payload: Buffer }
+export interface OutOfSyncPacket { type: typeof PacketType.OutOfSync; offsetBytes: number; lengthBytes: number }
+
+export interface OvRequest { type: typeof PacketType.OvRequest; offsetBytes: number; lengthBytes: number; blockId: number }
+export interface OvReply { type: typeof PacketType.OvReply; offsetBytes: number; lengthBytes: number; blockId: number; digest: Buffer }
+export interface OvResult { type: typeof PacketType.OvResult; offsetBytes: number; lengthBytes: number; inSync: boolean }
+
+export interface PingPacket { type: typeof PacketType.Ping }
+export interface PingAckPacket { type: typeof PacketType.PingAck }
+export interface DisconnectPacket { type: typeof PacketType.Disconnect }
+
+export type Packet =
+  | AuthChallenge | AuthResponse | AuthResult
+  | ProtocolPacket | UuidsPacket | SizesPacket | StatePacket | SyncUuidPacket
+  | StateChangeRequest | StateChangeReply
+  | DataPacket | AckPacket | BarrierPacket | BarrierAckPacket
+  | BitmapPacket | RsDataRequest | RsDataReply | OutOfSyncPacket
+  | OvRequest | OvReply | OvResult
+  | PingPacket | PingAckPacket | DisconnectPacket;
