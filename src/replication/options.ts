@@ -1,0 +1,63 @@
+/**
+ * replication/options — the net/disk options the data path obeys (protocol,
+ * max-buffers, max-epoch-size, resync rate, verify-alg) as plain numbers with
+ * units in their names, plus the named limits of this folder. Knows nothing
+ * of the config grammar: daemon/ maps parsed config onto these fields.
+ */
+import { assert } from '../util/assert.js';
+
+export type ReplicationProtocol = 'A' | 'B' | 'C';
+
+export interface ReplicationOptions {
+  /** When a mirrored write completes (drbd84.md §9.1). */
+  readonly protocol: ReplicationProtocol;
+  /** Bound on application requests in flight and on the transfer log (DRBD max-buffers). */
+  readonly maxBuffers: number;
+  /** Writes per epoch before a Barrier is sent (DRBD max-epoch-size). */
+  readonly maxEpochSize: number;
+  /** Resync rate limit on the SyncTarget, KiB/s; 0 means unlimited (as fast as the disks allow). */
+  readonly resyncRateKiBps: number;
+  /** Longest contiguous run one resync or verify request covers, bytes (multiple of 4 KiB). */
+  readonly resyncRunBytesMax: number;
+  /** Resync (and verify) requests in flight at once. */
+  readonly resyncInflightMax: number;
+  /** Digest for online verify: a node:crypto hash name (sha1, md5, sha256, ...) or crc32c / crc32. */
+  readonly verifyAlg: string;
+}
+
+/** DRBD 8.4 defaults (drbd84.md §7.4); resync as fast as possible unless told otherwise. */
+export const defaultReplicationOptions: ReplicationOptions = {
+  protocol: 'C',
+  maxBuffers: 2048,
+  maxEpochSize: 2048,
+  resyncRateKiBps: 0,
+  resyncRunBytesMax: 1024 * 1024,
+  resyncInflightMax: 16,
+  verifyAlg: 'sha1',
+};
+
+/** Sectors of 512 bytes: DRBD logs ranges in sectors. */
+export const SECTOR_BYTES = 512;
+
+/**
+ * Resync rate the SyncTarget obeys for DRBD 8.4 disk options: with
+ * c-plan-ahead 0 the fixed `resync-rate`; otherwise the dynamic controller
+ * may go up to `c-max-rate` (approximated here by that ceiling). KiB/s.
+ */
+export function resyncRateLimitKiBps(disk: { resyncRateKiBps: number; cPlanAheadTenthsS: number; cMaxRateKiBps: number }): number {
+  return disk.cPlanAheadTenthsS === 0 ? disk.resyncRateKiBps : disk.cMaxRateKiBps;
+}
+
+export function withDefaults(partial: Partial<ReplicationOptions> = {}): ReplicationOptions {
+  const options = { ...defaultReplicationOptions, ...partial };
+  assert(['A', 'B', 'C'].includes(options.protocol), `protocol ${options.protocol} is A, B or C`);
+  assert(Number.isSafeInteger(options.maxBuffers) && options.maxBuffers >= 1, `maxBuffers ${options.maxBuffers} ≥ 1`);
+  assert(Number.isSafeInteger(options.maxEpochSize) && options.maxEpochSize >= 1, `maxEpochSize ${options.maxEpochSize} ≥ 1`);
+  assert(options.resyncRateKiBps >= 0, `resyncRateKiBps ${options.resyncRateKiBps} ≥ 0`);
+  assert(
+    options.resyncRunBytesMax >= 4096 && options.resyncRunBytesMax % 4096 === 0,
+    `resyncRunBytesMax ${options.resyncRunBytesMax} is a positive multiple of 4096`,
+  );
+  assert(Number.isSafeInteger(options.resyncInflightMax) && options.resyncInflightMax >= 1, `resyncInflightMax ≥ 1`);
+  return options;
+}

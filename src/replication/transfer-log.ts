@@ -1,0 +1,93 @@
+/**
+ * replication/transfer-log — the Primary's record of mirrored writes not yet
+ * covered by a BarrierAck, grouped in epochs (drbd84.md §9.1–9.2). When the
+ * link is lost, every request still here is exactly what the peer may not
+ * have on stable storage, so its range goes out of sync. Knows nothing of
+ * sockets or disks.
+ */
+import { assert } from '../util/assert.js';
+
+export interface TransferLogEntry {
+  readonly offsetBytes: number;
+  readonly lengthBytes: number;
+  readonly epoch: number;
+}
+
+export class TransferLog {
+  private entries: TransferLogEntry[] = [];
+  private head = 0;
+  /** Closed epochs awaiting their BarrierAck, oldest first, with their write counts. */
+  private readonly closedEpochs: Array<{ epoch: number; writes: number }> = [];
+  private openWrites = 0;
+
+  constructor(private currentEpoch: number) {}
+
+  get epoch(): number {
+    return this.currentEpoch;
+  }
+
+  /** Requests held (sent, not barrier-acknowledged). */
+  get size(): number {
+    return this.entries.length - this.head;
+  }
+
+  get writesInOpenEpoch(): number {
+    return this.openWrites;
+  }
+
+  /** Epochs with writes not yet barrier-acknowledged (the /proc/drbd `ep`). */
+  get epochsInFlight(): number {
+    return this.closedEpochs.length + (this.openWrites > 0 ? 1 : 0);
+  }
+
+  /** Last closed epoch awaiting its ack, or -1. */
+  get newestClosedEpoch(): number {
+    const last = this.closedEpochs[this.closedEpochs.length - 1];
+    return last ? last.epoch : -1;
+  }
+
+  add(offsetBytes: number, lengthBytes: number): TransferLogEntry {
+    const entry = { offsetBytes, lengthBytes, epoch: this.currentEpoch };
+    this.entries.push(entry);
+    this.openWrites++;
+    return entry;
+  }
+
+  /** Closes the open epoch; returns its number, or -1 when it had no writes. */
+  closeEpoch(): number {
+    if (this.openWrites === 0) return -1;
+    const epoch = this.currentEpoch;
+    this.closedEpochs.push({ epoch, writes: this.openWrites });
+    this.openWrites = 0;
+    this.currentEpoch = (this.currentEpoch + 1) >>> 0;
+    return epoch;
+  }
+
+  /** Drops the requests of `epoch`, which must be the oldest closed one. */
+  barrierAcked(epoch: number, writes: number): void {
+    const oldest = this.closedEpochs.shift();
+    assert(oldest !== undefined, `BarrierAck ${epoch} answers a Barrier that was sent`);
+    assert(oldest.epoch === epoch, `BarrierAck ${epoch} is for the oldest open epoch ${oldest.epoch}`);
+    assert(oldest.writes === writes, `BarrierAck ${epoch} covers ${writes} writes; epoch had ${oldest.writes}`);
+    let dropped = 0;
+    while (this.head < this.entries.length && this.entries[this.head]!.epoch === epoch) {
+      this.head++;
+      dropped++;
+    }
+    assert(dropped === writes, `transfer log dropped ${dropped} requests of epoch ${epoch}, expected ${writes}`);
+    if (this.head > 1024 && this.head * 2 > this.entries.length) {
+      this.entries = this.entries.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  /** Connection lost: returns every request still held and empties the log. */
+  clear(): TransferLogEntry[] {
+    const pending = this.entries.slice(this.head);
+    this.entries = [];
+    this.head = 0;
+    this.closedEpochs.length = 0;
+    this.openWrites = 0;
+    return pending;
+  }
+}

@@ -1,0 +1,390 @@
+/**
+ * replication/volume — ReplicatedVolume, the Primary's view of the volume as
+ * a BlockDevice: each write goes through the activity log, then to the local
+ * disk and (while mirroring) as a Data packet to the peer, and completes as
+ * protocol A, B or C says (drbd84.md §9.1). Epochs, Barriers and the transfer
+ * log live here; a lost peer turns unacknowledged ranges out of sync. It
+ * receives decisions (start/stop mirroring, become SyncTarget) as method
+ * calls and knows nothing of roles, UUIDs or sockets.
+ */
+import { type BlockDevice, type BlockDeviceCapabilities, type WriteFlags, checkRange } from '../disk/block-device.js';
+import type { ActivityLogApi, DirtyBitmap } from '../meta/types.js';
+import { BM_BLOCK_BYTES } from '../meta/types.js';
+import type { PeerChannel } from '../peer/channel.js';
+import { type AckPacket, type BarrierAckPacket, DataFlag, PacketType } from '../peer/packets.js';
+import { assert } from '../util/assert.js';
+import type { Logger } from '../util/log.js';
+import { BlockIdAllocator, BlockIdTag } from './block-id.js';
+import type { ReplicationCounters } from './counters.js';
+import { type ReplicationOptions, SECTOR_BYTES } from './options.js';
+import { RangeLock, type RangeHold, Slots } from './range-lock.js';
+import { TransferLog } from './transfer-log.js';
+
+/** What a SyncTarget's volume asks of the resync before reading an out-of-sync block. */
+export interface OnDemandSync {
+  /** Resolves once every block of the range is in sync locally; rejects if it cannot be. */
+  syncRange(offsetBytes: number, lengthBytes: number): Promise<void>;
+}
+
+/** Called when the local disk failed a request (daemon/ applies on-io-error). */
+export type LocalIoErrorHandler = (operation: 'read' | 'write' | 'flush', offsetBytes: number, error: Error) => void;
+
+/** One application write waiting for its network part. */
+class PendingWrite {
+  settled = false;
+  ok = false;
+  resolve: (ok: boolean) => void = noop;
+  readonly done: Promise<boolean>;
+  constructor(
+    readonly blockId: number,
+    readonly offsetBytes: number,
+    readonly lengthBytes: number,
+  ) {
+    this.done = new Promise<boolean>((resolve) => {
+      this.resolve = resolve;
+    });
+  }
+  settle(ok: boolean): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.ok = ok;
+    this.resolve(ok);
+  }
+}
+
+function noop(): void {}
+
+/** Sets the bits of every 4 KiB block the byte range touches. */
+export function setOutOfSync(bitmap: DirtyBitmap, offsetBytes: number, lengthBytes: number): number {
+  if (lengthBytes === 0) return 0;
+  const first = Math.floor(offsetBytes / BM_BLOCK_BYTES);
+  const end = Math.ceil((offsetBytes + lengthBytes) / BM_BLOCK_BYTES);
+  return bitmap.setRange(first, Math.min(end, bitmap.bitCount));
+}
+
+/** Clears the bits of the 4 KiB blocks the byte range covers completely. */
+export function setInSync(bitmap: DirtyBitmap, offsetBytes: number, lengthBytes: number): number {
+  const first = Math.ceil(offsetBytes / BM_BLOCK_BYTES);
+  const end = Math.floor((offsetBytes + lengthBytes) / BM_BLOCK_BYTES);
+  if (end <= first) return 0;
+  return bitmap.clearRange(first, end);
+}
+
+export interface ReplicatedVolumeDeps {
+  /** The local backing device's data area. */
+  readonly disk: BlockDevice;
+  readonly bitmap: DirtyBitmap;
+  readonly activityLog: ActivityLogApi;
+  readonly options: ReplicationOptions;
+  readonly counters: ReplicationCounters;
+  readonly log: Logger;
+  /** Shared with the receiver and resync so overlapping requests reach the disk in one order. */
+  readonly rangeLock: RangeLock;
+  readonly onLocalIoError?: LocalIoErrorHandler;
+}
+
+export class ReplicatedVolume implements BlockDevice {
+  readonly sizeBytes: number;
+  readonly capabilities: BlockDeviceCapabilities;
+  private readonly disk: BlockDevice;
+  private readonly bitmap: DirtyBitmap;
+  private readonly al: ActivityLogApi;
+  private readonly options: ReplicationOptions;
+  private readonly counters: ReplicationCounters;
+  private readonly log: Logger;
+  private readonly lock: RangeLock;
+  private readonly onLocalIoError: LocalIoErrorHandler;
+  private readonly slots: Slots;
+  private readonly ids = new BlockIdAllocator(BlockIdTag.app);
+
+  private peer: PeerChannel | null = null;
+  private tl = new TransferLog(1);
+  private readonly pending = new Map<number, PendingWrite>();
+  private congested = false;
+  private barrierScheduled = false;
+  /** Writers waiting for room in the transfer log. */
+  private readonly tlWaiters: Array<() => void> = [];
+  /** Flushes waiting for an epoch's BarrierAck. */
+  private readonly flushWaiters: Array<{ epoch: number; resolve: () => void }> = [];
+  private ackedThroughEpoch = 0;
+  private onDemandSync: OnDemandSync | null = null;
+  private closed = false;
+
+  constructor(deps: ReplicatedVolumeDeps) {
+    this.disk = deps.disk;
+    this.bitmap = deps.bitmap;
+    this.al = deps.activityLog;
+    this.options = deps.options;
+    this.counters = deps.counters;
+    this.log = deps.log;
+    this.lock = deps.rangeLock;
+    this.onLocalIoError = deps.onLocalIoError ?? noop;
+    this.sizeBytes = deps.disk.sizeBytes;
+    this.slots = new Slots(deps.options.maxBuffers);
+    this.capabilities = {
+      canFlush: true,
+      canFua: true,
+      canTrim: false,
+      maxRequestBytes: Math.min(deps.disk.capabilities.maxRequestBytes, 1024 * 1024),
+    };
+    assert(this.bitmap.bitCount * BM_BLOCK_BYTES >= this.sizeBytes, 'bitmap covers the whole data area');
+  }
+
+  // ---- decisions from the resource layer ------------------------------------------------------
+
+  /** Start mirroring application writes to `peer` (Connected, SyncSource, SyncTarget...). */
+  startMirroring(peer: PeerChannel): void {
+    assert(this.peer === null, 'startMirroring while already mirroring');
+    assert(this.tl.size === 0, 'transfer log empty when mirroring starts');
+    this.peer = peer;
+    this.congested = false;
+    this.tl = new TransferLog(1);
+    this.ackedThroughEpoch = 0;
+    this.counters.ep = 0;
+  }
+
+  /**
+   * Stop mirroring (link lost or disconnect): every request the peer has not
+   * barrier-acknowledged goes out of sync, waiting writes and flushes finish
+   * on the local disk alone.
+   */
+  stopMirroring(): void {
+    if (this.peer === null) return;
+    this.peer = null;
+    let bitsSet = 0;
+    for (const entry of this.tl.clear()) bitsSet += setOutOfSync(this.bitmap, entry.offsetBytes, entry.lengthBytes);
+    for (const write of this.pending.values()) {
+      bitsSet += setOutOfSync(this.bitmap, write.offsetBytes, write.lengthBytes);
+      write.settle(false);
+    }
+    this.counters.pe -= this.pending.size;
+    this.pending.clear();
+    this.counters.ep = 0;
+    for (const waiter of this.flushWaiters.splice(0)) waiter.resolve();
+    for (const wake of this.tlWaiters.splice(0)) wake();
+    this.log.info({ bitsSet }, 'mirroring stopped; unacknowledged requests marked out of sync');
+  }
+
+  get isMirroring(): boolean {
+    return this.peer !== null;
+  }
+
+  /** While this node is SyncTarget: out-of-sync blocks are synced before they are read. */
+  setOnDemandSync(sync: OnDemandSync | null): void {
+    this.onDemandSync = sync;
+  }
+
+  // ---- packets from the peer (routed by the engine) -------------------------------------------
+
+  handleAck(packet: AckPacket): void {
+    const write = this.pending.get(packet.blockId);
+    if (write === undefined) {
+      // Protocol A (and B after RecvAck) learns of a failed peer write only by NegAck.
+      if (packet.type === PacketType.NegAck || packet.type === PacketType.RsNegAck) {
+        this.log.warn({ offsetBytes: packet.offsetBytes, lengthBytes: packet.lengthBytes }, 'peer failed a write (NegAck); range out of sync');
+        setOutOfSync(this.bitmap, packet.offsetBytes, packet.lengthBytes);
+      } else if (this.peer !== null) {
+        this.log.warn({ blockId: packet.blockId, type: packet.type }, 'ack for unknown request ignored');
+      }
+      return;
+    }
+    assert(write.offsetBytes === packet.offsetBytes, `ack ${packet.blockId} names the request's offset`);
+    switch (packet.type) {
+      case PacketType.RecvAck:
+        if (this.options.protocol !== 'B') return;
+        break;
+      case PacketType.WriteAck:
+      case PacketType.RsWriteAck:
+        if (this.options.protocol !== 'C') return;
+        break;
+      case PacketType.NegAck:
+      case PacketType.RsNegAck:
+        this.log.warn({ offsetBytes: packet.offsetBytes, lengthBytes: packet.lengthBytes }, 'peer failed a write (NegAck); range out of sync');
+        setOutOfSync(this.bitmap, write.offsetBytes, write.lengthBytes);
+        this.pending.delete(packet.blockId);
+        this.counters.pe--;
+        write.settle(false);
+        return;
+    }
+    this.pending.delete(packet.blockId);
+    this.counters.pe--;
+    write.settle(true);
+  }
+
+  handleBarrierAck(packet: BarrierAckPacket): void {
+    if (this.peer === null) return;
+    this.tl.barrierAcked(packet.epoch, packet.writes);
+    this.ackedThroughEpoch = packet.epoch;
+    this.counters.ep = this.tl.epochsInFlight;
+    for (let i = 0; i < this.flushWaiters.length; ) {
+      const waiter = this.flushWaiters[i]!;
+      if (waiter.epoch <= packet.epoch) {
+        this.flushWaiters.splice(i, 1);
+        waiter.resolve();
+      } else i++;
+    }
+    for (const wake of this.tlWaiters.splice(0)) wake();
+  }
+
+  // ---- BlockDevice ------------------------------------------------------------------------------
+
+  async read(buffer: Buffer, offsetBytes: number): Promise<void> {
+    checkRange(this, offsetBytes, buffer.length);
+    const sync = this.onDemandSync;
+    if (sync !== null && this.rangeOutOfSync(offsetBytes, buffer.length)) {
+      await sync.syncRange(offsetBytes, buffer.length);
+    }
+    try {
+      await this.disk.read(buffer, offsetBytes);
+    } catch (err) {
+      this.onLocalIoError('read', offsetBytes, err as Error);
+      throw err;
+    }
+    this.counters.diskReadBytes += buffer.length;
+  }
+
+  async write(buffer: Buffer, offsetBytes: number, flags?: WriteFlags): Promise<void> {
+    checkRange(this, offsetBytes, buffer.length);
+    assert(!this.closed, 'write after close');
+    assert(offsetBytes % SECTOR_BYTES === 0 && buffer.length % SECTOR_BYTES === 0, 'write is sector aligned');
+    if (buffer.length === 0) return;
+    const slot = this.slots.acquire();
+    if (slot !== true) await slot;
+    this.counters.ap++;
+    try {
+      const alReady = this.al.beginWrite(offsetBytes, buffer.length);
+      if (alReady) await alReady;
+      try {
+        await this.writeInActivityLog(buffer, offsetBytes, flags?.fua === true);
+      } finally {
+        this.al.endWrite(offsetBytes, buffer.length);
+      }
+    } finally {
+      this.counters.ap--;
+      this.slots.release();
+    }
+  }
+
+  private async writeInActivityLog(buffer: Buffer, offsetBytes: number, fua: boolean): Promise<void> {
+    const endBytes = offsetBytes + buffer.length;
+    const granted = this.lock.acquire(offsetBytes, endBytes);
+    const hold: RangeHold = granted instanceof Promise ? await granted : granted;
+    let network: PendingWrite | null = null;
+    let localError: Error | null = null;
+    try {
+      if (this.peer !== null) network = await this.sendWrite(buffer, offsetBytes, fua);
+      if (network === null) setOutOfSync(this.bitmap, offsetBytes, buffer.length);
+      try {
+        await this.disk.write(buffer, offsetBytes, { fua });
+        this.counters.diskWrittenBytes += buffer.length;
+      } catch (err) {
+        localError = err as Error;
+      }
+    } finally {
+      this.lock.release(hold);
+    }
+    const networkOk = network === null ? false : network.settled ? network.ok : await network.done;
+    if (localError !== null) {
+      this.onLocalIoError('write', offsetBytes, localError);
+      if (!networkOk) throw localError;
+      // The peer has the data; our copy of the range is now out of sync.
+      setOutOfSync(this.bitmap, offsetBytes, buffer.length);
+    }
+  }
+
+  /** Queues the Data packet; returns the network part (already settled for protocol A), or null if the peer went away. */
+  private async sendWrite(buffer: Buffer, offsetBytes: number, fua: boolean): Promise<PendingWrite | null> {
+    while (this.peer !== null && (this.congested || this.tl.size >= this.options.maxBuffers)) {
+      if (this.congested) {
+        await this.peer.drained();
+        this.congested = false;
+      } else {
+        this.closeEpoch();
+        await new Promise<void>((resolve) => this.tlWaiters.push(resolve));
+      }
+    }
+    const peer = this.peer;
+    if (peer === null) return null;
+    const blockId = this.ids.next();
+    const write = new PendingWrite(blockId, offsetBytes, buffer.length);
+    const entry = this.tl.add(offsetBytes, buffer.length);
+    const protocolA = this.options.protocol === 'A';
+    // Protocol A completes before the bytes leave: the caller may reuse its buffer, so send a copy.
+    const payload = protocolA ? Buffer.from(buffer) : buffer;
+    const accepted = peer.send({
+      type: PacketType.Data,
+      offsetBytes,
+      blockId,
+      epoch: entry.epoch,
+      flags: fua ? DataFlag.fua : 0,
+      payload,
+    });
+    if (!accepted) this.congested = true;
+    this.counters.sentBytes += buffer.length;
+    this.counters.ep = this.tl.epochsInFlight;
+    if (protocolA) {
+      write.settle(true);
+    } else {
+      this.pending.set(blockId, write);
+      this.counters.pe++;
+    }
+    if (this.tl.writesInOpenEpoch >= this.options.maxEpochSize) this.closeEpoch();
+    else this.scheduleIdleBarrier();
+    return write;
+  }
+
+  /** DRBD sends a Barrier when its sender goes idle; here: once the current burst of writes is queued. */
+  private scheduleIdleBarrier(): void {
+    if (this.barrierScheduled) return;
+    this.barrierScheduled = true;
+    setImmediate(() => {
+      this.barrierScheduled = false;
+      this.closeEpoch();
+    });
+  }
+
+  /** Sends a Barrier closing the open epoch (if it has writes); returns its number or -1. */
+  private closeEpoch(): number {
+    const peer = this.peer;
+    if (peer === null) return -1;
+    const epoch = this.tl.closeEpoch();
+    if (epoch < 0) return -1;
+    peer.send({ type: PacketType.Barrier, epoch });
+    this.counters.ep = this.tl.epochsInFlight;
+    return epoch;
+  }
+
+  async flush(): Promise<void> {
+    const local = this.disk.flush();
+    let network: Promise<void> | null = null;
+    if (this.peer !== null) {
+      this.closeEpoch();
+      const epoch = this.tl.newestClosedEpoch;
+      if (epoch >= 0 && epoch > this.ackedThroughEpoch) {
+        network = new Promise<void>((resolve) => this.flushWaiters.push({ epoch, resolve }));
+      }
+    }
+    try {
+      await local;
+    } catch (err) {
+      this.onLocalIoError('flush', 0, err as Error);
+      if (network === null) throw err;
+    }
+    if (network !== null) await network;
+  }
+
+  trim(): Promise<void> {
+    return Promise.reject(new Error('ReplicatedVolume does not support trim'));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  private rangeOutOfSync(offsetBytes: number, lengthBytes: number): boolean {
+    const first = Math.floor(offsetBytes / BM_BLOCK_BYTES);
+    const end = Math.ceil((offsetBytes + lengthBytes) / BM_BLOCK_BYTES);
+    const next = this.bitmap.nextSet(first);
+    return next >= 0 && next < end;
+  }
+}
