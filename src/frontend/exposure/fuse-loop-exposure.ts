@@ -1,0 +1,345 @@
+/**
+ * frontend/exposure/fuse-loop-exposure — makes a BlockDevice a real Linux
+ * block device on a kernel without nbd: a FUSE file (frontend/fuse) with a
+ * loop device on it (frontend/loop) and the configured DRBD device path as a
+ * link to that loop device (frontend/device-link). Owns the order of setup
+ * and teardown, the "held open" refusal, and a small state file per device
+ * in the runtime directory so `cleanupStale` can undo an exposure whose
+ * process crashed. Knows nothing of roles or replication: the caller decides
+ * when to expose (Primary) and when to tear down (secondary/down).
+ *
+ * Teardown order: refuse while held open; remove the device link first (so
+ * nobody can open /dev/drbdN while it points at a loop number the kernel may
+ * hand to someone else), then `losetup -d`, then unmount the FUSE file, then
+ * forget the state file. Each step is idempotent, so a failed teardown can be
+ * retried.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import type { BlockDevice } from '../../disk/block-device.js';
+import { UdrbdError, ExitCode } from '../../util/errors.js';
+import { assert } from '../../util/assert.js';
+import { silentLogger, type Logger } from '../../util/log.js';
+import { mountVolumeFs, VOLUME_FILE_NAME, type VolumeFs } from '../fuse/volume-fs.js';
+import { attachLoop, detachLoop, findLoopDevicesBackedBy, loopBackingFile } from '../loop/losetup.js';
+import { createDeviceLink, removeDeviceLink } from '../device-link/device-link.js';
+import { heldOpenReport, describeHeldOpen, unescapeMountField, type HeldOpenReport } from '../device-link/held-open.js';
+
+export const DEFAULT_RUNTIME_DIR = '/run/udrbd/frontend';
+/** DRBD 8.4's refusal (SS_DEVICE_IN_USE) for secondary/down while the device is in use. */
+export const HELD_OPEN_MESSAGE = 'State change failed: (-12) Device is held open by someone';
+/** Short-lived opens (blkid, a finishing `umount`) get this long to go away before teardown refuses. */
+export const HELD_OPEN_GRACE_MS = 1_000;
+const HELD_OPEN_RECHECK_MS = 100;
+/** fusermount / umount of a FUSE mount; bounded so a wedged kernel cannot hang teardown. */
+export const UNMOUNT_TIMEOUT_MS = 30_000;
+/** State files read by cleanupStale at most. */
+const STATE_FILES_MAX = 1024;
+const STATE_SUFFIX = '.fuse-loop.json';
+
+export interface ExposeOptions {
+  device: BlockDevice;
+  /** Directory the FUSE filesystem is mounted on (created if missing). */
+  mountDir: string;
+  /** The configured DRBD device path, e.g. /dev/drbd1: becomes a link to the loop device. */
+  devicePath: string;
+  /** Where the state file for cleanupStale lives; default /run/udrbd/frontend. */
+  runtimeDir?: string;
+  /** Refuse writes (never used for a Primary; available for read-only inspection). */
+  readOnly?: boolean;
+  /** losetup --direct-io=on (default true; falls back with a logged reason). */
+  loopDirectIo?: boolean;
+  /** FUSE direct_io on the volume file (default: volume-fs DIRECT_IO_DEFAULT). */
+  fuseDirectIo?: boolean;
+  log?: Logger;
+}
+
+/** What the state file records; enough to undo the exposure from another process. */
+export interface ExposureRecord {
+  readonly version: 1;
+  readonly pid: number;
+  /** /proc/PID/stat start time, so a reused pid is not mistaken for the owner. */
+  readonly pidStartTicks: string;
+  readonly devicePath: string;
+  readonly mountDir: string;
+  readonly volumeFile: string;
+  readonly loopDevice: string | null;
+}
+
+export class VolumeExposure {
+  private tornDown = false;
+
+  constructor(
+    private readonly volumeFs: VolumeFs,
+    readonly loopDevice: string,
+    readonly loopDirectIo: boolean,
+    readonly devicePath: string,
+    private readonly stateFile: string,
+    private readonly log: Logger,
+  ) {}
+
+  get volumeFile(): string {
+    return this.volumeFs.volumePath;
+  }
+
+  get mountDir(): string {
+    return this.volumeFs.mountDir;
+  }
+
+  get stats(): VolumeFs['stats'] {
+    return this.volumeFs.stats;
+  }
+
+  /** Mounted, held by another device, claimed exclusively, or open by a process. */
+  async isHeldOpen(): Promise<boolean> {
+    return (await this.heldOpenReport()).held;
+  }
+
+  async heldOpenReport(): Promise<HeldOpenReport> {
+    assert(!this.tornDown, 'held-open check on an exposure that still exists');
+    return heldOpenReport(this.loopDevice, { aliasPaths: [this.devicePath] });
+  }
+
+  /** Undoes the exposure; refuses with DRBD's -12 while held open. Idempotent. */
+  async teardown(): Promise<void> {
+    if (this.tornDown) return;
+    await refuseWhileHeldOpen(this.loopDevice, this.devicePath, this.log);
+    await removeDeviceLink(this.devicePath, this.loopDevice);
+    await detachLoop(this.loopDevice, this.log);
+    if ((await loopBackingFile(this.loopDevice)) !== null) {
+      // Someone opened it between the check and losetup -d: the kernel set autoclear.
+      throw heldOpenError(this.devicePath, 'opened during teardown; the loop device is freed on last close');
+    }
+    try {
+      await this.volumeFs.unmount();
+    } catch (err) {
+      this.log.warn({ mountDir: this.mountDir, reason: (err as Error).message }, 'FUSE unmount failed, detaching lazily');
+      await unmountFuseLazily(this.mountDir);
+    }
+    await fs.rm(this.stateFile, { force: true });
+    this.tornDown = true;
+    this.log.info({ devicePath: this.devicePath }, 'volume exposure torn down');
+  }
+}
+
+/** FUSE file + loop device + device link for `device`. Undoes what it did when a step fails. */
+export async function exposeVolume(options: ExposeOptions): Promise<VolumeExposure> {
+  const log = (options.log ?? silentLogger()).child({ devicePath: options.devicePath });
+  const runtimeDir = options.runtimeDir ?? DEFAULT_RUNTIME_DIR;
+  const mountDir = path.resolve(options.mountDir);
+  const devicePath = path.resolve(options.devicePath);
+  const name = path.basename(devicePath);
+  const stateFile = path.join(runtimeDir, `${name}${STATE_SUFFIX}`);
+  await checkPrerequisites();
+  await fs.mkdir(runtimeDir, { recursive: true, mode: 0o700 });
+
+  const previous = await readRecord(stateFile);
+  if (previous !== null) {
+    if (await ownerAlive(previous)) {
+      throw new UdrbdError(`${devicePath} is already exposed by process ${previous.pid} (state in ${stateFile})`, ExitCode.fatal);
+    }
+    await cleanupRecord(stateFile, previous, log);
+  }
+
+  const volumeFile = path.join(mountDir, VOLUME_FILE_NAME);
+  const record = { version: 1 as const, pid: process.pid, pidStartTicks: await startTicksOf(process.pid), devicePath, mountDir, volumeFile, loopDevice: null };
+  await writeRecord(stateFile, record);
+
+  let volumeFs: VolumeFs | null = null;
+  let loopDevice: string | null = null;
+  try {
+    volumeFs = await mountVolumeFs({
+      device: options.device,
+      mountDir,
+      fsname: `udrbd:${name}`,
+      readOnly: options.readOnly,
+      directIo: options.fuseDirectIo,
+      log,
+    });
+    const attached = await attachLoop(volumeFile, { directIo: options.loopDirectIo ?? true, log });
+    loopDevice = attached.loopDevice;
+    await writeRecord(stateFile, { ...record, loopDevice });
+    await createDeviceLink(devicePath, loopDevice);
+    log.info({ loopDevice, volumeFile, loopDirectIo: attached.directIo }, 'volume exposed');
+    return new VolumeExposure(volumeFs, loopDevice, attached.directIo, devicePath, stateFile, log);
+  } catch (err) {
+    log.error({ reason: (err as Error).message }, 'exposing the volume failed, undoing');
+    if (loopDevice !== null) await detachLoop(loopDevice, log).catch(() => undefined);
+    if (volumeFs !== null) await volumeFs.unmount().catch(() => unmountFuseLazily(mountDir).catch(() => undefined));
+    await fs.rm(stateFile, { force: true });
+    if (err instanceof UdrbdError) throw err;
+    throw new UdrbdError(`cannot expose ${devicePath}: ${(err as Error).message}`, ExitCode.fatal);
+  }
+}
+
+export interface CleanupReport {
+  /** Device paths whose stale exposure was removed completely. */
+  readonly cleaned: string[];
+  /** Device paths still in use (e.g. a filesystem still mounted): nothing was removed. */
+  readonly stillHeld: { devicePath: string; why: string }[];
+  /** Device paths owned by a live process: left alone. */
+  readonly live: string[];
+}
+
+/**
+ * Start-up after a crash: undoes every exposure recorded in `runtimeDir`
+ * whose owning process is gone. One still in use (XFS still mounted on the
+ * loop device) is left as it is and reported; run again after `umount`.
+ */
+export async function cleanupStale(runtimeDir: string = DEFAULT_RUNTIME_DIR, log: Logger = silentLogger()): Promise<CleanupReport> {
+  const report: CleanupReport = { cleaned: [], stillHeld: [], live: [] };
+  let names: string[];
+  try {
+    names = await fs.readdir(runtimeDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return report;
+    throw err;
+  }
+  const stateFiles = names.filter((n) => n.endsWith(STATE_SUFFIX)).sort().slice(0, STATE_FILES_MAX);
+  for (const name of stateFiles) {
+    const stateFile = path.join(runtimeDir, name);
+    const record = await readRecord(stateFile);
+    if (record === null) continue;
+    if (await ownerAlive(record)) {
+      report.live.push(record.devicePath);
+      continue;
+    }
+    const why = await cleanupRecord(stateFile, record, log);
+    if (why === null) report.cleaned.push(record.devicePath);
+    else report.stillHeld.push({ devicePath: record.devicePath, why });
+  }
+  return report;
+}
+
+/** Undoes one recorded exposure; returns null when done, or why it is still held. */
+async function cleanupRecord(stateFile: string, record: ExposureRecord, log: Logger): Promise<string | null> {
+  const loops = new Set(await findLoopDevicesBackedBy(record.volumeFile));
+  if (record.loopDevice !== null && (await loopBackingFile(record.loopDevice)) === path.resolve(record.volumeFile)) loops.add(record.loopDevice);
+  for (const loop of loops) {
+    const held = await heldOpenReport(loop, { aliasPaths: [record.devicePath] });
+    if (held.held) {
+      const why = describeHeldOpen(held);
+      log.warn({ devicePath: record.devicePath, loopDevice: loop, why }, 'stale exposure still in use, left in place');
+      return why;
+    }
+  }
+  for (const loop of loops) await removeDeviceLink(record.devicePath, loop);
+  for (const loop of loops) await detachLoop(loop, log);
+  if (await isMountPoint(record.mountDir)) await unmountFuseLazily(record.mountDir);
+  await fs.rm(stateFile, { force: true });
+  log.info({ devicePath: record.devicePath, loopDevices: [...loops], mountDir: record.mountDir }, 'stale exposure cleaned up');
+  return null;
+}
+
+/** `fusermount -u -z`, and `umount -l` as the last resort. */
+export async function unmountFuseLazily(mountDir: string): Promise<void> {
+  try {
+    await execa('fusermount', ['-u', '-z', mountDir], { timeout: UNMOUNT_TIMEOUT_MS, stdin: 'ignore' });
+  } catch (first) {
+    if (!(await isMountPoint(mountDir))) return;
+    try {
+      await execa('umount', ['-l', mountDir], { timeout: UNMOUNT_TIMEOUT_MS, stdin: 'ignore' });
+    } catch (second) {
+      throw new UdrbdError(
+        `cannot unmount the FUSE volume at ${mountDir}: ${(first as Error).message}; ${(second as Error).message}`,
+        ExitCode.fatal,
+      );
+    }
+  }
+}
+
+/** True when `dir` is a mount point in this namespace (from mountinfo: never stats a maybe-dead FUSE). */
+export async function isMountPoint(dir: string): Promise<boolean> {
+  const wanted = path.resolve(dir);
+  const text = await fs.readFile('/proc/self/mountinfo', 'utf8');
+  for (const line of text.split('\n')) {
+    const mountPoint = line.split(' ')[4];
+    if (mountPoint !== undefined && unescapeMountField(mountPoint) === wanted) return true;
+  }
+  return false;
+}
+
+async function refuseWhileHeldOpen(loopDevice: string, devicePath: string, log: Logger): Promise<void> {
+  const deadline = Date.now() + HELD_OPEN_GRACE_MS;
+  for (;;) {
+    const report = await heldOpenReport(loopDevice, { aliasPaths: [devicePath] });
+    if (!report.held) return;
+    const transient = report.mountPoints.length === 0 && report.holders.length === 0;
+    if (!transient || Date.now() >= deadline) {
+      const why = describeHeldOpen(report);
+      log.warn({ loopDevice, why }, 'teardown refused: device is held open');
+      throw heldOpenError(devicePath, why);
+    }
+    await new Promise((resolve) => setTimeout(resolve, HELD_OPEN_RECHECK_MS));
+  }
+}
+
+function heldOpenError(devicePath: string, why: string): UdrbdError {
+  return new UdrbdError(`${HELD_OPEN_MESSAGE}\n${devicePath}: ${why}`, ExitCode.stateChangeFailed);
+}
+
+async function checkPrerequisites(): Promise<void> {
+  try {
+    await fs.access('/dev/fuse');
+  } catch {
+    throw new UdrbdError('/dev/fuse is missing: load the fuse module (modprobe fuse) to expose the volume', ExitCode.fatal);
+  }
+  try {
+    await fs.access('/dev/loop-control');
+  } catch {
+    throw new UdrbdError('/dev/loop-control is missing: load the loop module (modprobe loop) to expose the volume', ExitCode.fatal);
+  }
+}
+
+async function readRecord(stateFile: string): Promise<ExposureRecord | null> {
+  let text: string;
+  try {
+    text = await fs.readFile(stateFile, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  const parsed = JSON.parse(text) as Partial<ExposureRecord>;
+  if (
+    parsed.version !== 1 ||
+    typeof parsed.pid !== 'number' ||
+    typeof parsed.devicePath !== 'string' ||
+    typeof parsed.mountDir !== 'string' ||
+    typeof parsed.volumeFile !== 'string'
+  ) {
+    throw new UdrbdError(`${stateFile} is not a udrbd exposure record; remove it by hand`, ExitCode.fatal);
+  }
+  return parsed as ExposureRecord;
+}
+
+async function writeRecord(stateFile: string, record: ExposureRecord): Promise<void> {
+  const temporary = `${stateFile}.tmp`;
+  await fs.writeFile(temporary, `${JSON.stringify(record)}\n`, { mode: 0o600 });
+  await fs.rename(temporary, stateFile);
+}
+
+async function ownerAlive(record: ExposureRecord): Promise<boolean> {
+  if (record.pid === process.pid) return false;
+  try {
+    const fields = await statFieldsOf(record.pid);
+    // A zombie (Z) or dying (X) owner no longer serves FUSE requests.
+    if (fields[0] === 'Z' || fields[0] === 'X') return false;
+    return fields[19] === record.pidStartTicks;
+  } catch {
+    return false;
+  }
+}
+
+/** /proc/PID/stat fields from field 3 (state) on; the comm field may hold spaces. */
+async function statFieldsOf(pid: number): Promise<string[]> {
+  const text = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+  return text.slice(text.lastIndexOf(')') + 2).split(' ');
+}
+
+/** Field 22 of /proc/PID/stat: start time in clock ticks. */
+async function startTicksOf(pid: number): Promise<string> {
+  const ticks = (await statFieldsOf(pid))[19];
+  assert(ticks !== undefined, `/proc/${pid}/stat has a start time`);
+  return ticks;
+}

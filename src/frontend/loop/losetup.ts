@@ -1,0 +1,121 @@
+/**
+ * frontend/loop/losetup — loop devices over a file, driven through losetup
+ * (execa, never a synchronous child: the file may be served by FUSE in this
+ * same process). Attach with direct I/O when the kernel and file allow it,
+ * detach, and find the loop devices backed by a file by reading sysfs (no
+ * stat of the file, so it works when the FUSE process behind it is dead).
+ * Knows nothing of FUSE, volumes or device links.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { execa, type ExecaError } from 'execa';
+import type { Logger } from '../../util/log.js';
+import { UdrbdError, ExitCode } from '../../util/errors.js';
+import { assert } from '../../util/assert.js';
+
+/** losetup answers in milliseconds; a hung one (dead FUSE below) must not hang us. */
+export const LOSETUP_TIMEOUT_MS = 30_000;
+/** Loop devices scanned in sysfs at most (the kernel's max_loop default is far below). */
+const LOOP_SCAN_MAX = 4096;
+
+export interface LoopAttachment {
+  /** e.g. /dev/loop3 */
+  readonly loopDevice: string;
+  /** True when the loop driver does direct I/O on the file (sysfs loop/dio). */
+  readonly directIo: boolean;
+}
+
+/** `losetup --find --show [--direct-io=on] FILE`; falls back to buffered I/O with a logged reason. */
+export async function attachLoop(filePath: string, options: { directIo?: boolean; log: Logger }): Promise<LoopAttachment> {
+  const wantDirectIo = options.directIo ?? true;
+  let loopDevice: string;
+  if (wantDirectIo) {
+    try {
+      loopDevice = await losetup(['--find', '--show', '--direct-io=on', filePath]);
+    } catch (err) {
+      options.log.warn({ file: filePath, reason: (err as Error).message }, 'losetup with direct I/O failed, attaching without it');
+      loopDevice = await losetup(['--find', '--show', filePath]);
+    }
+  } else {
+    loopDevice = await losetup(['--find', '--show', filePath]);
+  }
+  assert(/^\/dev\/loop\d+$/.test(loopDevice), `losetup --show printed a loop device ('${loopDevice}')`);
+  const directIo = (await readSysfsLoop(loopDevice, 'dio')) === '1';
+  if (wantDirectIo && !directIo) {
+    options.log.warn({ loopDevice, file: filePath }, 'loop device runs without direct I/O (the kernel refused it for this file); writes are double-cached');
+  }
+  options.log.info({ loopDevice, file: filePath, directIo }, 'loop device attached');
+  return { loopDevice, directIo };
+}
+
+/** `losetup -d`; a device that is already free counts as detached. */
+export async function detachLoop(loopDevice: string, log: Logger): Promise<void> {
+  assert(/^\/dev\/loop\d+$/.test(loopDevice), `detach a loop device path ('${loopDevice}')`);
+  if ((await loopBackingFile(loopDevice)) === null) return;
+  try {
+    await losetup(['-d', loopDevice]);
+  } catch (err) {
+    if ((await loopBackingFile(loopDevice)) === null) return;
+    throw err;
+  }
+  log.info({ loopDevice }, 'loop device detached');
+}
+
+/** Backing file of a loop device from sysfs, or null when it is not attached. */
+export async function loopBackingFile(loopDevice: string): Promise<string | null> {
+  const text = await readSysfsLoop(loopDevice, 'backing_file');
+  return text === null || text === '' ? null : text;
+}
+
+/**
+ * Autoclear is set on a loop device that `losetup -d` could not free at once
+ * because it is still open (mounted): the kernel frees it on last close.
+ */
+export async function loopAutoclear(loopDevice: string): Promise<boolean> {
+  return (await readSysfsLoop(loopDevice, 'autoclear')) === '1';
+}
+
+/** Loop devices whose backing file is `filePath` (as given at attach time), sorted. */
+export async function findLoopDevicesBackedBy(filePath: string): Promise<string[]> {
+  const wanted = path.resolve(filePath);
+  let names: string[];
+  try {
+    names = await fs.readdir('/sys/block');
+  } catch (err) {
+    throw new UdrbdError(`cannot list /sys/block: ${(err as Error).message}`, ExitCode.fatal);
+  }
+  const found: string[] = [];
+  let scanned = 0;
+  for (const name of names) {
+    if (!/^loop\d+$/.test(name)) continue;
+    if (++scanned > LOOP_SCAN_MAX) break;
+    const backing = await loopBackingFile(`/dev/${name}`);
+    // The kernel appends " (deleted)" when the file's dentry is gone.
+    if (backing !== null && backing.replace(/ \(deleted\)$/, '') === wanted) found.push(`/dev/${name}`);
+  }
+  return found.sort((a, b) => Number(a.slice(9)) - Number(b.slice(9)));
+}
+
+async function readSysfsLoop(loopDevice: string, attribute: string): Promise<string | null> {
+  const name = path.basename(loopDevice);
+  try {
+    return (await fs.readFile(`/sys/block/${name}/loop/${attribute}`, 'utf8')).trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+async function losetup(args: string[]): Promise<string> {
+  try {
+    const result = await execa('losetup', args, { timeout: LOSETUP_TIMEOUT_MS, stdin: 'ignore' });
+    return result.stdout.trim();
+  } catch (err) {
+    const e = err as ExecaError;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new UdrbdError("losetup not found; install util-linux ('apt-get install mount')", ExitCode.fatal);
+    }
+    const detail = typeof e.stderr === 'string' && e.stderr.trim() !== '' ? e.stderr.trim() : e.shortMessage ?? e.message;
+    throw new UdrbdError(`losetup ${args.join(' ')} failed: ${detail}`, ExitCode.fatal);
+  }
+}
