@@ -1,0 +1,282 @@
+/**
+ * cli/commands/runtime — the udrbdadm verbs that drive a running resource:
+ * up, down, attach, detach, connect, disconnect, primary, secondary, role,
+ * cstate, dstate, invalidate, invalidate-remote, verify, pause-sync,
+ * resume-sync, outdate, new-current-uuid, wait-connect, status, events.
+ * Each talks to the resource process over its control socket (daemon/client)
+ * and prints what drbdadm 8.4 prints; refusals keep DRBD's text and exit code.
+ * Knows nothing of how the resource process does its work.
+ */
+import type { Command } from 'commander';
+import type { GetContext } from './index.js';
+import type { CliContext } from '../context.js';
+import { UdrbdError, ExitCode } from '../../util/errors.js';
+import { runtimePaths, readPid, type RuntimePaths } from '../../daemon/paths.js';
+import { ControlClient, ResourceNotUpError, callResource } from '../../daemon/client.js';
+import { startDaemon, waitForExit, type DaemonMode } from '../../daemon/launcher.js';
+import { loadConfig, resolveResource, resourcesForNode } from '../../config/index.js';
+
+/** Verbs that wait on the peer (state change requests, handshakes) get this long. */
+const NETWORK_VERB_TIMEOUT_MS = 60_000;
+/** down: demote, disconnect, flush the bitmap, close md. */
+const DOWN_TIMEOUT_MS = 60_000;
+
+interface ResourceTarget {
+  name: string;
+  minor: number;
+  paths: RuntimePaths;
+}
+
+/** Resolves RES|all against the config (drbdadm's errors for unknown resources). */
+function targets(ctx: CliContext, names: string[]): ResourceTarget[] {
+  const config = loadConfig(ctx.configPath);
+  const expanded = names.length === 1 && names[0] === 'all' ? resourcesForNode(config, ctx.nodeName) : names;
+  return expanded.map((name) => {
+    const view = resolveResource(config, name, ctx.nodeName);
+    return { name, minor: view.minor, paths: runtimePaths(name, ctx.nodeName) };
+  });
+}
+
+/** drbdadm's trailer after a failed drbdsetup call. */
+function terminated(verb: string, target: ResourceTarget, exitCode: number): string {
+  return `Command 'drbdsetup-84 ${verb} ${target.minor}' terminated with exit code ${exitCode}`;
+}
+
+async function call(
+  ctx: CliContext,
+  target: ResourceTarget,
+  verb: string,
+  args: Record<string, unknown> = {},
+  timeoutMs: number = NETWORK_VERB_TIMEOUT_MS,
+): Promise<void> {
+  const reply = await callResource(target.paths, verb, args, timeoutMs);
+  if (reply.stdout) ctx.out(reply.stdout);
+  if (reply.stderr) ctx.err(reply.stderr);
+  if (!reply.ok) throw new UdrbdError(terminated(verb, target, reply.exitCode), reply.exitCode);
+}
+
+/** role/cstate/dstate print "Unconfigured" for a resource that is not up. */
+async function query(ctx: CliContext, target: ResourceTarget, verb: string): Promise<void> {
+  try {
+    await call(ctx, target, verb, {}, 10_000);
+  } catch (err) {
+    if (err instanceof ResourceNotUpError) ctx.out('Unconfigured\n');
+    else throw err;
+  }
+}
+
+async function up(ctx: CliContext, target: ResourceTarget, mode: DaemonMode, options: string[]): Promise<void> {
+  if (ControlClient.isUp(target.paths)) {
+    try {
+      const client = await ControlClient.connect(target.paths, 2_000);
+      client.close();
+      if (mode === 'attach') return call(ctx, target, 'attach');
+      throw new UdrbdError(`${target.minor}: Failure: (161) Minor or volume exists already (delete it first)\n${terminated('new-minor', target, 10)}`, ExitCode.configInvalid);
+    } catch (err) {
+      if (!(err instanceof ResourceNotUpError)) throw err;
+      // Stale socket of a crashed process: the new process takes over.
+    }
+  }
+  if (ctx.dryRun) {
+    ctx.out(`udrbd --config ${ctx.configPath} --node ${ctx.nodeName} --resource ${target.name} --mode ${mode}\n`);
+    return;
+  }
+  await startDaemon({
+    configPath: ctx.configPath,
+    node: ctx.nodeName,
+    resource: target.name,
+    mode,
+    paths: target.paths,
+    extraArgs: options,
+  });
+}
+
+async function down(ctx: CliContext, target: ResourceTarget): Promise<void> {
+  const pid = readPid(target.paths);
+  try {
+    await call(ctx, target, 'down', {}, DOWN_TIMEOUT_MS);
+  } catch (err) {
+    if (err instanceof ResourceNotUpError) return; // already down: drbdadm succeeds silently
+    throw err;
+  }
+  if (!(await waitForExit(target.paths, pid))) {
+    throw new UdrbdError(`udrbd resource ${target.name} on node ${ctx.nodeName}: the resource process (pid ${pid}) did not exit after down; see ${target.paths.logPath}`, ExitCode.fatal);
+  }
+}
+
+async function events(ctx: CliContext, target: ResourceTarget, opts: { now?: boolean; timeout?: string }): Promise<void> {
+  const client = await ControlClient.connect(target.paths);
+  const timeoutMs = opts.timeout ? Number(opts.timeout) * 1000 : 0;
+  await new Promise<void>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const stop = (): void => {
+      if (timer) clearTimeout(timer);
+      process.off('SIGINT', stop);
+      client.close();
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    if (timeoutMs > 0) timer = setTimeout(stop, timeoutMs);
+    client
+      .subscribe((event) => ctx.out(`${event.text}\n`), stop)
+      .then(() => {
+        if (opts.now) {
+          ctx.out('exists -\n');
+          // the initial "exists" lines arrive with the subscription reply; give them a tick
+          setTimeout(stop, 50);
+        }
+      })
+      .catch(reject);
+  });
+}
+
+async function waitConnect(ctx: CliContext, target: ResourceTarget, timeoutS: number): Promise<void> {
+  const client = await ControlClient.connect(target.paths);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = timeoutS > 0 ? setTimeout(() => reject(new UdrbdError(`${target.minor}: wait-connect timed out after ${timeoutS} s`, 5)), timeoutS * 1000) : undefined;
+      const check = (connection: string | undefined): void => {
+        if (connection === 'Connected') {
+          if (timer) clearTimeout(timer);
+          resolve();
+        }
+      };
+      client
+        .subscribe((event) => {
+          if (event.object === 'connection') check(event.fields.connection);
+        }, () => reject(new UdrbdError(`udrbd resource ${target.name} went down while waiting for a connection`, ExitCode.stateChangeFailed)))
+        .catch(reject);
+    });
+  } finally {
+    client.close();
+  }
+}
+
+export function register(program: Command, getContext: GetContext): void {
+  const each = (fn: (ctx: CliContext, target: ResourceTarget) => Promise<void>) => async (resources: string[]): Promise<void> => {
+    const ctx = getContext();
+    for (const target of targets(ctx, resources)) await fn(ctx, target);
+  };
+  const simple = (verb: string, description: string, args: Record<string, unknown> = {}): void => {
+    program
+      .command(verb)
+      .description(description)
+      .allowUnknownOption()
+      .argument('<resources...>')
+      .action(each((ctx, t) => call(ctx, t, verb, args)));
+  };
+
+  program
+    .command('up')
+    .description('start the resource process: attach the disk, then connect to the peer')
+    .option('--discard-my-data', 'on connect, give up local changes in a split brain')
+    .allowUnknownOption()
+    .argument('<resources...>')
+    .action(async (resources: string[], opts: { discardMyData?: boolean }) => {
+      const ctx = getContext();
+      const extra = opts.discardMyData || ctx.backendOptions.includes('--discard-my-data') ? ['--discard-my-data'] : [];
+      for (const t of targets(ctx, resources)) await up(ctx, t, 'up', extra);
+    });
+  program
+    .command('attach')
+    .description('attach the backing disk (starts the resource process if needed)')
+    .allowUnknownOption()
+    .argument('<resources...>')
+    .action(each((ctx, t) => up(ctx, t, 'attach', [])));
+  program
+    .command('down')
+    .description('demote, disconnect, detach and stop the resource process')
+    .allowUnknownOption()
+    .argument('<resources...>')
+    .action(each(down));
+  simple('detach', 'detach the backing disk');
+  program
+    .command('connect')
+    .description('connect to the peer')
+    .option('--discard-my-data', 'in a split brain, this node becomes SyncTarget')
+    .allowUnknownOption()
+    .argument('<resources...>')
+    .action(async (resources: string[], opts: { discardMyData?: boolean }) => {
+      const ctx = getContext();
+      const discardMyData = Boolean(opts.discardMyData || ctx.backendOptions.includes('--discard-my-data'));
+      for (const t of targets(ctx, resources)) await call(ctx, t, 'connect', { discardMyData });
+    });
+  simple('disconnect', 'disconnect from the peer (StandAlone)');
+  program
+    .command('primary')
+    .description('promote to Primary')
+    .option('--force', 'consider local data UpToDate (initial sync source)')
+    .option('--overwrite-data-of-peer', 'alias of --force')
+    .allowUnknownOption()
+    .argument('<resources...>')
+    .action(async (resources: string[], opts: { force?: boolean; overwriteDataOfPeer?: boolean }) => {
+      const ctx = getContext();
+      const force = Boolean(opts.force || opts.overwriteDataOfPeer || ctx.backendOptions.includes('--force'));
+      for (const t of targets(ctx, resources)) await call(ctx, t, 'primary', { force });
+    });
+  simple('secondary', 'demote to Secondary');
+  for (const verb of ['role', 'cstate', 'dstate']) {
+    program
+      .command(verb)
+      .description(`print the ${verb} as drbdadm does`)
+      .argument('<resources...>')
+      .action(each((ctx, t) => query(ctx, t, verb)));
+  }
+  simple('invalidate', 'discard local data: full sync from the peer');
+  simple('invalidate-remote', "discard the peer's data: full sync to the peer");
+  simple('verify', 'start online verify');
+  simple('pause-sync', 'pause resynchronisation');
+  simple('resume-sync', 'resume resynchronisation');
+  simple('outdate', 'mark local data Outdated');
+  program
+    .command('new-current-uuid')
+    .description('start a new data generation')
+    .option('--clear-bitmap', 'also clear the bitmap (skip initial sync)')
+    .allowUnknownOption()
+    .argument('<resources...>')
+    .action(async (resources: string[], opts: { clearBitmap?: boolean }) => {
+      const ctx = getContext();
+      for (const t of targets(ctx, resources)) await call(ctx, t, 'new-current-uuid', { clearBitmap: Boolean(opts.clearBitmap) });
+    });
+  program
+    .command('wait-connect')
+    .description('wait until the resource is connected')
+    .option('-t, --wfc-timeout <seconds>', 'give up after this many seconds (0 = wait forever)', '0')
+    .argument('<resources...>')
+    .action(async (resources: string[], opts: { wfcTimeout: string }) => {
+      const ctx = getContext();
+      for (const t of targets(ctx, resources)) await waitConnect(ctx, t, Number(opts.wfcTimeout));
+    });
+  program
+    .command('status')
+    .description('show resource status (DRBD 9 style; --json for all fields)')
+    .option('--json', 'JSON with every field, including sync progress')
+    .argument('[resources...]')
+    .action(async (resources: string[], opts: { json?: boolean }) => {
+      const ctx = getContext();
+      const list = targets(ctx, resources.length === 0 ? ['all'] : resources);
+      const jsonItems: unknown[] = [];
+      for (const t of list) {
+        try {
+          const reply = await callResource(t.paths, 'status', { json: Boolean(opts.json) }, 10_000);
+          if (opts.json) jsonItems.push(JSON.parse(reply.stdout));
+          else ctx.out(reply.stdout);
+        } catch (err) {
+          if (!(err instanceof ResourceNotUpError)) throw err;
+          if (opts.json) jsonItems.push({ resource: t.name, node: ctx.nodeName, cstate: 'Unconfigured' });
+          else ctx.out(`# No currently configured DRBD found.\n${t.name}: not up\n\n`);
+        }
+      }
+      if (opts.json) ctx.out(`${JSON.stringify(jsonItems, null, 2)}\n`);
+    });
+  program
+    .command('events')
+    .description('print one line per state change (like drbdsetup events2)')
+    .option('--now', 'print the current state and exit')
+    .option('--timeout <seconds>', 'stop after this many seconds')
+    .argument('<resource>')
+    .action(async (resource: string, opts: { now?: boolean; timeout?: string }) => {
+      const ctx = getContext();
+      await events(ctx, targets(ctx, [resource])[0]!, opts);
+    });
+}

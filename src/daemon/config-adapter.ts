@@ -1,0 +1,24 @@
+/**
+ * daemon/config-adapter — turns config/'s ResourceView for this node into
+ * the daemon's ResourceSpec. The only daemon file that reads config/ types.
+ */
+import { loadConfig, resolveResource } from '../config/index.js';
+import type { ResourceSpec } from './spec.js';
+
+export function loadSpec(configPath: string, resource: string, node: string): ResourceSpec {
+  const config = loadConfig(configPath);
+  const view = resolveResource(config, resource, node);
+  return {
+    name: view.name,
+    node,
+    configPath,
+    minor: view.minor,
+    volume: view.volume,
+    devicePath: view.devicePath,
+    diskPath: view.diskPath,
+    localAddress: view.address,
+    peer: view.peer ? { name: view.peer.name, address: view.peer.address } : undefined,
+    handlers: { ...view.handlers },
+    view,
+  };
+}

@@ -1,0 +1,132 @@
+/**
+ * daemon/control-server — the resource process's end of the control socket:
+ * accepts udrbdadm connections on the root-only unix socket (mode 0600 in a
+ * 0700 directory), parses line-delimited JSON requests, hands each to the
+ * handler and writes the reply; `events` subscriptions receive one line per
+ * state change until they disconnect. Knows nothing of what a verb means.
+ */
+import net from 'node:net';
+import fs from 'node:fs';
+import type { Logger } from '../util/log.js';
+import {
+  type ControlEvent,
+  type ControlReply,
+  type ControlRequest,
+  LineSplitter,
+  errorReply,
+} from './protocol.js';
+
+/** Concurrent control connections (udrbdadm invocations + event subscribers). */
+export const CONTROL_CONNECTIONS_MAX = 64;
+/** A subscriber that lets this much event output pile up is dropped. */
+export const EVENT_BACKLOG_BYTES_MAX = 4 * 1024 * 1024;
+
+export type RequestHandler = (request: ControlRequest) => Promise<ControlReply>;
+
+export class ControlServer {
+  private readonly server: net.Server;
+  private readonly connections = new Set<net.Socket>();
+  private readonly subscribers = new Map<net.Socket, number>();
+
+  constructor(
+    private readonly socketPath: string,
+    private readonly handler: RequestHandler,
+    private readonly log: Logger,
+    /** Called for an `events` request: initial "exists" lines for the subscriber. */
+    private readonly initialEvents: () => ControlEvent[],
+  ) {
+    this.server = net.createServer((socket) => this.accept(socket));
+    this.server.maxConnections = CONTROL_CONNECTIONS_MAX;
+  }
+
+  async listen(): Promise<void> {
+    // We hold the resource lock, so a socket file left here is stale (crash).
+    try {
+      fs.unlinkSync(this.socketPath);
+    } catch {
+      /* not there */
+    }
+    const oldMask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.server.once('error', reject);
+        this.server.listen(this.socketPath, () => {
+          this.server.off('error', reject);
+          resolve();
+        });
+      });
+    } finally {
+      process.umask(oldMask);
+    }
+    fs.chmodSync(this.socketPath, 0o600);
+  }
+
+  /** Sends an event line to every subscriber. */
+  publish(event: ControlEvent): void {
+    for (const [socket, id] of this.subscribers) {
+      if (socket.writableLength > EVENT_BACKLOG_BYTES_MAX) {
+        this.log.warn({ backlogBytes: socket.writableLength }, 'events subscriber too slow, dropping it');
+        socket.destroy();
+        continue;
+      }
+      socket.write(`${JSON.stringify({ id, event })}\n`);
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.connections) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    try {
+      fs.unlinkSync(this.socketPath);
+    } catch {
+      /* gone */
+    }
+  }
+
+  private accept(socket: net.Socket): void {
+    this.connections.add(socket);
+    socket.on('close', () => {
+      this.connections.delete(socket);
+      this.subscribers.delete(socket);
+    });
+    socket.on('error', () => socket.destroy());
+    // One request at a time per connection, in order.
+    let chain: Promise<void> = Promise.resolve();
+    const splitter = new LineSplitter(
+      (line) => {
+        chain = chain.then(() => this.serve(socket, line));
+      },
+      () => {
+        this.log.warn('control request line too long, closing that control connection');
+        socket.destroy();
+      },
+    );
+    socket.on('data', (chunk: Buffer) => splitter.push(chunk));
+  }
+
+  private async serve(socket: net.Socket, line: string): Promise<void> {
+    let request: ControlRequest;
+    try {
+      const parsed = JSON.parse(line) as Partial<ControlRequest>;
+      if (typeof parsed.id !== 'number' || typeof parsed.verb !== 'string') throw new Error('missing id or verb');
+      request = { id: parsed.id, verb: parsed.verb, args: parsed.args ?? {} };
+    } catch (err) {
+      socket.write(`${JSON.stringify(errorReply(-1, 20, `malformed control request: ${(err as Error).message}\n`))}\n`);
+      return;
+    }
+    if (request.verb === 'events') {
+      socket.write(`${JSON.stringify({ id: request.id, ok: true, exitCode: 0, stdout: '', stderr: '' })}\n`);
+      for (const event of this.initialEvents()) socket.write(`${JSON.stringify({ id: request.id, event })}\n`);
+      this.subscribers.set(socket, request.id);
+      return;
+    }
+    let reply: ControlReply;
+    try {
+      reply = await this.handler(request);
+    } catch (err) {
+      this.log.error({ err, verb: request.verb }, 'control request failed');
+      reply = errorReply(request.id, 20, `${(err as Error).message}\n`);
+    }
+    if (!socket.destroyed) socket.write(`${JSON.stringify(reply)}\n`);
+  }
+}

@@ -1,0 +1,317 @@
+/**
+ * daemon/runtime — ResourceRuntime: one resource on this node, wired
+ * together. It holds the resource state (role, cstate, disk states), owns
+ * the backing disk and its meta-data while attached, executes the state
+ * machine's actions (write meta-data, send state, start resync, drop the
+ * connection, run a handler, log), and feeds it events from admin verbs,
+ * the peer link and the replication layer. Every state change goes through
+ * `setState`, which logs one `conn( A -> B )` line and publishes one event.
+ * It knows the layers only through their public index modules.
+ */
+import type { Logger } from '../util/log.js';
+import { assert } from '../util/assert.js';
+import { ExitCode } from '../util/errors.js';
+import { ConnState, DiskState, Role } from '../resource/states.js';
+import { type ControlEvent, type ControlReply, type ControlRequest, DIAGNOSTIC_IO_BYTES_MAX, errorReply, okReply } from './protocol.js';
+import {
+  type StateSnapshot,
+  type StatusSnapshot,
+  cstateText,
+  dstateText,
+  isUnconfigured,
+  roleText,
+  stateChangeText,
+  stateEvents,
+  statusText,
+  UNCONFIGURED,
+} from './status.js';
+import type { ResourceSpec } from './spec.js';
+import { runHandler } from './handlers.js';
+import type { BlockDevice } from '../disk/block-device.js';
+
+/** What the runtime needs from an attached backing disk + meta-data (see meta-store.ts). */
+export interface AttachedStore {
+  /** Usable data area. */
+  readonly data: BlockDevice;
+  readonly dataSizeBytes: number;
+  /** Disk state at attach, from the meta-data flags (§1.5). */
+  readonly diskAtAttach: DiskState;
+  uuidsText(): { current: string; bitmap: string; historyStart: string; historyEnd: string };
+  outOfSyncKiB(): number;
+  /** Called after every state change: derive MDF flags and write the superblock if they changed. */
+  syncFlags(state: StateSnapshot): Promise<void>;
+  /** A new current UUID (promotion while disconnected, --force, new-current-uuid). */
+  newCurrentUuid(primary: boolean): Promise<void>;
+  /** Flush everything and close; clean = metadata marked clean (down), false = crash-like (detach on error). */
+  close(clean: boolean): Promise<void>;
+}
+
+export type OpenStore = (spec: ResourceSpec, log: Logger) => Promise<AttachedStore>;
+
+/** Hook the frontend (issue 5) fills in: expose the volume on promotion, tear down on demotion. */
+export interface FrontendHook {
+  exposeVolume(device: BlockDevice): Promise<void>;
+  isHeldOpen(): boolean;
+  teardown(): Promise<void>;
+}
+
+export interface RuntimeOptions {
+  spec: ResourceSpec;
+  log: Logger;
+  openStore: OpenStore;
+  frontend?: FrontendHook;
+}
+
+export class StateChangeRefused extends Error {
+  constructor(
+    readonly code: number,
+    readonly text: string,
+    readonly exitCode: number,
+  ) {
+    super(text);
+  }
+}
+
+export class ResourceRuntime {
+  private state: StateSnapshot = {
+    role: Role.Secondary,
+    peer: Role.Unknown,
+    conn: ConnState.StandAlone,
+    disk: DiskState.Diskless,
+    pdsk: DiskState.DUnknown,
+    userIsp: false,
+    peerIsp: false,
+    susp: false,
+  };
+  private store: AttachedStore | undefined;
+  private readonly subscribers = new Set<(event: ControlEvent) => void>();
+  private readonly verbs = new Map<string, (args: Record<string, unknown>) => Promise<VerbResult>>();
+  private stopping = false;
+  /** Resolves when `down` finished; the entry point exits then. */
+  readonly stopped: Promise<void>;
+  private resolveStopped!: () => void;
+  private exposed = false;
+
+  constructor(private readonly options: RuntimeOptions) {
+    this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
+    this.registerVerbs();
+  }
+
+  get spec(): ResourceSpec {
+    return this.options.spec;
+  }
+
+  get log(): Logger {
+    return this.options.log;
+  }
+
+  get snapshot(): StateSnapshot {
+    return { ...this.state };
+  }
+
+  onEvent(handler: (event: ControlEvent) => void): void {
+    this.subscribers.add(handler);
+  }
+
+  /** events2 "exists" lines for a new subscriber. */
+  existingEvents(): ControlEvent[] {
+    return stateEvents('exists', this.status());
+  }
+
+  status(): StatusSnapshot {
+    return {
+      ...this.state,
+      resource: this.spec.name,
+      node: this.spec.node,
+      peerNode: this.spec.peer?.name,
+      minor: this.spec.minor,
+      device: this.spec.devicePath,
+      protocol: undefined,
+      uuids: this.store?.uuidsText(),
+      outOfSyncKiB: this.store?.outOfSyncKiB() ?? 0,
+      sync: undefined,
+      counters: {},
+      exposed: this.exposed,
+      pid: process.pid,
+    };
+  }
+
+  // ---- state changes -------------------------------------------------------
+
+  /** The one place the state changes: logs DRBD's line, publishes events, persists md flags. */
+  async setState(next: Partial<StateSnapshot>, why?: string): Promise<void> {
+    const before = this.state;
+    const after: StateSnapshot = { ...before, ...next };
+    // sanitize (§4.2): not connected ⇒ peer Unknown, pdsk DUnknown unless Inconsistent/Outdated
+    if (after.conn < ConnState.Connected) {
+      after.peer = Role.Unknown;
+      after.peerIsp = false;
+      if (after.pdsk !== DiskState.Inconsistent && after.pdsk !== DiskState.Outdated) after.pdsk = DiskState.DUnknown;
+    }
+    const text = stateChangeText(before, after);
+    if (!text) return;
+    this.state = after;
+    this.log.info({ state: after, why }, text);
+    const full: StatusSnapshot = this.status();
+    for (const event of stateEvents('change', full, before)) this.publish(event);
+    if (this.store) await this.store.syncFlags(after);
+  }
+
+  publish(event: ControlEvent): void {
+    for (const handler of this.subscribers) handler(event);
+  }
+
+  async runHandler(name: string): Promise<number | undefined> {
+    const command = this.spec.handlers[name];
+    if (!command) return undefined;
+    this.publish({ kind: 'call', object: 'helper', fields: { name: this.spec.name, helper: name }, text: `call helper name:${this.spec.name} helper:${name}` });
+    const code = await runHandler(name, command, {
+      resource: this.spec.name,
+      minor: this.spec.minor,
+      volume: this.spec.volume,
+      lowerDisk: this.spec.diskPath,
+      configPath: this.spec.configPath,
+      peerHost: this.spec.peer?.name,
+      peerAddress: this.spec.peer?.address.host,
+      peerFamily: this.spec.peer?.address.family ?? 'ipv4',
+    }, this.log);
+    this.publish({ kind: 'response', object: 'helper', fields: { name: this.spec.name, helper: name, status: String(code) }, text: `response helper name:${this.spec.name} helper:${name} status:${code}` });
+    return code;
+  }
+
+  // ---- lifecycle ------------------------------------------------------------
+
+  async attach(): Promise<void> {
+    if (this.store) return;
+    await this.setState({ disk: DiskState.Attaching }, 'attach');
+    try {
+      this.store = await this.options.openStore(this.spec, this.log);
+    } catch (err) {
+      await this.setState({ disk: DiskState.Diskless }, 'attach failed');
+      throw err;
+    }
+    await this.setState({ disk: this.store.diskAtAttach }, 'attach');
+  }
+
+  async detach(): Promise<void> {
+    if (!this.store) return;
+    if (this.state.role === Role.Primary && this.state.pdsk !== DiskState.UpToDate) {
+      throw new StateChangeRefused(-2, 'Need access to UpToDate data', ExitCode.noUpToDateDisk);
+    }
+    const store = this.store;
+    await this.setState({ disk: DiskState.Diskless }, 'detach');
+    this.store = undefined;
+    await store.close(true);
+  }
+
+  /** Graceful stop: refuse if Primary and held open, demote, disconnect, flush, close md clean. */
+  async down(): Promise<void> {
+    if (this.stopping) return;
+    if (this.state.role === Role.Primary && this.options.frontend?.isHeldOpen()) {
+      throw new StateChangeRefused(-12, 'Device is held open by someone', ExitCode.stateChangeFailed);
+    }
+    this.stopping = true;
+    if (this.state.role === Role.Primary) await this.demote();
+    if (this.state.conn !== ConnState.StandAlone) {
+      await this.setState({ conn: ConnState.Disconnecting }, 'down');
+      await this.setState({ conn: ConnState.StandAlone }, 'down');
+    }
+    if (this.store) {
+      const store = this.store;
+      await this.setState({ disk: DiskState.Diskless }, 'down');
+      this.store = undefined;
+      await store.close(true);
+    }
+    this.log.info('resource down');
+    this.resolveStopped();
+  }
+
+  private async demote(): Promise<void> {
+    if (this.exposed && this.options.frontend) {
+      await this.options.frontend.teardown();
+      this.exposed = false;
+    }
+    await this.setState({ role: Role.Secondary }, 'secondary');
+  }
+
+  // ---- control requests ---------------------------------------------------
+
+  async handle(request: ControlRequest): Promise<ControlReply> {
+    const verb = this.verbs.get(request.verb);
+    if (!verb) return errorReply(request.id, ExitCode.usage, `udrbd: unknown control request '${request.verb}'\n`);
+    try {
+      const result = await verb(request.args ?? {});
+      return result.exitCode === 0
+        ? okReply(request.id, result.stdout ?? '', result.stderr ?? '')
+        : errorReply(request.id, result.exitCode, result.stderr ?? '', result.stdout ?? '');
+    } catch (err) {
+      if (err instanceof StateChangeRefused) {
+        return errorReply(request.id, err.exitCode, `${this.spec.minor}: State change failed: (${err.code}) ${err.text}\n`);
+      }
+      throw err;
+    }
+  }
+
+  /** Registers a control verb; later layers' wiring adds theirs the same way. */
+  defineVerb(name: string, fn: (args: Record<string, unknown>) => Promise<VerbResult>): void {
+    assert(!this.verbs.has(name), `control verb '${name}' defined twice`);
+    this.verbs.set(name, fn);
+  }
+
+  private registerVerbs(): void {
+    const unconfigured = (text: (s: StateSnapshot) => string) => async (): Promise<VerbResult> => ({
+      exitCode: 0,
+      stdout: `${isUnconfigured(this.state) ? UNCONFIGURED : text(this.state)}\n`,
+    });
+    this.defineVerb('role', unconfigured(roleText));
+    this.defineVerb('cstate', unconfigured(cstateText));
+    this.defineVerb('dstate', unconfigured(dstateText));
+    this.defineVerb('status', async (args) => ({
+      exitCode: 0,
+      stdout: args.json ? `${JSON.stringify(this.status(), null, 2)}\n` : statusText(this.status()),
+    }));
+    this.defineVerb('attach', async () => {
+      await this.attach();
+      return { exitCode: 0 };
+    });
+    this.defineVerb('detach', async () => {
+      await this.detach();
+      return { exitCode: 0 };
+    });
+    this.defineVerb('down', async () => {
+      await this.down();
+      return { exitCode: 0 };
+    });
+    this.defineVerb('io.read', async (args) => {
+      const store = this.requireStore();
+      const offsetBytes = Number(args.offsetBytes);
+      const lengthBytes = Number(args.lengthBytes);
+      if (!(lengthBytes > 0 && lengthBytes <= DIAGNOSTIC_IO_BYTES_MAX)) return { exitCode: ExitCode.usage, stderr: 'io.read: bad length\n' };
+      const buffer = Buffer.alloc(lengthBytes);
+      await store.data.read(buffer, offsetBytes);
+      return { exitCode: 0, stdout: buffer.toString('base64') };
+    });
+  }
+
+  requireStore(): AttachedStore {
+    if (!this.store) throw new StateChangeRefused(-11, 'Device is diskless, the requested operation requires a disk', ExitCode.stateChangeFailed);
+    return this.store;
+  }
+
+  get attachedStore(): AttachedStore | undefined {
+    return this.store;
+  }
+
+  /** Set by the wiring: begin connecting to the peer (after attach in `up`). */
+  connectHook: (() => void) | undefined;
+
+  startConnecting(): void {
+    this.connectHook?.();
+  }
+}
+
+export interface VerbResult {
+  exitCode: number;
+  stdout?: string;
+  stderr?: string;
+}

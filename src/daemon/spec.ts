@@ -1,0 +1,26 @@
+/**
+ * daemon/spec — the slice of the configuration a resource process needs,
+ * taken from config/'s ResourceView for this node. The rest of daemon/ reads
+ * only this shape, so changes in the config layer stay in this file.
+ */
+
+export interface AddressSpec {
+  family: string;
+  host: string;
+  port: number;
+}
+
+export interface ResourceSpec {
+  name: string;
+  node: string;
+  configPath: string;
+  minor: number;
+  volume: number;
+  devicePath: string;
+  diskPath: string;
+  localAddress: AddressSpec | undefined;
+  peer: { name: string; address: AddressSpec } | undefined;
+  handlers: Record<string, string>;
+  /** The full config-layer view, handed to layers that take it (peer, resource). */
+  view: unknown;
+}

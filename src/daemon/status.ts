@@ -1,0 +1,181 @@
+/**
+ * daemon/status — a resource process's observable state as one plain
+ * snapshot, and the texts drbdadm prints for it: `role` (Primary/Secondary),
+ * `cstate` (Connected), `dstate` (UpToDate/UpToDate), DRBD-9-style `status`
+ * and events2-style change lines. Pure: no sockets, no disks.
+ */
+import {
+  ConnState,
+  DiskState,
+  Role,
+  connName,
+  diskName,
+  roleName,
+} from '../resource/states.js';
+import type { ControlEvent } from './protocol.js';
+
+export interface SyncProgress {
+  totalBits: number;
+  leftBits: number;
+  /** 0…100 with two decimals, as `done:` in status. */
+  percentDone: number;
+  speedKiBps: number;
+  averageKiBps: number;
+  etaSeconds: number | undefined;
+  bytesTransferred: number;
+}
+
+export interface StateSnapshot {
+  role: Role;
+  peer: Role;
+  conn: ConnState;
+  disk: DiskState;
+  pdsk: DiskState;
+  userIsp: boolean;
+  peerIsp: boolean;
+  susp: boolean;
+}
+
+export interface StatusSnapshot extends StateSnapshot {
+  resource: string;
+  node: string;
+  peerNode: string | undefined;
+  minor: number;
+  device: string;
+  protocol: 'A' | 'B' | 'C' | undefined;
+  uuids: { current: string; bitmap: string; historyStart: string; historyEnd: string } | undefined;
+  outOfSyncKiB: number;
+  sync: SyncProgress | undefined;
+  counters: Record<string, number>;
+  exposed: boolean;
+  pid: number;
+}
+
+export const UNCONFIGURED = 'Unconfigured';
+
+/** True when drbdsetup would print "Unconfigured" (StandAlone + Diskless + Secondary). */
+export function isUnconfigured(s: StateSnapshot): boolean {
+  return s.conn === ConnState.StandAlone && s.disk === DiskState.Diskless && s.role === Role.Secondary;
+}
+
+export function roleText(s: StateSnapshot): string {
+  return `${roleName(s.role)}/${roleName(s.peer)}`;
+}
+
+export function cstateText(s: StateSnapshot): string {
+  return connName(s.conn);
+}
+
+export function dstateText(s: StateSnapshot): string {
+  return `${diskName(s.disk)}/${diskName(s.pdsk)}`;
+}
+
+/** DRBD 9 names the 8.4 connection states it shows as `connection:` (not connected) or `replication:`. */
+function connectionText(conn: ConnState): string {
+  switch (conn) {
+    case ConnState.Unconnected:
+    case ConnState.WFConnection:
+    case ConnState.WFReportParams:
+      return 'Connecting';
+    case ConnState.Timeout:
+    case ConnState.BrokenPipe:
+    case ConnState.NetworkFailure:
+    case ConnState.ProtocolError:
+    case ConnState.TearDown:
+      return connName(conn);
+    default:
+      return connName(conn);
+  }
+}
+
+export function replicationText(conn: ConnState): string {
+  return conn === ConnState.Connected ? 'Established' : connName(conn);
+}
+
+function isConnected(conn: ConnState): boolean {
+  return conn >= ConnState.Connected;
+}
+
+function isSyncing(conn: ConnState): boolean {
+  return (
+    conn === ConnState.SyncSource ||
+    conn === ConnState.SyncTarget ||
+    conn === ConnState.PausedSyncS ||
+    conn === ConnState.PausedSyncT ||
+    conn === ConnState.VerifyS ||
+    conn === ConnState.VerifyT
+  );
+}
+
+/** `drbdadm status RES` text (drbd-utils 9 against an 8.4-style resource). */
+export function statusText(s: StatusSnapshot): string {
+  const lines: string[] = [];
+  lines.push(`${s.resource} role:${roleName(s.role)}${s.susp ? ' suspended:user' : ''}`);
+  lines.push(`  disk:${diskName(s.disk)}`);
+  const peerName = s.peerNode ?? 'peer';
+  if (isConnected(s.conn)) {
+    lines.push(`  ${peerName} role:${roleName(s.peer)}`);
+    let repl = `    replication:${replicationText(s.conn)} peer-disk:${diskName(s.pdsk)}`;
+    if (s.sync && isSyncing(s.conn)) repl += ` done:${s.sync.percentDone.toFixed(2)}`;
+    if (s.userIsp) repl += ' resync-suspended:user';
+    else if (s.peerIsp) repl += ' resync-suspended:peer';
+    lines.push(repl);
+  } else {
+    lines.push(`  ${peerName} connection:${connectionText(s.conn)}`);
+  }
+  return `${lines.join('\n')}\n\n`;
+}
+
+/** events2-style `exists`/`change` lines describing the whole state. */
+export function stateEvents(kind: 'exists' | 'change', s: StatusSnapshot, previous?: StateSnapshot): ControlEvent[] {
+  const events: ControlEvent[] = [];
+  const peerName = s.peerNode ?? 'peer';
+  const push = (object: ControlEvent['object'], fields: Record<string, string>): void => {
+    const text = `${kind} ${object} ${Object.entries(fields).map(([k, v]) => `${k}:${v}`).join(' ')}`;
+    events.push({ kind, object, fields, text });
+  };
+  if (!previous || previous.role !== s.role || previous.susp !== s.susp) {
+    push('resource', { name: s.resource, role: roleName(s.role), suspended: s.susp ? 'user' : 'no' });
+  }
+  if (!previous || previous.conn !== s.conn || previous.peer !== s.peer) {
+    push('connection', { name: s.resource, 'peer-node-id': '1', 'conn-name': peerName, connection: connectionOf(s.conn), role: roleName(s.peer) });
+  }
+  if (!previous || previous.disk !== s.disk) {
+    push('device', { name: s.resource, volume: '0', minor: String(s.minor), disk: diskName(s.disk) });
+  }
+  if (!previous || previous.conn !== s.conn || previous.pdsk !== s.pdsk || previous.userIsp !== s.userIsp || previous.peerIsp !== s.peerIsp) {
+    push('peer-device', {
+      name: s.resource,
+      'peer-node-id': '1',
+      'conn-name': peerName,
+      volume: '0',
+      replication: isConnected(s.conn) ? replicationText(s.conn) : 'Off',
+      'peer-disk': diskName(s.pdsk),
+      'resync-suspended': s.userIsp ? 'user' : s.peerIsp ? 'peer' : 'no',
+    });
+  }
+  return events;
+}
+
+function connectionOf(conn: ConnState): string {
+  return isConnected(conn) ? 'Connected' : connectionText(conn);
+}
+
+/** `role( Secondary -> Primary ) conn( ... )` — DRBD's kernel-log text for a state change. */
+export function stateChangeText(a: StateSnapshot, b: StateSnapshot): string {
+  const parts: string[] = [];
+  if (a.role !== b.role) parts.push(`role( ${roleName(a.role)} -> ${roleName(b.role)} )`);
+  if (a.peer !== b.peer) parts.push(`peer( ${roleName(a.peer)} -> ${roleName(b.peer)} )`);
+  if (a.conn !== b.conn) parts.push(`conn( ${connName(a.conn)} -> ${connName(b.conn)} )`);
+  if (a.disk !== b.disk) parts.push(`disk( ${diskName(a.disk)} -> ${diskName(b.disk)} )`);
+  if (a.pdsk !== b.pdsk) parts.push(`pdsk( ${diskName(a.pdsk)} -> ${diskName(b.pdsk)} )`);
+  if (a.susp !== b.susp) parts.push(`susp( ${Number(a.susp)} -> ${Number(b.susp)} )`);
+  if (a.userIsp !== b.userIsp) parts.push(`user_isp( ${Number(a.userIsp)} -> ${Number(b.userIsp)} )`);
+  if (a.peerIsp !== b.peerIsp) parts.push(`peer_isp( ${Number(a.peerIsp)} -> ${Number(b.peerIsp)} )`);
+  return parts.join(' ');
+}
+
+/** `{ cs:… ro:R/P ds:D/PD r----- }` as DRBD prints the state in refusals. */
+export function stateLine(s: StateSnapshot): string {
+  return `{ cs:${connName(s.conn)} ro:${roleText(s)} ds:${dstateText(s)} ${s.susp ? 's' : 'r'}--${s.userIsp ? 'u' : '-'}-- }`;
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+/**
+ * daemon/udrbd — the resource process entry point:
+ *   node dist/daemon/udrbd.js --config F --node N --resource R [--mode up|attach] [--discard-my-data]
+ * Takes the per resource+node lock, logs (pino JSON) to the log file, attaches
+ * (open disk + meta-data + apply AL), opens the control socket, reports ready
+ * on fd 3 to the `udrbdadm up` that started it, then connects to the peer.
+ * SIGTERM behaves like `udrbdadm down`. A crash (kill -9) leaves the
+ * meta-data unclean; the next attach recovers from the activity log.
+ */
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { createLogger, type Logger } from '../util/log.js';
+import { UdrbdError, ExitCode } from '../util/errors.js';
+import { acquireLock } from './lock.js';
+import { ensureRuntimeDirs, runtimePaths, type RuntimePaths } from './paths.js';
+import { ControlServer } from './control-server.js';
+import { ResourceRuntime } from './runtime.js';
+import { loadSpec } from './config-adapter.js';
+import { openMetaStore } from './meta-store.js';
+import { wireReplication } from './wiring.js';
+import type { ReadyMessage } from './launcher.js';
+
+const READY_FD = 3;
+
+function report(message: ReadyMessage): void {
+  try {
+    fs.writeSync(READY_FD, `${JSON.stringify(message)}\n`);
+    fs.closeSync(READY_FD);
+  } catch {
+    /* started by hand without fd 3 */
+  }
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      config: { type: 'string' },
+      node: { type: 'string' },
+      resource: { type: 'string' },
+      mode: { type: 'string', default: 'up' },
+      'discard-my-data': { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (!values.config || !values.node || !values.resource) {
+    report({ ready: false, exitCode: ExitCode.usage, message: 'usage: udrbd --config FILE --node NAME --resource RES [--mode up|attach]' });
+    return ExitCode.usage;
+  }
+  const mode = values.mode === 'attach' ? 'attach' : 'up';
+  let paths: RuntimePaths;
+  try {
+    paths = runtimePaths(values.resource, values.node);
+    ensureRuntimeDirs(paths);
+  } catch (err) {
+    report({ ready: false, exitCode: ExitCode.fatal, message: (err as Error).message });
+    return ExitCode.fatal;
+  }
+  const lock = acquireLock(paths.lockPath);
+  if (!lock.ok) {
+    report({ ready: false, exitCode: ExitCode.configInvalid, message: `udrbd resource ${values.resource} is already up on node ${values.node} (pid ${lock.ownerPid})` });
+    return ExitCode.configInvalid;
+  }
+  const log: Logger = createLogger(
+    { resource: values.resource, node: values.node },
+    pino.destination({ dest: paths.logPath, sync: true, mkdir: true }),
+  );
+  let server: ControlServer | undefined;
+  let runtime: ResourceRuntime | undefined;
+  const cleanup = async (): Promise<void> => {
+    await server?.close().catch(() => undefined);
+    try {
+      fs.unlinkSync(paths.pidPath);
+    } catch {
+      /* gone */
+    }
+    lock.release();
+  };
+  try {
+    const spec = loadSpec(values.config, values.resource, values.node);
+    log.info({ mode, config: values.config, pid: process.pid }, `udrbd resource process starting (${mode})`);
+    runtime = new ResourceRuntime({ spec, log, openStore: openMetaStore });
+    const rt = runtime;
+    server = new ControlServer(paths.socketPath, (req) => rt.handle(req), log, () => rt.existingEvents());
+    const srv = server;
+    rt.onEvent((event) => srv.publish(event));
+    wireReplication(rt, { discardMyData: values['discard-my-data'] });
+    await rt.attach();
+    await srv.listen();
+    fs.writeFileSync(paths.pidPath, `${process.pid}\n`, { mode: 0o600 });
+  } catch (err) {
+    const exitCode = err instanceof UdrbdError ? err.exitCode : ExitCode.fatal;
+    log.error({ err }, `attach failed: ${(err as Error).message}`);
+    report({ ready: false, exitCode, message: (err as Error).message });
+    await cleanup();
+    log.flush?.();
+    return exitCode;
+  }
+  report({ ready: true });
+  const rt = runtime;
+  process.on('SIGTERM', () => {
+    log.info('SIGTERM: going down');
+    rt.down().catch((err: Error) => log.error({ err }, `down on SIGTERM refused: ${err.message}`));
+  });
+  process.on('SIGINT', () => {
+    rt.down().catch((err: Error) => log.error({ err }, `down on SIGINT refused: ${err.message}`));
+  });
+  process.on('uncaughtException', (err) => {
+    // A bug: crash like a kernel oops would — meta-data stays unclean, the AL recovers it.
+    log.fatal({ err }, `udrbd: internal error, resource process exits: ${err.stack ?? err.message}`);
+    process.exit(ExitCode.fatal);
+  });
+  if (mode === 'up') rt.startConnecting();
+  await rt.stopped;
+  await cleanup();
+  return ExitCode.ok;
+}
+
+const code = await main();
+process.exit(code);

@@ -1,0 +1,296 @@
+/**
+ * test/helpers/cluster — two udrbd nodes of one resource on one machine, for
+ * integration tests: a temp dir with two sparse file-backed disks (create-md
+ * by the real drbdmeta), a config with hosts alpha (127.0.0.1) and beta
+ * (127.0.0.2), per-node runtime/log dirs via UDRBD_RUN_DIR/UDRBD_LOG_DIR, and
+ * `adm(node, ...)` running the built `udrbdadm`. `destroy()` always tears
+ * everything down — down both, kill -9 leftovers by pid file, remove the
+ * temp dir — and is safe to call after a failed test.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ControlClient } from '../../src/daemon/client.js';
+import { runtimePaths, readPid, isProcessAlive, type RuntimePaths } from '../../src/daemon/paths.js';
+import { computeLayout } from '../../src/meta/superblock.js';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const UDRBDADM = path.join(ROOT, 'dist', 'cli', 'udrbdadm.js');
+export const DAEMON = path.join(ROOT, 'dist', 'daemon', 'udrbd.js');
+export const DRBDMETA = '/usr/sbin/drbdmeta';
+
+export type NodeName = 'alpha' | 'beta';
+export const NODES: readonly NodeName[] = ['alpha', 'beta'];
+
+export interface ClusterOptions {
+  resource?: string;
+  /** Backing file size per node (default 64 MiB). */
+  diskSizeBytes?: number;
+  /** Listening port on both addresses (default 7701). */
+  port?: number;
+  protocol?: 'A' | 'B' | 'C';
+  /** Extra lines inside `net { }`. */
+  net?: string[];
+  /** Extra lines inside `disk { }`. */
+  disk?: string[];
+  /** Handler name → command (inside `handlers { }`). */
+  handlers?: Record<string, string>;
+  /** Skip create-md (tests of attach failures). */
+  skipCreateMd?: boolean;
+  /** Address the other node dials for each node (for a fault proxy in between): default the node's own address. */
+  peerAddressOverride?: Partial<Record<NodeName, string>>;
+}
+
+export interface AdmResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function requireTools(): void {
+  for (const [what, file] of [['built udrbdadm (run `npm run build`)', UDRBDADM], ['built udrbd daemon (run `npm run build`)', DAEMON], ['drbdmeta from drbd-utils', DRBDMETA]] as const) {
+    if (!fs.existsSync(file)) throw new Error(`test prerequisite missing: ${what} at ${file}`);
+  }
+}
+
+export class Cluster {
+  readonly dir: string;
+  readonly resource: string;
+  readonly configPath: string;
+  readonly port: number;
+  readonly disks: Record<NodeName, string>;
+  readonly env: NodeJS.ProcessEnv;
+  readonly addresses: Record<NodeName, string> = { alpha: '127.0.0.1', beta: '127.0.0.2' };
+  private readonly clients: ControlClient[] = [];
+
+  constructor(readonly options: ClusterOptions = {}) {
+    requireTools();
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'udrbd-'));
+    this.resource = options.resource ?? 'r0';
+    this.port = options.port ?? 7701;
+    this.configPath = path.join(this.dir, 'udrbd.conf');
+    this.disks = { alpha: path.join(this.dir, 'alpha.img'), beta: path.join(this.dir, 'beta.img') };
+    this.env = {
+      ...process.env,
+      UDRBD_RUN_DIR: path.join(this.dir, 'run'),
+      UDRBD_LOG_DIR: path.join(this.dir, 'log'),
+      UDRBD_LOG_LEVEL: process.env.UDRBD_LOG_LEVEL ?? 'debug',
+    };
+    const sizeBytes = options.diskSizeBytes ?? 64 * 1024 * 1024;
+    for (const node of NODES) {
+      fs.writeFileSync(this.disks[node], '');
+      fs.truncateSync(this.disks[node], sizeBytes);
+      if (!options.skipCreateMd) this.createMd(node);
+    }
+    fs.writeFileSync(this.configPath, this.configText());
+  }
+
+  configText(): string {
+    const o = this.options;
+    const net = [`protocol ${o.protocol ?? 'C'};`, 'connect-int 1;', 'ping-int 2;', 'ping-timeout 10;', ...(o.net ?? [])];
+    const handlers = Object.entries(o.handlers ?? {}).map(([k, v]) => `${k} "${v}";`);
+    const lines = [
+      `resource ${this.resource} {`,
+      `  net { ${net.join(' ')} }`,
+      ...(o.disk?.length ? [`  disk { ${o.disk.join(' ')} }`] : []),
+      ...(handlers.length ? [`  handlers { ${handlers.join(' ')} }`] : []),
+    ];
+    NODES.forEach((node, i) => {
+      const address = o.peerAddressOverride?.[node] ?? this.addresses[node];
+      lines.push(
+        `  on ${node} {`,
+        `    device /dev/drbd${10 + i} minor ${10 + i};`,
+        `    disk ${this.disks[node]};`,
+        `    address ${address}:${this.port};`,
+        `    meta-disk internal;`,
+        `  }`,
+      );
+    });
+    lines.push('}', '');
+    return lines.join('\n');
+  }
+
+  createMd(node: NodeName): void {
+    const r = spawnSync(DRBDMETA, ['--force', '/dev/drbd9', 'v08', this.disks[node], 'internal', 'create-md'], { encoding: 'utf8', input: 'yes\n' });
+    if (r.status !== 0) throw new Error(`drbdmeta create-md on ${this.disks[node]} failed (${r.status}): ${r.stderr}`);
+  }
+
+  paths(node: NodeName): RuntimePaths {
+    return runtimePaths(this.resource, node, this.env);
+  }
+
+  logPath(node: NodeName): string {
+    return this.paths(node).logPath;
+  }
+
+  logText(node: NodeName): string {
+    try {
+      return fs.readFileSync(this.logPath(node), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Runs `udrbdadm -c CONF --node NODE ...args` from dist; never throws on a non-zero exit. */
+  adm(node: NodeName, args: string[], timeoutMs = 90_000): Promise<AdmResult> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [UDRBDADM, '-c', this.configPath, '--node', node, ...args], {
+        env: this.env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`udrbdadm --node ${node} ${args.join(' ')} did not finish within ${timeoutMs} ms`));
+      }, timeoutMs);
+      child.on('error', reject);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ exitCode: code ?? -1, stdout, stderr });
+      });
+    });
+  }
+
+  /** Like adm() but throws with the output when the exit code is not 0. */
+  async admOk(node: NodeName, args: string[], timeoutMs?: number): Promise<string> {
+    const r = await this.adm(node, args, timeoutMs);
+    if (r.exitCode !== 0) {
+      throw new Error(`udrbdadm --node ${node} ${args.join(' ')} exited ${r.exitCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}\nlog tail:\n${this.logText(node).split('\n').slice(-15).join('\n')}`);
+    }
+    return r.stdout;
+  }
+
+  async query(node: NodeName, verb: 'role' | 'cstate' | 'dstate'): Promise<string> {
+    return (await this.admOk(node, [verb, this.resource])).trim();
+  }
+
+  async statusJson(node: NodeName): Promise<Record<string, unknown>> {
+    const text = await this.admOk(node, ['status', '--json', this.resource]);
+    return (JSON.parse(text) as Record<string, unknown>[])[0]!;
+  }
+
+  /** A control connection for diagnostic io.* requests (closed by destroy()). */
+  async client(node: NodeName): Promise<ControlClient> {
+    const c = await ControlClient.connect(this.paths(node));
+    this.clients.push(c);
+    return c;
+  }
+
+  /** Writes `data` at `offsetBytes` through node's replicated volume (diagnostic io.write). */
+  async write(node: NodeName, offsetBytes: number, data: Buffer): Promise<void> {
+    const c = await this.client(node);
+    const reply = await c.request('io.write', { offsetBytes, base64: data.toString('base64') });
+    if (!reply.ok) throw new Error(`io.write on ${node} failed (${reply.exitCode}): ${reply.stderr}`);
+  }
+
+  /** Polls `predicate` every 100 ms until true or `timeoutMs` passes (then throws `what`). */
+  async waitFor(what: string, predicate: () => Promise<boolean> | boolean, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (await predicate()) return;
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  async waitState(node: NodeName, verb: 'role' | 'cstate' | 'dstate', expected: string | RegExp, timeoutMs = 30_000): Promise<void> {
+    let last = '';
+    try {
+      await this.waitFor(`${node} ${verb} = ${String(expected)}`, async () => {
+        last = await this.query(node, verb);
+        return typeof expected === 'string' ? last === expected : expected.test(last);
+      }, timeoutMs);
+    } catch (err) {
+      throw new Error(`${(err as Error).message} (last: ${last})\n${node} log tail:\n${this.logText(node).split('\n').slice(-20).join('\n')}`);
+    }
+  }
+
+  /** Data-area size of node's backing file (from the v08 layout). */
+  dataSizeBytes(node: NodeName): number {
+    return computeLayout(fs.statSync(this.disks[node]).size).dataSizeBytes;
+  }
+
+  /** sha256 of the data area of node's backing file. */
+  hashDataArea(node: NodeName): string {
+    const size = this.dataSizeBytes(node);
+    const fd = fs.openSync(this.disks[node], 'r');
+    try {
+      const hash = crypto.createHash('sha256');
+      const chunk = Buffer.alloc(1024 * 1024);
+      for (let pos = 0; pos < size; ) {
+        const n = fs.readSync(fd, chunk, 0, Math.min(chunk.length, size - pos), pos);
+        if (n <= 0) throw new Error('short read hashing data area');
+        hash.update(chunk.subarray(0, n));
+        pos += n;
+      }
+      return hash.digest('hex');
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  readDisk(node: NodeName, offsetBytes: number, lengthBytes: number): Buffer {
+    const fd = fs.openSync(this.disks[node], 'r');
+    try {
+      const b = Buffer.alloc(lengthBytes);
+      fs.readSync(fd, b, 0, lengthBytes, offsetBytes);
+      return b;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  pid(node: NodeName): number | undefined {
+    return readPid(this.paths(node));
+  }
+
+  /** kill -9 the node's resource process (crash). */
+  kill9(node: NodeName): void {
+    const pid = this.pid(node);
+    if (pid !== undefined && isProcessAlive(pid)) process.kill(pid, 'SIGKILL');
+  }
+
+  async waitGone(node: NodeName, timeoutMs = 10_000): Promise<void> {
+    const pid = this.pid(node);
+    await this.waitFor(`${node} resource process gone`, () => pid === undefined || !isProcessAlive(pid), timeoutMs);
+  }
+
+  /** Tear down everything, whatever state the test left it in. */
+  async destroy(): Promise<void> {
+    for (const c of this.clients) c.close();
+    this.clients.length = 0;
+    await Promise.all(
+      NODES.map(async (node) => {
+        try {
+          await this.adm(node, ['down', this.resource], 20_000);
+        } catch {
+          /* fall through to kill -9 */
+        }
+      }),
+    );
+    for (const node of NODES) {
+      const pid = this.pid(node);
+      if (pid !== undefined && isProcessAlive(pid)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      // a process that never wrote its pid file still holds the lock file
+      try {
+        const lockPid = Number(fs.readFileSync(this.paths(node).lockPath, 'utf8').trim());
+        if (lockPid > 1 && isProcessAlive(lockPid)) process.kill(lockPid, 'SIGKILL');
+      } catch {
+        /* no lock */
+      }
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
