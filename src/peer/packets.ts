@@ -154,3 +154,31 @@ export type Packet =
   | BitmapPacket | RsDataRequest | RsDataReply | OutOfSyncPacket
   | OvRequest | OvReply | OvResult
   | PingPacket | PingAckPacket | DisconnectPacket;
+
+// --- Connection set-up frames (added by peer/; never delivered to replication/) ---
+
+/**
+ * Frames only peer/connection exchanges before a link is handed out: they are
+ * kept out of `PacketType`/`Packet` so switches over `Packet` stay exhaustive.
+ */
+export const SetupPacketType = {
+  /** First frame on every socket: who I am, which wire versions I speak. */
+  Hello: 0x01,
+  /** Sent by the deciding node on the one socket it keeps; echoed to confirm. */
+  Chosen: 0x02,
+} as const;
+export type SetupPacketType = (typeof SetupPacketType)[keyof typeof SetupPacketType];
+
+export interface HelloPacket {
+  type: typeof SetupPacketType.Hello;
+  /** Sender's node name (its `on HOST`). */
+  nodeName: string;
+  versionMin: number;
+  versionMax: number;
+  /** cram-hmac-alg the sender requires, '' when auth is off. */
+  authAlg: string;
+}
+export interface ChosenPacket { type: typeof SetupPacketType.Chosen }
+
+/** Everything the codec can put on the wire. */
+export type WirePacket = Packet | HelloPacket | ChosenPacket;

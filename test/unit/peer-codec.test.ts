@@ -1,0 +1,229 @@
+import { describe, expect, it } from 'vitest';
+import {
+  FRAME_BYTES_MAX,
+  FRAME_MAGIC,
+  FrameDecoder,
+  HEADER_BYTES,
+  PAYLOAD_BYTES_MAX,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  encodeHead,
+  encodePacket,
+  tailOf,
+} from '../../src/peer/codec.js';
+import { PacketType, SetupPacketType, type WirePacket } from '../../src/peer/packets.js';
+
+const U64_MAX = 2n ** 64n - 1n;
+const SAFE_MAX_SECTOR = Math.floor(Number.MAX_SAFE_INTEGER / 512) * 512;
+
+function pattern(length: number, seed: number): Buffer {
+  const buf = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) buf[i] = (i * 31 + seed) & 0xff;
+  return buf;
+}
+
+/** One sample of every packet type, with extreme field values where the type has them. */
+function samples(): WirePacket[] {
+  return [
+    { type: SetupPacketType.Hello, nodeName: 'compute1', versionMin: 1, versionMax: 65535, authAlg: 'sha256' },
+    { type: SetupPacketType.Hello, nodeName: 'n', versionMin: 1, versionMax: 1, authAlg: '' },
+    { type: SetupPacketType.Chosen },
+    { type: PacketType.AuthChallenge, challenge: pattern(64, 1) },
+    { type: PacketType.AuthResponse, response: pattern(32, 2) },
+    { type: PacketType.AuthResult, ok: true },
+    { type: PacketType.AuthResult, ok: false },
+    {
+      type: PacketType.Protocol, protocol: 'C', afterSb0pri: 'discard-zero-changes', afterSb1pri: 'discard-secondary',
+      afterSb2pri: 'violently-as0p', allowTwoPrimaries: false, discardMyData: true, nodeName: 'compute2',
+    },
+    {
+      type: PacketType.Protocol, protocol: 'A', afterSb0pri: 'discard-remote', afterSb1pri: 'consensus',
+      afterSb2pri: 'disconnect', allowTwoPrimaries: true, discardMyData: false, nodeName: 'ñode-ü',
+    },
+    {
+      type: PacketType.Uuids,
+      uuids: { current: U64_MAX, bitmap: 0n, historyStart: 0x0001000000000000n, historyEnd: 4n },
+      bitsSet: Number.MAX_SAFE_INTEGER, uuidFlags: 15,
+    },
+    { type: PacketType.Sizes, diskSizeBytes: Number.MAX_SAFE_INTEGER, currentSizeBytes: 0, maxRequestBytes: 0xffffffff },
+    { type: PacketType.State, role: 1, disk: 8, conn: 23, userIsp: true },
+    { type: PacketType.State, role: 0, disk: 0, conn: 0, userIsp: false },
+    { type: PacketType.SyncUuid, uuid: U64_MAX },
+    { type: PacketType.SyncUuid, uuid: 0n },
+    { type: PacketType.StateChangeRequest, requestId: 0xffffffff, role: 1, disk: 5 },
+    { type: PacketType.StateChangeRequest, requestId: 0, conn: 16 },
+    { type: PacketType.StateChangeReply, requestId: 7, result: -17 },
+    { type: PacketType.Data, offsetBytes: SAFE_MAX_SECTOR, blockId: Number.MAX_SAFE_INTEGER, epoch: 0xffffffff, flags: 3, payload: pattern(4096, 3) },
+    { type: PacketType.Data, offsetBytes: 0, blockId: 0, epoch: 0, flags: 2, payload: Buffer.alloc(0) },
+    { type: PacketType.RecvAck, offsetBytes: 512, lengthBytes: 4096, blockId: 1 },
+    { type: PacketType.WriteAck, offsetBytes: SAFE_MAX_SECTOR, lengthBytes: 1024 * 1024, blockId: Number.MAX_SAFE_INTEGER },
+    { type: PacketType.NegAck, offsetBytes: 0, lengthBytes: 0, blockId: 2 },
+    { type: PacketType.RsWriteAck, offsetBytes: 4096, lengthBytes: 4096, blockId: 3 },
+    { type: PacketType.RsNegAck, offsetBytes: 8192, lengthBytes: 512, blockId: 4 },
+    { type: PacketType.Barrier, epoch: 0xffffffff },
+    { type: PacketType.BarrierAck, epoch: 9, writes: 2048 },
+    { type: PacketType.Bitmap, firstByte: Number.MAX_SAFE_INTEGER, bits: pattern(100, 5), last: true },
+    { type: PacketType.Bitmap, firstByte: 0, bits: Buffer.alloc(0), last: false },
+    { type: PacketType.RsDataRequest, offsetBytes: 1024 * 1024, lengthBytes: 65536, blockId: 11 },
+    { type: PacketType.RsDataReply, offsetBytes: 1024 * 1024, blockId: 11, payload: pattern(1024, 6) },
+    { type: PacketType.OutOfSync, offsetBytes: 4096, lengthBytes: 0xfffffe00 },
+    { type: PacketType.OvRequest, offsetBytes: 0, lengthBytes: 4096, blockId: 12 },
+    { type: PacketType.OvReply, offsetBytes: 0, lengthBytes: 4096, blockId: 12, digest: pattern(64, 7) },
+    { type: PacketType.OvResult, offsetBytes: 0, lengthBytes: 4096, inSync: false },
+    { type: PacketType.Ping },
+    { type: PacketType.PingAck },
+    { type: PacketType.Disconnect },
+  ];
+}
+
+function wire(packet: WirePacket): Buffer {
+  return Buffer.concat(encodePacket(packet));
+}
+
+function decodeAll(chunks: Buffer[]): WirePacket[] {
+  const out: WirePacket[] = [];
+  const decoder = new FrameDecoder((p) => out.push(p));
+  for (const chunk of chunks) decoder.push(chunk);
+  expect(decoder.midFrame).toBe(false);
+  return out;
+}
+
+function header(type: number, length: number, magic = FRAME_MAGIC, version = PROTOCOL_VERSION): Buffer {
+  const buf = Buffer.alloc(HEADER_BYTES);
+  buf.writeUInt32BE(magic, 0);
+  buf.writeUInt16BE(version, 4);
+  buf.writeUInt16BE(type, 6);
+  buf.writeUInt32BE(length, 8);
+  return buf;
+}
+
+function expectProtocolError(bytes: Buffer, pattern: RegExp): void {
+  const decoder = new FrameDecoder(() => undefined);
+  let caught: unknown;
+  try {
+    decoder.push(bytes);
+  } catch (error) {
+    caught = error;
+  }
+  expect(caught).toBeInstanceOf(ProtocolError);
+  expect((caught as Error).message).toMatch(pattern);
+}
+
+describe('peer codec', () => {
+  it('round-trips every packet type, including u64 extremes', () => {
+    const all = samples();
+    const seen = new Set(all.map((p) => p.type));
+    for (const t of [...Object.values(PacketType), ...Object.values(SetupPacketType)]) expect(seen.has(t)).toBe(true);
+    for (const packet of all) {
+      expect(decodeAll([wire(packet)])).toEqual([packet]);
+    }
+  });
+
+  it('round-trips a maximum-size Data packet and sends its payload as a separate buffer', () => {
+    const payload = pattern(PAYLOAD_BYTES_MAX, 9);
+    const packet: WirePacket = { type: PacketType.Data, offsetBytes: 512, blockId: 5, epoch: 1, flags: 1, payload };
+    const parts = encodePacket(packet);
+    expect(parts).toHaveLength(2);
+    expect(parts[1]).toBe(payload); // not copied
+    expect(parts[0]!.length).toBeLessThan(64);
+    expect(parts[0]!.length + payload.length).toBe(FRAME_BYTES_MAX);
+    const whole = Buffer.concat(parts);
+    const sameData = (p: WirePacket | undefined): void => {
+      expect(p?.type).toBe(PacketType.Data);
+      const d = p as typeof packet;
+      expect([d.offsetBytes, d.blockId, d.epoch, d.flags]).toEqual([512, 5, 1, 1]);
+      expect(d.payload.equals(payload)).toBe(true);
+    };
+    const [decoded] = decodeAll([whole]);
+    sameData(decoded);
+    // Arrived in one chunk: the payload is a view of that chunk, not a copy.
+    expect((decoded as { payload: Buffer }).payload.buffer).toBe(whole.buffer);
+    // Split across many chunks it is still byte-identical.
+    const pieces: Buffer[] = [];
+    for (let at = 0; at < whole.length; at += 65536 - 7) pieces.push(whole.subarray(at, Math.min(whole.length, at + 65536 - 7)));
+    const again = decodeAll(pieces);
+    expect(again).toHaveLength(1);
+    sameData(again[0]);
+  });
+
+  it('decodes a stream split at every byte boundary and byte by byte', () => {
+    const all = samples();
+    const stream = Buffer.concat(all.map(wire));
+    expect(stream.length).toBeGreaterThan(5000);
+    for (let split = 0; split <= stream.length; split++) {
+      const decoded = decodeAll([stream.subarray(0, split), stream.subarray(split)]);
+      // Re-encoding is exact (the round-trip test proves field equality), so
+      // byte equality of the re-encoded stream proves every packet survived.
+      expect(decoded.length).toBe(all.length);
+      if (!Buffer.concat(decoded.map(wire)).equals(stream)) expect.fail(`stream split at byte ${split} decoded differently`);
+    }
+    const bytes: Buffer[] = [];
+    for (let i = 0; i < stream.length; i++) bytes.push(stream.subarray(i, i + 1));
+    expect(decodeAll(bytes)).toEqual(all);
+  });
+
+  it('encodeHead + tailOf carry exactly the bytes encodePacket carries', () => {
+    for (const packet of samples()) {
+      const tail = tailOf(packet);
+      const joined = Buffer.concat(tail ? [encodeHead(packet), tail] : [encodeHead(packet)]);
+      expect(joined.equals(wire(packet))).toBe(true);
+      expect(joined.readUInt32BE(8)).toBe(joined.length - HEADER_BYTES);
+    }
+  });
+
+  it('rejects bad magic, wrong version, unknown type, oversized and short lengths from the header alone', () => {
+    expectProtocolError(header(PacketType.Ping, 0, 0x83740267), /bad frame magic 0x83740267/);
+    expectProtocolError(header(PacketType.Ping, 0, FRAME_MAGIC, 99), /incompatible frame version 99/);
+    expectProtocolError(header(0x7777, 0), /unknown packet type 0x7777/);
+    expectProtocolError(header(PacketType.Data, 0xffffffff), /oversized frame/);
+    expectProtocolError(header(PacketType.Data, FRAME_BYTES_MAX), /oversized frame/);
+    expectProtocolError(header(PacketType.Ping, 1), /oversized frame/);
+    expectProtocolError(header(PacketType.Uuids, 47), /short frame/);
+    expectProtocolError(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), /bad frame magic/);
+  });
+
+  it('rejects malformed bodies with a ProtocolError', () => {
+    const misaligned = wire({ type: PacketType.WriteAck, offsetBytes: 512, lengthBytes: 512, blockId: 1 });
+    misaligned.writeUInt32BE(513, HEADER_BYTES + 4); // offset low word
+    expectProtocolError(misaligned, /not a multiple of 512/);
+
+    const hugeOffset = wire({ type: PacketType.OutOfSync, offsetBytes: 0, lengthBytes: 512 });
+    hugeOffset.writeUInt32BE(0xffffffff, HEADER_BYTES);
+    expectProtocolError(hugeOffset, /too large/);
+
+    const badProtocol = wire(samples()[7]!);
+    badProtocol.writeUInt8('D'.charCodeAt(0), HEADER_BYTES);
+    expectProtocolError(badProtocol, /unknown protocol/);
+
+    const badSb = wire(samples()[7]!);
+    badSb.writeUInt8(200, HEADER_BYTES + 1);
+    expectProtocolError(badSb, /unknown after-sb-0pri/);
+
+    const badName = wire(samples()[7]!);
+    badName.writeUInt8(200, HEADER_BYTES + 5); // name length past the body
+    expectProtocolError(badName, /length mismatch/);
+
+    const oddPayload = Buffer.concat([header(PacketType.Data, 24 + 100), Buffer.alloc(24), Buffer.alloc(100)]);
+    expectProtocolError(oddPayload, /payload 100 not a multiple/);
+
+    const badState = wire({ type: PacketType.State, role: 1, disk: 8, conn: 10, userIsp: false });
+    badState.writeUInt8(9, HEADER_BYTES + 1);
+    expectProtocolError(badState, /State out of range/);
+  });
+
+  it('delivers the good frames before a bad one and then stays dead', () => {
+    const out: WirePacket[] = [];
+    const decoder = new FrameDecoder((p) => out.push(p));
+    const good = wire({ type: PacketType.Ping });
+    expect(() => decoder.push(Buffer.concat([good, good, Buffer.from('garbage-garbage')]))).toThrow(ProtocolError);
+    expect(out).toHaveLength(2);
+    expect(() => decoder.push(good)).toThrow(/after a ProtocolError/);
+  });
+
+  it('refuses to encode values the wire cannot carry', () => {
+    expect(() => encodeHead({ type: PacketType.Data, offsetBytes: 100, blockId: 1, epoch: 0, flags: 0, payload: Buffer.alloc(512) })).toThrow(/multiple of 512/);
+    expect(() => encodeHead({ type: PacketType.Sizes, diskSizeBytes: -1, currentSizeBytes: 0, maxRequestBytes: 0 })).toThrow(/safe integer/);
+    expect(() => encodeHead({ type: PacketType.Data, offsetBytes: 0, blockId: 1, epoch: 0, flags: 0, payload: Buffer.alloc(PAYLOAD_BYTES_MAX + 512) })).toThrow(/within bounds/);
+    expect(() => encodeHead({ type: PacketType.Data, offsetBytes: 0, blockId: 1, epoch: 0, flags: 8, payload: Buffer.alloc(0) })).toThrow(/Data flags/);
+  });
+});
