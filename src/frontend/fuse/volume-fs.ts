@@ -107,7 +107,7 @@ export class VolumeFs {
   /** Mounts; resolves once the kernel has initialised the connection. */
   mount(): Promise<void> {
     assert(this.fuse === null, 'volume fs mounted once');
-    const fuse = createTunedFuse(this.options.mountDir, this.operations(), {
+    const fuse = createTunedFuse(this.options.mountDir, this.fuseOperations(), {
       fsname: this.options.fsname,
       subtype: 'udrbd',
       bigWrites: true,
@@ -140,7 +140,8 @@ export class VolumeFs {
     });
   }
 
-  private operations(): Partial<FuseOperations> {
+  /** The FUSE operation table (public so unit tests can drive it without a mount). */
+  fuseOperations(): Partial<FuseOperations> {
     const e = this.errno;
     const refuse = (...args: unknown[]): void => (args[args.length - 1] as (errno: number) => void)(e.EPERM);
     return {
