@@ -5,8 +5,12 @@
  */
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
+import { register as registerConfig } from './config.js';
 
 export type GetContext = () => CliContext;
 export type RegisterCommands = (program: Command, getContext: GetContext) => void;
 
-export const commandGroups: RegisterCommands[] = [];
+export const commandGroups: RegisterCommands[] = [registerConfig];
+
+import { register as registerRuntime } from './runtime.js';
+commandGroups.push(registerRuntime);

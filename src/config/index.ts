@@ -1,0 +1,39 @@
+/**
+ * config — the DRBD 8.4 configuration language, as drbdadm-84 reads it.
+ * Public API for every other layer: load a file, list this node's resources,
+ * and resolve one resource into this node's typed, defaulted view. Errors are
+ * UdrbdError with drbdadm's wording and exit code (10 for an invalid config).
+ * Knows nothing about sockets, disks or the daemon.
+ */
+import { UdrbdError } from '../util/errors.js';
+import { ConfigParseError, Parser } from './parser.js';
+import type { DrbdConfig } from './model.js';
+import { bindNode } from './hosts.js';
+
+export type { DrbdConfig, ResourceDef, HostSection, VolumeDef, OptionEntry, AddressDef, GlobalOptions } from './model.js';
+export type {
+  ResourceView, NetOptions, DiskOptions, StartupOptions, ResolvedAddress, Protocol, Fencing, OnIoError,
+  AfterSb0pri, AfterSb1pri, AfterSb2pri, RrConflict, OnNoDataAccessible,
+} from './resolve.js';
+export { resolveResource } from './resolve.js';
+export { dumpConfig, expandCommon, escapeValue } from './dump.js';
+export { bindNode, validateBindings, type NodeBinding } from './hosts.js';
+
+/**
+ * Parse `path` (and its includes). Throws UdrbdError carrying exactly what
+ * drbdadm-84 prints on stderr, with its exit code (10 for parse errors).
+ * Non-fatal parse messages are in `config.warnings`.
+ */
+export function loadConfig(path: string): DrbdConfig {
+  try {
+    return new Parser(path).parse();
+  } catch (err) {
+    if (err instanceof ConfigParseError) throw new UdrbdError(err.stderr.replace(/\n$/, ''), err.exitCode);
+    throw err;
+  }
+}
+
+/** Resources with a host section for `nodeName`, in file order (drbdadm sh-resources). */
+export function resourcesForNode(config: DrbdConfig, nodeName: string): string[] {
+  return bindNode(config, nodeName).bindings.filter((b) => !b.ignored).map((b) => b.resource.name);
+}

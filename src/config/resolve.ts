@@ -1,0 +1,247 @@
+/**
+ * config/resolve — turns the parsed model into one node's typed, effective view
+ * of a resource: this host's device, disk, meta-disk and address, the peer, and
+ * every option the daemon uses with DRBD 8.4's default filled in, converted to
+ * units named in the field (`pingIntervalMs`, `resyncRateKiBps`). Common
+ * inherits into the resource, as drbdadm's expand_common does.
+ */
+import { UdrbdError } from '../util/errors.js';
+import { parseScaledNumber, type Scale } from './limits.js';
+import type { DrbdConfig, OptionEntry, ResourceDef } from './model.js';
+import { bindNode } from './hosts.js';
+import { expandCommon } from './dump.js';
+
+export type Protocol = 'A' | 'B' | 'C';
+export type AfterSb0pri = 'disconnect' | 'discard-younger-primary' | 'discard-older-primary' | 'discard-zero-changes' | 'discard-least-changes' | 'discard-local' | 'discard-remote';
+export type AfterSb1pri = 'disconnect' | 'consensus' | 'violently-as0p' | 'discard-secondary' | 'call-pri-lost-after-sb';
+export type AfterSb2pri = 'disconnect' | 'violently-as0p' | 'call-pri-lost-after-sb';
+export type RrConflict = 'disconnect' | 'violently' | 'call-pri-lost';
+export type Fencing = 'dont-care' | 'resource-only' | 'resource-and-stonith';
+export type OnIoError = 'pass_on' | 'call-local-io-error' | 'detach';
+export type OnNoDataAccessible = 'io-error' | 'suspend-io';
+
+export interface ResolvedAddress {
+  family: 'ipv4' | 'ipv6';
+  host: string;
+  port: number;
+}
+
+export interface NetOptions {
+  protocol: Protocol;
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
+  connectIntervalMs: number;
+  timeoutMs: number;
+  koCount: number;
+  maxBuffers: number;
+  maxEpochSize: number;
+  sndbufSizeBytes: number;
+  rcvbufSizeBytes: number;
+  cramHmacAlg?: string;
+  sharedSecret?: string;
+  afterSb0pri: AfterSb0pri | `discard-node-${string}`;
+  afterSb1pri: AfterSb1pri;
+  afterSb2pri: AfterSb2pri;
+  rrConflict: RrConflict;
+  allowTwoPrimaries: boolean;
+  alwaysAsbp: boolean;
+  verifyAlg?: string;
+  csumsAlg?: string;
+  dataIntegrityAlg?: string;
+  useRle: boolean;
+  tcpCork: boolean;
+}
+
+export interface DiskOptions {
+  alExtents: number;
+  resyncRateKiBps: number;
+  /** Dynamic resync controller planning horizon, in 0.1 s units (0 = fixed rate). */
+  cPlanAheadDs: number;
+  cFillTargetSectors: number;
+  /** 0.1 s units. */
+  cDelayTargetDs: number;
+  cMaxRateKiBps: number;
+  cMinRateKiBps: number;
+  fencing: Fencing;
+  onIoError: OnIoError;
+  diskBarrier: boolean;
+  diskFlushes: boolean;
+  diskDrain: boolean;
+  mdFlushes: boolean;
+  alUpdates: boolean;
+  /** 0 = use the whole backing device. */
+  sizeSectors: number;
+  /** 0 = off; 0.1 s units. */
+  diskTimeoutDs: number;
+  resyncAfter?: string;
+}
+
+export interface StartupOptions {
+  wfcTimeoutS: number;
+  degrWfcTimeoutS: number;
+  outdatedWfcTimeoutS: number;
+  becomePrimaryOn?: string[];
+}
+
+export interface ResourceView {
+  name: string;
+  configPath: string;
+  /** `FILE:LINE` where the resource is defined (drbdadm's `# defined at`). */
+  definedAt: string;
+  minor: number;
+  devicePath: string;
+  volume: number;
+  diskPath: string;
+  metaDisk: 'internal' | { path: string; index: number | 'flexible' };
+  localHost: string;
+  localAddress: ResolvedAddress;
+  peer?: { name: string; address: ResolvedAddress };
+  net: NetOptions;
+  disk: DiskOptions;
+  startup: StartupOptions;
+  options: { onNoDataAccessible: OnNoDataAccessible; cpuMask?: string };
+  handlers: Record<string, string>;
+}
+
+const MS_PER_S = 1000;
+const MS_PER_DS = 100;
+
+function lookup(opts: readonly OptionEntry[], name: string): string | undefined {
+  return opts.find((o) => o.name === name)?.value ?? undefined;
+}
+
+function numberOption(opts: readonly OptionEntry[], name: string, defaultValue: number, scale: Scale = '1'): number {
+  const text = lookup(opts, name);
+  if (text === undefined) return defaultValue;
+  const parsed = parseScaledNumber(text, scale);
+  if (!parsed.ok) throw new UdrbdError(parsed.message, 20);
+  return Number(parsed.value);
+}
+
+function boolOption(opts: readonly OptionEntry[], name: string, defaultValue: boolean): boolean {
+  const text = lookup(opts, name);
+  return text === undefined ? defaultValue : text !== 'no';
+}
+
+function enumOption<T extends string>(
+  res: ResourceDef, section: string, opts: readonly OptionEntry[], name: string, allowed: readonly string[], defaultValue: T,
+): T {
+  const text = lookup(opts, name);
+  if (text === undefined) return defaultValue;
+  if (!allowed.includes(text) && !(name === 'after-sb-0pri' && text.startsWith('discard-node-'))) {
+    throw new UdrbdError(
+      `${res.configFile}:${res.startLine}: in resource ${res.name}, ${section} option ${name}: '${text}' is not one of ${allowed.join(', ')}`,
+      10,
+    );
+  }
+  return text as T;
+}
+
+function resolveAddress(a: { family: string; host: string; port: string }): ResolvedAddress {
+  if (a.family !== 'ipv4' && a.family !== 'ipv6') {
+    throw new UdrbdError(`udrbd: address family '${a.family}' is not supported (ipv4 or ipv6)`, 10);
+  }
+  return { family: a.family, host: a.host, port: Number.parseInt(a.port, 10) };
+}
+
+export function resolveResource(config: DrbdConfig, resourceName: string, nodeName: string): ResourceView {
+  const { bindings, errors } = bindNode(config, nodeName);
+  if (errors.length > 0) throw new UdrbdError(errors.join('').trimEnd(), 10);
+  const binding = bindings.find((b) => b.resource.name === resourceName);
+  if (!binding) throw new UdrbdError(`'${resourceName}' not defined in your config (for this host).`, 1);
+  if (binding.ignored || !binding.me) {
+    throw new UdrbdError(`'${resourceName}' ignored, since this host (${nodeName}) is not mentioned with an 'on' keyword.`, 1);
+  }
+  const res = expandCommon(config).find((r) => r.name === resourceName)!;
+  const meIndex = binding.resource.hosts.indexOf(binding.me);
+  const me = res.hosts[meIndex]!;
+  const vol = me.volumes[0];
+  if (!vol || vol.disk === undefined || vol.metaDisk === undefined) {
+    throw new UdrbdError(`${res.configFile}:${res.startLine}: in resource ${res.name}: no volume for ${nodeName}`, 10);
+  }
+  if (!me.address) throw new UdrbdError(`${res.configFile}:${me.configLine}: in resource ${res.name}, on ${nodeName}: 'address' keyword missing.`, 10);
+  let peer: ResourceView['peer'];
+  if (binding.peer) {
+    const p = res.hosts[binding.resource.hosts.indexOf(binding.peer)]!;
+    if (p.address) peer = { name: p.names[0]!, address: resolveAddress(p.address) };
+  }
+  const net = res.netOptions;
+  const disk = vol.diskOptions.length > 0 ? vol.diskOptions : res.diskOptions;
+  const startup = res.startupOptions;
+  const handlers: Record<string, string> = {};
+  for (const h of res.handlers) if (h.value !== null) handlers[h.name] = h.value;
+  const metaDisk: ResourceView['metaDisk'] =
+    vol.metaIndex === 'internal'
+      ? 'internal'
+      : { path: vol.metaDisk, index: vol.metaIndex === 'flexible' ? 'flexible' : Number.parseInt(vol.metaIndex ?? '0', 10) };
+  const protocol = lookup(net, 'protocol') ?? 'C';
+  return {
+    name: res.name,
+    configPath: config.canonicalPath,
+    definedAt: `${binding.resource.sourceFile}:${res.startLine}`,
+    minor: vol.minor,
+    devicePath: vol.device ?? `/dev/drbd${vol.minor}`,
+    volume: vol.vnr,
+    diskPath: vol.disk,
+    metaDisk,
+    localHost: nodeName,
+    localAddress: resolveAddress(me.address),
+    peer,
+    net: {
+      protocol: protocol as Protocol,
+      pingIntervalMs: numberOption(net, 'ping-int', 10) * MS_PER_S,
+      pingTimeoutMs: numberOption(net, 'ping-timeout', 5) * MS_PER_DS,
+      connectIntervalMs: numberOption(net, 'connect-int', 10) * MS_PER_S,
+      timeoutMs: numberOption(net, 'timeout', 60) * MS_PER_DS,
+      koCount: numberOption(net, 'ko-count', 7),
+      maxBuffers: numberOption(net, 'max-buffers', 2048),
+      maxEpochSize: numberOption(net, 'max-epoch-size', 2048),
+      sndbufSizeBytes: numberOption(net, 'sndbuf-size', 0),
+      rcvbufSizeBytes: numberOption(net, 'rcvbuf-size', 0),
+      cramHmacAlg: lookup(net, 'cram-hmac-alg'),
+      sharedSecret: lookup(net, 'shared-secret'),
+      afterSb0pri: enumOption(res, 'net', net, 'after-sb-0pri',
+        ['disconnect', 'discard-younger-primary', 'discard-older-primary', 'discard-zero-changes', 'discard-least-changes', 'discard-local', 'discard-remote'], 'disconnect'),
+      afterSb1pri: enumOption(res, 'net', net, 'after-sb-1pri', ['disconnect', 'consensus', 'violently-as0p', 'discard-secondary', 'call-pri-lost-after-sb'], 'disconnect'),
+      afterSb2pri: enumOption(res, 'net', net, 'after-sb-2pri', ['disconnect', 'violently-as0p', 'call-pri-lost-after-sb'], 'disconnect'),
+      rrConflict: enumOption(res, 'net', net, 'rr-conflict', ['disconnect', 'violently', 'call-pri-lost'], 'disconnect'),
+      allowTwoPrimaries: boolOption(net, 'allow-two-primaries', false),
+      alwaysAsbp: boolOption(net, 'always-asbp', false),
+      verifyAlg: lookup(net, 'verify-alg'),
+      csumsAlg: lookup(net, 'csums-alg'),
+      dataIntegrityAlg: lookup(net, 'data-integrity-alg'),
+      useRle: boolOption(net, 'use-rle', true),
+      tcpCork: boolOption(net, 'tcp-cork', true),
+    },
+    disk: {
+      alExtents: numberOption(disk, 'al-extents', 1237),
+      resyncRateKiBps: numberOption(disk, 'resync-rate', 250, 'k'),
+      cPlanAheadDs: numberOption(disk, 'c-plan-ahead', 20),
+      cFillTargetSectors: numberOption(disk, 'c-fill-target', 100, 's'),
+      cDelayTargetDs: numberOption(disk, 'c-delay-target', 10),
+      cMaxRateKiBps: numberOption(disk, 'c-max-rate', 102400, 'k'),
+      cMinRateKiBps: numberOption(disk, 'c-min-rate', 250, 'k'),
+      fencing: enumOption(res, 'disk', disk, 'fencing', ['dont-care', 'resource-only', 'resource-and-stonith'], 'dont-care'),
+      onIoError: enumOption(res, 'disk', disk, 'on-io-error', ['pass_on', 'call-local-io-error', 'detach'], 'detach'),
+      diskBarrier: boolOption(disk, 'disk-barrier', false),
+      diskFlushes: boolOption(disk, 'disk-flushes', true),
+      diskDrain: boolOption(disk, 'disk-drain', true),
+      mdFlushes: boolOption(disk, 'md-flushes', true),
+      alUpdates: boolOption(disk, 'al-updates', true),
+      sizeSectors: numberOption(disk, 'size', 0, 's'),
+      diskTimeoutDs: numberOption(disk, 'disk-timeout', 0),
+      resyncAfter: lookup(disk, 'resync-after'),
+    },
+    startup: {
+      wfcTimeoutS: numberOption(startup, 'wfc-timeout', 0),
+      degrWfcTimeoutS: numberOption(startup, 'degr-wfc-timeout', 0),
+      outdatedWfcTimeoutS: numberOption(startup, 'outdated-wfc-timeout', 0),
+      becomePrimaryOn: res.becomePrimaryOn,
+    },
+    options: {
+      onNoDataAccessible: enumOption(res, 'options', res.resOptions, 'on-no-data-accessible', ['io-error', 'suspend-io'], 'io-error'),
+      cpuMask: lookup(res.resOptions, 'cpu-mask'),
+    },
+    handlers,
+  };
+}
