@@ -1,0 +1,657 @@
+/**
+ * frontend/nbd/connection — one NBD client connection: the fixed newstyle
+ * handshake (option haggling), then the transmission phase as a push parser
+ * over socket chunks. Requests run concurrently on the BlockDevice and are
+ * answered out of order with simple replies, each only after the device
+ * operation (and any flush it needs) resolved, so an acknowledged write is
+ * never lost when the client vanishes.
+ *
+ * Limits: at most `inflightMax` requests and about `inflightBytesMax` payload
+ * bytes in flight; beyond that the socket is paused (back-pressure, no
+ * queue). A slot is only freed once its reply has been handed to the kernel,
+ * so a client that stops reading replies also stops being read.
+ *
+ * Knows nothing of listeners, replication or roles: it serves one device.
+ */
+import type { Socket } from 'node:net';
+import type { BlockDevice, WriteFlags } from '../../disk/block-device.js';
+import type { Logger } from '../../util/log.js';
+import { assert } from '../../util/assert.js';
+import * as P from './protocol.js';
+import { checkRequest, type ExportLimits } from './request-check.js';
+
+/** Everything a connection needs to know about the export it serves. */
+export interface ExportConfig extends ExportLimits {
+  readonly device: BlockDevice;
+  readonly exportName: string;
+  readonly description: string;
+  readonly inflightMax: number;
+  readonly inflightBytesMax: number;
+}
+
+/** Option haggling must finish within this time. */
+const HANDSHAKE_TIMEOUT_MS = 30_000;
+/** Options per connection before we decide the client is looping. */
+const HANDSHAKE_OPTIONS_MAX = 64;
+/** Largest option payload we read (names are <= 4096 bytes plus info requests). */
+const OPTION_DATA_MAX_BYTES = 16 * 1024;
+/** Buffered, not yet consumed handshake bytes before the socket is paused. */
+const HANDSHAKE_BUFFER_MAX_BYTES = 64 * 1024;
+/** A closing connection whose client does not hang up is destroyed after this. */
+const CLOSE_LINGER_MS = 5_000;
+/** WRITE_ZEROES writes this shared all-zero buffer repeatedly (never written into). */
+const ZERO_CHUNK_BYTES = 4 * 1024 * 1024;
+/** TRIM is issued to the device in pieces of at most this many bytes. */
+const TRIM_CHUNK_BYTES = 64 * 1024 * 1024;
+/** Read buffers kept for reuse, in bytes across all sizes, per connection. */
+const READ_POOL_MAX_BYTES = 16 * 1024 * 1024;
+
+const ZERO_CHUNK = Buffer.alloc(ZERO_CHUNK_BYTES);
+const EMPTY = Buffer.alloc(0);
+const FUA: WriteFlags = Object.freeze({ fua: true });
+
+const enum Phase {
+  handshake,
+  transmission,
+  /** No more requests are read; waiting for in-flight ones, then the socket closes. */
+  closing,
+  closed,
+}
+
+const enum ParseState {
+  header,
+  /** Header parsed; waiting for a free slot / byte budget. */
+  admit,
+  payload,
+  discard,
+}
+
+const enum Stage {
+  /** Next device completion is the final one: reply. */
+  reply,
+  /** The write/trim/zero is done; flush now (FUA emulation), then reply. */
+  flushThenReply,
+  /** WRITE_ZEROES by writing zero chunks: continue at `progressBytes`. */
+  zeroChunks,
+  /** TRIM in chunks: continue at `progressBytes`. */
+  trimChunks,
+}
+
+/** One in-flight request: preallocated, with its callbacks bound once. */
+class Slot {
+  /** Simple reply header; the magic is set once, error and handle per request. */
+  readonly replyHeader = Buffer.alloc(P.SIMPLE_REPLY_HEADER_BYTES);
+  type = 0;
+  flags = 0;
+  offsetBytes = 0;
+  lengthBytes = 0;
+  /** Bytes counted against inflightBytesMax. */
+  costBytes = 0;
+  data: Buffer | null = null;
+  /** For a WRITE being received: bytes of payload copied so far. */
+  payloadFillBytes = 0;
+  /** Error decided at admission, replied after the payload (if any) is discarded. */
+  presetError = 0;
+  stage = Stage.reply;
+  progressBytes = 0;
+  readonly onDeviceDone: () => void;
+  readonly onDeviceError: (err: unknown) => void;
+  readonly onReplyWritten: (err?: Error | null) => void;
+
+  constructor(conn: NbdConnection) {
+    this.replyHeader.writeUInt32BE(P.SIMPLE_REPLY_MAGIC, 0);
+    this.onDeviceDone = () => conn.deviceDone(this);
+    this.onDeviceError = (err: unknown) => conn.deviceFailed(this, err);
+    this.onReplyWritten = () => conn.replyWritten(this);
+  }
+}
+
+/** A tiny size-keyed free list for READ buffers, bounded in total bytes. */
+class ReadBufferPool {
+  private readonly free = new Map<number, Buffer[]>();
+  private pooledBytes = 0;
+
+  take(sizeBytes: number): Buffer {
+    const list = this.free.get(sizeBytes);
+    const b = list?.pop();
+    if (b) {
+      this.pooledBytes -= sizeBytes;
+      return b;
+    }
+    return Buffer.allocUnsafe(sizeBytes);
+  }
+
+  give(b: Buffer): void {
+    if (this.pooledBytes + b.length > READ_POOL_MAX_BYTES) return;
+    let list = this.free.get(b.length);
+    if (!list) {
+      list = [];
+      this.free.set(b.length, list);
+    }
+    list.push(b);
+    this.pooledBytes += b.length;
+  }
+}
+
+export class NbdConnection {
+  private phase = Phase.handshake;
+  private parse = ParseState.header;
+  private readonly requestHeader = Buffer.alloc(P.REQUEST_HEADER_BYTES);
+  private requestHeaderFillBytes = 0;
+  private readonly request: P.RequestHeader = { magic: 0, flags: 0, type: 0, offsetBytes: 0, lengthBytes: 0 };
+  private current: Slot | null = null;
+  private discardRemainingBytes = 0;
+  private stalledChunk: Buffer | null = null;
+  private stalledAt = 0;
+
+  private readonly slotsFree: Slot[] = [];
+  private inflightCount = 0;
+  private inflightBytes = 0;
+  private readonly readPool = new ReadBufferPool();
+
+  // Handshake byte queue.
+  private handshakeChunks: Buffer[] = [];
+  private handshakeBytes = 0;
+  private pendingRead: { bytes: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
+  private handshakeTimer: NodeJS.Timeout | null = null;
+  private lingerTimer: NodeJS.Timeout | null = null;
+  private noZeroes = false;
+
+  private socketClosed = false;
+  private resolveDone!: () => void;
+  /** Resolves when the socket is closed and no request is in flight. */
+  readonly done: Promise<void> = new Promise((resolve) => (this.resolveDone = resolve));
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly config: ExportConfig,
+    private readonly log: Logger,
+  ) {
+    assert(config.inflightMax >= 1, 'inflightMax is at least 1');
+    assert(config.inflightBytesMax >= config.maxPayloadBytes, 'inflightBytesMax admits one maximum payload');
+    for (let i = 0; i < config.inflightMax; i++) this.slotsFree.push(new Slot(this));
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      this.log.debug({ err: err.code ?? err.message }, 'nbd: connection error');
+    });
+    socket.on('close', () => this.onSocketClose());
+    this.handshakeTimer = setTimeout(() => {
+      this.log.warn('nbd: handshake timed out; dropping client');
+      socket.destroy();
+    }, HANDSHAKE_TIMEOUT_MS);
+    this.handshakeTimer.unref();
+    this.handshake().catch((err: Error) => {
+      if (!this.socketClosed) this.log.warn({ reason: err.message }, 'nbd: handshake failed; dropping client');
+      socket.destroy();
+    });
+  }
+
+  /** Server shutdown: stop reading, finish in-flight requests, then close. */
+  shutdown(): void {
+    if (this.phase === Phase.handshake) {
+      this.socket.destroy();
+      return;
+    }
+    this.beginClosing('server shutdown');
+  }
+
+  // ---------------------------------------------------------------- handshake
+
+  private async handshake(): Promise<void> {
+    this.socket.write(P.encodeGreeting());
+    const clientFlags = (await this.readExact(4)).readUInt32BE(0);
+    if ((clientFlags & ~P.CLIENT_FLAGS_KNOWN) !== 0) {
+      throw new Error(`client set unknown handshake flags 0x${clientFlags.toString(16)}`);
+    }
+    this.noZeroes = (clientFlags & P.FLAG_C_NO_ZEROES) !== 0;
+    for (let n = 0; n < HANDSHAKE_OPTIONS_MAX; n++) {
+      const header = P.decodeOptionHeader(await this.readExact(P.OPTION_HEADER_BYTES));
+      if (!header.magicOk) throw new Error('bad option magic (not an NBD client?)');
+      if (header.lengthBytes > OPTION_DATA_MAX_BYTES) {
+        throw new Error(`option ${header.option} carries ${header.lengthBytes} bytes (limit ${OPTION_DATA_MAX_BYTES})`);
+      }
+      const data = header.lengthBytes === 0 ? EMPTY : await this.readExact(header.lengthBytes);
+      if (this.handleOption(header.option, data)) return;
+    }
+    throw new Error(`more than ${HANDSHAKE_OPTIONS_MAX} options`);
+  }
+
+  /** Answers one option; true when option haggling is over. */
+  private handleOption(option: number, data: Buffer): boolean {
+    const c = this.config;
+    switch (option) {
+      case P.OPT_EXPORT_NAME: {
+        const name = data.toString('utf8');
+        if (!this.nameMatches(name)) {
+          // This option cannot be answered with an error: the spec says hang up.
+          this.log.warn({ export: name }, 'nbd: client asked for an unknown export');
+          this.socket.destroy();
+          return true;
+        }
+        this.socket.write(P.encodeExportNameReply(c.sizeBytes, c.transmissionFlags, this.noZeroes));
+        this.enterTransmission();
+        return true;
+      }
+      case P.OPT_ABORT:
+        this.socket.end(P.encodeOptionReply(option, P.REP_ACK));
+        this.phase = Phase.closing;
+        return true;
+      case P.OPT_LIST:
+        if (data.length !== 0) {
+          this.optionError(option, P.REP_ERR_INVALID, 'NBD_OPT_LIST takes no data');
+          return false;
+        }
+        this.socket.cork();
+        this.socket.write(P.encodeOptionReply(option, P.REP_SERVER, P.encodeServerReplyPayload(c.exportName)));
+        this.socket.write(P.encodeOptionReply(option, P.REP_ACK));
+        this.socket.uncork();
+        return false;
+      case P.OPT_INFO:
+      case P.OPT_GO: {
+        const request = P.decodeInfoRequest(data);
+        if (!request) {
+          this.optionError(option, P.REP_ERR_INVALID, 'malformed NBD_OPT_INFO/NBD_OPT_GO data');
+          return false;
+        }
+        if (!this.nameMatches(request.exportName)) {
+          this.optionError(option, P.REP_ERR_UNKNOWN, `export '${request.exportName}' does not exist`);
+          return false;
+        }
+        this.socket.cork();
+        this.socket.write(P.encodeOptionReply(option, P.REP_INFO, P.encodeInfoExport(c.sizeBytes, c.transmissionFlags)));
+        // Block size constraints are sent whether or not they were asked for (allowed by the spec).
+        this.socket.write(
+          P.encodeOptionReply(
+            option,
+            P.REP_INFO,
+            P.encodeInfoBlockSize(P.BLOCK_SIZE_MIN_BYTES, P.BLOCK_SIZE_PREFERRED_BYTES, c.maxPayloadBytes),
+          ),
+        );
+        if (request.infoTypes.includes(P.INFO_NAME)) {
+          this.socket.write(P.encodeOptionReply(option, P.REP_INFO, P.encodeInfoString(P.INFO_NAME, c.exportName)));
+        }
+        if (request.infoTypes.includes(P.INFO_DESCRIPTION)) {
+          this.socket.write(P.encodeOptionReply(option, P.REP_INFO, P.encodeInfoString(P.INFO_DESCRIPTION, c.description)));
+        }
+        this.socket.write(P.encodeOptionReply(option, P.REP_ACK));
+        this.socket.uncork();
+        if (option === P.OPT_GO) {
+          this.enterTransmission();
+          return true;
+        }
+        return false;
+      }
+      default:
+        // NBD_OPT_STARTTLS, NBD_OPT_STRUCTURED_REPLY, meta contexts, extended headers, unknown.
+        this.optionError(option, P.REP_ERR_UNSUP, `option ${option} is not supported by this server`);
+        return false;
+    }
+  }
+
+  private nameMatches(name: string): boolean {
+    return name === this.config.exportName || name === '';
+  }
+
+  private optionError(option: number, replyType: number, message: string): void {
+    this.socket.write(P.encodeOptionReply(option, replyType, Buffer.from(message, 'utf8')));
+  }
+
+  private enterTransmission(): void {
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
+    this.phase = Phase.transmission;
+    const leftover = this.handshakeBytes > 0 ? Buffer.concat(this.handshakeChunks, this.handshakeBytes) : EMPTY;
+    this.handshakeChunks = [];
+    this.handshakeBytes = 0;
+    this.log.info({ export: this.config.exportName, sizeBytes: this.config.sizeBytes }, 'nbd: client entered transmission');
+    if (leftover.length > 0) this.consume(leftover, 0);
+    if (this.phase === Phase.transmission && this.stalledChunk === null && this.parse !== ParseState.admit) {
+      this.socket.resume();
+    }
+  }
+
+  private readExact(bytes: number): Promise<Buffer> {
+    assert(this.pendingRead === null, 'one handshake read at a time');
+    if (this.handshakeBytes >= bytes) return Promise.resolve(this.takeHandshakeBytes(bytes));
+    if (this.socketClosed) return Promise.reject(new Error('client closed the connection during the handshake'));
+    return new Promise((resolve, reject) => {
+      this.pendingRead = { bytes, resolve, reject };
+      this.socket.resume();
+    });
+  }
+
+  private takeHandshakeBytes(bytes: number): Buffer {
+    const all = this.handshakeChunks.length === 1 ? this.handshakeChunks[0]! : Buffer.concat(this.handshakeChunks, this.handshakeBytes);
+    const out = all.subarray(0, bytes);
+    const rest = all.subarray(bytes);
+    this.handshakeChunks = rest.length > 0 ? [rest] : [];
+    this.handshakeBytes = rest.length;
+    return out;
+  }
+
+  // ---------------------------------------------------------------- socket events
+
+  private onData(chunk: Buffer): void {
+    if (this.phase === Phase.transmission) {
+      this.consume(chunk, 0);
+      return;
+    }
+    if (this.phase !== Phase.handshake) return; // closing: requests after DISC/violation are dropped
+    this.handshakeChunks.push(chunk);
+    this.handshakeBytes += chunk.length;
+    if (this.handshakeBytes > HANDSHAKE_BUFFER_MAX_BYTES) this.socket.pause();
+    const pending = this.pendingRead;
+    if (pending && this.handshakeBytes >= pending.bytes) {
+      this.pendingRead = null;
+      pending.resolve(this.takeHandshakeBytes(pending.bytes));
+    }
+  }
+
+  private onSocketClose(): void {
+    this.socketClosed = true;
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    const pending = this.pendingRead;
+    this.pendingRead = null;
+    if (pending) pending.reject(new Error('client closed the connection during the handshake'));
+    this.stalledChunk = null;
+    if (this.phase !== Phase.closed) {
+      if (this.inflightCount > 0) {
+        this.log.info({ inflight: this.inflightCount }, 'nbd: client disconnected with requests in flight; completing them');
+      }
+      this.phase = Phase.closing;
+    }
+    this.maybeDone();
+  }
+
+  private beginClosing(reason: string): void {
+    if (this.phase === Phase.closing || this.phase === Phase.closed) return;
+    this.log.debug({ reason }, 'nbd: closing connection');
+    this.phase = Phase.closing;
+    this.stalledChunk = null;
+    this.socket.pause();
+    this.maybeDone();
+  }
+
+  /** Malformed traffic: stop reading, let in-flight requests finish, hang up. */
+  private protocolViolation(reason: string): void {
+    this.log.warn({ reason }, 'nbd: protocol violation by client; closing connection');
+    this.beginClosing(reason);
+  }
+
+  private maybeDone(): void {
+    if (this.phase !== Phase.closing || this.inflightCount > 0) return;
+    if (!this.socketClosed) {
+      // All replies are queued; end() flushes them, then the client hangs up.
+      this.socket.end();
+      if (!this.lingerTimer) {
+        this.lingerTimer = setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS);
+        this.lingerTimer.unref();
+      }
+      return;
+    }
+    this.phase = Phase.closed;
+    this.resolveDone();
+  }
+
+  // ---------------------------------------------------------------- transmission parser
+
+  /** Consumes `chunk` from `at`; stalls (pauses the socket) when limits are reached. */
+  private consume(chunk: Buffer, at: number): void {
+    for (;;) {
+      if (this.phase !== Phase.transmission) return;
+      if (this.parse === ParseState.admit) {
+        if (!this.admit()) {
+          this.stalledChunk = chunk;
+          this.stalledAt = at;
+          this.socket.pause();
+          return;
+        }
+        continue;
+      }
+      if (at >= chunk.length) return;
+      if (this.parse === ParseState.header) {
+        const n = Math.min(P.REQUEST_HEADER_BYTES - this.requestHeaderFillBytes, chunk.length - at);
+        chunk.copy(this.requestHeader, this.requestHeaderFillBytes, at, at + n);
+        this.requestHeaderFillBytes += n;
+        at += n;
+        if (this.requestHeaderFillBytes < P.REQUEST_HEADER_BYTES) return;
+        this.requestHeaderFillBytes = 0;
+        P.decodeRequestHeader(this.requestHeader, 0, this.request);
+        if (this.request.magic !== P.REQUEST_MAGIC) {
+          this.protocolViolation(`bad request magic 0x${this.request.magic.toString(16)}`);
+          return;
+        }
+        if (this.request.type === P.CMD_DISC) {
+          this.log.debug('nbd: client sent NBD_CMD_DISC');
+          this.beginClosing('NBD_CMD_DISC');
+          return;
+        }
+        this.parse = ParseState.admit;
+      } else if (this.parse === ParseState.payload) {
+        const slot = this.current!;
+        const need = slot.lengthBytes - slot.payloadFillBytes;
+        if (slot.payloadFillBytes === 0 && chunk.length - at >= need) {
+          // Whole payload inside this chunk: use it in place (socket chunks are never reused).
+          slot.data = chunk.subarray(at, at + need);
+          at += need;
+        } else {
+          if (slot.data === null) slot.data = Buffer.allocUnsafe(slot.lengthBytes);
+          const n = Math.min(need, chunk.length - at);
+          chunk.copy(slot.data, slot.payloadFillBytes, at, at + n);
+          slot.payloadFillBytes += n;
+          at += n;
+          if (slot.payloadFillBytes < slot.lengthBytes) return;
+        }
+        this.current = null;
+        this.parse = ParseState.header;
+        this.startWrite(slot);
+      } else {
+        const n = Math.min(this.discardRemainingBytes, chunk.length - at);
+        this.discardRemainingBytes -= n;
+        at += n;
+        if (this.discardRemainingBytes > 0) return;
+        const slot = this.current!;
+        this.current = null;
+        this.parse = ParseState.header;
+        this.reply(slot, slot.presetError);
+      }
+    }
+  }
+
+  /** Takes a slot for the parsed header if the limits allow; sets the next parse state. */
+  private admit(): boolean {
+    const r = this.request;
+    const c = this.config;
+    const error = checkRequest(r.type, r.flags, r.offsetBytes, r.lengthBytes, c);
+    const payloadBytes = error === P.NBD_OK && (r.type === P.CMD_READ || r.type === P.CMD_WRITE) ? r.lengthBytes : 0;
+    if (this.slotsFree.length === 0) return false;
+    if (this.inflightCount > 0 && this.inflightBytes + payloadBytes > c.inflightBytesMax) return false;
+
+    const slot = this.slotsFree.pop()!;
+    this.inflightCount++;
+    this.inflightBytes += payloadBytes;
+    slot.type = r.type;
+    slot.flags = r.flags;
+    slot.offsetBytes = r.offsetBytes;
+    slot.lengthBytes = r.lengthBytes;
+    slot.costBytes = payloadBytes;
+    slot.data = null;
+    slot.payloadFillBytes = 0;
+    slot.presetError = error;
+    slot.stage = Stage.reply;
+    slot.progressBytes = 0;
+    this.requestHeader.copy(slot.replyHeader, 8, 8, 16);
+
+    if (r.type === P.CMD_WRITE && r.lengthBytes > 0) {
+      this.current = slot;
+      if (error === P.NBD_OK) {
+        this.parse = ParseState.payload;
+      } else {
+        // The payload follows the header whatever we think of it: skip it, then reply.
+        this.discardRemainingBytes = r.lengthBytes;
+        this.parse = ParseState.discard;
+      }
+      return true;
+    }
+    this.parse = ParseState.header;
+    if (error !== P.NBD_OK) {
+      this.log.debug({ cmd: P.commandName(r.type), offset: r.offsetBytes, length: r.lengthBytes, error }, 'nbd: request refused');
+      this.reply(slot, error);
+      return true;
+    }
+    this.start(slot);
+    return true;
+  }
+
+  // ---------------------------------------------------------------- device operations
+
+  private start(slot: Slot): void {
+    const device = this.config.device;
+    try {
+      switch (slot.type) {
+        case P.CMD_READ:
+          slot.data = this.readPool.take(slot.lengthBytes);
+          device.read(slot.data, slot.offsetBytes).then(slot.onDeviceDone, slot.onDeviceError);
+          return;
+        case P.CMD_FLUSH:
+          device.flush().then(slot.onDeviceDone, slot.onDeviceError);
+          return;
+        case P.CMD_TRIM:
+          slot.stage = Stage.trimChunks;
+          this.continueChunks(slot);
+          return;
+        case P.CMD_WRITE_ZEROES:
+          if (device.capabilities.canTrim && (slot.flags & P.CMD_FLAG_NO_HOLE) === 0) {
+            // A trimmed range reads back as zeroes (BlockDevice contract).
+            slot.stage = Stage.trimChunks;
+          } else {
+            slot.stage = Stage.zeroChunks;
+          }
+          this.continueChunks(slot);
+          return;
+        default:
+          assert(false, `start() got a request checkRequest refuses: ${P.commandName(slot.type)}`);
+      }
+    } catch (err) {
+      this.deviceFailed(slot, err);
+    }
+  }
+
+  private startWrite(slot: Slot): void {
+    const device = this.config.device;
+    const fua = (slot.flags & P.CMD_FLAG_FUA) !== 0;
+    try {
+      if (fua && !device.capabilities.canFua) {
+        slot.stage = Stage.flushThenReply;
+        device.write(slot.data!, slot.offsetBytes).then(slot.onDeviceDone, slot.onDeviceError);
+      } else {
+        device.write(slot.data!, slot.offsetBytes, fua ? FUA : undefined).then(slot.onDeviceDone, slot.onDeviceError);
+      }
+    } catch (err) {
+      this.deviceFailed(slot, err);
+    }
+  }
+
+  /** Issues the next chunk of a TRIM / WRITE_ZEROES, or moves on when all are done. */
+  private continueChunks(slot: Slot): void {
+    const remaining = slot.lengthBytes - slot.progressBytes;
+    const device = this.config.device;
+    if (remaining === 0) {
+      const fua = (slot.flags & P.CMD_FLAG_FUA) !== 0;
+      if (fua) {
+        slot.stage = Stage.reply;
+        device.flush().then(slot.onDeviceDone, slot.onDeviceError);
+      } else {
+        this.reply(slot, P.NBD_OK);
+      }
+      return;
+    }
+    const at = slot.offsetBytes + slot.progressBytes;
+    if (slot.stage === Stage.trimChunks) {
+      const n = Math.min(remaining, TRIM_CHUNK_BYTES);
+      slot.progressBytes += n;
+      device.trim(at, n).then(slot.onDeviceDone, slot.onDeviceError);
+    } else {
+      const n = Math.min(remaining, ZERO_CHUNK_BYTES, this.config.maxPayloadBytes);
+      slot.progressBytes += n;
+      device.write(ZERO_CHUNK.subarray(0, n), at).then(slot.onDeviceDone, slot.onDeviceError);
+    }
+  }
+
+  /** Called (via the slot's bound callback) when a device operation resolved. */
+  deviceDone(slot: Slot): void {
+    switch (slot.stage) {
+      case Stage.reply:
+        this.reply(slot, P.NBD_OK);
+        return;
+      case Stage.flushThenReply:
+        slot.stage = Stage.reply;
+        try {
+          this.config.device.flush().then(slot.onDeviceDone, slot.onDeviceError);
+        } catch (err) {
+          this.deviceFailed(slot, err);
+        }
+        return;
+      case Stage.zeroChunks:
+      case Stage.trimChunks:
+        try {
+          this.continueChunks(slot);
+        } catch (err) {
+          this.deviceFailed(slot, err);
+        }
+        return;
+    }
+  }
+
+  deviceFailed(slot: Slot, err: unknown): void {
+    const error = P.nbdErrorFor(err);
+    this.log.warn(
+      { cmd: P.commandName(slot.type), offset: slot.offsetBytes, length: slot.lengthBytes, error, err: (err as Error)?.message },
+      'nbd: device operation failed',
+    );
+    this.reply(slot, error);
+  }
+
+  // ---------------------------------------------------------------- replies
+
+  private reply(slot: Slot, error: number): void {
+    if (this.socketClosed || this.socket.destroyed || !this.socket.writable) {
+      this.release(slot);
+      return;
+    }
+    slot.replyHeader.writeUInt32BE(error, 4);
+    if (error === P.NBD_OK && slot.type === P.CMD_READ) {
+      this.socket.cork();
+      this.socket.write(slot.replyHeader);
+      this.socket.write(slot.data!, slot.onReplyWritten);
+      this.socket.uncork();
+    } else {
+      this.socket.write(slot.replyHeader, slot.onReplyWritten);
+    }
+  }
+
+  /** The reply left for the kernel (or the socket died): the slot is free again. */
+  replyWritten(slot: Slot): void {
+    this.release(slot);
+  }
+
+  private release(slot: Slot): void {
+    if (slot.type === P.CMD_READ && slot.data !== null) this.readPool.give(slot.data);
+    slot.data = null;
+    this.inflightCount--;
+    this.inflightBytes -= slot.costBytes;
+    assert(this.inflightCount >= 0 && this.inflightBytes >= 0, 'in-flight accounting never goes negative');
+    this.slotsFree.push(slot);
+    if (this.stalledChunk !== null || (this.parse === ParseState.admit && this.phase === Phase.transmission)) {
+      const chunk = this.stalledChunk ?? EMPTY;
+      const at = this.stalledAt;
+      this.stalledChunk = null;
+      this.stalledAt = 0;
+      this.consume(chunk, at);
+      if (this.phase === Phase.transmission && this.parse !== ParseState.admit) this.socket.resume();
+    }
+    this.maybeDone();
+  }
+}
