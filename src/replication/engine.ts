@@ -1,0 +1,261 @@
+/**
+ * replication/engine — one node's data path: owns the ReplicatedVolume, the
+ * SecondaryReceiver, resync and verify parts, the shared range lock and the
+ * counters, and routes every data-path packet from the PeerChannel to the
+ * part that answers it. The resource layer drives it with method calls
+ * (attach a link, start mirroring, exchange bitmaps, start resync/verify);
+ * packets it does not own (handshake, state) go to `onControlPacket`.
+ */
+import type { BlockDevice } from '../disk/block-device.js';
+import type { ActivityLogApi, DirtyBitmap } from '../meta/types.js';
+import type { LinkLossReason, PeerChannel } from '../peer/channel.js';
+import { type AckPacket, type Packet, PacketType } from '../peer/packets.js';
+import { assert } from '../util/assert.js';
+import type { Logger } from '../util/log.js';
+import { BitmapExchange } from './bitmap-exchange.js';
+import { BlockIdTag, blockIdTag } from './block-id.js';
+import { type CounterSnapshot, ReplicationCounters } from './counters.js';
+import { type ReplicationOptions, withDefaults } from './options.js';
+import { RangeLock } from './range-lock.js';
+import { SecondaryReceiver } from './receiver.js';
+import { type ResyncProgress, ResyncResponder, type ResyncResult, ResyncTarget } from './resync.js';
+import { VerifyResponder, type VerifyResult, VerifySource } from './verify.js';
+import { type LocalIoErrorHandler, ReplicatedVolume, setOutOfSync } from './volume.js';
+
+export interface ReplicationEngineDeps {
+  /** The local backing device's data area (not the meta-data). */
+  readonly disk: BlockDevice;
+  readonly bitmap: DirtyBitmap;
+  readonly activityLog: ActivityLogApi;
+  readonly options?: Partial<ReplicationOptions>;
+  readonly log: Logger;
+  /** AL transactions written so far, for the `al:` counter. */
+  readonly alTransactions?: () => number;
+  readonly onLocalIoError?: LocalIoErrorHandler;
+  /** Clock for progress and rate limiting (tests pass a fake one). */
+  readonly now?: () => number;
+}
+
+export interface AttachedPeer {
+  readonly channel: PeerChannel;
+  /** Packets the data path does not own (handshake, state, sync UUID, ping...). */
+  readonly onControlPacket?: (packet: Packet) => void;
+  /** The link is gone; the data path has already marked unacknowledged writes out of sync. */
+  readonly onLinkLost?: (reason: LinkLossReason) => void;
+}
+
+interface Link {
+  readonly channel: PeerChannel;
+  readonly receiver: SecondaryReceiver;
+  readonly responder: ResyncResponder;
+  readonly verifyResponder: VerifyResponder;
+  readonly bitmapExchange: BitmapExchange;
+  readonly attached: AttachedPeer;
+  resyncTarget: ResyncTarget | null;
+  verifySource: VerifySource | null;
+}
+
+export class ReplicationEngine {
+  readonly options: ReplicationOptions;
+  readonly counters: ReplicationCounters;
+  readonly volume: ReplicatedVolume;
+  private readonly rangeLock = new RangeLock();
+  private link: Link | null = null;
+
+  constructor(private readonly deps: ReplicationEngineDeps) {
+    this.options = withDefaults(deps.options);
+    this.counters = new ReplicationCounters(deps.bitmap, deps.alTransactions);
+    this.volume = new ReplicatedVolume({
+      disk: deps.disk,
+      bitmap: deps.bitmap,
+      activityLog: deps.activityLog,
+      options: this.options,
+      counters: this.counters,
+      log: deps.log,
+      rangeLock: this.rangeLock,
+      ...(deps.onLocalIoError ? { onLocalIoError: deps.onLocalIoError } : {}),
+    });
+  }
+
+  // ---- link lifecycle -------------------------------------------------------------------------
+
+  /** Take over an established, handshaken channel: from now on this engine receives its packets. */
+  attachPeer(attached: AttachedPeer): void {
+    assert(this.link === null, 'attachPeer while a peer is attached');
+    const { channel } = attached;
+    const common = { disk: this.deps.disk, counters: this.counters, log: this.deps.log, rangeLock: this.rangeLock, peer: channel };
+    const link: Link = {
+      channel,
+      attached,
+      receiver: new SecondaryReceiver({ ...common, options: this.options, ...(this.deps.onLocalIoError ? { onLocalIoError: this.deps.onLocalIoError } : {}) }),
+      responder: new ResyncResponder({ ...common, bitmap: this.deps.bitmap }),
+      verifyResponder: new VerifyResponder({ ...common, bitmap: this.deps.bitmap, options: this.options }),
+      bitmapExchange: new BitmapExchange(this.deps.bitmap),
+      resyncTarget: null,
+      verifySource: null,
+    };
+    this.link = link;
+    channel.onPacket((packet) => this.dispatch(link, packet));
+    channel.onClose((reason) => this.linkLost(link, reason));
+  }
+
+  /** Orderly or not, the link is gone: stop mirroring, fail resync/verify in flight. */
+  private linkLost(link: Link, reason: LinkLossReason): void {
+    if (this.link !== link) return;
+    this.link = null;
+    this.volume.stopMirroring();
+    this.volume.setOnDemandSync(null);
+    link.resyncTarget?.abort(`link lost (${reason})`);
+    link.verifySource?.abort(`link lost (${reason})`);
+    link.bitmapExchange.abort();
+    this.counters.pe = 0;
+    this.counters.ua = 0;
+    this.deps.log.info({ reason }, 'data path detached from peer');
+    link.attached.onLinkLost?.(reason);
+  }
+
+  /** Close the link (e.g. `disconnect`); the same clean-up as a lost link runs. */
+  detachPeer(reason: LinkLossReason = 'Disconnecting'): void {
+    const link = this.link;
+    if (link === null) return;
+    if (link.channel.isOpen) link.channel.close(reason);
+    this.linkLost(link, reason);
+  }
+
+  get isAttached(): boolean {
+    return this.link !== null;
+  }
+
+  // ---- decisions from the resource layer ------------------------------------------------------
+
+  /** Application writes are mirrored to the peer from now on (Connected / Sync*). */
+  startMirroring(): void {
+    this.volume.startMirroring(this.requireLink().channel);
+  }
+
+  /** Whether the peer's Data packets are applied; refused ones get NegAck. */
+  setAcceptPeerWrites(accept: boolean, reason = ''): void {
+    this.requireLink().receiver.setAcceptWrites(accept, reason);
+  }
+
+  /** WFBitMapS/T: send our bitmap and OR the peer's into it. */
+  exchangeBitmaps(): Promise<{ bitsSet: number; newlySetFromPeer: number }> {
+    const link = this.requireLink();
+    return link.bitmapExchange.exchange(link.channel);
+  }
+
+  /** Become SyncTarget: pull every out-of-sync block; application reads of such blocks sync them first. */
+  startResyncAsTarget(): ResyncTarget {
+    const link = this.requireLink();
+    assert(link.resyncTarget === null, 'one resync at a time');
+    const target = new ResyncTarget({
+      disk: this.deps.disk,
+      bitmap: this.deps.bitmap,
+      options: this.options,
+      counters: this.counters,
+      log: this.deps.log,
+      rangeLock: this.rangeLock,
+      peer: link.channel,
+      ...(this.deps.now ? { now: this.deps.now } : {}),
+    });
+    link.resyncTarget = target;
+    this.volume.setOnDemandSync(target);
+    const done = target.start();
+    void done.then(() => {
+      if (link.resyncTarget === target) link.resyncTarget = null;
+      this.volume.setOnDemandSync(null);
+    });
+    return target;
+  }
+
+  /** Start online verify as VerifyS over [startBytes, endBytes). */
+  startVerify(startBytes?: number, endBytes?: number): { source: VerifySource; done: Promise<VerifyResult> } {
+    const link = this.requireLink();
+    assert(link.verifySource === null, 'one verify at a time');
+    const source = new VerifySource({
+      disk: this.deps.disk,
+      bitmap: this.deps.bitmap,
+      options: this.options,
+      counters: this.counters,
+      log: this.deps.log,
+      rangeLock: this.rangeLock,
+      peer: link.channel,
+      ...(this.deps.now ? { now: this.deps.now } : {}),
+    });
+    link.verifySource = source;
+    const done = source.start(startBytes, endBytes);
+    void done.then(() => {
+      if (link.verifySource === source) link.verifySource = null;
+    });
+    return { source, done };
+  }
+
+  /** Progress of the running resync (SyncTarget side) or null. */
+  resyncProgress(): ResyncProgress | null {
+    return this.link?.resyncTarget?.progress() ?? null;
+  }
+
+  counterSnapshot(): CounterSnapshot {
+    return this.counters.snapshot();
+  }
+
+  /** Waits until every Barrier received has been answered (orderly disconnect, tests). */
+  receiverIdle(): Promise<void> {
+    return this.link?.receiver.idle() ?? Promise.resolve();
+  }
+
+  // ---- packet routing -------------------------------------------------------------------------
+
+  private dispatch(link: Link, packet: Packet): void {
+    switch (packet.type) {
+      case PacketType.Data:
+        return link.receiver.handleData(packet);
+      case PacketType.Barrier:
+        return link.receiver.handleBarrier(packet);
+      case PacketType.RecvAck:
+      case PacketType.WriteAck:
+      case PacketType.NegAck:
+        return this.volume.handleAck(packet);
+      case PacketType.BarrierAck:
+        return this.volume.handleBarrierAck(packet);
+      case PacketType.RsWriteAck:
+      case PacketType.RsNegAck:
+        return this.routeResyncAck(link, packet);
+      case PacketType.RsDataRequest:
+        return link.responder.handleDataRequest(packet);
+      case PacketType.RsDataReply:
+        if (link.resyncTarget === null) {
+          this.deps.log.warn({ offsetBytes: packet.offsetBytes }, 'RsDataReply while not SyncTarget ignored');
+          return;
+        }
+        return link.resyncTarget.handleReply(packet);
+      case PacketType.Bitmap:
+        return link.bitmapExchange.handleBitmap(packet);
+      case PacketType.OutOfSync:
+        setOutOfSync(this.deps.bitmap, packet.offsetBytes, packet.lengthBytes);
+        return;
+      case PacketType.OvRequest:
+        return link.verifyResponder.handleRequest(packet);
+      case PacketType.OvReply:
+        if (link.verifySource !== null) link.verifySource.handleReply(packet);
+        return;
+      case PacketType.OvResult:
+        return link.verifyResponder.handleResult(packet);
+      default:
+        link.attached.onControlPacket?.(packet);
+    }
+  }
+
+  private routeResyncAck(link: Link, packet: AckPacket): void {
+    const tag = blockIdTag(packet.blockId);
+    if (tag === BlockIdTag.app) return this.volume.handleAck(packet);
+    // The SyncTarget sends RsNegAck for a block it failed to write; the SyncSource for one it failed to read.
+    if (packet.type === PacketType.RsNegAck && link.resyncTarget !== null) return link.resyncTarget.handleNegAck(packet);
+    return link.responder.handleWriteAck(packet);
+  }
+
+  private requireLink(): Link {
+    assert(this.link !== null, 'a peer is attached');
+    return this.link;
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * replication/receiver — SecondaryReceiver, the peer side of mirrored writes:
+ * applies Data packets to the local disk in arrival order per overlapping
+ * range (honouring FUA / flush flags), acknowledges as the protocol says
+ * (B: RecvAck on receipt, C: WriteAck once written, NegAck on failure or when
+ * it must not accept writes), and answers each Barrier only after the epoch's
+ * writes are done and fdatasync'ed (write ordering method `flush`). It is
+ * told whether to accept writes; it never decides that itself.
+ */
+import type { BlockDevice } from '../disk/block-device.js';
+import type { PeerChannel } from '../peer/channel.js';
+import { type BarrierPacket, type DataPacket, DataFlag, PacketType } from '../peer/packets.js';
+import { assert } from '../util/assert.js';
+import type { Logger } from '../util/log.js';
+import type { ReplicationCounters } from './counters.js';
+import type { ReplicationOptions } from './options.js';
+import type { RangeHold, RangeLock } from './range-lock.js';
+import type { LocalIoErrorHandler } from './volume.js';
+
+/** Epochs open on the receiver at once; the Primary closes one per burst or max-epoch-size writes. */
+const EPOCHS_OPEN_MAX = 1 << 16;
+
+interface EpochRecord {
+  /** Data packets of this epoch received. */
+  writes: number;
+  /** ... not yet finished on the local disk. */
+  pending: number;
+  /** Set by the Barrier handler while it waits for `pending` to reach 0. */
+  drained: (() => void) | null;
+}
+
+export interface SecondaryReceiverDeps {
+  readonly disk: BlockDevice;
+  readonly options: ReplicationOptions;
+  readonly counters: ReplicationCounters;
+  readonly log: Logger;
+  readonly rangeLock: RangeLock;
+  readonly peer: PeerChannel;
+  readonly onLocalIoError?: LocalIoErrorHandler;
+}
+
+export class SecondaryReceiver {
+  private readonly epochs = new Map<number, EpochRecord>();
+  private barrierChain: Promise<void> = Promise.resolve();
+  private acceptWrites = true;
+  private refuseReason = '';
+
+  constructor(private readonly deps: SecondaryReceiverDeps) {}
+
+  /** Whether Data packets are applied (true) or refused with NegAck (e.g. no usable disk). */
+  setAcceptWrites(accept: boolean, reason = ''): void {
+    this.acceptWrites = accept;
+    this.refuseReason = reason;
+  }
+
+  handleData(packet: DataPacket): void {
+    const { counters, options } = this.deps;
+    const lengthBytes = packet.payload.length;
+    counters.receivedBytes += lengthBytes;
+    const epoch = this.epochRecord(packet.epoch);
+    epoch.writes++;
+    if (!this.acceptWrites) {
+      this.deps.log.warn({ offsetBytes: packet.offsetBytes, lengthBytes, reason: this.refuseReason }, 'refusing peer write (NegAck)');
+      this.ack(PacketType.NegAck, packet.offsetBytes, lengthBytes, packet.blockId);
+      return;
+    }
+    if (options.protocol === 'B') this.ack(PacketType.RecvAck, packet.offsetBytes, lengthBytes, packet.blockId);
+    counters.ua++;
+    epoch.pending++;
+    void this.apply(packet, epoch);
+  }
+
+  private async apply(packet: DataPacket, epoch: EpochRecord): Promise<void> {
+    const { disk, counters, rangeLock } = this.deps;
+    const { offsetBytes, payload } = packet;
+    let ok = true;
+    const granted = rangeLock.acquire(offsetBytes, offsetBytes + payload.length);
+    const hold: RangeHold = granted instanceof Promise ? await granted : granted;
+    try {
+      if ((packet.flags & DataFlag.flush) !== 0) await disk.flush();
+      await disk.write(payload, offsetBytes, { fua: (packet.flags & DataFlag.fua) !== 0 });
+      counters.diskWrittenBytes += payload.length;
+    } catch (err) {
+      ok = false;
+      this.deps.log.error({ offsetBytes, lengthBytes: payload.length, err: (err as Error).message }, 'local write of peer data failed');
+      this.deps.onLocalIoError?.('write', offsetBytes, err as Error);
+    } finally {
+      rangeLock.release(hold);
+    }
+    counters.ua--;
+    if (!ok) this.ack(PacketType.NegAck, offsetBytes, payload.length, packet.blockId);
+    else if (this.deps.options.protocol === 'C') this.ack(PacketType.WriteAck, offsetBytes, payload.length, packet.blockId);
+    epoch.pending--;
+    if (epoch.pending === 0 && epoch.drained) epoch.drained();
+  }
+
+  handleBarrier(packet: BarrierPacket): void {
+    const record = this.epochs.get(packet.epoch);
+    // Barriers are answered strictly in order, each after its epoch is on stable storage.
+    this.barrierChain = this.barrierChain.then(() => this.completeEpoch(packet.epoch, record));
+  }
+
+  private async completeEpoch(epoch: number, record: EpochRecord | undefined): Promise<void> {
+    if (record && record.pending > 0) {
+      await new Promise<void>((resolve) => {
+        record.drained = resolve;
+      });
+    }
+    assert(!record || record.pending === 0, `epoch ${epoch} has no writes in flight at its barrier`);
+    this.epochs.delete(epoch);
+    try {
+      await this.deps.disk.flush();
+    } catch (err) {
+      this.deps.log.error({ epoch, err: (err as Error).message }, 'flush for barrier failed; dropping the connection');
+      this.deps.onLocalIoError?.('flush', 0, err as Error);
+      if (this.deps.peer.isOpen) this.deps.peer.close('ProtocolError');
+      return;
+    }
+    if (this.deps.peer.isOpen) this.deps.peer.send({ type: PacketType.BarrierAck, epoch, writes: record ? record.writes : 0 });
+  }
+
+  /** Resolves once every Barrier received so far is answered (for orderly disconnect and tests). */
+  idle(): Promise<void> {
+    return this.barrierChain;
+  }
+
+  private epochRecord(epoch: number): EpochRecord {
+    let record = this.epochs.get(epoch);
+    if (record === undefined) {
+      assert(this.epochs.size < EPOCHS_OPEN_MAX, `fewer than ${EPOCHS_OPEN_MAX} epochs open`);
+      record = { writes: 0, pending: 0, drained: null };
+      this.epochs.set(epoch, record);
+    }
+    return record;
+  }
+
+  private ack(
+    type: typeof PacketType.RecvAck | typeof PacketType.WriteAck | typeof PacketType.NegAck,
+    offsetBytes: number,
+    lengthBytes: number,
+    blockId: number,
+  ): void {
+    if (!this.deps.peer.isOpen) return;
+    this.deps.peer.send({ type, offsetBytes, lengthBytes, blockId });
+  }
+}

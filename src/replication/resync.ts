@@ -1,0 +1,464 @@
+/**
+ * replication/resync — moving out-of-sync blocks from the SyncSource to the
+ * SyncTarget. ResyncTarget walks the bitmap in runs of contiguous set bits
+ * (bounded size and in-flight count, optional rate limit), writes each
+ * RsDataReply, clears the bits and acknowledges with RsWriteAck; it also
+ * syncs a block on demand before an application read of it. ResyncResponder
+ * (any node with good data) answers RsDataRequest from its disk and clears
+ * its bits on RsWriteAck. Both hold the shared range lock across each block
+ * so an application write that overlaps a block being resynced wins.
+ * Progress is plain numbers (drbd84.md §5.1). Who syncs from whom is decided
+ * elsewhere.
+ */
+import type { BlockDevice } from '../disk/block-device.js';
+import type { DirtyBitmap } from '../meta/types.js';
+import { BM_BLOCK_BYTES } from '../meta/types.js';
+import type { PeerChannel } from '../peer/channel.js';
+import { type AckPacket, PacketType, type RsDataReply, type RsDataRequest } from '../peer/packets.js';
+import { assert } from '../util/assert.js';
+import type { Logger } from '../util/log.js';
+import { BlockIdAllocator, BlockIdTag } from './block-id.js';
+import type { ReplicationCounters } from './counters.js';
+import type { ReplicationOptions } from './options.js';
+import { type RangeHold, type RangeLock, Slots } from './range-lock.js';
+import { setInSync } from './volume.js';
+
+/** Full passes over the bitmap before a resync gives up on blocks that keep failing. */
+const RESYNC_PASSES_MAX = 4;
+/** Progress samples kept for the "current" speed: one per second ≈ DRBD's ~18 s window. */
+const SPEED_SAMPLES_MAX = 18;
+const SPEED_SAMPLE_INTERVAL_MS = 1000;
+/** No progress for this long is shown as "(stalled)". */
+const STALLED_AFTER_MS = 180_000;
+
+export interface ResyncProgress {
+  readonly totalBits: number;
+  readonly leftBits: number;
+  /** Per-mille done exactly as /proc/drbd computes it. */
+  readonly perMille: number;
+  /** KiB/s over the last ~18 s. */
+  readonly currentKiBps: number;
+  /** KiB/s since start, paused time excluded. */
+  readonly averageKiBps: number;
+  /** Seconds to finish at the current speed, or null when unknown. */
+  readonly etaSeconds: number | null;
+  /** Configured limit, KiB/s (0 = unlimited): the `want:` of /proc/drbd. */
+  readonly wantKiBps: number;
+  readonly paused: boolean;
+  readonly stalled: boolean;
+  readonly elapsedMs: number;
+  readonly pausedMs: number;
+}
+
+export interface ResyncResult {
+  /** True when every out-of-sync block was synced. */
+  readonly ok: boolean;
+  readonly syncedBlocks: number;
+  readonly failedBlocks: number;
+  /** Payload bytes that crossed the link for this resync. */
+  readonly transferredBytes: number;
+  readonly elapsedMs: number;
+}
+
+/** /proc/drbd's per-mille: computed on values >>10 (>>16 above 2^32 bits). */
+export function syncPerMille(totalBits: number, leftBits: number): number {
+  const shift = totalBits > 2 ** 32 ? 16 : 10;
+  const divisor = 2 ** shift;
+  const left = Math.floor(leftBits / divisor);
+  const total = Math.floor(totalBits / divisor);
+  return 1000 - Math.floor((left * 1000) / (total + 1));
+}
+
+/** Progress bookkeeping shared by resync and verify. */
+export class ProgressMeter {
+  private readonly startMs: number;
+  private pausedSinceMs = -1;
+  private pausedTotalMs = 0;
+  private readonly samples: Array<{ atMs: number; doneBits: number }> = [];
+  private lastProgressMs: number;
+  doneBits = 0;
+
+  constructor(
+    readonly totalBits: number,
+    readonly wantKiBps: number,
+    private readonly now: () => number,
+  ) {
+    this.startMs = now();
+    this.lastProgressMs = this.startMs;
+    this.samples.push({ atMs: this.startMs, doneBits: 0 });
+  }
+
+  advance(bits: number): void {
+    this.doneBits += bits;
+    const at = this.now();
+    this.lastProgressMs = at;
+    const newest = this.samples[this.samples.length - 1]!;
+    if (at - newest.atMs >= SPEED_SAMPLE_INTERVAL_MS) {
+      this.samples.push({ atMs: at, doneBits: this.doneBits });
+      if (this.samples.length > SPEED_SAMPLES_MAX) this.samples.shift();
+    }
+  }
+
+  pause(): void {
+    if (this.pausedSinceMs < 0) this.pausedSinceMs = this.now();
+  }
+
+  resume(): void {
+    if (this.pausedSinceMs >= 0) {
+      this.pausedTotalMs += this.now() - this.pausedSinceMs;
+      this.pausedSinceMs = -1;
+    }
+  }
+
+  get paused(): boolean {
+    return this.pausedSinceMs >= 0;
+  }
+
+  snapshot(leftBits: number): ResyncProgress {
+    const at = this.now();
+    const pausedMs = this.pausedTotalMs + (this.pausedSinceMs >= 0 ? at - this.pausedSinceMs : 0);
+    const elapsedMs = at - this.startMs;
+    const activeSeconds = Math.max(0.001, (elapsedMs - pausedMs) / 1000);
+    const averageKiBps = Math.floor((this.doneBits * (BM_BLOCK_BYTES / 1024)) / activeSeconds);
+    const oldest = this.samples[0]!;
+    const windowSeconds = Math.max(0.001, (at - oldest.atMs) / 1000);
+    const currentKiBps = Math.floor(((this.doneBits - oldest.doneBits) * (BM_BLOCK_BYTES / 1024)) / windowSeconds);
+    const leftKiB = leftBits * (BM_BLOCK_BYTES / 1024);
+    return {
+      totalBits: this.totalBits,
+      leftBits,
+      perMille: syncPerMille(this.totalBits, leftBits),
+      currentKiBps,
+      averageKiBps,
+      etaSeconds: currentKiBps > 0 ? Math.ceil(leftKiB / currentKiBps) : leftBits === 0 ? 0 : null,
+      wantKiBps: this.wantKiBps,
+      paused: this.paused,
+      stalled: !this.paused && at - this.lastProgressMs > STALLED_AFTER_MS,
+      elapsedMs,
+      pausedMs,
+    };
+  }
+}
+
+/** Bytes-per-time budget; `waitMs` says how long to sleep before `bytes` more may go. */
+export class RateLimiter {
+  private windowStartMs: number;
+  private windowBytes = 0;
+  constructor(
+    private readonly rateKiBps: number,
+    private readonly now: () => number,
+  ) {
+    this.windowStartMs = now();
+  }
+
+  /** Accounts `bytes` and returns the delay (ms) to keep the average at or below the rate. */
+  take(bytes: number): number {
+    if (this.rateKiBps <= 0) return 0;
+    this.windowBytes += bytes;
+    const at = this.now();
+    const allowedMs = (this.windowBytes / (this.rateKiBps * 1024)) * 1000;
+    const delayMs = this.windowStartMs + allowedMs - at;
+    if (delayMs <= 0 && at - this.windowStartMs > 1000) {
+      // Do not bank idle time: restart the window.
+      this.windowStartMs = at;
+      this.windowBytes = 0;
+    }
+    return Math.max(0, delayMs);
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+export interface ResyncDeps {
+  readonly disk: BlockDevice;
+  readonly bitmap: DirtyBitmap;
+  readonly options: ReplicationOptions;
+  readonly counters: ReplicationCounters;
+  readonly log: Logger;
+  readonly rangeLock: RangeLock;
+  readonly peer: PeerChannel;
+  readonly now?: () => number;
+}
+
+interface ResyncRequest {
+  readonly blockId: number;
+  readonly offsetBytes: number;
+  readonly lengthBytes: number;
+  readonly hold: RangeHold;
+  /** Resolves true when written locally, false when failed. */
+  settle: (ok: boolean) => void;
+}
+
+/** The SyncTarget's side: pulls out-of-sync blocks from the peer. */
+export class ResyncTarget {
+  private readonly deps: ResyncDeps;
+  private readonly now: () => number;
+  private readonly ids = new BlockIdAllocator(BlockIdTag.resync);
+  private readonly inflight: Slots;
+  private readonly requests = new Map<number, ResyncRequest>();
+  private readonly limiter: RateLimiter;
+  private meter: ProgressMeter | null = null;
+  private resumeWaiter: (() => void) | null = null;
+  private pausedFlag = false;
+  private aborted: string | null = null;
+  private syncedBlocks = 0;
+  private failedBlocks = 0;
+  private transferredBytes = 0;
+  private donePromise: Promise<ResyncResult> | null = null;
+
+  constructor(deps: ResyncDeps) {
+    this.deps = deps;
+    this.now = deps.now ?? Date.now;
+    this.inflight = new Slots(deps.options.resyncInflightMax);
+    this.limiter = new RateLimiter(deps.options.resyncRateKiBps, this.now);
+  }
+
+  /** Begins the resync (once); the promise resolves when done or aborted. */
+  start(): Promise<ResyncResult> {
+    if (this.donePromise === null) {
+      const bitsSet = this.deps.bitmap.countSet();
+      this.meter = new ProgressMeter(bitsSet, this.deps.options.resyncRateKiBps, this.now);
+      if (this.pausedFlag) this.meter.pause();
+      this.deps.log.info({ kib: bitsSet * 4, bits: bitsSet }, `Began resync as SyncTarget (will sync ${bitsSet * 4} KB [${bitsSet} bits set]).`);
+      this.donePromise = this.run();
+    }
+    return this.donePromise;
+  }
+
+  get done(): Promise<ResyncResult> {
+    assert(this.donePromise !== null, 'resync started');
+    return this.donePromise;
+  }
+
+  progress(): ResyncProgress {
+    assert(this.meter !== null, 'resync started');
+    return this.meter.snapshot(this.deps.bitmap.countSet());
+  }
+
+  /** PausedSyncT: no new requests until resume(); requests in flight finish. */
+  pause(): void {
+    this.pausedFlag = true;
+    this.meter?.pause();
+  }
+
+  resume(): void {
+    this.pausedFlag = false;
+    this.meter?.resume();
+    this.resumeWaiter?.();
+    this.resumeWaiter = null;
+  }
+
+  /** Link lost or resync cancelled: requests in flight fail, the bits stay set. */
+  abort(reason: string): void {
+    if (this.aborted !== null) return;
+    this.aborted = reason;
+    for (const request of [...this.requests.values()]) this.finish(request, false, false);
+    this.resume();
+  }
+
+  /** Before an application read on the SyncTarget: fetch the range's out-of-sync blocks now. */
+  async syncRange(offsetBytes: number, lengthBytes: number): Promise<void> {
+    const { bitmap } = this.deps;
+    const firstBit = Math.floor(offsetBytes / BM_BLOCK_BYTES);
+    const endBit = Math.min(bitmap.bitCount, Math.ceil((offsetBytes + lengthBytes) / BM_BLOCK_BYTES));
+    let bit = bitmap.nextSet(firstBit);
+    while (bit >= 0 && bit < endBit) {
+      const runEnd = Math.min(bitmap.nextClear(bit), endBit);
+      const ok = await this.fetchRun(bit, runEnd, false);
+      if (!ok) throw new Error(`cannot sync blocks ${bit}..${runEnd - 1} from the peer before reading them`);
+      bit = runEnd < endBit ? bitmap.nextSet(runEnd) : -1;
+    }
+  }
+
+  private async run(): Promise<ResyncResult> {
+    const { bitmap, options, log } = this.deps;
+    const runBitsMax = options.resyncRunBytesMax / BM_BLOCK_BYTES;
+    const startMs = this.now();
+    const pending = new Set<Promise<boolean>>();
+    for (let pass = 0; pass < RESYNC_PASSES_MAX && this.aborted === null; pass++) {
+      const failedBefore = this.failedBlocks;
+      let bit = bitmap.nextSet(0);
+      while (bit >= 0 && this.aborted === null && this.deps.peer.isOpen) {
+        if (this.pausedFlag) {
+          await new Promise<void>((resolve) => {
+            this.resumeWaiter = resolve;
+          });
+          continue;
+        }
+        const runEnd = Math.min(bitmap.nextClear(bit), bit + runBitsMax);
+        const fetch = this.fetchRun(bit, runEnd, true);
+        pending.add(fetch);
+        void fetch.then(() => pending.delete(fetch));
+        // Wait here for a free slot so requests in flight stay bounded.
+        const slot = this.inflight.acquire();
+        if (slot !== true) await slot;
+        this.inflight.release();
+        bit = runEnd < bitmap.bitCount ? bitmap.nextSet(runEnd) : -1;
+      }
+      await Promise.all(pending);
+      if (bitmap.countSet() === 0 || this.aborted !== null || !this.deps.peer.isOpen) break;
+      if (this.failedBlocks > failedBefore && pass > 0) break;
+    }
+    if (this.aborted === null) {
+      // Everything synced must be on stable storage before the resync counts as done.
+      try {
+        await this.deps.disk.flush();
+      } catch (err) {
+        log.error({ err: (err as Error).message }, 'flush at end of resync failed');
+        this.failedBlocks += 1;
+      }
+    }
+    const elapsedMs = this.now() - startMs;
+    const left = bitmap.countSet();
+    const ok = this.aborted === null && left === 0 && this.failedBlocks === 0;
+    const progress = this.progress();
+    const seconds = Math.round(elapsedMs / 1000);
+    if (ok) log.info(`Resync done (total ${seconds} sec; paused ${Math.round(progress.pausedMs / 1000)} sec; ${progress.averageKiBps} K/sec)`);
+    else log.warn({ leftBits: left, failedBlocks: this.failedBlocks, aborted: this.aborted }, 'resync ended with blocks out of sync');
+    return { ok, syncedBlocks: this.syncedBlocks, failedBlocks: this.failedBlocks, transferredBytes: this.transferredBytes, elapsedMs };
+  }
+
+  /** Requests bits [firstBit, endBit) as one RsDataRequest; resolves true once written locally. */
+  private async fetchRun(firstBit: number, endBit: number, rateLimited: boolean): Promise<boolean> {
+    const { disk, peer, rangeLock, bitmap, counters } = this.deps;
+    const offsetBytes = firstBit * BM_BLOCK_BYTES;
+    const lengthBytes = Math.min(endBit * BM_BLOCK_BYTES, disk.sizeBytes) - offsetBytes;
+    assert(lengthBytes > 0, 'resync run is not empty');
+    const slot = this.inflight.acquire();
+    if (slot !== true) await slot;
+    let slotHeld = true;
+    try {
+      if (rateLimited) {
+        const delayMs = this.limiter.take(lengthBytes);
+        if (delayMs > 0) await sleep(delayMs);
+      }
+      const granted = rangeLock.acquire(offsetBytes, offsetBytes + lengthBytes);
+      const hold: RangeHold = granted instanceof Promise ? await granted : granted;
+      // An application write may have synced the blocks while we waited.
+      const next = bitmap.nextSet(firstBit);
+      if (this.aborted !== null || !peer.isOpen || next < 0 || next >= endBit) {
+        rangeLock.release(hold);
+        return this.aborted === null && peer.isOpen;
+      }
+      const blockId = this.ids.next();
+      const done = new Promise<boolean>((resolve) => {
+        this.requests.set(blockId, { blockId, offsetBytes, lengthBytes, hold, settle: resolve });
+      });
+      counters.pe++;
+      const request: RsDataRequest = { type: PacketType.RsDataRequest, offsetBytes, lengthBytes, blockId };
+      peer.send(request);
+      slotHeld = false;
+      const ok = await done;
+      return ok;
+    } finally {
+      if (slotHeld) this.inflight.release();
+    }
+  }
+
+  handleReply(packet: RsDataReply): void {
+    const request = this.requests.get(packet.blockId);
+    if (request === undefined) {
+      this.deps.log.warn({ blockId: packet.blockId }, 'RsDataReply for unknown request ignored');
+      return;
+    }
+    assert(packet.offsetBytes === request.offsetBytes, 'RsDataReply offset matches its request');
+    assert(packet.payload.length === request.lengthBytes, 'RsDataReply length matches its request');
+    this.deps.counters.receivedBytes += packet.payload.length;
+    this.transferredBytes += packet.payload.length;
+    void this.writeReply(request, packet.payload);
+  }
+
+  private async writeReply(request: ResyncRequest, payload: Buffer): Promise<void> {
+    const { disk, peer, counters, log } = this.deps;
+    let ok = true;
+    try {
+      await disk.write(payload, request.offsetBytes);
+      counters.diskWrittenBytes += payload.length;
+    } catch (err) {
+      ok = false;
+      log.error({ offsetBytes: request.offsetBytes, err: (err as Error).message }, 'resync write failed');
+    }
+    if (this.requests.get(request.blockId) !== request) return; // aborted meanwhile
+    if (peer.isOpen) {
+      peer.send({
+        type: ok ? PacketType.RsWriteAck : PacketType.RsNegAck,
+        offsetBytes: request.offsetBytes,
+        lengthBytes: request.lengthBytes,
+        blockId: request.blockId,
+      });
+    }
+    this.finish(request, ok, true);
+  }
+
+  /** Source could not read the blocks (RsNegAck). */
+  handleNegAck(packet: AckPacket): void {
+    const request = this.requests.get(packet.blockId);
+    if (request === undefined) return;
+    this.deps.log.warn({ offsetBytes: request.offsetBytes, lengthBytes: request.lengthBytes }, 'peer could not read resync blocks (RsNegAck)');
+    this.finish(request, false, true);
+  }
+
+  private finish(request: ResyncRequest, ok: boolean, countFailure: boolean): void {
+    this.requests.delete(request.blockId);
+    this.deps.counters.pe--;
+    const blocks = Math.ceil(request.lengthBytes / BM_BLOCK_BYTES);
+    if (ok) {
+      const firstBit = request.offsetBytes / BM_BLOCK_BYTES;
+      const cleared = this.deps.bitmap.clearRange(firstBit, firstBit + blocks);
+      this.syncedBlocks += blocks;
+      this.meter?.advance(cleared);
+    } else if (countFailure) {
+      this.failedBlocks += blocks;
+    }
+    this.deps.rangeLock.release(request.hold);
+    this.inflight.release();
+    request.settle(ok);
+  }
+}
+
+/** Answers the peer's resync requests from the local disk (the SyncSource's side). */
+export class ResyncResponder {
+  constructor(private readonly deps: Omit<ResyncDeps, 'options' | 'now'>) {}
+
+  handleDataRequest(packet: RsDataRequest): void {
+    this.deps.counters.ua++;
+    void this.answer(packet);
+  }
+
+  private async answer(packet: RsDataRequest): Promise<void> {
+    const { disk, peer, rangeLock, counters, log } = this.deps;
+    const { offsetBytes, lengthBytes, blockId } = packet;
+    const granted = rangeLock.acquire(offsetBytes, offsetBytes + lengthBytes);
+    const hold: RangeHold = granted instanceof Promise ? await granted : granted;
+    try {
+      const payload = Buffer.allocUnsafe(lengthBytes);
+      let ok = true;
+      try {
+        await disk.read(payload, offsetBytes);
+        counters.diskReadBytes += lengthBytes;
+      } catch (err) {
+        ok = false;
+        log.error({ offsetBytes, lengthBytes, err: (err as Error).message }, 'cannot read blocks for resync; RsNegAck');
+      }
+      if (!peer.isOpen) return;
+      // Queued while the range is held: an overlapping application write's Data follows it.
+      if (ok) {
+        peer.send({ type: PacketType.RsDataReply, offsetBytes, blockId, payload });
+        counters.sentBytes += lengthBytes;
+        counters.pe++;
+      } else {
+        peer.send({ type: PacketType.RsNegAck, offsetBytes, lengthBytes, blockId });
+      }
+    } finally {
+      rangeLock.release(hold);
+      counters.ua--;
+    }
+  }
+
+  /** The SyncTarget wrote the blocks: they are in sync here too. */
+  handleWriteAck(packet: AckPacket): void {
+    this.deps.counters.pe--;
+    if (packet.type === PacketType.RsWriteAck) setInSync(this.deps.bitmap, packet.offsetBytes, packet.lengthBytes);
+    else this.deps.log.warn({ offsetBytes: packet.offsetBytes, lengthBytes: packet.lengthBytes }, 'peer failed to write resync blocks');
+  }
+}

@@ -1,0 +1,268 @@
+/**
+ * replication/verify — online verify (drbdadm verify). VerifySource walks a
+ * range of the volume in runs, sends OvRequest, and compares the peer's
+ * per-4-KiB digests (OvReply) with its own; VerifyResponder answers
+ * OvRequest and applies OvResult. Mismatched blocks are set out of sync on
+ * both nodes and logged as DRBD does ("Out of sync: start=S, size=N
+ * (sectors)"); a later resync repairs them. Knows nothing of states.
+ */
+import type { BlockDevice } from '../disk/block-device.js';
+import type { DirtyBitmap } from '../meta/types.js';
+import { BM_BLOCK_BYTES } from '../meta/types.js';
+import type { PeerChannel } from '../peer/channel.js';
+import { type OvReply, type OvRequest, type OvResult, PacketType } from '../peer/packets.js';
+import { assert } from '../util/assert.js';
+import type { Logger } from '../util/log.js';
+import { BlockIdAllocator, BlockIdTag } from './block-id.js';
+import type { ReplicationCounters } from './counters.js';
+import { type BlockDigest, blockDigest } from './digest.js';
+import { type ReplicationOptions, SECTOR_BYTES } from './options.js';
+import { type RangeHold, type RangeLock, Slots } from './range-lock.js';
+import { ProgressMeter, type ResyncProgress } from './resync.js';
+import { setOutOfSync } from './volume.js';
+
+/** Bytes one OvRequest covers (its reply carries one digest per 4 KiB block). */
+export const VERIFY_RUN_BYTES = 256 * 1024;
+
+export interface VerifyResult {
+  readonly ok: boolean;
+  readonly verifiedBlocks: number;
+  readonly outOfSyncBlocks: number;
+  readonly elapsedMs: number;
+}
+
+/** Digests of each 4 KiB block of `data` (the last may be shorter), concatenated. */
+export function digestBlocks(digest: BlockDigest, data: Buffer): Buffer {
+  const blocks = Math.ceil(data.length / BM_BLOCK_BYTES);
+  const out = Buffer.alloc(blocks * digest.digestBytes);
+  for (let i = 0; i < blocks; i++) {
+    digest.digestInto(data.subarray(i * BM_BLOCK_BYTES, Math.min(data.length, (i + 1) * BM_BLOCK_BYTES)), out, i * digest.digestBytes);
+  }
+  return out;
+}
+
+/** Coalesces contiguous out-of-sync sectors into one log line, as DRBD's ov_out_of_sync_print. */
+class OutOfSyncReporter {
+  private startSector = -1;
+  private sizeSectors = 0;
+  constructor(private readonly log: Logger) {}
+
+  found(offsetBytes: number, lengthBytes: number): void {
+    const sector = offsetBytes / SECTOR_BYTES;
+    const sectors = lengthBytes / SECTOR_BYTES;
+    if (this.startSector >= 0 && this.startSector + this.sizeSectors === sector) {
+      this.sizeSectors += sectors;
+      return;
+    }
+    this.print();
+    this.startSector = sector;
+    this.sizeSectors = sectors;
+  }
+
+  print(): void {
+    if (this.startSector < 0) return;
+    this.log.warn({ startSector: this.startSector, sizeSectors: this.sizeSectors }, `Out of sync: start=${this.startSector}, size=${this.sizeSectors} (sectors)`);
+    this.startSector = -1;
+    this.sizeSectors = 0;
+  }
+}
+
+export interface VerifyDeps {
+  readonly disk: BlockDevice;
+  readonly bitmap: DirtyBitmap;
+  readonly options: ReplicationOptions;
+  readonly counters: ReplicationCounters;
+  readonly log: Logger;
+  readonly rangeLock: RangeLock;
+  readonly peer: PeerChannel;
+  readonly now?: () => number;
+}
+
+interface VerifyRequest {
+  readonly offsetBytes: number;
+  readonly lengthBytes: number;
+  readonly hold: RangeHold;
+  readonly local: Buffer;
+  settle: () => void;
+}
+
+/** The VerifyS side. */
+export class VerifySource {
+  private readonly digest: BlockDigest;
+  private readonly ids = new BlockIdAllocator(BlockIdTag.verify);
+  private readonly inflight: Slots;
+  private readonly requests = new Map<number, VerifyRequest>();
+  private readonly reporter: OutOfSyncReporter;
+  private readonly now: () => number;
+  private meter: ProgressMeter | null = null;
+  private aborted: string | null = null;
+  private verifiedBlocks = 0;
+  private outOfSyncBlocks = 0;
+  private donePromise: Promise<VerifyResult> | null = null;
+
+  constructor(private readonly deps: VerifyDeps) {
+    this.digest = blockDigest(deps.options.verifyAlg);
+    this.inflight = new Slots(deps.options.resyncInflightMax);
+    this.reporter = new OutOfSyncReporter(deps.log);
+    this.now = deps.now ?? Date.now;
+  }
+
+  /** Verifies [startBytes, endBytes) of the volume (default: all of it). */
+  start(startBytes = 0, endBytes = this.deps.disk.sizeBytes): Promise<VerifyResult> {
+    assert(this.donePromise === null, 'verify started once');
+    assert(startBytes % BM_BLOCK_BYTES === 0 && startBytes <= endBytes && endBytes <= this.deps.disk.sizeBytes, 'verify range is valid');
+    this.meter = new ProgressMeter(Math.ceil((endBytes - startBytes) / BM_BLOCK_BYTES), this.deps.options.resyncRateKiBps, this.now);
+    this.deps.log.info({ startSector: startBytes / SECTOR_BYTES }, `Starting Online Verify from sector ${startBytes / SECTOR_BYTES}`);
+    this.donePromise = this.run(startBytes, endBytes);
+    return this.donePromise;
+  }
+
+  progress(): ResyncProgress {
+    assert(this.meter !== null, 'verify started');
+    return this.meter.snapshot(this.meter.totalBits - this.meter.doneBits);
+  }
+
+  abort(reason: string): void {
+    if (this.aborted !== null) return;
+    this.aborted = reason;
+    for (const [blockId, request] of [...this.requests]) this.finish(blockId, request);
+  }
+
+  private async run(startBytes: number, endBytes: number): Promise<VerifyResult> {
+    const startMs = this.now();
+    const pending = new Set<Promise<void>>();
+    for (let at = startBytes; at < endBytes && this.aborted === null && this.deps.peer.isOpen; at += VERIFY_RUN_BYTES) {
+      const lengthBytes = Math.min(VERIFY_RUN_BYTES, endBytes - at);
+      const slot = this.inflight.acquire();
+      if (slot !== true) await slot;
+      const request = this.request(at, lengthBytes);
+      pending.add(request);
+      void request.then(() => pending.delete(request));
+    }
+    await Promise.all(pending);
+    this.reporter.print();
+    const elapsedMs = this.now() - startMs;
+    const ok = this.aborted === null && this.deps.peer.isOpen;
+    if (ok) {
+      this.deps.log.info(`Online verify done (total ${Math.round(elapsedMs / 1000)} sec; paused 0 sec; ${this.progress().averageKiBps} K/sec)`);
+      if (this.outOfSyncBlocks > 0) this.deps.log.warn(`Online verify found ${this.outOfSyncBlocks} 4k block out of sync!`);
+    }
+    return { ok, verifiedBlocks: this.verifiedBlocks, outOfSyncBlocks: this.outOfSyncBlocks, elapsedMs };
+  }
+
+  /** One run: hold the range, read locally, ask the peer; resolves when compared. Holds a slot. */
+  private async request(offsetBytes: number, lengthBytes: number): Promise<void> {
+    const { rangeLock, disk, peer, counters } = this.deps;
+    const granted = rangeLock.acquire(offsetBytes, offsetBytes + lengthBytes);
+    const hold: RangeHold = granted instanceof Promise ? await granted : granted;
+    const local = Buffer.allocUnsafe(lengthBytes);
+    try {
+      await disk.read(local, offsetBytes);
+      counters.diskReadBytes += lengthBytes;
+    } catch (err) {
+      rangeLock.release(hold);
+      this.inflight.release();
+      this.deps.log.error({ offsetBytes, err: (err as Error).message }, 'verify: local read failed');
+      return;
+    }
+    if (this.aborted !== null || !peer.isOpen) {
+      rangeLock.release(hold);
+      this.inflight.release();
+      return;
+    }
+    const blockId = this.ids.next();
+    const done = new Promise<void>((resolve) => {
+      this.requests.set(blockId, { offsetBytes, lengthBytes, hold, local, settle: resolve });
+    });
+    counters.pe++;
+    peer.send({ type: PacketType.OvRequest, offsetBytes, lengthBytes, blockId });
+    await done;
+  }
+
+  handleReply(packet: OvReply): void {
+    const request = this.requests.get(packet.blockId);
+    if (request === undefined) return;
+    const { bitmap, peer } = this.deps;
+    const mine = digestBlocks(this.digest, request.local);
+    const size = this.digest.digestBytes;
+    const blocks = Math.ceil(request.lengthBytes / BM_BLOCK_BYTES);
+    const theirsComplete = packet.digest.length === mine.length;
+    for (let i = 0; i < blocks; i++) {
+      const equal = theirsComplete && mine.compare(packet.digest, i * size, (i + 1) * size, i * size, (i + 1) * size) === 0;
+      const blockOffset = request.offsetBytes + i * BM_BLOCK_BYTES;
+      const blockLength = Math.min(BM_BLOCK_BYTES, request.offsetBytes + request.lengthBytes - blockOffset);
+      if (!equal) {
+        this.outOfSyncBlocks++;
+        setOutOfSync(bitmap, blockOffset, blockLength);
+        this.reporter.found(blockOffset, blockLength);
+        if (peer.isOpen) peer.send({ type: PacketType.OvResult, offsetBytes: blockOffset, lengthBytes: blockLength, inSync: false });
+      } else {
+        this.reporter.print();
+      }
+    }
+    this.verifiedBlocks += blocks;
+    this.meter?.advance(blocks);
+    this.finish(packet.blockId, request);
+  }
+
+  private finish(blockId: number, request: VerifyRequest): void {
+    this.requests.delete(blockId);
+    this.deps.counters.pe--;
+    this.deps.rangeLock.release(request.hold);
+    this.inflight.release();
+    request.settle();
+  }
+}
+
+/** The VerifyT side: digests its blocks on request, records blocks found out of sync. */
+export class VerifyResponder {
+  private readonly digest: BlockDigest;
+  private readonly reporter: OutOfSyncReporter;
+  outOfSyncBlocks = 0;
+
+  constructor(private readonly deps: Omit<VerifyDeps, 'now'>) {
+    this.digest = blockDigest(deps.options.verifyAlg);
+    this.reporter = new OutOfSyncReporter(deps.log);
+  }
+
+  handleRequest(packet: OvRequest): void {
+    this.deps.counters.ua++;
+    void this.answer(packet);
+  }
+
+  private async answer(packet: OvRequest): Promise<void> {
+    const { disk, peer, rangeLock, counters, log } = this.deps;
+    const { offsetBytes, lengthBytes, blockId } = packet;
+    const granted = rangeLock.acquire(offsetBytes, offsetBytes + lengthBytes);
+    const hold: RangeHold = granted instanceof Promise ? await granted : granted;
+    let digest: Buffer;
+    try {
+      const data = Buffer.allocUnsafe(lengthBytes);
+      await disk.read(data, offsetBytes);
+      counters.diskReadBytes += lengthBytes;
+      digest = digestBlocks(this.digest, data);
+    } catch (err) {
+      log.error({ offsetBytes, err: (err as Error).message }, 'verify: local read failed');
+      digest = Buffer.alloc(0); // an incomplete digest makes the whole run out of sync
+    } finally {
+      rangeLock.release(hold);
+      counters.ua--;
+    }
+    if (peer.isOpen) peer.send({ type: PacketType.OvReply, offsetBytes, lengthBytes, blockId, digest });
+  }
+
+  handleResult(packet: OvResult): void {
+    if (packet.inSync) {
+      this.reporter.print();
+      return;
+    }
+    this.outOfSyncBlocks += Math.ceil(packet.lengthBytes / BM_BLOCK_BYTES);
+    setOutOfSync(this.deps.bitmap, packet.offsetBytes, packet.lengthBytes);
+    this.reporter.found(packet.offsetBytes, packet.lengthBytes);
+  }
+
+  /** End of verify on this side: print the last coalesced range. */
+  flushReport(): void {
+    this.reporter.print();
+  }
+}
