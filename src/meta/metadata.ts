@@ -1,0 +1,330 @@
+/**
+ * meta/metadata — one backing disk's v08 internal meta-data as the resource
+ * process uses it: open + validate the superblock, load the bitmap, recover
+ * from the activity log on attach (what `drbdmeta apply-al` does, which
+ * drbdadm runs before every attach), mark the superblock unclean while
+ * attached like the 8.4 kernel, and close clean (bitmap pages, re-initialised
+ * AL ring, magic 0x8374026B + MDF_AL_CLEAN) so the real drbdmeta reads the
+ * disk after `down`. Start-up and shutdown I/O is synchronous (FileDisk sync
+ * calls); the write path uses `activityLog` and `bitmap` asynchronously.
+ * Knows nothing of roles, peers or the network: flag policy is the caller's.
+ */
+import type { FileDisk } from '../disk/file-disk.js';
+import { UdrbdError, ExitCode } from '../util/errors.js';
+import { assert } from '../util/assert.js';
+import { Bitmap } from './bitmap.js';
+import {
+  ActivityLog,
+  AL_EXTENTS_DEFAULT,
+  initializedAlArea,
+  replayActivityLog,
+  type AlReplay,
+} from './activity-log.js';
+import {
+  MD_MAGIC_08,
+  MD_MAGIC_84_UNCLEAN,
+  SECTOR_BYTES,
+  SUPERBLOCK_BYTES,
+  bitmapBytesForSectors,
+  decodeSuperblock,
+  encodeSuperblock,
+  superblockProblem,
+  computeLayout,
+  isUnclean,
+  type MetaLayout,
+  type Superblock,
+} from './superblock.js';
+import { BM_BLOCK_BYTES, MdFlag, type GenerationUuids } from './types.js';
+import { BM_BITS_PER_AL_EXTENT } from './bitmap.js';
+
+/** Bitmap bytes one AL extent covers (4 MiB / 4 KiB / 8). */
+const BM_BYTES_PER_AL_EXTENT = BM_BITS_PER_AL_EXTENT / 8;
+
+/** Absolute offset of the superblock for a device of this size. */
+export function mdOffsetFor(deviceSizeBytes: number): number {
+  return Math.floor((deviceSizeBytes - SUPERBLOCK_BYTES) / 4096) * 4096;
+}
+
+export type ReadMetaResult =
+  | { ok: true; sb: Superblock; layout: MetaLayout }
+  | { ok: false; reason: string };
+
+/** Reads and checks the superblock of `disk`; never throws for bad content. */
+export function readMetaSync(disk: FileDisk): ReadMetaResult {
+  let layoutProbe: MetaLayout;
+  try {
+    layoutProbe = computeLayout(disk.sizeBytes, { devicePath: disk.path });
+  } catch (err) {
+    return { ok: false, reason: (err as Error).message };
+  }
+  const buf = Buffer.alloc(SUPERBLOCK_BYTES);
+  disk.readSync(buf, layoutProbe.mdOffsetBytes);
+  const sb = decodeSuperblock(buf);
+  const problem = superblockProblem(sb, disk.sizeBytes);
+  if (problem !== null) return { ok: false, reason: problem };
+  const layout = computeLayout(disk.sizeBytes, { alStripes: sb.alStripes, alStripeSize4k: sb.alStripeSize4k, devicePath: disk.path });
+  return { ok: true, sb, layout };
+}
+
+export interface ApplyAlResult {
+  replay: AlReplay;
+  /** Extents whose bitmap bits were set (drbdmeta applies only when MDF_PRIMARY_IND is set). */
+  appliedExtents: number[];
+  /** Bits newly set in the on-disk bitmap. */
+  bitsAdded: number;
+  /** Lines drbdmeta prints on stderr for the same run. */
+  messages: string[];
+  /** Non-zero: drbdmeta's exit code when the log is unusable and had to be applied. */
+  exitCode: number;
+}
+
+/**
+ * apply-al on disk, with drbdmeta's rules: replay the ring; if MDF_PRIMARY_IND
+ * is set, set all 1024 bits of each logged extent inside bm_bytes(la-size) in
+ * the on-disk bitmap; re-initialise the ring; set MDF_AL_CLEAN and the clean
+ * magic. Writes only inside the meta-data area. Mutates `sb`.
+ */
+export function applyAlSync(disk: FileDisk, layout: MetaLayout, sb: Superblock): ApplyAlResult {
+  const area = Buffer.alloc(layout.alBytes);
+  disk.readSync(area, layout.alOffsetBytes);
+  const replay = replayActivityLog(area, layout.alStripes, layout.alStripeSize4k);
+  const messages = [...replay.messages];
+  const needToApply = (sb.flags & MdFlag.primaryInd) !== 0;
+  let reinitialize = false;
+  let updateSb = false;
+  const applied: number[] = [];
+  let bitsAdded = 0;
+  if (replay.status === 'nodata' || replay.status === 'invalid') {
+    if (needToApply) {
+      return { replay, appliedExtents: [], bitsAdded: 0, messages, exitCode: replay.status === 'nodata' ? 1 : 2 };
+    }
+    messages.push('Error ignored, no need to apply the AL');
+    reinitialize = true;
+  }
+  if (replay.status === 'updates') {
+    reinitialize = true;
+    if (needToApply) {
+      const bmBytes = bitmapBytesForSectors(Math.min(sb.laSizeSectors, layout.dataSizeBytes / SECTOR_BYTES));
+      const chunk = Buffer.alloc(BM_BYTES_PER_AL_EXTENT);
+      for (const extent of replay.extents) {
+        const pos = extent * BM_BYTES_PER_AL_EXTENT;
+        if (pos >= bmBytes) {
+          messages.push(`extent ${extent} beyond end of bitmap!`);
+          continue;
+        }
+        disk.readSync(chunk, layout.bmOffsetBytes + pos);
+        let set = 0;
+        for (let i = 0; i < chunk.length; i++) set += popcount8(chunk[i]!);
+        bitsAdded += chunk.length * 8 - set;
+        chunk.fill(0xff);
+        disk.writeSync(chunk, layout.bmOffsetBytes + pos);
+        applied.push(extent);
+      }
+      messages.push(applied.length > 0 ? `Marked additional ${ppsize(bitsAdded * 4)} as out-of-sync based on AL.` : 'Nothing to do.');
+      updateSb = true;
+    }
+  }
+  if (reinitialize) disk.writeSync(initializedAlArea(layout.alStripes, layout.alStripeSize4k), layout.alOffsetBytes);
+  if ((sb.flags & MdFlag.alClean) === 0 || sb.magic !== MD_MAGIC_08) updateSb = true;
+  if (updateSb) {
+    sb.flags |= MdFlag.alClean;
+    sb.magic = MD_MAGIC_08;
+    disk.writeSync(encodeSuperblock(sb), layout.mdOffsetBytes);
+  }
+  disk.flushSync();
+  return { replay, appliedExtents: applied, bitsAdded, messages, exitCode: 0 };
+}
+
+function popcount8(x: number): number {
+  x = x - ((x >> 1) & 0x55);
+  x = (x & 0x33) + ((x >> 2) & 0x33);
+  return (x + (x >> 4)) & 0x0f;
+}
+
+/** drbd's ppsize(): a KiB count in K/M/G/T/P/E units, rounded, e.g. "64 MB". */
+export function ppsize(kib: number): string {
+  const units = ['K', 'M', 'G', 'T', 'P', 'E'];
+  let size = kib;
+  let base = 0;
+  while (size >= 10000 && base < units.length - 1) {
+    size = Math.floor(size / 1024) + (Math.floor(size / 512) % 2);
+    base++;
+  }
+  return `${size} ${units[base]}B`;
+}
+
+export interface MetaDataOptions {
+  /** Configured al-extents (default 1237); written to the superblock while attached. */
+  alExtents?: number;
+  /** `al-updates no`. */
+  alUpdates?: boolean;
+}
+
+export interface AttachResult {
+  applyAl: ApplyAlResult;
+}
+
+export class MetaData {
+  readonly bitmap: Bitmap;
+  /** Present after attach(). */
+  activityLog: ActivityLog | null = null;
+  private attached = false;
+  private readonly sbBuffer = Buffer.alloc(SUPERBLOCK_BYTES);
+
+  private constructor(
+    readonly disk: FileDisk,
+    readonly layout: MetaLayout,
+    private readonly sb: Superblock,
+    private readonly options: MetaDataOptions,
+  ) {
+    this.bitmap = new Bitmap(Math.ceil(layout.dataSizeBytes / BM_BLOCK_BYTES), layout.bmAreaBytes);
+    this.bitmap.readFromSync(disk, layout.bmOffsetBytes);
+  }
+
+  /**
+   * Validates and loads superblock and bitmap. Throws "No valid meta data
+   * found" naming the device (exit 1) when the superblock is torn, has a wrong
+   * magic, or does not fit the device size. Does not write.
+   */
+  static open(disk: FileDisk, options: MetaDataOptions = {}): MetaData {
+    const read = readMetaSync(disk);
+    if (!read.ok) {
+      throw new UdrbdError(
+        `${disk.path}: ${read.reason}\nNo valid meta data found. Use 'udrbdadm create-md' to initialize it.`,
+        ExitCode.usage,
+      );
+    }
+    return new MetaData(disk, read.layout, read.sb, options);
+  }
+
+  get dataSizeBytes(): number {
+    return this.layout.dataSizeBytes;
+  }
+
+  /** A copy of the superblock fields. */
+  get superblock(): Readonly<Superblock> {
+    return { ...this.sb, uuids: { ...this.sb.uuids } };
+  }
+
+  get uuids(): GenerationUuids {
+    return { ...this.sb.uuids };
+  }
+
+  setUuids(uuids: GenerationUuids): void {
+    this.sb.uuids = { ...uuids };
+  }
+
+  get flags(): number {
+    return this.sb.flags;
+  }
+
+  /** Sets MDF_* bits (MDF_AL_CLEAN is managed here and ignored). */
+  setFlags(flags: number): void {
+    this.sb.flags = (flags & ~MdFlag.alClean) | (this.sb.flags & MdFlag.alClean);
+  }
+
+  hasFlag(flag: number): boolean {
+    return (this.sb.flags & flag) !== 0;
+  }
+
+  get laSizeSectors(): number {
+    return this.sb.laSizeSectors;
+  }
+
+  setLaSizeSectors(sectors: number): void {
+    assert(Number.isSafeInteger(sectors) && sectors >= 0 && sectors * SECTOR_BYTES <= this.dataSizeBytes, `la-size ${sectors} sectors fits the data area`);
+    this.sb.laSizeSectors = sectors;
+  }
+
+  get deviceUuid(): bigint {
+    return this.sb.deviceUuid;
+  }
+
+  setDeviceUuid(value: bigint): void {
+    this.sb.deviceUuid = value;
+  }
+
+  get laPeerMaxBioSize(): number {
+    return this.sb.laPeerMaxBioSize;
+  }
+
+  setLaPeerMaxBioSize(bytes: number): void {
+    this.sb.laPeerMaxBioSize = bytes;
+  }
+
+  /** Unclean magic or MDF_AL_CLEAN missing: the AL must be applied before use. */
+  get isUnclean(): boolean {
+    return isUnclean(this.sb);
+  }
+
+  /**
+   * Recovery + attach: apply the activity log into the bitmap exactly as
+   * drbdmeta apply-al does (bits only when MDF_PRIMARY_IND was set), reload
+   * the bitmap, then write the superblock unclean (magic 0x8374026C, no
+   * MDF_AL_CLEAN, la-size = data size when unset, al-extents) as the 8.4
+   * kernel does while attached, and start the runtime activity log.
+   */
+  attach(): AttachResult {
+    assert(!this.attached, 'attach() called once');
+    const applyAl = applyAlSync(this.disk, this.layout, this.sb);
+    if (applyAl.exitCode !== 0) {
+      throw new UdrbdError(
+        `${this.disk.path}: ${applyAl.messages.join('\n')}\nCannot recover from the activity log; refusing to attach.`,
+        applyAl.exitCode,
+      );
+    }
+    this.bitmap.readFromSync(this.disk, this.layout.bmOffsetBytes);
+    const alExtents = this.options.alExtents ?? AL_EXTENTS_DEFAULT;
+    this.activityLog = new ActivityLog(this.disk, this.bitmap, {
+      alOffsetBytes: this.layout.alOffsetBytes,
+      alStripes: this.layout.alStripes,
+      alStripeSize4k: this.layout.alStripeSize4k,
+      bmOffsetBytes: this.layout.bmOffsetBytes,
+      alExtents,
+      firstTrNumber: 0,
+      alUpdates: this.options.alUpdates ?? true,
+    });
+    this.sb.alNrExtents = this.activityLog.alExtents;
+    if (this.sb.laSizeSectors === 0) this.sb.laSizeSectors = this.dataSizeBytes / SECTOR_BYTES;
+    this.attached = true;
+    this.writeSuperblock();
+    return { applyAl };
+  }
+
+  /** Writes the superblock: unclean magic while attached, clean otherwise (synchronous, flushed). */
+  writeSuperblock(): void {
+    if (this.attached) {
+      this.sb.magic = MD_MAGIC_84_UNCLEAN;
+      this.sb.flags &= ~MdFlag.alClean;
+    }
+    encodeSuperblock(this.sb, this.sbBuffer);
+    this.disk.writeSync(this.sbBuffer, this.layout.mdOffsetBytes);
+    this.disk.flushSync();
+  }
+
+  /** Writes dirty bitmap pages (asynchronous, flushed). */
+  flushBitmap(): Promise<number> {
+    return this.bitmap.writeDirtyPages(this.disk, this.layout.bmOffsetBytes);
+  }
+
+  /**
+   * Detach. Always writes dirty bitmap pages. `clean: true` (orderly down)
+   * also re-initialises the AL ring and writes magic 0x8374026B with
+   * MDF_AL_CLEAN, so drbdmeta dump-md works without apply-al; `clean: false`
+   * leaves the superblock unclean for apply-al to recover. Does not close the disk.
+   */
+  close(options: { clean: boolean }): void {
+    this.bitmap.writeDirtyPagesSync(this.disk, this.layout.bmOffsetBytes);
+    if (options.clean) {
+      this.disk.writeSync(initializedAlArea(this.layout.alStripes, this.layout.alStripeSize4k), this.layout.alOffsetBytes);
+      this.attached = false;
+      this.sb.magic = MD_MAGIC_08;
+      this.sb.flags |= MdFlag.alClean;
+      this.writeSuperblock();
+    } else if (this.attached) {
+      this.writeSuperblock();
+    }
+    this.attached = false;
+    this.activityLog = null;
+  }
+}
