@@ -16,7 +16,7 @@ export function loadSpec(configPath: string, resource: string, node: string): Re
     volume: view.volume,
     devicePath: view.devicePath,
     diskPath: view.diskPath,
-    localAddress: view.address,
+    localAddress: view.localAddress,
     peer: view.peer ? { name: view.peer.name, address: view.peer.address } : undefined,
     handlers: { ...view.handlers },
     view,

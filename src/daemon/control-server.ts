@@ -21,6 +21,9 @@ export const CONTROL_CONNECTIONS_MAX = 64;
 /** A subscriber that lets this much event output pile up is dropped. */
 export const EVENT_BACKLOG_BYTES_MAX = 4 * 1024 * 1024;
 
+/** How long close() lets connections drain their last reply. */
+export const CLOSE_GRACE_MS = 1_000;
+
 export type RequestHandler = (request: ControlRequest) => Promise<ControlReply>;
 
 export class ControlServer {
@@ -73,9 +76,15 @@ export class ControlServer {
     }
   }
 
+  /** Stops listening; pending replies are flushed (graceful end), stragglers destroyed after a bound. */
   async close(): Promise<void> {
-    for (const socket of this.connections) socket.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const socket of this.connections) socket.end();
+    const timer = setTimeout(() => {
+      for (const socket of this.connections) socket.destroy();
+    }, CLOSE_GRACE_MS);
+    await closed;
+    clearTimeout(timer);
     try {
       fs.unlinkSync(this.socketPath);
     } catch {

@@ -8,6 +8,7 @@
  */
 import crypto from 'node:crypto';
 import type { Logger } from '../util/log.js';
+import { UdrbdError, ExitCode } from '../util/errors.js';
 import { FileDisk } from '../disk/file-disk.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
 import { Bitmap } from '../meta/bitmap.js';
@@ -23,11 +24,13 @@ import {
   type MetaLayout,
   type Superblock,
 } from '../meta/superblock.js';
-import { BM_BLOCK_BYTES, MdFlag } from '../meta/types.js';
+import { BM_BLOCK_BYTES, MdFlag, type GenerationUuids } from '../meta/types.js';
 import type { AttachedStore } from './runtime.js';
 import type { ResourceSpec } from './spec.js';
 import type { StateSnapshot } from './status.js';
 import { DataArea } from './data-area.js';
+import { ActivityLog, initializedAlArea, replayActivityLog } from '../meta/activity-log.js';
+import { BM_BITS_PER_AL_EXTENT } from '../meta/bitmap.js';
 
 /** Which MDF bits follow from a resource state (drbd84.md §1.5); undefined = leave unchanged. */
 export function mdFlagsFor(state: StateSnapshot, previous: number): number {
@@ -54,6 +57,7 @@ export class MetaStore implements AttachedStore {
   readonly data: DataArea;
   readonly bitmap: Bitmap;
   readonly diskAtAttach: DiskState;
+  activityLog!: ActivityLog;
   private readonly sbBuffer = Buffer.alloc(SUPERBLOCK_BYTES);
 
   constructor(
@@ -71,6 +75,14 @@ export class MetaStore implements AttachedStore {
       log.info('Assuming that all blocks are out of sync (aka FullSync)');
     }
     this.diskAtAttach = diskStateFromFlags(sb.flags, true);
+  }
+
+  get uuids(): GenerationUuids {
+    return this.sb.uuids;
+  }
+
+  get mdFlags(): number {
+    return this.sb.flags;
   }
 
   get dataSizeBytes(): number {
@@ -129,9 +141,33 @@ export async function openMetaStore(spec: ResourceSpec, log: Logger): Promise<Me
     disk.readSync(buf, mdOffset);
     const sb = decodeSuperblock(buf);
     const layout = validateSuperblock(sb, disk.sizeBytes, spec.diskPath);
-    if (isUnclean(sb)) log.info('meta-data is unclean: recovering from the activity log');
-    // TODO(meta): AL replay into the bitmap once meta/ lands its ActivityLog recovery.
     const store = new MetaStore(disk, layout, sb, log);
+    // apply-al (drbdadm runs it before every attach): hot extents of the AL → bitmap, ring re-initialised.
+    const area = Buffer.alloc(layout.alBytes);
+    disk.readSync(area, layout.alOffsetBytes);
+    const replay = replayActivityLog(area, layout.alStripes, layout.alStripeSize4k);
+    if (replay.status === 'nodata') {
+      throw new UdrbdError(`${spec.diskPath}: No usable activity log found. Do you need to create-md?`, ExitCode.fatal);
+    }
+    let marked = 0;
+    for (const extent of replay.extents) {
+      const first = extent * BM_BITS_PER_AL_EXTENT;
+      if (first >= store.bitmap.bitCount) continue;
+      marked += store.bitmap.setRange(first, Math.min(store.bitmap.bitCount, first + BM_BITS_PER_AL_EXTENT));
+    }
+    if (replay.extents.length > 0) {
+      log.info({ extents: replay.extents.length, bitsNewlySet: marked, unclean: isUnclean(sb) }, `Marked ${replay.extents.length} activity log extents out of sync (apply-al)`);
+    }
+    store.bitmap.writeDirtyPagesSync(disk, layout.bmOffsetBytes);
+    disk.writeSync(initializedAlArea(layout.alStripes, layout.alStripeSize4k), layout.alOffsetBytes);
+    disk.flushSync();
+    store.activityLog = new ActivityLog(disk, store.bitmap, {
+      alOffsetBytes: layout.alOffsetBytes,
+      alStripes: layout.alStripes,
+      alStripeSize4k: layout.alStripeSize4k,
+      bmOffsetBytes: layout.bmOffsetBytes,
+      firstTrNumber: 0,
+    });
     store.writeSuperblock();
     return store;
   } catch (err) {

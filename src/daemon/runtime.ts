@@ -12,6 +12,7 @@ import type { Logger } from '../util/log.js';
 import { assert } from '../util/assert.js';
 import { ExitCode } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
+import { unconfiguredState } from '../resource/state.js';
 import { type ControlEvent, type ControlReply, type ControlRequest, DIAGNOSTIC_IO_BYTES_MAX, errorReply, okReply } from './protocol.js';
 import {
   type StateSnapshot,
@@ -23,11 +24,13 @@ import {
   stateChangeText,
   stateEvents,
   statusText,
+  statusJson,
   UNCONFIGURED,
 } from './status.js';
 import type { ResourceSpec } from './spec.js';
 import { runHandler } from './handlers.js';
 import type { BlockDevice } from '../disk/block-device.js';
+import type { ActivityLogApi, DirtyBitmap, GenerationUuids } from '../meta/types.js';
 
 /** What the runtime needs from an attached backing disk + meta-data (see meta-store.ts). */
 export interface AttachedStore {
@@ -36,6 +39,12 @@ export interface AttachedStore {
   readonly dataSizeBytes: number;
   /** Disk state at attach, from the meta-data flags (§1.5). */
   readonly diskAtAttach: DiskState;
+  readonly bitmap: DirtyBitmap;
+  readonly activityLog: ActivityLogApi & { transactionCount: number };
+  /** Generation UUIDs as held in the superblock (mutable through the methods below). */
+  readonly uuids: GenerationUuids;
+  /** Current MDF flags word. */
+  readonly mdFlags: number;
   uuidsText(): { current: string; bitmap: string; historyStart: string; historyEnd: string };
   outOfSyncKiB(): number;
   /** Called after every state change: derive MDF flags and write the superblock if they changed. */
@@ -73,16 +82,7 @@ export class StateChangeRefused extends Error {
 }
 
 export class ResourceRuntime {
-  private state: StateSnapshot = {
-    role: Role.Secondary,
-    peer: Role.Unknown,
-    conn: ConnState.StandAlone,
-    disk: DiskState.Diskless,
-    pdsk: DiskState.DUnknown,
-    userIsp: false,
-    peerIsp: false,
-    susp: false,
-  };
+  private state: StateSnapshot = { ...unconfiguredState };
   private store: AttachedStore | undefined;
   private readonly subscribers = new Set<(event: ControlEvent) => void>();
   private readonly verbs = new Map<string, (args: Record<string, unknown>) => Promise<VerbResult>>();
@@ -90,7 +90,7 @@ export class ResourceRuntime {
   /** Resolves when `down` finished; the entry point exits then. */
   readonly stopped: Promise<void>;
   private resolveStopped!: () => void;
-  private exposed = false;
+  exposed = false;
 
   constructor(private readonly options: RuntimeOptions) {
     this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
@@ -190,8 +190,13 @@ export class ResourceRuntime {
       await this.setState({ disk: DiskState.Diskless }, 'attach failed');
       throw err;
     }
+    for (const hook of this.attachHooks) hook(this.store);
     await this.setState({ disk: this.store.diskAtAttach }, 'attach');
   }
+
+  /** Wiring hooks run right after the meta-data is loaded / right before it is closed. */
+  readonly attachHooks: Array<(store: AttachedStore) => void> = [];
+  readonly detachHooks: Array<() => Promise<void>> = [];
 
   async detach(): Promise<void> {
     if (!this.store) return;
@@ -199,6 +204,7 @@ export class ResourceRuntime {
       throw new StateChangeRefused(-2, 'Need access to UpToDate data', ExitCode.noUpToDateDisk);
     }
     const store = this.store;
+    for (const hook of this.detachHooks) await hook();
     await this.setState({ disk: DiskState.Diskless }, 'detach');
     this.store = undefined;
     await store.close(true);
@@ -214,19 +220,29 @@ export class ResourceRuntime {
     if (this.state.role === Role.Primary) await this.demote();
     if (this.state.conn !== ConnState.StandAlone) {
       await this.setState({ conn: ConnState.Disconnecting }, 'down');
+      await this.disconnectHook?.();
       await this.setState({ conn: ConnState.StandAlone }, 'down');
     }
     if (this.store) {
       const store = this.store;
+      for (const hook of this.detachHooks) await hook();
       await this.setState({ disk: DiskState.Diskless }, 'down');
       this.store = undefined;
       await store.close(true);
     }
     this.log.info('resource down');
-    this.resolveStopped();
+    // Let the `down` reply go out before the entry point closes the control socket.
+    setImmediate(() => this.resolveStopped());
   }
 
-  private async demote(): Promise<void> {
+  frontendHeldOpen(): boolean {
+    return this.options.frontend?.isHeldOpen() ?? false;
+  }
+
+  /** Set by the wiring: close the peer link (down / disconnect). */
+  disconnectHook: (() => Promise<void>) | undefined;
+
+  async demote(): Promise<void> {
     if (this.exposed && this.options.frontend) {
       await this.options.frontend.teardown();
       this.exposed = false;
@@ -268,7 +284,7 @@ export class ResourceRuntime {
     this.defineVerb('dstate', unconfigured(dstateText));
     this.defineVerb('status', async (args) => ({
       exitCode: 0,
-      stdout: args.json ? `${JSON.stringify(this.status(), null, 2)}\n` : statusText(this.status()),
+      stdout: args.json ? `${JSON.stringify(statusJson(this.status()), null, 2)}\n` : statusText(this.status()),
     }));
     this.defineVerb('attach', async () => {
       await this.attach();

@@ -13,6 +13,7 @@ import {
   roleName,
 } from '../resource/states.js';
 import type { ControlEvent } from './protocol.js';
+import type { ResourceState } from '../resource/state.js';
 
 export interface SyncProgress {
   totalBits: number;
@@ -25,16 +26,8 @@ export interface SyncProgress {
   bytesTransferred: number;
 }
 
-export interface StateSnapshot {
-  role: Role;
-  peer: Role;
-  conn: ConnState;
-  disk: DiskState;
-  pdsk: DiskState;
-  userIsp: boolean;
-  peerIsp: boolean;
-  susp: boolean;
-}
+/** The resource state as resource/ defines it (role, peer, conn, disk, pdsk, susp*, *isp). */
+export type StateSnapshot = ResourceState;
 
 export interface StatusSnapshot extends StateSnapshot {
   resource: string;
@@ -169,13 +162,35 @@ export function stateChangeText(a: StateSnapshot, b: StateSnapshot): string {
   if (a.conn !== b.conn) parts.push(`conn( ${connName(a.conn)} -> ${connName(b.conn)} )`);
   if (a.disk !== b.disk) parts.push(`disk( ${diskName(a.disk)} -> ${diskName(b.disk)} )`);
   if (a.pdsk !== b.pdsk) parts.push(`pdsk( ${diskName(a.pdsk)} -> ${diskName(b.pdsk)} )`);
+  if (a.aftrIsp !== b.aftrIsp) parts.push(`aftr_isp( ${Number(a.aftrIsp)} -> ${Number(b.aftrIsp)} )`);
   if (a.susp !== b.susp) parts.push(`susp( ${Number(a.susp)} -> ${Number(b.susp)} )`);
   if (a.userIsp !== b.userIsp) parts.push(`user_isp( ${Number(a.userIsp)} -> ${Number(b.userIsp)} )`);
   if (a.peerIsp !== b.peerIsp) parts.push(`peer_isp( ${Number(a.peerIsp)} -> ${Number(b.peerIsp)} )`);
   return parts.join(' ');
 }
 
-/** `{ cs:… ro:R/P ds:D/PD r----- }` as DRBD prints the state in refusals. */
-export function stateLine(s: StateSnapshot): string {
-  return `{ cs:${connName(s.conn)} ro:${roleText(s)} ds:${dstateText(s)} ${s.susp ? 's' : 'r'}--${s.userIsp ? 'u' : '-'}-- }`;
+/** The status snapshot with names instead of enum numbers (`status --json`). */
+export function statusJson(s: StatusSnapshot): Record<string, unknown> {
+  return {
+    resource: s.resource,
+    node: s.node,
+    minor: s.minor,
+    device: s.device,
+    role: roleName(s.role),
+    peerRole: roleName(s.peer),
+    cstate: isUnconfigured(s) ? UNCONFIGURED : connName(s.conn),
+    replication: isConnected(s.conn) ? replicationText(s.conn) : connectionText(s.conn),
+    disk: diskName(s.disk),
+    peerDisk: diskName(s.pdsk),
+    peerNode: s.peerNode ?? null,
+    protocol: s.protocol ?? null,
+    suspended: s.susp || s.suspNod || s.suspFen,
+    resyncSuspended: { user: s.userIsp, peer: s.peerIsp, dependency: s.aftrIsp },
+    uuids: s.uuids ?? null,
+    outOfSyncKiB: s.outOfSyncKiB,
+    sync: s.sync ?? null,
+    counters: s.counters,
+    exposed: s.exposed,
+    pid: s.pid,
+  };
 }

@@ -1,16 +1,200 @@
 /**
- * daemon/wiring — connects a ResourceRuntime to the resource state machine
- * (resource/), the peer link (peer/) and the data path (replication/):
- * defines the network and role verbs on the runtime and executes the
- * machine's actions. Filled in as those layers land.
+ * daemon/wiring — connects a ResourceRuntime to the state rules
+ * (resource/), the data path (replication/) and the peer link (peer/):
+ * builds the ReplicatedVolume on attach, defines the role, network and
+ * diagnostic verbs on the runtime, and executes what the rules decide.
  */
-import type { ResourceRuntime } from './runtime.js';
+import { ExitCode } from '../util/errors.js';
+import { ConnState, DiskState, Role } from '../resource/states.js';
+import {
+  type ResourceState,
+  type StateCtx,
+  SsCode,
+  checkStateChange,
+  defaultStateCtx,
+  formatRefusalLog,
+  refusal,
+  withState,
+} from '../resource/state.js';
+import { ReplicatedVolume } from '../replication/volume.js';
+import { ReplicationCounters } from '../replication/counters.js';
+import { RangeLock } from '../replication/range-lock.js';
+import { withDefaults } from '../replication/options.js';
+import { DIAGNOSTIC_IO_BYTES_MAX } from './protocol.js';
+import { type ResourceRuntime, StateChangeRefused, type VerbResult } from './runtime.js';
 
 export interface WiringOptions {
   discardMyData: boolean;
 }
 
-export function wireReplication(runtime: ResourceRuntime, options: WiringOptions): void {
-  void runtime;
-  void options;
+/** The data path of an attached resource. */
+export interface DataPath {
+  volume: ReplicatedVolume;
+  counters: ReplicationCounters;
+  rangeLock: RangeLock;
+}
+
+export class Wiring {
+  dataPath: DataPath | undefined;
+  discardMyData: boolean;
+
+  constructor(
+    readonly runtime: ResourceRuntime,
+    options: WiringOptions,
+  ) {
+    this.discardMyData = options.discardMyData;
+    runtime.attachHooks.push((store) => {
+      const counters = new ReplicationCounters(store.bitmap, () => store.activityLog.transactionCount);
+      const rangeLock = new RangeLock();
+      const volume = new ReplicatedVolume({
+        disk: store.data,
+        bitmap: store.bitmap,
+        activityLog: store.activityLog,
+        options: withDefaults({}),
+        counters,
+        log: runtime.log,
+        rangeLock,
+      });
+      this.dataPath = { volume, counters, rangeLock };
+    });
+    runtime.detachHooks.push(async () => {
+      const dp = this.dataPath;
+      this.dataPath = undefined;
+      if (dp) {
+        await dp.volume.flush().catch(() => undefined);
+        await dp.volume.close();
+      }
+    });
+    this.defineVerbs();
+  }
+
+  ctx(): StateCtx {
+    return {
+      ...defaultStateCtx,
+      deviceOpen: this.runtime.exposed && false,
+      hasNetConfig: this.runtime.snapshot.conn !== ConnState.StandAlone,
+    };
+  }
+
+  /** Checks a user-requested change against DRBD's rules; throws DRBD's refusal. */
+  check(wanted: ResourceState): ResourceState {
+    const old = this.runtime.snapshot;
+    const result = checkStateChange(old, wanted, this.ctx());
+    if (!result.ok) {
+      for (const line of formatRefusalLog(result.code, old, wanted)) this.runtime.log.warn(line);
+      throw new StateChangeRefused(result.code, result.text, result.exitCode);
+    }
+    return result.state;
+  }
+
+  async primary(force: boolean): Promise<void> {
+    const rt = this.runtime;
+    const old = rt.snapshot;
+    if (old.role === Role.Primary) return;
+    const store = rt.requireStore();
+    let forced = false;
+    let next: ResourceState;
+    try {
+      next = this.check(withState(old, { role: Role.Primary }));
+    } catch (err) {
+      const canForce =
+        err instanceof StateChangeRefused &&
+        err.code === SsCode.noUpToDateDisk &&
+        force &&
+        old.disk >= DiskState.Inconsistent &&
+        old.disk <= DiskState.Consistent;
+      if (!canForce) throw err;
+      rt.log.warn('Forced to consider local data as UpToDate!');
+      next = this.check(withState(old, { role: Role.Primary, disk: DiskState.UpToDate }));
+      forced = true;
+    }
+    const connected = old.conn >= ConnState.Connected && old.pdsk > DiskState.Failed;
+    if (forced || (!connected && store.uuids.bitmap === 0n)) await store.newCurrentUuid(true);
+    else if ((store.uuids.current & 1n) === 0n) store.uuids.current |= 1n;
+    this.discardMyData = false;
+    await rt.setState(next, forced ? 'primary --force' : 'primary');
+  }
+
+  async secondary(): Promise<void> {
+    const rt = this.runtime;
+    const old = rt.snapshot;
+    if (old.role !== Role.Primary) return;
+    if (rt.exposed && rt.frontendHeldOpen()) {
+      throw new StateChangeRefused(SsCode.deviceInUse, refusal(SsCode.deviceInUse).text, ExitCode.stateChangeFailed);
+    }
+    this.check(withState(old, { role: Role.Secondary }));
+    await this.dataPath?.volume.flush();
+    const store = rt.attachedStore;
+    if (store) store.uuids.current &= ~1n;
+    await rt.demote();
+  }
+
+  private defineVerbs(): void {
+    const rt = this.runtime;
+    const ok = (): VerbResult => ({ exitCode: 0 });
+    rt.defineVerb('primary', async (args) => {
+      await this.primary(Boolean(args.force));
+      return ok();
+    });
+    rt.defineVerb('secondary', async () => {
+      await this.secondary();
+      return ok();
+    });
+    rt.defineVerb('new-current-uuid', async () => {
+      const store = rt.requireStore();
+      await store.newCurrentUuid(rt.snapshot.role === Role.Primary);
+      return ok();
+    });
+    rt.defineVerb('outdate', async () => {
+      const old = rt.snapshot;
+      if (old.disk < DiskState.Outdated) {
+        throw new StateChangeRefused(SsCode.lowerThanOutdated, refusal(SsCode.lowerThanOutdated).text, ExitCode.lowerThanOutdated);
+      }
+      const next = this.check(withState(old, { disk: DiskState.Outdated }));
+      await rt.setState(next, 'outdate');
+      return ok();
+    });
+    for (const verb of ['invalidate', 'invalidate-remote', 'verify']) {
+      rt.defineVerb(verb, async () => {
+        const s = rt.snapshot;
+        if (s.disk === DiskState.Diskless) throw new StateChangeRefused(SsCode.isDiskless, refusal(SsCode.isDiskless).text, ExitCode.stateChangeFailed);
+        if (s.conn < ConnState.Connected) throw new StateChangeRefused(SsCode.needConnection, refusal(SsCode.needConnection).text, ExitCode.stateChangeFailed);
+        return this.connectedVerb(verb);
+      });
+    }
+    for (const verb of ['pause-sync', 'resume-sync']) {
+      rt.defineVerb(verb, async () => this.connectedVerb(verb));
+    }
+    rt.defineVerb('io.write', async (args) => {
+      const dp = this.requirePrimaryDataPath();
+      const data = Buffer.from(String(args.base64 ?? ''), 'base64');
+      if (data.length === 0 || data.length > DIAGNOSTIC_IO_BYTES_MAX) return { exitCode: ExitCode.usage, stderr: 'io.write: bad length\n' };
+      await dp.volume.write(data, Number(args.offsetBytes), { fua: Boolean(args.fua) });
+      return ok();
+    });
+    rt.defineVerb('io.flush', async () => {
+      await this.requirePrimaryDataPath().volume.flush();
+      return ok();
+    });
+  }
+
+  /** Verbs that need the peer link; the link wiring replaces this. */
+  connectedVerb: (verb: string) => Promise<VerbResult> = async (verb) => ({
+    exitCode: ExitCode.stateChangeFailed,
+    stderr: `${this.runtime.spec.minor}: ${verb}: not supported yet by this udrbd build\n`,
+  });
+
+  requirePrimaryDataPath(): DataPath {
+    const rt = this.runtime;
+    if (!this.dataPath) throw new StateChangeRefused(SsCode.isDiskless, refusal(SsCode.isDiskless).text, ExitCode.stateChangeFailed);
+    if (rt.snapshot.role !== Role.Primary) {
+      // DRBD: opening the device of a Secondary fails with EMEDIUMTYPE ("Wrong medium type").
+      throw new StateChangeRefused(SsCode.noUpToDateDisk, 'Wrong medium type: the device is only writable on the Primary', ExitCode.stateChangeFailed);
+    }
+    return this.dataPath;
+  }
+}
+
+export function wireReplication(runtime: ResourceRuntime, options: WiringOptions): Wiring {
+  return new Wiring(runtime, options);
 }

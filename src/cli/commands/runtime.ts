@@ -109,7 +109,11 @@ async function events(ctx: CliContext, target: ResourceTarget, opts: { now?: boo
   const timeoutMs = opts.timeout ? Number(opts.timeout) * 1000 : 0;
   await new Promise<void>((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
+    let stopped = false;
     const stop = (): void => {
+      if (stopped) return;
+      stopped = true;
+      if (opts.now) ctx.out('exists -\n');
       if (timer) clearTimeout(timer);
       process.off('SIGINT', stop);
       client.close();
@@ -121,7 +125,6 @@ async function events(ctx: CliContext, target: ResourceTarget, opts: { now?: boo
       .subscribe((event) => ctx.out(`${event.text}\n`), stop)
       .then(() => {
         if (opts.now) {
-          ctx.out('exists -\n');
           // the initial "exists" lines arrive with the subscription reply; give them a tick
           setTimeout(stop, 50);
         }
