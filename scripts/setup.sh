@@ -9,7 +9,8 @@ packages=(
   drbd-utils        # real drbdmeta / drbdadm-84: oracles for metadata and config
   xfsprogs          # mkfs.xfs, xfs_repair
   fuse3 libfuse2    # FUSE frontend (fuse-native links libfuse.so.2)
-  nbdkit libnbd-bin # NBD anchor and clients (nbdinfo, nbdcopy, nbdsh)
+  nbdkit libnbd-bin # NBD anchor and clients (nbdinfo, nbdcopy)
+  python3-libnbd    # nbdsh (scripted NBD requests in the NBD tests)
   qemu-utils fio    # qemu-img compare, fio with the nbd engine
   nbd-client        # kernel NBD attach where the kernel has nbd
   util-linux iproute2 procps psmisc

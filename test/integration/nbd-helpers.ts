@@ -22,11 +22,23 @@ const TOOL_PACKAGES: Record<string, string> = {
   fio: 'fio',
 };
 
+/**
+ * Environment for nbdsh: it runs `python3 -m nbd`, and Debian's python3-libnbd
+ * belongs to /usr/bin/python3, not to a python3 some other tool put first on PATH.
+ */
+export const NBDSH_ENV = { PATH: `/usr/bin:/bin:${process.env.PATH ?? ''}` };
+
 /** Throws (so the test fails, never skips) when `tool` is not installed. */
 export async function requireTool(tool: string): Promise<void> {
   const r = await execa('sh', ['-c', `command -v ${tool}`], { reject: false });
   if (r.exitCode !== 0) {
     throw new Error(`${tool} is not installed: run scripts/setup.sh (Debian package ${TOOL_PACKAGES[tool] ?? tool})`);
+  }
+  if (tool === 'nbdsh') {
+    const py = await execa('nbdsh', ['-c', 'pass'], { reject: false, env: NBDSH_ENV });
+    if (py.exitCode !== 0) {
+      throw new Error(`nbdsh cannot load libnbd's Python module: ${py.stderr.trim()} (Debian package python3-libnbd)`);
+    }
   }
 }
 
