@@ -14,3 +14,6 @@ export const commandGroups: RegisterCommands[] = [registerConfig];
 
 import { register as registerRuntime } from './runtime.js';
 commandGroups.push(registerRuntime);
+
+import { register as registerMeta } from './meta.js';
+commandGroups.push(registerMeta);

@@ -1,0 +1,114 @@
+/**
+ * cli/commands/meta — the meta-data verbs of udrbdadm: create-md, dump-md,
+ * show-gi, get-gi, set-gi, apply-al, wipe-md, dstate (offline). Each resolves
+ * the resource's backing disk through the config API and runs the matching
+ * meta/tool operation, refusing md-modifying verbs while the resource is up
+ * ("Device '<minor>' is configured!", exit 20, as drbdmeta). Knows nothing of
+ * on-disk formats (meta/ does) or of the daemon beyond meta/isResourceUp.
+ */
+import readline from 'node:readline';
+import type { Command } from 'commander';
+import type { CliContext } from '../context.js';
+import type { GetContext } from './index.js';
+import { loadConfig, resolveResource, resourcesForNode } from '../../config/index.js';
+import { UdrbdError, ExitCode } from '../../util/errors.js';
+import { applyAl, createMd, dstate, dumpMd, getGi, setGi, showGi, wipeMd, type ToolIo } from '../../meta/tool.js';
+import { isResourceUp } from '../../meta/resource-up.js';
+
+interface MetaTarget {
+  name: string;
+  minor: number;
+  diskPath: string;
+}
+
+function targets(ctx: CliContext, names: string[]): MetaTarget[] {
+  const config = loadConfig(ctx.configPath);
+  const expanded = names.length === 1 && names[0] === 'all' ? resourcesForNode(config, ctx.nodeName) : names;
+  if (expanded.length === 0) throw new UdrbdError('No resource names specified', ExitCode.usage);
+  return expanded.map((name) => {
+    const view = resolveResource(config, name, ctx.nodeName);
+    if (view.metaDisk !== 'internal') {
+      throw new UdrbdError(`${name}: udrbd supports only 'meta-disk internal' (found external meta data)`, ExitCode.configInvalid);
+    }
+    return { name, minor: view.minor, diskPath: view.diskPath };
+  });
+}
+
+/** One line from stdin; resolves null at end of input. */
+function readStdinLine(): Promise<string | null> {
+  return new Promise((resolve) => {
+    const rl = readline.createInterface({ input: process.stdin, terminal: false });
+    let answered = false;
+    rl.once('line', (line) => {
+      answered = true;
+      rl.close();
+      resolve(line);
+    });
+    rl.once('close', () => {
+      if (!answered) resolve(null);
+    });
+  });
+}
+
+function toolIo(ctx: CliContext, force: boolean): ToolIo {
+  return {
+    out: ctx.out,
+    err: ctx.err,
+    force: force || ctx.backendOptions.includes('--force'),
+    stdinIsTty: process.stdin.isTTY === true,
+    readLine: readStdinLine,
+  };
+}
+
+function refuseIfUp(ctx: CliContext, target: MetaTarget): void {
+  if (isResourceUp(target.name, ctx.nodeName)) {
+    throw new UdrbdError(`Device '${target.minor}' is configured!`, ExitCode.fatal);
+  }
+}
+
+function drbdmetaLine(target: MetaTarget, verb: string): string {
+  return `drbdmeta ${target.minor} v08 ${target.diskPath} internal ${verb}`;
+}
+
+type MetaAction = (ctx: CliContext, target: MetaTarget, io: ToolIo) => Promise<void> | void;
+
+export function register(program: Command, getContext: GetContext): void {
+  const verb = (name: string, description: string, modifies: boolean, action: MetaAction, withForce = false): void => {
+    const cmd = program.command(name).description(description).argument('<resources...>', 'resource names or "all"');
+    if (withForce) cmd.option('--force', 'skip confirmations, like drbdmeta --force');
+    cmd.action(async (resources: string[], opts: { force?: boolean }) => {
+      const ctx = getContext();
+      for (const target of targets(ctx, resources)) {
+        if (modifies) refuseIfUp(ctx, target);
+        if (ctx.dryRun) {
+          ctx.out(`${drbdmetaLine(target, name)}\n`);
+          continue;
+        }
+        await action(ctx, target, toolIo(ctx, opts.force === true));
+      }
+    });
+  };
+
+  verb('create-md', 'initialize v08 internal meta-data on the backing disk', true, (_ctx, t, io) => createMd(t.diskPath, io), true);
+  verb('dump-md', 'print the meta-data in drbdmeta dump-md format', false, (_ctx, t, io) =>
+    dumpMd(t.diskPath, io, { commandLine: drbdmetaLine(t, 'dump-md') }),
+  true);
+  verb('show-gi', 'show the generation identifiers with explanations', false, (_ctx, t, io) => showGi(t.diskPath, io));
+  verb('get-gi', 'print the generation identifiers', false, (_ctx, t, io) => getGi(t.diskPath, io));
+  verb('apply-al', 'apply the activity log to the bitmap and mark the meta-data clean', true, (_ctx, t, io) => applyAl(t.diskPath, io));
+  verb('wipe-md', 'destroy the meta-data superblock', true, (_ctx, t, io) => wipeMd(t.diskPath, io), true);
+  verb('dstate-offline', 'disk state from the on-disk flags (drbdmeta dstate)', false, (_ctx, t, io) => dstate(t.diskPath, io));
+
+  program
+    .command('set-gi')
+    .description('set generation identifiers and flags (C:B:H1:H2:c:u:p:n:f:o:x)')
+    .argument('<resource>', 'resource name')
+    .argument('<gi>', 'get-gi style string; empty fields keep their value')
+    .option('--force', 'skip the confirmation')
+    .action(async (resource: string, gi: string, opts: { force?: boolean }) => {
+      const ctx = getContext();
+      const [target] = targets(ctx, [resource]);
+      refuseIfUp(ctx, target!);
+      await setGi(target!.diskPath, gi, toolIo(ctx, opts.force === true));
+    });
+}
