@@ -1,0 +1,287 @@
+import { describe, it, expect, afterEach } from 'vitest';
+import { PacketType, type DataPacket, type BarrierAckPacket } from '../../src/peer/packets.js';
+import { connect, makeNode, pattern, sleep, setBits, type MemoryEnd, type Node } from './replication-helpers.js';
+
+const SIZE_BYTES = 8 * 1024 * 1024;
+const open: MemoryEnd[] = [];
+afterEach(() => {
+  for (const end of open.splice(0)) if (end.isOpen) end.close('Disconnecting');
+});
+
+function pair(protocol: 'A' | 'B' | 'C', latencyMs = 0, extra = {}): { p: Node; s: Node; a: MemoryEnd; b: MemoryEnd } {
+  const p = makeNode(SIZE_BYTES, { protocol, ...extra });
+  const s = makeNode(SIZE_BYTES, { protocol, ...extra });
+  const [a, b] = connect(p, s, { latencyMs });
+  open.push(a, b);
+  return { p, s, a, b };
+}
+
+describe('replication: when a write completes', () => {
+  it('protocol C: every acknowledged write is already on the peer disk when it resolves', async () => {
+    const { p, s } = pair('C', 1);
+    const writes: Promise<void>[] = [];
+    let checked = 0;
+    for (let i = 0; i < 200; i++) {
+      const offset = i * 32 * 1024; // distinct ranges
+      const data = pattern(4096 * (1 + (i % 8)), i);
+      writes.push(
+        p.engine.volume.write(data, offset).then(() => {
+          expect(s.memory.data.subarray(offset, offset + data.length).equals(data)).toBe(true);
+          checked++;
+        }),
+      );
+    }
+    await Promise.all(writes);
+    expect(checked).toBe(200);
+    expect(p.bitmap.countSet()).toBe(0);
+    expect(p.engine.counters.pe).toBe(0);
+    expect(p.engine.counters.ap).toBe(0);
+  });
+
+  it('protocol A: writes complete without waiting for the (delayed) peer; flush waits for it', async () => {
+    const { p, s } = pair('A', 150);
+    const data = pattern(64 * 1024, 7);
+    const started = Date.now();
+    await p.engine.volume.write(data, 0);
+    expect(Date.now() - started).toBeLessThan(100);
+    expect(s.memory.data.subarray(0, data.length).equals(data)).toBe(false);
+    await p.engine.volume.flush();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290); // barrier and its ack each cross the link
+    expect(s.memory.data.subarray(0, data.length).equals(data)).toBe(true);
+    expect(s.disk.flushes.length).toBeGreaterThan(0);
+  });
+
+  it('protocol B: completes on RecvAck, before the peer disk finishes; C waits for it', async () => {
+    for (const protocol of ['B', 'C'] as const) {
+      const { p, s } = pair(protocol, 0);
+      s.disk.writeDelayMs = 150;
+      const data = pattern(8192, 3);
+      const started = Date.now();
+      await p.engine.volume.write(data, 4096);
+      const elapsed = Date.now() - started;
+      if (protocol === 'B') {
+        expect(elapsed).toBeLessThan(100);
+        expect(s.disk.writesDone).toBe(0);
+      } else {
+        expect(elapsed).toBeGreaterThanOrEqual(140);
+        expect(s.memory.data.subarray(4096, 4096 + 8192).equals(data)).toBe(true);
+      }
+    }
+  });
+
+  it('flush returns only after the peer fdatasynced every earlier write (Barrier → BarrierAck)', async () => {
+    const { p, s } = pair('B', 2);
+    s.disk.writeDelayMs = 20;
+    const writes = [];
+    for (let i = 0; i < 20; i++) writes.push(p.engine.volume.write(pattern(4096, i), i * 4096));
+    await Promise.all(writes);
+    expect(s.disk.writesDone).toBeLessThan(20); // B: acked on receipt, not yet written
+    await p.engine.volume.flush();
+    expect(s.disk.writesDone).toBe(20);
+    // the peer's flush happened after all 20 writes had been done
+    expect(s.disk.flushes.some((writesBefore) => writesBefore === 20)).toBe(true);
+    expect(p.disk.flushes.length).toBeGreaterThan(0);
+  });
+
+  it('overlapping concurrent writes reach both disks in the same order', async () => {
+    const { p, s } = pair('C', 1);
+    s.disk.writeDelayMs = 1;
+    const writes = [];
+    let last = Buffer.alloc(0);
+    for (let i = 0; i < 50; i++) {
+      const data = pattern(8192, 100 + i);
+      last = data;
+      writes.push(p.engine.volume.write(data, 4096 * (i % 2))); // ranges overlap in block 1
+    }
+    await Promise.all(writes);
+    expect(s.memory.data.subarray(0, 16384).equals(p.memory.data.subarray(0, 16384))).toBe(true);
+    expect(p.memory.data.subarray(4096, 12288).equals(last)).toBe(true);
+  });
+
+  it('a peer that refuses writes answers NegAck; the Primary completes locally and marks the range out of sync', async () => {
+    const { p, s } = pair('C', 0);
+    s.engine.setAcceptPeerWrites(false, 'test: disk not usable');
+    await p.engine.volume.write(pattern(8192, 1), 40960);
+    expect(setBits(p.bitmap)).toEqual([10, 11]);
+    expect(s.memory.data.subarray(40960, 40960 + 8192).every((b) => b === 0)).toBe(true);
+  });
+
+  it('max-buffers bounds application requests in flight', async () => {
+    const { p, s } = pair('C', 0, { maxBuffers: 4 });
+    s.disk.writeDelayMs = 5;
+    let peak = 0;
+    const writes = [];
+    for (let i = 0; i < 40; i++) {
+      writes.push(p.engine.volume.write(pattern(4096, i), i * 4096));
+      peak = Math.max(peak, p.engine.counters.ap);
+    }
+    const timer = setInterval(() => (peak = Math.max(peak, p.engine.counters.ap)), 1);
+    await Promise.all(writes);
+    clearInterval(timer);
+    expect(peak).toBeLessThanOrEqual(4);
+    expect(s.memory.data.subarray(0, 40 * 4096).equals(p.memory.data.subarray(0, 40 * 4096))).toBe(true);
+  });
+});
+
+describe('replication: lost link, bitmap and resync', () => {
+  it('cut mid-burst: the bitmap holds exactly the writes not covered by a BarrierAck; resync makes the disks equal', async () => {
+    const { p, s, a, b } = pair('C', 3);
+    const writes: Array<{ offset: number; length: number }> = [];
+    const done = [];
+    for (let i = 0; i < 300; i++) {
+      const offset = i * 16384;
+      const length = 4096 * (1 + (i % 3));
+      writes.push({ offset, length });
+      done.push(p.engine.volume.write(pattern(length, i), offset));
+      if (i % 20 === 19) await sleep(2);
+      if (i === 150) a.close('NetworkFailure');
+    }
+    await Promise.all(done);
+    // Exact expectation from what crossed the wire: epochs barrier-acked before the cut.
+    const ackedEpochs = new Set(a.received.filter((d) => d.packet.type === PacketType.BarrierAck).map((d) => (d.packet as BarrierAckPacket).epoch));
+    const epochOf = new Map<number, number>();
+    for (const d of b.received) if (d.packet.type === PacketType.Data) epochOf.set((d.packet as DataPacket).offsetBytes, (d.packet as DataPacket).epoch);
+    // Data packets still in flight at the cut never reached b.received; their writes are unacked too.
+    const expected = new Set<number>();
+    for (const w of writes) {
+      const epoch = epochOf.get(w.offset);
+      if (epoch !== undefined && ackedEpochs.has(epoch)) continue;
+      for (let bit = w.offset / 4096; bit < (w.offset + w.length) / 4096; bit++) expected.add(bit);
+    }
+    expect(ackedEpochs.size).toBeGreaterThan(0);
+    expect(setBits(p.bitmap)).toEqual([...expected].sort((x, y) => x - y));
+
+    // reconnect and resync
+    const [a2, b2] = connect(p, s, { latencyMs: 1 });
+    open.push(a2, b2);
+    await Promise.all([p.engine.exchangeBitmaps(), s.engine.exchangeBitmaps()]);
+    expect(setBits(s.bitmap)).toEqual(setBits(p.bitmap));
+    const result = await s.engine.startResyncAsTarget().done;
+    expect(result.ok).toBe(true);
+    expect(p.memory.data.equals(s.memory.data)).toBe(true);
+    expect(s.bitmap.countSet()).toBe(0);
+    // the SyncSource clears its bits as the last RsWriteAcks cross the link
+    for (let i = 0; i < 100 && p.bitmap.countSet() > 0; i++) await sleep(5);
+    expect(p.bitmap.countSet()).toBe(0);
+  });
+
+  it('disconnected writes resync only the changed blocks (bytes within 10% of changed, rounded up to 4 KiB)', async () => {
+    const { p, s, a } = pair('C', 1);
+    for (let i = 0; i < 64; i++) await p.engine.volume.write(pattern(65536, i), i * 65536);
+    await p.engine.volume.flush();
+    expect(p.bitmap.countSet()).toBe(0);
+    a.close('NetworkFailure');
+    let changedBytes = 0;
+    for (let i = 0; i < 40; i++) {
+      const offset = i * 131072 + 512 * (i % 8); // unaligned starts touch extra blocks
+      const length = 3000 + 512 * (i % 5) - ((3000 + 512 * (i % 5)) % 512);
+      await p.engine.volume.write(pattern(length, 1000 + i), offset);
+      changedBytes += length;
+    }
+    const changedRounded = Math.ceil(changedBytes / 4096) * 4096;
+    const [a2, b2] = connect(p, s, { latencyMs: 1 });
+    open.push(a2, b2);
+    await Promise.all([p.engine.exchangeBitmaps(), s.engine.exchangeBitmaps()]);
+    const nsBefore = p.engine.counters.sentBytes;
+    const result = await s.engine.startResyncAsTarget().done;
+    expect(result.ok).toBe(true);
+    expect(result.transferredBytes).toBe(p.engine.counters.sentBytes - nsBefore);
+    expect(result.transferredBytes).toBeGreaterThanOrEqual(changedBytes);
+    expect(result.transferredBytes).toBeLessThanOrEqual(Math.ceil((changedRounded * 1.1) / 4096) * 4096 + 40 * 4096);
+    expect(p.memory.data.equals(s.memory.data)).toBe(true);
+  });
+
+  it('full sync from a fresh peer, with progress numbers; ends with fdatasync on the target', async () => {
+    const { p, s } = pair('C', 0);
+    p.memory.data.set(pattern(SIZE_BYTES, 42));
+    p.bitmap.setAll();
+    await Promise.all([p.engine.exchangeBitmaps(), s.engine.exchangeBitmaps()]);
+    expect(s.bitmap.countSet()).toBe(SIZE_BYTES / 4096);
+    const target = s.engine.startResyncAsTarget();
+    const first = target.progress();
+    expect(first.totalBits).toBe(SIZE_BYTES / 4096);
+    const flushesBefore = s.disk.flushes.length;
+    const result = await target.done;
+    expect(result).toMatchObject({ ok: true, failedBlocks: 0, syncedBlocks: SIZE_BYTES / 4096 });
+    const last = target.progress();
+    expect(last.leftBits).toBe(0);
+    expect(last.perMille).toBe(1000);
+    expect(last.averageKiBps).toBeGreaterThan(0);
+    expect(s.disk.flushes.length).toBeGreaterThan(flushesBefore);
+    expect(p.memory.data.equals(s.memory.data)).toBe(true);
+    expect(s.lines.some((l) => l.includes('Resync done (total'))).toBe(true);
+  });
+
+  it('application writes during resync stay correct (overlapping writes win over resync data)', async () => {
+    const { p, s } = pair('C', 1, { resyncRunBytesMax: 64 * 1024, resyncInflightMax: 4 });
+    p.memory.data.set(pattern(SIZE_BYTES, 9));
+    p.bitmap.setAll();
+    await Promise.all([p.engine.exchangeBitmaps(), s.engine.exchangeBitmaps()]);
+    const target = s.engine.startResyncAsTarget();
+    const writes = [];
+    for (let i = 0; i < 200; i++) {
+      const offset = ((i * 7919) % (SIZE_BYTES / 4096 - 4)) * 4096;
+      writes.push(p.engine.volume.write(pattern(8192, 5000 + i), offset));
+      if (i % 10 === 0) await sleep(1);
+    }
+    await Promise.all(writes);
+    const result = await target.done;
+    expect(result.ok).toBe(true);
+    await p.engine.volume.flush();
+    expect(p.memory.data.equals(s.memory.data)).toBe(true);
+  });
+
+  it('resync obeys resyncRateKiBps', async () => {
+    const { p, s } = pair('C', 0, { resyncRateKiBps: 2048, resyncRunBytesMax: 64 * 1024 });
+    p.memory.data.set(pattern(1024 * 1024, 4), 0);
+    p.bitmap.setRange(0, 256); // 1 MiB out of sync
+    await Promise.all([p.engine.exchangeBitmaps(), s.engine.exchangeBitmaps()]);
+    const started = Date.now();
+    const result = await s.engine.startResyncAsTarget().done;
+    expect(result.ok).toBe(true);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(400); // 1 MiB at 2 MiB/s ≈ 500 ms
+    expect(p.memory.data.equals(s.memory.data)).toBe(true);
+  });
+
+  it('on the SyncTarget, reading an out-of-sync block fetches it from the peer first', async () => {
+    const { p, s } = pair('C', 0, { resyncRateKiBps: 256, resyncRunBytesMax: 4096 });
+    p.memory.data.set(pattern(SIZE_BYTES, 77));
+    p.bitmap.setAll();
+    await Promise.all([p.engine.exchangeBitmaps(), s.engine.exchangeBitmaps()]);
+    const target = s.engine.startResyncAsTarget();
+    const offset = SIZE_BYTES - 65536;
+    const buffer = Buffer.alloc(8192);
+    await s.engine.volume.read(buffer, offset);
+    expect(buffer.equals(p.memory.data.subarray(offset, offset + 8192))).toBe(true);
+    expect(s.bitmap.test(offset / 4096)).toBe(false);
+    target.abort('test done');
+    const result = await target.done;
+    expect(result.ok).toBe(false);
+  });
+});
+
+describe('replication: online verify', () => {
+  for (const alg of ['sha1', 'crc32c', 'md5']) {
+    it(`finds injected differences with verify-alg ${alg} and logs them in sectors`, async () => {
+      const { p, s } = pair('C', 0, { verifyAlg: alg });
+      const data = pattern(SIZE_BYTES, 11);
+      p.memory.data.set(data);
+      s.memory.data.set(data);
+      s.memory.data[5 * 4096 + 17] ^= 0xff; // block 5
+      s.memory.data[6 * 4096] ^= 0x01; // block 6 (contiguous with 5)
+      s.memory.data[1000 * 4096 + 4095] ^= 0x80; // block 1000
+      const { done } = p.engine.startVerify();
+      const result = await done;
+      expect(result).toMatchObject({ ok: true, outOfSyncBlocks: 3, verifiedBlocks: SIZE_BYTES / 4096 });
+      expect(setBits(p.bitmap)).toEqual([5, 6, 1000]);
+      await sleep(5);
+      expect(setBits(s.bitmap)).toEqual([5, 6, 1000]);
+      expect(p.lines.some((l) => l.includes('Out of sync: start=40, size=16 (sectors)'))).toBe(true);
+      expect(p.lines.some((l) => l.includes('Out of sync: start=8000, size=8 (sectors)'))).toBe(true);
+      // a resync repairs what verify found
+      const resync = await s.engine.startResyncAsTarget().done;
+      expect(resync.ok).toBe(true);
+      expect(p.memory.data.equals(s.memory.data)).toBe(true);
+    });
+  }
+});
