@@ -19,6 +19,8 @@ export function loadSpec(configPath: string, resource: string, node: string): Re
     localAddress: view.localAddress,
     peer: view.peer ? { name: view.peer.name, address: view.peer.address } : undefined,
     handlers: { ...view.handlers },
+    fencing: view.disk.fencing,
+    alExtents: view.disk.alExtents,
     view,
   };
 }

@@ -41,8 +41,11 @@ export interface AttachedStore {
   readonly diskAtAttach: DiskState;
   readonly bitmap: DirtyBitmap;
   readonly activityLog: ActivityLogApi & { transactionCount: number };
-  /** Generation UUIDs as held in the superblock (mutable through the methods below). */
+  /** Generation UUIDs as held in the superblock (a copy; change them with setUuids). */
   readonly uuids: GenerationUuids;
+  setUuids(uuids: GenerationUuids): void;
+  /** Bit 0 of the current UUID follows the role. */
+  setPrimaryBit(primary: boolean): void;
   /** Current MDF flags word. */
   readonly mdFlags: number;
   uuidsText(): { current: string; bitmap: string; historyStart: string; historyEnd: string };

@@ -21,6 +21,10 @@ export interface ResourceSpec {
   localAddress: AddressSpec | undefined;
   peer: { name: string; address: AddressSpec } | undefined;
   handlers: Record<string, string>;
+  /** disk { fencing } */
+  fencing: 'dont-care' | 'resource-only' | 'resource-and-stonith';
+  /** disk { al-extents } */
+  alExtents: number;
   /** The full config-layer view, handed to layers that take it (peer, resource). */
   view: unknown;
 }

@@ -110,7 +110,7 @@ export class Wiring {
     }
     const connected = old.conn >= ConnState.Connected && old.pdsk > DiskState.Failed;
     if (forced || (!connected && store.uuids.bitmap === 0n)) await store.newCurrentUuid(true);
-    else if ((store.uuids.current & 1n) === 0n) store.uuids.current |= 1n;
+    else store.setPrimaryBit(true);
     this.discardMyData = false;
     await rt.setState(next, forced ? 'primary --force' : 'primary');
   }
@@ -124,8 +124,7 @@ export class Wiring {
     }
     this.check(withState(old, { role: Role.Secondary }));
     await this.dataPath?.volume.flush();
-    const store = rt.attachedStore;
-    if (store) store.uuids.current &= ~1n;
+    rt.attachedStore?.setPrimaryBit(false);
     await rt.demote();
   }
 
