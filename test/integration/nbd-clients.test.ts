@@ -137,10 +137,11 @@ describe('NBD server with real clients', () => {
         '--verify=crc32c',
         '--do_verify=1',
         '--verify_fatal=1',
+        '--verify_state_save=0',
         '--runtime=60',
         '--output-format=json',
       ],
-      { reject: false, timeout: 120_000 },
+      { reject: false, timeout: 120_000, cwd: served.dir },
     );
     expect(r.stderr).not.toMatch(/verify: bad|crc32c: verify failed|bad magic/i);
     expect(r.exitCode).toBe(0);
