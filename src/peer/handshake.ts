@@ -1,0 +1,192 @@
+/**
+ * peer/handshake — the parameter exchange right after a link is chosen and
+ * authenticated (DRBD's WFReportParams): both sides send Protocol, Uuids,
+ * Sizes and State, in that order, and check what DRBD checks at connect time
+ * (protocol, after-sb-*pri, allow-two-primaries, discard-my-data on both);
+ * a mismatch is "incompatible <x> settings" and the link is dropped. It
+ * reports the peer's values; deciding who syncs from whom is resource/'s job.
+ */
+import type { Logger } from '../util/log.js';
+import type { GenerationUuids } from '../meta/types.js';
+import type { AfterSb0, AfterSb1, AfterSb2, Packet, ProtocolPacket, SizesPacket, StatePacket, UuidsPacket } from './packets.js';
+import { PacketType } from './packets.js';
+import type { PeerSession } from './session.js';
+
+type Body<T> = Omit<T, 'type'>;
+
+/** What this node tells its peer at connect; produced fresh by the caller for every attempt. */
+export interface LocalParams {
+  protocol: Body<ProtocolPacket>;
+  uuids: Body<UuidsPacket>;
+  sizes: Body<SizesPacket>;
+  state: Body<StatePacket>;
+}
+
+/** What the peer told us at connect. */
+export interface PeerParams {
+  protocol: 'A' | 'B' | 'C';
+  afterSb0pri: AfterSb0;
+  afterSb1pri: AfterSb1;
+  afterSb2pri: AfterSb2;
+  allowTwoPrimaries: boolean;
+  discardMyData: boolean;
+  nodeName: string;
+  uuids: GenerationUuids;
+  bitsSet: number;
+  uuidFlags: number;
+  sizes: Body<SizesPacket>;
+  role: number;
+  disk: number;
+  conn: number;
+  userIsp: boolean;
+}
+
+export interface HandshakeResult {
+  /** The established link; register `onPacket` to start receiving (packets are held until then). */
+  session: PeerSession;
+  peer: PeerParams;
+  /** Exactly what we sent. */
+  local: LocalParams;
+  /**
+   * DRBD's RESOLVE_CONFLICTS flag: true on exactly one of the two nodes (the
+   * one that accepted the kept TCP connection); that node loses tie-breaks.
+   */
+  resolveConflicts: boolean;
+  /** Wire protocol version both sides agreed on. */
+  agreedVersion: number;
+}
+
+/** The peer's settings cannot work with ours: DRBD drops to StandAlone. */
+export class IncompatibleSettingsError extends Error {
+  override name = 'IncompatibleSettingsError';
+}
+
+/** A step of the exchange did not finish in time or the link died meanwhile. */
+export class HandshakeFailedError extends Error {
+  override name = 'HandshakeFailedError';
+}
+
+/** How the peer's after-sb-0pri reads from our side: its discard-local is our discard-remote. */
+function mirrorAfterSb0(value: AfterSb0): AfterSb0 {
+  if (value === 'discard-local') return 'discard-remote';
+  if (value === 'discard-remote') return 'discard-local';
+  return value;
+}
+
+/** DRBD's connect-time compatibility checks; returns the kernel's message or null. */
+export function checkCompatibility(local: Body<ProtocolPacket>, peer: Body<ProtocolPacket>): string | null {
+  if (local.protocol !== peer.protocol) return 'incompatible communication protocols';
+  if (local.afterSb0pri !== mirrorAfterSb0(peer.afterSb0pri)) return 'incompatible after-sb-0pri settings';
+  if (local.afterSb1pri !== peer.afterSb1pri) return 'incompatible after-sb-1pri settings';
+  if (local.afterSb2pri !== peer.afterSb2pri) return 'incompatible after-sb-2pri settings';
+  if (local.allowTwoPrimaries !== peer.allowTwoPrimaries) return 'incompatible setting of the two-primaries options';
+  if (local.discardMyData && peer.discardMyData) return 'incompatible discard-my-data settings';
+  return null;
+}
+
+const EXPECTED_ORDER = [PacketType.Protocol, PacketType.Uuids, PacketType.Sizes, PacketType.State] as const;
+const TYPE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(PacketType).map(([k, v]) => [v, k]));
+
+export interface ExchangeOptions {
+  /** Limit for the whole exchange, in ms. */
+  timeoutMs: number;
+  resolveConflicts: boolean;
+  agreedVersion: number;
+  logger: Logger;
+}
+
+/**
+ * Send our parameters, receive the peer's, check compatibility. Resolves with
+ * the result (the session's packet handler is detached so later packets wait
+ * for the caller's handler). Rejects with IncompatibleSettingsError (caller
+ * should go StandAlone) or HandshakeFailedError (caller should retry); the
+ * session is left open either way — the caller closes it.
+ */
+export function exchangeParams(
+  session: PeerSession,
+  getLocalParams: () => LocalParams | Promise<LocalParams>,
+  opts: ExchangeOptions,
+): Promise<HandshakeResult> {
+  return new Promise<HandshakeResult>((resolve, reject) => {
+    const received: Packet[] = [];
+    let local: LocalParams | null = null;
+    let settled = false;
+
+    const timer = setTimeout(() => finish(new HandshakeFailedError('timed out waiting for the peer\'s parameters')), opts.timeoutMs);
+    timer.unref();
+
+    const finish = (error: Error | null): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      session.detachPacketHandler();
+      if (error !== null) {
+        reject(error);
+        return;
+      }
+      const [p, u, s, st] = received as [ProtocolPacket, UuidsPacket, SizesPacket, StatePacket];
+      resolve({
+        session,
+        local: local!,
+        resolveConflicts: opts.resolveConflicts,
+        agreedVersion: opts.agreedVersion,
+        peer: {
+          protocol: p.protocol,
+          afterSb0pri: p.afterSb0pri,
+          afterSb1pri: p.afterSb1pri,
+          afterSb2pri: p.afterSb2pri,
+          allowTwoPrimaries: p.allowTwoPrimaries,
+          discardMyData: p.discardMyData,
+          nodeName: p.nodeName,
+          uuids: u.uuids,
+          bitsSet: u.bitsSet,
+          uuidFlags: u.uuidFlags,
+          sizes: { diskSizeBytes: s.diskSizeBytes, currentSizeBytes: s.currentSizeBytes, maxRequestBytes: s.maxRequestBytes },
+          role: st.role,
+          disk: st.disk,
+          conn: st.conn,
+          userIsp: st.userIsp,
+        },
+      });
+    };
+
+    const maybeDone = (): void => {
+      if (settled || local === null || received.length < EXPECTED_ORDER.length) return;
+      const message = checkCompatibility(local.protocol, received[0] as ProtocolPacket);
+      if (message !== null) {
+        opts.logger.error({ peer: (received[0] as ProtocolPacket).nodeName }, message);
+        finish(new IncompatibleSettingsError(message));
+        return;
+      }
+      finish(null);
+    };
+
+    session.onClose((reason) => finish(new HandshakeFailedError(`link lost during handshake (${reason})`)));
+    session.onPacket((packet) => {
+      if (settled) return;
+      const expected = EXPECTED_ORDER[received.length];
+      if (expected === undefined || packet.type !== expected) {
+        const message = `expected ${expected === undefined ? 'nothing' : TYPE_NAMES[expected]} packet, received: ${TYPE_NAMES[packet.type] ?? packet.type}`;
+        opts.logger.error(message);
+        session.close('ProtocolError');
+        finish(new HandshakeFailedError(message));
+        return;
+      }
+      received.push(packet);
+      maybeDone();
+    });
+
+    Promise.resolve()
+      .then(getLocalParams)
+      .then((params) => {
+        if (settled) return;
+        local = params;
+        session.send({ type: PacketType.Protocol, ...params.protocol });
+        session.send({ type: PacketType.Uuids, ...params.uuids });
+        session.send({ type: PacketType.Sizes, ...params.sizes });
+        session.send({ type: PacketType.State, ...params.state });
+        maybeDone();
+      })
+      .catch((error: unknown) => finish(new HandshakeFailedError(`local parameters unavailable: ${String(error)}`)));
+  });
+}

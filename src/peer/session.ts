@@ -1,0 +1,367 @@
+/**
+ * peer/session — one established, authenticated peer link over a TCP socket,
+ * implementing PeerChannel for replication/. It owns ordered sending with a
+ * bounded send queue (high/low water marks, writes batched with cork/uncork),
+ * ordered dispatch of received packets, and liveness as DRBD 8.4 does it:
+ * Ping after ping-int of receive silence, "PingAck did not arrive in time."
+ * after ping-timeout (NetworkFailure), send timeouts counting down ko-count
+ * (Timeout). Ping/PingAck never reach the packet handler. It knows nothing of
+ * how the link was set up (peer/connection) or what packets mean.
+ */
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { assert } from '../util/assert.js';
+import type { Logger } from '../util/log.js';
+import type { LinkLossReason, PeerChannel } from './channel.js';
+import { FrameDecoder, ProtocolError, encodeHead, tailOf } from './codec.js';
+import { PacketType, type Packet, type WirePacket } from './packets.js';
+
+export interface SessionOptions {
+  /** Receive silence after which we send a Ping (DRBD ping-int, in ms). */
+  pingIntervalMs: number;
+  /** How long to wait for a PingAck (or any data) after a Ping (DRBD ping-timeout, in ms). */
+  pingTimeoutMs: number;
+  /** A send that makes no progress this long counts one ko (DRBD timeout, in ms). */
+  timeoutMs: number;
+  /** Send timeouts in a row before the link is dropped with Timeout; 0 disables (DRBD ko-count). */
+  koCount: number;
+  /** send() returns false at or above this many queued bytes. */
+  sendHighWaterBytes?: number;
+  /** drained() resolves once queued bytes fall to this. */
+  sendLowWaterBytes?: number;
+  /** Hard limit on queued bytes: a caller exceeding it ignored send()'s false (a bug). */
+  sendQueueBytesMax?: number;
+  logger: Logger;
+}
+
+export const SEND_HIGH_WATER_BYTES_DEFAULT = 8 * 1024 * 1024;
+export const SEND_LOW_WATER_BYTES_DEFAULT = 2 * 1024 * 1024;
+export const SEND_QUEUE_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
+/** Packets held while no handler is registered (at most one socket chunk's worth; the socket is paused). */
+const PENDING_PACKETS_MAX = 16384;
+/** How long a graceful close waits for queued bytes to leave before destroying the socket. */
+const GRACEFUL_CLOSE_MS = 1000;
+
+type CloseHandler = (reason: LinkLossReason) => void;
+
+function isSetupPacket(packet: WirePacket): boolean {
+  return packet.type < PacketType.Protocol; // Hello, Chosen, Auth*
+}
+
+export class PeerSession implements PeerChannel {
+  private readonly socket: Socket;
+  private readonly decoder: FrameDecoder;
+  private readonly logger: Logger;
+  private readonly opts: Required<Omit<SessionOptions, 'logger'>>;
+
+  private handler: ((packet: Packet) => void) | null = null;
+  private readonly pending: Packet[] = [];
+  private drainScheduled = false;
+
+  private readonly closeHandlers: CloseHandler[] = [];
+  private closeReason: LinkLossReason | null = null;
+
+  // send side
+  private corked = false;
+  private aboveHighWater = false;
+  private drainWaiters: Array<() => void> = [];
+  private writesIssued = 0;
+  private writesDone = 0;
+  private writesDoneAtLastCheck = 0;
+  private koRemaining: number;
+  private sendTimer: NodeJS.Timeout | null = null;
+
+  // liveness
+  private lastReceiveMs: number;
+  private pingSentMs = -1;
+  private pingTimer: NodeJS.Timeout | null = null;
+
+  /** Packets handed to the handler (not counting Ping/PingAck). */
+  packetsReceived = 0;
+  packetsSent = 0;
+
+  /**
+   * Takes over `socket` and the `decoder` that already consumed its set-up
+   * frames (bytes it still holds belong to this session).
+   */
+  constructor(socket: Socket, decoder: FrameDecoder, opts: SessionOptions) {
+    assert(opts.pingIntervalMs > 0 && opts.pingTimeoutMs > 0 && opts.timeoutMs > 0, 'session timers are positive');
+    assert(opts.koCount >= 0, 'koCount >= 0');
+    this.socket = socket;
+    this.decoder = decoder;
+    this.logger = opts.logger;
+    this.opts = {
+      pingIntervalMs: opts.pingIntervalMs,
+      pingTimeoutMs: opts.pingTimeoutMs,
+      timeoutMs: opts.timeoutMs,
+      koCount: opts.koCount,
+      sendHighWaterBytes: opts.sendHighWaterBytes ?? SEND_HIGH_WATER_BYTES_DEFAULT,
+      sendLowWaterBytes: opts.sendLowWaterBytes ?? SEND_LOW_WATER_BYTES_DEFAULT,
+      sendQueueBytesMax: opts.sendQueueBytesMax ?? SEND_QUEUE_BYTES_MAX_DEFAULT,
+    };
+    assert(this.opts.sendLowWaterBytes < this.opts.sendHighWaterBytes, 'send low water below high water');
+    assert(this.opts.sendHighWaterBytes <= this.opts.sendQueueBytesMax, 'send high water within queue max');
+    this.koRemaining = opts.koCount;
+    this.lastReceiveMs = performance.now();
+
+    this.onData = this.onData.bind(this);
+    this.onFrame = this.onFrame.bind(this);
+    this.onWriteDone = this.onWriteDone.bind(this);
+    this.uncork = this.uncork.bind(this);
+    this.onSocketError = this.onSocketError.bind(this);
+    this.onSocketEnd = this.onSocketEnd.bind(this);
+    this.onSocketClose = this.onSocketClose.bind(this);
+
+    decoder.setHandler(this.onFrame);
+    socket.on('data', this.onData);
+    socket.on('error', this.onSocketError);
+    socket.on('end', this.onSocketEnd);
+    socket.on('close', this.onSocketClose);
+    if (socket.destroyed) {
+      queueMicrotask(() => this.close('BrokenPipe'));
+      return;
+    }
+    this.schedulePingCheck(this.opts.pingIntervalMs);
+    this.sendTimer = setInterval(() => this.checkSendProgress(), this.opts.timeoutMs);
+    this.sendTimer.unref();
+    socket.resume();
+  }
+
+  get isOpen(): boolean {
+    return this.closeReason === null;
+  }
+
+  /** Bytes queued in the socket and not yet handed to the kernel. */
+  get queuedBytes(): number {
+    return this.socket.writableLength;
+  }
+
+  get bytesSent(): number {
+    return this.socket.bytesWritten;
+  }
+
+  get bytesReceived(): number {
+    return this.socket.bytesRead;
+  }
+
+  get remote(): string {
+    return `${this.socket.remoteAddress}:${this.socket.remotePort}`;
+  }
+
+  get local(): string {
+    return `${this.socket.localAddress}:${this.socket.localPort}`;
+  }
+
+  // ------------------------------------------------------------------ send
+
+  send(packet: Packet): boolean {
+    if (this.closeReason !== null) return false;
+    this.write(packet);
+    const queued = this.socket.writableLength;
+    assert(queued <= this.opts.sendQueueBytesMax, `send queue ${queued} bytes within sendQueueBytesMax (caller ignored back-pressure)`);
+    if (queued >= this.opts.sendHighWaterBytes) this.aboveHighWater = true;
+    return !this.aboveHighWater;
+  }
+
+  drained(): Promise<void> {
+    if (!this.aboveHighWater || this.closeReason !== null) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private write(packet: WirePacket): void {
+    const head = encodeHead(packet);
+    const tail = tailOf(packet);
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
+    this.socket.write(head, this.onWriteDone);
+    this.writesIssued++;
+    if (tail !== null) {
+      this.socket.write(tail, this.onWriteDone);
+      this.writesIssued++;
+    }
+    this.packetsSent++;
+  }
+
+  private uncork(): void {
+    this.corked = false;
+    if (!this.socket.destroyed) this.socket.uncork();
+  }
+
+  private onWriteDone(error?: Error | null): void {
+    if (error) return; // the socket 'error' event reports it
+    this.writesDone++;
+    if (this.aboveHighWater && this.socket.writableLength <= this.opts.sendLowWaterBytes) {
+      this.aboveHighWater = false;
+      this.releaseDrainWaiters();
+    }
+  }
+
+  private releaseDrainWaiters(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  /** Runs every timeoutMs: a send queue that did not move is one ko. */
+  private checkSendProgress(): void {
+    if (this.closeReason !== null) return;
+    const stuck = this.writesDone === this.writesDoneAtLastCheck && this.writesIssued > this.writesDone;
+    this.writesDoneAtLastCheck = this.writesDone;
+    if (!stuck) {
+      this.koRemaining = this.opts.koCount;
+      return;
+    }
+    if (this.opts.koCount === 0) return; // ko-count 0: never give up on a slow peer
+    this.koRemaining--;
+    this.logger.warn({ ko: this.koRemaining }, `sock_sendmsg time expired, ko = ${this.koRemaining}`);
+    if (this.koRemaining <= 0) {
+      this.logger.error('peer did not take data within ko-count * timeout, dropping connection');
+      this.close('Timeout');
+      return;
+    }
+    this.sendPing();
+  }
+
+  // ------------------------------------------------------------------ receive
+
+  onPacket(handler: (packet: Packet) => void): void {
+    this.handler = handler;
+    if (this.pending.length > 0) this.scheduleDrainPending();
+  }
+
+  /** Stop delivering: packets are held (and the socket paused) until the next onPacket. */
+  detachPacketHandler(): void {
+    this.handler = null;
+  }
+
+  private onData(chunk: Buffer): void {
+    this.lastReceiveMs = performance.now();
+    try {
+      this.decoder.push(chunk);
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      this.logger.error({ err: error.message }, `Protocol error from peer: ${error.message}`);
+      this.close('ProtocolError');
+    }
+  }
+
+  private onFrame(packet: WirePacket): void {
+    if (this.closeReason !== null) return;
+    if (packet.type === PacketType.Ping) {
+      this.write({ type: PacketType.PingAck });
+      return;
+    }
+    if (packet.type === PacketType.PingAck) return; // lastReceiveMs already advanced
+    if (isSetupPacket(packet)) throw new ProtocolError(`unexpected set-up packet 0x${packet.type.toString(16)} on an established link`);
+    this.packetsReceived++;
+    const handler = this.handler;
+    if (handler !== null && this.pending.length === 0) {
+      handler(packet as Packet);
+      return;
+    }
+    if (this.pending.length >= PENDING_PACKETS_MAX) throw new ProtocolError('too many packets while no receiver is attached');
+    this.pending.push(packet as Packet);
+    this.socket.pause();
+    if (handler !== null) this.scheduleDrainPending();
+  }
+
+  private scheduleDrainPending(): void {
+    if (this.drainScheduled) return;
+    this.drainScheduled = true;
+    setImmediate(() => {
+      this.drainScheduled = false;
+      while (this.pending.length > 0 && this.handler !== null && this.closeReason === null) {
+        this.handler(this.pending.shift()!);
+      }
+      if (this.pending.length === 0 && this.closeReason === null) this.socket.resume();
+    });
+  }
+
+  // ------------------------------------------------------------------ liveness
+
+  private schedulePingCheck(delayMs: number): void {
+    if (this.pingTimer !== null) clearTimeout(this.pingTimer);
+    this.pingTimer = setTimeout(() => this.checkLiveness(), Math.max(1, Math.ceil(delayMs)));
+    this.pingTimer.unref();
+  }
+
+  private sendPing(): void {
+    if (this.pingSentMs >= 0 || this.closeReason !== null) return;
+    this.pingSentMs = performance.now();
+    this.write({ type: PacketType.Ping });
+    this.schedulePingCheck(this.opts.pingTimeoutMs);
+  }
+
+  private checkLiveness(): void {
+    this.pingTimer = null;
+    if (this.closeReason !== null) return;
+    const now = performance.now();
+    if (this.pingSentMs >= 0) {
+      if (this.lastReceiveMs >= this.pingSentMs) {
+        this.pingSentMs = -1; // anything received after the Ping proves the peer alive
+      } else if (now - this.pingSentMs >= this.opts.pingTimeoutMs) {
+        this.logger.error('PingAck did not arrive in time.');
+        this.close('NetworkFailure');
+        return;
+      } else {
+        this.schedulePingCheck(this.pingSentMs + this.opts.pingTimeoutMs - now);
+        return;
+      }
+    }
+    const idleMs = now - this.lastReceiveMs;
+    if (idleMs >= this.opts.pingIntervalMs) this.sendPing();
+    else this.schedulePingCheck(this.opts.pingIntervalMs - idleMs);
+  }
+
+  // ------------------------------------------------------------------ teardown
+
+  onClose(handler: CloseHandler): void {
+    if (this.closeReason !== null) {
+      const reason = this.closeReason;
+      queueMicrotask(() => handler(reason));
+      return;
+    }
+    this.closeHandlers.push(handler);
+  }
+
+  close(reason: LinkLossReason): void {
+    if (this.closeReason !== null) return;
+    this.closeReason = reason;
+    this.decoder.halt();
+    if (this.pingTimer !== null) clearTimeout(this.pingTimer);
+    if (this.sendTimer !== null) clearInterval(this.sendTimer);
+    this.pingTimer = null;
+    this.sendTimer = null;
+    this.pending.length = 0;
+    if (reason === 'Disconnecting' && !this.socket.destroyed) {
+      if (this.corked) this.uncork();
+      this.socket.end();
+      setTimeout(() => this.socket.destroy(), GRACEFUL_CLOSE_MS).unref();
+    } else {
+      this.socket.destroy();
+    }
+    this.releaseDrainWaiters();
+    this.logger.info({ reason }, `peer link closed: ${reason}`);
+    const handlers = this.closeHandlers.splice(0);
+    for (const handler of handlers) handler(reason);
+  }
+
+  private onSocketError(error: NodeJS.ErrnoException): void {
+    const code = error.code ?? '';
+    const reason: LinkLossReason = code === 'ECONNRESET' || code === 'EPIPE' ? 'BrokenPipe' : 'NetworkFailure';
+    if (this.closeReason === null) this.logger.warn({ code }, `peer socket error: ${error.message}`);
+    this.close(reason);
+  }
+
+  private onSocketEnd(): void {
+    if (this.closeReason === null) this.logger.warn('sock was shut down by peer');
+    this.close('BrokenPipe');
+  }
+
+  private onSocketClose(): void {
+    this.close('BrokenPipe');
+  }
+}
