@@ -52,7 +52,7 @@ export interface HostSection {
 
 export interface ResourceDef {
   name: string;
-  /** The top-level config file, canonical (drbdadm prints this in `# defined at`). */
+  /** Absolute path of the file holding the resource (drbdadm prints this in `# defined at`). */
   configFile: string;
   /** Line of `resource NAME {` within the file that holds it. */
   startLine: number;

@@ -69,7 +69,7 @@ export class Parser {
   private readonly canonicalPath: string;
 
   constructor(private readonly configPath: string) {
-    this.canonicalPath = path.resolve(configPath);
+    this.canonicalPath = canonify(configPath);
   }
 
   parse(): DrbdConfig {
@@ -288,7 +288,7 @@ export class Parser {
       return;
     }
     for (const match of matches) {
-      const abs = path.resolve(baseDir, match);
+      const abs = canonify(path.resolve(baseDir, match));
       const real = realpathOr(abs);
       if (this.seenFiles.has(real)) continue;
       this.seenFiles.add(real);
@@ -396,7 +396,7 @@ export class Parser {
   private newResource(name: string): ResourceDef {
     return {
       name,
-      configFile: this.canonicalPath,
+      configFile: this.file.absPath,
       startLine: this.line,
       sourceFile: this.file.absPath,
       hosts: [],
@@ -731,13 +731,8 @@ export class Parser {
       );
       return;
     }
-    if (rest.startsWith('_')) {
-      this.log(
-        `${this.fileName}:${this.fline}: arbitrary device names (/dev/drbd_...) are no longer generated from current udev rules.\n` +
-          `\tYou may need to manually mknod ${device} b 147 ${minor}\n\tYou should no longer use them.\n`,
-      );
-      return;
-    }
+    // drbd-utils 9.22 accepts /dev/drbd_NAME silently.
+    if (rest.startsWith('_')) return;
     this.invalid(`${this.fileName}:${this.fline}: explicit device names should be of the form /dev/drbd<minor>\n`);
   }
 
@@ -888,6 +883,8 @@ export class Parser {
             this.upr(alt ? 'alt-address statement' : 'address statement', `${res.name}:${h}:${alt ? 'alt-address' : 'address'}`);
           }
           const address = this.parseAddress(host.names);
+          // drbdadm range-checks the port a second time here (and reports it twice).
+          this.rangeCheckValue(PORT_RANGE, 'port', address.port);
           if (alt) host.altAddress = address;
           else host.address = address;
           break;
@@ -1015,5 +1012,15 @@ function realpathOr(p: string): string {
     return fs.realpathSync(p);
   } catch {
     return path.resolve(p);
+  }
+}
+
+/** drbdadm's canonify_path: the directory part with symlinks resolved, the file name as written. */
+function canonify(p: string): string {
+  const abs = path.resolve(p);
+  try {
+    return path.join(fs.realpathSync(path.dirname(abs)), path.basename(abs));
+  } catch {
+    return abs;
   }
 }

@@ -34,7 +34,8 @@ function dump(ctx: CliContext, names: string[]): void {
     return;
   }
   for (const name of names) {
-    if (!config.resources.some((r) => r.name === name)) {
+    // drbdadm-84 9.22 looks resources up among this node's only: an ignored one is "not defined".
+    if (!bindings.some((b) => b.resource.name === name && !b.ignored)) {
       throw new UdrbdError(`'${name}' not defined in your config (for this host).`, ExitCode.usage);
     }
     ctx.out(dumpConfig(config, bindings, opts, [name]));
@@ -46,15 +47,14 @@ function perVolume(ctx: CliContext, name: string, line: (vol: VolumeDef) => stri
   const { config, bindings } = load(ctx);
   if (config.resources.length === 0) throw new UdrbdError('no resources defined!', ExitCode.usage);
   const binding = bindings.find((b) => b.resource.name === name);
-  if (!binding) throw new UdrbdError(`'${name}' not defined in your config (for this host).`, ExitCode.usage);
-  if (binding.ignored || !binding.me) {
-    throw new UdrbdError(`'${name}' ignored, since this host (${ctx.nodeName}) is not mentioned with an 'on' keyword.`, ExitCode.usage);
+  if (!binding || binding.ignored || !binding.me) {
+    throw new UdrbdError(`'${name}' not defined in your config (for this host).`, ExitCode.usage);
   }
   for (const vol of binding.me.volumes) ctx.out(`${line(vol)}\n`);
 }
 
 const SH_VOLUME_VERBS: ReadonlyArray<readonly [string, string, (vol: VolumeDef) => string]> = [
-  ['sh-dev', 'print the DRBD device of each volume (/dev/drbdMINOR)', (v) => `/dev/drbd${v.minor}`],
+  ['sh-dev', 'print the DRBD device of each volume', (v) => v.device ?? `/dev/drbd${v.minor}`],
   ['sh-minor', 'print the minor number of each volume', (v) => `${v.minor}`],
   ['sh-ll-dev', 'print the backing (lower-level) device of each volume', (v) => v.disk ?? ''],
   ['sh-md-dev', 'print the meta-data device of each volume', (v) => (v.metaDisk === 'internal' ? (v.disk ?? '') : (v.metaDisk ?? ''))],
