@@ -7,14 +7,24 @@
  * truncate, rename, mkdir, chmod, ...) is refused with EPERM. Knows nothing
  * of loop devices, device links or roles.
  *
- * Mount options (measured on this machine, Debian 12, XFS on loop on this
- * file, `dd if=/dev/zero bs=1M count=200 conv=fsync` into a file on XFS,
- * FileDisk on a sparse file on ext4 as the device):
- *   - fuse-native defaults, loop buffered:                      13 MB/s (reference notes)
- *   - big_writes,max_write=1M,max_read=1M, loop buffered:      77 MB/s (reference notes)
- *   - same, `losetup --direct-io=on`:                          ~300 MB/s (reference notes: 316)
- *   - adding FUSE `direct_io` on top of loop direct I/O: see DIRECT_IO_DEFAULT.
- * Measured figures for this module are in the DIRECT_IO_DEFAULT comment.
+ * Mount options: big_writes, max_write=max_read=1 MiB (reference notes on
+ * this machine: 13 MB/s with fuse-native's defaults, 77 MB/s with these, 316
+ * MB/s adding `losetup --direct-io=on`), plus FUSE `direct_io` (see
+ * DIRECT_IO_DEFAULT). Measured with test/e2e/fuse-bench.ts (XFS on the loop
+ * device, FileDisk on a sparse file; shared 2-core VM with other jobs
+ * running, so runs vary by ±50%; dd 200 MiB conv=fsync, read after
+ * drop_caches, 3 runs each in two sessions; fio 4k libaio iodepth 16 direct=1):
+ *   FUSE direct_io, loop dio      write 83-624 MB/s  read 175-872  randwrite 4353-6491 IOPS  randread 4794-8871
+ *   no direct_io,   loop dio      write 354-560      read 257-939  randwrite 5574-6281       randread 6663-9639
+ *   FUSE direct_io, loop buffered write 186-686      read 282-796  randwrite 4646-5696       randread 7322-8253
+ *   no direct_io,   loop buffered write 128-286      read 164-660  randwrite 3019-3054       randread 68535-104291
+ * (the last randread figure is the double page cache answering, not the device).
+ * Limits of libfuse 2 through fuse-native, measured with `stats`: the kernel
+ * sends at most 128 KiB per request (max_pages stays at 32 whatever max_write
+ * says) and one request at a time on the loop path (without FUSE_ASYNC_DIO,
+ * which fuse-native's init cannot request, the loop worker waits for each).
+ * So per-request latency of the device (a protocol C round trip) bounds
+ * throughput; FUSE_INFLIGHT_MAX is a safety bound, not a tuning knob.
  *
  * fuse-native's per-operation timeout is off: on timeout it answers the
  * kernel while our device.write may still be reading the request buffer,
@@ -33,11 +43,11 @@ export const FUSE_INFLIGHT_MAX = 64;
 const FUSE_WAITING_MAX = 4096;
 /**
  * FUSE `direct_io` (no page cache for the volume file). With loop
- * `--direct-io=on` the loop driver already bypasses the page cache, so the
- * option changes little for the loop path (measured 200 MiB dd conv=fsync
- * on XFS: ~250 MB/s with and without it), but it keeps any other reader of
- * the file (dd, cp, backup tools) from seeing stale cached pages after a
- * resync rewrote blocks underneath. On.
+ * `--direct-io=on` the loop driver opens the file O_DIRECT and bypasses that
+ * cache anyway, so the option costs nothing measurable there (figures above).
+ * It matters when loop falls back to buffered I/O, or anyone else reads the
+ * file: cached pages of the volume would go stale when the replication layer
+ * rewrites blocks underneath (resync as SyncTarget). Correctness first: on.
  */
 export const DIRECT_IO_DEFAULT = true;
 
@@ -65,13 +75,15 @@ export interface VolumeFsStats {
   flushRequests: number;
   ioErrors: number;
   inflightHighWater: number;
+  /** Largest read/write the kernel sent, bytes (shows whether big_writes/max_write took effect). */
+  requestLargestBytes: number;
 }
 
 type Pending = { kind: 'read' | 'write'; buffer: Buffer; lengthBytes: number; offsetBytes: number; done: FuseIoDone };
 
 /** One mounted FUSE volume file. Create with `mountVolumeFs`. */
 export class VolumeFs {
-  readonly stats: VolumeFsStats = { readRequests: 0, writeRequests: 0, flushRequests: 0, ioErrors: 0, inflightHighWater: 0 };
+  readonly stats: VolumeFsStats = { readRequests: 0, writeRequests: 0, flushRequests: 0, ioErrors: 0, inflightHighWater: 0, requestLargestBytes: 0 };
   private inflight = 0;
   private readonly waiting: Pending[] = [];
   private fuse: FuseInstance | null = null;
@@ -217,6 +229,7 @@ export class VolumeFs {
     assert(request.lengthBytes <= buffer.length, 'FUSE request length fits its buffer');
     assert(request.lengthBytes <= FUSE_REQUEST_MAX_BYTES, 'FUSE request below max_write/max_read');
     let lengthBytes = request.lengthBytes;
+    if (lengthBytes > this.stats.requestLargestBytes) this.stats.requestLargestBytes = lengthBytes;
     if (request.kind === 'read') {
       // Reads at or past the end return short, like a regular file.
       if (offsetBytes >= sizeBytes) return done(0);
