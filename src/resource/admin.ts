@@ -1,0 +1,358 @@
+/**
+ * resource/admin — operator requests (primary, secondary, connect,
+ * disconnect, invalidate, verify, outdate, pause/resume-sync, detach) as pure
+ * functions of the current state. Each returns either the sequence of new
+ * states plus named effects for the reducer to carry out (new current UUID,
+ * set all bitmap bits, ...), a refusal with DRBD's SS code, text and drbdadm
+ * exit code, or a request to run the fence-peer handler first. Mirrors
+ * drbd_set_role / drbd_adm_* of the 8.4 kernel; knows nothing of sockets,
+ * disks or the control protocol.
+ */
+import {
+  ErrCode,
+  SsCode,
+  checkStateChange,
+  failure,
+  formatRefusalLog,
+  refusal,
+  sanitizeState,
+  type Fencing,
+  type Refusal,
+  type ResourceState,
+  type StateCtx,
+} from './state.js';
+import { ConnState, DiskState, Role } from './states.js';
+
+/** Named side effects the reducer performs after an admin request succeeded. */
+export type AdminEffect =
+  | 'new-current-uuid'
+  | 'uuid-primary-bit'
+  | 'uuid-secondary-bit'
+  | 'clear-discard-my-data'
+  | 'set-all-bits'
+  | 'clear-all-bits'
+  | 'skip-initial-sync'
+  | 'send-uuids'
+  | 'send-state'
+  | 'start-verify'
+  | 'net-connect'
+  | 'net-disconnect';
+
+export type AdminResult =
+  | {
+      kind: 'ok';
+      /** New states in order (each one is a logged state change); empty = nothing to do. */
+      states: ResourceState[];
+      effects: AdminEffect[];
+      /** Kernel log lines besides the state-change lines (warnings like "Forced to consider…"). */
+      logLines: string[];
+    }
+  | {
+      kind: 'refused';
+      refusal: Refusal;
+      /** Kernel log lines ("State change failed: …", "  state = { … }", " wanted = { … }"). */
+      logLines: string[];
+      /** State changes that did happen before the refusal (fence-peer results); usually empty. */
+      states: ResourceState[];
+    }
+  | {
+      /** Run the fence-peer handler, then repeat the request with its exit code. */
+      kind: 'fence-peer';
+    };
+
+export interface AdminCtx extends StateCtx {
+  /** Local bitmap UUID (0 = not tracking changes). */
+  bitmapUuid: bigint;
+}
+
+const ok = (states: ResourceState[], effects: AdminEffect[] = [], logLines: string[] = []): AdminResult => ({
+  kind: 'ok', states, effects, logLines,
+});
+const refused = (r: Refusal, old?: ResourceState, wanted?: ResourceState, states: ResourceState[] = []): AdminResult => ({
+  kind: 'refused',
+  refusal: r,
+  logLines: old && wanted && !r.failure ? formatRefusalLog(r.code as SsCode, old, wanted) : [],
+  states,
+});
+
+export interface FenceOutcome {
+  /** conn_try_outdate_peer's answer: the peer is known to be Outdated or worse. */
+  peerOutdated: boolean;
+  /** State changes the handler's answer implies (pdsk or own disk). */
+  patch: Partial<ResourceState>;
+  logLines: string[];
+}
+
+/**
+ * Interprets a fence-peer handler exit code (drbd84.md §5.2): 3 peer
+ * Inconsistent, 4 Outdated, 5 down (Outdated only if our disk is UpToDate),
+ * 6 peer Primary → outdate myself, 7 stonithed; anything else is broken.
+ */
+export function interpretFencePeer(exitCode: number, state: ResourceState, fencing: Fencing): FenceOutcome {
+  const logLines: string[] = [];
+  let patch: Partial<ResourceState> = {};
+  let text: string;
+  switch (exitCode) {
+    case 3:
+      text = 'peer is inconsistent or worse';
+      patch = { pdsk: DiskState.Inconsistent };
+      break;
+    case 4:
+      text = 'peer was fenced';
+      patch = { pdsk: DiskState.Outdated };
+      break;
+    case 5:
+      if (state.disk === DiskState.UpToDate) {
+        text = 'peer is unreachable, assumed to be dead';
+        patch = { pdsk: DiskState.Outdated };
+      } else {
+        text = 'peer unreachable, doing nothing since disk != UpToDate';
+      }
+      break;
+    case 6:
+      text = 'peer is active';
+      logLines.push('Peer is primary, outdating myself.');
+      patch = { disk: DiskState.Outdated };
+      break;
+    case 7:
+      if (fencing !== 'resource-and-stonith') logLines.push('fence-peer() = 7 && fencing != Stonith !!!');
+      text = 'peer was stonithed';
+      patch = { pdsk: DiskState.Outdated };
+      break;
+    default:
+      logLines.push(`fence-peer helper broken, returned ${exitCode}`);
+      return { peerOutdated: false, patch: {}, logLines };
+  }
+  logLines.push(`fence-peer helper returned ${exitCode} (${text})`);
+  const pdsk = patch.pdsk ?? state.pdsk;
+  return { peerOutdated: pdsk <= DiskState.Outdated, patch, logLines };
+}
+
+export interface PrimaryOptions {
+  force: boolean;
+  /** Exit code of the fence-peer handler, when the caller already ran it for this request. */
+  fencePeerExit?: number;
+}
+
+/** The maximum number of state-change attempts drbd_set_role makes. */
+const PROMOTE_TRIES_MAX = 4;
+
+/**
+ * `primary [--force]` (drbd_set_role): retries with disk forced UpToDate
+ * (--force), with the peer outdated through fence-peer, as the kernel does.
+ */
+export function requestPrimary(state: ResourceState, opts: PrimaryOptions, ctx: AdminCtx): AdminResult {
+  let base = state;
+  const committed: ResourceState[] = [];
+  const logLines: string[] = [];
+  const want: Partial<ResourceState> = { role: Role.Primary };
+  let forced = false;
+  let fenceTried = false;
+  let last: Refusal | null = null;
+  let lastWanted: ResourceState = base;
+
+  // Returns false when the handler must run first.
+  const fence = (): boolean | 'need-handler' => {
+    fenceTried = true;
+    if (ctx.fencing === 'dont-care') return true;
+    if (opts.fencePeerExit === undefined) return 'need-handler';
+    const outcome = interpretFencePeer(opts.fencePeerExit, base, ctx.fencing);
+    logLines.push(...outcome.logLines);
+    if (Object.keys(outcome.patch).length > 0) {
+      const r = checkStateChange(base, { ...base, ...outcome.patch }, ctx, { hard: true });
+      if (r.ok && r.changed) {
+        base = r.state;
+        committed.push(base);
+      }
+    }
+    return outcome.peerOutdated;
+  };
+
+  for (let tries = 0; tries < PROMOTE_TRIES_MAX; tries++) {
+    lastWanted = { ...base, ...want };
+    const r = checkStateChange(base, lastWanted, ctx);
+    if (r.ok) {
+      if (!r.changed) return ok(committed, [], logLines);
+      const effects: AdminEffect[] = ['clear-discard-my-data'];
+      if (((r.state.conn < ConnState.Connected || r.state.pdsk <= DiskState.Failed) && ctx.bitmapUuid === 0n) || forced) {
+        effects.push('new-current-uuid');
+      }
+      effects.push('uuid-primary-bit');
+      if (r.state.conn >= ConnState.WFReportParams) {
+        if (forced) effects.push('send-uuids');
+        effects.push('send-state');
+      }
+      if (forced) logLines.push('Forced to consider local data as UpToDate!');
+      return ok([...committed, r.state], effects, logLines);
+    }
+    last = r;
+    if (r.code === SsCode.noUpToDateDisk && opts.force && want.disk === undefined &&
+        base.disk < DiskState.UpToDate && base.disk >= DiskState.Inconsistent) {
+      want.disk = DiskState.UpToDate;
+      forced = true;
+      continue;
+    }
+    if (r.code === SsCode.noUpToDateDisk && base.disk === DiskState.Consistent && want.pdsk === undefined && !fenceTried) {
+      const f = fence();
+      if (f === 'need-handler') return { kind: 'fence-peer' };
+      if (f) want.disk = DiskState.UpToDate;
+      continue;
+    }
+    if (r.code === SsCode.primaryNop && want.pdsk === undefined) {
+      const f = fenceTried ? false : fence();
+      if (f === 'need-handler') return { kind: 'fence-peer' };
+      if (!f && opts.force) {
+        logLines.push('Forced into split brain situation!');
+        want.pdsk = DiskState.Outdated;
+      }
+      continue;
+    }
+    if (r.code === SsCode.twoPrimaries) {
+      // The kernel pings the peer and tries once more; without a new answer it fails the same way.
+      if (tries < PROMOTE_TRIES_MAX - 2) tries = PROMOTE_TRIES_MAX - 2;
+      continue;
+    }
+    break;
+  }
+  const failed = last ?? refusal(SsCode.inTransientState);
+  const res = refused(failed, base, sanitizeState(base, lastWanted, ctx), committed);
+  if (res.kind === 'refused') res.logLines.unshift(...logLines);
+  return res;
+}
+
+/** `secondary`: refused with -12 while the device is held open. */
+export function requestSecondary(state: ResourceState, opts: { deviceOpen: boolean }, ctx: StateCtx): AdminResult {
+  const c = { ...ctx, deviceOpen: opts.deviceOpen };
+  const wanted = { ...state, role: Role.Secondary };
+  const r = checkStateChange(state, wanted, c);
+  if (!r.ok) return refused(r, state, sanitizeState(state, wanted, c));
+  if (!r.changed) return ok([]);
+  const effects: AdminEffect[] = ['uuid-secondary-bit'];
+  if (r.state.conn >= ConnState.WFReportParams) effects.push('send-state');
+  return ok([r.state], effects);
+}
+
+/** `connect [--discard-my-data]`: StandAlone → Unconnected → WFConnection. */
+export function requestConnect(state: ResourceState, opts: { discardMyData: boolean }, ctx: StateCtx): AdminResult {
+  if (opts.discardMyData && state.role === Role.Primary) return refused(failure(ErrCode.discardImpossible));
+  if (state.conn !== ConnState.StandAlone) return refused(failure(ErrCode.netConfigured));
+  const c = { ...ctx, hasNetConfig: true };
+  const s1 = checkStateChange(state, { ...state, conn: ConnState.Unconnected }, c, { hard: true });
+  if (!s1.ok) return refused(s1, state, { ...state, conn: ConnState.Unconnected });
+  const s2 = checkStateChange(s1.state, { ...s1.state, conn: ConnState.WFConnection }, c, { hard: true });
+  if (!s2.ok) return refused(s2, s1.state, { ...s1.state, conn: ConnState.WFConnection }, [s1.state]);
+  return ok([s1.state, s2.state], ['net-connect']);
+}
+
+/**
+ * `disconnect`: → Disconnecting → StandAlone. On a StandAlone device this is
+ * a successful no-op (SS_ALREADY_STANDALONE is reported as success). A
+ * Primary refused with -7 retries with the peer marked Outdated.
+ */
+export function requestDisconnect(state: ResourceState, ctx: StateCtx): AdminResult {
+  if (state.conn === ConnState.StandAlone) return ok([]);
+  let wanted: ResourceState = { ...state, conn: ConnState.Disconnecting };
+  let r = checkStateChange(state, wanted, ctx);
+  if (!r.ok && r.code === SsCode.primaryNop) {
+    wanted = { ...state, conn: ConnState.Disconnecting, pdsk: DiskState.Outdated };
+    r = checkStateChange(state, wanted, ctx);
+    if (!r.ok && r.code === SsCode.outdateWithoutConnection) {
+      wanted = { ...state, conn: ConnState.Disconnecting };
+      r = checkStateChange(state, wanted, ctx, { hard: true });
+    }
+  }
+  if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
+  const s2 = checkStateChange(r.state, { ...r.state, conn: ConnState.StandAlone }, ctx, { hard: true });
+  if (!s2.ok) return refused(s2, r.state, { ...r.state, conn: ConnState.StandAlone }, [r.state]);
+  return ok([r.state, s2.state], ['net-disconnect']);
+}
+
+/**
+ * `invalidate`: StandAlone Secondary → disk Inconsistent and all bits set;
+ * otherwise start a full resync as target (StartingSyncT).
+ */
+export function requestInvalidate(state: ResourceState, ctx: StateCtx): AdminResult {
+  if (state.disk === DiskState.Diskless) return refused(failure(ErrCode.noDisk));
+  if (state.conn === ConnState.StandAlone && state.role === Role.Secondary) {
+    const wanted = { ...state, disk: DiskState.Inconsistent };
+    const r = checkStateChange(state, wanted, ctx);
+    if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
+    return ok(r.changed ? [r.state] : [], ['set-all-bits']);
+  }
+  const wanted = { ...state, conn: ConnState.StartingSyncT };
+  const r = checkStateChange(state, wanted, ctx);
+  if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
+  return ok([r.state], ['set-all-bits', 'send-state']);
+}
+
+/** `invalidate-remote`: start a full resync as source (StartingSyncS). */
+export function requestInvalidateRemote(state: ResourceState, ctx: StateCtx): AdminResult {
+  if (state.disk === DiskState.Diskless) return refused(failure(ErrCode.noDisk));
+  const wanted = { ...state, conn: ConnState.StartingSyncS };
+  const r = checkStateChange(state, wanted, ctx);
+  if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
+  return ok([r.state], ['set-all-bits', 'send-state']);
+}
+
+/** `verify`: online verify as VerifyS (-14 no verify-alg, -15 not connected, -8 already syncing). */
+export function requestVerify(state: ResourceState, ctx: StateCtx): AdminResult {
+  const wanted = { ...state, conn: ConnState.VerifyS };
+  const r = checkStateChange(state, wanted, ctx);
+  if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
+  if (!r.changed) return ok([]);
+  return ok([r.state], ['start-verify', 'send-state']);
+}
+
+/**
+ * `outdate`: disk → Outdated. Refused with -6 while connected (udrbd checks
+ * the request before DRBD's implicit Outdated→UpToDate clamp of connected
+ * states) and -16 when the disk is already lower than Outdated (exit 5).
+ */
+export function requestOutdate(state: ResourceState, ctx: StateCtx): AdminResult {
+  const wanted = { ...state, disk: DiskState.Outdated };
+  if (state.conn >= ConnState.Connected) return refused(refusal(SsCode.connectedOutdates), state, wanted);
+  const r = checkStateChange(state, wanted, ctx);
+  if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
+  return ok(r.changed ? [r.state] : []);
+}
+
+/** `pause-sync` / `resume-sync`: the user_isp flag. */
+export function requestPauseSync(state: ResourceState, pause: boolean, ctx: StateCtx): AdminResult {
+  if (state.userIsp === pause) return refused(failure(pause ? ErrCode.pauseIsSet : ErrCode.pauseIsClear));
+  const wanted = { ...state, userIsp: pause };
+  const r = checkStateChange(state, wanted, ctx);
+  if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
+  const effects: AdminEffect[] = state.conn >= ConnState.Connected ? ['send-state'] : [];
+  return ok(r.changed ? [r.state] : [], effects);
+}
+
+/** `detach`: disk → Failed → Diskless (refused -2 for a Primary without another UpToDate disk). */
+export function requestDetach(state: ResourceState, ctx: StateCtx): AdminResult {
+  if (state.disk === DiskState.Diskless) return ok([]);
+  const wanted = { ...state, disk: DiskState.Failed };
+  const r = checkStateChange(state, wanted, ctx);
+  if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
+  const s2 = checkStateChange(r.state, { ...r.state, disk: DiskState.Diskless }, ctx, { hard: true });
+  if (!s2.ok) return refused(s2, r.state, { ...r.state, disk: DiskState.Diskless }, [r.state]);
+  const effects: AdminEffect[] = s2.state.conn >= ConnState.Connected ? ['send-state'] : [];
+  return ok([r.state, s2.state], effects);
+}
+
+/**
+ * `new-current-uuid [--clear-bitmap]`: allowed StandAlone, or Connected with
+ * a just-created current UUID and --clear-bitmap (skip initial sync).
+ */
+export function requestNewCurrentUuid(
+  state: ResourceState,
+  opts: { clearBitmap: boolean; currentIsJustCreated: boolean },
+): AdminResult {
+  if (state.disk === DiskState.Diskless) return refused(failure(ErrCode.noDisk));
+  const skipInitialSync = state.conn === ConnState.Connected && opts.currentIsJustCreated && opts.clearBitmap;
+  if (!skipInitialSync && state.conn !== ConnState.StandAlone) return refused(failure(ErrCode.connected));
+  const effects: AdminEffect[] = ['new-current-uuid'];
+  if (opts.clearBitmap) effects.push('clear-all-bits');
+  if (!skipInitialSync) return ok([], effects);
+  return ok([{ ...state, disk: DiskState.UpToDate, pdsk: DiskState.UpToDate }], [...effects, 'skip-initial-sync'], [
+    'Preparing to skip initial sync',
+  ]);
+}
