@@ -11,7 +11,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { FileDisk } from '../../src/disk/file-disk.js';
 import type { BlockDevice, WriteFlags } from '../../src/disk/block-device.js';
 import { exposeVolume, cleanupStale, isMountPoint, type VolumeExposure } from '../../src/frontend/exposure/fuse-loop-exposure.js';
-import { findLoopDevicesBackedBy, loopBackingFile } from '../../src/frontend/loop/losetup.js';
+import { attachLoop, detachLoop, findLoopDevicesBackedBy, loopBackingFile } from '../../src/frontend/loop/losetup.js';
+import { silentLogger } from '../../src/util/log.js';
 import { readDeviceLink } from '../../src/frontend/device-link/device-link.js';
 import { UdrbdError } from '../../src/util/errors.js';
 import { requireFuseLoopPrerequisites, run, exitCodeOf, checksums, compileExposeChild, forceCleanup } from './fuse-harness.js';
@@ -244,5 +245,36 @@ describe('FUSE + loop exposure after the process hosting FUSE is killed', () => 
     } finally {
       await fs.rm(buildDir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('losetup wrapper on a plain file', () => {
+  it('attaches with direct I/O, finds the device by backing file, detaches idempotently', async () => {
+    const s = await newScene();
+    const plain = path.join(s.dir, 'plain.img');
+    await fs.writeFile(plain, '');
+    await fs.truncate(plain, 64 * MiB);
+    const log = silentLogger();
+    const attached = await attachLoop(plain, { directIo: true, log });
+    try {
+      expect(attached.loopDevice).toMatch(/^\/dev\/loop\d+$/);
+      expect(attached.directIo).toBe(true);
+      expect(await loopBackingFile(attached.loopDevice)).toBe(plain);
+      expect(await findLoopDevicesBackedBy(plain)).toEqual([attached.loopDevice]);
+      expect(await run('blockdev', ['--getsize64', attached.loopDevice])).toBe(String(64 * MiB));
+    } finally {
+      await detachLoop(attached.loopDevice, log);
+    }
+    expect(await findLoopDevicesBackedBy(plain)).toEqual([]);
+    await detachLoop(attached.loopDevice, log); // already free: no error
+  });
+
+  it('names losetup and the file when attaching fails', async () => {
+    const s = await newScene();
+    const missing = path.join(s.dir, 'missing.img');
+    const err = await attachLoop(missing, { directIo: false, log: silentLogger() }).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(UdrbdError);
+    expect((err as UdrbdError).message).toContain('losetup');
+    expect((err as UdrbdError).message).toContain(missing);
   });
 });

@@ -13,6 +13,11 @@
  * hand to someone else), then `losetup -d`, then unmount the FUSE file, then
  * forget the state file. Each step is idempotent, so a failed teardown can be
  * retried.
+ *
+ * The process that calls exposeVolume serves the FUSE file, so it must never
+ * block its event loop on the device (no synchronous fs calls under the
+ * mount, no execSync of mount/mkfs/losetup): the kernel waits for this very
+ * process to answer, and a blocked loop is a deadlock.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
