@@ -64,6 +64,11 @@ export interface PeerConnectorOptions {
   timeoutMs: number;
   /** DRBD ko-count (0 disables). */
   koCount: number;
+  /**
+   * Hosts inbound connections may come from (default: peerAddress.host). Only
+   * for set-ups where the dial target is not the peer itself (a test proxy).
+   */
+  peerAcceptHosts?: string[];
   /** Limit for socket set-up and for the parameter exchange, each, in ms (default 10 s). */
   handshakeTimeoutMs?: number;
   sendHighWaterBytes?: number;
@@ -210,8 +215,9 @@ export class PeerConnector extends EventEmitter {
     const host = normaliseHost(socket.remoteAddress);
     const remote = `${host}:${socket.remotePort}`;
     socket.on('error', () => undefined); // errors after refusal are irrelevant
-    if (host !== normaliseHost(this.opts.peerAddress.host)) {
-      const message = `Closing unexpected connection from ${remote} (not the configured peer ${this.opts.peerAddress.host})`;
+    const allowed = this.opts.peerAcceptHosts ?? [this.opts.peerAddress.host];
+    if (!allowed.some((h) => normaliseHost(h) === host)) {
+      const message = `Closing unexpected connection from ${remote} (not the configured peer ${allowed.join(', ')})`;
       this.logger.warn({ remote }, message);
       socket.destroy();
       this.emit('refused', { reason: 'unknown-address', remote, message } satisfies RefusedInfo);

@@ -1,0 +1,216 @@
+/**
+ * test/helpers/fault-proxy — a TCP proxy for tests that sits on the link
+ * between two udrbd nodes and breaks it on demand: forward, freeze (hold all
+ * bytes, keep sockets open), cut (close all connections and refuse new ones
+ * until restore), reset (RST every connection), delay (per chunk), drop
+ * (silently discard one direction) and inject (raw bytes into live
+ * connections). Counts bytes each way. Loopback only.
+ *
+ * Placement: a node only accepts connections from its peer's configured host,
+ * so a proxy in front of node B listens on B's IP (e.g. 127.0.0.2:17701) and
+ * dials B from A's IP (`sourceHost: '127.0.0.1'`); node A is configured to
+ * dial the proxy. Use one proxy per direction when every byte must pass one.
+ * It knows nothing of the udrbd wire format.
+ */
+import net from 'node:net';
+
+export interface ProxyAddress {
+  host: string;
+  port: number;
+}
+
+export interface FaultProxyOptions {
+  listen: ProxyAddress;
+  target: ProxyAddress;
+  /** Local address for the upstream connection (what the target sees as the source). */
+  sourceHost?: string;
+}
+
+/** 'up' = client → target, 'down' = target → client. */
+export type Direction = 'up' | 'down';
+
+interface Pair {
+  client: net.Socket;
+  upstream: net.Socket;
+}
+
+/** Bytes held per direction while delayed; beyond it the source socket is paused. */
+const DELAY_QUEUE_BYTES_MAX = 16 * 1024 * 1024;
+
+export class FaultProxy {
+  private server: net.Server | null = null;
+  private readonly pairs = new Set<Pair>();
+  private frozen = false;
+  private refusing = false;
+  private delayMs = 0;
+  private readonly dropping: Record<Direction, boolean> = { up: false, down: false };
+  private readonly pumps = new Set<() => void>();
+  /** Bytes forwarded client → target and target → client. */
+  bytesUp = 0;
+  bytesDown = 0;
+  /** Connections accepted (not refused) since start. */
+  connectionsAccepted = 0;
+
+  constructor(private readonly opts: FaultProxyOptions) {}
+
+  get activeConnections(): number {
+    return this.pairs.size;
+  }
+
+  async start(): Promise<void> {
+    const server = net.createServer((client) => this.onClient(client));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.opts.listen.host, port: this.opts.listen.port }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  /** Actual listening port (useful with port 0). */
+  get port(): number {
+    const address = this.server?.address();
+    if (address === null || address === undefined || typeof address === 'string') throw new Error('fault proxy not listening');
+    return address.port;
+  }
+
+  async stop(): Promise<void> {
+    for (const pair of this.pairs) this.destroyPair(pair);
+    this.pairs.clear();
+    const server = this.server;
+    this.server = null;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /** Hold every byte in both directions; connections stay open. */
+  freeze(): void {
+    this.frozen = true;
+    for (const pair of this.pairs) {
+      pair.client.pause();
+      pair.upstream.pause();
+    }
+  }
+
+  /** Release held bytes and forward again. */
+  thaw(): void {
+    this.frozen = false;
+    for (const pair of this.pairs) {
+      pair.client.resume();
+      pair.upstream.resume();
+    }
+    for (const pump of this.pumps) pump();
+  }
+
+  /** Close every connection (FIN) and refuse new ones until restore(). */
+  cut(): void {
+    this.refusing = true;
+    for (const pair of [...this.pairs]) this.destroyPair(pair);
+  }
+
+  restore(): void {
+    this.refusing = false;
+  }
+
+  /** Abort every connection with a TCP RST; new connections are still accepted. */
+  reset(): void {
+    for (const pair of [...this.pairs]) {
+      pair.client.resetAndDestroy();
+      pair.upstream.resetAndDestroy();
+      this.pairs.delete(pair);
+    }
+  }
+
+  /** Delay every chunk by `ms` (0 = forward at once). Order is kept. */
+  setDelay(ms: number): void {
+    this.delayMs = Math.max(0, ms);
+  }
+
+  /** Silently discard bytes in one direction (connections stay open). */
+  drop(direction: Direction, on = true): void {
+    this.dropping[direction] = on;
+  }
+
+  /** Write raw bytes into every live connection, toward the target ('up') or the client ('down'). */
+  inject(direction: Direction, bytes: Buffer): void {
+    for (const pair of this.pairs) (direction === 'up' ? pair.upstream : pair.client).write(bytes);
+  }
+
+  private onClient(client: net.Socket): void {
+    client.on('error', () => undefined);
+    if (this.refusing) {
+      client.destroy();
+      return;
+    }
+    this.connectionsAccepted++;
+    client.setNoDelay(true);
+    const upstream = net.connect({
+      host: this.opts.target.host,
+      port: this.opts.target.port,
+      ...(this.opts.sourceHost ? { localAddress: this.opts.sourceHost } : {}),
+    });
+    upstream.setNoDelay(true);
+    upstream.on('error', () => undefined);
+    const pair: Pair = { client, upstream };
+    this.pairs.add(pair);
+    this.forward(pair, client, upstream, 'up');
+    this.forward(pair, upstream, client, 'down');
+    const close = (): void => this.destroyPair(pair);
+    client.once('close', close);
+    upstream.once('close', close);
+    if (this.frozen) {
+      client.pause();
+      upstream.pause();
+    }
+  }
+
+  private forward(pair: Pair, from: net.Socket, to: net.Socket, direction: Direction): void {
+    const queue: Array<{ chunk: Buffer; dueMs: number }> = [];
+    let queuedBytes = 0;
+    let timer: NodeJS.Timeout | null = null;
+    const pump = (): void => {
+      timer = null;
+      while (queue.length > 0 && !this.frozen) {
+        const waitMs = queue[0]!.dueMs - Date.now();
+        if (waitMs > 0) {
+          timer = setTimeout(pump, waitMs);
+          return;
+        }
+        const { chunk } = queue.shift()!;
+        queuedBytes -= chunk.length;
+        this.count(direction, chunk.length);
+        to.write(chunk);
+      }
+      if (queuedBytes < DELAY_QUEUE_BYTES_MAX && !this.frozen && this.pairs.has(pair)) from.resume();
+    };
+    this.pumps.add(pump);
+    from.once('close', () => {
+      this.pumps.delete(pump);
+      if (timer) clearTimeout(timer);
+    });
+    from.on('data', (chunk: Buffer) => {
+      if (this.dropping[direction]) return;
+      if (this.delayMs === 0 && queue.length === 0 && !this.frozen) {
+        this.count(direction, chunk.length);
+        to.write(chunk);
+        return;
+      }
+      queue.push({ chunk, dueMs: Date.now() + this.delayMs });
+      queuedBytes += chunk.length;
+      if (queuedBytes >= DELAY_QUEUE_BYTES_MAX) from.pause();
+      if (timer === null && !this.frozen) pump();
+    });
+  }
+
+  private count(direction: Direction, bytes: number): void {
+    if (direction === 'up') this.bytesUp += bytes;
+    else this.bytesDown += bytes;
+  }
+
+  private destroyPair(pair: Pair): void {
+    if (!this.pairs.delete(pair)) return;
+    pair.client.destroy();
+    pair.upstream.destroy();
+  }
+}

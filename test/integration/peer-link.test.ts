@@ -1,0 +1,349 @@
+/**
+ * Integration tests of the peer link over loopback TCP: two PeerConnectors
+ * (alpha on 127.0.0.1, beta on 127.0.0.2), optionally with fault proxies in
+ * between. Every wait is bounded; every connector and proxy is stopped in
+ * afterEach even when a test fails.
+ */
+import net from 'node:net';
+import { EventEmitter } from 'node:events';
+import { afterEach, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { PeerConnector, type HandshakeResult, type LocalParams, type PeerConnectorOptions } from '../../src/peer/index.js';
+import type { RefusedInfo } from '../../src/peer/index.js';
+import { FRAME_MAGIC, HEADER_BYTES, PROTOCOL_VERSION } from '../../src/peer/codec.js';
+import { PacketType, type Packet } from '../../src/peer/packets.js';
+import { FaultProxy } from '../helpers/fault-proxy.js';
+
+const ALPHA_HOST = '127.0.0.1';
+const BETA_HOST = '127.0.0.2';
+
+interface Node {
+  name: string;
+  connector: PeerConnector;
+  messages: string[];
+  refused: RefusedInfo[];
+  connected: HandshakeResult[];
+  params: LocalParams;
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function freePort(host: string): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port: 0 }, () => resolve());
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+function localParams(name: string, seed: bigint, overrides: Partial<LocalParams['protocol']> = {}): LocalParams {
+  return {
+    protocol: {
+      protocol: 'C', afterSb0pri: 'disconnect', afterSb1pri: 'disconnect', afterSb2pri: 'disconnect',
+      allowTwoPrimaries: false, discardMyData: false, nodeName: name, ...overrides,
+    },
+    uuids: { uuids: { current: 0x1000n + seed, bitmap: seed, historyStart: 4n, historyEnd: 0n }, bitsSet: Number(seed) * 7, uuidFlags: 4 },
+    sizes: { diskSizeBytes: 64 * 1024 * 1024 + Number(seed) * 4096, currentSizeBytes: 0, maxRequestBytes: 1024 * 1024 },
+    state: { role: 2, disk: 4, conn: 9, userIsp: false },
+  };
+}
+
+function makeNode(
+  name: string,
+  peerNodeName: string,
+  localAddress: { host: string; port: number },
+  peerAddress: { host: string; port: number },
+  extra: Partial<PeerConnectorOptions> & { protocolOverrides?: Partial<LocalParams['protocol']> } = {},
+): Node {
+  const messages: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void messages.push(JSON.parse(line).msg as string) });
+  const { protocolOverrides, ...connectorExtra } = extra;
+  const connector = new PeerConnector({
+    localAddress,
+    peerAddress,
+    nodeName: name,
+    peerNodeName,
+    connectIntervalMs: 100,
+    pingIntervalMs: 2000,
+    pingTimeoutMs: 1000,
+    timeoutMs: 2000,
+    koCount: 7,
+    handshakeTimeoutMs: 3000,
+    logger,
+    ...connectorExtra,
+  });
+  const node: Node = {
+    name, connector, messages, refused: [], connected: [],
+    params: localParams(name, name === 'alpha' ? 1n : 2n, protocolOverrides),
+  };
+  connector.on('refused', (info: RefusedInfo) => node.refused.push(info));
+  connector.on('connected', (result: HandshakeResult) => node.connected.push(result));
+  cleanups.push(() => connector.stop());
+  return node;
+}
+
+function waitFor<T>(emitter: EventEmitter, event: string, timeoutMs: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      emitter.off(event, onEvent);
+      reject(new Error(`no '${event}' within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onEvent = (value: T): void => {
+      clearTimeout(timer);
+      resolve(value);
+    };
+    emitter.once(event, onEvent);
+  });
+}
+
+async function until(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Both connected; checks the handshake results agree with what each side sent. */
+async function connectPair(alpha: Node, beta: Node, timeoutMs = 5000): Promise<[HandshakeResult, HandshakeResult]> {
+  const a = waitFor<HandshakeResult>(alpha.connector, 'connected', timeoutMs);
+  const b = waitFor<HandshakeResult>(beta.connector, 'connected', timeoutMs);
+  alpha.connector.start(() => alpha.params);
+  beta.connector.start(() => beta.params);
+  const [ra, rb] = await Promise.all([a, b]);
+  expect(ra.peer.nodeName).toBe('beta');
+  expect(rb.peer.nodeName).toBe('alpha');
+  expect(ra.peer.uuids).toEqual(beta.params.uuids.uuids);
+  expect(rb.peer.uuids).toEqual(alpha.params.uuids.uuids);
+  expect(ra.peer.bitsSet).toBe(beta.params.uuids.bitsSet);
+  expect(ra.peer.sizes).toEqual(beta.params.sizes);
+  expect(rb.peer.role).toBe(alpha.params.state.role);
+  expect(ra.local).toEqual(alpha.params);
+  return [ra, rb];
+}
+
+function rawConnect(host: string, port: number, localAddress: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port, localAddress });
+    socket.once('connect', () => resolve(socket));
+    socket.once('error', reject);
+    cleanups.push(() => void socket.destroy());
+  });
+}
+
+function closedWithin(socket: net.Socket, timeoutMs: number): Promise<boolean> {
+  if (socket.destroyed || socket.readableEnded) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    socket.on('error', () => undefined);
+    socket.resume(); // discard what the node sent (its Hello) so 'close' can fire
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+async function directPair(extraA: Parameters<typeof makeNode>[4] = {}, extraB: Parameters<typeof makeNode>[4] = {}): Promise<[Node, Node]> {
+  const portA = await freePort(ALPHA_HOST);
+  const portB = await freePort(BETA_HOST);
+  const alpha = makeNode('alpha', 'beta', { host: ALPHA_HOST, port: portA }, { host: BETA_HOST, port: portB }, extraA);
+  const beta = makeNode('beta', 'alpha', { host: BETA_HOST, port: portB }, { host: ALPHA_HOST, port: portA }, extraB);
+  return [alpha, beta];
+}
+
+/** alpha → proxyToBeta → beta and beta → proxyToAlpha → alpha: every byte passes a proxy. */
+async function proxiedPair(extra: Parameters<typeof makeNode>[4] = {}): Promise<{ alpha: Node; beta: Node; proxies: FaultProxy[] }> {
+  const portA = await freePort(ALPHA_HOST);
+  const portB = await freePort(BETA_HOST);
+  const toBeta = new FaultProxy({ listen: { host: BETA_HOST, port: 0 }, target: { host: BETA_HOST, port: portB }, sourceHost: ALPHA_HOST });
+  const toAlpha = new FaultProxy({ listen: { host: ALPHA_HOST, port: 0 }, target: { host: ALPHA_HOST, port: portA }, sourceHost: BETA_HOST });
+  await toBeta.start();
+  await toAlpha.start();
+  cleanups.push(() => toBeta.stop(), () => toAlpha.stop());
+  const alpha = makeNode('alpha', 'beta', { host: ALPHA_HOST, port: portA }, { host: BETA_HOST, port: toBeta.port }, extra);
+  const beta = makeNode('beta', 'alpha', { host: BETA_HOST, port: portB }, { host: ALPHA_HOST, port: toAlpha.port }, extra);
+  return { alpha, beta, proxies: [toBeta, toAlpha] };
+}
+
+describe('peer link', () => {
+  it('two connectors dialling each other at once keep exactly one shared connection, 20 times over', async () => {
+    for (let round = 0; round < 20; round++) {
+      const [alpha, beta] = await directPair();
+      const [ra, rb] = await connectPair(alpha, beta);
+      // The same TCP connection on both sides.
+      expect(ra.session.local).toBe(rb.session.remote);
+      expect(ra.session.remote).toBe(rb.session.local);
+      // RESOLVE_CONFLICTS on exactly one node: the one that accepted the kept socket.
+      expect(ra.resolveConflicts).not.toBe(rb.resolveConflicts);
+      const acceptor = ra.resolveConflicts ? ra : rb;
+      expect(acceptor.session.local.endsWith(`:${acceptor === ra ? alpha.connector['opts'].localAddress.port : beta.connector['opts'].localAddress.port}`)).toBe(true);
+      expect(alpha.connector.cstate).toBe('Connected');
+      expect(beta.connector.cstate).toBe('Connected');
+
+      // Data flows both ways over the kept link, payload intact.
+      const payload = Buffer.alloc(4096, round);
+      const gotData = new Promise<Packet>((resolve) => rb.session.onPacket(resolve));
+      const gotAck = new Promise<Packet>((resolve) => ra.session.onPacket(resolve));
+      ra.session.send({ type: PacketType.Data, offsetBytes: 8192, blockId: round + 1, epoch: 1, flags: 0, payload });
+      const data = await gotData;
+      expect(data.type).toBe(PacketType.Data);
+      expect((data as { payload: Buffer }).payload.equals(payload)).toBe(true);
+      rb.session.send({ type: PacketType.WriteAck, offsetBytes: 8192, lengthBytes: 4096, blockId: round + 1 });
+      expect(await gotAck).toEqual({ type: PacketType.WriteAck, offsetBytes: 8192, lengthBytes: 4096, blockId: round + 1 });
+
+      // A duplicate connection never became a second 'connected'.
+      await sleep(50);
+      expect(alpha.connected).toHaveLength(1);
+      expect(beta.connected).toHaveLength(1);
+      for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+    }
+  });
+
+  it('a matching cram-hmac-alg and shared-secret connects', async () => {
+    const auth = { alg: 'sha256', secret: 'Phah9eeL' };
+    const [alpha, beta] = await directPair({ auth }, { auth });
+    await connectPair(alpha, beta);
+  });
+
+  it('a wrong shared secret is refused on both sides, logged, and never connects', async () => {
+    const [alpha, beta] = await directPair({ auth: { alg: 'sha256', secret: 'right-secret' } }, { auth: { alg: 'sha256', secret: 'wrong-secret' } });
+    alpha.connector.start(() => alpha.params);
+    beta.connector.start(() => beta.params);
+    await until(() => alpha.refused.length >= 2 && beta.refused.length >= 2, 5000, 'repeated auth refusals on both sides');
+    expect(alpha.connected).toHaveLength(0);
+    expect(beta.connected).toHaveLength(0);
+    for (const node of [alpha, beta]) {
+      expect(node.refused.every((r) => r.reason === 'auth-failed')).toBe(true);
+      expect(node.messages.some((m) => m.startsWith('Authentication of peer failed'))).toBe(true);
+      expect(node.connector.cstate).toBe('WFConnection');
+    }
+  });
+
+  it('auth configured on one side only is refused', async () => {
+    const [alpha, beta] = await directPair({ auth: { alg: 'sha1', secret: 's' } }, {});
+    alpha.connector.start(() => alpha.params);
+    beta.connector.start(() => beta.params);
+    await until(() => alpha.refused.length >= 1 && beta.refused.length >= 1, 5000, 'auth refusals');
+    await sleep(300);
+    expect(alpha.connected.length + beta.connected.length).toBe(0);
+  });
+
+  it('refuses and logs a connection from an address other than the peer, then accepts the real peer', async () => {
+    const [alpha, beta] = await directPair();
+    alpha.connector.start(() => alpha.params);
+    await until(() => alpha.connector.isListening, 2000, 'alpha listening');
+    const port = alpha.connector['opts'].localAddress.port as number;
+    const stranger = await rawConnect(ALPHA_HOST, port, '127.0.0.3');
+    expect(await closedWithin(stranger, 2000)).toBe(true);
+    expect(alpha.refused).toEqual([expect.objectContaining({ reason: 'unknown-address' })]);
+    expect(alpha.refused[0]!.remote.startsWith('127.0.0.3:')).toBe(true);
+    expect(alpha.messages.some((m) => m.startsWith('Closing unexpected connection from 127.0.0.3'))).toBe(true);
+    expect(alpha.connector.cstate).toBe('WFConnection');
+
+    const connected = waitFor<HandshakeResult>(alpha.connector, 'connected', 5000);
+    beta.connector.start(() => beta.params);
+    await connected;
+  });
+
+  it('drops garbage bytes and an oversized frame header from the peer address without crashing, then accepts the real peer', async () => {
+    const [alpha, beta] = await directPair();
+    alpha.connector.start(() => alpha.params);
+    await until(() => alpha.connector.isListening, 2000, 'alpha listening');
+    const port = alpha.connector['opts'].localAddress.port as number;
+
+    const garbage = await rawConnect(ALPHA_HOST, port, BETA_HOST);
+    garbage.write(Buffer.from('GET / HTTP/1.0\r\n\r\n\x00\x01\x02 definitely not a udrbd frame'));
+    expect(await closedWithin(garbage, 2000)).toBe(true);
+
+    const oversized = await rawConnect(ALPHA_HOST, port, BETA_HOST);
+    const header = Buffer.alloc(HEADER_BYTES);
+    header.writeUInt32BE(FRAME_MAGIC, 0);
+    header.writeUInt16BE(PROTOCOL_VERSION, 4);
+    header.writeUInt16BE(0x01, 6); // Hello
+    header.writeUInt32BE(0xfffffff0, 8);
+    oversized.write(header);
+    expect(await closedWithin(oversized, 2000)).toBe(true);
+
+    expect(alpha.refused.map((r) => r.reason)).toEqual(['protocol-error', 'protocol-error']);
+    expect(alpha.messages.some((m) => /bad frame magic/.test(m))).toBe(true);
+    expect(alpha.messages.some((m) => /oversized frame/.test(m))).toBe(true);
+    expect(alpha.connected).toHaveLength(0);
+    expect(alpha.connector.cstate).toBe('WFConnection');
+
+    const connected = waitFor<HandshakeResult>(alpha.connector, 'connected', 5000);
+    beta.connector.start(() => beta.params);
+    await connected;
+  });
+
+  it('incompatible after-sb-0pri settings drop both sides to StandAlone; discard-local vs discard-remote is compatible', async () => {
+    const [alpha, beta] = await directPair({ protocolOverrides: { afterSb0pri: 'discard-zero-changes' } }, {});
+    const ia = waitFor<string>(alpha.connector, 'incompatible', 5000);
+    const ib = waitFor<string>(beta.connector, 'incompatible', 5000);
+    alpha.connector.start(() => alpha.params);
+    beta.connector.start(() => beta.params);
+    expect(await ia).toBe('incompatible after-sb-0pri settings');
+    expect(await ib).toBe('incompatible after-sb-0pri settings');
+    expect(alpha.connector.cstate).toBe('StandAlone');
+    expect(beta.connector.cstate).toBe('StandAlone');
+    expect(alpha.connected.length + beta.connected.length).toBe(0);
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+
+    const [a2, b2] = await directPair({ protocolOverrides: { afterSb0pri: 'discard-local' } }, { protocolOverrides: { afterSb0pri: 'discard-remote' } });
+    await connectPair(a2, b2);
+  });
+
+  it('a frozen link is detected by the missing PingAck within ping-int + ping-timeout (NetworkFailure)', async () => {
+    const pingIntervalMs = 400;
+    const pingTimeoutMs = 300;
+    const { alpha, beta, proxies } = await proxiedPair({ pingIntervalMs, pingTimeoutMs, timeoutMs: 5000 });
+    await connectPair(alpha, beta);
+    await sleep(pingIntervalMs * 2); // pings flow while the link is healthy
+    expect(alpha.connector.cstate).toBe('Connected');
+
+    const lostA = waitFor<string>(alpha.connector, 'disconnected', 5000);
+    const lostB = waitFor<string>(beta.connector, 'disconnected', 5000);
+    const frozenAt = Date.now();
+    for (const proxy of proxies) proxy.freeze();
+    const [reasonA, reasonB] = await Promise.all([lostA, lostB]);
+    const elapsedMs = Date.now() - frozenAt;
+    expect(reasonA).toBe('NetworkFailure');
+    expect(reasonB).toBe('NetworkFailure');
+    expect(elapsedMs).toBeGreaterThanOrEqual(pingTimeoutMs - 20);
+    expect(elapsedMs).toBeLessThan(pingIntervalMs + pingTimeoutMs + 400);
+    expect(alpha.messages).toContain('PingAck did not arrive in time.');
+    expect(beta.messages).toContain('PingAck did not arrive in time.');
+    expect(alpha.connector.cstate).toBe('WFConnection');
+  });
+
+  it('reconnects after the proxy cuts the link and lets it through again', async () => {
+    const { alpha, beta, proxies } = await proxiedPair();
+    await connectPair(alpha, beta);
+    const lostA = waitFor<string>(alpha.connector, 'disconnected', 5000);
+    const lostB = waitFor<string>(beta.connector, 'disconnected', 5000);
+    for (const proxy of proxies) proxy.cut();
+    expect(await lostA).toBe('BrokenPipe');
+    expect(await lostB).toBe('BrokenPipe');
+    await sleep(300); // several connect-int periods refused
+    expect(alpha.connector.cstate).toBe('WFConnection');
+    expect(beta.connector.cstate).toBe('WFConnection');
+
+    const againA = waitFor<HandshakeResult>(alpha.connector, 'connected', 5000);
+    const againB = waitFor<HandshakeResult>(beta.connector, 'connected', 5000);
+    for (const proxy of proxies) proxy.restore();
+    const [ra, rb] = await Promise.all([againA, againB]);
+    expect(ra.resolveConflicts).not.toBe(rb.resolveConflicts);
+    const got = new Promise<Packet>((resolve) => rb.session.onPacket(resolve));
+    ra.session.send({ type: PacketType.Barrier, epoch: 42 });
+    expect(await got).toEqual({ type: PacketType.Barrier, epoch: 42 });
+    expect(alpha.connected).toHaveLength(2);
+  });
+});
