@@ -262,6 +262,9 @@ describe('losetup wrapper on a plain file', () => {
       expect(await loopBackingFile(attached.loopDevice)).toBe(plain);
       expect(await findLoopDevicesBackedBy(plain)).toEqual([attached.loopDevice]);
       expect(await run('blockdev', ['--getsize64', attached.loopDevice])).toBe(String(64 * MiB));
+      // A loop device backed by another file than expected is someone else's: left attached.
+      await detachLoop(attached.loopDevice, log, path.join(s.dir, 'other.img'));
+      expect(await loopBackingFile(attached.loopDevice)).toBe(plain);
     } finally {
       await detachLoop(attached.loopDevice, log);
     }

@@ -109,12 +109,16 @@ export class VolumeExposure {
   /** Undoes the exposure; refuses with DRBD's -12 while held open. Idempotent. */
   async teardown(): Promise<void> {
     if (this.tornDown) return;
-    await refuseWhileHeldOpen(this.loopDevice, this.devicePath, this.log);
+    // After a half-done teardown the loop number may already belong to someone else.
+    const attached = (await loopBackingFile(this.loopDevice)) === this.volumeFile;
+    if (attached) await refuseWhileHeldOpen(this.loopDevice, this.devicePath, this.log);
     await removeDeviceLink(this.devicePath, this.loopDevice);
-    await detachLoop(this.loopDevice, this.log);
-    if ((await loopBackingFile(this.loopDevice)) !== null) {
-      // Someone opened it between the check and losetup -d: the kernel set autoclear.
-      throw heldOpenError(this.devicePath, 'opened during teardown; the loop device is freed on last close');
+    if (attached) {
+      await detachLoop(this.loopDevice, this.log, this.volumeFile);
+      if ((await loopBackingFile(this.loopDevice)) === this.volumeFile) {
+        // Someone opened it between the check and losetup -d: the kernel set autoclear.
+        throw heldOpenError(this.devicePath, 'opened during teardown; the loop device is freed on last close');
+      }
     }
     try {
       await this.volumeFs.unmount();
@@ -170,7 +174,7 @@ export async function exposeVolume(options: ExposeOptions): Promise<VolumeExposu
     return new VolumeExposure(volumeFs, loopDevice, attached.directIo, devicePath, stateFile, log);
   } catch (err) {
     log.error({ reason: (err as Error).message }, 'exposing the volume failed, undoing');
-    if (loopDevice !== null) await detachLoop(loopDevice, log).catch(() => undefined);
+    if (loopDevice !== null) await detachLoop(loopDevice, log, volumeFile).catch(() => undefined);
     if (volumeFs !== null) await volumeFs.unmount().catch(() => unmountFuseLazily(mountDir).catch(() => undefined));
     await fs.rm(stateFile, { force: true });
     if (err instanceof UdrbdError) throw err;
@@ -230,7 +234,7 @@ async function cleanupRecord(stateFile: string, record: ExposureRecord, log: Log
     }
   }
   for (const loop of loops) await removeDeviceLink(record.devicePath, loop);
-  for (const loop of loops) await detachLoop(loop, log);
+  for (const loop of loops) await detachLoop(loop, log, record.volumeFile);
   if (await isMountPoint(record.mountDir)) await unmountFuseLazily(record.mountDir);
   await fs.rm(stateFile, { force: true });
   log.info({ devicePath: record.devicePath, loopDevices: [...loops], mountDir: record.mountDir }, 'stale exposure cleaned up');

@@ -48,14 +48,20 @@ export async function attachLoop(filePath: string, options: { directIo?: boolean
   return { loopDevice, directIo };
 }
 
-/** `losetup -d`; a device that is already free counts as detached. */
-export async function detachLoop(loopDevice: string, log: Logger): Promise<void> {
+/**
+ * `losetup -d`; a device that is already free counts as detached. With
+ * `expectedBackingFile`, a device now backed by another file (the kernel
+ * reuses free loop numbers) is someone else's and is left alone.
+ */
+export async function detachLoop(loopDevice: string, log: Logger, expectedBackingFile?: string): Promise<void> {
   assert(/^\/dev\/loop\d+$/.test(loopDevice), `detach a loop device path ('${loopDevice}')`);
-  if ((await loopBackingFile(loopDevice)) === null) return;
+  const isOurs = (backing: string | null): boolean =>
+    backing !== null && (expectedBackingFile === undefined || stripDeleted(backing) === path.resolve(expectedBackingFile));
+  if (!isOurs(await loopBackingFile(loopDevice))) return;
   try {
     await losetup(['-d', loopDevice]);
   } catch (err) {
-    if ((await loopBackingFile(loopDevice)) === null) return;
+    if (!isOurs(await loopBackingFile(loopDevice))) return;
     throw err;
   }
   log.info({ loopDevice }, 'loop device detached');
@@ -90,10 +96,14 @@ export async function findLoopDevicesBackedBy(filePath: string): Promise<string[
     if (!/^loop\d+$/.test(name)) continue;
     if (++scanned > LOOP_SCAN_MAX) break;
     const backing = await loopBackingFile(`/dev/${name}`);
-    // The kernel appends " (deleted)" when the file's dentry is gone.
-    if (backing !== null && backing.replace(/ \(deleted\)$/, '') === wanted) found.push(`/dev/${name}`);
+    if (backing !== null && stripDeleted(backing) === wanted) found.push(`/dev/${name}`);
   }
   return found.sort((a, b) => Number(a.slice(9)) - Number(b.slice(9)));
+}
+
+/** The kernel appends " (deleted)" to backing_file when the file's dentry is gone. */
+function stripDeleted(backing: string): string {
+  return backing.replace(/ \(deleted\)$/, '');
 }
 
 async function readSysfsLoop(loopDevice: string, attribute: string): Promise<string | null> {
