@@ -26,7 +26,7 @@ export async function requireFuseLoopPrerequisites(): Promise<void> {
       missing.push(node);
     }
   }
-  for (const tool of ['losetup', 'mkfs.xfs', 'xfs_repair', 'fusermount', 'mount', 'umount', 'sha256sum', 'dd']) {
+  for (const tool of ['losetup', 'mkfs.xfs', 'xfs_repair', 'fusermount', 'mount', 'umount', 'sha256sum', 'dd', 'blockdev']) {
     const found = await execa('sh', ['-c', `command -v ${tool}`], { reject: false });
     if (found.exitCode !== 0) missing.push(tool);
   }
