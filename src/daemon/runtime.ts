@@ -136,6 +136,7 @@ export class ResourceRuntime {
       counters: {},
       exposed: this.exposed,
       pid: process.pid,
+      ...(this.statusExtras?.() ?? {}),
     };
   }
 
@@ -154,7 +155,8 @@ export class ResourceRuntime {
     const text = stateChangeText(before, after);
     if (!text) return;
     this.state = after;
-    this.log.info({ state: after, why }, text);
+    this.log.info({ why }, text);
+    for (const hook of this.stateHooks) hook(before, after);
     const full: StatusSnapshot = this.status();
     for (const event of stateEvents('change', full, before)) this.publish(event);
     if (this.store) await this.store.syncFlags(after);
@@ -196,6 +198,11 @@ export class ResourceRuntime {
     for (const hook of this.attachHooks) hook(this.store);
     await this.setState({ disk: this.store.diskAtAttach }, 'attach');
   }
+
+  /** Called after every state change (the link sends State packets from here). */
+  readonly stateHooks: Array<(before: StateSnapshot, after: StateSnapshot) => void> = [];
+  /** Adds live fields (sync progress, counters, protocol) to status. */
+  statusExtras: (() => Partial<StatusSnapshot>) | undefined;
 
   /** Wiring hooks run right after the meta-data is loaded / right before it is closed. */
   readonly attachHooks: Array<(store: AttachedStore) => void> = [];
@@ -250,6 +257,7 @@ export class ResourceRuntime {
       await this.options.frontend.teardown();
       this.exposed = false;
     }
+    this.store?.setPrimaryBit(false);
     await this.setState({ role: Role.Secondary }, 'secondary');
   }
 

@@ -16,10 +16,9 @@ import {
   refusal,
   withState,
 } from '../resource/state.js';
-import { ReplicatedVolume } from '../replication/volume.js';
-import { ReplicationCounters } from '../replication/counters.js';
-import { RangeLock } from '../replication/range-lock.js';
-import { withDefaults } from '../replication/options.js';
+import { ReplicationEngine, resyncRateLimitKiBps } from '../replication/index.js';
+import type { ResourceView } from '../config/index.js';
+import { PeerLink } from './link.js';
 import { DIAGNOSTIC_IO_BYTES_MAX } from './protocol.js';
 import { type ResourceRuntime, StateChangeRefused, type VerbResult } from './runtime.js';
 
@@ -28,51 +27,63 @@ export interface WiringOptions {
 }
 
 /** The data path of an attached resource. */
-export interface DataPath {
-  volume: ReplicatedVolume;
-  counters: ReplicationCounters;
-  rangeLock: RangeLock;
-}
+export type DataPath = ReplicationEngine;
 
 export class Wiring {
   dataPath: DataPath | undefined;
-  discardMyData: boolean;
+  readonly link: PeerLink;
 
   constructor(
     readonly runtime: ResourceRuntime,
     options: WiringOptions,
   ) {
-    this.discardMyData = options.discardMyData;
+    this.link = new PeerLink(runtime, () => this.dataPath);
+    const view = runtime.spec.view as ResourceView;
     runtime.attachHooks.push((store) => {
-      const counters = new ReplicationCounters(store.bitmap, () => store.activityLog.transactionCount);
-      const rangeLock = new RangeLock();
-      const volume = new ReplicatedVolume({
+      this.dataPath = new ReplicationEngine({
         disk: store.data,
         bitmap: store.bitmap,
         activityLog: store.activityLog,
-        options: withDefaults({}),
-        counters,
+        options: {
+          protocol: view.net.protocol,
+          maxBuffers: view.net.maxBuffers,
+          maxEpochSize: view.net.maxEpochSize,
+          resyncRateKiBps: resyncRateLimitKiBps({ resyncRateKiBps: view.disk.resyncRateKiBps, cPlanAheadTenthsS: view.disk.cPlanAheadDs, cMaxRateKiBps: view.disk.cMaxRateKiBps }),
+          ...(view.net.verifyAlg ? { verifyAlg: view.net.verifyAlg } : {}),
+        },
         log: runtime.log,
-        rangeLock,
+        alTransactions: () => store.activityLog.transactionCount,
       });
-      this.dataPath = { volume, counters, rangeLock };
     });
     runtime.detachHooks.push(async () => {
       const dp = this.dataPath;
-      this.dataPath = undefined;
       if (dp) {
         await dp.volume.flush().catch(() => undefined);
         await dp.volume.close();
       }
+      this.dataPath = undefined;
+    });
+    runtime.connectHook = () => {
+      this.link.connect(options.discardMyData).catch((err: Error) => runtime.log.error({ err }, `connect failed: ${err.message}`));
+    };
+    runtime.disconnectHook = () => this.link.disconnect();
+    runtime.statusExtras = () => ({
+      sync: this.link.syncProgress(),
+      protocol: this.link.protocol,
+      counters: this.dataPath ? { ...this.dataPath.counterSnapshot() } : {},
     });
     this.defineVerbs();
   }
 
   ctx(): StateCtx {
+    const view = this.runtime.spec.view as ResourceView;
     return {
       ...defaultStateCtx,
-      deviceOpen: this.runtime.exposed && false,
+      fencing: view.disk.fencing,
+      allowTwoPrimaries: view.net.allowTwoPrimaries,
+      deviceOpen: this.runtime.frontendHeldOpen(),
       hasNetConfig: this.runtime.snapshot.conn !== ConnState.StandAlone,
+      verifyAlg: view.net.verifyAlg ?? null,
     };
   }
 
@@ -81,7 +92,8 @@ export class Wiring {
     const old = this.runtime.snapshot;
     const result = checkStateChange(old, wanted, this.ctx());
     if (!result.ok) {
-      for (const line of formatRefusalLog(result.code, old, wanted)) this.runtime.log.warn(line);
+      const lines = result.code < 0 ? formatRefusalLog(result.code as SsCode, old, wanted) : [`State change failed: ${result.text}`];
+      for (const line of lines) this.runtime.log.warn(line);
       throw new StateChangeRefused(result.code, result.text, result.exitCode);
     }
     return result.state;
@@ -111,8 +123,9 @@ export class Wiring {
     const connected = old.conn >= ConnState.Connected && old.pdsk > DiskState.Failed;
     if (forced || (!connected && store.uuids.bitmap === 0n)) await store.newCurrentUuid(true);
     else store.setPrimaryBit(true);
-    this.discardMyData = false;
+    this.link.discardMyData = false;
     await rt.setState(next, forced ? 'primary --force' : 'primary');
+    if (forced) await this.link.forcedWhileConnected();
   }
 
   async secondary(): Promise<void> {
@@ -137,6 +150,15 @@ export class Wiring {
     });
     rt.defineVerb('secondary', async () => {
       await this.secondary();
+      return ok();
+    });
+    rt.defineVerb('connect', async (args) => {
+      if (rt.snapshot.disk === DiskState.Diskless) throw new StateChangeRefused(SsCode.isDiskless, refusal(SsCode.isDiskless).text, ExitCode.stateChangeFailed);
+      await this.link.connect(Boolean(args.discardMyData));
+      return ok();
+    });
+    rt.defineVerb('disconnect', async () => {
+      await this.link.disconnect();
       return ok();
     });
     rt.defineVerb('new-current-uuid', async () => {

@@ -1,0 +1,455 @@
+/**
+ * daemon/link — the connection side of a resource process: runs the
+ * PeerConnector (peer/) while the resource is not StandAlone, and on every
+ * established link runs DRBD's connect sequence with the rules of resource/
+ * and the data path of replication/: handshake decision (no sync, bitmap or
+ * full sync in either direction, split brain, unrelated data), bitmap
+ * exchange, sync UUID, resync start and finish with UUID rotation, state
+ * packets both ways, and the lost-link rules (a Primary that loses its
+ * UpToDate peer starts a new data generation). Handlers run as DRBD's do.
+ */
+import crypto from 'node:crypto';
+import { ExitCode } from '../util/errors.js';
+import { ConnState, DiskState, Role } from '../resource/states.js';
+import { SsCode, refusal } from '../resource/state.js';
+import {
+  type HandshakeDecision,
+  UuidFlag,
+  syncHandshake,
+  syncSourceFinish,
+  syncSourceStart,
+  syncTargetFinish,
+  syncTargetStart,
+} from '../resource/uuid.js';
+import type { RrConflictPolicy } from '../resource/after-sb.js';
+import { PeerConnector, type HandshakeResult, type LocalParams, type PeerParams } from '../peer/index.js';
+import type { LinkLossReason } from '../peer/channel.js';
+import { type AfterSb0, type Packet, PacketType } from '../peer/packets.js';
+import type { ReplicationEngine } from '../replication/index.js';
+import type { ResourceView } from '../config/index.js';
+import type { GenerationUuids } from '../meta/types.js';
+import { MdFlag } from '../meta/types.js';
+import { type ResourceRuntime, StateChangeRefused } from './runtime.js';
+import type { StateSnapshot, SyncProgress } from './status.js';
+
+const LOSS_TO_CONN: Record<LinkLossReason, ConnState> = {
+  NetworkFailure: ConnState.NetworkFailure,
+  BrokenPipe: ConnState.BrokenPipe,
+  Timeout: ConnState.Timeout,
+  ProtocolError: ConnState.ProtocolError,
+  Disconnecting: ConnState.Disconnecting,
+};
+
+function random64(): bigint {
+  return crypto.randomBytes(8).readBigUInt64BE(0);
+}
+
+function isSyncState(conn: ConnState): boolean {
+  return conn === ConnState.SyncSource || conn === ConnState.SyncTarget || conn === ConnState.PausedSyncS || conn === ConnState.PausedSyncT;
+}
+
+interface ActiveLink {
+  result: HandshakeResult;
+  peer: PeerParams;
+  /** Resolves the wait for P_SYNC_UUID (SyncTarget). */
+  syncUuidWaiter: ((uuid: bigint) => void) | undefined;
+  sourceTotalBits: number;
+  sourceStartedMs: number;
+  closed: boolean;
+}
+
+export class PeerLink {
+  private connector: PeerConnector | undefined;
+  private active: ActiveLink | undefined;
+  /** One-shot `--discard-my-data` for the next handshake. */
+  discardMyData = false;
+
+  constructor(
+    private readonly runtime: ResourceRuntime,
+    private readonly engine: () => ReplicationEngine | undefined,
+  ) {
+    runtime.stateHooks.push((before, after) => this.onLocalStateChange(before, after));
+  }
+
+  private get view(): ResourceView {
+    return this.runtime.spec.view as ResourceView;
+  }
+
+  get isRunning(): boolean {
+    return this.connector !== undefined;
+  }
+
+  // ---- admin ------------------------------------------------------------------------------------
+
+  /** `connect`: StandAlone → Unconnected → WFConnection and start dialing/listening. */
+  async connect(discardMyData: boolean): Promise<void> {
+    const rt = this.runtime;
+    if (discardMyData && rt.snapshot.role === Role.Primary) {
+      throw new StateChangeRefused(123, '--discard-my-data not allowed when primary.', ExitCode.configInvalid);
+    }
+    if (this.connector) {
+      if (discardMyData) this.discardMyData = true;
+      return;
+    }
+    const spec = rt.spec;
+    if (!spec.peer || !spec.localAddress) {
+      throw new StateChangeRefused(SsCode.noNetConfig, refusal(SsCode.noNetConfig).text, ExitCode.stateChangeFailed);
+    }
+    this.discardMyData = discardMyData;
+    const net = this.view.net;
+    const connector = new PeerConnector({
+      localAddress: { host: spec.localAddress.host, port: spec.localAddress.port },
+      peerAddress: { host: spec.peer.address.host, port: spec.peer.address.port },
+      nodeName: spec.node,
+      peerNodeName: spec.peer.name,
+      ...(net.cramHmacAlg && net.sharedSecret ? { auth: { alg: net.cramHmacAlg, secret: net.sharedSecret } } : {}),
+      connectIntervalMs: net.connectIntervalMs,
+      pingIntervalMs: net.pingIntervalMs,
+      pingTimeoutMs: net.pingTimeoutMs,
+      timeoutMs: net.timeoutMs,
+      koCount: net.koCount,
+      logger: rt.log,
+    });
+    this.connector = connector;
+    connector.on('connected', (result: HandshakeResult) => {
+      this.onConnected(result).catch((err: Error) => {
+        rt.log.error({ err }, `connect sequence failed: ${err.message}`);
+        result.session.close('ProtocolError');
+      });
+    });
+    connector.on('incompatible', (message: string) => {
+      rt.log.error(message);
+      void this.toStandAlone('incompatible settings');
+    });
+    await rt.setState({ conn: ConnState.Unconnected }, 'connect');
+    connector.start(() => this.localParams());
+    await rt.setState({ conn: ConnState.WFConnection }, 'connect');
+  }
+
+  /** `disconnect` / `down`: close the link and go StandAlone. */
+  async disconnect(): Promise<void> {
+    const rt = this.runtime;
+    if (!this.connector) return;
+    const connector = this.connector;
+    this.connector = undefined;
+    if (rt.snapshot.conn !== ConnState.Disconnecting) await rt.setState({ conn: ConnState.Disconnecting }, 'disconnect');
+    const link = this.active;
+    if (link) {
+      link.closed = true;
+      this.active = undefined;
+      this.engine()?.detachPeer('Disconnecting');
+    }
+    await connector.stop();
+    await this.afterPeerLost(link);
+    await rt.setState({ conn: ConnState.StandAlone }, 'disconnect');
+  }
+
+  private async toStandAlone(why: string): Promise<void> {
+    const rt = this.runtime;
+    const connector = this.connector;
+    this.connector = undefined;
+    const link = this.active;
+    this.active = undefined;
+    if (link) link.closed = true;
+    if (rt.snapshot.conn !== ConnState.Disconnecting && rt.snapshot.conn !== ConnState.StandAlone) {
+      await rt.setState({ conn: ConnState.Disconnecting }, why);
+    }
+    this.engine()?.detachPeer('Disconnecting');
+    await connector?.stop();
+    rt.log.info('Connection closed');
+    await rt.setState({ conn: ConnState.StandAlone }, why);
+  }
+
+  // ---- the connect sequence -------------------------------------------------------------------
+
+  private localParams(): LocalParams {
+    const rt = this.runtime;
+    const store = rt.requireStore();
+    const s = rt.snapshot;
+    const net = this.view.net;
+    let uuidFlags = 0;
+    if (this.discardMyData) uuidFlags |= UuidFlag.discardMyData;
+    if (store.mdFlags & MdFlag.crashedPrimary) uuidFlags |= UuidFlag.crashedPrimary;
+    if (s.disk <= DiskState.Inconsistent) uuidFlags |= UuidFlag.inconsistent;
+    return {
+      protocol: {
+        protocol: net.protocol,
+        afterSb0pri: net.afterSb0pri as AfterSb0,
+        afterSb1pri: net.afterSb1pri,
+        afterSb2pri: net.afterSb2pri,
+        allowTwoPrimaries: net.allowTwoPrimaries,
+        discardMyData: this.discardMyData,
+        nodeName: rt.spec.node,
+      },
+      uuids: { uuids: store.uuids, bitsSet: store.bitmap.countSet(), uuidFlags },
+      sizes: { diskSizeBytes: store.dataSizeBytes, currentSizeBytes: store.dataSizeBytes, maxRequestBytes: 1024 * 1024 },
+      state: { role: s.role, disk: s.disk, conn: ConnState.WFReportParams, userIsp: s.userIsp },
+    };
+  }
+
+  private async onConnected(result: HandshakeResult): Promise<void> {
+    const rt = this.runtime;
+    const engine = this.engine();
+    const store = rt.attachedStore;
+    if (!engine || !store) {
+      result.session.close('Disconnecting');
+      return;
+    }
+    const link: ActiveLink = { result, peer: result.peer, syncUuidWaiter: undefined, sourceTotalBits: 0, sourceStartedMs: 0, closed: false };
+    this.active = link;
+    await rt.setState({ conn: ConnState.WFReportParams }, 'connected');
+    engine.attachPeer({
+      channel: result.session,
+      onControlPacket: (packet) => this.onControlPacket(link, packet),
+      onLinkLost: (reason) => {
+        void this.onLinkLost(link, reason);
+      },
+    });
+    const peer = result.peer;
+    if (peer.sizes.diskSizeBytes !== store.dataSizeBytes) {
+      rt.log.warn({ peerBytes: peer.sizes.diskSizeBytes, localBytes: store.dataSizeBytes }, 'peer data size differs; the smaller one is used');
+    }
+    await this.decide(link, engine);
+  }
+
+  /** drbd_sync_handshake on the current local and peer parameters, then act on the decision. */
+  private async decide(link: ActiveLink, engine: ReplicationEngine): Promise<void> {
+    const rt = this.runtime;
+    const store = rt.requireStore();
+    const peer = link.peer;
+    const s = rt.snapshot;
+    const net = this.view.net;
+    const decision: HandshakeDecision = syncHandshake({
+      self: {
+        uuids: store.uuids,
+        bitsSet: store.bitmap.countSet(),
+        role: s.role,
+        disk: s.disk,
+        nodeName: rt.spec.node,
+        crashedPrimary: (store.mdFlags & MdFlag.crashedPrimary) !== 0,
+        discardMyData: this.discardMyData,
+      },
+      peer: {
+        uuids: peer.uuids,
+        bitsSet: peer.bitsSet,
+        role: peer.role as Role,
+        disk: peer.disk as DiskState,
+        nodeName: peer.nodeName,
+        uuidFlags: peer.uuidFlags,
+      },
+      afterSb0pri: net.afterSb0pri,
+      afterSb1pri: net.afterSb1pri,
+      afterSb2pri: net.afterSb2pri,
+      rrConflict: net.rrConflict as RrConflictPolicy,
+      alwaysAsbp: net.alwaysAsbp,
+      resolveConflicts: link.result.resolveConflicts,
+      canDemote: !rt.frontendHeldOpen(),
+      protocolVersion: 101,
+    });
+    for (const line of decision.logLines) rt.log.info(line);
+    this.discardMyData = false;
+    if (decision.selfUuids && !uuidsSame(decision.selfUuids, store.uuids)) store.setUuids(decision.selfUuids);
+    for (const handler of decision.handlers) void rt.runHandler(handler);
+    if (decision.demoted && rt.snapshot.role === Role.Primary) await rt.demote();
+    if (link.closed) return;
+    switch (decision.kind) {
+      case 'unrelated':
+      case 'drop':
+      case 'split-brain-unresolved':
+        await this.toStandAlone(decision.kind);
+        return;
+      case 'no-sync':
+        if (!engine.volume.isMirroring) engine.startMirroring();
+        await rt.setState({ conn: ConnState.Connected, peer: peer.role as Role, pdsk: peer.disk as DiskState }, 'handshake: no resync');
+        return;
+      case 'sync-source':
+        return this.runSyncSource(link, engine, decision.full);
+      case 'sync-target':
+        return this.runSyncTarget(link, engine, decision.full);
+    }
+  }
+
+  /** After `primary --force` while Connected: send the new UUIDs and decide again (DRBD's CONSIDER_RESYNC). */
+  async forcedWhileConnected(): Promise<void> {
+    const link = this.active;
+    const engine = this.engine();
+    if (!link || link.closed || !engine || this.runtime.snapshot.conn !== ConnState.Connected) return;
+    const params = this.localParams();
+    link.result.session.send({ type: PacketType.Uuids, ...params.uuids });
+    await this.decide(link, engine).catch((err: Error) => this.runtime.log.error({ err }, `resync decision failed: ${err.message}`));
+  }
+
+  private async runSyncSource(link: ActiveLink, engine: ReplicationEngine, full: boolean): Promise<void> {
+    const rt = this.runtime;
+    const store = rt.requireStore();
+    if (full) store.bitmap.setAll();
+    await rt.setState({ conn: ConnState.WFBitMapS, peer: link.peer.role as Role, pdsk: DiskState.Inconsistent }, 'handshake: sync source');
+    if (!engine.volume.isMirroring) engine.startMirroring();
+    await engine.exchangeBitmaps();
+    if (link.closed) return;
+    const start = syncSourceStart(store.uuids, random64());
+    store.setUuids(start.uuids);
+    for (const line of start.logLines) rt.log.info(line);
+    link.result.session.send({ type: PacketType.SyncUuid, uuid: start.syncUuid });
+    link.sourceTotalBits = store.bitmap.countSet();
+    link.sourceStartedMs = Date.now();
+    rt.log.info(`Began resync as SyncSource (will sync ${link.sourceTotalBits * 4} KB [${link.sourceTotalBits} bits set]).`);
+    await rt.setState({ conn: ConnState.SyncSource, pdsk: DiskState.Inconsistent }, 'resync');
+  }
+
+  private async runSyncTarget(link: ActiveLink, engine: ReplicationEngine, full: boolean): Promise<void> {
+    const rt = this.runtime;
+    const store = rt.requireStore();
+    if (full) store.bitmap.setAll();
+    const syncUuid = new Promise<bigint>((resolve) => (link.syncUuidWaiter = resolve));
+    await rt.setState({ conn: ConnState.WFBitMapT, peer: link.peer.role as Role, pdsk: DiskState.UpToDate }, 'handshake: sync target');
+    if (!engine.volume.isMirroring) engine.startMirroring();
+    await engine.exchangeBitmaps();
+    if (link.closed) return;
+    await rt.setState({ conn: ConnState.WFSyncUUID }, 'bitmap exchanged');
+    const uuid = await syncUuid;
+    if (link.closed) return;
+    store.setUuids(syncTargetStart(store.uuids, uuid, rt.snapshot.role));
+    await rt.setState({ conn: ConnState.SyncTarget, disk: DiskState.Inconsistent, pdsk: DiskState.UpToDate }, 'resync');
+    void this.runHandlerQuiet('before-resync-target');
+    const target = engine.startResyncAsTarget();
+    const resync = await target.done;
+    if (link.closed || this.active !== link) return;
+    rt.log.info({ ...resync }, 'resync result');
+    if (!resync.ok) {
+      rt.log.warn(`Resync finished with ${resync.failedBlocks} failed blocks; staying Inconsistent`);
+      await rt.setState({ conn: ConnState.Connected }, 'resync failed');
+      return;
+    }
+    store.setUuids(syncTargetFinish(store.uuids, link.peer.uuids, rt.snapshot.role));
+    await rt.setState({ conn: ConnState.Connected, disk: DiskState.UpToDate, pdsk: DiskState.UpToDate }, 'resync finished');
+    void this.runHandlerQuiet('after-resync-target');
+  }
+
+  private async runHandlerQuiet(name: string): Promise<void> {
+    await this.runtime.runHandler(name);
+  }
+
+  // ---- packets and link loss ------------------------------------------------------------------
+
+  private onControlPacket(link: ActiveLink, packet: Packet): void {
+    if (this.active !== link) return;
+    switch (packet.type) {
+      case PacketType.SyncUuid:
+        link.syncUuidWaiter?.(packet.uuid);
+        link.syncUuidWaiter = undefined;
+        return;
+      case PacketType.State:
+        void this.onPeerState(link, packet.role as Role, packet.disk as DiskState, packet.conn as ConnState, packet.userIsp);
+        return;
+      case PacketType.Uuids: {
+        link.peer = { ...link.peer, uuids: packet.uuids, bitsSet: packet.bitsSet, uuidFlags: packet.uuidFlags };
+        const engine = this.engine();
+        if (engine && this.runtime.snapshot.conn === ConnState.Connected) {
+          this.decide(link, engine).catch((err: Error) => this.runtime.log.error({ err }, `resync decision failed: ${err.message}`));
+        }
+        return;
+      }
+      default:
+        this.runtime.log.debug({ type: packet.type }, 'control packet ignored');
+    }
+  }
+
+  private async onPeerState(link: ActiveLink, role: Role, disk: DiskState, conn: ConnState, userIsp: boolean): Promise<void> {
+    const rt = this.runtime;
+    const s = rt.snapshot;
+    if (s.conn < ConnState.WFReportParams) return;
+    link.peer = { ...link.peer, role, disk, conn, userIsp };
+    const patch: Partial<StateSnapshot> = { peer: role, peerIsp: userIsp };
+    if (s.conn === ConnState.SyncSource || s.conn === ConnState.PausedSyncS) {
+      if (disk === DiskState.UpToDate && conn === ConnState.Connected) {
+        const store = rt.requireStore();
+        store.setUuids(syncSourceFinish(store.uuids));
+        const secs = Math.max((Date.now() - link.sourceStartedMs) / 1000, 0.001);
+        rt.log.info(`Resync done (total ${Math.round(secs)} sec; paused 0 sec; ${Math.round((link.sourceTotalBits * 4) / secs)} K/sec)`);
+        patch.conn = ConnState.Connected;
+        patch.pdsk = DiskState.UpToDate;
+      }
+    } else if (!isSyncState(s.conn) && s.conn !== ConnState.WFBitMapS && s.conn !== ConnState.WFBitMapT && s.conn !== ConnState.WFSyncUUID) {
+      patch.pdsk = disk;
+    }
+    await rt.setState(patch, 'peer state');
+  }
+
+  private async onLinkLost(link: ActiveLink, reason: LinkLossReason): Promise<void> {
+    if (link.closed || this.active !== link) return;
+    link.closed = true;
+    this.active = undefined;
+    link.syncUuidWaiter = undefined;
+    const rt = this.runtime;
+    rt.log.warn(`peer link lost: ${reason}`);
+    await rt.setState({ conn: LOSS_TO_CONN[reason] }, 'link lost');
+    await this.afterPeerLost(link);
+    if (!this.connector) return;
+    await rt.setState({ conn: ConnState.Unconnected }, 'link lost');
+    await rt.setState({ conn: ConnState.WFConnection }, 'reconnecting');
+  }
+
+  /** §2.2: a Primary (with UpToDate data) that loses its peer's good disk starts a new data generation. */
+  private async afterPeerLost(link: ActiveLink | undefined): Promise<void> {
+    const rt = this.runtime;
+    const store = rt.attachedStore;
+    const s = rt.snapshot;
+    if (!link || !store) return;
+    if (s.role === Role.Primary && s.disk === DiskState.UpToDate && store.uuids.bitmap === 0n) {
+      await store.newCurrentUuid(true);
+    }
+  }
+
+  /** Tell the peer about local role/disk changes. */
+  private onLocalStateChange(before: StateSnapshot, after: StateSnapshot): void {
+    const link = this.active;
+    if (!link || link.closed || after.conn < ConnState.WFReportParams) return;
+    if (before.role === after.role && before.disk === after.disk && before.conn === after.conn && before.userIsp === after.userIsp) return;
+    link.result.session.send({ type: PacketType.State, role: after.role, disk: after.disk, conn: after.conn, userIsp: after.userIsp });
+  }
+
+  /** Sync progress for status: the target's own numbers, the source's from its bitmap. */
+  syncProgress(): SyncProgress | undefined {
+    const rt = this.runtime;
+    const s = rt.snapshot;
+    const engine = this.engine();
+    if (!isSyncState(s.conn) || !engine) return undefined;
+    const p = engine.resyncProgress();
+    if (p) {
+      return {
+        totalBits: p.totalBits,
+        leftBits: p.leftBits,
+        percentDone: p.totalBits === 0 ? 100 : ((p.totalBits - p.leftBits) * 100) / p.totalBits,
+        speedKiBps: p.currentKiBps,
+        averageKiBps: p.averageKiBps,
+        etaSeconds: p.etaSeconds ?? undefined,
+        bytesTransferred: (p.totalBits - p.leftBits) * 4096,
+      };
+    }
+    const link = this.active;
+    const store = rt.attachedStore;
+    if (!link || !store) return undefined;
+    const total = link.sourceTotalBits;
+    const left = store.bitmap.countSet();
+    const secs = Math.max((Date.now() - link.sourceStartedMs) / 1000, 0.001);
+    const average = ((total - left) * 4) / secs;
+    return {
+      totalBits: total,
+      leftBits: left,
+      percentDone: total === 0 ? 100 : ((total - left) * 100) / total,
+      speedKiBps: average,
+      averageKiBps: average,
+      etaSeconds: average > 0 ? (left * 4) / average : undefined,
+      bytesTransferred: (total - left) * 4096,
+    };
+  }
+
+  get protocol(): 'A' | 'B' | 'C' | undefined {
+    return this.connector ? this.view.net.protocol : undefined;
+  }
+}
+
+function uuidsSame(a: GenerationUuids, b: GenerationUuids): boolean {
+  return a.current === b.current && a.bitmap === b.bitmap && a.historyStart === b.historyStart && a.historyEnd === b.historyEnd;
+}
