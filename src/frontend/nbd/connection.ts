@@ -168,7 +168,7 @@ export class NbdConnection {
     private readonly log: Logger,
   ) {
     assert(config.inflightMax >= 1, 'inflightMax is at least 1');
-    assert(config.inflightBytesMax >= config.maxPayloadBytes, 'inflightBytesMax admits one maximum payload');
+    assert(config.inflightBytesMax >= P.BLOCK_SIZE_MIN_BYTES, 'inflightBytesMax admits a sector');
     for (let i = 0; i < config.inflightMax; i++) this.slotsFree.push(new Slot(this));
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));

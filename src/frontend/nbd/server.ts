@@ -22,7 +22,7 @@ export interface NbdServerOptions {
   readonly logger: Logger;
   /** Requests in flight per connection before the socket is paused. Default 64. */
   readonly maxInflight?: number;
-  /** Payload bytes (reads + writes) in flight per connection before pausing. Default 64 MiB. */
+  /** Payload bytes (reads + writes) in flight per connection before pausing (one request is always admitted). Default 64 MiB. */
   readonly maxInflightBytes?: number;
   /** Export read-only (a Secondary never exposes a writable device). Default false. */
   readonly readOnly?: boolean;
@@ -69,7 +69,12 @@ export function exportConfigFor(options: NbdServerOptions): ExportConfig {
   if (!Number.isSafeInteger(inflightMax) || inflightMax < 1 || inflightMax > INFLIGHT_MAX_LIMIT) {
     throw new UdrbdError(`maxInflight must be between 1 and ${INFLIGHT_MAX_LIMIT}, not ${inflightMax}`, ExitCode.usage);
   }
-  const inflightBytesMax = Math.max(options.maxInflightBytes ?? INFLIGHT_BYTES_MAX_DEFAULT, maxPayloadBytes);
+  // A single request is always admitted when nothing else is in flight, so the
+  // budget may be smaller than one maximum payload.
+  const inflightBytesMax = options.maxInflightBytes ?? INFLIGHT_BYTES_MAX_DEFAULT;
+  if (!Number.isSafeInteger(inflightBytesMax) || inflightBytesMax < P.BLOCK_SIZE_MIN_BYTES) {
+    throw new UdrbdError(`maxInflightBytes must be at least ${P.BLOCK_SIZE_MIN_BYTES}, not ${inflightBytesMax}`, ExitCode.usage);
+  }
   const nameBytes = Buffer.byteLength(options.exportName, 'utf8');
   if (nameBytes > P.STRING_MAX_BYTES || options.exportName.includes('\0')) {
     throw new UdrbdError(`export name must be at most ${P.STRING_MAX_BYTES} bytes without NUL`, ExitCode.usage);
