@@ -175,33 +175,54 @@ async function proxiedPair(extra: Parameters<typeof makeNode>[4] = {}): Promise<
 }
 
 describe('peer link', () => {
-  it('two connectors dialling each other at once keep exactly one shared connection, 20 times over', async () => {
+  it('connects directly and exchanges data both ways over the one kept connection', async () => {
+    const [alpha, beta] = await directPair();
+    const [ra, rb] = await connectPair(alpha, beta);
+    // The same TCP connection on both sides.
+    expect(ra.session.local).toBe(rb.session.remote);
+    expect(ra.session.remote).toBe(rb.session.local);
+    // RESOLVE_CONFLICTS on exactly one node.
+    expect(ra.resolveConflicts).not.toBe(rb.resolveConflicts);
+    expect(alpha.connector.cstate).toBe('Connected');
+    expect(beta.connector.cstate).toBe('Connected');
+
+    const payload = Buffer.alloc(1024 * 1024, 7);
+    const gotData = new Promise<Packet>((resolve) => rb.session.onPacket(resolve));
+    const gotAck = new Promise<Packet>((resolve) => ra.session.onPacket(resolve));
+    ra.session.send({ type: PacketType.Data, offsetBytes: 8192, blockId: 1, epoch: 1, flags: 0, payload });
+    const data = await gotData;
+    expect(data.type).toBe(PacketType.Data);
+    expect((data as { payload: Buffer }).payload.equals(payload)).toBe(true);
+    rb.session.send({ type: PacketType.WriteAck, offsetBytes: 8192, lengthBytes: payload.length, blockId: 1 });
+    expect(await gotAck).toEqual({ type: PacketType.WriteAck, offsetBytes: 8192, lengthBytes: payload.length, blockId: 1 });
+  });
+
+  it('resolves a true simultaneous connect (both dials up before any byte flows) to one shared link, 20 times over', async () => {
     for (let round = 0; round < 20; round++) {
-      const [alpha, beta] = await directPair();
-      const [ra, rb] = await connectPair(alpha, beta);
-      // The same TCP connection on both sides.
-      expect(ra.session.local).toBe(rb.session.remote);
-      expect(ra.session.remote).toBe(rb.session.local);
-      // RESOLVE_CONFLICTS on exactly one node: the one that accepted the kept socket.
+      const { alpha, beta, proxies } = await proxiedPair();
+      // Hold every byte until both directions have a TCP connection: both
+      // nodes then hold one inbound and one outbound socket at once.
+      for (const proxy of proxies) proxy.freeze();
+      alpha.connector.start(() => alpha.params);
+      beta.connector.start(() => beta.params);
+      await until(() => proxies.every((p) => p.activeConnections === 1), 3000, 'both dials connected');
+      const a = waitFor<HandshakeResult>(alpha.connector, 'connected', 5000);
+      const b = waitFor<HandshakeResult>(beta.connector, 'connected', 5000);
+      for (const proxy of proxies) proxy.thaw();
+      const [ra, rb] = await Promise.all([a, b]);
+
+      // Same TCP connection on both sides (each side's view through its proxy).
+      await until(() => proxies.reduce((n, p) => n + p.activeConnections, 0) === 1, 2000, 'the duplicate connection closed');
+      // Exactly one node holds RESOLVE_CONFLICTS: the one that accepted the kept socket.
       expect(ra.resolveConflicts).not.toBe(rb.resolveConflicts);
-      const acceptor = ra.resolveConflicts ? ra : rb;
-      expect(acceptor.session.local.endsWith(`:${acceptor === ra ? alpha.connector['opts'].localAddress.port : beta.connector['opts'].localAddress.port}`)).toBe(true);
-      expect(alpha.connector.cstate).toBe('Connected');
-      expect(beta.connector.cstate).toBe('Connected');
+      const keptProxy = proxies.find((p) => p.activeConnections === 1)!;
+      // proxies[0] carries alpha's dial (beta accepts), proxies[1] carries beta's dial (alpha accepts).
+      expect(rb.resolveConflicts).toBe(keptProxy === proxies[0]);
 
-      // Data flows both ways over the kept link, payload intact.
-      const payload = Buffer.alloc(4096, round);
       const gotData = new Promise<Packet>((resolve) => rb.session.onPacket(resolve));
-      const gotAck = new Promise<Packet>((resolve) => ra.session.onPacket(resolve));
-      ra.session.send({ type: PacketType.Data, offsetBytes: 8192, blockId: round + 1, epoch: 1, flags: 0, payload });
-      const data = await gotData;
-      expect(data.type).toBe(PacketType.Data);
-      expect((data as { payload: Buffer }).payload.equals(payload)).toBe(true);
-      rb.session.send({ type: PacketType.WriteAck, offsetBytes: 8192, lengthBytes: 4096, blockId: round + 1 });
-      expect(await gotAck).toEqual({ type: PacketType.WriteAck, offsetBytes: 8192, lengthBytes: 4096, blockId: round + 1 });
-
-      // A duplicate connection never became a second 'connected'.
-      await sleep(50);
+      ra.session.send({ type: PacketType.Data, offsetBytes: 0, blockId: round, epoch: 1, flags: 0, payload: Buffer.alloc(512, round) });
+      expect(((await gotData) as { payload: Buffer }).payload.equals(Buffer.alloc(512, round))).toBe(true);
+      await sleep(20);
       expect(alpha.connected).toHaveLength(1);
       expect(beta.connected).toHaveLength(1);
       for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
