@@ -289,6 +289,10 @@ export function requestInvalidate(state: ResourceState, ctx: StateCtx): AdminRes
 export function requestInvalidateRemote(state: ResourceState, ctx: StateCtx): AdminResult {
   if (state.disk === DiskState.Diskless) return refused(failure(ErrCode.noDisk));
   const wanted = { ...state, conn: ConnState.StartingSyncS };
+  // Checked before sanitizing, which would otherwise "implicitly upgrade" a diskless peer.
+  if (state.conn >= ConnState.Connected && state.pdsk < DiskState.Inconsistent) {
+    return refused(refusal(SsCode.noRemoteDisk), state, wanted);
+  }
   const r = checkStateChange(state, wanted, ctx);
   if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
   return ok([r.state], ['set-all-bits', 'send-state']);
