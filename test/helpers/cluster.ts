@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { ControlClient } from '../../src/daemon/client.js';
 import { runtimePaths, readPid, isProcessAlive, type RuntimePaths } from '../../src/daemon/paths.js';
 import { computeLayout } from '../../src/meta/superblock.js';
+import { FaultProxy } from './fault-proxy.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const UDRBDADM = path.join(ROOT, 'dist', 'cli', 'udrbdadm.js');
@@ -40,8 +41,12 @@ export interface ClusterOptions {
   handlers?: Record<string, string>;
   /** Skip create-md (tests of attach failures). */
   skipCreateMd?: boolean;
-  /** Address the other node dials for each node (for a fault proxy in between): default the node's own address. */
-  peerAddressOverride?: Partial<Record<NodeName, string>>;
+  /**
+   * Put a fault proxy on the link: each node gets its own config file in which
+   * the peer's address is a proxy (on the peer's IP, port + 10000) that
+   * forwards to the peer from this node's IP. `cut()` / `restore()` act on both.
+   */
+  proxy?: boolean;
 }
 
 export interface AdmResult {
@@ -65,6 +70,9 @@ export class Cluster {
   readonly env: NodeJS.ProcessEnv;
   readonly addresses: Record<NodeName, string> = { alpha: '127.0.0.1', beta: '127.0.0.2' };
   private readonly clients: ControlClient[] = [];
+  /** proxies[X] sits in front of node X (the other node dials it). */
+  readonly proxies: Partial<Record<NodeName, FaultProxy>> = {};
+  readonly configPaths: Record<NodeName, string>;
 
   constructor(readonly options: ClusterOptions = {}) {
     requireTools();
@@ -86,9 +94,48 @@ export class Cluster {
       if (!options.skipCreateMd) this.createMd(node);
     }
     fs.writeFileSync(this.configPath, this.configText());
+    this.configPaths = { alpha: this.configPath, beta: this.configPath };
+    if (options.proxy) {
+      for (const node of NODES) {
+        const other = node === 'alpha' ? 'beta' : 'alpha';
+        this.configPaths[node] = path.join(this.dir, `${node}.conf`);
+        fs.writeFileSync(this.configPaths[node], this.configText({ [other]: this.port + 10000 }));
+      }
+    }
   }
 
-  configText(): string {
+  /** Starts the proxies (only with `proxy: true`). */
+  async startProxies(): Promise<void> {
+    if (!this.options.proxy) return;
+    for (const node of NODES) {
+      const other = node === 'alpha' ? 'beta' : 'alpha';
+      const proxy = new FaultProxy({
+        listen: { host: this.addresses[node], port: this.port + 10000 },
+        target: { host: this.addresses[node], port: this.port },
+        sourceHost: this.addresses[other],
+      });
+      await proxy.start();
+      this.proxies[node] = proxy;
+    }
+  }
+
+  /** Cut the link: close every proxied connection and refuse new ones. */
+  cut(): void {
+    for (const p of Object.values(this.proxies)) p.cut();
+  }
+
+  restore(): void {
+    for (const p of Object.values(this.proxies)) p.restore();
+  }
+
+  /** Bytes that crossed the proxies in both directions so far. */
+  proxyBytes(): number {
+    let total = 0;
+    for (const p of Object.values(this.proxies)) total += p.bytesUp + p.bytesDown;
+    return total;
+  }
+
+  configText(portOverride: Partial<Record<NodeName, number>> = {}): string {
     const o = this.options;
     const net = [`protocol ${o.protocol ?? 'C'};`, 'connect-int 1;', 'ping-int 2;', 'ping-timeout 10;', ...(o.net ?? [])];
     const handlers = Object.entries(o.handlers ?? {}).map(([k, v]) => `${k} "${v}";`);
@@ -99,12 +146,12 @@ export class Cluster {
       ...(handlers.length ? [`  handlers { ${handlers.join(' ')} }`] : []),
     ];
     NODES.forEach((node, i) => {
-      const address = o.peerAddressOverride?.[node] ?? this.addresses[node];
+      const address = this.addresses[node];
       lines.push(
         `  on ${node} {`,
         `    device /dev/drbd${10 + i} minor ${10 + i};`,
         `    disk ${this.disks[node]};`,
-        `    address ${address}:${this.port};`,
+        `    address ${address}:${portOverride[node] ?? this.port};`,
         `    meta-disk internal;`,
         `  }`,
       );
@@ -137,7 +184,7 @@ export class Cluster {
   /** Runs `udrbdadm -c CONF --node NODE ...args` from dist; never throws on a non-zero exit. */
   adm(node: NodeName, args: string[], timeoutMs = 90_000): Promise<AdmResult> {
     return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [UDRBDADM, '-c', this.configPath, '--node', node, ...args], {
+      const child = spawn(process.execPath, [UDRBDADM, '-c', this.configPaths[node], '--node', node, ...args], {
         env: this.env,
         stdio: ['ignore', 'pipe', 'pipe'],
       });
@@ -291,6 +338,7 @@ export class Cluster {
         /* no lock */
       }
     }
+    for (const p of Object.values(this.proxies)) await p.stop().catch(() => undefined);
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
