@@ -4,8 +4,8 @@
  * cram-hmac-alg is configured — the challenge-response both ways, then the
  * choice of which socket to keep. Both nodes dial and accept, so two sockets
  * may come up at once; the node with the lower node name decides: it sends
- * Chosen on the first socket that is ready, the other node echoes it and both
- * drop every other socket. The node that accepted the kept socket holds
+ * Chosen on the socket it dialled (or, failing that, on one it accepted), the
+ * other node echoes it and both drop every other socket. The node that accepted the kept socket holds
  * DRBD's RESOLVE_CONFLICTS. It knows nothing of parameters or packets beyond
  * set-up (peer/handshake, peer/session) and nothing of resource state.
  */

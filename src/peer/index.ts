@@ -19,8 +19,8 @@
  *
  * While WFConnection it listens on localAddress and dials peerAddress every
  * connectIntervalMs; sockets from any other host are closed and logged. When
- * both dials succeed at once the node with the lower node name decides which
- * socket stays (see peer/connection). After set-up and auth the parameters
+ * both dials succeed at once the connection dialled by the node with the
+ * lower node name stays (see peer/connection). After set-up and auth the parameters
  * are exchanged (peer/handshake) and 'connected' fires with the session
  * (peer/session, a PeerChannel) — its packets are held until the caller
  * registers onPacket. When that session closes the connector goes back to
@@ -287,16 +287,28 @@ export class PeerConnector extends EventEmitter {
     void setup;
   }
 
-  /** Decider: keep the first ready socket if none is being agreed on. */
+  /**
+   * Decider: keep the socket this node dialled (the deterministic rule: the
+   * connection initiated by the lower node name wins); take an accepted one
+   * only when no dialled socket is in set-up any more.
+   */
   private chooseNext(): void {
     if (this.state !== 'WFConnection' || this.chosen !== null) return;
+    let inboundReady: SocketSetup | null = null;
     for (const candidate of this.setups) {
-      if (candidate.isReady) {
-        this.chosen = candidate;
-        candidate.choose();
-        return;
+      if (candidate.direction === 'outbound') {
+        if (candidate.isReady) return this.choose(candidate);
+        if (!candidate.isFinished) return; // our own dial is still in set-up: wait for it
+      } else if (candidate.isReady && inboundReady === null) {
+        inboundReady = candidate;
       }
     }
+    if (inboundReady !== null) this.choose(inboundReady);
+  }
+
+  private choose(setup: SocketSetup): void {
+    this.chosen = setup;
+    setup.choose();
   }
 
   private onSetupChosen(setup: SocketSetup): boolean {

@@ -217,7 +217,11 @@ describe('peer link', () => {
       expect(ra.resolveConflicts).not.toBe(rb.resolveConflicts);
       const keptProxy = proxies.find((p) => p.activeConnections === 1)!;
       // proxies[0] carries alpha's dial (beta accepts), proxies[1] carries beta's dial (alpha accepts).
-      expect(rb.resolveConflicts).toBe(keptProxy === proxies[0]);
+      // Deterministic rule: the connection dialled by the lower node name (alpha) is kept,
+      // so beta accepted it and beta holds RESOLVE_CONFLICTS.
+      expect(keptProxy).toBe(proxies[0]);
+      expect(rb.resolveConflicts).toBe(true);
+      expect(ra.resolveConflicts).toBe(false);
 
       const gotData = new Promise<Packet>((resolve) => rb.session.onPacket(resolve));
       ra.session.send({ type: PacketType.Data, offsetBytes: 0, blockId: round, epoch: 1, flags: 0, payload: Buffer.alloc(512, round) });
