@@ -39,6 +39,11 @@ const OPTION_DATA_MAX_BYTES = 16 * 1024;
 const HANDSHAKE_BUFFER_MAX_BYTES = 64 * 1024;
 /** A closing connection whose client does not hang up is destroyed after this. */
 const CLOSE_LINGER_MS = 5_000;
+/**
+ * A closing connection whose replies cannot drain (the client stopped reading)
+ * is destroyed after this; device operations still complete, replies are dropped.
+ */
+const CLOSING_DRAIN_TIMEOUT_MS = 30_000;
 /** WRITE_ZEROES writes this shared all-zero buffer repeatedly (never written into). */
 const ZERO_CHUNK_BYTES = 4 * 1024 * 1024;
 /** TRIM is issued to the device in pieces of at most this many bytes. */
@@ -158,6 +163,7 @@ export class NbdConnection {
   private noZeroes = false;
 
   private socketClosed = false;
+  private endSent = false;
   private resolveDone!: () => void;
   /** Resolves when the socket is closed and no request is in flight. */
   readonly done: Promise<void> = new Promise((resolve) => (this.resolveDone = resolve));
@@ -371,6 +377,10 @@ export class NbdConnection {
     this.phase = Phase.closing;
     this.stalledChunk = null;
     this.socket.pause();
+    if (!this.lingerTimer) {
+      this.lingerTimer = setTimeout(() => this.socket.destroy(), CLOSING_DRAIN_TIMEOUT_MS);
+      this.lingerTimer.unref();
+    }
     this.maybeDone();
   }
 
@@ -383,12 +393,13 @@ export class NbdConnection {
   private maybeDone(): void {
     if (this.phase !== Phase.closing || this.inflightCount > 0) return;
     if (!this.socketClosed) {
+      if (this.endSent) return;
+      this.endSent = true;
       // All replies are queued; end() flushes them, then the client hangs up.
       this.socket.end();
-      if (!this.lingerTimer) {
-        this.lingerTimer = setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS);
-        this.lingerTimer.unref();
-      }
+      if (this.lingerTimer) clearTimeout(this.lingerTimer);
+      this.lingerTimer = setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS);
+      this.lingerTimer.unref();
       return;
     }
     this.phase = Phase.closed;

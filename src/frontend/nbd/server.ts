@@ -54,8 +54,9 @@ export function exportConfigFor(options: NbdServerOptions): ExportConfig {
   let flags = P.TFLAG_HAS_FLAGS;
   if (readOnly) flags |= P.TFLAG_READ_ONLY;
   if (caps.canFlush) flags |= P.TFLAG_SEND_FLUSH;
-  // FUA is honoured by the device itself or emulated with a flush after the write.
-  if (caps.canFua || caps.canFlush) flags |= P.TFLAG_SEND_FUA;
+  // FUA is passed to the device when it honours it, otherwise emulated with a
+  // flush after the write (also for TRIM/WRITE_ZEROES), so it needs flush.
+  if (caps.canFlush) flags |= P.TFLAG_SEND_FUA;
   if (!readOnly) {
     if (caps.canTrim) flags |= P.TFLAG_SEND_TRIM;
     flags |= P.TFLAG_SEND_WRITE_ZEROES;
