@@ -411,7 +411,8 @@ export interface SyncSourceStartResult {
 /** Resync start on the SyncSource: sync UUID = B + offset (random if B is 0 or 4), set B with rotation. */
 export function syncSourceStart(u: GenerationUuids, random: bigint): SyncSourceStartResult {
   assert(random >= 0n && random <= U64_MASK, 'random UUID is a u64');
-  const syncUuid = u.bitmap !== 0n && u.bitmap !== JC ? (u.bitmap + UUID_NEW_BM_OFFSET) & U64_MASK : random;
+  // A random sync UUID gets bit 0 cleared so both nodes end byte-equal (compares mask bit 0 anyway).
+  const syncUuid = u.bitmap !== 0n && u.bitmap !== JC ? (u.bitmap + UUID_NEW_BM_OFFSET) & U64_MASK : random & ~1n;
   const uuids = setBitmapWithRotation(u, syncUuid);
   return { uuids, syncUuid, logLines: [`updated sync UUID ${formatUuids(uuids)}`] };
 }
