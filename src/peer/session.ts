@@ -176,12 +176,14 @@ export class PeerSession implements PeerChannel {
       this.socket.cork();
       process.nextTick(this.uncork);
     }
-    this.socket.write(head, this.onWriteDone);
-    this.writesIssued++;
-    if (tail !== null) {
+    // One completion callback per packet (on its last buffer) tracks send progress.
+    if (tail === null) {
+      this.socket.write(head, this.onWriteDone);
+    } else {
+      this.socket.write(head);
       this.socket.write(tail, this.onWriteDone);
-      this.writesIssued++;
     }
+    this.writesIssued++;
     this.packetsSent++;
   }
 
