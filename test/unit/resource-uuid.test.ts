@@ -100,7 +100,11 @@ describe('uuidCompare: every rule of drbd84.md §2.4 in order', () => {
   });
 });
 
-function hs(patch: Partial<HandshakeInput> & { self?: Partial<HandshakeInput['self']>; peer?: Partial<HandshakeInput['peer']> }): HandshakeInput {
+type HsPatch = Partial<Omit<HandshakeInput, 'self' | 'peer'>> & {
+  self?: Partial<HandshakeInput['self']>;
+  peer?: Partial<HandshakeInput['peer']>;
+};
+function hs(patch: HsPatch): HandshakeInput {
   const { self, peer, ...rest } = patch;
   return {
     self: { uuids: u(X), bitsSet: 0, role: Role.Secondary, disk: DiskState.UpToDate, nodeName: 'alpha', crashedPrimary: false, discardMyData: false, ...self },
