@@ -197,7 +197,6 @@ export class PeerLink {
     }
     const link: ActiveLink = { result, peer: result.peer, syncUuidWaiter: undefined, sourceTotalBits: 0, sourceStartedMs: 0, closed: false };
     this.active = link;
-    await rt.setState({ conn: ConnState.WFReportParams }, 'connected');
     engine.attachPeer({
       channel: result.session,
       onControlPacket: (packet) => this.onControlPacket(link, packet),
@@ -209,11 +208,19 @@ export class PeerLink {
     if (peer.sizes.diskSizeBytes !== store.dataSizeBytes) {
       rt.log.warn({ peerBytes: peer.sizes.diskSizeBytes, localBytes: store.dataSizeBytes }, 'peer data size differs; the smaller one is used');
     }
-    await this.decide(link, engine);
+    // Decide before anything awaits: the peer decides the same at the same moment, and a
+    // close it sends after deciding must not pre-empt our own decision.
+    const decision = this.handshake(link);
+    await rt.setState({ conn: ConnState.WFReportParams }, 'connected');
+    await this.act(link, engine, decision);
   }
 
-  /** drbd_sync_handshake on the current local and peer parameters, then act on the decision. */
   private async decide(link: ActiveLink, engine: ReplicationEngine): Promise<void> {
+    await this.act(link, engine, this.handshake(link));
+  }
+
+  /** drbd_sync_handshake on the current local and peer parameters (synchronous). */
+  private handshake(link: ActiveLink): HandshakeDecision {
     const rt = this.runtime;
     const store = rt.requireStore();
     const peer = link.peer;
@@ -247,6 +254,13 @@ export class PeerLink {
       protocolVersion: 101,
     });
     for (const line of decision.logLines) rt.log.info(line);
+    return decision;
+  }
+
+  private async act(link: ActiveLink, engine: ReplicationEngine, decision: HandshakeDecision): Promise<void> {
+    const rt = this.runtime;
+    const store = rt.requireStore();
+    const peer = link.peer;
     this.discardMyData = false;
     if (decision.selfUuids && !uuidsSame(decision.selfUuids, store.uuids)) store.setUuids(decision.selfUuids);
     for (const handler of decision.handlers) void rt.runHandler(handler);

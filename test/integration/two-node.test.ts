@@ -62,11 +62,12 @@ describe('fresh pair', () => {
     expect(c.hashDataArea('alpha')).toBe(c.hashDataArea('beta'));
     expect(c.logText('alpha')).toContain('uuid_compare()=2 by rule 30');
     expect(c.logText('beta')).toContain('uuid_compare()=-2 by rule 20');
-    // both end with the same generation UUIDs (bit 0 = role aside)
-    const a = (await c.statusJson('alpha')).uuids as Record<string, string>;
-    const b = (await c.statusJson('beta')).uuids as Record<string, string>;
-    expect(a.historyStart).toBe(b.historyStart);
-    expect(a.current.slice(0, 15)).toBe(b.current.slice(0, 15));
+    // both end with the same generation UUIDs (DRBD compares them with bit 0 masked)
+    const masked = async (node: NodeName): Promise<string[]> => {
+      const u = (await c.statusJson(node)).uuids as Record<string, string>;
+      return [u.current, u.bitmap, u.historyStart, u.historyEnd].map((x) => (BigInt(`0x${x}`) & ~1n).toString(16));
+    };
+    expect(await masked('alpha')).toEqual(await masked('beta'));
   });
 });
 
@@ -92,5 +93,171 @@ describe('protocol C', () => {
     for (const [offsetBytes, data] of latest) {
       expect(c.readDisk('beta', offsetBytes, data.length).equals(data)).toBe(true);
     }
+  });
+});
+
+describe('protocol A', () => {
+  it('acknowledges writes the peer never received: with the link frozen, acked writes are lost on the peer when the Primary dies', async () => {
+    cluster = new Cluster({ port: 7753, protocol: 'A', proxy: true });
+    const c = cluster;
+    await syncedPair(c);
+    const client = await c.client('alpha');
+    const writes: { offsetBytes: number; data: Buffer }[] = [];
+    for (const p of Object.values(c.proxies)) p.freeze();
+    const started = Date.now();
+    for (let i = 0; i < 16; i++) {
+      const data = crypto.randomBytes(64 * 1024);
+      const offsetBytes = 20 * MiB + i * 64 * 1024;
+      const reply = await client.request('io.write', { offsetBytes, base64: data.toString('base64') }, 2_000);
+      expect(reply.ok, reply.stderr).toBe(true);
+      writes.push({ offsetBytes, data });
+    }
+    // all acknowledged while not a byte could reach the peer (well inside ping-timeout)
+    expect(Date.now() - started).toBeLessThan(1_500);
+    c.kill9('alpha');
+    await c.waitGone('alpha');
+    c.cut();
+    const missing = writes.filter((w) => !c.readDisk('beta', w.offsetBytes, w.data.length).equals(w.data));
+    expect(missing.length).toBe(writes.length);
+    // ...and alpha's own disk has them (protocol A completes on the local write)
+    for (const w of writes) expect(c.readDisk('alpha', w.offsetBytes, w.data.length).equals(w.data)).toBe(true);
+  });
+
+  it('protocol C by contrast does not acknowledge a write while the link is frozen', async () => {
+    cluster = new Cluster({ port: 7754, protocol: 'C', proxy: true });
+    const c = cluster;
+    await syncedPair(c);
+    const client = await c.client('alpha');
+    for (const p of Object.values(c.proxies)) p.freeze();
+    const data = crypto.randomBytes(64 * 1024);
+    let acked = false;
+    const pending = client.request('io.write', { offsetBytes: 0, base64: data.toString('base64') }, 20_000).then((r) => {
+      acked = r.ok;
+      return r;
+    });
+    await new Promise((r) => setTimeout(r, 800));
+    expect(acked).toBe(false);
+    // once the dead link is detected the Primary completes alone (degraded), marking the block out of sync
+    const reply = await pending;
+    expect(reply.ok, reply.stderr).toBe(true);
+    const status = await c.statusJson('alpha');
+    expect(status.outOfSyncKiB as number).toBeGreaterThanOrEqual(64);
+  });
+});
+
+describe('disconnect, write, reconnect', () => {
+  it('resyncs only the blocks written while disconnected (bytes on the link within 10% of the changed bytes)', async () => {
+    cluster = new Cluster({ port: 7755, proxy: true });
+    const c = cluster;
+    await syncedPair(c);
+    c.cut();
+    await c.waitState('alpha', 'cstate', /^(WFConnection|Unconnected)$/);
+    await c.waitState('beta', 'cstate', /^(WFConnection|Unconnected)$/);
+    const changedMiB = 8;
+    // 8 separate 1 MiB regions spread over the device (4 KiB aligned: 256 blocks each)
+    for (let i = 0; i < changedMiB; i++) await c.write('alpha', i * 6 * MiB + 4096 * 3, crypto.randomBytes(MiB));
+    const oos = (await c.statusJson('alpha')).outOfSyncKiB as number;
+    expect(oos).toBe(changedMiB * 1024);
+    const bytesBefore = c.proxyBytes();
+    c.restore();
+    await c.waitState('alpha', 'dstate', 'UpToDate/UpToDate', 60_000);
+    await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
+    await c.waitState('alpha', 'cstate', 'Connected');
+    const transferred = c.proxyBytes() - bytesBefore;
+    const changedBytes = oos * 1024;
+    expect(transferred).toBeGreaterThanOrEqual(changedBytes);
+    expect(transferred).toBeLessThanOrEqual(changedBytes * 1.1);
+    expect(c.logText('alpha')).toContain('uuid_compare()=1 by rule 70');
+    expect(c.logText('beta')).toContain('uuid_compare()=-1 by rule 50');
+    expect(c.hashDataArea('alpha')).toBe(c.hashDataArea('beta'));
+  });
+});
+
+describe('crash of the Primary', () => {
+  it('kill -9 during writes, restart: the activity log marks the hot extents and they resync; data areas equal', async () => {
+    cluster = new Cluster({ port: 7756 });
+    const c = cluster;
+    await syncedPair(c);
+    const client = await c.client('alpha');
+    // a stream of writes in flight over several 4 MiB extents, then kill -9 in the middle
+    const inflight: Promise<unknown>[] = [];
+    for (let i = 0; i < 40; i++) {
+      inflight.push(client.request('io.write', { offsetBytes: (i % 10) * 4 * MiB + i * 8192, base64: crypto.randomBytes(256 * 1024).toString('base64') }, 5_000).catch(() => undefined));
+      if (i === 25) c.kill9('alpha');
+    }
+    await Promise.all(inflight);
+    await c.waitGone('alpha');
+    await c.waitState('beta', 'cstate', /^(WFConnection|Unconnected)$/);
+    expect(await c.query('beta', 'dstate')).toMatch(/^UpToDate\//);
+    await c.admOk('alpha', ['up', c.resource]);
+    const log = c.logText('alpha');
+    expect(log).toMatch(/activity log|apply-al/i);
+    await c.waitState('alpha', 'cstate', 'Connected', 60_000);
+    await c.waitState('alpha', 'dstate', 'UpToDate/UpToDate', 60_000);
+    await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
+    expect(c.hashDataArea('alpha')).toBe(c.hashDataArea('beta'));
+  });
+});
+
+describe('split brain', () => {
+  it('cut, promote both, write on both, restore → both StandAlone with split brain logged; --discard-my-data recovery makes the victim equal the survivor', async () => {
+    cluster = new Cluster({ port: 7757, proxy: true, handlers: { 'split-brain': 'echo split-brain $DRBD_RESOURCE $DRBD_MINOR >> HANDLER_LOG' } });
+    const c = cluster;
+    // handler output goes to a file in the test dir
+    const handlerLog = `${c.dir}/handler.log`;
+    const fs = await import('node:fs');
+    for (const node of ['alpha', 'beta'] as const) {
+      const text = fs.readFileSync(c.configPaths[node], 'utf8').replace('HANDLER_LOG', handlerLog);
+      fs.writeFileSync(c.configPaths[node], text);
+    }
+    await syncedPair(c);
+    c.cut();
+    await c.waitState('beta', 'cstate', /^(WFConnection|Unconnected)$/);
+    await c.admOk('beta', ['primary', c.resource]);
+    await writeMiB(c, 'alpha', 2 * MiB, 1);
+    await writeMiB(c, 'beta', 10 * MiB, 1);
+    c.restore();
+    await c.waitState('alpha', 'cstate', 'StandAlone', 30_000);
+    await c.waitState('beta', 'cstate', 'StandAlone', 30_000);
+    expect(await c.query('alpha', 'role')).toBe('Primary/Unknown');
+    expect(await c.query('beta', 'role')).toBe('Primary/Unknown');
+    for (const node of ['alpha', 'beta'] as const) {
+      expect(c.logText(node)).toContain('Split-Brain detected but unresolved, dropping connection!');
+    }
+    await c.waitFor('split-brain handler ran on both nodes', () => {
+      try {
+        return fs.readFileSync(handlerLog, 'utf8').split('\n').filter((l) => l.startsWith('split-brain r0')).length >= 2;
+      } catch {
+        return false;
+      }
+    }, 10_000);
+    expect(c.hashDataArea('alpha')).not.toBe(c.hashDataArea('beta'));
+    // recovery: victim beta
+    await c.admOk('beta', ['disconnect', c.resource]);
+    await c.admOk('beta', ['secondary', c.resource]);
+    await c.admOk('beta', ['connect', '--discard-my-data', c.resource]);
+    // survivor alpha
+    await c.admOk('alpha', ['connect', c.resource]);
+    await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
+    await c.waitState('alpha', 'cstate', 'Connected');
+    expect(c.logText('beta')).toMatch(/Split-Brain detected, manually solved\. Sync from peer node/);
+    expect(c.logText('beta')).toContain('conn( WFSyncUUID -> SyncTarget )');
+    expect(await c.query('alpha', 'role')).toBe('Primary/Secondary');
+    expect(c.hashDataArea('alpha')).toBe(c.hashDataArea('beta'));
+  });
+});
+
+describe("DRBD's refusals on a connected pair", () => {
+  it('a second Primary without allow-two-primaries: (-1) Multiple primaries not allowed by config, exit 11', async () => {
+    cluster = new Cluster({ port: 7758 });
+    const c = cluster;
+    await syncedPair(c);
+    const r = await c.adm('beta', ['primary', c.resource]);
+    expect(r.exitCode).toBe(11);
+    expect(r.stderr).toContain('11: State change failed: (-1) Multiple primaries not allowed by config');
+    expect(await c.query('beta', 'role')).toBe('Secondary/Primary');
+    const d = await c.adm('alpha', ['connect', '--discard-my-data', c.resource]);
+    expect(d.exitCode).toBe(10);
+    expect(d.stderr).toContain('--discard-my-data not allowed when primary.');
   });
 });
