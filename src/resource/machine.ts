@@ -504,7 +504,6 @@ function handshake(w: Work): void {
 }
 
 function applyAdminResult(w: Work, res: AdminResult, kind: string): void {
-  const m = w.m;
   if (res.kind === 'fence-peer') {
     w.out.push({ type: 'run-handler', name: 'fence-peer' });
     return;
@@ -519,7 +518,6 @@ function applyAdminResult(w: Work, res: AdminResult, kind: string): void {
   for (const s of res.states) commit(w, s);
   applyEffects(w, res.effects, kind);
   w.reply = { type: 'reply', ok: true, code: 1, text: '', exitCode: 0, stderr: '' };
-  void m;
 }
 
 function replyRefusal(w: Work, r: Refusal): void {
