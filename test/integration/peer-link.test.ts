@@ -197,6 +197,20 @@ describe('peer link', () => {
     expect(await gotAck).toEqual({ type: PacketType.WriteAck, offsetBytes: 8192, lengthBytes: payload.length, blockId: 1 });
   });
 
+  it('dials out from its own configured address, so the peer accepts it (127.0.0.2 -> 127.0.0.1)', async () => {
+    // alpha dials once at start (beta is not up yet) and then not for a minute: only beta's dial can connect.
+    const [alpha, beta] = await directPair({ connectIntervalMs: 60_000 });
+    alpha.connector.start(() => alpha.params);
+    await until(() => alpha.connector.isListening, 2000, 'alpha listening');
+    await sleep(50);
+    const a = waitFor<HandshakeResult>(alpha.connector, 'connected', 5000);
+    beta.connector.start(() => beta.params);
+    const ra = await a;
+    expect(ra.session.remote.startsWith(`${BETA_HOST}:`)).toBe(true);
+    expect(ra.resolveConflicts).toBe(true); // alpha accepted the kept socket
+    expect(alpha.refused).toEqual([]);
+  });
+
   it('resolves a true simultaneous connect (both dials up before any byte flows) to one shared link, 20 times over', async () => {
     for (let round = 0; round < 20; round++) {
       const { alpha, beta, proxies } = await proxiedPair();
