@@ -385,4 +385,56 @@ describe('peer link', () => {
     expect(await got).toEqual({ type: PacketType.Barrier, epoch: 42 });
     expect(alpha.connected).toHaveLength(2);
   });
+  it('garbage injected into a live link is a ProtocolError for the receiver; the pair reconnects', async () => {
+    const { alpha, beta, proxies } = await proxiedPair();
+    const [, rb] = await connectPair(alpha, beta);
+    const keptToBeta = proxies[0]!; // alpha dialled through it (the kept connection)
+    expect(keptToBeta.activeConnections).toBe(1);
+    const closedB = new Promise<string>((resolve) => rb.session.onClose(resolve));
+    const againA = waitFor<HandshakeResult>(alpha.connector, 'connected', 5000);
+    keptToBeta.inject('up', Buffer.from('\xde\xad\xbe\xef garbage on a live link'));
+    expect(await closedB).toBe('ProtocolError');
+    expect(beta.messages.some((m) => m.startsWith('Protocol error from peer'))).toBe(true);
+    await againA;
+  });
+
+  it('a TCP reset on the link is a lost connection on both sides, followed by a reconnect', async () => {
+    const { alpha, beta, proxies } = await proxiedPair();
+    await connectPair(alpha, beta);
+    const lostA = waitFor<string>(alpha.connector, 'disconnected', 5000);
+    const lostB = waitFor<string>(beta.connector, 'disconnected', 5000);
+    for (const proxy of proxies) proxy.reset();
+    expect(['BrokenPipe', 'NetworkFailure']).toContain(await lostA);
+    expect(['BrokenPipe', 'NetworkFailure']).toContain(await lostB);
+    await waitFor<HandshakeResult>(alpha.connector, 'connected', 5000);
+  });
+
+  it('a delayed link stays up and keeps packet order', async () => {
+    const { alpha, beta, proxies } = await proxiedPair({ pingIntervalMs: 300, pingTimeoutMs: 500 });
+    const [ra, rb] = await connectPair(alpha, beta);
+    for (const proxy of proxies) proxy.setDelay(100);
+    const got: number[] = [];
+    const all = new Promise<void>((resolve) => rb.session.onPacket((p) => {
+      got.push((p as { blockId: number }).blockId);
+      if (got.length === 50) resolve();
+    }));
+    for (let i = 0; i < 50; i++) {
+      ra.session.send({ type: PacketType.Data, offsetBytes: i * 4096, blockId: i, epoch: 1, flags: 0, payload: Buffer.alloc(4096, i) });
+      if (i % 10 === 0) await sleep(30);
+    }
+    await all;
+    expect(got).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    await sleep(700); // more than ping-int: pings answered within ping-timeout despite the delay
+    expect(alpha.connector.cstate).toBe('Connected');
+    expect(beta.connector.cstate).toBe('Connected');
+  });
+
+  it('a link that silently drops one direction is detected by ping timeout', async () => {
+    const { alpha, beta, proxies } = await proxiedPair({ pingIntervalMs: 300, pingTimeoutMs: 300 });
+    await connectPair(alpha, beta);
+    const lostB = waitFor<string>(beta.connector, 'disconnected', 5000);
+    proxies[0]!.drop('up'); // nothing alpha sends reaches beta any more
+    expect(await lostB).toBe('NetworkFailure');
+    expect(beta.messages).toContain('PingAck did not arrive in time.');
+  });
 });
