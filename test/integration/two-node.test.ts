@@ -181,11 +181,27 @@ describe('crash of the Primary', () => {
     const client = await c.client('alpha');
     // a stream of writes in flight over several 4 MiB extents, then kill -9 in the middle
     const inflight: Promise<unknown>[] = [];
+    let acked = 0;
+    let killed!: () => void;
+    const killedAfterSomeAcks = new Promise<void>((resolve) => (killed = resolve));
     for (let i = 0; i < 40; i++) {
-      inflight.push(client.request('io.write', { offsetBytes: (i % 10) * 4 * MiB + i * 8192, base64: crypto.randomBytes(256 * 1024).toString('base64') }, 5_000).catch(() => undefined));
-      if (i === 25) c.kill9('alpha');
+      const offsetBytes = (i % 10) * 4 * MiB + i * 8192;
+      inflight.push(
+        client
+          .request('io.write', { offsetBytes, base64: crypto.randomBytes(256 * 1024).toString('base64') }, 5_000)
+          .then(() => {
+            if (++acked === 12) {
+              c.kill9('alpha');
+              killed();
+            }
+          })
+          .catch(() => undefined),
+      );
     }
+    await killedAfterSomeAcks;
     await Promise.all(inflight);
+    expect(acked).toBeGreaterThanOrEqual(12);
+    expect(acked).toBeLessThan(40);
     await c.waitGone('alpha');
     await c.waitState('beta', 'cstate', /^(WFConnection|Unconnected)$/);
     expect(await c.query('beta', 'dstate')).toMatch(/^UpToDate\//);
@@ -195,6 +211,14 @@ describe('crash of the Primary', () => {
     await c.waitState('alpha', 'cstate', 'Connected', 60_000);
     await c.waitState('alpha', 'dstate', 'UpToDate/UpToDate', 60_000);
     await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
+    const alphaLog = c.logText('alpha');
+    // the restarted node was a crashed Primary: it becomes SyncSource for the extents its AL held hot
+    expect(alphaLog).toMatch(/Marked additional \d+ [KMG]B as out-of-sync based on AL\./);
+    const began = [...alphaLog.matchAll(/Began resync as SyncSource \(will sync (\d+) KB/g)].map((m) => Number(m[1]));
+    // the last resync (after the restart) covers at least one whole 4 MiB AL extent
+    expect(began.at(-1)).toBeGreaterThanOrEqual(4096);
+    expect(alphaLog).toContain('uuid_compare()=1 by rule 40');
+    expect(c.logText('beta')).toContain('uuid_compare()=-1 by rule 40');
     expect(c.hashDataArea('alpha')).toBe(c.hashDataArea('beta'));
   });
 });
