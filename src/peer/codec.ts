@@ -59,6 +59,9 @@ const TWO_POW_32 = 2 ** 32;
 const U64_NUMBER_HIGH_MAX = 0x1fffff;
 const EMPTY = Buffer.alloc(0);
 
+/** after-sb-0pri wire value for `discard-node-NAME`; NAME follows the node name in the body. */
+const AFTER_SB0_DISCARD_NODE = 7;
+const DISCARD_NODE_PREFIX = 'discard-node-';
 const AFTER_SB0: readonly AfterSb0[] = [
   'disconnect',
   'discard-younger-primary',
@@ -84,7 +87,7 @@ bounds(SetupPacketType.Chosen, 0);
 bounds(PacketType.AuthChallenge, AUTH_CHALLENGE_BYTES_MIN, AUTH_CHALLENGE_BYTES_MAX);
 bounds(PacketType.AuthResponse, 1, DIGEST_BYTES_MAX);
 bounds(PacketType.AuthResult, 1);
-bounds(PacketType.Protocol, PROTOCOL_FIXED_BYTES, PROTOCOL_FIXED_BYTES + NAME_BYTES_MAX);
+bounds(PacketType.Protocol, PROTOCOL_FIXED_BYTES, PROTOCOL_FIXED_BYTES + NAME_BYTES_MAX + 1 + NAME_BYTES_MAX);
 bounds(PacketType.Uuids, 48);
 bounds(PacketType.Sizes, 20);
 bounds(PacketType.State, 4);
@@ -210,9 +213,18 @@ export function encodeHead(packet: WirePacket): Buffer {
     case PacketType.Protocol: {
       const name = Buffer.from(packet.nodeName, 'utf8');
       assert(name.length <= NAME_BYTES_MAX, 'node name fits u8');
-      const buf = allocFrame(packet.type, PROTOCOL_FIXED_BYTES + name.length, 0);
+      const discardNode = packet.afterSb0pri.startsWith(DISCARD_NODE_PREFIX)
+        ? Buffer.from(packet.afterSb0pri.slice(DISCARD_NODE_PREFIX.length), 'utf8')
+        : null;
+      assert(discardNode === null || (discardNode.length > 0 && discardNode.length <= NAME_BYTES_MAX), 'discard-node name fits u8');
+      const extraBytes = discardNode === null ? 0 : 1 + discardNode.length;
+      const buf = allocFrame(packet.type, PROTOCOL_FIXED_BYTES + name.length + extraBytes, 0);
       buf.writeUInt8(packet.protocol.charCodeAt(0), h);
-      buf.writeUInt8(indexOf(AFTER_SB0, packet.afterSb0pri, 'after-sb-0pri'), h + 1);
+      buf.writeUInt8(discardNode === null ? indexOf(AFTER_SB0, packet.afterSb0pri, 'after-sb-0pri') : AFTER_SB0_DISCARD_NODE, h + 1);
+      if (discardNode !== null) {
+        buf.writeUInt8(discardNode.length, h + 6 + name.length);
+        discardNode.copy(buf, h + 7 + name.length);
+      }
       buf.writeUInt8(indexOf(AFTER_SB1, packet.afterSb1pri, 'after-sb-1pri'), h + 2);
       buf.writeUInt8(indexOf(AFTER_SB2, packet.afterSb2pri, 'after-sb-2pri'), h + 3);
       buf.writeUInt8((packet.allowTwoPrimaries ? 1 : 0) | (packet.discardMyData ? 2 : 0), h + 4);
@@ -425,11 +437,22 @@ export function decodeBody(type: number, body: Buffer): WirePacket {
       const flags = body.readUInt8(4);
       if ((flags & ~3) !== 0) fail('unknown Protocol flags');
       const nameBytes = body.readUInt8(5);
-      if (PROTOCOL_FIXED_BYTES + nameBytes !== body.length) fail('Protocol length mismatch');
+      const sb0 = body.readUInt8(1);
+      let afterSb0pri: AfterSb0;
+      if (sb0 === AFTER_SB0_DISCARD_NODE) {
+        const at = PROTOCOL_FIXED_BYTES + nameBytes;
+        if (at >= body.length) fail('Protocol length mismatch');
+        const targetBytes = body.readUInt8(at);
+        if (targetBytes === 0 || at + 1 + targetBytes !== body.length) fail('Protocol length mismatch');
+        afterSb0pri = `${DISCARD_NODE_PREFIX}${readName(body, at + 1, targetBytes)}`;
+      } else {
+        if (PROTOCOL_FIXED_BYTES + nameBytes !== body.length) fail('Protocol length mismatch');
+        afterSb0pri = pick(AFTER_SB0, sb0, 'after-sb-0pri');
+      }
       return {
         type,
         protocol: letter,
-        afterSb0pri: pick(AFTER_SB0, body.readUInt8(1), 'after-sb-0pri'),
+        afterSb0pri,
         afterSb1pri: pick(AFTER_SB1, body.readUInt8(2), 'after-sb-1pri'),
         afterSb2pri: pick(AFTER_SB2, body.readUInt8(3), 'after-sb-2pri'),
         allowTwoPrimaries: (flags & 1) !== 0,

@@ -55,7 +55,9 @@ export type AfterSb0 =
   | 'discard-zero-changes'
   | 'discard-least-changes'
   | 'discard-local'
-  | 'discard-remote';
+  | 'discard-remote'
+  /** The named node's data is discarded (its `on HOST` name follows the prefix). */
+  | `discard-node-${string}`;
 export type AfterSb1 = 'disconnect' | 'consensus' | 'discard-secondary' | 'call-pri-lost-after-sb' | 'violently-as0p';
 export type AfterSb2 = 'disconnect' | 'call-pri-lost-after-sb' | 'violently-as0p';
 

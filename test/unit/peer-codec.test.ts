@@ -41,6 +41,10 @@ function samples(): WirePacket[] {
       afterSb2pri: 'disconnect', allowTwoPrimaries: true, discardMyData: false, nodeName: 'ñode-ü',
     },
     {
+      type: PacketType.Protocol, protocol: 'B', afterSb0pri: 'discard-node-compute2', afterSb1pri: 'disconnect',
+      afterSb2pri: 'disconnect', allowTwoPrimaries: false, discardMyData: false, nodeName: 'compute1',
+    },
+    {
       type: PacketType.Uuids,
       uuids: { current: U64_MAX, bitmap: 0n, historyStart: 0x0001000000000000n, historyEnd: 4n },
       bitsSet: Number.MAX_SAFE_INTEGER, uuidFlags: 15,

@@ -31,6 +31,8 @@ describe('peer handshake compatibility (DRBD connect-time checks)', () => {
   it('treats discard-local on one side as matching discard-remote on the other', () => {
     expect(checkCompatibility({ ...base, afterSb0pri: 'discard-local' }, { ...base, afterSb0pri: 'discard-remote' })).toBeNull();
     expect(checkCompatibility({ ...base, afterSb0pri: 'discard-local' }, { ...base, afterSb0pri: 'discard-local' })).toBe('incompatible after-sb-0pri settings');
+    expect(checkCompatibility({ ...base, afterSb0pri: 'discard-node-beta' }, { ...base, afterSb0pri: 'discard-node-beta' })).toBeNull();
+    expect(checkCompatibility({ ...base, afterSb0pri: 'discard-node-beta' }, { ...base, afterSb0pri: 'discard-node-alpha' })).toBe('incompatible after-sb-0pri settings');
   });
 });
 
