@@ -130,6 +130,14 @@ async function connectPair(alpha: Node, beta: Node, timeoutMs = 5000): Promise<[
   return [ra, rb];
 }
 
+/** Like connectPair, for a pair where alpha was already started. */
+async function connectPairStarted(alpha: Node, beta: Node): Promise<void> {
+  const a = alpha.connector.cstate === 'Connected' ? Promise.resolve() : waitFor(alpha.connector, 'connected', 5000);
+  const b = waitFor(beta.connector, 'connected', 5000);
+  beta.connector.start(() => beta.params);
+  await Promise.all([a, b]);
+}
+
 function rawConnect(host: string, port: number, localAddress: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host, port, localAddress });
@@ -436,5 +444,25 @@ describe('peer link', () => {
     proxies[0]!.drop('up'); // nothing alpha sends reaches beta any more
     expect(await lostB).toBe('NetworkFailure');
     expect(beta.messages).toContain('PingAck did not arrive in time.');
+  });
+  it('keeps retrying to listen while its port is taken, and stop() frees the port for a restart', async () => {
+    const [alpha, beta] = await directPair();
+    const port = alpha.connector['opts'].localAddress.port as number;
+    const squatter = net.createServer();
+    await new Promise<void>((resolve) => squatter.listen({ host: ALPHA_HOST, port }, () => resolve()));
+    try {
+      alpha.connector.start(() => alpha.params);
+      await until(() => alpha.messages.some((m) => m.startsWith(`Failed to listen on ${ALPHA_HOST}:${port}`)), 2000, 'listen failure logged');
+      expect(alpha.connector.isListening).toBe(false);
+    } finally {
+      await new Promise<void>((resolve) => squatter.close(() => resolve()));
+    }
+    await until(() => alpha.connector.isListening, 2000, 'alpha listening after the port was freed');
+    await connectPairStarted(alpha, beta);
+
+    await alpha.connector.stop();
+    await beta.connector.stop();
+    expect(alpha.connector.cstate).toBe('StandAlone');
+    await connectPair(alpha, beta); // same ports again
   });
 });
