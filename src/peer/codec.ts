@@ -48,6 +48,8 @@ const PROTOCOL_FIXED_BYTES = 6;
 const HELLO_FIXED_BYTES = 6;
 /** Largest frame on the wire: header + Data fixed part + 1 MiB payload. */
 export const FRAME_BYTES_MAX = HEADER_BYTES + DATA_FIXED_BYTES + PAYLOAD_BYTES_MAX;
+/** Same limit under the name the design notes use. */
+export const MAX_FRAME_BYTES = FRAME_BYTES_MAX;
 
 /** A peer sent bytes that are not a valid frame; the link must be dropped (cstate ProtocolError). */
 export class ProtocolError extends Error {
