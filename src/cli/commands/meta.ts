@@ -4,7 +4,7 @@
  * the resource's backing disk through the config API and runs the matching
  * meta/tool operation, refusing md-modifying verbs while the resource is up
  * ("Device '<minor>' is configured!", exit 20, as drbdmeta). Knows nothing of
- * on-disk formats (meta/ does) or of the daemon beyond meta/isResourceUp.
+ * on-disk formats (meta/ does) or of the daemon beyond cli/resource-up.
  */
 import readline from 'node:readline';
 import type { Command } from 'commander';
@@ -13,7 +13,7 @@ import type { GetContext } from './index.js';
 import { loadConfig, resolveResource, resourcesForNode } from '../../config/index.js';
 import { UdrbdError, ExitCode } from '../../util/errors.js';
 import { applyAl, createMd, dstate, dumpMd, getGi, setGi, showGi, wipeMd, type ToolIo } from '../../meta/tool.js';
-import { isResourceUp } from '../../meta/resource-up.js';
+import { isResourceUp } from '../resource-up.js';
 
 interface MetaTarget {
   name: string;
