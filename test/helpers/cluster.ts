@@ -47,6 +47,8 @@ export interface ClusterOptions {
    * forwards to the peer from this node's IP. `cut()` / `restore()` act on both.
    */
   proxy?: boolean;
+  /** Extra `net { }` lines for one node only (needs `proxy: true`, which gives each node its own config). */
+  netPerNode?: Partial<Record<NodeName, string[]>>;
 }
 
 export interface AdmResult {
@@ -99,7 +101,7 @@ export class Cluster {
       for (const node of NODES) {
         const other = node === 'alpha' ? 'beta' : 'alpha';
         this.configPaths[node] = path.join(this.dir, `${node}.conf`);
-        fs.writeFileSync(this.configPaths[node], this.configText({ [other]: this.port + 10000 }));
+        fs.writeFileSync(this.configPaths[node], this.configText({ [other]: this.port + 10000 }, options.netPerNode?.[node] ?? []));
       }
     }
   }
@@ -135,9 +137,9 @@ export class Cluster {
     return total;
   }
 
-  configText(portOverride: Partial<Record<NodeName, number>> = {}): string {
+  configText(portOverride: Partial<Record<NodeName, number>> = {}, extraNet: string[] = []): string {
     const o = this.options;
-    const net = [`protocol ${o.protocol ?? 'C'};`, 'connect-int 1;', 'ping-int 2;', 'ping-timeout 10;', ...(o.net ?? [])];
+    const net = [`protocol ${o.protocol ?? 'C'};`, 'connect-int 1;', 'ping-int 2;', 'ping-timeout 10;', ...(o.net ?? []), ...extraNet];
     const handlers = Object.entries(o.handlers ?? {}).map(([k, v]) => `${k} "${v}";`);
     const lines = [
       `resource ${this.resource} {`,
