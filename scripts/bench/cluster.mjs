@@ -1,0 +1,263 @@
+// scripts/bench/cluster — udrbd nodes for the benchmarks: sparse backing
+// files (create-md by the real drbdmeta), one config with hosts alpha
+// (127.0.0.1) and beta (127.0.0.2) on a bench-only port, per-cluster runtime
+// and log dirs, `adm()` running the built udrbdadm, control-socket io.write,
+// and a destroy() registered with lib's cleanups that downs both nodes and
+// kill -9s leftovers by pid file. Knows nothing of what is measured.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { onCleanup, sleep, sparseFile, workDir } from './lib.mjs';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const UDRBDADM = path.join(ROOT, 'dist', 'cli', 'udrbdadm.js');
+const DRBDMETA = '/usr/sbin/drbdmeta';
+/** Not 7701: the integration tests of other engineers may be using that one at the same time. */
+const BENCH_PORT = 7791;
+const ADDRESSES = { alpha: '127.0.0.1', beta: '127.0.0.2' };
+const ADM_TIMEOUT_MS = 120_000;
+const IO_WRITE_BYTES_MAX = 4 * 1024 * 1024;
+
+export class BenchCluster {
+  /**
+   * @param {object} o
+   * @param {string} o.name        part name (temp dir, resource name)
+   * @param {number} o.sizeBytes   backing file size per node
+   * @param {string[]} [o.net]     extra net { } lines
+   * @param {string[]} [o.disk]    extra disk { } lines
+   * @param {number} [o.minorBase] device minors (/dev/drbdN links) for alpha, beta
+   * @param {object} [o.env]       extra environment for the resource processes
+   */
+  constructor(o) {
+    this.dir = workDir(o.name);
+    this.resource = `bench${o.name.replace(/[^a-z0-9]/g, '')}`;
+    this.disks = { alpha: path.join(this.dir, 'alpha.img'), beta: path.join(this.dir, 'beta.img') };
+    this.env = {
+      ...process.env,
+      UDRBD_RUN_DIR: path.join(this.dir, 'run'),
+      UDRBD_LOG_DIR: path.join(this.dir, 'log'),
+      UDRBD_LOG_LEVEL: 'info',
+      ...(o.env ?? {}),
+    };
+    for (const node of ['alpha', 'beta']) {
+      sparseFile(this.disks[node], o.sizeBytes);
+      const r = spawnSync(DRBDMETA, ['--force', '/dev/drbd9', 'v08', this.disks[node], 'internal', 'create-md'], { encoding: 'utf8', input: 'yes\n' });
+      if (r.status !== 0) throw new Error(`drbdmeta create-md failed: ${r.stderr}`);
+    }
+    const minorBase = o.minorBase ?? 60;
+    this.configPath = path.join(this.dir, 'udrbd.conf');
+    const lines = [
+      `resource ${this.resource} {`,
+      `  net { protocol C; connect-int 1; ping-int 2; ping-timeout 10; ${(o.net ?? []).join(' ')} }`,
+      `  disk { c-plan-ahead 0; resync-rate 4096M; ${(o.disk ?? []).join(' ')} }`,
+    ];
+    ['alpha', 'beta'].forEach((node, i) => {
+      lines.push(
+        `  on ${node} {`,
+        `    device /dev/drbd${minorBase + i} minor ${minorBase + i};`,
+        `    disk ${this.disks[node]};`,
+        `    address ${ADDRESSES[node]}:${BENCH_PORT};`,
+        `    meta-disk internal;`,
+        `  }`,
+      );
+    });
+    lines.push('}', '');
+    fs.writeFileSync(this.configPath, lines.join('\n'));
+    this.used = new Set();
+    this.controls = new Map();
+    onCleanup(() => this.destroy());
+  }
+
+  /** Runs `udrbdadm -c CONF --node NODE ...args`; resolves { code, stdout, stderr }. */
+  adm(node, args, timeoutMs = ADM_TIMEOUT_MS) {
+    this.used.add(node);
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [UDRBDADM, '-c', this.configPath, '--node', node, ...args], {
+        env: this.env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c) => (stdout += c));
+      child.stderr.on('data', (c) => (stderr += c));
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`udrbdadm ${node} ${args.join(' ')} did not finish in ${timeoutMs} ms`));
+      }, timeoutMs);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code, stdout, stderr });
+      });
+    });
+  }
+
+  async admOk(node, args, timeoutMs) {
+    const r = await this.adm(node, args, timeoutMs);
+    if (r.code !== 0) {
+      throw new Error(`udrbdadm --node ${node} ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}\nlog tail:\n${this.logTail(node)}`);
+    }
+    return r.stdout;
+  }
+
+  logTail(node, lines = 15) {
+    try {
+      return fs.readFileSync(path.join(this.env.UDRBD_LOG_DIR, `${this.resource}.${node}.log`), 'utf8').split('\n').slice(-lines).join('\n');
+    } catch {
+      return '(no log)';
+    }
+  }
+
+  /** `status --json` over a persistent control connection (no udrbdadm process per poll). */
+  async status(node) {
+    const reply = await this.request(node, 'status', { json: true });
+    if (!reply.ok) throw new Error(`status on ${node} failed: ${reply.stderr}`);
+    return JSON.parse(reply.stdout);
+  }
+
+  /** One request on the node's control socket; one connection per node, one request at a time. */
+  async request(node, verb, args = {}) {
+    let c = this.controls.get(node);
+    if (c === undefined || c.socket.destroyed) {
+      c = await openControl(path.join(this.env.UDRBD_RUN_DIR, `${this.resource}.${node}.sock`));
+      this.controls.set(node, c);
+    }
+    return c.request(verb, args);
+  }
+
+  pid(node) {
+    try {
+      const pid = Number(fs.readFileSync(path.join(this.env.UDRBD_RUN_DIR, `${this.resource}.${node}.pid`), 'utf8').trim());
+      return pid > 1 ? pid : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Polls `status --json` every `pollMs` until `predicate(status)` (bounded). */
+  async waitStatus(node, what, predicate, timeoutMs = 120_000, pollMs = 100) {
+    const deadline = Date.now() + timeoutMs;
+    let last;
+    for (;;) {
+      last = await this.status(node);
+      if (predicate(last)) return last;
+      if (Date.now() > deadline) throw new Error(`${node}: timed out waiting for ${what} (last: ${last.cstate} ${last.disk}/${last.peerDisk})\n${this.logTail(node)}`);
+      await sleep(pollMs);
+    }
+  }
+
+  /** up + disconnect + primary --force: one node alone, UpToDate, StandAlone. */
+  async standalonePrimary(node = 'alpha') {
+    await this.admOk(node, ['up', this.resource]);
+    await this.admOk(node, ['disconnect', this.resource]);
+    await this.admOk(node, ['primary', '--force', this.resource]);
+    return this.status(node);
+  }
+
+  /** Writes `data` at `offsetBytes` through the node's replicated volume (control socket io.write, ≤ 4 MiB). */
+  async ioWrite(node, offsetBytes, data) {
+    if (data.length > IO_WRITE_BYTES_MAX) throw new Error('ioWrite: at most 4 MiB per call');
+    const reply = await this.request(node, 'io.write', { offsetBytes, base64: data.toString('base64') });
+    if (!reply.ok) throw new Error(`io.write failed: ${reply.stderr}`);
+  }
+
+  /** /proc/PID/status VmHWM and VmRSS in bytes. */
+  memory(node) {
+    const pid = this.pid(node);
+    const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kib = (key) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1]) * 1024;
+    return { hwmBytes: kib('VmHWM'), rssBytes: kib('VmRSS') };
+  }
+
+  /** utime + stime of the node's resource process, seconds. */
+  cpuSeconds(node) {
+    const pid = this.pid(node);
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is field 3 (state); utime is field 14, stime field 15.
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  }
+
+  async destroy() {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const c of this.controls.values()) c.socket.destroy();
+    await Promise.all(
+      [...this.used].map(async (node) => {
+        try {
+          await this.adm(node, ['down', this.resource], 30_000);
+        } catch {
+          /* kill below */
+        }
+      }),
+    );
+    for (const node of this.used) {
+      const pid = this.pid(node);
+      if (pid === undefined || !isOurDaemon(pid)) continue;
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  }
+}
+
+function isOurDaemon(pid) {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('udrbd.js');
+  } catch {
+    return false;
+  }
+}
+
+const CONTROL_REPLY_TIMEOUT_MS = 60_000;
+
+/** A line-JSON control connection: request(verb, args) → reply, strictly one at a time. */
+function openControl(socketPath) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(socketPath);
+    socket.setEncoding('utf8');
+    let buf = '';
+    let waiting = null;
+    let nextId = 1;
+    let chain = Promise.resolve();
+    socket.on('data', (d) => {
+      buf += d;
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        const w = waiting;
+        waiting = null;
+        w?.resolve(JSON.parse(line));
+      }
+    });
+    socket.on('error', (err) => {
+      waiting?.reject(err);
+      reject(err);
+    });
+    socket.on('close', () => waiting?.reject(new Error(`control socket ${socketPath} closed`)));
+    socket.on('connect', () =>
+      resolve({
+        socket,
+        request(verb, args) {
+          const p = chain.then(
+            () =>
+              new Promise((res, rej) => {
+                const timer = setTimeout(() => rej(new Error(`control request ${verb} timed out`)), CONTROL_REPLY_TIMEOUT_MS);
+                waiting = {
+                  resolve: (v) => (clearTimeout(timer), res(v)),
+                  reject: (e) => (clearTimeout(timer), rej(e)),
+                };
+                socket.write(JSON.stringify({ id: nextId++, verb, args }) + '\n');
+              }),
+          );
+          chain = p.catch(() => undefined);
+          return p;
+        },
+      }),
+    );
+  });
+}

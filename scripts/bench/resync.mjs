@@ -1,0 +1,142 @@
+// Benchmark part `resync`: udrbd's full initial sync and a 10% bitmap resync
+// against `dd` copying the same bytes between two files on the same disk, with
+// the resync rate unlimited (c-plan-ahead 0, resync-rate 4096M). Also checks
+// how many bytes the bitmap resync moved (SyncSource `ns` counter) against the
+// bytes changed. Writes bench-results/resync.json. Bounded: fixed sizes, every
+// wait has a deadline; cleans up processes and temp files even on failure.
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { computeLayout } from '../../dist/meta/superblock.js';
+import { BenchCluster } from './cluster.mjs';
+import { dropCaches, row, runCleanups, sleep } from './lib.mjs';
+
+const quick = process.argv.includes('--quick');
+const MiB = 1024 * 1024;
+const DISK_BYTES = (quick ? 128 : 1024) * MiB;
+const CHANGED_FRACTION = 0.1;
+/** Changed chunks of the bitmap resync: scattered, each this big. */
+const CHUNK_BYTES = MiB;
+const SYNC_TIMEOUT_MS = 120_000;
+
+/** Fills the data area of `file` with incompressible bytes (a resync of zeros would prove little). */
+function fillData(file, bytes) {
+  const pattern = crypto.randomBytes(16 * MiB);
+  const fd = fs.openSync(file, 'r+');
+  try {
+    for (let pos = 0; pos < bytes; pos += pattern.length) {
+      const n = Math.min(pattern.length, bytes - pos);
+      // vary each round so no two MiB are equal
+      pattern.writeUInt32LE(pos >>> 0, 0);
+      fs.writeSync(fd, pattern, 0, n, pos);
+    }
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Seconds for dd to copy `count` MiB from `src` to `dst` (same offsets), fsync at the end. */
+function ddCopySeconds(src, dst, count, skipMiB = 0) {
+  dropCaches();
+  const t0 = performance.now();
+  execFileSync('dd', [`if=${src}`, `of=${dst}`, 'bs=1M', `count=${count}`, `skip=${skipMiB}`, `seek=${skipMiB}`, 'conv=notrunc,fsync', 'status=none']);
+  return (performance.now() - t0) / 1000;
+}
+
+async function main() {
+  const cluster = new BenchCluster({ name: 'resync', sizeBytes: DISK_BYTES, minorBase: 70 });
+  const dataBytes = computeLayout(DISK_BYTES).dataSizeBytes;
+  const dataMiB = Math.floor(dataBytes / MiB);
+  fillData(cluster.disks.alpha, dataMiB * MiB);
+
+  // ---- anchor: dd the whole data area into a fresh file on the same disk
+  const ddTarget = path.join(cluster.dir, 'dd-target.img');
+  fs.writeFileSync(ddTarget, '');
+  fs.truncateSync(ddTarget, DISK_BYTES);
+  const ddFullS = ddCopySeconds(cluster.disks.alpha, ddTarget, dataMiB);
+  const ddFullRate = (dataMiB * MiB) / ddFullS;
+
+  // ---- udrbd: full initial sync
+  await cluster.admOk('alpha', ['up', cluster.resource]);
+  await cluster.admOk('beta', ['up', cluster.resource]);
+  await cluster.waitStatus('alpha', 'Connected', (s) => s.cstate === 'Connected', 30_000);
+  dropCaches();
+  const t0 = performance.now();
+  await cluster.admOk('alpha', ['primary', '--force', cluster.resource]);
+  await cluster.waitStatus('alpha', 'UpToDate/UpToDate', (s) => s.cstate === 'Connected' && s.disk === 'UpToDate' && s.peerDisk === 'UpToDate', SYNC_TIMEOUT_MS, 50);
+  const fullS = (performance.now() - t0) / 1000;
+  const fullRate = dataBytes / fullS;
+  console.log(`full sync: dd ${(ddFullRate / 1e6).toFixed(1)} MB/s (${ddFullS.toFixed(2)} s), udrbd ${(fullRate / 1e6).toFixed(1)} MB/s (${fullS.toFixed(2)} s)`);
+
+  // ---- 10% bitmap resync: disconnect, write scattered chunks on the Primary, reconnect
+  await cluster.admOk('alpha', ['disconnect', cluster.resource]);
+  await cluster.waitStatus('beta', 'WFConnection', (s) => s.cstate === 'WFConnection', 30_000);
+  const chunks = Math.floor(dataMiB * CHANGED_FRACTION);
+  const stride = Math.floor(dataMiB / chunks);
+  const data = crypto.randomBytes(CHUNK_BYTES);
+  for (let k = 0; k < chunks; k++) {
+    data.writeUInt32LE(k, 0);
+    await cluster.ioWrite('alpha', k * stride * MiB, data);
+  }
+  const changedBytes = chunks * CHUNK_BYTES;
+  const before = await cluster.status('alpha');
+  const oosBytes = before.outOfSyncKiB * 1024;
+  const nsBefore = before.counters.ns * 1024;
+  dropCaches();
+  const t1 = performance.now();
+  await cluster.admOk('alpha', ['connect', cluster.resource]);
+  const after = await cluster.waitStatus('alpha', 'Connected, UpToDate/UpToDate', (s) => s.cstate === 'Connected' && s.disk === 'UpToDate' && s.peerDisk === 'UpToDate', SYNC_TIMEOUT_MS, 20);
+  const bitmapS = (performance.now() - t1) / 1000;
+  const movedBytes = after.counters.ns * 1024 - nsBefore;
+  const bitmapRate = changedBytes / bitmapS;
+
+  // anchor: dd the same number of bytes (the same scattered chunks) between the two files
+  dropCaches();
+  const t2 = performance.now();
+  for (let k = 0; k < chunks; k++) {
+    execFileSync('dd', [`if=${cluster.disks.alpha}`, `of=${ddTarget}`, 'bs=1M', 'count=1', `skip=${k * stride}`, `seek=${k * stride}`, 'conv=notrunc', 'status=none']);
+  }
+  execFileSync('sync', [ddTarget]);
+  const ddBitmapS = (performance.now() - t2) / 1000;
+  // one dd process per chunk costs process start-up too; also time one contiguous dd of the same byte count
+  const ddContigS = ddCopySeconds(cluster.disks.alpha, ddTarget, chunks);
+  const ddBitmapRate = changedBytes / Math.min(ddBitmapS, ddContigS);
+  console.log(
+    `bitmap resync: changed ${changedBytes / MiB} MiB (bitmap ${oosBytes / MiB} MiB), moved ${(movedBytes / MiB).toFixed(1)} MiB in ${bitmapS.toFixed(2)} s; ` +
+      `dd ${ddBitmapS.toFixed(2)} s scattered, ${ddContigS.toFixed(2)} s contiguous`,
+  );
+
+  const rows = [
+    row({ job: `full initial sync, ${dataMiB} MiB`, anchor: 'dd between files', anchorValue: ddFullRate, variant: 'udrbd resync (unlimited)', value: fullRate, unit: 'MB/s', target: 0.8 }),
+    row({ job: `10% bitmap resync, ${changedBytes / MiB} MiB`, anchor: 'dd same bytes', anchorValue: ddBitmapRate, variant: 'udrbd resync (unlimited)', value: bitmapRate, unit: 'MB/s', target: 0.8 }),
+    {
+      job: 'bitmap resync bytes moved / changed',
+      anchor: 'changed bytes',
+      anchorValue: changedBytes / MiB,
+      variant: 'udrbd ns counter',
+      value: movedBytes / MiB,
+      unit: 'MiB',
+      ratio: changedBytes / movedBytes,
+      target: 0.909, // moved ≤ 1.1 × changed
+      holds: movedBytes <= 1.1 * changedBytes,
+      note: `moved ${(movedBytes / changedBytes).toFixed(3)}x changed`,
+    },
+  ];
+  fs.mkdirSync('bench-results', { recursive: true });
+  fs.writeFileSync(
+    'bench-results/resync.json',
+    JSON.stringify({ when: new Date().toISOString(), quick, dataBytes, ddFullS, fullS, changedBytes, oosBytes, movedBytes, bitmapS, ddBitmapS, ddContigS, rows }, null, 2) + '\n',
+  );
+  await sleep(0);
+}
+
+try {
+  await main();
+} catch (err) {
+  console.error(`resync bench failed: ${err.stack ?? err}`);
+  process.exitCode = 1;
+} finally {
+  await runCleanups();
+}
