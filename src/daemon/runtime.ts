@@ -17,6 +17,7 @@ import { type ControlEvent, type ControlReply, type ControlRequest, DIAGNOSTIC_I
 import {
   type StateSnapshot,
   type StatusSnapshot,
+  type FrontendStatusView,
   cstateText,
   dstateText,
   isUnconfigured,
@@ -65,6 +66,8 @@ export interface FrontendHook {
   exposeVolume(device: BlockDevice): Promise<void>;
   isHeldOpen(): boolean;
   teardown(): Promise<void>;
+  /** What status shows as `frontend` while exposed. */
+  describe?(): FrontendStatusView | undefined;
 }
 
 export interface RuntimeOptions {
@@ -135,6 +138,7 @@ export class ResourceRuntime {
       sync: undefined,
       counters: {},
       exposed: this.exposed,
+      frontend: this.options.frontend?.describe?.() ?? null,
       pid: process.pid,
       ...(this.statusExtras?.() ?? {}),
     };
@@ -251,6 +255,13 @@ export class ResourceRuntime {
 
   /** Set by the wiring: close the peer link (down / disconnect). */
   disconnectHook: (() => Promise<void>) | undefined;
+
+  /** After promotion: expose the volume as a block device (no-op without a frontend or when exposed). */
+  async expose(device: BlockDevice): Promise<void> {
+    if (this.exposed || !this.options.frontend) return;
+    await this.options.frontend.exposeVolume(device);
+    this.exposed = true;
+  }
 
   async demote(): Promise<void> {
     if (this.exposed && this.options.frontend) {

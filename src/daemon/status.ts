@@ -41,7 +41,17 @@ export interface StatusSnapshot extends StateSnapshot {
   sync: SyncProgress | undefined;
   counters: Record<string, number>;
   exposed: boolean;
+  /** The block device the Primary's volume is exposed as (daemon/frontend); absent/null when not exposed. */
+  frontend?: FrontendStatusView | null;
   pid: number;
+}
+
+/** daemon/frontend's exposure as status shows it. */
+export interface FrontendStatusView {
+  kind: 'nbd' | 'fuse' | 'none';
+  nbdSocket: string;
+  kernelDevice: string | null;
+  devicePath: string | null;
 }
 
 export const UNCONFIGURED = 'Unconfigured';
@@ -191,6 +201,7 @@ export function statusJson(s: StatusSnapshot): Record<string, unknown> {
     sync: s.sync ?? null,
     counters: s.counters,
     exposed: s.exposed,
+    frontend: s.frontend ?? null,
     pid: s.pid,
   };
 }

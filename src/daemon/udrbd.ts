@@ -20,6 +20,7 @@ import { ResourceRuntime } from './runtime.js';
 import { loadSpec } from './config-adapter.js';
 import { openMetaStore } from './meta-store.js';
 import { wireReplication } from './wiring.js';
+import { ResourceFrontend, frontendModeFromEnv } from './frontend.js';
 import type { ReadyMessage } from './launcher.js';
 
 const READY_FD = 3;
@@ -80,7 +81,10 @@ async function main(): Promise<number> {
   try {
     const spec = loadSpec(values.config, values.resource, values.node);
     log.info({ mode, config: values.config, pid: process.pid }, `udrbd resource process starting (${mode})`);
-    runtime = new ResourceRuntime({ spec, log, openStore: openMetaStore });
+    const frontend = new ResourceFrontend({ resource: spec.name, node: spec.node, runDir: paths.runDir, devicePath: spec.devicePath, mode: frontendModeFromEnv(), log });
+    // A previous process of this node killed -9 may have left its FUSE mount, loop device and link.
+    await frontend.cleanupStale();
+    runtime = new ResourceRuntime({ spec, log, openStore: openMetaStore, frontend });
     const rt = runtime;
     server = new ControlServer(paths.socketPath, (req) => rt.handle(req), log, () => rt.existingEvents());
     const srv = server;

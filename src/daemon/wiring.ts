@@ -126,6 +126,19 @@ export class Wiring {
     this.link.discardMyData = false;
     await rt.setState(next, forced ? 'primary --force' : 'primary');
     if (forced) await this.link.forcedWhileConnected();
+    if (this.dataPath) await this.exposeOrDemote(this.dataPath.volume);
+  }
+
+  /** The Primary's volume becomes a block device; if that fails the promotion is undone. */
+  private async exposeOrDemote(volume: DataPath['volume']): Promise<void> {
+    const rt = this.runtime;
+    try {
+      await rt.expose(volume);
+    } catch (err) {
+      rt.log.error({ err }, `cannot expose the device, back to Secondary: ${(err as Error).message}`);
+      await rt.demote();
+      throw err;
+    }
   }
 
   async secondary(): Promise<void> {
@@ -137,7 +150,7 @@ export class Wiring {
     }
     this.check(withState(old, { role: Role.Secondary }));
     await this.dataPath?.volume.flush();
-    rt.attachedStore?.setPrimaryBit(false);
+    // demote() tears the device down first (it may still refuse: held open) and then clears the primary bit.
     await rt.demote();
   }
 

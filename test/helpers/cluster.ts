@@ -49,6 +49,8 @@ export interface ClusterOptions {
   proxy?: boolean;
   /** Extra `net { }` lines for one node only (needs `proxy: true`, which gives each node its own config). */
   netPerNode?: Partial<Record<NodeName, string[]>>;
+  /** UDRBD_FRONTEND for both nodes (default 'none': NBD socket only; e2e tests use 'auto'/'fuse'). */
+  frontend?: 'auto' | 'nbd' | 'fuse' | 'none';
 }
 
 export interface AdmResult {
@@ -88,6 +90,8 @@ export class Cluster {
       UDRBD_RUN_DIR: path.join(this.dir, 'run'),
       UDRBD_LOG_DIR: path.join(this.dir, 'log'),
       UDRBD_LOG_LEVEL: process.env.UDRBD_LOG_LEVEL ?? 'debug',
+      // Integration tests use the NBD socket only: no FUSE mount or loop device to leak on kill -9.
+      UDRBD_FRONTEND: options.frontend ?? 'none',
     };
     const sizeBytes = options.diskSizeBytes ?? 64 * 1024 * 1024;
     for (const node of NODES) {

@@ -11,7 +11,7 @@
  * Knows nothing of loop devices, FUSE or roles: works for /dev/nbdN too.
  */
 import fs from 'node:fs/promises';
-import { constants as fsConstants } from 'node:fs';
+import fsSync, { constants as fsConstants } from 'node:fs';
 import path from 'node:path';
 import { UdrbdError, ExitCode } from '../../util/errors.js';
 
@@ -188,6 +188,93 @@ async function listOrEmpty(dir: string): Promise<string[]> {
 async function commandOf(pid: number): Promise<string> {
   try {
     return (await fs.readFile(`/proc/${pid}/comm`, 'utf8')).trim();
+  } catch {
+    return '?';
+  }
+}
+
+/**
+ * The same question answered synchronously, for callers that must decide
+ * inside a synchronous state check (`secondary`, `down`). Reads only procfs,
+ * sysfs and device nodes — never anything that could be a FUSE file — so it
+ * is safe in the process that serves the FUSE volume. It leaves out the
+ * O_EXCL probe (an open of the device itself); callers re-check with
+ * heldOpenReport before tearing down.
+ */
+export function heldOpenSync(device: string, options: HeldOpenOptions = {}): HeldOpenReport {
+  let st: import('node:fs').Stats;
+  try {
+    st = fsSync.statSync(device);
+  } catch (err) {
+    throw new UdrbdError(`cannot check whether ${device} is in use: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, ExitCode.fatal);
+  }
+  if (!st.isBlockDevice()) throw new UdrbdError(`${device} is not a block device`, ExitCode.fatal);
+  const { major, minor } = majorMinorOf(st.rdev);
+  const majorMinor = `${major}:${minor}`;
+  const canonical = fsSync.realpathSync(device);
+  const names = new Set<string>([device, canonical, ...(options.aliasPaths ?? [])]);
+  const mountPoints = mountPointsOf(fsSync.readFileSync('/proc/self/mountinfo', 'utf8'), majorMinor, names);
+  const holders = listOrEmptySync(`/sys/dev/block/${majorMinor}/holders`);
+  const deadline = Date.now() + (options.scanTimeoutMs ?? PROC_SCAN_TIMEOUT_MS);
+  const ignore = new Set(options.ignorePids ?? []);
+  const openBy: OpenByProcess[] = [];
+  let complete = true;
+  let scanned = 0;
+  for (const entry of listOrEmptySync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if (ignore.has(pid)) continue;
+    if (++scanned > PID_SCAN_MAX || Date.now() > deadline) {
+      complete = false;
+      break;
+    }
+    const fdDir = `/proc/${pid}/fd`;
+    const fds = listOrEmptySync(fdDir);
+    const fdCount = Math.min(fds.length, FD_SCAN_PER_PROCESS_MAX);
+    for (let i = 0; i < fdCount; i++) {
+      const fd = fds[i] as string;
+      let link: string;
+      try {
+        link = fsSync.readlinkSync(path.join(fdDir, fd));
+      } catch {
+        continue; // gone meanwhile
+      }
+      // Only device nodes can be the device: never stat other fds (they may be on FUSE).
+      let match = names.has(link);
+      if (!match && link.startsWith('/dev/')) {
+        try {
+          const fst = fsSync.statSync(path.join(fdDir, fd));
+          match = fst.isBlockDevice() && fst.rdev === st.rdev;
+        } catch {
+          match = false;
+        }
+      }
+      if (match) openBy.push({ pid, command: commandOfSync(pid), fd: Number(fd) });
+    }
+  }
+  return {
+    held: mountPoints.length > 0 || holders.length > 0 || openBy.length > 0,
+    device: canonical,
+    majorMinor,
+    mountPoints,
+    holders,
+    exclusivelyClaimed: false,
+    openBy,
+    scanComplete: complete,
+  };
+}
+
+function listOrEmptySync(dir: string): string[] {
+  try {
+    return fsSync.readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+function commandOfSync(pid: number): string {
+  try {
+    return fsSync.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
   } catch {
     return '?';
   }

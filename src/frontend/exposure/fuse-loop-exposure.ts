@@ -148,7 +148,11 @@ export async function exposeVolume(options: ExposeOptions): Promise<VolumeExposu
     if (await ownerAlive(previous)) {
       throw new UdrbdError(`${devicePath} is already exposed by process ${previous.pid} (state in ${stateFile})`, ExitCode.fatal);
     }
-    await cleanupRecord(stateFile, previous, log);
+    const stillHeld = await cleanupRecord(stateFile, previous, log);
+    if (stillHeld !== null) {
+      // The crashed exposure's loop device is still mounted: a second one would hide it.
+      throw new UdrbdError(`${devicePath}: the exposure left by crashed process ${previous.pid} is still in use (${stillHeld}); unmount it first`, ExitCode.stateChangeFailed);
+    }
   }
 
   const volumeFile = path.join(mountDir, VOLUME_FILE_NAME);
