@@ -25,7 +25,7 @@ import type { RrConflictPolicy } from '../resource/after-sb.js';
 import { PeerConnector, type HandshakeResult, type LocalParams, type PeerParams } from '../peer/index.js';
 import type { LinkLossReason } from '../peer/channel.js';
 import { type AfterSb0, type Packet, PacketType } from '../peer/packets.js';
-import type { ReplicationEngine } from '../replication/index.js';
+import type { ReplicationEngine, ResyncTarget } from '../replication/index.js';
 import type { ResourceView } from '../config/index.js';
 import type { GenerationUuids } from '../meta/types.js';
 import { MdFlag } from '../meta/types.js';
@@ -48,11 +48,21 @@ function isSyncState(conn: ConnState): boolean {
   return conn === ConnState.SyncSource || conn === ConnState.SyncTarget || conn === ConnState.PausedSyncS || conn === ConnState.PausedSyncT;
 }
 
+/** How long a state change request waits for the peer's reply. */
+const STATE_REQUEST_TIMEOUT_MS = 10_000;
+/** Resync progress is logged this often while syncing. */
+const PROGRESS_LOG_INTERVAL_MS = 2_000;
+
 interface ActiveLink {
   result: HandshakeResult;
   peer: PeerParams;
   /** Resolves the wait for P_SYNC_UUID (SyncTarget). */
   syncUuidWaiter: ((uuid: bigint) => void) | undefined;
+  /** A P_SYNC_UUID that arrived before the wait began. */
+  pendingSyncUuid: bigint | undefined;
+  resyncTarget: ResyncTarget | undefined;
+  nextRequestId: number;
+  requests: Map<number, (result: number) => void>;
   sourceTotalBits: number;
   sourceStartedMs: number;
   closed: boolean;
@@ -195,7 +205,18 @@ export class PeerLink {
       result.session.close('Disconnecting');
       return;
     }
-    const link: ActiveLink = { result, peer: result.peer, syncUuidWaiter: undefined, sourceTotalBits: 0, sourceStartedMs: 0, closed: false };
+    const link: ActiveLink = {
+      result,
+      peer: result.peer,
+      syncUuidWaiter: undefined,
+      pendingSyncUuid: undefined,
+      resyncTarget: undefined,
+      nextRequestId: 1,
+      requests: new Map(),
+      sourceTotalBits: 0,
+      sourceStartedMs: 0,
+      closed: false,
+    };
     this.active = link;
     engine.attachPeer({
       channel: result.session,
@@ -293,13 +314,14 @@ export class PeerLink {
     await this.decide(link, engine).catch((err: Error) => this.runtime.log.error({ err }, `resync decision failed: ${err.message}`));
   }
 
-  private async runSyncSource(link: ActiveLink, engine: ReplicationEngine, full: boolean): Promise<void> {
+  private async runSyncSource(link: ActiveLink, engine: ReplicationEngine, full: boolean, exchange = true): Promise<void> {
     const rt = this.runtime;
     const store = rt.requireStore();
     if (full) store.bitmap.setAll();
-    await rt.setState({ conn: ConnState.WFBitMapS, peer: link.peer.role as Role, pdsk: DiskState.Inconsistent }, 'handshake: sync source');
+    await rt.setState({ conn: ConnState.WFBitMapS, peer: link.peer.role as Role, pdsk: DiskState.Inconsistent }, 'sync source');
     if (!engine.volume.isMirroring) engine.startMirroring();
-    await engine.exchangeBitmaps();
+    // A full sync sets every bit on both sides, so no exchange is needed (and a link exchanges bitmaps once).
+    if (exchange) await engine.exchangeBitmaps();
     if (link.closed) return;
     const start = syncSourceStart(store.uuids, random64());
     store.setUuids(start.uuids);
@@ -307,27 +329,49 @@ export class PeerLink {
     link.result.session.send({ type: PacketType.SyncUuid, uuid: start.syncUuid });
     link.sourceTotalBits = store.bitmap.countSet();
     link.sourceStartedMs = Date.now();
+    const progressTimer = setInterval(() => {
+      if (link.closed || !isSyncState(rt.snapshot.conn)) clearInterval(progressTimer);
+      else this.logProgress();
+    }, PROGRESS_LOG_INTERVAL_MS);
     rt.log.info(`Began resync as SyncSource (will sync ${link.sourceTotalBits * 4} KB [${link.sourceTotalBits} bits set]).`);
-    await rt.setState({ conn: ConnState.SyncSource, pdsk: DiskState.Inconsistent }, 'resync');
+    const paused = rt.snapshot.userIsp || rt.snapshot.peerIsp;
+    await rt.setState({ conn: paused ? ConnState.PausedSyncS : ConnState.SyncSource, pdsk: DiskState.Inconsistent }, 'resync');
   }
 
-  private async runSyncTarget(link: ActiveLink, engine: ReplicationEngine, full: boolean): Promise<void> {
+  private async runSyncTarget(link: ActiveLink, engine: ReplicationEngine, full: boolean, exchange = true): Promise<void> {
     const rt = this.runtime;
     const store = rt.requireStore();
     if (full) store.bitmap.setAll();
-    const syncUuid = new Promise<bigint>((resolve) => (link.syncUuidWaiter = resolve));
-    await rt.setState({ conn: ConnState.WFBitMapT, peer: link.peer.role as Role, pdsk: DiskState.UpToDate }, 'handshake: sync target');
+    const syncUuid = new Promise<bigint>((resolve) => {
+      if (link.pendingSyncUuid !== undefined) {
+        resolve(link.pendingSyncUuid);
+        link.pendingSyncUuid = undefined;
+      } else {
+        link.syncUuidWaiter = resolve;
+      }
+    });
+    await rt.setState({ conn: ConnState.WFBitMapT, peer: link.peer.role as Role, pdsk: DiskState.UpToDate }, 'sync target');
     if (!engine.volume.isMirroring) engine.startMirroring();
-    await engine.exchangeBitmaps();
+    if (exchange) await engine.exchangeBitmaps();
     if (link.closed) return;
     await rt.setState({ conn: ConnState.WFSyncUUID }, 'bitmap exchanged');
     const uuid = await syncUuid;
     if (link.closed) return;
     store.setUuids(syncTargetStart(store.uuids, uuid, rt.snapshot.role));
-    await rt.setState({ conn: ConnState.SyncTarget, disk: DiskState.Inconsistent, pdsk: DiskState.UpToDate }, 'resync');
+    const paused = rt.snapshot.userIsp || rt.snapshot.peerIsp;
+    await rt.setState({ conn: paused ? ConnState.PausedSyncT : ConnState.SyncTarget, disk: DiskState.Inconsistent, pdsk: DiskState.UpToDate }, 'resync');
     void this.runHandlerQuiet('before-resync-target');
     const target = engine.startResyncAsTarget();
-    const resync = await target.done;
+    link.resyncTarget = target;
+    if (rt.snapshot.userIsp || rt.snapshot.peerIsp) target.pause();
+    const progressTimer = setInterval(() => this.logProgress(), PROGRESS_LOG_INTERVAL_MS);
+    let resync;
+    try {
+      resync = await target.done;
+    } finally {
+      clearInterval(progressTimer);
+      link.resyncTarget = undefined;
+    }
     if (link.closed || this.active !== link) return;
     rt.log.info({ ...resync }, 'resync result');
     if (!resync.ok) {
@@ -350,9 +394,19 @@ export class PeerLink {
     if (this.active !== link) return;
     switch (packet.type) {
       case PacketType.SyncUuid:
-        link.syncUuidWaiter?.(packet.uuid);
+        if (link.syncUuidWaiter) link.syncUuidWaiter(packet.uuid);
+        else link.pendingSyncUuid = packet.uuid;
         link.syncUuidWaiter = undefined;
         return;
+      case PacketType.StateChangeRequest:
+        void this.onPeerRequest(link, packet.requestId, packet.conn as ConnState | undefined);
+        return;
+      case PacketType.StateChangeReply: {
+        const waiter = link.requests.get(packet.requestId);
+        link.requests.delete(packet.requestId);
+        waiter?.(packet.result);
+        return;
+      }
       case PacketType.State:
         void this.onPeerState(link, packet.role as Role, packet.disk as DiskState, packet.conn as ConnState, packet.userIsp);
         return;
@@ -384,17 +438,147 @@ export class PeerLink {
         patch.conn = ConnState.Connected;
         patch.pdsk = DiskState.UpToDate;
       }
+    } else if ((s.conn === ConnState.VerifyT || s.conn === ConnState.VerifyS) && conn === ConnState.Connected) {
+      patch.conn = ConnState.Connected;
     } else if (!isSyncState(s.conn) && s.conn !== ConnState.WFBitMapS && s.conn !== ConnState.WFBitMapT && s.conn !== ConnState.WFSyncUUID) {
       patch.pdsk = disk;
     }
     await rt.setState(patch, 'peer state');
+    this.applyPause(link);
   }
+
+  /** PausedSync* ⇄ Sync* from the user_isp / peer_isp flags; the target's resync pauses with them. */
+  applyPause(link: ActiveLink | undefined = this.active): void {
+    const rt = this.runtime;
+    const s = rt.snapshot;
+    const paused = s.userIsp || s.peerIsp;
+    if (paused) link?.resyncTarget?.pause();
+    else link?.resyncTarget?.resume();
+    const map: Partial<Record<ConnState, ConnState>> = paused
+      ? { [ConnState.SyncSource]: ConnState.PausedSyncS, [ConnState.SyncTarget]: ConnState.PausedSyncT }
+      : { [ConnState.PausedSyncS]: ConnState.SyncSource, [ConnState.PausedSyncT]: ConnState.SyncTarget };
+    const next = map[s.conn];
+    if (next !== undefined) void rt.setState({ conn: next }, paused ? 'resync paused' : 'resync resumed');
+  }
+
+  private logProgress(): void {
+    const p = this.syncProgress();
+    if (!p) return;
+    this.runtime.log.info(
+      { ...p },
+      `resync: ${p.percentDone.toFixed(1)}% (${p.leftBits * 4}/${p.totalBits * 4})K speed: ${Math.round(p.speedKiBps)} (${Math.round(p.averageKiBps)}) K/sec`,
+    );
+  }
+
+  // ---- resync and verify on request -----------------------------------------------------------
+
+  /** Asks the peer for a state change (DRBD's cluster-wide state change); resolves with its result (1 = ok). */
+  private requestPeer(link: ActiveLink, conn: ConnState): Promise<number> {
+    const requestId = link.nextRequestId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        link.requests.delete(requestId);
+        resolve(SsCode.cwFailedByPeer);
+      }, STATE_REQUEST_TIMEOUT_MS);
+      link.requests.set(requestId, (result) => {
+        clearTimeout(timer);
+        resolve(result);
+      });
+      link.result.session.send({ type: PacketType.StateChangeRequest, requestId, conn });
+    });
+  }
+
+  private async onPeerRequest(link: ActiveLink, requestId: number, conn: ConnState | undefined): Promise<void> {
+    const rt = this.runtime;
+    const engine = this.engine();
+    const reply = (result: number): void => {
+      link.result.session.send({ type: PacketType.StateChangeReply, requestId, result });
+    };
+    const s = rt.snapshot;
+    if (!engine || s.conn !== ConnState.Connected) return reply(s.conn > ConnState.Connected ? SsCode.resyncRunning : SsCode.needConnection);
+    switch (conn) {
+      case ConnState.StartingSyncS: {
+        // the peer invalidated itself: full sync with us as source
+        reply(1);
+        await rt.setState({ conn: ConnState.StartingSyncS }, 'peer invalidate');
+        await this.runSyncSource(link, engine, true, false);
+        return;
+      }
+      case ConnState.StartingSyncT: {
+        // the peer ran invalidate-remote: full sync with us as target
+        const running = this.runSyncTarget(link, engine, true, false);
+        reply(1);
+        await running;
+        return;
+      }
+      case ConnState.VerifyT:
+        reply(1);
+        await rt.setState({ conn: ConnState.VerifyT }, 'peer verify');
+        return;
+      default:
+        reply(SsCode.notSupported);
+    }
+  }
+
+  private requireConnected(): { link: ActiveLink; engine: ReplicationEngine } {
+    const link = this.active;
+    const engine = this.engine();
+    if (!link || link.closed || !engine) throw new StateChangeRefused(SsCode.needConnection, refusal(SsCode.needConnection).text, ExitCode.stateChangeFailed);
+    return { link, engine };
+  }
+
+  private async peerAgrees(link: ActiveLink, conn: ConnState): Promise<void> {
+    const result = await this.requestPeer(link, conn);
+    if (result !== 1) {
+      const code = result < 0 ? result : SsCode.cwFailedByPeer;
+      throw new StateChangeRefused(code, refusal(code as SsCode).text, ExitCode.stateChangeFailed);
+    }
+  }
+
+  /** `invalidate` while connected: full sync from the peer (StartingSyncT). */
+  async invalidate(): Promise<void> {
+    const { link, engine } = this.requireConnected();
+    await this.peerAgrees(link, ConnState.StartingSyncS);
+    await this.runtime.setState({ conn: ConnState.StartingSyncT }, 'invalidate');
+    void this.runSyncTarget(link, engine, true, false).catch((err: Error) => this.runtime.log.error({ err }, `resync failed: ${err.message}`));
+  }
+
+  /** `invalidate-remote`: full sync to the peer (StartingSyncS). */
+  async invalidateRemote(): Promise<void> {
+    const { link, engine } = this.requireConnected();
+    await this.peerAgrees(link, ConnState.StartingSyncT);
+    await this.runtime.setState({ conn: ConnState.StartingSyncS }, 'invalidate-remote');
+    await this.runSyncSource(link, engine, true, false);
+  }
+
+  /** `verify`: online verify as VerifyS; out-of-sync blocks are counted and marked. */
+  async verify(): Promise<void> {
+    const rt = this.runtime;
+    const { link, engine } = this.requireConnected();
+    await this.peerAgrees(link, ConnState.VerifyT);
+    await rt.setState({ conn: ConnState.VerifyS }, 'verify');
+    const { done } = engine.startVerify();
+    void done.then(
+      async (result) => {
+        rt.log.info({ ...result }, `Online verify done (total ${Math.round(result.elapsedMs / 1000)} sec; paused 0 sec; ${result.verifiedBlocks * 4} K verified)`);
+        if (result.outOfSyncBlocks > 0) rt.log.warn(`Online verify found ${result.outOfSyncBlocks} 4k block out of sync!`);
+        this.lastVerify = result;
+        if (this.active === link && rt.snapshot.conn === ConnState.VerifyS) await rt.setState({ conn: ConnState.Connected }, 'verify finished');
+      },
+      (err: Error) => rt.log.error({ err }, `online verify failed: ${err.message}`),
+    );
+  }
+
+  /** Result of the last online verify, for status. */
+  lastVerify: { verifiedBlocks: number; outOfSyncBlocks: number; ok: boolean } | undefined;
 
   private async onLinkLost(link: ActiveLink, reason: LinkLossReason): Promise<void> {
     if (link.closed || this.active !== link) return;
     link.closed = true;
     this.active = undefined;
     link.syncUuidWaiter = undefined;
+    for (const waiter of link.requests.values()) waiter(SsCode.needConnection);
+    link.requests.clear();
     const rt = this.runtime;
     rt.log.warn(`peer link lost: ${reason}`);
     await rt.setState({ conn: LOSS_TO_CONN[reason] }, 'link lost');
@@ -428,7 +612,7 @@ export class PeerLink {
     const rt = this.runtime;
     const s = rt.snapshot;
     const engine = this.engine();
-    if (!isSyncState(s.conn) || !engine) return undefined;
+    if (!(isSyncState(s.conn) || s.conn === ConnState.VerifyS) || !engine) return undefined;
     const p = engine.resyncProgress();
     if (p) {
       return {

@@ -284,7 +284,9 @@ export class ResourceRuntime {
         : errorReply(request.id, result.exitCode, result.stderr ?? '', result.stdout ?? '');
     } catch (err) {
       if (err instanceof StateChangeRefused) {
-        return errorReply(request.id, err.exitCode, `${this.spec.minor}: State change failed: (${err.code}) ${err.text}\n`);
+        // SS_* codes are state-change refusals; ERR_* codes (> 100) are drbdsetup "Failure" lines.
+        const line = err.code > 100 ? `Failure: (${err.code}) ${err.text}` : `State change failed: (${err.code}) ${err.text}`;
+        return errorReply(request.id, err.exitCode, `${this.spec.minor}: ${line}\n`);
       }
       throw err;
     }

@@ -19,6 +19,7 @@ import {
 import { ReplicationEngine, resyncRateLimitKiBps } from '../replication/index.js';
 import type { ResourceView } from '../config/index.js';
 import { PeerLink } from './link.js';
+import { type AdminResult, requestInvalidate, requestInvalidateRemote, requestPauseSync, requestVerify } from '../resource/admin.js';
 import { DIAGNOSTIC_IO_BYTES_MAX } from './protocol.js';
 import { type ResourceRuntime, StateChangeRefused, type VerbResult } from './runtime.js';
 
@@ -188,16 +189,34 @@ export class Wiring {
       await rt.setState(next, 'outdate');
       return ok();
     });
-    for (const verb of ['invalidate', 'invalidate-remote', 'verify']) {
+    rt.defineVerb('invalidate', async () => {
+      const s = this.admin(requestInvalidate(rt.snapshot, this.ctx()));
+      if (rt.snapshot.conn === ConnState.StandAlone) {
+        // StandAlone Secondary: all blocks out of sync, disk Inconsistent
+        rt.requireStore().bitmap.setAll();
+        if (s) await rt.setState(s, 'invalidate');
+        return ok();
+      }
+      await this.link.invalidate();
+      return ok();
+    });
+    rt.defineVerb('invalidate-remote', async () => {
+      this.admin(requestInvalidateRemote(rt.snapshot, this.ctx()));
+      await this.link.invalidateRemote();
+      return ok();
+    });
+    rt.defineVerb('verify', async () => {
+      this.admin(requestVerify(rt.snapshot, this.ctx()));
+      await this.link.verify();
+      return ok();
+    });
+    for (const [verb, pause] of [['pause-sync', true], ['resume-sync', false]] as const) {
       rt.defineVerb(verb, async () => {
-        const s = rt.snapshot;
-        if (s.disk === DiskState.Diskless) throw new StateChangeRefused(SsCode.isDiskless, refusal(SsCode.isDiskless).text, ExitCode.stateChangeFailed);
-        if (s.conn < ConnState.Connected) throw new StateChangeRefused(SsCode.needConnection, refusal(SsCode.needConnection).text, ExitCode.stateChangeFailed);
-        return this.connectedVerb(verb);
+        const s = this.admin(requestPauseSync(rt.snapshot, pause, this.ctx()));
+        await rt.setState({ userIsp: s ? s.userIsp : pause }, verb);
+        this.link.applyPause();
+        return ok();
       });
-    }
-    for (const verb of ['pause-sync', 'resume-sync']) {
-      rt.defineVerb(verb, async () => this.connectedVerb(verb));
     }
     rt.defineVerb('io.write', async (args) => {
       const dp = this.requirePrimaryDataPath();
@@ -212,11 +231,16 @@ export class Wiring {
     });
   }
 
-  /** Verbs that need the peer link; the link wiring replaces this. */
-  connectedVerb: (verb: string) => Promise<VerbResult> = async (verb) => ({
-    exitCode: ExitCode.stateChangeFailed,
-    stderr: `${this.runtime.spec.minor}: ${verb}: not supported yet by this udrbd build\n`,
-  });
+  /** Applies resource/admin's verdict: throws DRBD's refusal, or returns the last new state (if any). */
+  admin(result: AdminResult): ResourceState | undefined {
+    if (result.kind === 'refused') {
+      for (const line of result.logLines) this.runtime.log.warn(line);
+      throw new StateChangeRefused(result.refusal.code, result.refusal.text, result.refusal.exitCode);
+    }
+    if (result.kind === 'fence-peer') throw new StateChangeRefused(SsCode.primaryNop, refusal(SsCode.primaryNop).text, ExitCode.stateChangeFailed);
+    for (const line of result.logLines) this.runtime.log.info(line);
+    return result.states.at(-1);
+  }
 
   requirePrimaryDataPath(): DataPath {
     const rt = this.runtime;

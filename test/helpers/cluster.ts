@@ -260,7 +260,8 @@ export class Cluster {
         return typeof expected === 'string' ? last === expected : expected.test(last);
       }, timeoutMs);
     } catch (err) {
-      throw new Error(`${(err as Error).message} (last: ${last})\n${node} log tail:\n${this.logText(node).split('\n').slice(-20).join('\n')}`);
+      const tail = (n: NodeName): string => this.logText(n).split('\n').filter((l) => !l.includes('ECONNREFUSED')).slice(-20).join('\n');
+      throw new Error(`${(err as Error).message} (last: ${last})\n${node} log tail:\n${tail(node)}\n${node === 'alpha' ? 'beta' : 'alpha'} log tail:\n${tail(node === 'alpha' ? 'beta' : 'alpha')}`);
     }
   }
 
