@@ -107,8 +107,10 @@ describe("DRBD's refusals", () => {
   });
 
   it('accepts --force both as `primary --force RES` and as `-- --force primary RES`', async () => {
-    await cluster.admOk('alpha', ['up', cluster.resource]);
-    await cluster.admOk('beta', ['up', cluster.resource]);
+    // attach only (no connect), so the two nodes are independent StandAlone Primaries
+    await cluster.admOk('alpha', ['attach', cluster.resource]);
+    await cluster.admOk('beta', ['attach', cluster.resource]);
+    expect(await cluster.query('beta', 'cstate')).toBe('StandAlone');
     await cluster.admOk('alpha', ['primary', '--force', cluster.resource]);
     await cluster.admOk('beta', ['--', '--force', 'primary', cluster.resource]);
     expect(await cluster.query('alpha', 'role')).toBe('Primary/Unknown');
