@@ -115,7 +115,8 @@ export function statusText(s: StatusSnapshot): string {
   const lines: string[] = [];
   lines.push(`${s.resource} role:${roleName(s.role)}${s.susp ? ' suspended:user' : ''}`);
   lines.push(`  disk:${diskName(s.disk)}`);
-  const peerName = s.peerNode ?? 'peer';
+  // drbd-utils against an 8.4 resource names the connection `peer` (DRBD 9 would print the host name)
+  const peerName = 'peer';
   if (isConnected(s.conn)) {
     lines.push(`  ${peerName} role:${roleName(s.peer)}`);
     let repl = `    replication:${replicationText(s.conn)} peer-disk:${diskName(s.pdsk)}`;

@@ -285,3 +285,41 @@ describe("DRBD's refusals on a connected pair", () => {
     expect(d.stderr).toContain('--discard-my-data not allowed when primary.');
   });
 });
+
+describe('observing a resource', () => {
+  it('status text, status --json, events and wait-connect follow the pair through connect and initial sync', async () => {
+    cluster = new Cluster({ port: 7759 });
+    const c = cluster;
+    const r = c.resource;
+    await c.admOk('alpha', ['up', r]);
+    const waitConnect = c.adm('alpha', ['wait-connect', '--wfc-timeout', '30', r], 40_000);
+    const events = c.adm('alpha', ['events', '--timeout', '6', r], 20_000);
+    await new Promise((res) => setTimeout(res, 300));
+    await c.admOk('beta', ['up', r]);
+    expect((await waitConnect).exitCode).toBe(0);
+    expect(await c.query('alpha', 'cstate')).toBe('Connected');
+    await c.admOk('alpha', ['primary', '--force', r]);
+    await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
+    await c.waitState('alpha', 'cstate', 'Connected');
+    expect(await c.admOk('alpha', ['status', r])).toBe(
+      `${r} role:Primary\n  disk:UpToDate\n  peer role:Secondary\n    replication:Established peer-disk:UpToDate\n\n`,
+    );
+    expect(await c.admOk('beta', ['status', r])).toBe(
+      `${r} role:Secondary\n  disk:UpToDate\n  peer role:Primary\n    replication:Established peer-disk:UpToDate\n\n`,
+    );
+    const json = await c.statusJson('alpha');
+    expect(json).toMatchObject({ resource: r, node: 'alpha', role: 'Primary', peerRole: 'Secondary', cstate: 'Connected', disk: 'UpToDate', peerDisk: 'UpToDate', protocol: 'C', outOfSyncKiB: 0 });
+    const ev = await events;
+    expect(ev.exitCode).toBe(0);
+    const lines = ev.stdout.split('\n');
+    expect(lines[0]).toMatch(/^exists resource name:r0 role:Secondary/);
+    expect(lines).toContain('change connection name:r0 peer-node-id:1 conn-name:beta connection:Connected role:Secondary');
+    expect(lines.some((l) => l.startsWith('change peer-device name:r0') && l.includes('replication:SyncSource'))).toBe(true);
+    expect(lines).toContain('change resource name:r0 role:Primary suspended:no');
+    // down: Unconfigured again, and the peer notices
+    await c.admOk('alpha', ['down', r]);
+    expect(await c.query('alpha', 'cstate')).toBe('Unconfigured');
+    await c.waitState('beta', 'cstate', /^(WFConnection|Unconnected)$/);
+    expect(await c.admOk('beta', ['status', r])).toBe(`${r} role:Secondary\n  disk:UpToDate\n  peer connection:Connecting\n\n`);
+  });
+});
