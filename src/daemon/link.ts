@@ -304,6 +304,28 @@ export class PeerLink {
     }
   }
 
+  /** `new-current-uuid --clear-bitmap` on a fresh connected pair: tell the peer to adopt our UUID (flag 8). */
+  async skipInitialSync(): Promise<void> {
+    const link = this.active;
+    if (!link || link.closed) return;
+    const params = this.localParams();
+    link.result.session.send({ type: PacketType.Uuids, ...params.uuids, uuidFlags: params.uuids.uuidFlags | UuidFlag.skipInitialSync });
+  }
+
+  private async acceptSkipInitialSync(peerCurrent: bigint): Promise<void> {
+    const rt = this.runtime;
+    const store = rt.attachedStore;
+    if (!store || rt.snapshot.conn !== ConnState.Connected || (store.uuids.current & ~1n) !== 4n) {
+      rt.log.warn('peer asked to skip the initial sync, but this node is not a fresh connected node; ignored');
+      return;
+    }
+    rt.log.info('Accepted new current UUID, preparing to skip initial sync');
+    const role = rt.snapshot.role;
+    store.setUuids({ ...store.uuids, current: role === Role.Primary ? peerCurrent | 1n : peerCurrent & ~1n, bitmap: 0n });
+    store.bitmap.clearRange(0, store.bitmap.bitCount);
+    await rt.setState({ disk: DiskState.UpToDate, pdsk: DiskState.UpToDate }, 'skip initial sync');
+  }
+
   /** After `primary --force` while Connected: send the new UUIDs and decide again (DRBD's CONSIDER_RESYNC). */
   async forcedWhileConnected(): Promise<void> {
     const link = this.active;
@@ -412,6 +434,10 @@ export class PeerLink {
         return;
       case PacketType.Uuids: {
         link.peer = { ...link.peer, uuids: packet.uuids, bitsSet: packet.bitsSet, uuidFlags: packet.uuidFlags };
+        if (packet.uuidFlags & UuidFlag.skipInitialSync) {
+          void this.acceptSkipInitialSync(packet.uuids.current);
+          return;
+        }
         const engine = this.engine();
         if (engine && this.runtime.snapshot.conn === ConnState.Connected) {
           this.decide(link, engine).catch((err: Error) => this.runtime.log.error({ err }, `resync decision failed: ${err.message}`));

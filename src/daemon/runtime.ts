@@ -10,7 +10,7 @@
  */
 import type { Logger } from '../util/log.js';
 import { assert } from '../util/assert.js';
-import { ExitCode } from '../util/errors.js';
+import { ExitCode, UdrbdError } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
 import { unconfiguredState } from '../resource/state.js';
 import { type ControlEvent, type ControlReply, type ControlRequest, DIAGNOSTIC_IO_BYTES_MAX, errorReply, okReply } from './protocol.js';
@@ -214,6 +214,10 @@ export class ResourceRuntime {
 
   async detach(): Promise<void> {
     if (!this.store) return;
+    if (this.state.conn >= ConnState.WFReportParams) {
+      // DRBD would continue diskless, reading and writing through the peer; udrbd has no diskless mode.
+      throw new UdrbdError(`${this.spec.minor}: udrbd cannot run diskless: 'udrbdadm disconnect ${this.spec.name}' before detaching`, ExitCode.stateChangeFailed);
+    }
     if (this.state.role === Role.Primary && this.state.pdsk !== DiskState.UpToDate) {
       throw new StateChangeRefused(-2, 'Need access to UpToDate data', ExitCode.noUpToDateDisk);
     }
@@ -283,6 +287,7 @@ export class ResourceRuntime {
         ? okReply(request.id, result.stdout ?? '', result.stderr ?? '')
         : errorReply(request.id, result.exitCode, result.stderr ?? '', result.stdout ?? '');
     } catch (err) {
+      if (err instanceof UdrbdError) return errorReply(request.id, err.exitCode, `${err.message}\n`);
       if (err instanceof StateChangeRefused) {
         // SS_* codes are state-change refusals; ERR_* codes (> 100) are drbdsetup "Failure" lines.
         const line = err.code > 100 ? `Failure: (${err.code}) ${err.text}` : `State change failed: (${err.code}) ${err.text}`;

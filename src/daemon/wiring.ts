@@ -19,7 +19,10 @@ import {
 import { ReplicationEngine, resyncRateLimitKiBps } from '../replication/index.js';
 import type { ResourceView } from '../config/index.js';
 import { PeerLink } from './link.js';
-import { type AdminResult, requestInvalidate, requestInvalidateRemote, requestPauseSync, requestVerify } from '../resource/admin.js';
+import crypto from 'node:crypto';
+import { adminNewCurrentUuid } from '../resource/uuid.js';
+import { UUID_JUST_CREATED } from '../meta/types.js';
+import { type AdminResult, requestNewCurrentUuid, requestInvalidate, requestInvalidateRemote, requestPauseSync, requestVerify } from '../resource/admin.js';
 import { DIAGNOSTIC_IO_BYTES_MAX } from './protocol.js';
 import { type ResourceRuntime, StateChangeRefused, type VerbResult } from './runtime.js';
 
@@ -175,9 +178,21 @@ export class Wiring {
       await this.link.disconnect();
       return ok();
     });
-    rt.defineVerb('new-current-uuid', async () => {
+    rt.defineVerb('new-current-uuid', async (args) => {
       const store = rt.requireStore();
-      await store.newCurrentUuid(rt.snapshot.role === Role.Primary);
+      const clearBitmap = Boolean(args.clearBitmap);
+      const before = rt.snapshot;
+      const result = requestNewCurrentUuid(before, { clearBitmap, currentIsJustCreated: (store.uuids.current & ~1n) === UUID_JUST_CREATED });
+      const next = this.admin(result);
+      const fresh = adminNewCurrentUuid(store.uuids, before.role, crypto.randomBytes(8).readBigUInt64BE(0));
+      store.setUuids(fresh.uuids);
+      for (const line of fresh.logLines) rt.log.info(line);
+      if (clearBitmap) store.bitmap.clearRange(0, store.bitmap.bitCount);
+      if (next) {
+        // skip initial sync: the peer adopts our new current UUID and both sides are UpToDate
+        await this.link.skipInitialSync();
+        await rt.setState(next, 'new-current-uuid --clear-bitmap');
+      }
       return ok();
     });
     rt.defineVerb('outdate', async () => {

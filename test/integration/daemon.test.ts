@@ -153,3 +153,37 @@ describe('crash safety', () => {
     expect(data.equals(block)).toBe(true);
   });
 });
+
+describe('signals and generation UUIDs', () => {
+  it('SIGTERM takes the resource down like `udrbdadm down` (clean meta-data, no process, no socket)', async () => {
+    await cluster.admOk('alpha', ['attach', cluster.resource]);
+    await cluster.admOk('alpha', ['primary', '--force', cluster.resource]);
+    const pid = cluster.pid('alpha')!;
+    process.kill(pid, 'SIGTERM');
+    await cluster.waitGone('alpha');
+    expect(fs.existsSync(cluster.paths('alpha').socketPath)).toBe(false);
+    expect(fs.existsSync(cluster.paths('alpha').lockPath)).toBe(false);
+    const dump = drbdmeta(cluster.disks.alpha, 'dump-md');
+    expect(dump.stderr).not.toContain('unclean');
+    expect(cluster.logText('alpha')).toContain('role( Primary -> Secondary )');
+  });
+
+  it('new-current-uuid (StandAlone) starts a new data generation; refused with "Device is connected" when connected', async () => {
+    await cluster.admOk('alpha', ['attach', cluster.resource]);
+    await cluster.admOk('alpha', ['primary', '--force', cluster.resource]);
+    const before = (await cluster.statusJson('alpha')).uuids as Record<string, string>;
+    await cluster.admOk('alpha', ['new-current-uuid', cluster.resource]);
+    const after = (await cluster.statusJson('alpha')).uuids as Record<string, string>;
+    expect(after.current).not.toBe(before.current);
+    expect(after.bitmap).toBe(before.current);
+    // bit 0 of the current UUID is set while Primary
+    expect(BigInt(`0x${after.current}`) & 1n).toBe(1n);
+    await cluster.admOk('alpha', ['down', cluster.resource]);
+    await cluster.admOk('alpha', ['up', cluster.resource]);
+    await cluster.admOk('beta', ['up', cluster.resource]);
+    await cluster.waitState('alpha', 'cstate', 'Connected');
+    const r = await cluster.adm('alpha', ['new-current-uuid', cluster.resource]);
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toContain('10: Failure: (151) Device is connected');
+  });
+});

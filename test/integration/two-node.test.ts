@@ -323,3 +323,23 @@ describe('observing a resource', () => {
     expect(await c.admOk('beta', ['status', r])).toBe(`${r} role:Secondary\n  disk:UpToDate\n  peer connection:Connecting\n\n`);
   });
 });
+
+describe('skip initial sync', () => {
+  it('new-current-uuid --clear-bitmap on a fresh connected pair: both UpToDate/UpToDate without a resync', async () => {
+    cluster = new Cluster({ port: 7748 });
+    const c = cluster;
+    await connectedPair(c);
+    await c.admOk('alpha', ['new-current-uuid', '--clear-bitmap', c.resource]);
+    await c.waitState('alpha', 'dstate', 'UpToDate/UpToDate');
+    await c.waitState('beta', 'dstate', 'UpToDate/UpToDate');
+    expect(await c.query('alpha', 'cstate')).toBe('Connected');
+    expect(c.logText('beta')).toContain('Accepted new current UUID, preparing to skip initial sync');
+    for (const node of ['alpha', 'beta'] as const) expect(c.logText(node)).not.toContain('Began resync');
+    const a = (await c.statusJson('alpha')).uuids as Record<string, string>;
+    const b = (await c.statusJson('beta')).uuids as Record<string, string>;
+    expect(a.current).toBe(b.current);
+    // and a later promotion needs no --force
+    await c.admOk('alpha', ['primary', c.resource]);
+    expect(await c.query('alpha', 'role')).toBe('Primary/Secondary');
+  });
+});
