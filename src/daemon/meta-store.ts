@@ -9,7 +9,9 @@
 import crypto from 'node:crypto';
 import type { Logger } from '../util/log.js';
 import { FileDisk } from '../disk/file-disk.js';
-import { ConnState, DiskState, Role } from '../resource/states.js';
+import { DiskState } from '../resource/states.js';
+import { diskStateFromMdFlags, mdFlagsForState } from '../resource/machine.js';
+import type { Fencing } from '../resource/state.js';
 import type { Bitmap } from '../meta/bitmap.js';
 import { hex64 } from '../meta/superblock.js';
 import { MetaData } from '../meta/metadata.js';
@@ -20,38 +22,25 @@ import type { ResourceSpec } from './spec.js';
 import type { StateSnapshot } from './status.js';
 import { DataArea } from './data-area.js';
 
-/** Which MDF bits follow from a resource state (drbd84.md §1.5); undefined = leave unchanged. */
-export function mdFlagsFor(state: StateSnapshot, previous: number): number {
-  if (state.disk <= DiskState.Negotiating) return previous;
-  let flags = previous & (MdFlag.fullSync | MdFlag.crashedPrimary | MdFlag.alDisabled);
-  if (state.disk > DiskState.Inconsistent) flags |= MdFlag.consistent;
-  if (state.role === Role.Primary) flags |= MdFlag.primaryInd;
-  if (state.conn > ConnState.WFReportParams) flags |= MdFlag.connectedInd;
-  if (state.disk > DiskState.Outdated) flags |= MdFlag.wasUpToDate;
-  if (state.pdsk >= DiskState.Inconsistent && state.pdsk <= DiskState.Outdated) flags |= MdFlag.peerOutDated;
-  if (state.disk === DiskState.UpToDate && state.pdsk === DiskState.UpToDate) flags &= ~MdFlag.crashedPrimary;
-  return flags;
-}
-
-/** Disk state at attach from the flags (§1.5), fencing dont-care promoting Consistent. */
-export function diskStateFromFlags(flags: number, fencingDontCare: boolean): DiskState {
-  if ((flags & MdFlag.consistent) === 0) return DiskState.Inconsistent;
-  if ((flags & MdFlag.wasUpToDate) === 0) return DiskState.Outdated;
-  if ((flags & MdFlag.peerOutDated) !== 0 || fencingDontCare) return DiskState.UpToDate;
-  return DiskState.Consistent;
-}
-
 export class MetaStore implements AttachedStore {
   readonly data: DataArea;
   readonly diskAtAttach: DiskState;
+  /** DRBD's in-core CRASHED_PRIMARY: set at attach if the node was Primary, cleared once both disks are UpToDate. */
+  private crashedPrimary: boolean;
 
   constructor(
     private readonly md: MetaData,
     private readonly log: Logger,
-    fencingDontCare: boolean,
+    fencing: Fencing,
   ) {
     this.data = new DataArea(md.disk, md.dataSizeBytes);
-    this.diskAtAttach = diskStateFromFlags(md.flags, fencingDontCare);
+    const derived = diskStateFromMdFlags(md.flags, fencing);
+    this.diskAtAttach = derived.disk;
+    this.crashedPrimary = derived.crashedPrimary;
+    if (derived.fullSync) {
+      md.bitmap.setAll();
+      log.info('Assuming that all blocks are out of sync (aka FullSync)');
+    }
   }
 
   get bitmap(): Bitmap {
@@ -99,8 +88,10 @@ export class MetaStore implements AttachedStore {
   }
 
   async syncFlags(state: StateSnapshot): Promise<void> {
+    if (state.disk <= DiskState.Negotiating) return;
+    if (state.disk === DiskState.UpToDate && state.pdsk === DiskState.UpToDate) this.crashedPrimary = false;
     const previous = this.md.flags & ~MdFlag.alClean;
-    const flags = mdFlagsFor(state, previous);
+    const flags = mdFlagsForState(state, previous, this.crashedPrimary);
     if (flags === previous) return;
     this.md.setFlags(flags);
     this.md.writeSuperblock();
@@ -129,12 +120,7 @@ export async function openMetaStore(spec: ResourceSpec, log: Logger): Promise<Me
     if (md.isUnclean) log.info('meta-data is unclean: applying the activity log (apply-al)');
     const { applyAl } = md.attach();
     for (const message of applyAl.messages) log.info(message);
-    if (md.hasFlag(MdFlag.primaryInd)) md.setFlags(md.flags | MdFlag.crashedPrimary);
-    if (md.hasFlag(MdFlag.fullSync)) {
-      md.bitmap.setAll();
-      log.info('Assuming that all blocks are out of sync (aka FullSync)');
-    }
-    return new MetaStore(md, log, spec.fencing === 'dont-care');
+    return new MetaStore(md, log, spec.fencing);
   } catch (err) {
     disk.closeSync();
     throw err;
