@@ -200,6 +200,8 @@ export class BenchCluster {
       } catch {
         /* gone */
       }
+      // the next cluster reuses the bench port: wait until this process is really gone
+      for (const deadline = Date.now() + 10_000; isOurDaemon(pid) && Date.now() < deadline; ) await sleep(50);
     }
   }
 }
