@@ -147,6 +147,13 @@ export class BenchCluster {
     }
   }
 
+  /** A verb over the control socket (no udrbdadm start-up in timed sections); throws on failure. */
+  async verb(node, verb, args = {}) {
+    const reply = await this.request(node, verb, args);
+    if (!reply.ok) throw new Error(`${verb} on ${node} failed (${reply.exitCode}): ${reply.stderr}`);
+    return reply.stdout;
+  }
+
   /** up + disconnect + primary --force: one node alone, UpToDate, StandAlone. */
   async standalonePrimary(node = 'alpha') {
     await this.admOk(node, ['up', this.resource]);

@@ -64,7 +64,7 @@ async function main() {
   await cluster.waitStatus('alpha', 'Connected', (s) => s.cstate === 'Connected', 30_000);
   dropCaches();
   const t0 = performance.now();
-  await cluster.admOk('alpha', ['primary', '--force', cluster.resource]);
+  await cluster.verb('alpha', 'primary', { force: true });
   await cluster.waitStatus('alpha', 'UpToDate/UpToDate', (s) => s.cstate === 'Connected' && s.disk === 'UpToDate' && s.peerDisk === 'UpToDate', SYNC_TIMEOUT_MS, 50);
   const fullS = (performance.now() - t0) / 1000;
   const fullRate = dataBytes / fullS;
@@ -86,7 +86,7 @@ async function main() {
   const nsBefore = before.counters.ns * 1024;
   dropCaches();
   const t1 = performance.now();
-  await cluster.admOk('alpha', ['connect', cluster.resource]);
+  await cluster.verb('alpha', 'connect', { discardMyData: false });
   const after = await cluster.waitStatus('alpha', 'Connected, UpToDate/UpToDate', (s) => s.cstate === 'Connected' && s.disk === 'UpToDate' && s.peerDisk === 'UpToDate', SYNC_TIMEOUT_MS, 20);
   const bitmapS = (performance.now() - t1) / 1000;
   const movedBytes = after.counters.ns * 1024 - nsBefore;
