@@ -42,6 +42,10 @@ export interface SecondaryReceiverDeps {
 export class SecondaryReceiver {
   private readonly epochs = new Map<number, EpochRecord>();
   private barrierChain: Promise<void> = Promise.resolve();
+  /** Barriers received and not yet answered, in arrival order (bounded by EPOCHS_OPEN_MAX). */
+  private readonly barriersWaiting: Array<{ epoch: number; record: EpochRecord | undefined }> = [];
+  /** Newest epoch a completed fdatasync covers (group commit), or null. */
+  private flushedThroughEpoch: number | null = null;
   private acceptWrites = true;
   private refuseReason = '';
 
@@ -96,6 +100,7 @@ export class SecondaryReceiver {
 
   handleBarrier(packet: BarrierPacket): void {
     const record = this.epochs.get(packet.epoch);
+    this.barriersWaiting.push({ epoch: packet.epoch, record });
     // Barriers are answered strictly in order, each after its epoch is on stable storage.
     this.barrierChain = this.barrierChain.then(() => this.completeEpoch(packet.epoch, record));
   }
@@ -108,8 +113,22 @@ export class SecondaryReceiver {
     }
     assert(!record || record.pending === 0, `epoch ${epoch} has no writes in flight at its barrier`);
     this.epochs.delete(epoch);
+    const head = this.barriersWaiting.shift();
+    assert(head !== undefined && head.epoch === epoch, 'barriers complete in the order they arrived');
+    if (this.flushedThroughEpoch !== null && this.flushedThroughEpoch - epoch >= 0 && this.flushedThroughEpoch - epoch < EPOCHS_OPEN_MAX) {
+      // An earlier flush started after this epoch's writes were done: it is on stable storage already.
+      if (this.deps.peer.isOpen) this.deps.peer.send({ type: PacketType.BarrierAck, epoch, writes: record ? record.writes : 0 });
+      return;
+    }
+    // Group commit: one fdatasync also covers the following barriers already received whose writes are all done.
+    let covered = epoch;
+    for (const next of this.barriersWaiting) {
+      if (next.record !== undefined && next.record.pending > 0) break;
+      covered = next.epoch;
+    }
     try {
       await this.deps.disk.flush();
+      this.flushedThroughEpoch = covered;
     } catch (err) {
       this.deps.log.error({ epoch, err: (err as Error).message }, 'flush for barrier failed; dropping the connection');
       this.deps.onLocalIoError?.('flush', 0, err as Error);
