@@ -10,16 +10,6 @@ import { UdrbdError, ExitCode } from '../util/errors.js';
 
 /** Linux caps a single read/write at 0x7ffff000 bytes; stay well below. */
 const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
-/**
- * Requests up to this size are issued with a synchronous pread/pwrite on the
- * event-loop thread instead of through libuv's thread pool. Measured (npm run
- * bench, NBD 4 KiB random read at iodepth 16): handing a 4 KiB page-cache copy
- * to the pool costs ~13 µs of main-thread time (futex wake, completion
- * eventfd, context switches on 2 cores) against ~2 µs for the copy itself, and
- * that hand-off was half the process's CPU. A cold small read blocks the loop
- * for one disk latency; large requests still go through the pool.
- */
-export const SYNC_IO_BYTES_MAX = 16 * 1024;
 
 export interface FileDiskOptions {
   readOnly?: boolean;
@@ -95,21 +85,12 @@ export class FileDisk implements BlockDevice {
 
   read(buffer: Buffer, offsetBytes: number): Promise<void> {
     checkRange(this, offsetBytes, buffer.length);
-    if (buffer.length <= SYNC_IO_BYTES_MAX) {
-      try {
-        this.readSync(buffer, offsetBytes);
-        return Promise.resolve();
-      } catch (err) {
-        return Promise.reject(err as Error);
-      }
-    }
     return readFully(this.fd, buffer, offsetBytes);
   }
 
   async write(buffer: Buffer, offsetBytes: number, flags?: WriteFlags): Promise<void> {
     checkRange(this, offsetBytes, buffer.length);
-    if (buffer.length <= SYNC_IO_BYTES_MAX) this.writeSync(buffer, offsetBytes);
-    else await writeFully(this.fd, buffer, offsetBytes);
+    await writeFully(this.fd, buffer, offsetBytes);
     if (flags?.fua) await this.flush();
   }
 
