@@ -35,6 +35,12 @@ export const AUTH_CHALLENGE_BYTES_MIN = 16;
 export const AUTH_CHALLENGE_BYTES_MAX = 64;
 /** HMAC output limit: sha512 is the longest digest we accept. */
 export const DIGEST_BYTES_MAX = 64;
+/**
+ * An OvReply carries one digest per 4 KiB block of the run it answers
+ * (replication/verify: VERIFY_RUN_BYTES = 256 KiB → 64 blocks); allow runs up
+ * to 1 MiB of sha512 digests.
+ */
+export const OV_REPLY_DIGEST_BYTES_MAX = 256 * DIGEST_BYTES_MAX;
 /** Node names are host names (≤ 64 in practice); the u8 length prefix caps them. */
 export const NAME_BYTES_MAX = 255;
 /** Data, acks and resync ranges are in 512-byte sectors. */
@@ -109,7 +115,7 @@ bounds(PacketType.RsDataRequest, RANGE_ID_BYTES);
 bounds(PacketType.RsDataReply, RS_REPLY_FIXED_BYTES, RS_REPLY_FIXED_BYTES + PAYLOAD_BYTES_MAX);
 bounds(PacketType.OutOfSync, 12);
 bounds(PacketType.OvRequest, RANGE_ID_BYTES);
-bounds(PacketType.OvReply, RANGE_ID_BYTES, RANGE_ID_BYTES + DIGEST_BYTES_MAX);
+bounds(PacketType.OvReply, RANGE_ID_BYTES, RANGE_ID_BYTES + OV_REPLY_DIGEST_BYTES_MAX);
 bounds(PacketType.OvResult, 13);
 bounds(PacketType.Ping, 0);
 bounds(PacketType.PingAck, 0);

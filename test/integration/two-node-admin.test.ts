@@ -27,9 +27,8 @@ async function syncedPair(c: Cluster): Promise<void> {
   await c.waitState('alpha', 'cstate', 'Connected');
 }
 
-// NOTE: online verify currently crashes the VerifyT side: replication/verify answers an
-// OvRequest of 64 blocks with 64 digests in one OvReply, but peer/codec accepts at most
-// 64 digest bytes per OvReply (an InvariantError in the encoder). This test documents it.
+// Regression: the VerifyT side once crashed answering a 64-block OvRequest, because the
+// codec limited an OvReply to one digest (64 bytes) instead of one digest per 4 KiB block.
 describe('online verify', () => {
   it('finds the blocks that differ on the peer and marks them; a reconnect resyncs exactly those', async () => {
     cluster = new Cluster({ port: 7791, net: ['verify-alg crc32c;'] });

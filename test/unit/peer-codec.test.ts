@@ -73,6 +73,8 @@ function samples(): WirePacket[] {
     { type: PacketType.OutOfSync, offsetBytes: 4096, lengthBytes: 0xfffffe00 },
     { type: PacketType.OvRequest, offsetBytes: 0, lengthBytes: 4096, blockId: 12 },
     { type: PacketType.OvReply, offsetBytes: 0, lengthBytes: 4096, blockId: 12, digest: pattern(64, 7) },
+    // one sha512 digest per 4 KiB block of a 256 KiB verify run
+    { type: PacketType.OvReply, offsetBytes: 0, lengthBytes: 262144, blockId: 13, digest: pattern(64 * 64, 9) },
     { type: PacketType.OvResult, offsetBytes: 0, lengthBytes: 4096, inSync: false },
     { type: PacketType.Ping },
     { type: PacketType.PingAck },
