@@ -14,8 +14,8 @@ import { onCleanup, sleep, sparseFile, workDir } from './lib.mjs';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const UDRBDADM = path.join(ROOT, 'dist', 'cli', 'udrbdadm.js');
 const DRBDMETA = '/usr/sbin/drbdmeta';
-/** Not 7701: the integration tests of other engineers may be using that one at the same time. */
-const BENCH_PORT = 7791;
+/** Not 7701 nor 774x-779x: the integration tests use those and may run at the same time. */
+const BENCH_PORT = 7891;
 const ADDRESSES = { alpha: '127.0.0.1', beta: '127.0.0.2' };
 const ADM_TIMEOUT_MS = 120_000;
 const IO_WRITE_BYTES_MAX = 4 * 1024 * 1024;
