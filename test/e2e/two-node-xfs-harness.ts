@@ -28,11 +28,11 @@ export const SYNC_TIMEOUT_MS = 240_000;
 export async function requireTwoNodeXfsPrerequisites(): Promise<void> {
   await requireFuseLoopPrerequisites();
   const missing: string[] = [];
-  for (const tool of ['fio', 'xfs_repair', 'mkfs.xfs']) {
+  for (const tool of ['fio', 'xfs_repair', 'mkfs.xfs', 'nbdinfo']) {
     const found = await execa('sh', ['-c', `command -v ${tool}`], { reject: false });
     if (found.exitCode !== 0) missing.push(tool);
   }
-  if (missing.length > 0) throw new Error(`two-node XFS e2e prerequisites missing: ${missing.join(', ')} (apt-get install fio xfsprogs)`);
+  if (missing.length > 0) throw new Error(`two-node XFS e2e prerequisites missing: ${missing.join(', ')} (apt-get install fio xfsprogs libnbd-bin)`);
 }
 
 export class XfsPair {

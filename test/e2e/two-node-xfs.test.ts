@@ -6,6 +6,7 @@
  * on demotion and the Secondary never has a device.
  */
 import { describe, it, expect, beforeAll, afterEach } from 'vitest';
+import fs from 'node:fs/promises';
 import { execa } from 'execa';
 import { run } from './fuse-harness.js';
 import { XfsPair, DEVICE, RESOURCE, MiB, SYNC_TIMEOUT_MS, requireTwoNodeXfsPrerequisites, writeFiles, checksumMap } from './two-node-xfs-harness.js';
@@ -121,5 +122,24 @@ describe('two nodes, XFS on the Primary\'s device', () => {
     await c.admOk('alpha', ['secondary', RESOURCE]);
     expect(await c.query('alpha', 'role')).toBe('Secondary/Secondary');
     expect(await p.exposure('alpha')).toEqual({ link: null, loops: [], fuseMounted: false });
+  });
+
+  it('UDRBD_FRONTEND=none: the Primary serves only the NBD socket (nbdinfo sees the volume), gone on demotion', async () => {
+    pair = new XfsPair();
+    const p = pair;
+    const c = p.cluster;
+    c.env.UDRBD_FRONTEND = 'none';
+    await p.start();
+    const socket = `${p.runDir}/${RESOURCE}.alpha.nbd`;
+    await expect(fs.stat(socket)).rejects.toMatchObject({ code: 'ENOENT' });
+    await c.admOk('alpha', ['primary', '--force', RESOURCE]);
+    expect((await c.statusJson('alpha')).frontend).toEqual({ kind: 'none', nbdSocket: socket, kernelDevice: null, devicePath: null });
+    expect((await fs.stat(socket)).mode & 0o777).toBe(0o600);
+    expect(await p.exposure('alpha')).toEqual({ link: null, loops: [], fuseMounted: false });
+    const size = await run('nbdinfo', ['--size', `nbd+unix:///${RESOURCE}?socket=${socket}`]);
+    expect(Number(size.trim())).toBe(c.dataSizeBytes('alpha'));
+    await c.admOk('alpha', ['secondary', RESOURCE]);
+    await expect(fs.stat(socket)).rejects.toMatchObject({ code: 'ENOENT' });
+    expect((await c.statusJson('alpha')).frontend).toBeNull();
   });
 });
