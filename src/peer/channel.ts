@@ -24,4 +24,11 @@ export interface PeerChannel {
   /** Close the link; onClose fires with `reason`. */
   close(reason: LinkLossReason): void;
   readonly isOpen: boolean;
+  /**
+   * Resolves once the transport holds no reference to any payload passed to
+   * send() (the socket is closed, queued bytes written or dropped), so the
+   * caller may reuse those buffers. Optional: channels that copy or never
+   * keep payloads after close may omit it.
+   */
+  released?(): Promise<void>;
 }

@@ -59,6 +59,8 @@ export class PeerSession implements PeerChannel {
   private drainScheduled = false;
 
   private readonly closeHandlers: CloseHandler[] = [];
+  private socketReleased = false;
+  private releasedWaiters: Array<() => void> = [];
   private closeReason: LinkLossReason | null = null;
 
   // send side
@@ -129,6 +131,12 @@ export class PeerSession implements PeerChannel {
 
   get isOpen(): boolean {
     return this.closeReason === null;
+  }
+
+  /** Resolves when the socket closed: no payload passed to send() is referenced any more. */
+  released(): Promise<void> {
+    if (this.socketReleased || this.socket.closed) return Promise.resolve();
+    return new Promise((resolve) => this.releasedWaiters.push(resolve));
   }
 
   /** Bytes queued in the socket and not yet handed to the kernel. */
@@ -364,6 +372,8 @@ export class PeerSession implements PeerChannel {
   }
 
   private onSocketClose(): void {
+    this.socketReleased = true;
+    for (const wake of this.releasedWaiters.splice(0)) wake();
     this.close('BrokenPipe');
   }
 }

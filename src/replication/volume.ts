@@ -33,6 +33,8 @@ export type LocalIoErrorHandler = (operation: 'read' | 'write' | 'flush', offset
 class PendingWrite {
   settled = false;
   ok = false;
+  /** The channel the Data packet went to (its socket may still reference the payload after a failure). */
+  channel: PeerChannel | null = null;
   resolve: (ok: boolean) => void = noop;
   readonly done: Promise<boolean>;
   constructor(
@@ -284,6 +286,12 @@ export class ReplicatedVolume implements BlockDevice {
       this.lock.release(hold);
     }
     const networkOk = network === null ? false : network.settled ? network.ok : await network.done;
+    if (network !== null && !networkOk && network.channel !== null && network.channel.released !== undefined) {
+      // The link went away with our Data packet possibly still queued (a graceful
+      // disconnect flushes its socket): the caller may reuse `buffer` once we
+      // complete, so wait until the socket no longer references it.
+      await network.channel.released();
+    }
     if (localError !== null) {
       this.onLocalIoError('write', offsetBytes, localError);
       if (!networkOk) throw localError;
@@ -307,6 +315,7 @@ export class ReplicatedVolume implements BlockDevice {
     if (peer === null) return null;
     const blockId = this.ids.next();
     const write = new PendingWrite(blockId, offsetBytes, buffer.length);
+    write.channel = peer;
     const entry = this.tl.add(offsetBytes, buffer.length);
     const protocolA = this.options.protocol === 'A';
     // Protocol A completes before the bytes leave: the caller may reuse its buffer, so send a copy.

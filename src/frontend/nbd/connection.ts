@@ -17,6 +17,7 @@ import type { Socket } from 'node:net';
 import type { BlockDevice, WriteFlags } from '../../disk/block-device.js';
 import type { Logger } from '../../util/log.js';
 import { assert } from '../../util/assert.js';
+import { BufferPool } from '../../disk/buffer-pool.js';
 import * as P from './protocol.js';
 import { checkRequest, type ExportLimits } from './request-check.js';
 
@@ -48,8 +49,13 @@ const CLOSING_DRAIN_TIMEOUT_MS = 30_000;
 const ZERO_CHUNK_BYTES = 4 * 1024 * 1024;
 /** TRIM is issued to the device in pieces of at most this many bytes. */
 const TRIM_CHUNK_BYTES = 64 * 1024 * 1024;
-/** Read buffers kept for reuse, in bytes across all sizes, per connection. */
-const READ_POOL_MAX_BYTES = 16 * 1024 * 1024;
+/**
+ * Payload buffers (READ data, WRITE payloads reassembled from socket chunks)
+ * kept for reuse across all connections of this process, in bytes. Sized for
+ * a few 1 MiB requests per slot of a busy client without holding much RSS.
+ */
+const PAYLOAD_POOL_MAX_BYTES = 24 * 1024 * 1024;
+const payloadPool = new BufferPool(PAYLOAD_POOL_MAX_BYTES);
 
 const ZERO_CHUNK = Buffer.alloc(ZERO_CHUNK_BYTES);
 const EMPTY = Buffer.alloc(0);
@@ -93,6 +99,8 @@ class Slot {
   /** Bytes counted against inflightBytesMax. */
   costBytes = 0;
   data: Buffer | null = null;
+  /** True when `data` came from the payload pool and goes back when the slot is released. */
+  pooled = false;
   /** For a WRITE being received: bytes of payload copied so far. */
   payloadFillBytes = 0;
   /** Error decided at admission, replied after the payload (if any) is discarded. */
@@ -111,33 +119,6 @@ class Slot {
   }
 }
 
-/** A tiny size-keyed free list for READ buffers, bounded in total bytes. */
-class ReadBufferPool {
-  private readonly free = new Map<number, Buffer[]>();
-  private pooledBytes = 0;
-
-  take(sizeBytes: number): Buffer {
-    const list = this.free.get(sizeBytes);
-    const b = list?.pop();
-    if (b) {
-      this.pooledBytes -= sizeBytes;
-      return b;
-    }
-    return Buffer.allocUnsafe(sizeBytes);
-  }
-
-  give(b: Buffer): void {
-    if (this.pooledBytes + b.length > READ_POOL_MAX_BYTES) return;
-    let list = this.free.get(b.length);
-    if (!list) {
-      list = [];
-      this.free.set(b.length, list);
-    }
-    list.push(b);
-    this.pooledBytes += b.length;
-  }
-}
-
 export class NbdConnection {
   private phase = Phase.handshake;
   private parse = ParseState.header;
@@ -152,7 +133,6 @@ export class NbdConnection {
   private readonly slotsFree: Slot[] = [];
   private inflightCount = 0;
   private inflightBytes = 0;
-  private readonly readPool = new ReadBufferPool();
 
   // Handshake byte queue.
   private handshakeChunks: Buffer[] = [];
@@ -164,6 +144,12 @@ export class NbdConnection {
 
   private socketClosed = false;
   private endSent = false;
+  /** Replies of this event-loop turn are corked and leave in one writev at its end. */
+  private repliesCorked = false;
+  private readonly uncorkReplies = (): void => {
+    this.repliesCorked = false;
+    if (!this.socket.destroyed) this.socket.uncork();
+  };
   private resolveDone!: () => void;
   /** Resolves when the socket is closed and no request is in flight. */
   readonly done: Promise<void> = new Promise((resolve) => (this.resolveDone = resolve));
@@ -395,6 +381,7 @@ export class NbdConnection {
     if (!this.socketClosed) {
       if (this.endSent) return;
       this.endSent = true;
+      if (this.repliesCorked) this.uncorkReplies();
       // All replies are queued; end() flushes them, then the client hangs up.
       this.socket.end();
       if (this.lingerTimer) clearTimeout(this.lingerTimer);
@@ -448,7 +435,10 @@ export class NbdConnection {
           slot.data = chunk.subarray(at, at + need);
           at += need;
         } else {
-          if (slot.data === null) slot.data = Buffer.allocUnsafe(slot.lengthBytes);
+          if (slot.data === null) {
+            slot.data = payloadPool.take(slot.lengthBytes);
+            slot.pooled = true;
+          }
           const n = Math.min(need, chunk.length - at);
           chunk.copy(slot.data, slot.payloadFillBytes, at, at + n);
           slot.payloadFillBytes += n;
@@ -489,6 +479,7 @@ export class NbdConnection {
     slot.lengthBytes = r.lengthBytes;
     slot.costBytes = payloadBytes;
     slot.data = null;
+    slot.pooled = false;
     slot.payloadFillBytes = 0;
     slot.presetError = error;
     slot.stage = Stage.reply;
@@ -523,7 +514,8 @@ export class NbdConnection {
     try {
       switch (slot.type) {
         case P.CMD_READ:
-          slot.data = this.readPool.take(slot.lengthBytes);
+          slot.data = payloadPool.take(slot.lengthBytes);
+          slot.pooled = true;
           device.read(slot.data, slot.offsetBytes).then(slot.onDeviceDone, slot.onDeviceError);
           return;
         case P.CMD_FLUSH:
@@ -633,6 +625,12 @@ export class NbdConnection {
       return;
     }
     slot.replyHeader.writeUInt32BE(error, 4);
+    if (!this.repliesCorked) {
+      // Batch: every reply completed in this turn of the event loop goes out in one syscall.
+      this.repliesCorked = true;
+      this.socket.cork();
+      setImmediate(this.uncorkReplies);
+    }
     if (error === P.NBD_OK && slot.type === P.CMD_READ) {
       this.socket.cork();
       this.socket.write(slot.replyHeader);
@@ -649,8 +647,10 @@ export class NbdConnection {
   }
 
   private release(slot: Slot): void {
-    if (slot.type === P.CMD_READ && slot.data !== null) this.readPool.give(slot.data);
+    // The reply is in the kernel and the device (and any peer send) is done with the payload.
+    if (slot.pooled) payloadPool.give(slot.data!);
     slot.data = null;
+    slot.pooled = false;
     this.inflightCount--;
     this.inflightBytes -= slot.costBytes;
     assert(this.inflightCount >= 0 && this.inflightBytes >= 0, 'in-flight accounting never goes negative');

@@ -1,0 +1,71 @@
+/**
+ * disk/buffer-pool — a bounded free list of I/O payload buffers in
+ * power-of-two size classes (4 KiB .. 32 MiB), so hot paths (NBD request
+ * payloads and reads, peer frame bodies) reuse backing memory instead of
+ * allocating — and garbage-collecting — a fresh 1 MiB buffer per request.
+ * The pool never holds more than `pooledBytesMax` bytes; a buffer given back
+ * beyond that is simply dropped for the GC. A caller gives back only buffers
+ * it took from the same pool, and only once nothing else (a socket write, a
+ * disk request) still uses them. Knows nothing of who uses the buffers.
+ */
+import { assert } from '../util/assert.js';
+
+/** Smallest class: everything below is served from a 4 KiB backing store. */
+const CLASS_MIN_SHIFT = 12;
+/** Largest class: 32 MiB; larger requests are allocated and never pooled. */
+const CLASS_MAX_SHIFT = 25;
+
+function classShift(sizeBytes: number): number {
+  let shift = CLASS_MIN_SHIFT;
+  while (shift < CLASS_MAX_SHIFT && 2 ** shift < sizeBytes) shift++;
+  return shift;
+}
+
+export class BufferPool {
+  /** Free backing stores per class, index = shift - CLASS_MIN_SHIFT. */
+  private readonly free: ArrayBuffer[][] = [];
+  private pooledBytes = 0;
+  /** Buffers handed out by take() and not (yet) given back; for tests and statistics. */
+  takenCount = 0;
+  /** take() calls served from the free list; for tests and statistics. */
+  reuseCount = 0;
+
+  constructor(readonly pooledBytesMax: number) {
+    assert(Number.isSafeInteger(pooledBytesMax) && pooledBytesMax >= 0, 'pooledBytesMax is a byte count');
+    for (let s = CLASS_MIN_SHIFT; s <= CLASS_MAX_SHIFT; s++) this.free.push([]);
+  }
+
+  /** Bytes currently kept for reuse (≤ pooledBytesMax). */
+  get bytesPooled(): number {
+    return this.pooledBytes;
+  }
+
+  /** A buffer of exactly `sizeBytes` (contents undefined). */
+  take(sizeBytes: number): Buffer {
+    assert(Number.isSafeInteger(sizeBytes) && sizeBytes >= 0, 'take() of a byte count');
+    this.takenCount++;
+    const shift = classShift(sizeBytes);
+    const classBytes = 2 ** shift;
+    if (sizeBytes > classBytes) return Buffer.allocUnsafeSlow(sizeBytes);
+    const store = this.free[shift - CLASS_MIN_SHIFT]!.pop();
+    if (store !== undefined) {
+      this.pooledBytes -= classBytes;
+      this.reuseCount++;
+      return Buffer.from(store, 0, sizeBytes);
+    }
+    return Buffer.from(new ArrayBuffer(classBytes), 0, sizeBytes);
+  }
+
+  /** Returns a buffer from take(); the caller must not touch it afterwards. */
+  give(buffer: Buffer): void {
+    this.takenCount--;
+    const store = buffer.buffer;
+    const classBytes = store.byteLength;
+    if (buffer.byteOffset !== 0 || classBytes > 2 ** CLASS_MAX_SHIFT || !(store instanceof ArrayBuffer)) return;
+    const shift = classShift(classBytes);
+    assert(2 ** shift === classBytes, 'given buffer came from take() (class-sized backing store)');
+    if (this.pooledBytes + classBytes > this.pooledBytesMax) return;
+    this.free[shift - CLASS_MIN_SHIFT]!.push(store);
+    this.pooledBytes += classBytes;
+  }
+}

@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { BufferPool } from '../../src/disk/buffer-pool.js';
+
+describe('BufferPool', () => {
+  it('hands out buffers of the exact requested size and reuses returned backing stores', () => {
+    const pool = new BufferPool(8 * 1024 * 1024);
+    const a = pool.take(1024 * 1024);
+    expect(a.length).toBe(1024 * 1024);
+    a.fill(7);
+    pool.give(a);
+    expect(pool.bytesPooled).toBe(1024 * 1024);
+    const b = pool.take(1000 * 1024); // same 1 MiB class
+    expect(b.length).toBe(1000 * 1024);
+    expect(b.buffer).toBe(a.buffer);
+    expect(pool.reuseCount).toBe(1);
+    expect(pool.bytesPooled).toBe(0);
+  });
+
+  it('never keeps more than pooledBytesMax', () => {
+    const pool = new BufferPool(2 * 1024 * 1024);
+    const bufs = [pool.take(1 << 20), pool.take(1 << 20), pool.take(1 << 20)];
+    for (const b of bufs) pool.give(b);
+    expect(pool.bytesPooled).toBe(2 * 1024 * 1024);
+    expect(pool.takenCount).toBe(0);
+  });
+
+  it('serves small requests from a 4 KiB class and does not pool oversized buffers', () => {
+    const pool = new BufferPool(64 * 1024 * 1024);
+    const small = pool.take(512);
+    expect(small.length).toBe(512);
+    expect(small.buffer.byteLength).toBe(4096);
+    pool.give(small);
+    expect(pool.bytesPooled).toBe(4096);
+    const big = pool.take(40 * 1024 * 1024);
+    expect(big.length).toBe(40 * 1024 * 1024);
+    pool.give(big);
+    expect(pool.bytesPooled).toBe(4096);
+  });
+
+  it('refuses a buffer it did not hand out (not class-sized)', () => {
+    const pool = new BufferPool(1 << 20);
+    pool.take(4096);
+    expect(() => pool.give(Buffer.from(new ArrayBuffer(5000)))).toThrow();
+  });
+});
