@@ -13,7 +13,7 @@ import {
   roleName,
 } from '../resource/states.js';
 import type { ControlEvent } from './protocol.js';
-import type { ResourceState } from '../resource/state.js';
+import { type ResourceState, formatStateChange } from '../resource/state.js';
 
 export interface SyncProgress {
   totalBits: number;
@@ -165,20 +165,8 @@ function connectionOf(conn: ConnState): string {
   return isConnected(conn) ? 'Connected' : connectionText(conn);
 }
 
-/** `role( Secondary -> Primary ) conn( ... )` — DRBD's kernel-log text for a state change. */
-export function stateChangeText(a: StateSnapshot, b: StateSnapshot): string {
-  const parts: string[] = [];
-  if (a.role !== b.role) parts.push(`role( ${roleName(a.role)} -> ${roleName(b.role)} )`);
-  if (a.peer !== b.peer) parts.push(`peer( ${roleName(a.peer)} -> ${roleName(b.peer)} )`);
-  if (a.conn !== b.conn) parts.push(`conn( ${connName(a.conn)} -> ${connName(b.conn)} )`);
-  if (a.disk !== b.disk) parts.push(`disk( ${diskName(a.disk)} -> ${diskName(b.disk)} )`);
-  if (a.pdsk !== b.pdsk) parts.push(`pdsk( ${diskName(a.pdsk)} -> ${diskName(b.pdsk)} )`);
-  if (a.aftrIsp !== b.aftrIsp) parts.push(`aftr_isp( ${Number(a.aftrIsp)} -> ${Number(b.aftrIsp)} )`);
-  if (a.susp !== b.susp) parts.push(`susp( ${Number(a.susp)} -> ${Number(b.susp)} )`);
-  if (a.userIsp !== b.userIsp) parts.push(`user_isp( ${Number(a.userIsp)} -> ${Number(b.userIsp)} )`);
-  if (a.peerIsp !== b.peerIsp) parts.push(`peer_isp( ${Number(a.peerIsp)} -> ${Number(b.peerIsp)} )`);
-  return parts.join(' ');
-}
+/** `role( Secondary -> Primary ) conn( ... )` — DRBD's kernel-log text, from resource/state. */
+export const stateChangeText = formatStateChange;
 
 /** The status snapshot with names instead of enum numbers (`status --json`). */
 export function statusJson(s: StatusSnapshot): Record<string, unknown> {
