@@ -9,6 +9,7 @@ packages=(
   drbd-utils        # real drbdmeta / drbdadm-84: oracles for metadata and config
   xfsprogs          # mkfs.xfs, xfs_repair
   fuse3 libfuse2    # FUSE frontend (fuse-native links libfuse.so.2)
+  libfuse3-dev pkg-config build-essential # native/udrbd-fuse3 addon (libfuse 3: async direct I/O, 1 MiB requests)
   nbdkit libnbd-bin # NBD anchor and clients (nbdinfo, nbdcopy)
   python3-libnbd    # nbdsh (scripted NBD requests in the NBD tests)
   qemu-utils fio    # qemu-img compare, fio with the nbd engine
@@ -31,4 +32,5 @@ fi
 modprobe fuse 2>/dev/null || true
 modprobe loop 2>/dev/null || true
 npm ci --no-audit --no-fund
+native/udrbd-fuse3/build.sh
 npm run build

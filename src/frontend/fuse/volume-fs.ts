@@ -33,7 +33,9 @@
 import type { Logger } from '../../util/log.js';
 import type { BlockDevice } from '../../disk/block-device.js';
 import { assert } from '../../util/assert.js';
+import fsp from 'node:fs/promises';
 import { createTunedFuse, fuseNative, type FuseInstance, type FuseOperations, type FuseStat, type FuseIoDone } from './fuse-native.js';
+import { loadFuse3, FUSE3_KIND_READ, FUSE3_KIND_WRITE, FUSE3_KIND_FLUSH, type Fuse3Addon, type Fuse3Handle, type Fuse3Slot } from './fuse3-native.js';
 
 /** The kernel never sends a FUSE read or write larger than this (max_write / max_read). */
 export const FUSE_REQUEST_MAX_BYTES = 1024 * 1024;
@@ -66,7 +68,23 @@ export interface VolumeFsOptions {
   /** Refuse opens for writing (a Secondary never exposes a writable device). */
   readOnly?: boolean;
   directIo?: boolean;
+  /**
+   * 'fuse3': the project's libfuse 3 addon (async direct I/O, 1 MiB
+   * requests); 'fuse-native': libfuse 2 (one request in flight on the loop
+   * path, 128 KiB). Default: fuse3 when its addon is built, else fuse-native.
+   */
+  backend?: FuseBackend;
   log: Logger;
+}
+
+export type FuseBackend = 'fuse3' | 'fuse-native';
+
+/** The backend `mount` uses when none is asked for, and why. */
+export function defaultFuseBackend(): { backend: FuseBackend; reason: string } {
+  // Operator override (and A/B measurement): UDRBD_FUSE_BACKEND=fuse-native.
+  if (process.env.UDRBD_FUSE_BACKEND === 'fuse-native') return { backend: 'fuse-native', reason: 'UDRBD_FUSE_BACKEND=fuse-native' };
+  const { addon, reason } = loadFuse3();
+  return addon !== null ? { backend: 'fuse3', reason } : { backend: 'fuse-native', reason };
 }
 
 export interface VolumeFsStats {
@@ -87,6 +105,7 @@ export class VolumeFs {
   private inflight = 0;
   private readonly waiting: Pending[] = [];
   private fuse: FuseInstance | null = null;
+  private fuse3: { addon: Fuse3Addon; handle: Fuse3Handle } | null = null;
   private readonly stat: FuseStat;
   private readonly rootStat: FuseStat;
   private readonly errno: { EIO: number; EPERM: number; ENOENT: number; EROFS: number; ENOSPC: number; EISDIR: number };
@@ -116,9 +135,42 @@ export class VolumeFs {
     return `${this.options.mountDir}/${VOLUME_FILE_NAME}`;
   }
 
+  /** Which libfuse serves the mount (null before mount). */
+  get backend(): FuseBackend | null {
+    return this.fuse3 !== null ? 'fuse3' : this.fuse !== null ? 'fuse-native' : null;
+  }
+
   /** Mounts; resolves once the kernel has initialised the connection. */
-  mount(): Promise<void> {
-    assert(this.fuse === null, 'volume fs mounted once');
+  async mount(): Promise<void> {
+    assert(this.fuse === null && this.fuse3 === null, 'volume fs mounted once');
+    let backend = this.options.backend;
+    if (backend === undefined) {
+      const chosen = defaultFuseBackend();
+      backend = chosen.backend;
+      if (backend === 'fuse-native') this.options.log.warn({ reason: chosen.reason }, 'libfuse 3 addon unavailable, serving the volume through fuse-native (libfuse 2: one request in flight, 128 KiB)');
+    }
+    if (backend === 'fuse3') return this.mountFuse3();
+    return this.mountFuseNative();
+  }
+
+  private async mountFuse3(): Promise<void> {
+    const { addon, reason } = loadFuse3();
+    if (addon === null) throw new Error(`libfuse 3 addon unavailable: ${reason}`);
+    await fsp.mkdir(this.options.mountDir, { recursive: true });
+    const ops = this.fuseOperations();
+    const onRequest = (kind: number, slot: Fuse3Slot, buffer: Buffer | null, offsetBytes: number, lengthBytes: number): void => {
+      const done = (result: number): void => addon.reply(slot, result);
+      if (kind === FUSE3_KIND_READ) ops.read!(VOLUME_PATH, 0, buffer!, lengthBytes, offsetBytes, done);
+      else if (kind === FUSE3_KIND_WRITE) ops.write!(VOLUME_PATH, 0, buffer!, lengthBytes, offsetBytes, done);
+      else if (kind === FUSE3_KIND_FLUSH) ops.flush!(VOLUME_PATH, 0, done);
+      else ops.fsync!(VOLUME_PATH, 0, 0, done);
+    };
+    const handle = addon.mount(this.options.mountDir, this.options.fsname, this.options.device.sizeBytes, this.options.readOnly ?? false, this.options.directIo ?? DIRECT_IO_DEFAULT, onRequest);
+    this.fuse3 = { addon, handle };
+    this.options.log.info({ mountDir: this.options.mountDir, sizeBytes: this.options.device.sizeBytes, backend: 'fuse3' }, 'FUSE volume mounted');
+  }
+
+  private mountFuseNative(): Promise<void> {
     const fuse = createTunedFuse(this.options.mountDir, this.fuseOperations(), {
       fsname: this.options.fsname,
       subtype: 'udrbd',
@@ -139,7 +191,14 @@ export class VolumeFs {
   }
 
   /** Unmounts (fusermount -u -z, then stops libfuse's thread). Idempotent. */
-  unmount(): Promise<void> {
+  async unmount(): Promise<void> {
+    const fuse3 = this.fuse3;
+    if (fuse3 !== null) {
+      await fuse3.addon.unmount(fuse3.handle);
+      this.fuse3 = null;
+      this.options.log.info({ mountDir: this.options.mountDir }, 'FUSE volume unmounted');
+      return;
+    }
     const fuse = this.fuse;
     if (fuse === null) return Promise.resolve();
     return new Promise((resolve, reject) => {

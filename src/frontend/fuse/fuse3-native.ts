@@ -1,0 +1,84 @@
+/**
+ * frontend/fuse/fuse3-native — loads the project's own libfuse 3 addon
+ * (native/udrbd-fuse3, built by its build.sh from Debian's libfuse3-dev) and
+ * types its three calls. The addon serves a one-file filesystem and hands
+ * read/write/flush/fsync to one JS callback; unlike fuse-native (libfuse 2)
+ * it negotiates FUSE_ASYNC_DIO and FUSE_MAX_PAGES, so a loop device on the
+ * file keeps many requests in flight, each up to 1 MiB. Knows nothing of
+ * block devices or volumes: volume-fs maps requests to its operation table.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+/** Request kinds as the addon numbers them. */
+export const FUSE3_KIND_READ = 0;
+export const FUSE3_KIND_WRITE = 1;
+export const FUSE3_KIND_FLUSH = 2;
+export const FUSE3_KIND_FSYNC = 3;
+
+/** Opaque per-request handle; answer it exactly once with `reply`. */
+export type Fuse3Slot = { readonly __fuse3Slot: unique symbol };
+/** Opaque mounted-session handle. */
+export type Fuse3Handle = { readonly __fuse3Handle: unique symbol };
+
+/**
+ * Called on the JS thread for every I/O request. `buffer` is null for
+ * flush/fsync; for writes it holds the data, for reads it is to be filled.
+ * It is only valid until `reply(slot, ...)`.
+ */
+export type Fuse3RequestHandler = (kind: number, slot: Fuse3Slot, buffer: Buffer | null, offsetBytes: number, lengthBytes: number) => void;
+
+export interface Fuse3Addon {
+  mount(mountDir: string, fsname: string, sizeBytes: number, readOnly: boolean, directIo: boolean, onRequest: Fuse3RequestHandler): Fuse3Handle;
+  /** Bytes done (read/write) or 0 (flush/fsync), or a negative errno. */
+  reply(slot: Fuse3Slot, result: number): void;
+  /** Unmounts and joins libfuse's threads off the JS thread. */
+  unmount(handle: Fuse3Handle): Promise<void>;
+  readonly requestMaxBytes: number;
+  readonly threadsMax: number;
+}
+
+const ADDON_RELATIVE = path.join('native', 'udrbd-fuse3', 'build', 'udrbd_fuse3.node');
+/** Directories walked up from this file to find the repository root (src/… and dist/… and test builds). */
+const ROOT_SEARCH_DEPTH_MAX = 8;
+
+let cached: { addon: Fuse3Addon | null; reason: string } | undefined;
+
+/**
+ * Where the built addon is: $UDRBD_FUSE3_ADDON, else the nearest ancestor of
+ * this file holding native/udrbd-fuse3/build, else the working directory's
+ * (for copies of src/ compiled elsewhere, e.g. the e2e child fixture).
+ */
+export function fuse3AddonPath(): string | null {
+  const fromEnv = process.env.UDRBD_FUSE3_ADDON;
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  const fromCwd = path.join(process.cwd(), ADDON_RELATIVE);
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let depth = 0; depth < ROOT_SEARCH_DEPTH_MAX; depth++) {
+    const candidate = path.join(dir, ADDON_RELATIVE);
+    if (fs.existsSync(candidate)) return candidate;
+    const parent = path.dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  return fs.existsSync(fromCwd) ? fromCwd : null;
+}
+
+/** The addon, or null with the reason it is not usable (not built, libfuse3 missing). */
+export function loadFuse3(): { addon: Fuse3Addon | null; reason: string } {
+  if (cached) return cached;
+  const addonPath = fuse3AddonPath();
+  if (addonPath === null) {
+    cached = { addon: null, reason: `${ADDON_RELATIVE} not built (run native/udrbd-fuse3/build.sh; needs libfuse3-dev)` };
+    return cached;
+  }
+  try {
+    const require = createRequire(import.meta.url);
+    cached = { addon: require(addonPath) as Fuse3Addon, reason: 'loaded' };
+  } catch (err) {
+    cached = { addon: null, reason: `cannot load ${addonPath}: ${(err as Error).message}` };
+  }
+  return cached;
+}
