@@ -4,9 +4,11 @@
  * payloads and reads, peer frame bodies) reuse backing memory instead of
  * allocating — and garbage-collecting — a fresh 1 MiB buffer per request.
  * The pool never holds more than `pooledBytesMax` bytes; a buffer given back
- * beyond that is simply dropped for the GC. A caller gives back only buffers
- * it took from the same pool, and only once nothing else (a socket write, a
- * disk request) still uses them. Knows nothing of who uses the buffers.
+ * beyond that is simply dropped for the GC. give() accepts any view of a
+ * buffer this pool handed out (once; later gives and foreign buffers are
+ * ignored), so a consumer may hand back a subarray. A caller gives a buffer
+ * back only once nothing else (a socket write, a disk request) still uses it.
+ * Knows nothing of who uses the buffers.
  */
 import { assert } from '../util/assert.js';
 
@@ -25,7 +27,9 @@ export class BufferPool {
   /** Free backing stores per class, index = shift - CLASS_MIN_SHIFT. */
   private readonly free: ArrayBuffer[][] = [];
   private pooledBytes = 0;
-  /** Buffers handed out by take() and not (yet) given back; for tests and statistics. */
+  /** Backing stores handed out and not yet given back (weak: a dropped buffer is simply collected). */
+  private readonly outstanding = new WeakSet<ArrayBuffer>();
+  /** Pooled-class buffers handed out by take() and not (yet) given back; for tests and statistics. */
   takenCount = 0;
   /** take() calls served from the free list; for tests and statistics. */
   reuseCount = 0;
@@ -46,24 +50,34 @@ export class BufferPool {
     this.takenCount++;
     const shift = classShift(sizeBytes);
     const classBytes = 2 ** shift;
-    if (sizeBytes > classBytes) return Buffer.allocUnsafeSlow(sizeBytes);
+    if (sizeBytes > classBytes) {
+      this.takenCount--; // never pooled: not outstanding
+      return Buffer.allocUnsafeSlow(sizeBytes);
+    }
     const store = this.free[shift - CLASS_MIN_SHIFT]!.pop();
     if (store !== undefined) {
       this.pooledBytes -= classBytes;
       this.reuseCount++;
+      this.outstanding.add(store);
       return Buffer.from(store, 0, sizeBytes);
     }
-    return Buffer.from(new ArrayBuffer(classBytes), 0, sizeBytes);
+    const fresh = new ArrayBuffer(classBytes);
+    this.outstanding.add(fresh);
+    return Buffer.from(fresh, 0, sizeBytes);
   }
 
-  /** Returns a buffer from take(); the caller must not touch it afterwards. */
+  /**
+   * Returns a buffer from take() (or a view of one); nobody may touch it
+   * afterwards. Buffers this pool did not hand out, or already got back, are ignored.
+   */
   give(buffer: Buffer): void {
-    this.takenCount--;
     const store = buffer.buffer;
+    if (!(store instanceof ArrayBuffer) || !this.outstanding.has(store)) return;
+    this.outstanding.delete(store);
+    this.takenCount--;
     const classBytes = store.byteLength;
-    if (buffer.byteOffset !== 0 || classBytes > 2 ** CLASS_MAX_SHIFT || !(store instanceof ArrayBuffer)) return;
     const shift = classShift(classBytes);
-    assert(2 ** shift === classBytes, 'given buffer came from take() (class-sized backing store)');
+    assert(2 ** shift === classBytes, 'a pooled backing store is class-sized');
     if (this.pooledBytes + classBytes > this.pooledBytesMax) return;
     this.free[shift - CLASS_MIN_SHIFT]!.push(store);
     this.pooledBytes += classBytes;

@@ -10,6 +10,7 @@
  * packet means to the resource state machine.
  */
 import { assert, unreachable } from '../util/assert.js';
+import { BufferPool } from '../disk/buffer-pool.js';
 import {
   PacketType,
   SetupPacketType,
@@ -56,6 +57,21 @@ const HELLO_FIXED_BYTES = 6;
 export const FRAME_BYTES_MAX = HEADER_BYTES + DATA_FIXED_BYTES + PAYLOAD_BYTES_MAX;
 /** Same limit under the name the design notes use. */
 export const MAX_FRAME_BYTES = FRAME_BYTES_MAX;
+
+/** Frame bodies at least this big are reassembled into pooled buffers (smaller ones come from Node's slab). */
+const POOLED_BODY_BYTES_MIN = 64 * 1024;
+/** Reassembly buffers kept for reuse, per process: eight 1 MiB Data frames (2 MiB class each). */
+const RECEIVE_POOL_MAX_BYTES = 16 * 1024 * 1024;
+const receivePool = new BufferPool(RECEIVE_POOL_MAX_BYTES);
+
+/**
+ * A consumer of a received Data / RsDataReply payload is done with it (its
+ * disk write completed): the reassembly buffer may be reused. Safe for any
+ * buffer (payloads that were not reassembled, or given twice, are ignored).
+ */
+export function releaseReceivedPayload(payload: Buffer): void {
+  receivePool.give(payload);
+}
 
 /** A peer sent bytes that are not a valid frame; the link must be dropped (cstate ProtocolError). */
 export class ProtocolError extends Error {
@@ -653,7 +669,7 @@ export class FrameDecoder {
           this.deliver(body);
           continue;
         }
-        this.assembly = Buffer.allocUnsafe(this.bodyBytes);
+        this.assembly = this.bodyBytes >= POOLED_BODY_BYTES_MIN ? receivePool.take(this.bodyBytes) : Buffer.allocUnsafe(this.bodyBytes);
         this.assembledBytes = 0;
       }
       const n = Math.min(this.bodyBytes - this.assembledBytes, end - pos);

@@ -41,7 +41,7 @@ export type { LinkLossReason, PeerChannel } from './channel.js';
 export type { HandshakeResult, LocalParams, PeerParams } from './handshake.js';
 export { checkCompatibility } from './handshake.js';
 export { PeerSession } from './session.js';
-export { ProtocolError, PROTOCOL_VERSION, FRAME_BYTES_MAX, PAYLOAD_BYTES_MAX } from './codec.js';
+export { ProtocolError, PROTOCOL_VERSION, FRAME_BYTES_MAX, PAYLOAD_BYTES_MAX, releaseReceivedPayload } from './codec.js';
 
 export interface PeerAddress {
   host: string;

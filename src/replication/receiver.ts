@@ -9,6 +9,7 @@
  */
 import type { BlockDevice } from '../disk/block-device.js';
 import type { PeerChannel } from '../peer/channel.js';
+import { releaseReceivedPayload } from '../peer/codec.js';
 import { type BarrierPacket, type DataPacket, DataFlag, PacketType } from '../peer/packets.js';
 import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
@@ -91,6 +92,8 @@ export class SecondaryReceiver {
     } finally {
       rangeLock.release(hold);
     }
+    // The disk is done with the payload: its reassembly buffer may be reused.
+    releaseReceivedPayload(payload);
     counters.ua--;
     if (!ok) this.ack(PacketType.NegAck, offsetBytes, payload.length, packet.blockId);
     else if (this.deps.options.protocol === 'C') this.ack(PacketType.WriteAck, offsetBytes, payload.length, packet.blockId);

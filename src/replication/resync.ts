@@ -14,6 +14,7 @@ import type { BlockDevice } from '../disk/block-device.js';
 import type { DirtyBitmap } from '../meta/types.js';
 import { BM_BLOCK_BYTES } from '../meta/types.js';
 import type { PeerChannel } from '../peer/channel.js';
+import { releaseReceivedPayload } from '../peer/codec.js';
 import { type AckPacket, PacketType, type RsDataReply, type RsDataRequest } from '../peer/packets.js';
 import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
@@ -378,6 +379,8 @@ export class ResyncTarget {
       ok = false;
       log.error({ offsetBytes: request.offsetBytes, err: (err as Error).message }, 'resync write failed');
     }
+    // The disk is done with the payload: its reassembly buffer may be reused.
+    releaseReceivedPayload(payload);
     if (this.requests.get(request.blockId) !== request) return; // aborted meanwhile
     if (peer.isOpen) {
       peer.send({
