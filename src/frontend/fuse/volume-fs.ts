@@ -7,24 +7,40 @@
  * truncate, rename, mkdir, chmod, ...) is refused with EPERM. Knows nothing
  * of loop devices, device links or roles.
  *
- * Mount options: big_writes, max_write=max_read=1 MiB (reference notes on
- * this machine: 13 MB/s with fuse-native's defaults, 77 MB/s with these, 316
- * MB/s adding `losetup --direct-io=on`), plus FUSE `direct_io` (see
- * DIRECT_IO_DEFAULT). Measured with test/e2e/fuse-bench.ts (XFS on the loop
- * device, FileDisk on a sparse file; shared 2-core VM with other jobs
- * running, so runs vary by ±50%; dd 200 MiB conv=fsync, read after
- * drop_caches, 3 runs each in two sessions; fio 4k libaio iodepth 16 direct=1):
- *   FUSE direct_io, loop dio      write 83-624 MB/s  read 175-872  randwrite 4353-6491 IOPS  randread 4794-8871
- *   no direct_io,   loop dio      write 354-560      read 257-939  randwrite 5574-6281       randread 6663-9639
- *   FUSE direct_io, loop buffered write 186-686      read 282-796  randwrite 4646-5696       randread 7322-8253
- *   no direct_io,   loop buffered write 128-286      read 164-660  randwrite 3019-3054       randread 68535-104291
- * (the last randread figure is the double page cache answering, not the device).
- * Limits of libfuse 2 through fuse-native, measured with `stats`: the kernel
- * sends at most 128 KiB per request (max_pages stays at 32 whatever max_write
- * says) and one request at a time on the loop path (without FUSE_ASYNC_DIO,
- * which fuse-native's init cannot request, the loop worker waits for each).
- * So per-request latency of the device (a protocol C round trip) bounds
- * throughput; FUSE_INFLIGHT_MAX is a safety bound, not a tuning knob.
+ * Backends (VolumeFsOptions.backend): 'fuse3', the project's libfuse 3
+ * addon (native/udrbd-fuse3), is the default when built; 'fuse-native'
+ * (libfuse 2) is the fallback. libfuse 2 can negotiate neither
+ * FUSE_ASYNC_DIO nor FUSE_MAX_PAGES: the kernel then sends at most 128 KiB
+ * per request and the loop worker waits for each one (one in flight), so a
+ * protocol C round trip per 128 KiB bounded throughput with a peer. libfuse
+ * 3 negotiates both (requests up to 1 MiB, up to 32 in flight: its worker
+ * thread count, also max_background), and each request is answered only
+ * after the device resolved it.
+ *
+ * Measured on this shared 2-core VM (runs vary by ±50% with other jobs):
+ * A. test/e2e/fuse-bench.ts, FileDisk on a sparse file, loop dio, XFS, dd 200 MiB
+ *    conv=fsync x3, read after drop_caches, fio 4k libaio iodepth 16 direct:
+ *    | backend     | FUSE direct_io | write MB/s    | read MB/s     | randwrite IOPS | randread IOPS | largest req | in flight |
+ *    | fuse-native | on             | 83-624        | 175-872       | 4353-6491      | 4794-8871     | 128 KiB     | 1         |
+ *    | fuse-native | off            | 236-560       | 257-939       | 5574-6281      | 6663-9639     | 128 KiB     | 1         |
+ *    | fuse3       | on             | 855-1141      | 1196-1337     | 27461          | 34794         | 1 MiB       | 32        |
+ *    | fuse3       | off            | 925-1183      | 896-1234      | 30016          | 30594         | 1 MiB       | 32        |
+ *    loop buffered (no dio) stays at 1-2 in flight with either backend (the
+ *    loop driver's buffered path is synchronous): fuse3 722-976 MB/s, 6849 IOPS.
+ * B. raw round trip, MemoryDisk, fio 4k psync direct on the loop device, qd 1:
+ *    fuse3 8704 IOPS (114 us/request), fuse-native 7576 (131 us); with fsync
+ *    each write 6344 vs 4024. This ~0.1 ms per FUSE request (thread hand-offs
+ *    kernel -> libfuse worker -> JS thread and back) is what bounds XFS 4 KiB
+ *    randwrite+fsync now: each fio op costs ~2 writes + ~2 flushes through FUSE.
+ * C. XFS dd 400 MiB conv=fsync / fio 4k randwrite+fsync (scripts/bench/xfs.mjs
+ *    jobs), FileDisk directly: direct_io on 789 MB/s / 690 IOPS, off 581 / 772
+ *    (noise-level difference; direct_io stays on, see DIRECT_IO_DEFAULT).
+ * D. `npm run bench -- --only=xfs` before -> after fuse3 (same session):
+ *    StandAlone dd 154 -> 231 MB/s, fio 145 -> 561 IOPS; with peer dd 47 -> 227
+ *    MB/s, fio 215 -> 513 IOPS (anchor 367-416 MB/s, 945-1182 IOPS).
+ * E. `losetup --sector-size 4096`: no difference outside the noise in three
+ *    alternating bench runs; not adopted (a 4 KiB logical sector would also
+ *    stop filesystems made with 512-byte sectors from mounting).
  *
  * fuse-native's per-operation timeout is off: on timeout it answers the
  * kernel while our device.write may still be reading the request buffer,
@@ -39,7 +55,7 @@ import { loadFuse3, FUSE3_KIND_READ, FUSE3_KIND_WRITE, FUSE3_KIND_FLUSH, type Fu
 
 /** The kernel never sends a FUSE read or write larger than this (max_write / max_read). */
 export const FUSE_REQUEST_MAX_BYTES = 1024 * 1024;
-/** Requests passed to the device at once; more wait in a FIFO (bounded by libfuse's thread count). */
+/** Requests passed to the device at once; more wait in a FIFO (libfuse 3 has at most 32 worker threads). */
 export const FUSE_INFLIGHT_MAX = 64;
 /** Upper bound on waiting requests: libfuse 2 starts one thread per outstanding request. */
 const FUSE_WAITING_MAX = 4096;
