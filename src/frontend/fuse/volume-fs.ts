@@ -41,6 +41,10 @@
  * E. `losetup --sector-size 4096`: no difference outside the noise in three
  *    alternating bench runs; not adopted (a 4 KiB logical sector would also
  *    stop filesystems made with 512-byte sectors from mounting).
+ * F. answering writes/flushes from the JS thread inside reply() instead of
+ *    waking the libfuse worker to answer: B's qd-1 figure went 17503 -> 14650
+ *    and 10389 -> 7497 IOPS in two alternating runs (the worker still wakes
+ *    and competes for the 2 cores); not adopted.
  *
  * fuse-native's per-operation timeout is off: on timeout it answers the
  * kernel while our device.write may still be reading the request buffer,
