@@ -13,8 +13,11 @@ export interface PeerChannel {
    * Queue a packet for sending, in order. Returns false when the send buffer
    * is above its high-water mark: the caller should wait for `drained()`
    * before queueing more bulk data (acks and control packets may still go).
+   * `onReleased`, if given, is called exactly once when the channel no longer
+   * references the packet's payload (written to the kernel, or dropped
+   * because the link is gone): the caller may reuse the buffer then.
    */
-  send(packet: Packet): boolean;
+  send(packet: Packet, onReleased?: () => void): boolean;
   /** Resolves when the send buffer is below its low-water mark again. */
   drained(): Promise<void>;
   /** Set the single receiver of packets (replaces any previous one). */

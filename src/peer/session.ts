@@ -162,9 +162,12 @@ export class PeerSession implements PeerChannel {
 
   // ------------------------------------------------------------------ send
 
-  send(packet: Packet): boolean {
-    if (this.closeReason !== null) return false;
-    this.write(packet);
+  send(packet: Packet, onReleased?: () => void): boolean {
+    if (this.closeReason !== null) {
+      if (onReleased !== undefined) queueMicrotask(onReleased);
+      return false;
+    }
+    this.write(packet, onReleased);
     const queued = this.socket.writableLength;
     assert(queued <= this.opts.sendQueueBytesMax, `send queue ${queued} bytes within sendQueueBytesMax (caller ignored back-pressure)`);
     if (queued >= this.opts.sendHighWaterBytes) this.aboveHighWater = true;
@@ -176,7 +179,7 @@ export class PeerSession implements PeerChannel {
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
-  private write(packet: WirePacket): void {
+  private write(packet: WirePacket, onReleased?: () => void): void {
     const head = encodeHead(packet);
     const tail = tailOf(packet);
     if (!this.corked) {
@@ -187,9 +190,17 @@ export class PeerSession implements PeerChannel {
     // One completion callback per packet (on its last buffer) tracks send progress.
     if (tail === null) {
       this.socket.write(head, this.onWriteDone);
-    } else {
+      if (onReleased !== undefined) queueMicrotask(onReleased); // encodeHead copied everything
+    } else if (onReleased === undefined) {
       this.socket.write(head);
       this.socket.write(tail, this.onWriteDone);
+    } else {
+      this.socket.write(head);
+      // Called once the tail reached the kernel, or with an error when the socket was destroyed.
+      this.socket.write(tail, (error?: Error | null) => {
+        this.onWriteDone(error);
+        onReleased();
+      });
     }
     this.writesIssued++;
     this.packetsSent++;

@@ -15,6 +15,7 @@ import type { DirtyBitmap } from '../meta/types.js';
 import { BM_BLOCK_BYTES } from '../meta/types.js';
 import type { PeerChannel } from '../peer/channel.js';
 import { releaseReceivedPayload } from '../peer/codec.js';
+import { BufferPool } from '../disk/buffer-pool.js';
 import { type AckPacket, PacketType, type RsDataReply, type RsDataRequest } from '../peer/packets.js';
 import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
@@ -167,6 +168,10 @@ export class RateLimiter {
     return Math.max(0, delayMs);
   }
 }
+
+/** SyncSource read buffers kept for reuse, per process (one 1 MiB run per request in flight). */
+const RESPONDER_POOL_MAX_BYTES = 32 * 1024 * 1024;
+const responderPool = new BufferPool(RESPONDER_POOL_MAX_BYTES);
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -434,7 +439,7 @@ export class ResyncResponder {
     const granted = rangeLock.acquire(offsetBytes, offsetBytes + lengthBytes);
     const hold: RangeHold = granted instanceof Promise ? await granted : granted;
     try {
-      const payload = Buffer.allocUnsafe(lengthBytes);
+      const payload = responderPool.take(lengthBytes);
       let ok = true;
       try {
         await disk.read(payload, offsetBytes);
@@ -443,13 +448,18 @@ export class ResyncResponder {
         ok = false;
         log.error({ offsetBytes, lengthBytes, err: (err as Error).message }, 'cannot read blocks for resync; RsNegAck');
       }
-      if (!peer.isOpen) return;
+      if (!peer.isOpen) {
+        responderPool.give(payload);
+        return;
+      }
       // Queued while the range is held: an overlapping application write's Data follows it.
       if (ok) {
-        peer.send({ type: PacketType.RsDataReply, offsetBytes, blockId, payload });
+        // The buffer goes back to the pool once the channel no longer references it.
+        peer.send({ type: PacketType.RsDataReply, offsetBytes, blockId, payload }, () => responderPool.give(payload));
         counters.sentBytes += lengthBytes;
         counters.pe++;
       } else {
+        responderPool.give(payload);
         peer.send({ type: PacketType.RsNegAck, offsetBytes, lengthBytes, blockId });
       }
     } finally {
