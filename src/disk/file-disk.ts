@@ -10,6 +10,16 @@ import { UdrbdError, ExitCode } from '../util/errors.js';
 
 /** Linux caps a single read/write at 0x7ffff000 bytes; stay well below. */
 const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
+/**
+ * Writes flagged `inline` up to this size are issued with pwrite on the
+ * calling (main) thread: copying a few KiB into the page cache takes
+ * microseconds, less than the hand-off to libuv's threadpool and back (futex,
+ * eventfd, another event-loop wake-up) on a busy machine. Measured: +1..17%
+ * protocol C 4 KiB write+fsync IOPS when the Secondary writes inline; a
+ * StandAlone Primary writing inline was ~10% slower, so only callers on a
+ * network critical path ask for it.
+ */
+const INLINE_WRITE_BYTES_MAX = 16 * 1024;
 
 export interface FileDiskOptions {
   readOnly?: boolean;
@@ -90,7 +100,8 @@ export class FileDisk implements BlockDevice {
 
   async write(buffer: Buffer, offsetBytes: number, flags?: WriteFlags): Promise<void> {
     checkRange(this, offsetBytes, buffer.length);
-    await writeFully(this.fd, buffer, offsetBytes);
+    if (flags?.inline === true && buffer.length <= INLINE_WRITE_BYTES_MAX) this.writeSync(buffer, offsetBytes);
+    else await writeFully(this.fd, buffer, offsetBytes);
     if (flags?.fua) await this.flush();
   }
 

@@ -7,7 +7,7 @@
  * writes are done and fdatasync'ed (write ordering method `flush`). It is
  * told whether to accept writes; it never decides that itself.
  */
-import type { BlockDevice } from '../disk/block-device.js';
+import type { BlockDevice, WriteFlags } from '../disk/block-device.js';
 import type { PeerChannel } from '../peer/channel.js';
 import { releaseReceivedPayload } from '../peer/codec.js';
 import { type BarrierPacket, type DataPacket, DataFlag, PacketType } from '../peer/packets.js';
@@ -17,6 +17,12 @@ import type { ReplicationCounters } from './counters.js';
 import type { ReplicationOptions } from './options.js';
 import type { RangeHold, RangeLock } from './range-lock.js';
 import type { LocalIoErrorHandler } from './volume.js';
+
+/** Peer writes up to this size ask the disk to write inline (FileDisk honours it up to its own limit). */
+const INLINE_WRITE_BYTES_MAX = 16 * 1024;
+const INLINE: WriteFlags = Object.freeze({ inline: true });
+const INLINE_FUA: WriteFlags = Object.freeze({ inline: true, fua: true });
+const FUA: WriteFlags = Object.freeze({ fua: true });
 
 /** Epochs open on the receiver at once; the Primary closes one per burst or max-epoch-size writes. */
 const EPOCHS_OPEN_MAX = 1 << 16;
@@ -83,7 +89,9 @@ export class SecondaryReceiver {
     const hold: RangeHold = granted instanceof Promise ? await granted : granted;
     try {
       if ((packet.flags & DataFlag.flush) !== 0) await disk.flush();
-      await disk.write(payload, offsetBytes, { fua: (packet.flags & DataFlag.fua) !== 0 });
+      const fua = (packet.flags & DataFlag.fua) !== 0;
+      // Small writes go inline: the WriteAck (protocol C) waits for them.
+      await disk.write(payload, offsetBytes, payload.length <= INLINE_WRITE_BYTES_MAX ? (fua ? INLINE_FUA : INLINE) : fua ? FUA : undefined);
       counters.diskWrittenBytes += payload.length;
     } catch (err) {
       ok = false;
