@@ -6,6 +6,7 @@
  * area (multiples of 512); `blockId` matches an ack to its request.
  */
 import type { GenerationUuids } from '../meta/types.js';
+import type { AfterSb0Policy, AfterSb1Policy, AfterSb2Policy } from '../resource/after-sb.js';
 
 export const PacketType = {
   // connection set-up (peer/ handles these itself)
@@ -48,18 +49,10 @@ export type PacketType = (typeof PacketType)[keyof typeof PacketType];
 /** DP_* flags carried on Data packets. */
 export const DataFlag = { fua: 0x1, flush: 0x2 } as const;
 
-export type AfterSb0 =
-  | 'disconnect'
-  | 'discard-younger-primary'
-  | 'discard-older-primary'
-  | 'discard-zero-changes'
-  | 'discard-least-changes'
-  | 'discard-local'
-  | 'discard-remote'
-  /** The named node's data is discarded (its `on HOST` name follows the prefix). */
-  | `discard-node-${string}`;
-export type AfterSb1 = 'disconnect' | 'consensus' | 'discard-secondary' | 'call-pri-lost-after-sb' | 'violently-as0p';
-export type AfterSb2 = 'disconnect' | 'call-pri-lost-after-sb' | 'violently-as0p';
+/** The after-sb policies travel as the names resource/after-sb defines. */
+export type AfterSb0 = AfterSb0Policy;
+export type AfterSb1 = AfterSb1Policy;
+export type AfterSb2 = AfterSb2Policy;
 
 export interface AuthChallenge { type: typeof PacketType.AuthChallenge; challenge: Buffer }
 export interface AuthResponse { type: typeof PacketType.AuthResponse; response: Buffer }
