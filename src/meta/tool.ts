@@ -46,13 +46,21 @@ const SCAN_BYTES = 68 * 1024;
 /** Largest chunk written when zeroing the bitmap. */
 const ZERO_CHUNK_BYTES = 4 * 1024 * 1024;
 
+/** What the no-TTY refusal of create-md tells the operator to run instead. */
+const CREATE_MD_FORCE = 'overwrite without confirmation (udrbdadm create-md --force <resource>)';
+
 /** Thrown after the message was already printed (drbdmeta prints, then exits). */
 function quietExit(code: number): UdrbdError {
   return new UdrbdError('', code);
 }
 
-/** drbdmeta's confirmed(): question on stderr, then --force, no-TTY refusal, or exactly "yes". */
-async function confirmed(io: ToolIo, question: string): Promise<boolean> {
+/**
+ * drbdmeta's confirmed(): question on stderr, then --force, no-TTY refusal, or
+ * exactly "yes". The no-TTY refusal keeps drbdmeta's line first and then says
+ * how to force (`howToForce`, e.g. "overwrite without confirmation (udrbdadm
+ * create-md --force <resource>)"), since nobody can answer the prompt.
+ */
+async function confirmed(io: ToolIo, question: string, howToForce: string): Promise<boolean> {
   io.err(`\n${question}\n`);
   if (io.force) {
     io.err('*** confirmation forced via --force option ***\n');
@@ -60,6 +68,7 @@ async function confirmed(io: ToolIo, question: string): Promise<boolean> {
   }
   if (!io.stdinIsTty) {
     io.err('stdin not a TTY, not waiting for confirmation\n');
+    io.err(`Operation refused. Run with --force to ${howToForce}.\n`);
     return false;
   }
   io.err("[need to type 'yes' to confirm] ");
@@ -165,7 +174,7 @@ async function checkForExistingData(disk: FileDisk, layout: MetaLayout, io: Tool
   } else {
     io.out('\n ==> This might destroy existing data! <==\n');
   }
-  if (!(await confirmed(io, 'Do you want to proceed?'))) {
+  if (!(await confirmed(io, 'Do you want to proceed?', CREATE_MD_FORCE))) {
     io.out('Operation canceled.\n');
     throw quietExit(ExitCode.usage);
   }
@@ -185,7 +194,7 @@ export async function createMd(path: string, io: ToolIo, options: CreateMdOption
     if (existing.ok) {
       io.err('You want me to create a v08 style flexible-size internal meta data block.\n');
       io.err(`There appears to be a v08 flexible-size internal meta data block\nalready in place on ${path} at byte offset ${existing.layout.mdOffsetBytes}\n`);
-      if (!(await confirmed(io, 'Do you really want to overwrite the existing meta-data?'))) {
+      if (!(await confirmed(io, 'Do you really want to overwrite the existing meta-data?', CREATE_MD_FORCE))) {
         io.out('Operation cancelled.\n');
         throw quietExit(ExitCode.usage);
       }
@@ -412,7 +421,7 @@ export async function setGi(path: string, gi: string, io: ToolIo): Promise<void>
     const next = parseGi(gi, sb);
     io.out(`previously ${formatGi(sb)}`);
     io.out(`set GI to  ${formatGi(next)}`);
-    if (!(await confirmed(io, 'Write new GI to disk?'))) {
+    if (!(await confirmed(io, 'Write new GI to disk?', 'write the new GI without confirmation (udrbdadm set-gi --force <resource> <gi>)'))) {
       io.out('Operation canceled.\n');
       return;
     }
@@ -442,7 +451,7 @@ export async function wipeMd(path: string, io: ToolIo): Promise<void> {
       io.err('There appears to be no drbd meta data to wipe out?\n');
       return;
     }
-    if (!(await confirmed(io, 'Do you really want to wipe out the DRBD meta data?'))) {
+    if (!(await confirmed(io, 'Do you really want to wipe out the DRBD meta data?', 'wipe out the meta data without confirmation (udrbdadm wipe-md --force <resource>)'))) {
       io.out('Operation cancelled.\n');
       throw quietExit(ExitCode.usage);
     }

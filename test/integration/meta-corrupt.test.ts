@@ -14,6 +14,10 @@ import { CaptureIo, copySparse, drbdmeta, hashRange, readRange, requireDrbdmeta,
 const MiB = 1024 * 1024;
 const SIZE = 64 * MiB;
 const layout = computeLayout(SIZE);
+/** drbdmeta's no-TTY line first, then how to force (issue 3: "it refuses with a message saying how to force"). */
+const NO_TTY_REFUSAL =
+  'stdin not a TTY, not waiting for confirmation\n' +
+  'Operation refused. Run with --force to overwrite without confirmation (udrbdadm create-md --force <resource>).\n';
 
 async function preparedDisk(dir: string, name = 'c.img'): Promise<{ file: string; dataHash: string }> {
   const file = sparseFile(dir, name, SIZE);
@@ -165,7 +169,7 @@ describe('meta: create-md refusals and prompts', () => {
     await expect(createMd(file, io)).rejects.toMatchObject({ exitCode: 1 });
     expect(io.stdout).toContain('Found some data');
     expect(io.stdout).toContain(' ==> This might destroy existing data! <==');
-    expect(io.stderr).toContain('stdin not a TTY, not waiting for confirmation');
+    expect(io.stderr).toContain(NO_TTY_REFUSAL);
     expect(io.stdout).toContain('Operation canceled.');
     const disk = FileDisk.open(file);
     try {
@@ -173,6 +177,34 @@ describe('meta: create-md refusals and prompts', () => {
     } finally {
       disk.closeSync();
     }
+  });
+
+  it('without a terminal it refuses to overwrite existing v08 meta-data, says how to force, and writes nothing', async () => {
+    dir = tmpDir();
+    const file = sparseFile(dir, 'e.img', SIZE);
+    await createMd(file, new CaptureIo());
+    // Make the existing meta-data distinguishable from what a new create-md would write.
+    const disk = FileDisk.open(file);
+    try {
+      const md = MetaData.open(disk);
+      md.attach();
+      md.setUuids({ current: 0x1111222233334444n, bitmap: 0n, historyStart: 0n, historyEnd: 0n });
+      md.bitmap.setRange(0, 4096);
+      await md.flushBitmap();
+      md.close({ clean: true });
+    } finally {
+      disk.closeSync();
+    }
+    writeRange(file, 4 * MiB, crypto.randomBytes(MiB));
+    const before = hashRange(file, 0, SIZE);
+    const io = new CaptureIo(false, false);
+    await expect(createMd(file, io)).rejects.toMatchObject({ exitCode: 1 });
+    expect(io.stderr).toContain(`already in place on ${file} at byte offset ${layout.mdOffsetBytes}`);
+    expect(io.stderr).toContain(NO_TTY_REFUSAL);
+    expect(io.stdout).toContain('Operation cancelled.');
+    expect(io.stdout).not.toContain('initializing activity log');
+    expect(hashRange(file, 0, SIZE)).toBe(before);
+    expect(fs.statSync(file).size).toBe(SIZE);
   });
 
   it('on a terminal only the exact word yes overwrites existing meta-data', async () => {
