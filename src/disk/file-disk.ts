@@ -3,10 +3,18 @@
  * accessed with positional reads and writes on one file descriptor.
  * Block device sizes come from sysfs (/sys/dev/block/MAJ:MIN/size, 512-byte
  * sectors), so no native ioctl is needed. Knows nothing of metadata or roles.
+ *
+ * FUA writes go through a second descriptor opened O_DSYNC: the kernel then
+ * syncs only that write's range (and flushes the device's cache), which is
+ * what FUA means. An fdatasync instead would write back every dirty page of
+ * the whole backing file — with buffered data writes, each activity-log
+ * transaction (one per new 4 MiB extent) turned a sequential stream into a
+ * synchronous one.
  */
 import fs from 'node:fs';
 import { type BlockDevice, type BlockDeviceCapabilities, type WriteFlags, checkRange } from './block-device.js';
 import { UdrbdError, ExitCode } from '../util/errors.js';
+import { assert } from '../util/assert.js';
 
 /** Linux caps a single read/write at 0x7ffff000 bytes; stay well below. */
 const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
@@ -64,6 +72,8 @@ export class FileDisk implements BlockDevice {
   private constructor(
     readonly path: string,
     private readonly fd: number,
+    /** Same file opened O_DSYNC, for FUA writes; -1 when read-only. */
+    private readonly dsyncFd: number,
     readonly sizeBytes: number,
     readonly isBlockDevice: boolean,
   ) {}
@@ -89,8 +99,25 @@ export class FileDisk implements BlockDevice {
       const hint = code === 'EBUSY' ? ' (is it mounted or in use by another process?)' : '';
       throw new UdrbdError(`cannot open backing disk '${path}': ${code ?? (err as Error).message}${hint}`, ExitCode.fatal);
     }
-    const size = isBlock ? blockDeviceSizeBytes(st.rdev, path) : st.size;
-    return new FileDisk(path, fd, size, isBlock);
+    let dsyncFd = -1;
+    if (!options.readOnly) {
+      try {
+        // Same inode and page cache as fd; no O_EXCL (fd already holds a block device exclusively).
+        dsyncFd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_DSYNC);
+      } catch (err) {
+        fs.closeSync(fd);
+        throw new UdrbdError(`cannot open backing disk '${path}' for synchronous writes: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, ExitCode.fatal);
+      }
+    }
+    let size: number;
+    try {
+      size = isBlock ? blockDeviceSizeBytes(st.rdev, path) : st.size;
+    } catch (err) {
+      fs.closeSync(fd);
+      if (dsyncFd >= 0) fs.closeSync(dsyncFd);
+      throw err;
+    }
+    return new FileDisk(path, fd, dsyncFd, size, isBlock);
   }
 
   read(buffer: Buffer, offsetBytes: number): Promise<void> {
@@ -100,9 +127,11 @@ export class FileDisk implements BlockDevice {
 
   async write(buffer: Buffer, offsetBytes: number, flags?: WriteFlags): Promise<void> {
     checkRange(this, offsetBytes, buffer.length);
-    if (flags?.inline === true && buffer.length <= INLINE_WRITE_BYTES_MAX) this.writeSync(buffer, offsetBytes);
-    else await writeFully(this.fd, buffer, offsetBytes);
-    if (flags?.fua) await this.flush();
+    const fua = flags?.fua === true;
+    assert(!fua || this.dsyncFd >= 0, `FUA write to read-only backing disk '${this.path}'`);
+    const fd = fua ? this.dsyncFd : this.fd;
+    if (flags?.inline === true && buffer.length <= INLINE_WRITE_BYTES_MAX) writeSyncFully(fd, buffer, offsetBytes);
+    else await writeFully(fd, buffer, offsetBytes);
   }
 
   flush(): Promise<void> {
@@ -127,21 +156,20 @@ export class FileDisk implements BlockDevice {
   /** Synchronous write, for start-up and shutdown paths (metadata) only. */
   writeSync(buffer: Buffer, offsetBytes: number): void {
     checkRange(this, offsetBytes, buffer.length);
-    let done = 0;
-    while (done < buffer.length) {
-      done += fs.writeSync(this.fd, buffer, done, buffer.length - done, offsetBytes + done);
-    }
+    writeSyncFully(this.fd, buffer, offsetBytes);
   }
 
   flushSync(): void {
     fs.fdatasyncSync(this.fd);
   }
 
-  close(): Promise<void> {
-    return new Promise((resolve, reject) => fs.close(this.fd, (err) => (err ? reject(err) : resolve())));
+  async close(): Promise<void> {
+    if (this.dsyncFd >= 0) await new Promise<void>((resolve, reject) => fs.close(this.dsyncFd, (err) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) => fs.close(this.fd, (err) => (err ? reject(err) : resolve())));
   }
 
   closeSync(): void {
+    if (this.dsyncFd >= 0) fs.closeSync(this.dsyncFd);
     fs.closeSync(this.fd);
   }
 }
@@ -159,6 +187,11 @@ function readFully(fd: number, buffer: Buffer, position: number): Promise<void> 
     };
     fs.read(fd, buffer, 0, buffer.length, position, step);
   });
+}
+
+function writeSyncFully(fd: number, buffer: Buffer, position: number): void {
+  let done = 0;
+  while (done < buffer.length) done += fs.writeSync(fd, buffer, done, buffer.length - done, position + done);
 }
 
 function writeFully(fd: number, buffer: Buffer, position: number): Promise<void> {

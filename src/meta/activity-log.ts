@@ -389,7 +389,7 @@ export class ActivityLog implements ActivityLogApi {
       // The bitmap bits of an extent leaving the log must be on disk before the log forgets it.
       const pages = new Set(evicted.map((e) => Bitmap.pageOfExtent(e)));
       for (const page of pages) {
-        if (page < this.bitmap.pageCount) await this.bitmap.writePage(this.disk, this.options.bmOffsetBytes, page, { flush: false });
+        if (page < this.bitmap.pageCount) await this.bitmap.writePage(this.disk, this.options.bmOffsetBytes, page);
       }
       if (this.alUpdates) await this.writeTransaction(updates);
       for (const u of updates) {

@@ -8,7 +8,7 @@
  * it knows nothing of superblocks, the activity log, peers or roles.
  */
 import os from 'node:os';
-import type { BlockDevice } from '../disk/block-device.js';
+import type { BlockDevice, WriteFlags } from '../disk/block-device.js';
 import { assert } from '../util/assert.js';
 import { AL_EXTENT_BYTES, BM_BLOCK_BYTES, type DirtyBitmap } from './types.js';
 
@@ -24,6 +24,7 @@ export const BM_BITS_PER_AL_EXTENT = AL_EXTENT_BYTES / BM_BLOCK_BYTES;
 export const BM_BYTES_MAX = 64 * 1024 * 1024;
 /** Largest single write when flushing a run of dirty pages. */
 const BM_WRITE_RUN_BYTES_MAX = 1024 * 1024;
+const FUA: WriteFlags = Object.freeze({ fua: true });
 
 // Word-level access through a Uint32Array view equals the on-disk LE bit order
 // only on a little-endian host (all platforms udrbd targets are).
@@ -257,15 +258,21 @@ export class Bitmap implements DirtyBitmap {
     return written;
   }
 
-  /** Writes one page if dirty (activity-log eviction writes the page of the extent it drops). */
-  async writePage(disk: BlockDevice, bmOffsetBytes: number, page: number, options: { flush?: boolean } = {}): Promise<boolean> {
+  /**
+   * Writes one page if dirty and makes it durable before resolving (a FUA
+   * write, or write + flush where the disk has no FUA): activity-log eviction
+   * writes the page of the extent it drops, which must be on stable storage
+   * before the AL transaction that forgets the extent.
+   */
+  async writePage(disk: BlockDevice, bmOffsetBytes: number, page: number): Promise<boolean> {
     this.checkArea(disk, bmOffsetBytes);
     assert(page >= 0 && page < this.pageCount, `bitmap page ${page} < ${this.pageCount}`);
     if (this.pageDirty[page] === 0) return false;
     this.pageDirty[page] = 0;
     this.dirtyPages--;
-    await disk.write(this.buffer.subarray(page * BM_PAGE_BYTES, (page + 1) * BM_PAGE_BYTES), bmOffsetBytes + page * BM_PAGE_BYTES);
-    if (options.flush !== false) await disk.flush();
+    const fua = disk.capabilities.canFua;
+    await disk.write(this.buffer.subarray(page * BM_PAGE_BYTES, (page + 1) * BM_PAGE_BYTES), bmOffsetBytes + page * BM_PAGE_BYTES, fua ? FUA : undefined);
+    if (!fua) await disk.flush();
     return true;
   }
 

@@ -1,0 +1,83 @@
+/**
+ * disk/file-disk on a real file: FUA writes are synchronous for their own
+ * range only (an O_DSYNC descriptor), never a whole-file fdatasync, and
+ * flush() is the fdatasync.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { FileDisk } from '../../src/disk/file-disk.js';
+
+const O_DSYNC = fs.constants.O_DSYNC;
+const SIZE_BYTES = 8 * 1024 * 1024;
+
+/** open flags (fdinfo `flags:`, octal) of this process's descriptors on `file`. */
+function openFlagsOf(file: string): number[] {
+  const real = fs.realpathSync(file);
+  const flags: number[] = [];
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    let target: string;
+    try {
+      target = fs.readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    if (target !== real) continue;
+    const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+    const m = /^flags:\s+([0-7]+)$/m.exec(info);
+    if (m) flags.push(parseInt(m[1]!, 8));
+  }
+  return flags;
+}
+
+describe('FileDisk FUA and flush', () => {
+  let dir: string;
+  let file: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'udrbd-filedisk-'));
+    file = path.join(dir, 'disk.img');
+    fs.writeFileSync(file, Buffer.alloc(0));
+    fs.truncateSync(file, SIZE_BYTES);
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a FUA write goes through an O_DSYNC descriptor and lands, without an fdatasync of the whole file', async () => {
+    const disk = FileDisk.open(file);
+    try {
+      const flags = openFlagsOf(file);
+      expect(flags).toHaveLength(2);
+      expect(flags.filter((f) => (f & O_DSYNC) === O_DSYNC)).toHaveLength(1);
+      const fdatasync = vi.spyOn(fs, 'fdatasync');
+      const data = Buffer.alloc(64 * 1024, 0x5a);
+      await disk.write(data, 1024 * 1024, { fua: true });
+      await disk.write(Buffer.alloc(4096, 0x33), 2 * 1024 * 1024, { fua: true, inline: true });
+      expect(fdatasync).not.toHaveBeenCalled();
+      const back = Buffer.alloc(data.length);
+      await disk.read(back, 1024 * 1024);
+      expect(back.equals(data)).toBe(true);
+      expect(fs.readFileSync(file).subarray(2 * 1024 * 1024, 2 * 1024 * 1024 + 4096).equals(Buffer.alloc(4096, 0x33))).toBe(true);
+      await disk.flush();
+      expect(fdatasync).toHaveBeenCalledTimes(1);
+    } finally {
+      await disk.close();
+    }
+    expect(openFlagsOf(file)).toHaveLength(0);
+  });
+
+  it('read-only: one plain descriptor, and a FUA write is refused', async () => {
+    const disk = FileDisk.open(file, { readOnly: true });
+    try {
+      const flags = openFlagsOf(file);
+      expect(flags).toHaveLength(1);
+      expect(flags[0]! & O_DSYNC).toBe(0);
+      await expect(disk.write(Buffer.alloc(4096), 0, { fua: true })).rejects.toThrow(/read-only/);
+    } finally {
+      disk.closeSync();
+    }
+    expect(openFlagsOf(file)).toHaveLength(0);
+  });
+});
