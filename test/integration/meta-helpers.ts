@@ -106,3 +106,74 @@ export function writeRange(file: string, offset: number, bytes: Buffer): void {
     fs.closeSync(fd);
   }
 }
+
+/** A half-open range of bitmap bits [start, end). */
+export interface BitRange {
+  start: number;
+  end: number;
+}
+
+/** Upper bound on 64-bit words a parsed dump-md bitmap may describe (a 1 TiB volume: 32 MiB / 8). */
+const DUMP_BITMAP_WORDS_MAX = 4 * 1024 * 1024;
+
+/**
+ * Parses the `bm { … }` section of a drbdmeta dump-md back into the set bits,
+ * as sorted, disjoint, maximal ranges. The format (drbd84.md §1): 64-bit words
+ * printed as `0x<16 hex>;` (value of the little-endian word, so bit b of word k
+ * is bitmap bit 64·k + b), runs of equal words as `N times 0x<16 hex>;`, and
+ * `# at <kB>` comments. Anything else in the section is an error.
+ */
+export function parseDumpBitmap(dump: string): { ranges: BitRange[]; words: number } {
+  const open = dump.indexOf('\nbm {');
+  if (open < 0) throw new Error('dump-md output has no "bm {" section');
+  const close = dump.indexOf('\n}', open + 1);
+  if (close < 0) throw new Error('dump-md bm section is not closed');
+  const body = dump.slice(open + '\nbm {'.length, close).replace(/#[^\n]*/g, ' ');
+  const ranges: BitRange[] = [];
+  const addBits = (start: number, end: number) => {
+    const last = ranges[ranges.length - 1];
+    if (last && last.end === start) last.end = end;
+    else ranges.push({ start, end });
+  };
+  let word = 0;
+  const addWord = (value: bigint) => {
+    for (let b = 0; b < 64; b++) {
+      if (((value >> BigInt(b)) & 1n) === 1n) addBits(word * 64 + b, word * 64 + b + 1);
+    }
+    word++;
+  };
+  const tokens = body.split(';').map((t) => t.trim());
+  if (tokens[tokens.length - 1] !== '') throw new Error(`dump-md bm section ends without ';': ${tokens[tokens.length - 1]}`);
+  for (const token of tokens.slice(0, -1)) {
+    const m = /^(?:(\d+) times )?0x([0-9A-F]{16})$/.exec(token);
+    if (!m) throw new Error(`unexpected token in dump-md bm section: '${token}'`);
+    const count = m[1] === undefined ? 1 : Number(m[1]);
+    if (count < 1 || word + count > DUMP_BITMAP_WORDS_MAX) throw new Error(`bad word count in '${token}'`);
+    const value = BigInt(`0x${m[2]}`);
+    if (value === 0n) {
+      word += count;
+    } else if (value === 0xffffffffffffffffn) {
+      addBits(word * 64, (word + count) * 64);
+      word += count;
+    } else {
+      for (let k = 0; k < count; k++) addWord(value);
+    }
+  }
+  return { ranges, words: word };
+}
+
+/** Sorted, disjoint, maximal form of arbitrary (possibly overlapping or adjacent) ranges. */
+export function normaliseRanges(input: readonly BitRange[]): BitRange[] {
+  const sorted = input.filter((r) => r.end > r.start).sort((a, b) => a.start - b.start);
+  const out: BitRange[] = [];
+  for (const r of sorted) {
+    const last = out[out.length - 1];
+    if (last && r.start <= last.end) last.end = Math.max(last.end, r.end);
+    else out.push({ ...r });
+  }
+  return out;
+}
+
+export function rangeBits(ranges: readonly BitRange[]): number {
+  return ranges.reduce((n, r) => n + (r.end - r.start), 0);
+}

@@ -6,10 +6,14 @@ import { createMd, dumpMd, getGi, showGi, dstate } from '../../src/meta/tool.js'
 import { computeLayout } from '../../src/meta/superblock.js';
 import { MdFlag } from '../../src/meta/types.js';
 import {
+  type BitRange,
   CaptureIo,
   copySparse,
   drbdmeta,
   dumpBody,
+  normaliseRanges,
+  parseDumpBitmap,
+  rangeBits,
   readRange,
   requireDrbdmeta,
   sparseFile,
@@ -85,88 +89,110 @@ describe('meta interop with drbdmeta', () => {
     });
   }
 
-  it('after udrbd sets UUIDs, flags and bitmap bits, drbdmeta dump-md shows exactly those', async () => {
-    dir = tmpDir();
-    const file = sparseFile(dir, 'u.img', 512 * MiB);
-    await createMd(file, new CaptureIo());
-    const disk = FileDisk.open(file);
-    let expectedBits = 0;
-    try {
-      const md = MetaData.open(disk);
-      md.attach();
-      md.setUuids({ current: 0xdeadbeefcafe0001n, bitmap: 0x1234n, historyStart: 0xabcdefn, historyEnd: 0x42n });
-      md.setFlags(MdFlag.consistent | MdFlag.wasUpToDate | MdFlag.peerOutDated);
-      const bm = md.bitmap;
-      // Runs, single words and a long run so the dump folds "N times".
-      bm.setRange(0, 1);
-      bm.setRange(100, 164);
-      bm.setRange(5000, 5000 + 3 * 4096);
-      bm.setRange(70_000, 70_037);
-      bm.setRange(bm.bitCount - 1, bm.bitCount);
-      for (let k = 0; k < 50; k++) bm.setRange(90_000 + k * 37, 90_000 + k * 37 + (k % 5) + 1);
-      expectedBits = bm.countSet();
-      await md.flushBitmap();
-      md.close({ clean: true });
-    } finally {
-      disk.closeSync();
-    }
-    const real = drbdmeta(file, 'dump-md');
-    expect(real.code).toBe(0);
-    expect(real.stdout).toContain(`# bits-set ${expectedBits};`);
-    expect(real.stdout).toContain('0xDEADBEEFCAFE0001; 0x0000000000001234; 0x0000000000ABCDEF; 0x0000000000000042;');
-    expect(real.stdout).toContain(' times 0xFFFFFFFFFFFFFFFF;');
-    expect(withoutFlagsLine(dumpBody(udrbdDump(file)))).toBe(withoutFlagsLine(dumpBody(real.stdout)));
-    expect(drbdmeta(file, 'get-gi').stdout).toBe('DEADBEEFCAFE0001:0000000000001234:0000000000ABCDEF:0000000000000042:1:1:0:0:0:1:0\n');
-  });
-
-  it('an AL written by udrbd and left unclean is applied by drbdmeta apply-al to the same bitmap udrbd recovery produces', async () => {
-    dir = tmpDir();
-    const file = sparseFile(dir, 'al.img', 512 * MiB);
-    await createMd(file, new CaptureIo());
-    const layout = computeLayout(512 * MiB);
-    const disk = FileDisk.open(file);
-    try {
-      const md = MetaData.open(disk, { alExtents: 67 });
-      md.attach();
-      md.setFlags(MdFlag.primaryInd | MdFlag.consistent | MdFlag.wasUpToDate);
-      md.writeSuperblock();
-      const al = md.activityLog!;
-      const extentBytes = 4 * MiB;
-      // 80 distinct extents through 67 slots forces evictions; skip the device's last partial extent.
-      for (let k = 0; k < 80; k++) {
-        const offset = ((k * 37) % 120) * extentBytes + 8192;
-        await al.beginWrite(offset, 4096);
-        al.endWrite(offset, 4096);
+  for (const size of SIZES) {
+    it(`after udrbd sets UUIDs, flags and bitmap bits on ${size / MiB} MiB, drbdmeta dump-md shows exactly those (UUIDs, flags, bits-set and the bitmap ranges)`, async () => {
+      dir = tmpDir();
+      const file = sparseFile(dir, 'u.img', size);
+      await createMd(file, new CaptureIo());
+      const bitCount = computeLayout(size).dataSizeBytes / 4096;
+      // Runs, single words, a run ending on the device's last bit, and a long run so the dump folds "N times".
+      const setRanges: BitRange[] = [
+        { start: 0, end: 1 },
+        { start: 100, end: 164 },
+        { start: 5000, end: 5000 + 3 * 4096 },
+        { start: 70_000, end: 70_037 },
+        { start: bitCount - 1, end: bitCount },
+      ];
+      for (let k = 0; k < 50; k++) setRanges.push({ start: 90_000 + k * 37, end: 90_000 + k * 37 + (k % 5) + 1 });
+      const expected = normaliseRanges(setRanges);
+      const disk = FileDisk.open(file);
+      try {
+        const md = MetaData.open(disk);
+        md.attach();
+        md.setUuids({ current: 0xdeadbeefcafe0001n, bitmap: 0x1234n, historyStart: 0xabcdefn, historyEnd: 0x42n });
+        md.setFlags(MdFlag.consistent | MdFlag.wasUpToDate | MdFlag.peerOutDated);
+        const bm = md.bitmap;
+        expect(bm.bitCount).toBe(bitCount);
+        for (const r of setRanges) bm.setRange(r.start, r.end);
+        expect(bm.countSet()).toBe(rangeBits(expected));
+        await md.flushBitmap();
+        md.close({ clean: true });
+      } finally {
+        disk.closeSync();
       }
-      md.close({ clean: false }); // crash-like: superblock stays unclean, AL keeps its transactions
-    } finally {
-      disk.closeSync();
-    }
-    // drbdmeta sees the superblock unclean (--force makes it dump anyway, marked as untrustworthy).
-    const unclean = drbdmeta(file, 'dump-md');
-    expect(unclean.stderr).toContain('Found meta data is "unclean", please apply-al first');
-    expect(unclean.stdout).toContain("This_is_an_unclean_meta_data_dump._Don't_trust_the_bitmap.");
-    const theirs = `${file}.drbdmeta`;
-    copySparse(file, theirs);
-    expect(drbdmeta(theirs, 'apply-al').code).toBe(0);
-    // udrbd's own recovery: open + attach (replays the AL), then a clean close.
-    const d2 = FileDisk.open(file);
-    let recoveredBits = 0;
-    try {
-      const md = MetaData.open(d2);
-      const { applyAl } = md.attach();
-      expect(applyAl.appliedExtents.length).toBe(67);
-      recoveredBits = md.bitmap.countSet();
-      md.close({ clean: true });
-    } finally {
-      d2.closeSync();
-    }
-    expect(recoveredBits).toBe(67 * 1024);
-    const bmLen = layout.bmAreaBytes;
-    expect(readRange(file, layout.bmOffsetBytes, bmLen).equals(readRange(theirs, layout.bmOffsetBytes, bmLen))).toBe(true);
-    const dumpTheirs = drbdmeta(theirs, 'dump-md');
-    expect(dumpTheirs.stdout).toContain(`# bits-set ${67 * 1024};`);
-    const bmSection = (t: string) => t.slice(t.indexOf('# bm-bytes'));
-    expect(bmSection(drbdmeta(file, 'dump-md').stdout)).toBe(bmSection(dumpTheirs.stdout));
-  });
+      const real = drbdmeta(file, 'dump-md');
+      expect(real.code).toBe(0);
+      expect(real.stdout).toContain(`# bits-set ${rangeBits(expected)};`);
+      expect(real.stdout).toContain('0xDEADBEEFCAFE0001; 0x0000000000001234; 0x0000000000ABCDEF; 0x0000000000000042;');
+      expect(real.stdout).toContain(' times 0xFFFFFFFFFFFFFFFF;');
+      // Strict: drbdmeta's bitmap, read back bit by bit, is exactly the ranges set above.
+      const parsed = parseDumpBitmap(real.stdout);
+      expect(parsed.words).toBe(Math.ceil(bitCount / 64));
+      expect(parsed.ranges).toEqual(expected);
+      expect(withoutFlagsLine(dumpBody(udrbdDump(file)))).toBe(withoutFlagsLine(dumpBody(real.stdout)));
+      expect(drbdmeta(file, 'get-gi').stdout).toBe('DEADBEEFCAFE0001:0000000000001234:0000000000ABCDEF:0000000000000042:1:1:0:0:0:1:0\n');
+    });
+
+    it(`an AL written by udrbd on ${size / MiB} MiB and left unclean is applied by drbdmeta apply-al to the same bitmap udrbd recovery produces`, async () => {
+      dir = tmpDir();
+      const file = sparseFile(dir, 'al.img', size);
+      await createMd(file, new CaptureIo());
+      const layout = computeLayout(size);
+      const extentBytes = 4 * MiB;
+      const extentBits = extentBytes / 4096;
+      // Whole extents only (the device's last partial extent is skipped); 37 is coprime to 127 and 255.
+      const extentCount = Math.floor(layout.dataSizeBytes / extentBytes);
+      const touched: number[] = [];
+      const disk = FileDisk.open(file);
+      try {
+        const md = MetaData.open(disk, { alExtents: 67 });
+        md.attach();
+        md.setFlags(MdFlag.primaryInd | MdFlag.consistent | MdFlag.wasUpToDate);
+        md.writeSuperblock();
+        const al = md.activityLog!;
+        // 80 distinct extents through 67 slots forces evictions.
+        for (let k = 0; k < 80; k++) {
+          const extent = (k * 37) % extentCount;
+          touched.push(extent);
+          const offset = extent * extentBytes + 8192;
+          await al.beginWrite(offset, 4096);
+          al.endWrite(offset, 4096);
+        }
+        md.close({ clean: false }); // crash-like: superblock stays unclean, AL keeps its transactions
+      } finally {
+        disk.closeSync();
+      }
+      expect(new Set(touched).size).toBe(80);
+      // Each extent was touched once, so the hot set is the 67 most recent ones.
+      const hot = touched.slice(-67);
+      const expected = normaliseRanges(hot.map((e) => ({ start: e * extentBits, end: (e + 1) * extentBits })));
+      // drbdmeta sees the superblock unclean (--force makes it dump anyway, marked as untrustworthy).
+      const unclean = drbdmeta(file, 'dump-md');
+      expect(unclean.stderr).toContain('Found meta data is "unclean", please apply-al first');
+      expect(unclean.stdout).toContain("This_is_an_unclean_meta_data_dump._Don't_trust_the_bitmap.");
+      const theirs = `${file}.drbdmeta`;
+      copySparse(file, theirs);
+      expect(drbdmeta(theirs, 'apply-al').code).toBe(0);
+      // udrbd's own recovery: open + attach (replays the AL), then a clean close.
+      const d2 = FileDisk.open(file);
+      let recoveredBits = 0;
+      try {
+        const md = MetaData.open(d2);
+        const { applyAl } = md.attach();
+        expect([...applyAl.appliedExtents].sort((a, b) => a - b)).toEqual([...hot].sort((a, b) => a - b));
+        recoveredBits = md.bitmap.countSet();
+        md.close({ clean: true });
+      } finally {
+        d2.closeSync();
+      }
+      expect(recoveredBits).toBe(67 * extentBits);
+      const bmLen = layout.bmAreaBytes;
+      expect(readRange(file, layout.bmOffsetBytes, bmLen).equals(readRange(theirs, layout.bmOffsetBytes, bmLen))).toBe(true);
+      const dumpTheirs = drbdmeta(theirs, 'dump-md');
+      expect(dumpTheirs.stdout).toContain(`# bits-set ${67 * extentBits};`);
+      expect(parseDumpBitmap(dumpTheirs.stdout).ranges).toEqual(expected);
+      const bmSection = (t: string) => t.slice(t.indexOf('# bm-bytes'));
+      expect(bmSection(drbdmeta(file, 'dump-md').stdout)).toBe(bmSection(dumpTheirs.stdout));
+    });
+  }
 });
