@@ -13,6 +13,7 @@ import {
 } from '../../src/meta/activity-log.js';
 import { Bitmap } from '../../src/meta/bitmap.js';
 import { MemoryDisk } from '../../src/disk/memory-disk.js';
+import type { BlockDevice, BlockDeviceCapabilities, WriteFlags } from '../../src/disk/block-device.js';
 import { AL_EXTENT_BYTES } from '../../src/meta/types.js';
 
 describe('meta/crc32c', () => {
@@ -81,7 +82,6 @@ describe('meta/activity-log runtime', () => {
     expect(p).toBeInstanceOf(Promise);
     await p;
     expect(al.transactionCount).toBe(1);
-    expect(disk.flushCount).toBeGreaterThanOrEqual(0);
     al.endWrite(5 * AL_EXTENT_BYTES + 100, 4096);
     expect(al.beginWrite(5 * AL_EXTENT_BYTES, 8192)).toBeUndefined();
     al.endWrite(5 * AL_EXTENT_BYTES, 8192);
@@ -125,4 +125,104 @@ describe('meta/activity-log runtime', () => {
     expect(done).toBe(true);
     expect(al.hotExtents()).toEqual([1]);
   });
+});
+
+/**
+ * A BlockDevice that models stable storage separately from the volatile
+ * (cached) contents, per the BlockDevice contract: a write is durable when it
+ * completes if it carried { fua: true } and the device declares canFua;
+ * otherwise it becomes durable only when a later flush() completes. Every
+ * operation is recorded in order.
+ */
+class DurabilityDisk implements BlockDevice {
+  readonly capabilities: BlockDeviceCapabilities;
+  readonly volatile: Buffer;
+  readonly durable: Buffer;
+  readonly ops: { op: 'write' | 'flush'; offsetBytes?: number; lengthBytes?: number; fua?: boolean }[] = [];
+  /** Called when a write is issued, before it lands (lets a test inspect stable storage at that moment). */
+  onWrite: (offsetBytes: number, lengthBytes: number) => void = () => {};
+  private pending: { offsetBytes: number; lengthBytes: number }[] = [];
+
+  constructor(readonly sizeBytes: number, canFua: boolean) {
+    this.capabilities = { canFlush: true, canFua, canTrim: false, maxRequestBytes: 1024 * 1024 };
+    this.volatile = Buffer.alloc(sizeBytes);
+    this.durable = Buffer.alloc(sizeBytes);
+  }
+
+  async read(buffer: Buffer, offsetBytes: number): Promise<void> {
+    this.volatile.copy(buffer, 0, offsetBytes, offsetBytes + buffer.length);
+  }
+
+  async write(buffer: Buffer, offsetBytes: number, flags?: WriteFlags): Promise<void> {
+    this.onWrite(offsetBytes, buffer.length);
+    const fua = flags?.fua === true;
+    this.ops.push({ op: 'write', offsetBytes, lengthBytes: buffer.length, fua });
+    await new Promise((resolve) => setImmediate(resolve)); // completes on a later turn, like real I/O
+    buffer.copy(this.volatile, offsetBytes);
+    if (fua && this.capabilities.canFua) buffer.copy(this.durable, offsetBytes);
+    else this.pending.push({ offsetBytes, lengthBytes: buffer.length });
+  }
+
+  async flush(): Promise<void> {
+    this.ops.push({ op: 'flush' });
+    const done = this.pending;
+    this.pending = [];
+    await new Promise((resolve) => setImmediate(resolve));
+    for (const r of done) this.volatile.copy(this.durable, r.offsetBytes, r.offsetBytes, r.offsetBytes + r.lengthBytes);
+  }
+
+  async trim(): Promise<void> {
+    throw new Error('trim not supported');
+  }
+
+  async close(): Promise<void> {}
+}
+
+describe('meta/activity-log durability (BlockDevice contract: FUA, or write + flush)', () => {
+  const alOffset = 1024 * 1024;
+  const bmOffset = 0;
+  function setup(canFua: boolean, alExtents = 67) {
+    const disk = new DurabilityDisk(2 * 1024 * 1024, canFua);
+    initializedAlArea(1, 8).copy(disk.volatile, alOffset);
+    initializedAlArea(1, 8).copy(disk.durable, alOffset);
+    const bitmap = new Bitmap(64 * 1024);
+    const al = new ActivityLog(disk, bitmap, { alOffsetBytes: alOffset, alStripes: 1, alStripeSize4k: 8, bmOffsetBytes: bmOffset, alExtents });
+    return { disk, bitmap, al };
+  }
+  const durableArea = (disk: DurabilityDisk) => disk.durable.subarray(alOffset, alOffset + 8 * AL_BLOCK_BYTES);
+
+  for (const canFua of [true, false]) {
+    it(`the AL transaction for a cold extent is on stable storage before beginWrite resolves (canFua ${canFua})`, async () => {
+      const { disk, al } = setup(canFua);
+      const extent = 5;
+      expect(replayActivityLog(durableArea(disk), 1, 8).extents).toEqual([]);
+      // Read stable storage in the resolution itself: nothing may still be on its way to the disk.
+      const durableAtResolve = await Promise.resolve(al.beginWrite(extent * AL_EXTENT_BYTES + 100, 4096)).then(() =>
+        replayActivityLog(durableArea(disk), 1, 8).extents,
+      );
+      expect(durableAtResolve).toEqual([extent]);
+      const alWrites = disk.ops.filter((o) => o.op === 'write' && o.offsetBytes! >= alOffset);
+      expect(alWrites.length).toBe(1);
+      if (!canFua) expect(disk.ops[disk.ops.length - 1]!.op).toBe('flush');
+      al.endWrite(extent * AL_EXTENT_BYTES + 100, 4096);
+    });
+
+    it(`a bitmap page an eviction writes back is on stable storage before the AL transaction that forgets its extent is issued (canFua ${canFua})`, async () => {
+      const { disk, bitmap, al } = setup(canFua, 2);
+      for (const e of [0, 1]) {
+        await al.beginWrite(e * AL_EXTENT_BYTES, 4096);
+        al.endWrite(e * AL_EXTENT_BYTES, 4096);
+      }
+      bitmap.setRange(0, 3); // out-of-sync bits of extent 0 (the LRU one), page 0
+      let bitmapByteAtAlWrite = -1;
+      disk.onWrite = (offsetBytes) => {
+        if (offsetBytes >= alOffset) bitmapByteAtAlWrite = disk.durable[bmOffset]!;
+      };
+      await al.beginWrite(9 * AL_EXTENT_BYTES, 4096);
+      expect(al.isHot(0)).toBe(false);
+      expect(bitmapByteAtAlWrite).toBe(0x07);
+      expect(replayActivityLog(durableArea(disk), 1, 8).extents).toEqual([1, 9]);
+      al.endWrite(9 * AL_EXTENT_BYTES, 4096);
+    });
+  }
 });

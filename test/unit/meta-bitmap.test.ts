@@ -129,17 +129,15 @@ describe('meta/bitmap', () => {
     expect(bm.test(0)).toBe(true);
   });
 
-  it('handles a 1 TiB volume (32 MiB bitmap) with word-level ranges quickly', () => {
+  it('handles a 1 TiB volume (32 MiB bitmap) with word-level ranges (speed is measured by npm run bench, not here)', () => {
     const bitCount = (1024 ** 4) / 4096;
     const bm = new Bitmap(bitCount);
     expect(bm.areaBytes).toBe(32 * 1024 * 1024);
-    const started = Date.now();
     bm.setAll();
     expect(bm.countSet()).toBe(bitCount);
     bm.clearRange(1000, bitCount - 1000);
     expect(bm.countSet()).toBe(2000);
     expect(bm.nextSet(1000)).toBe(bitCount - 1000);
     expect(bm.nextClear(0)).toBe(1000);
-    expect(Date.now() - started).toBeLessThan(5000);
   });
 });
