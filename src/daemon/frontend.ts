@@ -7,10 +7,13 @@
  * kernel has nbd, otherwise the FUSE file + loop device exposure — and makes
  * the configured `device` path (/dev/drbdN) a link to it. UDRBD_FRONTEND
  * (auto | nbd | fuse | none) picks the kernel device; `none` serves the NBD
- * socket only (benchmarks of the NBD path). Demotion and `down` are refused
+ * socket only (benchmarks of the NBD path). UDRBD_NBD_TCP=HOST:PORT makes
+ * the Primary also serve the export on that TCP address; only loopback
+ * (127.0.0.0/8, [::1]) is accepted, since NBD has no authentication. It is
+ * torn down with the unix socket. Demotion and `down` are refused
  * with DRBD's -12 "Device is held open by someone" while the device is
  * mounted or open (or an NBD client other than our own kernel attach is
- * connected). Knows the frontend layers only through their modules and the
+ * connected, on the unix socket or on TCP). Knows the frontend layers only through their modules and the
  * runtime only through FrontendHook; never decides roles itself.
  *
  * This process serves the FUSE file, so nothing here may block the event
@@ -23,7 +26,7 @@ import type { BlockDevice } from '../disk/block-device.js';
 import type { Logger } from '../util/log.js';
 import { assert } from '../util/assert.js';
 import { UdrbdError, ExitCode } from '../util/errors.js';
-import { NbdServer } from '../frontend/nbd/index.js';
+import { NbdServer, parseNbdTcpAddress, type NbdTcpAddress } from '../frontend/nbd/index.js';
 import { attachNbd, detachNbd, ensureKernelNbd, isNbdConnected, defaultDeps as nbdDefaultDeps, type NbdClientDeps } from '../frontend/nbd-client/index.js';
 import { cleanupStale as cleanupStaleFuseLoop, exposeVolume as exposeFuseLoop, type VolumeExposure } from '../frontend/exposure/fuse-loop-exposure.js';
 import { createDeviceLink, readDeviceLink, removeDeviceLink } from '../frontend/device-link/device-link.js';
@@ -40,6 +43,8 @@ export interface FrontendStatus {
   kind: FrontendKind;
   /** The NBD export's unix socket (always served while Primary). */
   nbdSocket: string;
+  /** `HOST:PORT` of the NBD export on TCP loopback; present only when UDRBD_NBD_TCP is set. */
+  nbdTcp?: string;
   /** /dev/loopN or /dev/nbdN; null for kind 'none'. */
   kernelDevice: string | null;
   /** The configured device path (link to kernelDevice); null for kind 'none'. */
@@ -54,6 +59,8 @@ export interface ResourceFrontendOptions {
   /** The configured `device`, e.g. /dev/drbd1. */
   devicePath: string;
   mode: FrontendMode;
+  /** Also serve the NBD export on this TCP loopback address (UDRBD_NBD_TCP); null/absent: unix socket only. */
+  nbdTcp?: NbdTcpAddress | null;
   log: Logger;
   nbdDeps?: NbdClientDeps;
 }
@@ -74,6 +81,18 @@ export function frontendModeFromEnv(env: NodeJS.ProcessEnv = process.env): Front
     throw new UdrbdError(`UDRBD_FRONTEND must be one of ${FRONTEND_MODES.join(', ')}, not '${value}'`, ExitCode.usage);
   }
   return value as FrontendMode;
+}
+
+/** UDRBD_NBD_TCP (HOST:PORT, loopback only), validated; unset or empty means no TCP listener. */
+export function nbdTcpFromEnv(env: NodeJS.ProcessEnv = process.env): NbdTcpAddress | null {
+  const value = (env.UDRBD_NBD_TCP ?? '').trim();
+  if (value === '') return null;
+  return parseNbdTcpAddress(value, 'UDRBD_NBD_TCP');
+}
+
+/** `HOST:PORT`, with IPv6 hosts in brackets. */
+function formatTcpAddress(address: NbdTcpAddress): string {
+  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
 }
 
 interface NbdAttachRecord {
@@ -116,7 +135,14 @@ export class ResourceFrontend implements FrontendHook {
   describe(): FrontendStatus | undefined {
     if (this.kind === null) return undefined;
     const kernelDevice = this.kind === 'fuse' ? (this.fuseLoop?.loopDevice ?? null) : this.kind === 'nbd' ? this.nbdDevice : null;
-    return { kind: this.kind, nbdSocket: this.nbdSocketPath, kernelDevice, devicePath: this.kind === 'none' ? null : this.options.devicePath };
+    const tcp = this.options.nbdTcp ?? null;
+    return {
+      kind: this.kind,
+      nbdSocket: this.nbdSocketPath,
+      ...(tcp !== null ? { nbdTcp: formatTcpAddress(tcp) } : {}),
+      kernelDevice,
+      devicePath: this.kind === 'none' ? null : this.options.devicePath,
+    };
   }
 
   /**
@@ -187,6 +213,8 @@ export class ResourceFrontend implements FrontendHook {
       await server.listenUnix(this.nbdSocketPath);
       this.server = server;
       try {
+        const tcp = this.options.nbdTcp ?? null;
+        if (tcp !== null) await server.listenTcp(tcp.host, tcp.port);
         if (kind === 'fuse') {
           this.fuseLoop = await exposeFuseLoop({ device, mountDir: this.fuseMountDir, devicePath: this.options.devicePath, runtimeDir: this.frontendDir, log });
         } else if (kind === 'nbd') {
@@ -239,7 +267,7 @@ export class ResourceFrontend implements FrontendHook {
         return true;
       }
     }
-    // Our own kernel attach is one NBD connection; any other is a client using the volume.
+    // Our own kernel attach is one NBD connection; any other (unix socket or TCP) is a client using the volume.
     const own = this.kind === 'nbd' ? 1 : 0;
     const outside = (this.server?.connectionCount ?? 0) - own;
     if (outside > 0) {

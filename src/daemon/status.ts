@@ -50,6 +50,8 @@ export interface StatusSnapshot extends StateSnapshot {
 export interface FrontendStatusView {
   kind: 'nbd' | 'fuse' | 'none';
   nbdSocket: string;
+  /** `HOST:PORT` of the NBD export on TCP loopback (UDRBD_NBD_TCP); absent when not configured. */
+  nbdTcp?: string;
   kernelDevice: string | null;
   devicePath: string | null;
 }

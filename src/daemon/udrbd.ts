@@ -20,7 +20,7 @@ import { ResourceRuntime } from './runtime.js';
 import { loadSpec } from './config-adapter.js';
 import { openMetaStore } from './meta-store.js';
 import { wireReplication } from './wiring.js';
-import { ResourceFrontend, frontendModeFromEnv } from './frontend.js';
+import { ResourceFrontend, frontendModeFromEnv, nbdTcpFromEnv } from './frontend.js';
 import type { ReadyMessage } from './launcher.js';
 
 const READY_FD = 3;
@@ -81,7 +81,7 @@ async function main(): Promise<number> {
   try {
     const spec = loadSpec(values.config, values.resource, values.node);
     log.info({ mode, config: values.config, pid: process.pid }, `udrbd resource process starting (${mode})`);
-    const frontend = new ResourceFrontend({ resource: spec.name, node: spec.node, runDir: paths.runDir, devicePath: spec.devicePath, mode: frontendModeFromEnv(), log });
+    const frontend = new ResourceFrontend({ resource: spec.name, node: spec.node, runDir: paths.runDir, devicePath: spec.devicePath, mode: frontendModeFromEnv(), nbdTcp: nbdTcpFromEnv(), log });
     // A previous process of this node killed -9 may have left its FUSE mount, loop device and link.
     await frontend.cleanupStale();
     runtime = new ResourceRuntime({ spec, log, openStore: openMetaStore, frontend });

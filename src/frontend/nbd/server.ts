@@ -13,6 +13,7 @@ import type { Logger } from '../../util/log.js';
 import { assert } from '../../util/assert.js';
 import { UdrbdError, ExitCode } from '../../util/errors.js';
 import { NbdConnection, type ExportConfig } from './connection.js';
+import { assertLoopbackHost } from './tcp-address.js';
 import * as P from './protocol.js';
 
 export interface NbdServerOptions {
@@ -137,12 +138,10 @@ export class NbdServer {
     }
   }
 
-  /** Listens on TCP; `host` must be a loopback address. Returns the bound port (useful with port 0). */
+  /** Listens on TCP; `host` must be a literal loopback address (127.0.0.0/8, ::1). Returns the bound port (useful with port 0). */
   async listenTcp(host: string, port: number): Promise<number> {
     assert(!this.closing, 'listenTcp after close');
-    if (!(host.startsWith('127.') || host === '::1' || host === 'localhost')) {
-      throw new UdrbdError(`NBD over TCP is only served on loopback, not on '${host}'`, ExitCode.configInvalid);
-    }
+    assertLoopbackHost(host, 'NBD listener');
     const server = await this.listen((s, done) => s.listen({ host, port }, done), `tcp:${host}:${port}`);
     const address = server.address();
     assert(address !== null && typeof address === 'object', 'a TCP listener has an address');
