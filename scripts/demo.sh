@@ -7,7 +7,8 @@
 # checksums verified there, and status tables along the way. Everything
 # (mounts, resource processes, loop devices, FUSE mounts, device links, temp
 # files) is cleaned up on exit, also on failure or Ctrl-C. Bounded in time:
-# each step has its own limit, the whole demo DEMO_TIMEOUT_S.
+# each step has its own limit, the whole demo DEMO_TIMEOUT_S. The work dir is
+# made under $TMPDIR (default /tmp); UDRBD_DEMO_PORT moves the port (default 7701).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -16,7 +17,7 @@ DEMO_TIMEOUT_S=${DEMO_TIMEOUT_S:-600}
 SYNC_TIMEOUT_S=300
 STEP_TIMEOUT_S=120
 RES=demo
-PORT=7701
+PORT=${UDRBD_DEMO_PORT:-7701}
 DISK_MIB=512
 FILES=8
 FILE_MIB=8
@@ -35,7 +36,7 @@ for dev in /dev/drbd1 /dev/drbd2; do
   [ ! -e "$dev" ] || [ -L "$dev" ] || die "$dev exists and is not a udrbd link; this demo uses /dev/drbd1 and /dev/drbd2"
 done
 
-WORK=$(mktemp -d /tmp/udrbd-demo.XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/udrbd-demo.XXXXXX")
 export UDRBD_RUN_DIR=$WORK/run UDRBD_LOG_DIR=$WORK/log
 # The kernel device: nbd where the kernel has it, else FUSE + loop.
 export UDRBD_FRONTEND=${UDRBD_FRONTEND:-auto}
@@ -150,7 +151,9 @@ check_time
 say "switchover: umount on alpha, secondary alpha, primary beta, mount beta's /dev/drbd2"
 umount "$MNT_A"
 adm alpha secondary "$RES"
-[ ! -e /dev/drbd1 ] && echo "alpha is Secondary: /dev/drbd1 is gone"
+# A link left behind (even a dangling one) would point the next mount at a stale device.
+if [ -e /dev/drbd1 ] || [ -L /dev/drbd1 ]; then die "/dev/drbd1 still exists after alpha's demotion ($(readlink /dev/drbd1 || true))"; fi
+echo "alpha is Secondary: /dev/drbd1 is gone"
 adm beta primary "$RES"
 echo "beta is Primary: /dev/drbd2 -> $(readlink /dev/drbd2)"
 mount /dev/drbd2 "$MNT_B"
@@ -163,6 +166,7 @@ check_time
 say "beta Secondary, both nodes down"
 umount "$MNT_B"
 adm beta secondary "$RES"
+if [ -e /dev/drbd2 ] || [ -L /dev/drbd2 ]; then die "/dev/drbd2 still exists after beta's demotion ($(readlink /dev/drbd2 || true))"; fi
 show table
 adm alpha down "$RES"
 adm beta down "$RES"
