@@ -36,6 +36,20 @@ export function daemonScriptPath(): string {
   return path.resolve(path.dirname(here), '..', '..', 'dist', 'daemon', 'udrbd.js');
 }
 
+/**
+ * UDRBD_NODE_ARGS: extra Node.js flags for the resource process, split on
+ * white space (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile it;
+ * NODE_OPTIONS refuses --cpu-prof). Only flags: anything not starting with
+ * `-` is refused, so the script and its arguments cannot be displaced.
+ */
+export function nodeArgsFromEnv(env: NodeJS.ProcessEnv = process.env): string[] {
+  const args = (env.UDRBD_NODE_ARGS ?? '').split(/\s+/).filter((a) => a.length > 0);
+  for (const arg of args) {
+    if (!arg.startsWith('-')) throw new UdrbdError(`UDRBD_NODE_ARGS takes Node.js flags only, not '${arg}'`, ExitCode.usage);
+  }
+  return args;
+}
+
 export async function startDaemon(opts: {
   configPath: string;
   node: string;
@@ -50,7 +64,7 @@ export async function startDaemon(opts: {
   }
   const child = spawn(
     process.execPath,
-    [script, '--config', path.resolve(opts.configPath), '--node', opts.node, '--resource', opts.resource, '--mode', opts.mode, ...(opts.extraArgs ?? [])],
+    [...nodeArgsFromEnv(), script, '--config', path.resolve(opts.configPath), '--node', opts.node, '--resource', opts.resource, '--mode', opts.mode, ...(opts.extraArgs ?? [])],
     { detached: true, stdio: ['ignore', 'ignore', 'pipe', 'pipe'], env: process.env },
   );
   const readyPipe = child.stdio[3] as NodeJS.ReadableStream;
