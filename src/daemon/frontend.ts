@@ -30,7 +30,7 @@ import { NbdServer, parseNbdTcpAddress, type NbdTcpAddress } from '../frontend/n
 import { attachNbd, detachNbd, ensureKernelNbd, isNbdConnected, defaultDeps as nbdDefaultDeps, type NbdClientDeps } from '../frontend/nbd-client/index.js';
 import { cleanupStale as cleanupStaleFuseLoop, exposeVolume as exposeFuseLoop, type VolumeExposure } from '../frontend/exposure/fuse-loop-exposure.js';
 import { createDeviceLink, readDeviceLink, removeDeviceLink } from '../frontend/device-link/device-link.js';
-import { heldOpenReport, heldOpenSync, describeHeldOpen } from '../frontend/device-link/held-open.js';
+import { heldOpenReport, heldOpenSync, describeHeldOpen, type HeldOpenOptions, type HeldOpenReport } from '../frontend/device-link/held-open.js';
 import type { FrontendHook } from './runtime.js';
 import { StateChangeRefused } from './runtime.js';
 
@@ -63,7 +63,19 @@ export interface ResourceFrontendOptions {
   nbdTcp?: NbdTcpAddress | null;
   log: Logger;
   nbdDeps?: NbdClientDeps;
+  /** Who uses the kernel device; default the real procfs/sysfs checks (tests of the nbd path fake /dev/nbdN). */
+  heldOpen?: HeldOpenChecks;
 }
+
+/** device-link/held-open's two checks, injectable like NbdClientDeps. */
+export interface HeldOpenChecks {
+  /** Synchronous (procfs/sysfs only): used inside the state checks of `secondary` / `down`. */
+  sync(device: string, options: HeldOpenOptions): HeldOpenReport;
+  /** Complete (adds the O_EXCL probe): re-checked right before tearing down. */
+  report(device: string, options: HeldOpenOptions): Promise<HeldOpenReport>;
+}
+
+export const realHeldOpenChecks: HeldOpenChecks = { sync: heldOpenSync, report: heldOpenReport };
 
 /** NBD requests in flight per connection (the FUSE path sends one at a time anyway). */
 const NBD_INFLIGHT_MAX = 64;
@@ -109,9 +121,11 @@ export class ResourceFrontend implements FrontendHook {
   private kind: FrontendKind | null = null;
   private busy = false;
   private readonly deps: NbdClientDeps;
+  private readonly heldOpen: HeldOpenChecks;
 
   constructor(private readonly options: ResourceFrontendOptions) {
     this.deps = options.nbdDeps ?? nbdDefaultDeps;
+    this.heldOpen = options.heldOpen ?? realHeldOpenChecks;
   }
 
   /** `<runDir>/<res>.<node>.nbd` */
@@ -176,7 +190,7 @@ export class ResourceFrontend implements FrontendHook {
       }
       if (record.pid !== process.pid && pidAlive(record.pid)) continue;
       if (isNbdConnected(record.nbdDevice, this.deps)) {
-        const held = await heldOpenReport(record.nbdDevice, { aliasPaths: [record.devicePath] }).catch(() => null);
+        const held = await this.heldOpen.report(record.nbdDevice, { aliasPaths: [record.devicePath] }).catch(() => null);
         if (held?.held) {
           this.options.log.warn({ devicePath: record.devicePath, nbdDevice: record.nbdDevice, why: describeHeldOpen(held) }, 'stale nbd attach still in use; unmount it');
           continue;
@@ -189,8 +203,8 @@ export class ResourceFrontend implements FrontendHook {
     }
   }
 
-  /** Which kernel device to use for `auto`: nbd when the kernel has it, else FUSE + loop. */
-  private async chooseKind(): Promise<FrontendKind> {
+  /** The kernel device exposeVolume will use: the mode, or for `auto` nbd when the kernel has it, else FUSE + loop. */
+  async chooseKind(): Promise<FrontendKind> {
     const mode = this.options.mode;
     if (mode !== 'auto') return mode;
     try {
@@ -261,7 +275,7 @@ export class ResourceFrontend implements FrontendHook {
     if (this.busy) return true;
     const kernel = this.kind === 'fuse' ? (this.fuseLoop?.loopDevice ?? null) : this.nbdDevice;
     if (kernel !== null) {
-      const report = heldOpenSync(kernel, { aliasPaths: [this.options.devicePath] });
+      const report = this.heldOpen.sync(kernel, { aliasPaths: [this.options.devicePath] });
       if (report.held) {
         this.options.log.warn({ device: kernel, why: describeHeldOpen(report) }, 'device is held open');
         return true;
@@ -294,7 +308,7 @@ export class ResourceFrontend implements FrontendHook {
       }
       if (this.nbdDevice !== null) {
         const nbdDevice = this.nbdDevice;
-        const report = await heldOpenReport(nbdDevice, { aliasPaths: [this.options.devicePath] });
+        const report = await this.heldOpen.report(nbdDevice, { aliasPaths: [this.options.devicePath] });
         if (report.held) throw heldOpen();
         await removeDeviceLink(this.options.devicePath, nbdDevice);
         await detachNbd(nbdDevice, this.deps);
