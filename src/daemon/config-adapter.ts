@@ -21,6 +21,7 @@ export function loadSpec(configPath: string, resource: string, node: string): Re
     handlers: { ...view.handlers },
     fencing: view.disk.fencing,
     alExtents: view.disk.alExtents,
+    configuredSizeBytes: view.disk.sizeSectors * 512,
     view,
   };
 }

@@ -2,16 +2,31 @@
  * daemon/data-area — the usable data area of a backing disk with internal
  * meta-data: the first `dataSizeBytes` of it, as a BlockDevice, so nothing
  * above the meta-data layer can ever write into the bitmap, AL or superblock.
+ * Its `sizeBytes` is the agreed device size (daemon/device-size), at most
+ * `maxSizeBytes`: a request beyond it is refused (RangeError), never written.
  */
 import { type BlockDevice, type WriteFlags, checkRange } from '../disk/block-device.js';
 import { assert } from '../util/assert.js';
 
 export class DataArea implements BlockDevice {
+  private agreedSizeBytes: number;
+
   constructor(
     private readonly disk: BlockDevice,
-    readonly sizeBytes: number,
+    readonly maxSizeBytes: number,
   ) {
-    assert(sizeBytes > 0 && sizeBytes <= disk.sizeBytes, 'data area lies inside the backing disk');
+    assert(maxSizeBytes > 0 && maxSizeBytes <= disk.sizeBytes, 'data area lies inside the backing disk');
+    this.agreedSizeBytes = maxSizeBytes;
+  }
+
+  /** The agreed device size: requests must end at or before it. */
+  get sizeBytes(): number {
+    return this.agreedSizeBytes;
+  }
+
+  resize(sizeBytes: number): void {
+    assert(Number.isSafeInteger(sizeBytes) && sizeBytes > 0 && sizeBytes <= this.maxSizeBytes, `device size ${sizeBytes} lies inside the data area of ${this.maxSizeBytes} bytes`);
+    this.agreedSizeBytes = sizeBytes;
   }
 
   get capabilities(): BlockDevice['capabilities'] {

@@ -7,6 +7,9 @@
  * exchange, sync UUID, resync start and finish with UUID rotation, state
  * packets both ways, and the lost-link rules (a Primary that loses its
  * UpToDate peer starts a new data generation). Handlers run as DRBD's do.
+ * On every connect both nodes agree on the device size first
+ * (daemon/device-size: the smaller usable size wins, an in-use device is
+ * never shrunk — "The peer's disk size is too small!" drops the link).
  */
 import crypto from 'node:crypto';
 import { ExitCode } from '../util/errors.js';
@@ -31,6 +34,7 @@ import type { GenerationUuids } from '../meta/types.js';
 import { MdFlag } from '../meta/types.js';
 import { type ResourceRuntime, StateChangeRefused } from './runtime.js';
 import type { StateSnapshot, SyncProgress } from './status.js';
+import { agreeDeviceSize } from './device-size.js';
 
 const LOSS_TO_CONN: Record<LinkLossReason, ConnState> = {
   NetworkFailure: ConnState.NetworkFailure,
@@ -192,7 +196,7 @@ export class PeerLink {
         nodeName: rt.spec.node,
       },
       uuids: { uuids: store.uuids, bitsSet: store.bitmap.countSet(), uuidFlags },
-      sizes: { diskSizeBytes: store.dataSizeBytes, currentSizeBytes: store.dataSizeBytes, maxRequestBytes: 1024 * 1024 },
+      sizes: { diskSizeBytes: store.maxSizeBytes, currentSizeBytes: store.sizeBytes, maxRequestBytes: 1024 * 1024 },
       state: { role: s.role, disk: s.disk, conn: ConnState.WFReportParams, userIsp: s.userIsp },
     };
   }
@@ -225,13 +229,27 @@ export class PeerLink {
         void this.onLinkLost(link, reason);
       },
     });
+    // Agree on the size and decide before anything awaits: the peer does the same at the same
+    // moment, and a close it sends after deciding must not pre-empt our own decision.
+    const s = rt.snapshot;
     const peer = result.peer;
-    if (peer.sizes.diskSizeBytes !== store.dataSizeBytes) {
-      rt.log.warn({ peerBytes: peer.sizes.diskSizeBytes, localBytes: store.dataSizeBytes }, 'peer data size differs; the smaller one is used');
+    const sizing = agreeDeviceSize(
+      { maxSizeBytes: store.maxSizeBytes, currentSizeBytes: store.sizeBytes, role: s.role, disk: s.disk },
+      { diskSizeBytes: peer.sizes.diskSizeBytes, currentSizeBytes: peer.sizes.currentSizeBytes, role: peer.role as Role },
+    );
+    for (const line of sizing.warnLines) rt.log.warn({ peerBytes: peer.sizes.diskSizeBytes, localBytes: store.maxSizeBytes }, line);
+    if (sizing.kind === 'peer-too-small') {
+      // receive_sizes: conn_request_stop(C_DISCONNECTING, CS_HARD) — this node goes StandAlone.
+      rt.log.error({ agreedBytes: sizing.sizeBytes, currentBytes: store.sizeBytes }, sizing.errorLine);
+      this.active = undefined;
+      link.closed = true;
+      await rt.setState({ conn: ConnState.WFReportParams }, 'connected');
+      await this.toStandAlone('peer disk too small');
+      return;
     }
-    // Decide before anything awaits: the peer decides the same at the same moment, and a
-    // close it sends after deciding must not pre-empt our own decision.
+    const sizeWritten = store.setAgreedSize(sizing.sizeBytes);
     const decision = this.handshake(link);
+    await sizeWritten;
     await rt.setState({ conn: ConnState.WFReportParams }, 'connected');
     await this.act(link, engine, decision);
   }

@@ -4,6 +4,9 @@
  * while attached (as the 8.4 kernel does), derive the disk state from the
  * flags; keep the MDF flags in step with the resource state; close clean on
  * down (bitmap pages, clean magic + MDF_AL_CLEAN) so drbdmeta reads it.
+ * It also holds the device size (daemon/device-size): la_size_sect at
+ * attach, the agreed size after each connect, recorded back in la_size_sect;
+ * the data area and the bitmap the data path sees end there.
  * The adapter between daemon/ and meta/; no other daemon file reads meta/.
  */
 import crypto from 'node:crypto';
@@ -12,39 +15,79 @@ import { FileDisk } from '../disk/file-disk.js';
 import { DiskState } from '../resource/states.js';
 import { diskStateFromMdFlags, mdFlagsForState } from '../resource/machine.js';
 import type { Fencing } from '../resource/state.js';
-import type { Bitmap } from '../meta/bitmap.js';
 import { hex64 } from '../meta/superblock.js';
 import { MetaData } from '../meta/metadata.js';
 import type { ActivityLog } from '../meta/activity-log.js';
-import { BM_BLOCK_BYTES, MdFlag, type GenerationUuids } from '../meta/types.js';
+import { BM_BLOCK_BYTES, MdFlag, type DirtyBitmap, type GenerationUuids } from '../meta/types.js';
+import { UdrbdError, ExitCode } from '../util/errors.js';
 import type { AttachedStore } from './runtime.js';
 import type { ResourceSpec } from './spec.js';
 import type { StateSnapshot } from './status.js';
 import { DataArea } from './data-area.js';
+import { AgreedBitmap } from './agreed-bitmap.js';
+import { SECTOR_BYTES, sizeAtAttach, sizeLogLine } from './device-size.js';
 
 export class MetaStore implements AttachedStore {
   readonly data: DataArea;
   readonly diskAtAttach: DiskState;
   /** DRBD's in-core CRASHED_PRIMARY: set at attach if the node was Primary, cleared once both disks are UpToDate. */
   private crashedPrimary: boolean;
+  private readonly agreedBitmap: AgreedBitmap;
 
+  /** @param maxSizeBytes the data area, or a smaller configured `disk { size }` */
   constructor(
     private readonly md: MetaData,
     private readonly log: Logger,
     fencing: Fencing,
+    maxSizeBytes: number = md.dataSizeBytes,
   ) {
-    this.data = new DataArea(md.disk, md.dataSizeBytes);
+    this.data = new DataArea(md.disk, maxSizeBytes);
     const derived = diskStateFromMdFlags(md.flags, fencing);
     this.diskAtAttach = derived.disk;
     this.crashedPrimary = derived.crashedPrimary;
+    const sizeBytes = sizeAtAttach(md.laSizeSectors, maxSizeBytes);
+    this.data.resize(sizeBytes);
+    this.agreedBitmap = new AgreedBitmap(md.bitmap, sizeBytes);
     if (derived.fullSync) {
-      md.bitmap.setAll();
+      this.agreedBitmap.setAll();
       log.info('Assuming that all blocks are out of sync (aka FullSync)');
     }
+    if (md.laSizeSectors * SECTOR_BYTES !== sizeBytes) {
+      md.setLaSizeSectors(sizeBytes / SECTOR_BYTES);
+      md.writeSuperblock();
+    }
+    log.info({ sizeBytes }, sizeLogLine(sizeBytes));
   }
 
-  get bitmap(): Bitmap {
-    return this.md.bitmap;
+  /** The bitmap of the agreed device size (the data path's view). */
+  get bitmap(): DirtyBitmap {
+    return this.agreedBitmap;
+  }
+
+  /** The agreed device size. */
+  get sizeBytes(): number {
+    return this.data.sizeBytes;
+  }
+
+  /** What this node can offer: the data area, or the configured `disk { size }`. */
+  get maxSizeBytes(): number {
+    return this.data.maxSizeBytes;
+  }
+
+  /**
+   * A new agreed size (drbd_determine_dev_size): the data area and the bitmap
+   * end there, grown blocks are out of sync, la_size_sect records it. The
+   * change is made before this returns; the promise is the bitmap write.
+   */
+  setAgreedSize(sizeBytes: number): Promise<void> {
+    if (sizeBytes === this.data.sizeBytes) return Promise.resolve();
+    const before = this.data.sizeBytes;
+    this.data.resize(sizeBytes);
+    this.agreedBitmap.resize(sizeBytes, true);
+    this.md.setLaSizeSectors(sizeBytes / SECTOR_BYTES);
+    this.md.writeSuperblock();
+    this.log.info({ sizeBytes, beforeBytes: before }, sizeLogLine(sizeBytes));
+    return this.md.flushBitmap().then(() => undefined);
   }
 
   get activityLog(): ActivityLog {
@@ -117,10 +160,18 @@ export async function openMetaStore(spec: ResourceSpec, log: Logger): Promise<Me
   const disk = FileDisk.open(spec.diskPath, { exclusive: true });
   try {
     const md = MetaData.open(disk, { alExtents: spec.alExtents });
+    const configured = spec.configuredSizeBytes;
+    if (configured > md.dataSizeBytes) {
+      // drbd_adm_attach: ERR_DISK_TOO_SMALL
+      throw new UdrbdError(
+        `${spec.minor}: max capacity ${md.dataSizeBytes / SECTOR_BYTES} smaller than disk size ${configured / SECTOR_BYTES} (disk { size } of ${spec.name} is larger than ${spec.diskPath} can hold)`,
+        ExitCode.configInvalid,
+      );
+    }
     if (md.isUnclean) log.info('meta-data is unclean: applying the activity log (apply-al)');
     const { applyAl } = md.attach();
     for (const message of applyAl.messages) log.info(message);
-    return new MetaStore(md, log, spec.fencing);
+    return new MetaStore(md, log, spec.fencing, configured > 0 ? configured : md.dataSizeBytes);
   } catch (err) {
     disk.closeSync();
     throw err;

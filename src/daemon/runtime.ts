@@ -35,9 +35,16 @@ import type { ActivityLogApi, DirtyBitmap, GenerationUuids } from '../meta/types
 
 /** What the runtime needs from an attached backing disk + meta-data (see meta-store.ts). */
 export interface AttachedStore {
-  /** Usable data area. */
+  /** Usable data area, ending at the agreed device size. */
   readonly data: BlockDevice;
+  /** The backing disk's whole data area (below the meta-data). */
   readonly dataSizeBytes: number;
+  /** What this node offers to the peer: the data area or a smaller configured `disk { size }`. */
+  readonly maxSizeBytes: number;
+  /** The agreed device size (la_size_sect at attach, min of both nodes after a connect). */
+  readonly sizeBytes: number;
+  /** Applies a new agreed size at once; the promise is the bitmap write (daemon/device-size). */
+  setAgreedSize(sizeBytes: number): Promise<void>;
   /** Disk state at attach, from the meta-data flags (§1.5). */
   readonly diskAtAttach: DiskState;
   readonly bitmap: DirtyBitmap;
@@ -313,7 +320,7 @@ export class ResourceRuntime {
     this.defineVerb('dstate', unconfigured(dstateText));
     this.defineVerb('status', async (args) => ({
       exitCode: 0,
-      stdout: args.json ? `${JSON.stringify(statusJson(this.status()), null, 2)}\n` : statusText(this.status()),
+      stdout: args.json ? `${JSON.stringify({ ...statusJson(this.status()), ...this.sizeJson() }, null, 2)}\n` : statusText(this.status()),
     }));
     this.defineVerb('attach', async () => {
       await this.attach();
@@ -336,6 +343,16 @@ export class ResourceRuntime {
       await store.data.read(buffer, offsetBytes);
       return { exitCode: 0, stdout: buffer.toString('base64') };
     });
+  }
+
+  /** status --json: the device size (as /proc/partitions would show the DRBD device) and what the disk offers. */
+  private sizeJson(): Record<string, unknown> {
+    const store = this.store;
+    return {
+      sizeBytes: store ? store.sizeBytes : null,
+      sizeKiB: store ? Math.floor(store.sizeBytes / 1024) : null,
+      diskSizeBytes: store ? store.maxSizeBytes : null,
+    };
   }
 
   requireStore(): AttachedStore {

@@ -25,6 +25,8 @@ export interface ResourceSpec {
   fencing: 'dont-care' | 'resource-only' | 'resource-and-stonith';
   /** disk { al-extents } */
   alExtents: number;
+  /** disk { size } in bytes; 0 = the whole data area (DRBD's u_size). */
+  configuredSizeBytes: number;
   /** The full config-layer view, handed to layers that take it (peer, resource). */
   view: unknown;
 }

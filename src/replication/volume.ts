@@ -86,7 +86,6 @@ export interface ReplicatedVolumeDeps {
 }
 
 export class ReplicatedVolume implements BlockDevice {
-  readonly sizeBytes: number;
   readonly capabilities: BlockDeviceCapabilities;
   private readonly disk: BlockDevice;
   private readonly bitmap: DirtyBitmap;
@@ -121,7 +120,6 @@ export class ReplicatedVolume implements BlockDevice {
     this.log = deps.log;
     this.lock = deps.rangeLock;
     this.onLocalIoError = deps.onLocalIoError ?? noop;
-    this.sizeBytes = deps.disk.sizeBytes;
     this.slots = new Slots(deps.options.maxBuffers);
     this.capabilities = {
       canFlush: true,
@@ -130,6 +128,11 @@ export class ReplicatedVolume implements BlockDevice {
       maxRequestBytes: Math.min(deps.disk.capabilities.maxRequestBytes, 1024 * 1024),
     };
     assert(this.bitmap.bitCount * BM_BLOCK_BYTES >= this.sizeBytes, 'bitmap covers the whole data area');
+  }
+
+  /** The disk's current size: the device size both nodes agreed on; requests past it are refused. */
+  get sizeBytes(): number {
+    return this.disk.sizeBytes;
   }
 
   // ---- decisions from the resource layer ------------------------------------------------------

@@ -1,0 +1,82 @@
+/**
+ * daemon/device-size and daemon/agreed-bitmap: DRBD 8.4's size agreement on
+ * connect (the smaller usable size wins; a device with good data never
+ * shrinks while connecting) and the bitmap view that ends at the agreed size.
+ */
+import { describe, expect, it } from 'vitest';
+import { agreeDeviceSize, differConsiderably, sizeAtAttach, sizeLogLine } from '../../src/daemon/device-size.js';
+import { AgreedBitmap } from '../../src/daemon/agreed-bitmap.js';
+import { Bitmap } from '../../src/meta/bitmap.js';
+import { DiskState, Role } from '../../src/resource/states.js';
+
+const MiB = 1024 * 1024;
+
+describe('agreeDeviceSize', () => {
+  it('fresh nodes: the smaller usable size wins on both sides, with DRBD\'s considerable-difference warning', () => {
+    const big = { maxSizeBytes: 80 * MiB, currentSizeBytes: 80 * MiB, role: Role.Secondary, disk: DiskState.Inconsistent };
+    const small = { maxSizeBytes: 64 * MiB, currentSizeBytes: 64 * MiB, role: Role.Secondary, disk: DiskState.Inconsistent };
+    const onBig = agreeDeviceSize(big, { diskSizeBytes: small.maxSizeBytes, currentSizeBytes: small.currentSizeBytes, role: small.role });
+    const onSmall = agreeDeviceSize(small, { diskSizeBytes: big.maxSizeBytes, currentSizeBytes: big.currentSizeBytes, role: big.role });
+    expect(onBig).toMatchObject({ kind: 'agreed', sizeBytes: 64 * MiB });
+    expect(onSmall).toMatchObject({ kind: 'agreed', sizeBytes: 64 * MiB });
+    expect(onBig.warnLines).toEqual([`Considerable difference in lower level device sizes: ${(64 * MiB) / 512}s vs. ${(80 * MiB) / 512}s`]);
+  });
+
+  it('a node with UpToDate data (here a Primary) refuses to shrink: The peer\'s disk size is too small!', () => {
+    const r = agreeDeviceSize(
+      { maxSizeBytes: 80 * MiB, currentSizeBytes: 80 * MiB, role: Role.Primary, disk: DiskState.UpToDate },
+      { diskSizeBytes: 64 * MiB, currentSizeBytes: 64 * MiB, role: Role.Secondary },
+    );
+    expect(r.kind).toBe('peer-too-small');
+    if (r.kind === 'peer-too-small') expect(r.errorLine).toBe(`The peer's disk size is too small! (${(64 * MiB) / 512} < ${(80 * MiB) / 512} sectors)`);
+    const secondary = agreeDeviceSize(
+      { maxSizeBytes: 80 * MiB, currentSizeBytes: 80 * MiB, role: Role.Secondary, disk: DiskState.Outdated },
+      { diskSizeBytes: 64 * MiB, currentSizeBytes: 64 * MiB, role: Role.Secondary },
+    );
+    expect(secondary.kind).toBe('peer-too-small');
+  });
+
+  it('a Primary keeps its exposed size when the peer is larger, and the peer adopts it', () => {
+    const primary = { maxSizeBytes: 80 * MiB, currentSizeBytes: 64 * MiB, role: Role.Primary, disk: DiskState.UpToDate };
+    const peer = { maxSizeBytes: 96 * MiB, currentSizeBytes: 96 * MiB, role: Role.Secondary, disk: DiskState.Inconsistent };
+    expect(agreeDeviceSize(primary, { diskSizeBytes: peer.maxSizeBytes, currentSizeBytes: peer.currentSizeBytes, role: peer.role })).toMatchObject({ kind: 'agreed', sizeBytes: 64 * MiB });
+    expect(agreeDeviceSize(peer, { diskSizeBytes: primary.maxSizeBytes, currentSizeBytes: primary.currentSizeBytes, role: primary.role })).toMatchObject({ kind: 'agreed', sizeBytes: 64 * MiB });
+  });
+
+  it('equal disks need no warning; small differences (≤ 1/8) are not considerable', () => {
+    const node = { maxSizeBytes: 64 * MiB, currentSizeBytes: 64 * MiB, role: Role.Secondary, disk: DiskState.UpToDate };
+    expect(agreeDeviceSize(node, { diskSizeBytes: 64 * MiB, currentSizeBytes: 64 * MiB, role: Role.Secondary })).toEqual({ kind: 'agreed', sizeBytes: 64 * MiB, warnLines: [] });
+    expect(differConsiderably(1000, 1100)).toBe(false);
+    expect(differConsiderably(1000, 1200)).toBe(true);
+  });
+
+  it('at attach: la_size_sect capped by the disk, the whole disk when la_size is 0; logged as DRBD does', () => {
+    expect(sizeAtAttach(0, 64 * MiB)).toBe(64 * MiB);
+    expect(sizeAtAttach((32 * MiB) / 512, 64 * MiB)).toBe(32 * MiB);
+    expect(sizeAtAttach((128 * MiB) / 512, 64 * MiB)).toBe(64 * MiB);
+    expect(sizeLogLine(65496 * 1024)).toBe('size = 64 MB (65496 KB)');
+  });
+});
+
+describe('AgreedBitmap', () => {
+  it('ends at the agreed size: setAll, scans and counts stay below it; shrinking clears, growing sets the new blocks', () => {
+    const whole = new Bitmap(1000);
+    whole.setRange(900, 1000);
+    const view = new AgreedBitmap(whole, 800 * 4096);
+    expect(view.bitCount).toBe(800);
+    expect(whole.countSet()).toBe(0);
+    view.setAll();
+    expect(view.countSet()).toBe(800);
+    expect(whole.nextSet(800)).toBe(-1);
+    expect(view.nextClear(0)).toBe(800);
+    expect(view.setRange(790, 2000)).toBe(0);
+    view.clearRange(0, 800);
+    expect(view.setRange(795, 900)).toBe(5);
+    expect(view.nextSet(0)).toBe(795);
+    view.resize(700 * 4096, true);
+    expect(view.countSet()).toBe(0);
+    view.resize(750 * 4096, true);
+    expect(view.countSet()).toBe(50);
+    expect(view.nextSet(0)).toBe(700);
+  });
+});
