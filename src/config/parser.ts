@@ -279,9 +279,14 @@ export class Parser {
     }
   }
 
-  /** include GLOB: relative to the directory of the top-level config file, as drbdadm does. */
+  /**
+   * include GLOB: relative to the directory of the file holding the include
+   * (drbdadm chdirs to dirname(config_save), which include_file sets to each
+   * included file's canonical path), so a nested include resolves next to its
+   * includer whatever the cwd.
+   */
   private includeStatement(pattern: string): void {
-    const baseDir = path.dirname(this.canonicalPath);
+    const baseDir = path.dirname(this.file.absPath);
     const matches = globPaths(pattern, baseDir);
     if (matches.length === 0) {
       if (!/[?*[]/.test(pattern)) this.invalid(`${this.fileName}:${this.line}: Failed to open include file '${pattern}'.\n`);
