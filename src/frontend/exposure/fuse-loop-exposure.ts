@@ -96,6 +96,11 @@ export class VolumeExposure {
     return this.volumeFs.stats;
   }
 
+  /** Which libfuse serves the volume file (null once unmounted). */
+  get backend(): VolumeFs['backend'] {
+    return this.volumeFs.backend;
+  }
+
   /** Mounted, held by another device, claimed exclusively, or open by a process. */
   async isHeldOpen(): Promise<boolean> {
     return (await this.heldOpenReport()).held;
