@@ -63,6 +63,37 @@ describe('peer port refusals', () => {
     }
   });
 
+  it('the same cram-hmac-alg and shared secret on both nodes: authenticated, Connected, the initial sync completes and the data areas are equal', async () => {
+    // the wrong-secret test above with the secrets made equal: only the secret differs between the two
+    cluster = new Cluster({
+      port: 7804,
+      proxy: true,
+      netPerNode: {
+        alpha: ['cram-hmac-alg sha256;', 'shared-secret "the-same-secret";'],
+        beta: ['cram-hmac-alg sha256;', 'shared-secret "the-same-secret";'],
+      },
+    });
+    const c = cluster;
+    await c.startProxies();
+    await c.admOk('alpha', ['up', c.resource]);
+    await c.admOk('beta', ['up', c.resource]);
+    await c.waitState('alpha', 'cstate', 'Connected');
+    await c.waitState('beta', 'cstate', 'Connected');
+    await c.admOk('alpha', ['primary', '--force', c.resource]);
+    await c.waitState('alpha', 'dstate', 'UpToDate/UpToDate', 60_000);
+    await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
+    await c.waitState('alpha', 'cstate', 'Connected');
+    await c.write('alpha', 4096, Buffer.alloc(64 * 1024, 0x5a));
+    expect(c.readDisk('beta', 4096, 64 * 1024).equals(Buffer.alloc(64 * 1024, 0x5a))).toBe(true);
+    expect(c.hashDataArea('alpha')).toBe(c.hashDataArea('beta'));
+    for (const node of ['alpha', 'beta'] as const) {
+      expect(c.logText(node)).toContain('conn( WFConnection -> WFReportParams )');
+      expect(c.logText(node)).not.toContain('Authentication of peer failed');
+    }
+    // the proxied link carried the whole sync (so the authenticated connection is the one in use)
+    expect(c.proxyBytes()).toBeGreaterThan(c.dataSizeBytes('alpha'));
+  });
+
   it('unknown source address, garbage bytes and an oversized frame are dropped; the real peer connects afterwards', async () => {
     cluster = new Cluster({ port: 7782 });
     const c = cluster;

@@ -184,8 +184,12 @@ describe('crash of the Primary', () => {
     let acked = 0;
     let killed!: () => void;
     const killedAfterSomeAcks = new Promise<void>((resolve) => (killed = resolve));
+    const extentBytes = 4 * MiB;
+    const touchedExtents = new Set<number>();
     for (let i = 0; i < 40; i++) {
-      const offsetBytes = (i % 10) * 4 * MiB + i * 8192;
+      const offsetBytes = (i % 10) * extentBytes + i * 8192;
+      touchedExtents.add(Math.floor(offsetBytes / extentBytes));
+      touchedExtents.add(Math.floor((offsetBytes + 256 * 1024 - 1) / extentBytes));
       inflight.push(
         client
           .request('io.write', { offsetBytes, base64: crypto.randomBytes(256 * 1024).toString('base64') }, 5_000)
@@ -215,8 +219,13 @@ describe('crash of the Primary', () => {
     // the restarted node was a crashed Primary: it becomes SyncSource for the extents its AL held hot
     expect(alphaLog).toMatch(/Marked additional \d+ [KMG]B as out-of-sync based on AL\./);
     const began = [...alphaLog.matchAll(/Began resync as SyncSource \(will sync (\d+) KB/g)].map((m) => Number(m[1]));
-    // the last resync (after the restart) covers at least one whole 4 MiB AL extent
+    // the last resync (after the restart) covers at least one whole 4 MiB AL extent...
     expect(began.at(-1)).toBeGreaterThanOrEqual(4096);
+    // ...and at most the extents the writes touched (the only ones the AL can hold hot, and the
+    // only blocks a lost write can have left out of sync): 10 × 4 MiB, not the 64 MiB device
+    expect(touchedExtents.size).toBe(10);
+    expect(began.at(-1)).toBeLessThanOrEqual(touchedExtents.size * (extentBytes / 1024));
+    expect(touchedExtents.size * extentBytes).toBeLessThan(c.dataSizeBytes('alpha') / 1.5);
     expect(alphaLog).toContain('uuid_compare()=1 by rule 40');
     expect(c.logText('beta')).toContain('uuid_compare()=-1 by rule 40');
     expect(c.hashDataArea('alpha')).toBe(c.hashDataArea('beta'));
