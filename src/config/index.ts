@@ -33,6 +33,27 @@ export function loadConfig(path: string): DrbdConfig {
   }
 }
 
+/**
+ * The resources a verb acts on, as drbdadm-84 expands them: `all` (or no
+ * name) means every resource with a section for this node; none in the
+ * config at all is "no resources defined!" (whatever was named), none for this node is drbdadm's
+ * two-line warning — both exit 1, before anything is done. Named resources
+ * are returned as given (resolveResource judges each).
+ */
+export function expandResourceNames(config: DrbdConfig, nodeName: string, names: readonly string[]): string[] {
+  if (config.resources.length === 0) throw new UdrbdError('no resources defined!', 1);
+  const all = names.length === 0 || (names.length === 1 && names[0] === 'all');
+  if (!all) return [...names];
+  const mine = resourcesForNode(config, nodeName);
+  if (mine.length === 0) {
+    throw new UdrbdError(
+      `WARN: no normal resources defined for this host (${nodeName})!?\nMisspelled name of the local machine with the 'on' keyword ?`,
+      1,
+    );
+  }
+  return mine;
+}
+
 /** Resources with a host section for `nodeName`, in file order (drbdadm sh-resources). */
 export function resourcesForNode(config: DrbdConfig, nodeName: string): string[] {
   return bindNode(config, nodeName).bindings.filter((b) => !b.ignored).map((b) => b.resource.name);

@@ -148,9 +148,9 @@ export function resolveResource(config: DrbdConfig, resourceName: string, nodeNa
   const { bindings, errors } = bindNode(config, nodeName);
   if (errors.length > 0) throw new UdrbdError(errors.join('').trimEnd(), 10);
   const binding = bindings.find((b) => b.resource.name === resourceName);
-  if (!binding) throw new UdrbdError(`'${resourceName}' not defined in your config (for this host).`, 1);
-  if (binding.ignored || !binding.me) {
-    throw new UdrbdError(`'${resourceName}' ignored, since this host (${nodeName}) is not mentioned with an 'on' keyword.`, 1);
+  // drbdadm-84 (drbd-utils 9.22) looks resources up among this node's only: one without a section for this host is "not defined".
+  if (!binding || binding.ignored || !binding.me) {
+    throw new UdrbdError(`'${resourceName}' not defined in your config (for this host).`, 1);
   }
   const res = expandCommon(config).find((r) => r.name === resourceName)!;
   const meIndex = binding.resource.hosts.indexOf(binding.me);

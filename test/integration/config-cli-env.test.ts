@@ -237,12 +237,8 @@ resource r0 {
       fs.writeFileSync(conf, b.text);
       for (const target of ['r0', 'all']) {
         const r = udrbdadm(['-c', conf, '--node', b.node, 'up', target], { env });
-        // Known gap (src/cli): `up all` with no section for this host exits 0 silently, where drbdadm-84
-        // warns "no normal resources defined for this host" and exits 1. Only its writing nothing is checked.
-        if (!(b.name === 'no-host-section' && target === 'all')) {
-          expect(r.code, `${b.name} up ${target}: ${r.stderr}`).not.toBe(0);
-          expect(r.stderr.length, `${b.name} up ${target} says why`).toBeGreaterThan(0);
-        }
+        expect(r.code, `${b.name} up ${target}: ${r.stderr}`).not.toBe(0);
+        expect(r.stderr.length, `${b.name} up ${target} says why`).toBeGreaterThan(0);
         expect(fs.readdirSync(run), `${b.name} up ${target}: run dir`).toEqual([]);
         expect(fs.readdirSync(log), `${b.name} up ${target}: log dir`).toEqual([]);
         expect(processesNaming(conf), `${b.name} up ${target}: processes`).toEqual([]);
@@ -308,4 +304,37 @@ describe('nested include relative to the including file, from any cwd', () => {
     expect(mine.stderr).toBe("sub/bad.inc:3: Failed to open include file 'missing.inc'.\n");
     expect(mine.stdout).toBe(real.stdout);
   });
+});
+
+describe('which resources a verb acts on: the same refusals as drbdadm-84', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'udrbd-select-'));
+    fs.writeFileSync(path.join(dir, 'empty.conf'), 'global { usage-count no; }\n');
+    fs.renameSync(twoHostConfig(dir, 7838), path.join(dir, 'two.conf'));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const cases: { conf: string; host: string; args: string[] }[] = [
+    { conf: 'two.conf', host: 'gamma', args: ['up', 'all'] },
+    { conf: 'two.conf', host: 'gamma', args: ['up', 'r0'] },
+    { conf: 'two.conf', host: 'gamma', args: ['primary', 'all'] },
+    { conf: 'two.conf', host: 'gamma', args: ['role', 'r0'] },
+    { conf: 'two.conf', host: 'gamma', args: ['create-md', 'all'] },
+    { conf: 'two.conf', host: 'alpha', args: ['up', 'nosuch'] },
+    { conf: 'empty.conf', host: 'alpha', args: ['up', 'all'] },
+    { conf: 'empty.conf', host: 'alpha', args: ['up', 'r0'] },
+    { conf: 'empty.conf', host: 'alpha', args: ['status'] },
+  ];
+  for (const c of cases) {
+    it(`${c.conf} on ${c.host}: ${c.args.join(' ')} — same stderr and exit code, nothing done`, () => {
+      const conf = path.join(dir, c.conf);
+      const theirs = drbdadm(c.host, ['-c', conf, '-d', ...c.args]);
+      const mine = udrbdadm(['-c', conf, '--node', c.host, '-d', ...c.args]);
+      expect(theirs.code).toBe(1);
+      expect(mine.stderr).toBe(theirs.stderr);
+      expect(mine.code).toBe(theirs.code);
+      expect(mine.stdout).toBe('');
+    });
+  }
 });

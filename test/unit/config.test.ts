@@ -83,7 +83,7 @@ describe('resolveResource', () => {
     const config = loadConfig(path.join(CORPUS_DIR, 'rabbitmq.conf'));
     expect(resourcesForNode(config, 'compute9')).toEqual([]);
     expect(() => resolveResource(config, 'rabbitmq', 'compute9')).toThrow(
-      "'rabbitmq' ignored, since this host (compute9) is not mentioned with an 'on' keyword.",
+      "'rabbitmq' not defined in your config (for this host).",
     );
     try {
       resolveResource(config, 'nosuch', 'compute1');

@@ -10,7 +10,7 @@ import readline from 'node:readline';
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 import type { GetContext } from './index.js';
-import { loadConfig, resolveResource, resourcesForNode } from '../../config/index.js';
+import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
 import { UdrbdError, ExitCode } from '../../util/errors.js';
 import { applyAl, createMd, dstate, dumpMd, getGi, setGi, showGi, wipeMd, type ToolIo } from '../../meta/tool.js';
 import { isResourceUp } from '../resource-up.js';
@@ -23,7 +23,7 @@ interface MetaTarget {
 
 function targets(ctx: CliContext, names: string[]): MetaTarget[] {
   const config = loadConfig(ctx.configPath);
-  const expanded = names.length === 1 && names[0] === 'all' ? resourcesForNode(config, ctx.nodeName) : names;
+  const expanded = expandResourceNames(config, ctx.nodeName, names);
   if (expanded.length === 0) throw new UdrbdError('No resource names specified', ExitCode.usage);
   return expanded.map((name) => {
     const view = resolveResource(config, name, ctx.nodeName);

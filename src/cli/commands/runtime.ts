@@ -14,7 +14,7 @@ import { UdrbdError, ExitCode } from '../../util/errors.js';
 import { runtimePaths, readPid, type RuntimePaths } from '../../daemon/paths.js';
 import { ControlClient, ResourceNotUpError, callResource } from '../../daemon/client.js';
 import { startDaemon, waitForExit, type DaemonMode } from '../../daemon/launcher.js';
-import { loadConfig, resolveResource, resourcesForNode } from '../../config/index.js';
+import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
 
 /** Verbs that wait on the peer (state change requests, handshakes) get this long. */
 const NETWORK_VERB_TIMEOUT_MS = 60_000;
@@ -30,7 +30,7 @@ interface ResourceTarget {
 /** Resolves RES|all against the config (drbdadm's errors for unknown resources). */
 function targets(ctx: CliContext, names: string[]): ResourceTarget[] {
   const config = loadConfig(ctx.configPath);
-  const expanded = names.length === 1 && names[0] === 'all' ? resourcesForNode(config, ctx.nodeName) : names;
+  const expanded = expandResourceNames(config, ctx.nodeName, names);
   return expanded.map((name) => {
     const view = resolveResource(config, name, ctx.nodeName);
     return { name, minor: view.minor, paths: runtimePaths(name, ctx.nodeName) };
