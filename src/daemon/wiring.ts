@@ -16,7 +16,7 @@ import {
   refusal,
   withState,
 } from '../resource/state.js';
-import { ReplicationEngine, resyncRateLimitKiBps } from '../replication/index.js';
+import { ReplicationEngine, requestTimeoutMs, resyncRateLimitKiBps } from '../replication/index.js';
 import type { ResourceView } from '../config/index.js';
 import { PeerLink } from './link.js';
 import crypto from 'node:crypto';
@@ -52,6 +52,7 @@ export class Wiring {
           protocol: view.net.protocol,
           maxBuffers: view.net.maxBuffers,
           maxEpochSize: view.net.maxEpochSize,
+          requestTimeoutMs: requestTimeoutMs(view.net),
           resyncRateKiBps: resyncRateLimitKiBps({ resyncRateKiBps: view.disk.resyncRateKiBps, cPlanAheadTenthsS: view.disk.cPlanAheadDs, cMaxRateKiBps: view.disk.cMaxRateKiBps }),
           ...(view.net.verifyAlg ? { verifyAlg: view.net.verifyAlg } : {}),
         },

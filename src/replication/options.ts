@@ -23,6 +23,12 @@ export interface ReplicationOptions {
   readonly resyncInflightMax: number;
   /** Digest for online verify: a node:crypto hash name (sha1, md5, sha256, ...) or crc32c / crc32. */
   readonly verifyAlg: string;
+  /**
+   * DRBD's request timer: a mirrored write (or a flush's Barrier) the peer
+   * has not answered after this long expels the peer (cstate Timeout).
+   * DRBD 8.4 uses ko-count × timeout; 0 disables (ko-count 0).
+   */
+  readonly requestTimeoutMs: number;
 }
 
 /** DRBD 8.4 defaults (drbd84.md §7.4); resync as fast as possible unless told otherwise. */
@@ -34,6 +40,7 @@ export const defaultReplicationOptions: ReplicationOptions = {
   resyncRunBytesMax: 1024 * 1024,
   resyncInflightMax: 16,
   verifyAlg: 'sha1',
+  requestTimeoutMs: 7 * 6000, // ko-count 7 × timeout 60 (tenths of a second)
 };
 
 /** Sectors of 512 bytes: DRBD logs ranges in sectors. */
@@ -48,6 +55,11 @@ export function resyncRateLimitKiBps(disk: { resyncRateKiBps: number; cPlanAhead
   return disk.cPlanAheadTenthsS === 0 ? disk.resyncRateKiBps : disk.cMaxRateKiBps;
 }
 
+/** DRBD 8.4's effective request timeout: ko-count × timeout; ko-count 0 turns it off. */
+export function requestTimeoutMs(net: { koCount: number; timeoutMs: number }): number {
+  return net.koCount === 0 ? 0 : net.koCount * net.timeoutMs;
+}
+
 export function withDefaults(partial: Partial<ReplicationOptions> = {}): ReplicationOptions {
   const options = { ...defaultReplicationOptions, ...partial };
   assert(['A', 'B', 'C'].includes(options.protocol), `protocol ${options.protocol} is A, B or C`);
@@ -59,5 +71,6 @@ export function withDefaults(partial: Partial<ReplicationOptions> = {}): Replica
     `resyncRunBytesMax ${options.resyncRunBytesMax} is a positive multiple of 4096`,
   );
   assert(Number.isSafeInteger(options.resyncInflightMax) && options.resyncInflightMax >= 1, `resyncInflightMax ≥ 1`);
+  assert(Number.isSafeInteger(options.requestTimeoutMs) && options.requestTimeoutMs >= 0, `requestTimeoutMs ${options.requestTimeoutMs} ≥ 0`);
   return options;
 }

@@ -32,6 +32,8 @@ export type LocalIoErrorHandler = (operation: 'read' | 'write' | 'flush', offset
 /** One application write waiting for its network part. */
 class PendingWrite {
   settled = false;
+  /** When the Data packet was queued (request timer). */
+  sentAtMs = 0;
   ok = false;
   /** The channel the Data packet went to (its socket may still reference the payload after a failure). */
   channel: PeerChannel | null = null;
@@ -55,6 +57,10 @@ class PendingWrite {
 }
 
 function noop(): void {}
+
+/** Bounds on how often the request timer looks at the oldest request. */
+const REQUEST_TIMER_PERIOD_MIN_MS = 100;
+const REQUEST_TIMER_PERIOD_MAX_MS = 10_000;
 
 /** Sets the bits of every 4 KiB block the byte range touches. */
 export function setOutOfSync(bitmap: DirtyBitmap, offsetBytes: number, lengthBytes: number): number {
@@ -105,8 +111,10 @@ export class ReplicatedVolume implements BlockDevice {
   private barrierScheduled = false;
   /** Writers waiting for room in the transfer log. */
   private readonly tlWaiters: Array<() => void> = [];
-  /** Flushes waiting for an epoch's BarrierAck. */
-  private readonly flushWaiters: Array<{ epoch: number; resolve: () => void }> = [];
+  /** Flushes waiting for an epoch's BarrierAck (sinceMs: for the request timer). */
+  private readonly flushWaiters: Array<{ epoch: number; sinceMs: number; resolve: () => void }> = [];
+  /** Checks the oldest unanswered request while mirroring (DRBD's request timer); null when off. */
+  private requestTimer: NodeJS.Timeout | null = null;
   private ackedThroughEpoch = 0;
   private onDemandSync: OnDemandSync | null = null;
   private closed = false;
@@ -146,6 +154,34 @@ export class ReplicatedVolume implements BlockDevice {
     this.tl = new TransferLog(1);
     this.ackedThroughEpoch = 0;
     this.counters.ep = 0;
+    const timeoutMs = this.options.requestTimeoutMs;
+    if (timeoutMs > 0) {
+      const periodMs = Math.min(REQUEST_TIMER_PERIOD_MAX_MS, Math.max(REQUEST_TIMER_PERIOD_MIN_MS, Math.floor(timeoutMs / 4)));
+      this.requestTimer = setInterval(() => this.checkRequestTimeout(), periodMs);
+      this.requestTimer.unref();
+    }
+  }
+
+  /**
+   * DRBD's request timer: the peer reads our packets (pings answered, send
+   * queue moving) but leaves a write or a Barrier unanswered for
+   * ko-count × timeout — a stuck peer disk. Expel it: the link closes with
+   * Timeout and the writes complete locally, marked out of sync.
+   */
+  private checkRequestTimeout(): void {
+    const peer = this.peer;
+    if (peer === null) return;
+    let oldestMs = Number.POSITIVE_INFINITY;
+    for (const write of this.pending.values()) {
+      oldestMs = write.sentAtMs; // Map iterates in insertion order: the first is the oldest
+      break;
+    }
+    const waiter = this.flushWaiters[0];
+    if (waiter !== undefined && waiter.sinceMs < oldestMs) oldestMs = waiter.sinceMs;
+    const waitedMs = Date.now() - oldestMs;
+    if (waitedMs < this.options.requestTimeoutMs) return;
+    this.log.error({ waitedMs, requestTimeoutMs: this.options.requestTimeoutMs }, 'Remote failed to finish a request within ko-count * timeout');
+    peer.close('Timeout');
   }
 
   /**
@@ -154,6 +190,8 @@ export class ReplicatedVolume implements BlockDevice {
    * on the local disk alone.
    */
   stopMirroring(): void {
+    if (this.requestTimer !== null) clearInterval(this.requestTimer);
+    this.requestTimer = null;
     if (this.peer === null) return;
     this.peer = null;
     let bitsSet = 0;
@@ -319,6 +357,7 @@ export class ReplicatedVolume implements BlockDevice {
     const blockId = this.ids.next();
     const write = new PendingWrite(blockId, offsetBytes, buffer.length);
     write.channel = peer;
+    write.sentAtMs = Date.now();
     const entry = this.tl.add(offsetBytes, buffer.length);
     const protocolA = this.options.protocol === 'A';
     // Protocol A completes before the bytes leave: the caller may reuse its buffer, so send a copy.
@@ -373,7 +412,8 @@ export class ReplicatedVolume implements BlockDevice {
       this.closeEpoch();
       const epoch = this.tl.newestClosedEpoch;
       if (epoch >= 0 && epoch > this.ackedThroughEpoch) {
-        network = new Promise<void>((resolve) => this.flushWaiters.push({ epoch, resolve }));
+        const sinceMs = Date.now();
+        network = new Promise<void>((resolve) => this.flushWaiters.push({ epoch, sinceMs, resolve }));
       }
     }
     try {
@@ -391,6 +431,8 @@ export class ReplicatedVolume implements BlockDevice {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.requestTimer !== null) clearInterval(this.requestTimer);
+    this.requestTimer = null;
   }
 
   private rangeOutOfSync(offsetBytes: number, lengthBytes: number): boolean {

@@ -106,6 +106,39 @@ describe('replication: when a write completes', () => {
     expect(s.memory.data.subarray(40960, 40960 + 8192).every((b) => b === 0)).toBe(true);
   });
 
+  it('request timer: a peer that takes writes but never answers is expelled after ko-count * timeout (Timeout); the write completes locally, out of sync', async () => {
+    const { p, s, a } = pair('C', 0, { requestTimeoutMs: 300 });
+    s.disk.writeDelayMs = 60_000; // the peer's disk is stuck: no WriteAck will come
+    const data = pattern(8192, 11);
+    const started = Date.now();
+    await p.engine.volume.write(data, 64 * 1024);
+    const waitedMs = Date.now() - started;
+    expect(waitedMs).toBeGreaterThanOrEqual(300);
+    expect(a.isOpen).toBe(false);
+    expect(p.lines.some((l) => l.includes('"reason":"Timeout"') && l.includes('data path detached from peer'))).toBe(true);
+    expect(p.memory.data.subarray(64 * 1024, 64 * 1024 + data.length).equals(data)).toBe(true);
+    expect(setBits(p.bitmap)).toEqual([16, 17]);
+    expect(p.lines.some((l) => l.includes('Remote failed to finish a request within ko-count * timeout'))).toBe(true);
+  });
+
+  it('request timer: a flush whose Barrier is never answered also expels the peer', async () => {
+    const { p, a } = pair('A', 0, { requestTimeoutMs: 300 });
+    a.held = true; // nothing reaches the peer: the BarrierAck never comes
+    await p.engine.volume.write(pattern(4096, 12), 0);
+    await p.engine.volume.flush();
+    expect(a.isOpen).toBe(false);
+    expect(p.lines.some((l) => l.includes('"reason":"Timeout"') && l.includes('data path detached from peer'))).toBe(true);
+    expect(setBits(p.bitmap)).toEqual([0]);
+  });
+
+  it('request timer off (ko-count 0): a slow peer is waited for', async () => {
+    const { p, s, a } = pair('C', 0, { requestTimeoutMs: 0 });
+    s.disk.writeDelayMs = 500;
+    await p.engine.volume.write(pattern(4096, 13), 0);
+    expect(a.isOpen).toBe(true);
+    expect(setBits(p.bitmap)).toEqual([]);
+  });
+
   it('max-buffers bounds application requests in flight', async () => {
     const { p, s } = pair('C', 0, { maxBuffers: 4 });
     s.disk.writeDelayMs = 5;
