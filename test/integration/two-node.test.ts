@@ -42,7 +42,7 @@ async function writeMiB(c: Cluster, node: NodeName, offsetBytes: number, mib: nu
 
 describe('fresh pair', () => {
   it('create-md on both, up, primary --force on one → full sync → Connected, UpToDate/UpToDate, equal data areas', async () => {
-    cluster = new Cluster({ port: 7751 });
+    cluster = new Cluster({ port: 7701 }); // DRBD's conventional port, as an operator runs it
     const c = cluster;
     await connectedPair(c);
     expect(await c.query('alpha', 'role')).toBe('Secondary/Secondary');
@@ -234,7 +234,7 @@ describe('crash of the Primary', () => {
 
 describe('split brain', () => {
   it('cut, promote both, write on both, restore → both StandAlone with split brain logged; --discard-my-data recovery makes the victim equal the survivor', async () => {
-    cluster = new Cluster({ port: 7757, proxy: true, handlers: { 'split-brain': 'echo split-brain $DRBD_RESOURCE $DRBD_MINOR >> HANDLER_LOG' } });
+    cluster = new Cluster({ port: 7701, proxy: true, handlers: { 'split-brain': 'echo split-brain $DRBD_RESOURCE $DRBD_MINOR >> HANDLER_LOG' } });
     const c = cluster;
     // handler output goes to a file in the test dir
     const handlerLog = `${c.dir}/handler.log`;
