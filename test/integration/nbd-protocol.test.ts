@@ -329,6 +329,23 @@ describe('NBD transmission', () => {
     expect((await d.readReply(512)).data[0]).toBe(0x42);
   });
 
+  it('a client that vanishes in the middle of a write payload is reaped, the partial write dropped (regression: the slot was never released)', async () => {
+    const dev = new TestDevice(MiB);
+    const sock = await serve(dev);
+    const c = await transmitting(sock);
+    // Header of a 64 KiB write, then only 1 KiB of its payload.
+    c.sendRequest(P.CMD_WRITE, 7, 65536, 65536, 0, Buffer.alloc(1024, 0x5a));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(server!.connectionCount).toBe(1);
+    c.destroy();
+    await waitFor(() => server!.connectionCount === 0, 5000, 'the connection to be reaped');
+    expect(dev.pendingWrites).toBe(0);
+    expect(dev.mem.data.subarray(65536, 65536 + 1024).every((b) => b === 0)).toBe(true);
+    const d = await transmitting(sock);
+    d.sendRequest(P.CMD_READ, 8, 65536, 512);
+    expect((await d.readReply(512)).error).toBe(0);
+  });
+
   it('answers in-flight requests before closing on NBD_CMD_DISC', async () => {
     const dev = new TestDevice(MiB);
     dev.gateClosed = true;

@@ -349,10 +349,20 @@ export class NbdConnection {
     if (pending) pending.reject(new Error('client closed the connection during the handshake'));
     this.stalledChunk = null;
     if (this.phase !== Phase.closed) {
+      this.phase = Phase.closing;
+      // A write whose payload was still arriving never reaches the device and is never answered:
+      // give its slot back, or the connection would wait for it forever.
+      const partial = this.current;
+      if (partial !== null) {
+        this.current = null;
+        this.parse = ParseState.header;
+        this.discardRemainingBytes = 0;
+        this.log.info({ offset: partial.offsetBytes, length: partial.lengthBytes, receivedBytes: partial.payloadFillBytes }, 'nbd: client disconnected in the middle of a write payload; dropping that write');
+        this.release(partial);
+      }
       if (this.inflightCount > 0) {
         this.log.info({ inflight: this.inflightCount }, 'nbd: client disconnected with requests in flight; completing them');
       }
-      this.phase = Phase.closing;
     }
     this.maybeDone();
   }
