@@ -270,9 +270,9 @@ export class Cluster {
     return computeLayout(fs.statSync(this.disks[node]).size).dataSizeBytes;
   }
 
-  /** sha256 of the data area of node's backing file. */
-  hashDataArea(node: NodeName): string {
-    const size = this.dataSizeBytes(node);
+  /** sha256 of the data area of node's backing file (its first `sizeBytes`, default all of it). */
+  hashDataArea(node: NodeName, sizeBytes: number = this.dataSizeBytes(node)): string {
+    const size = sizeBytes;
     const fd = fs.openSync(this.disks[node], 'r');
     try {
       const hash = crypto.createHash('sha256');

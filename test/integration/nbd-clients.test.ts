@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it, expect, afterEach } from 'vitest';
 import { execa } from 'execa';
-import { NBDSH_ENV, requireTool, serveSparseFile, waitFor, type ServedFile } from './nbd-helpers.js';
+import { NBDSH_ENV, fioVerify, requireTool, serveSparseFile, waitFor, type ServedFile } from './nbd-helpers.js';
 
 const MiB = 1024 * 1024;
 const IMAGE_BYTES = 256 * MiB;
@@ -123,36 +123,13 @@ describe('NBD server with real clients', () => {
   it('fio nbd engine with verify=crc32c at iodepth 16 reports zero verify errors', async () => {
     await requireTool('fio');
     served = await serveSparseFile(64 * MiB, 'r0');
-    const r = await execa(
-      'fio',
-      [
-        '--name=nbd-verify',
-        '--ioengine=nbd',
-        `--uri=${served.uri}`,
-        '--rw=randwrite',
-        '--bsrange=4k-128k',
-        '--bs_unaligned=0',
-        '--iodepth=16',
-        '--size=48m',
-        '--verify=crc32c',
-        '--do_verify=1',
-        '--verify_fatal=1',
-        '--verify_state_save=0',
-        '--runtime=60',
-        '--output-format=json',
-      ],
-      { reject: false, timeout: 120_000, cwd: served.dir },
-    );
+    const r = await fioVerify(served.uri, 'nbd-verify', served.dir, 120_000);
     expect(r.stderr).not.toMatch(/verify: bad|crc32c: verify failed|bad magic/i);
     expect(r.exitCode).toBe(0);
-    const json = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as {
-      jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[];
-    };
-    const job = json.jobs[0]!;
-    expect(job.error).toBe(0);
-    expect(job.write.io_bytes).toBeGreaterThan(0);
+    expect(r.error).toBe(0);
+    expect(r.writeBytes).toBeGreaterThan(0);
     // The verify pass read back what was written.
-    expect(job.read.io_bytes).toBeGreaterThan(0);
+    expect(r.readBytes).toBeGreaterThan(0);
   });
 
   it('nbdsh requests beyond the end, unaligned, zero-length, oversized and unsupported get the protocol errors', async () => {
@@ -268,14 +245,21 @@ print("done", flush=True)
       }
     });
     await waitFor(() => acked.length >= 3000 || finished || exited, 60_000, 'the client to get 3000 writes acknowledged');
+    if (exited && !finished) throw new Error(`nbdsh exited early after ${acked.length} acknowledged writes`);
     child.kill('SIGKILL');
-    const result = await child;
-    expect(finished).toBe(false);
+    let reapTimer: NodeJS.Timeout | undefined;
+    const result = await Promise.race([
+      child,
+      new Promise<never>((_, reject) => {
+        reapTimer = setTimeout(() => reject(new Error('nbdsh was not reaped within 15 s of SIGKILL')), 15_000);
+      }),
+    ]).finally(() => clearTimeout(reapTimer));
+    expect(finished, `nbdsh finished all writes before the kill (acked ${acked.length})`).toBe(false);
     expect(result.signal).toBe('SIGKILL');
 
     // The dead connection goes away once its in-flight writes completed; the server keeps serving.
     await waitFor(() => served!.server.connectionCount === 0, 10_000, 'the dead connection to be reaped');
-    const info = await execa('nbdinfo', ['--size', served.uri]);
+    const info = await execa('nbdinfo', ['--size', served.uri], { timeout: 30_000 });
     expect(Number(info.stdout.trim())).toBe(256 * MiB);
 
     const fd = fs.openSync(served.imagePath, 'r');

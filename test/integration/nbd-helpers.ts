@@ -81,6 +81,53 @@ export async function serveSparseFile(sizeBytes: number, exportName = 'r0', maxI
 }
 
 /** Polls `condition` every 20 ms for at most `timeoutMs`. */
+/** What a fio verify run reports (the parts the tests assert). */
+export interface FioVerifyResult {
+  exitCode: number | undefined;
+  stderr: string;
+  error: number;
+  writeBytes: number;
+  readBytes: number;
+}
+
+/**
+ * fio's nbd engine against `uri`: random writes of 4..128 KiB at iodepth 16
+ * over 48 MiB, each block checked with crc32c on the verify pass (fatal on
+ * the first mismatch). Bounded by fio's runtime and `timeoutMs`.
+ */
+export async function fioVerify(uri: string, name: string, cwd: string, timeoutMs: number): Promise<FioVerifyResult> {
+  const r = await execa(
+    'fio',
+    [
+      `--name=${name}`,
+      '--ioengine=nbd',
+      `--uri=${uri}`,
+      '--rw=randwrite',
+      '--bsrange=4k-128k',
+      '--bs_unaligned=0',
+      '--iodepth=16',
+      '--size=48m',
+      '--verify=crc32c',
+      '--do_verify=1',
+      '--verify_fatal=1',
+      '--verify_state_save=0',
+      '--runtime=60',
+      '--output-format=json',
+    ],
+    { reject: false, timeout: timeoutMs, cwd },
+  );
+  const brace = r.stdout.indexOf('{');
+  const json = brace >= 0 ? (JSON.parse(r.stdout.slice(brace)) as { jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[] }) : null;
+  const job = json?.jobs[0];
+  return {
+    exitCode: r.exitCode,
+    stderr: r.stderr,
+    error: job?.error ?? -1,
+    writeBytes: job?.write.io_bytes ?? 0,
+    readBytes: job?.read.io_bytes ?? 0,
+  };
+}
+
 export async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {

@@ -6,9 +6,8 @@
  * areas hash equal.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { execa } from 'execa';
 import { Cluster } from '../helpers/cluster.js';
-import { requireTool } from './nbd-helpers.js';
+import { fioVerify, requireTool } from './nbd-helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -40,35 +39,12 @@ describe('real NBD clients on a replicating Primary', () => {
     expect(frontend.kind).toBe('none');
 
     const uri = `nbd+unix:///${c.resource}?socket=${frontend.nbdSocket}`;
-    const r = await execa(
-      'fio',
-      [
-        '--name=nbd-verify-replicated',
-        '--ioengine=nbd',
-        `--uri=${uri}`,
-        '--rw=randwrite',
-        '--bsrange=4k-128k',
-        '--bs_unaligned=0',
-        '--iodepth=16',
-        '--size=48m',
-        '--verify=crc32c',
-        '--do_verify=1',
-        '--verify_fatal=1',
-        '--verify_state_save=0',
-        '--runtime=60',
-        '--output-format=json',
-      ],
-      { reject: false, timeout: 150_000, cwd: c.dir },
-    );
+    const r = await fioVerify(uri, 'nbd-verify-replicated', c.dir, 150_000);
     expect(r.stderr).not.toMatch(/verify: bad|crc32c: verify failed|bad magic/i);
     expect(r.exitCode).toBe(0);
-    const json = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as {
-      jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[];
-    };
-    const job = json.jobs[0]!;
-    expect(job.error).toBe(0);
-    expect(job.write.io_bytes).toBeGreaterThan(0);
-    expect(job.read.io_bytes).toBeGreaterThan(0);
+    expect(r.error).toBe(0);
+    expect(r.writeBytes).toBeGreaterThan(0);
+    expect(r.readBytes).toBeGreaterThan(0);
 
     // The peer stayed connected through the run: nothing was left out of sync.
     expect(await c.query('alpha', 'cstate')).toBe('Connected');
