@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { findLoopDevicesBackedBy } from '../../src/frontend/loop/losetup.js';
 import { isMountPoint, unmountFuseLazily } from '../../src/frontend/exposure/fuse-loop-exposure.js';
+import type { BlockDevice, WriteFlags } from '../../src/disk/block-device.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TOOL_TIMEOUT_MS = 120_000;
@@ -101,4 +102,17 @@ export async function forceCleanup(state: { filesystemMounts: string[]; volumeFi
   }
   for (const link of state.links) await attempt(`rm ${link}`, () => fs.rm(link, { force: true }));
   return problems;
+}
+
+/** Passes everything through to `inner` and counts flushes (did fsync reach the device?). */
+export class CountingDevice implements BlockDevice {
+  flushCount = 0;
+  constructor(private readonly inner: BlockDevice) {}
+  get sizeBytes(): number { return this.inner.sizeBytes; }
+  get capabilities(): BlockDevice['capabilities'] { return this.inner.capabilities; }
+  read(buffer: Buffer, offsetBytes: number): Promise<void> { return this.inner.read(buffer, offsetBytes); }
+  write(buffer: Buffer, offsetBytes: number, flags?: WriteFlags): Promise<void> { return this.inner.write(buffer, offsetBytes, flags); }
+  flush(): Promise<void> { this.flushCount++; return this.inner.flush(); }
+  trim(offsetBytes: number, lengthBytes: number): Promise<void> { return this.inner.trim(offsetBytes, lengthBytes); }
+  close(): Promise<void> { return this.inner.close(); }
 }

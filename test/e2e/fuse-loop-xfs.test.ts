@@ -9,30 +9,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { FileDisk } from '../../src/disk/file-disk.js';
-import type { BlockDevice, WriteFlags } from '../../src/disk/block-device.js';
 import { exposeVolume, cleanupStale, isMountPoint, type VolumeExposure } from '../../src/frontend/exposure/fuse-loop-exposure.js';
 import { attachLoop, detachLoop, findLoopDevicesBackedBy, loopBackingFile } from '../../src/frontend/loop/losetup.js';
 import { silentLogger } from '../../src/util/log.js';
 import { readDeviceLink } from '../../src/frontend/device-link/device-link.js';
 import { UdrbdError } from '../../src/util/errors.js';
-import { requireFuseLoopPrerequisites, run, exitCodeOf, checksums, compileExposeChild, forceCleanup } from './fuse-harness.js';
+import { requireFuseLoopPrerequisites, run, exitCodeOf, checksums, compileExposeChild, forceCleanup, CountingDevice } from './fuse-harness.js';
 
 const MiB = 1024 * 1024;
 const DISK_BYTES = 512 * MiB;
 const CHILD_READY_TIMEOUT_MS = 60_000;
 
 /** Counts flushes on the way to the real disk: proves fsync in XFS reaches device.flush(). */
-class CountingDevice implements BlockDevice {
-  flushCount = 0;
-  constructor(private readonly inner: BlockDevice) {}
-  get sizeBytes(): number { return this.inner.sizeBytes; }
-  get capabilities(): BlockDevice['capabilities'] { return this.inner.capabilities; }
-  read(buffer: Buffer, offsetBytes: number): Promise<void> { return this.inner.read(buffer, offsetBytes); }
-  write(buffer: Buffer, offsetBytes: number, flags?: WriteFlags): Promise<void> { return this.inner.write(buffer, offsetBytes, flags); }
-  flush(): Promise<void> { this.flushCount++; return this.inner.flush(); }
-  trim(offsetBytes: number, lengthBytes: number): Promise<void> { return this.inner.trim(offsetBytes, lengthBytes); }
-  close(): Promise<void> { return this.inner.close(); }
-}
 
 interface Scene {
   dir: string;

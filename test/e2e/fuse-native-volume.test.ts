@@ -13,14 +13,13 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { FileDisk } from '../../src/disk/file-disk.js';
-import type { BlockDevice, WriteFlags } from '../../src/disk/block-device.js';
 import { VolumeFs, defaultFuseBackend } from '../../src/frontend/fuse/volume-fs.js';
 import { fuseNative } from '../../src/frontend/fuse/fuse-native.js';
 import { attachLoop, detachLoop } from '../../src/frontend/loop/losetup.js';
 import { isMountPoint, exposeVolume, type VolumeExposure } from '../../src/frontend/exposure/fuse-loop-exposure.js';
 import { readDeviceLink } from '../../src/frontend/device-link/device-link.js';
 import { silentLogger } from '../../src/util/log.js';
-import { requireFuseLoopPrerequisites, run, checksums, forceCleanup } from './fuse-harness.js';
+import { requireFuseLoopPrerequisites, run, checksums, forceCleanup, CountingDevice } from './fuse-harness.js';
 
 const MiB = 1024 * 1024;
 const DISK_BYTES = 64 * MiB;
@@ -28,17 +27,6 @@ const WRITTEN_BYTES = 8 * MiB;
 /** libfuse 2 never sends a request larger than this. */
 const LIBFUSE2_REQUEST_MAX_BYTES = 128 * 1024;
 
-class CountingDevice implements BlockDevice {
-  flushCount = 0;
-  constructor(private readonly inner: BlockDevice) {}
-  get sizeBytes(): number { return this.inner.sizeBytes; }
-  get capabilities(): BlockDevice['capabilities'] { return this.inner.capabilities; }
-  read(buffer: Buffer, offsetBytes: number): Promise<void> { return this.inner.read(buffer, offsetBytes); }
-  write(buffer: Buffer, offsetBytes: number, flags?: WriteFlags): Promise<void> { return this.inner.write(buffer, offsetBytes, flags); }
-  flush(): Promise<void> { this.flushCount++; return this.inner.flush(); }
-  trim(offsetBytes: number, lengthBytes: number): Promise<void> { return this.inner.trim(offsetBytes, lengthBytes); }
-  close(): Promise<void> { return this.inner.close(); }
-}
 
 interface Scene { dir: string; diskFile: string; fuseDir: string; disk: FileDisk; volume: VolumeFs | null; loopDevice: string | null; exposure?: VolumeExposure; link?: string }
 let scene: Scene | null = null;

@@ -13,30 +13,18 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { FileDisk } from '../../src/disk/file-disk.js';
-import type { BlockDevice, WriteFlags } from '../../src/disk/block-device.js';
 import { VolumeFs } from '../../src/frontend/fuse/volume-fs.js';
 import { loadFuse3 } from '../../src/frontend/fuse/fuse3-native.js';
 import { attachLoop, detachLoop } from '../../src/frontend/loop/losetup.js';
 import { isMountPoint } from '../../src/frontend/exposure/fuse-loop-exposure.js';
 import { silentLogger } from '../../src/util/log.js';
-import { requireFuseLoopPrerequisites, run, exitCodeOf, checksums, forceCleanup } from './fuse-harness.js';
+import { requireFuseLoopPrerequisites, run, exitCodeOf, checksums, forceCleanup, CountingDevice } from './fuse-harness.js';
 
 const MiB = 1024 * 1024;
 const DISK_BYTES = 256 * MiB;
 /** What libfuse 2 (fuse-native) could never exceed. */
 const LIBFUSE2_REQUEST_MAX_BYTES = 128 * 1024;
 
-class CountingDevice implements BlockDevice {
-  flushCount = 0;
-  constructor(private readonly inner: BlockDevice) {}
-  get sizeBytes(): number { return this.inner.sizeBytes; }
-  get capabilities(): BlockDevice['capabilities'] { return this.inner.capabilities; }
-  read(buffer: Buffer, offsetBytes: number): Promise<void> { return this.inner.read(buffer, offsetBytes); }
-  write(buffer: Buffer, offsetBytes: number, flags?: WriteFlags): Promise<void> { return this.inner.write(buffer, offsetBytes, flags); }
-  flush(): Promise<void> { this.flushCount++; return this.inner.flush(); }
-  trim(offsetBytes: number, lengthBytes: number): Promise<void> { return this.inner.trim(offsetBytes, lengthBytes); }
-  close(): Promise<void> { return this.inner.close(); }
-}
 
 interface Scene { dir: string; diskFile: string; fuseDir: string; disk: FileDisk; volume: VolumeFs | null; loopDevice: string | null }
 let scene: Scene | null = null;
