@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { nodeArgsFromEnv } from '../../src/daemon/launcher.js';
+import { daemonEnv, MALLOC_TOP_PAD_BYTES, nodeArgsFromEnv } from '../../src/daemon/launcher.js';
 import { UdrbdError } from '../../src/util/errors.js';
 
 describe('UDRBD_NODE_ARGS (Node.js flags for the resource process)', () => {
@@ -17,5 +17,17 @@ describe('UDRBD_NODE_ARGS (Node.js flags for the resource process)', () => {
   it('refuses anything that is not a flag, naming it', () => {
     expect(() => nodeArgsFromEnv({ UDRBD_NODE_ARGS: '--cpu-prof /tmp/evil.js' })).toThrow(UdrbdError);
     expect(() => nodeArgsFromEnv({ UDRBD_NODE_ARGS: '--cpu-prof /tmp/evil.js' })).toThrow(/not '\/tmp\/evil\.js'/);
+  });
+});
+
+describe('resource process environment', () => {
+  it('keeps a heap top pad (no trim-and-refault churn on socket buffers) and passes everything else through', () => {
+    const env = daemonEnv({ PATH: '/usr/bin', UDRBD_RUN_DIR: '/run/x' });
+    expect(env.MALLOC_TOP_PAD_).toBe(String(MALLOC_TOP_PAD_BYTES));
+    expect(env.PATH).toBe('/usr/bin');
+    expect(env.UDRBD_RUN_DIR).toBe('/run/x');
+  });
+  it("leaves the operator's own MALLOC_TOP_PAD_ alone", () => {
+    expect(daemonEnv({ MALLOC_TOP_PAD_: '0' }).MALLOC_TOP_PAD_).toBe('0');
   });
 });

@@ -6,6 +6,11 @@
  * operation (and any flush it needs) resolved, so an acknowledged write is
  * never lost when the client vanishes.
  *
+ * Receiving: the socket reads into buffers this connection owns (see
+ * util/user-buffer-socket): headers and small payloads into one per-connection
+ * buffer, and the rest of a WRITE payload straight into the pooled buffer that
+ * goes to the device — no per-read allocation, no reassembly copy.
+ *
  * Limits: at most `inflightMax` requests and about `inflightBytesMax` payload
  * bytes in flight; beyond that the socket is paused (back-pressure, no
  * queue). A slot is only freed once its reply has been handed to the kernel,
@@ -20,6 +25,7 @@ import { assert } from '../../util/assert.js';
 import { BufferPool } from '../../disk/buffer-pool.js';
 import * as P from './protocol.js';
 import { checkRequest, type ExportLimits } from './request-check.js';
+import { adoptAcceptedSocket } from '../../util/user-buffer-socket.js';
 
 /** Everything a connection needs to know about the export it serves. */
 export interface ExportConfig extends ExportLimits {
@@ -56,6 +62,11 @@ const TRIM_CHUNK_BYTES = 64 * 1024 * 1024;
  */
 const PAYLOAD_POOL_MAX_BYTES = 24 * 1024 * 1024;
 const payloadPool = new BufferPool(PAYLOAD_POOL_MAX_BYTES);
+/**
+ * Per-connection receive buffer for headers, handshake bytes and the first
+ * part of a payload. Reads of the rest of a WRITE payload bypass it.
+ */
+const RECEIVE_BUFFER_BYTES = 64 * 1024;
 
 const ZERO_CHUNK = Buffer.alloc(ZERO_CHUNK_BYTES);
 const EMPTY = Buffer.alloc(0);
@@ -101,7 +112,7 @@ class Slot {
   data: Buffer | null = null;
   /** True when `data` came from the payload pool and goes back when the slot is released. */
   pooled = false;
-  /** For a WRITE being received: bytes of payload copied so far. */
+  /** For a WRITE being received: bytes of payload received so far. */
   payloadFillBytes = 0;
   /** Error decided at admission, replied after the payload (if any) is discarded. */
   presetError = 0;
@@ -127,8 +138,12 @@ export class NbdConnection {
   private readonly request: P.RequestHeader = { magic: 0, flags: 0, type: 0, offsetBytes: 0, lengthBytes: 0 };
   private current: Slot | null = null;
   private discardRemainingBytes = 0;
+  /** Unconsumed bytes left in receiveBuffer when admission stalled (reading is stopped meanwhile). */
   private stalledChunk: Buffer | null = null;
   private stalledAt = 0;
+  private stalledEnd = 0;
+  private readonly receiveBuffer = Buffer.allocUnsafeSlow(RECEIVE_BUFFER_BYTES);
+  private readonly socket: Socket;
 
   private readonly slotsFree: Slot[] = [];
   private inflightCount = 0;
@@ -154,16 +169,24 @@ export class NbdConnection {
   /** Resolves when the socket is closed and no request is in flight. */
   readonly done: Promise<void> = new Promise((resolve) => (this.resolveDone = resolve));
 
+  /**
+   * @param accepted a socket from a listener with `pauseOnConnect: true`; it is
+   *   re-wrapped to read into this connection's buffers and must not be used again.
+   */
   constructor(
-    private readonly socket: Socket,
+    accepted: Socket,
     private readonly config: ExportConfig,
     private readonly log: Logger,
   ) {
     assert(config.inflightMax >= 1, 'inflightMax is at least 1');
     assert(config.inflightBytesMax >= P.BLOCK_SIZE_MIN_BYTES, 'inflightBytesMax admits a sector');
     for (let i = 0; i < config.inflightMax; i++) this.slotsFree.push(new Slot(this));
+    const socket = adoptAcceptedSocket(accepted, {
+      buffer: () => this.nextReceiveBuffer(),
+      callback: (bytes, buffer) => this.onRead(bytes, buffer),
+    });
+    this.socket = socket;
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err: NodeJS.ErrnoException) => {
       this.log.debug({ err: err.code ?? err.message }, 'nbd: connection error');
     });
@@ -297,7 +320,7 @@ export class NbdConnection {
     this.handshakeChunks = [];
     this.handshakeBytes = 0;
     this.log.info({ export: this.config.exportName, sizeBytes: this.config.sizeBytes }, 'nbd: client entered transmission');
-    if (leftover.length > 0) this.consume(leftover, 0);
+    if (leftover.length > 0) this.consume(leftover, 0, leftover.length);
     if (this.phase === Phase.transmission && this.stalledChunk === null && this.parse !== ParseState.admit) {
       this.socket.resume();
     }
@@ -324,12 +347,43 @@ export class NbdConnection {
 
   // ---------------------------------------------------------------- socket events
 
-  private onData(chunk: Buffer): void {
-    if (this.phase === Phase.transmission) {
-      this.consume(chunk, 0);
-      return;
+  /**
+   * Where the next socket read lands: the rest of the WRITE payload being
+   * received, or the receive buffer. Called after every read (and once when
+   * the socket is set up, before the handshake).
+   */
+  private nextReceiveBuffer(): Buffer {
+    const slot = this.current;
+    if (this.phase === Phase.transmission && this.parse === ParseState.payload && slot !== null && slot.data !== null) {
+      return slot.data.subarray(slot.payloadFillBytes, slot.lengthBytes);
     }
-    if (this.phase !== Phase.handshake) return; // closing: requests after DISC/violation are dropped
+    return this.receiveBuffer;
+  }
+
+  /** `bytes` were read into `buffer` (the receive buffer or a payload tail); false stops reading. */
+  private onRead(bytes: number, buffer: Buffer): boolean {
+    if (buffer !== this.receiveBuffer) {
+      // A payload tail handed out by nextReceiveBuffer: the state cannot have moved since
+      // (only reads advance the parser, and the socket is closed before a partial slot is dropped).
+      const slot = this.current;
+      assert(this.parse === ParseState.payload && slot !== null && slot.data !== null && buffer.buffer === slot.data.buffer, 'a direct payload read belongs to the write being received');
+      assert(bytes <= slot.lengthBytes - slot.payloadFillBytes, 'a direct payload read stays inside its payload');
+      slot.payloadFillBytes += bytes;
+      if (slot.payloadFillBytes === slot.lengthBytes) {
+        this.current = null;
+        this.parse = ParseState.header;
+        this.startWrite(slot);
+      }
+      return this.phase === Phase.transmission;
+    }
+    if (this.phase === Phase.transmission) {
+      this.consume(buffer, 0, bytes);
+      return this.stalledChunk === null && this.phase === Phase.transmission;
+    }
+    // Closing: bytes after DISC / a violation are dropped, but reading goes on so the client's hang-up is seen.
+    if (this.phase !== Phase.handshake) return this.endSent;
+    // Handshake bytes are kept across reads: copy them out of the reused receive buffer.
+    const chunk = Buffer.from(buffer.subarray(0, bytes));
     this.handshakeChunks.push(chunk);
     this.handshakeBytes += chunk.length;
     if (this.handshakeBytes > HANDSHAKE_BUFFER_MAX_BYTES) this.socket.pause();
@@ -338,6 +392,7 @@ export class NbdConnection {
       this.pendingRead = null;
       pending.resolve(this.takeHandshakeBytes(pending.bytes));
     }
+    return this.handshakeBytes <= HANDSHAKE_BUFFER_MAX_BYTES;
   }
 
   private onSocketClose(): void {
@@ -392,8 +447,10 @@ export class NbdConnection {
       if (this.endSent) return;
       this.endSent = true;
       if (this.repliesCorked) this.uncorkReplies();
-      // All replies are queued; end() flushes them, then the client hangs up.
+      // All replies are queued; end() flushes them, then the client hangs up. Reading
+      // was stopped when closing began; resume it (discarding) to see that hang-up.
       this.socket.end();
+      this.socket.resume();
       if (this.lingerTimer) clearTimeout(this.lingerTimer);
       this.lingerTimer = setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS);
       this.lingerTimer.unref();
@@ -405,22 +462,27 @@ export class NbdConnection {
 
   // ---------------------------------------------------------------- transmission parser
 
-  /** Consumes `chunk` from `at`; stalls (pauses the socket) when limits are reached. */
-  private consume(chunk: Buffer, at: number): void {
+  /**
+   * Consumes `chunk` bytes [at, end); stalls (pauses the socket, keeping the
+   * rest in place) when limits are reached. `chunk` may be the reused receive
+   * buffer, so nothing here keeps a reference to it beyond a stall.
+   */
+  private consume(chunk: Buffer, at: number, end: number): void {
     for (;;) {
       if (this.phase !== Phase.transmission) return;
       if (this.parse === ParseState.admit) {
         if (!this.admit()) {
           this.stalledChunk = chunk;
           this.stalledAt = at;
+          this.stalledEnd = end;
           this.socket.pause();
           return;
         }
         continue;
       }
-      if (at >= chunk.length) return;
+      if (at >= end) return;
       if (this.parse === ParseState.header) {
-        const n = Math.min(P.REQUEST_HEADER_BYTES - this.requestHeaderFillBytes, chunk.length - at);
+        const n = Math.min(P.REQUEST_HEADER_BYTES - this.requestHeaderFillBytes, end - at);
         chunk.copy(this.requestHeader, this.requestHeaderFillBytes, at, at + n);
         this.requestHeaderFillBytes += n;
         at += n;
@@ -438,28 +500,19 @@ export class NbdConnection {
         }
         this.parse = ParseState.admit;
       } else if (this.parse === ParseState.payload) {
+        // The start of a payload that shared a read with its header; the rest (if any)
+        // is read straight into slot.data (nextReceiveBuffer).
         const slot = this.current!;
-        const need = slot.lengthBytes - slot.payloadFillBytes;
-        if (slot.payloadFillBytes === 0 && chunk.length - at >= need) {
-          // Whole payload inside this chunk: use it in place (socket chunks are never reused).
-          slot.data = chunk.subarray(at, at + need);
-          at += need;
-        } else {
-          if (slot.data === null) {
-            slot.data = payloadPool.take(slot.lengthBytes);
-            slot.pooled = true;
-          }
-          const n = Math.min(need, chunk.length - at);
-          chunk.copy(slot.data, slot.payloadFillBytes, at, at + n);
-          slot.payloadFillBytes += n;
-          at += n;
-          if (slot.payloadFillBytes < slot.lengthBytes) return;
-        }
+        const n = Math.min(slot.lengthBytes - slot.payloadFillBytes, end - at);
+        chunk.copy(slot.data!, slot.payloadFillBytes, at, at + n);
+        slot.payloadFillBytes += n;
+        at += n;
+        if (slot.payloadFillBytes < slot.lengthBytes) return;
         this.current = null;
         this.parse = ParseState.header;
         this.startWrite(slot);
       } else {
-        const n = Math.min(this.discardRemainingBytes, chunk.length - at);
+        const n = Math.min(this.discardRemainingBytes, end - at);
         this.discardRemainingBytes -= n;
         at += n;
         if (this.discardRemainingBytes > 0) return;
@@ -499,6 +552,8 @@ export class NbdConnection {
     if (r.type === P.CMD_WRITE && r.lengthBytes > 0) {
       this.current = slot;
       if (error === P.NBD_OK) {
+        slot.data = payloadPool.take(r.lengthBytes);
+        slot.pooled = true;
         this.parse = ParseState.payload;
       } else {
         // The payload follows the header whatever we think of it: skip it, then reply.
@@ -668,9 +723,11 @@ export class NbdConnection {
     if (this.stalledChunk !== null || (this.parse === ParseState.admit && this.phase === Phase.transmission)) {
       const chunk = this.stalledChunk ?? EMPTY;
       const at = this.stalledAt;
+      const end = this.stalledChunk === null ? 0 : this.stalledEnd;
       this.stalledChunk = null;
       this.stalledAt = 0;
-      this.consume(chunk, at);
+      this.stalledEnd = 0;
+      this.consume(chunk, at, end);
       if (this.phase === Phase.transmission && this.parse !== ParseState.admit) this.socket.resume();
     }
     this.maybeDone();

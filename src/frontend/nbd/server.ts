@@ -149,7 +149,7 @@ export class NbdServer {
   }
 
   private listen(start: (server: net.Server, done: () => void) => void, where: string): Promise<net.Server> {
-    const server = net.createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.accept(socket));
+    const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     server.maxConnections = this.connectionsMax;
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
