@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { computeLayout } from '../../dist/meta/superblock.js';
 import { onCleanup, sleep, sparseFile, workDir } from './lib.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -65,6 +66,8 @@ export class BenchCluster {
     });
     lines.push('}', '');
     fs.writeFileSync(this.configPath, lines.join('\n'));
+    /** Bytes of each backing file's data area (before the internal meta-data). */
+    this.dataBytes = computeLayout(o.sizeBytes).dataSizeBytes;
     this.used = new Set();
     this.controls = new Map();
     onCleanup(() => this.destroy());

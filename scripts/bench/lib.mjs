@@ -39,6 +39,29 @@ export function workDir(name) {
   return dir;
 }
 
+/** Median of a non-empty list of numbers. */
+export function median(values) {
+  const v = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 === 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+/**
+ * Writes zeros over the first `bytes` of `file` and syncs: the blocks then
+ * exist, like the LV a DRBD user has, and no side of a comparison pays the
+ * host file system's first-touch allocation while the other does not.
+ */
+export function prefillZeros(file, bytes) {
+  const zeros = Buffer.alloc(16 * 1024 * 1024);
+  const fd = fs.openSync(file, 'r+');
+  try {
+    for (let pos = 0; pos < bytes; pos += zeros.length) fs.writeSync(fd, zeros, 0, Math.min(zeros.length, bytes - pos), pos);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 export function sparseFile(file, sizeBytes) {
   const fd = fs.openSync(file, 'w');
   fs.ftruncateSync(fd, sizeBytes);

@@ -1,20 +1,27 @@
 // Benchmark part `nbd`: the same four fio jobs (nbd engine over a unix
-// socket) against nbdkit's `file` plugin (anchor, measured first in the same
-// run), udrbd StandAlone (one node, primary --force, disconnected) and udrbd
-// protocol C with a connected peer on loopback. The resource processes run
-// with UDRBD_FRONTEND=none, so they serve NBD only (status --json
-// frontend.nbdSocket). Same image size, page cache dropped before each job.
-// Writes bench-results/nbd.json; cleans up processes and files on failure.
+// socket) against nbdkit's `file` plugin (anchor), udrbd StandAlone (one
+// node, primary --force, disconnected) and udrbd protocol C with a connected
+// peer on loopback. All three run at once and every job is measured in
+// interleaved rounds (nbdkit, StandAlone, protocol C, then again): on this
+// shared 2-core VM a disk's fsync latency drifts by ±30% within a minute, and
+// interleaving puts every side under the same drift; the table reports the
+// median of the rounds. Every image is written once before measuring (like
+// the LV a DRBD user has), so first-touch block allocation in the host file
+// system does not fall on whichever side happens to run first. The resource
+// processes run with UDRBD_FRONTEND=none (NBD only: status --json
+// frontend.nbdSocket). Page cache dropped before each run. Writes
+// bench-results/nbd.json; cleans up processes and files on failure.
 import path from 'node:path';
 import fs from 'node:fs';
 import { BenchCluster } from './cluster.mjs';
-import { dropCaches, fio, hasCommand, row, runCleanups, sparseFile, startProcess, stopProcess, waitForSocket, workDir } from './lib.mjs';
+import { dropCaches, fio, hasCommand, median, prefillZeros, row, runCleanups, sparseFile, startProcess, stopProcess, waitForSocket, workDir } from './lib.mjs';
 
 const quick = process.argv.includes('--quick');
 const MiB = 1024 * 1024;
 /** Backing file per node; the NBD export is its data area (a little smaller, the same for every side). */
 const DISK_BYTES = (quick ? 256 : 1024) * MiB;
-const RUNTIME_S = quick ? 3 : 8;
+const RUNTIME_S = quick ? 2 : 4;
+const ROUNDS = quick ? 1 : 3;
 
 /** fio jobs: name, options, which side to read, target ratios for StandAlone and peer (protocol C). */
 function jobs(sizeBytes) {
@@ -25,17 +32,6 @@ function jobs(sizeBytes) {
     { key: 'seqread', name: 'seq read 1 MiB', side: 'read', targets: [1.0, undefined], opts: { rw: 'read', bs: '1M', size, iodepth: 8 } },
     { key: 'randread', name: '4 KiB random read, iodepth 16', side: 'read', targets: [0.8, undefined], opts: { rw: 'randread', bs: '4k', size, iodepth: 16, runtime: RUNTIME_S, time_based: true, randrepeat: 0 } },
   ];
-}
-
-function runJobs(socketPath, sizeBytes, label) {
-  const results = {};
-  for (const j of jobs(sizeBytes)) {
-    dropCaches();
-    const r = fio({ ioengine: 'nbd', uri: `nbd+unix:///?socket=${socketPath}`, ...j.opts }, j.side);
-    results[j.key] = j.key.startsWith('seq') ? r.bwBytesPerSec : r.iops;
-    console.log(`  ${label.padEnd(22)} ${j.name.padEnd(34)} ${j.key.startsWith('seq') ? `${(r.bwBytesPerSec / 1e6).toFixed(1)} MB/s` : `${Math.round(r.iops)} IOPS`}`);
-  }
-  return results;
 }
 
 async function udrbdSocket(cluster, node) {
@@ -50,46 +46,67 @@ async function main() {
   for (const tool of ['fio', 'nbdkit']) if (!hasCommand(tool)) throw new Error(`${tool} is required (apt-get install ${tool})`);
   const env = { UDRBD_FRONTEND: 'none' };
 
-  // udrbd's export is the data area of the backing file; give nbdkit a file of that size.
+  // ---- udrbd StandAlone
   const standalone = new BenchCluster({ name: 'nbd-sa', sizeBytes: DISK_BYTES, minorBase: 80, env });
+  const dataBytes = standalone.dataBytes;
+  prefillZeros(standalone.disks.alpha, dataBytes);
   await standalone.standalonePrimary('alpha');
   const saSock = await udrbdSocket(standalone, 'alpha');
-  const dataBytes = (await standalone.status('alpha')).frontend?.sizeBytes ?? null;
+  const exportBytes = (await standalone.status('alpha')).frontend?.sizeBytes ?? dataBytes;
 
-  // ---- anchor: nbdkit file plugin over a unix socket, right before udrbd
-  const dir = workDir('nbd-anchor');
-  const img = sparseFile(path.join(dir, 'anchor.img'), DISK_BYTES);
-  const sock = path.join(dir, 'nbdkit.sock');
-  const nbdkit = startProcess('nbdkit', ['--foreground', '--unix', sock, '--exit-with-parent', 'file', `file=${img}`]);
-  await waitForSocket(sock);
-  const exportBytes = dataBytes ?? DISK_BYTES - 2 * MiB;
-  console.log(`nbd jobs on a ${(exportBytes / MiB).toFixed(0)} MiB export`);
-  const anchor = runJobs(sock, exportBytes, 'nbdkit file');
-  await stopProcess(nbdkit);
-  fs.rmSync(img, { force: true });
-
-  const sa = runJobs(saSock, exportBytes, 'udrbd StandAlone');
-  await standalone.destroy();
-
-  // ---- protocol C with a connected peer: fresh pair, initial sync first, then the same jobs
+  // ---- udrbd protocol C with a connected peer: initial sync first (it writes the peer's whole data area)
   const pair = new BenchCluster({ name: 'nbd-c', sizeBytes: DISK_BYTES, minorBase: 82, env });
+  prefillZeros(pair.disks.alpha, dataBytes);
   await pair.admOk('alpha', ['up', pair.resource]);
   await pair.admOk('beta', ['up', pair.resource]);
   await pair.waitStatus('alpha', 'Connected', (s) => s.cstate === 'Connected', 30_000);
   await pair.admOk('alpha', ['primary', '--force', pair.resource]);
   await pair.waitStatus('alpha', 'UpToDate/UpToDate', (s) => s.cstate === 'Connected' && s.disk === 'UpToDate' && s.peerDisk === 'UpToDate', 120_000);
   const cSock = await udrbdSocket(pair, 'alpha');
-  const c = runJobs(cSock, exportBytes, 'udrbd protocol C');
+
+  // ---- anchor: nbdkit file plugin over a unix socket, on a file of the export's size
+  const dir = workDir('nbd-anchor');
+  const img = sparseFile(path.join(dir, 'anchor.img'), exportBytes);
+  prefillZeros(img, exportBytes);
+  const sock = path.join(dir, 'nbdkit.sock');
+  const nbdkit = startProcess('nbdkit', ['--foreground', '--unix', sock, '--exit-with-parent', 'file', `file=${img}`]);
+  await waitForSocket(sock);
+
+  const sides = [
+    { key: 'anchor', label: 'nbdkit file', sock },
+    { key: 'standalone', label: 'udrbd StandAlone', sock: saSock },
+    { key: 'protocolC', label: 'udrbd protocol C', sock: cSock },
+  ];
+  console.log(`nbd jobs on a ${(exportBytes / MiB).toFixed(0)} MiB export, ${ROUNDS} interleaved round(s) each`);
+  const runs = Object.fromEntries(sides.map((s) => [s.key, {}]));
+  for (const j of jobs(exportBytes)) {
+    for (const s of sides) runs[s.key][j.key] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const s of sides) {
+        dropCaches();
+        const r = fio({ ioengine: 'nbd', uri: `nbd+unix:///?socket=${s.sock}`, ...j.opts }, j.side);
+        runs[s.key][j.key].push(j.key.startsWith('seq') ? r.bwBytesPerSec : r.iops);
+      }
+    }
+    for (const s of sides) {
+      const v = runs[s.key][j.key];
+      const show = (x) => (j.key.startsWith('seq') ? `${(x / 1e6).toFixed(1)} MB/s` : `${Math.round(x)} IOPS`);
+      console.log(`  ${s.label.padEnd(18)} ${j.name.padEnd(32)} median ${show(median(v))}  (rounds: ${v.map(show).join(', ')})`);
+    }
+  }
+  await stopProcess(nbdkit);
+  await standalone.destroy();
   await pair.destroy();
 
+  const value = (side, key) => median(runs[side][key]);
   const rows = [];
   for (const j of jobs(exportBytes)) {
     const unit = j.key.startsWith('seq') ? 'MB/s' : 'IOPS';
-    rows.push(row({ job: `NBD ${j.name}`, anchor: 'nbdkit file', anchorValue: anchor[j.key], variant: 'udrbd StandAlone', value: sa[j.key], unit, target: j.targets[0] }));
-    rows.push(row({ job: `NBD ${j.name}`, anchor: 'nbdkit file', anchorValue: anchor[j.key], variant: 'udrbd protocol C + peer', value: c[j.key], unit, target: j.targets[1] }));
+    rows.push(row({ job: `NBD ${j.name}`, anchor: 'nbdkit file', anchorValue: value('anchor', j.key), variant: 'udrbd StandAlone', value: value('standalone', j.key), unit, target: j.targets[0] }));
+    rows.push(row({ job: `NBD ${j.name}`, anchor: 'nbdkit file', anchorValue: value('anchor', j.key), variant: 'udrbd protocol C + peer', value: value('protocolC', j.key), unit, target: j.targets[1] }));
   }
   fs.mkdirSync('bench-results', { recursive: true });
-  fs.writeFileSync('bench-results/nbd.json', JSON.stringify({ when: new Date().toISOString(), quick, exportBytes, anchor, standalone: sa, protocolC: c, rows }, null, 2) + '\n');
+  fs.writeFileSync('bench-results/nbd.json', JSON.stringify({ when: new Date().toISOString(), quick, exportBytes, rounds: ROUNDS, runs, rows }, null, 2) + '\n');
 }
 
 try {

@@ -58,6 +58,8 @@ export const FRAME_BYTES_MAX = HEADER_BYTES + DATA_FIXED_BYTES + PAYLOAD_BYTES_M
 /** Same limit under the name the design notes use. */
 export const MAX_FRAME_BYTES = FRAME_BYTES_MAX;
 
+/** A body tail at least this big is read straight into its assembly buffer (directReadTarget). */
+const DIRECT_READ_BYTES_MIN = 16 * 1024;
 /** Frame bodies at least this big are reassembled into pooled buffers (smaller ones come from Node's slab). */
 const POOLED_BODY_BYTES_MIN = 64 * 1024;
 /** Reassembly buffers kept for reuse, per process: eight 1 MiB Data frames (2 MiB class each). */
@@ -594,6 +596,12 @@ export function decodeBody(type: number, body: Buffer): WirePacket {
  * chunk — callers must not reuse pushed chunks); a frame split across chunks
  * is assembled into one buffer of exactly its size. Memory held is at most
  * one frame (≤ FRAME_BYTES_MAX). After a ProtocolError the decoder is dead.
+ *
+ * Reused receive buffers (peer/receive, Node's `onread`): `received` takes
+ * bytes read into a buffer the socket reuses — bodies are then always copied
+ * out — or into the tail of the frame being assembled, which
+ * `directReadTarget` hands out so a large payload is read from the kernel
+ * straight into the buffer that goes to the disk.
  */
 export class FrameDecoder {
   private readonly headerScratch = Buffer.alloc(HEADER_BYTES);
@@ -603,6 +611,8 @@ export class FrameDecoder {
   private bodyBytes = -1;
   private assembly: Buffer | null = null;
   private assembledBytes = 0;
+  /** The assembly tail last handed out by directReadTarget (reads into it are counted, not copied). */
+  private directTarget: Buffer | null = null;
   private halted = false;
   private failed = false;
   /** Frames decoded so far (for tests and statistics). */
@@ -627,10 +637,45 @@ export class FrameDecoder {
 
   /** Feed received bytes. Throws ProtocolError on invalid input (and stays failed). */
   push(chunk: Buffer): void {
-    assert(!this.failed, 'FrameDecoder used after a ProtocolError');
-    if (this.halted) return;
+    this.guarded(chunk, chunk.length, false);
+  }
+
+  /**
+   * Where the next socket read should land when the reader reuses its receive
+   * buffer: the unfilled tail of a large frame body being assembled, or null
+   * (read into the receive buffer).
+   */
+  directReadTarget(): Buffer | null {
+    this.directTarget = null;
+    if (this.halted || this.assembly === null || this.bodyBytes - this.assembledBytes < DIRECT_READ_BYTES_MIN) return null;
+    this.directTarget = this.assembly.subarray(this.assembledBytes, this.bodyBytes);
+    return this.directTarget;
+  }
+
+  /**
+   * `bytes` were read into `buffer`: the target directReadTarget returned last,
+   * or a receive buffer the reader will overwrite with its next read (nothing
+   * delivered refers to it). Throws ProtocolError like push().
+   */
+  received(bytes: number, buffer: Buffer): void {
+    if (buffer === this.directTarget && buffer !== null) {
+      this.directTarget = null;
+      if (this.halted) return;
+      assert(this.assembly !== null && bytes <= this.bodyBytes - this.assembledBytes, 'a direct read stays inside the frame body being assembled');
+      this.assembledBytes += bytes;
+      if (this.assembledBytes === this.bodyBytes) {
+        const body = this.assembly;
+        this.assembly = null;
+        this.guardedDeliver(body);
+      }
+      return;
+    }
+    this.guarded(buffer, bytes, true);
+  }
+
+  private guardedDeliver(body: Buffer): void {
     try {
-      this.consume(chunk);
+      this.deliver(body);
     } catch (error) {
       if (error instanceof ProtocolError) {
         this.failed = true;
@@ -640,8 +685,22 @@ export class FrameDecoder {
     }
   }
 
-  private consume(chunk: Buffer): void {
-    const end = chunk.length;
+  private guarded(chunk: Buffer, end: number, reused: boolean): void {
+    assert(!this.failed, 'FrameDecoder used after a ProtocolError');
+    if (this.halted) return;
+    try {
+      this.consume(chunk, end, reused);
+    } catch (error) {
+      if (error instanceof ProtocolError) {
+        this.failed = true;
+        this.halted = true;
+      }
+      throw error;
+    }
+  }
+
+  /** Decodes chunk[0, end); `reused`: the chunk will be overwritten, never deliver views of it. */
+  private consume(chunk: Buffer, end: number, reused: boolean): void {
     let pos = 0;
     while (pos < end && !this.halted) {
       if (this.bodyBytes < 0) {
@@ -663,7 +722,7 @@ export class FrameDecoder {
         }
       }
       if (this.assembly === null) {
-        if (end - pos >= this.bodyBytes) {
+        if (!reused && end - pos >= this.bodyBytes) {
           const body = chunk.subarray(pos, pos + this.bodyBytes);
           pos += this.bodyBytes;
           this.deliver(body);

@@ -15,6 +15,7 @@ import { assert } from '../util/assert.js';
 import { type AuthConfig, newChallenge, respond, verify, digestName } from './auth.js';
 import { FrameDecoder, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, ProtocolError, encodePacket } from './codec.js';
 import { PacketType, SetupPacketType, type WirePacket } from './packets.js';
+import { receiveSwitchOf } from './receive.js';
 
 export type SetupFailure = 'protocol-error' | 'auth-failed' | 'wrong-node' | 'timeout' | 'closed' | 'aborted';
 export type SetupDirection = 'inbound' | 'outbound';
@@ -64,7 +65,8 @@ export class SocketSetup {
     this.onData = this.onData.bind(this);
     this.onError = this.onError.bind(this);
     this.onSocketClose = this.onSocketClose.bind(this);
-    socket.on('data', this.onData);
+    socket.on('data', this.onData); // plain sockets; a link socket reads through its switch instead
+    receiveSwitchOf(socket)?.attach(this.decoder, (bytes, buffer) => this.onReceive(bytes, buffer));
     socket.on('error', this.onError);
     socket.on('close', this.onSocketClose);
     this.timer = setTimeout(() => this.fail('timeout', 'connection set-up timed out'), opts.timeoutMs);
@@ -127,6 +129,16 @@ export class SocketSetup {
       if (!(error instanceof ProtocolError)) throw error;
       this.fail('protocol-error', `Protocol error during connection set-up from ${this.remote}: ${error.message}`);
     }
+  }
+
+  private onReceive(bytes: number, buffer: Buffer): boolean {
+    try {
+      this.decoder.received(bytes, buffer);
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      this.fail('protocol-error', `Protocol error during connection set-up from ${this.remote}: ${error.message}`);
+    }
+    return true;
   }
 
   private onFrame(packet: WirePacket): void {

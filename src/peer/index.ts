@@ -35,6 +35,7 @@ import type { LinkLossReason } from './channel.js';
 import { SocketSetup, type SetupCallbacks, type SetupDirection, type SetupFailure } from './connection.js';
 import { HandshakeFailedError, IncompatibleSettingsError, exchangeParams, type HandshakeResult, type LocalParams } from './handshake.js';
 import { PeerSession } from './session.js';
+import { adoptWithReceiveSwitch, dialWithReceiveSwitch } from './receive.js';
 
 export type { AuthConfig } from './auth.js';
 export type { LinkLossReason, PeerChannel } from './channel.js';
@@ -192,7 +193,8 @@ export class PeerConnector extends EventEmitter {
 
   private listen(): void {
     if (this.state === 'StandAlone' || this.server) return;
-    const server = net.createServer({ pauseOnConnect: false });
+    // Paused until adopted by a ReceiveSwitch (reads into our buffers; peer/receive).
+    const server = net.createServer({ pauseOnConnect: true });
     this.server = server;
     server.on('connection', (socket) => this.onInbound(socket));
     server.on('error', (error: NodeJS.ErrnoException) => {
@@ -211,7 +213,8 @@ export class PeerConnector extends EventEmitter {
     });
   }
 
-  private onInbound(socket: net.Socket): void {
+  private onInbound(accepted: net.Socket): void {
+    const socket = adoptWithReceiveSwitch(accepted);
     const host = normaliseHost(socket.remoteAddress);
     const remote = `${host}:${socket.remotePort}`;
     socket.on('error', () => undefined); // errors after refusal are irrelevant
@@ -235,7 +238,7 @@ export class PeerConnector extends EventEmitter {
     if (this.state !== 'WFConnection' || this.dialing !== null) return;
     const { host, port } = this.opts.peerAddress;
     const localHost = this.opts.localAddress.host;
-    const socket = net.connect({ host, port, ...(isWildcard(localHost) ? {} : { localAddress: localHost }) });
+    const socket = dialWithReceiveSwitch({ host, port, ...(isWildcard(localHost) ? {} : { localAddress: localHost }) });
     this.dialing = socket;
     socket.setTimeout(this.opts.connectIntervalMs);
     const done = (): void => {

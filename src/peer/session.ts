@@ -14,6 +14,7 @@ import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import type { LinkLossReason, PeerChannel } from './channel.js';
 import { FrameDecoder, ProtocolError, encodeHead, tailOf } from './codec.js';
+import { receiveSwitchOf } from './receive.js';
 import { PacketType, type Packet, type WirePacket } from './packets.js';
 
 export interface SessionOptions {
@@ -115,7 +116,8 @@ export class PeerSession implements PeerChannel {
     this.onSocketClose = this.onSocketClose.bind(this);
 
     decoder.setHandler(this.onFrame);
-    socket.on('data', this.onData);
+    socket.on('data', this.onData); // plain sockets; a link socket reads through its switch instead
+    receiveSwitchOf(socket)?.attach(decoder, (bytes, buffer) => this.onReceive(bytes, buffer));
     socket.on('error', this.onSocketError);
     socket.on('end', this.onSocketEnd);
     socket.on('close', this.onSocketClose);
@@ -259,14 +261,20 @@ export class PeerSession implements PeerChannel {
   }
 
   private onData(chunk: Buffer): void {
+    this.onReceive(chunk.length, chunk, false);
+  }
+
+  private onReceive(bytes: number, buffer: Buffer, reused = true): boolean {
     this.lastReceiveMs = performance.now();
     try {
-      this.decoder.push(chunk);
+      if (reused) this.decoder.received(bytes, buffer);
+      else this.decoder.push(buffer);
     } catch (error) {
       if (!(error instanceof ProtocolError)) throw error;
       this.logger.error({ err: error.message }, `Protocol error from peer: ${error.message}`);
       this.close('ProtocolError');
     }
+    return true;
   }
 
   private onFrame(packet: WirePacket): void {

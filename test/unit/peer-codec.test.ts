@@ -168,6 +168,36 @@ describe('peer codec', () => {
     expect(decodeAll(bytes)).toEqual(all);
   });
 
+  it('reads through a reused receive buffer and direct body reads: same packets, and no delivered body changes when the buffer is reused', () => {
+    const packets: WirePacket[] = [
+      ...samples(),
+      { type: PacketType.Data, offsetBytes: 1 << 20, blockId: 7, epoch: 3, flags: 0, payload: pattern(PAYLOAD_BYTES_MAX, 9) },
+      { type: PacketType.RsDataReply, offsetBytes: 4096, blockId: 8, payload: pattern(256 * 1024, 11) },
+      ...samples(),
+    ];
+    const stream = Buffer.concat(packets.flatMap((p) => encodePacket(p)));
+    const delivered: WirePacket[] = [];
+    const decoder = new FrameDecoder((p) => delivered.push(p));
+    const receiveBuffer = Buffer.alloc(64 * 1024);
+    let pos = 0;
+    let directReads = 0;
+    let readNo = 0;
+    // Reads of varying sizes, like a socket: whatever is "available", capped by the buffer offered.
+    while (pos < stream.length) {
+      const direct = decoder.directReadTarget();
+      const target = direct ?? receiveBuffer;
+      const available = [1, 7, 12, 100, 4096, 65536, 300_000][readNo++ % 7]!;
+      const n = Math.min(target.length, available, stream.length - pos);
+      stream.copy(target, 0, pos, pos + n);
+      pos += n;
+      if (direct !== null) directReads++;
+      decoder.received(n, target);
+      receiveBuffer.fill(0xee); // the socket reuses it for the next read
+    }
+    expect(directReads).toBeGreaterThan(0);
+    expect(delivered).toEqual(packets);
+  });
+
   it('encodeHead + tailOf carry exactly the bytes encodePacket carries', () => {
     for (const packet of samples()) {
       const tail = tailOf(packet);
