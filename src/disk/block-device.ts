@@ -23,12 +23,6 @@ export interface BlockDeviceCapabilities {
 export interface WriteFlags {
   /** Force unit access: the write is on stable storage when it completes. */
   readonly fua?: boolean;
-  /**
-   * A small write whose completion gates a reply on the critical path (the
-   * Secondary's WriteAck): the device may perform it on the calling thread
-   * instead of handing it to a worker, trading event-loop time for latency.
-   */
-  readonly inline?: boolean;
 }
 
 export interface BlockDevice {

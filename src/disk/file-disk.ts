@@ -10,6 +10,17 @@
  * the whole backing file — with buffered data writes, each activity-log
  * transaction (one per new 4 MiB extent) turned a sequential stream into a
  * synchronous one.
+ *
+ * Small operations run on the calling (main) thread. On a virtualised host a
+ * hand-off to libuv's pool and back costs two thread wake-ups, which is most
+ * of a 4 KiB write's or an fsync's latency; the pool only pays off when there
+ * is other work to overlap. So: writes up to INLINE_WRITE_BYTES_MAX are a
+ * pwrite here (a copy into the page cache: microseconds), and a flush is an
+ * fdatasync here when nothing else is in flight on this disk and at most
+ * INLINE_FLUSH_DIRTY_BYTES_MAX were written since the last flush — then it
+ * is one device cache flush, and the event loop had nothing else to do.
+ * Measured (4 KiB random write + fsync each, QD1, interleaved rounds): +20..35%
+ * IOPS through FUSE + loop, +25..60% through NBD.
  */
 import fs from 'node:fs';
 import { type BlockDevice, type BlockDeviceCapabilities, type WriteFlags, checkRange } from './block-device.js';
@@ -18,16 +29,14 @@ import { assert } from '../util/assert.js';
 
 /** Linux caps a single read/write at 0x7ffff000 bytes; stay well below. */
 const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
-/**
- * Writes flagged `inline` up to this size are issued with pwrite on the
- * calling (main) thread: copying a few KiB into the page cache takes
- * microseconds, less than the hand-off to libuv's threadpool and back (futex,
- * eventfd, another event-loop wake-up) on a busy machine. Measured: +1..17%
- * protocol C 4 KiB write+fsync IOPS when the Secondary writes inline; a
- * StandAlone Primary writing inline was ~10% slower, so only callers on a
- * network critical path ask for it.
- */
+/** Writes up to this size are a pwrite on the calling thread (see the header). */
 const INLINE_WRITE_BYTES_MAX = 16 * 1024;
+/**
+ * A flush runs on the calling thread only when at most this much was written
+ * (not FUA) since the last flush and nothing is in flight: its duration is
+ * then about one device cache flush, not a writeback of a large dirty range.
+ */
+const INLINE_FLUSH_DIRTY_BYTES_MAX = 1024 * 1024;
 
 export interface FileDiskOptions {
   readOnly?: boolean;
@@ -120,9 +129,19 @@ export class FileDisk implements BlockDevice {
     return new FileDisk(path, fd, dsyncFd, size, isBlock);
   }
 
-  read(buffer: Buffer, offsetBytes: number): Promise<void> {
+  /** Reads, writes and flushes handed to libuv's pool and not yet completed. */
+  private poolOps = 0;
+  /** Bytes written through the page cache (not FUA) since the last flush began. */
+  private dirtyBytes = 0;
+
+  async read(buffer: Buffer, offsetBytes: number): Promise<void> {
     checkRange(this, offsetBytes, buffer.length);
-    return readFully(this.fd, buffer, offsetBytes);
+    this.poolOps++;
+    try {
+      await readFully(this.fd, buffer, offsetBytes);
+    } finally {
+      this.poolOps--;
+    }
   }
 
   async write(buffer: Buffer, offsetBytes: number, flags?: WriteFlags): Promise<void> {
@@ -130,12 +149,34 @@ export class FileDisk implements BlockDevice {
     const fua = flags?.fua === true;
     assert(!fua || this.dsyncFd >= 0, `FUA write to read-only backing disk '${this.path}'`);
     const fd = fua ? this.dsyncFd : this.fd;
-    if (flags?.inline === true && buffer.length <= INLINE_WRITE_BYTES_MAX) writeSyncFully(fd, buffer, offsetBytes);
-    else await writeFully(fd, buffer, offsetBytes);
+    if (!fua) this.dirtyBytes += buffer.length;
+    // A small FUA write waits for the device anyway; keep it off the event loop.
+    if (!fua && buffer.length <= INLINE_WRITE_BYTES_MAX) {
+      writeSyncFully(fd, buffer, offsetBytes);
+      return;
+    }
+    this.poolOps++;
+    try {
+      await writeFully(fd, buffer, offsetBytes);
+    } finally {
+      this.poolOps--;
+    }
   }
 
-  flush(): Promise<void> {
-    return new Promise((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
+  async flush(): Promise<void> {
+    const inline = this.poolOps === 0 && this.dirtyBytes <= INLINE_FLUSH_DIRTY_BYTES_MAX;
+    // Writes from here on are not covered by this flush: count them afresh.
+    this.dirtyBytes = 0;
+    if (inline) {
+      fs.fdatasyncSync(this.fd);
+      return;
+    }
+    this.poolOps++;
+    try {
+      await new Promise<void>((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
+    } finally {
+      this.poolOps--;
+    }
   }
 
   trim(): Promise<void> {

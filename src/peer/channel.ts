@@ -18,6 +18,12 @@ export interface PeerChannel {
    * because the link is gone): the caller may reuse the buffer then.
    */
   send(packet: Packet, onReleased?: () => void): boolean;
+  /**
+   * Hand every packet queued so far to the kernel now instead of at the end
+   * of this turn's batch: the caller is about to block the thread (an inline
+   * local flush) and the peer should start on its part meanwhile. Optional.
+   */
+  push?(): void;
   /** Resolves when the send buffer is below its low-water mark again. */
   drained(): Promise<void>;
   /** Set the single receiver of packets (replaces any previous one). */

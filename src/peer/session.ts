@@ -208,6 +208,10 @@ export class PeerSession implements PeerChannel {
     this.packetsSent++;
   }
 
+  push(): void {
+    if (this.corked) this.uncork();
+  }
+
   private uncork(): void {
     this.corked = false;
     if (!this.socket.destroyed) this.socket.uncork();

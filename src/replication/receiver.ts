@@ -18,10 +18,6 @@ import type { ReplicationOptions } from './options.js';
 import type { RangeHold, RangeLock } from './range-lock.js';
 import type { LocalIoErrorHandler } from './volume.js';
 
-/** Peer writes up to this size ask the disk to write inline (FileDisk honours it up to its own limit). */
-const INLINE_WRITE_BYTES_MAX = 16 * 1024;
-const INLINE: WriteFlags = Object.freeze({ inline: true });
-const INLINE_FUA: WriteFlags = Object.freeze({ inline: true, fua: true });
 const FUA: WriteFlags = Object.freeze({ fua: true });
 
 /** Epochs open on the receiver at once; the Primary closes one per burst or max-epoch-size writes. */
@@ -90,8 +86,7 @@ export class SecondaryReceiver {
     try {
       if ((packet.flags & DataFlag.flush) !== 0) await disk.flush();
       const fua = (packet.flags & DataFlag.fua) !== 0;
-      // Small writes go inline: the WriteAck (protocol C) waits for them.
-      await disk.write(payload, offsetBytes, payload.length <= INLINE_WRITE_BYTES_MAX ? (fua ? INLINE_FUA : INLINE) : fua ? FUA : undefined);
+      await disk.write(payload, offsetBytes, fua ? FUA : undefined);
       counters.diskWrittenBytes += payload.length;
     } catch (err) {
       ok = false;

@@ -406,16 +406,19 @@ export class ReplicatedVolume implements BlockDevice {
   }
 
   async flush(): Promise<void> {
-    const local = this.disk.flush();
     let network: Promise<void> | null = null;
+    // The Barrier leaves first: the local flush may run on this thread (disk/file-disk) and
+    // the peer's flush should overlap it.
     if (this.peer !== null) {
       this.closeEpoch();
       const epoch = this.tl.newestClosedEpoch;
       if (epoch >= 0 && epoch > this.ackedThroughEpoch) {
         const sinceMs = Date.now();
         network = new Promise<void>((resolve) => this.flushWaiters.push({ epoch, sinceMs, resolve }));
+        this.peer.push?.();
       }
     }
+    const local = this.disk.flush();
     try {
       await local;
     } catch (err) {

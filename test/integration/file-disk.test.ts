@@ -1,7 +1,8 @@
 /**
  * disk/file-disk on a real file: FUA writes are synchronous for their own
  * range only (an O_DSYNC descriptor), never a whole-file fdatasync, and
- * flush() is the fdatasync.
+ * flush() is the fdatasync — on the calling thread when the disk is idle and
+ * little was written since the last flush, in libuv's pool otherwise.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -52,20 +53,54 @@ describe('FileDisk FUA and flush', () => {
       expect(flags).toHaveLength(2);
       expect(flags.filter((f) => (f & O_DSYNC) === O_DSYNC)).toHaveLength(1);
       const fdatasync = vi.spyOn(fs, 'fdatasync');
+      const fdatasyncSync = vi.spyOn(fs, 'fdatasyncSync');
       const data = Buffer.alloc(64 * 1024, 0x5a);
       await disk.write(data, 1024 * 1024, { fua: true });
-      await disk.write(Buffer.alloc(4096, 0x33), 2 * 1024 * 1024, { fua: true, inline: true });
+      await disk.write(Buffer.alloc(4096, 0x33), 2 * 1024 * 1024, { fua: true });
       expect(fdatasync).not.toHaveBeenCalled();
+      expect(fdatasyncSync).not.toHaveBeenCalled();
       const back = Buffer.alloc(data.length);
       await disk.read(back, 1024 * 1024);
       expect(back.equals(data)).toBe(true);
       expect(fs.readFileSync(file).subarray(2 * 1024 * 1024, 2 * 1024 * 1024 + 4096).equals(Buffer.alloc(4096, 0x33))).toBe(true);
       await disk.flush();
-      expect(fdatasync).toHaveBeenCalledTimes(1);
+      // Idle, nothing dirty: the flush ran on this thread.
+      expect(fdatasync.mock.calls.length + fdatasyncSync.mock.calls.length).toBe(1);
     } finally {
       await disk.close();
     }
     expect(openFlagsOf(file)).toHaveLength(0);
+  });
+
+  it('a small flush on an idle disk runs inline; after a large write, or with I/O in flight, it goes to the pool', async () => {
+    const disk = FileDisk.open(file);
+    try {
+      const fdatasync = vi.spyOn(fs, 'fdatasync');
+      const fdatasyncSync = vi.spyOn(fs, 'fdatasyncSync');
+      const writeSync = vi.spyOn(fs, 'writeSync');
+      // A 4 KiB write is a pwrite on this thread, and lands.
+      await disk.write(Buffer.alloc(4096, 0x11), 0);
+      expect(writeSync).toHaveBeenCalled();
+      expect(fs.readFileSync(file).subarray(0, 4096).equals(Buffer.alloc(4096, 0x11))).toBe(true);
+      await disk.flush();
+      expect(fdatasyncSync).toHaveBeenCalledTimes(1);
+      expect(fdatasync).not.toHaveBeenCalled();
+
+      // 2 MiB written since the last flush: its writeback may take long, so not on the event loop.
+      await disk.write(Buffer.alloc(2 * 1024 * 1024, 0x22), 4 * 1024 * 1024);
+      await disk.flush();
+      expect(fdatasync).toHaveBeenCalledTimes(1);
+      expect(fdatasyncSync).toHaveBeenCalledTimes(1);
+
+      // A read in flight: the flush does not block its completion.
+      const reading = disk.read(Buffer.alloc(1024 * 1024), 0);
+      const flushing = disk.flush();
+      await Promise.all([reading, flushing]);
+      expect(fdatasync).toHaveBeenCalledTimes(2);
+      expect(fdatasyncSync).toHaveBeenCalledTimes(1);
+    } finally {
+      await disk.close();
+    }
   });
 
   it('read-only: one plain descriptor, and a FUA write is refused', async () => {
