@@ -133,6 +133,9 @@ export class SecondaryReceiver {
       covered = next.epoch;
     }
     try {
+      // The flush may run on this thread (disk/file-disk): let acks already queued (the
+      // WriteAcks of this epoch) leave first instead of waiting behind it.
+      this.deps.peer.push?.();
       await this.deps.disk.flush();
       this.flushedThroughEpoch = covered;
     } catch (err) {

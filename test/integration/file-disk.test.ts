@@ -103,6 +103,27 @@ describe('FileDisk FUA and flush', () => {
     }
   });
 
+  it('after a slow inline flush (a stalled device), flushes leave the event loop for a while', async () => {
+    const disk = FileDisk.open(file);
+    try {
+      const fdatasync = vi.spyOn(fs, 'fdatasync');
+      const realSync = fs.fdatasyncSync;
+      const fdatasyncSync = vi.spyOn(fs, 'fdatasyncSync').mockImplementation((fd: number) => {
+        const startMs = performance.now();
+        while (performance.now() - startMs < 40); // a device that takes 40 ms to flush
+        realSync(fd);
+      });
+      await disk.flush();
+      expect(fdatasyncSync).toHaveBeenCalledTimes(1);
+      await disk.flush();
+      await disk.flush();
+      expect(fdatasyncSync).toHaveBeenCalledTimes(1);
+      expect(fdatasync).toHaveBeenCalledTimes(2);
+    } finally {
+      await disk.close();
+    }
+  });
+
   it('read-only: one plain descriptor, and a FUA write is refused', async () => {
     const disk = FileDisk.open(file, { readOnly: true });
     try {
