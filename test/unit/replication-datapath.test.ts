@@ -83,6 +83,35 @@ describe('replication: when a write completes', () => {
     expect(p.disk.flushes.length).toBeGreaterThan(0);
   });
 
+  it('a flush hands its Barrier to the transport before the local flush starts, and the Secondary its WriteAcks before its barrier flush', async () => {
+    // A local flush may block the thread (disk/file-disk runs small ones inline): what is queued must leave first.
+    const { p, s, a, b } = pair('C');
+    const events: string[] = [];
+    a.push = () => events.push('primary: push');
+    const send = a.send.bind(a);
+    a.send = (packet) => {
+      if (packet.type === PacketType.Barrier) events.push('primary: send Barrier');
+      return send(packet);
+    };
+    b.push = () => events.push('secondary: push');
+    const pFlush = p.disk.flush.bind(p.disk);
+    p.disk.flush = () => (events.push('primary: local flush'), pFlush());
+    const sFlush = s.disk.flush.bind(s.disk);
+    s.disk.flush = () => (events.push('secondary: barrier flush'), sFlush());
+    await p.engine.volume.write(pattern(4096, 1), 0);
+    await p.engine.volume.flush();
+    const firstLocalFlush = events.indexOf('primary: local flush');
+    const firstBarrierFlush = events.indexOf('secondary: barrier flush');
+    expect(firstLocalFlush).toBeGreaterThan(-1);
+    expect(firstBarrierFlush).toBeGreaterThan(-1);
+    expect(events.slice(0, firstBarrierFlush)).toContain('secondary: push');
+    expect(events[firstBarrierFlush - 1]).toBe('secondary: push');
+    // The epoch's Barrier was sent (and, if the flush sent it, pushed) before the local flush began.
+    const firstBarrierSent = events.indexOf('primary: send Barrier');
+    expect(firstBarrierSent).toBeGreaterThan(-1);
+    expect(firstBarrierSent).toBeLessThan(firstLocalFlush);
+  });
+
   it('overlapping concurrent writes reach both disks in the same order', async () => {
     const { p, s } = pair('C', 1);
     s.disk.writeDelayMs = 1;
