@@ -289,7 +289,7 @@ export class PeerLink {
       rrConflict: net.rrConflict as RrConflictPolicy,
       alwaysAsbp: net.alwaysAsbp,
       resolveConflicts: link.result.resolveConflicts,
-      canDemote: !rt.frontendHeldOpen(),
+      canDemote: () => !rt.frontendHeldOpen(),
       protocolVersion: 101,
     });
     for (const line of decision.logLines) rt.log.info(line);

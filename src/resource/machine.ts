@@ -453,7 +453,7 @@ function handshake(w: Work): void {
       rrConflict: m.config.rrConflict,
       alwaysAsbp: m.config.alwaysAsbp,
       resolveConflicts: m.resolveConflicts,
-      canDemote: !m.deviceOpen,
+      canDemote: () => !m.deviceOpen,
     });
     logAll(w, d.logLines);
     for (const h of d.handlers) w.out.push({ type: 'run-handler', name: h });

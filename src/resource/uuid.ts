@@ -193,8 +193,11 @@ export interface HandshakeInput {
   alwaysAsbp: boolean;
   /** This node accepted the connection (RESOLVE_CONFLICTS): it loses ties. */
   resolveConflicts: boolean;
-  /** Demotion would succeed now (device not held open) — for call-pri-lost-after-sb. */
-  canDemote: boolean;
+  /**
+   * Demotion would succeed now (device not held open) — for call-pri-lost-after-sb.
+   * Asked only when a split-brain policy runs: finding holders scans /proc (tens of ms).
+   */
+  canDemote: () => boolean;
   /** --tentative / dry-run connect. */
   dryRun?: boolean;
   protocolVersion?: number;
@@ -280,7 +283,7 @@ export function syncHandshake(input: HandshakeInput): HandshakeDecision {
       selfNodeName: self.nodeName,
       peerNodeName: peer.nodeName,
       selfRole: self.role,
-      canDemote: input.canDemote,
+      canDemote: input.canDemote(),
     };
     const r = pcount === 0
       ? recover0p(input.afterSb0pri, asb)

@@ -115,7 +115,7 @@ function hs(patch: HsPatch): HandshakeInput {
     rrConflict: 'disconnect',
     alwaysAsbp: false,
     resolveConflicts: false,
-    canDemote: true,
+    canDemote: () => true,
     ...rest,
   };
 }
@@ -152,6 +152,15 @@ describe('syncHandshake (drbd84.md §2.5)', () => {
     const d = syncHandshake(hs({ self: { uuids: u(Y, W, 0x10n, 0x20n) }, peer: { uuids: u(Z, 0x30n, 0x40n, 0x50n) } }));
     expect(d.kind).toBe('unrelated');
     expect(d.logLines).toContain('Unrelated data, aborting!');
+  });
+  it('asks whether the device could be demoted only when a split-brain policy runs (that check scans /proc)', () => {
+    let asked = 0;
+    const canDemote = (): boolean => (asked++, true);
+    syncHandshake(hs({ canDemote, self: { uuids: u(X | 1n, 4n), role: Role.Primary, bitsSet: 10 }, peer: { uuids: u(4n), disk: DiskState.Inconsistent } }));
+    syncHandshake(hs({ canDemote, self: { uuids: u(Y | 1n, X) }, peer: { uuids: u(X) } }));
+    expect(asked).toBe(0);
+    syncHandshake(hs({ canDemote, self: { uuids: u(Y | 1n, X | 1n), role: Role.Primary }, peer: { uuids: u(Z | 1n, X | 1n), role: Role.Primary } }));
+    expect(asked).toBe(1);
   });
   it('split brain with disconnect policy: unresolved, both helpers run', () => {
     const d = syncHandshake(hs({ self: { uuids: u(Y | 1n, X | 1n), role: Role.Primary }, peer: { uuids: u(Z | 1n, X | 1n), role: Role.Primary } }));
