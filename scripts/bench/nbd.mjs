@@ -21,7 +21,7 @@ const MiB = 1024 * 1024;
 /** Backing file per node; the NBD export is its data area (a little smaller, the same for every side). */
 const DISK_BYTES = (quick ? 256 : 1024) * MiB;
 const RUNTIME_S = quick ? 2 : 4;
-const ROUNDS = quick ? 1 : 3;
+const ROUNDS = quick ? 1 : 5;
 
 /** fio jobs: name, options, which side to read, target ratios for StandAlone and peer (protocol C). */
 function jobs(sizeBytes) {

@@ -20,7 +20,7 @@ const DISK_BYTES = (quick ? 512 : 1024) * MiB;
 const DD_MIB = quick ? 128 : 400;
 const FIO_FILE_BYTES = 128 * MiB;
 const RUNTIME_S = quick ? 2 : 4;
-const ROUNDS = quick ? 1 : 3;
+const ROUNDS = quick ? 1 : 5;
 
 function sh(cmd, args) {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
