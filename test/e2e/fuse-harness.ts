@@ -107,11 +107,21 @@ export async function forceCleanup(state: { filesystemMounts: string[]; volumeFi
 /** Passes everything through to `inner` and counts flushes (did fsync reach the device?). */
 export class CountingDevice implements BlockDevice {
   flushCount = 0;
+  /**
+   * When > 0, each write waits this long before reaching the inner device, like a disk
+   * (or a peer round trip) that takes time. FileDisk completes small writes inline on the
+   * event loop, so without a delay a request can finish before the next one is delivered
+   * and a queue depth the kernel keeps would not show in the frontend's in-flight count.
+   */
+  writeDelayMs = 0;
   constructor(private readonly inner: BlockDevice) {}
   get sizeBytes(): number { return this.inner.sizeBytes; }
   get capabilities(): BlockDevice['capabilities'] { return this.inner.capabilities; }
   read(buffer: Buffer, offsetBytes: number): Promise<void> { return this.inner.read(buffer, offsetBytes); }
-  write(buffer: Buffer, offsetBytes: number, flags?: WriteFlags): Promise<void> { return this.inner.write(buffer, offsetBytes, flags); }
+  write(buffer: Buffer, offsetBytes: number, flags?: WriteFlags): Promise<void> {
+    if (this.writeDelayMs <= 0) return this.inner.write(buffer, offsetBytes, flags);
+    return new Promise<void>((resolve) => setTimeout(resolve, this.writeDelayMs)).then(() => this.inner.write(buffer, offsetBytes, flags));
+  }
   flush(): Promise<void> { this.flushCount++; return this.inner.flush(); }
   trim(offsetBytes: number, lengthBytes: number): Promise<void> { return this.inner.trim(offsetBytes, lengthBytes); }
   close(): Promise<void> { return this.inner.close(); }
