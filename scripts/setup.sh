@@ -33,4 +33,5 @@ modprobe fuse 2>/dev/null || true
 modprobe loop 2>/dev/null || true
 npm ci --no-audit --no-fund
 native/udrbd-fuse3/build.sh
+native/udrbd-io/build.sh
 npm run build

@@ -30,6 +30,7 @@ export class BenchCluster {
    * @param {string[]} [o.disk]    extra disk { } lines
    * @param {number} [o.minorBase] device minors (/dev/drbdN links) for alpha, beta
    * @param {object} [o.env]       extra environment for the resource processes
+   * @param {number} [o.port]      replication port (default BENCH_PORT; pairs up at once need their own)
    */
   constructor(o) {
     this.dir = workDir(o.name);
@@ -59,7 +60,7 @@ export class BenchCluster {
         `  on ${node} {`,
         `    device /dev/drbd${minorBase + i} minor ${minorBase + i};`,
         `    disk ${this.disks[node]};`,
-        `    address ${ADDRESSES[node]}:${BENCH_PORT};`,
+        `    address ${ADDRESSES[node]}:${o.port ?? BENCH_PORT};`,
         `    meta-disk internal;`,
         `  }`,
       );

@@ -156,8 +156,22 @@ export class MetaStore implements AttachedStore {
   }
 }
 
+/**
+ * $UDRBD_WRITEBACK_HINT_KIB: KiB written through the page cache per early
+ * write-back hint (disk/file-disk); 0 turns hints off. Unset: the default.
+ */
+export function writebackHintBytesFromEnv(env: NodeJS.ProcessEnv): number | undefined {
+  const text = env.UDRBD_WRITEBACK_HINT_KIB;
+  if (text === undefined || text === '') return undefined;
+  const kib = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(kib) || kib > 1024 * 1024) {
+    throw new UdrbdError(`UDRBD_WRITEBACK_HINT_KIB='${text}' is not a whole number of KiB from 0 (off) to 1048576; unset it for the default`, ExitCode.configInvalid);
+  }
+  return kib * 1024;
+}
+
 export async function openMetaStore(spec: ResourceSpec, log: Logger): Promise<MetaStore> {
-  const disk = FileDisk.open(spec.diskPath, { exclusive: true });
+  const disk = FileDisk.open(spec.diskPath, { exclusive: true, writebackHintBytes: writebackHintBytesFromEnv(process.env) });
   try {
     const md = MetaData.open(disk, { alExtents: spec.alExtents });
     const configured = spec.configuredSizeBytes;

@@ -23,11 +23,18 @@
  * inline flushes off for a while, so peer pings are not held up repeatedly.
  * Measured (4 KiB random write + fsync each, QD1, interleaved rounds): +20..35%
  * IOPS through FUSE + loop, +25..60% through NBD.
+ *
+ * Streams: every writebackHintBytes written through the page cache, the
+ * written range is handed to disk/writeback (sync_file_range in the
+ * background), so the device writes while more data arrives and a flush
+ * after a long stream waits for the tail, not for all of it. Only a hint: a
+ * flush still fdatasyncs.
  */
 import fs from 'node:fs';
 import { type BlockDevice, type BlockDeviceCapabilities, type WriteFlags, checkRange } from './block-device.js';
 import { UdrbdError, ExitCode } from '../util/errors.js';
 import { assert } from '../util/assert.js';
+import { type WritebackAddon, loadWriteback } from './writeback.js';
 
 /** Linux caps a single read/write at 0x7ffff000 bytes; stay well below. */
 const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
@@ -46,11 +53,22 @@ const INLINE_FLUSH_DIRTY_BYTES_MAX = 1024 * 1024;
  */
 const INLINE_FLUSH_SLOW_MS = 20;
 const INLINE_FLUSH_BACKOFF_MS = 10_000;
+/**
+ * Page-cache writes between two write-back hints. Large enough that random
+ * small writes (rewritten often, flushed soon) rarely trigger one, small
+ * enough that a stream keeps the device busy: measured with 1 MiB writes and
+ * one fdatasync per 1000 MiB, 4..32 MiB all gave the same +15% end to end.
+ */
+export const WRITEBACK_HINT_BYTES_DEFAULT = 8 * 1024 * 1024;
 
 export interface FileDiskOptions {
   readOnly?: boolean;
   /** Open O_EXCL on block devices so a mounted device is refused (like DRBD attach). */
   exclusive?: boolean;
+  /** Bytes written through the page cache per write-back hint; 0 = no hints. Default WRITEBACK_HINT_BYTES_DEFAULT. */
+  writebackHintBytes?: number;
+  /** Where hints go; default the native addon (null when not built = no hints). For tests. */
+  writeback?: WritebackAddon | null;
 }
 
 /** Size in bytes of the file or block device at `path`. */
@@ -94,6 +112,8 @@ export class FileDisk implements BlockDevice {
     private readonly dsyncFd: number,
     readonly sizeBytes: number,
     readonly isBlockDevice: boolean,
+    private readonly writeback: WritebackAddon | null,
+    private readonly writebackHintBytes: number,
   ) {}
 
   static open(path: string, options: FileDiskOptions = {}): FileDisk {
@@ -135,7 +155,10 @@ export class FileDisk implements BlockDevice {
       if (dsyncFd >= 0) fs.closeSync(dsyncFd);
       throw err;
     }
-    return new FileDisk(path, fd, dsyncFd, size, isBlock);
+    const hintBytes = options.writebackHintBytes ?? WRITEBACK_HINT_BYTES_DEFAULT;
+    assert(Number.isSafeInteger(hintBytes) && hintBytes >= 0, `writebackHintBytes must be a non-negative integer, not ${hintBytes}`);
+    const writeback = options.readOnly || hintBytes === 0 ? null : options.writeback !== undefined ? options.writeback : loadWriteback().addon;
+    return new FileDisk(path, fd, dsyncFd, size, isBlock, writeback, hintBytes);
   }
 
   /** Reads, writes and flushes handed to libuv's pool and not yet completed. */
@@ -144,6 +167,12 @@ export class FileDisk implements BlockDevice {
   private dirtyBytes = 0;
   /** performance.now() before which flushes are not run inline (after a slow one). */
   private inlineFlushAllowedAtMs = 0;
+  /** Page-cache writes completed since the last hint or flush, and the range they span. */
+  private unhintedBytes = 0;
+  private unhintedFromBytes = Number.MAX_SAFE_INTEGER;
+  private unhintedToBytes = 0;
+  /** Write-back hints handed to the addon (taken or dropped there). */
+  writebackHints = 0;
 
   async read(buffer: Buffer, offsetBytes: number): Promise<void> {
     checkRange(this, offsetBytes, buffer.length);
@@ -164,6 +193,7 @@ export class FileDisk implements BlockDevice {
     // A small FUA write waits for the device anyway; keep it off the event loop.
     if (!fua && buffer.length <= INLINE_WRITE_BYTES_MAX) {
       writeSyncFully(fd, buffer, offsetBytes);
+      this.noteWritten(offsetBytes, buffer.length);
       return;
     }
     this.poolOps++;
@@ -172,12 +202,33 @@ export class FileDisk implements BlockDevice {
     } finally {
       this.poolOps--;
     }
+    if (!fua) this.noteWritten(offsetBytes, buffer.length);
+  }
+
+  /** After a page-cache write completed (its pages are dirty now): hint write-back every writebackHintBytes. */
+  private noteWritten(offsetBytes: number, lengthBytes: number): void {
+    if (this.writeback === null) return;
+    this.unhintedBytes += lengthBytes;
+    if (offsetBytes < this.unhintedFromBytes) this.unhintedFromBytes = offsetBytes;
+    if (offsetBytes + lengthBytes > this.unhintedToBytes) this.unhintedToBytes = offsetBytes + lengthBytes;
+    if (this.unhintedBytes < this.writebackHintBytes) return;
+    assert(this.unhintedToBytes > this.unhintedFromBytes && this.unhintedToBytes <= this.sizeBytes, 'write-back hint range');
+    this.writeback.start(this.fd, this.unhintedFromBytes, this.unhintedToBytes - this.unhintedFromBytes);
+    this.writebackHints++;
+    this.resetUnhinted();
+  }
+
+  private resetUnhinted(): void {
+    this.unhintedBytes = 0;
+    this.unhintedFromBytes = Number.MAX_SAFE_INTEGER;
+    this.unhintedToBytes = 0;
   }
 
   async flush(): Promise<void> {
     const inline = this.poolOps === 0 && this.dirtyBytes <= INLINE_FLUSH_DIRTY_BYTES_MAX && performance.now() >= this.inlineFlushAllowedAtMs;
     // Writes from here on are not covered by this flush: count them afresh.
     this.dirtyBytes = 0;
+    this.resetUnhinted();
     if (inline) {
       const startMs = performance.now();
       fs.fdatasyncSync(this.fd);
@@ -219,11 +270,13 @@ export class FileDisk implements BlockDevice {
   }
 
   async close(): Promise<void> {
+    this.writeback?.forget(this.fd);
     if (this.dsyncFd >= 0) await new Promise<void>((resolve, reject) => fs.close(this.dsyncFd, (err) => (err ? reject(err) : resolve())));
     await new Promise<void>((resolve, reject) => fs.close(this.fd, (err) => (err ? reject(err) : resolve())));
   }
 
   closeSync(): void {
+    this.writeback?.forget(this.fd);
     if (this.dsyncFd >= 0) fs.closeSync(this.dsyncFd);
     fs.closeSync(this.fd);
   }

@@ -7,10 +7,8 @@
  * file keeps many requests in flight, each up to 1 MiB. Knows nothing of
  * block devices or volumes: volume-fs maps requests to its operation table.
  */
-import fs from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { type NativeAddonSpec, loadNativeAddon, nativeAddonPath } from '../../util/native-addon.js';
 
 /** Request kinds as the addon numbers them. */
 export const FUSE3_KIND_READ = 0;
@@ -40,45 +38,21 @@ export interface Fuse3Addon {
   readonly threadsMax: number;
 }
 
-const ADDON_RELATIVE = path.join('native', 'udrbd-fuse3', 'build', 'udrbd_fuse3.node');
-/** Directories walked up from this file to find the repository root (src/… and dist/… and test builds). */
-const ROOT_SEARCH_DEPTH_MAX = 8;
+const ADDON: NativeAddonSpec = {
+  relativePath: path.join('native', 'udrbd-fuse3', 'build', 'udrbd_fuse3.node'),
+  envVar: 'UDRBD_FUSE3_ADDON',
+  buildHint: 'run native/udrbd-fuse3/build.sh; needs libfuse3-dev',
+};
 
 let cached: { addon: Fuse3Addon | null; reason: string } | undefined;
 
-/**
- * Where the built addon is: $UDRBD_FUSE3_ADDON, else the nearest ancestor of
- * this file holding native/udrbd-fuse3/build, else the working directory's
- * (for copies of src/ compiled elsewhere, e.g. the e2e child fixture).
- */
+/** Where the built addon is: $UDRBD_FUSE3_ADDON, else native/udrbd-fuse3/build of this checkout (see util/native-addon). */
 export function fuse3AddonPath(): string | null {
-  const fromEnv = process.env.UDRBD_FUSE3_ADDON;
-  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
-  const fromCwd = path.join(process.cwd(), ADDON_RELATIVE);
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (let depth = 0; depth < ROOT_SEARCH_DEPTH_MAX; depth++) {
-    const candidate = path.join(dir, ADDON_RELATIVE);
-    if (fs.existsSync(candidate)) return candidate;
-    const parent = path.dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  return fs.existsSync(fromCwd) ? fromCwd : null;
+  return nativeAddonPath(ADDON);
 }
 
 /** The addon, or null with the reason it is not usable (not built, libfuse3 missing). */
 export function loadFuse3(): { addon: Fuse3Addon | null; reason: string } {
-  if (cached) return cached;
-  const addonPath = fuse3AddonPath();
-  if (addonPath === null) {
-    cached = { addon: null, reason: `${ADDON_RELATIVE} not built (run native/udrbd-fuse3/build.sh; needs libfuse3-dev)` };
-    return cached;
-  }
-  try {
-    const require = createRequire(import.meta.url);
-    cached = { addon: require(addonPath) as Fuse3Addon, reason: 'loaded' };
-  } catch (err) {
-    cached = { addon: null, reason: `cannot load ${addonPath}: ${(err as Error).message}` };
-  }
+  cached ??= loadNativeAddon<Fuse3Addon>(ADDON);
   return cached;
 }

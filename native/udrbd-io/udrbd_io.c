@@ -1,0 +1,204 @@
+/*
+ * native/udrbd-io — starts write-back of a backing file's dirty page-cache
+ * range in the background: sync_file_range(SYNC_FILE_RANGE_WRITE), which Node
+ * cannot call. src/disk/file-disk issues one such hint per few MiB written
+ * through the page cache, so the device writes while more data is still
+ * arriving; the fdatasync of the next flush then waits for the tail only
+ * instead of for everything written since the last one.
+ *
+ * It is a hint, never a durability step: no caller waits for it, a hint that
+ * finds the queue full is dropped (counted), and a flush still fdatasyncs.
+ * sync_file_range can block while the device's request queue is full, so the
+ * calls run on one thread of this addon's own, never on the event loop or in
+ * libuv's pool (where they would hold up reads and writes).
+ *
+ * Calls: start(fd, offsetBytes, lengthBytes) -> queued (bool);
+ * forget(fd) drops queued hints for fd and waits until none is running on it
+ * (call before closing fd, so a reused descriptor number gets no stale hint);
+ * stats() -> { queued, completed, dropped, failed, lastErrno }.
+ */
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Bounded queue of pending hints; adjacent ranges of one fd coalesce. */
+#define QUEUE_MAX 64
+
+typedef struct {
+  int fd;
+  int64_t offset;
+  int64_t length;
+} hint_t;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;   /* hints queued */
+static pthread_cond_t idle = PTHREAD_COND_INITIALIZER;   /* running hint finished */
+static hint_t queue[QUEUE_MAX];
+static int queue_head = 0; /* index of the oldest */
+static int queue_len = 0;
+static int running_fd = -1;
+static int thread_started = 0;
+static uint64_t n_queued = 0, n_completed = 0, n_dropped = 0, n_failed = 0;
+static int last_errno = 0;
+
+static void *writeback_thread(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&lock);
+  for (;;) {
+    while (queue_len == 0) pthread_cond_wait(&wake, &lock);
+    hint_t h = queue[queue_head];
+    queue_head = (queue_head + 1) % QUEUE_MAX;
+    queue_len--;
+    running_fd = h.fd;
+    pthread_mutex_unlock(&lock);
+    int rc = sync_file_range(h.fd, h.offset, h.length, SYNC_FILE_RANGE_WRITE);
+    int err = rc == 0 ? 0 : errno;
+    pthread_mutex_lock(&lock);
+    running_fd = -1;
+    if (err == 0) {
+      n_completed++;
+    } else {
+      n_failed++;
+      last_errno = err;
+    }
+    pthread_cond_broadcast(&idle);
+  }
+  return NULL;
+}
+
+#define NAPI_OK(call)                                                 \
+  do {                                                                \
+    if ((call) != napi_ok) {                                          \
+      napi_throw_error(env, NULL, "udrbd-io: " #call " failed");      \
+      return NULL;                                                    \
+    }                                                                 \
+  } while (0)
+
+static int ensure_thread(void) {
+  if (thread_started) return 0;
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  int rc = pthread_create(&t, &attr, writeback_thread, NULL);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) return rc;
+  thread_started = 1;
+  return 0;
+}
+
+static napi_value js_start(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 3) {
+    napi_throw_type_error(env, NULL, "udrbd-io: start(fd, offsetBytes, lengthBytes)");
+    return NULL;
+  }
+  int32_t fd;
+  int64_t offset, length;
+  NAPI_OK(napi_get_value_int32(env, argv[0], &fd));
+  NAPI_OK(napi_get_value_int64(env, argv[1], &offset));
+  NAPI_OK(napi_get_value_int64(env, argv[2], &length));
+  if (fd < 0 || offset < 0 || length < 0) {
+    napi_throw_range_error(env, NULL, "udrbd-io: start: fd, offsetBytes and lengthBytes must be >= 0");
+    return NULL;
+  }
+  int queued = 0;
+  pthread_mutex_lock(&lock);
+  int rc = ensure_thread();
+  if (rc == 0) {
+    hint_t *last = queue_len > 0 ? &queue[(queue_head + queue_len - 1) % QUEUE_MAX] : NULL;
+    if (last != NULL && last->fd == fd && last->length > 0 && length > 0 && offset >= last->offset &&
+        offset <= last->offset + last->length) {
+      /* Extends the newest pending range of the same fd (a sequential stream). */
+      int64_t end = offset + length > last->offset + last->length ? offset + length : last->offset + last->length;
+      last->length = end - last->offset;
+      queued = 1;
+    } else if (queue_len < QUEUE_MAX) {
+      queue[(queue_head + queue_len) % QUEUE_MAX] = (hint_t){ fd, offset, length };
+      queue_len++;
+      queued = 1;
+    }
+  }
+  if (queued) {
+    n_queued++;
+    pthread_cond_signal(&wake);
+  } else {
+    n_dropped++;
+    if (rc != 0) last_errno = rc;
+  }
+  pthread_mutex_unlock(&lock);
+  napi_value result;
+  NAPI_OK(napi_get_boolean(env, queued, &result));
+  return result;
+}
+
+static napi_value js_forget(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 1) {
+    napi_throw_type_error(env, NULL, "udrbd-io: forget(fd)");
+    return NULL;
+  }
+  int32_t fd;
+  NAPI_OK(napi_get_value_int32(env, argv[0], &fd));
+  pthread_mutex_lock(&lock);
+  /* Compact the ring without fd's entries. */
+  hint_t kept[QUEUE_MAX];
+  int n = 0;
+  for (int i = 0; i < queue_len; i++) {
+    hint_t h = queue[(queue_head + i) % QUEUE_MAX];
+    if (h.fd != fd) kept[n++] = h;
+  }
+  memcpy(queue, kept, sizeof(hint_t) * (size_t)n);
+  queue_head = 0;
+  queue_len = n;
+  while (running_fd == fd) pthread_cond_wait(&idle, &lock);
+  pthread_mutex_unlock(&lock);
+  return NULL;
+}
+
+static napi_status set_u64(napi_env env, napi_value obj, const char *name, uint64_t value) {
+  napi_value v;
+  napi_status s = napi_create_double(env, (double)value, &v);
+  if (s != napi_ok) return s;
+  return napi_set_named_property(env, obj, name, v);
+}
+
+static napi_value js_stats(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value obj;
+  NAPI_OK(napi_create_object(env, &obj));
+  pthread_mutex_lock(&lock);
+  uint64_t q = n_queued, c = n_completed, d = n_dropped, f = n_failed;
+  int e = last_errno;
+  pthread_mutex_unlock(&lock);
+  NAPI_OK(set_u64(env, obj, "queued", q));
+  NAPI_OK(set_u64(env, obj, "completed", c));
+  NAPI_OK(set_u64(env, obj, "dropped", d));
+  NAPI_OK(set_u64(env, obj, "failed", f));
+  NAPI_OK(set_u64(env, obj, "lastErrno", (uint64_t)e));
+  return obj;
+}
+
+static napi_value init_module(napi_env env, napi_value exports) {
+  napi_value fn;
+  NAPI_OK(napi_create_function(env, "start", NAPI_AUTO_LENGTH, js_start, NULL, &fn));
+  NAPI_OK(napi_set_named_property(env, exports, "start", fn));
+  NAPI_OK(napi_create_function(env, "forget", NAPI_AUTO_LENGTH, js_forget, NULL, &fn));
+  NAPI_OK(napi_set_named_property(env, exports, "forget", fn));
+  NAPI_OK(napi_create_function(env, "stats", NAPI_AUTO_LENGTH, js_stats, NULL, &fn));
+  NAPI_OK(napi_set_named_property(env, exports, "stats", fn));
+  napi_value n;
+  NAPI_OK(napi_create_int32(env, QUEUE_MAX, &n));
+  NAPI_OK(napi_set_named_property(env, exports, "queueMax", n));
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init_module)
