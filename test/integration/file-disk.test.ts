@@ -124,6 +124,58 @@ describe('FileDisk FUA and flush', () => {
     }
   });
 
+  it('writes up to 1 MiB are inline; larger and FUA ones use the pool; after a slow large inline write, large writes and flushes use the pool for a while', async () => {
+    const MiB = 1024 * 1024;
+    const disk = FileDisk.open(file);
+    try {
+      const write = vi.spyOn(fs, 'write');
+      const realWriteSync = fs.writeSync;
+      let slowWrites = 0;
+      const writeSync = vi.spyOn(fs, 'writeSync').mockImplementation(((fd: number, buffer: Buffer, offset: number, length: number, position: number) => {
+        if (slowWrites > 0 && length > 16 * 1024) {
+          slowWrites--;
+          const startMs = performance.now();
+          while (performance.now() - startMs < 10); // the kernel throttling dirty pages for 10 ms
+        }
+        return realWriteSync(fd, buffer, offset, length, position);
+      }) as typeof fs.writeSync);
+      const fdatasync = vi.spyOn(fs, 'fdatasync');
+      const fdatasyncSync = vi.spyOn(fs, 'fdatasyncSync');
+
+      // 1 MiB: one pwrite on this thread, and it lands.
+      await disk.write(Buffer.alloc(MiB, 0x31), 0);
+      expect(writeSync).toHaveBeenCalledTimes(1);
+      expect(write).not.toHaveBeenCalled();
+      expect(fs.readFileSync(file).subarray(0, MiB).equals(Buffer.alloc(MiB, 0x31))).toBe(true);
+      // Larger than 1 MiB, or FUA: the pool.
+      await disk.write(Buffer.alloc(2 * MiB, 0x32), 2 * MiB);
+      await disk.write(Buffer.alloc(64 * 1024, 0x33), 6 * MiB, { fua: true });
+      expect(write).toHaveBeenCalledTimes(2);
+      expect(writeSync).toHaveBeenCalledTimes(1);
+      await disk.flush(); // 2 MiB dirty: pool
+      expect(fdatasync).toHaveBeenCalledTimes(1);
+
+      // A large inline write that took 10 ms: large writes and small flushes leave the event loop.
+      slowWrites = 1;
+      await disk.write(Buffer.alloc(MiB, 0x34), 0);
+      expect(writeSync).toHaveBeenCalledTimes(2);
+      await disk.write(Buffer.alloc(MiB, 0x35), MiB);
+      expect(writeSync).toHaveBeenCalledTimes(2);
+      expect(write).toHaveBeenCalledTimes(3);
+      await disk.flush(); // 1 MiB dirty, idle: would be inline, but backed off
+      expect(fdatasync).toHaveBeenCalledTimes(2);
+      expect(fdatasyncSync).not.toHaveBeenCalled();
+      // Small writes stay inline.
+      await disk.write(Buffer.alloc(4096, 0x36), 7 * MiB);
+      expect(writeSync).toHaveBeenCalledTimes(3);
+      const back = fs.readFileSync(file);
+      expect(back.subarray(0, MiB).equals(Buffer.alloc(MiB, 0x34))).toBe(true);
+      expect(back.subarray(MiB, 2 * MiB).equals(Buffer.alloc(MiB, 0x35))).toBe(true);
+    } finally {
+      await disk.close();
+    }
+  });
+
   it('read-only: one plain descriptor, and a FUA write is refused', async () => {
     const disk = FileDisk.open(file, { readOnly: true });
     try {
