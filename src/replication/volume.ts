@@ -37,6 +37,8 @@ class PendingWrite {
   ok = false;
   /** The channel the Data packet went to (its socket may still reference the payload after a failure). */
   channel: PeerChannel | null = null;
+  /** Transfer-log epoch the write was sent in. */
+  epoch = -1;
   resolve: (ok: boolean) => void = noop;
   readonly done: Promise<boolean>;
   constructor(
@@ -108,7 +110,6 @@ export class ReplicatedVolume implements BlockDevice {
   private tl = new TransferLog(1);
   private readonly pending = new Map<number, PendingWrite>();
   private congested = false;
-  private barrierScheduled = false;
   /** Writers waiting for room in the transfer log. */
   private readonly tlWaiters: Array<() => void> = [];
   /** Flushes waiting for an epoch's BarrierAck (sinceMs: for the request timer). */
@@ -333,6 +334,12 @@ export class ReplicatedVolume implements BlockDevice {
       // complete, so wait until the socket no longer references it.
       await network.channel.released();
     }
+    // DRBD 8.4 (drbd_req_complete): before a write completes upwards, close the epoch it was
+    // sent in if that is still the open one, so any write issued after this completion
+    // lands in a later epoch, behind a Barrier. Under a stream, one Barrier (one peer flush)
+    // per queue depth of writes; a lone synchronous write gets its Barrier now, and the
+    // peer's flush is under way before the caller's fsync arrives.
+    if (network !== null && network.channel === this.peer && network.epoch === this.tl.epoch) this.closeEpoch();
     if (localError !== null) {
       this.onLocalIoError('write', offsetBytes, localError);
       if (!networkOk) throw localError;
@@ -359,6 +366,7 @@ export class ReplicatedVolume implements BlockDevice {
     write.channel = peer;
     write.sentAtMs = Date.now();
     const entry = this.tl.add(offsetBytes, buffer.length);
+    write.epoch = entry.epoch;
     const protocolA = this.options.protocol === 'A';
     // Protocol A completes before the bytes leave: the caller may reuse its buffer, so send a copy.
     const payload = protocolA ? Buffer.from(buffer) : buffer;
@@ -380,18 +388,7 @@ export class ReplicatedVolume implements BlockDevice {
       this.counters.pe++;
     }
     if (this.tl.writesInOpenEpoch >= this.options.maxEpochSize) this.closeEpoch();
-    else this.scheduleIdleBarrier();
     return write;
-  }
-
-  /** DRBD sends a Barrier when its sender goes idle; here: once the current burst of writes is queued. */
-  private scheduleIdleBarrier(): void {
-    if (this.barrierScheduled) return;
-    this.barrierScheduled = true;
-    setImmediate(() => {
-      this.barrierScheduled = false;
-      this.closeEpoch();
-    });
   }
 
   /** Sends a Barrier closing the open epoch (if it has writes); returns its number or -1. */

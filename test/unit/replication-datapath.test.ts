@@ -112,6 +112,61 @@ describe('replication: when a write completes', () => {
     expect(firstBarrierSent).toBeLessThan(firstLocalFlush);
   });
 
+  it('epochs close as in DRBD 8.4 (drbd_req_complete): a write issued after another completed is in a later epoch; a stream gets one Barrier per completion of an open-epoch write, not one per write', async () => {
+    const { p, a } = pair('C', 1);
+    const barriers: number[] = [];
+    const dataEpochs = new Map<number, number>(); // offset -> epoch
+    const send = a.send.bind(a);
+    a.send = (packet) => {
+      if (packet.type === PacketType.Barrier) barriers.push(packet.epoch);
+      if (packet.type === PacketType.Data) dataEpochs.set(packet.offsetBytes, packet.epoch);
+      return send(packet);
+    };
+    // A lone write: its Barrier is on the way when it completes (the peer's flush can start before an fsync).
+    await p.engine.volume.write(pattern(4096, 0), 0);
+    expect(barriers).toEqual([dataEpochs.get(0)]);
+
+    // A stream at queue depth 4: each new write is issued when one completes.
+    const WRITES = 32;
+    const DEPTH = 4;
+    const completedBefore = new Map<number, number[]>(); // offset -> offsets completed before it was issued
+    const completed: number[] = [];
+    let next = 1;
+    const issue = async (): Promise<void> => {
+      while (next <= WRITES) {
+        const offset = next++ * 4096;
+        completedBefore.set(offset, [...completed]);
+        await p.engine.volume.write(pattern(4096, offset), offset);
+        completed.push(offset);
+      }
+    };
+    await Promise.all(Array.from({ length: DEPTH }, issue));
+    for (const [offset, earlier] of completedBefore) {
+      for (const done of earlier) expect(dataEpochs.get(offset)!, `write at ${offset} issued after ${done} completed`).toBeGreaterThan(dataEpochs.get(done)!);
+    }
+    const streamBarriers = barriers.length - 1;
+    expect(streamBarriers).toBeGreaterThan(0);
+    expect(streamBarriers).toBeLessThanOrEqual(WRITES / 2); // one per write would be 32
+    // A flush after the stream sends no Barrier for an empty epoch; it waits for the last one's ack.
+    const before = barriers.length;
+    await p.engine.volume.flush();
+    expect(barriers.length).toBe(before);
+
+    // Writes issued one per event-loop turn, none completed meanwhile (the link takes 1 ms): one
+    // epoch, one Barrier — not one per write (each would cost the Secondary a device flush).
+    const burst: Promise<void>[] = [];
+    const first = 64;
+    for (let i = 0; i < 16; i++) {
+      burst.push(p.engine.volume.write(pattern(4096, first + i), (first + i) * 4096));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(completed.length).toBe(WRITES);
+    await Promise.all(burst);
+    const burstEpochs = new Set(Array.from({ length: 16 }, (_, i) => dataEpochs.get((first + i) * 4096)));
+    expect(burstEpochs.size).toBe(1);
+    expect(barriers.slice(before)).toEqual([...burstEpochs]);
+  });
+
   it('overlapping concurrent writes reach both disks in the same order', async () => {
     const { p, s } = pair('C', 1);
     s.disk.writeDelayMs = 1;
