@@ -144,6 +144,18 @@ export function dropCaches() {
   }
 }
 
+/**
+ * Before a write job: `sync` only, so no job inherits another's writeback, and
+ * the page cache stays warm. Not drop_caches: on this kind of VM the balloon's
+ * free page reporting hands dropped pages back to the host in bursts 2-6 s
+ * later, and whichever process touches fresh pages meanwhile pays host faults
+ * (0.5-2 CPU s per GiB written, varying run to run): more noise than the
+ * differences measured. Read jobs still start from dropped caches.
+ */
+export function settleWrites() {
+  execFileSync('sync');
+}
+
 /** Format one number for the table. */
 export function fmt(value, unit) {
   if (value === null || value === undefined || Number.isNaN(value)) return 'n/a';

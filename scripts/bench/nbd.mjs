@@ -9,12 +9,13 @@
 // the LV a DRBD user has), so first-touch block allocation in the host file
 // system does not fall on whichever side happens to run first. The resource
 // processes run with UDRBD_FRONTEND=none (NBD only: status --json
-// frontend.nbdSocket). Page cache dropped before each run. Writes
+// frontend.nbdSocket). Page cache dropped before each read job; write jobs
+// start after a sync from a warm cache (lib.mjs settleWrites says why). Writes
 // bench-results/nbd.json; cleans up processes and files on failure.
 import path from 'node:path';
 import fs from 'node:fs';
 import { BenchCluster } from './cluster.mjs';
-import { dropCaches, fio, hasCommand, median, prefillZeros, row, runCleanups, sparseFile, startProcess, stopProcess, waitForSocket, workDir } from './lib.mjs';
+import { dropCaches, settleWrites, fio, hasCommand, median, prefillZeros, row, runCleanups, sparseFile, startProcess, stopProcess, waitForSocket, workDir } from './lib.mjs';
 
 const quick = process.argv.includes('--quick');
 const MiB = 1024 * 1024;
@@ -83,7 +84,8 @@ async function main() {
     for (const s of sides) runs[s.key][j.key] = [];
     for (let round = 0; round < ROUNDS; round++) {
       for (const s of sides) {
-        dropCaches();
+        if (j.side === 'read') dropCaches();
+        else settleWrites();
         const r = fio({ ioengine: 'nbd', uri: `nbd+unix:///?socket=${s.sock}`, ...j.opts }, j.side);
         runs[s.key][j.key].push(j.key.startsWith('seq') ? r.bwBytesPerSec : r.iops);
       }

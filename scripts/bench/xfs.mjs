@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BenchCluster } from './cluster.mjs';
-import { dropCaches, fio, hasCommand, median, onCleanup, prefillZeros, row, runCleanups, sparseFile, workDir } from './lib.mjs';
+import { settleWrites, fio, hasCommand, median, onCleanup, prefillZeros, row, runCleanups, sparseFile, workDir } from './lib.mjs';
 
 const quick = process.argv.includes('--quick');
 const MiB = 1024 * 1024;
@@ -47,7 +47,7 @@ function mountXfs(device, name) {
 
 /** dd 1 MiB blocks with fsync at the end into a new file on `mnt`; MB/s. The file is removed afterwards. */
 function ddJob(mnt) {
-  dropCaches();
+  settleWrites();
   const file = path.join(mnt, 'dd.bin');
   const t0 = performance.now();
   sh('dd', ['if=/dev/zero', `of=${file}`, 'bs=1M', `count=${DD_MIB}`, 'conv=fsync', 'status=none']);
@@ -59,7 +59,7 @@ function ddJob(mnt) {
 
 /** fio 4 KiB random writes with fsync after each, psync, on a file in `mnt`; IOPS. */
 function fioJob(mnt) {
-  dropCaches();
+  settleWrites();
   return fio({ filename: path.join(mnt, 'fio.bin'), ioengine: 'psync', rw: 'randwrite', bs: '4k', size: FIO_FILE_BYTES, fsync: 1, runtime: RUNTIME_S, time_based: true, randrepeat: 0 }, 'write').iops;
 }
 
