@@ -96,6 +96,8 @@ describe('FUSE + loop exposure of a FileDisk, XFS on the device link', () => {
     expect(await readDeviceLink(s.devicePath)).toBe(exposure.loopDevice);
     expect(await loopBackingFile(exposure.loopDevice)).toBe(exposure.volumeFile);
     expect(exposure.loopDirectIo).toBe(true);
+    // Requests capped at the FUSE request size (1 MiB with libfuse 3), not the loop default of 1280 KiB.
+    expect(await fs.readFile(`/sys/block/${path.basename(exposure.loopDevice)}/queue/max_sectors_kb`, 'utf8')).toBe('1024\n');
     expect(await run('blockdev', ['--getsize64', s.devicePath])).toBe(String(DISK_BYTES));
 
     await run('mkfs.xfs', ['-q', s.devicePath]);
@@ -243,10 +245,13 @@ describe('losetup wrapper on a plain file', () => {
     await fs.writeFile(plain, '');
     await fs.truncate(plain, 64 * MiB);
     const log = silentLogger();
-    const attached = await attachLoop(plain, { directIo: true, log });
+    const attached = await attachLoop(plain, { directIo: true, requestMaxBytes: 256 * 1024, log });
     try {
       expect(attached.loopDevice).toMatch(/^\/dev\/loop\d+$/);
       expect(attached.directIo).toBe(true);
+      // requestMaxBytes caps the device's request size (never raises it).
+      expect(attached.maxRequestKiB).toBe(256);
+      expect(await fs.readFile(`/sys/block/${path.basename(attached.loopDevice)}/queue/max_sectors_kb`, 'utf8')).toBe('256\n');
       expect(await loopBackingFile(attached.loopDevice)).toBe(plain);
       expect(await findLoopDevicesBackedBy(plain)).toEqual([attached.loopDevice]);
       expect(await run('blockdev', ['--getsize64', attached.loopDevice])).toBe(String(64 * MiB));
@@ -257,6 +262,9 @@ describe('losetup wrapper on a plain file', () => {
       await detachLoop(attached.loopDevice, log);
     }
     expect(await findLoopDevicesBackedBy(plain)).toEqual([]);
+    // Detach put the request size back to the kernel default: the next user of the number inherits nothing.
+    const queue = `/sys/block/${path.basename(attached.loopDevice)}/queue`;
+    expect(await fs.readFile(`${queue}/max_sectors_kb`, 'utf8')).toBe(await fs.readFile(`${queue}/max_hw_sectors_kb`, 'utf8'));
     await detachLoop(attached.loopDevice, log); // already free: no error
   });
 

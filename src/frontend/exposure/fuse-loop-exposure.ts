@@ -175,7 +175,7 @@ export async function exposeVolume(options: ExposeOptions): Promise<VolumeExposu
       directIo: options.fuseDirectIo,
       log,
     });
-    const attached = await attachLoop(volumeFile, { directIo: options.loopDirectIo ?? true, log });
+    const attached = await attachLoop(volumeFile, { directIo: options.loopDirectIo ?? true, requestMaxBytes: volumeFs.requestMaxBytes ?? undefined, log });
     loopDevice = attached.loopDevice;
     await writeRecord(stateFile, { ...record, loopDevice });
     await createDeviceLink(devicePath, loopDevice);

@@ -59,6 +59,8 @@ import { loadFuse3, FUSE3_KIND_READ, FUSE3_KIND_WRITE, FUSE3_KIND_FLUSH, type Fu
 
 /** The kernel never sends a FUSE read or write larger than this (max_write / max_read). */
 export const FUSE_REQUEST_MAX_BYTES = 1024 * 1024;
+/** What the kernel sends libfuse 2 at most: it cannot negotiate FUSE_MAX_PAGES (32 pages). */
+export const LIBFUSE2_REQUEST_MAX_BYTES = 128 * 1024;
 /** Requests passed to the device at once; more wait in a FIFO (libfuse 3 has at most 32 worker threads). */
 export const FUSE_INFLIGHT_MAX = 64;
 /** Upper bound on waiting requests: libfuse 2 starts one thread per outstanding request. */
@@ -153,6 +155,12 @@ export class VolumeFs {
 
   get volumePath(): string {
     return `${this.options.mountDir}/${VOLUME_FILE_NAME}`;
+  }
+
+  /** Largest read/write the kernel sends this mount (null before mount). */
+  get requestMaxBytes(): number | null {
+    if (this.fuse3 !== null) return Math.min(this.fuse3.addon.requestMaxBytes, FUSE_REQUEST_MAX_BYTES);
+    return this.fuse !== null ? LIBFUSE2_REQUEST_MAX_BYTES : null;
   }
 
   /** Which libfuse serves the mount (null before mount). */

@@ -23,10 +23,18 @@ export interface LoopAttachment {
   readonly loopDevice: string;
   /** True when the loop driver does direct I/O on the file (sysfs loop/dio). */
   readonly directIo: boolean;
+  /** The device's largest request, KiB (sysfs queue/max_sectors_kb), after any cap. */
+  readonly maxRequestKiB: number | null;
 }
 
-/** `losetup --find --show [--direct-io=on] FILE`; falls back to buffered I/O with a logged reason. */
-export async function attachLoop(filePath: string, options: { directIo?: boolean; log: Logger }): Promise<LoopAttachment> {
+/**
+ * `losetup --find --show [--direct-io=on] FILE`; falls back to buffered I/O
+ * with a logged reason. With `requestMaxBytes` (the largest request the
+ * file's server takes whole, e.g. FUSE max_write), the device's max_sectors_kb
+ * is set to it: the loop driver's default (1280 KiB) made every 1280 KiB
+ * filesystem write a 1 MiB and a 256 KiB FUSE request. detachLoop resets it.
+ */
+export async function attachLoop(filePath: string, options: { directIo?: boolean; requestMaxBytes?: number; log: Logger }): Promise<LoopAttachment> {
   const wantDirectIo = options.directIo ?? true;
   let loopDevice: string;
   if (wantDirectIo) {
@@ -44,8 +52,45 @@ export async function attachLoop(filePath: string, options: { directIo?: boolean
   if (wantDirectIo && !directIo) {
     options.log.warn({ loopDevice, file: filePath }, 'loop device runs without direct I/O (the kernel refused it for this file); writes are double-cached');
   }
-  options.log.info({ loopDevice, file: filePath, directIo }, 'loop device attached');
-  return { loopDevice, directIo };
+  const maxRequestKiB = await capRequestSize(loopDevice, options.requestMaxBytes, options.log);
+  options.log.info({ loopDevice, file: filePath, directIo, maxRequestKiB }, 'loop device attached');
+  return { loopDevice, directIo, maxRequestKiB };
+}
+
+/**
+ * Sets queue/max_sectors_kb to requestMaxBytes (bounded by max_hw_sectors_kb);
+ * returns the value in force, null if unreadable. Set both ways: the kernel
+ * keeps a loop device's max_sectors_kb across detach and attach, so a free
+ * device may carry a previous user's limit.
+ */
+async function capRequestSize(loopDevice: string, requestMaxBytes: number | undefined, log: Logger): Promise<number | null> {
+  const queue = `/sys/block/${path.basename(loopDevice)}/queue`;
+  let currentKiB: number;
+  let hardwareKiB: number;
+  try {
+    currentKiB = Number((await fs.readFile(`${queue}/max_sectors_kb`, 'utf8')).trim());
+    hardwareKiB = Number((await fs.readFile(`${queue}/max_hw_sectors_kb`, 'utf8')).trim());
+  } catch (err) {
+    log.warn({ loopDevice, reason: (err as Error).message }, `cannot read ${queue}/max_sectors_kb; request size left as it is`);
+    return null;
+  }
+  if (requestMaxBytes === undefined) return currentKiB;
+  assert(Number.isSafeInteger(requestMaxBytes) && requestMaxBytes >= 4096 && requestMaxBytes % 4096 === 0, `requestMaxBytes is a multiple of 4 KiB (${requestMaxBytes})`);
+  const wantKiB = Math.min(requestMaxBytes / 1024, hardwareKiB);
+  if (currentKiB === wantKiB) return currentKiB;
+  try {
+    await fs.writeFile(`${queue}/max_sectors_kb`, String(wantKiB));
+  } catch (err) {
+    // Only slower (requests split in two), never wrong.
+    log.warn({ loopDevice, reason: (err as Error).message }, `cannot set ${queue}/max_sectors_kb to ${wantKiB}; large writes may reach the volume file split`);
+    return currentKiB;
+  }
+  return wantKiB;
+}
+
+/** Back to the kernel's default request size (0 = no user limit), so the next user of this loop number inherits nothing. Best effort. */
+async function resetRequestSize(loopDevice: string): Promise<void> {
+  await fs.writeFile(`/sys/block/${path.basename(loopDevice)}/queue/max_sectors_kb`, '0').catch(() => undefined);
 }
 
 /**
@@ -58,6 +103,7 @@ export async function detachLoop(loopDevice: string, log: Logger, expectedBackin
   const isOurs = (backing: string | null): boolean =>
     backing !== null && (expectedBackingFile === undefined || stripDeleted(backing) === path.resolve(expectedBackingFile));
   if (!isOurs(await loopBackingFile(loopDevice))) return;
+  await resetRequestSize(loopDevice);
   try {
     await losetup(['-d', loopDevice]);
   } catch (err) {
