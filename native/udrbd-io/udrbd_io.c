@@ -91,14 +91,19 @@ static int ensure_thread(void) {
   return 0;
 }
 
-static napi_value js_start(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 3) {
-    napi_throw_type_error(env, NULL, "udrbd-io: start(fd, offsetBytes, lengthBytes)");
-    return NULL;
+/* Exactly `count` arguments into argv; otherwise throws `usage` and returns 0. */
+static int get_args(napi_env env, napi_callback_info info, size_t count, napi_value *argv, const char *usage) {
+  size_t argc = count;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != count) {
+    napi_throw_type_error(env, NULL, usage);
+    return 0;
   }
+  return 1;
+}
+
+static napi_value js_start(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv, "udrbd-io: start(fd, offsetBytes, lengthBytes)")) return NULL;
   int32_t fd;
   int64_t offset, length;
   NAPI_OK(napi_get_value_int32(env, argv[0], &fd));
@@ -139,13 +144,8 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_forget(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 1) {
-    napi_throw_type_error(env, NULL, "udrbd-io: forget(fd)");
-    return NULL;
-  }
+  if (!get_args(env, info, 1, argv, "udrbd-io: forget(fd)")) return NULL;
   int32_t fd;
   NAPI_OK(napi_get_value_int32(env, argv[0], &fd));
   pthread_mutex_lock(&lock);

@@ -182,8 +182,12 @@ export class FileDisk implements BlockDevice {
   private unhintedBytes = 0;
   private unhintedFromBytes = Number.MAX_SAFE_INTEGER;
   private unhintedToBytes = 0;
+  private hintsGiven = 0;
+
   /** Write-back hints handed to the addon (taken or dropped there). */
-  writebackHints = 0;
+  get writebackHints(): number {
+    return this.hintsGiven;
+  }
 
   async read(buffer: Buffer, offsetBytes: number): Promise<void> {
     checkRange(this, offsetBytes, buffer.length);
@@ -201,18 +205,13 @@ export class FileDisk implements BlockDevice {
     assert(!fua || this.dsyncFd >= 0, `FUA write to read-only backing disk '${this.path}'`);
     const fd = fua ? this.dsyncFd : this.fd;
     if (!fua) this.dirtyBytes += buffer.length;
-    // A small FUA write waits for the device anyway; keep it off the event loop.
-    if (!fua && buffer.length <= INLINE_WRITE_BYTES_MAX) {
-      writeSyncFully(fd, buffer, offsetBytes);
-      this.noteWritten(offsetBytes, buffer.length);
-      return;
-    }
-    if (!fua && buffer.length <= INLINE_LARGE_WRITE_BYTES_MAX) {
-      const startMs = performance.now();
-      if (startMs >= this.inlineAllowedAtMs) {
+    // A FUA write waits for the device anyway; keep it off the event loop.
+    if (!fua) {
+      const large = buffer.length > INLINE_WRITE_BYTES_MAX;
+      if (!large || (buffer.length <= INLINE_LARGE_WRITE_BYTES_MAX && performance.now() >= this.inlineAllowedAtMs)) {
+        const startMs = large ? performance.now() : 0;
         writeSyncFully(fd, buffer, offsetBytes);
-        const tookMs = performance.now() - startMs;
-        if (tookMs > INLINE_WRITE_SLOW_MS) this.inlineAllowedAtMs = startMs + tookMs + INLINE_BACKOFF_MS;
+        if (large) this.backOffIfSlow(startMs, INLINE_WRITE_SLOW_MS);
         this.noteWritten(offsetBytes, buffer.length);
         return;
       }
@@ -226,6 +225,12 @@ export class FileDisk implements BlockDevice {
     if (!fua) this.noteWritten(offsetBytes, buffer.length);
   }
 
+  /** An inline operation that started at startMs and took longer than slowMs held up the event loop: use the pool for a while. */
+  private backOffIfSlow(startMs: number, slowMs: number): void {
+    const tookMs = performance.now() - startMs;
+    if (tookMs > slowMs) this.inlineAllowedAtMs = startMs + tookMs + INLINE_BACKOFF_MS;
+  }
+
   /** After a page-cache write completed (its pages are dirty now): hint write-back every writebackHintBytes. */
   private noteWritten(offsetBytes: number, lengthBytes: number): void {
     if (this.writeback === null) return;
@@ -235,7 +240,7 @@ export class FileDisk implements BlockDevice {
     if (this.unhintedBytes < this.writebackHintBytes) return;
     assert(this.unhintedToBytes > this.unhintedFromBytes && this.unhintedToBytes <= this.sizeBytes, 'write-back hint range');
     this.writeback.start(this.fd, this.unhintedFromBytes, this.unhintedToBytes - this.unhintedFromBytes);
-    this.writebackHints++;
+    this.hintsGiven++;
     this.resetUnhinted();
   }
 
@@ -253,8 +258,7 @@ export class FileDisk implements BlockDevice {
     if (inline) {
       const startMs = performance.now();
       fs.fdatasyncSync(this.fd);
-      const tookMs = performance.now() - startMs;
-      if (tookMs > INLINE_FLUSH_SLOW_MS) this.inlineAllowedAtMs = startMs + tookMs + INLINE_BACKOFF_MS;
+      this.backOffIfSlow(startMs, INLINE_FLUSH_SLOW_MS);
       return;
     }
     this.poolOps++;

@@ -37,10 +37,7 @@ const ADDON: NativeAddonSpec = {
   buildHint: 'run native/udrbd-io/build.sh',
 };
 
-let cached: { addon: WritebackAddon | null; reason: string } | undefined;
-
 /** The addon, or null with the reason it is not usable. Loaded once per process. */
 export function loadWriteback(): { addon: WritebackAddon | null; reason: string } {
-  cached ??= loadNativeAddon<WritebackAddon>(ADDON);
-  return cached;
+  return loadNativeAddon<WritebackAddon>(ADDON);
 }

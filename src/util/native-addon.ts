@@ -41,13 +41,26 @@ export function nativeAddonPath(spec: NativeAddonSpec): string | null {
   return fs.existsSync(fromCwd) ? fromCwd : null;
 }
 
-/** The addon's exports, or null with the reason it is not usable. */
+/** Outcome per addon (relativePath), so each is looked for once per process. */
+const loaded = new Map<string, { addon: unknown; reason: string }>();
+
+/** The addon's exports, or null with the reason it is not usable; the first answer is kept. */
 export function loadNativeAddon<T>(spec: NativeAddonSpec): { addon: T | null; reason: string } {
+  let outcome = loaded.get(spec.relativePath);
+  if (outcome === undefined) {
+    outcome = tryLoad(spec);
+    loaded.set(spec.relativePath, outcome);
+  }
+  // The map holds what `require` returned for this spec, typed by its loader.
+  return outcome as { addon: T | null; reason: string };
+}
+
+function tryLoad(spec: NativeAddonSpec): { addon: unknown; reason: string } {
   const addonPath = nativeAddonPath(spec);
   if (addonPath === null) return { addon: null, reason: `${spec.relativePath} not built (${spec.buildHint})` };
   try {
     const require = createRequire(import.meta.url);
-    return { addon: require(addonPath) as T, reason: 'loaded' };
+    return { addon: require(addonPath) as unknown, reason: 'loaded' };
   } catch (err) {
     return { addon: null, reason: `cannot load ${addonPath}: ${(err as Error).message}` };
   }

@@ -44,8 +44,6 @@ const ADDON: NativeAddonSpec = {
   buildHint: 'run native/udrbd-fuse3/build.sh; needs libfuse3-dev',
 };
 
-let cached: { addon: Fuse3Addon | null; reason: string } | undefined;
-
 /** Where the built addon is: $UDRBD_FUSE3_ADDON, else native/udrbd-fuse3/build of this checkout (see util/native-addon). */
 export function fuse3AddonPath(): string | null {
   return nativeAddonPath(ADDON);
@@ -53,6 +51,5 @@ export function fuse3AddonPath(): string | null {
 
 /** The addon, or null with the reason it is not usable (not built, libfuse3 missing). */
 export function loadFuse3(): { addon: Fuse3Addon | null; reason: string } {
-  cached ??= loadNativeAddon<Fuse3Addon>(ADDON);
-  return cached;
+  return loadNativeAddon<Fuse3Addon>(ADDON);
 }

@@ -52,7 +52,7 @@ export async function attachLoop(filePath: string, options: { directIo?: boolean
   if (wantDirectIo && !directIo) {
     options.log.warn({ loopDevice, file: filePath }, 'loop device runs without direct I/O (the kernel refused it for this file); writes are double-cached');
   }
-  const maxRequestKiB = await capRequestSize(loopDevice, options.requestMaxBytes, options.log);
+  const maxRequestKiB = await setRequestSize(loopDevice, options.requestMaxBytes, options.log);
   options.log.info({ loopDevice, file: filePath, directIo, maxRequestKiB }, 'loop device attached');
   return { loopDevice, directIo, maxRequestKiB };
 }
@@ -63,7 +63,7 @@ export async function attachLoop(filePath: string, options: { directIo?: boolean
  * keeps a loop device's max_sectors_kb across detach and attach, so a free
  * device may carry a previous user's limit.
  */
-async function capRequestSize(loopDevice: string, requestMaxBytes: number | undefined, log: Logger): Promise<number | null> {
+async function setRequestSize(loopDevice: string, requestMaxBytes: number | undefined, log: Logger): Promise<number | null> {
   const queue = `/sys/block/${path.basename(loopDevice)}/queue`;
   let currentKiB: number;
   let hardwareKiB: number;
