@@ -1,6 +1,8 @@
 /**
- * disk/buffer-pool — a bounded free list of I/O payload buffers in
- * power-of-two size classes (4 KiB .. 32 MiB), so hot paths (NBD request
+ * disk/buffer-pool — a bounded free list of I/O payload buffers in size
+ * classes of a power of two plus 1/64 (4 KiB .. 32 MiB, each with room for a
+ * frame's fixed fields beside a power-of-two payload: a 1 MiB Data body is
+ * 1 MiB + 24 bytes and must not cost a 2 MiB buffer), so hot paths (NBD request
  * payloads and reads, peer frame bodies) reuse backing memory instead of
  * allocating — and garbage-collecting — a fresh 1 MiB buffer per request.
  * The pool never holds more than `pooledBytesMax` bytes; a buffer given back
@@ -17,9 +19,14 @@ const CLASS_MIN_SHIFT = 12;
 /** Largest class: 32 MiB; larger requests are allocated and never pooled. */
 const CLASS_MAX_SHIFT = 25;
 
+/** Bytes of the class `shift`: 2^shift plus 1/64 of it (≥ 64 bytes) for fixed fields beside a payload. */
+function classBytesOf(shift: number): number {
+  return 2 ** shift + 2 ** (shift - 6);
+}
+
 function classShift(sizeBytes: number): number {
   let shift = CLASS_MIN_SHIFT;
-  while (shift < CLASS_MAX_SHIFT && 2 ** shift < sizeBytes) shift++;
+  while (shift < CLASS_MAX_SHIFT && classBytesOf(shift) < sizeBytes) shift++;
   return shift;
 }
 
@@ -49,7 +56,7 @@ export class BufferPool {
     assert(Number.isSafeInteger(sizeBytes) && sizeBytes >= 0, 'take() of a byte count');
     this.takenCount++;
     const shift = classShift(sizeBytes);
-    const classBytes = 2 ** shift;
+    const classBytes = classBytesOf(shift);
     if (sizeBytes > classBytes) {
       this.takenCount--; // never pooled: not outstanding
       return Buffer.allocUnsafeSlow(sizeBytes);
@@ -61,7 +68,10 @@ export class BufferPool {
       this.outstanding.add(store);
       return Buffer.from(store, 0, sizeBytes);
     }
-    const fresh = new ArrayBuffer(classBytes);
+    // Not zero-filled (contents are undefined to callers anyway): zeroing a
+    // fresh store touches every page before the first real write does.
+    const fresh = Buffer.allocUnsafeSlow(classBytes).buffer;
+    assert(fresh.byteLength === classBytes, 'an unpooled allocation has its own backing store');
     this.outstanding.add(fresh);
     return Buffer.from(fresh, 0, sizeBytes);
   }
@@ -77,7 +87,7 @@ export class BufferPool {
     this.takenCount--;
     const classBytes = store.byteLength;
     const shift = classShift(classBytes);
-    assert(2 ** shift === classBytes, 'a pooled backing store is class-sized');
+    assert(classBytesOf(shift) === classBytes, 'a pooled backing store is class-sized');
     if (this.pooledBytes + classBytes > this.pooledBytesMax) return;
     this.free[shift - CLASS_MIN_SHIFT]!.push(store);
     this.pooledBytes += classBytes;

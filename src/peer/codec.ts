@@ -62,8 +62,12 @@ export const MAX_FRAME_BYTES = FRAME_BYTES_MAX;
 const DIRECT_READ_BYTES_MIN = 16 * 1024;
 /** Frame bodies at least this big are reassembled into pooled buffers (smaller ones come from Node's slab). */
 const POOLED_BODY_BYTES_MIN = 64 * 1024;
-/** Reassembly buffers kept for reuse, per process: eight 1 MiB Data frames (2 MiB class each). */
-const RECEIVE_POOL_MAX_BYTES = 16 * 1024 * 1024;
+/**
+ * Reassembly buffers kept for reuse, per process: a full resync window (16
+ * RsDataReply bodies of 1 MiB + fixed fields) plus a few Data frames, so a
+ * steady stream allocates nothing (a miss costs a fresh 1 MiB: page faults, GC).
+ */
+const RECEIVE_POOL_MAX_BYTES = 24 * 1024 * 1024;
 const receivePool = new BufferPool(RECEIVE_POOL_MAX_BYTES);
 
 /**
