@@ -9,16 +9,21 @@
  * file `volume` of a fixed size; everything that would change it is refused
  * with EPERM), and handing read/write/flush/fsync of the file to JavaScript.
  * It knows nothing of block devices or replication: JavaScript answers each
- * I/O request with reply(slot, bytesOrNegativeErrno).
+ * I/O request with reply(handle, worker, bytesOrNegativeErrno).
  *
- * Threading: libfuse's worker threads (fuse_session_loop_mt) call the I/O
- * handlers; each one queues its request to the JS thread through a
- * threadsafe function and waits on its own semaphore until JavaScript
- * replies, so the request buffer handed to JS (the worker's receive buffer
- * for writes, a per-request allocation for reads) stays valid and unchanged
- * until the reply. Concurrency is therefore bounded by the worker count
- * (UDRBD_FUSE3_THREADS_MAX). A request is answered to the kernel only after
- * JavaScript replied, never before.
+ * Threading: UDRBD_FUSE3_WORKERS threads, started at mount, each read
+ * requests from /dev/fuse into its own receive buffer and hand I/O to the JS
+ * thread through a threadsafe function, then wait on their own semaphore
+ * until JavaScript replies. Each worker owns two buffers allocated once: the
+ * receive buffer (a write's data stays in it, where the kernel put it) and a
+ * read buffer JavaScript fills. Both are handed to JavaScript once, at mount,
+ * as Buffers (buffers(handle)); a request then names a buffer by index and
+ * offset, so no memory is allocated or wrapped per request (a fresh external
+ * Buffer per 1 MiB write made V8 count 1 MiB of external memory each time
+ * and run a major GC every few dozen requests). A buffer stays valid and
+ * unchanged until reply(handle, worker, result); a request is answered to
+ * the kernel only after JavaScript replied, never before. Concurrency is the
+ * worker count.
  */
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
@@ -33,33 +38,52 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define UDRBD_FUSE3_THREADS_MAX 32
-#define UDRBD_FUSE3_IDLE_THREADS 8
+#define UDRBD_FUSE3_WORKERS 16
 #define UDRBD_FUSE3_REQUEST_MAX_BYTES (1024 * 1024)
+/* libfuse reads a request with its session buffer size: at most the largest
+ * write plus FUSE_BUFFER_HEADER_SIZE (4 KiB); libfuse 3 never grows it past
+ * FUSE_MAX_MAX_PAGES (256) pages + 4 KiB, which is this. */
+#define UDRBD_FUSE3_RECEIVE_BYTES (UDRBD_FUSE3_REQUEST_MAX_BYTES + 4096)
+#define UDRBD_FUSE3_BUFFER_ALIGN 4096
 #define VOLUME_INO 2
 #define VOLUME_NAME "volume"
 
 enum { KIND_READ = 0, KIND_WRITE = 1, KIND_FLUSH = 2, KIND_FSYNC = 3 };
 
+typedef struct volume volume_t;
+
 typedef struct {
+  volume_t *v;
+  int index;
+  pthread_t thread;
+  int started;
+  char *receive; /* UDRBD_FUSE3_RECEIVE_BYTES: libfuse reads requests into it */
+  char *read_buf; /* UDRBD_FUSE3_REQUEST_MAX_BYTES: JavaScript fills it for reads */
+  /* The request handed to JavaScript; valid while `pending`. */
   int kind;
-  char *buf; /* read: owned allocation; write: libfuse's buffer */
+  int buffer_index; /* into buffers(): 2*index receive, 2*index+1 read; -1 none */
+  size_t data_offset;
   size_t length;
   off_t offset;
   int result; /* bytes or negative errno, set by reply() */
+  int pending;
   sem_t done;
-} slot_t;
+} worker_t;
 
-typedef struct {
+struct volume {
   struct fuse_session *se;
-  pthread_t loop_thread;
-  int loop_started;
   napi_threadsafe_function tsfn;
   uint64_t size_bytes;
   int read_only;
   int direct_io;
   int unmounted;
-} volume_t;
+  worker_t workers[UDRBD_FUSE3_WORKERS];
+  /* Strong references to the Buffers over the worker buffers, dropped once unmounted. */
+  napi_ref buffer_refs[2 * UDRBD_FUSE3_WORKERS];
+};
+
+/* The worker running the current libfuse callback (the callbacks run on the worker that read the request). */
+static __thread worker_t *current_worker;
 
 #define NAPI_OK(call)                                                   \
   do {                                                                  \
@@ -89,47 +113,47 @@ static void fill_attr(volume_t *v, fuse_ino_t ino, struct stat *st) {
 
 /* ---- handing a request to JavaScript and waiting for its reply ---- */
 
-static int call_js(volume_t *v, slot_t *slot) {
-  if (sem_init(&slot->done, 0, 0) != 0) return -EIO;
-  slot->result = -EIO;
-  if (napi_call_threadsafe_function(v->tsfn, slot, napi_tsfn_blocking) != napi_ok) {
-    sem_destroy(&slot->done);
+static int call_js(worker_t *w) {
+  w->result = -EIO;
+  w->pending = 1;
+  if (napi_call_threadsafe_function(w->v->tsfn, w, napi_tsfn_blocking) != napi_ok) {
+    w->pending = 0;
     return -EIO;
   }
-  while (sem_wait(&slot->done) != 0 && errno == EINTR) {
+  while (sem_wait(&w->done) != 0 && errno == EINTR) {
   }
-  sem_destroy(&slot->done);
-  return slot->result;
+  return w->result;
 }
 
-/* On the JS thread: onRequest(kind, slot, buffer|null, offset, length). */
+/* On the JS thread: onRequest(kind, worker, bufferIndex, dataOffset, offset, length). */
 static void js_dispatch(napi_env env, napi_value callback, void *context, void *data) {
   (void)context;
-  slot_t *slot = (slot_t *)data;
+  worker_t *w = (worker_t *)data;
   if (env == NULL || callback == NULL) {
-    slot->result = -EIO;
-    sem_post(&slot->done);
+    w->result = -EIO;
+    w->pending = 0;
+    sem_post(&w->done);
     return;
   }
-  napi_value argv[5];
+  napi_value argv[6];
   napi_value undefined;
   napi_get_undefined(env, &undefined);
-  napi_create_int32(env, slot->kind, &argv[0]);
-  napi_create_external(env, slot, NULL, NULL, &argv[1]);
-  if (slot->length > 0) {
-    napi_create_external_buffer(env, slot->length, slot->buf, NULL, NULL, &argv[2]);
-  } else {
-    napi_get_null(env, &argv[2]);
-  }
-  napi_create_double(env, (double)slot->offset, &argv[3]);
-  napi_create_double(env, (double)slot->length, &argv[4]);
+  napi_create_int32(env, w->kind, &argv[0]);
+  napi_create_int32(env, w->index, &argv[1]);
+  napi_create_int32(env, w->buffer_index, &argv[2]);
+  napi_create_int32(env, (int32_t)w->data_offset, &argv[3]);
+  napi_create_double(env, (double)w->offset, &argv[4]);
+  napi_create_int32(env, (int32_t)w->length, &argv[5]);
   napi_value ignored;
-  if (napi_call_function(env, undefined, callback, 5, argv, &ignored) != napi_ok) {
+  if (napi_call_function(env, undefined, callback, 6, argv, &ignored) != napi_ok) {
     /* The JS callback threw: answer EIO instead of leaving the worker waiting. */
     napi_value exception;
     napi_get_and_clear_last_exception(env, &exception);
-    slot->result = -EIO;
-    sem_post(&slot->done);
+    if (w->pending) {
+      w->result = -EIO;
+      w->pending = 0;
+      sem_post(&w->done);
+    }
   }
 }
 
@@ -143,8 +167,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
   conn->max_write = UDRBD_FUSE3_REQUEST_MAX_BYTES;
   conn->max_read = UDRBD_FUSE3_REQUEST_MAX_BYTES; /* must equal the max_read mount option */
   conn->max_readahead = UDRBD_FUSE3_REQUEST_MAX_BYTES;
-  conn->max_background = UDRBD_FUSE3_THREADS_MAX;
-  conn->congestion_threshold = UDRBD_FUSE3_THREADS_MAX * 3 / 4;
+  conn->max_background = UDRBD_FUSE3_WORKERS;
+  conn->congestion_threshold = UDRBD_FUSE3_WORKERS * 3 / 4;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
@@ -263,27 +287,30 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino) {
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   (void)fi;
-  volume_t *v = fuse_req_userdata(req);
+  worker_t *w = current_worker;
   if (ino != VOLUME_INO) {
     fuse_reply_err(req, EISDIR);
     return;
   }
-  if (size > UDRBD_FUSE3_REQUEST_MAX_BYTES) size = UDRBD_FUSE3_REQUEST_MAX_BYTES;
-  slot_t slot = {.kind = KIND_READ, .length = size, .offset = off};
-  slot.buf = size > 0 ? malloc(size) : NULL;
-  if (size > 0 && slot.buf == NULL) {
-    fuse_reply_err(req, ENOMEM);
+  if (w == NULL) {
+    fuse_reply_err(req, EIO);
     return;
   }
-  int result = call_js(v, &slot);
+  if (size > UDRBD_FUSE3_REQUEST_MAX_BYTES) size = UDRBD_FUSE3_REQUEST_MAX_BYTES;
+  w->kind = KIND_READ;
+  w->buffer_index = 2 * w->index + 1;
+  w->data_offset = 0;
+  w->length = size;
+  w->offset = off;
+  int result = call_js(w);
   if (result < 0) fuse_reply_err(req, -result);
-  else fuse_reply_buf(req, slot.buf, (size_t)result <= size ? (size_t)result : size);
-  free(slot.buf);
+  else fuse_reply_buf(req, w->read_buf, (size_t)result <= size ? (size_t)result : size);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
   (void)fi;
   volume_t *v = fuse_req_userdata(req);
+  worker_t *w = current_worker;
   if (ino != VOLUME_INO) {
     fuse_reply_err(req, EISDIR);
     return;
@@ -292,20 +319,44 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     fuse_reply_err(req, EROFS);
     return;
   }
-  slot_t slot = {.kind = KIND_WRITE, .buf = (char *)buf, .length = size, .offset = off};
-  int result = call_js(v, &slot);
+  if (w == NULL || size > UDRBD_FUSE3_REQUEST_MAX_BYTES) {
+    fuse_reply_err(req, EIO);
+    return;
+  }
+  w->kind = KIND_WRITE;
+  w->length = size;
+  w->offset = off;
+  if (buf >= w->receive && buf + size <= w->receive + UDRBD_FUSE3_RECEIVE_BYTES) {
+    /* The data is where the kernel put it: hand JavaScript that place. */
+    w->buffer_index = 2 * w->index;
+    w->data_offset = (size_t)(buf - w->receive);
+  } else {
+    /* libfuse handed us another buffer (it does not, without splice): copy once. */
+    memcpy(w->read_buf, buf, size);
+    w->buffer_index = 2 * w->index + 1;
+    w->data_offset = 0;
+  }
+  int result = call_js(w);
   if (result < 0) fuse_reply_err(req, -result);
   else fuse_reply_write(req, (size_t)result);
 }
 
 static void flush_like(fuse_req_t req, fuse_ino_t ino, int kind) {
-  volume_t *v = fuse_req_userdata(req);
+  worker_t *w = current_worker;
   if (ino != VOLUME_INO) {
     fuse_reply_err(req, 0);
     return;
   }
-  slot_t slot = {.kind = kind, .buf = NULL, .length = 0, .offset = 0};
-  int result = call_js(v, &slot);
+  if (w == NULL) {
+    fuse_reply_err(req, EIO);
+    return;
+  }
+  w->kind = kind;
+  w->buffer_index = -1;
+  w->data_offset = 0;
+  w->length = 0;
+  w->offset = 0;
+  int result = call_js(w);
   fuse_reply_err(req, result < 0 ? -result : 0);
 }
 
@@ -356,23 +407,91 @@ static const struct fuse_lowlevel_ops volume_ops = {
     .create = op_create,
 };
 
-static void *loop_main(void *arg) {
-  volume_t *v = (volume_t *)arg;
-  struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_max_threads(cfg, UDRBD_FUSE3_THREADS_MAX);
-  fuse_loop_cfg_set_idle_threads(cfg, UDRBD_FUSE3_IDLE_THREADS);
-  fuse_loop_cfg_set_clone_fd(cfg, 0);
-  fuse_session_loop_mt(v->se, cfg);
-  fuse_loop_cfg_destroy(cfg);
+/* One worker: read a request into its own buffer, let libfuse dispatch it (on this thread), repeat. */
+static void *worker_main(void *arg) {
+  worker_t *w = (worker_t *)arg;
+  struct fuse_session *se = w->v->se;
+  current_worker = w;
+  while (!fuse_session_exited(se)) {
+    struct fuse_buf fbuf = {.mem = w->receive, .size = UDRBD_FUSE3_RECEIVE_BYTES};
+    int res = fuse_session_receive_buf(se, &fbuf);
+    if (res == -EINTR) continue;
+    if (res <= 0) {
+      /* 0: unmounted (ENODEV) or exited; < 0: the device failed. Either way every worker stops. */
+      fuse_session_exit(se);
+      break;
+    }
+    fuse_session_process_buf(se, &fbuf);
+  }
   return NULL;
+}
+
+static void free_buffer(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
 }
 
 static void volume_finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   volume_t *v = (volume_t *)data;
-  /* Only freed once unmounted: a mounted volume keeps its session. */
-  if (v->unmounted) free(v);
+  /* Only freed once unmounted: a mounted volume keeps its session and workers. */
+  if (!v->unmounted) return;
+  for (int i = 0; i < UDRBD_FUSE3_WORKERS; i++) sem_destroy(&v->workers[i].done);
+  free(v);
+}
+
+/* Stops the workers started so far and undoes the mount (mount failed half-way). */
+static void abandon_mount(volume_t *v) {
+  fuse_session_exit(v->se);
+  fuse_session_unmount(v->se);
+  for (int i = 0; i < UDRBD_FUSE3_WORKERS; i++) {
+    if (v->workers[i].started) pthread_join(v->workers[i].thread, NULL);
+  }
+  fuse_session_destroy(v->se);
+}
+
+/* Allocates the worker buffers and wraps each in a Buffer once (JS frees them when collected). */
+static int create_worker_buffers(napi_env env, volume_t *v) {
+  for (int i = 0; i < UDRBD_FUSE3_WORKERS; i++) {
+    worker_t *w = &v->workers[i];
+    w->v = v;
+    w->index = i;
+    if (sem_init(&w->done, 0, 0) != 0) return -1;
+    void *receive = NULL;
+    void *read_buf = NULL;
+    if (posix_memalign(&receive, UDRBD_FUSE3_BUFFER_ALIGN, UDRBD_FUSE3_RECEIVE_BYTES) != 0) return -1;
+    if (posix_memalign(&read_buf, UDRBD_FUSE3_BUFFER_ALIGN, UDRBD_FUSE3_REQUEST_MAX_BYTES) != 0) {
+      free(receive);
+      return -1;
+    }
+    napi_value buffer;
+    if (napi_create_external_buffer(env, UDRBD_FUSE3_RECEIVE_BYTES, receive, free_buffer, NULL, &buffer) != napi_ok) {
+      free(receive);
+      free(read_buf);
+      return -1;
+    }
+    w->receive = receive;
+    if (napi_create_reference(env, buffer, 1, &v->buffer_refs[2 * i]) != napi_ok) {
+      free(read_buf);
+      return -1;
+    }
+    if (napi_create_external_buffer(env, UDRBD_FUSE3_REQUEST_MAX_BYTES, read_buf, free_buffer, NULL, &buffer) != napi_ok) {
+      free(read_buf);
+      return -1;
+    }
+    w->read_buf = read_buf;
+    if (napi_create_reference(env, buffer, 1, &v->buffer_refs[2 * i + 1]) != napi_ok) return -1;
+  }
+  return 0;
+}
+
+static void delete_buffer_refs(napi_env env, volume_t *v) {
+  for (int i = 0; i < 2 * UDRBD_FUSE3_WORKERS; i++) {
+    if (v->buffer_refs[i] != NULL) napi_delete_reference(env, v->buffer_refs[i]);
+    v->buffer_refs[i] = NULL;
+  }
 }
 
 /* mount(mountDir, fsname, sizeBytes, readOnly, directIo, onRequest) -> handle */
@@ -403,11 +522,25 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   v->size_bytes = (uint64_t)size_bytes;
   v->read_only = read_only;
   v->direct_io = direct_io;
+  /* The handle owns v from here: its finalizer frees v once unmounted. */
+  napi_value handle;
+  if (napi_create_external(env, v, volume_finalize, NULL, &handle) != napi_ok) {
+    free(v);
+    napi_throw_error(env, NULL, "udrbd-fuse3: cannot create the volume handle");
+    return NULL;
+  }
+  if (create_worker_buffers(env, v) != 0) {
+    delete_buffer_refs(env, v);
+    v->unmounted = 1;
+    napi_throw_error(env, NULL, "udrbd-fuse3: cannot allocate the worker buffers");
+    return NULL;
+  }
 
   napi_value name;
   NAPI_OK(napi_create_string_utf8(env, "udrbd-fuse3", NAPI_AUTO_LENGTH, &name));
   if (napi_create_threadsafe_function(env, argv[5], NULL, name, 0, 1, NULL, NULL, NULL, js_dispatch, &v->tsfn) != napi_ok) {
-    free(v);
+    delete_buffer_refs(env, v);
+    v->unmounted = 1;
     napi_throw_error(env, NULL, "udrbd-fuse3: cannot create the request queue");
     return NULL;
   }
@@ -420,43 +553,78 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   v->se = fuse_session_new(&args, &volume_ops, sizeof(volume_ops), v);
   if (v->se == NULL) {
     napi_release_threadsafe_function(v->tsfn, napi_tsfn_abort);
-    free(v);
+    delete_buffer_refs(env, v);
+    v->unmounted = 1;
     napi_throw_error(env, NULL, "udrbd-fuse3: fuse_session_new failed (bad options?)");
     return NULL;
   }
   if (fuse_session_mount(v->se, mount_dir) != 0) {
     fuse_session_destroy(v->se);
+    v->se = NULL;
     napi_release_threadsafe_function(v->tsfn, napi_tsfn_abort);
-    free(v);
+    delete_buffer_refs(env, v);
+    v->unmounted = 1;
     napi_throw_error(env, NULL, "udrbd-fuse3: fuse_session_mount failed (is /dev/fuse present, the mount point a directory?)");
     return NULL;
   }
-  if (pthread_create(&v->loop_thread, NULL, loop_main, v) != 0) {
-    fuse_session_unmount(v->se);
-    fuse_session_destroy(v->se);
-    napi_release_threadsafe_function(v->tsfn, napi_tsfn_abort);
-    free(v);
-    napi_throw_error(env, NULL, "udrbd-fuse3: cannot start the FUSE thread");
-    return NULL;
+  for (int i = 0; i < UDRBD_FUSE3_WORKERS; i++) {
+    worker_t *w = &v->workers[i];
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+      abandon_mount(v);
+      v->se = NULL;
+      napi_release_threadsafe_function(v->tsfn, napi_tsfn_abort);
+      delete_buffer_refs(env, v);
+      v->unmounted = 1;
+      napi_throw_error(env, NULL, "udrbd-fuse3: cannot start the FUSE worker threads");
+      return NULL;
+    }
+    w->started = 1;
   }
-  v->loop_started = 1;
-  napi_value handle;
-  NAPI_OK(napi_create_external(env, v, volume_finalize, NULL, &handle));
   return handle;
 }
 
-/* reply(slot, bytesOrNegativeErrno) */
-static napi_value js_reply(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+/* buffers(handle) -> Buffer[]: worker i's receive buffer at 2i, its read buffer at 2i+1. */
+static napi_value js_buffers(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
   NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   void *ptr;
+  NAPI_OK(napi_get_value_external(env, argv[0], &ptr));
+  volume_t *v = (volume_t *)ptr;
+  if (v->unmounted) {
+    napi_throw_error(env, NULL, "udrbd-fuse3: buffers() of a volume that is not mounted");
+    return NULL;
+  }
+  napi_value array;
+  NAPI_OK(napi_create_array_with_length(env, 2 * UDRBD_FUSE3_WORKERS, &array));
+  for (int i = 0; i < 2 * UDRBD_FUSE3_WORKERS; i++) {
+    napi_value buffer;
+    NAPI_OK(napi_get_reference_value(env, v->buffer_refs[i], &buffer));
+    NAPI_OK(napi_set_element(env, array, (uint32_t)i, buffer));
+  }
+  return array;
+}
+
+/* reply(handle, worker, bytesOrNegativeErrno) */
+static napi_value js_reply(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  void *ptr;
+  int32_t index;
   int32_t result;
   NAPI_OK(napi_get_value_external(env, argv[0], &ptr));
-  NAPI_OK(napi_get_value_int32(env, argv[1], &result));
-  slot_t *slot = (slot_t *)ptr;
-  slot->result = result;
-  sem_post(&slot->done);
+  NAPI_OK(napi_get_value_int32(env, argv[1], &index));
+  NAPI_OK(napi_get_value_int32(env, argv[2], &result));
+  volume_t *v = (volume_t *)ptr;
+  if (index < 0 || index >= UDRBD_FUSE3_WORKERS || !v->workers[index].pending) {
+    napi_throw_error(env, NULL, "udrbd-fuse3: reply() to a worker with no request waiting (answered twice?)");
+    return NULL;
+  }
+  worker_t *w = &v->workers[index];
+  w->result = result;
+  w->pending = 0;
+  sem_post(&w->done);
   return NULL;
 }
 
@@ -474,7 +642,9 @@ static void unmount_execute(napi_env env, void *data) {
   volume_t *v = job->v;
   fuse_session_exit(v->se);
   fuse_session_unmount(v->se);
-  if (v->loop_started) pthread_join(v->loop_thread, NULL);
+  for (int i = 0; i < UDRBD_FUSE3_WORKERS; i++) {
+    if (v->workers[i].started) pthread_join(v->workers[i].thread, NULL);
+  }
   fuse_session_destroy(v->se);
   v->se = NULL;
 }
@@ -483,6 +653,7 @@ static void unmount_complete(napi_env env, napi_status status, void *data) {
   unmount_job_t *job = (unmount_job_t *)data;
   volume_t *v = job->v;
   napi_release_threadsafe_function(v->tsfn, napi_tsfn_release);
+  delete_buffer_refs(env, v);
   v->unmounted = 1;
   napi_value undefined;
   napi_get_undefined(env, &undefined);
@@ -527,12 +698,14 @@ static napi_value init_module(napi_env env, napi_value exports) {
   NAPI_OK(napi_set_named_property(env, exports, "mount", fn));
   NAPI_OK(napi_create_function(env, "reply", NAPI_AUTO_LENGTH, js_reply, NULL, &fn));
   NAPI_OK(napi_set_named_property(env, exports, "reply", fn));
+  NAPI_OK(napi_create_function(env, "buffers", NAPI_AUTO_LENGTH, js_buffers, NULL, &fn));
+  NAPI_OK(napi_set_named_property(env, exports, "buffers", fn));
   NAPI_OK(napi_create_function(env, "unmount", NAPI_AUTO_LENGTH, js_unmount, NULL, &fn));
   NAPI_OK(napi_set_named_property(env, exports, "unmount", fn));
   napi_value n;
   NAPI_OK(napi_create_int32(env, UDRBD_FUSE3_REQUEST_MAX_BYTES, &n));
   NAPI_OK(napi_set_named_property(env, exports, "requestMaxBytes", n));
-  NAPI_OK(napi_create_int32(env, UDRBD_FUSE3_THREADS_MAX, &n));
+  NAPI_OK(napi_create_int32(env, UDRBD_FUSE3_WORKERS, &n));
   NAPI_OK(napi_set_named_property(env, exports, "threadsMax", n));
   return exports;
 }

@@ -114,15 +114,26 @@ export class CountingDevice implements BlockDevice {
    * and a queue depth the kernel keeps would not show in the frontend's in-flight count.
    */
   writeDelayMs = 0;
+  /** Backing stores of the buffers reads and writes arrived in (shows whether the frontend reuses its buffers). */
+  readonly stores = new Set<ArrayBufferLike>();
+  requests = 0;
   constructor(private readonly inner: BlockDevice) {}
   get sizeBytes(): number { return this.inner.sizeBytes; }
   get capabilities(): BlockDevice['capabilities'] { return this.inner.capabilities; }
-  read(buffer: Buffer, offsetBytes: number): Promise<void> { return this.inner.read(buffer, offsetBytes); }
+  read(buffer: Buffer, offsetBytes: number): Promise<void> {
+    this.note(buffer);
+    return this.inner.read(buffer, offsetBytes);
+  }
   write(buffer: Buffer, offsetBytes: number, flags?: WriteFlags): Promise<void> {
+    this.note(buffer);
     if (this.writeDelayMs <= 0) return this.inner.write(buffer, offsetBytes, flags);
     return new Promise<void>((resolve) => setTimeout(resolve, this.writeDelayMs)).then(() => this.inner.write(buffer, offsetBytes, flags));
   }
   flush(): Promise<void> { this.flushCount++; return this.inner.flush(); }
+  private note(buffer: Buffer): void {
+    this.requests++;
+    if (this.stores.size < 1024) this.stores.add(buffer.buffer);
+  }
   trim(offsetBytes: number, lengthBytes: number): Promise<void> { return this.inner.trim(offsetBytes, lengthBytes); }
   close(): Promise<void> { return this.inner.close(); }
 }

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { FileDisk } from '../../src/disk/file-disk.js';
 import { VolumeFs } from '../../src/frontend/fuse/volume-fs.js';
-import { loadFuse3 } from '../../src/frontend/fuse/fuse3-native.js';
+import { loadFuse3, type Fuse3Handle } from '../../src/frontend/fuse/fuse3-native.js';
 import { attachLoop, detachLoop } from '../../src/frontend/loop/losetup.js';
 import { isMountPoint } from '../../src/frontend/exposure/fuse-loop-exposure.js';
 import { silentLogger } from '../../src/util/log.js';
@@ -95,6 +95,25 @@ describe('libfuse 3 volume backend under a loop device', () => {
     await run('blockdev', ['--flushbufs', loop.loopDevice]);
     await run('sh', ['-c', `dd if=/dev/zero of="$1" bs=4k count=1 seek=100 oflag=direct conv=fsync status=none`, 'sh', loop.loopDevice]);
     expect(s.counting.flushCount).toBeGreaterThan(flushesBefore);
+    expect(s.volume.stats.ioErrors).toBe(0);
+  });
+
+  it('serves every request from the workers\' buffers made at mount, and refuses a reply to a worker with no request waiting', async () => {
+    const { addon } = loadFuse3();
+    const s = await newScene();
+    const loop = await attachLoop(s.volume.volumePath, { directIo: true, log: silentLogger() });
+    scene!.loopDevice = loop.loopDevice;
+    // 64 x 1 MiB writes, then reads of them, through the loop device.
+    await run('sh', ['-c', `dd if=/dev/urandom of="$1" bs=1M count=64 oflag=direct conv=fsync status=none && dd if="$1" of=/dev/null bs=1M count=64 iflag=direct status=none`, 'sh', loop.loopDevice]);
+    expect(s.counting.requests).toBeGreaterThanOrEqual(128);
+    // No request got memory of its own: every one arrived in one of the two buffers per worker.
+    expect(s.counting.stores.size).toBeLessThanOrEqual(2 * addon!.threadsMax);
+    expect(s.counting.stores.size).toBeGreaterThanOrEqual(2);
+    // The addon holds each worker to one reply per request: an unsolicited reply is an error, not a stray wake-up.
+    const handle = (s.volume as unknown as { fuse3: { handle: Fuse3Handle } }).fuse3.handle; // test-only peek at the mounted handle
+    expect(() => addon!.reply(handle, 0, 0)).toThrow(/no request waiting/);
+    expect(() => addon!.reply(handle, addon!.threadsMax, 0)).toThrow(/no request waiting/);
+    expect(addon!.buffers(handle)).toHaveLength(2 * addon!.threadsMax);
     expect(s.volume.stats.ioErrors).toBe(0);
   });
 

@@ -16,25 +16,28 @@ export const FUSE3_KIND_WRITE = 1;
 export const FUSE3_KIND_FLUSH = 2;
 export const FUSE3_KIND_FSYNC = 3;
 
-/** Opaque per-request handle; answer it exactly once with `reply`. */
-export type Fuse3Slot = { readonly __fuse3Slot: unique symbol };
 /** Opaque mounted-session handle. */
 export type Fuse3Handle = { readonly __fuse3Handle: unique symbol };
 
 /**
- * Called on the JS thread for every I/O request. `buffer` is null for
- * flush/fsync; for writes it holds the data, for reads it is to be filled.
- * It is only valid until `reply(slot, ...)`.
+ * Called on the JS thread for every I/O request, from libfuse worker `worker`
+ * (answer with `reply(handle, worker, ...)` exactly once). The request's bytes
+ * are `buffers(handle)[bufferIndex]` from `dataOffset`, `lengthBytes` long —
+ * for writes the data, for reads the place to fill; bufferIndex is -1 for
+ * flush/fsync. Valid only until the reply.
  */
-export type Fuse3RequestHandler = (kind: number, slot: Fuse3Slot, buffer: Buffer | null, offsetBytes: number, lengthBytes: number) => void;
+export type Fuse3RequestHandler = (kind: number, worker: number, bufferIndex: number, dataOffset: number, offsetBytes: number, lengthBytes: number) => void;
 
 export interface Fuse3Addon {
   mount(mountDir: string, fsname: string, sizeBytes: number, readOnly: boolean, directIo: boolean, onRequest: Fuse3RequestHandler): Fuse3Handle;
-  /** Bytes done (read/write) or 0 (flush/fsync), or a negative errno. */
-  reply(slot: Fuse3Slot, result: number): void;
+  /** The workers' buffers, created once per mount: worker i's receive buffer at 2i, its read buffer at 2i+1. */
+  buffers(handle: Fuse3Handle): Buffer[];
+  /** Bytes done (read/write) or 0 (flush/fsync), or a negative errno; throws if the worker has no request waiting. */
+  reply(handle: Fuse3Handle, worker: number, result: number): void;
   /** Unmounts and joins libfuse's threads off the JS thread. */
   unmount(handle: Fuse3Handle): Promise<void>;
   readonly requestMaxBytes: number;
+  /** Worker threads, i.e. requests in JavaScript at once at most. */
   readonly threadsMax: number;
 }
 
