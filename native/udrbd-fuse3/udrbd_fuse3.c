@@ -40,9 +40,11 @@
 
 #define UDRBD_FUSE3_WORKERS 16
 #define UDRBD_FUSE3_REQUEST_MAX_BYTES (1024 * 1024)
-/* libfuse reads a request with its session buffer size: at most the largest
- * write plus FUSE_BUFFER_HEADER_SIZE (4 KiB); libfuse 3 never grows it past
- * FUSE_MAX_MAX_PAGES (256) pages + 4 KiB, which is this. */
+/* A request's size is bounded by the negotiated max_write (op_init sets it
+ * to UDRBD_FUSE3_REQUEST_MAX_BYTES) plus its headers, well under 4 KiB: the
+ * kernel never writes more than that into a receive buffer, whatever read
+ * length libfuse passes (libfuse 3.14 passes its session buffer size, 256
+ * pages + 4 KiB, which is exactly this). */
 #define UDRBD_FUSE3_RECEIVE_BYTES (UDRBD_FUSE3_REQUEST_MAX_BYTES + 4096)
 #define UDRBD_FUSE3_BUFFER_ALIGN 4096
 #define VOLUME_INO 2

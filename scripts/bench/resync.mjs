@@ -1,7 +1,7 @@
 // Benchmark part `resync`: udrbd's full initial sync and a 10% bitmap resync
 // against `dd` copying the same bytes between two files on the same disk, with
 // the resync rate unlimited (c-plan-ahead 0, resync-rate 4096M); the full sync
-// (initial, then invalidate-remote) and the bitmap resync run 3 rounds each,
+// (initial, then invalidate-remote) and the bitmap resync run 5 rounds each,
 // every round next to its own dd, medians reported. Also checks
 // how many bytes the bitmap resync moved (SyncSource `ns` counter) against the
 // bytes changed. Writes bench-results/resync.json. Bounded: fixed sizes, every
@@ -21,9 +21,9 @@ const CHANGED_FRACTION = 0.1;
 /** Changed chunks of the bitmap resync: scattered, each this big. */
 const CHUNK_BYTES = MiB;
 /** Bitmap resync measurements (each against its own dd anchor); the median is reported. */
-const BITMAP_ROUNDS = quick ? 1 : 3;
+const BITMAP_ROUNDS = quick ? 1 : 5;
 /** Full syncs measured (the initial one, then invalidate-remote), each against its own dd; medians reported. */
-const FULL_ROUNDS = quick ? 1 : 3;
+const FULL_ROUNDS = quick ? 1 : 5;
 const SYNC_TIMEOUT_MS = 120_000;
 
 /** Fills the data area of `file` with incompressible bytes (a resync of zeros would prove little). */
