@@ -39,6 +39,20 @@ export function workDir(name) {
   return dir;
 }
 
+/**
+ * The sides of a comparison in the order they run in round `round`: rotated
+ * one step per round, so over the rounds every side runs first, second, ...
+ * equally often. On this VM the side that runs right after another side's
+ * page-cache drop pays host page faults more often (free page reporting
+ * hands the dropped pages to the host 2-6 s later): with a fixed order the
+ * second side's seq reads ran at 700-800 instead of ~1900 MB/s in 3 of 5
+ * rounds while the same build in first place did not.
+ */
+export function rotated(sides, round) {
+  const k = round % sides.length;
+  return [...sides.slice(k), ...sides.slice(0, k)];
+}
+
 /** Median of a non-empty list of numbers. */
 export function median(values) {
   const v = [...values].sort((a, b) => a - b);

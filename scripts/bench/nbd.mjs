@@ -2,7 +2,8 @@
 // socket) against nbdkit's `file` plugin (anchor), udrbd StandAlone (one
 // node, primary --force, disconnected) and udrbd protocol C with a connected
 // peer on loopback. All three run at once and every job is measured in
-// interleaved rounds (nbdkit, StandAlone, protocol C, then again): on this
+// interleaved rounds (nbdkit, StandAlone, protocol C, then StandAlone,
+// protocol C, nbdkit: the order rotates each round, lib.mjs rotated()): on this
 // shared 2-core VM a disk's fsync latency drifts by ±30% within a minute, and
 // interleaving puts every side under the same drift; the table reports the
 // median of the rounds. Every image is written once before measuring (like
@@ -15,7 +16,7 @@
 import path from 'node:path';
 import fs from 'node:fs';
 import { BenchCluster } from './cluster.mjs';
-import { dropCaches, settleWrites, fio, hasCommand, median, prefillZeros, row, runCleanups, sparseFile, startProcess, stopProcess, waitForSocket, workDir } from './lib.mjs';
+import { dropCaches, settleWrites, fio, hasCommand, median, prefillZeros, rotated, row, runCleanups, sparseFile, startProcess, stopProcess, waitForSocket, workDir } from './lib.mjs';
 
 const quick = process.argv.includes('--quick');
 const MiB = 1024 * 1024;
@@ -83,7 +84,7 @@ async function main() {
   for (const j of jobs(exportBytes)) {
     for (const s of sides) runs[s.key][j.key] = [];
     for (let round = 0; round < ROUNDS; round++) {
-      for (const s of sides) {
+      for (const s of rotated(sides, round)) {
         if (j.side === 'read') dropCaches();
         else settleWrites();
         const r = fio({ ioengine: 'nbd', uri: `nbd+unix:///?socket=${s.sock}`, ...j.opts }, j.side);

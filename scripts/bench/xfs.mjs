@@ -3,7 +3,8 @@
 // the same size. udrbd: XFS on the udrbd device (the default frontend on this
 // machine: FUSE file + loop; status --json frontend.devicePath), StandAlone
 // and protocol C with a peer. All three are mounted at once and each job runs
-// in interleaved rounds (anchor, StandAlone, protocol C, again); the table
+// in interleaved rounds (anchor, StandAlone, protocol C; the order rotates
+// each round, lib.mjs rotated()); the table
 // reports the median. Backing files are written once before mkfs (like an
 // LV), so host first-touch allocation favours no side. Root only.
 // Writes bench-results/xfs.json; unmounts, detaches loop devices, stops the
@@ -12,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BenchCluster } from './cluster.mjs';
-import { settleWrites, fio, hasCommand, median, onCleanup, prefillZeros, row, runCleanups, sparseFile, workDir } from './lib.mjs';
+import { settleWrites, fio, hasCommand, median, onCleanup, prefillZeros, rotated, row, runCleanups, sparseFile, workDir } from './lib.mjs';
 
 const quick = process.argv.includes('--quick');
 const MiB = 1024 * 1024;
@@ -115,7 +116,7 @@ async function main() {
     ['dd', ddJob, (x) => `${(x / 1e6).toFixed(1)} MB/s`],
     ['randwrite', fioJob, (x) => `${Math.round(x)} IOPS`],
   ]) {
-    for (let round = 0; round < ROUNDS; round++) for (const s of sides) runs[s.key][key].push(job(s.mnt));
+    for (let round = 0; round < ROUNDS; round++) for (const s of rotated(sides, round)) runs[s.key][key].push(job(s.mnt));
     for (const s of sides) {
       const v = runs[s.key][key];
       console.log(`  ${s.label.padEnd(26)} ${key.padEnd(10)} median ${show(median(v))}  (rounds: ${v.map(show).join(', ')})`);
