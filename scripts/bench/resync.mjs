@@ -2,7 +2,8 @@
 // against `dd` copying the same bytes between two files on the same disk, with
 // the resync rate unlimited (c-plan-ahead 0, resync-rate 4096M); the full sync
 // (initial, then invalidate-remote) and the bitmap resync run 5 rounds each,
-// every round next to its own dd, medians reported. Also checks
+// every round next to its own dd (which of the two goes first alternates),
+// medians reported. Also checks
 // how many bytes the bitmap resync moved (SyncSource `ns` counter) against the
 // bytes changed. Writes bench-results/resync.json. Bounded: fixed sizes, every
 // wait has a deadline; cleans up processes and temp files even on failure.
@@ -66,14 +67,25 @@ async function main() {
   await cluster.admOk('beta', ['up', cluster.resource]);
   await cluster.waitStatus('alpha', 'Connected', (s) => s.cstate === 'Connected', 30_000);
   const fullRounds = { ddS: [], syncS: [] };
-  for (let round = 0; round < FULL_ROUNDS; round++) {
-    const ddS = ddCopySeconds(cluster.disks.alpha, ddTarget, dataMiB);
+  const fullSyncSeconds = async (round) => {
     dropCaches();
     const t0 = performance.now();
     if (round === 0) await cluster.verb('alpha', 'primary', { force: true });
     else await cluster.verb('alpha', 'invalidate-remote');
     await cluster.waitStatus('alpha', 'UpToDate/UpToDate', (s) => s.cstate === 'Connected' && s.disk === 'UpToDate' && s.peerDisk === 'UpToDate', SYNC_TIMEOUT_MS, 50);
-    const syncS = (performance.now() - t0) / 1000;
+    return (performance.now() - t0) / 1000;
+  };
+  for (let round = 0; round < FULL_ROUNDS; round++) {
+    // Which of the two runs first alternates (see lib.mjs rotated() for why order matters here).
+    let ddS = 0;
+    let syncS = 0;
+    if (round % 2 === 0) {
+      ddS = ddCopySeconds(cluster.disks.alpha, ddTarget, dataMiB);
+      syncS = await fullSyncSeconds(round);
+    } else {
+      syncS = await fullSyncSeconds(round);
+      ddS = ddCopySeconds(cluster.disks.alpha, ddTarget, dataMiB);
+    }
     fullRounds.ddS.push(ddS);
     fullRounds.syncS.push(syncS);
     console.log(
@@ -104,22 +116,38 @@ async function main() {
     }
     const before = await cluster.status('alpha');
     const nsBefore = before.counters.ns * 1024;
-    dropCaches();
-    const t1 = performance.now();
-    await cluster.verb('alpha', 'connect', { discardMyData: false });
-    const after = await cluster.waitStatus('alpha', 'Connected, UpToDate/UpToDate', (s) => s.cstate === 'Connected' && s.disk === 'UpToDate' && s.peerDisk === 'UpToDate', SYNC_TIMEOUT_MS, 20);
-    const bitmapS = (performance.now() - t1) / 1000;
-
+    const resync = async () => {
+      dropCaches();
+      const t1 = performance.now();
+      await cluster.verb('alpha', 'connect', { discardMyData: false });
+      const status = await cluster.waitStatus('alpha', 'Connected, UpToDate/UpToDate', (s) => s.cstate === 'Connected' && s.disk === 'UpToDate' && s.peerDisk === 'UpToDate', SYNC_TIMEOUT_MS, 20);
+      return { after: status, bitmapS: (performance.now() - t1) / 1000 };
+    };
     // anchor: dd the same number of bytes (the same scattered chunks) between the two files
-    dropCaches();
-    const t2 = performance.now();
-    for (let k = 0; k < chunks; k++) {
-      execFileSync('dd', [`if=${cluster.disks.alpha}`, `of=${ddTarget}`, 'bs=1M', 'count=1', `skip=${k * stride}`, `seek=${k * stride}`, 'conv=notrunc', 'status=none']);
+    const ddAnchor = () => {
+      dropCaches();
+      const t2 = performance.now();
+      for (let k = 0; k < chunks; k++) {
+        execFileSync('dd', [`if=${cluster.disks.alpha}`, `of=${ddTarget}`, 'bs=1M', 'count=1', `skip=${k * stride}`, `seek=${k * stride}`, 'conv=notrunc', 'status=none']);
+      }
+      execFileSync('sync', [ddTarget]);
+      const scatteredS = (performance.now() - t2) / 1000;
+      // one dd process per chunk costs process start-up too; also time one contiguous dd of the same byte count
+      return { scatteredS, contiguousS: ddCopySeconds(cluster.disks.alpha, ddTarget, chunks) };
+    };
+    // Which runs first alternates, as for the full sync.
+    let synced;
+    let anchor;
+    if (round % 2 === 0) {
+      synced = await resync();
+      anchor = ddAnchor();
+    } else {
+      anchor = ddAnchor();
+      synced = await resync();
     }
-    execFileSync('sync', [ddTarget]);
-    const ddBitmapS = (performance.now() - t2) / 1000;
-    // one dd process per chunk costs process start-up too; also time one contiguous dd of the same byte count
-    const ddContigS = ddCopySeconds(cluster.disks.alpha, ddTarget, chunks);
+    const { after, bitmapS } = synced;
+    const ddBitmapS = anchor.scatteredS;
+    const ddContigS = anchor.contiguousS;
     rounds.bitmapS.push(bitmapS);
     rounds.ddBitmapS.push(ddBitmapS);
     rounds.ddContigS.push(ddContigS);
