@@ -113,7 +113,7 @@ describe('replication: when a write completes', () => {
   });
 
   it('epochs close as in DRBD 8.4 (drbd_req_complete): a write issued after another completed is in a later epoch; a stream gets one Barrier per completion of an open-epoch write, not one per write', async () => {
-    const { p, a } = pair('C', 1);
+    const { p, a, b } = pair('C', 1);
     const barriers: number[] = [];
     const dataEpochs = new Map<number, number>(); // offset -> epoch
     const send = a.send.bind(a);
@@ -152,8 +152,18 @@ describe('replication: when a write completes', () => {
     await p.engine.volume.flush();
     expect(barriers.length).toBe(before);
 
-    // Writes issued one per event-loop turn, none completed meanwhile (the link takes 1 ms): one
-    // epoch, one Barrier — not one per write (each would cost the Secondary a device flush).
+    // Writes issued one per event-loop turn, none completed meanwhile (the Secondary's WriteAcks
+    // are held back until all are issued, so no machine load can complete one early): one epoch,
+    // one Barrier — not one per write (each would cost the Secondary a device flush).
+    const sendB = b.send.bind(b);
+    let heldAcks: Parameters<typeof sendB>[0][] | null = [];
+    b.send = (packet) => {
+      if (heldAcks !== null && packet.type === PacketType.WriteAck) {
+        heldAcks.push(packet);
+        return true;
+      }
+      return sendB(packet);
+    };
     const burst: Promise<void>[] = [];
     const first = 64;
     for (let i = 0; i < 16; i++) {
@@ -161,6 +171,12 @@ describe('replication: when a write completes', () => {
       await new Promise((resolve) => setImmediate(resolve));
     }
     expect(completed.length).toBe(WRITES);
+    // Every Data reaches the Secondary (1 ms link) and is written and acked (held); bounded wait.
+    for (let waitedMs = 0; heldAcks.length < 16 && waitedMs < 5000; waitedMs += 5) await sleep(5);
+    const acks = heldAcks;
+    heldAcks = null;
+    expect(acks).toHaveLength(16);
+    for (const ack of acks) sendB(ack);
     await Promise.all(burst);
     const burstEpochs = new Set(Array.from({ length: 16 }, (_, i) => dataEpochs.get((first + i) * 4096)));
     expect(burstEpochs.size).toBe(1);
