@@ -585,14 +585,23 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   return handle;
 }
 
+/* The volume behind a handle from mount(), or NULL with a JS exception pending. */
+static volume_t *volume_arg(napi_env env, napi_value handle) {
+  void *ptr = NULL;
+  if (napi_get_value_external(env, handle, &ptr) != napi_ok || ptr == NULL) {
+    napi_throw_type_error(env, NULL, "udrbd-fuse3: not a volume handle from mount()");
+    return NULL;
+  }
+  return (volume_t *)ptr;
+}
+
 /* buffers(handle) -> Buffer[]: worker i's receive buffer at 2i, its read buffer at 2i+1. */
 static napi_value js_buffers(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  void *ptr;
-  NAPI_OK(napi_get_value_external(env, argv[0], &ptr));
-  volume_t *v = (volume_t *)ptr;
+  volume_t *v = volume_arg(env, argv[0]);
+  if (v == NULL) return NULL;
   if (v->unmounted) {
     napi_throw_error(env, NULL, "udrbd-fuse3: buffers() of a volume that is not mounted");
     return NULL;
@@ -612,13 +621,12 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  void *ptr;
+  volume_t *v = volume_arg(env, argv[0]);
+  if (v == NULL) return NULL;
   int32_t index;
   int32_t result;
-  NAPI_OK(napi_get_value_external(env, argv[0], &ptr));
   NAPI_OK(napi_get_value_int32(env, argv[1], &index));
   NAPI_OK(napi_get_value_int32(env, argv[2], &result));
-  volume_t *v = (volume_t *)ptr;
   if (index < 0 || index >= UDRBD_FUSE3_WORKERS || !v->workers[index].pending) {
     napi_throw_error(env, NULL, "udrbd-fuse3: reply() to a worker with no request waiting (answered twice?)");
     return NULL;
@@ -675,9 +683,8 @@ static napi_value js_unmount(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  void *ptr;
-  NAPI_OK(napi_get_value_external(env, argv[0], &ptr));
-  volume_t *v = (volume_t *)ptr;
+  volume_t *v = volume_arg(env, argv[0]);
+  if (v == NULL) return NULL;
   napi_value promise;
   unmount_job_t *job = calloc(1, sizeof(unmount_job_t));
   if (job == NULL || v->se == NULL || v->unmounted) {

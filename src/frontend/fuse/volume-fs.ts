@@ -69,7 +69,7 @@ import { loadFuse3, FUSE3_KIND_READ, FUSE3_KIND_WRITE, FUSE3_KIND_FLUSH, type Fu
 export const FUSE_REQUEST_MAX_BYTES = 1024 * 1024;
 /** What the kernel sends libfuse 2 at most: it cannot negotiate FUSE_MAX_PAGES (32 pages). */
 export const LIBFUSE2_REQUEST_MAX_BYTES = 128 * 1024;
-/** Requests passed to the device at once; more wait in a FIFO (libfuse 3 has at most 32 worker threads). */
+/** Requests passed to the device at once; more wait in a FIFO (the libfuse 3 addon has 16 worker threads). */
 export const FUSE_INFLIGHT_MAX = 64;
 /** Upper bound on waiting requests: libfuse 2 starts one thread per outstanding request. */
 const FUSE_WAITING_MAX = 4096;
