@@ -16,12 +16,18 @@
  * forget(fd) drops queued hints for fd and waits until none is running on it
  * (call before closing fd, so a reused descriptor number gets no stale hint);
  * stats() -> { queued, completed, dropped, failed, lastErrno }.
+ *
+ * alignedBuffer(bytes) -> a Buffer whose memory starts on a page boundary
+ * (posix_memalign, freed when the Buffer is collected). O_DIRECT needs the
+ * memory, not only the file offset, aligned to the device's logical block,
+ * and a Node allocation has no alignment guarantee (src/disk/direct-buffers).
  */
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -164,6 +170,40 @@ static napi_value js_forget(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Memory of an alignedBuffer: alignment of its first byte, and the largest one handed out. */
+#define ALIGNED_BUFFER_ALIGN_BYTES 4096
+#define ALIGNED_BUFFER_BYTES_MAX (64 * 1024 * 1024)
+
+static void free_aligned(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+static napi_value js_aligned_buffer(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv, "udrbd-io: alignedBuffer(bytes)")) return NULL;
+  int64_t bytes;
+  NAPI_OK(napi_get_value_int64(env, argv[0], &bytes));
+  if (bytes <= 0 || bytes > ALIGNED_BUFFER_BYTES_MAX) {
+    napi_throw_range_error(env, NULL, "udrbd-io: alignedBuffer: bytes must be 1 .. 64 MiB");
+    return NULL;
+  }
+  void *data = NULL;
+  int rc = posix_memalign(&data, ALIGNED_BUFFER_ALIGN_BYTES, (size_t)bytes);
+  if (rc != 0) {
+    napi_throw_error(env, NULL, "udrbd-io: alignedBuffer: out of memory");
+    return NULL;
+  }
+  napi_value result;
+  if (napi_create_external_buffer(env, (size_t)bytes, data, free_aligned, NULL, &result) != napi_ok) {
+    free(data);
+    napi_throw_error(env, NULL, "udrbd-io: alignedBuffer: napi_create_external_buffer failed");
+    return NULL;
+  }
+  return result;
+}
+
 static napi_status set_u64(napi_env env, napi_value obj, const char *name, uint64_t value) {
   napi_value v;
   napi_status s = napi_create_double(env, (double)value, &v);
@@ -195,6 +235,10 @@ static napi_value init_module(napi_env env, napi_value exports) {
   NAPI_OK(napi_set_named_property(env, exports, "forget", fn));
   NAPI_OK(napi_create_function(env, "stats", NAPI_AUTO_LENGTH, js_stats, NULL, &fn));
   NAPI_OK(napi_set_named_property(env, exports, "stats", fn));
+  NAPI_OK(napi_create_function(env, "alignedBuffer", NAPI_AUTO_LENGTH, js_aligned_buffer, NULL, &fn));
+  NAPI_OK(napi_set_named_property(env, exports, "alignedBuffer", fn));
+  NAPI_OK(napi_create_int32(env, ALIGNED_BUFFER_ALIGN_BYTES, &fn));
+  NAPI_OK(napi_set_named_property(env, exports, "alignedBufferAlignBytes", fn));
   napi_value n;
   NAPI_OK(napi_create_int32(env, QUEUE_MAX, &n));
   NAPI_OK(napi_set_named_property(env, exports, "queueMax", n));

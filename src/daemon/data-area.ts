@@ -5,7 +5,7 @@
  * Its `sizeBytes` is the agreed device size (daemon/device-size), at most
  * `maxSizeBytes`: a request beyond it is refused (RangeError), never written.
  */
-import { type BlockDevice, type WriteFlags, checkRange } from '../disk/block-device.js';
+import { type BlockDevice, type ReadFlags, type WriteFlags, checkRange } from '../disk/block-device.js';
 import { assert } from '../util/assert.js';
 
 export class DataArea implements BlockDevice {
@@ -33,9 +33,9 @@ export class DataArea implements BlockDevice {
     return this.disk.capabilities;
   }
 
-  read(buffer: Buffer, offsetBytes: number): Promise<void> {
+  read(buffer: Buffer, offsetBytes: number, flags?: ReadFlags): Promise<void> {
     checkRange(this, offsetBytes, buffer.length);
-    return this.disk.read(buffer, offsetBytes);
+    return this.disk.read(buffer, offsetBytes, flags);
   }
 
   write(buffer: Buffer, offsetBytes: number, flags?: WriteFlags): Promise<void> {

@@ -23,13 +23,24 @@ export interface BlockDeviceCapabilities {
 export interface WriteFlags {
   /** Force unit access: the write is on stable storage when it completes. */
   readonly fua?: boolean;
+  /**
+   * A bulk transfer (resync) nobody reads back soon: skip the page cache where
+   * the device can (O_DIRECT on a file). Durability is unchanged — the write
+   * is on stable storage after the next flush, as any other.
+   */
+  readonly bypassCache?: boolean;
+}
+
+export interface ReadFlags {
+  /** A bulk read (resync source): skip the page cache where the device can; the bytes are the same. */
+  readonly bypassCache?: boolean;
 }
 
 export interface BlockDevice {
   readonly sizeBytes: number;
   readonly capabilities: BlockDeviceCapabilities;
   /** Fill `buffer` from `offsetBytes`. */
-  read(buffer: Buffer, offsetBytes: number): Promise<void>;
+  read(buffer: Buffer, offsetBytes: number, flags?: ReadFlags): Promise<void>;
   /** Write all of `buffer` at `offsetBytes`. */
   write(buffer: Buffer, offsetBytes: number, flags?: WriteFlags): Promise<void>;
   /** Everything written before is on stable storage when this resolves. */

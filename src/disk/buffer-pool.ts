@@ -10,7 +10,9 @@
  * buffer this pool handed out (once; later gives and foreign buffers are
  * ignored), so a consumer may hand back a subarray. A caller gives a buffer
  * back only once nothing else (a socket write, a disk request) still uses it.
- * Knows nothing of who uses the buffers.
+ * Knows nothing of who uses the buffers. Fresh backing stores come from an
+ * allocator the owner may choose (disk/direct-buffers: page-aligned memory
+ * for O_DIRECT).
  */
 import { assert } from '../util/assert.js';
 
@@ -30,6 +32,14 @@ function classShift(sizeBytes: number): number {
   return shift;
 }
 
+/** The default allocator: Node memory, not zero-filled (zeroing touches every page before the first real write does). */
+function allocateUnzeroed(bytes: number): ArrayBuffer {
+  const store = Buffer.allocUnsafeSlow(bytes).buffer;
+  // allocUnsafeSlow never slices a shared slab: the store is exactly this buffer.
+  assert(store instanceof ArrayBuffer && store.byteLength === bytes, 'allocUnsafeSlow gives a store of its own');
+  return store;
+}
+
 export class BufferPool {
   /** Free backing stores per class, index = shift - CLASS_MIN_SHIFT. */
   private readonly free: ArrayBuffer[][] = [];
@@ -41,7 +51,11 @@ export class BufferPool {
   /** take() calls served from the free list; for tests and statistics. */
   reuseCount = 0;
 
-  constructor(readonly pooledBytesMax: number) {
+  constructor(
+    readonly pooledBytesMax: number,
+    /** Makes a fresh backing store of exactly the given bytes; contents may be undefined. */
+    private readonly allocate: (bytes: number) => ArrayBuffer = allocateUnzeroed,
+  ) {
     assert(Number.isSafeInteger(pooledBytesMax) && pooledBytesMax >= 0, 'pooledBytesMax is a byte count');
     for (let s = CLASS_MIN_SHIFT; s <= CLASS_MAX_SHIFT; s++) this.free.push([]);
   }
@@ -59,7 +73,7 @@ export class BufferPool {
     const classBytes = classBytesOf(shift);
     if (sizeBytes > classBytes) {
       this.takenCount--; // never pooled: not outstanding
-      return Buffer.allocUnsafeSlow(sizeBytes);
+      return Buffer.from(this.allocate(sizeBytes), 0, sizeBytes);
     }
     const store = this.free[shift - CLASS_MIN_SHIFT]!.pop();
     if (store !== undefined) {
@@ -68,10 +82,8 @@ export class BufferPool {
       this.outstanding.add(store);
       return Buffer.from(store, 0, sizeBytes);
     }
-    // Not zero-filled (contents are undefined to callers anyway): zeroing a
-    // fresh store touches every page before the first real write does.
-    const fresh = Buffer.allocUnsafeSlow(classBytes).buffer;
-    assert(fresh.byteLength === classBytes, 'an unpooled allocation has its own backing store');
+    const fresh = this.allocate(classBytes);
+    assert(fresh.byteLength === classBytes, 'an allocation has its own backing store of the class size');
     this.outstanding.add(fresh);
     return Buffer.from(fresh, 0, sizeBytes);
   }

@@ -38,10 +38,11 @@
  * flush still fdatasyncs.
  */
 import fs from 'node:fs';
-import { type BlockDevice, type BlockDeviceCapabilities, type WriteFlags, checkRange } from './block-device.js';
+import { type BlockDevice, type BlockDeviceCapabilities, type ReadFlags, type WriteFlags, checkRange } from './block-device.js';
 import { UdrbdError, ExitCode } from '../util/errors.js';
 import { assert } from '../util/assert.js';
 import { type WritebackAddon, loadWriteback } from './writeback.js';
+import { DIRECT_IO_ALIGN_BYTES, alignedMemoryAvailable, directPool, isDirectIoBuffer } from './direct-buffers.js';
 
 /** Linux caps a single read/write at 0x7ffff000 bytes; stay well below. */
 const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
@@ -80,6 +81,8 @@ export interface FileDiskOptions {
   writebackHintBytes?: number;
   /** Where hints go; default the native addon (null when not built = no hints). For tests. */
   writeback?: WritebackAddon | null;
+  /** Serve bypassCache transfers with O_DIRECT where possible (default true); false = always buffered. */
+  directIo?: boolean;
 }
 
 /** Size in bytes of the file or block device at `path`. */
@@ -125,6 +128,10 @@ export class FileDisk implements BlockDevice {
     readonly isBlockDevice: boolean,
     private readonly writeback: WritebackAddon | null,
     private readonly writebackHintBytes: number,
+    /** Same file opened O_DIRECT, for bypassCache transfers; -1 when not possible. */
+    private readonly directFd: number,
+    /** Why bypassCache transfers are buffered; null while direct I/O is in use. */
+    private directOffReason: string | null,
   ) {}
 
   static open(path: string, options: FileDiskOptions = {}): FileDisk {
@@ -169,7 +176,8 @@ export class FileDisk implements BlockDevice {
     const hintBytes = options.writebackHintBytes ?? WRITEBACK_HINT_BYTES_DEFAULT;
     assert(Number.isSafeInteger(hintBytes) && hintBytes >= 0, `writebackHintBytes must be a non-negative integer, not ${hintBytes}`);
     const writeback = options.readOnly || hintBytes === 0 ? null : options.writeback !== undefined ? options.writeback : loadWriteback().addon;
-    return new FileDisk(path, fd, dsyncFd, size, isBlock, writeback, hintBytes);
+    const direct = openDirect(path, options);
+    return new FileDisk(path, fd, dsyncFd, size, isBlock, writeback, hintBytes, direct.fd, direct.offReason);
   }
 
   /** Reads, writes and flushes handed to libuv's pool and not yet completed. */
@@ -183,14 +191,24 @@ export class FileDisk implements BlockDevice {
   private unhintedFromBytes = Number.MAX_SAFE_INTEGER;
   private unhintedToBytes = 0;
   private hintsGiven = 0;
+  private directReadCount = 0;
+  private directWriteCount = 0;
 
   /** Write-back hints handed to the addon (taken or dropped there). */
   get writebackHints(): number {
     return this.hintsGiven;
   }
 
-  async read(buffer: Buffer, offsetBytes: number): Promise<void> {
+  /** bypassCache reads and writes that went to the disk with O_DIRECT; for tests and statistics. */
+  get directTransfers(): { reads: number; writes: number; offReason: string | null } {
+    return { reads: this.directReadCount, writes: this.directWriteCount, offReason: this.directOffReason };
+  }
+
+  async read(buffer: Buffer, offsetBytes: number, flags?: ReadFlags): Promise<void> {
     checkRange(this, offsetBytes, buffer.length);
+    if (flags?.bypassCache === true && this.directAllowed(offsetBytes, buffer.length) && isDirectIoBuffer(buffer)) {
+      if (await this.transferDirect(buffer, offsetBytes, 'read')) return;
+    }
     this.poolOps++;
     try {
       await readFully(this.fd, buffer, offsetBytes);
@@ -199,10 +217,57 @@ export class FileDisk implements BlockDevice {
     }
   }
 
+  /** A bypassCache transfer of [offsetBytes, +lengthBytes) may use O_DIRECT (memory aside). */
+  private directAllowed(offsetBytes: number, lengthBytes: number): boolean {
+    return this.directOffReason === null && offsetBytes % DIRECT_IO_ALIGN_BYTES === 0 && lengthBytes % DIRECT_IO_ALIGN_BYTES === 0 && lengthBytes > 0;
+  }
+
+  /**
+   * One O_DIRECT read or write of an aligned buffer on libuv's pool. False
+   * when the file system refused it (EINVAL): direct I/O is then off for good
+   * and the caller does the transfer through the page cache.
+   */
+  private async transferDirect(buffer: Buffer, offsetBytes: number, kind: 'read' | 'write'): Promise<boolean> {
+    assert(this.directFd >= 0 && isDirectIoBuffer(buffer), 'direct transfer of aligned memory on an O_DIRECT descriptor');
+    this.poolOps++;
+    try {
+      if (kind === 'read') {
+        await readFully(this.directFd, buffer, offsetBytes);
+        this.directReadCount++;
+      } else {
+        await writeFully(this.directFd, buffer, offsetBytes);
+        this.directWriteCount++;
+      }
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+      this.directOffReason = `O_DIRECT ${kind} refused by the file system (EINVAL)`;
+      return false;
+    } finally {
+      this.poolOps--;
+    }
+  }
+
+  /** A bypassCache write: straight to the device from aligned memory (copied there if need be). */
+  private async writeDirect(buffer: Buffer, offsetBytes: number): Promise<boolean> {
+    const staging = isDirectIoBuffer(buffer) ? buffer : directPool.take(buffer.length);
+    try {
+      if (staging === buffer) return await this.transferDirect(buffer, offsetBytes, 'write');
+      if (!isDirectIoBuffer(staging)) return false; // no aligned memory of this size
+      buffer.copy(staging);
+      return await this.transferDirect(staging, offsetBytes, 'write');
+    } finally {
+      if (staging !== buffer) directPool.give(staging);
+    }
+  }
+
   async write(buffer: Buffer, offsetBytes: number, flags?: WriteFlags): Promise<void> {
     checkRange(this, offsetBytes, buffer.length);
     const fua = flags?.fua === true;
     assert(!fua || this.dsyncFd >= 0, `FUA write to read-only backing disk '${this.path}'`);
+    if (!fua && flags?.bypassCache === true && this.directAllowed(offsetBytes, buffer.length)) {
+      if (await this.writeDirect(buffer, offsetBytes)) return;
+    }
     const fd = fua ? this.dsyncFd : this.fd;
     if (!fua) this.dirtyBytes += buffer.length;
     // A FUA write waits for the device anyway; keep it off the event loop.
@@ -296,14 +361,30 @@ export class FileDisk implements BlockDevice {
 
   async close(): Promise<void> {
     this.writeback?.forget(this.fd);
+    if (this.directFd >= 0) await new Promise<void>((resolve, reject) => fs.close(this.directFd, (err) => (err ? reject(err) : resolve())));
     if (this.dsyncFd >= 0) await new Promise<void>((resolve, reject) => fs.close(this.dsyncFd, (err) => (err ? reject(err) : resolve())));
     await new Promise<void>((resolve, reject) => fs.close(this.fd, (err) => (err ? reject(err) : resolve())));
   }
 
   closeSync(): void {
     this.writeback?.forget(this.fd);
+    if (this.directFd >= 0) fs.closeSync(this.directFd);
     if (this.dsyncFd >= 0) fs.closeSync(this.dsyncFd);
     fs.closeSync(this.fd);
+  }
+}
+
+/** The O_DIRECT descriptor for bypassCache transfers, or -1 and why not. */
+function openDirect(path: string, options: FileDiskOptions): { fd: number; offReason: string | null } {
+  if (options.directIo === false) return { fd: -1, offReason: 'direct I/O disabled by the caller' };
+  if (!alignedMemoryAvailable) return { fd: -1, offReason: 'no aligned memory (native/udrbd-io not built)' };
+  const access = options.readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR;
+  try {
+    // No O_EXCL: the main descriptor already holds a block device exclusively.
+    return { fd: fs.openSync(path, access | fs.constants.O_DIRECT), offReason: null };
+  } catch (err) {
+    // tmpfs before Linux 6.6 and some FUSE file systems refuse O_DIRECT at open.
+    return { fd: -1, offReason: `O_DIRECT open refused: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` };
   }
 }
 

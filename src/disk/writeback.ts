@@ -31,7 +31,8 @@ export interface WritebackAddon {
   readonly queueMax: number;
 }
 
-const ADDON: NativeAddonSpec = {
+/** native/udrbd-io, shared with disk/direct-buffers (one module, loaded once). */
+export const UDRBD_IO_ADDON: NativeAddonSpec = {
   relativePath: path.join('native', 'udrbd-io', 'build', 'udrbd_io.node'),
   envVar: 'UDRBD_IO_ADDON',
   buildHint: 'run native/udrbd-io/build.sh',
@@ -39,5 +40,5 @@ const ADDON: NativeAddonSpec = {
 
 /** The addon, or null with the reason it is not usable. Loaded once per process. */
 export function loadWriteback(): { addon: WritebackAddon | null; reason: string } {
-  return loadNativeAddon<WritebackAddon>(ADDON);
+  return loadNativeAddon<WritebackAddon>(UDRBD_IO_ADDON);
 }

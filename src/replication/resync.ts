@@ -10,12 +10,12 @@
  * Progress is plain numbers (drbd84.md §5.1). Who syncs from whom is decided
  * elsewhere.
  */
-import type { BlockDevice } from '../disk/block-device.js';
+import type { BlockDevice, ReadFlags, WriteFlags } from '../disk/block-device.js';
 import type { DirtyBitmap } from '../meta/types.js';
 import { BM_BLOCK_BYTES } from '../meta/types.js';
 import type { PeerChannel } from '../peer/channel.js';
 import { releaseReceivedPayload } from '../peer/codec.js';
-import { BufferPool } from '../disk/buffer-pool.js';
+import { directPool } from '../disk/direct-buffers.js';
 import { type AckPacket, PacketType, type RsDataReply, type RsDataRequest } from '../peer/packets.js';
 import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
@@ -169,9 +169,14 @@ export class RateLimiter {
   }
 }
 
-/** SyncSource read buffers kept for reuse, per process (one 1 MiB run per request in flight). */
-const RESPONDER_POOL_MAX_BYTES = 32 * 1024 * 1024;
-const responderPool = new BufferPool(RESPONDER_POOL_MAX_BYTES);
+/**
+ * Resync transfers bypass the page cache (O_DIRECT where the disk can), as
+ * DRBD's do: a full sync must not evict the applications' cache or fault in
+ * a fresh page per 4 KiB on both nodes. The SyncSource reads into aligned
+ * memory from disk/direct-buffers' pool, which the reply then sends as is.
+ */
+const BULK_READ: ReadFlags = Object.freeze({ bypassCache: true });
+const BULK_WRITE: WriteFlags = Object.freeze({ bypassCache: true });
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -378,7 +383,7 @@ export class ResyncTarget {
     const { disk, peer, counters, log } = this.deps;
     let ok = true;
     try {
-      await disk.write(payload, request.offsetBytes);
+      await disk.write(payload, request.offsetBytes, BULK_WRITE);
       counters.diskWrittenBytes += payload.length;
     } catch (err) {
       ok = false;
@@ -439,27 +444,27 @@ export class ResyncResponder {
     const granted = rangeLock.acquire(offsetBytes, offsetBytes + lengthBytes);
     const hold: RangeHold = granted instanceof Promise ? await granted : granted;
     try {
-      const payload = responderPool.take(lengthBytes);
+      const payload = directPool.take(lengthBytes);
       let ok = true;
       try {
-        await disk.read(payload, offsetBytes);
+        await disk.read(payload, offsetBytes, BULK_READ);
         counters.diskReadBytes += lengthBytes;
       } catch (err) {
         ok = false;
         log.error({ offsetBytes, lengthBytes, err: (err as Error).message }, 'cannot read blocks for resync; RsNegAck');
       }
       if (!peer.isOpen) {
-        responderPool.give(payload);
+        directPool.give(payload);
         return;
       }
       // Queued while the range is held: an overlapping application write's Data follows it.
       if (ok) {
         // The buffer goes back to the pool once the channel no longer references it.
-        peer.send({ type: PacketType.RsDataReply, offsetBytes, blockId, payload }, () => responderPool.give(payload));
+        peer.send({ type: PacketType.RsDataReply, offsetBytes, blockId, payload }, () => directPool.give(payload));
         counters.sentBytes += lengthBytes;
         counters.pe++;
       } else {
-        responderPool.give(payload);
+        directPool.give(payload);
         peer.send({ type: PacketType.RsNegAck, offsetBytes, lengthBytes, blockId });
       }
     } finally {

@@ -6,7 +6,8 @@
  * both nodes and logged as DRBD does ("Out of sync: start=S, size=N
  * (sectors)"); a later resync repairs them. Knows nothing of states.
  */
-import type { BlockDevice } from '../disk/block-device.js';
+import type { BlockDevice, ReadFlags } from '../disk/block-device.js';
+import { directPool } from '../disk/direct-buffers.js';
 import type { DirtyBitmap } from '../meta/types.js';
 import { BM_BLOCK_BYTES } from '../meta/types.js';
 import type { PeerChannel } from '../peer/channel.js';
@@ -82,9 +83,13 @@ interface VerifyRequest {
   readonly offsetBytes: number;
   readonly lengthBytes: number;
   readonly hold: RangeHold;
-  readonly local: Buffer;
+  /** Digests of the local blocks, taken right after the read (the data itself is not kept). */
+  readonly localDigest: Buffer;
   settle: () => void;
 }
+
+/** Verify reads every block once on both nodes: bypass the page cache (O_DIRECT where the disk can), like a resync. */
+const BULK_READ: ReadFlags = Object.freeze({ bypassCache: true });
 
 /** The VerifyS side. */
 export class VerifySource {
@@ -155,15 +160,19 @@ export class VerifySource {
     const { rangeLock, disk, peer, counters } = this.deps;
     const granted = rangeLock.acquire(offsetBytes, offsetBytes + lengthBytes);
     const hold: RangeHold = granted instanceof Promise ? await granted : granted;
-    const local = Buffer.allocUnsafe(lengthBytes);
+    const local = directPool.take(lengthBytes);
+    let localDigest: Buffer;
     try {
-      await disk.read(local, offsetBytes);
+      await disk.read(local, offsetBytes, BULK_READ);
       counters.diskReadBytes += lengthBytes;
+      localDigest = digestBlocks(this.digest, local);
     } catch (err) {
       rangeLock.release(hold);
       this.inflight.release();
       this.deps.log.error({ offsetBytes, err: (err as Error).message }, 'verify: local read failed');
       return;
+    } finally {
+      directPool.give(local);
     }
     if (this.aborted !== null || !peer.isOpen) {
       rangeLock.release(hold);
@@ -172,7 +181,7 @@ export class VerifySource {
     }
     const blockId = this.ids.next();
     const done = new Promise<void>((resolve) => {
-      this.requests.set(blockId, { offsetBytes, lengthBytes, hold, local, settle: resolve });
+      this.requests.set(blockId, { offsetBytes, lengthBytes, hold, localDigest, settle: resolve });
     });
     counters.pe++;
     peer.send({ type: PacketType.OvRequest, offsetBytes, lengthBytes, blockId });
@@ -183,7 +192,7 @@ export class VerifySource {
     const request = this.requests.get(packet.blockId);
     if (request === undefined) return;
     const { bitmap, peer } = this.deps;
-    const mine = digestBlocks(this.digest, request.local);
+    const mine = request.localDigest;
     const size = this.digest.digestBytes;
     const blocks = Math.ceil(request.lengthBytes / BM_BLOCK_BYTES);
     const theirsComplete = packet.digest.length === mine.length;
@@ -237,10 +246,14 @@ export class VerifyResponder {
     const hold: RangeHold = granted instanceof Promise ? await granted : granted;
     let digest: Buffer;
     try {
-      const data = Buffer.allocUnsafe(lengthBytes);
-      await disk.read(data, offsetBytes);
-      counters.diskReadBytes += lengthBytes;
-      digest = digestBlocks(this.digest, data);
+      const data = directPool.take(lengthBytes);
+      try {
+        await disk.read(data, offsetBytes, BULK_READ);
+        counters.diskReadBytes += lengthBytes;
+        digest = digestBlocks(this.digest, data);
+      } finally {
+        directPool.give(data);
+      }
     } catch (err) {
       log.error({ offsetBytes, err: (err as Error).message }, 'verify: local read failed');
       digest = Buffer.alloc(0); // an incomplete digest makes the whole run out of sync

@@ -4,13 +4,19 @@
  * flush() is the fdatasync — on the calling thread when the disk is idle and
  * little was written since the last flush, in libuv's pool otherwise.
  */
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FileDisk } from '../../src/disk/file-disk.js';
+import { alignedMemoryAvailable, directPool, isDirectIoBuffer } from '../../src/disk/direct-buffers.js';
 
 const O_DSYNC = fs.constants.O_DSYNC;
+const O_DIRECT = fs.constants.O_DIRECT;
+/** Access-mode bits of open flags (Linux <fcntl.h>; Node does not export it). */
+const O_ACCMODE = 0o3;
 const SIZE_BYTES = 8 * 1024 * 1024;
 
 /** open flags (fdinfo `flags:`, octal) of this process's descriptors on `file`. */
@@ -50,8 +56,11 @@ describe('FileDisk FUA and flush', () => {
     const disk = FileDisk.open(file);
     try {
       const flags = openFlagsOf(file);
-      expect(flags).toHaveLength(2);
+      // plain, O_DSYNC (FUA writes) and O_DIRECT (resync transfers)
+      expect(alignedMemoryAvailable, 'native/udrbd-io built (scripts/setup.sh builds it)').toBe(true);
+      expect(flags).toHaveLength(3);
       expect(flags.filter((f) => (f & O_DSYNC) === O_DSYNC)).toHaveLength(1);
+      expect(flags.filter((f) => (f & O_DIRECT) === O_DIRECT)).toHaveLength(1);
       const fdatasync = vi.spyOn(fs, 'fdatasync');
       const fdatasyncSync = vi.spyOn(fs, 'fdatasyncSync');
       const data = Buffer.alloc(64 * 1024, 0x5a);
@@ -176,16 +185,126 @@ describe('FileDisk FUA and flush', () => {
     }
   });
 
-  it('read-only: one plain descriptor, and a FUA write is refused', async () => {
-    const disk = FileDisk.open(file, { readOnly: true });
+  it('read-only: no O_DSYNC descriptor, and a FUA write is refused', async () => {
+    const disk = FileDisk.open(file, { readOnly: true, directIo: false });
     try {
       const flags = openFlagsOf(file);
       expect(flags).toHaveLength(1);
       expect(flags[0]! & O_DSYNC).toBe(0);
+      expect(flags[0]! & O_ACCMODE).toBe(fs.constants.O_RDONLY);
       await expect(disk.write(Buffer.alloc(4096), 0, { fua: true })).rejects.toThrow(/read-only/);
     } finally {
       disk.closeSync();
     }
     expect(openFlagsOf(file)).toHaveLength(0);
+  });
+});
+
+/** Bytes of `file` in the page cache (util-linux fincore). */
+function residentBytes(file: string): number {
+  return Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', file], { encoding: 'utf8' }).trim());
+}
+
+describe('FileDisk bypassCache transfers (O_DIRECT)', () => {
+  const MiB = 1024 * 1024;
+  let dir: string;
+  let file: string;
+  beforeEach(() => {
+    expect(alignedMemoryAvailable, 'native/udrbd-io built (scripts/setup.sh builds it)').toBe(true);
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'udrbd-direct-'));
+    file = path.join(dir, 'disk.img');
+    fs.writeFileSync(file, Buffer.alloc(0));
+    fs.truncateSync(file, SIZE_BYTES);
+  });
+  afterEach(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a bulk write from ordinary memory and a bulk read into aligned memory reach the device without the page cache', async () => {
+    const disk = FileDisk.open(file);
+    const data = crypto.randomBytes(MiB);
+    try {
+      expect(isDirectIoBuffer(data)).toBe(false); // copied into aligned staging memory
+      await disk.write(data, 2 * MiB, { bypassCache: true });
+      expect(disk.directTransfers).toEqual({ reads: 0, writes: 1, offReason: null });
+      expect(residentBytes(file)).toBe(0);
+      const back = directPool.take(MiB);
+      try {
+        expect(isDirectIoBuffer(back)).toBe(true);
+        await disk.read(back, 2 * MiB, { bypassCache: true });
+        expect(back.equals(data)).toBe(true);
+      } finally {
+        directPool.give(back);
+      }
+      expect(disk.directTransfers.reads).toBe(1);
+      expect(residentBytes(file)).toBe(0);
+      // The same bytes through the page cache (which now holds them).
+      const plain = Buffer.alloc(MiB);
+      await disk.read(plain, 2 * MiB);
+      expect(plain.equals(data)).toBe(true);
+      expect(residentBytes(file)).toBeGreaterThan(0);
+      await disk.flush();
+    } finally {
+      await disk.close();
+    }
+    expect(fs.readFileSync(file).subarray(2 * MiB, 3 * MiB).equals(data)).toBe(true);
+  });
+
+  it('stays coherent with page-cache writes: a bulk read sees unflushed buffered data, a buffered read sees a bulk write over cached pages', async () => {
+    const disk = FileDisk.open(file);
+    const aligned = directPool.take(256 * 1024);
+    try {
+      const dirty = crypto.randomBytes(256 * 1024);
+      await disk.write(dirty, MiB); // page cache, not flushed
+      await disk.read(aligned, MiB, { bypassCache: true });
+      expect(disk.directTransfers.reads).toBe(1);
+      expect(aligned.equals(dirty)).toBe(true);
+
+      const cached = Buffer.alloc(256 * 1024);
+      await disk.read(cached, MiB); // pages cached now
+      const fresh = crypto.randomBytes(256 * 1024);
+      await disk.write(fresh, MiB, { bypassCache: true });
+      expect(disk.directTransfers.writes).toBe(1);
+      await disk.read(cached, MiB);
+      expect(cached.equals(fresh)).toBe(true);
+    } finally {
+      directPool.give(aligned);
+      await disk.close();
+    }
+  });
+
+  it('goes through the page cache for unaligned offsets or lengths, a read into unaligned memory, and when direct I/O is off', async () => {
+    const disk = FileDisk.open(file);
+    try {
+      const a = crypto.randomBytes(8192);
+      await disk.write(a, 512, { bypassCache: true }); // offset not a 4 KiB multiple
+      const b = crypto.randomBytes(6000);
+      await disk.write(b, 4 * MiB, { bypassCache: true }); // length not a 4 KiB multiple
+      const c = Buffer.alloc(8192);
+      await disk.read(c, 512, { bypassCache: true }); // ordinary memory: not copied for reads
+      expect(c.equals(a)).toBe(true);
+      expect(disk.directTransfers).toEqual({ reads: 0, writes: 0, offReason: null });
+      const d = Buffer.alloc(6000);
+      await disk.read(d, 4 * MiB);
+      expect(d.equals(b)).toBe(true);
+    } finally {
+      await disk.close();
+    }
+    const off = FileDisk.open(file, { directIo: false });
+    try {
+      expect(openFlagsOf(file).filter((f) => (f & O_DIRECT) === O_DIRECT)).toHaveLength(0);
+      const e = crypto.randomBytes(MiB);
+      await off.write(e, 0, { bypassCache: true });
+      const back = directPool.take(MiB);
+      try {
+        await off.read(back, 0, { bypassCache: true });
+        expect(back.equals(e)).toBe(true);
+      } finally {
+        directPool.give(back);
+      }
+      expect(off.directTransfers).toEqual({ reads: 0, writes: 0, offReason: 'direct I/O disabled by the caller' });
+    } finally {
+      await off.close();
+    }
   });
 });

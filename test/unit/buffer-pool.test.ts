@@ -65,4 +65,20 @@ describe('BufferPool', () => {
     expect(b.buffer).toBe(a.buffer);
     expect(c.buffer).not.toBe(a.buffer);
   });
+
+  it('takes fresh backing stores from its allocator, class-sized or (beyond the largest class) exact', () => {
+    const made: number[] = [];
+    const pool = new BufferPool(64 * MiB, (bytes) => {
+      made.push(bytes);
+      return new ArrayBuffer(bytes);
+    });
+    const a = pool.take(MiB);
+    const huge = pool.take(40 * MiB);
+    expect(made).toEqual([CLASS_1MIB_BYTES, 40 * MiB]);
+    pool.give(a);
+    pool.take(MiB); // reused: no new allocation
+    expect(made).toHaveLength(2);
+    pool.give(huge); // never pooled
+    expect(pool.bytesPooled).toBe(0);
+  });
 });
