@@ -7,7 +7,7 @@
  * receives decisions (start/stop mirroring, become SyncTarget) as method
  * calls and knows nothing of roles, UUIDs or sockets.
  */
-import { type BlockDevice, type BlockDeviceCapabilities, type WriteFlags, checkRange } from '../disk/block-device.js';
+import { type BlockDevice, type BlockDeviceCapabilities, type ReadFlags, type WriteFlags, checkRange } from '../disk/block-device.js';
 import type { ActivityLogApi, DirtyBitmap } from '../meta/types.js';
 import { BM_BLOCK_BYTES } from '../meta/types.js';
 import type { PeerChannel } from '../peer/channel.js';
@@ -272,14 +272,14 @@ export class ReplicatedVolume implements BlockDevice {
 
   // ---- BlockDevice ------------------------------------------------------------------------------
 
-  async read(buffer: Buffer, offsetBytes: number): Promise<void> {
+  async read(buffer: Buffer, offsetBytes: number, flags?: ReadFlags): Promise<void> {
     checkRange(this, offsetBytes, buffer.length);
     const sync = this.onDemandSync;
     if (sync !== null && this.rangeOutOfSync(offsetBytes, buffer.length)) {
       await sync.syncRange(offsetBytes, buffer.length);
     }
     try {
-      await this.disk.read(buffer, offsetBytes);
+      await this.disk.read(buffer, offsetBytes, flags);
     } catch (err) {
       this.onLocalIoError('read', offsetBytes, err as Error);
       throw err;
