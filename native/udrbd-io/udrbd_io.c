@@ -21,6 +21,12 @@
  * (posix_memalign, freed when the Buffer is collected). O_DIRECT needs the
  * memory, not only the file offset, aligned to the device's logical block,
  * and a Node allocation has no alignment guarantee (src/disk/direct-buffers).
+ * Buffers of 1 MiB and more get a region of whole 2 MiB huge pages, advised
+ * MADV_HUGEPAGE: a direct transfer from 4 KiB pages scattered in physical
+ * memory needs one segment per page, and a virtio disk taking 254 segments
+ * per request splits every 1 MiB transfer in two (measured: 1 GiB of 1 MiB
+ * O_DIRECT writes, 4 threads, 0.27 s from huge pages vs 0.51-0.58 s).
+ * alignedBufferStats() -> { hugeAdvised, hugeRefused }.
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -28,6 +34,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -173,6 +180,10 @@ static napi_value js_forget(napi_env env, napi_callback_info info) {
 /* Memory of an alignedBuffer: alignment of its first byte, and the largest one handed out. */
 #define ALIGNED_BUFFER_ALIGN_BYTES 4096
 #define ALIGNED_BUFFER_BYTES_MAX (64 * 1024 * 1024)
+/* Buffers at least this big are placed in whole huge pages. */
+#define HUGE_BUFFER_BYTES_MIN (1024 * 1024)
+#define HUGE_PAGE_BYTES (2 * 1024 * 1024)
+static uint64_t n_huge_advised = 0, n_huge_refused = 0; /* event-loop thread only */
 
 static void free_aligned(napi_env env, void *data, void *hint) {
   (void)env;
@@ -189,11 +200,20 @@ static napi_value js_aligned_buffer(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "udrbd-io: alignedBuffer: bytes must be 1 .. 64 MiB");
     return NULL;
   }
+  int huge = bytes >= HUGE_BUFFER_BYTES_MIN;
+  size_t align = huge ? HUGE_PAGE_BYTES : ALIGNED_BUFFER_ALIGN_BYTES;
+  /* The whole huge pages must belong to this allocation, or THP cannot back them. */
+  size_t alloc = huge ? ((size_t)bytes + HUGE_PAGE_BYTES - 1) / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES : (size_t)bytes;
   void *data = NULL;
-  int rc = posix_memalign(&data, ALIGNED_BUFFER_ALIGN_BYTES, (size_t)bytes);
+  int rc = posix_memalign(&data, align, alloc);
   if (rc != 0) {
     napi_throw_error(env, NULL, "udrbd-io: alignedBuffer: out of memory");
     return NULL;
+  }
+  if (huge) {
+    /* Only advice: without THP the buffer is still page-aligned and correct. */
+    if (madvise(data, alloc, MADV_HUGEPAGE) == 0) n_huge_advised++;
+    else n_huge_refused++;
   }
   napi_value result;
   if (napi_create_external_buffer(env, (size_t)bytes, data, free_aligned, NULL, &result) != napi_ok) {
@@ -227,6 +247,15 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   return obj;
 }
 
+static napi_value js_aligned_buffer_stats(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value obj;
+  NAPI_OK(napi_create_object(env, &obj));
+  NAPI_OK(set_u64(env, obj, "hugeAdvised", n_huge_advised));
+  NAPI_OK(set_u64(env, obj, "hugeRefused", n_huge_refused));
+  return obj;
+}
+
 static napi_value init_module(napi_env env, napi_value exports) {
   napi_value fn;
   NAPI_OK(napi_create_function(env, "start", NAPI_AUTO_LENGTH, js_start, NULL, &fn));
@@ -237,6 +266,8 @@ static napi_value init_module(napi_env env, napi_value exports) {
   NAPI_OK(napi_set_named_property(env, exports, "stats", fn));
   NAPI_OK(napi_create_function(env, "alignedBuffer", NAPI_AUTO_LENGTH, js_aligned_buffer, NULL, &fn));
   NAPI_OK(napi_set_named_property(env, exports, "alignedBuffer", fn));
+  NAPI_OK(napi_create_function(env, "alignedBufferStats", NAPI_AUTO_LENGTH, js_aligned_buffer_stats, NULL, &fn));
+  NAPI_OK(napi_set_named_property(env, exports, "alignedBufferStats", fn));
   NAPI_OK(napi_create_int32(env, ALIGNED_BUFFER_ALIGN_BYTES, &fn));
   NAPI_OK(napi_set_named_property(env, exports, "alignedBufferAlignBytes", fn));
   napi_value n;

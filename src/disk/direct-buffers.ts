@@ -3,7 +3,8 @@
  * direct read or write whose file offset, length and memory address are all
  * multiples of the device's logical block size; Node can align the first
  * two but not the address of a Buffer, so page-aligned memory comes from
- * native/udrbd-io (posix_memalign). `directPool` hands out such buffers
+ * native/udrbd-io (posix_memalign; 1 MiB and more in huge pages, so a 1 MiB
+ * transfer is one request to a virtio disk, not two). `directPool` hands out such buffers
  * (bounded like every pool here); `isDirectIoBuffer` tells disk/file-disk
  * whether a buffer may go to the disk as it is. Without the addon there is
  * no aligned memory: the pool hands out ordinary buffers and every transfer
@@ -18,10 +19,12 @@ export const DIRECT_IO_ALIGN_BYTES = 4096;
 /** The addon's largest aligned allocation; larger stores are ordinary memory (never direct). */
 const ALIGNED_BUFFER_BYTES_MAX = 64 * 1024 * 1024;
 /**
- * Aligned buffers kept for reuse, per process: a resync window (16 runs of
- * 1 MiB in flight) on each side, staging included.
+ * Aligned buffers kept for reuse, per process, counted by their length: a
+ * resync window (16 runs of 1 MiB in flight) and a few more. Buffers of
+ * 1 MiB and more sit in whole 2 MiB huge pages (native/udrbd-io), so the
+ * memory behind a full pool is at most twice this.
  */
-const DIRECT_POOL_MAX_BYTES = 40 * 1024 * 1024;
+const DIRECT_POOL_MAX_BYTES = 24 * 1024 * 1024;
 
 interface AlignedAddon {
   alignedBuffer(bytes: number): Buffer;

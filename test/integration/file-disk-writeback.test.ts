@@ -169,4 +169,31 @@ describe('native/udrbd-io', () => {
       fs.closeSync(fd);
     }
   });
+
+  it('alignedBuffer: memory O_DIRECT accepts (where Node memory is refused), 1 MiB and more advised into huge pages, sizes checked', () => {
+    const aligned = addon as unknown as {
+      alignedBuffer(bytes: number): Buffer;
+      alignedBufferStats(): { hugeAdvised: number; hugeRefused: number };
+    };
+    const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_DIRECT);
+    try {
+      const node = Buffer.alloc(MiB + 512).subarray(512); // Node memory: no alignment promised
+      expect(() => fs.writeSync(fd, node, 0, MiB, 0)).toThrow(/EINVAL/);
+      const before = aligned.alignedBufferStats();
+      const small = aligned.alignedBuffer(64 * 1024);
+      const big = aligned.alignedBuffer(MiB + 16 * 1024);
+      expect([small.length, small.byteOffset, big.length, big.byteOffset]).toEqual([64 * 1024, 0, MiB + 16 * 1024, 0]);
+      const after = aligned.alignedBufferStats();
+      expect(after.hugeAdvised + after.hugeRefused).toBe(before.hugeAdvised + before.hugeRefused + 1); // the big one only
+      big.fill(0x6b);
+      expect(fs.writeSync(fd, big, 0, MiB, 2 * MiB)).toBe(MiB);
+      small.fill(0);
+      expect(fs.readSync(fd, small, 0, small.length, 2 * MiB)).toBe(small.length);
+      expect(small.equals(Buffer.alloc(small.length, 0x6b))).toBe(true);
+    } finally {
+      fs.closeSync(fd);
+    }
+    expect(() => aligned.alignedBuffer(0)).toThrow(/1 \.\. 64 MiB/);
+    expect(() => aligned.alignedBuffer(65 * MiB)).toThrow(/1 \.\. 64 MiB/);
+  });
 });
