@@ -496,6 +496,19 @@ static void delete_buffer_refs(napi_env env, volume_t *v) {
   }
 }
 
+/*
+ * A mount that failed part way: drop what it made (the request queue when
+ * `tsfn_made`, the buffer references), mark the handle unmounted so its
+ * finalizer frees it, and throw `message`. Returns NULL for js_mount.
+ */
+static napi_value fail_mount(napi_env env, volume_t *v, int tsfn_made, const char *message) {
+  if (tsfn_made) napi_release_threadsafe_function(v->tsfn, napi_tsfn_abort);
+  delete_buffer_refs(env, v);
+  v->unmounted = 1;
+  napi_throw_error(env, NULL, message);
+  return NULL;
+}
+
 /* mount(mountDir, fsname, sizeBytes, readOnly, directIo, onRequest) -> handle */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
   size_t argc = 6;
@@ -531,20 +544,12 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "udrbd-fuse3: cannot create the volume handle");
     return NULL;
   }
-  if (create_worker_buffers(env, v) != 0) {
-    delete_buffer_refs(env, v);
-    v->unmounted = 1;
-    napi_throw_error(env, NULL, "udrbd-fuse3: cannot allocate the worker buffers");
-    return NULL;
-  }
+  if (create_worker_buffers(env, v) != 0) return fail_mount(env, v, 0, "udrbd-fuse3: cannot allocate the worker buffers");
 
   napi_value name;
   NAPI_OK(napi_create_string_utf8(env, "udrbd-fuse3", NAPI_AUTO_LENGTH, &name));
   if (napi_create_threadsafe_function(env, argv[5], NULL, name, 0, 1, NULL, NULL, NULL, js_dispatch, &v->tsfn) != napi_ok) {
-    delete_buffer_refs(env, v);
-    v->unmounted = 1;
-    napi_throw_error(env, NULL, "udrbd-fuse3: cannot create the request queue");
-    return NULL;
+    return fail_mount(env, v, 0, "udrbd-fuse3: cannot create the request queue");
   }
   /* Stays referenced while mounted: like a listening socket, a mounted volume keeps its server process alive. */
 
@@ -553,32 +558,18 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   char *args_v[] = {"udrbd", "-o", options, NULL};
   struct fuse_args args = FUSE_ARGS_INIT(3, args_v);
   v->se = fuse_session_new(&args, &volume_ops, sizeof(volume_ops), v);
-  if (v->se == NULL) {
-    napi_release_threadsafe_function(v->tsfn, napi_tsfn_abort);
-    delete_buffer_refs(env, v);
-    v->unmounted = 1;
-    napi_throw_error(env, NULL, "udrbd-fuse3: fuse_session_new failed (bad options?)");
-    return NULL;
-  }
+  if (v->se == NULL) return fail_mount(env, v, 1, "udrbd-fuse3: fuse_session_new failed (bad options?)");
   if (fuse_session_mount(v->se, mount_dir) != 0) {
     fuse_session_destroy(v->se);
     v->se = NULL;
-    napi_release_threadsafe_function(v->tsfn, napi_tsfn_abort);
-    delete_buffer_refs(env, v);
-    v->unmounted = 1;
-    napi_throw_error(env, NULL, "udrbd-fuse3: fuse_session_mount failed (is /dev/fuse present, the mount point a directory?)");
-    return NULL;
+    return fail_mount(env, v, 1, "udrbd-fuse3: fuse_session_mount failed (is /dev/fuse present, the mount point a directory?)");
   }
   for (int i = 0; i < UDRBD_FUSE3_WORKERS; i++) {
     worker_t *w = &v->workers[i];
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
       abandon_mount(v);
       v->se = NULL;
-      napi_release_threadsafe_function(v->tsfn, napi_tsfn_abort);
-      delete_buffer_refs(env, v);
-      v->unmounted = 1;
-      napi_throw_error(env, NULL, "udrbd-fuse3: cannot start the FUSE worker threads");
-      return NULL;
+      return fail_mount(env, v, 1, "udrbd-fuse3: cannot start the FUSE worker threads");
     }
     w->started = 1;
   }
