@@ -33,7 +33,7 @@ function classShift(sizeBytes: number): number {
 }
 
 /** The default allocator: Node memory, not zero-filled (zeroing touches every page before the first real write does). */
-function allocateUnzeroed(bytes: number): ArrayBuffer {
+export function allocateUnzeroed(bytes: number): ArrayBuffer {
   const store = Buffer.allocUnsafeSlow(bytes).buffer;
   // allocUnsafeSlow never slices a shared slab: the store is exactly this buffer.
   assert(store instanceof ArrayBuffer && store.byteLength === bytes, 'allocUnsafeSlow gives a store of its own');

@@ -10,7 +10,7 @@
  * no aligned memory: the pool hands out ordinary buffers and every transfer
  * goes through the page cache, as before.
  */
-import { BufferPool } from './buffer-pool.js';
+import { BufferPool, allocateUnzeroed } from './buffer-pool.js';
 import { loadNativeAddon } from '../util/native-addon.js';
 import { UDRBD_IO_ADDON } from './writeback.js';
 
@@ -48,7 +48,7 @@ const aligned = loadAligned();
 export const alignedMemoryAvailable = aligned !== null;
 
 function allocateDirect(bytes: number): ArrayBuffer {
-  if (aligned === null || bytes > ALIGNED_BUFFER_BYTES_MAX) return Buffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer;
+  if (aligned === null || bytes > ALIGNED_BUFFER_BYTES_MAX) return allocateUnzeroed(bytes);
   const store = aligned.alignedBuffer(bytes).buffer;
   if (!(store instanceof ArrayBuffer)) throw new Error('udrbd-io alignedBuffer did not return an ArrayBuffer-backed Buffer');
   alignedStores.add(store);
