@@ -112,7 +112,7 @@ describe('FileDisk FUA and flush', () => {
     }
   });
 
-  it('after a slow inline flush (a stalled device), flushes leave the event loop for a while', async () => {
+  it('after a slow inline flush (a stalled device), flushes and large writes leave the event loop for a while', async () => {
     const disk = FileDisk.open(file);
     try {
       const fdatasync = vi.spyOn(fs, 'fdatasync');
@@ -128,12 +128,20 @@ describe('FileDisk FUA and flush', () => {
       await disk.flush();
       expect(fdatasyncSync).toHaveBeenCalledTimes(1);
       expect(fdatasync).toHaveBeenCalledTimes(2);
+      // ... and so do large writes (a stalled device will throttle them too); small ones stay inline.
+      const write = vi.spyOn(fs, 'write');
+      const writeSync = vi.spyOn(fs, 'writeSync');
+      await disk.write(Buffer.alloc(1024 * 1024, 0x41), 0);
+      expect(write).toHaveBeenCalledTimes(1);
+      await disk.write(Buffer.alloc(4096, 0x42), 2 * 1024 * 1024);
+      expect(writeSync).toHaveBeenCalledTimes(1);
+      expect(write).toHaveBeenCalledTimes(1);
     } finally {
       await disk.close();
     }
   });
 
-  it('writes up to 1 MiB are inline; larger and FUA ones use the pool; after a slow large inline write, large writes and flushes use the pool for a while', async () => {
+  it('writes up to 1 MiB are inline; larger and FUA ones use the pool; after a slow large inline write, large writes use the pool for a while and small flushes stay inline', async () => {
     const MiB = 1024 * 1024;
     const disk = FileDisk.open(file);
     try {
@@ -164,19 +172,26 @@ describe('FileDisk FUA and flush', () => {
       await disk.flush(); // 2 MiB dirty: pool
       expect(fdatasync).toHaveBeenCalledTimes(1);
 
-      // A large inline write that took 10 ms: large writes and small flushes leave the event loop.
+      // A large inline write that took 10 ms: large writes leave the event loop.
       slowWrites = 1;
       await disk.write(Buffer.alloc(MiB, 0x34), 0);
       expect(writeSync).toHaveBeenCalledTimes(2);
       await disk.write(Buffer.alloc(MiB, 0x35), MiB);
       expect(writeSync).toHaveBeenCalledTimes(2);
       expect(write).toHaveBeenCalledTimes(3);
-      await disk.flush(); // 1 MiB dirty, idle: would be inline, but backed off
+      await disk.flush(); // 2 MiB dirty: pool
       expect(fdatasync).toHaveBeenCalledTimes(2);
-      expect(fdatasyncSync).not.toHaveBeenCalled();
-      // Small writes stay inline.
+      // Small writes stay inline; a throttled write is no sign of a slow device flush, so an
+      // idle flush of ≤ 1 MiB written stays inline too.
       await disk.write(Buffer.alloc(4096, 0x36), 7 * MiB);
       expect(writeSync).toHaveBeenCalledTimes(3);
+      await disk.flush();
+      expect(fdatasyncSync).toHaveBeenCalledTimes(1);
+      expect(fdatasync).toHaveBeenCalledTimes(2);
+      // Large writes still back off.
+      await disk.write(Buffer.alloc(MiB, 0x37), 3 * MiB);
+      expect(writeSync).toHaveBeenCalledTimes(3);
+      expect(write).toHaveBeenCalledTimes(4);
       const back = fs.readFileSync(file);
       expect(back.subarray(0, MiB).equals(Buffer.alloc(MiB, 0x34))).toBe(true);
       expect(back.subarray(MiB, 2 * MiB).equals(Buffer.alloc(MiB, 0x35))).toBe(true);
@@ -218,6 +233,26 @@ describe('FileDisk bypassCache transfers (O_DIRECT)', () => {
   });
   afterEach(() => {
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('bulk writes count as unflushed: after more than 1 MiB of them the flush leaves the event loop (the device cache holds them)', async () => {
+    const disk = FileDisk.open(file);
+    try {
+      const fdatasync = vi.spyOn(fs, 'fdatasync');
+      const fdatasyncSync = vi.spyOn(fs, 'fdatasyncSync');
+      await disk.write(crypto.randomBytes(MiB), 0, { bypassCache: true });
+      await disk.flush(); // 1 MiB: inline
+      expect(fdatasyncSync).toHaveBeenCalledTimes(1);
+      await disk.write(crypto.randomBytes(MiB), 0, { bypassCache: true });
+      await disk.write(crypto.randomBytes(MiB), MiB, { bypassCache: true });
+      expect(disk.directTransfers.writes).toBe(3);
+      await disk.flush(); // 2 MiB: the pool
+      expect(fdatasync).toHaveBeenCalledTimes(1);
+      expect(fdatasyncSync).toHaveBeenCalledTimes(1);
+    } finally {
+      vi.restoreAllMocks();
+      await disk.close();
+    }
   });
 
   it('a bulk write from ordinary memory and a bulk read into aligned memory reach the device without the page cache', async () => {
