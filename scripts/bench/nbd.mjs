@@ -11,10 +11,15 @@
 // system does not fall on whichever side happens to run first. The resource
 // processes run with UDRBD_FRONTEND=none (NBD only: status --json
 // frontend.nbdSocket). Page cache dropped before each read job; write jobs
-// start after a sync from a warm cache (lib.mjs settleWrites says why). Writes
+// start after a sync from a warm cache (lib.mjs settleWrites says why). The
+// 4 KiB write+fsync rounds also run ideal-mirror.c (single copy and a
+// two-process mirror over TCP loopback, nothing but syscalls): what a
+// mirror with no software overhead scores here, in the same rounds. Writes
 // bench-results/nbd.json; cleans up processes and files on failure.
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { BenchCluster } from './cluster.mjs';
 import { dropCaches, settleWrites, fio, hasCommand, median, prefillZeros, rotated, row, runCleanups, sparseFile, startProcess, stopProcess, waitForSocket, workDir } from './lib.mjs';
 
@@ -26,6 +31,16 @@ const MiB = 1024 * 1024;
 const DISK_BYTES = (quick ? 256 : 1024) * MiB;
 const RUNTIME_S = quick ? 2 : 4;
 const ROUNDS = quick ? 1 : 5;
+/** ideal-mirror's replication port on 127.0.0.2 (the clusters use 7891). */
+const IDEAL_PORT = 7893;
+const IDEAL_SOURCE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'ideal-mirror.c');
+
+/** Compiles ideal-mirror.c into `dir`; returns a runner: (mode) => IOPS over RUNTIME_S on files p and s. */
+function idealMirror(dir, p, s) {
+  const exe = path.join(dir, 'ideal-mirror');
+  execFileSync('cc', ['-O2', '-o', exe, IDEAL_SOURCE]);
+  return (mode) => JSON.parse(execFileSync(exe, [mode, String(RUNTIME_S), p, s, String(IDEAL_PORT)], { encoding: 'utf8', timeout: (RUNTIME_S + 70) * 1000 })).iops;
+}
 
 /** fio jobs: name, options, which side to read, target ratios for StandAlone and peer (protocol C). */
 function jobs(sizeBytes) {
@@ -47,7 +62,7 @@ async function udrbdSocket(cluster, node) {
 }
 
 async function main() {
-  for (const tool of ['fio', 'nbdkit']) if (!hasCommand(tool)) throw new Error(`${tool} is required (apt-get install ${tool})`);
+  for (const tool of ['fio', 'nbdkit', 'cc']) if (!hasCommand(tool)) throw new Error(`${tool} is required (apt-get install ${tool})`);
   const env = { UDRBD_FRONTEND: 'none' };
 
   // ---- udrbd StandAlone
@@ -81,6 +96,15 @@ async function main() {
     { key: 'standalone', label: 'udrbd StandAlone', sock: saSock },
     { key: 'protocolC', label: 'udrbd protocol C', sock: cSock },
   ];
+  // ---- the ceiling for the 4 KiB write+fsync job: ideal-mirror on two more files of the export's size
+  const idealFiles = ['ideal-p.img', 'ideal-s.img'].map((f) => sparseFile(path.join(dir, f), exportBytes));
+  for (const f of idealFiles) prefillZeros(f, exportBytes);
+  const ideal = idealMirror(dir, idealFiles[0], idealFiles[1]);
+  const idealSides = [
+    { key: 'idealSingle', label: 'ideal single copy', ideal: 'single' },
+    { key: 'idealMirror', label: 'ideal mirror', ideal: 'mirror' },
+  ];
+  const sidesFor = (j) => (j.key === 'randwrite' ? [...sides, ...idealSides] : sides);
   // Warm-up, not measured: one short sequential write through every side. A resource process's
   // first I/O also compiles its hot paths and fills its buffer pools: the first measured round of
   // both udrbd sides used to run 25-35% below the rest (nbdkit's ~10%).
@@ -89,18 +113,22 @@ async function main() {
     fio({ ioengine: 'nbd', uri: `nbd+unix:///?socket=${s.sock}`, rw: 'write', bs: '1M', iodepth: 8, size: Math.min(WARMUP_BYTES, exportBytes) }, 'write');
   }
   console.log(`nbd jobs on a ${(exportBytes / MiB).toFixed(0)} MiB export, ${ROUNDS} interleaved round(s) each`);
-  const runs = Object.fromEntries(sides.map((s) => [s.key, {}]));
+  const runs = Object.fromEntries([...sides, ...idealSides].map((s) => [s.key, {}]));
   for (const j of jobs(exportBytes)) {
-    for (const s of sides) runs[s.key][j.key] = [];
+    for (const s of sidesFor(j)) runs[s.key][j.key] = [];
     for (let round = 0; round < ROUNDS; round++) {
-      for (const s of rotated(sides, round)) {
+      for (const s of rotated(sidesFor(j), round)) {
         if (j.side === 'read') dropCaches();
         else settleWrites();
+        if (s.ideal !== undefined) {
+          runs[s.key][j.key].push(ideal(s.ideal));
+          continue;
+        }
         const r = fio({ ioengine: 'nbd', uri: `nbd+unix:///?socket=${s.sock}`, ...j.opts }, j.side);
         runs[s.key][j.key].push(j.key.startsWith('seq') ? r.bwBytesPerSec : r.iops);
       }
     }
-    for (const s of sides) {
+    for (const s of sidesFor(j)) {
       const v = runs[s.key][j.key];
       const show = (x) => (j.key.startsWith('seq') ? `${(x / 1e6).toFixed(1)} MB/s` : `${Math.round(x)} IOPS`);
       console.log(`  ${s.label.padEnd(18)} ${j.name.padEnd(32)} median ${show(median(v))}  (rounds: ${v.map(show).join(', ')})`);
@@ -116,6 +144,29 @@ async function main() {
     const unit = j.key.startsWith('seq') ? 'MB/s' : 'IOPS';
     rows.push(row({ job: `NBD ${j.name}`, anchor: 'nbdkit file', anchorValue: value('anchor', j.key), variant: 'udrbd StandAlone', value: value('standalone', j.key), unit, target: j.targets[0] }));
     rows.push(row({ job: `NBD ${j.name}`, anchor: 'nbdkit file', anchorValue: value('anchor', j.key), variant: 'udrbd protocol C + peer', value: value('protocolC', j.key), unit, target: j.targets[1] }));
+    if (j.key === 'randwrite') {
+      // ideal-mirror.c: the same loop with nothing but syscalls (see the header).
+      rows.push(
+        row({
+          job: `NBD ${j.name}`,
+          anchor: 'nbdkit file',
+          anchorValue: value('anchor', j.key),
+          variant: 'ideal mirror (C, no NBD)',
+          value: value('idealMirror', j.key),
+          unit,
+          note: 'what a two-process mirror with no software overhead scores against the same anchor',
+        }),
+        row({
+          job: '4 KiB write+fsync, C programs',
+          anchor: 'ideal single copy',
+          anchorValue: value('idealSingle', j.key),
+          variant: 'ideal mirror',
+          value: value('idealMirror', j.key),
+          unit,
+          note: "what the second copy costs on this machine (peer wake-ups, two flushes on one disk)",
+        }),
+      );
+    }
   }
   fs.mkdirSync('bench-results', { recursive: true });
   fs.writeFileSync('bench-results/nbd.json', JSON.stringify({ when: new Date().toISOString(), quick, exportBytes, rounds: ROUNDS, runs, rows }, null, 2) + '\n');

@@ -3,9 +3,9 @@
 // the resync rate unlimited (c-plan-ahead 0, resync-rate 4096M); the full sync
 // (initial, then invalidate-remote) and the bitmap resync run 5 rounds each,
 // every round next to its own dd (which of the two goes first alternates),
-// medians reported. Also checks
-// how many bytes the bitmap resync moved (SyncSource `ns` counter) against the
-// bytes changed. Writes bench-results/resync.json. Bounded: fixed sizes, every
+// medians reported; each timed section ends at the state-change event, not a
+// status poll. Also checks how many bytes the bitmap resync moved (SyncSource
+// `ns` counter) against the bytes changed. Writes bench-results/resync.json. Bounded: fixed sizes, every
 // wait has a deadline; cleans up processes and temp files even on failure.
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -26,6 +26,9 @@ const BITMAP_ROUNDS = quick ? 1 : 5;
 /** Full syncs measured (the initial one, then invalidate-remote), each against its own dd; medians reported. */
 const FULL_ROUNDS = quick ? 1 : 5;
 const SYNC_TIMEOUT_MS = 120_000;
+/** Connected with both disks UpToDate, from the state events (timed) and from `status --json` (the check after). */
+const bothUpToDate = (state) => state.replication === 'Established' && state.disk === 'UpToDate' && state.peerDisk === 'UpToDate';
+const statusBothUpToDate = (s) => s.cstate === 'Connected' && s.disk === 'UpToDate' && s.peerDisk === 'UpToDate';
 
 /** Fills the data area of `file` with incompressible bytes (a resync of zeros would prove little). */
 function fillData(file, bytes) {
@@ -69,11 +72,17 @@ async function main() {
   const fullRounds = { ddS: [], syncS: [] };
   const fullSyncSeconds = async (round) => {
     dropCaches();
-    const t0 = performance.now();
-    if (round === 0) await cluster.verb('alpha', 'primary', { force: true });
-    else await cluster.verb('alpha', 'invalidate-remote');
-    await cluster.waitStatus('alpha', 'UpToDate/UpToDate', (s) => s.cstate === 'Connected' && s.disk === 'UpToDate' && s.peerDisk === 'UpToDate', SYNC_TIMEOUT_MS, 50);
-    return (performance.now() - t0) / 1000;
+    const watch = await cluster.watchState('alpha');
+    try {
+      const t0 = performance.now();
+      if (round === 0) await cluster.verb('alpha', 'primary', { force: true });
+      else await cluster.verb('alpha', 'invalidate-remote');
+      const t1 = await watch.until(bothUpToDate, 'UpToDate/UpToDate', SYNC_TIMEOUT_MS);
+      await cluster.waitStatus('alpha', 'UpToDate/UpToDate', statusBothUpToDate, 5_000); // confirms; not timed
+      return (t1 - t0) / 1000;
+    } finally {
+      watch.close();
+    }
   };
   for (let round = 0; round < FULL_ROUNDS; round++) {
     // Which of the two runs first alternates (see lib.mjs rotated() for why order matters here).
@@ -118,10 +127,16 @@ async function main() {
     const nsBefore = before.counters.ns * 1024;
     const resync = async () => {
       dropCaches();
-      const t1 = performance.now();
-      await cluster.verb('alpha', 'connect', { discardMyData: false });
-      const status = await cluster.waitStatus('alpha', 'Connected, UpToDate/UpToDate', (s) => s.cstate === 'Connected' && s.disk === 'UpToDate' && s.peerDisk === 'UpToDate', SYNC_TIMEOUT_MS, 20);
-      return { after: status, bitmapS: (performance.now() - t1) / 1000 };
+      const watch = await cluster.watchState('alpha');
+      try {
+        const t1 = performance.now();
+        await cluster.verb('alpha', 'connect', { discardMyData: false });
+        const t2 = await watch.until(bothUpToDate, 'Connected, UpToDate/UpToDate', SYNC_TIMEOUT_MS);
+        const status = await cluster.waitStatus('alpha', 'Connected, UpToDate/UpToDate', statusBothUpToDate, 5_000); // confirms; not timed
+        return { after: status, bitmapS: (t2 - t1) / 1000 };
+      } finally {
+        watch.close();
+      }
     };
     // anchor: dd the same number of bytes (the same scattered chunks) between the two files
     const ddAnchor = () => {
