@@ -66,6 +66,21 @@ export class AgreedBitmap implements DirtyBitmap {
     return bit >= this.limitBits ? -1 : bit;
   }
 
+  exportBytes(firstByte: number, out: Buffer): number {
+    // Bits at or past the agreed size are kept clear in the whole bitmap (resize, setRange): as they are.
+    return this.whole.exportBytes(firstByte, out);
+  }
+
+  /** A peer's bits past the agreed size are dropped. */
+  orBytes(firstByte: number, bits: Buffer): number {
+    const limitBits = this.limitBits - firstByte * 8;
+    if (limitBits <= 0) return 0;
+    if (bits.length * 8 <= limitBits) return this.whole.orBytes(firstByte, bits);
+    const clipped = Buffer.from(bits.subarray(0, Math.ceil(limitBits / 8)));
+    if ((limitBits & 7) !== 0) clipped[clipped.length - 1] = clipped[clipped.length - 1]! & ((1 << (limitBits & 7)) - 1);
+    return this.whole.orBytes(firstByte, clipped);
+  }
+
   nextClear(fromBit: number): number {
     if (fromBit >= this.limitBits) return this.limitBits;
     return Math.min(this.whole.nextClear(fromBit), this.limitBits);

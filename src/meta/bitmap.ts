@@ -189,6 +189,63 @@ export class Bitmap implements DirtyBitmap {
     return this.bitCount;
   }
 
+  exportBytes(firstByte: number, out: Buffer): number {
+    assert(Number.isSafeInteger(firstByte) && firstByte >= 0, `exportBytes from byte ${firstByte} is a non-negative integer`);
+    out.fill(0);
+    const firstBit = firstByte * 8;
+    if (firstBit >= this.bitCount) return 0;
+    const endBit = Math.min(this.bitCount, firstBit + out.length * 8);
+    const endByte = Math.ceil(endBit / 8);
+    this.buffer.copy(out, 0, firstByte, endByte);
+    // Bits past bitCount are never set (setRange/clearRange check their range); say so.
+    assert((endBit & 7) === 0 || (out[endByte - firstByte - 1]! >>> (endBit & 7)) === 0, 'no bit set past bitCount');
+    return this.countRange(firstBit, endBit);
+  }
+
+  orBytes(firstByte: number, bits: Buffer): number {
+    assert(Number.isSafeInteger(firstByte) && firstByte >= 0, `orBytes from byte ${firstByte} is a non-negative integer`);
+    const firstBit = firstByte * 8;
+    const endBit = Math.min(this.bitCount, firstBit + bits.length * 8);
+    if (endBit <= firstBit) return 0;
+    const endByte = Math.ceil(endBit / 8);
+    let changed = 0;
+    let b = firstByte;
+    // Whole bytes up to a word boundary, whole words, then the tail: each as one word update.
+    while (b < endByte && (b & 3) !== 0) {
+      changed += this.orWord(b >>> 2, (bits[b - firstByte]! << ((b & 3) * 8)) >>> 0, endBit);
+      b++;
+    }
+    for (; b + 4 <= endByte; b += 4) {
+      const i = b - firstByte;
+      const incoming = bits[i]! | (bits[i + 1]! << 8) | (bits[i + 2]! << 16) | (bits[i + 3]! << 24);
+      if (incoming !== 0) changed += this.orWord(b >>> 2, incoming >>> 0, endBit);
+    }
+    for (; b < endByte; b++) {
+      changed += this.orWord(b >>> 2, (bits[b - firstByte]! << ((b & 3) * 8)) >>> 0, endBit);
+    }
+    this.setBits += changed;
+    assert(this.setBits <= this.bitCount, `set bit count ${this.setBits} within [0, ${this.bitCount}]`);
+    return changed;
+  }
+
+  /** ORs `incoming` into word w (bits at or past endBit dropped); keeps the page counts; returns bits newly set. */
+  private orWord(w: number, incoming: number, endBit: number): number {
+    const wordFirstBit = w * 32;
+    if (wordFirstBit + 32 > endBit) incoming = (incoming & wordMask(0, endBit - wordFirstBit)) >>> 0;
+    const old = this.words[w]!;
+    const next = (old | incoming) >>> 0;
+    if (next === old) return 0;
+    this.words[w] = next;
+    const n = popcount32((next ^ old) >>> 0);
+    const page = wordFirstBit >>> BITS_PER_PAGE_SHIFT;
+    this.pageSetBits[page] = this.pageSetBits[page]! + n;
+    if (this.pageDirty[page] === 0) {
+      this.pageDirty[page] = 1;
+      this.dirtyPages++;
+    }
+    return n;
+  }
+
   /** Set bits in [firstBit, endBit), counted per page (no per-bit loop). */
   countRange(firstBit: number, endBit: number): number {
     this.checkRange(firstBit, endBit, 'countRange');

@@ -51,6 +51,13 @@ export interface DirtyBitmap {
   nextSet(fromBit: number): number;
   /** First clear bit at or after `fromBit`, or bitCount. */
   nextClear(fromBit: number): number;
+  /**
+   * Copies bits [firstByte*8, +out.length*8) into `out` in the on-disk (and
+   * on-wire) LE bit order, bits past bitCount as 0; returns how many are set.
+   */
+  exportBytes(firstByte: number, out: Buffer): number;
+  /** ORs `bits` (same order) in from bit firstByte*8, bits past bitCount ignored; returns bits newly set. */
+  orBytes(firstByte: number, bits: Buffer): number;
 }
 
 /**

@@ -14,46 +14,15 @@ import { assert } from '../util/assert.js';
 export const BITMAP_CHUNK_BYTES = 4096;
 const BITS_PER_CHUNK = BITMAP_CHUNK_BYTES * 8;
 
-/** Fills `out` (zeroed) with bits [firstBit, firstBit + out.length*8) of `bitmap`, LE bit order. */
+/** Fills `out` with bits [firstBit, firstBit + out.length*8) of `bitmap`, LE bit order; returns bits set. */
 export function encodeBitmapChunk(bitmap: DirtyBitmap, firstBit: number, out: Buffer): number {
-  out.fill(0);
-  const endBit = Math.min(bitmap.bitCount, firstBit + out.length * 8);
-  let set = 0;
-  let bit = bitmap.nextSet(firstBit);
-  while (bit >= 0 && bit < endBit) {
-    const runEnd = Math.min(bitmap.nextClear(bit), endBit);
-    for (let b = bit; b < runEnd; b++) {
-      const rel = b - firstBit;
-      out[rel >>> 3] = out[rel >>> 3]! | (1 << (rel & 7));
-    }
-    set += runEnd - bit;
-    bit = runEnd < endBit ? bitmap.nextSet(runEnd) : -1;
-  }
-  return set;
+  assert(firstBit % 8 === 0, `bitmap chunk starts on a byte (bit ${firstBit})`);
+  return bitmap.exportBytes(firstBit / 8, out);
 }
 
-/** ORs chunk bytes into `bitmap` starting at byte `firstByte`; returns bits newly set. */
+/** ORs chunk bytes into `bitmap` starting at byte `firstByte` (word at a time); returns bits newly set. */
 export function mergeBitmapChunk(bitmap: DirtyBitmap, firstByte: number, bits: Buffer): number {
-  let newlySet = 0;
-  const base = firstByte * 8;
-  let runStart = -1;
-  const totalBits = Math.min(bits.length * 8, bitmap.bitCount - base);
-  for (let i = 0; i < totalBits; ) {
-    const byte = bits[i >>> 3]!;
-    if ((i & 7) === 0 && byte === 0 && runStart < 0) {
-      i += 8;
-      continue;
-    }
-    const isSet = ((byte >>> (i & 7)) & 1) === 1;
-    if (isSet && runStart < 0) runStart = i;
-    if (!isSet && runStart >= 0) {
-      newlySet += bitmap.setRange(base + runStart, base + i);
-      runStart = -1;
-    }
-    i++;
-  }
-  if (runStart >= 0) newlySet += bitmap.setRange(base + runStart, base + totalBits);
-  return newlySet;
+  return bitmap.orBytes(firstByte, bits);
 }
 
 export class BitmapExchange {

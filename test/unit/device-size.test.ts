@@ -79,4 +79,18 @@ describe('AgreedBitmap', () => {
     expect(view.countSet()).toBe(50);
     expect(view.nextSet(0)).toBe(700);
   });
+
+  it("drops a peer's bitmap bits past the agreed size and exports none there", () => {
+    const whole = new Bitmap(1000);
+    const view = new AgreedBitmap(whole, 803 * 4096); // 803 bits: the agreed size ends inside byte 100
+    const all = Buffer.alloc(125, 0xff); // the peer's bitmap: every one of 1000 bits
+    expect(view.orBytes(0, all)).toBe(803);
+    expect(whole.nextSet(803)).toBe(-1);
+    expect(view.orBytes(101, Buffer.from([0xff]))).toBe(0);
+    const out = Buffer.alloc(125, 0xaa);
+    expect(view.exportBytes(0, out)).toBe(803);
+    expect(out[99]).toBe(0xff);
+    expect(out[100]).toBe(0b00000111);
+    expect(out.subarray(101).every((b) => b === 0)).toBe(true);
+  });
 });

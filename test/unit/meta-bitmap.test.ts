@@ -79,6 +79,51 @@ describe('meta/bitmap', () => {
     }
   });
 
+  it('exportBytes / orBytes (the bitmap exchange) agree with the per-bit model, at any byte offset and length', () => {
+    const bitCount = 3 * BM_BITS_PER_PAGE + 777; // the last byte is partial
+    const bm = new Bitmap(bitCount);
+    const model = new ModelBitmap(bitCount);
+    const rnd = prng(7);
+    const totalBytes = Math.ceil(bitCount / 8);
+    for (let step = 0; step < 300; step++) {
+      const firstByte = rnd() < 0.2 ? totalBytes - 1 - Math.floor(rnd() * 8) : Math.floor(rnd() * totalBytes);
+      const length = 1 + Math.floor(rnd() * (rnd() < 0.5 ? 13 : 6000));
+      const incoming = Buffer.alloc(length);
+      for (let i = 0; i < length; i++) incoming[i] = rnd() < 0.7 ? 0 : Math.floor(rnd() * 256);
+      let expected = 0;
+      for (let i = 0; i < length * 8; i++) {
+        const bit = firstByte * 8 + i;
+        if (bit < bitCount && (incoming[i >>> 3]! >>> (i & 7)) & 1) expected += model.set(bit, bit + 1);
+      }
+      expect(bm.orBytes(firstByte, incoming)).toBe(expected);
+      expect(bm.countSet()).toBe(model.count());
+      if (rnd() < 0.3) {
+        const a = Math.floor(rnd() * bitCount);
+        const b = Math.min(bitCount, a + Math.floor(rnd() * 5000));
+        expect(bm.clearRange(a, b)).toBe(model.clear(a, b));
+      }
+      const out = Buffer.alloc(1 + Math.floor(rnd() * 6000), 0xee); // stale bytes: must be overwritten
+      const from = Math.floor(rnd() * (totalBytes + 4));
+      const reported = bm.exportBytes(from, out);
+      let set = 0;
+      const wrong: number[] = [];
+      for (let i = 0; i < out.length * 8; i++) {
+        const bit = from * 8 + i;
+        const on = bit < bitCount && model.bits[bit] === 1;
+        set += on ? 1 : 0;
+        if ((((out[i >>> 3]! >>> (i & 7)) & 1) === 1) !== on) wrong.push(bit);
+      }
+      expect(wrong).toEqual([]);
+      expect(reported).toBe(set);
+    }
+    // Whatever orBytes changed is marked for writing out.
+    const fresh = new Bitmap(8 * BM_BITS_PER_PAGE);
+    fresh.orBytes(2 * (BM_BITS_PER_PAGE / 8) + 100, Buffer.from([0, 0x81]));
+    expect(fresh.countSet()).toBe(2);
+    expect(fresh.dirtyPageCount).toBe(1);
+    expect(fresh.isPageDirty(2)).toBe(true);
+  });
+
   it('setAll sets exactly bitCount bits and leaves surplus bits of the last page zero', () => {
     const bm = new Bitmap(1000, 4096);
     bm.setAll();
