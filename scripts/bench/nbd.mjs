@@ -96,7 +96,7 @@ async function main() {
     { key: 'standalone', label: 'udrbd StandAlone', sock: saSock },
     { key: 'protocolC', label: 'udrbd protocol C', sock: cSock },
   ];
-  // ---- the ceiling for the 4 KiB write+fsync job: ideal-mirror on two more files of the export's size
+  // ---- the 4 KiB write+fsync job's reference: ideal-mirror on two more files of the export's size
   const idealFiles = ['ideal-p.img', 'ideal-s.img'].map((f) => sparseFile(path.join(dir, f), exportBytes));
   for (const f of idealFiles) prefillZeros(f, exportBytes);
   const ideal = idealMirror(dir, idealFiles[0], idealFiles[1]);

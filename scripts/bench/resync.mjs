@@ -5,8 +5,9 @@
 // every round next to its own dd (which of the two goes first alternates),
 // medians reported; each timed section ends at the state-change event, not a
 // status poll. Also checks how many bytes the bitmap resync moved (SyncSource
-// `ns` counter) against the bytes changed. Writes bench-results/resync.json. Bounded: fixed sizes, every
-// wait has a deadline; cleans up processes and temp files even on failure.
+// `ns` counter) against the bytes changed. Writes bench-results/resync.json.
+// Bounded: fixed sizes, every wait has a deadline; cleans up processes and
+// temp files even on failure.
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';

@@ -36,6 +36,9 @@ export interface ReadFlags {
   readonly bypassCache?: boolean;
 }
 
+/** The flags of a bulk transfer (resync, verify, large NBD reads): see WriteFlags/ReadFlags.bypassCache. */
+export const BYPASS_CACHE: WriteFlags & ReadFlags = Object.freeze({ bypassCache: true });
+
 export interface BlockDevice {
   readonly sizeBytes: number;
   readonly capabilities: BlockDeviceCapabilities;

@@ -70,7 +70,7 @@ const INLINE_FLUSH_DIRTY_BYTES_MAX = 1024 * 1024;
  * the event loop — peer pings, other volumes' requests — for that long.
  */
 const INLINE_FLUSH_SLOW_MS = 20;
-/** After a slow inline flush (or large write): flushes and large writes (large writes only) use the pool this long. */
+/** How long the pool takes over after a slow inline operation: flushes and large writes after a flush, large writes after a write. */
 const INLINE_BACKOFF_MS = 10_000;
 /**
  * Page-cache writes between two write-back hints. Large enough that random

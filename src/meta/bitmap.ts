@@ -209,19 +209,17 @@ export class Bitmap implements DirtyBitmap {
     if (endBit <= firstBit) return 0;
     const endByte = Math.ceil(endBit / 8);
     let changed = 0;
-    let b = firstByte;
-    // Whole bytes up to a word boundary, whole words, then the tail: each as one word update.
-    while (b < endByte && (b & 3) !== 0) {
-      changed += this.orWord(b >>> 2, (bits[b - firstByte]! << ((b & 3) * 8)) >>> 0, endBit);
-      b++;
-    }
-    for (; b + 4 <= endByte; b += 4) {
+    // A whole word where the bytes cover one, else a single byte (an unaligned start, the tail).
+    for (let b = firstByte; b < endByte; ) {
       const i = b - firstByte;
-      const incoming = bits[i]! | (bits[i + 1]! << 8) | (bits[i + 2]! << 16) | (bits[i + 3]! << 24);
-      if (incoming !== 0) changed += this.orWord(b >>> 2, incoming >>> 0, endBit);
-    }
-    for (; b < endByte; b++) {
-      changed += this.orWord(b >>> 2, (bits[b - firstByte]! << ((b & 3) * 8)) >>> 0, endBit);
+      if ((b & 3) === 0 && b + 4 <= endByte) {
+        const incoming = (bits[i]! | (bits[i + 1]! << 8) | (bits[i + 2]! << 16) | (bits[i + 3]! << 24)) >>> 0;
+        if (incoming !== 0) changed += this.orWord(b >>> 2, incoming, endBit);
+        b += 4;
+      } else {
+        changed += this.orWord(b >>> 2, (bits[i]! << ((b & 3) * 8)) >>> 0, endBit);
+        b++;
+      }
     }
     this.setBits += changed;
     assert(this.setBits <= this.bitCount, `set bit count ${this.setBits} within [0, ${this.bitCount}]`);
@@ -237,13 +235,17 @@ export class Bitmap implements DirtyBitmap {
     if (next === old) return 0;
     this.words[w] = next;
     const n = popcount32((next ^ old) >>> 0);
-    const page = wordFirstBit >>> BITS_PER_PAGE_SHIFT;
-    this.pageSetBits[page] = this.pageSetBits[page]! + n;
+    this.notePageChanged(wordFirstBit >>> BITS_PER_PAGE_SHIFT, n);
+    return n;
+  }
+
+  /** `delta` bits of `page` changed (set: +, cleared: -): its count, and it is to be written. */
+  private notePageChanged(page: number, delta: number): void {
+    this.pageSetBits[page] = this.pageSetBits[page]! + delta;
     if (this.pageDirty[page] === 0) {
       this.pageDirty[page] = 1;
       this.dirtyPages++;
     }
-    return n;
   }
 
   /** Set bits in [firstBit, endBit), counted per page (no per-bit loop). */
@@ -424,11 +426,7 @@ export class Bitmap implements DirtyBitmap {
         n = before === 0 ? 0 : this.clearWords(bit, pageEnd);
       }
       if (n > 0) {
-        this.pageSetBits[page] = set ? before + n : before - n;
-        if (this.pageDirty[page] === 0) {
-          this.pageDirty[page] = 1;
-          this.dirtyPages++;
-        }
+        this.notePageChanged(page, set ? n : -n);
         changed += n;
       }
       bit = pageEnd;

@@ -10,7 +10,7 @@
  * Progress is plain numbers (drbd84.md §5.1). Who syncs from whom is decided
  * elsewhere.
  */
-import type { BlockDevice, ReadFlags, WriteFlags } from '../disk/block-device.js';
+import { type BlockDevice, BYPASS_CACHE } from '../disk/block-device.js';
 import type { DirtyBitmap } from '../meta/types.js';
 import { BM_BLOCK_BYTES } from '../meta/types.js';
 import type { PeerChannel } from '../peer/channel.js';
@@ -169,14 +169,10 @@ export class RateLimiter {
   }
 }
 
-/**
- * Resync transfers bypass the page cache (O_DIRECT where the disk can), as
- * DRBD's do: a full sync must not evict the applications' cache or fault in
- * a fresh page per 4 KiB on both nodes. The SyncSource reads into aligned
- * memory from disk/direct-buffers' pool, which the reply then sends as is.
- */
-const BULK_READ: ReadFlags = Object.freeze({ bypassCache: true });
-const BULK_WRITE: WriteFlags = Object.freeze({ bypassCache: true });
+// Resync transfers bypass the page cache (BYPASS_CACHE: O_DIRECT where the disk
+// can), as DRBD's do: a full sync must not evict the applications' cache or
+// fault in a fresh page per 4 KiB on both nodes. The SyncSource reads into
+// aligned memory from disk/direct-buffers' pool, which the reply sends as is.
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -383,7 +379,7 @@ export class ResyncTarget {
     const { disk, peer, counters, log } = this.deps;
     let ok = true;
     try {
-      await disk.write(payload, request.offsetBytes, BULK_WRITE);
+      await disk.write(payload, request.offsetBytes, BYPASS_CACHE);
       counters.diskWrittenBytes += payload.length;
     } catch (err) {
       ok = false;
@@ -447,7 +443,7 @@ export class ResyncResponder {
       const payload = directPool.take(lengthBytes);
       let ok = true;
       try {
-        await disk.read(payload, offsetBytes, BULK_READ);
+        await disk.read(payload, offsetBytes, BYPASS_CACHE);
         counters.diskReadBytes += lengthBytes;
       } catch (err) {
         ok = false;

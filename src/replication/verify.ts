@@ -6,7 +6,7 @@
  * both nodes and logged as DRBD does ("Out of sync: start=S, size=N
  * (sectors)"); a later resync repairs them. Knows nothing of states.
  */
-import type { BlockDevice, ReadFlags } from '../disk/block-device.js';
+import { type BlockDevice, BYPASS_CACHE } from '../disk/block-device.js';
 import { directPool } from '../disk/direct-buffers.js';
 import type { DirtyBitmap } from '../meta/types.js';
 import { BM_BLOCK_BYTES } from '../meta/types.js';
@@ -88,9 +88,6 @@ interface VerifyRequest {
   settle: () => void;
 }
 
-/** Verify reads every block once on both nodes: bypass the page cache (O_DIRECT where the disk can), like a resync. */
-const BULK_READ: ReadFlags = Object.freeze({ bypassCache: true });
-
 /** The VerifyS side. */
 export class VerifySource {
   private readonly digest: BlockDigest;
@@ -163,7 +160,8 @@ export class VerifySource {
     const local = directPool.take(lengthBytes);
     let localDigest: Buffer;
     try {
-      await disk.read(local, offsetBytes, BULK_READ);
+      // Every block is read once on both nodes: bypass the page cache, like a resync.
+      await disk.read(local, offsetBytes, BYPASS_CACHE);
       counters.diskReadBytes += lengthBytes;
       localDigest = digestBlocks(this.digest, local);
     } catch (err) {
@@ -248,7 +246,7 @@ export class VerifyResponder {
     try {
       const data = directPool.take(lengthBytes);
       try {
-        await disk.read(data, offsetBytes, BULK_READ);
+        await disk.read(data, offsetBytes, BYPASS_CACHE);
         counters.diskReadBytes += lengthBytes;
         digest = digestBlocks(this.digest, data);
       } finally {

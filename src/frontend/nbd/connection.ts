@@ -19,7 +19,7 @@
  * Knows nothing of listeners, replication or roles: it serves one device.
  */
 import type { Socket } from 'node:net';
-import type { BlockDevice, ReadFlags, WriteFlags } from '../../disk/block-device.js';
+import { type BlockDevice, type WriteFlags, BYPASS_CACHE } from '../../disk/block-device.js';
 import type { Logger } from '../../util/log.js';
 import { assert } from '../../util/assert.js';
 import { BufferPool } from '../../disk/buffer-pool.js';
@@ -72,7 +72,6 @@ const payloadPool = new BufferPool(PAYLOAD_POOL_MAX_BYTES);
  * per fresh 4 KiB page. Smaller, random reads keep the page cache's hits.
  */
 const BYPASS_CACHE_READ_BYTES_MIN = 256 * 1024;
-const BULK_READ: ReadFlags = Object.freeze({ bypassCache: true });
 /**
  * Per-connection receive buffer for headers, handshake bytes and the first
  * part of a payload. Reads of the rest of a WRITE payload bypass it.
@@ -593,7 +592,7 @@ export class NbdConnection {
           if (slot.lengthBytes >= BYPASS_CACHE_READ_BYTES_MIN) {
             slot.pool = directPool;
             slot.data = directPool.take(slot.lengthBytes);
-            device.read(slot.data, slot.offsetBytes, BULK_READ).then(slot.onDeviceDone, slot.onDeviceError);
+            device.read(slot.data, slot.offsetBytes, BYPASS_CACHE).then(slot.onDeviceDone, slot.onDeviceError);
           } else {
             slot.pool = payloadPool;
             slot.data = payloadPool.take(slot.lengthBytes);
