@@ -387,7 +387,12 @@ export class ReplicatedVolume implements BlockDevice {
       this.pending.set(blockId, write);
       this.counters.pe++;
     }
-    if (this.tl.writesInOpenEpoch >= this.options.maxEpochSize) this.closeEpoch();
+    // A write with no other write awaiting its ack is a lone synchronous write (QD1, an fsync
+    // usually follows): its Barrier leaves with the Data in one socket write, so the peer's
+    // flush starts right behind its local write, and the ack's arrival here no longer costs
+    // a Barrier send ahead of the completion. Under a stream writes overlap, this is false, and
+    // the epoch closes at the first completion (below) or after maxEpochSize writes.
+    if (this.tl.writesInOpenEpoch >= this.options.maxEpochSize || (this.pending.size === 1 && this.tl.writesInOpenEpoch === 1)) this.closeEpoch();
     return write;
   }
 

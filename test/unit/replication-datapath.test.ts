@@ -125,6 +125,7 @@ describe('replication: when a write completes', () => {
     // A lone write: its Barrier is on the way when it completes (the peer's flush can start before an fsync).
     await p.engine.volume.write(pattern(4096, 0), 0);
     expect(barriers).toEqual([dataEpochs.get(0)]);
+    expect(new Set(dataEpochs.values()).size).toBe(1);
 
     // A stream at queue depth 4: each new write is issued when one completes.
     const WRITES = 32;
@@ -153,8 +154,9 @@ describe('replication: when a write completes', () => {
     expect(barriers.length).toBe(before);
 
     // Writes issued one per event-loop turn, none completed meanwhile (the Secondary's WriteAcks
-    // are held back until all are issued, so no machine load can complete one early): one epoch,
-    // one Barrier — not one per write (each would cost the Secondary a device flush).
+    // are held back until all are issued, so no machine load can complete one early). The first
+    // finds no write awaiting its ack: a lone write, its own epoch and Barrier. The other 15 share
+    // one epoch and one Barrier — not one per write (each would cost the Secondary a device flush).
     const sendB = b.send.bind(b);
     let heldAcks: Parameters<typeof sendB>[0][] | null = [];
     b.send = (packet) => {
@@ -178,9 +180,37 @@ describe('replication: when a write completes', () => {
     expect(acks).toHaveLength(16);
     for (const ack of acks) sendB(ack);
     await Promise.all(burst);
-    const burstEpochs = new Set(Array.from({ length: 16 }, (_, i) => dataEpochs.get((first + i) * 4096)));
+    const loneEpoch = dataEpochs.get(first * 4096)!;
+    const burstEpochs = new Set(Array.from({ length: 15 }, (_, i) => dataEpochs.get((first + 1 + i) * 4096)));
     expect(burstEpochs.size).toBe(1);
-    expect(barriers.slice(before)).toEqual([...burstEpochs]);
+    expect([...burstEpochs][0]).toBeGreaterThan(loneEpoch);
+    expect(barriers.slice(before)).toEqual([loneEpoch, ...burstEpochs]);
+  });
+
+  it('a lone write (no other write awaiting its ack) sends its Barrier right behind its Data, before the ack arrives; a flush after it adds none', async () => {
+    // The peer's fdatasync then starts as soon as it has written the block, and the WriteAck's
+    // arrival on the Primary completes the write without a Barrier send in front of it.
+    const { p, a, b } = pair('C', 1);
+    const sent: string[] = [];
+    const send = a.send.bind(a);
+    a.send = (packet) => {
+      if (packet.type === PacketType.Data || packet.type === PacketType.Barrier) sent.push(`${packet.type === PacketType.Data ? 'Data' : 'Barrier'} ${packet.epoch}`);
+      return send(packet);
+    };
+    const sendB = b.send.bind(b);
+    b.send = (packet) => {
+      if (packet.type === PacketType.WriteAck) sent.push('WriteAck');
+      return sendB(packet);
+    };
+    await p.engine.volume.write(pattern(4096, 1), 0);
+    expect(sent).toHaveLength(3);
+    const epoch = Number(sent[0]!.split(' ')[1]);
+    expect(sent).toEqual([`Data ${epoch}`, `Barrier ${epoch}`, 'WriteAck']);
+    await p.engine.volume.flush();
+    expect(sent).toHaveLength(3);
+    // The next lone write opens (and closes) the next epoch.
+    await p.engine.volume.write(pattern(4096, 2), 4096);
+    expect(sent.slice(3)).toEqual([`Data ${epoch + 1}`, `Barrier ${epoch + 1}`, 'WriteAck']);
   });
 
   it('overlapping concurrent writes reach both disks in the same order', async () => {
