@@ -337,8 +337,8 @@ export class ReplicatedVolume implements BlockDevice {
     // DRBD 8.4 (drbd_req_complete): before a write completes upwards, close the epoch it was
     // sent in if that is still the open one, so any write issued after this completion
     // lands in a later epoch, behind a Barrier. Under a stream, one Barrier (one peer flush)
-    // per queue depth of writes; a lone synchronous write gets its Barrier now, and the
-    // peer's flush is under way before the caller's fsync arrives.
+    // per queue depth of writes. A lone synchronous write's epoch was closed when it was
+    // sent (sendWrite): the peer's flush is under way before the caller's fsync arrives.
     if (network !== null && network.channel === this.peer && network.epoch === this.tl.epoch) this.closeEpoch();
     if (localError !== null) {
       this.onLocalIoError('write', offsetBytes, localError);
