@@ -11,6 +11,7 @@
  */
 import { assert, unreachable } from '../util/assert.js';
 import { BufferPool } from '../disk/buffer-pool.js';
+import { DIRECT_IO_ALIGN_BYTES, alignedMemoryAvailable, directPool } from '../disk/direct-buffers.js';
 import {
   PacketType,
   SetupPacketType,
@@ -63,9 +64,10 @@ const DIRECT_READ_BYTES_MIN = 16 * 1024;
 /** Frame bodies at least this big are reassembled into pooled buffers (smaller ones come from Node's slab). */
 const POOLED_BODY_BYTES_MIN = 64 * 1024;
 /**
- * Reassembly buffers kept for reuse, per process: a full resync window (16
- * RsDataReply bodies of 1 MiB + fixed fields) plus a few Data frames, so a
- * steady stream allocates nothing (a miss costs a fresh 1 MiB: page faults, GC).
+ * Reassembly buffers kept for reuse, per process: a window of Data frames
+ * (and RsDataReply bodies that are not whole pages; the others go to
+ * disk/direct-buffers' aligned pool, takeAssembly), so a steady stream
+ * allocates nothing (a miss costs a fresh 1 MiB: page faults, GC).
  */
 const RECEIVE_POOL_MAX_BYTES = 24 * 1024 * 1024;
 const receivePool = new BufferPool(RECEIVE_POOL_MAX_BYTES);
@@ -77,6 +79,23 @@ const receivePool = new BufferPool(RECEIVE_POOL_MAX_BYTES);
  */
 export function releaseReceivedPayload(payload: Buffer): void {
   receivePool.give(payload);
+  directPool.give(payload);
+}
+
+/**
+ * The buffer a large frame body is assembled in. An RsDataReply's payload
+ * goes to the SyncTarget's disk with O_DIRECT (bypassCache), which takes
+ * page-aligned memory only: its body is placed in aligned memory so that the
+ * payload starts on a page boundary, and the disk write needs no staging copy
+ * (one memcpy per resync MiB saved). Other bodies come from receivePool.
+ */
+function takeAssembly(type: number, bodyBytes: number): Buffer {
+  const payloadBytes = bodyBytes - RS_REPLY_FIXED_BYTES;
+  if (type === PacketType.RsDataReply && alignedMemoryAvailable && payloadBytes > 0 && payloadBytes % DIRECT_IO_ALIGN_BYTES === 0) {
+    const leadBytes = DIRECT_IO_ALIGN_BYTES - RS_REPLY_FIXED_BYTES;
+    return directPool.take(leadBytes + bodyBytes).subarray(leadBytes);
+  }
+  return receivePool.take(bodyBytes);
 }
 
 /** A peer sent bytes that are not a valid frame; the link must be dropped (cstate ProtocolError). */
@@ -732,7 +751,7 @@ export class FrameDecoder {
           this.deliver(body);
           continue;
         }
-        this.assembly = this.bodyBytes >= POOLED_BODY_BYTES_MIN ? receivePool.take(this.bodyBytes) : Buffer.allocUnsafe(this.bodyBytes);
+        this.assembly = this.bodyBytes >= POOLED_BODY_BYTES_MIN ? takeAssembly(this.frameType, this.bodyBytes) : Buffer.allocUnsafe(this.bodyBytes);
         this.assembledBytes = 0;
       }
       const n = Math.min(this.bodyBytes - this.assembledBytes, end - pos);

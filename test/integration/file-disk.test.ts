@@ -12,6 +12,9 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FileDisk } from '../../src/disk/file-disk.js';
 import { alignedMemoryAvailable, directPool, isDirectIoBuffer } from '../../src/disk/direct-buffers.js';
+import { FrameDecoder, encodePacket, releaseReceivedPayload } from '../../src/peer/codec.js';
+import { PacketType, type WirePacket } from '../../src/peer/packets.js';
+import { assert } from '../../src/util/assert.js';
 
 const O_DSYNC = fs.constants.O_DSYNC;
 const O_DIRECT = fs.constants.O_DIRECT;
@@ -340,6 +343,73 @@ describe('FileDisk bypassCache transfers (O_DIRECT)', () => {
       expect(off.directTransfers).toEqual({ reads: 0, writes: 0, offReason: 'direct I/O disabled by the caller' });
     } finally {
       await off.close();
+    }
+  });
+});
+
+describe('received RsDataReply payloads (peer/codec) go to the disk with O_DIRECT as they are', () => {
+  const MiB = 1024 * 1024;
+  let dir: string;
+  beforeEach(() => {
+    expect(alignedMemoryAvailable, 'native/udrbd-io built (scripts/setup.sh builds it)').toBe(true);
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'udrbd-rsreply-'));
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Decodes `packet` as the peer session does: reads into a reused receive buffer, large body tails read in place. */
+  function receive(packet: WirePacket): WirePacket {
+    const stream = Buffer.concat(encodePacket(packet));
+    const delivered: WirePacket[] = [];
+    const decoder = new FrameDecoder((p) => delivered.push(p));
+    const receiveBuffer = Buffer.alloc(64 * 1024);
+    for (let pos = 0; pos < stream.length; ) {
+      const target = decoder.directReadTarget() ?? receiveBuffer;
+      const n = Math.min(target.length, 100_000, stream.length - pos);
+      stream.copy(target, 0, pos, pos + n);
+      pos += n;
+      decoder.received(n, target);
+      receiveBuffer.fill(0xee);
+    }
+    expect(delivered).toHaveLength(1);
+    return delivered[0]!;
+  }
+
+  it('the payload is assembled on a page boundary of aligned memory, the SyncTarget writes it without a staging copy, and released it is reused', async () => {
+    const file = path.join(dir, 'disk.img');
+    fs.writeFileSync(file, Buffer.alloc(0));
+    fs.truncateSync(file, SIZE_BYTES);
+    const disk = FileDisk.open(file);
+    try {
+      const data = crypto.randomBytes(MiB);
+      const got = receive({ type: PacketType.RsDataReply, offsetBytes: 2 * MiB, blockId: 5, payload: data });
+      assert(got.type === PacketType.RsDataReply);
+      expect(got.payload.equals(data)).toBe(true);
+      expect(isDirectIoBuffer(got.payload)).toBe(true);
+      const take = vi.spyOn(directPool, 'take');
+      await disk.write(got.payload, got.offsetBytes, { bypassCache: true });
+      expect(take).not.toHaveBeenCalled(); // no aligned staging buffer: the payload itself went to the device
+      expect(disk.directTransfers.writes).toBe(1);
+      const back = Buffer.alloc(MiB);
+      await disk.read(back, 2 * MiB);
+      expect(back.equals(data)).toBe(true);
+      const store = got.payload.buffer;
+      releaseReceivedPayload(got.payload);
+      take.mockRestore();
+      const next = receive({ type: PacketType.RsDataReply, offsetBytes: 0, blockId: 6, payload: crypto.randomBytes(MiB) });
+      assert(next.type === PacketType.RsDataReply);
+      expect(next.payload.buffer).toBe(store);
+      expect(isDirectIoBuffer(next.payload)).toBe(true);
+      // A payload that is not whole pages (sector-sized) still decodes, in ordinary memory.
+      const odd = receive({ type: PacketType.RsDataReply, offsetBytes: 0, blockId: 7, payload: crypto.randomBytes(64 * 1024 + 512) });
+      assert(odd.type === PacketType.RsDataReply);
+      expect(isDirectIoBuffer(odd.payload)).toBe(false);
+      releaseReceivedPayload(next.payload);
+      releaseReceivedPayload(odd.payload);
+    } finally {
+      await disk.close();
     }
   });
 });
