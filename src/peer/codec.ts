@@ -89,6 +89,7 @@ export function releaseReceivedPayload(payload: Buffer): void {
  * payload starts on a page boundary, and the disk write needs no staging copy
  * (one memcpy per resync MiB saved). Other bodies come from receivePool.
  */
+assert(RS_REPLY_FIXED_BYTES < DIRECT_IO_ALIGN_BYTES, 'an RsDataReply body fits its fixed fields before the first page boundary');
 function takeAssembly(type: number, bodyBytes: number): Buffer {
   const payloadBytes = bodyBytes - RS_REPLY_FIXED_BYTES;
   if (type === PacketType.RsDataReply && alignedMemoryAvailable && payloadBytes > 0 && payloadBytes % DIRECT_IO_ALIGN_BYTES === 0) {

@@ -391,7 +391,8 @@ export class ReplicatedVolume implements BlockDevice {
     // usually follows): its Barrier leaves with the Data in one socket write, so the peer's
     // flush starts right behind its local write, and the ack's arrival here no longer costs
     // a Barrier send ahead of the completion. Under a stream writes overlap, this is false, and
-    // the epoch closes at the first completion (below) or after maxEpochSize writes.
+    // the epoch closes at the first completion (writeInActivityLog) or after maxEpochSize writes.
+    // (Protocol A tracks no pending acks: its writes complete at once and close the epoch there.)
     if (this.tl.writesInOpenEpoch >= this.options.maxEpochSize || (this.pending.size === 1 && this.tl.writesInOpenEpoch === 1)) this.closeEpoch();
     return write;
   }
