@@ -30,6 +30,9 @@ const STATISTICS_WHEN_CHANGED = new Set(['write-ordering', 'al-suspended', 'bloc
 const KEY_FIELDS: ReadonlySet<string> = new Set(EVENTS2_KEY_FIELDS);
 
 interface Known {
+  /** The resource the object belongs to (its `name:` key field). */
+  resource: string;
+  /** The object's last state fields (key fields excluded). */
   fields: Record<string, string>;
   statistics: Record<string, string>;
 }
@@ -80,7 +83,7 @@ export class Events2Printer {
 
   /** Forget every object of `resource` (its process ended without destroy notifications, e.g. killed). */
   forgetResource(resource: string): void {
-    for (const [key, known] of this.known) if (known.fields.name === resource) this.known.delete(key);
+    for (const [key, known] of this.known) if (known.resource === resource) this.known.delete(key);
   }
 
   private timestamp(event: ControlEvent): string {
@@ -114,7 +117,7 @@ export class Events2Printer {
         parts.push(`${k}:${v}`);
       }
     }
-    this.remember(key, { fields: rest, statistics });
+    this.remember(key, { resource: event.fields.name ?? '', fields: rest, statistics });
     return parts.join(' ');
   }
 

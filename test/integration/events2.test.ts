@@ -218,7 +218,7 @@ describe('events stream', () => {
 });
 
 describe('events for all resources', () => {
-  it('merges one stream per resource process, one exists -, create lines when a resource comes up, destroy when it goes down', async () => {
+  it('merges one stream per resource process, one exists -, create lines when a resource comes up, destroy when it goes down, nothing when it is killed', async () => {
     const a = newCluster({ resource: 'evallA', port: 7985 });
     const b = newCluster({ resource: 'evallB', port: 7987 });
     // one config with both resources (B on other minors) and one runtime dir, as on a real node
@@ -271,6 +271,19 @@ describe('events for all resources', () => {
     await b.admOk('alpha', ['down', 'evallB']);
     await stream.waitLine('destroy resource name:evallB');
     expect(stream.lines().slice(-2)).toEqual(['destroy device name:evallB volume:0 minor:20', 'destroy resource name:evallB']);
+    // a killed process sends no destroy lines; when it is up again its objects are new: create lines with every field
+    await b.admOk('alpha', ['up', 'evallB']);
+    await b.waitFor('evallB back in the stream', () => stream.lines().filter((l) => l === 'create resource name:evallB role:Secondary suspended:no').length === 2, 20_000);
+    await b.waitFor('evallB peer-device created again', () => stream.lines().filter((l) => l.startsWith('create peer-device name:evallB')).length === 2, 20_000);
+    const beforeKill = stream.lines().length;
+    b.kill9('alpha');
+    await b.waitGone('alpha');
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(stream.lines().length).toBe(beforeKill);
+    await b.admOk('alpha', ['up', 'evallB']);
+    await b.waitFor('evallB created a third time', () => stream.lines().filter((l) => l.startsWith('create device name:evallB volume:0 minor:20 disk:')).length === 3, 20_000).catch((err: Error) => {
+      throw new Error(`${err.message}; stream:\n${stream.lines().join('\n')}\nstderr: ${stream.stderr}`);
+    });
     // the other resource's stream goes on
     await a.admOk('alpha', ['disconnect', 'evallA']);
     await stream.waitLine('destroy connection name:evallA peer-node-id:0 conn-name:peer');

@@ -208,6 +208,17 @@ describe('events2 changes', () => {
     expect(lines(changeEvents(standAlone, back), printer)[0]).toBe('create connection name:r0 peer-node-id:0 conn-name:peer connection:StandAlone role:Unknown');
   });
 
+  it('a resource whose process was killed is forgotten: its next dump as create lines shows every field', () => {
+    const printer = new Events2Printer(plain);
+    const s = snapshot();
+    lines(existsEvents(s), printer);
+    lines(existsEvents(snapshot({ resource: 'r1', minor: 2 })), printer);
+    printer.forgetResource('r0');
+    const again = lines(existsEvents(s), printer).map((l) => l.replace(/^exists/, 'create'));
+    expect(again[0]).toBe('create resource name:r0 role:Primary suspended:no');
+    expect(lines(existsEvents(snapshot({ resource: 'r1', minor: 2 })), printer)[0]).toBe('exists resource name:r1');
+  });
+
   it('a state change that touches nothing events2 shows sends nothing (no repeated identical lines)', () => {
     const s = snapshot();
     expect(changeEvents(s, snapshot({ uuids: { current: 'A', bitmap: '0', historyStart: '0', historyEnd: '0' } }))).toEqual([]);
