@@ -18,7 +18,8 @@ const streams: EventsProcess[] = [];
 
 afterEach(async () => {
   for (const s of streams.splice(0)) s.kill();
-  for (const c of clusters.splice(0)) await c.destroy();
+  // last first: a later cluster may share an earlier one's runtime dir and config (all-resources test)
+  for (const c of clusters.splice(0).reverse()) await c.destroy();
 });
 
 function newCluster(options: ConstructorParameters<typeof Cluster>[0]): Cluster {
