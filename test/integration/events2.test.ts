@@ -251,8 +251,8 @@ describe('events for all resources', () => {
     await stream.waitLine(/^create peer-device name:evallB /);
     const created = stream.lines().filter((l) => l.includes('name:evallB'));
     expect(created[0]).toBe('create resource name:evallB role:Secondary suspended:no');
-    expect(created[1]).toMatch(/^create connection name:evallB peer-node-id:0 (conn-name:peer )?connection:\S+ role:Unknown$/);
-    expect(created[2]).toBe('create device name:evallB volume:0 minor:20 disk:Inconsistent');
+    expect(created[1]).toBe('create device name:evallB volume:0 minor:20 disk:Inconsistent');
+    expect(created[2]).toMatch(/^create connection name:evallB peer-node-id:0 (conn-name:peer )?connection:\S+ role:Unknown$/);
 
     // both up: one dump, in configuration order, one `exists -`
     const now = (await a.admOk('alpha', ['events', '--now'], 20_000)).trim().split('\n');

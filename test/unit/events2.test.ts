@@ -18,6 +18,7 @@ import {
 } from '../../src/daemon/events2.js';
 import { Events2Printer, formatTimestamp, type Events2PrintOptions } from '../../src/cli/events2-printer.js';
 import type { ControlEvent } from '../../src/daemon/protocol.js';
+import { createdEvents } from '../../src/cli/commands/events.js';
 import type { StatusSnapshot } from '../../src/daemon/status.js';
 import { ConnState, DiskState, Role } from '../../src/resource/states.js';
 
@@ -217,6 +218,16 @@ describe('events2 changes', () => {
     const again = lines(existsEvents(s), printer).map((l) => l.replace(/^exists/, 'create'));
     expect(again[0]).toBe('create resource name:r0 role:Primary suspended:no');
     expect(lines(existsEvents(snapshot({ resource: 'r1', minor: 2 })), printer)[0]).toBe('exists resource name:r1');
+  });
+
+  it('a resource process that appears under an open stream shows as create lines in drbdadm up order', () => {
+    const dump = existsEvents(snapshot({ role: Role.Secondary, peer: Role.Unknown, conn: ConnState.WFConnection, pdsk: DiskState.DUnknown })).slice(0, -1);
+    expect(lines(createdEvents(dump), new Events2Printer(plain))).toEqual([
+      'create resource name:r0 role:Secondary suspended:no',
+      'create device name:r0 volume:0 minor:1 disk:UpToDate',
+      'create connection name:r0 peer-node-id:0 conn-name:peer connection:Connecting role:Unknown',
+      'create peer-device name:r0 peer-node-id:0 conn-name:peer volume:0 replication:WFConnection peer-disk:DUnknown resync-suspended:no',
+    ]);
   });
 
   it('a state change that touches nothing events2 shows sends nothing (no repeated identical lines)', () => {

@@ -32,6 +32,22 @@ export const EVENTS_PENDING_MAX = 10_000;
 
 type Sink = (event: ControlEvent) => void;
 
+/** The order in which `drbdadm up` creates a resource's objects: new-resource, new-minor, connect. */
+const CREATE_ORDER: readonly ControlEvent['object'][] = ['resource', 'device', 'connection', 'peer-device'];
+
+/**
+ * A resource process that appeared while the stream was open: its initial
+ * dump, shown as the `create` lines `drbdadm up` causes on a kernel, in that
+ * order (the states are the ones it has by now, not the intermediate ones).
+ */
+export function createdEvents(dump: readonly ControlEvent[]): ControlEvent[] {
+  const rank = (e: ControlEvent): number => {
+    const i = CREATE_ORDER.indexOf(e.object);
+    return i < 0 ? CREATE_ORDER.length : i;
+  };
+  return [...dump].sort((a, b) => rank(a) - rank(b)).map((e) => ({ ...e, kind: 'create' as const }));
+}
+
 /** One resource process's event stream. */
 class ResourceStream {
   private client: ControlClient | undefined;
@@ -176,7 +192,7 @@ export async function streamEvents(ctx: CliContext, targets: EventsTarget[], opt
         if (s.isOpen || s.opening || !ControlClient.isUp(s.paths)) continue;
         void s.open().then((dump) => {
           if (!dump || stopped) return s.close();
-          for (const event of dump) print({ ...event, kind: 'create' });
+          for (const event of createdEvents(dump)) print(event);
           s.goLive(print);
         });
       }
