@@ -163,7 +163,7 @@ describe('events --now', () => {
 });
 
 describe('events stream', () => {
-  it('follows connect, primary, a resync with --statistics, handlers, a disconnect and a down', async () => {
+  it('follows connect, primary, a resync with --statistics, handlers, a disconnect and a down; --timestamps stamps the same lines', async () => {
     const c = newCluster({
       resource: 'evpair',
       port: 7983,
@@ -174,6 +174,8 @@ describe('events stream', () => {
     await c.admOk('alpha', ['up', r]);
     const alpha = new EventsProcess(c, 'alpha', ['--statistics', r]);
     await alpha.waitLine('exists -');
+    const stamped = new EventsProcess(c, 'alpha', ['--timestamps', r]);
+    await stamped.waitLine(/ exists -$/);
     await c.admOk('beta', ['up', r]);
     const beta = new EventsProcess(c, 'beta', [r]);
     await beta.waitLine('exists -');
@@ -210,6 +212,18 @@ describe('events stream', () => {
     expect(all).toContain(`change resource name:${r} role:Secondary`);
     expect(await alpha.interrupt()).toBe(0);
     expect(await beta.interrupt()).toBe(0);
+    await stamped.waitLine(new RegExp(` destroy resource name:${r}$`));
+    expect(await stamped.interrupt()).toBe(0);
+    // --timestamps: the same lines as without statistics, each behind an ISO 8601 time that never goes back
+    const stampedLines = stamped.lines();
+    expectGrammar(stampedLines);
+    const times = stampedLines.map((l) => /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{6})([+-]\d\d:\d\d) /.exec(l));
+    expect(times.every((m) => m !== null)).toBe(true);
+    const micros = times.map((m) => Date.parse(`${m![1]}${m![3]}`) * 1000 + Number(m![2]));
+    for (let i = 1; i < micros.length; i++) expect(micros[i]).toBeGreaterThanOrEqual(micros[i - 1]!);
+    expect(stampedLines.map((l) => l.slice(l.indexOf(' ') + 1)).filter((l) => !l.startsWith('exists'))).toEqual(
+      alpha.lines().filter((l) => !l.startsWith('exists')).map((l) => l.replace(/ (write-ordering|congested|size|received):.*$/, '')),
+    );
     expectGrammar(alpha.lines());
     expectGrammar(beta.lines());
     // drbdsetup-84 events2 prints no `done:` (8.4's peer-device statistics have no resync totals)
