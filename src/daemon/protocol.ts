@@ -32,12 +32,16 @@ export interface ControlReply {
 
 /** One state-change notification, like a drbdsetup events2 line. */
 export interface ControlEvent {
-  /** events2-style text, e.g. `change connection name:r0 connection:Connected`. */
+  /** The events2 line with every field (no statistics), e.g. `change connection name:r0 peer-node-id:0 conn-name:peer connection:Connected role:Secondary`. */
   text: string;
   /** Structured form of the same change. */
   kind: 'exists' | 'change' | 'create' | 'destroy' | 'call' | 'response';
   object: 'resource' | 'connection' | 'device' | 'peer-device' | 'helper' | '-';
   fields: Record<string, string>;
+  /** events2 statistics sent with the notification (drbdsetup prints them with --statistics); see daemon/events2. */
+  statistics?: Record<string, string>;
+  /** More events of the same notification follow (drbdsetup stamps them with one time). */
+  continues?: boolean;
 }
 
 export interface ControlEventLine {

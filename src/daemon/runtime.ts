@@ -23,13 +23,13 @@ import {
   isUnconfigured,
   roleText,
   stateChangeText,
-  stateEvents,
   statusText,
   statusJson,
   UNCONFIGURED,
 } from './status.js';
 import type { ResourceSpec } from './spec.js';
 import { runHandler } from './handlers.js';
+import { changeEvents, existsEvents, helperEvent } from './events2.js';
 import type { BlockDevice } from '../disk/block-device.js';
 import type { ActivityLogApi, DirtyBitmap, GenerationUuids } from '../meta/types.js';
 
@@ -126,9 +126,9 @@ export class ResourceRuntime {
     this.subscribers.add(handler);
   }
 
-  /** events2 "exists" lines for a new subscriber. */
+  /** events2 "exists" lines for a new subscriber, ending with `exists -`. */
   existingEvents(): ControlEvent[] {
-    return stateEvents('exists', this.status());
+    return existsEvents(this.status());
   }
 
   status(): StatusSnapshot {
@@ -144,6 +144,7 @@ export class ResourceRuntime {
       outOfSyncKiB: this.store?.outOfSyncKiB() ?? 0,
       sync: undefined,
       counters: {},
+      deviceSizeKiB: this.store ? Math.floor(this.store.sizeBytes / 1024) : 0,
       exposed: this.exposed,
       frontend: this.options.frontend?.describe?.() ?? null,
       pid: process.pid,
@@ -169,7 +170,7 @@ export class ResourceRuntime {
     this.log.info({ why }, text);
     for (const hook of this.stateHooks) hook(before, after);
     const full: StatusSnapshot = this.status();
-    for (const event of stateEvents('change', full, before)) this.publish(event);
+    for (const event of changeEvents(before, full)) this.publish(event);
     if (this.store) await this.store.syncFlags(after);
   }
 
@@ -180,7 +181,7 @@ export class ResourceRuntime {
   async runHandler(name: string): Promise<number | undefined> {
     const command = this.spec.handlers[name];
     if (!command) return undefined;
-    this.publish({ kind: 'call', object: 'helper', fields: { name: this.spec.name, helper: name }, text: `call helper name:${this.spec.name} helper:${name}` });
+    this.publish(helperEvent('call', this.status(), name));
     const code = await runHandler(name, command, {
       resource: this.spec.name,
       minor: this.spec.minor,
@@ -191,7 +192,7 @@ export class ResourceRuntime {
       peerAddress: this.spec.peer?.address.host,
       peerFamily: this.spec.peer?.address.family ?? 'ipv4',
     }, this.log);
-    this.publish({ kind: 'response', object: 'helper', fields: { name: this.spec.name, helper: name, status: String(code) }, text: `response helper name:${this.spec.name} helper:${name} status:${code}` });
+    this.publish(helperEvent('response', this.status(), name, code));
     return code;
   }
 

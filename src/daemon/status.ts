@@ -2,7 +2,7 @@
  * daemon/status — a resource process's observable state as one plain
  * snapshot, and the texts drbdadm prints for it: `role` (Primary/Secondary),
  * `cstate` (Connected), `dstate` (UpToDate/UpToDate), DRBD-9-style `status`
- * and events2-style change lines. Pure: no sockets, no disks.
+ * (events2 lines: daemon/events2). Pure: no sockets, no disks.
  */
 import {
   ConnState,
@@ -12,7 +12,6 @@ import {
   diskName,
   roleName,
 } from '../resource/states.js';
-import type { ControlEvent } from './protocol.js';
 import { type ResourceState, formatStateChange } from '../resource/state.js';
 
 export interface SyncProgress {
@@ -40,6 +39,8 @@ export interface StatusSnapshot extends StateSnapshot {
   outOfSyncKiB: number;
   sync: SyncProgress | undefined;
   counters: Record<string, number>;
+  /** The device size as the kernel reports it (0 while diskless); events2 `size:`. */
+  deviceSizeKiB?: number;
   exposed: boolean;
   /** The block device the Primary's volume is exposed as (daemon/frontend); absent/null when not exposed. */
   frontend?: FrontendStatusView | null;
@@ -130,41 +131,6 @@ export function statusText(s: StatusSnapshot): string {
     lines.push(`  ${peerName} connection:${connectionText(s.conn)}`);
   }
   return `${lines.join('\n')}\n\n`;
-}
-
-/** events2-style `exists`/`change` lines describing the whole state. */
-export function stateEvents(kind: 'exists' | 'change', s: StatusSnapshot, previous?: StateSnapshot): ControlEvent[] {
-  const events: ControlEvent[] = [];
-  const peerName = s.peerNode ?? 'peer';
-  const push = (object: ControlEvent['object'], fields: Record<string, string>): void => {
-    const text = `${kind} ${object} ${Object.entries(fields).map(([k, v]) => `${k}:${v}`).join(' ')}`;
-    events.push({ kind, object, fields, text });
-  };
-  if (!previous || previous.role !== s.role || previous.susp !== s.susp) {
-    push('resource', { name: s.resource, role: roleName(s.role), suspended: s.susp ? 'user' : 'no' });
-  }
-  if (!previous || previous.conn !== s.conn || previous.peer !== s.peer) {
-    push('connection', { name: s.resource, 'peer-node-id': '1', 'conn-name': peerName, connection: connectionOf(s.conn), role: roleName(s.peer) });
-  }
-  if (!previous || previous.disk !== s.disk) {
-    push('device', { name: s.resource, volume: '0', minor: String(s.minor), disk: diskName(s.disk) });
-  }
-  if (!previous || previous.conn !== s.conn || previous.pdsk !== s.pdsk || previous.userIsp !== s.userIsp || previous.peerIsp !== s.peerIsp) {
-    push('peer-device', {
-      name: s.resource,
-      'peer-node-id': '1',
-      'conn-name': peerName,
-      volume: '0',
-      replication: isConnected(s.conn) ? replicationText(s.conn) : 'Off',
-      'peer-disk': diskName(s.pdsk),
-      'resync-suspended': s.userIsp ? 'user' : s.peerIsp ? 'peer' : 'no',
-    });
-  }
-  return events;
-}
-
-function connectionOf(conn: ConnState): string {
-  return isConnected(conn) ? 'Connected' : connectionText(conn);
 }
 
 /** `role( Secondary -> Primary ) conn( ... )` — DRBD's kernel-log text, from resource/state. */

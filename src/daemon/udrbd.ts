@@ -17,6 +17,7 @@ import { acquireLock } from './lock.js';
 import { ensureRuntimeDirs, runtimePaths, type RuntimePaths } from './paths.js';
 import { ControlServer } from './control-server.js';
 import { ResourceRuntime } from './runtime.js';
+import { downEvents } from './events2.js';
 import { loadSpec } from './config-adapter.js';
 import { openMetaStore } from './meta-store.js';
 import { wireReplication } from './wiring.js';
@@ -117,6 +118,7 @@ async function main(): Promise<number> {
   });
   if (mode === 'up') rt.startConnecting();
   await rt.stopped;
+  for (const event of downEvents(rt.status())) rt.publish(event);
   await cleanup();
   return ExitCode.ok;
 }

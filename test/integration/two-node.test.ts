@@ -322,9 +322,11 @@ describe('observing a resource', () => {
     expect(ev.exitCode).toBe(0);
     const lines = ev.stdout.split('\n');
     expect(lines[0]).toMatch(/^exists resource name:r0 role:Secondary/);
-    expect(lines).toContain('change connection name:r0 peer-node-id:1 conn-name:beta connection:Connected role:Secondary');
-    expect(lines.some((l) => l.startsWith('change peer-device name:r0') && l.includes('replication:SyncSource'))).toBe(true);
-    expect(lines).toContain('change resource name:r0 role:Primary suspended:no');
+    // drbdsetup-84 events2: the connection is Connected from WFReportParams on, the peer's role follows when known
+    expect(lines).toContainEqual(expect.stringMatching(/^change connection name:r0 peer-node-id:0 conn-name:peer connection:Connected( role:Secondary)?$/));
+    expect(lines).toContainEqual(expect.stringMatching(/^change connection name:r0 peer-node-id:0 conn-name:peer (connection:Connected )?role:Secondary$/));
+    expect(lines.some((l) => l.startsWith('change peer-device name:r0 peer-node-id:0 conn-name:peer volume:0') && l.includes('replication:SyncSource'))).toBe(true);
+    expect(lines).toContain('change resource name:r0 role:Primary');
     // down: Unconfigured again, and the peer notices
     await c.admOk('alpha', ['down', r]);
     expect(await c.query('alpha', 'cstate')).toBe('Unconfigured');

@@ -2,7 +2,7 @@
  * cli/commands/runtime — the udrbdadm verbs that drive a running resource:
  * up, down, attach, detach, connect, disconnect, primary, secondary, role,
  * cstate, dstate, invalidate, invalidate-remote, verify, pause-sync,
- * resume-sync, outdate, new-current-uuid, wait-connect, status, events.
+ * resume-sync, outdate, new-current-uuid, wait-connect, status (events: commands/events).
  * Each talks to the resource process over its control socket (daemon/client)
  * and prints what drbdadm 8.4 prints; refusals keep DRBD's text and exit code.
  * Knows nothing of how the resource process does its work.
@@ -15,6 +15,7 @@ import { runtimePaths, readPid, type RuntimePaths } from '../../daemon/paths.js'
 import { ControlClient, ResourceNotUpError, callResource } from '../../daemon/client.js';
 import { startDaemon, waitForExit, type DaemonMode } from '../../daemon/launcher.js';
 import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
+import { isReplicating } from '../../daemon/events2.js';
 
 /** Verbs that wait on the peer (state change requests, handshakes) get this long. */
 const NETWORK_VERB_TIMEOUT_MS = 60_000;
@@ -104,35 +105,6 @@ async function down(ctx: CliContext, target: ResourceTarget): Promise<void> {
   }
 }
 
-async function events(ctx: CliContext, target: ResourceTarget, opts: { now?: boolean; timeout?: string }): Promise<void> {
-  const client = await ControlClient.connect(target.paths);
-  const timeoutMs = opts.timeout ? Number(opts.timeout) * 1000 : 0;
-  await new Promise<void>((resolve, reject) => {
-    let timer: NodeJS.Timeout | undefined;
-    let stopped = false;
-    const stop = (): void => {
-      if (stopped) return;
-      stopped = true;
-      if (opts.now) ctx.out('exists -\n');
-      if (timer) clearTimeout(timer);
-      process.off('SIGINT', stop);
-      client.close();
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    if (timeoutMs > 0) timer = setTimeout(stop, timeoutMs);
-    client
-      .subscribe((event) => ctx.out(`${event.text}\n`), stop)
-      .then(() => {
-        if (opts.now) {
-          // the initial "exists" lines arrive with the subscription reply; give them a tick
-          setTimeout(stop, 50);
-        }
-      })
-      .catch(reject);
-  });
-}
-
 async function waitConnect(ctx: CliContext, target: ResourceTarget, timeoutS: number): Promise<void> {
   const client = await ControlClient.connect(target.paths);
   try {
@@ -146,7 +118,7 @@ async function waitConnect(ctx: CliContext, target: ResourceTarget, timeoutS: nu
       };
       client
         .subscribe((event) => {
-          if (event.object === 'connection') check(event.fields.connection);
+          if (event.object === 'peer-device') check(isReplicating(event.fields.replication) ? 'Connected' : undefined);
         }, () => reject(new UdrbdError(`udrbd resource ${target.name} went down while waiting for a connection`, ExitCode.stateChangeFailed)))
         .catch(reject);
     });
@@ -271,15 +243,5 @@ export function register(program: Command, getContext: GetContext): void {
         }
       }
       if (opts.json) ctx.out(`${JSON.stringify(jsonItems, null, 2)}\n`);
-    });
-  program
-    .command('events')
-    .description('print one line per state change (like drbdsetup events2)')
-    .option('--now', 'print the current state and exit')
-    .option('--timeout <seconds>', 'stop after this many seconds')
-    .argument('<resource>')
-    .action(async (resource: string, opts: { now?: boolean; timeout?: string }) => {
-      const ctx = getContext();
-      await events(ctx, targets(ctx, [resource])[0]!, opts);
     });
 }
