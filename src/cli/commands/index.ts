@@ -17,3 +17,9 @@ commandGroups.push(registerRuntime);
 
 import { register as registerMeta } from './meta.js';
 commandGroups.push(registerMeta);
+
+import { register as registerVersion } from './version.js';
+commandGroups.push(registerVersion);
+
+import { register as registerWaitSync } from './wait-sync.js';
+commandGroups.push(registerWaitSync);
