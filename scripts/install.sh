@@ -101,6 +101,9 @@ if [ -z "$NODE" ] || [ ! -x "$NODE" ]; then
   echo "install.sh: no node executable found (need Node.js >= 20 on PATH, or NODE=/path/to/node)" >&2
   exit 1
 fi
+case "$ROOT$NODE" in
+  *"'"*) echo "install.sh: the checkout path or the node path contains a single quote ('$ROOT', '$NODE'); the wrapper cannot name it" >&2; exit 1 ;;
+esac
 [ -f "$ROOT/packaging/man/udrbdadm.8" ] || { echo "install.sh: $ROOT/packaging/man/udrbdadm.8 is missing" >&2; exit 1; }
 
 # Files of an earlier install may be replaced; anything else already there needs --force.

@@ -84,6 +84,8 @@ describe('scripts/install.sh', () => {
     expect(installed.status, installed.stderr).toBe(0);
     expect(installed.stdout).toBe(run(process.execPath, [UDRBDADM, '--version']).stdout);
     expect(installed.stdout).toContain('DRBD_KERNEL_VERSION_CODE=0x08040b\n');
+    const evaluated = run('/bin/sh', ['-c', `eval "$('${wrapper}' --version)" && printf '%s %s' "$DRBD_KERNEL_VERSION" "$UDRBD_VERSION"`]);
+    expect(evaluated.stdout).toBe(`8.4.11 ${(JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version}`);
     // units name the installed binary; no placeholder left
     const unit = fs.readFileSync(path.join(dest, 'lib/systemd/system/udrbd@.service'), 'utf8');
     expect(unit).toContain('ExecStart=/usr/local/sbin/udrbdadm up %i\n');
