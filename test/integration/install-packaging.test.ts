@@ -10,7 +10,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ROOT, UDRBDADM } from '../helpers/cluster.js';
+import { Cluster, ROOT, UDRBDADM } from '../helpers/cluster.js';
+import { runtimePaths, isProcessAlive } from '../../src/daemon/paths.js';
+import { defaultNodeName } from '../../src/cli/context.js';
 
 const INSTALL = path.join(ROOT, 'scripts', 'install.sh');
 const MAN_PAGE = path.join(ROOT, 'packaging', 'man', 'udrbdadm.8');
@@ -19,10 +21,13 @@ const OCF_DIR = path.join(ROOT, 'packaging', 'ocf');
 const SYSTEMD_ANALYZE = '/usr/bin/systemd-analyze';
 const GROFF = '/usr/bin/groff';
 let tempDir: string | undefined;
+let cluster: Cluster | undefined;
 
-afterEach(() => {
+afterEach(async () => {
   if (tempDir) fs.rmSync(tempDir, { recursive: true, force: true });
   tempDir = undefined;
+  await cluster?.destroy();
+  cluster = undefined;
 });
 
 function requireFile(file: string, what: string): void {
@@ -156,6 +161,39 @@ describe('systemd units', () => {
     });
     expect(`${verify.stdout}${verify.stderr}`).toBe('');
     expect(verify.status).toBe(0);
+  });
+});
+
+describe('udrbd@.service as Type=forking', () => {
+  it("names the pid file the resource process writes (PIDFile with %i and %H = daemon/paths for this host's node name)", () => {
+    const unit = fs.readFileSync(path.join(ROOT, 'packaging/systemd/udrbd@.service'), 'utf8');
+    const pidFile = /^PIDFile=(.*)$/m.exec(unit)?.[1];
+    expect(pidFile).toBe('/run/udrbd/%i.%H.pid');
+    const { UDRBD_NODE: _node, UDRBD_RUN_DIR: _run, ...envWithoutOverrides } = process.env;
+    const expanded = pidFile!.replace('%i', 'inr0').replace('%H', os.hostname());
+    expect(expanded).toBe(runtimePaths('inr0', os.hostname(), envWithoutOverrides).pidPath);
+    // the node name udrbdadm uses without --node / UDRBD_NODE is the host name systemd's %H expands to
+    const saved = process.env.UDRBD_NODE;
+    delete process.env.UDRBD_NODE;
+    try {
+      expect(defaultNodeName()).toBe(os.hostname());
+    } finally {
+      if (saved !== undefined) process.env.UDRBD_NODE = saved;
+    }
+  });
+
+  it('`up` returns only after the resource process wrote its pid file (what forking needs); `down` ends that process', async () => {
+    cluster = new Cluster({ resource: 'inpf', port: 7966 });
+    const c = cluster;
+    await c.admOk('alpha', ['up', c.resource]);
+    const pidPath = c.paths('alpha').pidPath;
+    expect(fs.existsSync(pidPath)).toBe(true);
+    const pid = Number(fs.readFileSync(pidPath, 'utf8').trim());
+    expect(isProcessAlive(pid)).toBe(true);
+    expect(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')).toContain('dist/daemon/udrbd.js');
+    await c.admOk('alpha', ['down', c.resource]);
+    expect(isProcessAlive(pid)).toBe(false);
+    expect(fs.existsSync(pidPath)).toBe(false);
   });
 });
 
