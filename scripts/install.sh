@@ -7,7 +7,7 @@
 #   /etc/init.d/udrbd                  the LSB init script (packaging/init.d/udrbd)
 #   $SYSTEMD_UNIT_DIR/udrbd.service    boot unit around the init script (installed with it)
 #   $SYSTEMD_UNIT_DIR/udrbd@.service   one resource: udrbdadm up / down
-#   $OCF_ROOT/resource.d/udrbd/        the Pacemaker (OCF) agent(s): every file of packaging/ocf/
+#   $OCF_ROOT/resource.d/udrbd/        the Pacemaker (OCF) agent(s): every executable of packaging/ocf/
 # Every path lands below $DESTDIR (empty: the real root). What it installs,
 # with a sha256 each, goes to the manifest $PREFIX/share/udrbd/install-manifest;
 # --uninstall removes exactly those files (a file changed since keeps, with a
@@ -140,10 +140,11 @@ else
 fi
 sed "s|@SBINDIR@|$SBINDIR|g" "$ROOT/packaging/systemd/udrbd@.service" > "$staging/udrbd@.service"
 plan+=("$staging/udrbd@.service|$SYSTEMD_UNIT_DIR/udrbd@.service|0644")
-# The OCF agent's place: every file in packaging/ocf/ becomes $OCF_ROOT/resource.d/udrbd/<name> (ocf:udrbd:<name>).
+# The OCF agent's place: every executable file in packaging/ocf/ becomes $OCF_ROOT/resource.d/udrbd/<name>
+# (Pacemaker's ocf:udrbd:<name>); other files there (docs, metadata samples) are not installed.
 if [ -d "$ROOT/packaging/ocf" ]; then
   for agent in "$ROOT"/packaging/ocf/*; do
-    [ -f "$agent" ] && plan+=("$agent|$OCF_ROOT/resource.d/udrbd/$(basename "$agent")|0755")
+    if [ -f "$agent" ] && [ -x "$agent" ]; then plan+=("$agent|$OCF_ROOT/resource.d/udrbd/$(basename "$agent")|0755"); fi
   done
 fi
 

@@ -62,7 +62,12 @@ function expectedFiles(): string[] {
     'lib/systemd/system/udrbd@.service',
   ];
   if (fs.existsSync(INIT_SCRIPT)) files.push('etc/init.d/udrbd', 'lib/systemd/system/udrbd.service');
-  if (fs.existsSync(OCF_DIR)) for (const agent of fs.readdirSync(OCF_DIR)) files.push(`usr/lib/ocf/resource.d/udrbd/${agent}`);
+  if (fs.existsSync(OCF_DIR)) {
+    for (const agent of fs.readdirSync(OCF_DIR)) {
+      const stat = fs.statSync(path.join(OCF_DIR, agent));
+      if (stat.isFile() && (stat.mode & 0o111) !== 0) files.push(`usr/lib/ocf/resource.d/udrbd/${agent}`);
+    }
+  }
   return files.sort();
 }
 
