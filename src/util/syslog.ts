@@ -88,6 +88,7 @@ export interface SyslogSinkOptions {
 export class SyslogSink {
   private readonly child: ChildProcess;
   private alive = true;
+  private inputBroken = false;
   private droppedLines = 0;
   private stderrText = '';
   private readonly exited: Promise<void>;
@@ -100,13 +101,14 @@ export class SyslogSink {
     this.child.stderr?.on('data', (chunk: Buffer) => {
       if (this.stderrText.length < STDERR_CHARS_MAX) this.stderrText = (this.stderrText + chunk.toString('utf8')).slice(0, STDERR_CHARS_MAX);
     });
-    this.child.stdin?.on('error', () => this.stop('its stdin failed'));
+    // EPIPE when logger has gone: stop writing; 'close' (after its stderr is read) says why.
+    this.child.stdin?.on('error', () => (this.inputBroken = true));
     this.exited = new Promise((resolve) => {
       this.child.once('error', (err) => {
         this.stop(`it could not be started (${err.message}); install util-linux's logger or unset UDRBD_SYSLOG`);
         resolve();
       });
-      this.child.once('exit', (code, signal) => {
+      this.child.once('close', (code, signal) => {
         this.stop(`it exited (${signal ?? `code ${code}`})`);
         resolve();
       });
@@ -115,7 +117,7 @@ export class SyslogSink {
 
   /** Queues one line for syslog; never blocks, never throws. */
   write(severity: Severity, line: string): void {
-    if (!this.alive) return;
+    if (!this.alive || this.inputBroken) return;
     const stdin = this.child.stdin;
     if (!stdin || stdin.writableLength > SYSLOG_QUEUE_BYTES_MAX) {
       if (this.droppedLines++ === 0) this.options.log.warn({ queueBytes: stdin?.writableLength }, 'syslog: logger(1) is not keeping up; dropping lines for syslog (the pino log has them all)');

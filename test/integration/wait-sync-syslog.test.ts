@@ -147,6 +147,20 @@ describe('UDRBD_SYSLOG', () => {
     expect(unixLines.some((l) => l.includes('Began resync'))).toBe(false);
   });
 
+  it('a syslog socket that is not there: the resource runs on, its log says why syslog stopped', async () => {
+    cluster = new Cluster({ resource: 'insm', port: 7967 });
+    const c = cluster;
+    c.env.UDRBD_SYSLOG = `unix:${path.join(c.dir, 'no-such.sock')}`;
+    await c.admOk('alpha', ['up', c.resource]);
+    await c.waitFor('syslog stop reported in the pino log', () => c.logText('alpha').includes('syslog: logger(1) stopped: it exited (code 1)'), 10_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${c.logText('alpha')}`);
+    });
+    const line = c.logText('alpha').split('\n').find((l) => l.includes('syslog: logger(1) stopped'))!;
+    expect((JSON.parse(line) as { loggerStderr?: string }).loggerStderr).toContain('no-such.sock');
+    await c.admOk('alpha', ['primary', '--force', c.resource]);
+    expect(await c.query('alpha', 'role')).toBe('Primary/Unknown');
+  });
+
   it('a malformed UDRBD_SYSLOG makes up fail with what to set instead', async () => {
     cluster = new Cluster({ resource: 'insb', port: 7965 });
     const c = cluster;
