@@ -15,6 +15,7 @@ packages=(
   qemu-utils fio    # qemu-img compare, fio with the nbd engine
   nbd-client        # kernel NBD attach where the kernel has nbd
   util-linux iproute2 procps psmisc
+  groff-base systemd bsdutils python3 # man page lint, systemd-analyze verify, logger(1) for UDRBD_SYSLOG, syslog receiver in tests
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -23,6 +23,8 @@ import { openMetaStore } from './meta-store.js';
 import { wireReplication } from './wiring.js';
 import { ResourceFrontend, frontendModeFromEnv, nbdTcpFromEnv } from './frontend.js';
 import type { ReadyMessage } from './launcher.js';
+import { SyslogSink, syslogTargetFromEnv } from '../util/syslog.js';
+import { stateChangeToSyslog } from './kernel-log.js';
 
 const READY_FD = 3;
 
@@ -70,8 +72,10 @@ async function main(): Promise<number> {
   );
   let server: ControlServer | undefined;
   let runtime: ResourceRuntime | undefined;
+  let syslog: SyslogSink | undefined;
   const cleanup = async (): Promise<void> => {
     await server?.close().catch(() => undefined);
+    await syslog?.close();
     try {
       fs.unlinkSync(paths.pidPath);
     } catch {
@@ -87,6 +91,12 @@ async function main(): Promise<number> {
     await frontend.cleanupStale();
     runtime = new ResourceRuntime({ spec, log, openStore: openMetaStore, frontend });
     const rt = runtime;
+    // UDRBD_SYSLOG: state changes also go to syslog in the kernel module's wording (util/syslog).
+    const syslogTarget = syslogTargetFromEnv();
+    if (syslogTarget) {
+      syslog = new SyslogSink(syslogTarget, { log, tag: process.env.UDRBD_SYSLOG_TAG || undefined });
+      rt.stateHooks.push(stateChangeToSyslog(syslog, { resource: spec.name, minor: spec.minor }));
+    }
     server = new ControlServer(paths.socketPath, (req) => rt.handle(req), log, () => rt.existingEvents());
     const srv = server;
     rt.onEvent((event) => srv.publish(event));

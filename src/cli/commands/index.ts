@@ -20,3 +20,9 @@ commandGroups.push(registerMeta);
 
 import { register as registerEvents } from './events.js';
 commandGroups.push(registerEvents);
+
+import { register as registerVersion } from './version.js';
+commandGroups.push(registerVersion);
+
+import { register as registerWaitSync } from './wait-sync.js';
+commandGroups.push(registerWaitSync);
