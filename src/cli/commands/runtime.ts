@@ -15,6 +15,7 @@ import { runtimePaths, readPid, type RuntimePaths } from '../../daemon/paths.js'
 import { ControlClient, ResourceNotUpError, callResource } from '../../daemon/client.js';
 import { startDaemon, waitForExit, type DaemonMode } from '../../daemon/launcher.js';
 import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
+import { enforceOptionSupport } from '../option-check.js';
 
 /** Verbs that wait on the peer (state change requests, handshakes) get this long. */
 const NETWORK_VERB_TIMEOUT_MS = 60_000;
@@ -77,6 +78,7 @@ async function up(ctx: CliContext, target: ResourceTarget, mode: DaemonMode, opt
       // Stale socket of a crashed process: the new process takes over.
     }
   }
+  enforceOptionSupport(ctx, target.name);
   if (ctx.dryRun) {
     ctx.out(`udrbd --config ${ctx.configPath} --node ${ctx.nodeName} --resource ${target.name} --mode ${mode}\n`);
     return;
