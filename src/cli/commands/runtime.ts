@@ -173,7 +173,7 @@ export function register(program: Command, getContext: GetContext): void {
 
   program
     .command('up')
-    .description('start the resource process: attach the disk, then connect to the peer')
+    .description('start the resource process: attach the disk, then connect to the peer (options udrbd refuses stop it with exit 10, ignored ones are warned about: README "Options udrbd refuses or ignores")')
     .option('--discard-my-data', 'on connect, give up local changes in a split brain')
     .allowUnknownOption()
     .argument('<resources...>')
