@@ -54,7 +54,10 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
     (keyword): SupportRule => ({ keyword, section: 'syntax', ...OK('configuration syntax, read as drbdadm-84 reads it') }),
   ),
   { keyword: 'ignore-on', section: 'syntax', ...OK('the resource is ignored on that host (the parser warns that the keyword is deprecated, as drbdadm does)') },
-  { keyword: 'volume', section: 'volume', status: 'implemented', why: 'volume 0 only: more volumes would need one bitmap, activity log and device each, which udrbd does not have; any other volume number is refused' },
+  {
+    keyword: 'volume', section: 'volume', status: 'refuse', why: 'volume 0 only: more volumes would need one bitmap, activity log and device each, which udrbd does not have',
+    values: { '0': ok }, what: 'only volume 0', todo: 'use one resource per volume (volume 0, or no volume block)',
+  },
   { keyword: 'stacked-on-top-of', section: 'syntax', status: 'refuse', why: 'stacked resources are not supported; the parser refuses them', what: 'stacked resource', todo: 'use a plain two-node resource' },
   { keyword: 'proxy', section: 'proxy', status: 'refuse', why: 'DRBD Proxy is not supported; the parser refuses proxy sections', what: 'DRBD Proxy', todo: 'remove the proxy section' },
   ...['inside', 'outside', 'memlimit', 'read-loops', 'compression', 'bwlimit', 'plugin'].map(
@@ -274,10 +277,9 @@ export function checkOptionSupport(config: DrbdConfig, resourceName: string, nod
   if (!me) return out;
 
   for (const vol of me.volumes) {
-    if (vol.vnr !== 0) {
-      add(`volume ${vol.vnr}`, vol.at, { status: 'refuse', what: 'only volume 0', todo: 'use one resource per volume (volume 0, or no volume block)' });
-    }
-    if (vol.metaDisk !== undefined && vol.metaIndex !== 'internal') add(metaDiskText(vol), vol.metaDiskAt, judgeOption('meta-disk', vol.metaDisk));
+    add(`volume ${vol.vnr}`, vol.at, judgeOption('volume', String(vol.vnr)));
+    const metaKeyword = vol.metaIndex === 'flexible' ? 'flexible-meta-disk' : 'meta-disk';
+    if (vol.metaDisk !== undefined) add(metaDiskText(vol), vol.metaDiskAt, judgeOption(metaKeyword, vol.metaDisk));
     judgeList(vol.diskOptions);
   }
   judgeList(res.diskOptions);
