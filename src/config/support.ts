@@ -128,7 +128,11 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
   // ---- net
   ...['protocol', 'timeout', 'ko-count', 'ping-int', 'ping-timeout', 'connect-int', 'max-buffers', 'max-epoch-size',
     'cram-hmac-alg', 'shared-secret', 'after-sb-0pri', 'after-sb-1pri', 'after-sb-2pri', 'rr-conflict', 'always-asbp',
-    'allow-two-primaries', 'verify-alg'].map((keyword): SupportRule => ({ keyword, section: 'net', ...OK('used as DRBD 8.4 uses it') })),
+    'verify-alg'].map((keyword): SupportRule => ({ keyword, section: 'net', ...OK('used as DRBD 8.4 uses it') })),
+  {
+    keyword: 'allow-two-primaries', section: 'net', status: 'refuse', why: 'udrbd has no detection of concurrent writes from two Primaries (DRBD\'s write conflict handling): the two copies could silently end up different',
+    values: { no: ok }, what: 'no dual-primary write conflict detection', todo: "use 'allow-two-primaries no' (the default) or remove it",
+  },
   { keyword: 'sndbuf-size', section: 'net', ...OK('SO_SNDBUF of the peer socket (0 = kernel auto-tuning); needs native/udrbd-io') },
   { keyword: 'rcvbuf-size', section: 'net', ...OK('SO_RCVBUF of the peer socket (0 = kernel auto-tuning); needs native/udrbd-io') },
   { keyword: 'unplug-watermark', section: 'net', status: 'warn', why: 'kernel request plugging; udrbd sends at once', what: 'no request plugging', todo: REMOVE },

@@ -78,6 +78,8 @@ describe('support table', () => {
     expect(judgeOption('on-no-data-accessible', 'suspend-io').status).toBe('refuse');
     expect(judgeOption('data-integrity-alg', 'crc32c').status).toBe('refuse');
     expect(judgeOption('csums-alg', 'md5').status).toBe('warn');
+    expect(judgeOption('allow-two-primaries', 'yes').status).toBe('refuse');
+    expect(judgeOption('allow-two-primaries', 'no').status).toBe('implemented');
     expect(judgeOption('cpu-mask', 'ff').status).toBe('warn');
     for (const k of ['sndbuf-size', 'rcvbuf-size', 'out-of-sync', 'pri-on-incon-degr', 'wfc-timeout', 'degr-wfc-timeout', 'outdated-wfc-timeout', 'become-primary-on']) {
       expect(supportRule(k)?.status, k).toBe('implemented');
