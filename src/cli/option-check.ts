@@ -3,18 +3,14 @@
  * checked before a resource process is started (`up`, `attach`) or a changed
  * configuration is applied (`adjust`): warnings go to stderr and the verb goes
  * on; refusals are all printed and the verb stops with exit 10, like a
- * configuration error. The judgement itself is config/support's; this file
- * only adds what the machine can do (native/udrbd-io for socket buffers).
+ * configuration error. The judgement is config/support's, with this machine's
+ * abilities added by daemon/option-support.
  */
-import { checkOptionSupport, loadConfig, type DrbdConfig, type SupportFindings } from '../config/index.js';
-import { socketBufferSupport } from '../peer/socket-buffers.js';
+import { loadConfig, type DrbdConfig } from '../config/index.js';
+import { findOptionIssues } from '../daemon/option-support.js';
 import { ExitCode, UdrbdError } from '../util/errors.js';
 
-/** checkOptionSupport with this machine's environment. */
-export function findOptionIssues(config: DrbdConfig, resourceName: string, nodeName: string): SupportFindings {
-  const unavailable = socketBufferSupport();
-  return checkOptionSupport(config, resourceName, nodeName, unavailable === undefined ? {} : { socketBuffersUnavailable: unavailable });
-}
+export { findOptionIssues } from '../daemon/option-support.js';
 
 /**
  * Prints the warnings for `resourceName` on `err`; throws UdrbdError (exit 10)
