@@ -7,7 +7,7 @@
  *   that condition after (drbd_state.c). Typical case: a Primary SyncTarget
  *   that loses its peer. Knows nothing of the link or the data path.
  */
-import { DiskState, Role } from '../resource/states.js';
+import { DiskState, Role, diskName } from '../resource/states.js';
 import type { StateSnapshot } from './status.js';
 import type { ResourceRuntime } from './runtime.js';
 
@@ -25,7 +25,7 @@ export function stateChangeHandlers(before: StateSnapshot, after: StateSnapshot)
 export function watchStateHandlers(runtime: ResourceRuntime): void {
   runtime.stateHooks.push((before, after) => {
     for (const name of stateChangeHandlers(before, after)) {
-      runtime.log.warn(`${name}: Primary with neither local nor peer disk UpToDate (disk ${after.disk}, pdsk ${after.pdsk})`);
+      runtime.log.warn(`${name}: Primary with neither local nor peer disk UpToDate (${diskName(after.disk)}/${diskName(after.pdsk)})`);
       void runtime.runHandler(name);
     }
   });
