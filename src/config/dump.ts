@@ -137,7 +137,7 @@ function dumpHost(p: Printer, host: HostSection): void {
 function expandOptions(from: readonly OptionEntry[], to: readonly OptionEntry[]): OptionEntry[] {
   const result = [...to];
   for (const o of from) {
-    if (!result.some((r) => r.name === o.name)) result.unshift({ name: o.name, value: o.value });
+    if (!result.some((r) => r.name === o.name)) result.unshift({ name: o.name, value: o.value, ...(o.at ? { at: o.at } : {}) });
   }
   return result;
 }

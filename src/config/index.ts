@@ -10,7 +10,7 @@ import { ConfigParseError, Parser } from './parser.js';
 import type { DrbdConfig } from './model.js';
 import { bindNode } from './hosts.js';
 
-export type { DrbdConfig, ResourceDef, HostSection, VolumeDef, OptionEntry, AddressDef, GlobalOptions } from './model.js';
+export type { DrbdConfig, ResourceDef, HostSection, VolumeDef, OptionEntry, AddressDef, GlobalOptions, SourcePos } from './model.js';
 export type {
   ResourceView, NetOptions, DiskOptions, StartupOptions, ResolvedAddress, Protocol, Fencing, OnIoError,
   AfterSb0pri, AfterSb1pri, AfterSb2pri, RrConflict, OnNoDataAccessible,
@@ -18,6 +18,10 @@ export type {
 export { resolveResource } from './resolve.js';
 export { dumpConfig, expandCommon, escapeValue } from './dump.js';
 export { bindNode, validateBindings, type NodeBinding } from './hosts.js';
+export {
+  checkOptionSupport, judgeOption, supportRule, supportTableMarkdown, SUPPORT_TABLE,
+  type Finding, type SupportFindings, type SupportEnvironment, type SupportRule, type SupportStatus, type Verdict,
+} from './support.js';
 
 /**
  * Parse `path` (and its includes). Throws UdrbdError carrying exactly what

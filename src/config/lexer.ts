@@ -105,6 +105,11 @@ const KEYWORDS: ReadonlyMap<string, KeywordRule> = new Map<string, KeywordRule>(
   ['out-of-sync', [Tk.HANDLER_OPTION]],
 ]);
 
+/** Every keyword the scanner knows, in rule order (config/support judges each one). */
+export function keywordNames(): string[] {
+  return [...KEYWORDS.keys()];
+}
+
 /** Longest plain word flex accepts as one STRING token (129 chars is TK_ERR_STRING_TOO_LONG). */
 const STRING_LENGTH_MAX = 128;
 /** Longest quoted string content (drbdadm: {0,255}). */

@@ -5,6 +5,12 @@
  * is decided later (config/hosts). Knows nothing about sockets or disks.
  */
 
+/** Where a statement was written: the file as drbdadm names it in messages, and its 1-based line. */
+export interface SourcePos {
+  file: string;
+  line: number;
+}
+
 /** One `name value;` (or bare flag) statement, in file order. */
 export interface OptionEntry {
   name: string;
@@ -12,6 +18,8 @@ export interface OptionEntry {
   value: string | null;
   /** Value is already printable (become-primary-on host lists); dump must not quote it. */
   isEscaped?: boolean;
+  /** Where the option was written (for support checks; dump ignores it). */
+  at?: SourcePos;
 }
 
 export interface VolumeDef {
@@ -27,6 +35,10 @@ export interface VolumeDef {
   metaDisk?: string;
   /** `internal`, `flexible`, or a decimal index. */
   metaIndex?: string;
+  /** Where the meta-disk / flexible-meta-disk statement was written. */
+  metaDiskAt?: SourcePos;
+  /** Where `volume N {` was written (undefined for the implicit volume 0). */
+  at?: SourcePos;
   diskOptions: OptionEntry[];
 }
 
@@ -44,6 +56,8 @@ export interface HostSection {
   byAddress: boolean;
   address?: AddressDef;
   altAddress?: AddressDef;
+  /** Where `alternate-link-address` was written. */
+  altAddressAt?: SourcePos;
   volumes: VolumeDef[];
   resOptions: OptionEntry[];
   /** Line of the section's opening in its file. */
@@ -67,6 +81,8 @@ export interface ResourceDef {
   handlers: OptionEntry[];
   resOptions: OptionEntry[];
   becomePrimaryOn?: string[];
+  /** Where `become-primary-on` was written. */
+  becomePrimaryOnAt?: SourcePos;
   stackedTimeouts: boolean;
 }
 
@@ -91,6 +107,8 @@ export interface DrbdConfig {
   resources: ResourceDef[];
   /** Non-fatal messages drbdadm prints on stderr while parsing. */
   warnings: string[];
+  /** Where each global option was written, by keyword (`usage-count`, `minor-count`, ...). */
+  globalPositions?: Record<string, SourcePos>;
 }
 
 /** drbdadm's global_options initial values (drbd-utils 9.22 as observed with `dump`). */

@@ -13,7 +13,7 @@ import {
 } from './limits.js';
 import {
   type DrbdConfig, type ResourceDef, type HostSection, type VolumeDef, type OptionEntry, type AddressDef,
-  type GlobalOptions, GLOBAL_DEFAULTS,
+  type GlobalOptions, type SourcePos, GLOBAL_DEFAULTS,
 } from './model.js';
 import { globPaths } from './glob.js';
 
@@ -66,6 +66,7 @@ export class Parser {
   private globalOptions: GlobalOptions = { ...GLOBAL_DEFAULTS };
   private common: ResourceDef | undefined;
   private readonly resources: ResourceDef[] = [];
+  private readonly globalPositions: Record<string, SourcePos> = {};
   private readonly canonicalPath: string;
 
   constructor(private readonly configPath: string) {
@@ -94,6 +95,7 @@ export class Parser {
       common: this.common,
       resources: this.resources,
       warnings: this.stderr ? this.stderr.split('\n').filter((l) => l !== '') : [],
+      globalPositions: this.globalPositions,
     };
   }
 
@@ -105,6 +107,11 @@ export class Parser {
 
   private get fileName(): string {
     return this.file.name;
+  }
+
+  /** The statement being parsed: this file, the line of its first token (drbdadm's fline). */
+  private here(): SourcePos {
+    return { file: this.fileName, line: this.fline };
   }
 
   private lex(): number {
@@ -327,6 +334,7 @@ export class Parser {
     for (;;) {
       const token = this.lex();
       this.fline = this.line;
+      if (token !== 0x7d) this.globalPositions[this.tok.text] = this.here();
       switch (token) {
         case Tk.UDEV_ALWAYS_USE_VNR:
           g.udevAlwaysUseVnr = true;
@@ -427,7 +435,7 @@ export class Parser {
           if (this.tok.text !== 'protocol') this.expectedGot(RESOURCE_EXPECTED, token);
           this.upr('protocol statement', `${res.name}: protocol`);
           const value = this.rangeCheck('protocol', 'protocol', this.expString().value);
-          res.netOptions.push({ name: 'protocol', value });
+          res.netOptions.push({ name: 'protocol', value, at: this.here() });
           this.expChar(';');
           break;
         }
@@ -524,6 +532,7 @@ export class Parser {
 
   private startupDelegate(res: ResourceDef): void {
     if (this.tok.text === 'become-primary-on') {
+      res.becomePrimaryOnAt = this.here();
       res.becomePrimaryOn = this.parseHosts(0x3b);
     } else if (this.tok.text === 'stacked-timeouts') {
       res.stackedTimeouts = true;
@@ -548,23 +557,24 @@ export class Parser {
       const token = group & (Tk.GROUPING_BASE - 1);
       this.fline = this.line;
       const name = this.tok.value;
+      const at = this.here();
       if (token <= 0) {
         this.expected('an option');
       } else if (token === tokenFlag) {
         const t = this.lex();
-        if (t === Tk.YES) options.push({ name, value: 'yes' });
-        else if (t === Tk.NO) options.push({ name, value: 'no' });
+        if (t === Tk.YES) options.push({ name, value: 'yes', at });
+        else if (t === Tk.NO) options.push({ name, value: 'no', at });
         else if (t === 0x3b) {
-          options.push({ name, value: 'yes' });
+          options.push({ name, value: 'yes', at });
           continue;
         } else this.expected('yes | no | ;');
       } else if (token === tokenNoFlag) {
-        options.push({ name: name.slice(3), value: 'no' });
+        options.push({ name: name.slice(3), value: 'no', at });
       } else if (token === tokenOption || ((tokenOption & group) & ~(Tk.GROUPING_BASE - 1)) !== 0) {
         const optName = deprecatedAlias(name, tokenOption);
         const check = this.tok.rangeCheck;
         const value = this.rangeCheck(check, optName, this.expectStringOrInt());
-        options.push({ name: optName, value });
+        options.push({ name: optName, value, at });
       } else if (ctx && delegate && (token === tokenDelegate || ((tokenDelegate & group) & ~(Tk.GROUPING_BASE - 1)) !== 0)) {
         delegate(ctx);
         continue;
@@ -609,24 +619,25 @@ export class Parser {
           this.expected('a syncer option keyword');
       }
       const name = this.tok.value;
+      const at = this.here();
       let next: number;
       if (token === Tk.NET_FLAG || token === Tk.DISK_FLAG) {
         next = this.lex();
         if (next === Tk.NO) {
-          target.push({ name, value: 'no' });
+          target.push({ name, value: 'no', at });
           next = this.lex();
         } else {
-          target.push({ name, value: 'yes' });
+          target.push({ name, value: 'yes', at });
           if (next === Tk.YES) next = this.lex();
         }
       } else if (token === Tk.NET_NO_FLAG || token === Tk.DISK_NO_FLAG) {
-        target.push({ name: name.slice(3), value: 'no' });
+        target.push({ name: name.slice(3), value: 'no', at });
         next = this.lex();
       } else {
         const optName = deprecatedAlias(name, token);
         const check = this.tok.rangeCheck;
         const value = this.rangeCheck(check, optName, this.expectStringOrInt());
-        target.push({ name: optName, value });
+        target.push({ name: optName, value, at });
         next = this.lex();
       }
       if (next !== 0x3b) this.expected(';');
@@ -705,6 +716,7 @@ export class Parser {
   }
 
   private parseMetaDisk(vol: VolumeDef): void {
+    vol.metaDiskAt = { file: this.fileName, line: this.line };
     const value = this.expString().value;
     vol.metaDisk = value;
     if (value === 'internal') {
@@ -796,6 +808,7 @@ export class Parser {
         this.parseMetaDisk(vol);
         return true;
       case Tk.FLEX_META_DISK: {
+        vol.metaDiskAt = { file: this.fileName, line: this.line };
         const value = this.expString().value;
         vol.metaDisk = value;
         vol.metaIndex = value === 'internal' ? 'internal' : 'flexible';
@@ -809,6 +822,7 @@ export class Parser {
 
   private parseVolume(vnr: number, names: string[] | null): VolumeDef {
     const vol = newVolume(vnr, false);
+    vol.at = { file: this.fileName, line: this.line };
     this.expChar('{');
     for (;;) {
       const token = this.lex();
@@ -826,6 +840,7 @@ export class Parser {
         t = newVolume(s.vnr, s.implicit);
         insertSorted(host.volumes, t);
       }
+      if (t.at === undefined && s.at !== undefined) t.at = s.at;
       if (t.disk === undefined && s.disk !== undefined) {
         t.disk = s.disk;
         for (const h of host.names) this.uniq('disk', `disk:${h}:${t.disk}`);
@@ -837,6 +852,7 @@ export class Parser {
       }
       if (t.metaDisk === undefined && s.metaDisk !== undefined) {
         t.metaDisk = s.metaDisk;
+        if (s.metaDiskAt !== undefined) t.metaDiskAt = s.metaDiskAt;
         if (s.metaIndex !== undefined) t.metaIndex = s.metaIndex;
       }
     }
@@ -890,7 +906,10 @@ export class Parser {
           const address = this.parseAddress(host.names);
           // drbdadm range-checks the port a second time here (and reports it twice).
           this.rangeCheckValue(PORT_RANGE, 'port', address.port);
-          if (alt) host.altAddress = address;
+          if (alt) {
+            host.altAddress = address;
+            host.altAddressAt = this.here();
+          }
           else host.address = address;
           break;
         }

@@ -122,6 +122,7 @@ export class PeerLink {
       pingTimeoutMs: net.pingTimeoutMs,
       timeoutMs: net.timeoutMs,
       koCount: net.koCount,
+      socketBuffers: { sndbufSizeBytes: net.sndbufSizeBytes, rcvbufSizeBytes: net.rcvbufSizeBytes },
       logger: rt.log,
     });
     this.connector = connector;
@@ -473,6 +474,7 @@ export class PeerLink {
     if (s.conn < ConnState.WFReportParams) return;
     link.peer = { ...link.peer, role, disk, conn, userIsp };
     const patch: Partial<StateSnapshot> = { peer: role, peerIsp: userIsp };
+    let verifyEnded = false;
     if (s.conn === ConnState.SyncSource || s.conn === ConnState.PausedSyncS) {
       if (disk === DiskState.UpToDate && conn === ConnState.Connected) {
         const store = rt.requireStore();
@@ -484,11 +486,23 @@ export class PeerLink {
       }
     } else if ((s.conn === ConnState.VerifyT || s.conn === ConnState.VerifyS) && conn === ConnState.Connected) {
       patch.conn = ConnState.Connected;
+      verifyEnded = s.conn === ConnState.VerifyT;
     } else if (!isSyncState(s.conn) && s.conn !== ConnState.WFBitMapS && s.conn !== ConnState.WFBitMapT && s.conn !== ConnState.WFSyncUUID) {
       patch.pdsk = disk;
     }
     await rt.setState(patch, 'peer state');
+    if (verifyEnded) this.afterVerifyDone();
     this.applyPause(link);
+  }
+
+  /**
+   * drbd_resync_finished after an online verify, on VerifyS and VerifyT alike:
+   * the out-of-sync handler runs when the bitmap then holds out-of-sync blocks
+   * (drbd_bm_total_weight, not only those this verify found).
+   */
+  private afterVerifyDone(): void {
+    const outOfSyncBits = this.runtime.attachedStore?.bitmap.countSet() ?? 0;
+    if (outOfSyncBits > 0) void this.runtime.runHandler('out-of-sync');
   }
 
   /** PausedSync* ⇄ Sync* from the user_isp / peer_isp flags; the target's resync pauses with them. */
@@ -607,7 +621,10 @@ export class PeerLink {
         rt.log.info({ ...result }, `Online verify done (total ${Math.round(result.elapsedMs / 1000)} sec; paused 0 sec; ${result.verifiedBlocks * 4} K verified)`);
         if (result.outOfSyncBlocks > 0) rt.log.warn(`Online verify found ${result.outOfSyncBlocks} 4k block out of sync!`);
         this.lastVerify = result;
-        if (this.active === link && rt.snapshot.conn === ConnState.VerifyS) await rt.setState({ conn: ConnState.Connected }, 'verify finished');
+        if (this.active === link && rt.snapshot.conn === ConnState.VerifyS) {
+          await rt.setState({ conn: ConnState.Connected }, 'verify finished');
+          if (result.ok) this.afterVerifyDone();
+        }
       },
       (err: Error) => rt.log.error({ err }, `online verify failed: ${err.message}`),
     );

@@ -19,6 +19,7 @@ import { ControlServer } from './control-server.js';
 import { ResourceRuntime } from './runtime.js';
 import { downEvents } from './events2.js';
 import { loadSpec } from './config-adapter.js';
+import { checkOptionsAtStart } from './option-support.js';
 import { openMetaStore } from './meta-store.js';
 import { wireReplication } from './wiring.js';
 import { ResourceFrontend, frontendModeFromEnv, nbdTcpFromEnv } from './frontend.js';
@@ -85,6 +86,7 @@ async function main(): Promise<number> {
   };
   try {
     const spec = loadSpec(values.config, values.resource, values.node);
+    checkOptionsAtStart(values.config, values.resource, values.node, log);
     log.info({ mode, config: values.config, pid: process.pid }, `udrbd resource process starting (${mode})`);
     const frontend = new ResourceFrontend({ resource: spec.name, node: spec.node, runDir: paths.runDir, devicePath: spec.devicePath, mode: frontendModeFromEnv(), nbdTcp: nbdTcpFromEnv(), log });
     // A previous process of this node killed -9 may have left its FUSE mount, loop device and link.

@@ -19,6 +19,7 @@ import {
 import { ReplicationEngine, requestTimeoutMs, resyncRateLimitKiBps } from '../replication/index.js';
 import type { ResourceView } from '../config/index.js';
 import { PeerLink } from './link.js';
+import { watchStateHandlers } from './state-handlers.js';
 import crypto from 'node:crypto';
 import { adminNewCurrentUuid } from '../resource/uuid.js';
 import { UUID_JUST_CREATED } from '../meta/types.js';
@@ -42,6 +43,7 @@ export class Wiring {
     options: WiringOptions,
   ) {
     this.link = new PeerLink(runtime, () => this.dataPath);
+    watchStateHandlers(runtime);
     const view = runtime.spec.view as ResourceView;
     runtime.attachHooks.push((store) => {
       this.dataPath = new ReplicationEngine({

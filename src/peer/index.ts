@@ -36,6 +36,7 @@ import { SocketSetup, type SetupCallbacks, type SetupDirection, type SetupFailur
 import { HandshakeFailedError, IncompatibleSettingsError, exchangeParams, type HandshakeResult, type LocalParams } from './handshake.js';
 import { PeerSession } from './session.js';
 import { adoptWithReceiveSwitch, dialWithReceiveSwitch } from './receive.js';
+import { applySocketBuffers, type SocketBufferSizes } from './socket-buffers.js';
 
 export type { AuthConfig } from './auth.js';
 export type { LinkLossReason, PeerChannel } from './channel.js';
@@ -74,6 +75,8 @@ export interface PeerConnectorOptions {
   handshakeTimeoutMs?: number;
   sendHighWaterBytes?: number;
   sendLowWaterBytes?: number;
+  /** DRBD sndbuf-size / rcvbuf-size in bytes (0 or absent = kernel auto-tuning); see peer/socket-buffers. */
+  socketBuffers?: SocketBufferSizes;
   logger: Logger;
 }
 
@@ -266,6 +269,7 @@ export class PeerConnector extends EventEmitter {
 
   private beginSetup(socket: net.Socket, direction: SetupDirection): void {
     socket.setNoDelay(true);
+    if (!this.applySocketBuffers(socket)) return;
     const setup = new SocketSetup(
       socket,
       direction,
@@ -280,6 +284,21 @@ export class PeerConnector extends EventEmitter {
       this.callbacks,
     );
     if (!setup.isFinished) this.setups.add(setup);
+  }
+
+  /** sndbuf-size / rcvbuf-size; a socket they cannot be set on is closed (config/support refuses that set-up). */
+  private applySocketBuffers(socket: net.Socket): boolean {
+    const sizes = this.opts.socketBuffers;
+    if (!sizes || (sizes.sndbufSizeBytes === 0 && sizes.rcvbufSizeBytes === 0)) return true;
+    try {
+      const got = applySocketBuffers(socket, sizes);
+      this.logger.debug({ ...got }, `peer socket buffers: sndbuf ${got.sndbufBytes} rcvbuf ${got.rcvbufBytes} bytes`);
+      return true;
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, `cannot set sndbuf-size/rcvbuf-size on the peer socket: ${(err as Error).message}`);
+      socket.destroy();
+      return false;
+    }
   }
 
   // ---------------------------------------------------------------- set-up outcome

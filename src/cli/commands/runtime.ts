@@ -16,6 +16,7 @@ import { ControlClient, ResourceNotUpError, callResource } from '../../daemon/cl
 import { startDaemon, waitForExit, type DaemonMode } from '../../daemon/launcher.js';
 import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
 import { isReplicating } from '../../daemon/events2.js';
+import { enforceOptionSupport } from '../option-check.js';
 
 /** Verbs that wait on the peer (state change requests, handshakes) get this long. */
 const NETWORK_VERB_TIMEOUT_MS = 60_000;
@@ -78,6 +79,7 @@ async function up(ctx: CliContext, target: ResourceTarget, mode: DaemonMode, opt
       // Stale socket of a crashed process: the new process takes over.
     }
   }
+  enforceOptionSupport(ctx, target.name);
   if (ctx.dryRun) {
     ctx.out(`udrbd --config ${ctx.configPath} --node ${ctx.nodeName} --resource ${target.name} --mode ${mode}\n`);
     return;
@@ -143,7 +145,7 @@ export function register(program: Command, getContext: GetContext): void {
 
   program
     .command('up')
-    .description('start the resource process: attach the disk, then connect to the peer')
+    .description('start the resource process: attach the disk, then connect to the peer (options udrbd refuses stop it with exit 10, ignored ones are warned about: README "Options udrbd refuses or ignores")')
     .option('--discard-my-data', 'on connect, give up local changes in a split brain')
     .allowUnknownOption()
     .argument('<resources...>')
