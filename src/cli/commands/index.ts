@@ -17,3 +17,6 @@ commandGroups.push(registerRuntime);
 
 import { register as registerMeta } from './meta.js';
 commandGroups.push(registerMeta);
+
+import { register as registerMetrics } from './metrics.js';
+commandGroups.push(registerMetrics);
