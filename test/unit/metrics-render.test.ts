@@ -8,6 +8,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { LATENCY_BOUNDS_MS, LatencyHistogram } from '../../src/replication/latency.js';
+import { Bitmap, BM_BITS_PER_PAGE } from '../../src/meta/bitmap.js';
+import { MemoryDisk } from '../../src/disk/memory-disk.js';
 import { connectionStateOf, metricFamilies, renderNodeMetrics } from '../../src/metrics/render.js';
 import { allowRemoteFromEnv, parseListenAddress } from '../../src/metrics/listen-address.js';
 import type { ResourceMetricsReport } from '../../src/daemon/metrics-source.js';
@@ -84,6 +86,20 @@ describe('LatencyHistogram', () => {
     h.reset();
     expect(h.snapshot().bucketCounts.every((n) => n === 0)).toBe(true);
     expect(h.count).toBe(0);
+  });
+});
+
+describe('Bitmap.pagesWritten (drbd_device_bmwrites_total)', () => {
+  it('counts every bitmap page written: dirty runs and single pages, a clean page not again', async () => {
+    const disk = new MemoryDisk(1024 * 1024);
+    const bm = new Bitmap(8 * BM_BITS_PER_PAGE);
+    bm.setRange(0, 2 * BM_BITS_PER_PAGE + 1); // pages 0..2
+    expect(await bm.writeDirtyPages(disk, 8192)).toBe(3);
+    expect(bm.pagesWritten).toBe(3);
+    bm.setRange(5 * BM_BITS_PER_PAGE, 5 * BM_BITS_PER_PAGE + 1);
+    expect(await bm.writePage(disk, 8192, 5)).toBe(true);
+    expect(await bm.writePage(disk, 8192, 5)).toBe(false); // clean now: not written again
+    expect(bm.pagesWritten).toBe(4);
   });
 });
 
