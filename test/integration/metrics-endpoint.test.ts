@@ -65,25 +65,25 @@ async function scrape(node: NodeName): Promise<Scrape> {
 
 const res = { name: 'mt0' };
 
-beforeAll(async () => {
-  cluster = new Cluster({ resource: 'mt0', port: REPLICATION_PORT, diskSizeBytes: 32 * 1024 * KiB });
-  const c = cluster;
-  await c.admOk('alpha', ['up', c.resource]);
-  await c.admOk('beta', ['up', c.resource]);
-  await c.waitState('alpha', 'cstate', 'Connected');
-  await c.admOk('alpha', ['primary', '--force', c.resource]);
-  await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
-  await c.waitState('alpha', 'cstate', 'Connected');
-  await startExporter(c, 'alpha', ['--listen', LISTEN.alpha]);
-  await startExporter(c, 'beta', ['--listen', LISTEN.beta]);
-});
-
-afterAll(async () => {
-  for (const child of exporters) await stopExporter(child);
-  await cluster?.destroy();
-});
-
 describe('udrbdadm metrics on a connected pair', () => {
+  beforeAll(async () => {
+    cluster = new Cluster({ resource: 'mt0', port: REPLICATION_PORT, diskSizeBytes: 32 * 1024 * KiB });
+    const c = cluster;
+    await c.admOk('alpha', ['up', c.resource]);
+    await c.admOk('beta', ['up', c.resource]);
+    await c.waitState('alpha', 'cstate', 'Connected');
+    await c.admOk('alpha', ['primary', '--force', c.resource]);
+    await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
+    await c.waitState('alpha', 'cstate', 'Connected');
+    await startExporter(c, 'alpha', ['--listen', LISTEN.alpha]);
+    await startExporter(c, 'beta', ['--listen', LISTEN.beta]);
+  });
+
+  afterAll(async () => {
+    for (const child of exporters) await stopExporter(child);
+    await cluster?.destroy();
+  });
+
   it('serves text a real Prometheus parser reads, with HELP and TYPE on every family and drbd-reactor\'s families and label sets', async () => {
     for (const node of ['alpha', 'beta'] as const) {
       const { families } = await scrape(node);
@@ -202,31 +202,88 @@ describe('udrbdadm metrics on a connected pair', () => {
     expect(sample(alpha, 'drbd_connection_state', { ...res, drbd_connection_state: 'Connected' })).toBe(0);
     expect(sample(alpha, 'udrbd_resource_up', res)).toBe(1);
   });
+
+  describe('listen address', () => {
+    it('refuses a non-loopback address without explicit configuration (exit 10, binds nothing)', async () => {
+      for (const listen of ['0.0.0.0:8004', '10.11.12.13:8004', '[::]:8004']) {
+        const r = await cluster.adm('alpha', ['metrics', '--listen', listen]);
+        expect(r.exitCode, listen).toBe(10);
+        expect(r.stderr).toContain(`udrbdadm metrics: refusing to listen on ${listen}: it is not a loopback address (127.0.0.0/8 or ::1), and the metrics endpoint has no authentication`);
+        expect(r.stderr).toContain('pass --allow-remote (or set UDRBD_METRICS_ALLOW_REMOTE=1)');
+      }
+    });
+
+    it('accepts it with --allow-remote or UDRBD_METRICS_ALLOW_REMOTE=1 (shown with -d, which binds nothing)', async () => {
+      const flag = await cluster.adm('alpha', ['-d', 'metrics', '--allow-remote', '--listen', '0.0.0.0:8004']);
+      expect(flag.exitCode).toBe(0);
+      expect(flag.stdout).toBe('would serve http://0.0.0.0:8004/metrics for node alpha, resources: mt0\n');
+      const saved = cluster.env.UDRBD_METRICS_ALLOW_REMOTE;
+      cluster.env.UDRBD_METRICS_ALLOW_REMOTE = '1';
+      try {
+        const env = await cluster.adm('alpha', ['-d', 'metrics', '--listen', '0.0.0.0:8004']);
+        expect(env.exitCode).toBe(0);
+        expect(env.stdout).toContain('would serve http://0.0.0.0:8004/metrics');
+      } finally {
+        if (saved === undefined) delete cluster.env.UDRBD_METRICS_ALLOW_REMOTE;
+        else cluster.env.UDRBD_METRICS_ALLOW_REMOTE = saved;
+      }
+    });
+  });
 });
 
-describe('udrbdadm metrics listen address', () => {
-  it('refuses a non-loopback address without explicit configuration (exit 10, binds nothing)', async () => {
-    for (const listen of ['0.0.0.0:8004', '10.11.12.13:8004', '[::]:8004']) {
-      const r = await cluster.adm('alpha', ['metrics', '--listen', listen]);
-      expect(r.exitCode, listen).toBe(10);
-      expect(r.stderr).toContain(`udrbdadm metrics: refusing to listen on ${listen}: it is not a loopback address (127.0.0.0/8 or ::1), and the metrics endpoint has no authentication`);
-      expect(r.stderr).toContain('pass --allow-remote (or set UDRBD_METRICS_ALLOW_REMOTE=1)');
-    }
+describe('udrbdadm metrics --once through a resync and a split brain', () => {
+  let pair: Cluster | undefined;
+  const mt1 = { name: 'mt1' };
+
+  afterAll(async () => {
+    await pair?.destroy();
   });
 
-  it('accepts it with --allow-remote or UDRBD_METRICS_ALLOW_REMOTE=1 (shown with -d, which binds nothing)', async () => {
-    const flag = await cluster.adm('alpha', ['-d', 'metrics', '--allow-remote', '--listen', '0.0.0.0:8004']);
-    expect(flag.exitCode).toBe(0);
-    expect(flag.stdout).toBe('would serve http://0.0.0.0:8004/metrics for node alpha, resources: mt0\n');
-    const saved = cluster.env.UDRBD_METRICS_ALLOW_REMOTE;
-    cluster.env.UDRBD_METRICS_ALLOW_REMOTE = '1';
-    try {
-      const env = await cluster.adm('alpha', ['-d', 'metrics', '--listen', '0.0.0.0:8004']);
-      expect(env.exitCode).toBe(0);
-      expect(env.stdout).toContain('would serve http://0.0.0.0:8004/metrics');
-    } finally {
-      if (saved === undefined) delete cluster.env.UDRBD_METRICS_ALLOW_REMOTE;
-      else cluster.env.UDRBD_METRICS_ALLOW_REMOTE = saved;
+  async function once(c: Cluster, node: NodeName): Promise<ParsedFamily[]> {
+    return parsePrometheus(await c.admOk(node, ['metrics', '--once']));
+  }
+
+  it('shows the resync speed and the out-of-sync bytes while syncing, then counts a split brain left unresolved', async () => {
+    // 16 MiB at 4 MiB/s: the initial full sync takes about 4 s
+    pair = new Cluster({ resource: 'mt1', port: 8006, diskSizeBytes: 16 * 1024 * KiB, disk: ['c-plan-ahead 0;', 'resync-rate 4M;'] });
+    const c = pair;
+    await c.admOk('alpha', ['up', c.resource]);
+    await c.admOk('beta', ['up', c.resource]);
+    await c.waitState('alpha', 'cstate', 'Connected');
+    await c.admOk('alpha', ['primary', '--force', c.resource]);
+    await c.waitState('alpha', 'cstate', 'SyncSource');
+    await new Promise((r) => setTimeout(r, 1_500));
+    const source = await once(c, 'alpha');
+    const target = await once(c, 'beta');
+    expect(sample(source, 'drbd_connection_state', { ...mt1, drbd_connection_state: 'Connected' })).toBe(1);
+    expect(sample(target, 'drbd_device_state', { ...mt1, drbd_device_state: 'Inconsistent' })).toBe(1);
+    expect(sample(source, 'drbd_peerdevice_outofsync_bytes', mt1)).toBeGreaterThan(0);
+    expect(sample(source, 'udrbd_peerdevice_resync_speed_bytes_per_second', mt1)).toBeGreaterThan(0);
+    expect(sample(target, 'udrbd_peerdevice_resync_speed_bytes_per_second', mt1)).toBeGreaterThan(0);
+    // rate-limited to 4 MiB/s (with slack for the averaging window)
+    expect(sample(target, 'udrbd_peerdevice_resync_speed_bytes_per_second', mt1)).toBeLessThan(12 * 1024 * KiB);
+    expect(sample(source, 'udrbd_connection_splitbrains_total', mt1)).toBe(0);
+    await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
+    await c.waitState('alpha', 'cstate', 'Connected');
+    expect(sample(await once(c, 'alpha'), 'udrbd_peerdevice_resync_speed_bytes_per_second', mt1)).toBe(0);
+
+    // split: both Primary and both write while disconnected; the default after-sb-2pri disconnect leaves it unresolved
+    await c.admOk('alpha', ['disconnect', c.resource]);
+    await c.admOk('beta', ['disconnect', c.resource]);
+    await c.admOk('beta', ['primary', c.resource]);
+    await c.write('alpha', 0, crypto.randomBytes(64 * KiB));
+    await c.write('beta', 1024 * KiB, crypto.randomBytes(64 * KiB));
+    await c.admOk('alpha', ['connect', c.resource]);
+    await c.admOk('beta', ['connect', c.resource]);
+    await c.waitFor('split brain found on both nodes', () => c.logText('alpha').includes('Split-Brain detected but unresolved') && c.logText('beta').includes('Split-Brain detected but unresolved'));
+    await c.waitState('alpha', 'cstate', 'StandAlone');
+    await c.waitState('beta', 'cstate', 'StandAlone');
+    for (const node of ['alpha', 'beta'] as const) {
+      const f = await once(c, node);
+      expect(sample(f, 'udrbd_connection_splitbrains_total', mt1), node).toBe(1);
+      expect(sample(f, 'udrbd_connection_splitbrains_unresolved_total', mt1), node).toBe(1);
+      expect(sample(f, 'drbd_connection_state', { ...mt1, drbd_connection_state: 'StandAlone' }), node).toBe(1);
+      expect(sample(f, 'drbd_peerdevice_outofsync_bytes', mt1), node).toBeGreaterThan(0);
     }
   });
 });
