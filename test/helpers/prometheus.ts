@@ -40,7 +40,8 @@ export interface HttpAnswer {
 
 export function httpGet(url: string, timeoutMs = 10_000): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { timeout: timeoutMs }, (res) => {
+    // agent: false — a fresh connection per request (a pooled keep-alive socket may belong to a server a previous test closed)
+    const req = http.get(url, { timeout: timeoutMs, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
