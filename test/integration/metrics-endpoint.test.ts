@@ -92,8 +92,12 @@ describe('udrbdadm metrics on a connected pair', () => {
         expect(f.type, `${node} ${f.name} TYPE`).not.toBe('UNTYPED');
       }
       const names = byName(families);
+      // drbd-reactor's example Grafana dashboard picks its instances by label_values(drbdreactor_up, instance)
+      // and queries drbd_resource_resources, drbd_peerdevice_outofsync_bytes, drbd_connection_state,
+      // drbd_device_unintentionaldiskless, drbd_device_quorum, drbd_device_{written,read}_bytes_total.
+      expect(sample(families, 'drbdreactor_up')).toBe(1);
       for (const family of [
-        'drbd_resource_role', 'drbd_resource_maypromote', 'drbd_resource_promotionscore', 'drbd_connection_state', 'drbd_device_state',
+        'drbd_device_unintentionaldiskless', 'drbd_resource_role', 'drbd_resource_maypromote', 'drbd_resource_promotionscore', 'drbd_connection_state', 'drbd_device_state',
         'drbd_device_quorum', 'drbd_peerdevice_outofsync_bytes', 'drbd_device_written_bytes_total', 'drbd_device_read_bytes_total',
         'drbd_device_alwrites_total', 'drbd_device_bmwrites_total', 'drbd_device_upperpending', 'drbd_device_lowerpending',
         'drbd_connection_congested', 'drbd_connection_apinflight_bytes', 'drbd_connection_rsinflight_bytes', 'drbd_peerdevice_sent_bytes',
