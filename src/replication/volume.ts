@@ -429,14 +429,6 @@ export class ReplicatedVolume implements BlockDevice {
 
   async flush(): Promise<void> {
     this.counters.flushesInFlight++;
-    try {
-      await this.flushBoth();
-    } finally {
-      this.counters.flushesInFlight--;
-    }
-  }
-
-  private async flushBoth(): Promise<void> {
     let network: Promise<void> | null = null;
     // The Barrier leaves first: the local flush may run on this thread (disk/file-disk) and
     // the peer's flush should overlap it.
@@ -450,17 +442,20 @@ export class ReplicatedVolume implements BlockDevice {
       }
     }
     this.counters.lo++;
-    const local = this.disk.flush();
     try {
-      await local;
-      this.counters.diskFlushLatency.record(performance.now() - startedMs);
-    } catch (err) {
-      this.onLocalIoError('flush', 0, err as Error);
-      if (network === null) throw err;
+      try {
+        await this.disk.flush();
+        this.counters.diskFlushLatency.record(performance.now() - startedMs);
+      } catch (err) {
+        this.onLocalIoError('flush', 0, err as Error);
+        if (network === null) throw err;
+      } finally {
+        this.counters.lo--;
+      }
+      if (network !== null) await network;
     } finally {
-      this.counters.lo--;
+      this.counters.flushesInFlight--;
     }
-    if (network !== null) await network;
   }
 
   /** True while the peer's send queue is full (drbd-reactor's `congested`). */
