@@ -35,6 +35,7 @@ import { MdFlag } from '../meta/types.js';
 import { type ResourceRuntime, StateChangeRefused } from './runtime.js';
 import type { StateSnapshot, SyncProgress } from './status.js';
 import { agreeDeviceSize } from './device-size.js';
+import { SplitBrainCount } from './metrics-source.js';
 
 const LOSS_TO_CONN: Record<LinkLossReason, ConnState> = {
   NetworkFailure: ConnState.NetworkFailure,
@@ -77,6 +78,8 @@ export class PeerLink {
   private active: ActiveLink | undefined;
   /** One-shot `--discard-my-data` for the next handshake. */
   discardMyData = false;
+  /** Split brains the handshakes found (metrics). */
+  readonly splitBrains = new SplitBrainCount();
 
   constructor(
     private readonly runtime: ResourceRuntime,
@@ -294,6 +297,7 @@ export class PeerLink {
       protocolVersion: 101,
     });
     for (const line of decision.logLines) rt.log.info(line);
+    this.splitBrains.note(decision);
     return decision;
   }
 

@@ -64,6 +64,11 @@ export class MetaStore implements AttachedStore {
     return this.agreedBitmap;
   }
 
+  /** Bitmap pages written since attach (/proc/drbd `bm:`). */
+  get bitmapWrites(): number {
+    return this.md.bitmap.pagesWritten;
+  }
+
   /** The agreed device size. */
   get sizeBytes(): number {
     return this.data.sizeBytes;

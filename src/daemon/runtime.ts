@@ -48,6 +48,8 @@ export interface AttachedStore {
   /** Disk state at attach, from the meta-data flags (§1.5). */
   readonly diskAtAttach: DiskState;
   readonly bitmap: DirtyBitmap;
+  /** Bitmap pages written since attach (`bm:`; metrics); absent where the store does not count. */
+  readonly bitmapWrites?: number;
   readonly activityLog: ActivityLogApi & { transactionCount: number };
   /** Generation UUIDs as held in the superblock (a copy; change them with setUuids). */
   readonly uuids: GenerationUuids;

@@ -26,6 +26,7 @@ import { UUID_JUST_CREATED } from '../meta/types.js';
 import { type AdminResult, requestNewCurrentUuid, requestInvalidate, requestInvalidateRemote, requestPauseSync, requestVerify } from '../resource/admin.js';
 import { DIAGNOSTIC_IO_BYTES_MAX } from './protocol.js';
 import { type ResourceRuntime, StateChangeRefused, type VerbResult } from './runtime.js';
+import { defineMetricsVerb } from './metrics-source.js';
 
 export interface WiringOptions {
   discardMyData: boolean;
@@ -80,6 +81,7 @@ export class Wiring {
       counters: this.dataPath ? { ...this.dataPath.counterSnapshot() } : {},
     });
     this.defineVerbs();
+    defineMetricsVerb(this);
   }
 
   ctx(): StateCtx {

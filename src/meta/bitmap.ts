@@ -67,6 +67,8 @@ export class Bitmap implements DirtyBitmap {
   /** 1 = page changed in memory since it was last written. */
   private readonly pageDirty: Uint8Array;
   private dirtyPages = 0;
+  /** Bitmap pages written to disk since load (/proc/drbd `bm:`, drbd-reactor's bm_writes). */
+  pagesWritten = 0;
   private setBits = 0;
 
   /**
@@ -311,6 +313,7 @@ export class Bitmap implements DirtyBitmap {
       }
       await disk.write(this.buffer.subarray(page * BM_PAGE_BYTES, end * BM_PAGE_BYTES), bmOffsetBytes + page * BM_PAGE_BYTES);
       written += end - page;
+      this.pagesWritten += end - page;
       page = end;
     }
     if (written > 0 && options.flush !== false) await disk.flush();
@@ -331,6 +334,7 @@ export class Bitmap implements DirtyBitmap {
     this.dirtyPages--;
     const fua = disk.capabilities.canFua;
     await disk.write(this.buffer.subarray(page * BM_PAGE_BYTES, (page + 1) * BM_PAGE_BYTES), bmOffsetBytes + page * BM_PAGE_BYTES, fua ? FUA : undefined);
+    this.pagesWritten++;
     if (!fua) await disk.flush();
     return true;
   }
@@ -348,6 +352,7 @@ export class Bitmap implements DirtyBitmap {
       }
       disk.writeSync(this.buffer.subarray(page * BM_PAGE_BYTES, end * BM_PAGE_BYTES), bmOffsetBytes + page * BM_PAGE_BYTES);
       written += end - page;
+      this.pagesWritten += end - page;
       page = end - 1;
     }
     if (written > 0) disk.flushSync();

@@ -195,6 +195,11 @@ export class ReplicationEngine {
     return this.link?.resyncTarget?.progress() ?? null;
   }
 
+  /** Bytes of resync requests in flight (SyncTarget side), 0 otherwise. */
+  resyncInFlightBytes(): number {
+    return this.link?.resyncTarget?.inFlightBytes() ?? 0;
+  }
+
   counterSnapshot(): CounterSnapshot {
     return this.counters.snapshot();
   }

@@ -5,8 +5,10 @@
  * (B: RecvAck on receipt, C: WriteAck once written, NegAck on failure or when
  * it must not accept writes), and answers each Barrier only after the epoch's
  * writes are done and fdatasync'ed (write ordering method `flush`). It is
- * told whether to accept writes; it never decides that itself.
+ * told whether to accept writes; it never decides that itself. Each local
+ * write and Barrier flush is timed into the counters' disk histograms.
  */
+import { performance } from 'node:perf_hooks';
 import type { BlockDevice, WriteFlags } from '../disk/block-device.js';
 import type { PeerChannel } from '../peer/channel.js';
 import { releaseReceivedPayload } from '../peer/codec.js';
@@ -83,16 +85,20 @@ export class SecondaryReceiver {
     let ok = true;
     const granted = rangeLock.acquire(offsetBytes, offsetBytes + payload.length);
     const hold: RangeHold = granted instanceof Promise ? await granted : granted;
+    counters.lo++;
     try {
       if ((packet.flags & DataFlag.flush) !== 0) await disk.flush();
       const fua = (packet.flags & DataFlag.fua) !== 0;
+      const startedMs = performance.now();
       await disk.write(payload, offsetBytes, fua ? FUA : undefined);
+      counters.diskWriteLatency.record(performance.now() - startedMs);
       counters.diskWrittenBytes += payload.length;
     } catch (err) {
       ok = false;
       this.deps.log.error({ offsetBytes, lengthBytes: payload.length, err: (err as Error).message }, 'local write of peer data failed');
       this.deps.onLocalIoError?.('write', offsetBytes, err as Error);
     } finally {
+      counters.lo--;
       rangeLock.release(hold);
     }
     // The disk is done with the payload: its reassembly buffer may be reused.
@@ -136,7 +142,14 @@ export class SecondaryReceiver {
       // The flush may run on this thread (disk/file-disk): let acks already queued (the
       // WriteAcks of this epoch) leave first instead of waiting behind it.
       this.deps.peer.push?.();
-      await this.deps.disk.flush();
+      const startedMs = performance.now();
+      this.deps.counters.lo++;
+      try {
+        await this.deps.disk.flush();
+      } finally {
+        this.deps.counters.lo--;
+      }
+      this.deps.counters.diskFlushLatency.record(performance.now() - startedMs);
       this.flushedThroughEpoch = covered;
     } catch (err) {
       this.deps.log.error({ epoch, err: (err as Error).message }, 'flush for barrier failed; dropping the connection');

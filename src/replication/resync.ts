@@ -237,6 +237,13 @@ export class ResyncTarget {
     return this.donePromise;
   }
 
+  /** Bytes of resync requests sent and not yet answered (DRBD's rs_in_flight); walks at most resyncInflightMax entries. */
+  inFlightBytes(): number {
+    let bytes = 0;
+    for (const request of this.requests.values()) bytes += request.lengthBytes;
+    return bytes;
+  }
+
   progress(): ResyncProgress {
     assert(this.meter !== null, 'resync started');
     return this.meter.snapshot(this.deps.bitmap.countSet());

@@ -5,8 +5,11 @@
  * protocol A, B or C says (drbd84.md §9.1). Epochs, Barriers and the transfer
  * log live here; a lost peer turns unacknowledged ranges out of sync. It
  * receives decisions (start/stop mirroring, become SyncTarget) as method
- * calls and knows nothing of roles, UUIDs or sockets.
+ * calls and knows nothing of roles, UUIDs or sockets. Each completed local
+ * write/flush and peer ack is timed (performance.now(), one call at each end)
+ * into the counters' fixed-bucket histograms.
  */
+import { performance } from 'node:perf_hooks';
 import { type BlockDevice, type BlockDeviceCapabilities, type ReadFlags, type WriteFlags, checkRange } from '../disk/block-device.js';
 import type { ActivityLogApi, DirtyBitmap } from '../meta/types.js';
 import { BM_BLOCK_BYTES } from '../meta/types.js';
@@ -32,7 +35,7 @@ export type LocalIoErrorHandler = (operation: 'read' | 'write' | 'flush', offset
 /** One application write waiting for its network part. */
 class PendingWrite {
   settled = false;
-  /** When the Data packet was queued (request timer). */
+  /** When the Data packet was queued, performance.now() ms (request timer, peer write latency). */
   sentAtMs = 0;
   ok = false;
   /** The channel the Data packet went to (its socket may still reference the payload after a failure). */
@@ -112,7 +115,7 @@ export class ReplicatedVolume implements BlockDevice {
   private congested = false;
   /** Writers waiting for room in the transfer log. */
   private readonly tlWaiters: Array<() => void> = [];
-  /** Flushes waiting for an epoch's BarrierAck (sinceMs: for the request timer). */
+  /** Flushes waiting for an epoch's BarrierAck (sinceMs, performance.now(): request timer, peer flush latency). */
   private readonly flushWaiters: Array<{ epoch: number; sinceMs: number; resolve: () => void }> = [];
   /** Checks the oldest unanswered request while mirroring (DRBD's request timer); null when off. */
   private requestTimer: NodeJS.Timeout | null = null;
@@ -179,7 +182,7 @@ export class ReplicatedVolume implements BlockDevice {
     }
     const waiter = this.flushWaiters[0];
     if (waiter !== undefined && waiter.sinceMs < oldestMs) oldestMs = waiter.sinceMs;
-    const waitedMs = Date.now() - oldestMs;
+    const waitedMs = performance.now() - oldestMs;
     if (waitedMs < this.options.requestTimeoutMs) return;
     this.log.error({ waitedMs, requestTimeoutMs: this.options.requestTimeoutMs }, 'Remote failed to finish a request within ko-count * timeout');
     peer.close('Timeout');
@@ -252,6 +255,7 @@ export class ReplicatedVolume implements BlockDevice {
     }
     this.pending.delete(packet.blockId);
     this.counters.pe--;
+    this.counters.peerWriteLatency.record(performance.now() - write.sentAtMs);
     write.settle(true);
   }
 
@@ -260,10 +264,12 @@ export class ReplicatedVolume implements BlockDevice {
     this.tl.barrierAcked(packet.epoch, packet.writes);
     this.ackedThroughEpoch = packet.epoch;
     this.counters.ep = this.tl.epochsInFlight;
+    const nowMs = this.flushWaiters.length > 0 ? performance.now() : 0;
     for (let i = 0; i < this.flushWaiters.length; ) {
       const waiter = this.flushWaiters[i]!;
       if (waiter.epoch <= packet.epoch) {
         this.flushWaiters.splice(i, 1);
+        this.counters.peerFlushLatency.record(nowMs - waiter.sinceMs);
         waiter.resolve();
       } else i++;
     }
@@ -274,17 +280,25 @@ export class ReplicatedVolume implements BlockDevice {
 
   async read(buffer: Buffer, offsetBytes: number, flags?: ReadFlags): Promise<void> {
     checkRange(this, offsetBytes, buffer.length);
-    const sync = this.onDemandSync;
-    if (sync !== null && this.rangeOutOfSync(offsetBytes, buffer.length)) {
-      await sync.syncRange(offsetBytes, buffer.length);
-    }
+    this.counters.readsInFlight++;
     try {
-      await this.disk.read(buffer, offsetBytes, flags);
-    } catch (err) {
-      this.onLocalIoError('read', offsetBytes, err as Error);
-      throw err;
+      const sync = this.onDemandSync;
+      if (sync !== null && this.rangeOutOfSync(offsetBytes, buffer.length)) {
+        await sync.syncRange(offsetBytes, buffer.length);
+      }
+      this.counters.lo++;
+      try {
+        await this.disk.read(buffer, offsetBytes, flags);
+      } catch (err) {
+        this.onLocalIoError('read', offsetBytes, err as Error);
+        throw err;
+      } finally {
+        this.counters.lo--;
+      }
+      this.counters.diskReadBytes += buffer.length;
+    } finally {
+      this.counters.readsInFlight--;
     }
-    this.counters.diskReadBytes += buffer.length;
   }
 
   async write(buffer: Buffer, offsetBytes: number, flags?: WriteFlags): Promise<void> {
@@ -318,11 +332,16 @@ export class ReplicatedVolume implements BlockDevice {
     try {
       if (this.peer !== null) network = await this.sendWrite(buffer, offsetBytes, fua);
       if (network === null) setOutOfSync(this.bitmap, offsetBytes, buffer.length);
+      const startedMs = performance.now();
+      this.counters.lo++;
       try {
         await this.disk.write(buffer, offsetBytes, { fua });
+        this.counters.diskWriteLatency.record(performance.now() - startedMs);
         this.counters.diskWrittenBytes += buffer.length;
       } catch (err) {
         localError = err as Error;
+      } finally {
+        this.counters.lo--;
       }
     } finally {
       this.lock.release(hold);
@@ -364,7 +383,7 @@ export class ReplicatedVolume implements BlockDevice {
     const blockId = this.ids.next();
     const write = new PendingWrite(blockId, offsetBytes, buffer.length);
     write.channel = peer;
-    write.sentAtMs = Date.now();
+    write.sentAtMs = performance.now();
     const entry = this.tl.add(offsetBytes, buffer.length);
     write.epoch = entry.epoch;
     const protocolA = this.options.protocol === 'A';
@@ -409,26 +428,46 @@ export class ReplicatedVolume implements BlockDevice {
   }
 
   async flush(): Promise<void> {
+    this.counters.flushesInFlight++;
     let network: Promise<void> | null = null;
     // The Barrier leaves first: the local flush may run on this thread (disk/file-disk) and
     // the peer's flush should overlap it.
+    const startedMs = performance.now();
     if (this.peer !== null) {
       this.closeEpoch();
       const epoch = this.tl.newestClosedEpoch;
       if (epoch >= 0 && epoch > this.ackedThroughEpoch) {
-        const sinceMs = Date.now();
-        network = new Promise<void>((resolve) => this.flushWaiters.push({ epoch, sinceMs, resolve }));
+        network = new Promise<void>((resolve) => this.flushWaiters.push({ epoch, sinceMs: startedMs, resolve }));
         this.peer.push?.();
       }
     }
-    const local = this.disk.flush();
+    this.counters.lo++;
     try {
-      await local;
-    } catch (err) {
-      this.onLocalIoError('flush', 0, err as Error);
-      if (network === null) throw err;
+      try {
+        await this.disk.flush();
+        this.counters.diskFlushLatency.record(performance.now() - startedMs);
+      } catch (err) {
+        this.onLocalIoError('flush', 0, err as Error);
+        if (network === null) throw err;
+      } finally {
+        this.counters.lo--;
+      }
+      if (network !== null) await network;
+    } finally {
+      this.counters.flushesInFlight--;
     }
-    if (network !== null) await network;
+  }
+
+  /** True while the peer's send queue is full (drbd-reactor's `congested`). */
+  get isCongested(): boolean {
+    return this.congested;
+  }
+
+  /** Bytes of mirrored writes sent and not yet acknowledged (DRBD's ap_in_flight); walks at most max-buffers entries. */
+  peerInFlightBytes(): number {
+    let bytes = 0;
+    for (const write of this.pending.values()) bytes += write.lengthBytes;
+    return bytes;
   }
 
   trim(): Promise<void> {

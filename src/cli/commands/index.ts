@@ -26,3 +26,5 @@ commandGroups.push(registerVersion);
 
 import { register as registerWaitSync } from './wait-sync.js';
 commandGroups.push(registerWaitSync);
+import { register as registerMetrics } from './metrics.js';
+commandGroups.push(registerMetrics);
