@@ -7,6 +7,7 @@
 import { Command, CommanderError } from 'commander';
 import { commandGroups } from './commands/index.js';
 import { moveBackendOptions } from './argv.js';
+import { interceptDryRun } from './dry-run.js';
 import { type CliContext, DEFAULT_CONFIG_PATH, defaultNodeName } from './context.js';
 import { UdrbdError, ExitCode } from '../util/errors.js';
 
@@ -17,7 +18,7 @@ export async function main(args: readonly string[]): Promise<number> {
     .description('administer udrbd resources (DRBD 8.4 drbdadm-compatible)')
     .option('-c, --config-file <file>', 'configuration file', DEFAULT_CONFIG_PATH)
     .option('-n, --node <name>', "this node's name in `on HOST` sections (default: $UDRBD_NODE, then uname -n)")
-    .option('-d, --dry-run', 'print what would be done, change nothing', false)
+    .option('-d, --dry-run', 'print the drbdsetup-84/drbdmeta calls drbdadm would make and change nothing, whatever the resource state', false)
     .option('-v, --verbose', 'more output', false)
     .showHelpAfterError("try 'udrbdadm --help'")
     .exitOverride()
@@ -42,6 +43,8 @@ export async function main(args: readonly string[]): Promise<number> {
     return context;
   };
   for (const register of commandGroups) register(program, getContext);
+  // -d: every verb prints drbdadm's calls instead of acting (cli/dry-run).
+  program.hook('preAction', (_program, verb) => interceptDryRun(getContext(), verb));
 
   try {
     await program.parseAsync(argv, { from: 'user' });

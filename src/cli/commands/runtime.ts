@@ -77,10 +77,6 @@ async function up(ctx: CliContext, target: ResourceTarget, mode: DaemonMode, opt
       // Stale socket of a crashed process: the new process takes over.
     }
   }
-  if (ctx.dryRun) {
-    ctx.out(`udrbd --config ${ctx.configPath} --node ${ctx.nodeName} --resource ${target.name} --mode ${mode}\n`);
-    return;
-  }
   await startDaemon({
     configPath: ctx.configPath,
     node: ctx.nodeName,
