@@ -22,7 +22,7 @@ import { PeerLink } from './link.js';
 import crypto from 'node:crypto';
 import { adminNewCurrentUuid } from '../resource/uuid.js';
 import { UUID_JUST_CREATED } from '../meta/types.js';
-import { type AdminResult, requestNewCurrentUuid, requestInvalidate, requestInvalidateRemote, requestPauseSync, requestVerify } from '../resource/admin.js';
+import { type AdminResult, requestNewCurrentUuid, requestInvalidate, requestInvalidateRemote, requestOutdate, requestPauseSync, requestVerify } from '../resource/admin.js';
 import { DIAGNOSTIC_IO_BYTES_MAX } from './protocol.js';
 import { type ResourceRuntime, StateChangeRefused, type VerbResult } from './runtime.js';
 
@@ -197,12 +197,9 @@ export class Wiring {
       return ok();
     });
     rt.defineVerb('outdate', async () => {
-      const old = rt.snapshot;
-      if (old.disk < DiskState.Outdated) {
-        throw new StateChangeRefused(SsCode.lowerThanOutdated, refusal(SsCode.lowerThanOutdated).text, ExitCode.lowerThanOutdated);
-      }
-      const next = this.check(withState(old, { disk: DiskState.Outdated }));
-      await rt.setState(next, 'outdate');
+      // resource/admin's rule: -6 while connected, -2 for a Primary, -16 below Outdated.
+      const next = this.admin(requestOutdate(rt.snapshot, this.ctx()));
+      if (next) await rt.setState(next, 'outdate');
       return ok();
     });
     rt.defineVerb('invalidate', async () => {
