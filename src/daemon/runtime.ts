@@ -385,11 +385,11 @@ export class ResourceRuntime {
     return this.store;
   }
 
-  /** Set by the wiring: begin connecting to the peer (after attach in `up`). */
-  connectHook: (() => void) | undefined;
+  /** Set by the wiring: begin connecting to the peer (after attach in `up`); rejects when the first listen fails. */
+  connectHook: (() => Promise<void>) | undefined;
 
-  startConnecting(): void {
-    this.connectHook?.();
+  async startConnecting(): Promise<void> {
+    await this.connectHook?.();
   }
 }
 

@@ -68,9 +68,7 @@ export class Wiring {
       }
       this.dataPath = undefined;
     });
-    runtime.connectHook = () => {
-      this.link.connect(options.discardMyData).catch((err: Error) => runtime.log.error({ err }, `connect failed: ${err.message}`));
-    };
+    runtime.connectHook = () => this.link.connect(options.discardMyData);
     runtime.disconnectHook = () => this.link.disconnect();
     runtime.statusExtras = () => ({
       sync: this.link.syncProgress(),
