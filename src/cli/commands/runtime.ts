@@ -12,7 +12,9 @@ import type { GetContext } from './index.js';
 import type { CliContext } from '../context.js';
 import { UdrbdError, ExitCode } from '../../util/errors.js';
 import { runtimePaths, readPid, type RuntimePaths } from '../../daemon/paths.js';
-import { ControlClient, ResourceNotUpError, callResource } from '../../daemon/client.js';
+import fs from 'node:fs';
+import { ControlClient, ResourceDiedError, ResourceNotUpError, callResource } from '../../daemon/client.js';
+import { dstate as offlineDstate } from '../../meta/tool.js';
 import { startDaemon, waitForExit, type DaemonMode } from '../../daemon/launcher.js';
 import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
 
@@ -24,6 +26,7 @@ const DOWN_TIMEOUT_MS = 60_000;
 interface ResourceTarget {
   name: string;
   minor: number;
+  diskPath: string;
   paths: RuntimePaths;
 }
 
@@ -33,7 +36,7 @@ function targets(ctx: CliContext, names: string[]): ResourceTarget[] {
   const expanded = expandResourceNames(config, ctx.nodeName, names);
   return expanded.map((name) => {
     const view = resolveResource(config, name, ctx.nodeName);
-    return { name, minor: view.minor, paths: runtimePaths(name, ctx.nodeName) };
+    return { name, minor: view.minor, diskPath: view.diskPath, paths: runtimePaths(name, ctx.nodeName) };
   });
 }
 
@@ -55,14 +58,28 @@ async function call(
   if (!reply.ok) throw new UdrbdError(terminated(verb, target, reply.exitCode), reply.exitCode);
 }
 
-/** role/cstate/dstate print "Unconfigured" for a resource that is not up. */
+/**
+ * role/cstate/dstate print "Unconfigured" for a resource that is not up. A
+ * resource process that died says so (exit 10); dstate then falls back to
+ * the on-disk state as drbdadm falls back to drbdmeta dstate, with
+ * drbdmeta's exit code (0), the notice on stderr only.
+ */
 async function query(ctx: CliContext, target: ResourceTarget, verb: string): Promise<void> {
   try {
     await call(ctx, target, verb, {}, 10_000);
   } catch (err) {
-    if (err instanceof ResourceNotUpError) ctx.out('Unconfigured\n');
+    if (err instanceof ResourceDiedError) {
+      if (verb !== 'dstate') throw err;
+      ctx.err(`${err.message}\n`);
+      offlineDstate(target.diskPath, { out: ctx.out, err: ctx.err, force: true, stdinIsTty: false, readLine: () => Promise.resolve(null) });
+    } else if (err instanceof ResourceNotUpError) ctx.out('Unconfigured\n');
     else throw err;
   }
+}
+
+/** After a crash the pid file and socket stay behind: `down` removes them (the process is confirmed dead). */
+function removeStaleFiles(paths: RuntimePaths): void {
+  for (const file of [paths.socketPath, paths.pidPath]) fs.rmSync(file, { force: true });
 }
 
 async function up(ctx: CliContext, target: ResourceTarget, mode: DaemonMode, options: string[]): Promise<void> {
@@ -92,6 +109,12 @@ async function down(ctx: CliContext, target: ResourceTarget): Promise<void> {
   try {
     await call(ctx, target, 'down', {}, DOWN_TIMEOUT_MS);
   } catch (err) {
+    if (err instanceof ResourceDiedError) {
+      // Down already, the hard way: say so once, and leave no stale files for status to trip over.
+      ctx.err(`${err.message}\n`);
+      removeStaleFiles(target.paths);
+      return;
+    }
     if (err instanceof ResourceNotUpError) return; // already down: drbdadm succeeds silently
     throw err;
   }
@@ -255,6 +278,7 @@ export function register(program: Command, getContext: GetContext): void {
       const ctx = getContext();
       const list = targets(ctx, resources.length === 0 ? ['all'] : resources);
       const jsonItems: unknown[] = [];
+      let died: ResourceDiedError | undefined;
       for (const t of list) {
         try {
           const reply = await callResource(t.paths, 'status', { json: Boolean(opts.json) }, 10_000);
@@ -262,11 +286,18 @@ export function register(program: Command, getContext: GetContext): void {
           else ctx.out(reply.stdout);
         } catch (err) {
           if (!(err instanceof ResourceNotUpError)) throw err;
+          if (err instanceof ResourceDiedError) {
+            died = err;
+            if (opts.json) jsonItems.push({ resource: t.name, node: ctx.nodeName, cstate: 'Unconfigured', processDied: { pid: err.pid ?? null, log: t.paths.logPath } });
+            else ctx.out(`${t.name}: died (the resource process${err.pid === undefined ? '' : ` pid ${err.pid}`} is gone; log ${t.paths.logPath}; run 'udrbdadm up ${t.name}')\n\n`);
+            continue;
+          }
           if (opts.json) jsonItems.push({ resource: t.name, node: ctx.nodeName, cstate: 'Unconfigured' });
           else ctx.out(`# No currently configured DRBD found.\n${t.name}: not up\n\n`);
         }
       }
       if (opts.json) ctx.out(`${JSON.stringify(jsonItems, null, 2)}\n`);
+      if (died) throw died;
     });
   program
     .command('events')
