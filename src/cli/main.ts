@@ -8,6 +8,7 @@ import { Command, CommanderError } from 'commander';
 import { commandGroups } from './commands/index.js';
 import { moveBackendOptions } from './argv.js';
 import { interceptDryRun } from './dry-run.js';
+import { NOT_ROOT_MESSAGE, isPermissionError, isRoot, requireRootFor } from './privilege.js';
 import { type CliContext, DEFAULT_CONFIG_PATH, defaultNodeName } from './context.js';
 import { UdrbdError, ExitCode } from '../util/errors.js';
 
@@ -44,7 +45,11 @@ export async function main(args: readonly string[]): Promise<number> {
   };
   for (const register of commandGroups) register(program, getContext);
   // -d: every verb prints drbdadm's calls instead of acting (cli/dry-run).
-  program.hook('preAction', (_program, verb) => interceptDryRun(getContext(), verb));
+  // Then verbs that touch /run/udrbd, disks or sockets need root (cli/privilege).
+  program.hook('preAction', (_program, verb) => {
+    interceptDryRun(getContext(), verb);
+    requireRootFor(verb.name());
+  });
 
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -57,6 +62,10 @@ export async function main(args: readonly string[]): Promise<number> {
     if (err instanceof UdrbdError) {
       if (err.message) process.stderr.write(err.message.endsWith('\n') ? err.message : `${err.message}\n`);
       return err.exitCode;
+    }
+    if (isPermissionError(err) && !isRoot()) {
+      process.stderr.write(`${NOT_ROOT_MESSAGE} (${(err as Error).message})\n`);
+      return ExitCode.fatal;
     }
     process.stderr.write(`udrbdadm: internal error: ${(err as Error).stack ?? String(err)}\n`);
     return ExitCode.fatal;
