@@ -114,6 +114,12 @@ function connectLine(t: DryRunTarget, more: readonly string[]): string {
   return join([DRBDSETUP, 'connect', t.name, t.localAddress, t.peerAddress, ...optionArgs(t.netOptions), ...more]);
 }
 
+/**
+ * A verb's calls for one resource, in stages: with several resources
+ * drbdadm runs each stage for all of them before the next (`up all`: every
+ * new-resource/new-minor, then every attach, then every connect).
+ */
+type StagedPlan = (t: DryRunTarget, more: readonly string[], nodeName: string) => string[][];
 type Plan = (t: DryRunTarget, more: readonly string[], nodeName: string) => string[];
 
 const minorVerb = (verb: string): Plan => (t, more) => [minorLine(t, verb, more)];
@@ -121,14 +127,16 @@ const minorVerb = (verb: string): Plan => (t, more) => [minorLine(t, verb, more)
 const withMetaFallback = (verb: string): Plan => (t, more) => [minorLine(t, verb, more), metaLine(t, verb, more)];
 const metaVerb = (verb: string): Plan => (t, more) => [metaLine(t, verb, more)];
 
+const STAGED_PLANS: Readonly<Record<string, StagedPlan>> = {
+  up: (t, more) => [
+    [join([DRBDSETUP, 'new-resource', t.name, ...more]), join([DRBDSETUP, 'new-minor', t.name, String(t.minor), String(t.volume)])],
+    attachLines(t, more),
+    [connectLine(t, more)],
+  ],
+};
+
 /** The generated calls of each verb (drbd84.md §6.1, checked against drbdadm-84 -d). */
 const PLANS: Readonly<Record<string, Plan>> = {
-  up: (t, more) => [
-    join([DRBDSETUP, 'new-resource', t.name, ...more]),
-    join([DRBDSETUP, 'new-minor', t.name, String(t.minor), String(t.volume)]),
-    ...attachLines(t, more),
-    connectLine(t, more),
-  ],
   attach: (t, more) => attachLines(t, more),
   connect: (t, more) => [connectLine(t, more)],
   disconnect: (t, more) => [join([DRBDSETUP, 'disconnect', t.localAddress, t.peerAddress, ...more])],
@@ -184,7 +192,15 @@ export function declareOwnDryRun(verb: string): void {
 
 /** True when `verb` has drbdadm lines here. */
 export function hasDryRunPlan(verb: string): boolean {
-  return Object.hasOwn(PLANS, verb);
+  return Object.hasOwn(PLANS, verb) || Object.hasOwn(STAGED_PLANS, verb);
+}
+
+function stagesOf(verb: string, target: DryRunTarget, flags: DryRunFlags, nodeName: string): string[][] {
+  const staged = STAGED_PLANS[verb];
+  if (staged) return staged(target, extras(flags), nodeName);
+  const plan = PLANS[verb];
+  if (!plan) throw new Error(`dry-run: no plan for verb '${verb}'`);
+  return [plan(target, extras(flags), nodeName)];
 }
 
 /**
@@ -193,9 +209,7 @@ export function hasDryRunPlan(verb: string): boolean {
  * resource that is down = dryRunLines('up', ...).
  */
 export function dryRunLines(verb: string, target: DryRunTarget, flags: DryRunFlags, nodeName: string): string[] {
-  const plan = PLANS[verb];
-  if (!plan) throw new Error(`dry-run: no plan for verb '${verb}'`);
-  return plan(target, extras(flags), nodeName);
+  return stagesOf(verb, target, flags, nodeName).flat();
 }
 
 /** Commander option names of the verbs that become drbdsetup/drbdmeta flags. */
@@ -234,10 +248,11 @@ export function interceptDryRun(ctx: CliContext, command: Command): void {
   if (names.length === 0 && ALL_BY_DEFAULT.has(verb)) names = ['all'];
   if (names.length === 0) throw new UdrbdError('No resource names specified', ExitCode.usage);
   const flags: DryRunFlags = { verbFlags: verbFlags(command.opts()), backendOptions: ctx.backendOptions };
-  const lines: string[] = [];
+  const stages: string[][] = [];
   for (const name of expandResourceNames(config, ctx.nodeName, names)) {
-    lines.push(...dryRunLines(verb, dryRunTarget(config, name, ctx.nodeName), flags, ctx.nodeName));
+    stagesOf(verb, dryRunTarget(config, name, ctx.nodeName), flags, ctx.nodeName).forEach((lines, i) => (stages[i] ??= []).push(...lines));
   }
+  const lines = stages.flat();
   if (lines.length > 0) ctx.out(`${lines.join('\n')}\n`);
   throw new UdrbdError('', ExitCode.ok);
 }
