@@ -21,6 +21,12 @@ export async function main(args: readonly string[]): Promise<number> {
     .option('-n, --node <name>', "this node's name in `on HOST` sections (default: $UDRBD_NODE, then uname -n)")
     .option('-d, --dry-run', 'print the drbdsetup-84/drbdmeta calls drbdadm would make and change nothing, whatever the resource state', false)
     .option('-v, --verbose', 'more output', false)
+    .addHelpText(
+      'after',
+      '\nSafety: -d prints the drbdsetup-84/drbdmeta calls and never acts, on any verb and in any state.\n' +
+        'Verbs that touch /run/udrbd, disks or sockets need root ("udrbdadm must run as root", exit 20);\n' +
+        'dump, the sh-* config queries and -d work for any user.\n',
+    )
     .showHelpAfterError("try 'udrbdadm --help'")
     .exitOverride()
     .configureOutput({

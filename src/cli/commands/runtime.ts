@@ -190,7 +190,7 @@ export function register(program: Command, getContext: GetContext): void {
 
   program
     .command('up')
-    .description('start the resource process: attach the disk, then connect to the peer')
+    .description('start the resource process: attach the disk, then connect to the peer; fails (exit 10, no process left) when this node\'s address is not on this host or its port is in use')
     .option('--discard-my-data', 'on connect, give up local changes in a split brain')
     .allowUnknownOption()
     .argument('<resources...>')
@@ -207,7 +207,7 @@ export function register(program: Command, getContext: GetContext): void {
     .action(each((ctx, t) => up(ctx, t, 'attach', [])));
   program
     .command('down')
-    .description('demote, disconnect, detach and stop the resource process')
+    .description('demote, disconnect, detach and stop the resource process; refused with (-12) while the device is held open, and tried again by the next down or SIGTERM')
     .allowUnknownOption()
     .argument('<resources...>')
     .action(each(down));
@@ -240,7 +240,7 @@ export function register(program: Command, getContext: GetContext): void {
   for (const verb of ['role', 'cstate', 'dstate']) {
     program
       .command(verb)
-      .description(`print the ${verb} as drbdadm does`)
+      .description(`print the ${verb} as drbdadm does; a resource process that died says so (exit 10)${verb === 'dstate' ? ', then prints the on-disk state' : ''}`)
       .argument('<resources...>')
       .action(each((ctx, t) => query(ctx, t, verb)));
   }
@@ -249,7 +249,7 @@ export function register(program: Command, getContext: GetContext): void {
   simple('verify', 'start online verify');
   simple('pause-sync', 'pause resynchronisation');
   simple('resume-sync', 'resume resynchronisation');
-  simple('outdate', 'mark local data Outdated');
+  simple('outdate', 'mark local data Outdated (refused while connected: -6; on a Primary: -2)');
   program
     .command('new-current-uuid')
     .description('start a new data generation')
@@ -271,7 +271,7 @@ export function register(program: Command, getContext: GetContext): void {
     });
   program
     .command('status')
-    .description('show resource status (DRBD 9 style; --json for all fields)')
+    .description('show resource status (DRBD 9 style; --json for all fields); a resource process that died is reported (exit 10)')
     .option('--json', 'JSON with every field, including sync progress')
     .argument('[resources...]')
     .action(async (resources: string[], opts: { json?: boolean }) => {
