@@ -119,7 +119,7 @@ function connectLine(t: DryRunTarget, more: readonly string[]): string {
  * drbdadm runs each stage for all of them before the next (`up all`: every
  * new-resource/new-minor, then every attach, then every connect).
  */
-type StagedPlan = (t: DryRunTarget, more: readonly string[], nodeName: string) => string[][];
+type StagedPlan = (t: DryRunTarget, flags: DryRunFlags) => string[][];
 type Plan = (t: DryRunTarget, more: readonly string[], nodeName: string) => string[];
 
 const minorVerb = (verb: string): Plan => (t, more) => [minorLine(t, verb, more)];
@@ -128,10 +128,11 @@ const withMetaFallback = (verb: string): Plan => (t, more) => [minorLine(t, verb
 const metaVerb = (verb: string): Plan => (t, more) => [metaLine(t, verb, more)];
 
 const STAGED_PLANS: Readonly<Record<string, StagedPlan>> = {
-  up: (t, more) => [
-    [join([DRBDSETUP, 'new-resource', t.name, ...more]), join([DRBDSETUP, 'new-minor', t.name, String(t.minor), String(t.volume)])],
-    attachLines(t, more),
-    [connectLine(t, more)],
+  // Backend options go on every call as drbdadm appends them; udrbd's `up --discard-my-data` is a connect option.
+  up: (t, flags) => [
+    [join([DRBDSETUP, 'new-resource', t.name, ...flags.backendOptions]), join([DRBDSETUP, 'new-minor', t.name, String(t.minor), String(t.volume)])],
+    attachLines(t, flags.backendOptions),
+    [connectLine(t, extras(flags))],
   ],
 };
 
@@ -172,7 +173,7 @@ const PLANS: Readonly<Record<string, Plan>> = {
 };
 
 /** Verbs whose plan covers every resource of this node when none is named. */
-const ALL_BY_DEFAULT: ReadonlySet<string> = new Set(['status', 'wait-con-int', 'sh-b-pri']);
+const ALL_BY_DEFAULT: ReadonlySet<string> = new Set(['status', 'events', 'wait-con-int', 'sh-b-pri']);
 
 /** Verbs that only read the configuration: -d changes nothing there (dump folds `common` in under -d). */
 function readsConfigOnly(verb: string): boolean {
@@ -197,7 +198,7 @@ export function hasDryRunPlan(verb: string): boolean {
 
 function stagesOf(verb: string, target: DryRunTarget, flags: DryRunFlags, nodeName: string): string[][] {
   const staged = STAGED_PLANS[verb];
-  if (staged) return staged(target, extras(flags), nodeName);
+  if (staged) return staged(target, flags);
   const plan = PLANS[verb];
   if (!plan) throw new Error(`dry-run: no plan for verb '${verb}'`);
   return [plan(target, extras(flags), nodeName)];

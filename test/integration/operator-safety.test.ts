@@ -106,7 +106,7 @@ describe('-d / --dry-run (regression: udrbdadm -d down took a live Primary down)
     const before = { alpha: await observe(c, 'alpha'), beta: await observe(c, 'beta') };
     expect(before.alpha.role).toBe('Primary/Secondary');
     for (const [args, lines] of expected) {
-      for (const flag of ['-d', '--dry-run']) {
+      for (const flag of args[0] === 'down' ? ['-d', '--dry-run'] : ['-d']) {
         const res = await c.adm('alpha', [flag, ...args]);
         expect({ args, flag, exitCode: res.exitCode, stdout: res.stdout, stderr: res.stderr }).toEqual({ args, flag, exitCode: 0, stdout: `${lines.join('\n')}\n`, stderr: '' });
       }
@@ -114,7 +114,7 @@ describe('-d / --dry-run (regression: udrbdadm -d down took a live Primary down)
     const after = { alpha: await observe(c, 'alpha'), beta: await observe(c, 'beta') };
     expect(after).toEqual(before);
     expect(isProcessAlive(after.alpha.pid!)).toBe(true);
-  });
+  }, 240_000);
 
   it('prints the same calls and starts nothing when no resource process is running', async () => {
     cluster = new Cluster({ resource: 'sfdry2', port: 7902 });
@@ -292,6 +292,23 @@ describe('up with an address it cannot listen on (regression: exit 0, retrying f
     cleanups.length = 0;
     await c.admOk('alpha', ['up', c.resource]);
     await c.waitState('alpha', 'cstate', 'WFConnection');
+  });
+});
+
+describe('connect on a running resource whose port was taken meanwhile', () => {
+  it('answers exit 10 naming address:port and stays StandAlone instead of retrying in the background', async () => {
+    cluster = new Cluster({ resource: 'sfconn', port: 7912 });
+    const c = cluster;
+    await c.admOk('alpha', ['up', c.resource]);
+    await c.admOk('alpha', ['disconnect', c.resource]);
+    const squatter = net.createServer();
+    await new Promise<void>((resolve) => squatter.listen({ host: '127.0.0.1', port: c.port }, resolve));
+    cleanups.push(() => new Promise<void>((resolve) => squatter.close(() => resolve())));
+    const res = await c.adm('alpha', ['connect', c.resource]);
+    expect(res.exitCode).toBe(10);
+    expect(res.stderr).toContain(`cannot listen on 127.0.0.1:${c.port}: the address is already in use by pid ${process.pid}`);
+    expect(await c.query('alpha', 'cstate')).toBe('StandAlone');
+    expect(c.logText('alpha')).toContain('conn( WFConnection -> Disconnecting )');
   });
 });
 
