@@ -213,6 +213,25 @@ export function dryRunLines(verb: string, target: DryRunTarget, flags: DryRunFla
   return stagesOf(verb, target, flags, nodeName).flat();
 }
 
+/**
+ * For code that is about to ask a resource process to act (cli/commands'
+ * call()): under -d print the verb's lines for that one resource instead,
+ * and return true — the caller must then not act. A verb without a plan
+ * throws rather than act. The preAction hook normally stops a verb before
+ * its action; this guards verbs that declared their own dry run and still
+ * reach a control request.
+ */
+export function printInsteadOfActing(ctx: CliContext, resourceName: string, verb: string, verbFlagsGiven: readonly string[] = []): boolean {
+  if (!ctx.dryRun) return false;
+  if (!hasDryRunPlan(verb)) {
+    throw new UdrbdError(`udrbdadm: -d (dry run): '${verb}' on ${resourceName} has no plan; nothing was done.`, ExitCode.usage);
+  }
+  const config = loadConfig(ctx.configPath);
+  const lines = dryRunLines(verb, dryRunTarget(config, resourceName, ctx.nodeName), { verbFlags: verbFlagsGiven, backendOptions: ctx.backendOptions }, ctx.nodeName);
+  if (lines.length > 0) ctx.out(`${lines.join('\n')}\n`);
+  return true;
+}
+
 /** Commander option names of the verbs that become drbdsetup/drbdmeta flags. */
 const FLAG_OPTIONS: ReadonlyArray<readonly [string, string]> = [
   ['force', '--force'],

@@ -358,6 +358,21 @@ describe('a killed resource process (regression: it read as "not up", role/cstat
     expect(fs.existsSync(c.paths('alpha').socketPath)).toBe(false);
     expect(await c.query('alpha', 'role')).toBe('Unconfigured');
   });
+
+  it('a stale socket without a pid file (crash before the pid file was written) also reads as died, exit 10', async () => {
+    cluster = new Cluster({ resource: 'sfdead3', port: 7913 });
+    const c = cluster;
+    await c.admOk('alpha', ['up', c.resource]);
+    c.kill9('alpha');
+    await c.waitGone('alpha');
+    fs.rmSync(c.paths('alpha').pidPath);
+    expect(fs.existsSync(c.paths('alpha').socketPath)).toBe(true);
+    const role = await c.adm('alpha', ['role', c.resource]);
+    expect(role.exitCode).toBe(10);
+    expect(role.stderr).toContain("udrbd resource sfdead3 on node alpha: the resource process died without 'down'");
+    await c.admOk('alpha', ['up', c.resource]);
+    expect(await c.query('alpha', 'cstate')).toBe('WFConnection');
+  });
 });
 
 /** Runs the built udrbdadm as `nobody` (setpriv), with the cluster's env. */

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
 import { afterEach, describe, expect, it } from 'vitest';
-import { declareOwnDryRun, interceptDryRun, shellEscape } from '../../src/cli/dry-run.js';
+import { declareOwnDryRun, interceptDryRun, printInsteadOfActing, shellEscape } from '../../src/cli/dry-run.js';
 import type { CliContext } from '../../src/cli/context.js';
 import { UdrbdError } from '../../src/util/errors.js';
 
@@ -74,5 +74,14 @@ describe('dry-run mechanism', () => {
   it('shell-escapes option values as drbdadm -d does', async () => {
     expect(shellEscape('x y')).toBe('x\\ y');
     expect((await run('connect', true)).out).toBe('drbdsetup-84 connect sfu ipv4:127.0.0.1:7912 ipv4:127.0.0.2:7912 --shared-secret=a\\ b\\$c\n');
+  });
+
+  it('guards a control request: under -d it prints instead of acting, and refuses a request without a plan', () => {
+    let out = '';
+    const ctx: CliContext = { configPath: config(), nodeName: 'alpha', backendOptions: [], dryRun: true, verbose: false, out: (t) => (out += t), err: () => undefined };
+    expect(printInsteadOfActing(ctx, 'sfu', 'primary', ['--force'])).toBe(true);
+    expect(out).toBe('drbdsetup-84 primary 41 --force\n');
+    expect(() => printInsteadOfActing(ctx, 'sfu', 'io.write')).toThrow(/has no plan; nothing was done/);
+    expect(printInsteadOfActing({ ...ctx, dryRun: false }, 'sfu', 'primary')).toBe(false);
   });
 });

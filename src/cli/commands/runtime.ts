@@ -15,6 +15,7 @@ import { runtimePaths, readPid, type RuntimePaths } from '../../daemon/paths.js'
 import fs from 'node:fs';
 import { ControlClient, ResourceDiedError, ResourceNotUpError, callResource } from '../../daemon/client.js';
 import { dstate as offlineDstate } from '../../meta/tool.js';
+import { printInsteadOfActing } from '../dry-run.js';
 import { startDaemon, waitForExit, type DaemonMode } from '../../daemon/launcher.js';
 import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
 
@@ -52,6 +53,9 @@ async function call(
   args: Record<string, unknown> = {},
   timeoutMs: number = NETWORK_VERB_TIMEOUT_MS,
 ): Promise<void> {
+  // -d never reaches a resource process (cli/dry-run); this covers verbs that run their own dry run.
+  const flags = [args.force === true ? '--force' : '', args.discardMyData === true ? '--discard-my-data' : '', args.clearBitmap === true ? '--clear-bitmap' : ''].filter((f) => f !== '');
+  if (printInsteadOfActing(ctx, target.name, verb, flags)) return;
   const reply = await callResource(target.paths, verb, args, timeoutMs);
   if (reply.stdout) ctx.out(reply.stdout);
   if (reply.stderr) ctx.err(reply.stderr);
@@ -94,6 +98,7 @@ async function up(ctx: CliContext, target: ResourceTarget, mode: DaemonMode, opt
       // Stale socket of a crashed process: the new process takes over.
     }
   }
+  if (printInsteadOfActing(ctx, target.name, mode, options)) return;
   await startDaemon({
     configPath: ctx.configPath,
     node: ctx.nodeName,
