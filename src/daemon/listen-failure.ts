@@ -22,21 +22,26 @@ function hostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-export function listenFailureError(err: NodeJS.ErrnoException, target: ListenTarget): UdrbdError {
+/** The first listen of a connect failed: `up` fails with it; other connect errors are logged and retried as before. */
+export class ListenFailedError extends UdrbdError {
+  override name = 'ListenFailedError';
+}
+
+export function listenFailureError(err: NodeJS.ErrnoException, target: ListenTarget): ListenFailedError {
   const where = hostPort(target.host, target.port);
   if (err.code === 'EADDRNOTAVAIL') {
-    return new UdrbdError(`IP ${target.host} not found on this host.`, ExitCode.configInvalid);
+    return new ListenFailedError(`IP ${target.host} not found on this host.`, ExitCode.configInvalid);
   }
   if (err.code === 'EADDRINUSE') {
     const holder = findPortHolder(target.host, target.port);
     const by = holder ? ` by pid ${holder.pid} (${holder.command})` : '';
-    return new UdrbdError(
+    return new ListenFailedError(
       `${target.resource}: cannot listen on ${where}: the address is already in use${by}; ` +
         `stop that process or change the address of this node in ${target.configPath}`,
       ExitCode.configInvalid,
     );
   }
-  return new UdrbdError(
+  return new ListenFailedError(
     `${target.resource}: cannot listen on ${where}: ${err.message}; check the address of this node in ${target.configPath}`,
     ExitCode.configInvalid,
   );

@@ -19,6 +19,7 @@ import {
 import { ReplicationEngine, requestTimeoutMs, resyncRateLimitKiBps } from '../replication/index.js';
 import type { ResourceView } from '../config/index.js';
 import { PeerLink } from './link.js';
+import { ListenFailedError } from './listen-failure.js';
 import crypto from 'node:crypto';
 import { adminNewCurrentUuid } from '../resource/uuid.js';
 import { UUID_JUST_CREATED } from '../meta/types.js';
@@ -68,7 +69,12 @@ export class Wiring {
       }
       this.dataPath = undefined;
     });
-    runtime.connectHook = () => this.link.connect(options.discardMyData);
+    // A failed first listen fails `up` (daemon/listen-failure); anything else is logged as before.
+    runtime.connectHook = () =>
+      this.link.connect(options.discardMyData).catch((err: Error) => {
+        if (err instanceof ListenFailedError) throw err;
+        runtime.log.error({ err }, `connect failed: ${err.message}`);
+      });
     runtime.disconnectHook = () => this.link.disconnect();
     runtime.statusExtras = () => ({
       sync: this.link.syncProgress(),
