@@ -7,6 +7,8 @@
 import { Command, CommanderError } from 'commander';
 import { commandGroups } from './commands/index.js';
 import { moveBackendOptions } from './argv.js';
+import { interceptDryRun } from './dry-run.js';
+import { NOT_ROOT_MESSAGE, isPermissionError, isRoot, requireRootFor } from './privilege.js';
 import { type CliContext, DEFAULT_CONFIG_PATH, defaultNodeName } from './context.js';
 import { UdrbdError, ExitCode } from '../util/errors.js';
 
@@ -17,8 +19,14 @@ export async function main(args: readonly string[]): Promise<number> {
     .description('administer udrbd resources (DRBD 8.4 drbdadm-compatible)')
     .option('-c, --config-file <file>', 'configuration file', DEFAULT_CONFIG_PATH)
     .option('-n, --node <name>', "this node's name in `on HOST` sections (default: $UDRBD_NODE, then uname -n)")
-    .option('-d, --dry-run', 'print what would be done, change nothing', false)
+    .option('-d, --dry-run', 'print the drbdsetup-84/drbdmeta calls drbdadm would make and change nothing, whatever the resource state', false)
     .option('-v, --verbose', 'more output', false)
+    .addHelpText(
+      'after',
+      '\nSafety: -d prints the drbdsetup-84/drbdmeta calls and never acts, on any verb and in any state.\n' +
+        'Verbs that touch /run/udrbd, disks or sockets need root ("udrbdadm must run as root", exit 20);\n' +
+        'dump, the sh-* config queries and -d work for any user.\n',
+    )
     .showHelpAfterError("try 'udrbdadm --help'")
     .exitOverride()
     .configureOutput({
@@ -42,6 +50,12 @@ export async function main(args: readonly string[]): Promise<number> {
     return context;
   };
   for (const register of commandGroups) register(program, getContext);
+  // -d: every verb prints drbdadm's calls instead of acting (cli/dry-run).
+  // Then verbs that touch /run/udrbd, disks or sockets need root (cli/privilege).
+  program.hook('preAction', (_program, verb) => {
+    interceptDryRun(getContext(), verb);
+    requireRootFor(verb.name());
+  });
 
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -54,6 +68,10 @@ export async function main(args: readonly string[]): Promise<number> {
     if (err instanceof UdrbdError) {
       if (err.message) process.stderr.write(err.message.endsWith('\n') ? err.message : `${err.message}\n`);
       return err.exitCode;
+    }
+    if (isPermissionError(err) && !isRoot()) {
+      process.stderr.write(`${NOT_ROOT_MESSAGE} (${(err as Error).message})\n`);
+      return ExitCode.fatal;
     }
     process.stderr.write(`udrbdadm: internal error: ${(err as Error).stack ?? String(err)}\n`);
     return ExitCode.fatal;

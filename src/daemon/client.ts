@@ -3,12 +3,14 @@
  * timeout, send one request, wait for its reply (with a timeout), or
  * subscribe to the event stream. A missing socket becomes the operator
  * message "udrbd resource RES is not up on node N (no socket at PATH): run
- * 'udrbdadm up RES'". Knows nothing of what the verbs mean.
+ * 'udrbdadm up RES'"; a dead process's leftovers (pid file, stale socket)
+ * become "the resource process (pid N) died" (ResourceDiedError). Knows
+ * nothing of what the verbs mean.
  */
 import net from 'node:net';
 import fs from 'node:fs';
 import { UdrbdError, ExitCode } from '../util/errors.js';
-import { type RuntimePaths } from './paths.js';
+import { type RuntimePaths, isProcessAlive, readPid } from './paths.js';
 import {
   type ControlEvent,
   type ControlReply,
@@ -21,12 +23,42 @@ export const CONNECT_TIMEOUT_MS = 5_000;
 export const REPLY_TIMEOUT_MS = 30_000;
 
 export class ResourceNotUpError extends UdrbdError {
-  constructor(readonly paths: RuntimePaths) {
+  constructor(
+    readonly paths: RuntimePaths,
+    message = `udrbd resource ${paths.resource} is not up on node ${paths.node} (no socket at ${paths.socketPath}): run 'udrbdadm up ${paths.resource}'`,
+    exitCode: number = ExitCode.stateChangeFailed,
+  ) {
+    super(message, exitCode);
+  }
+}
+
+/**
+ * The resource process is gone without a `down` (kill -9, crash): its pid
+ * file names a dead process, or its socket is stale. Still "not up" for the
+ * verbs that take over (up) or accept it (down), but the operator is told.
+ * Exit 10: what drbdsetup answers for a minor that does not exist (ERR_MINOR_INVALID),
+ * which is what the device is after such a crash.
+ */
+export class ResourceDiedError extends ResourceNotUpError {
+  constructor(
+    paths: RuntimePaths,
+    readonly pid: number | undefined,
+  ) {
     super(
-      `udrbd resource ${paths.resource} is not up on node ${paths.node} (no socket at ${paths.socketPath}): run 'udrbdadm up ${paths.resource}'`,
-      ExitCode.stateChangeFailed,
+      paths,
+      `udrbd resource ${paths.resource} on node ${paths.node}: the resource process${pid === undefined ? '' : ` (pid ${pid})`} died without 'down'; ` +
+        `its log is ${paths.logPath}. Run 'udrbdadm up ${paths.resource}' to start it again (up applies the activity log).`,
+      ExitCode.configInvalid,
     );
   }
+}
+
+/** ResourceDiedError when the pid file names a dead process, or the socket file is there but refuses connections. */
+export function notUpError(paths: RuntimePaths, socketRefused: boolean): ResourceNotUpError {
+  const pid = readPid(paths);
+  if (pid !== undefined && !isProcessAlive(pid)) return new ResourceDiedError(paths, pid);
+  if (socketRefused && pid === undefined) return new ResourceDiedError(paths, undefined);
+  return new ResourceNotUpError(paths);
 }
 
 export class ControlClient {
@@ -74,7 +106,7 @@ export class ControlClient {
       });
       socket.once('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') reject(new ResourceNotUpError(paths));
+        if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') reject(notUpError(paths, err.code === 'ECONNREFUSED'));
         else reject(new UdrbdError(`udrbd resource ${paths.resource} on node ${paths.node}: cannot reach ${paths.socketPath}: ${err.message}`, ExitCode.fatal));
       });
     });

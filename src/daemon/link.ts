@@ -36,6 +36,27 @@ import { type ResourceRuntime, StateChangeRefused } from './runtime.js';
 import type { StateSnapshot, SyncProgress } from './status.js';
 import { agreeDeviceSize } from './device-size.js';
 import { SplitBrainCount } from './metrics-source.js';
+import { listenFailureError } from './listen-failure.js';
+
+/** The first listen of a connect is normally answered at once; past this the connect goes on retrying. */
+const FIRST_LISTEN_WAIT_MS = 5_000;
+
+/** Resolves with the first listen's error, or undefined once it listens (or the wait ends). */
+function firstListenOutcome(connector: PeerConnector): Promise<NodeJS.ErrnoException | undefined> {
+  return new Promise((resolve) => {
+    const done = (err: NodeJS.ErrnoException | undefined): void => {
+      clearTimeout(timer);
+      connector.off('listening', onListening);
+      connector.off('listen-failed', onFailed);
+      resolve(err);
+    };
+    const onListening = (): void => done(undefined);
+    const onFailed = (err: NodeJS.ErrnoException): void => done(err);
+    const timer = setTimeout(() => done(undefined), FIRST_LISTEN_WAIT_MS);
+    connector.on('listening', onListening);
+    connector.on('listen-failed', onFailed);
+  });
+}
 
 const LOSS_TO_CONN: Record<LinkLossReason, ConnState> = {
   NetworkFailure: ConnState.NetworkFailure,
@@ -139,9 +160,16 @@ export class PeerLink {
       rt.log.error(message);
       void this.toStandAlone('incompatible settings');
     });
+    const firstListen = firstListenOutcome(connector);
     await rt.setState({ conn: ConnState.Unconnected }, 'connect');
     connector.start(() => this.localParams());
     await rt.setState({ conn: ConnState.WFConnection }, 'connect');
+    // A local address that cannot be bound is the operator's error, not the network's: report it, StandAlone.
+    const listenError = await firstListen;
+    if (listenError && this.connector === connector) {
+      await this.disconnect();
+      throw listenFailureError(listenError, { resource: spec.name, host: spec.localAddress.host, port: spec.localAddress.port, configPath: spec.configPath });
+    }
   }
 
   /** `disconnect` / `down`: close the link and go StandAlone. */

@@ -101,7 +101,10 @@ export class ResourceRuntime {
   private store: AttachedStore | undefined;
   private readonly subscribers = new Set<(event: ControlEvent) => void>();
   private readonly verbs = new Map<string, (args: Record<string, unknown>) => Promise<VerbResult>>();
-  private stopping = false;
+  /** The `down` attempt in progress; a second `down` or SIGTERM meanwhile waits for its outcome. */
+  private downAttempt: Promise<void> | undefined;
+  /** Set only once a `down` completed: the process is about to exit. */
+  private isDown = false;
   /** Resolves when `down` finished; the entry point exits then. */
   readonly stopped: Promise<void>;
   private resolveStopped!: () => void;
@@ -238,13 +241,30 @@ export class ResourceRuntime {
     await store.close(true);
   }
 
-  /** Graceful stop: refuse if Primary and held open, demote, disconnect, flush, close md clean. */
+  /**
+   * Graceful stop: refuse if Primary and held open, demote, disconnect,
+   * flush, close md clean. A refused step (e.g. -12 from the frontend's
+   * teardown: a mount the up-front check cannot see, in another mount
+   * namespace) leaves the process as it was, and the next `down` or SIGTERM
+   * tries again — it used to leave a "stopping" flag set that turned every
+   * later `down` into a silent no-op.
+   */
   async down(): Promise<void> {
-    if (this.stopping) return;
+    if (this.isDown) return;
+    if (this.downAttempt) return this.downAttempt;
+    const attempt = this.tryDown();
+    this.downAttempt = attempt;
+    try {
+      await attempt;
+    } finally {
+      this.downAttempt = undefined;
+    }
+  }
+
+  private async tryDown(): Promise<void> {
     if (this.state.role === Role.Primary && this.options.frontend?.isHeldOpen()) {
       throw new StateChangeRefused(-12, 'Device is held open by someone', ExitCode.stateChangeFailed);
     }
-    this.stopping = true;
     if (this.state.role === Role.Primary) await this.demote();
     if (this.state.conn !== ConnState.StandAlone) {
       await this.setState({ conn: ConnState.Disconnecting }, 'down');
@@ -258,6 +278,7 @@ export class ResourceRuntime {
       this.store = undefined;
       await store.close(true);
     }
+    this.isDown = true;
     this.log.info('resource down');
     // Let the `down` reply go out before the entry point closes the control socket.
     setImmediate(() => this.resolveStopped());
@@ -367,11 +388,11 @@ export class ResourceRuntime {
     return this.store;
   }
 
-  /** Set by the wiring: begin connecting to the peer (after attach in `up`). */
-  connectHook: (() => void) | undefined;
+  /** Set by the wiring: begin connecting to the peer (after attach in `up`); rejects when the first listen fails. */
+  connectHook: (() => Promise<void>) | undefined;
 
-  startConnecting(): void {
-    this.connectHook?.();
+  async startConnecting(): Promise<void> {
+    await this.connectHook?.();
   }
 }
 

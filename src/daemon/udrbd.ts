@@ -4,7 +4,9 @@
  *   node dist/daemon/udrbd.js --config F --node N --resource R [--mode up|attach] [--discard-my-data]
  * Takes the per resource+node lock, logs (pino JSON) to the log file, attaches
  * (open disk + meta-data + apply AL), opens the control socket, reports ready
- * on fd 3 to the `udrbdadm up` that started it, then connects to the peer.
+ * on fd 3 to the `udrbdadm up` that started it once its first listen on the
+ * configured address succeeded (a failed one fails `up`, exit 10), and goes on
+ * connecting to the peer.
  * SIGTERM behaves like `udrbdadm down`. A crash (kill -9) leaves the
  * meta-data unclean; the next attach recovers from the activity log.
  */
@@ -106,9 +108,13 @@ async function main(): Promise<number> {
     await rt.attach();
     await srv.listen();
     fs.writeFileSync(paths.pidPath, `${process.pid}\n`, { mode: 0o600 });
+    // `up` waits for the first listen: an address not on this host or a port in use fails `up` (exit 10).
+    if (mode === 'up') await rt.startConnecting();
   } catch (err) {
     const exitCode = err instanceof UdrbdError ? err.exitCode : ExitCode.fatal;
-    log.error({ err }, `attach failed: ${(err as Error).message}`);
+    log.error({ err }, `${mode} failed: ${(err as Error).message}`);
+    // Close the meta-data clean if attach got that far; the process leaves nothing behind.
+    await runtime?.down().catch((downErr: Error) => log.error({ err: downErr }, `down after a failed ${mode}: ${downErr.message}`));
     report({ ready: false, exitCode, message: (err as Error).message });
     await cleanup();
     log.flush?.();
@@ -128,7 +134,6 @@ async function main(): Promise<number> {
     log.fatal({ err }, `udrbd: internal error, resource process exits: ${err.stack ?? err.message}`);
     process.exit(ExitCode.fatal);
   });
-  if (mode === 'up') rt.startConnecting();
   await rt.stopped;
   for (const event of downEvents(rt.status())) rt.publish(event);
   await cleanup();

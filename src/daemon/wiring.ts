@@ -20,10 +20,11 @@ import { ReplicationEngine, requestTimeoutMs, resyncRateLimitKiBps } from '../re
 import type { ResourceView } from '../config/index.js';
 import { PeerLink } from './link.js';
 import { watchStateHandlers } from './state-handlers.js';
+import { ListenFailedError } from './listen-failure.js';
 import crypto from 'node:crypto';
 import { adminNewCurrentUuid } from '../resource/uuid.js';
 import { UUID_JUST_CREATED } from '../meta/types.js';
-import { type AdminResult, requestNewCurrentUuid, requestInvalidate, requestInvalidateRemote, requestPauseSync, requestVerify } from '../resource/admin.js';
+import { type AdminResult, requestNewCurrentUuid, requestInvalidate, requestInvalidateRemote, requestOutdate, requestPauseSync, requestVerify } from '../resource/admin.js';
 import { DIAGNOSTIC_IO_BYTES_MAX } from './protocol.js';
 import { type ResourceRuntime, StateChangeRefused, type VerbResult } from './runtime.js';
 import { defineMetricsVerb } from './metrics-source.js';
@@ -71,9 +72,12 @@ export class Wiring {
       }
       this.dataPath = undefined;
     });
-    runtime.connectHook = () => {
-      this.link.connect(options.discardMyData).catch((err: Error) => runtime.log.error({ err }, `connect failed: ${err.message}`));
-    };
+    // A failed first listen fails `up` (daemon/listen-failure); anything else is logged as before.
+    runtime.connectHook = () =>
+      this.link.connect(options.discardMyData).catch((err: Error) => {
+        if (err instanceof ListenFailedError) throw err;
+        runtime.log.error({ err }, `connect failed: ${err.message}`);
+      });
     runtime.disconnectHook = () => this.link.disconnect();
     runtime.statusExtras = () => ({
       sync: this.link.syncProgress(),
@@ -201,12 +205,9 @@ export class Wiring {
       return ok();
     });
     rt.defineVerb('outdate', async () => {
-      const old = rt.snapshot;
-      if (old.disk < DiskState.Outdated) {
-        throw new StateChangeRefused(SsCode.lowerThanOutdated, refusal(SsCode.lowerThanOutdated).text, ExitCode.lowerThanOutdated);
-      }
-      const next = this.check(withState(old, { disk: DiskState.Outdated }));
-      await rt.setState(next, 'outdate');
+      // resource/admin's rule: -6 while connected, -2 for a Primary, -16 below Outdated.
+      const next = this.admin(requestOutdate(rt.snapshot, this.ctx()));
+      if (next) await rt.setState(next, 'outdate');
       return ok();
     });
     rt.defineVerb('invalidate', async () => {

@@ -14,6 +14,7 @@
  *   connector.on('incompatible', (message: string) => ...);          // "incompatible ... settings": now StandAlone
  *   connector.on('refused', (info: RefusedInfo) => ...);             // a socket was refused (logged already)
  *   connector.on('cstate', (state: ConnectorState) => ...);
+ *   connector.on('listening' | 'listen-failed', (err?: NodeJS.ErrnoException) => ...); // each listen attempt
  *   connector.start(() => localParams);  // WFConnection: listen + dial every connectIntervalMs
  *   await connector.stop();              // StandAlone: close everything
  *
@@ -202,6 +203,7 @@ export class PeerConnector extends EventEmitter {
     server.on('connection', (socket) => this.onInbound(socket));
     server.on('error', (error: NodeJS.ErrnoException) => {
       this.logger.error({ code: error.code }, `Failed to listen on ${this.opts.localAddress.host}:${this.opts.localAddress.port}: ${error.message}`);
+      this.emit('listen-failed', error);
       server.close();
       if (this.server === server) this.server = null;
       this.listening = false;

@@ -80,10 +80,6 @@ export function register(program: Command, getContext: GetContext): void {
       const ctx = getContext();
       for (const target of targets(ctx, resources)) {
         if (modifies) refuseIfUp(ctx, target);
-        if (ctx.dryRun) {
-          ctx.out(`${drbdmetaLine(target, name)}\n`);
-          continue;
-        }
         await action(ctx, target, toolIo(ctx, opts.force === true));
       }
     });

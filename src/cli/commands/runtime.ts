@@ -12,7 +12,10 @@ import type { GetContext } from './index.js';
 import type { CliContext } from '../context.js';
 import { UdrbdError, ExitCode } from '../../util/errors.js';
 import { runtimePaths, readPid, type RuntimePaths } from '../../daemon/paths.js';
-import { ControlClient, ResourceNotUpError, callResource } from '../../daemon/client.js';
+import fs from 'node:fs';
+import { ControlClient, ResourceDiedError, ResourceNotUpError, callResource } from '../../daemon/client.js';
+import { dstate as offlineDstate } from '../../meta/tool.js';
+import { printInsteadOfActing } from '../dry-run.js';
 import { startDaemon, waitForExit, type DaemonMode } from '../../daemon/launcher.js';
 import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
 import { isReplicating } from '../../daemon/events2.js';
@@ -26,6 +29,7 @@ const DOWN_TIMEOUT_MS = 60_000;
 interface ResourceTarget {
   name: string;
   minor: number;
+  diskPath: string;
   paths: RuntimePaths;
 }
 
@@ -35,7 +39,7 @@ function targets(ctx: CliContext, names: string[]): ResourceTarget[] {
   const expanded = expandResourceNames(config, ctx.nodeName, names);
   return expanded.map((name) => {
     const view = resolveResource(config, name, ctx.nodeName);
-    return { name, minor: view.minor, paths: runtimePaths(name, ctx.nodeName) };
+    return { name, minor: view.minor, diskPath: view.diskPath, paths: runtimePaths(name, ctx.nodeName) };
   });
 }
 
@@ -51,20 +55,37 @@ async function call(
   args: Record<string, unknown> = {},
   timeoutMs: number = NETWORK_VERB_TIMEOUT_MS,
 ): Promise<void> {
+  // -d never reaches a resource process (cli/dry-run); this covers verbs that run their own dry run.
+  const flags = [args.force === true ? '--force' : '', args.discardMyData === true ? '--discard-my-data' : '', args.clearBitmap === true ? '--clear-bitmap' : ''].filter((f) => f !== '');
+  if (printInsteadOfActing(ctx, target.name, verb, flags)) return;
   const reply = await callResource(target.paths, verb, args, timeoutMs);
   if (reply.stdout) ctx.out(reply.stdout);
   if (reply.stderr) ctx.err(reply.stderr);
   if (!reply.ok) throw new UdrbdError(terminated(verb, target, reply.exitCode), reply.exitCode);
 }
 
-/** role/cstate/dstate print "Unconfigured" for a resource that is not up. */
+/**
+ * role/cstate/dstate print "Unconfigured" for a resource that is not up. A
+ * resource process that died says so (exit 10); dstate then falls back to
+ * the on-disk state as drbdadm falls back to drbdmeta dstate, with
+ * drbdmeta's exit code (0), the notice on stderr only.
+ */
 async function query(ctx: CliContext, target: ResourceTarget, verb: string): Promise<void> {
   try {
     await call(ctx, target, verb, {}, 10_000);
   } catch (err) {
-    if (err instanceof ResourceNotUpError) ctx.out('Unconfigured\n');
+    if (err instanceof ResourceDiedError) {
+      if (verb !== 'dstate') throw err;
+      ctx.err(`${err.message}\n`);
+      offlineDstate(target.diskPath, { out: ctx.out, err: ctx.err, force: true, stdinIsTty: false, readLine: () => Promise.resolve(null) });
+    } else if (err instanceof ResourceNotUpError) ctx.out('Unconfigured\n');
     else throw err;
   }
+}
+
+/** After a crash the pid file and socket stay behind: `down` removes them (the process is confirmed dead). */
+function removeStaleFiles(paths: RuntimePaths): void {
+  for (const file of [paths.socketPath, paths.pidPath]) fs.rmSync(file, { force: true });
 }
 
 async function up(ctx: CliContext, target: ResourceTarget, mode: DaemonMode, options: string[]): Promise<void> {
@@ -80,10 +101,7 @@ async function up(ctx: CliContext, target: ResourceTarget, mode: DaemonMode, opt
     }
   }
   enforceOptionSupport(ctx, target.name);
-  if (ctx.dryRun) {
-    ctx.out(`udrbd --config ${ctx.configPath} --node ${ctx.nodeName} --resource ${target.name} --mode ${mode}\n`);
-    return;
-  }
+  if (printInsteadOfActing(ctx, target.name, mode, options)) return;
   await startDaemon({
     configPath: ctx.configPath,
     node: ctx.nodeName,
@@ -99,6 +117,12 @@ async function down(ctx: CliContext, target: ResourceTarget): Promise<void> {
   try {
     await call(ctx, target, 'down', {}, DOWN_TIMEOUT_MS);
   } catch (err) {
+    if (err instanceof ResourceDiedError) {
+      // Down already, the hard way: say so once, and leave no stale files for status to trip over.
+      ctx.err(`${err.message}\n`);
+      removeStaleFiles(target.paths);
+      return;
+    }
     if (err instanceof ResourceNotUpError) return; // already down: drbdadm succeeds silently
     throw err;
   }
@@ -145,7 +169,7 @@ export function register(program: Command, getContext: GetContext): void {
 
   program
     .command('up')
-    .description('start the resource process: attach the disk, then connect to the peer (options udrbd refuses stop it with exit 10, ignored ones are warned about: README "Options udrbd refuses or ignores")')
+    .description('start the resource process: attach the disk, then connect to the peer; fails (exit 10, no process left) when this node\'s address is not on this host or its port is in use, or when the configuration holds an option udrbd refuses (ignored ones are warned about: README "Options udrbd refuses or ignores")')
     .option('--discard-my-data', 'on connect, give up local changes in a split brain')
     .allowUnknownOption()
     .argument('<resources...>')
@@ -162,7 +186,7 @@ export function register(program: Command, getContext: GetContext): void {
     .action(each((ctx, t) => up(ctx, t, 'attach', [])));
   program
     .command('down')
-    .description('demote, disconnect, detach and stop the resource process')
+    .description('demote, disconnect, detach and stop the resource process; refused with (-12) while the device is held open, and tried again by the next down or SIGTERM')
     .allowUnknownOption()
     .argument('<resources...>')
     .action(each(down));
@@ -195,7 +219,7 @@ export function register(program: Command, getContext: GetContext): void {
   for (const verb of ['role', 'cstate', 'dstate']) {
     program
       .command(verb)
-      .description(`print the ${verb} as drbdadm does`)
+      .description(`print the ${verb} as drbdadm does; a resource process that died says so (exit 10)${verb === 'dstate' ? ', then prints the on-disk state' : ''}`)
       .argument('<resources...>')
       .action(each((ctx, t) => query(ctx, t, verb)));
   }
@@ -204,7 +228,7 @@ export function register(program: Command, getContext: GetContext): void {
   simple('verify', 'start online verify');
   simple('pause-sync', 'pause resynchronisation');
   simple('resume-sync', 'resume resynchronisation');
-  simple('outdate', 'mark local data Outdated');
+  simple('outdate', 'mark local data Outdated (refused while connected: -6; on a Primary: -2)');
   program
     .command('new-current-uuid')
     .description('start a new data generation')
@@ -226,13 +250,14 @@ export function register(program: Command, getContext: GetContext): void {
     });
   program
     .command('status')
-    .description('show resource status (DRBD 9 style; --json for all fields)')
+    .description('show resource status (DRBD 9 style; --json for all fields); a resource process that died is reported (exit 10)')
     .option('--json', 'JSON with every field, including sync progress')
     .argument('[resources...]')
     .action(async (resources: string[], opts: { json?: boolean }) => {
       const ctx = getContext();
       const list = targets(ctx, resources.length === 0 ? ['all'] : resources);
       const jsonItems: unknown[] = [];
+      let died: ResourceDiedError | undefined;
       for (const t of list) {
         try {
           const reply = await callResource(t.paths, 'status', { json: Boolean(opts.json) }, 10_000);
@@ -240,10 +265,17 @@ export function register(program: Command, getContext: GetContext): void {
           else ctx.out(reply.stdout);
         } catch (err) {
           if (!(err instanceof ResourceNotUpError)) throw err;
+          if (err instanceof ResourceDiedError) {
+            died = err;
+            if (opts.json) jsonItems.push({ resource: t.name, node: ctx.nodeName, cstate: 'Unconfigured', processDied: { pid: err.pid ?? null, log: t.paths.logPath } });
+            else ctx.out(`${t.name}: died (the resource process${err.pid === undefined ? '' : ` pid ${err.pid}`} is gone; log ${t.paths.logPath}; run 'udrbdadm up ${t.name}')\n\n`);
+            continue;
+          }
           if (opts.json) jsonItems.push({ resource: t.name, node: ctx.nodeName, cstate: 'Unconfigured' });
           else ctx.out(`# No currently configured DRBD found.\n${t.name}: not up\n\n`);
         }
       }
       if (opts.json) ctx.out(`${JSON.stringify(jsonItems, null, 2)}\n`);
+      if (died) throw died;
     });
 }

@@ -1,0 +1,97 @@
+/**
+ * Oracle: `udrbdadm -d VERB` prints exactly the calls drbd-utils' own
+ * drbdadm-84 -d prints for the same configuration and host (run in a UTS
+ * namespace whose hostname is the node; its helper path /lib/drbd/drbdsetup-84
+ * shortened to drbdsetup-84, as /usr/sbin/drbdadm prints it). The config has
+ * common options, a quoted secret with shell metacharacters, flags, startup
+ * options and two resources, so option order, escaping, backend options and
+ * drbdadm's staging of `up all` are all compared. Nothing runs: no process,
+ * no disk is opened (the image files do not even exist).
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UDRBDADM } from '../helpers/cluster.js';
+
+const DRBDADM_84 = '/lib/drbd/drbdadm-84';
+let dir = '';
+let conf = '';
+
+beforeAll(() => {
+  for (const tool of [DRBDADM_84, '/usr/bin/unshare']) {
+    if (!fs.existsSync(tool)) throw new Error(`test prerequisite missing: ${tool} (drbd-utils / util-linux)`);
+  }
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sf-oracle-'));
+  conf = path.join(dir, 'or.conf');
+  fs.writeFileSync(conf, `global { usage-count no; }
+common {
+  net { max-buffers 8000; after-sb-1pri discard-secondary; }
+  disk { c-plan-ahead 0; on-io-error detach; }
+  startup { wfc-timeout 5; }
+}
+resource sfor0 {
+  net { protocol A; allow-two-primaries; cram-hmac-alg sha1; shared-secret "a b$c'd"; ko-count 4; }
+  disk { resync-rate 40M; al-extents 1237; fencing resource-only; }
+  startup { degr-wfc-timeout 3; become-primary-on alpha; }
+  handlers { split-brain "/usr/lib/drbd/notify-split-brain.sh root"; }
+  on alpha { device /dev/drbd43 minor 43; disk ${dir}/a0.img; address 127.0.0.1:7914; meta-disk internal; }
+  on beta { device /dev/drbd44 minor 44; disk ${dir}/b0.img; address 127.0.0.2:7914; meta-disk internal; }
+}
+resource sfor1 {
+  on alpha { device minor 45; disk ${dir}/a1.img; address 127.0.0.1:7915; meta-disk internal; }
+  on beta { device minor 46; disk ${dir}/b1.img; address 127.0.0.2:7915; meta-disk internal; }
+}
+`);
+});
+
+afterAll(() => {
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+interface Run {
+  exitCode: number;
+  stdout: string;
+}
+
+function theirs(host: string, args: string[]): Run {
+  const quoted = args.map((a) => `'${a}'`).join(' ');
+  const r = spawnSync('unshare', ['-u', 'sh', '-c', `hostname ${host} && exec ${DRBDADM_84} -d -c '${conf}' ${quoted}`], {
+    encoding: 'utf8',
+    env: { ...process.env, DRBD_DONT_WARN_ON_VERSION_MISMATCH: '1' },
+    timeout: 30_000,
+  });
+  return { exitCode: r.status ?? -1, stdout: r.stdout.replaceAll('/lib/drbd/drbdsetup-84', 'drbdsetup-84') };
+}
+
+function mine(host: string, args: string[]): Run {
+  const r = spawnSync(process.execPath, [UDRBDADM, '-d', '-c', conf, '--node', host, ...args], { encoding: 'utf8', timeout: 30_000 });
+  return { exitCode: r.status ?? -1, stdout: r.stdout };
+}
+
+const CASES: string[][] = [
+  ['up', 'sfor0'], ['up', 'all'], ['up', 'sfor1'], ['--', '--foo', 'up', 'sfor0'],
+  ['down', 'sfor0'], ['down', 'all'], ['attach', 'sfor0'], ['attach', 'all'], ['detach', 'sfor0'],
+  ['connect', 'sfor0'], ['connect', '--discard-my-data', 'sfor0'], ['--', '--discard-my-data', 'connect', 'sfor0'],
+  ['disconnect', 'sfor0'], ['primary', 'sfor0'], ['primary', '--force', 'sfor0'], ['--', '--force', 'primary', 'sfor0'],
+  ['secondary', 'all'], ['invalidate', 'sfor0'], ['invalidate-remote', 'sfor0'], ['verify', 'sfor0'],
+  ['pause-sync', 'sfor0'], ['resume-sync', 'sfor0'], ['outdate', 'all'], ['new-current-uuid', 'sfor0'],
+  ['new-current-uuid', '--clear-bitmap', 'sfor0'], ['role', 'sfor0'], ['cstate', 'all'], ['dstate', 'sfor0'],
+  ['get-gi', 'sfor0'], ['show-gi', 'sfor0'], ['create-md', 'sfor0'], ['create-md', '--force', 'all'],
+  ['--', '--force', 'create-md', 'sfor0'], ['dump-md', 'sfor0'], ['apply-al', 'sfor0'], ['wipe-md', 'sfor0'],
+  ['wait-connect', 'all'], ['status', 'sfor0'],
+];
+
+describe('udrbdadm -d against drbdadm-84 -d', () => {
+  for (const host of ['alpha', 'beta']) {
+    for (const args of CASES) {
+      it(`on ${host}: -d ${args.join(' ')}`, () => {
+        const real = theirs(host, args);
+        expect(real.exitCode).toBe(0);
+        expect(real.stdout).not.toBe('');
+        expect(mine(host, args)).toEqual(real);
+      });
+    }
+  }
+});
