@@ -18,6 +18,7 @@ export type {
 export { resolveResource } from './resolve.js';
 export { dumpConfig, expandCommon, escapeValue } from './dump.js';
 export { bindNode, validateBindings, type NodeBinding } from './hosts.js';
+export { setupArgs, shellEscape, type SetupArgs } from './setup-args.js';
 
 /**
  * Parse `path` (and its includes). Throws UdrbdError carrying exactly what

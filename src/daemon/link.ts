@@ -140,6 +140,24 @@ export class PeerLink {
     await rt.setState({ conn: ConnState.WFConnection }, 'connect');
   }
 
+  /** `adjust` (net-options): the connector and the live session take the spec's current net options. */
+  applyNetOptions(): void {
+    const net = this.view.net;
+    this.connector?.updateOptions({
+      connectIntervalMs: net.connectIntervalMs,
+      pingIntervalMs: net.pingIntervalMs,
+      pingTimeoutMs: net.pingTimeoutMs,
+      timeoutMs: net.timeoutMs,
+      koCount: net.koCount,
+      ...(net.cramHmacAlg && net.sharedSecret ? { auth: { alg: net.cramHmacAlg, secret: net.sharedSecret } } : {}),
+    });
+  }
+
+  /** A resync is running on this link (either direction). */
+  get resyncRunning(): boolean {
+    return isSyncState(this.runtime.snapshot.conn);
+  }
+
   /** `disconnect` / `down`: close the link and go StandAlone. */
   async disconnect(): Promise<void> {
     const rt = this.runtime;

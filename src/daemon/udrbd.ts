@@ -20,6 +20,7 @@ import { ResourceRuntime } from './runtime.js';
 import { loadSpec } from './config-adapter.js';
 import { openMetaStore } from './meta-store.js';
 import { wireReplication } from './wiring.js';
+import { defineAdjust } from './adjust.js';
 import { ResourceFrontend, frontendModeFromEnv, nbdTcpFromEnv } from './frontend.js';
 import type { ReadyMessage } from './launcher.js';
 
@@ -89,7 +90,7 @@ async function main(): Promise<number> {
     server = new ControlServer(paths.socketPath, (req) => rt.handle(req), log, () => rt.existingEvents());
     const srv = server;
     rt.onEvent((event) => srv.publish(event));
-    wireReplication(rt, { discardMyData: values['discard-my-data'] });
+    defineAdjust(wireReplication(rt, { discardMyData: values['discard-my-data'] }));
     await rt.attach();
     await srv.listen();
     fs.writeFileSync(paths.pidPath, `${process.pid}\n`, { mode: 0o600 });

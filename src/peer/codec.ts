@@ -411,7 +411,7 @@ export function encodePacket(packet: WirePacket): Buffer[] {
 
 // ---------------------------------------------------------------- decoding
 
-const DATA_FLAGS_KNOWN = 0x3; // DataFlag.fua | DataFlag.flush
+const DATA_FLAGS_KNOWN = 0x1f; // DataFlag.fua | flush | ackReceive | ackWrite | ackNone
 const ROLE_MAX = 2; // resource/states Role.Secondary
 const DISK_MAX = 8; // DiskState.UpToDate
 const CONN_MAX = 23; // ConnState.Behind

@@ -46,8 +46,14 @@ export const PacketType = {
 } as const;
 export type PacketType = (typeof PacketType)[keyof typeof PacketType];
 
-/** DP_* flags carried on Data packets. */
-export const DataFlag = { fua: 0x1, flush: 0x2 } as const;
+/**
+ * DP_* flags carried on Data packets. The ack bits say which ack this write
+ * asks for, fixed when it was sent (DRBD's DP_SEND_RECEIVE_ACK /
+ * DP_SEND_WRITE_ACK): the protocol can change online (`adjust`) while writes
+ * are in flight, and each write is answered as its sender expects. A Data
+ * packet without any ack bit is answered by the receiver's own protocol.
+ */
+export const DataFlag = { fua: 0x1, flush: 0x2, ackReceive: 0x4, ackWrite: 0x8, ackNone: 0x10 } as const;
 
 /** The after-sb policies travel as the names resource/after-sb defines. */
 export type AfterSb0 = AfterSb0Policy;

@@ -16,7 +16,7 @@ import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import { BlockIdAllocator, BlockIdTag } from './block-id.js';
 import type { ReplicationCounters } from './counters.js';
-import { type ReplicationOptions, SECTOR_BYTES } from './options.js';
+import { type ReplicationOptions, type ReplicationProtocol, SECTOR_BYTES } from './options.js';
 import { RangeLock, type RangeHold, Slots } from './range-lock.js';
 import { TransferLog } from './transfer-log.js';
 
@@ -29,6 +29,9 @@ export interface OnDemandSync {
 /** Called when the local disk failed a request (daemon/ applies on-io-error). */
 export type LocalIoErrorHandler = (operation: 'read' | 'write' | 'flush', offsetBytes: number, error: Error) => void;
 
+/** The Data flag asking the peer for the ack each protocol completes a write with. */
+const ACK_FLAG: Readonly<Record<ReplicationProtocol, number>> = { A: DataFlag.ackNone, B: DataFlag.ackReceive, C: DataFlag.ackWrite };
+
 /** One application write waiting for its network part. */
 class PendingWrite {
   settled = false;
@@ -39,6 +42,8 @@ class PendingWrite {
   channel: PeerChannel | null = null;
   /** Transfer-log epoch the write was sent in. */
   epoch = -1;
+  /** The protocol in force when the write was sent: which ack completes it (B: RecvAck or WriteAck, C: WriteAck). */
+  protocol: ReplicationProtocol = 'C';
   resolve: (ok: boolean) => void = noop;
   readonly done: Promise<boolean>;
   constructor(
@@ -139,6 +144,12 @@ export class ReplicatedVolume implements BlockDevice {
     assert(this.bitmap.bitCount * BM_BLOCK_BYTES >= this.sizeBytes, 'bitmap covers the whole data area');
   }
 
+  /** max-buffers changed online: the bound on application requests in flight follows. */
+  setMaxBuffers(maxBuffers: number): void {
+    this.slots.setCapacity(maxBuffers);
+    for (const wake of this.tlWaiters.splice(0)) wake();
+  }
+
   /** The disk's current size: the device size both nodes agreed on; requests past it are refused. */
   get sizeBytes(): number {
     return this.disk.sizeBytes;
@@ -235,11 +246,12 @@ export class ReplicatedVolume implements BlockDevice {
     assert(write.offsetBytes === packet.offsetBytes, `ack ${packet.blockId} names the request's offset`);
     switch (packet.type) {
       case PacketType.RecvAck:
-        if (this.options.protocol !== 'B') return;
+        if (write.protocol !== 'B') return;
         break;
       case PacketType.WriteAck:
       case PacketType.RsWriteAck:
-        if (this.options.protocol !== 'C') return;
+        // A WriteAck implies the peer received the write: it completes a protocol B write too.
+        if (write.protocol === 'A') return;
         break;
       case PacketType.NegAck:
       case PacketType.RsNegAck:
@@ -367,7 +379,9 @@ export class ReplicatedVolume implements BlockDevice {
     write.sentAtMs = Date.now();
     const entry = this.tl.add(offsetBytes, buffer.length);
     write.epoch = entry.epoch;
-    const protocolA = this.options.protocol === 'A';
+    const protocol = this.options.protocol;
+    write.protocol = protocol;
+    const protocolA = protocol === 'A';
     // Protocol A completes before the bytes leave: the caller may reuse its buffer, so send a copy.
     const payload = protocolA ? Buffer.from(buffer) : buffer;
     const accepted = peer.send({
@@ -375,7 +389,7 @@ export class ReplicatedVolume implements BlockDevice {
       offsetBytes,
       blockId,
       epoch: entry.epoch,
-      flags: fua ? DataFlag.fua : 0,
+      flags: (fua ? DataFlag.fua : 0) | ACK_FLAG[protocol],
       payload,
     });
     if (!accepted) this.congested = true;

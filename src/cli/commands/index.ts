@@ -17,3 +17,6 @@ commandGroups.push(registerRuntime);
 
 import { register as registerMeta } from './meta.js';
 commandGroups.push(registerMeta);
+
+import { register as registerAdjust } from './adjust.js';
+commandGroups.push(registerAdjust);
