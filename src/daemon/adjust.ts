@@ -13,6 +13,7 @@ import { InvariantError } from '../util/assert.js';
 import { ConnState } from '../resource/states.js';
 import { validateAuth } from '../peer/auth.js';
 import type { ResourceView } from '../config/index.js';
+import type { ProtocolPacket } from '../peer/packets.js';
 import { type LiveReplicationOptions, blockDigest, requestTimeoutMs, resyncRateLimitKiBps, withDefaults } from '../replication/index.js';
 import { loadSpec } from './config-adapter.js';
 import { type AdjustPlan, type AdjustStep, planAdjust } from './adjust-plan.js';
@@ -78,8 +79,33 @@ export interface AdjustReply {
   applied: boolean;
 }
 
+/**
+ * The peer ran net-options (P_PROTOCOL_UPDATE): adopt its protocol and
+ * split-brain policies as DRBD 8.4's receive_protocol does, in the running
+ * spec (status shows them; a later adjust compares against them) and in the
+ * data path.
+ */
+function adoptPeerProtocol(wiring: Wiring, packet: ProtocolPacket): void {
+  const rt = wiring.runtime;
+  const spec = rt.spec;
+  const view = spec.view as ResourceView;
+  const net = {
+    ...view.net,
+    protocol: packet.protocol,
+    afterSb0pri: packet.afterSb0pri as ResourceView['net']['afterSb0pri'],
+    afterSb1pri: packet.afterSb1pri as ResourceView['net']['afterSb1pri'],
+    afterSb2pri: packet.afterSb2pri as ResourceView['net']['afterSb2pri'],
+    allowTwoPrimaries: packet.allowTwoPrimaries,
+  };
+  if (JSON.stringify(net) === JSON.stringify(view.net)) return;
+  rt.log.info({ protocol: net.protocol, afterSb0pri: net.afterSb0pri, afterSb1pri: net.afterSb1pri, afterSb2pri: net.afterSb2pri }, `peer changed the net options: protocol ${view.net.protocol} -> ${net.protocol}`);
+  rt.replaceSpec({ ...spec, view: { ...view, net } });
+  wiring.dataPath?.applyOptions({ protocol: net.protocol });
+}
+
 export function defineAdjust(wiring: Wiring): void {
   const rt = wiring.runtime;
+  wiring.link.onPeerProtocolUpdate = (packet) => adoptPeerProtocol(wiring, packet);
   rt.defineVerb('adjust', async (args): Promise<VerbResult> => {
     const configPath = typeof args.configPath === 'string' ? args.configPath : rt.spec.configPath;
     const dryRun = Boolean(args.dryRun);
@@ -143,6 +169,7 @@ async function apply(wiring: Wiring, wanted: ResourceSpec, plan: AdjustPlan): Pr
       case 'net-options':
         wiring.dataPath?.applyOptions(liveReplicationOptions(view));
         wiring.link.applyNetOptions();
+        wiring.link.sendProtocolUpdate();
         break;
     }
     if (step.changed.length > 0) rt.log.info({ changed: step.changed }, `adjust: ${step.kind} changed ${step.changed.join(', ')}`);

@@ -27,7 +27,7 @@ import {
 import type { RrConflictPolicy } from '../resource/after-sb.js';
 import { PeerConnector, type HandshakeResult, type LocalParams, type PeerParams } from '../peer/index.js';
 import type { LinkLossReason } from '../peer/channel.js';
-import { type AfterSb0, type Packet, PacketType } from '../peer/packets.js';
+import { type AfterSb0, type Packet, PacketType, type ProtocolPacket } from '../peer/packets.js';
 import type { ReplicationEngine, ResyncTarget } from '../replication/index.js';
 import type { ResourceView } from '../config/index.js';
 import type { GenerationUuids } from '../meta/types.js';
@@ -152,6 +152,29 @@ export class PeerLink {
       ...(net.cramHmacAlg && net.sharedSecret ? { auth: { alg: net.cramHmacAlg, secret: net.sharedSecret } } : {}),
     });
   }
+
+  /**
+   * After net-options on a live connection: tell the peer the protocol and
+   * split-brain policies (DRBD's P_PROTOCOL_UPDATE, protocol version ≥ 100).
+   */
+  sendProtocolUpdate(): void {
+    const link = this.active;
+    if (!link || link.closed) return;
+    const net = this.view.net;
+    link.result.session.send({
+      type: PacketType.ProtocolUpdate,
+      protocol: net.protocol,
+      afterSb0pri: net.afterSb0pri as AfterSb0,
+      afterSb1pri: net.afterSb1pri,
+      afterSb2pri: net.afterSb2pri,
+      allowTwoPrimaries: net.allowTwoPrimaries,
+      discardMyData: false,
+      nodeName: this.runtime.spec.node,
+    });
+  }
+
+  /** Set by daemon/adjust: the peer changed its protocol on the live connection; this node adopts it. */
+  onPeerProtocolUpdate: ((packet: ProtocolPacket) => void) | undefined;
 
   /** A resync is running on this link (either direction). */
   get resyncRunning(): boolean {
@@ -467,6 +490,9 @@ export class PeerLink {
       }
       case PacketType.State:
         void this.onPeerState(link, packet.role as Role, packet.disk as DiskState, packet.conn as ConnState, packet.userIsp);
+        return;
+      case PacketType.ProtocolUpdate:
+        this.onPeerProtocolUpdate?.(packet);
         return;
       case PacketType.Uuids: {
         link.peer = { ...link.peer, uuids: packet.uuids, bitsSet: packet.bitsSet, uuidFlags: packet.uuidFlags };

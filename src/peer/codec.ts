@@ -138,6 +138,7 @@ bounds(PacketType.AuthChallenge, AUTH_CHALLENGE_BYTES_MIN, AUTH_CHALLENGE_BYTES_
 bounds(PacketType.AuthResponse, 1, DIGEST_BYTES_MAX);
 bounds(PacketType.AuthResult, 1);
 bounds(PacketType.Protocol, PROTOCOL_FIXED_BYTES, PROTOCOL_FIXED_BYTES + NAME_BYTES_MAX + 1 + NAME_BYTES_MAX);
+bounds(PacketType.ProtocolUpdate, PROTOCOL_FIXED_BYTES, PROTOCOL_FIXED_BYTES + NAME_BYTES_MAX + 1 + NAME_BYTES_MAX);
 bounds(PacketType.Uuids, 48);
 bounds(PacketType.Sizes, 20);
 bounds(PacketType.State, 4);
@@ -260,7 +261,8 @@ export function encodeHead(packet: WirePacket): Buffer {
       buf.writeUInt8(packet.ok ? 1 : 0, h);
       return buf;
     }
-    case PacketType.Protocol: {
+    case PacketType.Protocol:
+    case PacketType.ProtocolUpdate: {
       const name = Buffer.from(packet.nodeName, 'utf8');
       assert(name.length <= NAME_BYTES_MAX, 'node name fits u8');
       const discardNode = packet.afterSb0pri.startsWith(DISCARD_NODE_PREFIX)
@@ -481,7 +483,8 @@ export function decodeBody(type: number, body: Buffer): WirePacket {
       if (ok > 1) fail('bad AuthResult value');
       return { type, ok: ok === 1 };
     }
-    case PacketType.Protocol: {
+    case PacketType.Protocol:
+    case PacketType.ProtocolUpdate: {
       const letter = String.fromCharCode(body.readUInt8(0));
       if (letter !== 'A' && letter !== 'B' && letter !== 'C') fail(`unknown protocol ${JSON.stringify(letter)}`);
       const flags = body.readUInt8(4);

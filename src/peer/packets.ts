@@ -21,6 +21,8 @@ export const PacketType = {
   SyncUuid: 0x24,
   StateChangeRequest: 0x25,
   StateChangeReply: 0x26,
+  /** DRBD's P_PROTOCOL_UPDATE: net-options changed the protocol on a live connection; the peer adopts it. */
+  ProtocolUpdate: 0x27,
   // application writes
   Data: 0x30,
   RecvAck: 0x31,
@@ -64,8 +66,9 @@ export interface AuthChallenge { type: typeof PacketType.AuthChallenge; challeng
 export interface AuthResponse { type: typeof PacketType.AuthResponse; response: Buffer }
 export interface AuthResult { type: typeof PacketType.AuthResult; ok: boolean }
 
+/** P_PROTOCOL at connect, P_PROTOCOL_UPDATE (same body) when `adjust` changes it on a live connection. */
 export interface ProtocolPacket {
-  type: typeof PacketType.Protocol;
+  type: typeof PacketType.Protocol | typeof PacketType.ProtocolUpdate;
   protocol: 'A' | 'B' | 'C';
   afterSb0pri: AfterSb0;
   afterSb1pri: AfterSb1;

@@ -4,7 +4,8 @@
  * status shows the new values, the connection stays Connected as DRBD 8.4
  * leaves it after net-options / disk-options (no reconnect, same processes),
  * and writes keep replicating under the new protocol. A bad change is
- * refused (exit 10) with the running resource untouched; `-d adjust` prints
+ * refused (exit 10) with the running resource untouched; the peer adopts a
+ * new protocol at once (P_PROTOCOL_UPDATE); `-d adjust` prints
  * the plan and changes nothing; a changed address disconnects and connects
  * on the new one; adjust connects a StandAlone resource and brings up one
  * that is down; `adjust all`. The whole `-d` plan of a resource that is down
@@ -77,6 +78,11 @@ describe('adjust on a live connected pair', () => {
 
     const linkChangesBefore = { alpha: stateLines(c, 'alpha').length, beta: stateLines(c, 'beta').length };
     expect(await c.admOk('alpha', ['adjust', c.resource])).toBe('');
+    // DRBD 8.4 sends the new protocol to the peer (P_PROTOCOL_UPDATE), which adopts it at once;
+    // the peer's resync-rate is its own until adjust runs there
+    await c.waitFor('beta adopted protocol B', async () => (await snapshot(c, 'beta')).protocol === 'B', 5_000);
+    expect(await snapshot(c, 'beta')).toEqual({ ...before.beta, protocol: 'B' });
+    expect(await c.admOk('beta', ['-d', 'adjust', c.resource])).toBe('drbdsetup-84 disk-options 11 --set-defaults --c-plan-ahead=0 --resync-rate=20M\n');
     expect(await c.admOk('beta', ['adjust', c.resource])).toBe('');
     for (const node of ['alpha', 'beta'] as const) {
       const after = await snapshot(c, node);

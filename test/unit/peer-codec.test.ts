@@ -45,6 +45,11 @@ function samples(): WirePacket[] {
       afterSb2pri: 'disconnect', allowTwoPrimaries: false, discardMyData: false, nodeName: 'compute1',
     },
     {
+      // P_PROTOCOL_UPDATE: `adjust` changed the protocol on a live connection
+      type: PacketType.ProtocolUpdate, protocol: 'B', afterSb0pri: 'discard-least-changes', afterSb1pri: 'call-pri-lost-after-sb',
+      afterSb2pri: 'call-pri-lost-after-sb', allowTwoPrimaries: false, discardMyData: false, nodeName: 'compute1',
+    },
+    {
       type: PacketType.Uuids,
       uuids: { current: U64_MAX, bitmap: 0n, historyStart: 0x0001000000000000n, historyEnd: 4n },
       bitsSet: Number.MAX_SAFE_INTEGER, uuidFlags: 15,
