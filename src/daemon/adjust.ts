@@ -106,34 +106,47 @@ function adoptPeerProtocol(wiring: Wiring, packet: ProtocolPacket): void {
 export function defineAdjust(wiring: Wiring): void {
   const rt = wiring.runtime;
   wiring.link.onPeerProtocolUpdate = (packet) => adoptPeerProtocol(wiring, packet);
+  let inProgress = false;
   rt.defineVerb('adjust', async (args): Promise<VerbResult> => {
-    const configPath = typeof args.configPath === 'string' ? args.configPath : rt.spec.configPath;
-    const dryRun = Boolean(args.dryRun);
-    let wanted: ResourceSpec;
+    if (inProgress) return { exitCode: ExitCode.stateChangeFailed, stderr: `udrbd resource ${rt.spec.name}: another adjust is still running; try again when it has finished\n` };
+    inProgress = true;
     try {
-      wanted = loadSpec(configPath, rt.spec.name, rt.spec.node);
-    } catch (err) {
-      if (err instanceof UdrbdError) return { exitCode: err.exitCode, stderr: `${err.message}\n` };
-      throw err;
+      return await adjust(wiring, args);
+    } finally {
+      inProgress = false;
     }
-    const check = checkWanted(wanted);
-    const conn = rt.snapshot.conn;
-    const plan = planAdjust(rt.spec, wanted, {
-      netConfigured: wiring.link.isRunning,
-      attached: rt.attachedStore !== undefined,
-      verifyRunning: conn === ConnState.VerifyS || conn === ConnState.VerifyT,
-      resyncRunning: wiring.link.resyncRunning,
-    });
-    const warnings = check.warnings.map((w) => `${w}\n`).join('');
-    const refusals = [...check.refusals, ...plan.refusals.map((r) => r.message)];
-    if (refusals.length > 0) {
-      for (const line of refusals) rt.log.warn({ configPath }, `adjust refused: ${line}`);
-      return { exitCode: ExitCode.configInvalid, stderr: `${warnings}${refusals.join('\n')}\n` };
-    }
-    if (!dryRun) await apply(wiring, wanted, plan);
-    const reply: AdjustReply = { steps: [...plan.steps], applied: !dryRun };
-    return { exitCode: 0, stdout: JSON.stringify(reply), stderr: warnings };
   });
+}
+
+/** One adjust: read, validate, plan; apply unless it is a dry run. */
+async function adjust(wiring: Wiring, args: Record<string, unknown>): Promise<VerbResult> {
+  const rt = wiring.runtime;
+  const configPath = typeof args.configPath === 'string' ? args.configPath : rt.spec.configPath;
+  const dryRun = Boolean(args.dryRun);
+  let wanted: ResourceSpec;
+  try {
+    wanted = loadSpec(configPath, rt.spec.name, rt.spec.node);
+  } catch (err) {
+    if (err instanceof UdrbdError) return { exitCode: err.exitCode, stderr: `${err.message}\n` };
+    throw err;
+  }
+  const check = checkWanted(wanted);
+  const conn = rt.snapshot.conn;
+  const plan = planAdjust(rt.spec, wanted, {
+    netConfigured: wiring.link.isRunning,
+    attached: rt.attachedStore !== undefined,
+    verifyRunning: conn === ConnState.VerifyS || conn === ConnState.VerifyT,
+    resyncRunning: wiring.link.resyncRunning,
+  });
+  const warnings = check.warnings.map((w) => `${w}\n`).join('');
+  const refusals = [...check.refusals, ...plan.refusals.map((r) => r.message)];
+  if (refusals.length > 0) {
+    for (const line of refusals) rt.log.warn({ configPath }, `adjust refused: ${line}`);
+    return { exitCode: ExitCode.configInvalid, stderr: `${warnings}${refusals.join('\n')}\n` };
+  }
+  if (!dryRun) await apply(wiring, wanted, plan);
+  const reply: AdjustReply = { steps: [...plan.steps], applied: !dryRun };
+  return { exitCode: 0, stdout: JSON.stringify(reply), stderr: warnings };
 }
 
 /** Executes a validated plan, in drbdadm's order. */

@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadSpec } from '../../src/daemon/config-adapter.js';
 import { type RunningFacts, planAdjust, planText } from '../../src/daemon/adjust-plan.js';
 import type { ResourceSpec } from '../../src/daemon/spec.js';
+import { checkWanted } from '../../src/daemon/adjust.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'udrbd-ajplan-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -104,5 +105,12 @@ describe('adjust plan', () => {
     const plan = planAdjust(spec({ net: 'verify-alg md5;' }), spec({ net: 'verify-alg sha1;' }), { ...LIVE, verifyRunning: true });
     expect(plan.refusals.map((r) => r.option)).toEqual(['verify-alg']);
     expect(planAdjust(spec({ net: 'verify-alg md5;' }), spec({ net: 'verify-alg sha1;' }), LIVE).refusals).toEqual([]);
+  });
+
+  it('the validation step refuses options the data path cannot take, before anything is applied', () => {
+    expect(checkWanted(spec({ net: 'verify-alg sha256;' }))).toEqual({ refusals: [], warnings: [] });
+    const bad = checkWanted(spec({ net: 'verify-alg nosuchhash;' }));
+    expect(bad.refusals).toHaveLength(1);
+    expect(bad.refusals[0]).toMatch(/c\d+\.conf:1: in resource ajp, net: verify-alg 'nosuchhash' is not a known digest/);
   });
 });
