@@ -89,8 +89,10 @@ export class ReplicationEngine {
    */
   applyOptions(changes: Partial<LiveReplicationOptions>): void {
     const next = withDefaults({ ...this.options, ...changes });
+    const timeoutChanged = next.requestTimeoutMs !== this.options.requestTimeoutMs;
     Object.assign(this.options as { -readonly [K in keyof ReplicationOptions]: ReplicationOptions[K] }, next);
     this.volume.setMaxBuffers(next.maxBuffers);
+    if (timeoutChanged) this.volume.requestTimeoutChanged();
     this.link?.resyncTarget?.setRateKiBps(next.resyncRateKiBps);
   }
 

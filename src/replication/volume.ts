@@ -166,12 +166,23 @@ export class ReplicatedVolume implements BlockDevice {
     this.tl = new TransferLog(1);
     this.ackedThroughEpoch = 0;
     this.counters.ep = 0;
+    this.armRequestTimer();
+  }
+
+  /** (Re)starts DRBD's request timer for the current ko-count × timeout (none when 0 or not mirroring). */
+  private armRequestTimer(): void {
+    if (this.requestTimer !== null) clearInterval(this.requestTimer);
+    this.requestTimer = null;
     const timeoutMs = this.options.requestTimeoutMs;
-    if (timeoutMs > 0) {
-      const periodMs = Math.min(REQUEST_TIMER_PERIOD_MAX_MS, Math.max(REQUEST_TIMER_PERIOD_MIN_MS, Math.floor(timeoutMs / 4)));
-      this.requestTimer = setInterval(() => this.checkRequestTimeout(), periodMs);
-      this.requestTimer.unref();
-    }
+    if (this.peer === null || timeoutMs <= 0) return;
+    const periodMs = Math.min(REQUEST_TIMER_PERIOD_MAX_MS, Math.max(REQUEST_TIMER_PERIOD_MIN_MS, Math.floor(timeoutMs / 4)));
+    this.requestTimer = setInterval(() => this.checkRequestTimeout(), periodMs);
+    this.requestTimer.unref();
+  }
+
+  /** ko-count or timeout changed online (`adjust`): the request timer follows. */
+  requestTimeoutChanged(): void {
+    this.armRequestTimer();
   }
 
   /**

@@ -122,4 +122,18 @@ describe('other options changed online', () => {
     expect(s.engine.options.resyncRateKiBps).toBe(2048);
     expect(p.memory.data.equals(s.memory.data)).toBe(true);
   });
+
+  it('ko-count 0 → 7 online: the request timer starts on the live link and expels a stuck peer', async () => {
+    const p = makeNode(SIZE_BYTES, { protocol: 'C', requestTimeoutMs: 0 });
+    const s = makeNode(SIZE_BYTES, { protocol: 'C', requestTimeoutMs: 0 });
+    const [a, b] = connect(p, s);
+    open.push(a, b);
+    s.disk.writeDelayMs = 60_000; // stuck peer disk: no WriteAck will come
+    p.engine.applyOptions({ requestTimeoutMs: 300 });
+    const started = Date.now();
+    await p.engine.volume.write(pattern(4096, 21), 0);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+    expect(a.isOpen).toBe(false);
+    expect(p.lines.some((l) => l.includes('Remote failed to finish a request within ko-count * timeout'))).toBe(true);
+  });
 });
