@@ -13,7 +13,7 @@ import { InvariantError } from '../util/assert.js';
 import { ConnState } from '../resource/states.js';
 import { validateAuth } from '../peer/auth.js';
 import type { ResourceView } from '../config/index.js';
-import type { ProtocolPacket } from '../peer/packets.js';
+import type { ProtocolPacket, SyncParamPacket } from '../peer/packets.js';
 import { type LiveReplicationOptions, blockDigest, requestTimeoutMs, resyncRateLimitKiBps, withDefaults } from '../replication/index.js';
 import { loadSpec } from './config-adapter.js';
 import { type AdjustPlan, type AdjustStep, planAdjust } from './adjust-plan.js';
@@ -103,9 +103,48 @@ function adoptPeerProtocol(wiring: Wiring, packet: ProtocolPacket): void {
   wiring.dataPath?.applyOptions({ protocol: net.protocol });
 }
 
+/**
+ * The peer ran disk-options / net-options (P_SYNC_PARAM): adopt its
+ * resync-rate, c-* settings, verify-alg and csums-alg as DRBD 8.4's
+ * receive_SyncParam does, so an online verify or a resync uses the same
+ * parameters on both nodes.
+ */
+function adoptPeerSyncParam(wiring: Wiring, packet: SyncParamPacket): void {
+  const rt = wiring.runtime;
+  const spec = rt.spec;
+  const view = spec.view as ResourceView;
+  const disk = {
+    ...view.disk,
+    resyncRateKiBps: packet.resyncRateKiBps,
+    cPlanAheadDs: packet.cPlanAheadDs,
+    cDelayTargetDs: packet.cDelayTargetDs,
+    cFillTargetSectors: packet.cFillTargetSectors,
+    cMaxRateKiBps: packet.cMaxRateKiBps,
+  };
+  const net = { ...view.net };
+  if (packet.verifyAlg) net.verifyAlg = packet.verifyAlg;
+  else delete net.verifyAlg;
+  if (packet.csumsAlg) net.csumsAlg = packet.csumsAlg;
+  else delete net.csumsAlg;
+  if (JSON.stringify({ disk, net }) === JSON.stringify({ disk: view.disk, net: view.net })) return;
+  const next: ResourceView = { ...view, disk, net };
+  const check = checkWanted({ ...spec, view: next });
+  if (check.refusals.length > 0) {
+    rt.log.warn({ refusals: check.refusals }, 'peer sent resync parameters this node cannot use; keeping its own');
+    return;
+  }
+  rt.log.info(
+    { resyncRateKiBps: disk.resyncRateKiBps, cPlanAheadDs: disk.cPlanAheadDs, cMaxRateKiBps: disk.cMaxRateKiBps, verifyAlg: net.verifyAlg ?? null },
+    `peer changed the resync parameters: resync-rate ${disk.resyncRateKiBps}K verify-alg ${net.verifyAlg ?? '(none)'}`,
+  );
+  rt.replaceSpec({ ...spec, view: next });
+  wiring.dataPath?.applyOptions(liveReplicationOptions(next));
+}
+
 export function defineAdjust(wiring: Wiring): void {
   const rt = wiring.runtime;
   wiring.link.onPeerProtocolUpdate = (packet) => adoptPeerProtocol(wiring, packet);
+  wiring.link.onPeerSyncParam = (packet) => adoptPeerSyncParam(wiring, packet);
   let inProgress = false;
   rt.defineVerb('adjust', async (args): Promise<VerbResult> => {
     if (inProgress) return { exitCode: ExitCode.stateChangeFailed, stderr: `udrbd resource ${rt.spec.name}: another adjust is still running; try again when it has finished\n` };
@@ -171,6 +210,7 @@ async function apply(wiring: Wiring, wanted: ResourceSpec, plan: AdjustPlan): Pr
         break;
       case 'disk-options':
         wiring.dataPath?.applyOptions(liveReplicationOptions(view));
+        wiring.link.sendSyncParam();
         break;
       case 'disconnect':
         await wiring.link.disconnect();
@@ -183,6 +223,7 @@ async function apply(wiring: Wiring, wanted: ResourceSpec, plan: AdjustPlan): Pr
         wiring.dataPath?.applyOptions(liveReplicationOptions(view));
         wiring.link.applyNetOptions();
         wiring.link.sendProtocolUpdate();
+        wiring.link.sendSyncParam();
         break;
     }
     if (step.changed.length > 0) rt.log.info({ changed: step.changed }, `adjust: ${step.kind} changed ${step.changed.join(', ')}`);

@@ -27,7 +27,7 @@ import {
 import type { RrConflictPolicy } from '../resource/after-sb.js';
 import { PeerConnector, type HandshakeResult, type LocalParams, type PeerParams } from '../peer/index.js';
 import type { LinkLossReason } from '../peer/channel.js';
-import { type AfterSb0, type Packet, PacketType, type ProtocolPacket } from '../peer/packets.js';
+import { type AfterSb0, type Packet, PacketType, type ProtocolPacket, type SyncParamPacket } from '../peer/packets.js';
 import type { ReplicationEngine, ResyncTarget } from '../replication/index.js';
 import type { ResourceView } from '../config/index.js';
 import type { GenerationUuids } from '../meta/types.js';
@@ -175,6 +175,26 @@ export class PeerLink {
 
   /** Set by daemon/adjust: the peer changed its protocol on the live connection; this node adopts it. */
   onPeerProtocolUpdate: ((packet: ProtocolPacket) => void) | undefined;
+
+  /** After disk-options / net-options on a live connection: the resync parameters to the peer (DRBD's P_SYNC_PARAM). */
+  sendSyncParam(): void {
+    const link = this.active;
+    if (!link || link.closed) return;
+    const { disk, net } = this.view;
+    link.result.session.send({
+      type: PacketType.SyncParam,
+      resyncRateKiBps: disk.resyncRateKiBps,
+      cPlanAheadDs: disk.cPlanAheadDs,
+      cDelayTargetDs: disk.cDelayTargetDs,
+      cFillTargetSectors: disk.cFillTargetSectors,
+      cMaxRateKiBps: disk.cMaxRateKiBps,
+      verifyAlg: net.verifyAlg ?? '',
+      csumsAlg: net.csumsAlg ?? '',
+    });
+  }
+
+  /** Set by daemon/adjust: the peer sent new resync parameters; this node adopts them. */
+  onPeerSyncParam: ((packet: SyncParamPacket) => void) | undefined;
 
   /** A resync is running on this link (either direction). */
   get resyncRunning(): boolean {
@@ -493,6 +513,9 @@ export class PeerLink {
         return;
       case PacketType.ProtocolUpdate:
         this.onPeerProtocolUpdate?.(packet);
+        return;
+      case PacketType.SyncParam:
+        this.onPeerSyncParam?.(packet);
         return;
       case PacketType.Uuids: {
         link.peer = { ...link.peer, uuids: packet.uuids, bitsSet: packet.bitsSet, uuidFlags: packet.uuidFlags };

@@ -23,6 +23,8 @@ export const PacketType = {
   StateChangeReply: 0x26,
   /** DRBD's P_PROTOCOL_UPDATE: net-options changed the protocol on a live connection; the peer adopts it. */
   ProtocolUpdate: 0x27,
+  /** DRBD's P_SYNC_PARAM: disk-options / net-options changed the resync parameters; the peer adopts them. */
+  SyncParam: 0x28,
   // application writes
   Data: 0x30,
   RecvAck: 0x31,
@@ -77,6 +79,18 @@ export interface ProtocolPacket {
   discardMyData: boolean;
   /** Peer's node name (its `on HOST`), for discard-node-NAME and logs. */
   nodeName: string;
+}
+
+/** Resync parameters (DRBD's p_rs_param_95): resync-rate, the c-* controller settings, verify-alg, csums-alg ('' = none). */
+export interface SyncParamPacket {
+  type: typeof PacketType.SyncParam;
+  resyncRateKiBps: number;
+  cPlanAheadDs: number;
+  cDelayTargetDs: number;
+  cFillTargetSectors: number;
+  cMaxRateKiBps: number;
+  verifyAlg: string;
+  csumsAlg: string;
 }
 
 export interface UuidsPacket {
@@ -152,7 +166,7 @@ export interface DisconnectPacket { type: typeof PacketType.Disconnect }
 
 export type Packet =
   | AuthChallenge | AuthResponse | AuthResult
-  | ProtocolPacket | UuidsPacket | SizesPacket | StatePacket | SyncUuidPacket
+  | ProtocolPacket | SyncParamPacket | UuidsPacket | SizesPacket | StatePacket | SyncUuidPacket
   | StateChangeRequest | StateChangeReply
   | DataPacket | AckPacket | BarrierPacket | BarrierAckPacket
   | BitmapPacket | RsDataRequest | RsDataReply | OutOfSyncPacket

@@ -5,7 +5,7 @@
  * leaves it after net-options / disk-options (no reconnect, same processes),
  * and writes keep replicating under the new protocol. A bad change is
  * refused (exit 10) with the running resource untouched; the peer adopts a
- * new protocol at once (P_PROTOCOL_UPDATE); `-d adjust` prints
+ * new protocol and resync parameters at once (P_PROTOCOL_UPDATE, P_SYNC_PARAM); `-d adjust` prints
  * the plan and changes nothing; a changed address disconnects and connects
  * on the new one; adjust connects a StandAlone resource and brings up one
  * that is down; `adjust all`. The whole `-d` plan of a resource that is down
@@ -78,11 +78,13 @@ describe('adjust on a live connected pair', () => {
 
     const linkChangesBefore = { alpha: stateLines(c, 'alpha').length, beta: stateLines(c, 'beta').length };
     expect(await c.admOk('alpha', ['adjust', c.resource])).toBe('');
-    // DRBD 8.4 sends the new protocol to the peer (P_PROTOCOL_UPDATE), which adopts it at once;
-    // the peer's resync-rate is its own until adjust runs there
+    // DRBD 8.4 sends the new protocol (P_PROTOCOL_UPDATE) and resync parameters (P_SYNC_PARAM) to the
+    // peer, which adopts them at once: adjust on the peer then finds nothing left to do
     await c.waitFor('beta adopted protocol B', async () => (await snapshot(c, 'beta')).protocol === 'B', 5_000);
-    expect(await snapshot(c, 'beta')).toEqual({ ...before.beta, protocol: 'B' });
-    expect(await c.admOk('beta', ['-d', 'adjust', c.resource])).toBe('drbdsetup-84 disk-options 11 --set-defaults --c-plan-ahead=0 --resync-rate=20M\n');
+    await c.waitFor('beta adopted resync-rate 20M', async () => (await snapshot(c, 'beta')).resyncRateKiBps === 20480, 5_000);
+    expect(await snapshot(c, 'beta')).toEqual({ ...before.beta, protocol: 'B', resyncRateKiBps: 20480 });
+    expect(c.logText('beta')).toContain('peer changed the resync parameters: resync-rate 20480K');
+    expect(await c.admOk('beta', ['-d', 'adjust', c.resource])).toBe('');
     expect(await c.admOk('beta', ['adjust', c.resource])).toBe('');
     for (const node of ['alpha', 'beta'] as const) {
       const after = await snapshot(c, node);

@@ -49,6 +49,9 @@ function samples(): WirePacket[] {
       type: PacketType.ProtocolUpdate, protocol: 'B', afterSb0pri: 'discard-least-changes', afterSb1pri: 'call-pri-lost-after-sb',
       afterSb2pri: 'call-pri-lost-after-sb', allowTwoPrimaries: false, discardMyData: false, nodeName: 'compute1',
     },
+    // P_SYNC_PARAM: disk-options / net-options changed the resync parameters on a live connection
+    { type: PacketType.SyncParam, resyncRateKiBps: 4 << 20, cPlanAheadDs: 300, cDelayTargetDs: 100, cFillTargetSectors: 1 << 20, cMaxRateKiBps: 250, verifyAlg: 'sha256', csumsAlg: '' },
+    { type: PacketType.SyncParam, resyncRateKiBps: 1, cPlanAheadDs: 0, cDelayTargetDs: 1, cFillTargetSectors: 0, cMaxRateKiBps: 102400, verifyAlg: '', csumsAlg: 'crc32c' },
     {
       type: PacketType.Uuids,
       uuids: { current: U64_MAX, bitmap: 0n, historyStart: 0x0001000000000000n, historyEnd: 4n },
