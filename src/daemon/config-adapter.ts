@@ -2,7 +2,7 @@
  * daemon/config-adapter — turns config/'s ResourceView for this node into
  * the daemon's ResourceSpec. The only daemon file that reads config/ types.
  */
-import { loadConfig, resolveResource } from '../config/index.js';
+import { loadConfig, resolveResource, setupArgs } from '../config/index.js';
 import type { ResourceSpec } from './spec.js';
 
 export function loadSpec(configPath: string, resource: string, node: string): ResourceSpec {
@@ -22,6 +22,7 @@ export function loadSpec(configPath: string, resource: string, node: string): Re
     fencing: view.disk.fencing,
     alExtents: view.disk.alExtents,
     configuredSizeBytes: view.disk.sizeSectors * 512,
+    setupArgs: setupArgs(config, resource, node) ?? { net: [], attach: [], diskOptions: [], resource: [] },
     view,
   };
 }

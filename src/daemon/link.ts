@@ -27,7 +27,7 @@ import {
 import type { RrConflictPolicy } from '../resource/after-sb.js';
 import { PeerConnector, type HandshakeResult, type LocalParams, type PeerParams } from '../peer/index.js';
 import type { LinkLossReason } from '../peer/channel.js';
-import { type AfterSb0, type Packet, PacketType } from '../peer/packets.js';
+import { type AfterSb0, type Packet, PacketType, type ProtocolPacket, type SyncParamPacket } from '../peer/packets.js';
 import type { ReplicationEngine, ResyncTarget } from '../replication/index.js';
 import type { ResourceView } from '../config/index.js';
 import type { GenerationUuids } from '../meta/types.js';
@@ -170,6 +170,67 @@ export class PeerLink {
       await this.disconnect();
       throw listenFailureError(listenError, { resource: spec.name, host: spec.localAddress.host, port: spec.localAddress.port, configPath: spec.configPath });
     }
+  }
+
+  /** `adjust` (net-options): the connector and the live session take the spec's current net options. */
+  applyNetOptions(): void {
+    const net = this.view.net;
+    this.connector?.updateOptions({
+      connectIntervalMs: net.connectIntervalMs,
+      pingIntervalMs: net.pingIntervalMs,
+      pingTimeoutMs: net.pingTimeoutMs,
+      timeoutMs: net.timeoutMs,
+      koCount: net.koCount,
+      ...(net.cramHmacAlg && net.sharedSecret ? { auth: { alg: net.cramHmacAlg, secret: net.sharedSecret } } : {}),
+    });
+  }
+
+  /**
+   * After net-options on a live connection: tell the peer the protocol and
+   * split-brain policies (DRBD's P_PROTOCOL_UPDATE, protocol version ≥ 100).
+   */
+  sendProtocolUpdate(): void {
+    const link = this.active;
+    if (!link || link.closed) return;
+    const net = this.view.net;
+    link.result.session.send({
+      type: PacketType.ProtocolUpdate,
+      protocol: net.protocol,
+      afterSb0pri: net.afterSb0pri as AfterSb0,
+      afterSb1pri: net.afterSb1pri,
+      afterSb2pri: net.afterSb2pri,
+      allowTwoPrimaries: net.allowTwoPrimaries,
+      discardMyData: false,
+      nodeName: this.runtime.spec.node,
+    });
+  }
+
+  /** Set by daemon/adjust: the peer changed its protocol on the live connection; this node adopts it. */
+  onPeerProtocolUpdate: ((packet: ProtocolPacket) => void) | undefined;
+
+  /** After disk-options / net-options on a live connection: the resync parameters to the peer (DRBD's P_SYNC_PARAM). */
+  sendSyncParam(): void {
+    const link = this.active;
+    if (!link || link.closed) return;
+    const { disk, net } = this.view;
+    link.result.session.send({
+      type: PacketType.SyncParam,
+      resyncRateKiBps: disk.resyncRateKiBps,
+      cPlanAheadDs: disk.cPlanAheadDs,
+      cDelayTargetDs: disk.cDelayTargetDs,
+      cFillTargetSectors: disk.cFillTargetSectors,
+      cMaxRateKiBps: disk.cMaxRateKiBps,
+      verifyAlg: net.verifyAlg ?? '',
+      csumsAlg: net.csumsAlg ?? '',
+    });
+  }
+
+  /** Set by daemon/adjust: the peer sent new resync parameters; this node adopts them. */
+  onPeerSyncParam: ((packet: SyncParamPacket) => void) | undefined;
+
+  /** A resync is running on this link (either direction). */
+  get resyncRunning(): boolean {
+    return isSyncState(this.runtime.snapshot.conn);
   }
 
   /** `disconnect` / `down`: close the link and go StandAlone. */
@@ -482,6 +543,12 @@ export class PeerLink {
       }
       case PacketType.State:
         void this.onPeerState(link, packet.role as Role, packet.disk as DiskState, packet.conn as ConnState, packet.userIsp);
+        return;
+      case PacketType.ProtocolUpdate:
+        this.onPeerProtocolUpdate?.(packet);
+        return;
+      case PacketType.SyncParam:
+        this.onPeerSyncParam?.(packet);
         return;
       case PacketType.Uuids: {
         link.peer = { ...link.peer, uuids: packet.uuids, bitsSet: packet.bitsSet, uuidFlags: packet.uuidFlags };

@@ -119,6 +119,12 @@ export class ResourceRuntime {
     return this.options.spec;
   }
 
+  /** `adjust`: from now on every layer reads the newly read configuration (daemon/adjust applies the rest). */
+  replaceSpec(spec: ResourceSpec): void {
+    assert(spec.name === this.options.spec.name && spec.node === this.options.spec.node, 'adjust keeps the resource and node');
+    this.options.spec = spec;
+  }
+
   get log(): Logger {
     return this.options.log;
   }
@@ -344,7 +350,7 @@ export class ResourceRuntime {
     this.defineVerb('dstate', unconfigured(dstateText));
     this.defineVerb('status', async (args) => ({
       exitCode: 0,
-      stdout: args.json ? `${JSON.stringify({ ...statusJson(this.status()), ...this.sizeJson() }, null, 2)}\n` : statusText(this.status()),
+      stdout: args.json ? `${JSON.stringify({ ...statusJson(this.status()), ...this.sizeJson() }, null, 2)}\n` : statusText(this.status(), Boolean(args.verbose)),
     }));
     this.defineVerb('attach', async () => {
       await this.attach();

@@ -27,6 +27,8 @@ export interface ResourceSpec {
   alExtents: number;
   /** disk { size } in bytes; 0 = the whole data area (DRBD's u_size). */
   configuredSizeBytes: number;
+  /** The drbdsetup-84 option arguments drbdadm would pass for this resource (adjust's plan lines). */
+  setupArgs: { net: readonly string[]; attach: readonly string[]; diskOptions: readonly string[]; resource: readonly string[] };
   /** The full config-layer view, handed to layers that take it (peer, resource). */
   view: unknown;
 }

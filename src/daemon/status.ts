@@ -35,6 +35,10 @@ export interface StatusSnapshot extends StateSnapshot {
   minor: number;
   device: string;
   protocol: 'A' | 'B' | 'C' | undefined;
+  /** disk { resync-rate } as configured now (changes with `adjust`), KiB/s. */
+  resyncRateKiBps?: number | undefined;
+  /** The rate limit the data path applies to resync now (resync-rate, or c-max-rate with c-plan-ahead > 0), KiB/s. */
+  resyncRateLimitKiBps?: number | undefined;
   uuids: { current: string; bitmap: string; historyStart: string; historyEnd: string } | undefined;
   outOfSyncKiB: number;
   sync: SyncProgress | undefined;
@@ -113,22 +117,22 @@ function isSyncing(conn: ConnState): boolean {
   );
 }
 
-/** `drbdadm status RES` text (drbd-utils 9 against an 8.4-style resource). */
-export function statusText(s: StatusSnapshot): string {
+/** `drbdadm status RES` text (drbd-utils 9 against an 8.4-style resource); `verbose` adds the protocol to the peer line. */
+export function statusText(s: StatusSnapshot, verbose = false): string {
   const lines: string[] = [];
   lines.push(`${s.resource} role:${roleName(s.role)}${s.susp ? ' suspended:user' : ''}`);
   lines.push(`  disk:${diskName(s.disk)}`);
   // drbd-utils against an 8.4 resource names the connection `peer` (DRBD 9 would print the host name)
   const peerName = 'peer';
   if (isConnected(s.conn)) {
-    lines.push(`  ${peerName} role:${roleName(s.peer)}`);
+    lines.push(`  ${peerName} role:${roleName(s.peer)}${verbose && s.protocol ? ` protocol:${s.protocol}` : ''}`);
     let repl = `    replication:${replicationText(s.conn)} peer-disk:${diskName(s.pdsk)}`;
     if (s.sync && isSyncing(s.conn)) repl += ` done:${s.sync.percentDone.toFixed(2)}`;
     if (s.userIsp) repl += ' resync-suspended:user';
     else if (s.peerIsp) repl += ' resync-suspended:peer';
     lines.push(repl);
   } else {
-    lines.push(`  ${peerName} connection:${connectionText(s.conn)}`);
+    lines.push(`  ${peerName} connection:${connectionText(s.conn)}${verbose && s.protocol ? ` protocol:${s.protocol}` : ''}`);
   }
   return `${lines.join('\n')}\n\n`;
 }
@@ -151,6 +155,8 @@ export function statusJson(s: StatusSnapshot): Record<string, unknown> {
     peerDisk: diskName(s.pdsk),
     peerNode: s.peerNode ?? null,
     protocol: s.protocol ?? null,
+    resyncRateKiBps: s.resyncRateKiBps ?? null,
+    resyncRateLimitKiBps: s.resyncRateLimitKiBps ?? null,
     suspended: s.susp || s.suspNod || s.suspFen,
     resyncSuspended: { user: s.userIsp, peer: s.peerIsp, dependency: s.aftrIsp },
     uuids: s.uuids ?? null,

@@ -24,6 +24,7 @@ import { loadSpec } from './config-adapter.js';
 import { checkOptionsAtStart } from './option-support.js';
 import { openMetaStore } from './meta-store.js';
 import { wireReplication } from './wiring.js';
+import { defineAdjust } from './adjust.js';
 import { ResourceFrontend, frontendModeFromEnv, nbdTcpFromEnv } from './frontend.js';
 import type { ReadyMessage } from './launcher.js';
 import { SyslogSink, syslogTargetFromEnv } from '../util/syslog.js';
@@ -104,7 +105,7 @@ async function main(): Promise<number> {
     server = new ControlServer(paths.socketPath, (req) => rt.handle(req), log, () => rt.existingEvents());
     const srv = server;
     rt.onEvent((event) => srv.publish(event));
-    wireReplication(rt, { discardMyData: values['discard-my-data'] });
+    defineAdjust(wireReplication(rt, { discardMyData: values['discard-my-data'] }));
     await rt.attach();
     await srv.listen();
     fs.writeFileSync(paths.pidPath, `${process.pid}\n`, { mode: 0o600 });

@@ -46,8 +46,8 @@ export class Wiring {
   ) {
     this.link = new PeerLink(runtime, () => this.dataPath);
     watchStateHandlers(runtime);
-    const view = runtime.spec.view as ResourceView;
     runtime.attachHooks.push((store) => {
+      const view = runtime.spec.view as ResourceView; // read at each attach: `adjust` may have replaced the spec
       this.dataPath = new ReplicationEngine({
         disk: store.data,
         bitmap: store.bitmap,
@@ -82,6 +82,8 @@ export class Wiring {
     runtime.statusExtras = () => ({
       sync: this.link.syncProgress(),
       protocol: this.link.protocol,
+      resyncRateKiBps: (runtime.spec.view as ResourceView).disk.resyncRateKiBps,
+      resyncRateLimitKiBps: this.dataPath?.options.resyncRateKiBps,
       counters: this.dataPath ? { ...this.dataPath.counterSnapshot() } : {},
     });
     this.defineVerbs();

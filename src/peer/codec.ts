@@ -53,6 +53,10 @@ const RS_REPLY_FIXED_BYTES = 16;
 const RANGE_ID_BYTES = 20; // u64 offset, u32 length, u64 blockId
 const BITMAP_FIXED_BYTES = 9;
 const PROTOCOL_FIXED_BYTES = 6;
+/** SyncParam: five u32 (rate, c-plan-ahead, c-delay-target, c-fill-target, c-max-rate) + two u8 name lengths. */
+const SYNC_PARAM_FIXED_BYTES = 22;
+/** DRBD's SHARED_SECRET_MAX: the longest digest name a SyncParam carries. */
+const ALG_NAME_BYTES_MAX = 64;
 const HELLO_FIXED_BYTES = 6;
 /** Largest frame on the wire: header + Data fixed part + 1 MiB payload. */
 export const FRAME_BYTES_MAX = HEADER_BYTES + DATA_FIXED_BYTES + PAYLOAD_BYTES_MAX;
@@ -138,6 +142,8 @@ bounds(PacketType.AuthChallenge, AUTH_CHALLENGE_BYTES_MIN, AUTH_CHALLENGE_BYTES_
 bounds(PacketType.AuthResponse, 1, DIGEST_BYTES_MAX);
 bounds(PacketType.AuthResult, 1);
 bounds(PacketType.Protocol, PROTOCOL_FIXED_BYTES, PROTOCOL_FIXED_BYTES + NAME_BYTES_MAX + 1 + NAME_BYTES_MAX);
+bounds(PacketType.SyncParam, SYNC_PARAM_FIXED_BYTES, SYNC_PARAM_FIXED_BYTES + 2 * ALG_NAME_BYTES_MAX);
+bounds(PacketType.ProtocolUpdate, PROTOCOL_FIXED_BYTES, PROTOCOL_FIXED_BYTES + NAME_BYTES_MAX + 1 + NAME_BYTES_MAX);
 bounds(PacketType.Uuids, 48);
 bounds(PacketType.Sizes, 20);
 bounds(PacketType.State, 4);
@@ -260,7 +266,8 @@ export function encodeHead(packet: WirePacket): Buffer {
       buf.writeUInt8(packet.ok ? 1 : 0, h);
       return buf;
     }
-    case PacketType.Protocol: {
+    case PacketType.Protocol:
+    case PacketType.ProtocolUpdate: {
       const name = Buffer.from(packet.nodeName, 'utf8');
       assert(name.length <= NAME_BYTES_MAX, 'node name fits u8');
       const discardNode = packet.afterSb0pri.startsWith(DISCARD_NODE_PREFIX)
@@ -305,6 +312,19 @@ export function encodeHead(packet: WirePacket): Buffer {
       buf.writeUInt8(packet.disk, h + 1);
       buf.writeUInt8(packet.conn, h + 2);
       buf.writeUInt8(packet.userIsp ? 1 : 0, h + 3);
+      return buf;
+    }
+    case PacketType.SyncParam: {
+      const verify = Buffer.from(packet.verifyAlg, 'utf8');
+      const csums = Buffer.from(packet.csumsAlg, 'utf8');
+      assert(verify.length <= ALG_NAME_BYTES_MAX && csums.length <= ALG_NAME_BYTES_MAX, 'digest names fit SyncParam');
+      const buf = allocFrame(packet.type, SYNC_PARAM_FIXED_BYTES + verify.length + csums.length, 0);
+      const values = [packet.resyncRateKiBps, packet.cPlanAheadDs, packet.cDelayTargetDs, packet.cFillTargetSectors, packet.cMaxRateKiBps];
+      values.forEach((v, i) => buf.writeUInt32BE(v, h + 4 * i));
+      buf.writeUInt8(verify.length, h + 20);
+      buf.writeUInt8(csums.length, h + 21);
+      verify.copy(buf, h + SYNC_PARAM_FIXED_BYTES);
+      csums.copy(buf, h + SYNC_PARAM_FIXED_BYTES + verify.length);
       return buf;
     }
     case PacketType.SyncUuid: {
@@ -411,7 +431,7 @@ export function encodePacket(packet: WirePacket): Buffer[] {
 
 // ---------------------------------------------------------------- decoding
 
-const DATA_FLAGS_KNOWN = 0x3; // DataFlag.fua | DataFlag.flush
+const DATA_FLAGS_KNOWN = 0x1f; // DataFlag.fua | flush | ackReceive | ackWrite | ackNone
 const ROLE_MAX = 2; // resource/states Role.Secondary
 const DISK_MAX = 8; // DiskState.UpToDate
 const CONN_MAX = 23; // ConnState.Behind
@@ -481,7 +501,8 @@ export function decodeBody(type: number, body: Buffer): WirePacket {
       if (ok > 1) fail('bad AuthResult value');
       return { type, ok: ok === 1 };
     }
-    case PacketType.Protocol: {
+    case PacketType.Protocol:
+    case PacketType.ProtocolUpdate: {
       const letter = String.fromCharCode(body.readUInt8(0));
       if (letter !== 'A' && letter !== 'B' && letter !== 'C') fail(`unknown protocol ${JSON.stringify(letter)}`);
       const flags = body.readUInt8(4);
@@ -536,6 +557,21 @@ export function decodeBody(type: number, body: Buffer): WirePacket {
       const flags = body.readUInt8(3);
       if (role > ROLE_MAX || disk > DISK_MAX || conn > CONN_MAX || flags > 1) fail('State out of range');
       return { type, role, disk, conn, userIsp: flags === 1 };
+    }
+    case PacketType.SyncParam: {
+      const verifyBytes = body.readUInt8(20);
+      const csumsBytes = body.readUInt8(21);
+      if (SYNC_PARAM_FIXED_BYTES + verifyBytes + csumsBytes !== body.length) fail('SyncParam length mismatch');
+      return {
+        type,
+        resyncRateKiBps: body.readUInt32BE(0),
+        cPlanAheadDs: body.readUInt32BE(4),
+        cDelayTargetDs: body.readUInt32BE(8),
+        cFillTargetSectors: body.readUInt32BE(12),
+        cMaxRateKiBps: body.readUInt32BE(16),
+        verifyAlg: readName(body, SYNC_PARAM_FIXED_BYTES, verifyBytes),
+        csumsAlg: readName(body, SYNC_PARAM_FIXED_BYTES + verifyBytes, csumsBytes),
+      };
     }
     case PacketType.SyncUuid:
       return { type, uuid: body.readBigUInt64BE(0) };

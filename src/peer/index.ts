@@ -103,7 +103,7 @@ function isWildcard(host: string): boolean {
 }
 
 export class PeerConnector extends EventEmitter {
-  private readonly opts: PeerConnectorOptions;
+  private opts: PeerConnectorOptions;
   private readonly logger: Logger;
   private readonly decider: boolean;
   private readonly handshakeTimeoutMs: number;
@@ -148,6 +148,27 @@ export class PeerConnector extends EventEmitter {
   /** True once the listening socket is bound. */
   get isListening(): boolean {
     return this.listening;
+  }
+
+  /**
+   * `adjust` changed net options on a configured connection: the liveness
+   * timers apply to the established session at once; connect-int and the
+   * authentication apply from the next connection attempt (as in DRBD).
+   */
+  updateOptions(changes: Pick<PeerConnectorOptions, 'connectIntervalMs' | 'pingIntervalMs' | 'pingTimeoutMs' | 'timeoutMs' | 'koCount' | 'auth'>): void {
+    assert(changes.connectIntervalMs > 0, 'connectIntervalMs > 0');
+    if (changes.auth) validateAuth(changes.auth);
+    const intervalChanged = changes.connectIntervalMs !== this.opts.connectIntervalMs;
+    const { auth, ...rest } = changes;
+    this.opts = { ...this.opts, ...rest };
+    if (auth) this.opts.auth = auth;
+    else delete this.opts.auth;
+    this.current?.updateTimers({ pingIntervalMs: rest.pingIntervalMs, pingTimeoutMs: rest.pingTimeoutMs, timeoutMs: rest.timeoutMs, koCount: rest.koCount });
+    if (intervalChanged && this.dialTimer !== null) {
+      clearInterval(this.dialTimer);
+      this.dialTimer = setInterval(() => this.dial(), this.opts.connectIntervalMs);
+      this.dialTimer.unref();
+    }
   }
 
   /** Begin WFConnection. `getLocalParams` is called for every connection attempt. */

@@ -21,6 +21,10 @@ export const PacketType = {
   SyncUuid: 0x24,
   StateChangeRequest: 0x25,
   StateChangeReply: 0x26,
+  /** DRBD's P_PROTOCOL_UPDATE: net-options changed the protocol on a live connection; the peer adopts it. */
+  ProtocolUpdate: 0x27,
+  /** DRBD's P_SYNC_PARAM: disk-options / net-options changed the resync parameters; the peer adopts them. */
+  SyncParam: 0x28,
   // application writes
   Data: 0x30,
   RecvAck: 0x31,
@@ -46,8 +50,14 @@ export const PacketType = {
 } as const;
 export type PacketType = (typeof PacketType)[keyof typeof PacketType];
 
-/** DP_* flags carried on Data packets. */
-export const DataFlag = { fua: 0x1, flush: 0x2 } as const;
+/**
+ * DP_* flags carried on Data packets. The ack bits say which ack this write
+ * asks for, fixed when it was sent (DRBD's DP_SEND_RECEIVE_ACK /
+ * DP_SEND_WRITE_ACK): the protocol can change online (`adjust`) while writes
+ * are in flight, and each write is answered as its sender expects. A Data
+ * packet without any ack bit is answered by the receiver's own protocol.
+ */
+export const DataFlag = { fua: 0x1, flush: 0x2, ackReceive: 0x4, ackWrite: 0x8, ackNone: 0x10 } as const;
 
 /** The after-sb policies travel as the names resource/after-sb defines. */
 export type AfterSb0 = AfterSb0Policy;
@@ -58,8 +68,9 @@ export interface AuthChallenge { type: typeof PacketType.AuthChallenge; challeng
 export interface AuthResponse { type: typeof PacketType.AuthResponse; response: Buffer }
 export interface AuthResult { type: typeof PacketType.AuthResult; ok: boolean }
 
+/** P_PROTOCOL at connect, P_PROTOCOL_UPDATE (same body) when `adjust` changes it on a live connection. */
 export interface ProtocolPacket {
-  type: typeof PacketType.Protocol;
+  type: typeof PacketType.Protocol | typeof PacketType.ProtocolUpdate;
   protocol: 'A' | 'B' | 'C';
   afterSb0pri: AfterSb0;
   afterSb1pri: AfterSb1;
@@ -68,6 +79,18 @@ export interface ProtocolPacket {
   discardMyData: boolean;
   /** Peer's node name (its `on HOST`), for discard-node-NAME and logs. */
   nodeName: string;
+}
+
+/** Resync parameters (DRBD's p_rs_param_95): resync-rate, the c-* controller settings, verify-alg, csums-alg ('' = none). */
+export interface SyncParamPacket {
+  type: typeof PacketType.SyncParam;
+  resyncRateKiBps: number;
+  cPlanAheadDs: number;
+  cDelayTargetDs: number;
+  cFillTargetSectors: number;
+  cMaxRateKiBps: number;
+  verifyAlg: string;
+  csumsAlg: string;
 }
 
 export interface UuidsPacket {
@@ -143,7 +166,7 @@ export interface DisconnectPacket { type: typeof PacketType.Disconnect }
 
 export type Packet =
   | AuthChallenge | AuthResponse | AuthResult
-  | ProtocolPacket | UuidsPacket | SizesPacket | StatePacket | SyncUuidPacket
+  | ProtocolPacket | SyncParamPacket | UuidsPacket | SizesPacket | StatePacket | SyncUuidPacket
   | StateChangeRequest | StateChangeReply
   | DataPacket | AckPacket | BarrierPacket | BarrierAckPacket
   | BitmapPacket | RsDataRequest | RsDataReply | OutOfSyncPacket

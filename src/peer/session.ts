@@ -49,6 +49,14 @@ function isSetupPacket(packet: WirePacket): boolean {
   return packet.type < PacketType.Protocol; // Hello, Chosen, Auth*
 }
 
+/** The liveness timers of a link (DRBD net options ping-int, ping-timeout, timeout, ko-count), in ms. */
+export interface LinkTimers {
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
+  timeoutMs: number;
+  koCount: number;
+}
+
 export class PeerSession implements PeerChannel {
   private readonly socket: Socket;
   private readonly decoder: FrameDecoder;
@@ -133,6 +141,26 @@ export class PeerSession implements PeerChannel {
 
   get isOpen(): boolean {
     return this.closeReason === null;
+  }
+
+  /**
+   * `adjust` changed ping-int / ping-timeout / timeout / ko-count on the live
+   * connection (DRBD applies net-options without reconnecting): the next ping
+   * and send-progress checks use the new values.
+   */
+  updateTimers(timers: LinkTimers): void {
+    assert(timers.pingIntervalMs > 0 && timers.pingTimeoutMs > 0 && timers.timeoutMs > 0, 'session timers are positive');
+    assert(timers.koCount >= 0, 'koCount >= 0');
+    const timeoutChanged = timers.timeoutMs !== this.opts.timeoutMs;
+    Object.assign(this.opts, timers);
+    this.koRemaining = timers.koCount;
+    if (this.closeReason !== null) return;
+    if (this.pingSentMs < 0) this.schedulePingCheck(this.opts.pingIntervalMs);
+    if (timeoutChanged && this.sendTimer !== null) {
+      clearInterval(this.sendTimer);
+      this.sendTimer = setInterval(() => this.checkSendProgress(), this.opts.timeoutMs);
+      this.sendTimer.unref();
+    }
   }
 
   /** Resolves when the socket closed: no payload passed to send() is referenced any more. */

@@ -55,7 +55,11 @@ interface Link {
   verifySource: VerifySource | null;
 }
 
+/** The options `adjust` may change on a running data path (the rest are fixed at attach). */
+export type LiveReplicationOptions = Pick<ReplicationOptions, 'protocol' | 'maxBuffers' | 'maxEpochSize' | 'resyncRateKiBps' | 'verifyAlg' | 'requestTimeoutMs'>;
+
 export class ReplicationEngine {
+  /** Shared by every part of the data path, which reads it per request; only applyOptions changes it. */
   readonly options: ReplicationOptions;
   readonly counters: ReplicationCounters;
   readonly volume: ReplicatedVolume;
@@ -63,7 +67,7 @@ export class ReplicationEngine {
   private link: Link | null = null;
 
   constructor(private readonly deps: ReplicationEngineDeps) {
-    this.options = withDefaults(deps.options);
+    this.options = { ...withDefaults(deps.options) };
     this.counters = new ReplicationCounters(deps.bitmap, deps.alTransactions);
     this.volume = new ReplicatedVolume({
       disk: deps.disk,
@@ -75,6 +79,21 @@ export class ReplicationEngine {
       rangeLock: this.rangeLock,
       ...(deps.onLocalIoError ? { onLocalIoError: deps.onLocalIoError } : {}),
     });
+  }
+
+  /**
+   * `adjust`: new net/disk options on the running data path. Validated as a
+   * whole first (an invalid set changes nothing); then every part sees them
+   * from its next request on — writes already sent keep the protocol they
+   * were sent with, a running resync takes the new rate at once.
+   */
+  applyOptions(changes: Partial<LiveReplicationOptions>): void {
+    const next = withDefaults({ ...this.options, ...changes });
+    const timeoutChanged = next.requestTimeoutMs !== this.options.requestTimeoutMs;
+    Object.assign(this.options as { -readonly [K in keyof ReplicationOptions]: ReplicationOptions[K] }, next);
+    this.volume.setMaxBuffers(next.maxBuffers);
+    if (timeoutChanged) this.volume.requestTimeoutChanged();
+    this.link?.resyncTarget?.setRateKiBps(next.resyncRateKiBps);
   }
 
   // ---- link lifecycle -------------------------------------------------------------------------

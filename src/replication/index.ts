@@ -3,7 +3,7 @@
  * barriers, the peer-side receiver, bitmap exchange, resync and online verify.
  * Public surface for daemon/ and tests; see engine.ts for the wiring.
  */
-export { ReplicationEngine, type ReplicationEngineDeps, type AttachedPeer } from './engine.js';
+export { ReplicationEngine, type ReplicationEngineDeps, type AttachedPeer, type LiveReplicationOptions } from './engine.js';
 export { ReplicatedVolume, type OnDemandSync, setOutOfSync, setInSync } from './volume.js';
 export { SecondaryReceiver } from './receiver.js';
 export { ResyncTarget, ResyncResponder, type ResyncProgress, type ResyncResult, syncPerMille } from './resync.js';

@@ -81,10 +81,24 @@ export class Slots {
   private readonly waiters: Array<() => void> = [];
 
   constructor(
-    readonly capacity: number,
+    private capacityNow: number,
     private readonly waitersMax: number = RANGE_LOCK_ENTRIES_MAX,
   ) {
-    assert(capacity >= 1, `slot capacity ${capacity} ≥ 1`);
+    assert(capacityNow >= 1, `slot capacity ${capacityNow} ≥ 1`);
+  }
+
+  get capacity(): number {
+    return this.capacityNow;
+  }
+
+  /** A new bound (max-buffers changed online): more room wakes waiters now; less takes effect as slots free. */
+  setCapacity(capacity: number): void {
+    assert(Number.isSafeInteger(capacity) && capacity >= 1, `slot capacity ${capacity} ≥ 1`);
+    this.capacityNow = capacity;
+    while (this.used < this.capacityNow && this.waiters.length > 0) {
+      this.used++;
+      this.waiters.shift()!();
+    }
   }
 
   get inUse(): number {
@@ -93,7 +107,7 @@ export class Slots {
 
   /** Takes a slot now (returns true) or when one frees (returns a promise). */
   acquire(): true | Promise<void> {
-    if (this.used < this.capacity && this.waiters.length === 0) {
+    if (this.used < this.capacityNow && this.waiters.length === 0) {
       this.used++;
       return true;
     }
@@ -103,6 +117,10 @@ export class Slots {
 
   release(): void {
     assert(this.used > 0, 'released slot was taken');
+    if (this.used > this.capacityNow) {
+      this.used--; // the bound shrank: this slot is not handed on
+      return;
+    }
     const next = this.waiters.shift();
     if (next) next();
     else this.used--;

@@ -16,7 +16,7 @@ import { type BarrierPacket, type DataPacket, DataFlag, PacketType } from '../pe
 import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import type { ReplicationCounters } from './counters.js';
-import type { ReplicationOptions } from './options.js';
+import type { ReplicationOptions, ReplicationProtocol } from './options.js';
 import type { RangeHold, RangeLock } from './range-lock.js';
 import type { LocalIoErrorHandler } from './volume.js';
 
@@ -42,6 +42,18 @@ export interface SecondaryReceiverDeps {
   readonly rangeLock: RangeLock;
   readonly peer: PeerChannel;
   readonly onLocalIoError?: LocalIoErrorHandler;
+}
+
+/**
+ * Which protocol's ack a Data packet asks for: the sender's ack bit when it
+ * set one (the protocol may have changed online while writes were in flight),
+ * otherwise this node's own protocol.
+ */
+function ackWanted(flags: number, own: ReplicationProtocol): ReplicationProtocol {
+  if ((flags & DataFlag.ackWrite) !== 0) return 'C';
+  if ((flags & DataFlag.ackReceive) !== 0) return 'B';
+  if ((flags & DataFlag.ackNone) !== 0) return 'A';
+  return own;
 }
 
 export class SecondaryReceiver {
@@ -73,7 +85,7 @@ export class SecondaryReceiver {
       this.ack(PacketType.NegAck, packet.offsetBytes, lengthBytes, packet.blockId);
       return;
     }
-    if (options.protocol === 'B') this.ack(PacketType.RecvAck, packet.offsetBytes, lengthBytes, packet.blockId);
+    if (ackWanted(packet.flags, options.protocol) === 'B') this.ack(PacketType.RecvAck, packet.offsetBytes, lengthBytes, packet.blockId);
     counters.ua++;
     epoch.pending++;
     void this.apply(packet, epoch);
@@ -105,7 +117,7 @@ export class SecondaryReceiver {
     releaseReceivedPayload(payload);
     counters.ua--;
     if (!ok) this.ack(PacketType.NegAck, offsetBytes, payload.length, packet.blockId);
-    else if (this.deps.options.protocol === 'C') this.ack(PacketType.WriteAck, offsetBytes, payload.length, packet.blockId);
+    else if (ackWanted(packet.flags, this.deps.options.protocol) === 'C') this.ack(PacketType.WriteAck, offsetBytes, payload.length, packet.blockId);
     epoch.pending--;
     if (epoch.pending === 0 && epoch.drained) epoch.drained();
   }

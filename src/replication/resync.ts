@@ -147,10 +147,17 @@ export class RateLimiter {
   private windowStartMs: number;
   private windowBytes = 0;
   constructor(
-    private readonly rateKiBps: number,
+    private rateKiBps: number,
     private readonly now: () => number,
   ) {
     this.windowStartMs = now();
+  }
+
+  /** A new rate (resync-rate changed online): counted from now on. */
+  setRate(rateKiBps: number): void {
+    this.rateKiBps = rateKiBps;
+    this.windowStartMs = this.now();
+    this.windowBytes = 0;
   }
 
   /** Accounts `bytes` and returns the delay (ms) to keep the average at or below the rate. */
@@ -218,6 +225,11 @@ export class ResyncTarget {
     this.now = deps.now ?? Date.now;
     this.inflight = new Slots(deps.options.resyncInflightMax);
     this.limiter = new RateLimiter(deps.options.resyncRateKiBps, this.now);
+  }
+
+  /** resync-rate changed online (`adjust`): the running resync obeys the new limit from now on. */
+  setRateKiBps(rateKiBps: number): void {
+    this.limiter.setRate(rateKiBps);
   }
 
   /** Begins the resync (once); the promise resolves when done or aborted. */

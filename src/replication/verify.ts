@@ -223,13 +223,19 @@ export class VerifySource {
 
 /** The VerifyT side: digests its blocks on request, records blocks found out of sync. */
 export class VerifyResponder {
-  private readonly digest: BlockDigest;
+  private digestNow: BlockDigest;
   private readonly reporter: OutOfSyncReporter;
   outOfSyncBlocks = 0;
 
   constructor(private readonly deps: Omit<VerifyDeps, 'now'>) {
-    this.digest = blockDigest(deps.options.verifyAlg);
+    this.digestNow = blockDigest(deps.options.verifyAlg);
     this.reporter = new OutOfSyncReporter(deps.log);
+  }
+
+  /** The configured verify-alg's digest (it may change online between verify runs). */
+  private get digest(): BlockDigest {
+    if (this.digestNow.name !== this.deps.options.verifyAlg.toLowerCase()) this.digestNow = blockDigest(this.deps.options.verifyAlg);
+    return this.digestNow;
   }
 
   handleRequest(packet: OvRequest): void {

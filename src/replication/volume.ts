@@ -19,7 +19,7 @@ import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import { BlockIdAllocator, BlockIdTag } from './block-id.js';
 import type { ReplicationCounters } from './counters.js';
-import { type ReplicationOptions, SECTOR_BYTES } from './options.js';
+import { type ReplicationOptions, type ReplicationProtocol, SECTOR_BYTES } from './options.js';
 import { RangeLock, type RangeHold, Slots } from './range-lock.js';
 import { TransferLog } from './transfer-log.js';
 
@@ -32,6 +32,9 @@ export interface OnDemandSync {
 /** Called when the local disk failed a request (daemon/ applies on-io-error). */
 export type LocalIoErrorHandler = (operation: 'read' | 'write' | 'flush', offsetBytes: number, error: Error) => void;
 
+/** The Data flag asking the peer for the ack each protocol completes a write with. */
+const ACK_FLAG: Readonly<Record<ReplicationProtocol, number>> = { A: DataFlag.ackNone, B: DataFlag.ackReceive, C: DataFlag.ackWrite };
+
 /** One application write waiting for its network part. */
 class PendingWrite {
   settled = false;
@@ -42,6 +45,8 @@ class PendingWrite {
   channel: PeerChannel | null = null;
   /** Transfer-log epoch the write was sent in. */
   epoch = -1;
+  /** The protocol in force when the write was sent: which ack completes it (B: RecvAck or WriteAck, C: WriteAck). */
+  protocol: ReplicationProtocol = 'C';
   resolve: (ok: boolean) => void = noop;
   readonly done: Promise<boolean>;
   constructor(
@@ -142,6 +147,12 @@ export class ReplicatedVolume implements BlockDevice {
     assert(this.bitmap.bitCount * BM_BLOCK_BYTES >= this.sizeBytes, 'bitmap covers the whole data area');
   }
 
+  /** max-buffers changed online: the bound on application requests in flight follows. */
+  setMaxBuffers(maxBuffers: number): void {
+    this.slots.setCapacity(maxBuffers);
+    for (const wake of this.tlWaiters.splice(0)) wake();
+  }
+
   /** The disk's current size: the device size both nodes agreed on; requests past it are refused. */
   get sizeBytes(): number {
     return this.disk.sizeBytes;
@@ -158,12 +169,23 @@ export class ReplicatedVolume implements BlockDevice {
     this.tl = new TransferLog(1);
     this.ackedThroughEpoch = 0;
     this.counters.ep = 0;
+    this.armRequestTimer();
+  }
+
+  /** (Re)starts DRBD's request timer for the current ko-count × timeout (none when 0 or not mirroring). */
+  private armRequestTimer(): void {
+    if (this.requestTimer !== null) clearInterval(this.requestTimer);
+    this.requestTimer = null;
     const timeoutMs = this.options.requestTimeoutMs;
-    if (timeoutMs > 0) {
-      const periodMs = Math.min(REQUEST_TIMER_PERIOD_MAX_MS, Math.max(REQUEST_TIMER_PERIOD_MIN_MS, Math.floor(timeoutMs / 4)));
-      this.requestTimer = setInterval(() => this.checkRequestTimeout(), periodMs);
-      this.requestTimer.unref();
-    }
+    if (this.peer === null || timeoutMs <= 0) return;
+    const periodMs = Math.min(REQUEST_TIMER_PERIOD_MAX_MS, Math.max(REQUEST_TIMER_PERIOD_MIN_MS, Math.floor(timeoutMs / 4)));
+    this.requestTimer = setInterval(() => this.checkRequestTimeout(), periodMs);
+    this.requestTimer.unref();
+  }
+
+  /** ko-count or timeout changed online (`adjust`): the request timer follows. */
+  requestTimeoutChanged(): void {
+    this.armRequestTimer();
   }
 
   /**
@@ -238,11 +260,12 @@ export class ReplicatedVolume implements BlockDevice {
     assert(write.offsetBytes === packet.offsetBytes, `ack ${packet.blockId} names the request's offset`);
     switch (packet.type) {
       case PacketType.RecvAck:
-        if (this.options.protocol !== 'B') return;
+        if (write.protocol !== 'B') return;
         break;
       case PacketType.WriteAck:
       case PacketType.RsWriteAck:
-        if (this.options.protocol !== 'C') return;
+        // A WriteAck implies the peer received the write: it completes a protocol B write too.
+        if (write.protocol === 'A') return;
         break;
       case PacketType.NegAck:
       case PacketType.RsNegAck:
@@ -386,7 +409,9 @@ export class ReplicatedVolume implements BlockDevice {
     write.sentAtMs = performance.now();
     const entry = this.tl.add(offsetBytes, buffer.length);
     write.epoch = entry.epoch;
-    const protocolA = this.options.protocol === 'A';
+    const protocol = this.options.protocol;
+    write.protocol = protocol;
+    const protocolA = protocol === 'A';
     // Protocol A completes before the bytes leave: the caller may reuse its buffer, so send a copy.
     const payload = protocolA ? Buffer.from(buffer) : buffer;
     const accepted = peer.send({
@@ -394,7 +419,7 @@ export class ReplicatedVolume implements BlockDevice {
       offsetBytes,
       blockId,
       epoch: entry.epoch,
-      flags: fua ? DataFlag.fua : 0,
+      flags: (fua ? DataFlag.fua : 0) | ACK_FLAG[protocol],
       payload,
     });
     if (!accepted) this.congested = true;

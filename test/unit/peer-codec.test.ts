@@ -45,6 +45,14 @@ function samples(): WirePacket[] {
       afterSb2pri: 'disconnect', allowTwoPrimaries: false, discardMyData: false, nodeName: 'compute1',
     },
     {
+      // P_PROTOCOL_UPDATE: `adjust` changed the protocol on a live connection
+      type: PacketType.ProtocolUpdate, protocol: 'B', afterSb0pri: 'discard-least-changes', afterSb1pri: 'call-pri-lost-after-sb',
+      afterSb2pri: 'call-pri-lost-after-sb', allowTwoPrimaries: false, discardMyData: false, nodeName: 'compute1',
+    },
+    // P_SYNC_PARAM: disk-options / net-options changed the resync parameters on a live connection
+    { type: PacketType.SyncParam, resyncRateKiBps: 4 << 20, cPlanAheadDs: 300, cDelayTargetDs: 100, cFillTargetSectors: 1 << 20, cMaxRateKiBps: 250, verifyAlg: 'sha256', csumsAlg: '' },
+    { type: PacketType.SyncParam, resyncRateKiBps: 1, cPlanAheadDs: 0, cDelayTargetDs: 1, cFillTargetSectors: 0, cMaxRateKiBps: 102400, verifyAlg: '', csumsAlg: 'crc32c' },
+    {
       type: PacketType.Uuids,
       uuids: { current: U64_MAX, bitmap: 0n, historyStart: 0x0001000000000000n, historyEnd: 4n },
       bitsSet: Number.MAX_SAFE_INTEGER, uuidFlags: 15,
@@ -59,6 +67,10 @@ function samples(): WirePacket[] {
     { type: PacketType.StateChangeReply, requestId: 7, result: -17 },
     { type: PacketType.Data, offsetBytes: SAFE_MAX_SECTOR, blockId: Number.MAX_SAFE_INTEGER, epoch: 0xffffffff, flags: 3, payload: pattern(4096, 3) },
     { type: PacketType.Data, offsetBytes: 0, blockId: 0, epoch: 0, flags: 2, payload: Buffer.alloc(0) },
+    // the ack a write asks for (protocol changed online): fua + ackWrite, flush + ackReceive, ackNone
+    { type: PacketType.Data, offsetBytes: 4096, blockId: 2, epoch: 1, flags: 0x9, payload: pattern(512, 4) },
+    { type: PacketType.Data, offsetBytes: 4096, blockId: 3, epoch: 1, flags: 0x6, payload: pattern(512, 5) },
+    { type: PacketType.Data, offsetBytes: 4096, blockId: 4, epoch: 1, flags: 0x10, payload: pattern(512, 6) },
     { type: PacketType.RecvAck, offsetBytes: 512, lengthBytes: 4096, blockId: 1 },
     { type: PacketType.WriteAck, offsetBytes: SAFE_MAX_SECTOR, lengthBytes: 1024 * 1024, blockId: Number.MAX_SAFE_INTEGER },
     { type: PacketType.NegAck, offsetBytes: 0, lengthBytes: 0, blockId: 2 },
@@ -260,6 +272,6 @@ describe('peer codec', () => {
     expect(() => encodeHead({ type: PacketType.Data, offsetBytes: 100, blockId: 1, epoch: 0, flags: 0, payload: Buffer.alloc(512) })).toThrow(/multiple of 512/);
     expect(() => encodeHead({ type: PacketType.Sizes, diskSizeBytes: -1, currentSizeBytes: 0, maxRequestBytes: 0 })).toThrow(/safe integer/);
     expect(() => encodeHead({ type: PacketType.Data, offsetBytes: 0, blockId: 1, epoch: 0, flags: 0, payload: Buffer.alloc(PAYLOAD_BYTES_MAX + 512) })).toThrow(/within bounds/);
-    expect(() => encodeHead({ type: PacketType.Data, offsetBytes: 0, blockId: 1, epoch: 0, flags: 8, payload: Buffer.alloc(0) })).toThrow(/Data flags/);
+    expect(() => encodeHead({ type: PacketType.Data, offsetBytes: 0, blockId: 1, epoch: 0, flags: 0x20, payload: Buffer.alloc(0) })).toThrow(/Data flags/);
   });
 });

@@ -28,3 +28,5 @@ import { register as registerWaitSync } from './wait-sync.js';
 commandGroups.push(registerWaitSync);
 import { register as registerMetrics } from './metrics.js';
 commandGroups.push(registerMetrics);
+import { register as registerAdjust } from './adjust.js';
+commandGroups.push(registerAdjust);

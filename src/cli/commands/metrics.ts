@@ -12,6 +12,7 @@ import type { Command } from 'commander';
 import type { GetContext } from './index.js';
 import type { CliContext } from '../context.js';
 import { expandResourceNames, loadConfig } from '../../config/index.js';
+import { declareOwnDryRun } from '../dry-run.js';
 import {
   ALLOW_REMOTE_ENV,
   METRICS_PORT_DEFAULT,
@@ -74,6 +75,8 @@ async function metrics(ctx: CliContext, opts: MetricsOptions): Promise<void> {
 }
 
 export function register(program: Command, getContext: GetContext): void {
+  // -d metrics says what it would serve and binds nothing (metrics() checks ctx.dryRun).
+  declareOwnDryRun('metrics');
   program
     .command('metrics')
     .description(

@@ -250,8 +250,8 @@ export function register(program: Command, getContext: GetContext): void {
     });
   program
     .command('status')
-    .description('show resource status (DRBD 9 style; --json for all fields); a resource process that died is reported (exit 10)')
-    .option('--json', 'JSON with every field, including sync progress')
+    .description('show resource status (DRBD 9 style; -v adds the protocol, --json all fields); a resource process that died is reported (exit 10)')
+    .option('--json', 'JSON with every field, including sync progress, protocol and resync rate')
     .argument('[resources...]')
     .action(async (resources: string[], opts: { json?: boolean }) => {
       const ctx = getContext();
@@ -260,7 +260,7 @@ export function register(program: Command, getContext: GetContext): void {
       let died: ResourceDiedError | undefined;
       for (const t of list) {
         try {
-          const reply = await callResource(t.paths, 'status', { json: Boolean(opts.json) }, 10_000);
+          const reply = await callResource(t.paths, 'status', { json: Boolean(opts.json), verbose: ctx.verbose }, 10_000);
           if (opts.json) jsonItems.push(JSON.parse(reply.stdout));
           else ctx.out(reply.stdout);
         } catch (err) {

@@ -1,0 +1,48 @@
+/**
+ * config/setup-args — the option arguments drbdadm-84 appends to the
+ * drbdsetup-84 calls it generates for one resource on one node
+ * (`--protocol=B --ping-int=5` for connect / net-options, `--resync-rate=10M`
+ * for attach / disk-options, the resource options): common folded in as
+ * expand_common does, in drbdadm's list order, values as written in the file
+ * (shell-escaped as drbdadm prints them). Pure; knows nothing of daemons.
+ */
+import type { DrbdConfig, OptionEntry } from './model.js';
+import { expandCommon } from './dump.js';
+import { bindNode } from './hosts.js';
+
+export interface SetupArgs {
+  /** net { } options: `connect` and `net-options` take these. */
+  readonly net: readonly string[];
+  /** disk { } options of volume 0 on this node: `attach` takes these. */
+  readonly attach: readonly string[];
+  /** The same without `size` (drbdadm resizes for that): `disk-options` takes these. */
+  readonly diskOptions: readonly string[];
+  /** options { } (resource options). */
+  readonly resource: readonly string[];
+}
+
+/** Characters drbdadm prints without a backslash in front. */
+const PLAIN_CHAR = /[A-Za-z0-9_./:=,+@%-]/;
+
+/** drbdadm prints option values shell-escaped: `shared-secret "s3 cr"` → `s3\ cr`. */
+export function shellEscape(value: string): string {
+  let out = '';
+  for (const ch of value) out += PLAIN_CHAR.test(ch) ? ch : `\\${ch}`;
+  return out;
+}
+
+function render(options: readonly OptionEntry[], skip: readonly string[] = []): string[] {
+  return options.filter((o) => !skip.includes(o.name)).map((o) => `--${o.name}=${shellEscape(o.value ?? 'yes')}`);
+}
+
+/** The option arguments for `resourceName` as seen from `nodeName` (undefined: no such resource on this node). */
+export function setupArgs(config: DrbdConfig, resourceName: string, nodeName: string): SetupArgs | undefined {
+  const binding = bindNode(config, nodeName).bindings.find((b) => b.resource.name === resourceName);
+  if (!binding || binding.ignored || !binding.me) return undefined;
+  const res = expandCommon(config).find((r) => r.name === resourceName);
+  if (!res) return undefined;
+  const me = res.hosts[binding.resource.hosts.indexOf(binding.me)];
+  const volume = me?.volumes[0];
+  const disk = volume && volume.diskOptions.length > 0 ? volume.diskOptions : res.diskOptions;
+  return { net: render(res.netOptions), attach: render(disk), diskOptions: render(disk, ['size']), resource: render(res.resOptions) };
+}
