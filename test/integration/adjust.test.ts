@@ -190,8 +190,8 @@ describe('adjust reconnects and brings up as drbdadm does', () => {
         [
           'common { net { max-buffers 4000; } disk { c-max-rate 80M; } }',
           'resource aj4 {',
-          '  net { protocol B; ping-int 5; after-sb-0pri discard-zero-changes; shared-secret "s3 cr"; cram-hmac-alg sha1; allow-two-primaries; }',
-          '  disk { resync-rate 10M; c-plan-ahead 0; al-extents 257; fencing resource-only; size 100M; }',
+          '  net { protocol B; ping-int 5; after-sb-0pri discard-zero-changes; shared-secret "s3 cr"; cram-hmac-alg sha1; ko-count 4; }',
+          '  disk { resync-rate 10M; c-plan-ahead 0; al-extents 257; size 100M; }',
           `  on ${host} { device minor 7; disk ${dir}/a.img; meta-disk internal; address 127.0.0.1:8027; }`,
           `  on aj4peer { device minor 7; disk ${dir}/b.img; meta-disk internal; address 127.0.0.2:8027; }`,
           '}',
