@@ -20,6 +20,7 @@ import { ResourceRuntime } from './runtime.js';
 import { loadSpec } from './config-adapter.js';
 import { openMetaStore } from './meta-store.js';
 import { wireReplication } from './wiring.js';
+import { registerStartupInfo } from './startup-info.js';
 import { ResourceFrontend, frontendModeFromEnv, nbdTcpFromEnv } from './frontend.js';
 import type { ReadyMessage } from './launcher.js';
 
@@ -90,6 +91,7 @@ async function main(): Promise<number> {
     const srv = server;
     rt.onEvent((event) => srv.publish(event));
     wireReplication(rt, { discardMyData: values['discard-my-data'] });
+    registerStartupInfo(rt);
     await rt.attach();
     await srv.listen();
     fs.writeFileSync(paths.pidPath, `${process.pid}\n`, { mode: 0o600 });

@@ -17,3 +17,6 @@ commandGroups.push(registerRuntime);
 
 import { register as registerMeta } from './meta.js';
 commandGroups.push(registerMeta);
+
+import { register as registerBoot } from './boot.js';
+commandGroups.push(registerBoot);

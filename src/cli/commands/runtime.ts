@@ -2,7 +2,8 @@
  * cli/commands/runtime — the udrbdadm verbs that drive a running resource:
  * up, down, attach, detach, connect, disconnect, primary, secondary, role,
  * cstate, dstate, invalidate, invalidate-remote, verify, pause-sync,
- * resume-sync, outdate, new-current-uuid, wait-connect, status, events.
+ * resume-sync, outdate, new-current-uuid, status, events (wait-connect is in
+ * commands/boot).
  * Each talks to the resource process over its control socket (daemon/client)
  * and prints what drbdadm 8.4 prints; refusals keep DRBD's text and exit code.
  * Knows nothing of how the resource process does its work.
@@ -133,28 +134,6 @@ async function events(ctx: CliContext, target: ResourceTarget, opts: { now?: boo
   });
 }
 
-async function waitConnect(ctx: CliContext, target: ResourceTarget, timeoutS: number): Promise<void> {
-  const client = await ControlClient.connect(target.paths);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = timeoutS > 0 ? setTimeout(() => reject(new UdrbdError(`${target.minor}: wait-connect timed out after ${timeoutS} s`, 5)), timeoutS * 1000) : undefined;
-      const check = (connection: string | undefined): void => {
-        if (connection === 'Connected') {
-          if (timer) clearTimeout(timer);
-          resolve();
-        }
-      };
-      client
-        .subscribe((event) => {
-          if (event.object === 'connection') check(event.fields.connection);
-        }, () => reject(new UdrbdError(`udrbd resource ${target.name} went down while waiting for a connection`, ExitCode.stateChangeFailed)))
-        .catch(reject);
-    });
-  } finally {
-    client.close();
-  }
-}
-
 export function register(program: Command, getContext: GetContext): void {
   const each = (fn: (ctx: CliContext, target: ResourceTarget) => Promise<void>) => async (resources: string[]): Promise<void> => {
     const ctx = getContext();
@@ -240,15 +219,6 @@ export function register(program: Command, getContext: GetContext): void {
     .action(async (resources: string[], opts: { clearBitmap?: boolean }) => {
       const ctx = getContext();
       for (const t of targets(ctx, resources)) await call(ctx, t, 'new-current-uuid', { clearBitmap: Boolean(opts.clearBitmap) });
-    });
-  program
-    .command('wait-connect')
-    .description('wait until the resource is connected')
-    .option('-t, --wfc-timeout <seconds>', 'give up after this many seconds (0 = wait forever)', '0')
-    .argument('<resources...>')
-    .action(async (resources: string[], opts: { wfcTimeout: string }) => {
-      const ctx = getContext();
-      for (const t of targets(ctx, resources)) await waitConnect(ctx, t, Number(opts.wfcTimeout));
     });
   program
     .command('status')
