@@ -22,6 +22,8 @@ export interface BootConfig {
   startup?: string[];
   /** Whole extra resource blocks appended to the config. */
   extraResources?: string;
+  /** Any other change to each config file's text. */
+  edit?: (text: string) => string;
 }
 
 /** Rewrites every config file of the cluster: our minors, a startup section, extra resources. */
@@ -33,6 +35,7 @@ export function patchConfig(c: Cluster, boot: BootConfig): void {
     text = text.replace('device /dev/drbd11 minor 11;', `device /dev/drbd${boot.minors.beta} minor ${boot.minors.beta};`);
     if (boot.startup) text = text.replace(`resource ${c.resource} {\n`, `resource ${c.resource} {\n  startup { ${boot.startup.join(' ')} }\n`);
     if (boot.extraResources) text += boot.extraResources;
+    if (boot.edit) text = boot.edit(text);
     fs.writeFileSync(file, text);
   }
 }

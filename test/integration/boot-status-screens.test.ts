@@ -14,6 +14,7 @@ import crypto from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster } from '../helpers/cluster.js';
 import { initScript, normaliseCounters, oracleStatus, patchConfig, run } from '../helpers/boot-harness.js';
+import { progressBar, syncPerMilleOf } from '../../src/cli/render/proc-drbd.js';
 
 const MiB = 1024 * 1024;
 let cluster: Cluster | undefined;
@@ -106,5 +107,115 @@ describe('status screens from a live node', () => {
     expect(evaluated.stdout).toBe('51 btwfc WFConnection Secondary/Unknown\n59 btidle Unconfigured /\n');
     // one resource by name
     expect(await c.admOk('alpha', ['sh-status', c.resource])).toBe(sh.slice(0, sh.indexOf('_conf_res_name=btidle')));
+  });
+
+  it('SyncSource: the progress line in /proc/drbd, the "..." row in the table, _resynced_percent, and drbd_pretty_status agrees', async () => {
+    cluster = new Cluster({ resource: 'btsync', port: 7942, proxy: true, disk: ['c-plan-ahead 0;', 'resync-rate 4M;'] });
+    const c = cluster;
+    // A frozen link must not look dead while the screens are read: long ping timeouts.
+    patchConfig(c, { minors: { alpha: 53, beta: 54 }, edit: (t) => t.replace('ping-int 2; ping-timeout 10;', 'ping-int 30; ping-timeout 100;') });
+    await c.startProxies();
+    await c.admOk('alpha', ['up', c.resource]);
+    await c.admOk('beta', ['up', c.resource]);
+    await c.waitState('alpha', 'cstate', 'Connected');
+    await c.admOk('alpha', ['primary', '--force', c.resource]);
+    await c.waitState('alpha', 'cstate', 'SyncSource');
+    await new Promise((r) => setTimeout(r, 1_500)); // some progress
+    // Freeze the link: no acks, so the progress holds still while the screens are read.
+    for (const p of Object.values(c.proxies)) p!.freeze();
+    await new Promise((r) => setTimeout(r, 500));
+    try {
+      const proc = await c.admOk('alpha', ['proc-drbd']);
+      const status = await initScript(c, 'alpha', 'status');
+      const sh = await c.admOk('alpha', ['sh-status', c.resource]);
+      const totalKiB = c.dataSizeBytes('alpha') / 1024;
+      const lines = proc.split('\n');
+      expect(lines.slice(0, 4)).toEqual(['version: 8.4.11 (api:1/proto:86-101)', 'srcversion: udrbd-userspace     ', '', '53: cs:SyncSource ro:Primary/Secondary ds:UpToDate/Inconsistent C r-----']);
+      expect(lines[4]).toMatch(/^    ns:\d+ nr:0 dw:\d+ dr:\d+ al:\d+ bm:\d+ lo:\d+ pe:\d+ ua:\d+ ap:\d+ ep:\d+ wo:f oos:\d+$/);
+      const progress = /^\t(\[[=>.]+\]) sync'ed:([ \d]{3}\.\d)% \((\d+)\/(\d+)\)K$/.exec(lines[5]!);
+      expect(progress, lines[5]).not.toBeNull();
+      const [, bar, pctText, leftText, totalText] = progress!;
+      expect(Number(totalText)).toBe(totalKiB);
+      const leftKiB = Number(leftText);
+      expect(leftKiB).toBeGreaterThan(0);
+      expect(leftKiB).toBeLessThan(totalKiB);
+      expect(lines[4]).toContain(`oos:${leftKiB}`);
+      // percent and bar as the kernel computes them from the same numbers
+      const perMille = syncPerMilleOf(totalKiB / 4, leftKiB / 4);
+      expect(pctText).toBe(`${Math.floor(perMille / 10)}.${perMille % 10}`.padStart(5));
+      expect(bar).toBe(progressBar(perMille));
+      expect(lines[6]).toMatch(/^\tfinish: \d+:\d\d:\d\d speed: [\d,]+ \([\d,]+\) K\/sec$/);
+      expect(lines.slice(7)).toEqual(['']);
+
+      // init table: every column width is fixed by the other cells, so only the two progress values vary
+      const pct = `${pctText!.trim()}%`;
+      expect(status.exitCode).toBe(0);
+      expect(status.stdout).toBe(
+        [
+          'drbd driver loaded OK; device status:',
+          'version: 8.4.11 (api:1/proto:86-101)',
+          'srcversion: udrbd-userspace     ',
+          'm:res      cs          ro                 ds                     p  mounted  fstype',
+          "...        sync'ed:    " + pct.padEnd(19) + `(${leftKiB}/${totalKiB})K`.padEnd(23) + ' '.repeat(3 + 9),
+          '53:btsync  SyncSource  Primary/Secondary  UpToDate/Inconsistent  C' + ' '.repeat(11),
+          '',
+        ].join('\n'),
+      );
+      expect(await oracleStatus(c, 'alpha', proc)).toBe(status.stdout);
+      expect(sh).toContain(`\n_cstate=SyncSource\n_role=Primary\n_peer=Secondary\n_disk=UpToDate\n_pdsk=Inconsistent\n`);
+      expect(sh).toContain(`\n_resynced_percent=${pctText!.trim()}\n`);
+    } finally {
+      for (const p of Object.values(c.proxies)) p!.restore();
+    }
+  });
+
+  it('StandAlone after a split brain: Secondary/Unknown UpToDate/DUnknown with the flags in the p column', async () => {
+    cluster = new Cluster({ resource: 'btsb', port: 7943, proxy: true });
+    const c = cluster;
+    patchConfig(c, { minors: { alpha: 55, beta: 56 } });
+    const r = c.resource;
+    await c.startProxies();
+    await c.admOk('alpha', ['up', r]);
+    await c.admOk('beta', ['up', r]);
+    await c.waitState('alpha', 'cstate', 'Connected');
+    await c.admOk('alpha', ['primary', '--force', r]);
+    await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
+    c.cut();
+    await c.waitState('alpha', 'cstate', /^(WFConnection|Unconnected)$/);
+    await c.waitState('beta', 'cstate', /^(WFConnection|Unconnected)$/);
+    await c.admOk('beta', ['primary', r]);
+    await c.write('alpha', 4 * MiB, crypto.randomBytes(MiB));
+    await c.write('beta', 20 * MiB, crypto.randomBytes(MiB));
+    await c.admOk('alpha', ['secondary', r]);
+    await c.admOk('beta', ['secondary', r]);
+    c.restore();
+    await c.waitState('alpha', 'cstate', 'StandAlone');
+    expect(c.logText('alpha')).toContain('Split-Brain detected but unresolved, dropping connection!');
+
+    const proc = await c.admOk('alpha', ['proc-drbd']);
+    expect(normaliseCounters(proc)).toBe(
+      [
+        'version: 8.4.11 (api:1/proto:86-101)',
+        'srcversion: udrbd-userspace     ',
+        '',
+        '55: cs:StandAlone ro:Secondary/Unknown ds:UpToDate/DUnknown   r-----',
+        `    ns:N nr:N dw:N dr:N al:N bm:N lo:N pe:N ua:N ap:N ep:N wo:f oos:${(await c.statusJson('alpha')).outOfSyncKiB as number}`,
+        '',
+      ].join('\n'),
+    );
+    const table = [
+      'drbd driver loaded OK; device status:',
+      'version: 8.4.11 (api:1/proto:86-101)',
+      'srcversion: udrbd-userspace     ',
+      'm:res    cs          ro                 ds                 p       mounted  fstype',
+      '55:btsb  StandAlone  Secondary/Unknown  UpToDate/DUnknown  r-----' + ' '.repeat(2 + 9),
+      '',
+    ].join('\n');
+    const status = await initScript(c, 'alpha', 'status');
+    expect(status.exitCode).toBe(0);
+    expect(status.stdout).toBe(table);
+    expect(await oracleStatus(c, 'alpha', proc)).toBe(table);
+    const sh = await c.admOk('alpha', ['sh-status', r]);
+    expect(sh).toContain('\n_cstate=StandAlone\n_role=Secondary\n_peer=Unknown\n_disk=UpToDate\n_pdsk=DUnknown\n');
   });
 });
