@@ -107,7 +107,7 @@ describe('init script start on a terminal', () => {
   it("shows DRBD's banner after 10 s and the seconds counter; typing yes ends a wait that would last forever", async () => {
     cluster = new Cluster({ resource: 'btpty', port: 7947 });
     const c = cluster;
-    patchConfig(c, { minors: { alpha: 57, beta: 58 } }); // no startup section: every timeout 0 = forever
+    patchConfig(c, { minors: { alpha: 51, beta: 52 } }); // no startup section: every timeout 0 = forever
     const check = await run('sh', ['-c', 'command -v script'], c.env, { input: '' });
     if (check.exitCode !== 0) throw new Error('test prerequisite missing: script (util-linux)');
     let typed = false;
