@@ -103,6 +103,32 @@ describe('init script start: waiting for the peer', () => {
   });
 });
 
+describe('wait-con-int without a terminal', () => {
+  it('after 10 s prints the banner and how to abort (kill), then ends at the configured timeout without a dialog', async () => {
+    cluster = new Cluster({ resource: 'btplain', port: 7952 });
+    const c = cluster;
+    patchConfig(c, { minors: { alpha: 51, beta: 52 }, startup: ['wfc-timeout 12;'] });
+    await c.admOk('alpha', ['up', c.resource]);
+    const dry = await c.adm('alpha', ['-d', 'wait-con-int']);
+    expect(dry.stdout).toBe('drbdsetup-84 wait-connect 51 --wfc-timeout=12\n'); // -d: what it would run, nothing waited
+    const r = await run(process.execPath, [UDRBDADM, '-c', c.configPath, '--node', 'alpha', 'wait-con-int'], c.env, { input: '', timeoutMs: 60_000 });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.elapsedMs).toBeGreaterThanOrEqual(12_000);
+    expect(r.elapsedMs).toBeLessThan(30_000);
+    expect(r.stdout).toMatch(
+      new RegExp(
+        '^\\n\\*{63}\\n DRBD\'s startup script waits for the peer node\\(s\\) to appear\\.\\n[^]*' +
+          "   \\(These values are for resource 'btplain'; 0 sec -> wait forever\\)\\n" +
+          ' To abort waiting for DRBD connections, kill this process: kill \\d+\\n$',
+      ),
+    );
+    expect(r.stdout).toContain('   reboot, the timeout is 0 seconds. [degr-wfc-timeout]\n');
+    expect(r.stdout).toContain('   is 12 seconds. [wfc-timeout]\n');
+    expect(r.stdout).not.toContain("enter 'yes'");
+    expect(r.stderr).toContain('degr-wfc-timeout implicitly set to wfc-timeout (12s)');
+  });
+});
+
 describe('init script start on a terminal', () => {
   it("shows DRBD's banner after 10 s and the seconds counter; typing yes ends a wait that would last forever", async () => {
     cluster = new Cluster({ resource: 'btpty', port: 7947 });

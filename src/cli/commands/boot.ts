@@ -14,7 +14,7 @@ import type { Command } from 'commander';
 import type { GetContext } from './index.js';
 import type { CliContext } from '../context.js';
 import { UdrbdError, ExitCode } from '../../util/errors.js';
-import { bindNode, expandResourceNames, loadConfig, resolveResource, validateBindings } from '../../config/index.js';
+import { bindNode, expandResourceNames, loadConfig, resolveResource, validateBindings, type ResourceView } from '../../config/index.js';
 import { runtimePaths } from '../../daemon/paths.js';
 import { ResourceNotUpError, callResource } from '../../daemon/client.js';
 import { renderInitStatus, renderProcDrbd } from '../render/proc-drbd.js';
@@ -39,7 +39,7 @@ interface TimeoutOptions {
 }
 
 /** The resources a verb acts on with their config views. */
-function views(ctx: CliContext, names: readonly string[]) {
+function views(ctx: CliContext, names: readonly string[]): ResourceView[] {
   const config = loadConfig(ctx.configPath);
   return expandResourceNames(config, ctx.nodeName, names).map((name) => resolveResource(config, name, ctx.nodeName));
 }
@@ -71,9 +71,16 @@ function waitRequests(ctx: CliContext, names: readonly string[], opts: TimeoutOp
   }));
 }
 
+/** What drbdadm -d prints: one drbdsetup call per minor, with the timeouts that are set. */
 function dryRunWait(ctx: CliContext, requests: readonly WaitRequest[]): void {
   for (const r of requests) {
-    ctx.out(`udrbd wait-connect ${r.minor} --wfc-timeout=${r.timeouts.wfcTimeoutS} --degr-wfc-timeout=${r.timeouts.degrWfcTimeoutS} --outdated-wfc-timeout=${r.timeouts.outdatedWfcTimeoutS}\n`);
+    const t = r.timeouts;
+    const options = [
+      t.wfcTimeoutS > 0 ? ` --wfc-timeout=${t.wfcTimeoutS}` : '',
+      t.degrWfcTimeoutS > 0 ? ` --degr-wfc-timeout=${t.degrWfcTimeoutS}` : '',
+      t.outdatedWfcTimeoutS > 0 ? ` --outdated-wfc-timeout=${t.outdatedWfcTimeoutS}` : '',
+    ].join('');
+    ctx.out(`drbdsetup-84 wait-connect ${r.minor}${options}\n`);
   }
 }
 
@@ -83,7 +90,7 @@ async function becomePrimary(ctx: CliContext, names: readonly string[]): Promise
     const hosts = view.startup.becomePrimaryOn ?? [];
     if (!hosts.includes(ctx.nodeName) && !hosts.includes('both')) continue;
     if (ctx.dryRun) {
-      ctx.out(`udrbd primary ${view.minor}\n`);
+      ctx.out(`drbdsetup-84 primary ${view.minor}\n`);
       continue;
     }
     const paths = runtimePaths(view.name, ctx.nodeName);
