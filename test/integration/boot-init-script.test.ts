@@ -56,7 +56,14 @@ describe('init script start: waiting for the peer', () => {
       '',
     ]);
 
-    // start again while running: nothing to bring up, the wait ends at once (WFConnection, wfc 5 s) ... and stop takes it down
+    // start again while running: nothing is brought up again (same process), it waits the same 5 s
+    const pid = c.pid('alpha');
+    const again = await initScript(c, 'alpha', 'start', 60_000);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.elapsedMs).toBeGreaterThanOrEqual(5_000);
+    expect(c.pid('alpha')).toBe(pid);
+    expect(await c.query('alpha', 'role')).toBe('Primary/Unknown');
+
     const stop = await initScript(c, 'alpha', 'stop', 60_000);
     expect(stop.exitCode, stop.stderr).toBe(0);
     expect(stop.stdout).toBe('Stopping all udrbd resources: .\n');
