@@ -217,5 +217,10 @@ describe('status screens from a live node', () => {
     expect(await oracleStatus(c, 'alpha', proc)).toBe(table);
     const sh = await c.admOk('alpha', ['sh-status', r]);
     expect(sh).toContain('\n_cstate=StandAlone\n_role=Secondary\n_peer=Unknown\n_disk=UpToDate\n_pdsk=DUnknown\n');
+    // wait-connect ends at StandAlone (exit 0) unless told to wait after a split brain (then its timeout: exit 5)
+    const atOnce = Date.now();
+    expect((await c.adm('alpha', ['wait-connect', '-t', '30', r])).exitCode).toBe(0);
+    expect(Date.now() - atOnce).toBeLessThan(10_000);
+    expect((await c.adm('alpha', ['wait-connect', '-t', '2', '--wait-after-sb', r])).exitCode).toBe(5);
   });
 });

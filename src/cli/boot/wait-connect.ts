@@ -46,6 +46,8 @@ export async function waitConnect(ctx: CliContext, req: WaitRequest): Promise<Wa
       settle = resolve;
       failed = reject;
     });
+    // The process may go down before the wait below begins: keep that rejection handled until then.
+    outcome.catch(() => undefined);
     const judge = (connection: string | undefined): void => {
       if (connection === CONNECTED_TEXT) settle!('connected');
       else if (!req.waitAfterSb && connection !== undefined && BELOW_UNCONNECTED_TEXTS.has(connection)) settle!('standalone');

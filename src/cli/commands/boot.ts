@@ -85,8 +85,9 @@ function dryRunWait(ctx: CliContext, requests: readonly WaitRequest[]): void {
 }
 
 async function becomePrimary(ctx: CliContext, names: readonly string[]): Promise<void> {
-  let lastExit = 0;
+  let worstExit = 0;
   for (const view of views(ctx, names)) {
+    let lastExit = 0;
     const hosts = view.startup.becomePrimaryOn ?? [];
     if (!hosts.includes(ctx.nodeName) && !hosts.includes('both')) continue;
     if (ctx.dryRun) {
@@ -109,8 +110,9 @@ async function becomePrimary(ctx: CliContext, names: readonly string[]): Promise
       if (attempt < BECOME_PRIMARY_TRIES) await new Promise((resolve) => setTimeout(resolve, BECOME_PRIMARY_RETRY_MS));
     }
     if (lastExit !== 0) ctx.err(`Command 'drbdsetup-84 primary ${view.minor}' terminated with exit code ${lastExit}\n`);
+    worstExit = Math.max(worstExit, lastExit);
   }
-  if (lastExit !== 0) throw new UdrbdError('', lastExit);
+  if (worstExit !== 0) throw new UdrbdError('', worstExit);
 }
 
 export function register(program: Command, getContext: GetContext): void {
