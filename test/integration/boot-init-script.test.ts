@@ -1,7 +1,8 @@
 /**
  * Boot with udrbd's LSB init script (packaging/init.d/udrbd), issue 14:
  * `start` with the peer down waits wfc-timeout (a node that was Secondary)
- * or degr-wfc-timeout (a node that crashed as a disconnected Primary) and
+ * or degr-wfc-timeout (a node that crashed as a disconnected Primary) or
+ * outdated-wfc-timeout (its meta-data says the peer is Outdated) and
  * goes on; under a pseudo-terminal (util-linux `script`) DRBD's banner and
  * `To abort waiting enter 'yes' [ N]:` appear after 10 s and typing `yes`
  * ends a wait that would last forever; `become-primary-on` promotes only
@@ -89,6 +90,29 @@ describe('init script start: waiting for the peer', () => {
     expect((JSON.parse(info.stdout) as { timeoutType: string }).timeoutType).toBe('UT_DEGRADED');
     expect(await c.query('alpha', 'role')).toBe('Secondary/Unknown');
     expect(await c.query('alpha', 'cstate')).toBe('WFConnection');
+  });
+
+  it('a node whose meta-data says the peer is Outdated waits outdated-wfc-timeout (2 s, not degr 20 s / wfc 30 s)', async () => {
+    cluster = new Cluster({ resource: 'btoutd', port: 7953, diskSizeBytes: 16 * 1024 * 1024 });
+    const c = cluster;
+    patchConfig(c, { minors: { alpha: 51, beta: 52 }, startup: ['wfc-timeout 30;', 'degr-wfc-timeout 20;', 'outdated-wfc-timeout 2;'] });
+    await syncedPair(c);
+    await c.admOk('alpha', ['secondary', c.resource]);
+    await c.admOk('beta', ['down', c.resource]);
+    await c.admOk('alpha', ['down', c.resource]);
+    // MDF_PEER_OUT_DATED, as DRBD writes it once the peer has been fenced (get-gi's 10th field, o)
+    const gi = (await c.admOk('alpha', ['get-gi', c.resource])).trim().split(':');
+    expect(gi).toHaveLength(11);
+    gi[9] = '1';
+    await c.admOk('alpha', ['set-gi', '--force', c.resource, gi.join(':')]);
+
+    const start = await initScript(c, 'alpha', 'start', 60_000);
+    expect(start.exitCode, start.stderr).toBe(0);
+    expect(start.elapsedMs).toBeGreaterThanOrEqual(2_000);
+    expect(start.elapsedMs).toBeLessThan(15_000);
+    expect(start.stderr).toBe(''); // 2 <= 20 <= 30: nothing to fix up
+    const info = await (await c.client('alpha')).request('startup-info');
+    expect((JSON.parse(info.stdout) as { timeoutType: string }).timeoutType).toBe('UT_PEER_OUTDATED');
   });
 
   it('wait-connect exits 5 on its timeout and 0 once connected; -t overrides the configured wfc-timeout', async () => {
