@@ -80,19 +80,24 @@ export function run(
   });
 }
 
+/** The node's config file (a node name the cluster does not know gets the shared one). */
+function configOf(c: Cluster, node: string): string {
+  return node === 'alpha' || node === 'beta' ? c.configPaths[node] : c.configPath;
+}
+
 /** The environment the init script runs with on `node`. */
-export function initEnv(c: Cluster, node: NodeName): NodeJS.ProcessEnv {
+export function initEnv(c: Cluster, node: string): NodeJS.ProcessEnv {
   return {
     ...c.env,
     UDRBDADM: `${process.execPath} ${UDRBDADM}`,
-    UDRBDADM_ARGS: `-c ${c.configPaths[node]} --node ${node}`,
+    UDRBDADM_ARGS: `-c ${configOf(c, node)} --node ${node}`,
     // Plain echo fallbacks: the test compares output, not the distribution's decoration.
     UDRBD_NO_LSB_FUNCTIONS: '1',
   };
 }
 
 /** `packaging/init.d/udrbd ACTION` on node, without a terminal. */
-export function initScript(c: Cluster, node: NodeName, action: string, timeoutMs?: number): Promise<RunResult> {
+export function initScript(c: Cluster, node: string, action: string, timeoutMs?: number): Promise<RunResult> {
   return run('bash', [INIT_SCRIPT, action], initEnv(c, node), { timeoutMs, input: '' });
 }
 
@@ -127,14 +132,14 @@ export function requireOracle(): string {
  * for node; returns what `/etc/init.d/drbd status` would print (its first
  * line plus the function's output, stderr dropped as the script does).
  */
-export async function oracleStatus(c: Cluster, node: NodeName, procText: string): Promise<string> {
+export async function oracleStatus(c: Cluster, node: string, procText: string): Promise<string> {
   const fn = requireOracle();
   const dir = fs.mkdtempSync(path.join(c.dir, 'oracle-'));
   const bin = path.join(dir, 'bin');
   fs.mkdirSync(bin);
   fs.writeFileSync(path.join(dir, 'pretty.sh'), fn);
   fs.writeFileSync(path.join(dir, 'proc-drbd'), procText);
-  fs.writeFileSync(path.join(bin, 'drbdadm'), `#!/bin/sh\nexec ${process.execPath} ${UDRBDADM} -c ${c.configPaths[node]} --node ${node} "$@"\n`, { mode: 0o755 });
+  fs.writeFileSync(path.join(bin, 'drbdadm'), `#!/bin/sh\nexec ${process.execPath} ${UDRBDADM} -c ${configOf(c, node)} --node ${node} "$@"\n`, { mode: 0o755 });
   const env = { ...c.env, PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}` };
   const script = `. "$1/pretty.sh"; echo "drbd driver loaded OK; device status:"; drbd_pretty_status "$1/proc-drbd" 2>/dev/null`;
   const r = await run('bash', ['-c', script, 'oracle', dir], env, { input: '' });

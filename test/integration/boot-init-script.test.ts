@@ -10,7 +10,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, UDRBDADM } from '../helpers/cluster.js';
-import { initScript, initScriptOnTty, patchConfig, run } from '../helpers/boot-harness.js';
+import { initScript, initScriptOnTty, oracleStatus, patchConfig, run } from '../helpers/boot-harness.js';
 
 let cluster: Cluster | undefined;
 
@@ -223,6 +223,19 @@ describe('init script: the other actions', () => {
       expect(r.exitCode).toBe(3);
       expect(r.stderr).toContain("udrbd: this udrbdadm has no 'adjust' verb: reload is not available; use ");
     }
+  });
+
+  it('status on a node without resources prints the header and an empty table, as drbd-utils does for no minors', async () => {
+    cluster = new Cluster({ resource: 'btnone', port: 7954 });
+    const c = cluster;
+    patchConfig(c, { minors: { alpha: 51, beta: 52 } });
+    const status = await initScript(c, 'gamma', 'status');
+    expect(status.exitCode, status.stderr).toBe(0);
+    const table = ['drbd driver loaded OK; device status:', 'version: 8.4.11 (api:1/proto:86-101)', 'srcversion: udrbd-userspace     ', 'm:res  cs  ro  ds  p  mounted  fstype', ''].join('\n');
+    expect(status.stdout).toBe(table);
+    const proc = (await run(process.execPath, [UDRBDADM, '-c', c.configPath, '--node', 'gamma', 'proc-drbd'], c.env, { input: '' })).stdout;
+    expect(proc).toBe('version: 8.4.11 (api:1/proto:86-101)\nsrcversion: udrbd-userspace     \n');
+    expect(await oracleStatus(c, 'gamma', proc)).toBe(table);
   });
 
   it('start with a configuration that does not parse exits 6 (LSB: not configured) with the parse error', async () => {

@@ -9,13 +9,13 @@
  * Knows nothing of how the screens look.
  */
 import type { CliContext } from '../context.js';
-import { expandResourceNames, loadConfig, resolveResource, type ResourceView } from '../../config/index.js';
+import { expandResourceNames, loadConfig, resolveResource, resourcesForNode, type ResourceView } from '../../config/index.js';
 import { runtimePaths, type RuntimePaths } from '../../daemon/paths.js';
 import { ResourceNotUpError, callResource } from '../../daemon/client.js';
 import { unconfiguredState } from '../../resource/state.js';
 import type { StatusSnapshot } from '../../daemon/status.js';
 import type { StartupInfo, TimeoutType } from '../../daemon/startup-info.js';
-import { UdrbdError, ExitCode } from '../../util/errors.js';
+import { UdrbdError } from '../../util/errors.js';
 
 /** A status query is a local socket round trip; a process that does not answer in this long is reported as an error. */
 export const STATUS_QUERY_TIMEOUT_MS = 10_000;
@@ -63,19 +63,18 @@ export async function queryResource(view: ResourceView, paths: RuntimePaths, nod
   }
 }
 
-/** The resources named (or all of this node's for none / `all`), each queried. */
-export async function collectNodeStatus(ctx: CliContext, names: readonly string[] = []): Promise<ResourceEntry[]> {
+/**
+ * The resources named (or all of this node's for none / `all`), each queried.
+ * `allowNone`: a node without resources has an empty list (as /proc/drbd
+ * has no minors) instead of drbdadm's "no resources" error.
+ */
+export async function collectNodeStatus(ctx: CliContext, names: readonly string[] = [], options: { allowNone?: boolean } = {}): Promise<ResourceEntry[]> {
   const config = loadConfig(ctx.configPath);
-  const expanded = expandResourceNames(config, ctx.nodeName, names);
+  const expanded = options.allowNone && names.length === 0 ? resourcesForNode(config, ctx.nodeName) : expandResourceNames(config, ctx.nodeName, names);
   const entries: ResourceEntry[] = [];
   for (const name of expanded) {
     const view = resolveResource(config, name, ctx.nodeName);
     entries.push(await queryResource(view, runtimePaths(name, ctx.nodeName), ctx.nodeName));
   }
   return entries;
-}
-
-/** Fails loudly on a config with no resources for this node, as drbdadm does (exit 1). */
-export function assertSomeResources(entries: readonly ResourceEntry[]): void {
-  if (entries.length === 0) throw new UdrbdError('no resources defined!', ExitCode.usage);
 }

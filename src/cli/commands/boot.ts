@@ -121,7 +121,7 @@ export function register(program: Command, getContext: GetContext): void {
     .description("print this node's /proc/drbd (DRBD 8.4's text) from the live state of every resource; one that is not up shows as an unconfigured minor")
     .action(async () => {
       const ctx = getContext();
-      const entries = await collectNodeStatus(ctx);
+      const entries = await collectNodeStatus(ctx, [], { allowNone: true });
       ctx.out(renderProcDrbd(entries.map((e) => e.status)));
     });
   program
@@ -129,7 +129,7 @@ export function register(program: Command, getContext: GetContext): void {
     .description("print what DRBD 8.4's `/etc/init.d/drbd status` prints for this node: driver line, version lines, the m:res/cs/ro/ds/p/mounted/fstype table (a mount is found by the device path or the device its link points to)")
     .action(async () => {
       const ctx = getContext();
-      const entries = await collectNodeStatus(ctx);
+      const entries = await collectNodeStatus(ctx, [], { allowNone: true });
       const mounts = mountsByMinor(entries.map((e) => ({ minor: e.view.minor, devicePath: e.view.devicePath })), readMounts());
       ctx.out(renderInitStatus(entries.map((e) => e.status), mounts));
     });
