@@ -25,6 +25,7 @@ import { checkOptionsAtStart } from './option-support.js';
 import { openMetaStore } from './meta-store.js';
 import { wireReplication } from './wiring.js';
 import { defineAdjust } from './adjust.js';
+import { registerStartupInfo } from './startup-info.js';
 import { ResourceFrontend, frontendModeFromEnv, nbdTcpFromEnv } from './frontend.js';
 import type { ReadyMessage } from './launcher.js';
 import { SyslogSink, syslogTargetFromEnv } from '../util/syslog.js';
@@ -106,6 +107,7 @@ async function main(): Promise<number> {
     const srv = server;
     rt.onEvent((event) => srv.publish(event));
     defineAdjust(wireReplication(rt, { discardMyData: values['discard-my-data'] }));
+    registerStartupInfo(rt);
     await rt.attach();
     await srv.listen();
     fs.writeFileSync(paths.pidPath, `${process.pid}\n`, { mode: 0o600 });

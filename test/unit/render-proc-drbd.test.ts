@@ -106,7 +106,7 @@ describe('/etc/init.d/drbd status table (drbd84.md §5.4)', () => {
     );
     expect(text.split('\n').slice(3)).toEqual([
       'm:res       cs          ro                 ds                     p  mounted            fstype',
-      "...         sync'ed:    33.9%              (699052/1048576)K",
+      "...         sync'ed:    33.9%              (699052/1048576)K" + ' '.repeat(28), // column -t pads a short row
       '1:rabbitmq  SyncSource  Primary/Secondary  UpToDate/Inconsistent  C  /var/lib/rabbitmq  ext4',
       '',
     ]);

@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import type { GetContext } from './index.js';
 import type { CliContext } from '../context.js';
 import { UdrbdError, ExitCode } from '../../util/errors.js';
-import { loadConfig, bindNode, validateBindings, dumpConfig, type DrbdConfig, type NodeBinding, type VolumeDef } from '../../config/index.js';
+import { loadConfig, bindNode, validateBindings, dumpConfig, expandResourceNames, type DrbdConfig, type NodeBinding, type VolumeDef } from '../../config/index.js';
 
 interface Loaded {
   config: DrbdConfig;
@@ -82,10 +82,12 @@ export function register(program: Command, getContext: GetContext): void {
     program
       .command(verb)
       .description(description)
-      .argument('<resources...>', 'resource names')
+      .argument('<resources...>', 'resource names, or all')
       .action((resources: string[]) => {
         const ctx = getContext();
-        for (const name of resources) perVolume(ctx, name, line);
+        // `all` is every resource of this node, as with drbdadm (the init scripts call `sh-dev all`).
+        const names = resources.length === 1 && resources[0] === 'all' ? expandResourceNames(loadConfig(ctx.configPath), ctx.nodeName, resources) : resources;
+        for (const name of names) perVolume(ctx, name, line);
       });
   }
 }

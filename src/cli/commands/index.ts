@@ -30,3 +30,5 @@ import { register as registerMetrics } from './metrics.js';
 commandGroups.push(registerMetrics);
 import { register as registerAdjust } from './adjust.js';
 commandGroups.push(registerAdjust);
+import { register as registerBoot } from './boot.js';
+commandGroups.push(registerBoot);

@@ -2,7 +2,8 @@
  * cli/commands/runtime — the udrbdadm verbs that drive a running resource:
  * up, down, attach, detach, connect, disconnect, primary, secondary, role,
  * cstate, dstate, invalidate, invalidate-remote, verify, pause-sync,
- * resume-sync, outdate, new-current-uuid, wait-connect, status (events: commands/events).
+ * resume-sync, outdate, new-current-uuid, status (events: commands/events;
+ * wait-connect: commands/boot).
  * Each talks to the resource process over its control socket (daemon/client)
  * and prints what drbdadm 8.4 prints; refusals keep DRBD's text and exit code.
  * Knows nothing of how the resource process does its work.
@@ -18,7 +19,6 @@ import { dstate as offlineDstate } from '../../meta/tool.js';
 import { printInsteadOfActing } from '../dry-run.js';
 import { startDaemon, waitForExit, type DaemonMode } from '../../daemon/launcher.js';
 import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
-import { isReplicating } from '../../daemon/events2.js';
 import { enforceOptionSupport } from '../option-check.js';
 
 /** Verbs that wait on the peer (state change requests, handshakes) get this long. */
@@ -131,28 +131,6 @@ async function down(ctx: CliContext, target: ResourceTarget): Promise<void> {
   }
 }
 
-async function waitConnect(ctx: CliContext, target: ResourceTarget, timeoutS: number): Promise<void> {
-  const client = await ControlClient.connect(target.paths);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = timeoutS > 0 ? setTimeout(() => reject(new UdrbdError(`${target.minor}: wait-connect timed out after ${timeoutS} s`, 5)), timeoutS * 1000) : undefined;
-      const check = (connection: string | undefined): void => {
-        if (connection === 'Connected') {
-          if (timer) clearTimeout(timer);
-          resolve();
-        }
-      };
-      client
-        .subscribe((event) => {
-          if (event.object === 'peer-device') check(isReplicating(event.fields.replication) ? 'Connected' : undefined);
-        }, () => reject(new UdrbdError(`udrbd resource ${target.name} went down while waiting for a connection`, ExitCode.stateChangeFailed)))
-        .catch(reject);
-    });
-  } finally {
-    client.close();
-  }
-}
-
 export function register(program: Command, getContext: GetContext): void {
   const each = (fn: (ctx: CliContext, target: ResourceTarget) => Promise<void>) => async (resources: string[]): Promise<void> => {
     const ctx = getContext();
@@ -238,15 +216,6 @@ export function register(program: Command, getContext: GetContext): void {
     .action(async (resources: string[], opts: { clearBitmap?: boolean }) => {
       const ctx = getContext();
       for (const t of targets(ctx, resources)) await call(ctx, t, 'new-current-uuid', { clearBitmap: Boolean(opts.clearBitmap) });
-    });
-  program
-    .command('wait-connect')
-    .description('wait until the resource is connected')
-    .option('-t, --wfc-timeout <seconds>', 'give up after this many seconds (0 = wait forever)', '0')
-    .argument('<resources...>')
-    .action(async (resources: string[], opts: { wfcTimeout: string }) => {
-      const ctx = getContext();
-      for (const t of targets(ctx, resources)) await waitConnect(ctx, t, Number(opts.wfcTimeout));
     });
   program
     .command('status')

@@ -108,11 +108,16 @@ export interface MountInfo {
   fsType: string;
 }
 
-/** `column -t`: pad every column but the last to its widest cell plus two spaces. */
+/**
+ * `column -t` as util-linux 2.38 does it: every row has as many cells as the
+ * widest row (missing ones empty), and every column but the last is padded
+ * to its widest cell plus two spaces — so a short row ends in spaces.
+ */
 export function columnT(rows: readonly string[][]): string[] {
   const widths: number[] = [];
   for (const r of rows) r.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]! + 2))).join(''));
+  const last = widths.length - 1;
+  return rows.map((r) => widths.map((width, i) => (i === last ? (r[i] ?? '') : (r[i] ?? '').padEnd(width + 2))).join(''));
 }
 
 /**
@@ -121,10 +126,16 @@ export function columnT(rows: readonly string[][]): string[] {
  */
 export function renderInitStatus(snapshots: readonly StatusSnapshot[], mounts: ReadonlyMap<number, MountInfo>): string {
   const header = ['m:res', 'cs', 'ro', 'ds', 'p', 'mounted', 'fstype'];
-  const sorted = [...snapshots].filter((s) => !isUnconfigured(s)).sort((a, b) => a.minor - b.minor);
+  const sorted = [...snapshots].sort((a, b) => a.minor - b.minor);
   const resourceRows = new Map<number, string[][]>();
   const progressRows: string[][] = [];
   for (const s of sorted) {
+    if (isUnconfigured(s)) {
+      // The script's name substitution runs before its `cs:Unconfigured` filter, so a
+      // named unconfigured minor stays in the table as `<minor>:<name>  Unconfigured`.
+      resourceRows.set(s.minor, [...(resourceRows.get(s.minor) ?? []), [`${s.minor}:${s.resource}`, 'Unconfigured']]);
+      continue;
+    }
     const mount = mounts.get(s.minor);
     // Without a protocol letter the init script's field split moves the flags into `p`.
     const p = s.protocol ?? flagsText(s);
