@@ -154,7 +154,8 @@ const PLANS: Readonly<Record<string, Plan>> = {
   'new-current-uuid': minorVerb('new-current-uuid'),
   role: minorVerb('role'),
   cstate: minorVerb('cstate'),
-  'wait-sync': minorVerb('wait-sync'),
+  // drbdadm-84 has no wait-sync; drbdsetup-84 wait-sync takes wait-connect's startup options
+  'wait-sync': (t, more) => [minorLine(t, 'wait-sync', [...optionArgs(t.startupOptions), ...more])],
   'wait-connect': (t, more) => [minorLine(t, 'wait-connect', [...optionArgs(t.startupOptions), ...more])],
   'wait-con-int': (t, more) => [minorLine(t, 'wait-connect', [...optionArgs(t.startupOptions), ...more])],
   'sh-b-pri': (t, more, nodeName) =>
