@@ -17,6 +17,8 @@ import type { Command } from 'commander';
 import { bindNode, expandCommon, expandResourceNames, loadConfig, type DrbdConfig, type OptionEntry } from '../config/index.js';
 import { UdrbdError, ExitCode } from '../util/errors.js';
 import type { CliContext } from './context.js';
+import { shellEscape } from '../util/shell-escape.js';
+export { shellEscape };
 
 /** The helper names drbdadm prints when run as /usr/sbin/drbdadm (drbd84.md §6.1). */
 export const DRBDSETUP = 'drbdsetup-84';
@@ -48,11 +50,6 @@ export interface DryRunFlags {
 function addressText(a: { family: string; host: string; port: string } | undefined): string | undefined {
   if (!a) return undefined;
   return a.family === 'ipv6' ? `ipv6:[${a.host}]:${a.port}` : `${a.family}:${a.host}:${a.port}`;
-}
-
-/** drbdadm shell-escapes option values in its -d output (`--shared-secret=x\ y`). */
-export function shellEscape(value: string): string {
-  return value.replace(/[^A-Za-z0-9_./:=+@%,-]/g, (c) => `\\${c}`);
 }
 
 function optionArgs(options: readonly OptionEntry[]): string[] {

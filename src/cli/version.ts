@@ -11,6 +11,8 @@
  */
 import fs from 'node:fs';
 import { PROC_VERSION_LINE } from './render/proc-drbd.js';
+import { shellEscape } from '../util/shell-escape.js';
+export { shellEscape };
 
 /** drbd-utils release whose drbdadm-84 udrbdadm mirrors (`drbdadm-84 --version` here: 9.22.0). */
 export const DRBDADM_COMPAT_VERSION = '9.22.0';
@@ -31,14 +33,6 @@ export function versionCode(version: string): string {
   }
   const code = (parts[0]! << 16) | (parts[1]! << 8) | parts[2]!;
   return `0x${code.toString(16).padStart(6, '0')}`;
-}
-
-/**
- * drbd-utils' shell_escape: letters, digits and `%+-./:=@_` stay as they are,
- * every other character gets a backslash, so `eval` in sh reads the value back.
- */
-export function shellEscape(value: string): string {
-  return value.replace(/[^A-Za-z0-9%+\-./:=@_]/g, (c) => `\\${c}`);
 }
 
 /** udrbd's own version, from the package.json of this checkout (dist/cli and src/cli are two levels below it). */

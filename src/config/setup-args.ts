@@ -9,6 +9,8 @@
 import type { DrbdConfig, OptionEntry } from './model.js';
 import { expandCommon } from './dump.js';
 import { bindNode } from './hosts.js';
+import { shellEscape } from '../util/shell-escape.js';
+export { shellEscape };
 
 export interface SetupArgs {
   /** net { } options: `connect` and `net-options` take these. */
@@ -19,16 +21,6 @@ export interface SetupArgs {
   readonly diskOptions: readonly string[];
   /** options { } (resource options). */
   readonly resource: readonly string[];
-}
-
-/** Characters drbdadm prints without a backslash in front. */
-const PLAIN_CHAR = /[A-Za-z0-9_./:=,+@%-]/;
-
-/** drbdadm prints option values shell-escaped: `shared-secret "s3 cr"` → `s3\ cr`. */
-export function shellEscape(value: string): string {
-  let out = '';
-  for (const ch of value) out += PLAIN_CHAR.test(ch) ? ch : `\\${ch}`;
-  return out;
 }
 
 function render(options: readonly OptionEntry[], skip: readonly string[] = []): string[] {

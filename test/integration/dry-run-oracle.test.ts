@@ -32,7 +32,7 @@ common {
   startup { wfc-timeout 5; }
 }
 resource sfor0 {
-  net { protocol A; allow-two-primaries; cram-hmac-alg sha1; shared-secret "a b$c'd"; ko-count 4; }
+  net { protocol A; allow-two-primaries; cram-hmac-alg sha1; shared-secret "a b$c'd,e~f"; ko-count 4; }
   disk { resync-rate 40M; al-extents 1237; fencing resource-only; }
   startup { degr-wfc-timeout 3; become-primary-on alpha; }
   handlers { split-brain "/usr/lib/drbd/notify-split-brain.sh root"; }

@@ -9,6 +9,8 @@
 import { ConnState, DiskState, Role, connName, diskName, roleName } from '../../resource/states.js';
 import type { StatusSnapshot } from '../../daemon/status.js';
 import { syncPerMilleOf } from './proc-drbd.js';
+import { shellEscape } from '../../util/shell-escape.js';
+export { shellEscape };
 
 export interface ShStatusResource {
   name: string;
@@ -16,11 +18,6 @@ export interface ShStatusResource {
   definedAt: string;
   volume: number;
   status: StatusSnapshot;
-}
-
-/** Characters sh takes literally in a word; anything else gets a backslash (drbd-utils' shell_escape). */
-export function shellEscape(text: string): string {
-  return text.replace(/[^A-Za-z0-9_.,:/@+%=-]/g, (c) => `\\${c}`);
 }
 
 /** drbdsetup's test: a minor with no disk and no network that is not Primary reads as Unconfigured. */
