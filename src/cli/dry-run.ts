@@ -173,9 +173,12 @@ const PLANS: Readonly<Record<string, Plan>> = {
 /** Verbs whose plan covers every resource of this node when none is named. */
 const ALL_BY_DEFAULT: ReadonlySet<string> = new Set(['status', 'events', 'wait-con-int', 'sh-b-pri']);
 
-/** Verbs that only read the configuration: -d changes nothing there (dump folds `common` in under -d). */
+/** The two 8.4 screens: they only read the resource processes' state, so under -d they print it as usual. */
+const READ_ONLY_SCREENS: ReadonlySet<string> = new Set(['proc-drbd', 'init-status']);
+
+/** Verbs that only read (the configuration, or a screen): -d changes nothing there (dump folds `common` in under -d). */
 function readsConfigOnly(verb: string): boolean {
-  return verb === 'dump' || verb === 'help' || (verb.startsWith('sh-') && verb !== 'sh-b-pri');
+  return verb === 'dump' || verb === 'help' || READ_ONLY_SCREENS.has(verb) || (verb.startsWith('sh-') && verb !== 'sh-b-pri');
 }
 
 const ownDryRun = new Set<string>();

@@ -37,7 +37,7 @@ async function run(verb: string, dryRun: boolean): Promise<{ ran: string[]; out:
   let out = '';
   const ctx: CliContext = { configPath: config(), nodeName: 'alpha', backendOptions: [], dryRun, verbose: false, out: (t) => (out += t), err: () => undefined };
   const program = new Command('udrbdadm').exitOverride();
-  for (const name of ['frobnicate', 'sfu-own', 'down', 'sh-dev', 'connect']) {
+  for (const name of ['frobnicate', 'sfu-own', 'down', 'sh-dev', 'connect', 'proc-drbd', 'init-status']) {
     program.command(name).argument('[resources...]').action(() => void ran.push(name));
   }
   program.hook('preAction', (_p, cmd) => interceptDryRun(ctx, cmd));
@@ -50,6 +50,12 @@ async function run(verb: string, dryRun: boolean): Promise<{ ran: string[]; out:
 }
 
 describe('dry-run mechanism', () => {
+  it('runs the read-only 8.4 screens (proc-drbd, init-status) under -d as they are', async () => {
+    expect((await run('proc-drbd', true)).ran).toEqual(['proc-drbd']);
+    expect((await run('init-status', true)).ran).toEqual(['init-status']);
+    expect((await run('down', true)).ran).toEqual([]);
+  });
+
   it('refuses a verb without a plan under -d instead of running it', async () => {
     const r = await run('frobnicate', true);
     expect(r.ran).toEqual([]);
