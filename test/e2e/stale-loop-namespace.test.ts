@@ -20,6 +20,8 @@ const DEVICE = '/dev/drbd61';
 
 let cluster: Cluster | null = null;
 let recordedLoop: string | null = null;
+/** A loop device a test attached itself (detached in afterEach). */
+let foreignLoop: string | null = null;
 
 /** `losetup -a` as text (every attached loop device of the machine). */
 async function losetupAll(): Promise<string> {
@@ -33,6 +35,8 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
+  if (foreignLoop !== null) await execa('losetup', ['-d', foreignLoop], { reject: false, timeout: 30_000 });
+  foreignLoop = null;
   const c = cluster;
   cluster = null;
   if (c === null) return;
@@ -94,5 +98,37 @@ describe('stale FUSE + loop exposure of a process killed in its own mount namesp
     // Nothing leaked: every loop device attached now was attached before the test.
     const after = (await losetupAll()).split('\n').filter((l) => l !== '' && !before.includes(l));
     expect(after).toEqual([]);
+  }, 120_000);
+
+  it('leaves alone a loop device that now belongs to someone else, even one backed by a file named volume', async () => {
+    cluster = new Cluster({ resource: RESOURCE, port: 8041, frontend: 'fuse', minorBase: 61 });
+    const c = cluster;
+    const up = await execa('unshare', ['-m', '--propagation', 'private', process.execPath, UDRBDADM, '-c', c.configPath, '--node', 'alpha', 'up', RESOURCE], {
+      env: c.env,
+      reject: false,
+      timeout: 60_000,
+      stdin: 'ignore',
+    });
+    expect(up.exitCode, up.stderr).toBe(0);
+    await c.admOk('alpha', ['primary', '--force', RESOURCE]);
+    const stateFile = path.join(c.paths('alpha').runDir, 'frontend', 'drbd61.fuse-loop.json');
+    const loop = (JSON.parse(await fs.readFile(stateFile, 'utf8')) as { loopDevice: string }).loopDevice;
+    recordedLoop = loop;
+    c.kill9('alpha');
+    await c.waitGone('alpha');
+    await c.waitFor(`${loop} backing file reads /volume`, async () => (await loopBackingFile(loop)) === '/volume', 10_000);
+
+    // Someone detaches it and the kernel hands the same number to another user's file called "volume".
+    await execa('losetup', ['-d', loop], { timeout: 30_000 });
+    const otherDir = path.join(c.dir, 'other');
+    await fs.mkdir(otherDir);
+    const otherFile = path.join(otherDir, 'volume');
+    await fs.writeFile(otherFile, Buffer.alloc(1024 * 1024));
+    await execa('losetup', [loop, otherFile], { timeout: 30_000 });
+    foreignLoop = loop;
+
+    await c.admOk('alpha', ['up', RESOURCE]);
+    expect(await loopBackingFile(loop)).toBe(otherFile);
+    await c.admOk('alpha', ['down', RESOURCE]);
   }, 120_000);
 });
