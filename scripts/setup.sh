@@ -16,6 +16,7 @@ packages=(
   nbd-client        # kernel NBD attach where the kernel has nbd
   util-linux iproute2 procps psmisc
   groff-base systemd bsdutils python3 # man page lint, systemd-analyze verify, logger(1) for UDRBD_SYSLOG, syslog receiver in tests
+  resource-agents libxml2-utils pacemaker-cli-utils # OCF agent: ocf-shellfuncs, ocf-tester, xmllint --valid, crm_master
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -51,6 +51,8 @@ export interface ClusterOptions {
   netPerNode?: Partial<Record<NodeName, string[]>>;
   /** UDRBD_FRONTEND for both nodes (default 'none': NBD socket only; e2e tests use 'auto'/'fuse'). */
   frontend?: 'auto' | 'nbd' | 'fuse' | 'none';
+  /** Minor (and /dev/drbdN) of alpha; beta gets the next one (default 10: drbd10/drbd11). */
+  minorBase?: number;
 }
 
 export interface AdmResult {
@@ -151,11 +153,12 @@ export class Cluster {
       ...(o.disk?.length ? [`  disk { ${o.disk.join(' ')} }`] : []),
       ...(handlers.length ? [`  handlers { ${handlers.join(' ')} }`] : []),
     ];
+    const minorBase = o.minorBase ?? 10;
     NODES.forEach((node, i) => {
       const address = this.addresses[node];
       lines.push(
         `  on ${node} {`,
-        `    device /dev/drbd${10 + i} minor ${10 + i};`,
+        `    device /dev/drbd${minorBase + i} minor ${minorBase + i};`,
         `    disk ${this.disks[node]};`,
         `    address ${address}:${portOverride[node] ?? this.port};`,
         `    meta-disk internal;`,

@@ -27,7 +27,7 @@ import { UdrbdError, ExitCode } from '../../util/errors.js';
 import { assert } from '../../util/assert.js';
 import { silentLogger, type Logger } from '../../util/log.js';
 import { mountVolumeFs, VOLUME_FILE_NAME, type VolumeFs } from '../fuse/volume-fs.js';
-import { attachLoop, detachLoop, findLoopDevicesBackedBy, loopBackingFile } from '../loop/losetup.js';
+import { attachLoop, detachLoop, findLoopDevicesBackedBy, loopAutoclear, loopBackingFile, loopIdentity, sameLoopIdentity, type LoopIdentity } from '../loop/losetup.js';
 import { createDeviceLink, removeDeviceLink } from '../device-link/device-link.js';
 import { heldOpenReport, describeHeldOpen, unescapeMountField, type HeldOpenReport } from '../device-link/held-open.js';
 
@@ -70,6 +70,12 @@ export interface ExposureRecord {
   readonly mountDir: string;
   readonly volumeFile: string;
   readonly loopDevice: string | null;
+  /**
+   * The attached loop device's identity, written right after attach: how
+   * cleanup recognises it once its backing path is gone with a dead mount
+   * namespace (absent in records of older versions).
+   */
+  readonly loopIdentity?: LoopIdentity | null;
 }
 
 export class VolumeExposure {
@@ -177,7 +183,7 @@ export async function exposeVolume(options: ExposeOptions): Promise<VolumeExposu
     });
     const attached = await attachLoop(volumeFile, { directIo: options.loopDirectIo ?? true, requestMaxBytes: volumeFs.requestMaxBytes ?? undefined, log });
     loopDevice = attached.loopDevice;
-    await writeRecord(stateFile, { ...record, loopDevice });
+    await writeRecord(stateFile, { ...record, loopDevice, loopIdentity: await loopIdentity(loopDevice) });
     await createDeviceLink(devicePath, loopDevice);
     log.info({ loopDevice, volumeFile, loopDirectIo: attached.directIo }, 'volume exposed');
     return new VolumeExposure(volumeFs, loopDevice, attached.directIo, devicePath, stateFile, log);
@@ -232,9 +238,12 @@ export async function cleanupStale(runtimeDir: string = DEFAULT_RUNTIME_DIR, log
 
 /** Undoes one recorded exposure; returns null when done, or why it is still held. */
 async function cleanupRecord(stateFile: string, record: ExposureRecord, log: Logger): Promise<string | null> {
-  const loops = new Set(await findLoopDevicesBackedBy(record.volumeFile));
-  if (record.loopDevice !== null && (await loopBackingFile(record.loopDevice)) === path.resolve(record.volumeFile)) loops.add(record.loopDevice);
-  for (const loop of loops) {
+  // loop device → the backing path it shows now (the recorded path, or what is left of it)
+  const loops = new Map<string, string>();
+  for (const loop of await findLoopDevicesBackedBy(record.volumeFile)) loops.set(loop, record.volumeFile);
+  const recorded = await recordedLoopStillOurs(record);
+  if (recorded !== null) loops.set(recorded.loopDevice, recorded.backingFile);
+  for (const loop of loops.keys()) {
     const held = await heldOpenReport(loop, { aliasPaths: [record.devicePath] });
     if (held.held) {
       const why = describeHeldOpen(held);
@@ -242,12 +251,38 @@ async function cleanupRecord(stateFile: string, record: ExposureRecord, log: Log
       return why;
     }
   }
-  for (const loop of loops) await removeDeviceLink(record.devicePath, loop);
-  for (const loop of loops) await detachLoop(loop, log, record.volumeFile);
+  for (const loop of loops.keys()) await removeDeviceLink(record.devicePath, loop);
+  for (const [loop, backingFile] of loops) {
+    await detachLoop(loop, log, backingFile);
+    const after = await loopBackingFile(loop);
+    if (after !== null && after.replace(/ \(deleted\)$/, '') === backingFile && !(await loopAutoclear(loop))) {
+      throw new UdrbdError(`${record.devicePath}: the stale loop device ${loop} is still attached after losetup -d; detach it by hand (losetup -d ${loop})`, ExitCode.fatal);
+    }
+  }
   if (await isMountPoint(record.mountDir)) await unmountFuseLazily(record.mountDir);
   await fs.rm(stateFile, { force: true });
-  log.info({ devicePath: record.devicePath, loopDevices: [...loops], mountDir: record.mountDir }, 'stale exposure cleaned up');
+  log.info({ devicePath: record.devicePath, loopDevices: [...loops.keys()], mountDir: record.mountDir }, 'stale exposure cleaned up');
   return null;
+}
+
+/**
+ * The recorded loop device with its current backing path, when it is still
+ * the attachment udrbd made: backed by the recorded volume file, or — the
+ * owner ran in a mount namespace that died with it — by a path that is only
+ * the volume file's name below a vanished mount, with the same identity
+ * (loop major:minor, backing device and inode) as recorded at attach time.
+ */
+async function recordedLoopStillOurs(record: ExposureRecord): Promise<{ loopDevice: string; backingFile: string } | null> {
+  if (record.loopDevice === null) return null;
+  const backing = await loopBackingFile(record.loopDevice);
+  if (backing === null) return null;
+  const bare = backing.replace(/ \(deleted\)$/, '');
+  if (bare === path.resolve(record.volumeFile)) return { loopDevice: record.loopDevice, backingFile: bare };
+  if (record.loopIdentity === undefined || record.loopIdentity === null) return null;
+  if (!bare.endsWith(`/${path.basename(record.volumeFile)}`)) return null;
+  const now = await loopIdentity(record.loopDevice);
+  if (now === null || !sameLoopIdentity(now, record.loopIdentity)) return null;
+  return { loopDevice: record.loopDevice, backingFile: bare };
 }
 
 /** `fusermount -u -z`, and `umount -l` as the last resort. */

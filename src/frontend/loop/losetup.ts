@@ -3,7 +3,10 @@
  * (execa, never a synchronous child: the file may be served by FUSE in this
  * same process). Attach with direct I/O when the kernel and file allow it,
  * detach, and find the loop devices backed by a file by reading sysfs (no
- * stat of the file, so it works when the FUSE process behind it is dead).
+ * stat of the file, so it works when the FUSE process behind it is dead),
+ * and tell one attachment from a later one by its identity (the loop
+ * device's and the backing file's device numbers and inode), which survives
+ * the backing file's path going away with a dead mount namespace.
  * Knows nothing of FUSE, volumes or device links.
  */
 import fs from 'node:fs/promises';
@@ -111,6 +114,42 @@ export async function detachLoop(loopDevice: string, log: Logger, expectedBackin
     throw err;
   }
   log.info({ loopDevice }, 'loop device detached');
+}
+
+/**
+ * Who a loop attachment is: the loop device's own major:minor and its backing
+ * file's device number and inode (as the kernel keeps them, LOOP_GET_STATUS64
+ * via `losetup --list`). When the mount namespace that held the backing file
+ * dies, sysfs backing_file degrades to a path relative to the vanished mount
+ * (e.g. "/volume") but these numbers stay; a later attachment of the same
+ * loop number to another file differs in them.
+ */
+export interface LoopIdentity {
+  /** e.g. "7:3" */
+  readonly deviceNumber: string;
+  /** Backing file's st_dev as "major:minor" (a FUSE mount: "0:NN"). */
+  readonly backingDeviceNumber: string;
+  readonly backingInode: string;
+}
+
+/** The identity of an attached loop device, or null when it is not attached (or losetup cannot say). */
+export async function loopIdentity(loopDevice: string): Promise<LoopIdentity | null> {
+  assert(/^\/dev\/loop\d+$/.test(loopDevice), `identity of a loop device path ('${loopDevice}')`);
+  if ((await loopBackingFile(loopDevice)) === null) return null;
+  let text: string;
+  try {
+    text = await losetup(['--list', '--noheadings', '--output', 'MAJ:MIN,BACK-MAJ:MIN,BACK-INO', loopDevice]);
+  } catch {
+    return null;
+  }
+  const [deviceNumber, backingDeviceNumber, backingInode] = text.trim().split(/\s+/);
+  if (deviceNumber === undefined || backingDeviceNumber === undefined || backingInode === undefined) return null;
+  if (!/^\d+:\d+$/.test(deviceNumber) || !/^\d+:\d+$/.test(backingDeviceNumber) || !/^\d+$/.test(backingInode)) return null;
+  return { deviceNumber, backingDeviceNumber, backingInode };
+}
+
+export function sameLoopIdentity(a: LoopIdentity, b: LoopIdentity): boolean {
+  return a.deviceNumber === b.deviceNumber && a.backingDeviceNumber === b.backingDeviceNumber && a.backingInode === b.backingInode;
 }
 
 /** Backing file of a loop device from sysfs, or null when it is not attached. */
