@@ -17,6 +17,9 @@ packages=(
   util-linux iproute2 procps psmisc
   groff-base systemd bsdutils python3 # man page lint, systemd-analyze verify, logger(1) for UDRBD_SYSLOG, syslog receiver in tests
   resource-agents libxml2-utils pacemaker-cli-utils # OCF agent: ocf-shellfuncs, ocf-tester, xmllint --valid, crm_master
+  pacemaker corosync crmsh # the two-node cluster tests: real Pacemaker + Corosync in namespaces
+  rabbitmq-server python3-pika # RabbitMQ on a udrbd volume: the broker and a confirming publisher
+  iptables conntrack kmod # partitions inside a namespace, connection resets, modprobe for Filesystem
 )
 missing=()
 for p in "${packages[@]}"; do
