@@ -116,9 +116,7 @@ export class ControlServer {
   private async serve(socket: net.Socket, line: string): Promise<void> {
     let request: ControlRequest;
     try {
-      const parsed = JSON.parse(line) as Partial<ControlRequest>;
-      if (typeof parsed.id !== 'number' || typeof parsed.verb !== 'string') throw new Error('missing id or verb');
-      request = { id: parsed.id, verb: parsed.verb, args: parsed.args ?? {} };
+      request = parseRequest(line);
     } catch (err) {
       socket.write(`${JSON.stringify(errorReply(-1, 20, `malformed control request: ${(err as Error).message}\n`))}\n`);
       return;
@@ -138,4 +136,19 @@ export class ControlServer {
     }
     if (!socket.destroyed) socket.write(`${JSON.stringify(reply)}\n`);
   }
+}
+
+/**
+ * One request line as the handler may trust it: an integer id, a string verb
+ * and args that are an object (missing or null means none). Throws naming what
+ * is wrong; the JSON is never handed on half-checked.
+ */
+export function parseRequest(line: string): ControlRequest {
+  const parsed: unknown = JSON.parse(line);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('a request is a JSON object');
+  const { id, verb, args } = parsed as { id?: unknown; verb?: unknown; args?: unknown };
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || typeof verb !== 'string') throw new Error('missing id or verb');
+  if (args === undefined || args === null) return { id, verb, args: {} };
+  if (typeof args !== 'object' || Array.isArray(args)) throw new Error('args must be a JSON object');
+  return { id, verb, args: args as Record<string, unknown> };
 }

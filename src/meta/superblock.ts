@@ -183,6 +183,20 @@ export function encodeSuperblock(sb: Superblock, out: Buffer = Buffer.alloc(SUPE
   return out;
 }
 
+/**
+ * Largest la_size_sect kept as read: its byte size is still a safe integer.
+ * A larger u64 (only garbage can hold one: that is more than 4 EiB) reads as
+ * this, which is "too big" for every device, so attach caps it to the disk
+ * and dump-md prints drbdmeta's "was too big ..., truncated" as for any
+ * la-size beyond the device — instead of carrying a number that cannot be
+ * written back.
+ */
+export const LA_SIZE_SECTORS_MAX = Math.floor(Number.MAX_SAFE_INTEGER / SECTOR_BYTES);
+
+function laSizeSectorsOf(raw: bigint): number {
+  return raw > BigInt(LA_SIZE_SECTORS_MAX) ? LA_SIZE_SECTORS_MAX : Number(raw);
+}
+
 /** Decodes the fields without judging them (see validateSuperblock). */
 export function decodeSuperblock(buf: Buffer): Superblock {
   assert(buf.length >= SUPERBLOCK_USED_BYTES, 'superblock buffer holds the used fields');
@@ -194,7 +208,7 @@ export function decodeSuperblock(buf: Buffer): Superblock {
     alStripeSize4k = AL_STRIPE_SIZE_4K_DEFAULT;
   }
   return {
-    laSizeSectors: Number(buf.readBigUInt64BE(0x00)),
+    laSizeSectors: laSizeSectorsOf(buf.readBigUInt64BE(0x00)),
     uuids: {
       current: buf.readBigUInt64BE(0x08),
       bitmap: buf.readBigUInt64BE(0x10),
