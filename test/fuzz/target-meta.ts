@@ -4,8 +4,9 @@
  * the time with their crc32c recomputed, so the content checks behind the crc
  * are reached). The pure decoders must judge every superblock without
  * throwing (a valid one describes a layout inside the device) and replay any
- * ring; on a real file, MetaData.open must refuse with UdrbdError and write
- * nothing, and attach (apply-al) may write only inside the meta-data area.
+ * ring; on a real file, dump-md / get-gi / show-gi / dstate and MetaData.open
+ * must print or refuse with UdrbdError and write nothing, and attach
+ * (apply-al) may write only inside the meta-data area.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -34,6 +35,7 @@ import {
   validateSuperblock,
   type MetaLayout,
 } from '../../src/meta/superblock.js';
+import { type ToolIo, dstate, dumpMd, getGi, showGi } from '../../src/meta/tool.js';
 import { MdFlag } from '../../src/meta/types.js';
 import { UdrbdError } from '../../src/util/errors.js';
 import { mutatedInputs, type Sample } from './mutate.js';
@@ -102,6 +104,9 @@ function alArea(layout: MetaLayout, blocks: MetaInput['blocks']): Buffer {
   return area;
 }
 
+/** Tool output goes nowhere; the verbs are judged by what they throw and write. */
+const quietIo: ToolIo = { out: () => undefined, err: () => undefined, force: false, stdinIsTty: false, readLine: () => Promise.resolve(null) };
+
 function sha(bytes: Buffer): string {
   return crypto.createHash('sha256').update(bytes).digest('hex');
 }
@@ -164,6 +169,15 @@ export function fuzzMeta(budget: FuzzBudget): PropertyResult[] {
           const image = Buffer.concat([dataArea, bitmapZero, alArea(layout, input.blocks), input.superblock]);
           fs.writeFileSync(file, image);
           const imageHash = sha(image);
+          // The read-only meta-data verbs (drbdmeta dump-md, get-gi, show-gi, dstate) print or refuse, and never write.
+          for (const verb of [() => dumpMd(file, quietIo, { commandLine: 'udrbdadm dump-md fz', hostname: 'fz', now: new Date(0) }), () => getGi(file, quietIo), () => showGi(file, quietIo), () => dstate(file, quietIo)]) {
+            try {
+              withinHangBound('meta-data tool', verb);
+            } catch (error) {
+              if (!(error instanceof UdrbdError)) throw error;
+            }
+          }
+          if (sha(fs.readFileSync(file)) !== imageHash) throw new Error('a read-only meta-data verb changed the disk');
           const disk = FileDisk.open(file);
           try {
             let md: MetaData;

@@ -129,7 +129,8 @@ function requestStreams(): Sample[] {
 /**
  * Reads `stream` as the transmission phase must: 28-byte headers until a bad
  * magic, NBD_CMD_DISC or the end; a WRITE's payload follows its header whether
- * or not it is accepted. Returns the ranges valid requests may change.
+ * or not it is accepted (unless refused and too large to skip: the server hangs
+ * up). Returns the ranges valid requests may change.
  */
 function allowedMutations(stream: Buffer, limits: ExportLimits): Mutation[] {
   const allowed: Mutation[] = [];
@@ -141,6 +142,7 @@ function allowedMutations(stream: Buffer, limits: ExportLimits): Mutation[] {
     if (h.magic !== P.REQUEST_MAGIC || h.type === P.CMD_DISC) break;
     const ok = checkRequest(h.type, h.flags, h.offsetBytes, h.lengthBytes, limits) === P.NBD_OK;
     if (h.type === P.CMD_WRITE) {
+      if (!ok && h.lengthBytes > 2 * P.PROTOCOL_PAYLOAD_MAX_BYTES) break; // too large to skip: the server hangs up
       const complete = at + h.lengthBytes <= stream.length;
       at += h.lengthBytes;
       if (ok && complete) allowed.push({ kind: 'write', offsetBytes: h.offsetBytes, lengthBytes: h.lengthBytes });

@@ -166,6 +166,15 @@ describe('NBD server limits', () => {
     expect(logLines.filter((l) => l.includes('nbd: client sent part of a request and then nothing; dropping client'))).toHaveLength(2);
   });
 
+  it('a WRITE header announcing a payload too large to skip (4 GiB) is hung up on at once instead of read for hours', async () => {
+    const c = await connect();
+    c.socket.write(Buffer.concat([handshake(), request(P.CMD_WRITE, 0, 0xffffffff, 1), Buffer.alloc(4096, 0x33)]));
+    await within(c.closed, 5_000, 'the hang-up');
+    expect(logLines.some((l) => l.includes('NBD_CMD_WRITE of 4294967295 bytes is too large to skip (limit 67108864)'))).toBe(true);
+    expect(disk.data.subarray(0, 4096).every((b) => b === 0)).toBe(true);
+    await goodClientWrites(0, 0x44);
+  });
+
   it('a client idle between complete requests is not dropped', async () => {
     const c = await connect();
     c.socket.write(Buffer.concat([handshake(), request(P.CMD_WRITE, 8192, 4096, 1), Buffer.alloc(4096, 0x22)]));

@@ -65,6 +65,13 @@ const CLOSE_LINGER_MS = 5_000;
  * is destroyed after this; device operations still complete, replies are dropped.
  */
 const CLOSING_DRAIN_TIMEOUT_MS = 30_000;
+/**
+ * A refused WRITE's payload is read and dropped so the next request can be
+ * parsed; one larger than this is not worth reading (up to 4 GiB of a client
+ * that is probably not speaking NBD): hang up instead, as nbdkit does
+ * ("write request too large to skip").
+ */
+const DISCARD_PAYLOAD_BYTES_MAX = 2 * P.PROTOCOL_PAYLOAD_MAX_BYTES;
 /** WRITE_ZEROES writes this shared all-zero buffer repeatedly (never written into). */
 const ZERO_CHUNK_BYTES = 4 * 1024 * 1024;
 /** TRIM is issued to the device in pieces of at most this many bytes. */
@@ -578,6 +585,11 @@ export class NbdConnection {
     const c = this.config;
     const error = checkRequest(r.type, r.flags, r.offsetBytes, r.lengthBytes, c);
     const payloadBytes = error === P.NBD_OK && (r.type === P.CMD_READ || r.type === P.CMD_WRITE) ? r.lengthBytes : 0;
+    if (r.type === P.CMD_WRITE && error !== P.NBD_OK && r.lengthBytes > DISCARD_PAYLOAD_BYTES_MAX) {
+      this.parse = ParseState.header;
+      this.protocolViolation(`NBD_CMD_WRITE of ${r.lengthBytes} bytes is too large to skip (limit ${DISCARD_PAYLOAD_BYTES_MAX})`);
+      return true;
+    }
     if (this.slotsFree.length === 0) return false;
     if (this.inflightCount > 0 && this.inflightBytes + payloadBytes > c.inflightBytesMax) return false;
 
