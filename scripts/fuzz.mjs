@@ -30,7 +30,7 @@ for (let i = 0; i < args.length; i++) {
 }
 
 console.log(`fuzz: ${seconds} s over all targets, seed ${seed} (replay: npm run fuzz -- --seconds ${seconds} --seed ${seed})`);
-const result = spawnSync('npx', ['vitest', 'run', '--config', 'vitest.fuzz.config.ts', '--reporter', 'verbose'], {
+const result = spawnSync('npx', ['vitest', 'run', '--config', 'test/fuzz/vitest.config.ts', '--reporter', 'verbose'], {
   stdio: 'inherit',
   env: { ...process.env, UDRBD_FUZZ_SECONDS: String(seconds), UDRBD_FUZZ_SEED: String(seed) },
 });

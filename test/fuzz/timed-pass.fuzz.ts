@@ -1,7 +1,7 @@
 /**
  * The time-bounded fuzz pass behind `npm run fuzz -- --seconds N --seed S`
  * (scripts/fuzz.mjs passes both in the environment). Not part of `npm test`
- * (vitest.fuzz.config.ts picks up *.fuzz.ts only): every target gets an equal
+ * (test/fuzz/vitest.config.ts picks up *.fuzz.ts only): every target gets an equal
  * share of the time and prints how many inputs each property tried.
  */
 import { describe, expect, it } from 'vitest';
