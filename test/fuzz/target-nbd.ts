@@ -17,6 +17,7 @@ import type { BlockDevice, ReadFlags, WriteFlags } from '../../src/disk/block-de
 import { MemoryDisk } from '../../src/disk/memory-disk.js';
 import * as P from '../../src/frontend/nbd/protocol.js';
 import { checkRequest, type ExportLimits } from '../../src/frontend/nbd/request-check.js';
+import { OPTION_DATA_MAX_BYTES } from '../../src/frontend/nbd/connection.js';
 import { NbdServer } from '../../src/frontend/nbd/server.js';
 import { silentLogger } from '../../src/util/log.js';
 import { mutatedInputs, type Sample } from './mutate.js';
@@ -178,6 +179,21 @@ async function connectionsGone(server: NbdServer): Promise<void> {
   if (server.connectionCount > 0) throw new Error(`${server.connectionCount} NBD connection(s) still open after the client hung up`);
 }
 
+/** Sends `bytes` and keeps the connection open; resolves when the server hangs up. */
+function sendAndWaitForHangUp(socketPath: string, bytes: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(socketPath);
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE' && err.code !== 'ECONNRESET') reject(err);
+    });
+    socket.on('close', () => resolve());
+    socket.on('connect', () => {
+      socket.write(bytes);
+      socket.resume();
+    });
+  });
+}
+
 /** A good client still gets its write back after the fuzzing. */
 async function stillServes(socketPath: string, server: NbdServer, disk: RecordingDisk): Promise<void> {
   await connectionsGone(server);
@@ -235,7 +251,7 @@ export async function fuzzNbd(budget: FuzzBudget): Promise<PropertyResult[]> {
   const disk = new RecordingDisk();
   const server = new NbdServer({ device: disk, exportName: EXPORT_NAME, logger: silentLogger() });
   const limits: ExportLimits = { sizeBytes: DEVICE_BYTES, maxPayloadBytes: P.PROTOCOL_PAYLOAD_MAX_BYTES, transmissionFlags: server.transmissionFlags };
-  const b = share(budget, 4);
+  const b = share(budget, 6);
   try {
     await server.listenUnix(socketPath);
     results.push(
@@ -247,6 +263,20 @@ export async function fuzzNbd(budget: FuzzBudget): Promise<PropertyResult[]> {
           await converse(socketPath, handshake);
           await connectionsGone(server);
           if (disk.mutations.length !== before) throw new Error(`a handshake alone changed the device: ${JSON.stringify(disk.mutations.slice(before))}`);
+        },
+        b,
+      ),
+    );
+    results.push(
+      await runAsyncProperty(
+        'nbd: an option length beyond the limit is refused at its header, before any of its data is waited for',
+        fc.tuple(fc.integer({ min: OPTION_DATA_MAX_BYTES + 1, max: 0xffffffff }), fc.constantFrom(P.OPT_GO, P.OPT_INFO, P.OPT_EXPORT_NAME, P.OPT_LIST, 0x7fff)),
+        async ([lengthBytes, code]) => {
+          const header = option(code, Buffer.alloc(0));
+          header.writeUInt32BE(lengthBytes, 12);
+          // The client never closes: only the server's refusal ends this (ASYNC_INPUT_HANG_MS otherwise).
+          await sendAndWaitForHangUp(socketPath, Buffer.concat([CLIENT_FLAGS, header, Buffer.alloc(64)]));
+          await connectionsGone(server);
         },
         b,
       ),

@@ -55,7 +55,7 @@ export const REQUEST_STALL_TIMEOUT_MS = 30_000;
 /** Options per connection before we decide the client is looping. */
 const HANDSHAKE_OPTIONS_MAX = 64;
 /** Largest option payload we read (names are <= 4096 bytes plus info requests). */
-const OPTION_DATA_MAX_BYTES = 16 * 1024;
+export const OPTION_DATA_MAX_BYTES = 16 * 1024;
 /** Buffered, not yet consumed handshake bytes before the socket is paused. */
 const HANDSHAKE_BUFFER_MAX_BYTES = 64 * 1024;
 /** A closing connection whose client does not hang up is destroyed after this. */
