@@ -11,7 +11,9 @@ import { FileDisk } from '../../src/disk/file-disk.js';
 import { initializedAlArea } from '../../src/meta/activity-log.js';
 import { MetaData } from '../../src/meta/metadata.js';
 import {
+  AL_AREA_BYTES_MAX,
   LA_SIZE_SECTORS_MAX,
+  bitmapBytesForSectors,
   computeLayout,
   decodeSuperblock,
   encodeSuperblock,
@@ -46,6 +48,46 @@ describe('v08 meta-data', () => {
       disk.closeSync();
     }
     expect(fs.readFileSync(file).readBigUInt64BE(layout.mdOffsetBytes)).toBe(BigInt(LA_SIZE_SECTORS_MAX));
+  });
+});
+
+describe('v08 meta-data: the activity-log size', () => {
+  it('a consistent superblock naming a 16 GiB activity log is refused as invalid meta-data instead of crashing attach with a RangeError', () => {
+    // Found by reasoning from the fuzzer's meta target (its 1 MiB device cannot hold such a ring): DRBD allows
+    // 4 × 1048576 4k blocks; apply-al read the whole ring into one Buffer, beyond Node's 4 GiB Buffer limit.
+    const sizeBytes = 20 * 1024 ** 3;
+    const alStripes = 4;
+    const alStripeSize4k = 1024 * 1024;
+    const alBytes = alStripes * alStripeSize4k * 4096;
+    const bmAreaBytes = bitmapBytesForSectors(sizeBytes / 512);
+    const mdSizeSectors = (4096 + alBytes + bmAreaBytes) / 512;
+    const sb = {
+      ...freshSuperblock(computeLayout(sizeBytes)),
+      alStripes,
+      alStripeSize4k,
+      mdSizeSectors,
+      alOffsetSectors: -alBytes / 512,
+      bmOffsetSectors: -(mdSizeSectors - 8),
+    };
+    const mdOffsetBytes = Math.floor((sizeBytes - 4096) / 4096) * 4096;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'udrbd-fzreg-'));
+    dirs.push(dir);
+    const file = path.join(dir, 'sparse.img');
+    fs.writeFileSync(file, '');
+    fs.truncateSync(file, sizeBytes); // sparse: only the superblock is written
+    const fd = fs.openSync(file, 'r+');
+    try {
+      fs.writeSync(fd, encodeSuperblock(sb), 0, 4096, mdOffsetBytes);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const disk = FileDisk.open(file);
+    try {
+      expect(() => MetaData.open(disk)).toThrow(`is larger than udrbd reads (${AL_AREA_BYTES_MAX / 1024} KiB)`);
+    } finally {
+      disk.closeSync();
+    }
+    expect(() => computeLayout(sizeBytes, { alStripes, alStripeSize4k })).toThrow('is larger than udrbd reads');
   });
 });
 
