@@ -103,6 +103,23 @@ export interface ResourceView {
   handlers: Record<string, string>;
 }
 
+/** Where a volume's meta-data is, in the words drbdadm passes to drbdmeta and drbdsetup. */
+export interface MetaDiskArgs {
+  /** The device holding the meta-data: the backing disk when internal. */
+  device: string;
+  /** drbdmeta's index argument: `internal`, `flex-external` or the slot number. */
+  drbdmetaIndex: string;
+  /** drbdsetup-84 attach's index argument: `internal`, `flexible` or the slot number. */
+  attachIndex: string;
+}
+
+/** drbdadm-84's arguments for `meta-disk internal`, `meta-disk DEV [N]` and `flexible-meta-disk DEV` / `meta-disk DEV`. */
+export function metaDiskArgs(metaDisk: ResourceView['metaDisk'], diskPath: string): MetaDiskArgs {
+  if (metaDisk === 'internal') return { device: diskPath, drbdmetaIndex: 'internal', attachIndex: 'internal' };
+  if (metaDisk.index === 'flexible') return { device: metaDisk.path, drbdmetaIndex: 'flex-external', attachIndex: 'flexible' };
+  return { device: metaDisk.path, drbdmetaIndex: String(metaDisk.index), attachIndex: String(metaDisk.index) };
+}
+
 const MS_PER_S = 1000;
 const MS_PER_DS = 100;
 

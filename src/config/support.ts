@@ -73,8 +73,8 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
     keyword: 'alternate-link-address', section: 'host', status: 'warn', why: 'udrbd connects over the main address only; no second path means less availability, never different data',
     what: 'only the main address is used', todo: REMOVE,
   },
-  { keyword: 'meta-disk', section: 'volume', status: 'refuse', why: 'internal v08 meta-data only: with external meta-data udrbd would write its own meta-data over the end of the data disk', values: { internal: ok }, what: 'external meta-data', todo: "use 'meta-disk internal'" },
-  { keyword: 'flexible-meta-disk', section: 'volume', status: 'refuse', why: 'as meta-disk: internal only', values: { internal: ok }, what: 'external meta-data', todo: "use 'meta-disk internal'" },
+  { keyword: 'meta-disk', section: 'volume', ...OK("v08 meta-data as drbdmeta writes it: 'internal' at the end of the disk, 'DEV [N]' in 128 MiB slot N of DEV, 'DEV' alone sized to DEV (flexible); on a device of its own it is flushed in the same order as internal meta-data") },
+  { keyword: 'flexible-meta-disk', section: 'volume', ...OK('flexible external v08 meta-data: superblock, activity log and bitmap fill the meta device, as drbdmeta flex-external') },
 
   // ---- global
   { keyword: 'usage-count', section: 'global', status: 'warn', why: 'udrbd never reports usage to LINBIT: the same as usage-count no', values: { no: ok }, what: 'udrbd never takes part in the usage count', todo: "use 'usage-count no' or remove it" },

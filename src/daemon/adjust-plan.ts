@@ -129,12 +129,10 @@ function metaDiskText(view: ResourceView): string {
 
 /** The lines `drbdadm -d attach` prints: AL recovery by drbdmeta, then drbdsetup attach with the disk options. */
 function attachLines(spec: ResourceSpec): string[] {
-  const view = viewOf(spec);
-  const meta = view.metaDisk === 'internal' ? spec.diskPath : view.metaDisk.path;
-  const metaIndex = view.metaDisk === 'internal' ? 'internal' : String(view.metaDisk.index);
+  const meta = spec.metaArgs;
   return [
-    `drbdmeta ${spec.minor} v08 ${meta} ${metaIndex} apply-al`,
-    [`drbdsetup-84 attach ${spec.minor} ${spec.diskPath} ${meta} ${metaIndex}`, ...spec.setupArgs.attach].join(' '),
+    `drbdmeta ${spec.minor} v08 ${meta.device} ${meta.drbdmetaIndex} apply-al`,
+    [`drbdsetup-84 attach ${spec.minor} ${spec.diskPath} ${meta.device} ${meta.attachIndex}`, ...spec.setupArgs.attach].join(' '),
   ];
 }
 

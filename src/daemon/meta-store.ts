@@ -1,6 +1,6 @@
 /**
- * daemon/meta-store — attach: open the backing disk, read and validate its
- * v08 meta-data, recover from the activity log, mark the superblock unclean
+ * daemon/meta-store — attach: open the backing disk (and the meta device when
+ * the meta-data is external), read and validate its v08 meta-data, recover from the activity log, mark the superblock unclean
  * while attached (as the 8.4 kernel does), derive the disk state from the
  * flags; keep the MDF flags in step with the resource state; close clean on
  * down (bitmap pages, clean magic + MDF_AL_CLEAN) so drbdmeta reads it.
@@ -15,7 +15,7 @@ import { FileDisk } from '../disk/file-disk.js';
 import { DiskState } from '../resource/states.js';
 import { diskStateFromMdFlags, mdFlagsForState } from '../resource/machine.js';
 import type { Fencing } from '../resource/state.js';
-import { hex64 } from '../meta/superblock.js';
+import { hex64, placementOf } from '../meta/superblock.js';
 import { MetaData } from '../meta/metadata.js';
 import type { ActivityLog } from '../meta/activity-log.js';
 import { BM_BLOCK_BYTES, MdFlag, type DirtyBitmap, type GenerationUuids } from '../meta/types.js';
@@ -41,7 +41,7 @@ export class MetaStore implements AttachedStore {
     fencing: Fencing,
     maxSizeBytes: number = md.dataSizeBytes,
   ) {
-    this.data = new DataArea(md.disk, maxSizeBytes);
+    this.data = new DataArea(md.dataDisk, maxSizeBytes);
     const derived = diskStateFromMdFlags(md.flags, fencing);
     this.diskAtAttach = derived.disk;
     this.crashedPrimary = derived.crashedPrimary;
@@ -157,7 +157,8 @@ export class MetaStore implements AttachedStore {
   async close(clean: boolean): Promise<void> {
     await this.md.flushBitmap();
     this.md.close({ clean });
-    this.md.disk.closeSync();
+    this.md.dataDisk.closeSync();
+    if (this.md.isExternal) this.md.mdDisk.closeSync();
   }
 }
 
@@ -175,10 +176,30 @@ export function writebackHintBytesFromEnv(env: NodeJS.ProcessEnv): number | unde
   return kib * 1024;
 }
 
+/**
+ * Opens the meta device of external meta-data. A flexible one is this
+ * volume's alone (exclusive, as DRBD claims it); slots of an indexed one may
+ * belong to other resources, as in DRBD, so it is opened shared.
+ */
+function openMetaDevice(metaDisk: Exclude<ResourceSpec['metaDisk'], 'internal'>): FileDisk {
+  return FileDisk.open(metaDisk.path, { exclusive: metaDisk.index === 'flexible', writebackHintBytes: 0 });
+}
+
 export async function openMetaStore(spec: ResourceSpec, log: Logger): Promise<MetaStore> {
   const disk = FileDisk.open(spec.diskPath, { exclusive: true, writebackHintBytes: writebackHintBytesFromEnv(process.env) });
+  let mdDisk: FileDisk | undefined;
   try {
-    const md = MetaData.open(disk, { alExtents: spec.alExtents });
+    const placement = placementOf(spec.metaDisk);
+    if (spec.metaDisk !== 'internal') {
+      mdDisk = openMetaDevice(spec.metaDisk);
+      if (mdDisk.path === disk.path) {
+        throw new UdrbdError(`${spec.name}: meta-disk ${spec.metaDisk.path} is the data disk itself; use 'meta-disk internal' for that`, ExitCode.configInvalid);
+      }
+      log.info({ metaDisk: spec.metaDisk.path, index: spec.metaDisk.index }, `external meta-data on ${spec.metaDisk.path} (${spec.metaDisk.index === 'flexible' ? 'flexible' : `index ${spec.metaDisk.index}`})`);
+    }
+    const md = mdDisk === undefined
+      ? MetaData.open(disk, { alExtents: spec.alExtents })
+      : MetaData.open(mdDisk, { alExtents: spec.alExtents, placement, dataDisk: disk });
     const configured = spec.configuredSizeBytes;
     if (configured > md.dataSizeBytes) {
       // drbd_adm_attach: ERR_DISK_TOO_SMALL
@@ -193,6 +214,7 @@ export async function openMetaStore(spec: ResourceSpec, log: Logger): Promise<Me
     return new MetaStore(md, log, spec.fencing, configured > 0 ? configured : md.dataSizeBytes);
   } catch (err) {
     disk.closeSync();
+    mdDisk?.closeSync();
     throw err;
   }
 }

@@ -18,6 +18,10 @@ export interface ResourceSpec {
   volume: number;
   devicePath: string;
   diskPath: string;
+  /** `internal`, or the external meta device and its slot (`flexible`: the whole device). */
+  metaDisk: 'internal' | { path: string; index: number | 'flexible' };
+  /** The meta device and the index words drbdmeta (`flex-external`) and drbdsetup-84 attach (`flexible`) take. */
+  metaArgs: { device: string; drbdmetaIndex: string; attachIndex: string };
   localAddress: AddressSpec | undefined;
   peer: { name: string; address: AddressSpec } | undefined;
   handlers: Record<string, string>;

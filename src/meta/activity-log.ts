@@ -267,6 +267,12 @@ export interface ActivityLogOptions {
   firstTrNumber?: number;
   /** `al-updates no`: never write transactions (hot-set tracking only). */
   alUpdates?: boolean;
+  /**
+   * External meta-data: makes the data written so far stable before an
+   * evicted extent's bitmap page is written (the page may carry bits cleared
+   * for that data; on its own device nothing else orders the two).
+   */
+  flushDataBeforeBitmap?: () => Promise<void>;
 }
 
 /**
@@ -388,6 +394,7 @@ export class ActivityLog implements ActivityLogApi {
     if (updates.length > 0) {
       // The bitmap bits of an extent leaving the log must be on disk before the log forgets it.
       const pages = new Set(evicted.map((e) => Bitmap.pageOfExtent(e)));
+      if (pages.size > 0 && this.options.flushDataBeforeBitmap !== undefined) await this.options.flushDataBeforeBitmap();
       for (const page of pages) {
         if (page < this.bitmap.pageCount) await this.bitmap.writePage(this.disk, this.options.bmOffsetBytes, page);
       }
