@@ -18,7 +18,12 @@ export function requireDrbdmeta(): void {
 }
 
 export function drbdmeta(file: string, ...args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(DRBDMETA, ['--force', '/dev/drbd9', 'v08', file, 'internal', ...args], { encoding: 'utf8', timeout: 60_000 });
+  return drbdmetaAt(file, 'internal', ...args);
+}
+
+/** drbdmeta on meta-data at `index`: `internal`, `flex-external` or a slot number. */
+export function drbdmetaAt(file: string, index: string, ...args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(DRBDMETA, ['--force', '/dev/drbd9', 'v08', file, index, ...args], { encoding: 'utf8', timeout: 60_000 });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
