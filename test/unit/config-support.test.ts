@@ -68,8 +68,9 @@ describe('support table', () => {
   });
 
   it('refuses what would change the data and implements the options this issue needs', () => {
-    expect(judgeOption('meta-disk', '/dev/sdb1').status).toBe('refuse');
+    expect(judgeOption('meta-disk', '/dev/sdb1').status).toBe('implemented');
     expect(judgeOption('meta-disk', 'internal').status).toBe('implemented');
+    expect(judgeOption('flexible-meta-disk', '/dev/sdb2').status).toBe('implemented');
     expect(judgeOption('disk-flushes', 'no').status).toBe('refuse');
     expect(judgeOption('disk-flushes', 'yes').status).toBe('implemented');
     expect(judgeOption('md-flushes', 'no').status).toBe('refuse');
@@ -93,25 +94,18 @@ describe('support table', () => {
 });
 
 describe('checkOptionSupport', () => {
-  it("refuses external meta-data with drbdadm's file:line and what to use instead", () => {
-    const file = writeConfig(resource([], ['meta-disk /dev/sdb1 [0];']));
-    const { refusals, warnings } = checkOptionSupport(loadConfig(file), 'opr', 'alpha');
-    expect(warnings).toEqual([]);
-    expect(refusals).toEqual([
-      {
-        option: 'meta-disk /dev/sdb1 [0]',
-        file,
-        line: 5,
-        message: `${file}:5: option 'meta-disk /dev/sdb1 [0]' (external meta-data) is not supported by udrbd; use 'meta-disk internal'`,
-      },
-    ]);
+  it('implements external meta-data: meta-disk DEV [N], meta-disk DEV and flexible-meta-disk DEV give no finding', () => {
+    for (const line of ['meta-disk /dev/sdb1 [0];', 'meta-disk /dev/sdb1;', 'flexible-meta-disk /dev/sdb2;']) {
+      const file = writeConfig(resource([], [line]));
+      expect(checkOptionSupport(loadConfig(file), 'opr', 'alpha'), line).toEqual({ refusals: [], warnings: [] });
+    }
   });
 
   it('judges this node only: the peer host section is the peer\'s business', () => {
-    const text = resource([]).replace('disk /dev/vg/b; meta-disk internal;', 'disk /dev/vg/b; meta-disk /dev/sdc1 [0];');
+    const text = resource([]).replace('address 127.0.0.2:7921;', 'address 127.0.0.2:7921; alternate-link-address 127.0.0.3:7921;');
     const file = writeConfig(text);
-    expect(checkOptionSupport(loadConfig(file), 'opr', 'alpha').refusals).toEqual([]);
-    expect(checkOptionSupport(loadConfig(file), 'opr', 'beta').refusals.map((r) => r.option)).toEqual(['meta-disk /dev/sdc1 [0]']);
+    expect(checkOptionSupport(loadConfig(file), 'opr', 'alpha').warnings).toEqual([]);
+    expect(checkOptionSupport(loadConfig(file), 'opr', 'beta').warnings.map((r) => r.option)).toEqual(['alternate-link-address 127.0.0.3:7921']);
   });
 
   it('judges values apart: disk-flushes yes is fine, disk-flushes no and no-md-flushes are refused, each at its line', () => {
