@@ -176,6 +176,13 @@ export function planAdjust(running: ResourceSpec, wanted: ResourceSpec, facts: R
     if (diskChanged.includes('al-extents')) {
       refuse('al-extents', was.disk.alExtents, now.disk.alExtents, 'udrbd sizes the activity log when it attaches the disk');
     }
+    const yesNo = (on: boolean): string => (on ? 'yes' : 'no');
+    if (diskChanged.includes('md-flushes')) {
+      refuse('md-flushes', yesNo(was.disk.mdFlushes), yesNo(now.disk.mdFlushes), 'udrbd sets how meta-data writes reach the disk when it attaches the disk');
+    }
+    if (diskChanged.includes('al-updates')) {
+      refuse('al-updates', yesNo(was.disk.alUpdates), yesNo(now.disk.alUpdates), 'udrbd sets up the activity log (and MDF_AL_DISABLED) when it attaches the disk');
+    }
   }
   const netChanged = changedOptions(NET_OPTION_NAMES, was.net, now.net);
   if (facts.verifyRunning && netChanged.includes('verify-alg')) {

@@ -23,6 +23,13 @@ export function loadSpec(configPath: string, resource: string, node: string): Re
     handlers: { ...view.handlers },
     fencing: view.disk.fencing,
     alExtents: view.disk.alExtents,
+    writeOrdering: {
+      diskBarrier: view.disk.diskBarrier,
+      diskFlushes: view.disk.diskFlushes,
+      diskDrain: view.disk.diskDrain,
+      mdFlushes: view.disk.mdFlushes,
+      alUpdates: view.disk.alUpdates,
+    },
     configuredSizeBytes: view.disk.sizeSectors * 512,
     setupArgs: setupArgs(config, resource, node) ?? { net: [], attach: [], diskOptions: [], resource: [] },
     view,

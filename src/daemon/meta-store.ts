@@ -185,6 +185,23 @@ function openMetaDevice(metaDisk: Exclude<ResourceSpec['metaDisk'], 'internal'>)
   return FileDisk.open(metaDisk.path, { exclusive: metaDisk.index === 'flexible', writebackHintBytes: 0 });
 }
 
+/** The battery-backed-cache caveat of the flush options (drbd.conf(5)); logged as a warning at attach. */
+const VOLATILE_CACHE_RISK = 'safe only if the disk has a battery-backed (non-volatile) write cache: with a volatile cache a power failure loses writes already acknowledged';
+
+/**
+ * DRBD's attach-time line `Method to ensure write ordering: ...` and a
+ * warning for each option that trades safety for speed. udrbd has no
+ * barriers (disk-barrier yes falls back to flushes, as DRBD does on a device
+ * that refuses them) and always drains an epoch's writes before its ack.
+ */
+export function logWriteOrdering(wo: ResourceSpec['writeOrdering'], log: Logger): void {
+  log.info(`Method to ensure write ordering: ${wo.diskFlushes ? 'flush' : 'drain'}`);
+  if (wo.diskBarrier) log.info('disk-barrier yes: udrbd has no barriers on its backing disk; using flushes instead');
+  if (!wo.diskFlushes) log.warn(`disk-flushes no: the backing disk is not flushed at epoch ends or after a resync; ${VOLATILE_CACHE_RISK}`);
+  if (!wo.mdFlushes) log.warn(`md-flushes no: activity-log, bitmap and superblock writes are not flushed to the meta-data device; ${VOLATILE_CACHE_RISK}`);
+  if (!wo.alUpdates) log.warn('al-updates no: no activity-log transactions are written; if this node crashes as Primary the next connect resyncs the whole device');
+}
+
 export async function openMetaStore(spec: ResourceSpec, log: Logger): Promise<MetaStore> {
   const disk = FileDisk.open(spec.diskPath, { exclusive: true, writebackHintBytes: writebackHintBytesFromEnv(process.env) });
   let mdDisk: FileDisk | undefined;
@@ -197,9 +214,11 @@ export async function openMetaStore(spec: ResourceSpec, log: Logger): Promise<Me
       }
       log.info({ metaDisk: spec.metaDisk.path, index: spec.metaDisk.index }, `external meta-data on ${spec.metaDisk.path} (${spec.metaDisk.index === 'flexible' ? 'flexible' : `index ${spec.metaDisk.index}`})`);
     }
+    const { alUpdates, mdFlushes } = spec.writeOrdering;
     const md = mdDisk === undefined
-      ? MetaData.open(disk, { alExtents: spec.alExtents })
-      : MetaData.open(mdDisk, { alExtents: spec.alExtents, placement, dataDisk: disk });
+      ? MetaData.open(disk, { alExtents: spec.alExtents, alUpdates, mdFlushes })
+      : MetaData.open(mdDisk, { alExtents: spec.alExtents, alUpdates, mdFlushes, placement, dataDisk: disk });
+    logWriteOrdering(spec.writeOrdering, log);
     const configured = spec.configuredSizeBytes;
     if (configured > md.dataSizeBytes) {
       // drbd_adm_attach: ERR_DISK_TOO_SMALL

@@ -167,8 +167,10 @@ export interface MetaDataOptions {
   dataDisk?: FileDisk;
   /** Configured al-extents (default 1237); written to the superblock while attached. */
   alExtents?: number;
-  /** `al-updates no`. */
+  /** `al-updates no`: no AL transactions; MDF_AL_DISABLED is set while attached (a crashed Primary then needs a full sync). */
   alUpdates?: boolean;
+  /** `md-flushes no`: meta-data writes while attached are not made stable (no FUA, no flush). */
+  mdFlushes?: boolean;
 }
 
 export interface AttachResult {
@@ -315,9 +317,13 @@ export class MetaData {
       alExtents,
       firstTrNumber: 0,
       alUpdates: this.options.alUpdates ?? true,
+      mdFlushes: this.options.mdFlushes ?? true,
       ...(this.isExternal ? { flushDataBeforeBitmap: () => this.dataDisk.flush() } : {}),
     });
     this.sb.alNrExtents = this.activityLog.alExtents;
+    // drbd_adm_attach: MDF_AL_DISABLED records al-updates no on disk.
+    if (this.options.alUpdates === false) this.sb.flags |= MdFlag.alDisabled;
+    else this.sb.flags &= ~MdFlag.alDisabled;
     if (this.sb.laSizeSectors === 0) this.sb.laSizeSectors = this.dataSizeBytes / SECTOR_BYTES;
     this.attached = true;
     this.writeSuperblock();
@@ -332,7 +338,8 @@ export class MetaData {
     }
     encodeSuperblock(this.sb, this.sbBuffer);
     this.mdDisk.writeSync(this.sbBuffer, this.layout.mdOffsetBytes);
-    this.mdDisk.flushSync();
+    // md-flushes no: while attached, superblock writes are not flushed (detach and attach still are).
+    if (!this.attached || this.options.mdFlushes !== false) this.mdDisk.flushSync();
   }
 
   /**
@@ -343,7 +350,7 @@ export class MetaData {
    */
   async flushBitmap(): Promise<number> {
     if (this.isExternal && this.bitmap.dirtyPageCount > 0) await this.dataDisk.flush();
-    return this.bitmap.writeDirtyPages(this.mdDisk, this.layout.bmOffsetBytes);
+    return this.bitmap.writeDirtyPages(this.mdDisk, this.layout.bmOffsetBytes, { flush: this.options.mdFlushes !== false });
   }
 
   /**

@@ -24,6 +24,7 @@ import {
   normaliseRanges,
   parseDumpBitmap,
   readRange,
+  recordDiskOps,
   requireDrbdmeta,
   sparseFile,
   tmpDir,
@@ -217,21 +218,6 @@ describe('external meta-data write ordering (recording disks)', () => {
     dir = '';
   });
 
-  /** Records writes and flushes of `disk` under `name` into `events` (the disk still does them). */
-  function record(disk: FileDisk, name: string, events: string[], layout: { alOffsetBytes: number; bmOffsetBytes: number }): void {
-    const write = disk.write.bind(disk);
-    const flush = disk.flush.bind(disk);
-    disk.write = (buffer, offsetBytes, flags) => {
-      const area = name === 'data' ? 'data' : offsetBytes >= layout.bmOffsetBytes ? 'bm' : offsetBytes >= layout.alOffsetBytes ? 'al' : 'sb';
-      events.push(`${name}.write(${area}${flags?.fua === true ? ',fua' : ''})`);
-      return write(buffer, offsetBytes, flags);
-    };
-    disk.flush = () => {
-      events.push(`${name}.flush`);
-      return flush();
-    };
-  }
-
   it('AL transaction (FUA, meta device) before the data write; data disk flushed before bitmap pages, at eviction and at bitmap write-out', async () => {
     dir = tmpDir();
     const data = sparseFile(dir, 'data.img', 512 * MiB);
@@ -244,8 +230,8 @@ describe('external meta-data write ordering (recording disks)', () => {
     try {
       const md = MetaData.open(mdDisk, { placement, dataDisk, alExtents: 67 });
       md.attach();
-      record(mdDisk, 'md', events, md.layout);
-      record(dataDisk, 'data', events, md.layout);
+      recordDiskOps(mdDisk, 'md', events, md.layout);
+      recordDiskOps(dataDisk, 'data', events, md.layout);
       const al = md.activityLog!;
       // A cold extent: its transaction reaches the meta device (FUA) before the write is allowed.
       await al.beginWrite(0, 4096);

@@ -53,8 +53,8 @@ function optionLines(values: { onCongestion: string; onIoError: string; flushes:
     L('  }'),
     L('  disk {'),
     L(`    on-io-error ${values.onIoError};`, `on-io-error ${values.onIoError}`, values.onIoError === 'detach' ? 'warn' : 'refuse'),
-    L(`    disk-flushes ${values.flushes};`, `disk-flushes ${values.flushes}`, values.flushes === 'yes' ? 'implemented' : 'refuse'),
-    L(`    md-flushes ${values.flushes};`, `md-flushes ${values.flushes}`, values.flushes === 'yes' ? 'implemented' : 'refuse'),
+    L(`    disk-flushes ${values.flushes};`, `disk-flushes ${values.flushes}`, 'implemented'),
+    L(`    md-flushes ${values.flushes};`, `md-flushes ${values.flushes}`, 'implemented'),
     L('    disk-timeout 600;', 'disk-timeout 600', 'warn'),
     L('    resync-after opmeta;', 'resync-after opmeta', 'warn'),
     L('  }'),
@@ -170,7 +170,7 @@ describe('up on the options issue 14 found silently ignored', () => {
     expectJudged(r.stderr, file, lines, 'opall');
     const refused = optionsOf(lines, 'opall').filter((o) => o.expect === 'refuse');
     expect(refused.map((o) => o.option)).toEqual([
-      'data-integrity-alg crc32c', 'on-congestion pull-ahead', 'on-io-error call-local-io-error', 'disk-flushes no', 'md-flushes no', 'on-no-data-accessible suspend-io',
+      'data-integrity-alg crc32c', 'on-congestion pull-ahead', 'on-io-error call-local-io-error', 'on-no-data-accessible suspend-io',
     ]);
     expect((await c.adm('alpha', ['role', 'opall'])).stdout.trim()).toBe('Unconfigured');
   });

@@ -71,9 +71,9 @@ describe('support table', () => {
     expect(judgeOption('meta-disk', '/dev/sdb1').status).toBe('implemented');
     expect(judgeOption('meta-disk', 'internal').status).toBe('implemented');
     expect(judgeOption('flexible-meta-disk', '/dev/sdb2').status).toBe('implemented');
-    expect(judgeOption('disk-flushes', 'no').status).toBe('refuse');
-    expect(judgeOption('disk-flushes', 'yes').status).toBe('implemented');
-    expect(judgeOption('md-flushes', 'no').status).toBe('refuse');
+    for (const [k, v] of [['disk-flushes', 'no'], ['disk-flushes', 'yes'], ['md-flushes', 'no'], ['disk-barrier', 'yes'], ['al-updates', 'no']] as const) {
+      expect(judgeOption(k, v).status, `${k} ${v}`).toBe('implemented');
+    }
     expect(judgeOption('on-congestion', 'pull-ahead').status).toBe('refuse');
     expect(judgeOption('on-congestion', 'block').status).toBe('implemented');
     expect(judgeOption('on-no-data-accessible', 'suspend-io').status).toBe('refuse');
@@ -108,10 +108,11 @@ describe('checkOptionSupport', () => {
     expect(checkOptionSupport(loadConfig(file), 'opr', 'beta').warnings.map((r) => r.option)).toEqual(['alternate-link-address 127.0.0.3:7921']);
   });
 
-  it('judges values apart: disk-flushes yes is fine, disk-flushes no and no-md-flushes are refused, each at its line', () => {
-    const file = writeConfig(resource(['disk {', '  disk-flushes yes;', '  disk-flushes no;', '  no-md-flushes;', '}']));
-    const { refusals } = checkOptionSupport(loadConfig(file), 'opr', 'alpha');
-    expect(refusals.map((r) => [r.option, r.line])).toEqual([['disk-flushes no', 4], ['md-flushes no', 5]]);
+  it('judges values apart: disk-drain yes is fine, disk-drain no and no-disk-drain are warned, each at its line', () => {
+    const file = writeConfig(resource(['disk {', '  disk-drain yes;', '  disk-drain no;', '  no-disk-drain;', '  disk-flushes no;', '  no-md-flushes;', '}']));
+    const { refusals, warnings } = checkOptionSupport(loadConfig(file), 'opr', 'alpha');
+    expect(refusals).toEqual([]);
+    expect(warnings.map((r) => [r.option, r.line])).toEqual([['disk-drain no', 4], ['disk-drain no', 5]]);
   });
 
   it('warns for ignored options and says so; implemented ones give nothing', () => {
