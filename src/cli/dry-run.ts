@@ -14,7 +14,7 @@
  * daemon.
  */
 import type { Command } from 'commander';
-import { bindNode, expandCommon, expandResourceNames, loadConfig, metaDiskArgs, type DrbdConfig, type MetaDiskArgs, type OptionEntry } from '../config/index.js';
+import { bindNode, expandCommon, expandResourceNames, loadConfig, metaDiskArgs, volumeMetaDisk, type DrbdConfig, type MetaDiskArgs, type OptionEntry } from '../config/index.js';
 import { UdrbdError, ExitCode } from '../util/errors.js';
 import type { CliContext } from './context.js';
 import { shellEscape } from '../util/shell-escape.js';
@@ -76,12 +76,7 @@ export function dryRunTarget(config: DrbdConfig, resourceName: string, nodeName:
     minor: vol.minor,
     volume: vol.vnr,
     diskPath: vol.disk,
-    meta: metaDiskArgs(
-      vol.metaIndex === 'internal' || vol.metaDisk === undefined
-        ? 'internal'
-        : { path: vol.metaDisk, index: vol.metaIndex === 'flexible' ? 'flexible' : Number.parseInt(vol.metaIndex ?? '0', 10) },
-      vol.disk,
-    ),
+    meta: metaDiskArgs(volumeMetaDisk(vol), vol.disk),
     localAddress: addressText(me.address),
     peerAddress: addressText(peer?.address),
     netOptions: res.netOptions,

@@ -16,7 +16,7 @@ export type {
   AfterSb0pri, AfterSb1pri, AfterSb2pri, RrConflict, OnNoDataAccessible,
   MetaDiskArgs,
 } from './resolve.js';
-export { metaDiskArgs, resolveResource } from './resolve.js';
+export { metaDiskArgs, resolveResource, volumeMetaDisk } from './resolve.js';
 export { dumpConfig, expandCommon, escapeValue } from './dump.js';
 export { bindNode, validateBindings, type NodeBinding } from './hosts.js';
 export {

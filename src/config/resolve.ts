@@ -7,7 +7,7 @@
  */
 import { UdrbdError } from '../util/errors.js';
 import { parseScaledNumber, type Scale } from './limits.js';
-import type { DrbdConfig, OptionEntry, ResourceDef } from './model.js';
+import type { DrbdConfig, OptionEntry, ResourceDef, VolumeDef } from './model.js';
 import { bindNode } from './hosts.js';
 import { expandCommon } from './dump.js';
 
@@ -113,6 +113,12 @@ export interface MetaDiskArgs {
   attachIndex: string;
 }
 
+/** A volume's `meta-disk` / `flexible-meta-disk` as the view keeps it (no meta-disk statement reads as internal). */
+export function volumeMetaDisk(vol: Pick<VolumeDef, 'metaDisk' | 'metaIndex'>): ResourceView['metaDisk'] {
+  if (vol.metaIndex === 'internal' || vol.metaDisk === undefined) return 'internal';
+  return { path: vol.metaDisk, index: vol.metaIndex === 'flexible' ? 'flexible' : Number.parseInt(vol.metaIndex ?? '0', 10) };
+}
+
 /** drbdadm-84's arguments for `meta-disk internal`, `meta-disk DEV [N]` and `flexible-meta-disk DEV` / `meta-disk DEV`. */
 export function metaDiskArgs(metaDisk: ResourceView['metaDisk'], diskPath: string): MetaDiskArgs {
   if (metaDisk === 'internal') return { device: diskPath, drbdmetaIndex: 'internal', attachIndex: 'internal' };
@@ -187,10 +193,7 @@ export function resolveResource(config: DrbdConfig, resourceName: string, nodeNa
   const startup = res.startupOptions;
   const handlers: Record<string, string> = {};
   for (const h of res.handlers) if (h.value !== null) handlers[h.name] = h.value;
-  const metaDisk: ResourceView['metaDisk'] =
-    vol.metaIndex === 'internal'
-      ? 'internal'
-      : { path: vol.metaDisk, index: vol.metaIndex === 'flexible' ? 'flexible' : Number.parseInt(vol.metaIndex ?? '0', 10) };
+  const metaDisk = volumeMetaDisk(vol);
   const protocol = lookup(net, 'protocol') ?? 'C';
   return {
     name: res.name,

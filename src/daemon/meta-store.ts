@@ -182,7 +182,7 @@ export function writebackHintBytesFromEnv(env: NodeJS.ProcessEnv): number | unde
  * belong to other resources, as in DRBD, so it is opened shared.
  */
 function openMetaDevice(metaDisk: Exclude<ResourceSpec['metaDisk'], 'internal'>): FileDisk {
-  return FileDisk.open(metaDisk.path, { exclusive: metaDisk.index === 'flexible', writebackHintBytes: 0 });
+  return FileDisk.open(metaDisk.path, { exclusive: metaDisk.index === 'flexible', writebackHintBytes: 0, role: 'meta-data device' });
 }
 
 /** The battery-backed-cache caveat of the flush options (drbd.conf(5)); logged as a warning at attach. */

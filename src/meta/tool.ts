@@ -99,8 +99,13 @@ function resolveTarget(target: MetaTarget): ResolvedTarget {
     : { mdPath: target.mdPath, placement: target.placement, dataPath: target.dataPath };
 }
 
-function openDisk(path: string, readOnly: boolean): FileDisk {
-  const disk = FileDisk.open(path, { readOnly });
+/** How open errors name the device: the backing disk, or the meta-data device of external meta-data. */
+function roleOf(placement: MetaPlacement): string {
+  return placement.kind === 'internal' ? 'backing disk' : 'meta-data device';
+}
+
+function openDisk(path: string, readOnly: boolean, role: string): FileDisk {
+  const disk = FileDisk.open(path, { readOnly, role });
   if (disk.sizeBytes < SCAN_BYTES) {
     disk.closeSync();
     throw new UdrbdError(`${path} is only ${disk.sizeBytes} bytes. That's not enough.`, ExitCode.configInvalid);
@@ -111,7 +116,7 @@ function openDisk(path: string, readOnly: boolean): FileDisk {
 /** Opens the (meta) disk and its valid meta-data or prints "No valid meta data found" and exits 1. */
 function openValid(target: MetaTarget, readOnly: boolean): { disk: FileDisk; sb: Superblock; layout: MetaLayout } {
   const { mdPath, placement } = resolveTarget(target);
-  const disk = openDisk(mdPath, readOnly);
+  const disk = openDisk(mdPath, readOnly, roleOf(placement));
   const read = readMetaSync(disk, placement);
   if (!read.ok) {
     disk.closeSync();
@@ -210,7 +215,7 @@ export interface CreateMdOptions {
 /** create-md: refuses or asks like drbdmeta, then writes AL, zeroed bitmap and a fresh superblock. */
 export async function createMd(target: MetaTarget, io: ToolIo, options: CreateMdOptions = {}): Promise<void> {
   const { mdPath: path, placement, dataPath } = resolveTarget(target);
-  const disk = openDisk(path, false);
+  const disk = openDisk(path, false, roleOf(placement));
   try {
     const layout = computeLayout(disk.sizeBytes, { ...options, devicePath: path, placement });
     const existing = readMetaSync(disk, placement);
@@ -496,7 +501,7 @@ export function applyAl(target: MetaTarget, io: ToolIo): void {
 
 export async function wipeMd(target: MetaTarget, io: ToolIo): Promise<void> {
   const { mdPath, placement } = resolveTarget(target);
-  const disk = openDisk(mdPath, false);
+  const disk = openDisk(mdPath, false, roleOf(placement));
   try {
     const read = readMetaSync(disk, placement);
     if (!read.ok) {

@@ -32,15 +32,6 @@ function dumpBody(text: string): string {
   return lines.slice(lines.indexOf('#') + 1).join('\n').replace(/^ {4}flags 0x[0-9A-F]{8};$/m, '    flags <normalised>;');
 }
 
-async function syncedPair(c: Cluster): Promise<void> {
-  await c.admOk('alpha', ['up', c.resource]);
-  await c.admOk('beta', ['up', c.resource]);
-  await c.waitState('alpha', 'cstate', 'Connected');
-  await c.admOk('alpha', ['primary', '--force', c.resource]);
-  await c.waitState('alpha', 'dstate', 'UpToDate/UpToDate', 60_000);
-  await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
-}
-
 async function writeMiB(c: Cluster, node: NodeName, offsetBytes: number, mib: number): Promise<void> {
   for (let i = 0; i < mib; i++) await c.write(node, offsetBytes + i * MiB, crypto.randomBytes(MiB));
 }
@@ -51,7 +42,7 @@ describe('external meta-data on a two-node pair', () => {
     const c = cluster;
     const dataBytes = c.dataSizeBytes('alpha');
     expect(dataBytes).toBe(64 * MiB); // the whole data file: no meta-data at its end
-    await syncedPair(c);
+    await c.upAndSync();
     expect((await c.statusJson('alpha')).sizeBytes).toBe(dataBytes); // the device is the whole data disk
     expect((await c.statusJson('beta')).sizeBytes).toBe(dataBytes);
     await writeMiB(c, 'alpha', dataBytes - 2 * MiB, 2);
@@ -89,7 +80,7 @@ describe('external meta-data on a two-node pair', () => {
       expect(real.code).toBe(0);
       expect(real.stdout).toContain('# md_offset 0\n# al_offset 4096\n# bm_offset 36864\n');
     }
-    await syncedPair(c);
+    await c.upAndSync();
     await writeMiB(c, 'alpha', 20 * MiB, 2);
     c.kill9('alpha');
     await c.waitGone('alpha');
@@ -104,6 +95,11 @@ describe('external meta-data on a two-node pair', () => {
     const bitsSet = Number(/# bits-set (\d+);/.exec(clean.stdout)?.[1]);
     expect(bitsSet).toBeGreaterThanOrEqual(1024); // at least the extent of the last writes (4 MiB = 1024 bits)
     expect(bitsSet % 1024).toBe(0); // whole AL extents
+    // the dead process's dstate falls back to the on-disk state of the external meta-data, as drbdmeta dstate reads it
+    const fallback = await c.adm('alpha', ['dstate', c.resource]);
+    expect(fallback.exitCode).toBe(0);
+    expect(fallback.stdout).toBe(realDrbdmeta(c, 'alpha', 'dstate').stdout);
+    expect(fallback.stdout).toMatch(/^(UpToDate|Consistent)\n$/); // a good disk, not Inconsistent
     await c.admOk('alpha', ['up', c.resource]);
     await c.waitState('alpha', 'dstate', 'UpToDate/UpToDate', 60_000);
     await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);

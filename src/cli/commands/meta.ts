@@ -10,7 +10,7 @@ import readline from 'node:readline';
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 import type { GetContext } from './index.js';
-import { expandResourceNames, loadConfig, metaDiskArgs, resolveResource } from '../../config/index.js';
+import { expandResourceNames, loadConfig, metaDiskArgs, resolveResource, type ResourceView } from '../../config/index.js';
 import { UdrbdError, ExitCode } from '../../util/errors.js';
 import { applyAl, createMd, dstate, dumpMd, getGi, setGi, showGi, wipeMd, type MetaTarget as ToolTarget, type ToolIo } from '../../meta/tool.js';
 import { placementOf } from '../../meta/superblock.js';
@@ -26,6 +26,11 @@ interface MetaTarget {
   drbdmetaArgs: string;
 }
 
+/** What meta/tool works on for a resolved volume: its backing disk, or its meta device, slot and data disk. */
+export function metaToolTarget(view: Pick<ResourceView, 'metaDisk' | 'diskPath'>): ToolTarget {
+  return view.metaDisk === 'internal' ? view.diskPath : { mdPath: view.metaDisk.path, placement: placementOf(view.metaDisk), dataPath: view.diskPath };
+}
+
 function targets(ctx: CliContext, names: string[]): MetaTarget[] {
   const config = loadConfig(ctx.configPath);
   const expanded = expandResourceNames(config, ctx.nodeName, names);
@@ -33,9 +38,7 @@ function targets(ctx: CliContext, names: string[]): MetaTarget[] {
   return expanded.map((name) => {
     const view = resolveResource(config, name, ctx.nodeName);
     const args = metaDiskArgs(view.metaDisk, view.diskPath);
-    const tool: ToolTarget =
-      view.metaDisk === 'internal' ? view.diskPath : { mdPath: view.metaDisk.path, placement: placementOf(view.metaDisk), dataPath: view.diskPath };
-    return { name, minor: view.minor, diskPath: view.diskPath, tool, drbdmetaArgs: `${args.device} ${args.drbdmetaIndex}` };
+    return { name, minor: view.minor, diskPath: view.diskPath, tool: metaToolTarget(view), drbdmetaArgs: `${args.device} ${args.drbdmetaIndex}` };
   });
 }
 
