@@ -3,8 +3,8 @@
  * accepts, in one table: `implemented`, `warn` (ignored, and ignoring it
  * cannot change the data: said so at `up`), or `refuse` (ignoring it would
  * change the data's safety: `up` and `adjust` stop with exit 10). A keyword
- * may be judged per value (`disk-flushes no` is refused, `yes` is what udrbd
- * does). checkOptionSupport walks one node's view of one resource and returns
+ * may be judged per value (`on-congestion pull-ahead` is refused, `block` is
+ * what udrbd does). checkOptionSupport walks one node's view of one resource and returns
  * a Finding (option, file, line, message) for each option that is not simply
  * implemented. Pure: knows nothing of sockets, disks or the daemon; what the
  * running machine can do (the native addon) comes in as `SupportEnvironment`.
@@ -73,8 +73,8 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
     keyword: 'alternate-link-address', section: 'host', status: 'warn', why: 'udrbd connects over the main address only; no second path means less availability, never different data',
     what: 'only the main address is used', todo: REMOVE,
   },
-  { keyword: 'meta-disk', section: 'volume', status: 'refuse', why: 'internal v08 meta-data only: with external meta-data udrbd would write its own meta-data over the end of the data disk', values: { internal: ok }, what: 'external meta-data', todo: "use 'meta-disk internal'" },
-  { keyword: 'flexible-meta-disk', section: 'volume', status: 'refuse', why: 'as meta-disk: internal only', values: { internal: ok }, what: 'external meta-data', todo: "use 'meta-disk internal'" },
+  { keyword: 'meta-disk', section: 'volume', ...OK("v08 meta-data as drbdmeta writes it: 'internal' at the end of the disk, 'DEV [N]' in 128 MiB slot N of DEV, 'DEV' alone sized to DEV (flexible); on a device of its own it is flushed in the same order as internal meta-data") },
+  { keyword: 'flexible-meta-disk', section: 'volume', ...OK('flexible external v08 meta-data: superblock, activity log and bitmap fill the meta device, as drbdmeta flex-external') },
 
   // ---- global
   { keyword: 'usage-count', section: 'global', status: 'warn', why: 'udrbd never reports usage to LINBIT: the same as usage-count no', values: { no: ok }, what: 'udrbd never takes part in the usage count', todo: "use 'usage-count no' or remove it" },
@@ -101,20 +101,20 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
   { keyword: 'disk-timeout', section: 'disk', status: 'warn', why: 'a hung backing disk is not detached after the timeout; writes wait for it, nothing completes early', values: { '0': ok }, what: 'a hung disk is waited for', todo: LATER },
   { keyword: 'read-balancing', section: 'disk', status: 'warn', why: 'reads are always served from the local disk when it is UpToDate: the same data', values: { 'prefer-local': ok }, what: 'reads are served locally', todo: REMOVE },
   { keyword: 'use-bmbv', section: 'disk', status: 'warn', why: 'obsolete in DRBD 8.4 itself', what: 'obsolete', todo: REMOVE },
-  { keyword: 'disk-barrier', section: 'disk', status: 'warn', why: 'udrbd orders writes with flushes (fdatasync), never with barriers; disk-flushes stays on', values: { no: ok }, what: 'udrbd uses flushes, not barriers', todo: REMOVE },
-  { keyword: 'disk-flushes', section: 'disk', status: 'implemented', why: 'udrbd flushes the backing disk at every epoch end and FUA; running without would lose acknowledged writes on a power failure', values: { no: { status: 'refuse', what: 'udrbd always flushes the backing disk', todo: "use 'disk-flushes yes' (the default) or remove it" } } },
-  { keyword: 'md-flushes', section: 'disk', status: 'implemented', why: 'udrbd flushes every meta-data write; running without could lose the activity log on a power failure', values: { no: { status: 'refuse', what: 'udrbd always flushes its meta-data', todo: "use 'md-flushes yes' (the default) or remove it" } } },
+  { keyword: 'disk-barrier', section: 'disk', ...OK('udrbd has no barriers on its backing disk: yes falls back to flushes, as DRBD 8.4 does on a device that refuses barriers (logged at attach)') },
+  { keyword: 'disk-flushes', section: 'disk', ...OK("yes: the backing disk is flushed at every epoch end and after a resync; no: DRBD's drain ordering (the epoch's writes complete, unflushed), logged at attach with the warning that it is safe only with a battery-backed write cache") },
+  { keyword: 'md-flushes', section: 'disk', ...OK('yes: AL transactions, bitmap pages and the superblock are written FUA / flushed; no: plain writes in the same order, logged at attach with the warning that it is safe only with a battery-backed write cache; changes at the next attach') },
   { keyword: 'disk-drain', section: 'disk', status: 'implemented', why: 'udrbd completes an epoch\'s writes before the flush that ends it', values: { no: { status: 'warn', what: 'udrbd drains anyway, which is the safer choice', todo: REMOVE } } },
   { keyword: 'no-disk-barrier', section: 'disk', ...OK("same as 'disk-barrier no': udrbd never uses barriers") },
-  { keyword: 'no-disk-flushes', section: 'disk', status: 'refuse', why: "same as 'disk-flushes no'", what: 'udrbd always flushes the backing disk', todo: 'remove it' },
-  { keyword: 'no-md-flushes', section: 'disk', status: 'refuse', why: "same as 'md-flushes no'", what: 'udrbd always flushes its meta-data', todo: 'remove it' },
+  { keyword: 'no-disk-flushes', section: 'disk', ...OK("same as 'disk-flushes no'") },
+  { keyword: 'no-md-flushes', section: 'disk', ...OK("same as 'md-flushes no'") },
   { keyword: 'no-disk-drain', section: 'disk', status: 'warn', why: "same as 'disk-drain no'", what: 'udrbd drains anyway, which is the safer choice', todo: REMOVE },
   { keyword: 'resync-rate', section: 'disk', ...OK('the resync runs at this rate (with c-plan-ahead 0)') },
   { keyword: 'rate', section: 'disk', ...OK("8.3 syncer name of resync-rate") },
   { keyword: 'resync-after', section: 'disk', status: 'warn', why: 'resyncs of different resources run at the same time instead of one after the other: slower on a shared disk, the same data', what: 'resyncs are not serialised', todo: LATER },
   { keyword: 'after', section: 'disk', status: 'warn', why: "8.3 syncer name of resync-after", what: 'resyncs are not serialised', todo: LATER },
   { keyword: 'al-extents', section: 'disk', ...OK('size of the activity log') },
-  { keyword: 'al-updates', section: 'disk', status: 'implemented', why: 'udrbd always writes activity-log transactions', values: { no: { status: 'warn', what: 'the activity log is updated anyway, which is the safer choice', todo: REMOVE } } },
+  { keyword: 'al-updates', section: 'disk', ...OK('no: no activity-log transactions, MDF_AL_DISABLED set on disk, and a crashed Primary resyncs the whole device (as DRBD 8.4); logged at attach; changes at the next attach') },
   { keyword: 'discard-zeroes-if-aligned', section: 'disk', status: 'warn', why: 'udrbd does not pass discards to the backing disk, so none is promised to zero data', what: 'no discards reach the backing disk', todo: REMOVE },
   { keyword: 'c-plan-ahead', section: 'disk', ...OK('0 = fixed rate (resync-rate), otherwise the resync runs at c-max-rate') },
   { keyword: 'c-max-rate', section: 'disk', ...OK('the resync rate while c-plan-ahead > 0') },

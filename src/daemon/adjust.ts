@@ -36,6 +36,7 @@ export function liveReplicationOptions(view: ResourceView): Partial<LiveReplicat
     requestTimeoutMs: requestTimeoutMs(view.net),
     resyncRateKiBps: resyncRateLimitKiBps({ resyncRateKiBps: view.disk.resyncRateKiBps, cPlanAheadTenthsS: view.disk.cPlanAheadDs, cMaxRateKiBps: view.disk.cMaxRateKiBps }),
     ...(view.net.verifyAlg ? { verifyAlg: view.net.verifyAlg } : {}),
+    diskFlushes: view.disk.diskFlushes,
   };
 }
 

@@ -18,6 +18,10 @@ export interface ResourceSpec {
   volume: number;
   devicePath: string;
   diskPath: string;
+  /** `internal`, or the external meta device and its slot (`flexible`: the whole device). */
+  metaDisk: 'internal' | { path: string; index: number | 'flexible' };
+  /** The meta device and the index words drbdmeta (`flex-external`) and drbdsetup-84 attach (`flexible`) take. */
+  metaArgs: { device: string; drbdmetaIndex: string; attachIndex: string };
   localAddress: AddressSpec | undefined;
   peer: { name: string; address: AddressSpec } | undefined;
   handlers: Record<string, string>;
@@ -25,6 +29,8 @@ export interface ResourceSpec {
   fencing: 'dont-care' | 'resource-only' | 'resource-and-stonith';
   /** disk { al-extents } */
   alExtents: number;
+  /** disk { disk-barrier disk-flushes disk-drain md-flushes al-updates } (DRBD's defaults: no, yes, yes, yes, yes). */
+  writeOrdering: { diskBarrier: boolean; diskFlushes: boolean; diskDrain: boolean; mdFlushes: boolean; alUpdates: boolean };
   /** disk { size } in bytes; 0 = the whole data area (DRBD's u_size). */
   configuredSizeBytes: number;
   /** The drbdsetup-84 option arguments drbdadm would pass for this resource (adjust's plan lines). */

@@ -16,7 +16,8 @@ import {
   refusal,
   withState,
 } from '../resource/state.js';
-import { ReplicationEngine, requestTimeoutMs, resyncRateLimitKiBps } from '../replication/index.js';
+import { ReplicationEngine } from '../replication/index.js';
+import { liveReplicationOptions } from './adjust.js';
 import type { ResourceView } from '../config/index.js';
 import { PeerLink } from './link.js';
 import { watchStateHandlers } from './state-handlers.js';
@@ -52,14 +53,7 @@ export class Wiring {
         disk: store.data,
         bitmap: store.bitmap,
         activityLog: store.activityLog,
-        options: {
-          protocol: view.net.protocol,
-          maxBuffers: view.net.maxBuffers,
-          maxEpochSize: view.net.maxEpochSize,
-          requestTimeoutMs: requestTimeoutMs(view.net),
-          resyncRateKiBps: resyncRateLimitKiBps({ resyncRateKiBps: view.disk.resyncRateKiBps, cPlanAheadTenthsS: view.disk.cPlanAheadDs, cMaxRateKiBps: view.disk.cMaxRateKiBps }),
-          ...(view.net.verifyAlg ? { verifyAlg: view.net.verifyAlg } : {}),
-        },
+        options: liveReplicationOptions(view),
         log: runtime.log,
         alTransactions: () => store.activityLog.transactionCount,
       });

@@ -56,7 +56,7 @@ interface Link {
 }
 
 /** The options `adjust` may change on a running data path (the rest are fixed at attach). */
-export type LiveReplicationOptions = Pick<ReplicationOptions, 'protocol' | 'maxBuffers' | 'maxEpochSize' | 'resyncRateKiBps' | 'verifyAlg' | 'requestTimeoutMs'>;
+export type LiveReplicationOptions = Pick<ReplicationOptions, 'protocol' | 'maxBuffers' | 'maxEpochSize' | 'resyncRateKiBps' | 'verifyAlg' | 'requestTimeoutMs' | 'diskFlushes'>;
 
 export class ReplicationEngine {
   /** Shared by every part of the data path, which reads it per request; only applyOptions changes it. */

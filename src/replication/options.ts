@@ -1,6 +1,6 @@
 /**
  * replication/options — the net/disk options the data path obeys (protocol,
- * max-buffers, max-epoch-size, resync rate, verify-alg) as plain numbers with
+ * max-buffers, max-epoch-size, resync rate, verify-alg, disk-flushes) as plain numbers with
  * units in their names, plus the named limits of this folder. Knows nothing
  * of the config grammar: daemon/ maps parsed config onto these fields.
  */
@@ -29,6 +29,14 @@ export interface ReplicationOptions {
    * DRBD 8.4 uses ko-count × timeout; 0 disables (ko-count 0).
    */
   readonly requestTimeoutMs: number;
+  /**
+   * `disk-flushes`: flush the backing disk at the end of each epoch (a
+   * Barrier received) and after a resync. `no` drains instead — the writes of
+   * the epoch are complete before it is acknowledged, but may sit in a
+   * volatile disk cache: safe only with a battery-backed cache. Flushes an
+   * application asks for (DP_FLUSH writes, a Primary's local flush) still run.
+   */
+  readonly diskFlushes: boolean;
 }
 
 /** DRBD 8.4 defaults (drbd84.md §7.4); resync as fast as possible unless told otherwise. */
@@ -41,6 +49,7 @@ export const defaultReplicationOptions: ReplicationOptions = {
   resyncInflightMax: 16,
   verifyAlg: 'sha1',
   requestTimeoutMs: 7 * 6000, // ko-count 7 × timeout 60 (tenths of a second)
+  diskFlushes: true,
 };
 
 /** Sectors of 512 bytes: DRBD logs ranges in sectors. */

@@ -152,6 +152,11 @@ export class SecondaryReceiver {
       if (next.record !== undefined && next.record.pending > 0) break;
       covered = next.epoch;
     }
+    if (!this.deps.options.diskFlushes) {
+      // disk-flushes no: DRBD's "drain" ordering — the epoch's writes are complete, not flushed.
+      if (this.deps.peer.isOpen) this.deps.peer.send({ type: PacketType.BarrierAck, epoch, writes: record ? record.writes : 0 });
+      return;
+    }
     try {
       // The flush may run on this thread (disk/file-disk): let acks already queued (the
       // WriteAcks of this epoch) leave first instead of waiting behind it.

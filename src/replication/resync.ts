@@ -325,8 +325,8 @@ export class ResyncTarget {
       if (bitmap.countSet() === 0 || this.aborted !== null || !this.deps.peer.isOpen) break;
       if (this.failedBlocks > failedBefore && pass > 0) break;
     }
-    if (this.aborted === null) {
-      // Everything synced must be on stable storage before the resync counts as done.
+    if (this.aborted === null && options.diskFlushes) {
+      // Everything synced must be on stable storage before the resync counts as done (unless disk-flushes no).
       try {
         await this.deps.disk.flush();
       } catch (err) {

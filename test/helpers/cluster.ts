@@ -1,7 +1,8 @@
 /**
  * test/helpers/cluster — two udrbd nodes of one resource on one machine, for
  * integration tests: a temp dir with two sparse file-backed disks (create-md
- * by the real drbdmeta), a config with hosts alpha (127.0.0.1) and beta
+ * by the real drbdmeta; internal meta-data, or external on a meta file per
+ * node with `metaDisk`), a config with hosts alpha (127.0.0.1) and beta
  * (127.0.0.2), per-node runtime/log dirs via UDRBD_RUN_DIR/UDRBD_LOG_DIR, and
  * `adm(node, ...)` running the built `udrbdadm`. `destroy()` always tears
  * everything down — down both, kill -9 leftovers by pid file, remove the
@@ -53,6 +54,11 @@ export interface ClusterOptions {
   frontend?: 'auto' | 'nbd' | 'fuse' | 'none';
   /** Minor (and /dev/drbdN) of alpha; beta gets the next one (default 10: drbd10/drbd11). */
   minorBase?: number;
+  /**
+   * External meta-data on a file per node (`<node>.md.img`): `meta-disk FILE [index]`
+   * (the file is (index+1) × 128 MiB, sparse) or `flexible-meta-disk FILE` (sizeBytes, default 4 MiB).
+   */
+  metaDisk?: { kind: 'indexed'; index: number } | { kind: 'flexible'; sizeBytes?: number };
 }
 
 export interface AdmResult {
@@ -73,6 +79,8 @@ export class Cluster {
   readonly configPath: string;
   readonly port: number;
   readonly disks: Record<NodeName, string>;
+  /** The external meta-data files (options.metaDisk), else the data disks. */
+  readonly metaDisks: Record<NodeName, string>;
   readonly env: NodeJS.ProcessEnv;
   readonly addresses: Record<NodeName, string> = { alpha: '127.0.0.1', beta: '127.0.0.2' };
   private readonly clients: ControlClient[] = [];
@@ -87,6 +95,9 @@ export class Cluster {
     this.port = options.port ?? 7701;
     this.configPath = path.join(this.dir, 'udrbd.conf');
     this.disks = { alpha: path.join(this.dir, 'alpha.img'), beta: path.join(this.dir, 'beta.img') };
+    this.metaDisks = options.metaDisk
+      ? { alpha: path.join(this.dir, 'alpha.md.img'), beta: path.join(this.dir, 'beta.md.img') }
+      : { ...this.disks };
     this.env = {
       ...process.env,
       UDRBD_RUN_DIR: path.join(this.dir, 'run'),
@@ -99,6 +110,11 @@ export class Cluster {
     for (const node of NODES) {
       fs.writeFileSync(this.disks[node], '');
       fs.truncateSync(this.disks[node], sizeBytes);
+      const md = options.metaDisk;
+      if (md) {
+        fs.writeFileSync(this.metaDisks[node], '');
+        fs.truncateSync(this.metaDisks[node], md.kind === 'indexed' ? (md.index + 1) * 128 * 1024 * 1024 : (md.sizeBytes ?? 4 * 1024 * 1024));
+      }
       if (!options.skipCreateMd) this.createMd(node);
     }
     fs.writeFileSync(this.configPath, this.configText());
@@ -165,7 +181,7 @@ export class Cluster {
         `    device /dev/drbd${minorBase + i} minor ${minorBase + i};`,
         `    disk ${this.disks[node]};`,
         `    address ${address}:${portOverride[node] ?? this.port};`,
-        `    meta-disk internal;`,
+        `    ${this.metaDiskLine(node)}`,
         `  }`,
       );
     });
@@ -173,9 +189,22 @@ export class Cluster {
     return lines.join('\n');
   }
 
+  private metaDiskLine(node: NodeName): string {
+    const md = this.options.metaDisk;
+    if (!md) return 'meta-disk internal;';
+    return md.kind === 'indexed' ? `meta-disk ${this.metaDisks[node]} [${md.index}];` : `flexible-meta-disk ${this.metaDisks[node]};`;
+  }
+
+  /** drbdmeta's device and index arguments for node's meta-data. */
+  drbdmetaArgs(node: NodeName): [string, string] {
+    const md = this.options.metaDisk;
+    if (!md) return [this.disks[node], 'internal'];
+    return [this.metaDisks[node], md.kind === 'indexed' ? String(md.index) : 'flex-external'];
+  }
+
   createMd(node: NodeName): void {
-    const r = spawnSync(DRBDMETA, ['--force', '/dev/drbd9', 'v08', this.disks[node], 'internal', 'create-md'], { encoding: 'utf8', input: 'yes\n' });
-    if (r.status !== 0) throw new Error(`drbdmeta create-md on ${this.disks[node]} failed (${r.status}): ${r.stderr}`);
+    const r = spawnSync(DRBDMETA, ['--force', '/dev/drbd9', 'v08', ...this.drbdmetaArgs(node), 'create-md'], { encoding: 'utf8', input: 'yes\n' });
+    if (r.status !== 0) throw new Error(`drbdmeta create-md on ${this.metaDisks[node]} failed (${r.status}): ${r.stderr}`);
   }
 
   paths(node: NodeName): RuntimePaths {
@@ -272,9 +301,21 @@ export class Cluster {
     }
   }
 
+  /** up on both, primary --force on alpha, both UpToDate/UpToDate after the initial full sync. */
+  async upAndSync(timeoutMs = 60_000): Promise<void> {
+    await this.admOk('alpha', ['up', this.resource]);
+    await this.admOk('beta', ['up', this.resource]);
+    await this.waitState('alpha', 'cstate', 'Connected');
+    await this.admOk('alpha', ['primary', '--force', this.resource]);
+    await this.waitState('alpha', 'dstate', 'UpToDate/UpToDate', timeoutMs);
+    await this.waitState('beta', 'dstate', 'UpToDate/UpToDate', timeoutMs);
+  }
+
   /** Data-area size of node's backing file (from the v08 layout). */
   dataSizeBytes(node: NodeName): number {
-    return computeLayout(fs.statSync(this.disks[node]).size).dataSizeBytes;
+    const size = fs.statSync(this.disks[node]).size;
+    // External meta-data: the whole data disk (whole 4 KiB blocks) is data.
+    return this.options.metaDisk ? Math.floor(size / 4096) * 4096 : computeLayout(size).dataSizeBytes;
   }
 
   /** sha256 of the data area of node's backing file (its first `sizeBytes`, default all of it). */

@@ -15,7 +15,8 @@ import { UdrbdError, ExitCode } from '../../util/errors.js';
 import { runtimePaths, readPid, type RuntimePaths } from '../../daemon/paths.js';
 import fs from 'node:fs';
 import { ControlClient, ResourceDiedError, ResourceNotUpError, callResource } from '../../daemon/client.js';
-import { dstate as offlineDstate } from '../../meta/tool.js';
+import { dstate as offlineDstate, type MetaTarget } from '../../meta/tool.js';
+import { metaToolTarget } from './meta.js';
 import { printInsteadOfActing } from '../dry-run.js';
 import { startDaemon, waitForExit, type DaemonMode } from '../../daemon/launcher.js';
 import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
@@ -29,7 +30,8 @@ const DOWN_TIMEOUT_MS = 60_000;
 interface ResourceTarget {
   name: string;
   minor: number;
-  diskPath: string;
+  /** Where drbdmeta-style offline reads find the meta-data (dstate when the process is not running). */
+  meta: MetaTarget;
   paths: RuntimePaths;
 }
 
@@ -39,7 +41,7 @@ function targets(ctx: CliContext, names: string[]): ResourceTarget[] {
   const expanded = expandResourceNames(config, ctx.nodeName, names);
   return expanded.map((name) => {
     const view = resolveResource(config, name, ctx.nodeName);
-    return { name, minor: view.minor, diskPath: view.diskPath, paths: runtimePaths(name, ctx.nodeName) };
+    return { name, minor: view.minor, meta: metaToolTarget(view), paths: runtimePaths(name, ctx.nodeName) };
   });
 }
 
@@ -77,7 +79,7 @@ async function query(ctx: CliContext, target: ResourceTarget, verb: string): Pro
     if (err instanceof ResourceDiedError) {
       if (verb !== 'dstate') throw err;
       ctx.err(`${err.message}\n`);
-      offlineDstate(target.diskPath, { out: ctx.out, err: ctx.err, force: true, stdinIsTty: false, readLine: () => Promise.resolve(null) });
+      offlineDstate(target.meta, { out: ctx.out, err: ctx.err, force: true, stdinIsTty: false, readLine: () => Promise.resolve(null) });
     } else if (err instanceof ResourceNotUpError) ctx.out('Unconfigured\n');
     else throw err;
   }
