@@ -406,10 +406,12 @@ export class PeerLink {
         await this.toStandAlone(decision.kind);
         return;
       case 'no-sync':
+        engine.localDataReady();
         if (!engine.volume.isMirroring) engine.startMirroring();
         await rt.setState({ conn: ConnState.Connected, peer: peer.role as Role, pdsk: peer.disk as DiskState }, 'handshake: no resync');
         return;
       case 'sync-source':
+        engine.localDataReady();
         return this.runSyncSource(link, engine, decision.full);
       case 'sync-target':
         return this.runSyncTarget(link, engine, decision.full);
@@ -438,8 +440,18 @@ export class PeerLink {
     await rt.setState({ disk: DiskState.UpToDate, pdsk: DiskState.UpToDate }, 'skip initial sync');
   }
 
-  /** After `primary --force` while Connected: send the new UUIDs and decide again (DRBD's CONSIDER_RESYNC). */
-  async forcedWhileConnected(): Promise<void> {
+  /** Our UUIDs to the peer (after a new current UUID while connected); nothing without a disk or link. */
+  sendUuids(): void {
+    const link = this.active;
+    if (!link || link.closed || !this.runtime.attachedStore) return;
+    link.result.session.send({ type: PacketType.Uuids, ...this.localParams().uuids });
+  }
+
+  /**
+   * After `primary --force` or a re-attach while Connected: send the new
+   * UUIDs and decide again (DRBD's CONSIDER_RESYNC).
+   */
+  async renegotiate(): Promise<void> {
     const link = this.active;
     const engine = this.engine();
     if (!link || link.closed || !engine || this.runtime.snapshot.conn !== ConnState.Connected) return;
@@ -557,7 +569,8 @@ export class PeerLink {
           return;
         }
         const engine = this.engine();
-        if (engine && this.runtime.snapshot.conn === ConnState.Connected) {
+        // A diskless node only notes the peer's UUIDs; it negotiates when it attaches.
+        if (engine && this.runtime.attachedStore && this.runtime.snapshot.disk > DiskState.Failed && this.runtime.snapshot.conn === ConnState.Connected) {
           this.decide(link, engine).catch((err: Error) => this.runtime.log.error({ err }, `resync decision failed: ${err.message}`));
         }
         return;

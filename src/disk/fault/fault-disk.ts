@@ -18,7 +18,7 @@
  * Knows nothing of DRBD: the daemon installs it at attach only when
  * $UDRBD_FAULT_PLAN names a plan file (daemon/fault-hook).
  */
-import { type BlockDevice, type BlockDeviceCapabilities, type ReadFlags, type WriteFlags, checkRange } from '../block-device.js';
+import { type BlockDevice, type BlockDeviceCapabilities, type ReadFlags, type WriteFlags, checkRange, eioError } from '../block-device.js';
 import { EMPTY_PLAN, type FaultPlan, type FaultRule, ruleMatches } from './plan.js';
 
 /** Bytes of overwritten data kept for a power cut; a test flushes long before this. */
@@ -50,11 +50,6 @@ export interface PowerCutResult {
   /** Writes since the last successful flush that were undone. */
   readonly droppedWrites: number;
   readonly droppedBytes: number;
-}
-
-/** An Error as Node's fs reports EIO, so callers treat it like a real one. */
-export function eioError(why: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`EIO: i/o error, ${why}`), { code: 'EIO', errno: -5 });
 }
 
 export class FaultDisk implements BlockDevice {
