@@ -277,7 +277,8 @@ export class PeerLink {
     let uuidFlags = 0;
     if (this.discardMyData) uuidFlags |= UuidFlag.discardMyData;
     if (store.mdFlags & MdFlag.crashedPrimary) uuidFlags |= UuidFlag.crashedPrimary;
-    if (s.disk <= DiskState.Inconsistent) uuidFlags |= UuidFlag.inconsistent;
+    const disk = s.disk === DiskState.Negotiating ? store.diskAtAttach : s.disk;
+    if (disk <= DiskState.Inconsistent) uuidFlags |= UuidFlag.inconsistent;
     return {
       protocol: {
         protocol: net.protocol,
@@ -367,6 +368,7 @@ export class PeerLink {
         nodeName: rt.spec.node,
         crashedPrimary: (store.mdFlags & MdFlag.crashedPrimary) !== 0,
         discardMyData: this.discardMyData,
+        attachDisk: store.diskAtAttach,
       },
       peer: {
         uuids: peer.uuids,
@@ -408,7 +410,7 @@ export class PeerLink {
       case 'no-sync':
         engine.localDataReady();
         if (!engine.volume.isMirroring) engine.startMirroring();
-        await rt.setState({ conn: ConnState.Connected, peer: peer.role as Role, pdsk: peer.disk as DiskState }, 'handshake: no resync');
+        await rt.setState({ conn: ConnState.Connected, peer: peer.role as Role, pdsk: peer.disk as DiskState, ...this.negotiatedDisk() }, 'handshake: no resync');
         return;
       case 'sync-source':
         engine.localDataReady();
@@ -416,6 +418,12 @@ export class PeerLink {
       case 'sync-target':
         return this.runSyncTarget(link, engine, decision.full);
     }
+  }
+
+  /** After a re-attach while connected (disk Negotiating): the disk state the attach found, once the handshake kept it. */
+  private negotiatedDisk(): Partial<StateSnapshot> {
+    const store = this.runtime.attachedStore;
+    return store && this.runtime.snapshot.disk === DiskState.Negotiating ? { disk: store.diskAtAttach } : {};
   }
 
   /** `new-current-uuid --clear-bitmap` on a fresh connected pair: tell the peer to adopt our UUID (flag 8). */
@@ -464,7 +472,7 @@ export class PeerLink {
     const rt = this.runtime;
     const store = rt.requireStore();
     if (full) store.bitmap.setAll();
-    await rt.setState({ conn: ConnState.WFBitMapS, peer: link.peer.role as Role, pdsk: DiskState.Inconsistent }, 'sync source');
+    await rt.setState({ conn: ConnState.WFBitMapS, peer: link.peer.role as Role, pdsk: DiskState.Inconsistent, ...this.negotiatedDisk() }, 'sync source');
     if (!engine.volume.isMirroring) engine.startMirroring();
     // A full sync sets every bit on both sides, so no exchange is needed (and a link exchanges bitmaps once).
     if (exchange) await engine.exchangeBitmaps();

@@ -219,7 +219,9 @@ export class ResourceRuntime {
       throw err;
     }
     for (const hook of this.attachHooks) hook(this.store);
-    await this.setState({ disk: this.store.diskAtAttach }, 'attach');
+    // drbd_adm_attach: while connected the disk is Negotiating until the handshake decides.
+    const connected = this.state.conn >= ConnState.Connected;
+    await this.setState({ disk: connected ? DiskState.Negotiating : this.store.diskAtAttach }, 'attach');
   }
 
   /** Called after every state change (the link sends State packets from here). */
