@@ -127,6 +127,11 @@ export class Wiring {
     defineMetricsVerb(this);
   }
 
+  /** `adjust` (disk-options): the attached disk's requests from now on get the new disk-timeout. */
+  applyDiskTimeout(): void {
+    this.deadline?.setTimeoutMs((this.runtime.spec.view as ResourceView).disk.diskTimeoutDs * DISK_TIMEOUT_UNIT_MS);
+  }
+
   /** Keeps the data path told of both disks; re-negotiates after a re-attach; a new UUID when the peer's disk goes. */
   private afterStateChange(before: ResourceState, after: ResourceState): void {
     const connected = after.conn >= ConnState.Connected;
