@@ -198,10 +198,12 @@ export class ReplicationEngine {
     // Re-attached diskless node: the blocks it missed are now fetched before they are read.
     this.volume.setReadsFromPeer(false);
     const done = target.start();
-    void done.then(() => {
+    const cleanUp = (): void => {
       if (link.resyncTarget === target) link.resyncTarget = null;
       this.volume.setOnDemandSync(null);
-    });
+    };
+    // On either outcome; the caller awaits `done` itself and sees its rejection there.
+    done.then(cleanUp, cleanUp);
     return target;
   }
 
@@ -221,9 +223,11 @@ export class ReplicationEngine {
     });
     link.verifySource = source;
     const done = source.start(startBytes, endBytes);
-    void done.then(() => {
+    const cleanUp = (): void => {
       if (link.verifySource === source) link.verifySource = null;
-    });
+    };
+    // On either outcome; the caller awaits `done` itself and sees its rejection there.
+    done.then(cleanUp, cleanUp);
     return { source, done };
   }
 
