@@ -37,6 +37,7 @@ import { DeadlineDisk } from '../disk/deadline-disk.js';
 import { IoErrorPolicy } from './io-error.js';
 import { type FaultLayer, installFaultLayer } from './fault-hook.js';
 import type { AttachedStore } from './runtime.js';
+import { runAside } from '../util/aside.js';
 
 /** disk-timeout is in tenths of a second. */
 const DISK_TIMEOUT_UNIT_MS = 100;
@@ -140,12 +141,13 @@ export class Wiring {
       peerDiskless: connected && after.pdsk <= DiskState.Failed,
       peerUpToDate: connected && after.pdsk === DiskState.UpToDate,
     });
+    // State hooks are synchronous: both run after the change, their failures logged.
     if (before.disk === DiskState.Attaching && after.disk > DiskState.Attaching && connected) {
-      void this.link.renegotiate();
+      runAside(this.link.renegotiate(), this.runtime.log, 'negotiation after attach');
     }
     const store = this.runtime.attachedStore;
     const peerDiskLost = connected && before.pdsk >= DiskState.Inconsistent && before.pdsk !== DiskState.DUnknown && after.pdsk <= DiskState.Failed;
-    if (peerDiskLost && store) void this.peerDiskLost(store, after);
+    if (peerDiskLost && store) runAside(this.peerDiskLost(store, after), this.runtime.log, 'new data generation after the peer lost its disk');
   }
 
   /**

@@ -87,7 +87,7 @@ export class DeadlineDisk implements BlockDevice {
         },
         (err: unknown) => {
           clearTimeout(timer);
-          reject(err as Error);
+          reject(err);
         },
       );
     });

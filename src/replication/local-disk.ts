@@ -60,7 +60,7 @@ export class LocalDisk {
 
   private diskView(): BlockDevice {
     const diskless = (op: string): Promise<never> => Promise.reject(eioError(`${op}: the node is diskless`));
-    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the view forwards to whatever is attached now
+    // `self`: the getters below forward to whatever is attached now.
     const self = this;
     return {
       get sizeBytes(): number {
@@ -78,7 +78,7 @@ export class LocalDisk {
   }
 
   private bitmapView(): DirtyBitmap {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the view forwards to whatever is attached now
+    // `self`: the getters below forward to whatever is attached now.
     const self = this;
     return {
       get bitCount(): number {
