@@ -212,17 +212,25 @@ export class ResourceRuntime {
   async attach(): Promise<void> {
     if (this.store) return;
     await this.setState({ disk: DiskState.Attaching }, 'attach');
+    let opened: AttachedStore | undefined;
     try {
-      this.store = await this.options.openStore(this.spec, this.log);
+      opened = await this.options.openStore(this.spec, this.log);
+      // e.g. a diskless Primary refusing a disk that does not hold its current data (ERR_DATA_NOT_CURRENT)
+      this.attachCheck?.(opened);
     } catch (err) {
+      await opened?.close(true);
       await this.setState({ disk: DiskState.Diskless }, 'attach failed');
       throw err;
     }
+    this.store = opened;
     for (const hook of this.attachHooks) hook(this.store);
     // drbd_adm_attach: while connected the disk is Negotiating until the handshake decides.
     const connected = this.state.conn >= ConnState.Connected;
     await this.setState({ disk: connected ? DiskState.Negotiating : this.store.diskAtAttach }, 'attach');
   }
+
+  /** Set by the wiring: may refuse a freshly opened store before anything uses it (throws). */
+  attachCheck: ((store: AttachedStore) => void) | undefined;
 
   /** Called after every state change (the link sends State packets from here). */
   readonly stateHooks: Array<(before: StateSnapshot, after: StateSnapshot) => void> = [];

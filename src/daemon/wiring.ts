@@ -97,10 +97,12 @@ export class Wiring {
       this.deadline = undefined;
     };
     runtime.stateHooks.push((before, after) => this.afterStateChange(before, after));
+    runtime.attachCheck = (store) => this.checkDataCurrent(store);
     runtime.detachHooks.push(async () => {
       const dp = this.dataPath;
       if (dp && (dp.isAttached || runtime.snapshot.role === Role.Primary)) {
         // DRBD's diskless mode: a Primary keeps its device (served through the peer, or EIO), the link stays.
+        this.exposedDataUuid = runtime.attachedStore?.uuids.current;
         dp.detachLocal();
         return;
       }
@@ -126,6 +128,26 @@ export class Wiring {
     });
     this.defineVerbs();
     defineMetricsVerb(this);
+  }
+
+  /** The current UUID of the data a diskless Primary exposes (DRBD's ed_uuid), from the disk it lost. */
+  private exposedDataUuid: bigint | undefined;
+
+  /**
+   * drbd_adm_attach: a diskless Primary without an UpToDate peer may only
+   * take back a disk that holds the data it exposes — not one that missed
+   * writes it made through the peer, or another generation.
+   */
+  private checkDataCurrent(store: AttachedStore): void {
+    const dp = this.dataPath;
+    const s = this.runtime.snapshot;
+    if (!dp?.volume.isDiskless || s.pdsk === DiskState.UpToDate || !(s.role === Role.Primary || s.peer === Role.Primary)) return;
+    const exposed = this.exposedDataUuid;
+    const sameGeneration = exposed !== undefined && (exposed & ~1n) === (store.uuids.current & ~1n);
+    if (sameGeneration && dp.volume.writesWhileDiskless === 0) return;
+    const shown = exposed === undefined ? '0000000000000000' : exposed.toString(16).toUpperCase().padStart(16, '0');
+    this.runtime.log.error(`Can only attach to data with current UUID=${shown}`);
+    throw new StateChangeRefused(150, 'Can only attach to the data we lost last (see kernel log).', ExitCode.configInvalid);
   }
 
   /** `adjust` (disk-options): the attached disk's requests from now on get the new disk-timeout. */

@@ -259,6 +259,7 @@ export class ReplicatedVolume implements BlockDevice {
 
   /** The local disk went away (true) or is back (false); see the header. */
   setDiskless(diskless: boolean): void {
+    if (diskless && !this.diskless) this.writesWhileDiskless = 0;
     this.diskless = diskless;
     if (diskless) this.readsFromPeer = true;
   }
@@ -270,6 +271,9 @@ export class ReplicatedVolume implements BlockDevice {
   get isDiskless(): boolean {
     return this.diskless;
   }
+
+  /** Writes completed through the peer alone since the disk went away: the old disk misses them. */
+  writesWhileDiskless = 0;
 
   /** The link's reader of the peer's disk, or null without a link. */
   setPeerReader(reader: PeerReads | null): void {
@@ -450,6 +454,7 @@ export class ReplicatedVolume implements BlockDevice {
     if (network !== null && network.channel === this.peer && network.epoch === this.tl.epoch) this.closeEpoch();
     // The peer has the data: the write succeeded (drbd_req.c: local or remote OK).
     if (localError !== null && !networkOk) throw localError;
+    if (this.diskless) this.writesWhileDiskless++;
   }
 
   /** Queues the Data packet; returns the network part (already settled for protocol A), or null if the peer went away. */

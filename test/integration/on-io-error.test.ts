@@ -14,7 +14,8 @@
  *   detach, disconnected: I/O fails with EIO, cleanly (the process lives).
  *   disk-timeout: a stalled disk is detached; the client sees no error.
  *   `detach` / `attach` of a connected Primary: diskless writes go to beta
- *     only; the re-attach resyncs exactly the blocks written meanwhile.
+ *     only; the re-attach resyncs exactly the blocks written meanwhile; a
+ *     disconnected diskless Primary refuses the disk that missed them.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -237,6 +238,20 @@ describe('diskless operation', () => {
     expect(c.readDisk('alpha', changedOffsetBytes, changed.length).equals(changed)).toBe(true);
     expect(c.readDisk('alpha', 0, before.length).equals(before)).toBe(true);
     expect(c.hashDataArea('alpha')).toBe(c.hashDataArea('beta'));
+  });
+
+  it('a disconnected diskless Primary refuses a disk that missed its writes (ERR_DATA_NOT_CURRENT)', async () => {
+    const c = await pairUp({ port: 8465, resource: 'ftstale', minorBase: 204 });
+    await c.admOk('alpha', ['detach', c.resource]);
+    await c.waitState('alpha', 'dstate', 'Diskless/UpToDate');
+    await c.write('alpha', 0, crypto.randomBytes(64 * 1024)); // on beta only
+    await c.admOk('alpha', ['disconnect', c.resource]);
+    const r = await c.adm('alpha', ['attach', c.resource]);
+    expect(r.exitCode).toBe(10);
+    expect(r.stderr).toContain('Failure: (150) Can only attach to the data we lost last (see kernel log).');
+    expect(c.logText('alpha')).toMatch(/Can only attach to data with current UUID=[0-9A-F]{16}/);
+    expect(await c.query('alpha', 'dstate')).toBe('Diskless/DUnknown');
+    expect(await c.query('alpha', 'role')).toBe('Primary/Unknown');
   });
 
   it('detach of a connected Secondary: the Primary marks what it writes, the re-attach resyncs it', async () => {
