@@ -13,6 +13,7 @@
  *     attached, Inconsistent.
  *   detach, disconnected: I/O fails with EIO, cleanly (the process lives).
  *   disk-timeout: a stalled disk is detached; the client sees no error.
+ *   power cut: flushed writes survive it, the unflushed one is gone.
  *   `detach` / `attach` of a connected Primary: diskless writes go to beta
  *     only; the re-attach resyncs exactly the blocks written meanwhile; a
  *     disconnected diskless Primary refuses the disk that missed them.
@@ -206,6 +207,27 @@ describe('on-io-error', () => {
     expect(c.logText('alpha')).toContain('Local backing device failed to meet the disk-timeout');
     expectOnDisk(c, 'beta', result.acked);
     await setPlan(c, 'alpha', { rules: [] }); // the stalled requests end, the old disk can close
+  });
+});
+
+describe('simulated power cut (fault.power-cut)', () => {
+  it('keeps every write flushed before the cut and drops the one written after the last flush', async () => {
+    const c = await pairUp({ port: 8467, resource: 'ftpower', minorBase: 206 });
+    await c.admOk('beta', ['disconnect', c.resource]);
+    await c.waitState('alpha', 'cstate', 'WFConnection');
+    await setPlan(c, 'alpha', { rules: [], powerCut: true });
+    const result = await runWriter(c, async () => undefined);
+    expect(result.exitCode, result.stderr).toBe(0);
+    const lateOffsetBytes = 16 * 1024 * 1024;
+    await c.write('alpha', lateOffsetBytes, stamp(99_999)); // acknowledged, never flushed
+    const client = await c.client('alpha');
+    const cut = await client.request('fault.power-cut', {});
+    expect(cut.ok, cut.stderr).toBe(true);
+    expect(JSON.parse(cut.stdout) as unknown).toEqual({ droppedWrites: 1, droppedBytes: BLOCK_BYTES });
+    c.kill9('alpha');
+    await c.waitGone('alpha');
+    expectOnDisk(c, 'alpha', result.acked);
+    expect(c.readDisk('alpha', lateOffsetBytes, BLOCK_BYTES).equals(Buffer.alloc(BLOCK_BYTES))).toBe(true);
   });
 });
 
