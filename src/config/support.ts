@@ -88,17 +88,13 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
 
   // ---- disk
   { keyword: 'size', section: 'disk', ...OK('the device is limited to it (and to the smaller of both disks)') },
-  {
-    keyword: 'on-io-error', section: 'disk', status: 'refuse', why: 'udrbd does not act on local I/O errors yet: pass_on and call-local-io-error would not do what they promise (the handler, often a node halt, would not run)',
-    values: { detach: { status: 'warn', what: 'udrbd does not detach on a local I/O error yet; the error is returned to the request', todo: LATER } },
-    what: 'udrbd does not act on local I/O errors', todo: "use 'on-io-error detach' (the default) until a later udrbd release implements it",
-  },
+  { keyword: 'on-io-error', section: 'disk', ...OK('as DRBD 8.4: detach goes Failed -> Diskless and a Primary serves I/O through the peer; pass_on makes the disk Inconsistent and passes the error up when no peer has the data; call-local-io-error runs the local-io-error handler and detaches') },
   {
     keyword: 'fencing', section: 'disk', status: 'refuse', why: 'udrbd never runs the fence-peer handler, so a Primary that loses its peer would go on without fencing it: the peer could be promoted too (split brain)',
     values: { 'dont-care': ok }, what: 'the fence-peer handler is never run', todo: "use 'fencing dont-care' (the default)",
   },
   { keyword: 'max-bio-bvecs', section: 'disk', status: 'warn', why: 'a kernel bio limit; udrbd sizes its own requests', what: 'kernel bio tuning', todo: REMOVE },
-  { keyword: 'disk-timeout', section: 'disk', status: 'warn', why: 'a hung backing disk is not detached after the timeout; writes wait for it, nothing completes early', values: { '0': ok }, what: 'a hung disk is waited for', todo: LATER },
+  { keyword: 'disk-timeout', section: 'disk', ...OK('a backing-disk request older than it detaches the disk (as on-io-error detach), whatever on-io-error says; 0 = off') },
   { keyword: 'read-balancing', section: 'disk', status: 'warn', why: 'reads are always served from the local disk when it is UpToDate: the same data', values: { 'prefer-local': ok }, what: 'reads are served locally', todo: REMOVE },
   { keyword: 'use-bmbv', section: 'disk', status: 'warn', why: 'obsolete in DRBD 8.4 itself', what: 'obsolete', todo: REMOVE },
   { keyword: 'disk-barrier', section: 'disk', ...OK('udrbd has no barriers on its backing disk: yes falls back to flushes, as DRBD 8.4 does on a device that refuses barriers (logged at attach)') },
@@ -184,10 +180,7 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
   handler('fence-peer', 'DRBD runs it only with fencing resource-only / resource-and-stonith, which udrbd refuses'),
   handler('outdate-peer', 'old name of fence-peer'),
   handler('unfence-peer', 'DRBD runs it only with fencing, which udrbd refuses'),
-  {
-    keyword: 'local-io-error', section: 'handlers', status: 'warn', why: 'DRBD runs it only with on-io-error call-local-io-error, which udrbd refuses; without that it never runs in DRBD either',
-    what: 'udrbd does not act on local I/O errors yet', todo: LATER,
-  },
+  handler('local-io-error', 'run on a local I/O error with on-io-error call-local-io-error, before the disk detaches'),
   {
     keyword: 'before-resync-source', section: 'handlers', status: 'warn', why: 'not run before this node becomes SyncSource; usually a snapshot hook, the resync itself is the same',
     what: 'not run before a resync as SyncSource', todo: LATER,

@@ -211,6 +211,7 @@ async function apply(wiring: Wiring, wanted: ResourceSpec, plan: AdjustPlan): Pr
         break;
       case 'disk-options':
         wiring.dataPath?.applyOptions(liveReplicationOptions(view));
+        wiring.applyDiskTimeout(); // on-io-error is read at each error
         wiring.link.sendSyncParam();
         break;
       case 'disconnect':

@@ -278,7 +278,8 @@ export class PeerLink {
     let uuidFlags = 0;
     if (this.discardMyData) uuidFlags |= UuidFlag.discardMyData;
     if (store.mdFlags & MdFlag.crashedPrimary) uuidFlags |= UuidFlag.crashedPrimary;
-    if (s.disk <= DiskState.Inconsistent) uuidFlags |= UuidFlag.inconsistent;
+    const disk = s.disk === DiskState.Negotiating ? store.diskAtAttach : s.disk;
+    if (disk <= DiskState.Inconsistent) uuidFlags |= UuidFlag.inconsistent;
     return {
       protocol: {
         protocol: net.protocol,
@@ -369,6 +370,7 @@ export class PeerLink {
         nodeName: rt.spec.node,
         crashedPrimary: (store.mdFlags & MdFlag.crashedPrimary) !== 0,
         discardMyData: this.discardMyData,
+        attachDisk: store.diskAtAttach,
       },
       peer: {
         uuids: peer.uuids,
@@ -409,14 +411,22 @@ export class PeerLink {
         await this.toStandAlone(decision.kind);
         return;
       case 'no-sync':
+        engine.localDataReady();
         if (!engine.volume.isMirroring) engine.startMirroring();
-        await rt.setState({ conn: ConnState.Connected, peer: peer.role as Role, pdsk: peer.disk as DiskState }, 'handshake: no resync');
+        await rt.setState({ conn: ConnState.Connected, peer: peer.role as Role, pdsk: peer.disk as DiskState, ...this.negotiatedDisk() }, 'handshake: no resync');
         return;
       case 'sync-source':
+        engine.localDataReady();
         return this.runSyncSource(link, engine, decision.full);
       case 'sync-target':
         return this.runSyncTarget(link, engine, decision.full);
     }
+  }
+
+  /** After a re-attach while connected (disk Negotiating): the disk state the attach found, once the handshake kept it. */
+  private negotiatedDisk(): Partial<StateSnapshot> {
+    const store = this.runtime.attachedStore;
+    return store && this.runtime.snapshot.disk === DiskState.Negotiating ? { disk: store.diskAtAttach } : {};
   }
 
   /** `new-current-uuid --clear-bitmap` on a fresh connected pair: tell the peer to adopt our UUID (flag 8). */
@@ -441,8 +451,18 @@ export class PeerLink {
     await rt.setState({ disk: DiskState.UpToDate, pdsk: DiskState.UpToDate }, 'skip initial sync');
   }
 
-  /** After `primary --force` while Connected: send the new UUIDs and decide again (DRBD's CONSIDER_RESYNC). */
-  async forcedWhileConnected(): Promise<void> {
+  /** Our UUIDs to the peer (after a new current UUID while connected); nothing without a disk or link. */
+  sendUuids(): void {
+    const link = this.active;
+    if (!link || link.closed || !this.runtime.attachedStore) return;
+    link.result.session.send({ type: PacketType.Uuids, ...this.localParams().uuids });
+  }
+
+  /**
+   * After `primary --force` or a re-attach while Connected: send the new
+   * UUIDs and decide again (DRBD's CONSIDER_RESYNC).
+   */
+  async renegotiate(): Promise<void> {
     const link = this.active;
     const engine = this.engine();
     if (!link || link.closed || !engine || this.runtime.snapshot.conn !== ConnState.Connected) return;
@@ -455,7 +475,7 @@ export class PeerLink {
     const rt = this.runtime;
     const store = rt.requireStore();
     if (full) store.bitmap.setAll();
-    await rt.setState({ conn: ConnState.WFBitMapS, peer: link.peer.role as Role, pdsk: DiskState.Inconsistent }, 'sync source');
+    await rt.setState({ conn: ConnState.WFBitMapS, peer: link.peer.role as Role, pdsk: DiskState.Inconsistent, ...this.negotiatedDisk() }, 'sync source');
     if (!engine.volume.isMirroring) engine.startMirroring();
     // A full sync sets every bit on both sides, so no exchange is needed (and a link exchanges bitmaps once).
     if (exchange) await engine.exchangeBitmaps();
@@ -565,7 +585,8 @@ export class PeerLink {
           return;
         }
         const engine = this.engine();
-        if (engine && this.runtime.snapshot.conn === ConnState.Connected) {
+        // A diskless node only notes the peer's UUIDs; it negotiates when it attaches.
+        if (engine && this.runtime.attachedStore && this.runtime.snapshot.disk > DiskState.Failed && this.runtime.snapshot.conn === ConnState.Connected) {
           this.decide(link, engine).catch((err: Error) => this.runtime.log.error({ err }, `resync decision failed: ${err.message}`));
         }
         return;

@@ -212,15 +212,25 @@ export class ResourceRuntime {
   async attach(): Promise<void> {
     if (this.store) return;
     await this.setState({ disk: DiskState.Attaching }, 'attach');
+    let opened: AttachedStore | undefined;
     try {
-      this.store = await this.options.openStore(this.spec, this.log);
+      opened = await this.options.openStore(this.spec, this.log);
+      // e.g. a diskless Primary refusing a disk that does not hold its current data (ERR_DATA_NOT_CURRENT)
+      this.attachCheck?.(opened);
     } catch (err) {
+      await opened?.close(true);
       await this.setState({ disk: DiskState.Diskless }, 'attach failed');
       throw err;
     }
+    this.store = opened;
     for (const hook of this.attachHooks) hook(this.store);
-    await this.setState({ disk: this.store.diskAtAttach }, 'attach');
+    // drbd_adm_attach: while connected the disk is Negotiating until the handshake decides.
+    const connected = this.state.conn >= ConnState.Connected;
+    await this.setState({ disk: connected ? DiskState.Negotiating : this.store.diskAtAttach }, 'attach');
   }
+
+  /** Set by the wiring: may refuse a freshly opened store before anything uses it (throws). */
+  attachCheck: ((store: AttachedStore) => void) | undefined;
 
   /** Called after every state change (the link sends State packets from here). */
   readonly stateHooks: Array<(before: StateSnapshot, after: StateSnapshot) => void> = [];
@@ -231,20 +241,36 @@ export class ResourceRuntime {
   readonly attachHooks: Array<(store: AttachedStore) => void> = [];
   readonly detachHooks: Array<() => Promise<void>> = [];
 
+  /** Set by the wiring: resolves once no request is in flight on the detached disk (a hung one keeps it waiting). */
+  diskDrained: (() => Promise<void>) | undefined;
+
+  /** `detach`: the disk goes Failed -> Diskless; connected, the node goes on diskless (through the peer). */
   async detach(): Promise<void> {
     if (!this.store) return;
-    if (this.state.conn >= ConnState.WFReportParams) {
-      // DRBD would continue diskless, reading and writing through the peer; udrbd has no diskless mode.
-      throw new UdrbdError(`${this.spec.minor}: udrbd cannot run diskless: 'udrbdadm disconnect ${this.spec.name}' before detaching`, ExitCode.stateChangeFailed);
-    }
     if (this.state.role === Role.Primary && this.state.pdsk !== DiskState.UpToDate) {
       throw new StateChangeRefused(-2, 'Need access to UpToDate data', ExitCode.noUpToDateDisk);
     }
+    await this.goDiskless('detach', true);
+  }
+
+  /**
+   * DRBD's way out of a disk: Failed (the peer hears it), the data path
+   * lets go of it (detach hooks), `onFailed` runs (on-io-error's handler),
+   * Diskless, then the store closes once the disk's requests ended; `clean`
+   * false (an I/O error) leaves the meta-data marked unclean, so the
+   * activity log is applied at the next attach.
+   */
+  async goDiskless(why: string, clean: boolean, onFailed?: () => Promise<void>): Promise<void> {
     const store = this.store;
+    if (!store) return;
+    if (this.state.disk !== DiskState.Failed) await this.setState({ disk: DiskState.Failed }, why);
+    // Failed: no new request reaches the disk (DRBD's get_ldev fails below Inconsistent).
     for (const hook of this.detachHooks) await hook();
-    await this.setState({ disk: DiskState.Diskless }, 'detach');
+    await onFailed?.();
     this.store = undefined;
-    await store.close(true);
+    await this.setState({ disk: DiskState.Diskless }, why);
+    await this.diskDrained?.();
+    await store.close(clean);
   }
 
   /**

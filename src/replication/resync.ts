@@ -20,7 +20,7 @@ import { type AckPacket, PacketType, type RsDataReply, type RsDataRequest } from
 import { runAside, trackUntilFulfilled } from '../util/aside.js';
 import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
-import { BlockIdAllocator, BlockIdTag } from './block-id.js';
+import { BlockIdAllocator, BlockIdTag, blockIdTag } from './block-id.js';
 import type { ReplicationCounters } from './counters.js';
 import type { ReplicationOptions } from './options.js';
 import { type RangeHold, type RangeLock, Slots } from './range-lock.js';
@@ -479,7 +479,8 @@ export class ResyncResponder {
         // The buffer goes back to the pool once the channel no longer references it.
         peer.send({ type: PacketType.RsDataReply, offsetBytes, blockId, payload }, () => directPool.give(payload));
         counters.sentBytes += lengthBytes;
-        counters.pe++;
+        // An application read of a diskless peer (replication/peer-read) is not acknowledged.
+        if (blockIdTag(blockId) !== BlockIdTag.read) counters.pe++;
       } else {
         directPool.give(payload);
         peer.send({ type: PacketType.RsNegAck, offsetBytes, lengthBytes, blockId });

@@ -184,7 +184,8 @@ export interface HandshakeSide {
 }
 
 export interface HandshakeInput {
-  self: HandshakeSide & { crashedPrimary: boolean; discardMyData: boolean };
+  /** `attachDisk`: with disk Negotiating (attached while connected), the state the attach found (DRBD's new_state_tmp). */
+  self: HandshakeSide & { crashedPrimary: boolean; discardMyData: boolean; attachDisk?: DiskState };
   peer: HandshakeSide & { uuidFlags: number };
   afterSb0pri: string;
   afterSb1pri: string;
@@ -259,7 +260,8 @@ export function syncHandshake(input: HandshakeInput): HandshakeDecision {
     return decide('drop');
   }
 
-  const myDisk = self.disk;
+  // drbd_sync_handshake: a Negotiating disk is judged by what the attach found.
+  const myDisk = self.disk === DiskState.Negotiating && self.attachDisk !== undefined ? self.attachDisk : self.disk;
   const peerDisk = peer.disk;
   if ((myDisk === DiskState.Inconsistent && peerDisk > DiskState.Inconsistent) ||
       (peerDisk === DiskState.Inconsistent && myDisk > DiskState.Inconsistent)) {
