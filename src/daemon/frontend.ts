@@ -190,7 +190,10 @@ export class ResourceFrontend implements FrontendHook {
       }
       if (record.pid !== process.pid && pidAlive(record.pid)) continue;
       if (isNbdConnected(record.nbdDevice, this.deps)) {
-        const held = await this.heldOpen.report(record.nbdDevice, { aliasPaths: [record.devicePath] }).catch(() => null);
+        const held = await this.heldOpen.report(record.nbdDevice, { aliasPaths: [record.devicePath] }).catch((err: Error) => {
+          this.options.log.warn({ nbdDevice: record.nbdDevice, err: err.message }, 'cannot tell whether a stale nbd attach is held open');
+          return null;
+        });
         if (held?.held) {
           this.options.log.warn({ devicePath: record.devicePath, nbdDevice: record.nbdDevice, why: describeHeldOpen(held) }, 'stale nbd attach still in use; unmount it');
           continue;
@@ -236,7 +239,8 @@ export class ResourceFrontend implements FrontendHook {
         }
       } catch (err) {
         this.server = null;
-        await server.close().catch(() => undefined);
+        // The exposure failure is what the caller sees; a failed close of the half-set-up server is logged beside it.
+        await server.close().catch((closeErr: Error) => log.warn({ err: closeErr.message }, 'closing the NBD server after a failed exposure failed'));
         throw err;
       }
       this.kind = kind;
@@ -262,7 +266,8 @@ export class ResourceFrontend implements FrontendHook {
       await fs.writeFile(this.nbdStateFile, `${JSON.stringify(record)}\n`, { mode: 0o600 });
       await createDeviceLink(devicePath, nbdDevice);
     } catch (err) {
-      await detachNbd(nbdDevice, this.deps).catch(() => undefined);
+      // The attach failure is what the caller sees; a failed undo is logged beside it.
+      await detachNbd(nbdDevice, this.deps).catch((detachErr: Error) => this.options.log.warn({ nbdDevice, err: detachErr.message }, 'nbd-client -d after a failed attach failed'));
       await fs.rm(this.nbdStateFile, { force: true });
       this.nbdDevice = null;
       throw err;

@@ -29,6 +29,7 @@ import {
 } from './status.js';
 import type { ResourceSpec } from './spec.js';
 import { runHandler } from './handlers.js';
+import { DurabilityReport } from './durability.js';
 import { changeEvents, existsEvents, helperEvent } from './events2.js';
 import type { BlockDevice } from '../disk/block-device.js';
 import type { ActivityLogApi, DirtyBitmap, GenerationUuids } from '../meta/types.js';
@@ -230,6 +231,8 @@ export class ResourceRuntime {
   /** Wiring hooks run right after the meta-data is loaded / right before it is closed. */
   readonly attachHooks: Array<(store: AttachedStore) => void> = [];
   readonly detachHooks: Array<() => Promise<void>> = [];
+  /** Flush / meta-data write failures of the detach or down in progress, for its reply. */
+  readonly durability = new DurabilityReport();
 
   async detach(): Promise<void> {
     if (!this.store) return;
@@ -244,7 +247,7 @@ export class ResourceRuntime {
     for (const hook of this.detachHooks) await hook();
     await this.setState({ disk: DiskState.Diskless }, 'detach');
     this.store = undefined;
-    await store.close(true);
+    await store.close(true).catch((err: unknown) => this.durability.record(this.log, this.spec, 'meta-data write', err));
   }
 
   /**
@@ -282,7 +285,7 @@ export class ResourceRuntime {
       for (const hook of this.detachHooks) await hook();
       await this.setState({ disk: DiskState.Diskless }, 'down');
       this.store = undefined;
-      await store.close(true);
+      await store.close(true).catch((err: unknown) => this.durability.record(this.log, this.spec, 'meta-data write', err));
     }
     this.isDown = true;
     this.log.info('resource down');
@@ -358,11 +361,11 @@ export class ResourceRuntime {
     });
     this.defineVerb('detach', async () => {
       await this.detach();
-      return { exitCode: 0 };
+      return this.durability.takeReply();
     });
     this.defineVerb('down', async () => {
       await this.down();
-      return { exitCode: 0 };
+      return this.durability.takeReply();
     });
     this.defineVerb('io.read', async (args) => {
       const store = this.requireStore();
