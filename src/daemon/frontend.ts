@@ -25,6 +25,7 @@ import path from 'node:path';
 import type { BlockDevice } from '../disk/block-device.js';
 import type { Logger } from '../util/log.js';
 import { assert } from '../util/assert.js';
+import { SsCode } from '../resource/state.js';
 import { UdrbdError, ExitCode } from '../util/errors.js';
 import { NbdServer, parseNbdTcpAddress, type NbdTcpAddress } from '../frontend/nbd/index.js';
 import { attachNbd, detachNbd, ensureKernelNbd, isNbdConnected, defaultDeps as nbdDefaultDeps, type NbdClientDeps } from '../frontend/nbd-client/index.js';
@@ -333,7 +334,7 @@ export class ResourceFrontend implements FrontendHook {
 }
 
 function heldOpen(): StateChangeRefused {
-  return new StateChangeRefused(-12, 'Device is held open by someone', ExitCode.stateChangeFailed);
+  return new StateChangeRefused(SsCode.deviceInUse, 'Device is held open by someone', ExitCode.stateChangeFailed);
 }
 
 function pidAlive(pid: number): boolean {

@@ -12,7 +12,7 @@ import type { Logger } from '../util/log.js';
 import { assert } from '../util/assert.js';
 import { ExitCode, UdrbdError } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
-import { unconfiguredState } from '../resource/state.js';
+import { SsCode, unconfiguredState } from '../resource/state.js';
 import { type ControlEvent, type ControlReply, type ControlRequest, DIAGNOSTIC_IO_BYTES_MAX, errorReply, okReply } from './protocol.js';
 import {
   type StateSnapshot,
@@ -241,7 +241,7 @@ export class ResourceRuntime {
       throw new UdrbdError(`${this.spec.minor}: udrbd cannot run diskless: 'udrbdadm disconnect ${this.spec.name}' before detaching`, ExitCode.stateChangeFailed);
     }
     if (this.state.role === Role.Primary && this.state.pdsk !== DiskState.UpToDate) {
-      throw new StateChangeRefused(-2, 'Need access to UpToDate data', ExitCode.noUpToDateDisk);
+      throw new StateChangeRefused(SsCode.noUpToDateDisk, 'Need access to UpToDate data', ExitCode.noUpToDateDisk);
     }
     const store = this.store;
     for (const hook of this.detachHooks) await hook();
@@ -272,7 +272,7 @@ export class ResourceRuntime {
 
   private async tryDown(): Promise<void> {
     if (this.state.role === Role.Primary && this.options.frontend?.isHeldOpen()) {
-      throw new StateChangeRefused(-12, 'Device is held open by someone', ExitCode.stateChangeFailed);
+      throw new StateChangeRefused(SsCode.deviceInUse, 'Device is held open by someone', ExitCode.stateChangeFailed);
     }
     if (this.state.role === Role.Primary) await this.demote();
     if (this.state.conn !== ConnState.StandAlone) {
@@ -389,7 +389,7 @@ export class ResourceRuntime {
   }
 
   requireStore(): AttachedStore {
-    if (!this.store) throw new StateChangeRefused(-11, 'Device is diskless, the requested operation requires a disk', ExitCode.stateChangeFailed);
+    if (!this.store) throw new StateChangeRefused(SsCode.isDiskless, 'Device is diskless, the requested operation requires a disk', ExitCode.stateChangeFailed);
     return this.store;
   }
 
