@@ -762,7 +762,7 @@ export class PeerLink {
     await rt.setState({ conn: ConnState.WFConnection }, 'reconnecting');
   }
 
-  /** §2.2: a Primary (with UpToDate data) that loses its peer's good disk starts a new data generation. */
+  /** drbd_state.c: after_state_ch → drbd_uuid_new_current: a Primary with UpToDate data that loses its peer starts a new data generation. */
   private async afterPeerLost(link: ActiveLink | undefined): Promise<void> {
     const rt = this.runtime;
     const store = rt.attachedStore;

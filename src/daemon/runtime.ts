@@ -1,12 +1,15 @@
 /**
- * daemon/runtime — ResourceRuntime: one resource on this node, wired
- * together. It holds the resource state (role, cstate, disk states), owns
- * the backing disk and its meta-data while attached, executes the state
- * machine's actions (write meta-data, send state, start resync, drop the
- * connection, run a handler, log), and feeds it events from admin verbs,
- * the peer link and the replication layer. Every state change goes through
- * `setState`, which logs one `conn( A -> B )` line and publishes one event.
- * It knows the layers only through their public index modules.
+ * daemon/runtime — ResourceRuntime: one resource on this node. It holds the
+ * resource state (role, cstate, disk states), owns the meta-data store (and
+ * through it the backing disk) while attached, runs attach / detach / down /
+ * demote, answers the control verbs (status, role, attach, detach, down, ...)
+ * and lets wiring.ts and link.ts register the rest and the attach/detach and
+ * state hooks. State changes go through `setState`, which applies the
+ * not-connected sanitize rule inline, logs one `conn( A -> B )`-style line,
+ * runs the state hooks, publishes events2 events and persists the meta-data
+ * flags; it does not call resource/state's is_valid_* checks, and
+ * resource/machine's reducer is not driven from here (issue 15). It imports
+ * resource/, meta/ and disk/ types by file, not through index modules.
  */
 import type { Logger } from '../util/log.js';
 import { assert } from '../util/assert.js';
@@ -46,7 +49,7 @@ export interface AttachedStore {
   readonly sizeBytes: number;
   /** Applies a new agreed size at once; the promise is the bitmap write (daemon/device-size). */
   setAgreedSize(sizeBytes: number): Promise<void>;
-  /** Disk state at attach, from the meta-data flags (§1.5). */
+  /** Disk state at attach, from the meta-data MDF_* flags (drbd_main.c: drbd_md_read). */
   readonly diskAtAttach: DiskState;
   readonly bitmap: DirtyBitmap;
   /** Bitmap pages written since attach (`bm:`; metrics); absent where the store does not count. */
@@ -170,7 +173,7 @@ export class ResourceRuntime {
   async setState(next: Partial<StateSnapshot>, why?: string): Promise<void> {
     const before = this.state;
     const after: StateSnapshot = { ...before, ...next };
-    // sanitize (§4.2): not connected ⇒ peer Unknown, pdsk DUnknown unless Inconsistent/Outdated
+    // drbd_state.c: sanitize_state: not connected ⇒ peer Unknown, pdsk DUnknown unless Inconsistent/Outdated
     if (after.conn < ConnState.Connected) {
       after.peer = Role.Unknown;
       after.peerIsp = false;
