@@ -14,7 +14,7 @@ import type { ExportConfig } from './connection.js';
 /** Options per connection before we decide the client is looping. */
 const HANDSHAKE_OPTIONS_MAX = 64;
 /** Largest option payload we read (names are <= 4096 bytes plus info requests). */
-const OPTION_DATA_MAX_BYTES = 16 * 1024;
+export const OPTION_DATA_MAX_BYTES = 16 * 1024;
 
 const EMPTY = Buffer.alloc(0);
 
