@@ -20,7 +20,7 @@ import type { CliContext } from './context.js';
 import { shellEscape } from '../util/shell-escape.js';
 export { shellEscape };
 
-/** The helper names drbdadm prints when run as /usr/sbin/drbdadm (drbd84.md §6.1). */
+/** The helper names drbdadm prints when run as /usr/sbin/drbdadm (drbdadm_main.c: drbdsetup / drbdmeta helper names). */
 export const DRBDSETUP = 'drbdsetup-84';
 export const DRBDMETA = 'drbdmeta';
 
@@ -119,7 +119,7 @@ type StagedPlan = (t: DryRunTarget, flags: DryRunFlags) => string[][];
 type Plan = (t: DryRunTarget, more: readonly string[], nodeName: string) => string[];
 
 const minorVerb = (verb: string): Plan => (t, more) => [minorLine(t, verb, more)];
-/** drbdadm tries drbdsetup first and falls back to drbdmeta (§6.1): -d prints both. */
+/** drbdadm tries drbdsetup first and falls back to drbdmeta: -d prints both. */
 const withMetaFallback = (verb: string): Plan => (t, more) => [minorLine(t, verb, more), metaLine(t, verb, more)];
 const metaVerb = (verb: string): Plan => (t, more) => [metaLine(t, verb, more)];
 
@@ -132,7 +132,7 @@ const STAGED_PLANS: Readonly<Record<string, StagedPlan>> = {
   ],
 };
 
-/** The generated calls of each verb (drbd84.md §6.1, checked against drbdadm-84 -d). */
+/** The generated calls of each verb (checked against drbdadm-84 -d). */
 const PLANS: Readonly<Record<string, Plan>> = {
   attach: (t, more) => attachLines(t, more),
   connect: (t, more) => [connectLine(t, more)],

@@ -14,9 +14,10 @@
 import crypto from 'node:crypto';
 import { ExitCode } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
-import { SsCode, refusal } from '../resource/state.js';
+import { ErrCode, SsCode, refusal } from '../resource/state.js';
 import {
   type HandshakeDecision,
+  PROTOCOL_VERSION_MAX,
   UuidFlag,
   syncHandshake,
   syncSourceFinish,
@@ -31,7 +32,7 @@ import { type Packet, PacketType, type ProtocolPacket, type SyncParamPacket } fr
 import type { ReplicationEngine, ResyncTarget } from '../replication/index.js';
 import type { ResourceView } from '../config/index.js';
 import type { GenerationUuids } from '../meta/types.js';
-import { MdFlag } from '../meta/types.js';
+import { MdFlag, UUID_JUST_CREATED } from '../meta/types.js';
 import { type ResourceRuntime, StateChangeRefused } from './runtime.js';
 import type { StateSnapshot, SyncProgress } from './status.js';
 import { agreeDeviceSize } from './device-size.js';
@@ -123,7 +124,7 @@ export class PeerLink {
   async connect(discardMyData: boolean): Promise<void> {
     const rt = this.runtime;
     if (discardMyData && rt.snapshot.role === Role.Primary) {
-      throw new StateChangeRefused(123, '--discard-my-data not allowed when primary.', ExitCode.configInvalid);
+      throw new StateChangeRefused(ErrCode.discardImpossible, '--discard-my-data not allowed when primary.', ExitCode.configInvalid);
     }
     if (this.connector) {
       if (discardMyData) this.discardMyData = true;
@@ -387,7 +388,7 @@ export class PeerLink {
       alwaysAsbp: net.alwaysAsbp,
       resolveConflicts: link.result.resolveConflicts,
       canDemote: () => !rt.frontendHeldOpen(),
-      protocolVersion: 101,
+      protocolVersion: PROTOCOL_VERSION_MAX,
     });
     for (const line of decision.logLines) rt.log.info(line);
     this.splitBrains.note(decision);
@@ -440,7 +441,7 @@ export class PeerLink {
   private async acceptSkipInitialSync(peerCurrent: bigint): Promise<void> {
     const rt = this.runtime;
     const store = rt.attachedStore;
-    if (!store || rt.snapshot.conn !== ConnState.Connected || (store.uuids.current & ~1n) !== 4n) {
+    if (!store || rt.snapshot.conn !== ConnState.Connected || (store.uuids.current & ~1n) !== UUID_JUST_CREATED) {
       rt.log.warn('peer asked to skip the initial sync, but this node is not a fresh connected node; ignored');
       return;
     }
@@ -687,7 +688,7 @@ export class PeerLink {
     switch (conn) {
       case ConnState.StartingSyncS: {
         // the peer invalidated itself: full sync with us as source
-        reply(1);
+        reply(SsCode.success);
         await rt.setState({ conn: ConnState.StartingSyncS }, 'peer invalidate');
         await this.runSyncSource(link, engine, true, false);
         return;
@@ -695,12 +696,12 @@ export class PeerLink {
       case ConnState.StartingSyncT: {
         // the peer ran invalidate-remote: full sync with us as target
         const running = this.runSyncTarget(link, engine, true, false);
-        reply(1);
+        reply(SsCode.success);
         await running;
         return;
       }
       case ConnState.VerifyT:
-        reply(1);
+        reply(SsCode.success);
         await rt.setState({ conn: ConnState.VerifyT }, 'peer verify');
         return;
       default:
@@ -717,7 +718,7 @@ export class PeerLink {
 
   private async peerAgrees(link: ActiveLink, conn: ConnState): Promise<void> {
     const result = await this.requestPeer(link, conn);
-    if (result !== 1) {
+    if (result !== SsCode.success) {
       const code = result < 0 ? result : SsCode.cwFailedByPeer;
       throw new StateChangeRefused(code, refusal(code as SsCode).text, ExitCode.stateChangeFailed);
     }
@@ -782,7 +783,7 @@ export class PeerLink {
     await rt.setState({ conn: ConnState.WFConnection }, 'reconnecting');
   }
 
-  /** §2.2: a Primary (with UpToDate data) that loses its peer's good disk starts a new data generation. */
+  /** drbd_state.c: after_state_ch → drbd_uuid_new_current: a Primary with UpToDate data that loses its peer starts a new data generation. */
   private async afterPeerLost(link: ActiveLink | undefined): Promise<void> {
     const rt = this.runtime;
     const store = rt.attachedStore;

@@ -1,18 +1,21 @@
 /**
- * daemon/runtime — ResourceRuntime: one resource on this node, wired
- * together. It holds the resource state (role, cstate, disk states), owns
- * the backing disk and its meta-data while attached, executes the state
- * machine's actions (write meta-data, send state, start resync, drop the
- * connection, run a handler, log), and feeds it events from admin verbs,
- * the peer link and the replication layer. Every state change goes through
- * `setState`, which logs one `conn( A -> B )` line and publishes one event.
- * It knows the layers only through their public index modules.
+ * daemon/runtime — ResourceRuntime: one resource on this node. It holds the
+ * resource state (role, cstate, disk states), owns the meta-data store (and
+ * through it the backing disk) while attached, runs attach / detach / down /
+ * demote, answers the control verbs (status, role, attach, detach, down, ...)
+ * and lets wiring.ts and link.ts register the rest and the attach/detach and
+ * state hooks. State changes go through `setState`, which applies the
+ * not-connected sanitize rule inline, logs one `conn( A -> B )`-style line,
+ * runs the state hooks, publishes events2 events and persists the meta-data
+ * flags; it does not call resource/state's is_valid_* checks, and
+ * resource/machine's reducer is not driven from here (issue 15). It imports
+ * resource/, meta/ and disk/ types by file, not through index modules.
  */
 import type { Logger } from '../util/log.js';
 import { assert } from '../util/assert.js';
 import { ExitCode, UdrbdError } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
-import { unconfiguredState } from '../resource/state.js';
+import { SsCode, unconfiguredState } from '../resource/state.js';
 import { type ControlEvent, type ControlReply, type ControlRequest, DIAGNOSTIC_IO_BYTES_MAX, errorReply, okReply } from './protocol.js';
 import {
   type StateSnapshot,
@@ -29,6 +32,7 @@ import {
 } from './status.js';
 import type { ResourceSpec } from './spec.js';
 import { runHandler } from './handlers.js';
+import { DurabilityReport } from './durability.js';
 import { changeEvents, existsEvents, helperEvent } from './events2.js';
 import type { BlockDevice } from '../disk/block-device.js';
 import type { ActivityLogApi, DirtyBitmap, GenerationUuids } from '../meta/types.js';
@@ -45,7 +49,7 @@ export interface AttachedStore {
   readonly sizeBytes: number;
   /** Applies a new agreed size at once; the promise is the bitmap write (daemon/device-size). */
   setAgreedSize(sizeBytes: number): Promise<void>;
-  /** Disk state at attach, from the meta-data flags (§1.5). */
+  /** Disk state at attach, from the meta-data MDF_* flags (drbd_main.c: drbd_md_read). */
   readonly diskAtAttach: DiskState;
   readonly bitmap: DirtyBitmap;
   /** Bitmap pages written since attach (`bm:`; metrics); absent where the store does not count. */
@@ -169,7 +173,7 @@ export class ResourceRuntime {
   async setState(next: Partial<StateSnapshot>, why?: string): Promise<void> {
     const before = this.state;
     const after: StateSnapshot = { ...before, ...next };
-    // sanitize (§4.2): not connected ⇒ peer Unknown, pdsk DUnknown unless Inconsistent/Outdated
+    // drbd_state.c: sanitize_state: not connected ⇒ peer Unknown, pdsk DUnknown unless Inconsistent/Outdated
     if (after.conn < ConnState.Connected) {
       after.peer = Role.Unknown;
       after.peerIsp = false;
@@ -240,6 +244,8 @@ export class ResourceRuntime {
   /** Wiring hooks run right after the meta-data is loaded / right before it is closed. */
   readonly attachHooks: Array<(store: AttachedStore) => void> = [];
   readonly detachHooks: Array<() => Promise<void>> = [];
+  /** Flush / meta-data write failures of the detach or down in progress, for its reply. */
+  readonly durability = new DurabilityReport();
 
   /** Set by the wiring: resolves once no request is in flight on the detached disk (a hung one keeps it waiting). */
   diskDrained: (() => Promise<void>) | undefined;
@@ -248,7 +254,7 @@ export class ResourceRuntime {
   async detach(): Promise<void> {
     if (!this.store) return;
     if (this.state.role === Role.Primary && this.state.pdsk !== DiskState.UpToDate) {
-      throw new StateChangeRefused(-2, 'Need access to UpToDate data', ExitCode.noUpToDateDisk);
+      throw new StateChangeRefused(SsCode.noUpToDateDisk, 'Need access to UpToDate data', ExitCode.noUpToDateDisk);
     }
     await this.goDiskless('detach', true);
   }
@@ -270,7 +276,7 @@ export class ResourceRuntime {
     this.store = undefined;
     await this.setState({ disk: DiskState.Diskless }, why);
     await this.diskDrained?.();
-    await store.close(clean);
+    await store.close(clean).catch((err: unknown) => this.durability.record(this.log, this.spec, 'meta-data write', err));
   }
 
   /**
@@ -295,7 +301,7 @@ export class ResourceRuntime {
 
   private async tryDown(): Promise<void> {
     if (this.state.role === Role.Primary && this.options.frontend?.isHeldOpen()) {
-      throw new StateChangeRefused(-12, 'Device is held open by someone', ExitCode.stateChangeFailed);
+      throw new StateChangeRefused(SsCode.deviceInUse, 'Device is held open by someone', ExitCode.stateChangeFailed);
     }
     if (this.state.role === Role.Primary) await this.demote();
     if (this.state.conn !== ConnState.StandAlone) {
@@ -308,7 +314,7 @@ export class ResourceRuntime {
       for (const hook of this.detachHooks) await hook();
       await this.setState({ disk: DiskState.Diskless }, 'down');
       this.store = undefined;
-      await store.close(true);
+      await store.close(true).catch((err: unknown) => this.durability.record(this.log, this.spec, 'meta-data write', err));
     }
     this.isDown = true;
     this.log.info('resource down');
@@ -384,11 +390,11 @@ export class ResourceRuntime {
     });
     this.defineVerb('detach', async () => {
       await this.detach();
-      return { exitCode: 0 };
+      return this.durability.takeReply();
     });
     this.defineVerb('down', async () => {
       await this.down();
-      return { exitCode: 0 };
+      return this.durability.takeReply();
     });
     this.defineVerb('io.read', async (args) => {
       const store = this.requireStore();
@@ -412,7 +418,7 @@ export class ResourceRuntime {
   }
 
   requireStore(): AttachedStore {
-    if (!this.store) throw new StateChangeRefused(-11, 'Device is diskless, the requested operation requires a disk', ExitCode.stateChangeFailed);
+    if (!this.store) throw new StateChangeRefused(SsCode.isDiskless, 'Device is diskless, the requested operation requires a disk', ExitCode.stateChangeFailed);
     return this.store;
   }
 

@@ -1,7 +1,10 @@
 /**
- * daemon/spec — the slice of the configuration a resource process needs,
- * taken from config/'s ResourceView for this node. The rest of daemon/ reads
- * only this shape, so changes in the config layer stay in this file.
+ * daemon/spec — the resource process's configuration: the fields daemon/
+ * uses directly (names, minor, disks, addresses, handlers, fencing, sizes,
+ * drbdsetup argument lists), built by config-adapter.ts from config/'s
+ * ResourceView for this node. `view` carries that whole ResourceView as
+ * `unknown`: link, wiring, adjust, adjust-plan and metrics-source cast it back
+ * to read net/disk options, so a change in the config layer can reach them too.
  */
 
 export interface AddressSpec {

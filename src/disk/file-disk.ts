@@ -31,11 +31,7 @@
  * flush of at most INLINE_FLUSH_DIRTY_BYTES_MAX will be slow (if it is, the
  * flush backs off by itself); before, every 4 KiB write + fsync within 10 s
  * of a sequential stream paid two pool hand-offs per flush on each node
- * (protocol C: ~600 instead of ~900-1000 IOPS).
- * Measured (interleaved rounds): 4 KiB random write + fsync each, QD1:
- * +20..35% IOPS through FUSE + loop, +25..60% through NBD; XFS dd conv=fsync
- * on FUSE + loop with 1 MiB writes inline: median +14% StandAlone, +28% with
- * a peer; NBD sequential writes unchanged.
+ * (the figures, before and after: docs/performance.md).
  *
  * Streams: every writebackHintBytes written through the page cache, the
  * written range is handed to disk/writeback (sync_file_range in the

@@ -9,7 +9,7 @@ import { assert } from '../util/assert.js';
 export type ReplicationProtocol = 'A' | 'B' | 'C';
 
 export interface ReplicationOptions {
-  /** When a mirrored write completes (drbd84.md §9.1). */
+  /** When a mirrored write completes: A on send, B on the peer's receipt, C on its disk write (drbd_req.c). */
   readonly protocol: ReplicationProtocol;
   /** Bound on application requests in flight and on the transfer log (DRBD max-buffers). */
   readonly maxBuffers: number;
@@ -39,7 +39,7 @@ export interface ReplicationOptions {
   readonly diskFlushes: boolean;
 }
 
-/** DRBD 8.4 defaults (drbd84.md §7.4); resync as fast as possible unless told otherwise. */
+/** DRBD 8.4 defaults (drbd_limits.h); resync as fast as possible unless told otherwise. */
 export const defaultReplicationOptions: ReplicationOptions = {
   protocol: 'C',
   maxBuffers: 2048,

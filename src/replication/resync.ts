@@ -7,7 +7,7 @@
  * (any node with good data) answers RsDataRequest from its disk and clears
  * its bits on RsWriteAck. Both hold the shared range lock across each block
  * so an application write that overlaps a block being resynced wins.
- * Progress is plain numbers (drbd84.md §5.1). Who syncs from whom is decided
+ * Progress is plain numbers (drbd_proc.c: drbd_syncer_progress). Who syncs from whom is decided
  * elsewhere.
  */
 import { type BlockDevice, BYPASS_CACHE } from '../disk/block-device.js';

@@ -2,7 +2,7 @@
  * replication/volume — ReplicatedVolume, the Primary's view of the volume as
  * a BlockDevice: each write goes through the activity log, then to the local
  * disk and (while mirroring) as a Data packet to the peer, and completes as
- * protocol A, B or C says (drbd84.md §9.1). Epochs, Barriers and the transfer
+ * protocol A, B or C says (drbd_req.c). Epochs, Barriers and the transfer
  * log live here; a lost peer turns unacknowledged ranges out of sync. It
  * receives decisions (start/stop mirroring, become SyncTarget) as method
  * calls and knows nothing of roles, UUIDs or sockets. Each completed local

@@ -84,7 +84,7 @@ export interface FenceOutcome {
 }
 
 /**
- * Interprets a fence-peer handler exit code (drbd84.md §5.2): 3 peer
+ * Interprets a fence-peer handler exit code (drbd_nl.c: conn_try_outdate_peer): 3 peer
  * Inconsistent, 4 Outdated, 5 down (Outdated only if our disk is UpToDate),
  * 6 peer Primary → outdate myself, 7 stonithed; anything else is broken.
  */

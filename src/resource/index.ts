@@ -1,11 +1,18 @@
 /**
- * resource — the DRBD 8.4 resource state machine as pure data + functions.
+ * resource — the DRBD 8.4 resource state rules as pure data + functions.
  * Owns: the state word and its rules (state.ts), generation UUIDs and the
  * connect-time sync handshake (uuid.ts), split-brain policies (after-sb.ts),
- * operator requests (admin.ts) and the reducer the daemon drives (machine.ts).
+ * operator requests (admin.ts) and a reducer over all of them (machine.ts).
  * Knows nothing of sockets, disks, byte formats, timers or the clock.
  *
- * How the daemon uses it:
+ * What runs today: the resource process (daemon/link.ts, wiring.ts,
+ * runtime.ts) calls state.ts, uuid.ts, after-sb.ts and admin.ts directly and
+ * takes only diskStateFromMdFlags / mdFlagsForState from machine.ts; the
+ * reducer below is exercised by test/unit/resource-machine.test.ts but not
+ * driven by the daemon (issue 15 makes it one state machine). The daemon
+ * imports the files, not this index; the unit tests import the index.
+ *
+ * The reducer's interface (machine.ts):
  *
  *   let model = initialModel(config);                       // ResourceConfig from the parsed config
  *   const { model: next, actions } = step(model, event);     // never mutates `model`

@@ -1,5 +1,6 @@
 /**
- * resource/machine — the reducer the resource process drives:
+ * resource/machine — a reducer over the resource rules (unit-tested; the
+ * resource process does not drive it yet, issue 15):
  * `step(model, event) → { model, actions }`. The model is the state word,
  * the generation UUIDs, the meta-data flags and the config bits that matter;
  * events are admin requests, peer-link news, resync/verify completions and
@@ -232,7 +233,7 @@ export interface StepResult {
 }
 
 // ---------------------------------------------------------------------------
-// Meta-data flag derivation (§1.5)
+// Meta-data flag derivation (MDF_*, drbd_main.c: drbd_md_sync)
 
 /** MDF_* bits implied by a state (after_state_ch), keeping FULL_SYNC and AL_DISABLED; AL_CLEAN is cleared. */
 export function mdFlagsForState(s: ResourceState, prev: number, crashedPrimary: boolean): number {

@@ -4,13 +4,15 @@
  * written for DRBD 8.4 (the OCF agent, init scripts) keep working.
  */
 
-/** Exit codes shared by udrbdadm verbs (DRBD 8.4 values, see drbd84.md §6.3). */
+/** Exit codes shared by udrbdadm verbs (the values drbdadm-84, drbdsetup-84 and drbdmeta exit with). */
 export const ExitCode = {
   ok: 0,
   usage: 1,
   /** drbdmeta: invalid size / arguments; drbdadm: config invalid; drbdsetup: kernel error. */
   configInvalid: 10,
   stateChangeFailed: 11,
+  /** drbdsetup's 10 for an error the kernel reports; udrbd: the backing disk failed I/O the verb needed. */
+  deviceError: 10,
   /** drbdsetup: SS_LOWER_THAN_OUTDATED. */
   lowerThanOutdated: 5,
   noLocalDisk: 16,

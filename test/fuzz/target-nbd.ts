@@ -17,7 +17,7 @@ import type { BlockDevice, ReadFlags, WriteFlags } from '../../src/disk/block-de
 import { MemoryDisk } from '../../src/disk/memory-disk.js';
 import * as P from '../../src/frontend/nbd/protocol.js';
 import { checkRequest, type ExportLimits } from '../../src/frontend/nbd/request-check.js';
-import { OPTION_DATA_MAX_BYTES } from '../../src/frontend/nbd/connection.js';
+import { OPTION_DATA_MAX_BYTES } from '../../src/frontend/nbd/handshake-newstyle.js';
 import { NbdServer } from '../../src/frontend/nbd/server.js';
 import { silentLogger } from '../../src/util/log.js';
 import { mutatedInputs, type Sample } from './mutate.js';

@@ -128,6 +128,24 @@ export class Cluster {
     }
   }
 
+  /** Both nodes up and Connected (a fresh pair: both Inconsistent); starts the proxies first when there are any. */
+  async upConnected(): Promise<void> {
+    await this.startProxies();
+    await this.admOk('alpha', ['up', this.resource]);
+    await this.admOk('beta', ['up', this.resource]);
+    await this.waitState('alpha', 'cstate', 'Connected');
+    await this.waitState('beta', 'cstate', 'Connected');
+  }
+
+  /** The fresh connected pair most tests start from: upConnected, then primary --force on alpha and the full sync to beta done. */
+  async upSynced(): Promise<void> {
+    await this.upConnected();
+    await this.admOk('alpha', ['primary', '--force', this.resource]);
+    await this.waitState('alpha', 'dstate', 'UpToDate/UpToDate', 60_000);
+    await this.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
+    await this.waitState('alpha', 'cstate', 'Connected');
+  }
+
   /** Starts the proxies (only with `proxy: true`). */
   async startProxies(): Promise<void> {
     if (!this.options.proxy) return;

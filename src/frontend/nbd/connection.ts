@@ -1,7 +1,8 @@
 /**
- * frontend/nbd/connection — one NBD client connection: the fixed newstyle
- * handshake (option haggling), then the transmission phase as a push parser
- * over socket chunks. Requests run concurrently on the BlockDevice and are
+ * frontend/nbd/connection — one NBD client connection: its lifecycle (socket
+ * events, handshake timeout, closing and linger) and the transmission phase
+ * as a push parser over socket chunks; the fixed newstyle handshake's option
+ * haggling is in handshake-newstyle.ts. Requests run concurrently on the BlockDevice and are
  * answered out of order with simple replies, each only after the device
  * operation (and any flush it needs) resolved, so an acknowledged write is
  * never lost when the client vanishes.
@@ -23,12 +24,13 @@
 import type { Socket } from 'node:net';
 import { type BlockDevice, type WriteFlags, BYPASS_CACHE } from '../../disk/block-device.js';
 import type { Logger } from '../../util/log.js';
-import { assert } from '../../util/assert.js';
+import { assert, unreachable } from '../../util/assert.js';
 import { BufferPool } from '../../disk/buffer-pool.js';
 import { directPool } from '../../disk/direct-buffers.js';
 import * as P from './protocol.js';
 import { checkRequest, type ExportLimits } from './request-check.js';
 import { adoptAcceptedSocket } from '../../util/user-buffer-socket.js';
+import { type HandshakeIo, haggleOptions } from './handshake-newstyle.js';
 
 /** Everything a connection needs to know about the export it serves. */
 export interface ExportConfig extends ExportLimits {
@@ -52,10 +54,6 @@ export const HANDSHAKE_TIMEOUT_MS = 30_000;
  * nor a request we stopped reading ourselves (back-pressure).
  */
 export const REQUEST_STALL_TIMEOUT_MS = 30_000;
-/** Options per connection before we decide the client is looping. */
-const HANDSHAKE_OPTIONS_MAX = 64;
-/** Largest option payload we read (names are <= 4096 bytes plus info requests). */
-export const OPTION_DATA_MAX_BYTES = 16 * 1024;
 /** Buffered, not yet consumed handshake bytes before the socket is paused. */
 const HANDSHAKE_BUFFER_MAX_BYTES = 64 * 1024;
 /** A closing connection whose client does not hang up is destroyed after this. */
@@ -190,7 +188,6 @@ export class NbdConnection {
   private stallTimer: NodeJS.Timeout | null = null;
   private stallChecksWithoutProgress = 0;
   private lingerTimer: NodeJS.Timeout | null = null;
-  private noZeroes = false;
 
   private socketClosed = false;
   private endSent = false;
@@ -248,103 +245,29 @@ export class NbdConnection {
 
   // ---------------------------------------------------------------- handshake
 
+  /** Greeting and option haggling (handshake-newstyle.ts), then transmission, abort or hang-up. */
   private async handshake(): Promise<void> {
-    this.socket.write(P.encodeGreeting());
-    const clientFlags = (await this.readExact(4)).readUInt32BE(0);
-    if ((clientFlags & ~P.CLIENT_FLAGS_KNOWN) !== 0) {
-      throw new Error(`client set unknown handshake flags 0x${clientFlags.toString(16)}`);
-    }
-    this.noZeroes = (clientFlags & P.FLAG_C_NO_ZEROES) !== 0;
-    for (let n = 0; n < HANDSHAKE_OPTIONS_MAX; n++) {
-      const header = P.decodeOptionHeader(await this.readExact(P.OPTION_HEADER_BYTES));
-      if (!header.magicOk) throw new Error('bad option magic (not an NBD client?)');
-      if (header.lengthBytes > OPTION_DATA_MAX_BYTES) {
-        throw new Error(`option ${header.option} carries ${header.lengthBytes} bytes (limit ${OPTION_DATA_MAX_BYTES})`);
-      }
-      const data = header.lengthBytes === 0 ? EMPTY : await this.readExact(header.lengthBytes);
-      if (this.handleOption(header.option, data)) return;
-    }
-    throw new Error(`more than ${HANDSHAKE_OPTIONS_MAX} options`);
-  }
-
-  /** Answers one option; true when option haggling is over. */
-  private handleOption(option: number, data: Buffer): boolean {
-    const c = this.config;
-    switch (option) {
-      case P.OPT_EXPORT_NAME: {
-        const name = data.toString('utf8');
-        if (!this.nameMatches(name)) {
-          // This option cannot be answered with an error: the spec says hang up.
-          this.log.warn({ export: name }, 'nbd: client asked for an unknown export');
-          this.socket.destroy();
-          return true;
-        }
-        this.socket.write(P.encodeExportNameReply(c.sizeBytes, c.transmissionFlags, this.noZeroes));
+    const io: HandshakeIo = {
+      write: (bytes) => this.socket.write(bytes),
+      cork: () => this.socket.cork(),
+      uncork: () => this.socket.uncork(),
+      readExact: (bytes) => this.readExact(bytes),
+    };
+    const outcome = await haggleOptions(io, this.config, this.log);
+    switch (outcome.kind) {
+      case 'transmission':
         this.enterTransmission();
-        return true;
-      }
-      case P.OPT_ABORT:
-        this.socket.end(P.encodeOptionReply(option, P.REP_ACK));
+        return;
+      case 'abort':
+        this.socket.end(outcome.lastReply);
         this.phase = Phase.closing;
-        return true;
-      case P.OPT_LIST:
-        if (data.length !== 0) {
-          this.optionError(option, P.REP_ERR_INVALID, 'NBD_OPT_LIST takes no data');
-          return false;
-        }
-        this.socket.cork();
-        this.socket.write(P.encodeOptionReply(option, P.REP_SERVER, P.encodeServerReplyPayload(c.exportName)));
-        this.socket.write(P.encodeOptionReply(option, P.REP_ACK));
-        this.socket.uncork();
-        return false;
-      case P.OPT_INFO:
-      case P.OPT_GO: {
-        const request = P.decodeInfoRequest(data);
-        if (!request) {
-          this.optionError(option, P.REP_ERR_INVALID, 'malformed NBD_OPT_INFO/NBD_OPT_GO data');
-          return false;
-        }
-        if (!this.nameMatches(request.exportName)) {
-          this.optionError(option, P.REP_ERR_UNKNOWN, `export '${request.exportName}' does not exist`);
-          return false;
-        }
-        this.socket.cork();
-        this.socket.write(P.encodeOptionReply(option, P.REP_INFO, P.encodeInfoExport(c.sizeBytes, c.transmissionFlags)));
-        // Block size constraints are sent whether or not they were asked for (allowed by the spec).
-        this.socket.write(
-          P.encodeOptionReply(
-            option,
-            P.REP_INFO,
-            P.encodeInfoBlockSize(P.BLOCK_SIZE_MIN_BYTES, P.BLOCK_SIZE_PREFERRED_BYTES, c.maxPayloadBytes),
-          ),
-        );
-        if (request.infoTypes.includes(P.INFO_NAME)) {
-          this.socket.write(P.encodeOptionReply(option, P.REP_INFO, P.encodeInfoString(P.INFO_NAME, c.exportName)));
-        }
-        if (request.infoTypes.includes(P.INFO_DESCRIPTION)) {
-          this.socket.write(P.encodeOptionReply(option, P.REP_INFO, P.encodeInfoString(P.INFO_DESCRIPTION, c.description)));
-        }
-        this.socket.write(P.encodeOptionReply(option, P.REP_ACK));
-        this.socket.uncork();
-        if (option === P.OPT_GO) {
-          this.enterTransmission();
-          return true;
-        }
-        return false;
-      }
+        return;
+      case 'hang-up':
+        this.socket.destroy();
+        return;
       default:
-        // NBD_OPT_STARTTLS, NBD_OPT_STRUCTURED_REPLY, meta contexts, extended headers, unknown.
-        this.optionError(option, P.REP_ERR_UNSUP, `option ${option} is not supported by this server`);
-        return false;
+        unreachable(outcome, 'handshake outcome');
     }
-  }
-
-  private nameMatches(name: string): boolean {
-    return name === this.config.exportName || name === '';
-  }
-
-  private optionError(option: number, replyType: number, message: string): void {
-    this.socket.write(P.encodeOptionReply(option, replyType, Buffer.from(message, 'utf8')));
   }
 
   private enterTransmission(): void {
