@@ -29,8 +29,8 @@
 # poll the DC for a definite peer state), -d|--dc-timeout (20 s: how long to
 # wait for a DC), --net-hickup (0 s), --flock-timeout (120 s),
 # --flock-required, --lock-dir (/var/lock/udrbd), --lock-file, --quiet,
-# --unfence-only-if-owner-match, --logfacility=F (syslog facility; `none`:
-# write to stderr). $OCF_RESKEY_unfence_extra_args is appended to the options.
+# --unfence-only-if-owner-match, --logfacility=F (syslog facility, default
+# local5; `none`, or no /dev/log: stdout/stderr, which udrbd logs). $OCF_RESKEY_unfence_extra_args is appended to the options.
 # Environment: DRBD_RESOURCE (required), DRBD_PEER, DRBD_CONF (passed by
 # udrbd); UDRBDADM names the udrbdadm to call, UDRBD_NODE this node's name
 # (default `uname -n`). Not supported: --suicide-on-failure-if-primary (warned
@@ -39,7 +39,10 @@
 export LANG=C LC_ALL=C
 
 PROG=${0##*/}
-UDRBDADM=${UDRBDADM:-udrbdadm}
+# Handlers run with DRBD's PATH (/sbin:/usr/sbin:/bin:/usr/bin); install.sh puts udrbdadm in /usr/local/sbin.
+if [ -z "${UDRBDADM-}" ]; then
+	UDRBDADM=$(PATH=$PATH:/usr/local/sbin:/usr/local/bin command -v udrbdadm) || UDRBDADM=udrbdadm
+fi
 mode=fence
 case $PROG in *unfence*) mode=unfence ;; esac
 
@@ -50,7 +53,8 @@ log_to() {
 	auth|authpriv|cron|daemon|ftp|kern|lpr|mail|news|syslog|user|uucp|local[0-7]) ;;
 	*) echo "invalid logfacility: $facility" >&2; return 0 ;;
 	esac
-	command -v logger >/dev/null 2>&1 || return 0
+	# No syslog here (a namespace without /dev/log): stay on stdout/stderr, which udrbd logs as `helper output:`.
+	[ -S /dev/log ] && command -v logger >/dev/null 2>&1 || return 0
 	exec > >(exec logger -t "$PROG[$$]" -p "$facility.info") 2>&1
 }
 

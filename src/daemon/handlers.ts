@@ -3,7 +3,8 @@
  * before-resync-target, ...) the way drbdadm dispatches them: through
  * `/bin/sh -c CMD` with DRBD's environment (DRBD_RESOURCE, DRBD_MINOR,
  * DRBD_VOLUME, DRBD_LL_DISK, DRBD_CONF, DRBD_PEER_ADDRESS, DRBD_PEER_AF,
- * DRBD_PEERS, DRBD_PEER) and a bounded run time. Knows nothing of states.
+ * DRBD_PEERS, DRBD_PEER) and a bounded run time; its output lines go to the
+ * resource's log. Knows nothing of states.
  */
 import { spawn } from 'node:child_process';
 import type { Logger } from '../util/log.js';
@@ -16,6 +17,13 @@ export const HANDLER_TIMEOUT_MS = 60_000;
  * --timeout 90 s for the peer's state before it answers.
  */
 export const FENCE_PEER_TIMEOUT_MS = 300_000;
+
+/** A handler's stdout/stderr lines go to the log (`helper output: ...`), at most this many per run... */
+export const HANDLER_OUTPUT_LINES_MAX = 200;
+/** ...each cut to this many characters. */
+const HANDLER_LINE_CHARS_MAX = 1_000;
+/** Output still arriving this long after the handler exited is read; then the pipes are closed. */
+const HANDLER_OUTPUT_GRACE_MS = 1_000;
 
 /** Connection helpers: DRBD names them by resource (`fence-peer r0`), the others by minor (`minor-1`). */
 const CONNECTION_HELPERS: ReadonlySet<string> = new Set(['fence-peer', 'unfence-peer']);
@@ -64,8 +72,36 @@ export function runHandler(name: string, command: string, ctx: HandlerContext, l
   return new Promise((resolve) => {
     const child = spawn('/bin/sh', ['-c', command], {
       env: { ...process.env, ...handlerEnv(ctx) },
-      stdio: ['ignore', 'ignore', 'ignore'],
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
+    let linesLogged = 0;
+    const logOutput = (stream: NodeJS.ReadableStream | null): (() => void) => {
+      let partial = '';
+      const emit = (line: string): void => {
+        if (line === '' || linesLogged >= HANDLER_OUTPUT_LINES_MAX) return;
+        linesLogged++;
+        log.info({ handler: name }, `helper output: ${line.slice(0, HANDLER_LINE_CHARS_MAX)}`);
+      };
+      stream?.setEncoding('utf8');
+      stream?.on('data', (chunk: string) => {
+        const lines = (partial + chunk).split('\n');
+        partial = (lines.pop() ?? '').slice(-HANDLER_LINE_CHARS_MAX);
+        for (const line of lines) emit(line);
+      });
+      return () => emit(partial);
+    };
+    const flushStdout = logOutput(child.stdout);
+    const flushStderr = logOutput(child.stderr);
+    // A background process the handler left behind may hold the pipes: stop reading soon after its exit.
+    let reading = true;
+    const stopReading = (): void => {
+      if (!reading) return;
+      reading = false;
+      flushStdout();
+      flushStderr();
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+    };
     const timer = setTimeout(() => {
       log.warn({ handler: name }, `helper command: ${command} ${name} ${target} timed out after ${timeoutMs} ms, killing it`);
       child.kill('SIGKILL');
@@ -75,8 +111,10 @@ export function runHandler(name: string, command: string, ctx: HandlerContext, l
       log.error({ handler: name, err: err.message }, `helper command: ${command} ${name} ${target} could not be run`);
       resolve(-1);
     });
+    child.on('close', stopReading);
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
+      setTimeout(stopReading, HANDLER_OUTPUT_GRACE_MS).unref();
       const exitCode = code ?? -1;
       log.info(
         { handler: name, exitCode, signal },

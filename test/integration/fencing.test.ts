@@ -53,6 +53,7 @@ function makeHandler(): { dir: string; command: string } {
       'if [ "$DRBD_PEER" = alpha ]; then me=beta; else me=alpha; fi',
       `d=${dir}`,
       'echo "$DRBD_RESOURCE $DRBD_PEER" >> $d/runs-$me',
+      'echo "test fence-peer handler on $me"',
       'touch $d/started-$me',
       'i=0',
       `while [ -e $d/hold-$me ] && [ $i -lt ${HOLD_STEPS_MAX} ]; do sleep 0.1; i=$((i+1)); done`,
@@ -204,6 +205,7 @@ describe('fence-peer when a Primary loses its peer (conn_try_outdate_peer_async)
     await c.waitState('alpha', 'dstate', 'UpToDate/Outdated');
     expect(runs(h.dir, 'alpha')).toBe(1);
     expect(c.logText('alpha')).toContain('helper command: ' + h.command + ' fence-peer feloss');
+    expect(c.logText('alpha'), 'the handler\'s output is in the log').toContain('helper output: test fence-peer handler on alpha');
     expect((await giFlags(c, 'alpha')).peerOutdated).toBe('1');
     expect((await c.statusJson('alpha')).suspended).toBe(false);
     await c.write('alpha', 0, Buffer.alloc(4096, 1));
