@@ -6,8 +6,9 @@
  * (pdsk Outdated / Inconsistent, or this disk Outdated — recorded in the
  * meta-data flags by the runtime's state change), and freezes the Primary's
  * I/O (disk/io-gate) while susp_fen is set, releasing it once the peer is
- * known Outdated or the connection is back. One handler run at a time: a
- * promotion arriving while the link-loss run is under way shares its answer.
+ * known Outdated, the connection is back or the operator runs `resume-io`.
+ * One handler run at a time: a promotion arriving while the link-loss run is
+ * under way shares its answer.
  * Knows nothing of sockets or the data path beyond the gate.
  */
 import type { BlockDevice } from '../disk/block-device.js';
@@ -47,6 +48,19 @@ export class PeerFencing {
 
   constructor(private readonly deps: FencingDeps) {
     deps.runtime.stateHooks.push((before, after) => this.onStateChange(before, after));
+    deps.runtime.defineVerb('resume-io', async () => {
+      await this.resumeIo();
+      return { exitCode: 0 };
+    });
+  }
+
+  /**
+   * `resume-io` (drbd_adm_resume_io): the operator releases I/O frozen by
+   * fencing whatever the handler answered; a no-op when nothing is frozen.
+   */
+  async resumeIo(): Promise<void> {
+    if (!this.deps.runtime.snapshot.suspFen) return;
+    await this.deps.runtime.setState({ suspFen: false }, 'resume-io');
   }
 
   /** The device to expose (and write through) instead of `device`: frozen while susp_fen is set. */

@@ -264,4 +264,26 @@ describe('fence-peer when a Primary loses its peer (conn_try_outdate_peer_async)
     expect((await c.statusJson('alpha')).suspended).toBe(false);
     expect(c.readDisk('beta', 0, 4096).every((b) => b === 9), 'the write reached the peer with the resync').toBe(true);
   }, 90_000);
+
+  it('resource-and-stonith: resume-io releases I/O frozen after a broken answer; the write stays on this node, out of sync', async () => {
+    const h = makeHandler();
+    cluster = new Cluster({ resource: 'feres', port: 8162, minorBase: 132, diskSizeBytes: 16 * MiB, disk: ['fencing resource-and-stonith;'], handlers: { 'fence-peer': h.command } });
+    const c = cluster;
+    await c.upSyncedPair();
+    setCode(h.dir, 'alpha', 1);
+    c.kill9('beta');
+    await c.waitGone('beta');
+    await c.waitFor('alpha handler answered', () => c.logText('alpha').includes('fence-peer helper broken, returned 1'));
+    let written = false;
+    const write = c.write('alpha', 0, Buffer.alloc(4096, 4)).then(() => (written = true));
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(written, 'frozen after a broken answer').toBe(false);
+    expect(await c.admOk('alpha', ['-d', 'resume-io', c.resource])).toBe('drbdsetup-84 resume-io 132\n');
+    await c.admOk('alpha', ['resume-io', c.resource]);
+    await write;
+    expect((await c.statusJson('alpha')).suspended).toBe(false);
+    expect(await c.query('alpha', 'dstate')).toBe('UpToDate/DUnknown');
+    expect(Number((await c.statusJson('alpha')).outOfSyncKiB)).toBeGreaterThanOrEqual(4);
+    await c.admOk('alpha', ['resume-io', c.resource]); // nothing frozen: a no-op, as DRBD's
+  }, 90_000);
 });

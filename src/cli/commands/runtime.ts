@@ -2,7 +2,7 @@
  * cli/commands/runtime — the udrbdadm verbs that drive a running resource:
  * up, down, attach, detach, connect, disconnect, primary, secondary, role,
  * cstate, dstate, invalidate, invalidate-remote, verify, pause-sync,
- * resume-sync, outdate, new-current-uuid, status (events: commands/events;
+ * resume-sync, resume-io, outdate, new-current-uuid, status (events: commands/events;
  * wait-connect: commands/boot).
  * Each talks to the resource process over its control socket (daemon/client)
  * and prints what drbdadm 8.4 prints; refusals keep DRBD's text and exit code.
@@ -209,6 +209,7 @@ export function register(program: Command, getContext: GetContext): void {
   simple('verify', 'start online verify');
   simple('pause-sync', 'pause resynchronisation');
   simple('resume-sync', 'resume resynchronisation');
+  simple('resume-io', 'resume I/O frozen by fencing (resource-and-stonith) whatever fence-peer answered');
   simple('outdate', 'mark local data Outdated (refused while connected: -6; on a Primary: -2)');
   program
     .command('new-current-uuid')
