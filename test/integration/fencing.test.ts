@@ -66,6 +66,13 @@ function makeHandler(): { dir: string; command: string } {
   return { dir, command: script };
 }
 
+/** A pair (16 MiB disks) with `disk { fencing FENCING; }` and the test fence-peer handler; resources fe*, ports 8150-8199, minors 120-139. */
+function fencedCluster(resource: string, port: number, minorBase: number, fencing: 'resource-only' | 'resource-and-stonith'): { c: Cluster; h: { dir: string; command: string } } {
+  const h = makeHandler();
+  cluster = new Cluster({ resource, port, minorBase, diskSizeBytes: 16 * MiB, disk: [`fencing ${fencing};`], handlers: { 'fence-peer': h.command } });
+  return { c: cluster, h };
+}
+
 function setCode(dir: string, node: NodeName, code: number): void {
   fs.writeFileSync(path.join(dir, `code-${node}`), `${code}\n`);
 }
@@ -84,15 +91,37 @@ async function giFlags(c: Cluster, node: NodeName): Promise<{ consistent: string
   return { consistent: fields[4] ?? '', wasUpToDate: fields[5] ?? '', peerOutdated: fields[9] ?? '' };
 }
 
+/** How long a write is given to (wrongly) complete while I/O should be frozen. */
+const FROZEN_CHECK_MS = 1_000;
+
+/**
+ * A synced pair with alpha Primary under fencing resource-and-stonith, the
+ * handler answering `code`; beta is killed and, once `ready` holds on alpha,
+ * a 4 KiB write of `fill` is issued at `offsetBytes`. Resolves with the write
+ * (pending) after checking it did not complete within FROZEN_CHECK_MS.
+ */
+async function frozenWrite(c: Cluster, dir: string, code: number, ready: () => boolean | Promise<boolean>, offsetBytes: number, fill: number): Promise<{ write: Promise<void>; written: () => boolean }> {
+  await c.upSyncedPair();
+  setCode(dir, 'alpha', code);
+  c.kill9('beta');
+  await c.waitGone('beta');
+  await c.waitFor('alpha fencing under way', ready);
+  let done = false;
+  const write = c.write('alpha', offsetBytes, Buffer.alloc(4096, fill)).then(() => {
+    done = true;
+  });
+  await new Promise((r) => setTimeout(r, FROZEN_CHECK_MS));
+  expect(done, 'a write during the freeze is not completed').toBe(false);
+  return { write, written: () => done };
+}
+
 function logLines(c: Cluster, node: NodeName, needle: string): number {
   return c.logText(node).split('\n').filter((l) => l.includes(needle)).length;
 }
 
 describe('fence-peer before a promotion (drbd_set_role)', () => {
   it('a Consistent disk: 3, 4 and 7 promote (peer Inconsistent/Outdated), 5, 6 and a broken handler refuse (-2)', async () => {
-    const h = makeHandler();
-    cluster = new Cluster({ resource: 'fepro', port: 8150, minorBase: 120, diskSizeBytes: 16 * MiB, disk: ['fencing resource-only;'], handlers: { 'fence-peer': h.command } });
-    const c = cluster;
+    const { c, h } = fencedCluster('fepro', 8150, 120, 'resource-only');
     const expected: Array<[number, 'Primary' | 17, string, string]> = [
       [4, 'Primary', 'UpToDate/Outdated', 'fence-peer helper returned 4 (peer was fenced)'],
       [3, 'Primary', 'UpToDate/Inconsistent', 'fence-peer helper returned 3 (peer is inconsistent or worse)'],
@@ -139,9 +168,7 @@ describe('fence-peer before a promotion (drbd_set_role)', () => {
   }, 120_000);
 
   it('the survivor of a dead Primary: broken handler → (-7) refused; exit 5 → promoted, peer Outdated; the dead node comes back and resyncs', async () => {
-    const h = makeHandler();
-    cluster = new Cluster({ resource: 'fesur', port: 8152, minorBase: 122, diskSizeBytes: 16 * MiB, disk: ['fencing resource-only;'], handlers: { 'fence-peer': h.command } });
-    const c = cluster;
+    const { c, h } = fencedCluster('fesur', 8152, 122, 'resource-only');
     await c.upSyncedPair();
     await c.write('alpha', 0, Buffer.alloc(64 * 1024, 0x5a));
     c.kill9('alpha');
@@ -174,9 +201,7 @@ describe('fence-peer before a promotion (drbd_set_role)', () => {
 
 describe('restart under fencing', () => {
   it('both nodes come up Consistent/DUnknown (peer not known outdated) and are UpToDate/UpToDate once connected', async () => {
-    const h = makeHandler();
-    cluster = new Cluster({ resource: 'ferst', port: 8160, minorBase: 130, diskSizeBytes: 16 * MiB, disk: ['fencing resource-only;'], handlers: { 'fence-peer': h.command } });
-    const c = cluster;
+    const { c, h } = fencedCluster('ferst', 8160, 130, 'resource-only');
     await c.upSyncedPair();
     await c.admOk('alpha', ['secondary', c.resource]);
     await c.admOk('alpha', ['down', c.resource]);
@@ -194,9 +219,7 @@ describe('restart under fencing', () => {
 
 describe('fence-peer when a Primary loses its peer (conn_try_outdate_peer_async)', () => {
   it('resource-only: exit 4 → pdsk Outdated in the state and the meta-data; I/O never stops', async () => {
-    const h = makeHandler();
-    cluster = new Cluster({ resource: 'feloss', port: 8154, minorBase: 124, diskSizeBytes: 16 * MiB, disk: ['fencing resource-only;'], handlers: { 'fence-peer': h.command } });
-    const c = cluster;
+    const { c, h } = fencedCluster('feloss', 8154, 124, 'resource-only');
     await c.upSyncedPair();
     setCode(h.dir, 'alpha', 4);
     c.kill9('beta');
@@ -212,27 +235,17 @@ describe('fence-peer when a Primary loses its peer (conn_try_outdate_peer_async)
   }, 90_000);
 
   it('resource-and-stonith: I/O is frozen from the link loss until the handler returns 7, then the write completes', async () => {
-    const h = makeHandler();
-    cluster = new Cluster({ resource: 'festo', port: 8156, minorBase: 126, diskSizeBytes: 16 * MiB, disk: ['fencing resource-and-stonith;'], handlers: { 'fence-peer': h.command } });
-    const c = cluster;
-    await c.upSyncedPair();
-    setCode(h.dir, 'alpha', 7);
+    const { c, h } = fencedCluster('festo', 8156, 126, 'resource-and-stonith');
     fs.writeFileSync(path.join(h.dir, 'hold-alpha'), '');
-    c.kill9('beta');
-    await c.waitGone('beta');
-    await c.waitFor('alpha handler started', () => fs.existsSync(path.join(h.dir, 'started-alpha')));
-    await c.waitFor('alpha suspended', async () => (await c.statusJson('alpha')).suspended === true);
+    const started = (): boolean => fs.existsSync(path.join(h.dir, 'started-alpha'));
+    const { write, written } = await frozenWrite(c, h.dir, 7, started, 8192, 7);
+    expect((await c.statusJson('alpha')).suspended).toBe(true);
     expect(await c.admOk('alpha', ['proc-drbd'])).toMatch(/cs:WFConnection ro:Primary\/Unknown ds:UpToDate\/DUnknown C s-----/);
-
-    let written = false;
-    const write = c.write('alpha', 8192, Buffer.alloc(4096, 7)).then(() => (written = true));
-    await new Promise((r) => setTimeout(r, 1_000));
-    expect(written, 'a write during the freeze is not completed').toBe(false);
     expect(c.readDisk('alpha', 8192, 4096).every((b) => b === 0), 'nor submitted to the disk').toBe(true);
 
     fs.rmSync(path.join(h.dir, 'hold-alpha'));
     await write;
-    expect(written).toBe(true);
+    expect(written()).toBe(true);
     const log = c.logText('alpha');
     expect(log).toContain('fence-peer helper returned 7 (peer was stonithed)');
     expect(log).not.toContain('fence-peer() = 7 && fencing != Stonith !!!');
@@ -242,42 +255,24 @@ describe('fence-peer when a Primary loses its peer (conn_try_outdate_peer_async)
   }, 90_000);
 
   it('resource-and-stonith: a broken handler keeps I/O frozen; the peer coming back releases it', async () => {
-    const h = makeHandler();
-    cluster = new Cluster({ resource: 'febrk', port: 8158, minorBase: 128, diskSizeBytes: 16 * MiB, disk: ['fencing resource-and-stonith;'], handlers: { 'fence-peer': h.command } });
-    const c = cluster;
-    await c.upSyncedPair();
-    setCode(h.dir, 'alpha', 0);
-    c.kill9('beta');
-    await c.waitGone('beta');
-    await c.waitFor('alpha handler answered', () => c.logText('alpha').includes('fence-peer helper broken, returned 0'));
-    let written = false;
-    const write = c.write('alpha', 0, Buffer.alloc(4096, 9)).then(() => (written = true));
-    await new Promise((r) => setTimeout(r, 1_000));
-    expect(written, 'frozen after a broken answer').toBe(false);
+    const { c, h } = fencedCluster('febrk', 8158, 128, 'resource-and-stonith');
+    const answered = (): boolean => c.logText('alpha').includes('fence-peer helper broken, returned 0');
+    const { write, written } = await frozenWrite(c, h.dir, 0, answered, 0, 9);
     expect((await c.statusJson('alpha')).suspended).toBe(true);
     expect(await c.query('alpha', 'dstate')).toBe('UpToDate/DUnknown');
 
     await c.admOk('beta', ['up', c.resource]);
     await write;
-    expect(written).toBe(true);
+    expect(written()).toBe(true);
     await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
     expect((await c.statusJson('alpha')).suspended).toBe(false);
     expect(c.readDisk('beta', 0, 4096).every((b) => b === 9), 'the write reached the peer with the resync').toBe(true);
   }, 90_000);
 
   it('resource-and-stonith: resume-io releases I/O frozen after a broken answer; the write stays on this node, out of sync', async () => {
-    const h = makeHandler();
-    cluster = new Cluster({ resource: 'feres', port: 8162, minorBase: 132, diskSizeBytes: 16 * MiB, disk: ['fencing resource-and-stonith;'], handlers: { 'fence-peer': h.command } });
-    const c = cluster;
-    await c.upSyncedPair();
-    setCode(h.dir, 'alpha', 1);
-    c.kill9('beta');
-    await c.waitGone('beta');
-    await c.waitFor('alpha handler answered', () => c.logText('alpha').includes('fence-peer helper broken, returned 1'));
-    let written = false;
-    const write = c.write('alpha', 0, Buffer.alloc(4096, 4)).then(() => (written = true));
-    await new Promise((r) => setTimeout(r, 1_000));
-    expect(written, 'frozen after a broken answer').toBe(false);
+    const { c, h } = fencedCluster('feres', 8162, 132, 'resource-and-stonith');
+    const answered = (): boolean => c.logText('alpha').includes('fence-peer helper broken, returned 1');
+    const { write } = await frozenWrite(c, h.dir, 1, answered, 0, 4);
     expect(await c.admOk('alpha', ['-d', 'resume-io', c.resource])).toBe('drbdsetup-84 resume-io 132\n');
     await c.admOk('alpha', ['resume-io', c.resource]);
     await write;
