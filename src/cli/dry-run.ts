@@ -147,6 +147,7 @@ const PLANS: Readonly<Record<string, Plan>> = {
   verify: minorVerb('verify'),
   'pause-sync': minorVerb('pause-sync'),
   'resume-sync': minorVerb('resume-sync'),
+  'resume-io': minorVerb('resume-io'),
   'new-current-uuid': minorVerb('new-current-uuid'),
   role: minorVerb('role'),
   cstate: minorVerb('cstate'),

@@ -89,10 +89,7 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
   // ---- disk
   { keyword: 'size', section: 'disk', ...OK('the device is limited to it (and to the smaller of both disks)') },
   { keyword: 'on-io-error', section: 'disk', ...OK('as DRBD 8.4: detach goes Failed -> Diskless and a Primary serves I/O through the peer; pass_on makes the disk Inconsistent and passes the error up when no peer has the data; call-local-io-error runs the local-io-error handler and detaches') },
-  {
-    keyword: 'fencing', section: 'disk', status: 'refuse', why: 'udrbd never runs the fence-peer handler, so a Primary that loses its peer would go on without fencing it: the peer could be promoted too (split brain)',
-    values: { 'dont-care': ok }, what: 'the fence-peer handler is never run', todo: "use 'fencing dont-care' (the default)",
-  },
+  { keyword: 'fencing', section: 'disk', ...OK('as DRBD 8.4: fence-peer runs when a Primary loses its peer and before a promotion that does not know the peer outdated; its exit code sets the peer (or own) disk state; resource-and-stonith freezes the Primary\'s I/O until the handler answered') },
   { keyword: 'max-bio-bvecs', section: 'disk', status: 'warn', why: 'a kernel bio limit; udrbd sizes its own requests', what: 'kernel bio tuning', todo: REMOVE },
   { keyword: 'disk-timeout', section: 'disk', ...OK('a backing-disk request older than it detaches the disk (as on-io-error detach), whatever on-io-error says; 0 = off') },
   { keyword: 'read-balancing', section: 'disk', status: 'warn', why: 'reads are always served from the local disk when it is UpToDate: the same data', values: { 'prefer-local': ok }, what: 'reads are served locally', todo: REMOVE },
@@ -177,9 +174,9 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
   handler('before-resync-target', 'run before this node becomes SyncTarget'),
   handler('after-resync-target', 'run after this node finished a resync as SyncTarget'),
   handler('out-of-sync', 'run when an online verify ends having found out-of-sync blocks'),
-  handler('fence-peer', 'DRBD runs it only with fencing resource-only / resource-and-stonith, which udrbd refuses'),
+  handler('fence-peer', 'run with fencing resource-only / resource-and-stonith when a Primary loses its peer and before a promotion that does not know the peer outdated; exit codes 3-7 as DRBD 8.4'),
   handler('outdate-peer', 'old name of fence-peer'),
-  handler('unfence-peer', 'DRBD runs it only with fencing, which udrbd refuses'),
+  handler('unfence-peer', 'never run, as in DRBD 8.4 (whose kernel has no unfence call): remove the constraint from after-resync-target'),
   handler('local-io-error', 'run on a local I/O error with on-io-error call-local-io-error, before the disk detaches'),
   {
     keyword: 'before-resync-source', section: 'handlers', status: 'warn', why: 'not run before this node becomes SyncSource; usually a snapshot hook, the resync itself is the same',

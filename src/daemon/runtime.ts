@@ -16,6 +16,7 @@ import { assert } from '../util/assert.js';
 import { ExitCode, UdrbdError } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
 import { SsCode, unconfiguredState } from '../resource/state.js';
+import { connectedDisks, fencingSuspended } from '../resource/fencing.js';
 import { type ControlEvent, type ControlReply, type ControlRequest, DIAGNOSTIC_IO_BYTES_MAX, errorReply, okReply } from './protocol.js';
 import {
   type StateSnapshot,
@@ -51,6 +52,8 @@ export interface AttachedStore {
   setAgreedSize(sizeBytes: number): Promise<void>;
   /** Disk state at attach, from the meta-data MDF_* flags (drbd_main.c: drbd_md_read). */
   readonly diskAtAttach: DiskState;
+  /** Peer disk state at attach: Outdated when MDF_PEER_OUT_DATED is set, else DUnknown. */
+  readonly pdskAtAttach?: DiskState;
   readonly bitmap: DirtyBitmap;
   /** Bitmap pages written since attach (`bm:`; metrics); absent where the store does not count. */
   readonly bitmapWrites?: number;
@@ -179,6 +182,8 @@ export class ResourceRuntime {
       after.peerIsp = false;
       if (after.pdsk !== DiskState.Inconsistent && after.pdsk !== DiskState.Outdated) after.pdsk = DiskState.DUnknown;
     }
+    Object.assign(after, connectedDisks(after));
+    after.suspFen = fencingSuspended(before, after, this.spec.fencing);
     const text = stateChangeText(before, after);
     if (!text) return;
     this.state = after;
@@ -228,9 +233,13 @@ export class ResourceRuntime {
     }
     this.store = opened;
     for (const hook of this.attachHooks) hook(this.store);
-    // drbd_adm_attach: while connected the disk is Negotiating until the handshake decides.
+    // drbd_adm_attach: while connected the disk is Negotiating until the handshake decides;
+    // disconnected, the peer's disk is Outdated when the meta-data says so (MDF_PEER_OUT_DATED).
     const connected = this.state.conn >= ConnState.Connected;
-    await this.setState({ disk: connected ? DiskState.Negotiating : this.store.diskAtAttach }, 'attach');
+    await this.setState(
+      connected ? { disk: DiskState.Negotiating } : { disk: this.store.diskAtAttach, pdsk: this.store.pdskAtAttach ?? DiskState.DUnknown },
+      'attach',
+    );
   }
 
   /** Set by the wiring: may refuse a freshly opened store before anything uses it (throws). */

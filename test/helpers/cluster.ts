@@ -319,16 +319,6 @@ export class Cluster {
     }
   }
 
-  /** up on both, primary --force on alpha, both UpToDate/UpToDate after the initial full sync. */
-  async upAndSync(timeoutMs = 60_000): Promise<void> {
-    await this.admOk('alpha', ['up', this.resource]);
-    await this.admOk('beta', ['up', this.resource]);
-    await this.waitState('alpha', 'cstate', 'Connected');
-    await this.admOk('alpha', ['primary', '--force', this.resource]);
-    await this.waitState('alpha', 'dstate', 'UpToDate/UpToDate', timeoutMs);
-    await this.waitState('beta', 'dstate', 'UpToDate/UpToDate', timeoutMs);
-  }
-
   /** Data-area size of node's backing file (from the v08 layout). */
   dataSizeBytes(node: NodeName): number {
     const size = fs.statSync(this.disks[node]).size;

@@ -81,7 +81,7 @@ const CASES: string[][] = [
   ['connect', 'sfor0'], ['connect', '--discard-my-data', 'sfor0'], ['--', '--discard-my-data', 'connect', 'sfor0'],
   ['disconnect', 'sfor0'], ['primary', 'sfor0'], ['primary', '--force', 'sfor0'], ['--', '--force', 'primary', 'sfor0'],
   ['secondary', 'all'], ['invalidate', 'sfor0'], ['invalidate-remote', 'sfor0'], ['verify', 'sfor0'],
-  ['pause-sync', 'sfor0'], ['resume-sync', 'sfor0'], ['outdate', 'all'], ['new-current-uuid', 'sfor0'],
+  ['pause-sync', 'sfor0'], ['resume-sync', 'sfor0'], ['resume-io', 'sfor0'], ['outdate', 'all'], ['new-current-uuid', 'sfor0'],
   ['new-current-uuid', '--clear-bitmap', 'sfor0'], ['role', 'sfor0'], ['cstate', 'all'], ['dstate', 'sfor0'],
   ['get-gi', 'sfor0'], ['show-gi', 'sfor0'], ['create-md', 'sfor0'], ['create-md', '--force', 'all'],
   ['--', '--force', 'create-md', 'sfor0'], ['dump-md', 'sfor0'], ['apply-al', 'sfor0'], ['wipe-md', 'sfor0'],

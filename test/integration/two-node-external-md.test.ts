@@ -42,7 +42,7 @@ describe('external meta-data on a two-node pair', () => {
     const c = cluster;
     const dataBytes = c.dataSizeBytes('alpha');
     expect(dataBytes).toBe(64 * MiB); // the whole data file: no meta-data at its end
-    await c.upAndSync();
+    await c.upSynced();
     expect((await c.statusJson('alpha')).sizeBytes).toBe(dataBytes); // the device is the whole data disk
     expect((await c.statusJson('beta')).sizeBytes).toBe(dataBytes);
     await writeMiB(c, 'alpha', dataBytes - 2 * MiB, 2);
@@ -80,7 +80,7 @@ describe('external meta-data on a two-node pair', () => {
       expect(real.code).toBe(0);
       expect(real.stdout).toContain('# md_offset 0\n# al_offset 4096\n# bm_offset 36864\n');
     }
-    await c.upAndSync();
+    await c.upSynced();
     await writeMiB(c, 'alpha', 20 * MiB, 2);
     c.kill9('alpha');
     await c.waitGone('alpha');

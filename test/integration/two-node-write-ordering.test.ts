@@ -22,7 +22,7 @@ describe('write-ordering options on a two-node pair', () => {
   it('disk-flushes no, md-flushes no, al-updates no: warnings at attach, replication, full resync after kill -9 of the Primary', async () => {
     cluster = new Cluster({ resource: 'xm2', port: 8252, minorBase: 144, diskSizeBytes: 32 * MiB, disk: ['disk-flushes no;', 'md-flushes no;', 'al-updates no;'] });
     const c = cluster;
-    await c.upAndSync();
+    await c.upSynced();
     for (const node of ['alpha', 'beta'] as const) {
       const log = c.logText(node);
       expect(log).toContain('Method to ensure write ordering: drain');

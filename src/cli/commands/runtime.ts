@@ -2,7 +2,7 @@
  * cli/commands/runtime — the udrbdadm verbs that drive a running resource:
  * up, down, attach, detach, connect, disconnect, primary, secondary, role,
  * cstate, dstate, invalidate, invalidate-remote, verify, pause-sync,
- * resume-sync, outdate, new-current-uuid, status (events: commands/events;
+ * resume-sync, resume-io, outdate, new-current-uuid, status (events: commands/events;
  * wait-connect: commands/boot).
  * Each talks to the resource process over its control socket (daemon/client)
  * and prints what drbdadm 8.4 prints; refusals keep DRBD's text and exit code.
@@ -22,9 +22,12 @@ import { printInsteadOfActing } from '../dry-run.js';
 import { startDaemon, waitForExit, type DaemonMode } from '../../daemon/launcher.js';
 import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
 import { enforceOptionSupport } from '../option-check.js';
+import { FENCE_PEER_TIMEOUT_MS } from '../../daemon/handlers.js';
 
 /** Verbs that wait on the peer (state change requests, handshakes) get this long. */
 const NETWORK_VERB_TIMEOUT_MS = 60_000;
+/** primary may run the fence-peer handler first (daemon/handlers bounds it), then promote. */
+const PRIMARY_TIMEOUT_MS = FENCE_PEER_TIMEOUT_MS + NETWORK_VERB_TIMEOUT_MS;
 /** down: demote, disconnect, flush the bitmap, close md. */
 const DOWN_TIMEOUT_MS = 60_000;
 
@@ -194,7 +197,7 @@ export function register(program: Command, getContext: GetContext): void {
     .action(async (resources: string[], opts: { force?: boolean; overwriteDataOfPeer?: boolean }) => {
       const ctx = getContext();
       const force = Boolean(opts.force || opts.overwriteDataOfPeer || ctx.backendOptions.includes('--force'));
-      for (const t of targets(ctx, resources)) await call(ctx, t, 'primary', { force });
+      for (const t of targets(ctx, resources)) await call(ctx, t, 'primary', { force }, PRIMARY_TIMEOUT_MS);
     });
   simple('secondary', 'demote to Secondary');
   for (const verb of ['role', 'cstate', 'dstate']) {
@@ -209,6 +212,7 @@ export function register(program: Command, getContext: GetContext): void {
   simple('verify', 'start online verify');
   simple('pause-sync', 'pause resynchronisation');
   simple('resume-sync', 'resume resynchronisation');
+  simple('resume-io', 'resume I/O frozen by fencing (resource-and-stonith) whatever fence-peer answered');
   simple('outdate', 'mark local data Outdated (refused while connected: -6; on a Primary: -2)');
   program
     .command('new-current-uuid')
