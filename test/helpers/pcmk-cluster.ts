@@ -166,7 +166,7 @@ export class PcmkCluster {
 
   private prepareNode(n: NetnsNode): void {
     const d = n.dir;
-    for (const sub of ['etc-corosync', 'lib-corosync', 'etc-drbd.d', 'srv', 'log/corosync', 'log/pacemaker', 'log/udrbd']) fs.mkdirSync(path.join(d, sub), { recursive: true });
+    for (const sub of ['etc-corosync', 'lib-corosync', 'etc-drbd.d', 'srv', 'log/corosync', 'log/pacemaker', 'log/udrbd', 'log/crmsh']) fs.mkdirSync(path.join(d, sub), { recursive: true });
     for (const sub of ['cib', 'pengine', 'blackbox', 'cores']) fs.mkdirSync(path.join(d, 'lib-pacemaker', sub), { recursive: true, mode: 0o750 });
     fs.writeFileSync(path.join(d, 'etc-corosync', 'corosync.conf'), this.corosyncConf());
     const cib = path.join(d, 'lib-pacemaker', 'cib', 'cib.xml');
