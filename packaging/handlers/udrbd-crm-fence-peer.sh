@@ -189,6 +189,10 @@ place_constraint() { cibadmin -C -o constraints -X "$new_constraint"; }
 remove_constraint() { cibadmin -D -X "<rsc_location rsc=\"$master_id\" id=\"$constraint_id\"/>"; }
 
 # ---- the peer, as the cluster sees it -----------------------------------------------------------
+# crmadmin -S's answer for a live controller: "Status of crmd@N: S_NOT_DC (ok)" (Pacemaker <= 2.0)
+# or "Controller on N in state S_NOT_DC: ok" (2.1, Debian 12).
+controller_ok() { case $1 in *"(ok)" | *": ok") return 0 ;; esac; return 1; }
+
 # Sets peer_state: reachable | fenced | unreachable | unknown | DC-unreachable.
 check_peer() {
 	local peer=${DRBD_PEER-} cib_timeout_ds=18 start state node_line crmd in_ccm expected t out
@@ -233,7 +237,7 @@ check_peer() {
 			if [ "$expected" = down ] && [ "$in_ccm" = false ]; then peer_state=fenced; else peer_state=unreachable; fi
 			return
 		fi
-		if [ "$crmd" = online ] && out=$(crmadmin -t $((cib_timeout_ds * 200)) -S "$peer" 2>/dev/null) && [[ $out == *"(ok)" ]]; then
+		if [ "$crmd" = online ] && out=$(crmadmin -t $((cib_timeout_ds * 200)) -S "$peer" 2>/dev/null) && controller_ok "$out"; then
 			peer_state=reachable
 			return
 		fi
