@@ -32,7 +32,8 @@
 # --unfence-only-if-owner-match, --logfacility=F (syslog facility; `none`:
 # write to stderr). $OCF_RESKEY_unfence_extra_args is appended to the options.
 # Environment: DRBD_RESOURCE (required), DRBD_PEER, DRBD_CONF (passed by
-# udrbd); UDRBDADM names the udrbdadm to call, UDRBD_NODE this node's name
+# udrbd); UDRBDADM names the udrbdadm to call (default: on PATH, else
+# ../../sbin/udrbdadm from this script), UDRBD_NODE this node's name
 # (default `uname -n`). Not supported: --suicide-on-failure-if-primary (warned
 # and ignored), --CTS-mode, --unreachable-peer-is-outdated.
 #
@@ -40,6 +41,11 @@ export LANG=C LC_ALL=C
 
 PROG=${0##*/}
 UDRBDADM=${UDRBDADM:-udrbdadm}
+# udrbd runs handlers with DRBD's PATH (/sbin:/usr/sbin:/bin:/usr/bin), where an install in
+# /usr/local is not: install.sh puts udrbdadm in $PREFIX/sbin and this script in $PREFIX/lib/udrbd.
+if ! command -v "$UDRBDADM" >/dev/null 2>&1 && [ -x "${0%/*}/../../sbin/udrbdadm" ]; then
+	UDRBDADM=${0%/*}/../../sbin/udrbdadm
+fi
 mode=fence
 case $PROG in *unfence*) mode=unfence ;; esac
 

@@ -192,6 +192,20 @@ describe('udrbd-crm-fence-peer.sh: exit codes', () => {
     expect(lines('crmadmin.calls')).toHaveLength(1);
   });
 
+  it('regression: finds $PREFIX/sbin/udrbdadm from its own place when udrbd\'s handler PATH (/sbin:/usr/sbin:/bin:/usr/bin) lacks it', () => {
+    setup();
+    // An install tree as install.sh makes it: PREFIX/lib/udrbd/<handler>, PREFIX/sbin/udrbdadm; PATH has only the other tools.
+    const prefix = path.join(stub, 'prefix');
+    fs.mkdirSync(path.join(prefix, 'sbin'), { recursive: true });
+    fs.mkdirSync(path.join(prefix, 'lib', 'udrbd'), { recursive: true });
+    fs.renameSync(path.join(stub, 'udrbdadm'), path.join(prefix, 'sbin', 'udrbdadm'));
+    const installed = path.join(prefix, 'lib', 'udrbd', 'udrbd-crm-fence-peer.sh');
+    fs.copyFileSync(FENCE, installed);
+    const r = handler(installed);
+    expect(r.code, r.out).toBe(4);
+    expect(r.udrbdadmCalls).toContain('-c /etc/udrbd.conf sh-status rabbitmq');
+  });
+
   it('4: peer reachable, my disk only Consistent', () => {
     setup({ state: shStatus('Consistent', 'DUnknown', 'Secondary') });
     expect(fence().code).toBe(4);
