@@ -93,10 +93,7 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
     values: { detach: { status: 'warn', what: 'udrbd does not detach on a local I/O error yet; the error is returned to the request', todo: LATER } },
     what: 'udrbd does not act on local I/O errors', todo: "use 'on-io-error detach' (the default) until a later udrbd release implements it",
   },
-  {
-    keyword: 'fencing', section: 'disk', status: 'refuse', why: 'udrbd never runs the fence-peer handler, so a Primary that loses its peer would go on without fencing it: the peer could be promoted too (split brain)',
-    values: { 'dont-care': ok }, what: 'the fence-peer handler is never run', todo: "use 'fencing dont-care' (the default)",
-  },
+  { keyword: 'fencing', section: 'disk', ...OK('as DRBD 8.4: fence-peer runs when a Primary loses its peer and before a promotion that does not know the peer outdated; its exit code sets the peer (or own) disk state; resource-and-stonith freezes the Primary\'s I/O until the handler answered') },
   { keyword: 'max-bio-bvecs', section: 'disk', status: 'warn', why: 'a kernel bio limit; udrbd sizes its own requests', what: 'kernel bio tuning', todo: REMOVE },
   { keyword: 'disk-timeout', section: 'disk', status: 'warn', why: 'a hung backing disk is not detached after the timeout; writes wait for it, nothing completes early', values: { '0': ok }, what: 'a hung disk is waited for', todo: LATER },
   { keyword: 'read-balancing', section: 'disk', status: 'warn', why: 'reads are always served from the local disk when it is UpToDate: the same data', values: { 'prefer-local': ok }, what: 'reads are served locally', todo: REMOVE },
@@ -181,9 +178,9 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
   handler('before-resync-target', 'run before this node becomes SyncTarget'),
   handler('after-resync-target', 'run after this node finished a resync as SyncTarget'),
   handler('out-of-sync', 'run when an online verify ends having found out-of-sync blocks'),
-  handler('fence-peer', 'DRBD runs it only with fencing resource-only / resource-and-stonith, which udrbd refuses'),
+  handler('fence-peer', 'run with fencing resource-only / resource-and-stonith when a Primary loses its peer and before a promotion that does not know the peer outdated; exit codes 3-7 as DRBD 8.4'),
   handler('outdate-peer', 'old name of fence-peer'),
-  handler('unfence-peer', 'DRBD runs it only with fencing, which udrbd refuses'),
+  handler('unfence-peer', 'never run, as in DRBD 8.4 (whose kernel has no unfence call): remove the constraint from after-resync-target'),
   {
     keyword: 'local-io-error', section: 'handlers', status: 'warn', why: 'DRBD runs it only with on-io-error call-local-io-error, which udrbd refuses; without that it never runs in DRBD either',
     what: 'udrbd does not act on local I/O errors yet', todo: LATER,

@@ -10,6 +10,20 @@ import type { Logger } from '../util/log.js';
 
 /** A handler still running after this long is killed (DRBD waits forever; we bound it). */
 export const HANDLER_TIMEOUT_MS = 60_000;
+/**
+ * fence-peer gets longer: crm-fence-peer.sh's own defaults wait up to
+ * --flock-timeout 120 s for the lock, --dc-timeout 20 s for a DC and
+ * --timeout 90 s for the peer's state before it answers.
+ */
+export const FENCE_PEER_TIMEOUT_MS = 300_000;
+
+/** Connection helpers: DRBD names them by resource (`fence-peer r0`), the others by minor (`minor-1`). */
+const CONNECTION_HELPERS: ReadonlySet<string> = new Set(['fence-peer', 'unfence-peer']);
+
+/** How long handler `name` may run. */
+export function handlerTimeoutMs(name: string): number {
+  return CONNECTION_HELPERS.has(name) ? FENCE_PEER_TIMEOUT_MS : HANDLER_TIMEOUT_MS;
+}
 
 export interface HandlerContext {
   resource: string;
@@ -44,19 +58,21 @@ export function handlerEnv(ctx: HandlerContext): Record<string, string> {
 
 /** Runs `command` for handler `name`; resolves with its exit code (-1 if it could not run / timed out). */
 export function runHandler(name: string, command: string, ctx: HandlerContext, log: Logger): Promise<number> {
-  log.info({ handler: name }, `helper command: ${command} ${name} minor-${ctx.minor}`);
+  const target = CONNECTION_HELPERS.has(name) ? ctx.resource : `minor-${ctx.minor}`;
+  const timeoutMs = handlerTimeoutMs(name);
+  log.info({ handler: name }, `helper command: ${command} ${name} ${target}`);
   return new Promise((resolve) => {
     const child = spawn('/bin/sh', ['-c', command], {
       env: { ...process.env, ...handlerEnv(ctx) },
       stdio: ['ignore', 'ignore', 'ignore'],
     });
     const timer = setTimeout(() => {
-      log.warn({ handler: name }, `helper command: ${command} ${name} minor-${ctx.minor} timed out after ${HANDLER_TIMEOUT_MS} ms, killing it`);
+      log.warn({ handler: name }, `helper command: ${command} ${name} ${target} timed out after ${timeoutMs} ms, killing it`);
       child.kill('SIGKILL');
-    }, HANDLER_TIMEOUT_MS);
+    }, timeoutMs);
     child.on('error', (err) => {
       clearTimeout(timer);
-      log.error({ handler: name, err: err.message }, `helper command: ${command} ${name} minor-${ctx.minor} could not be run`);
+      log.error({ handler: name, err: err.message }, `helper command: ${command} ${name} ${target} could not be run`);
       resolve(-1);
     });
     child.on('exit', (code, signal) => {
@@ -64,7 +80,7 @@ export function runHandler(name: string, command: string, ctx: HandlerContext, l
       const exitCode = code ?? -1;
       log.info(
         { handler: name, exitCode, signal },
-        `helper command: ${command} ${name} minor-${ctx.minor} exit code ${exitCode} (0x${((exitCode & 0xff) << 8).toString(16)})`,
+        `helper command: ${command} ${name} ${target} exit code ${exitCode} (0x${((exitCode & 0xff) << 8).toString(16)})`,
       );
       resolve(exitCode);
     });

@@ -30,6 +30,7 @@ import { SECTOR_BYTES, sizeAtAttach, sizeLogLine } from './device-size.js';
 export class MetaStore implements AttachedStore {
   readonly data: DataArea;
   readonly diskAtAttach: DiskState;
+  readonly pdskAtAttach: DiskState;
   /** DRBD's in-core CRASHED_PRIMARY: set at attach if the node was Primary, cleared once both disks are UpToDate. */
   private crashedPrimary: boolean;
   private readonly agreedBitmap: AgreedBitmap;
@@ -44,6 +45,7 @@ export class MetaStore implements AttachedStore {
     this.data = new DataArea(md.disk, maxSizeBytes);
     const derived = diskStateFromMdFlags(md.flags, fencing);
     this.diskAtAttach = derived.disk;
+    this.pdskAtAttach = derived.pdsk;
     this.crashedPrimary = derived.crashedPrimary;
     const sizeBytes = sizeAtAttach(md.laSizeSectors, maxSizeBytes);
     this.data.resize(sizeBytes);

@@ -13,6 +13,7 @@ import { assert } from '../util/assert.js';
 import { ExitCode, UdrbdError } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
 import { unconfiguredState } from '../resource/state.js';
+import { fencingSuspended } from '../resource/fencing.js';
 import { type ControlEvent, type ControlReply, type ControlRequest, DIAGNOSTIC_IO_BYTES_MAX, errorReply, okReply } from './protocol.js';
 import {
   type StateSnapshot,
@@ -47,6 +48,8 @@ export interface AttachedStore {
   setAgreedSize(sizeBytes: number): Promise<void>;
   /** Disk state at attach, from the meta-data flags (§1.5). */
   readonly diskAtAttach: DiskState;
+  /** Peer disk state at attach: Outdated when MDF_PEER_OUT_DATED is set, else DUnknown. */
+  readonly pdskAtAttach?: DiskState;
   readonly bitmap: DirtyBitmap;
   /** Bitmap pages written since attach (`bm:`; metrics); absent where the store does not count. */
   readonly bitmapWrites?: number;
@@ -175,6 +178,7 @@ export class ResourceRuntime {
       after.peerIsp = false;
       if (after.pdsk !== DiskState.Inconsistent && after.pdsk !== DiskState.Outdated) after.pdsk = DiskState.DUnknown;
     }
+    after.suspFen = fencingSuspended(before, after, this.spec.fencing);
     const text = stateChangeText(before, after);
     if (!text) return;
     this.state = after;
@@ -219,7 +223,7 @@ export class ResourceRuntime {
       throw err;
     }
     for (const hook of this.attachHooks) hook(this.store);
-    await this.setState({ disk: this.store.diskAtAttach }, 'attach');
+    await this.setState({ disk: this.store.diskAtAttach, pdsk: this.store.pdskAtAttach ?? DiskState.DUnknown }, 'attach');
   }
 
   /** Called after every state change (the link sends State packets from here). */

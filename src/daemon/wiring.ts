@@ -20,12 +20,14 @@ import { ReplicationEngine, requestTimeoutMs, resyncRateLimitKiBps } from '../re
 import type { ResourceView } from '../config/index.js';
 import { PeerLink } from './link.js';
 import { watchStateHandlers } from './state-handlers.js';
+import { PeerFencing } from './fencing.js';
 import { ListenFailedError } from './listen-failure.js';
 import crypto from 'node:crypto';
 import { adminNewCurrentUuid } from '../resource/uuid.js';
 import { UUID_JUST_CREATED } from '../meta/types.js';
 import { type AdminResult, requestNewCurrentUuid, requestInvalidate, requestInvalidateRemote, requestOutdate, requestPauseSync, requestVerify } from '../resource/admin.js';
 import { DIAGNOSTIC_IO_BYTES_MAX } from './protocol.js';
+import type { BlockDevice } from '../disk/block-device.js';
 import { type ResourceRuntime, StateChangeRefused, type VerbResult } from './runtime.js';
 import { defineMetricsVerb } from './metrics-source.js';
 
@@ -39,12 +41,15 @@ export type DataPath = ReplicationEngine;
 export class Wiring {
   dataPath: DataPath | undefined;
   readonly link: PeerLink;
+  /** fence-peer runs and the I/O freeze of `fencing resource-and-stonith` (daemon/fencing). */
+  readonly fencing: PeerFencing;
 
   constructor(
     readonly runtime: ResourceRuntime,
     options: WiringOptions,
   ) {
     this.link = new PeerLink(runtime, () => this.dataPath);
+    this.fencing = new PeerFencing({ runtime, fencing: () => (runtime.spec.view as ResourceView).disk.fencing, ctx: () => this.ctx() });
     watchStateHandlers(runtime);
     runtime.attachHooks.push((store) => {
       const view = runtime.spec.view as ResourceView; // read at each attach: `adjust` may have replaced the spec
@@ -116,13 +121,16 @@ export class Wiring {
 
   async primary(force: boolean): Promise<void> {
     const rt = this.runtime;
+    if (rt.snapshot.role === Role.Primary) return;
+    const store = rt.requireStore();
+    // drbd_set_role: fence-peer first where DRBD runs it; its answer is already applied to the state.
+    const fenced = await this.fencing.beforePromote(force);
     const old = rt.snapshot;
     if (old.role === Role.Primary) return;
-    const store = rt.requireStore();
     let forced = false;
     let next: ResourceState;
     try {
-      next = this.check(withState(old, { role: Role.Primary }));
+      next = this.check(withState(old, { ...fenced, role: Role.Primary }));
     } catch (err) {
       const canForce =
         err instanceof StateChangeRefused &&
@@ -132,7 +140,7 @@ export class Wiring {
         old.disk <= DiskState.Consistent;
       if (!canForce) throw err;
       rt.log.warn('Forced to consider local data as UpToDate!');
-      next = this.check(withState(old, { role: Role.Primary, disk: DiskState.UpToDate }));
+      next = this.check(withState(old, { ...fenced, role: Role.Primary, disk: DiskState.UpToDate }));
       forced = true;
     }
     const connected = old.conn >= ConnState.Connected && old.pdsk > DiskState.Failed;
@@ -141,11 +149,11 @@ export class Wiring {
     this.link.discardMyData = false;
     await rt.setState(next, forced ? 'primary --force' : 'primary');
     if (forced) await this.link.forcedWhileConnected();
-    if (this.dataPath) await this.exposeOrDemote(this.dataPath.volume);
+    if (this.dataPath) await this.exposeOrDemote(this.fencing.guard(this.dataPath.volume));
   }
 
   /** The Primary's volume becomes a block device; if that fails the promotion is undone. */
-  private async exposeOrDemote(volume: DataPath['volume']): Promise<void> {
+  private async exposeOrDemote(volume: BlockDevice): Promise<void> {
     const rt = this.runtime;
     try {
       await rt.expose(volume);
@@ -245,11 +253,11 @@ export class Wiring {
       const dp = this.requirePrimaryDataPath();
       const data = Buffer.from(String(args.base64 ?? ''), 'base64');
       if (data.length === 0 || data.length > DIAGNOSTIC_IO_BYTES_MAX) return { exitCode: ExitCode.usage, stderr: 'io.write: bad length\n' };
-      await dp.volume.write(data, Number(args.offsetBytes), { fua: Boolean(args.fua) });
+      await this.fencing.guard(dp.volume).write(data, Number(args.offsetBytes), { fua: Boolean(args.fua) });
       return ok();
     });
     rt.defineVerb('io.flush', async () => {
-      await this.requirePrimaryDataPath().volume.flush();
+      await this.fencing.guard(this.requirePrimaryDataPath().volume).flush();
       return ok();
     });
   }

@@ -16,12 +16,12 @@ import {
   formatRefusalLog,
   refusal,
   sanitizeState,
-  type Fencing,
   type Refusal,
   type ResourceState,
   type StateCtx,
 } from './state.js';
 import { ConnState, DiskState, Role } from './states.js';
+import { interpretFencePeer } from './fencing.js';
 
 /** Named side effects the reducer performs after an admin request succeeded. */
 export type AdminEffect =
@@ -75,58 +75,8 @@ const refused = (r: Refusal, old?: ResourceState, wanted?: ResourceState, states
   states,
 });
 
-export interface FenceOutcome {
-  /** conn_try_outdate_peer's answer: the peer is known to be Outdated or worse. */
-  peerOutdated: boolean;
-  /** State changes the handler's answer implies (pdsk or own disk). */
-  patch: Partial<ResourceState>;
-  logLines: string[];
-}
-
-/**
- * Interprets a fence-peer handler exit code (drbd84.md §5.2): 3 peer
- * Inconsistent, 4 Outdated, 5 down (Outdated only if our disk is UpToDate),
- * 6 peer Primary → outdate myself, 7 stonithed; anything else is broken.
- */
-export function interpretFencePeer(exitCode: number, state: ResourceState, fencing: Fencing): FenceOutcome {
-  const logLines: string[] = [];
-  let patch: Partial<ResourceState> = {};
-  let text: string;
-  switch (exitCode) {
-    case 3:
-      text = 'peer is inconsistent or worse';
-      patch = { pdsk: DiskState.Inconsistent };
-      break;
-    case 4:
-      text = 'peer was fenced';
-      patch = { pdsk: DiskState.Outdated };
-      break;
-    case 5:
-      if (state.disk === DiskState.UpToDate) {
-        text = 'peer is unreachable, assumed to be dead';
-        patch = { pdsk: DiskState.Outdated };
-      } else {
-        text = 'peer unreachable, doing nothing since disk != UpToDate';
-      }
-      break;
-    case 6:
-      text = 'peer is active';
-      logLines.push('Peer is primary, outdating myself.');
-      patch = { disk: DiskState.Outdated };
-      break;
-    case 7:
-      if (fencing !== 'resource-and-stonith') logLines.push('fence-peer() = 7 && fencing != Stonith !!!');
-      text = 'peer was stonithed';
-      patch = { pdsk: DiskState.Outdated };
-      break;
-    default:
-      logLines.push(`fence-peer helper broken, returned ${exitCode}`);
-      return { peerOutdated: false, patch: {}, logLines };
-  }
-  logLines.push(`fence-peer helper returned ${exitCode} (${text})`);
-  const pdsk = patch.pdsk ?? state.pdsk;
-  return { peerOutdated: pdsk <= DiskState.Outdated, patch, logLines };
-}
+// fence-peer exit codes are resource/fencing's rules; re-exported for the callers that came first.
+export { type FenceOutcome, interpretFencePeer } from './fencing.js';
 
 export interface PrimaryOptions {
   force: boolean;
