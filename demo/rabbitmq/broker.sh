@@ -69,7 +69,14 @@ start() {
     sleep 0.2
   done
   ( cd "$DATA" && as_rabbitmq timeout "$START_TIMEOUT_S" "$RMQ_BIN/rabbitmqctl" -n "$NODENAME" wait "$STATE/rabbit.pid" --timeout "$START_TIMEOUT_S" ) > "$STATE/log/wait.out" 2>&1 \
-    || die "broker not ready after ${START_TIMEOUT_S}s: $(tail -5 "$STATE/log/wait.out"); see $STATE/log"
+    || die "broker not ready (waited at most ${START_TIMEOUT_S}s): $(tail -3 "$STATE/log/wait.out")
+--- $STATE/log/$NODENAME.log (last lines):
+$(grep -v '^\s*$' "$STATE/log/$NODENAME.log" 2>/dev/null | tail -25)"
+  # After an unclean stop mnesia repairs and rewrites its DETS files
+  # (schema.DAT, ...) without fsync; a second power cut before writeback
+  # (~30 s) then leaves schema.DAT empty and the broker cannot start again.
+  # Flush the filesystem once the broker is up.
+  sync -f "$DATA"
 }
 
 stop() {
