@@ -145,6 +145,44 @@ export class Publisher {
   }
 }
 
+/** One of the demo's Python programs in the node's network namespace only (a client on "another machine"). */
+async function python(node: NetnsNode, args: string[]): Promise<string> {
+  const r = await execa('ip', ['netns', 'exec', node.netns, PYTHON, ...args], { cwd: DEMO_DIR, reject: false, timeout: BROKER_TIMEOUT_MS });
+  if (r.exitCode !== 0) throw new Error(`on ${node.name}: ${args.join(' ')} exited ${r.exitCode}: ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+/** Declares the durable quorum and classic queues on the broker of `node`. */
+export async function declareQueues(node: NetnsNode): Promise<void> {
+  await python(node, ['publisher.py', 'declare']);
+}
+
+/** Starts a publisher of run `run` against the broker of `node`, its record in `dir`; resolves once it publishes. */
+export async function startPublisher(node: NetnsNode, dir: string, run: string): Promise<Publisher> {
+  const recordPath = path.join(dir, `${run}.confirmed`);
+  const child = spawn('ip', ['netns', 'exec', node.netns, PYTHON, 'publisher.py', 'publish', '--run', run, '--record', recordPath, '--duration-s', String(PUBLISH_DURATION_MAX_S)], {
+    cwd: DEMO_DIR,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const publisher = new Publisher(run, recordPath, child);
+  try {
+    await waitUntil(`publisher of ${run} started`, () => publisher.output.includes('publishing'), 30_000, 50);
+  } catch (err) {
+    publisher.kill();
+    throw new Error(`${(err as Error).message}; its output: ${publisher.output}`);
+  }
+  return publisher;
+}
+
+/** Drains both queues on `node` and checks run `run` against its record (both files in `dir`). */
+export async function drainAndCheck(node: NetnsNode, dir: string, run: string): Promise<CheckResult> {
+  const drained = path.join(dir, `${run}.drained`);
+  await python(node, ['consumer.py', '--out', drained]);
+  const out = await execa(PYTHON, ['checker.py', '--json', '--run', run, '--record', path.join(dir, `${run}.confirmed`), '--drained', drained], { cwd: DEMO_DIR, timeout: 60_000 });
+  const last = out.stdout.trim().split('\n').pop() ?? '';
+  return (JSON.parse(last) as { queues: CheckResult }).queues;
+}
+
 export class RabbitPair {
   readonly pair: NetnsPair;
   readonly configPath: string;
@@ -197,7 +235,7 @@ export class RabbitPair {
     await this.mount(a);
     await this.broker(a, 'prepare');
     await this.broker(a, 'start');
-    await this.python(a, ['publisher.py', 'declare']);
+    await declareQueues(a);
     await new Promise((r) => setTimeout(r, QUEUE_SETTLE_MS));
     await a.execOk('sync', ['-f', MOUNT_DIR]);
     return a;
@@ -252,35 +290,16 @@ export class RabbitPair {
     await node.execOk(path.join(DEMO_DIR, 'broker.sh'), [verb], { timeoutMs: BROKER_TIMEOUT_MS, env: { RQ_DATA: MOUNT_DIR, RQ_STATE: BROKER_STATE_DIR } });
   }
 
-  /** One of the demo's Python programs in the node's network namespace only. */
-  private async python(node: NetnsNode, args: string[]): Promise<string> {
-    const r = await execa('ip', ['netns', 'exec', node.netns, PYTHON, ...args], { cwd: DEMO_DIR, reject: false, timeout: BROKER_TIMEOUT_MS });
-    if (r.exitCode !== 0) throw new Error(`on ${node.name}: ${args.join(' ')} exited ${r.exitCode}: ${r.stderr || r.stdout}`);
-    return r.stdout;
-  }
-
   /** Starts a publisher against the broker of `node`; resolves once it is publishing. */
   async startPublisher(node: NetnsNode): Promise<Publisher> {
     this.runCount += 1;
-    const run = `run${this.runCount}`;
-    const recordPath = path.join(this.options.baseDir, `${run}.confirmed`);
-    const child = spawn('ip', ['netns', 'exec', node.netns, PYTHON, 'publisher.py', 'publish', '--run', run, '--record', recordPath, '--duration-s', String(PUBLISH_DURATION_MAX_S)], {
-      cwd: DEMO_DIR,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const publisher = new Publisher(run, recordPath, child);
+    const publisher = await startPublisher(node, this.options.baseDir, `run${this.runCount}`);
     this.publishers.push(publisher);
-    await waitUntil(`publisher of ${run} started (output: ${publisher.output})`, () => publisher.output.includes('publishing'), 30_000, 50);
     return publisher;
   }
 
-  /** Drains both queues on `node` and checks the run against its record. */
-  async drainAndCheck(node: NetnsNode, run: string): Promise<CheckResult> {
-    const drained = path.join(this.options.baseDir, `${run}.drained`);
-    await this.python(node, ['consumer.py', '--out', drained]);
-    const out = await execa(PYTHON, ['checker.py', '--json', '--run', run, '--record', path.join(this.options.baseDir, `${run}.confirmed`), '--drained', drained], { cwd: DEMO_DIR, timeout: 60_000 });
-    const last = out.stdout.trim().split('\n').pop() ?? '';
-    return (JSON.parse(last) as { queues: CheckResult }).queues;
+  drainAndCheck(node: NetnsNode, run: string): Promise<CheckResult> {
+    return drainAndCheck(node, this.options.baseDir, run);
   }
 
   /** Stop broker, umount, secondary; primary on the peer, mount, start; drain and check. */
