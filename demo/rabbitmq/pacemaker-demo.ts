@@ -14,13 +14,15 @@
  * present / lost / duplicated, and the failover time, with the status table at
  * each step. Everything is removed at the end, also on failure or Ctrl-C.
  * Bounded: each wait has its limit, the whole demo DEMO_TIMEOUT_MS.
+ * UDRBD_DEMO_KEEP=1 keeps /var/tmp/urq-demo (node logs, disks) after the
+ * nodes are powered off.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { PcmkCluster, type MonState } from '../../test/helpers/pcmk-cluster.js';
 import { waitUntil, type NetnsNode } from '../../test/helpers/netns-node.js';
 import { Publisher, requireRabbitHost, declareQueues, startPublisher, drainAndCheck, DEMO_DIR, type CheckResult } from '../../test/helpers/rabbitmq-pair.js';
-import { rabbitmqResourceFile, rabbitmqCrmConfig, RABBITMQ_RESOURCE, RABBITMQ_MOUNT } from '../../test/helpers/rabbitmq-crm.js';
+import { rabbitmqResourceFile, rabbitmqCrmConfig, prepareRabbitmqLogDir, RABBITMQ_RESOURCE, RABBITMQ_MOUNT } from '../../test/helpers/rabbitmq-crm.js';
 
 const BASE = '/var/tmp/urq-demo';
 const PREFIX = 'urqp';
@@ -78,7 +80,7 @@ async function statusTable(): Promise<void> {
     }
     const q = async (verb: string): Promise<string> => (await n.exec('udrbdadm', [verb, RABBITMQ_RESOURCE])).stdout.trim() || '-';
     const mounted = (await n.exec('grep', ['-q', ` ${RABBITMQ_MOUNT} `, '/proc/self/mountinfo'])).exitCode === 0;
-    const broker = (await n.exec('pgrep', ['-u', 'rabbitmq', '-f', 'beam.smp'])).exitCode === 0;
+    const broker = (await brokerPid(n)) !== '-';
     rows.push([
       n.name,
       mon === null ? '?' : mon.online.includes(n.name) ? 'online' : 'offline',
@@ -93,6 +95,12 @@ async function statusTable(): Promise<void> {
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   for (const r of rows) console.log(`  ${r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ')}`);
+}
+
+/** The running broker's pid inside node `n` (from ocf:rabbitmq:rabbitmq-server's pid file), or '-'. */
+async function brokerPid(n: NetnsNode): Promise<string> {
+  const r = await n.exec('sh', ['-c', 'p=$(cat /var/run/rabbitmq/pid 2>/dev/null) && kill -0 "$p" 2>/dev/null && echo "$p"']);
+  return r.stdout.trim() || '-';
 }
 
 function promotedNode(s: MonState): string | null {
@@ -143,7 +151,8 @@ async function cleanup(): Promise<void> {
     if (cl === null) return;
     const problems = await cl.pair.destroy();
     if (problems.length > 0) console.error(`cleanup problems: ${problems.join('; ')}`);
-    else fs.rmSync(BASE, { recursive: true, force: true });
+    else if (process.env.UDRBD_DEMO_KEEP === undefined) fs.rmSync(BASE, { recursive: true, force: true });
+    else console.log(`  kept ${BASE} (logs, disks) for inspection: UDRBD_DEMO_KEEP is set`);
   })();
   return cleaningUp;
 }
@@ -158,13 +167,7 @@ async function main(): Promise<number> {
     names: NAMES,
     baseDir: BASE,
     drbdFiles: { [`${RABBITMQ_RESOURCE}.res`]: rabbitmqResourceFile(DISK, [[NAMES[0], `${SUBNET}.1`], [NAMES[1], `${SUBNET}.2`]]) },
-    prepare: (n) => {
-      const logDir = path.join(n.dir, 'log', 'rabbitmq');
-      fs.mkdirSync(logDir, { recursive: true });
-      const m = /^rabbitmq:[^:]*:(\d+):(\d+):/m.exec(fs.readFileSync('/etc/passwd', 'utf8'));
-      if (m === null) throw new Error('user rabbitmq is missing (apt-get install rabbitmq-server)');
-      fs.chownSync(logDir, Number(m[1]), Number(m[2]));
-    },
+    prepare: (n) => prepareRabbitmqLogDir(n.dir),
   });
   await c().start();
   say('udrbd resource "rabbitmq" by hand: create-md, up, new-current-uuid --clear-bitmap, mkfs.xfs, cookie');
@@ -205,9 +208,17 @@ async function main(): Promise<number> {
   printCheck(check);
 
   say(`${active.name} boots again and rejoins as the Slave (resync from the bitmap)`);
+  const brokerPidBefore = await brokerPid(survivor);
   await c().reboot(active);
-  await c().waitMon(`${active.name} Unpromoted`, (s) => s.resources.some((r) => r.id === 'p_drbd_rabbitmq' && r.role === 'Unpromoted' && r.node === active.name), REJOIN_TIMEOUT_MS, survivor);
+  await c().waitMon(
+    `${active.name} Unpromoted, g_rabbitmq started on ${survivor.name}`,
+    (s) => s.resources.some((r) => r.id === 'p_drbd_rabbitmq' && r.role === 'Unpromoted' && r.node === active.name) && brokerNode(s) === survivor.name,
+    REJOIN_TIMEOUT_MS,
+    survivor,
+  );
   await waitUntil('UpToDate/UpToDate', async () => (await adm(survivor, ['dstate', RABBITMQ_RESOURCE])) === 'UpToDate/UpToDate', REJOIN_TIMEOUT_MS);
+  const brokerPidAfter = await brokerPid(survivor);
+  if (brokerPidAfter !== brokerPidBefore) console.log(`  note: Pacemaker restarted the broker on ${survivor.name} while ${active.name} rejoined (pid ${brokerPidBefore} -> ${brokerPidAfter})`);
   await statusTable();
 
   const quorum = check['demo.quorum'];

@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PcmkCluster, type MonState } from '../helpers/pcmk-cluster.js';
 import { waitUntil, type NetnsNode } from '../helpers/netns-node.js';
-import { rabbitmqResourceFile, rabbitmqCrmConfig } from '../helpers/rabbitmq-crm.js';
+import { rabbitmqResourceFile, rabbitmqCrmConfig, prepareRabbitmqLogDir } from '../helpers/rabbitmq-crm.js';
 
 const BASE = '/var/tmp/upk-pcmk';
 const RES = 'rabbitmq';
@@ -151,13 +151,7 @@ beforeAll(async () => {
     names: ['compute1', 'compute2'],
     baseDir: BASE,
     drbdFiles: { [`${RES}.res`]: RESOURCE_FILE },
-    prepare: (n) => {
-      const logDir = path.join(n.dir, 'log', 'rabbitmq');
-      fs.mkdirSync(logDir, { recursive: true });
-      const m = /^rabbitmq:[^:]*:(\d+):(\d+):/m.exec(fs.readFileSync('/etc/passwd', 'utf8'));
-      if (m === null) throw new Error('user rabbitmq is missing (apt-get install rabbitmq-server)');
-      fs.chownSync(logDir, Number(m[1]), Number(m[2]));
-    },
+    prepare: (n) => prepareRabbitmqLogDir(n.dir),
   });
   await c().start();
   await initialiseVolume();

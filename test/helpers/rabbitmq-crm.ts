@@ -5,8 +5,12 @@
  * monitors, Filesystem on /dev/drbd1, IPaddr2, ocf:rabbitmq:rabbitmq-server
  * in g_rabbitmq, colocation with the Master, order after promote) with only
  * the agent's name (ocf:udrbd:drbd), the addresses and the disk changed.
- * Shared by the Pacemaker cluster test and the RabbitMQ demo.
+ * Shared by the Pacemaker cluster test and the RabbitMQ demo, with the
+ * per-node log directory ocf:rabbitmq:rabbitmq-server writes to.
  */
+import fs from 'node:fs';
+import path from 'node:path';
+
 export const RABBITMQ_RESOURCE = 'rabbitmq';
 export const RABBITMQ_MOUNT = '/var/lib/rabbitmq';
 
@@ -46,4 +50,13 @@ colocation c_rabbitmq_on_drbd inf: g_rabbitmq ms_drbd_rabbitmq:Master
 order o_drbd_before_rabbitmq inf: ms_drbd_rabbitmq:promote g_rabbitmq:start
 commit
 `;
+}
+
+/** A node's /var/log/rabbitmq (NODE_DIR/log/rabbitmq on the host), owned by rabbitmq: the agent's log_base. */
+export function prepareRabbitmqLogDir(nodeDir: string): void {
+  const logDir = path.join(nodeDir, 'log', 'rabbitmq');
+  fs.mkdirSync(logDir, { recursive: true });
+  const m = /^rabbitmq:[^:]*:(\d+):(\d+):/m.exec(fs.readFileSync('/etc/passwd', 'utf8'));
+  if (m === null) throw new Error('user rabbitmq is missing (apt-get install rabbitmq-server)');
+  fs.chownSync(logDir, Number(m[1]), Number(m[2]));
 }

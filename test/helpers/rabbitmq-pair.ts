@@ -10,7 +10,9 @@
  * mid-stream, then primary + mount + start on the survivor). The publisher
  * runs in the active node's network namespace only, like a client on another
  * machine: it survives the power cut, and its record of confirmed ids is on
- * the host, off the replicated disk. Knows nothing of Pacemaker.
+ * the host, off the replicated disk. `declareQueues`, `startPublisher` and
+ * `drainAndCheck` are also what the Pacemaker demo (demo/rabbitmq/) runs.
+ * Knows nothing of Pacemaker.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
