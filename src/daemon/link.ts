@@ -24,10 +24,10 @@ import {
   syncTargetFinish,
   syncTargetStart,
 } from '../resource/uuid.js';
-import type { RrConflictPolicy } from '../resource/after-sb.js';
 import { PeerConnector, type HandshakeResult, type LocalParams, type PeerParams } from '../peer/index.js';
 import type { LinkLossReason } from '../peer/channel.js';
-import { type AfterSb0, type Packet, PacketType, type ProtocolPacket, type SyncParamPacket } from '../peer/packets.js';
+import { runAside } from '../util/aside.js';
+import { type Packet, PacketType, type ProtocolPacket, type SyncParamPacket } from '../peer/packets.js';
 import type { ReplicationEngine, ResyncTarget } from '../replication/index.js';
 import type { ResourceView } from '../config/index.js';
 import type { GenerationUuids } from '../meta/types.js';
@@ -158,7 +158,8 @@ export class PeerLink {
     });
     connector.on('incompatible', (message: string) => {
       rt.log.error(message);
-      void this.toStandAlone('incompatible settings');
+      // An event callback cannot wait; toStandAlone's failure is logged.
+      runAside(this.toStandAlone('incompatible settings'), rt.log, 'disconnect after incompatible settings');
     });
     const firstListen = firstListenOutcome(connector);
     await rt.setState({ conn: ConnState.Unconnected }, 'connect');
@@ -196,7 +197,7 @@ export class PeerLink {
     link.result.session.send({
       type: PacketType.ProtocolUpdate,
       protocol: net.protocol,
-      afterSb0pri: net.afterSb0pri as AfterSb0,
+      afterSb0pri: net.afterSb0pri,
       afterSb1pri: net.afterSb1pri,
       afterSb2pri: net.afterSb2pri,
       allowTwoPrimaries: net.allowTwoPrimaries,
@@ -281,7 +282,7 @@ export class PeerLink {
     return {
       protocol: {
         protocol: net.protocol,
-        afterSb0pri: net.afterSb0pri as AfterSb0,
+        afterSb0pri: net.afterSb0pri,
         afterSb1pri: net.afterSb1pri,
         afterSb2pri: net.afterSb2pri,
         allowTwoPrimaries: net.allowTwoPrimaries,
@@ -319,7 +320,8 @@ export class PeerLink {
       channel: result.session,
       onControlPacket: (packet) => this.onControlPacket(link, packet),
       onLinkLost: (reason) => {
-        void this.onLinkLost(link, reason);
+        // The engine reports the loss synchronously; the state changes after it run aside, failures logged.
+        runAside(this.onLinkLost(link, reason), this.runtime.log, 'link loss handling');
       },
     });
     // Agree on the size and decide before anything awaits: the peer does the same at the same
@@ -379,7 +381,7 @@ export class PeerLink {
       afterSb0pri: net.afterSb0pri,
       afterSb1pri: net.afterSb1pri,
       afterSb2pri: net.afterSb2pri,
-      rrConflict: net.rrConflict as RrConflictPolicy,
+      rrConflict: net.rrConflict,
       alwaysAsbp: net.alwaysAsbp,
       resolveConflicts: link.result.resolveConflicts,
       canDemote: () => !rt.frontendHeldOpen(),
@@ -396,7 +398,8 @@ export class PeerLink {
     const peer = link.peer;
     this.discardMyData = false;
     if (decision.selfUuids && !uuidsSame(decision.selfUuids, store.uuids)) store.setUuids(decision.selfUuids);
-    for (const handler of decision.handlers) void rt.runHandler(handler);
+    // Handlers run aside as DRBD's khelper calls do; runHandler logs and resolves on every failure.
+    for (const handler of decision.handlers) runAside(rt.runHandler(handler), rt.log, `handler ${handler}`);
     if (decision.demoted && rt.snapshot.role === Role.Primary) await rt.demote();
     if (link.closed) return;
     switch (decision.kind) {
@@ -494,7 +497,8 @@ export class PeerLink {
     store.setUuids(syncTargetStart(store.uuids, uuid, rt.snapshot.role));
     const paused = rt.snapshot.userIsp || rt.snapshot.peerIsp;
     await rt.setState({ conn: paused ? ConnState.PausedSyncT : ConnState.SyncTarget, disk: DiskState.Inconsistent, pdsk: DiskState.UpToDate }, 'resync');
-    void this.runHandlerQuiet('before-resync-target');
+    // Not waited for (udrbd does not abort a resync on this handler's result); runHandler logs failures.
+    runAside(this.runHandlerQuiet('before-resync-target'), rt.log, 'handler before-resync-target');
     const target = engine.startResyncAsTarget();
     link.resyncTarget = target;
     if (rt.snapshot.userIsp || rt.snapshot.peerIsp) target.pause();
@@ -515,7 +519,8 @@ export class PeerLink {
     }
     store.setUuids(syncTargetFinish(store.uuids, link.peer.uuids, rt.snapshot.role));
     await rt.setState({ conn: ConnState.Connected, disk: DiskState.UpToDate, pdsk: DiskState.UpToDate }, 'resync finished');
-    void this.runHandlerQuiet('after-resync-target');
+    // Nothing follows the finished resync that depends on this handler; runHandler logs failures.
+    runAside(this.runHandlerQuiet('after-resync-target'), rt.log, 'handler after-resync-target');
   }
 
   private async runHandlerQuiet(name: string): Promise<void> {
@@ -533,7 +538,8 @@ export class PeerLink {
         link.syncUuidWaiter = undefined;
         return;
       case PacketType.StateChangeRequest:
-        void this.onPeerRequest(link, packet.requestId, packet.conn as ConnState | undefined);
+        // The packet dispatch is synchronous; the request (maybe a whole resync) runs aside, failures logged.
+        runAside(this.onPeerRequest(link, packet.requestId, packet.conn as ConnState | undefined), this.runtime.log, 'peer state change request');
         return;
       case PacketType.StateChangeReply: {
         const waiter = link.requests.get(packet.requestId);
@@ -542,7 +548,8 @@ export class PeerLink {
         return;
       }
       case PacketType.State:
-        void this.onPeerState(link, packet.role as Role, packet.disk as DiskState, packet.conn as ConnState, packet.userIsp);
+        // The packet dispatch is synchronous; the state change runs aside, failures logged.
+        runAside(this.onPeerState(link, packet.role as Role, packet.disk as DiskState, packet.conn as ConnState, packet.userIsp), this.runtime.log, 'peer state');
         return;
       case PacketType.ProtocolUpdate:
         this.onPeerProtocolUpdate?.(packet);
@@ -553,7 +560,8 @@ export class PeerLink {
       case PacketType.Uuids: {
         link.peer = { ...link.peer, uuids: packet.uuids, bitsSet: packet.bitsSet, uuidFlags: packet.uuidFlags };
         if (packet.uuidFlags & UuidFlag.skipInitialSync) {
-          void this.acceptSkipInitialSync(packet.uuids.current);
+          // The packet dispatch is synchronous; the UUID change runs aside, failures logged.
+          runAside(this.acceptSkipInitialSync(packet.uuids.current), this.runtime.log, 'skip initial sync');
           return;
         }
         const engine = this.engine();
@@ -601,7 +609,8 @@ export class PeerLink {
    */
   private afterVerifyDone(): void {
     const outOfSyncBits = this.runtime.attachedStore?.bitmap.countSet() ?? 0;
-    if (outOfSyncBits > 0) void this.runtime.runHandler('out-of-sync');
+    // Handlers run aside as DRBD's khelper calls do; runHandler logs and resolves on every failure.
+    if (outOfSyncBits > 0) runAside(this.runtime.runHandler('out-of-sync'), this.runtime.log, 'handler out-of-sync');
   }
 
   /** PausedSync* ⇄ Sync* from the user_isp / peer_isp flags; the target's resync pauses with them. */
@@ -615,7 +624,8 @@ export class PeerLink {
       ? { [ConnState.SyncSource]: ConnState.PausedSyncS, [ConnState.SyncTarget]: ConnState.PausedSyncT }
       : { [ConnState.PausedSyncS]: ConnState.SyncSource, [ConnState.PausedSyncT]: ConnState.SyncTarget };
     const next = map[s.conn];
-    if (next !== undefined) void rt.setState({ conn: next }, paused ? 'resync paused' : 'resync resumed');
+    // Called from synchronous paths (packets, admin); the md-flag write behind setState runs aside, failures logged.
+    if (next !== undefined) runAside(rt.setState({ conn: next }, paused ? 'resync paused' : 'resync resumed'), rt.log, 'resync pause/resume');
   }
 
   private logProgress(): void {
@@ -697,7 +707,8 @@ export class PeerLink {
     const { link, engine } = this.requireConnected();
     await this.peerAgrees(link, ConnState.StartingSyncS);
     await this.runtime.setState({ conn: ConnState.StartingSyncT }, 'invalidate');
-    void this.runSyncTarget(link, engine, true, false).catch((err: Error) => this.runtime.log.error({ err }, `resync failed: ${err.message}`));
+    // `invalidate` returns once the resync started (as drbdadm does); the resync's failure is logged.
+    runAside(this.runSyncTarget(link, engine, true, false), this.runtime.log, 'resync');
   }
 
   /** `invalidate-remote`: full sync to the peer (StartingSyncS). */
@@ -715,7 +726,8 @@ export class PeerLink {
     await this.peerAgrees(link, ConnState.VerifyT);
     await rt.setState({ conn: ConnState.VerifyS }, 'verify');
     const { done } = engine.startVerify();
-    void done.then(
+    // `verify` returns once the verify started (as drbdadm does); its end is handled aside, failures logged.
+    const finished = done.then(
       async (result) => {
         rt.log.info({ ...result }, `Online verify done (total ${Math.round(result.elapsedMs / 1000)} sec; paused 0 sec; ${result.verifiedBlocks * 4} K verified)`);
         if (result.outOfSyncBlocks > 0) rt.log.warn(`Online verify found ${result.outOfSyncBlocks} 4k block out of sync!`);
@@ -727,6 +739,7 @@ export class PeerLink {
       },
       (err: Error) => rt.log.error({ err }, `online verify failed: ${err.message}`),
     );
+    runAside(finished, rt.log, 'end of online verify');
   }
 
   /** Result of the last online verify, for status. */
