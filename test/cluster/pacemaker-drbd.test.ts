@@ -21,6 +21,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PcmkCluster, type MonState } from '../helpers/pcmk-cluster.js';
 import { waitUntil, type NetnsNode } from '../helpers/netns-node.js';
+import { rabbitmqResourceFile, rabbitmqCrmConfig, prepareRabbitmqLogDir } from '../helpers/rabbitmq-crm.js';
 
 const BASE = '/var/tmp/upk-pcmk';
 const RES = 'rabbitmq';
@@ -33,44 +34,9 @@ const SYNC_TIMEOUT_MS = 180_000;
 /** Promote, mount, address and broker start (the broker alone takes 10–15 s here). */
 const GROUP_TIMEOUT_MS = 180_000;
 
-const RESOURCE_FILE = `resource ${RES} {
-  device    /dev/drbd1 minor 1;
-  disk      ${DISK};
-  meta-disk internal;
-  net { protocol C; }
-  disk { fencing resource-only; }
-  handlers {
-    fence-peer          "/usr/local/lib/udrbd/udrbd-crm-fence-peer.sh";
-    after-resync-target "/usr/local/lib/udrbd/udrbd-crm-unfence-peer.sh";
-  }
-  on compute1 { address 169.254.61.1:7701; }
-  on compute2 { address 169.254.61.2:7701; }
-}
-`;
-
+const RESOURCE_FILE = rabbitmqResourceFile(DISK, [['compute1', '169.254.61.1'], ['compute2', '169.254.61.2']], { fencing: true });
 /** The user's block; only the agent's name and the addresses differ. */
-const CRM_CONFIG = `primitive p_drbd_rabbitmq ocf:udrbd:drbd \\
-    params drbd_resource="rabbitmq" \\
-    op monitor interval="29s" role="Master" \\
-    op monitor interval="30s" role="Slave"
-ms ms_drbd_rabbitmq p_drbd_rabbitmq \\
-    meta notify="true" master-max="1" clone-max="2"
-primitive p_fs_rabbitmq ocf:heartbeat:Filesystem \\
-    params device="/dev/drbd1" directory="/var/lib/rabbitmq" fstype="xfs" \\
-    op start timeout="60s" op stop timeout="120s" \\
-    op monitor interval="20s" timeout="40s"
-primitive p_ip_rabbitmq ocf:heartbeat:IPaddr2 \\
-    params ip="169.254.61.10" cidr_netmask="24" \\
-    op monitor interval="10s"
-primitive p_rabbitmq ocf:rabbitmq:rabbitmq-server \\
-    params nodename="rabbit@localhost" mnesia_base="/var/lib/rabbitmq" \\
-    op start timeout="120s" op stop timeout="120s" \\
-    op monitor interval="20s" timeout="60s"
-group g_rabbitmq p_fs_rabbitmq p_ip_rabbitmq p_rabbitmq
-colocation c_rabbitmq_on_drbd inf: g_rabbitmq ms_drbd_rabbitmq:Master
-order o_drbd_before_rabbitmq inf: ms_drbd_rabbitmq:promote g_rabbitmq:start
-commit
-`;
+const CRM_CONFIG = rabbitmqCrmConfig('169.254.61.10');
 
 /** What udrbd's fence-peer handler places (drbd-fence-by-handler-<res>-<ms id>). */
 const FENCE_CONSTRAINT = 'drbd-fence-by-handler-rabbitmq-ms_drbd_rabbitmq';
@@ -199,13 +165,7 @@ beforeAll(async () => {
     names: ['compute1', 'compute2'],
     baseDir: BASE,
     drbdFiles: { [`${RES}.res`]: RESOURCE_FILE },
-    prepare: (n) => {
-      const logDir = path.join(n.dir, 'log', 'rabbitmq');
-      fs.mkdirSync(logDir, { recursive: true });
-      const m = /^rabbitmq:[^:]*:(\d+):(\d+):/m.exec(fs.readFileSync('/etc/passwd', 'utf8'));
-      if (m === null) throw new Error('user rabbitmq is missing (apt-get install rabbitmq-server)');
-      fs.chownSync(logDir, Number(m[1]), Number(m[2]));
-    },
+    prepare: (n) => prepareRabbitmqLogDir(n.dir),
   });
   await c().start();
   await initialiseVolume();

@@ -294,7 +294,8 @@ export class NetnsNode {
   /**
    * Power cut: SIGKILL the node's PID 1 (the kernel kills every process of
    * the PID namespace; the mount namespace and its mounts go with them), then
-   * detach the loop devices udrbd had attached there, as a reboot would.
+   * detach the loop devices udrbd had attached there and drop the addresses
+   * a service added at run time (IPaddr2's), as a power cut and reboot would.
    */
   async kill(): Promise<string[]> {
     if (!this.running) return this.detachPendingLoops();
@@ -305,7 +306,25 @@ export class NetnsNode {
     await waitUntil(`node ${this.name} holder gone`, () => !isAlive(pid) && (holder === null || holder.exitCode !== null || holder.signalCode !== null), KILL_TIMEOUT_MS, 50);
     this.holderPidValue = null;
     this.holder = null;
-    return this.detachPendingLoops();
+    return [...(await this.dropRuntimeAddresses()), ...(await this.detachPendingLoops())];
+  }
+
+  /**
+   * The network namespace outlives the node's processes: without this, the
+   * service address stays on the dead node's veth (a duplicate of the
+   * survivor's), and after the reboot Pacemaker's probe finds it "active"
+   * there and restarts the group to move it back.
+   */
+  private async dropRuntimeAddresses(): Promise<string[]> {
+    const problems: string[] = [];
+    const shown = await execa('ip', ['-n', this.netns, '-o', '-4', 'addr', 'show', 'dev', this.veth], { reject: false, timeout: TOOL_TIMEOUT_MS });
+    for (const line of String(shown.stdout).split('\n')) {
+      const cidr = /\binet (\S+)/.exec(line)?.[1];
+      if (cidr === undefined || cidr === `${this.address}/24`) continue;
+      const r = await execa('ip', ['-n', this.netns, 'addr', 'del', cidr, 'dev', this.veth], { reject: false, timeout: TOOL_TIMEOUT_MS });
+      if (r.exitCode !== 0) problems.push(`ip -n ${this.netns} addr del ${cidr}: ${String(r.stderr).trim()}`);
+    }
+    return problems;
   }
 
   private async detachPendingLoops(): Promise<string[]> {
