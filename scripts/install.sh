@@ -173,6 +173,8 @@ manifest_lines="$staging/manifest"
 make_dir() {
   local dir="$1"
   [ -d "$DESTDIR$dir" ] && return 0
+  # "/" itself below a DESTDIR that does not exist yet: create it (not recorded; never removed)
+  if [ "$dir" = / ]; then mkdir -p "$DESTDIR/"; return 0; fi
   make_dir "$(dirname "$dir")"
   mkdir -m 0755 "$DESTDIR$dir"
   printf 'dir %s\n' "$dir" >> "$manifest_lines"

@@ -19,7 +19,14 @@ import { runtimePaths, readPid, isProcessAlive, type RuntimePaths } from '../../
 import { computeLayout } from '../../src/meta/superblock.js';
 import { FaultProxy } from './fault-proxy.js';
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The checkout: the nearest directory above this file with a package.json (also from a compiled copy, e.g. build/). */
+export const ROOT = findCheckout(path.dirname(fileURLToPath(import.meta.url)));
+function findCheckout(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) throw new Error(`no package.json above ${from}`);
+  }
+}
 export const UDRBDADM = path.join(ROOT, 'dist', 'cli', 'udrbdadm.js');
 export const DAEMON = path.join(ROOT, 'dist', 'daemon', 'udrbd.js');
 export const DRBDMETA = '/usr/sbin/drbdmeta';

@@ -128,6 +128,19 @@ describe('scripts/install.sh', () => {
     expect(nothing.stderr).toContain('nothing to uninstall: no manifest at');
   });
 
+  it('regression: a DESTDIR that does not exist yet is created instead of recursing forever at "/"', () => {
+    requireFile(UDRBDADM, 'built udrbdadm (run `npm run build`)');
+    tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'in-install-'));
+    const dest = path.join(tempDir, 'not', 'there');
+    const r = spawnSync('/bin/bash', [INSTALL], { env: { ...process.env, DESTDIR: dest, PREFIX: '/usr/local' }, encoding: 'utf8', timeout: 60_000 });
+    expect(r.error, 'install.sh did not finish within 60 s').toBeUndefined();
+    expect(r.status, r.stderr).toBe(0);
+    expect(filesBelow(dest)).toEqual(expectedFiles());
+    const removed = install(dest, '--uninstall');
+    expect(removed.status, removed.stderr).toBe(0);
+    expect(fs.readdirSync(dest)).toEqual([]);
+  });
+
   it('does not overwrite a file it did not install (unless --force) and keeps an installed file changed since', () => {
     requireFile(UDRBDADM, 'built udrbdadm (run `npm run build`)');
     tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'in-install-'));
