@@ -30,7 +30,7 @@ import {
   tmpDir,
   withoutFlagsLine,
   writeRange,
-} from './meta-helpers.js';
+} from '../helpers/meta-helpers.js';
 
 const MiB = 1024 * 1024;
 const DATA_BYTES = 256 * MiB;

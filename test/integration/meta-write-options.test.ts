@@ -13,7 +13,7 @@ import { FileDisk } from '../../src/disk/file-disk.js';
 import { MetaData } from '../../src/meta/metadata.js';
 import { createMd } from '../../src/meta/tool.js';
 import { MdFlag } from '../../src/meta/types.js';
-import { CaptureIo, readRange, recordDiskOps, sparseFile, tmpDir } from './meta-helpers.js';
+import { CaptureIo, readRange, recordDiskOps, sparseFile, tmpDir } from '../helpers/meta-helpers.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 512 * MiB;

@@ -24,7 +24,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, type ClusterOptions } from '../helpers/cluster.js';
-import { NBDSH_ENV, requireTool } from './nbd-helpers.js';
+import { NBDSH_ENV, requireTool } from '../helpers/nbd-helpers.js';
 
 const BLOCK_BYTES = 4096;
 /** Blocks the writer writes (each flushed); far below the 64 MiB disk. */

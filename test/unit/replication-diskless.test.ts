@@ -8,7 +8,7 @@ import { FaultDisk } from '../../src/disk/fault/fault-disk.js';
 import { parsePlan } from '../../src/disk/fault/plan.js';
 import { Bitmap } from '../../src/meta/bitmap.js';
 import { ReplicationEngine } from '../../src/replication/engine.js';
-import { capturingLogger, connect, makeNode, noActivityLog, pattern, setBits, type MemoryEnd, type Node } from './replication-helpers.js';
+import { capturingLogger, connect, makeNode, noActivityLog, pattern, setBits, type MemoryEnd, type Node } from '../helpers/replication-helpers.js';
 import { MemoryDisk } from '../../src/disk/memory-disk.js';
 
 const SIZE_BYTES = 4 * 1024 * 1024;

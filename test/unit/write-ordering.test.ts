@@ -7,7 +7,7 @@
  * ordering" and the battery-backed-cache warning for each unsafe option.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { connect, capturingLogger, makeNode, pattern, type MemoryEnd } from './replication-helpers.js';
+import { connect, capturingLogger, makeNode, pattern, type MemoryEnd } from '../helpers/replication-helpers.js';
 import { logWriteOrdering } from '../../src/daemon/meta-store.js';
 import { PacketType } from '../../src/peer/packets.js';
 
