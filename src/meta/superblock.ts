@@ -29,6 +29,14 @@ export const AL_STRIPES_DEFAULT = 1;
 export const AL_STRIPE_SIZE_4K_DEFAULT = 8;
 /** Kernel limit: al_stripes × al_stripe_size_4k ≤ 4 Mi blocks (16 GiB). */
 export const AL_BLOCKS_MAX = 4 * 1024 * 1024;
+/**
+ * udrbd reads the whole activity-log ring into memory at attach (apply-al)
+ * and refuses a ring larger than this, where DRBD allows AL_BLOCKS_MAX
+ * (16 GiB): 64 MiB is 2048 times the default 32 KiB ring and far more than
+ * al-extents 65534 can use. Without it a consistent superblock naming a
+ * 16 GiB ring made attach fail with a RangeError (or try to allocate GiBs).
+ */
+export const AL_AREA_BYTES_MAX = 64 * 1024 * 1024;
 /** Largest bitmap drbdmeta's flexible layout allows (2^35 bytes on 64-bit). */
 export const BM_BYTES_MAX_FLEX = 2 ** 35;
 
@@ -102,6 +110,8 @@ export function computeLayout(
       ExitCode.configInvalid,
     );
   }
+  const alProblem = alAreaProblem(alStripes, alStripeSize4k);
+  if (alProblem !== null) throw new UdrbdError(`${name}: ${alProblem}`, ExitCode.configInvalid);
   const mdOffsetBytes = Math.floor((deviceSizeBytes - SUPERBLOCK_BYTES) / 4096) * 4096;
   const alBytes = alStripes * alStripeSize4k * 4096;
   const bmAreaBytes = bitmapBytesForSectors(Math.floor(deviceSizeBytes / SECTOR_BYTES));
@@ -183,6 +193,20 @@ export function encodeSuperblock(sb: Superblock, out: Buffer = Buffer.alloc(SUPE
   return out;
 }
 
+/**
+ * Largest la_size_sect kept as read: its byte size is still a safe integer.
+ * A larger u64 (only garbage can hold one: that is more than 4 EiB) reads as
+ * this, which is "too big" for every device, so attach caps it to the disk
+ * and dump-md prints drbdmeta's "was too big ..., truncated" as for any
+ * la-size beyond the device — instead of carrying a number that cannot be
+ * written back.
+ */
+export const LA_SIZE_SECTORS_MAX = Math.floor(Number.MAX_SAFE_INTEGER / SECTOR_BYTES);
+
+function laSizeSectorsOf(raw: bigint): number {
+  return raw > BigInt(LA_SIZE_SECTORS_MAX) ? LA_SIZE_SECTORS_MAX : Number(raw);
+}
+
 /** Decodes the fields without judging them (see validateSuperblock). */
 export function decodeSuperblock(buf: Buffer): Superblock {
   assert(buf.length >= SUPERBLOCK_USED_BYTES, 'superblock buffer holds the used fields');
@@ -194,7 +218,7 @@ export function decodeSuperblock(buf: Buffer): Superblock {
     alStripeSize4k = AL_STRIPE_SIZE_4K_DEFAULT;
   }
   return {
-    laSizeSectors: Number(buf.readBigUInt64BE(0x00)),
+    laSizeSectors: laSizeSectorsOf(buf.readBigUInt64BE(0x00)),
     uuids: {
       current: buf.readBigUInt64BE(0x08),
       bitmap: buf.readBigUInt64BE(0x10),
@@ -215,6 +239,12 @@ export function decodeSuperblock(buf: Buffer): Superblock {
   };
 }
 
+function alAreaProblem(alStripes: number, alStripeSize4k: number): string | null {
+  const alBytes = alStripes * alStripeSize4k * 4096;
+  if (alBytes <= AL_AREA_BYTES_MAX) return null;
+  return `activity log of ${alStripes} × ${alStripeSize4k} 4k blocks (${alBytes / 1024} KiB) is larger than udrbd reads (${AL_AREA_BYTES_MAX / 1024} KiB)`;
+}
+
 /** Why a superblock is not valid v08 internal meta-data for this device, or null if it is. */
 export function superblockProblem(sb: Superblock, deviceSizeBytes: number): string | null {
   if (sb.magic !== MD_MAGIC_08 && sb.magic !== MD_MAGIC_84_UNCLEAN) {
@@ -223,6 +253,8 @@ export function superblockProblem(sb: Superblock, deviceSizeBytes: number): stri
   if (sb.alStripes < 1 || sb.alStripeSize4k < 1 || sb.alStripes * sb.alStripeSize4k > AL_BLOCKS_MAX || sb.alStripes * sb.alStripeSize4k < 8) {
     return `activity log striping ${sb.alStripes} × ${sb.alStripeSize4k} 4k blocks does not make sense`;
   }
+  const alProblem = alAreaProblem(sb.alStripes, sb.alStripeSize4k);
+  if (alProblem !== null) return alProblem;
   const alSizeSectors = sb.alStripes * sb.alStripeSize4k * 8;
   if (sb.alOffsetSectors !== -alSizeSectors) {
     return `al_offset: expected ${-alSizeSectors}, found ${sb.alOffsetSectors}`;

@@ -40,7 +40,7 @@ export interface ClusterOptions {
   /** Listening port on both addresses (default 7701). */
   port?: number;
   protocol?: 'A' | 'B' | 'C';
-  /** Extra lines inside `net { }`. */
+  /** Extra lines inside `net { }`; one naming connect-int, ping-int or ping-timeout replaces that default. */
   net?: string[];
   /** Extra lines inside `disk { }`. */
   disk?: string[];
@@ -152,7 +152,11 @@ export class Cluster {
 
   configText(portOverride: Partial<Record<NodeName, number>> = {}, extraNet: string[] = []): string {
     const o = this.options;
-    const net = [`protocol ${o.protocol ?? 'C'};`, 'connect-int 1;', 'ping-int 2;', 'ping-timeout 10;', ...(o.net ?? []), ...extraNet];
+    const extra = [...(o.net ?? []), ...extraNet];
+    // A default the test sets itself (e.g. `ping-int 30;`) is left out rather than given twice.
+    const keyword = (line: string): string => line.trim().split(/\s+/)[0] ?? '';
+    const defaults = ['connect-int 1;', 'ping-int 2;', 'ping-timeout 10;'].filter((d) => !extra.some((e) => keyword(e) === keyword(d)));
+    const net = [`protocol ${o.protocol ?? 'C'};`, ...defaults, ...extra];
     const handlers = Object.entries(o.handlers ?? {}).map(([k, v]) => `${k} "${v}";`);
     const lines = [
       `resource ${this.resource} {`,

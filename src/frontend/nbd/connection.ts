@@ -14,7 +14,9 @@
  * Limits: at most `inflightMax` requests and about `inflightBytesMax` payload
  * bytes in flight; beyond that the socket is paused (back-pressure, no
  * queue). A slot is only freed once its reply has been handed to the kernel,
- * so a client that stops reading replies also stops being read.
+ * so a client that stops reading replies also stops being read. A client
+ * that does not finish the handshake within handshakeTimeoutMs, or sends
+ * part of a request and then nothing for requestStallTimeoutMs, is dropped.
  *
  * Knows nothing of listeners, replication or roles: it serves one device.
  */
@@ -35,14 +37,25 @@ export interface ExportConfig extends ExportLimits {
   readonly description: string;
   readonly inflightMax: number;
   readonly inflightBytesMax: number;
+  /** Option haggling must finish within this time (default HANDSHAKE_TIMEOUT_MS). */
+  readonly handshakeTimeoutMs: number;
+  /** A request left half sent this long is a slow-loris client (default REQUEST_STALL_TIMEOUT_MS). */
+  readonly requestStallTimeoutMs: number;
 }
 
 /** Option haggling must finish within this time. */
-const HANDSHAKE_TIMEOUT_MS = 30_000;
+export const HANDSHAKE_TIMEOUT_MS = 30_000;
+/**
+ * A client that sent part of a request (header or WRITE payload) and then no
+ * byte for this long is dropped: it holds a slot and a payload buffer. Idle
+ * between requests is not timed (a mounted file system may be idle for days),
+ * nor a request we stopped reading ourselves (back-pressure).
+ */
+export const REQUEST_STALL_TIMEOUT_MS = 30_000;
 /** Options per connection before we decide the client is looping. */
 const HANDSHAKE_OPTIONS_MAX = 64;
 /** Largest option payload we read (names are <= 4096 bytes plus info requests). */
-const OPTION_DATA_MAX_BYTES = 16 * 1024;
+export const OPTION_DATA_MAX_BYTES = 16 * 1024;
 /** Buffered, not yet consumed handshake bytes before the socket is paused. */
 const HANDSHAKE_BUFFER_MAX_BYTES = 64 * 1024;
 /** A closing connection whose client does not hang up is destroyed after this. */
@@ -52,6 +65,13 @@ const CLOSE_LINGER_MS = 5_000;
  * is destroyed after this; device operations still complete, replies are dropped.
  */
 const CLOSING_DRAIN_TIMEOUT_MS = 30_000;
+/**
+ * A refused WRITE's payload is read and dropped so the next request can be
+ * parsed; one larger than this is not worth reading (up to 4 GiB of a client
+ * that is probably not speaking NBD): hang up instead, as nbdkit does
+ * ("write request too large to skip").
+ */
+const DISCARD_PAYLOAD_BYTES_MAX = 2 * P.PROTOCOL_PAYLOAD_MAX_BYTES;
 /** WRITE_ZEROES writes this shared all-zero buffer repeatedly (never written into). */
 const ZERO_CHUNK_BYTES = 4 * 1024 * 1024;
 /** TRIM is issued to the device in pieces of at most this many bytes. */
@@ -164,6 +184,11 @@ export class NbdConnection {
   private handshakeBytes = 0;
   private pendingRead: { bytes: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
   private handshakeTimer: NodeJS.Timeout | null = null;
+  /** Bytes read from the client so far, and at the last stall check. */
+  private receivedBytes = 0;
+  private receivedBytesAtCheck = 0;
+  private stallTimer: NodeJS.Timeout | null = null;
+  private stallChecksWithoutProgress = 0;
   private lingerTimer: NodeJS.Timeout | null = null;
   private noZeroes = false;
 
@@ -202,9 +227,9 @@ export class NbdConnection {
     });
     socket.on('close', () => this.onSocketClose());
     this.handshakeTimer = setTimeout(() => {
-      this.log.warn('nbd: handshake timed out; dropping client');
+      this.log.warn({ timeoutMs: config.handshakeTimeoutMs }, 'nbd: handshake timed out; dropping client');
       socket.destroy();
-    }, HANDSHAKE_TIMEOUT_MS);
+    }, config.handshakeTimeoutMs);
     this.handshakeTimer.unref();
     this.handshake().catch((err: Error) => {
       if (!this.socketClosed) this.log.warn({ reason: err.message }, 'nbd: handshake failed; dropping client');
@@ -326,6 +351,9 @@ export class NbdConnection {
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
     this.phase = Phase.transmission;
+    // Checked twice per timeout: dropped after one to one and a half timeouts without a byte.
+    this.stallTimer = setInterval(() => this.checkRequestStall(), Math.max(1, Math.floor(this.config.requestStallTimeoutMs / 2)));
+    this.stallTimer.unref();
     const leftover = this.handshakeBytes > 0 ? Buffer.concat(this.handshakeChunks, this.handshakeBytes) : EMPTY;
     this.handshakeChunks = [];
     this.handshakeBytes = 0;
@@ -334,6 +362,21 @@ export class NbdConnection {
     if (this.phase === Phase.transmission && this.stalledChunk === null && this.parse !== ParseState.admit) {
       this.socket.resume();
     }
+  }
+
+  /** Slow loris: part of a request arrived, then nothing, while we were reading. */
+  private checkRequestStall(): void {
+    const midRequest =
+      (this.parse === ParseState.header && this.requestHeaderFillBytes > 0) || this.parse === ParseState.payload || this.parse === ParseState.discard;
+    const progressed = this.receivedBytes !== this.receivedBytesAtCheck;
+    this.receivedBytesAtCheck = this.receivedBytes;
+    if (this.phase !== Phase.transmission || !midRequest || this.stalledChunk !== null || progressed) {
+      this.stallChecksWithoutProgress = 0;
+      return;
+    }
+    if (++this.stallChecksWithoutProgress < 2) return;
+    this.log.warn({ timeoutMs: this.config.requestStallTimeoutMs }, 'nbd: client sent part of a request and then nothing; dropping client');
+    this.socket.destroy();
   }
 
   private readExact(bytes: number): Promise<Buffer> {
@@ -372,6 +415,7 @@ export class NbdConnection {
 
   /** `bytes` were read into `buffer` (the receive buffer or a payload tail); false stops reading. */
   private onRead(bytes: number, buffer: Buffer): boolean {
+    this.receivedBytes += bytes;
     if (buffer !== this.receiveBuffer) {
       // A payload tail handed out by nextReceiveBuffer: the state cannot have moved since
       // (only reads advance the parser, and the socket is closed before a partial slot is dropped).
@@ -408,6 +452,7 @@ export class NbdConnection {
   private onSocketClose(): void {
     this.socketClosed = true;
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    if (this.stallTimer) clearInterval(this.stallTimer);
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
     const pending = this.pendingRead;
     this.pendingRead = null;
@@ -540,6 +585,11 @@ export class NbdConnection {
     const c = this.config;
     const error = checkRequest(r.type, r.flags, r.offsetBytes, r.lengthBytes, c);
     const payloadBytes = error === P.NBD_OK && (r.type === P.CMD_READ || r.type === P.CMD_WRITE) ? r.lengthBytes : 0;
+    if (r.type === P.CMD_WRITE && error !== P.NBD_OK && r.lengthBytes > DISCARD_PAYLOAD_BYTES_MAX) {
+      this.parse = ParseState.header;
+      this.protocolViolation(`NBD_CMD_WRITE of ${r.lengthBytes} bytes is too large to skip (limit ${DISCARD_PAYLOAD_BYTES_MAX})`);
+      return true;
+    }
     if (this.slotsFree.length === 0) return false;
     if (this.inflightCount > 0 && this.inflightBytes + payloadBytes > c.inflightBytesMax) return false;
 
