@@ -32,7 +32,8 @@
 # --unfence-only-if-owner-match, --logfacility=F (syslog facility; `none`:
 # write to stderr). $OCF_RESKEY_unfence_extra_args is appended to the options.
 # Environment: DRBD_RESOURCE (required), DRBD_PEER, DRBD_CONF (passed by
-# udrbd); UDRBDADM names the udrbdadm to call, UDRBD_NODE this node's name
+# udrbd); UDRBDADM names the udrbdadm to call (default: on PATH, else
+# ../../sbin/udrbdadm from this script), UDRBD_NODE this node's name
 # (default `uname -n`). Not supported: --suicide-on-failure-if-primary (warned
 # and ignored), --CTS-mode, --unreachable-peer-is-outdated.
 #
@@ -40,6 +41,11 @@ export LANG=C LC_ALL=C
 
 PROG=${0##*/}
 UDRBDADM=${UDRBDADM:-udrbdadm}
+# udrbd runs handlers with DRBD's PATH (/sbin:/usr/sbin:/bin:/usr/bin), where an install in
+# /usr/local is not: install.sh puts udrbdadm in $PREFIX/sbin and this script in $PREFIX/lib/udrbd.
+if ! command -v "$UDRBDADM" >/dev/null 2>&1 && [ -x "${0%/*}/../../sbin/udrbdadm" ]; then
+	UDRBDADM=${0%/*}/../../sbin/udrbdadm
+fi
 mode=fence
 case $PROG in *unfence*) mode=unfence ;; esac
 
@@ -189,6 +195,10 @@ place_constraint() { cibadmin -C -o constraints -X "$new_constraint"; }
 remove_constraint() { cibadmin -D -X "<rsc_location rsc=\"$master_id\" id=\"$constraint_id\"/>"; }
 
 # ---- the peer, as the cluster sees it -----------------------------------------------------------
+# crmadmin -S's answer for a live controller: "Status of crmd@N: S_NOT_DC (ok)" (Pacemaker <= 2.0)
+# or "Controller on N in state S_NOT_DC: ok" (2.1, Debian 12).
+controller_ok() { case $1 in *"(ok)" | *": ok") return 0 ;; esac; return 1; }
+
 # Sets peer_state: reachable | fenced | unreachable | unknown | DC-unreachable.
 check_peer() {
 	local peer=${DRBD_PEER-} cib_timeout_ds=18 start state node_line crmd in_ccm expected t out
@@ -233,7 +243,7 @@ check_peer() {
 			if [ "$expected" = down ] && [ "$in_ccm" = false ]; then peer_state=fenced; else peer_state=unreachable; fi
 			return
 		fi
-		if [ "$crmd" = online ] && out=$(crmadmin -t $((cib_timeout_ds * 200)) -S "$peer" 2>/dev/null) && [[ $out == *"(ok)" ]]; then
+		if [ "$crmd" = online ] && out=$(crmadmin -t $((cib_timeout_ds * 200)) -S "$peer" 2>/dev/null) && controller_ok "$out"; then
 			peer_state=reachable
 			return
 		fi

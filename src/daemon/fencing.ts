@@ -26,6 +26,7 @@ import {
 import { type Fencing, type ResourceState, type StateCtx, type SsCode, checkStateChange, formatRefusalLog } from '../resource/state.js';
 import { ConnState, DiskState } from '../resource/states.js';
 import type { ResourceRuntime } from './runtime.js';
+import { runAside } from '../util/aside.js';
 
 export interface FencingDeps {
   runtime: ResourceRuntime;
@@ -43,8 +44,6 @@ export class PeerFencing {
   private running: Promise<FenceOutcome> | undefined;
   /** Counts connections (WFReportParams reached): a handler answer from before the last one is stale. */
   private connectCount = 0;
-  /** The link-loss run in progress (tests and `down` wait for it). */
-  lossHandling: Promise<void> | undefined;
 
   constructor(private readonly deps: FencingDeps) {
     deps.runtime.stateHooks.push((before, after) => this.onStateChange(before, after));
@@ -70,12 +69,8 @@ export class PeerFencing {
       this.deps.runtime.log.info('I/O resumed');
     }
     if (fenceOnConnectionLoss(before, after, this.deps.fencing())) {
-      const handling = this.afterConnectionLoss();
-      this.lossHandling = handling;
-      // Not awaited: DRBD runs the handler from a worker while the state machine goes on.
-      void handling.finally(() => {
-        if (this.lossHandling === handling) this.lossHandling = undefined;
-      });
+      // Not awaited: DRBD runs the handler from a worker while the state machine goes on; a failure is logged.
+      runAside(this.afterConnectionLoss(), this.deps.runtime.log, 'fence-peer after the lost connection');
     }
   }
 
@@ -122,9 +117,10 @@ export class PeerFencing {
       return outcome;
     })();
     this.running = run;
-    void run.finally(() => {
+    const done = (): void => {
       if (this.running === run) this.running = undefined;
-    });
+    };
+    run.then(done, done); // both callbacks return undefined: this branch never rejects
     return run;
   }
 

@@ -13,7 +13,7 @@ import { assert } from '../util/assert.js';
 import { ExitCode, UdrbdError } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
 import { unconfiguredState } from '../resource/state.js';
-import { fencingSuspended } from '../resource/fencing.js';
+import { connectedDisks, fencingSuspended } from '../resource/fencing.js';
 import { type ControlEvent, type ControlReply, type ControlRequest, DIAGNOSTIC_IO_BYTES_MAX, errorReply, okReply } from './protocol.js';
 import {
   type StateSnapshot,
@@ -178,6 +178,7 @@ export class ResourceRuntime {
       after.peerIsp = false;
       if (after.pdsk !== DiskState.Inconsistent && after.pdsk !== DiskState.Outdated) after.pdsk = DiskState.DUnknown;
     }
+    Object.assign(after, connectedDisks(after));
     after.suspFen = fencingSuspended(before, after, this.spec.fencing);
     const text = stateChangeText(before, after);
     if (!text) return;

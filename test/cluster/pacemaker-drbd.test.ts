@@ -9,7 +9,9 @@
  * monitors, Filesystem on /dev/drbd1, IPaddr2 and the real broker
  * (ocf:rabbitmq:rabbitmq-server) in g_rabbitmq, colocation with the Master,
  * order after promote. The tests run in sequence on one cluster: start,
- * planned switchover, hard failure + reboot. Root; needs pacemaker,
+ * planned switchover, hard failure + reboot, link loss. The resource has
+ * `fencing resource-only` with udrbd's crm fence-peer / after-resync-target
+ * handlers, as the README's recipe. Root; needs pacemaker,
  * corosync, crmsh, resource-agents, rabbitmq-server, xfsprogs, kmod (fails,
  * not skips, without them). UPK_DEBUG_KEEP=1 leaves the cluster running for
  * inspection (/var/tmp/upk-pcmk; the next run removes it first).
@@ -32,9 +34,12 @@ const SYNC_TIMEOUT_MS = 180_000;
 /** Promote, mount, address and broker start (the broker alone takes 10–15 s here). */
 const GROUP_TIMEOUT_MS = 180_000;
 
-const RESOURCE_FILE = rabbitmqResourceFile(DISK, [['compute1', '169.254.61.1'], ['compute2', '169.254.61.2']]);
+const RESOURCE_FILE = rabbitmqResourceFile(DISK, [['compute1', '169.254.61.1'], ['compute2', '169.254.61.2']], { fencing: true });
 /** The user's block; only the agent's name and the addresses differ. */
 const CRM_CONFIG = rabbitmqCrmConfig('169.254.61.10');
+
+/** What udrbd's fence-peer handler places (drbd-fence-by-handler-<res>-<ms id>). */
+const FENCE_CONSTRAINT = 'drbd-fence-by-handler-rabbitmq-ms_drbd_rabbitmq';
 
 let cluster: PcmkCluster | null = null;
 
@@ -99,6 +104,15 @@ async function mountOf(n: NetnsNode, dir: string): Promise<{ fstype: string; maj
 async function writeFiles(n: NetnsNode, prefix: string, count: number, sizeBytes: number): Promise<Map<string, string>> {
   const script = `mkdir -p ${DATA_DIR} && cd ${DATA_DIR} && i=0 && while [ "$i" -lt ${count} ]; do head -c ${sizeBytes} /dev/urandom > ${prefix}$i && sync ${prefix}$i || exit 1; i=$((i+1)); done && sync -f . && sha256sum ${prefix}*`;
   return parseSums(await n.execOk('sh', ['-c', script], { timeoutMs: 120_000 }));
+}
+
+async function fenced(): Promise<boolean> {
+  return (await c().constraintsXml()).includes(`id="${FENCE_CONSTRAINT}"`);
+}
+
+/** The after-resync-target handler removed the constraint once both disks were UpToDate. */
+async function waitUnfenced(timeoutMs = SYNC_TIMEOUT_MS): Promise<void> {
+  await waitUntil(`${FENCE_CONSTRAINT} removed`, async () => !(await fenced()), timeoutMs, 500);
 }
 
 async function sums(n: NetnsNode, names: Iterable<string>): Promise<Map<string, string>> {
@@ -213,6 +227,7 @@ describe('the user\'s RabbitMQ-on-DRBD crm configuration with ocf:udrbd:drbd in 
     // Only what changed while the peer was away (a few MiB of files and XFS log), never the device (384 MiB).
     for (const kb of began) expect(kb).toBeLessThan((DISK_BYTES / 1024) / 8);
     expect(log + udrbdLog(oldMaster).slice(oldLogBefore)).not.toMatch(/full sync/);
+    await waitUnfenced();
     console.log(`switchover: rejoin resync ${began.join(', ')} KB of ${DISK_BYTES / 1024} KB`);
   }, 2 * GROUP_TIMEOUT_MS + SYNC_TIMEOUT_MS);
 
@@ -230,6 +245,8 @@ describe('the user\'s RabbitMQ-on-DRBD crm configuration with ocf:udrbd:drbd in 
     const groupMs = Date.now() - t0;
     console.log(`hard failure: ${survivor.name} Promoted ${(promotedMs / 1000).toFixed(1)} s after the kill, g_rabbitmq (XFS mounted, broker up) after ${(groupMs / 1000).toFixed(1)} s`);
     expect((await mountOf(survivor, MNT))?.fstype).toBe('xfs');
+    // The survivor did not know its peer outdated: fence-peer ran before the promotion and fenced the dead node.
+    expect(await fenced()).toBe(true);
     expect(await sumsIn(survivor, written.keys())).toEqual(written);
 
     const t1 = Date.now();
@@ -242,6 +259,47 @@ describe('the user\'s RabbitMQ-on-DRBD crm configuration with ocf:udrbd:drbd in 
     // What the survivor wrote alone (XFS log recovery, the broker) went back by resync, from the bitmap.
     const resynced = [...udrbdLog(survivor).slice(survivorLogBefore).matchAll(/Began resync as SyncSource \(will sync (\d+) KB/g)].map((x) => Number(x[1]));
     expect(resynced.length).toBeGreaterThanOrEqual(1);
+    await waitUnfenced();
+    expect(udrbdLog(victim)).toMatch(/helper command: .*after-resync-target/);
     console.log(`reboot: ${victim.name} back as Slave and UpToDate/UpToDate ${((Date.now() - t1) / 1000).toFixed(1)} s after boot`);
   }, 3 * GROUP_TIMEOUT_MS + SYNC_TIMEOUT_MS);
+
+  it('link loss with fencing resource-only: the constraint appears, the outdated peer cannot be promoted, it is removed after the resync', async () => {
+    const s0 = await c().mon();
+    const master = c().node(promotedOf(s0)[0]!);
+    const slave = c().pair.other(master);
+    expect(await fenced()).toBe(false);
+    // Only the replication link (port 7701) goes, inside the Slave's namespace: Corosync keeps one membership.
+    for (const [chain, dir] of [['INPUT', '--dport'], ['INPUT', '--sport'], ['OUTPUT', '--dport'], ['OUTPUT', '--sport']] as const) {
+      await slave.execOk('iptables', ['-A', chain, '-p', 'tcp', dir, '7701', '-j', 'DROP']);
+    }
+    const t0 = Date.now();
+    await waitUntil(`${FENCE_CONSTRAINT} placed`, fenced, 120_000, 500);
+    console.log(`link loss: constraint placed ${((Date.now() - t0) / 1000).toFixed(1)} s after the cut`);
+    await waitUntil('the Master sees its peer Outdated', async () => (await adm(master, ['dstate', RES])) === 'UpToDate/Outdated', 60_000, 500);
+    const constraint = await c().constraintsXml();
+    expect(constraint).toMatch(new RegExp(`<rsc_location[^>]*id="${FENCE_CONSTRAINT}"[^>]*rsc="ms_drbd_rabbitmq"`));
+    expect(constraint).toMatch(new RegExp(`role="Master"[^>]*score="-INFINITY"|score="-INFINITY"[^>]*role="Master"`));
+    expect(constraint).toMatch(new RegExp(`attribute="#uname" operation="ne" value="${master.name}"`));
+    // Pacemaker cannot promote the outdated peer: its promotion score is -INFINITY ...
+    const sim = await master.execOk('crm_simulate', ['-Ls']);
+    expect(sim).toMatch(new RegExp(`p_drbd_rabbitmq:\\d promotion score on ${slave.name}: -INFINITY`));
+    // ... and udrbd itself refuses it there: its fence-peer cannot outdate a Primary it cannot reach.
+    const refused = await slave.exec('udrbdadm', ['primary', RES], { timeoutMs: 200_000 });
+    expect(refused.stderr).toContain('(-7) Refusing to be Primary while peer is not outdated');
+    expect(refused.exitCode).toBe(11);
+    expect(await adm(slave, ['role', RES])).toBe('Secondary/Unknown');
+    for (const [k, v] of await writeFiles(master, 'while-cut-', 4, 1024 * 1024)) written.set(k, v);
+
+    await slave.execOk('iptables', ['-F']);
+    const t1 = Date.now();
+    await waitUntil('UpToDate/UpToDate after the link healed', async () => (await adm(master, ['dstate', RES])) === 'UpToDate/UpToDate', SYNC_TIMEOUT_MS, 500);
+    await waitUnfenced();
+    console.log(`link loss: healed, resynced and unfenced ${((Date.now() - t1) / 1000).toFixed(1)} s after the flush`);
+    expect(udrbdLog(slave)).toMatch(/helper command: .*after-resync-target/);
+    const s1 = await c().mon();
+    expect(promotedOf(s1)).toEqual([master.name]);
+    expect(unpromotedOf(s1)).toEqual([slave.name]);
+    expect(await sumsIn(master, written.keys())).toEqual(written);
+  }, 2 * SYNC_TIMEOUT_MS + 400_000);
 });

@@ -280,6 +280,16 @@ export class Cluster {
   }
 
   /** Data-area size of node's backing file (from the v08 layout). */
+  /** Both nodes up, alpha promoted with --force (full initial sync), both UpToDate and connected. */
+  async upSyncedPair(): Promise<void> {
+    await this.admOk('alpha', ['up', this.resource]);
+    await this.admOk('beta', ['up', this.resource]);
+    await this.waitState('alpha', 'cstate', 'Connected');
+    await this.admOk('alpha', ['primary', '--force', this.resource]);
+    await this.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
+    await this.waitState('alpha', 'cstate', 'Connected');
+  }
+
   dataSizeBytes(node: NodeName): number {
     return computeLayout(fs.statSync(this.disks[node]).size).dataSizeBytes;
   }

@@ -5,9 +5,9 @@
  * pre-seeded CIB (stonith-enabled=false, no-quorum-policy=ignore, dc-deadtime
  * 2s), /var/lib/corosync, /etc/drbd.d (udrbd's resource files), /srv (backing
  * files), and this checkout installed by scripts/install.sh into a staging
- * tree seen by every node as /usr/local/sbin/udrbdadm and
- * /usr/lib/ocf/resource.d/udrbd/drbd (the host's other agents copied beside
- * it). corosync and pacemakerd run in the background without systemd;
+ * tree seen by every node as /usr/local/sbin/udrbdadm, /usr/local/lib/udrbd/
+ * (the crm fence handlers) and /usr/lib/ocf/resource.d/udrbd/drbd (the
+ * host's files of those directories copied beside them). corosync and pacemakerd run in the background without systemd;
  * `waitOnline()` waits until both nodes are members. Helpers read the cluster
  * by machine (`crm_mon --output-as=xml`, cibadmin), never by screen.
  * Knows nothing of the test's crm configuration.
@@ -22,6 +22,9 @@ import { ROOT } from './cluster.js';
 export const ONLINE_TIMEOUT_MS = 90_000;
 /** pacemakerd's graceful stop stops every resource first; bounded, then the node is killed anyway. */
 const STACK_STOP_TIMEOUT_MS = 90_000;
+
+/** Install targets bound over the nodes' own: the udrbdadm wrapper, the crm handlers (/usr/local/lib/udrbd). */
+const STAGED_DIRS = ['usr/local/sbin', 'usr/local/lib'];
 
 const CIB_SEED = `<cib crm_feature_set="3.16.1" validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0">
   <configuration>
@@ -128,7 +131,7 @@ export class PcmkCluster {
         { hostPath: path.join(n.dir, 'lib-pacemaker'), nodePath: '/var/lib/pacemaker' },
         { hostPath: path.join(n.dir, 'etc-drbd.d'), nodePath: '/etc/drbd.d' },
         { hostPath: path.join(n.dir, 'srv'), nodePath: '/srv' },
-        { hostPath: path.join(this.installDir, 'usr', 'local', 'sbin'), nodePath: '/usr/local/sbin' },
+        ...STAGED_DIRS.map((d) => ({ hostPath: path.join(this.installDir, d), nodePath: `/${d}` })),
         { hostPath: this.ocfDir, nodePath: '/usr/lib/ocf/resource.d' },
         ...(options.binds?.(n) ?? []),
       ],
@@ -160,6 +163,11 @@ export class PcmkCluster {
   private async install(): Promise<void> {
     await execa(path.join(ROOT, 'scripts', 'install.sh'), [], { env: { ...process.env, DESTDIR: this.installDir }, timeout: 60_000 });
     fs.chmodSync(this.installDir, 0o755);
+    // The staged dirs cover the host's: keep what the host has there beside what the install added.
+    for (const d of STAGED_DIRS) {
+      fs.mkdirSync(path.join(this.installDir, d), { recursive: true });
+      if (fs.existsSync(`/${d}`)) fs.cpSync(`/${d}`, path.join(this.installDir, d), { recursive: true, verbatimSymlinks: true, force: false });
+    }
     fs.cpSync('/usr/lib/ocf/resource.d', this.ocfDir, { recursive: true, verbatimSymlinks: true });
     fs.cpSync(path.join(this.installDir, 'usr', 'lib', 'ocf', 'resource.d', 'udrbd'), path.join(this.ocfDir, 'udrbd'), { recursive: true });
   }

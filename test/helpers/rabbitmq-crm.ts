@@ -14,15 +14,23 @@ import path from 'node:path';
 export const RABBITMQ_RESOURCE = 'rabbitmq';
 export const RABBITMQ_MOUNT = '/var/lib/rabbitmq';
 
-/** The resource file for /etc/drbd.d; `nodes` are [uname -n, address] pairs. */
-export function rabbitmqResourceFile(disk: string, nodes: readonly (readonly [string, string])[]): string {
+/** What the README's cluster recipe adds: DRBD's resource-level fencing with udrbd's crm handlers. */
+const FENCING_LINES = `  disk { fencing resource-only; }
+  handlers {
+    fence-peer          "/usr/local/lib/udrbd/udrbd-crm-fence-peer.sh";
+    after-resync-target "/usr/local/lib/udrbd/udrbd-crm-unfence-peer.sh";
+  }
+`;
+
+/** The resource file for /etc/drbd.d; `nodes` are [uname -n, address] pairs; `fencing`: the recipe's fencing lines. */
+export function rabbitmqResourceFile(disk: string, nodes: readonly (readonly [string, string])[], options: { fencing?: boolean } = {}): string {
   const on = nodes.map(([name, address]) => `  on ${name} { address ${address}:7701; }\n`).join('');
   return `resource ${RABBITMQ_RESOURCE} {
   device    /dev/drbd1 minor 1;
   disk      ${disk};
   meta-disk internal;
   net { protocol C; }
-${on}}
+${options.fencing === true ? FENCING_LINES : ''}${on}}
 `;
 }
 

@@ -83,16 +83,6 @@ async function giFlags(c: Cluster, node: NodeName): Promise<{ consistent: string
   return { consistent: fields[4] ?? '', wasUpToDate: fields[5] ?? '', peerOutdated: fields[9] ?? '' };
 }
 
-/** Both up, alpha Primary, UpToDate/UpToDate. */
-async function syncedPair(c: Cluster): Promise<void> {
-  await c.admOk('alpha', ['up', c.resource]);
-  await c.admOk('beta', ['up', c.resource]);
-  await c.waitState('alpha', 'cstate', 'Connected');
-  await c.admOk('alpha', ['primary', '--force', c.resource]);
-  await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
-  await c.waitState('alpha', 'dstate', 'UpToDate/UpToDate');
-}
-
 function logLines(c: Cluster, node: NodeName, needle: string): number {
   return c.logText(node).split('\n').filter((l) => l.includes(needle)).length;
 }
@@ -151,7 +141,7 @@ describe('fence-peer before a promotion (drbd_set_role)', () => {
     const h = makeHandler();
     cluster = new Cluster({ resource: 'fesur', port: 8152, minorBase: 122, diskSizeBytes: 16 * MiB, disk: ['fencing resource-only;'], handlers: { 'fence-peer': h.command } });
     const c = cluster;
-    await syncedPair(c);
+    await c.upSyncedPair();
     await c.write('alpha', 0, Buffer.alloc(64 * 1024, 0x5a));
     c.kill9('alpha');
     await c.waitGone('alpha');
@@ -181,12 +171,32 @@ describe('fence-peer before a promotion (drbd_set_role)', () => {
   }, 120_000);
 });
 
+describe('restart under fencing', () => {
+  it('both nodes come up Consistent/DUnknown (peer not known outdated) and are UpToDate/UpToDate once connected', async () => {
+    const h = makeHandler();
+    cluster = new Cluster({ resource: 'ferst', port: 8160, minorBase: 130, diskSizeBytes: 16 * MiB, disk: ['fencing resource-only;'], handlers: { 'fence-peer': h.command } });
+    const c = cluster;
+    await c.upSyncedPair();
+    await c.admOk('alpha', ['secondary', c.resource]);
+    await c.admOk('alpha', ['down', c.resource]);
+    await c.admOk('beta', ['down', c.resource]);
+    await c.admOk('alpha', ['up', c.resource]);
+    expect(await c.query('alpha', 'dstate')).toBe('Consistent/DUnknown');
+    await c.admOk('beta', ['up', c.resource]);
+    await c.waitState('alpha', 'dstate', 'UpToDate/UpToDate');
+    await c.waitState('beta', 'dstate', 'UpToDate/UpToDate');
+    expect(await c.query('alpha', 'cstate')).toBe('Connected');
+    await c.admOk('beta', ['primary', c.resource]);
+    expect(runs(h.dir, 'alpha') + runs(h.dir, 'beta'), 'connected: no fence-peer').toBe(0);
+  }, 90_000);
+});
+
 describe('fence-peer when a Primary loses its peer (conn_try_outdate_peer_async)', () => {
   it('resource-only: exit 4 → pdsk Outdated in the state and the meta-data; I/O never stops', async () => {
     const h = makeHandler();
     cluster = new Cluster({ resource: 'feloss', port: 8154, minorBase: 124, diskSizeBytes: 16 * MiB, disk: ['fencing resource-only;'], handlers: { 'fence-peer': h.command } });
     const c = cluster;
-    await syncedPair(c);
+    await c.upSyncedPair();
     setCode(h.dir, 'alpha', 4);
     c.kill9('beta');
     await c.waitGone('beta');
@@ -203,7 +213,7 @@ describe('fence-peer when a Primary loses its peer (conn_try_outdate_peer_async)
     const h = makeHandler();
     cluster = new Cluster({ resource: 'festo', port: 8156, minorBase: 126, diskSizeBytes: 16 * MiB, disk: ['fencing resource-and-stonith;'], handlers: { 'fence-peer': h.command } });
     const c = cluster;
-    await syncedPair(c);
+    await c.upSyncedPair();
     setCode(h.dir, 'alpha', 7);
     fs.writeFileSync(path.join(h.dir, 'hold-alpha'), '');
     c.kill9('beta');
@@ -233,7 +243,7 @@ describe('fence-peer when a Primary loses its peer (conn_try_outdate_peer_async)
     const h = makeHandler();
     cluster = new Cluster({ resource: 'febrk', port: 8158, minorBase: 128, diskSizeBytes: 16 * MiB, disk: ['fencing resource-and-stonith;'], handlers: { 'fence-peer': h.command } });
     const c = cluster;
-    await syncedPair(c);
+    await c.upSyncedPair();
     setCode(h.dir, 'alpha', 0);
     c.kill9('beta');
     await c.waitGone('beta');

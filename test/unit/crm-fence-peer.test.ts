@@ -42,7 +42,7 @@ if [ -f "$S/created" ] && [ -f "$S/state-after-create" ]; then cat "$S/state-aft
 const STUB_CRMADMIN = `#!/bin/sh
 printf '%s\\n' "$*" >> "$STUB_DIR/crmadmin.calls"
 [ -f "$STUB_DIR/crmadmin.ok" ] || exit 1
-echo "Status of crmd@$4: S_NOT_DC (ok)"
+if [ -f "$STUB_DIR/crmadmin.pcmk21" ]; then echo "Controller on $4 in state S_NOT_DC: ok"; else echo "Status of crmd@$4: S_NOT_DC (ok)"; fi
 `;
 const STUB_CRM_ATTRIBUTE = `#!/bin/sh
 printf '%s\\n' "$*" >> "$STUB_DIR/crm_attribute.calls"
@@ -180,6 +180,30 @@ describe('udrbd-crm-fence-peer.sh: exit codes', () => {
     expect(r.out).toContain(`INFO peer is reachable, my disk is UpToDate: placed constraint '${ID}'`);
     expect(r.udrbdadmCalls).toContain('-c /etc/udrbd.conf sh-status rabbitmq');
     expect(lines('crmadmin.calls')[0]).toMatch(/^-t \d+ -S beta$/);
+  });
+
+  it("regression: 4 at once with Pacemaker 2.1's crmadmin answer (\"Controller on beta in state S_NOT_DC: ok\"), not 5 after --timeout", () => {
+    setup({ state: shStatus('Consistent', 'DUnknown', 'Secondary') });
+    fs.writeFileSync(path.join(stub, 'crmadmin.pcmk21'), '');
+    // With the old match it polled crmadmin every 2 s until --timeout and then answered 5.
+    const r = fence(['--timeout=20']);
+    expect(r.code, r.out).toBe(4);
+    expect(r.out).toContain(`INFO peer is reachable, my disk is Consistent: placed constraint '${ID}'`);
+    expect(lines('crmadmin.calls')).toHaveLength(1);
+  });
+
+  it('regression: finds $PREFIX/sbin/udrbdadm from its own place when udrbd\'s handler PATH (/sbin:/usr/sbin:/bin:/usr/bin) lacks it', () => {
+    setup();
+    // An install tree as install.sh makes it: PREFIX/lib/udrbd/<handler>, PREFIX/sbin/udrbdadm; PATH has only the other tools.
+    const prefix = path.join(stub, 'prefix');
+    fs.mkdirSync(path.join(prefix, 'sbin'), { recursive: true });
+    fs.mkdirSync(path.join(prefix, 'lib', 'udrbd'), { recursive: true });
+    fs.renameSync(path.join(stub, 'udrbdadm'), path.join(prefix, 'sbin', 'udrbdadm'));
+    const installed = path.join(prefix, 'lib', 'udrbd', 'udrbd-crm-fence-peer.sh');
+    fs.copyFileSync(FENCE, installed);
+    const r = handler(installed);
+    expect(r.code, r.out).toBe(4);
+    expect(r.udrbdadmCalls).toContain('-c /etc/udrbd.conf sh-status rabbitmq');
   });
 
   it('4: peer reachable, my disk only Consistent', () => {

@@ -12,6 +12,7 @@ import {
   interpretFencePeer,
   promotionAfterFence,
   promotionNeedsFencing,
+  connectedDisks,
 } from '../../src/resource/fencing.js';
 import { type ResourceState, unconfiguredState } from '../../src/resource/state.js';
 import { ConnState, DiskState, Role } from '../../src/resource/states.js';
@@ -129,6 +130,19 @@ describe('frozen I/O (susp_fen)', () => {
     expect(fenceReleasesIo(frozen, { ...frozen, pdsk: DiskState.Inconsistent })).toBe(true);
     expect(fenceReleasesIo(frozen, frozen)).toBe(false);
     expect(fenceReleasesIo({ ...frozen, suspFen: false }, { ...frozen, suspFen: false, pdsk: DiskState.Outdated })).toBe(false);
+  });
+});
+
+describe('Consistent and Outdated vanish once connected (sanitize_state)', () => {
+  it('Connected without a resync: both Consistent disks are UpToDate', () => {
+    expect(connectedDisks({ conn: ConnState.Connected, disk: DiskState.Consistent, pdsk: DiskState.Consistent })).toEqual({ disk: DiskState.UpToDate, pdsk: DiskState.UpToDate });
+    expect(connectedDisks({ conn: ConnState.Connected, disk: DiskState.Outdated, pdsk: DiskState.UpToDate })).toEqual({ disk: DiskState.UpToDate, pdsk: DiskState.UpToDate });
+  });
+
+  it('not while disconnected, nor on the way to SyncTarget; a SyncSource keeps its peer Inconsistent', () => {
+    expect(connectedDisks({ conn: ConnState.WFConnection, disk: DiskState.Consistent, pdsk: DiskState.Outdated })).toEqual({ disk: DiskState.Consistent, pdsk: DiskState.Outdated });
+    expect(connectedDisks({ conn: ConnState.WFBitMapT, disk: DiskState.Consistent, pdsk: DiskState.UpToDate })).toEqual({ disk: DiskState.Consistent, pdsk: DiskState.UpToDate });
+    expect(connectedDisks({ conn: ConnState.WFBitMapS, disk: DiskState.Consistent, pdsk: DiskState.Inconsistent })).toEqual({ disk: DiskState.UpToDate, pdsk: DiskState.Inconsistent });
   });
 });
 

@@ -20,9 +20,12 @@ import { printInsteadOfActing } from '../dry-run.js';
 import { startDaemon, waitForExit, type DaemonMode } from '../../daemon/launcher.js';
 import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
 import { enforceOptionSupport } from '../option-check.js';
+import { FENCE_PEER_TIMEOUT_MS } from '../../daemon/handlers.js';
 
 /** Verbs that wait on the peer (state change requests, handshakes) get this long. */
 const NETWORK_VERB_TIMEOUT_MS = 60_000;
+/** primary may run the fence-peer handler first (daemon/handlers bounds it), then promote. */
+const PRIMARY_TIMEOUT_MS = FENCE_PEER_TIMEOUT_MS + NETWORK_VERB_TIMEOUT_MS;
 /** down: demote, disconnect, flush the bitmap, close md. */
 const DOWN_TIMEOUT_MS = 60_000;
 
@@ -191,7 +194,7 @@ export function register(program: Command, getContext: GetContext): void {
     .action(async (resources: string[], opts: { force?: boolean; overwriteDataOfPeer?: boolean }) => {
       const ctx = getContext();
       const force = Boolean(opts.force || opts.overwriteDataOfPeer || ctx.backendOptions.includes('--force'));
-      for (const t of targets(ctx, resources)) await call(ctx, t, 'primary', { force });
+      for (const t of targets(ctx, resources)) await call(ctx, t, 'primary', { force }, PRIMARY_TIMEOUT_MS);
     });
   simple('secondary', 'demote to Secondary');
   for (const verb of ['role', 'cstate', 'dstate']) {
