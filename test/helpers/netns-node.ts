@@ -29,6 +29,8 @@ export const TOOL_TIMEOUT_MS = 60_000;
 const BOOT_TIMEOUT_MS = 20_000;
 /** After SIGKILL the holder's unshare parent exits within this. */
 const KILL_TIMEOUT_MS = 20_000;
+/** A detached loop device under a dead node's unmounting XFS is released within this. */
+const LOOP_RELEASE_TIMEOUT_MS = 30_000;
 /** Loop device nodes created in each private /dev (the kernel hands out the lowest free number). */
 const LOOP_NODES = 128;
 /** Where udrbd keeps its exposure records inside a node (default UDRBD_RUN_DIR + /frontend). */
@@ -137,12 +139,41 @@ function readLoopRecords(root: string): { loopDevice: string; identity: LoopIden
   return out;
 }
 
-/** Detaches each recorded loop device that is still the same attachment (never a reused number). */
+const FUSECTL_DIR = '/sys/fs/fuse/connections';
+
+/**
+ * Aborts the FUSE connection `id` (fusectl, mounted for the call if it is not),
+ * as a power cut would: seen here once, a dead node's connection stayed alive
+ * with a request waiting, and its loop device (autoclear set) never let go.
+ */
+async function abortFuseConnection(id: string): Promise<string[]> {
+  const mounted = fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === FUSECTL_DIR);
+  if (!mounted) {
+    const r = await execa('mount', ['-t', 'fusectl', 'fusectl', FUSECTL_DIR], { reject: false, timeout: TOOL_TIMEOUT_MS });
+    if (r.exitCode !== 0) return [`mount -t fusectl ${FUSECTL_DIR}: ${String(r.stderr).trim()}`];
+  }
+  try {
+    const abort = path.join(FUSECTL_DIR, id, 'abort');
+    if (fs.existsSync(abort)) fs.writeFileSync(abort, '1');
+    return [];
+  } catch (err) {
+    return [`abort FUSE connection ${id}: ${(err as Error).message}`];
+  } finally {
+    if (!mounted) await execa('umount', [FUSECTL_DIR], { reject: false, timeout: TOOL_TIMEOUT_MS });
+  }
+}
+
+/**
+ * Detaches each recorded loop device that is still the same attachment (never
+ * a reused number), after aborting the dead node's FUSE connection below it.
+ */
 async function detachRecordedLoops(loops: Iterable<{ loopDevice: string; identity: LoopIdentity }>): Promise<string[]> {
   const problems: string[] = [];
   for (const { loopDevice, identity } of loops) {
     const now = await loopIdentity(loopDevice);
     if (now === null || !sameLoopIdentity(now, identity)) continue;
+    const fuseConnection = /^0:(\d+)$/.exec(identity.backingDeviceNumber)?.[1];
+    if (fuseConnection !== undefined) problems.push(...(await abortFuseConnection(fuseConnection)));
     const r = await execa('losetup', ['-d', loopDevice], { reject: false, timeout: TOOL_TIMEOUT_MS });
     if (r.exitCode !== 0) problems.push(`losetup -d ${loopDevice}: ${r.stderr.trim()}`);
   }
@@ -184,6 +215,8 @@ export class NetnsNode {
   private holderPidValue: number | null = null;
   /** Loop devices read from the node before a kill and not yet detached. */
   private readonly pendingLoops: { loopDevice: string; identity: LoopIdentity }[] = [];
+  /** Loop devices detached after this node's kills (destroy() checks they are gone). */
+  private readonly detachedLoops: { loopDevice: string; identity: LoopIdentity }[] = [];
 
   constructor(
     readonly pair: NetnsPair,
@@ -330,8 +363,19 @@ export class NetnsNode {
   private async detachPendingLoops(): Promise<string[]> {
     // The dead namespace's XFS unmount finishes asynchronously; a busy loop device gets autoclear instead.
     const problems = await detachRecordedLoops(this.pendingLoops);
+    this.detachedLoops.push(...this.pendingLoops);
     this.pendingLoops.length = 0;
     return problems;
+  }
+
+  /** Loop devices detached after kills that are still the same attachment (autoclear not done yet). */
+  async loopsStillAttached(): Promise<string[]> {
+    const left: string[] = [];
+    for (const { loopDevice, identity } of this.detachedLoops) {
+      const now = await loopIdentity(loopDevice);
+      if (now !== null && sameLoopIdentity(now, identity)) left.push(loopDevice);
+    }
+    return left;
   }
 }
 
@@ -404,6 +448,15 @@ export class NetnsPair {
       }
     }
     problems.push(...(await NetnsPair.cleanupLeftovers(this.options.prefix)));
+    let left: string[] = [];
+    try {
+      await waitUntil('loop devices of killed nodes released', async () => {
+        left = (await Promise.all(this.nodes.map((n) => n.loopsStillAttached()))).flat();
+        return left.length === 0;
+      }, LOOP_RELEASE_TIMEOUT_MS, 250);
+    } catch {
+      problems.push(`loop devices still attached after the nodes died: ${left.join(', ')}`);
+    }
     return problems;
   }
 
