@@ -4,8 +4,9 @@
  * port 7701) across two namespace nodes, failed over by hand. A planned
  * switchover loses no confirmed message in either queue; a power cut of the
  * Primary mid-stream (SIGKILL to its namespace's init: no clean unmount)
- * loses no confirmed message of the quorum queue, in every repetition. The
- * classic queue's figures and the failover times are printed.
+ * loses no confirmed message of the quorum queue, in every repetition, nor of
+ * the classic queue on releases that fsync it before the confirm (before
+ * 3.13; later ones only report it). The figures and failover times are printed.
  * UDRBD_RABBITMQ_KEEP=1 keeps /var/tmp/urq-rabbitmq (disks, logs).
  * UDRBD_RABBITMQ_FAILOVERS sets the number of hard failovers (default 3, at
  * most 30); UDRBD_RABBITMQ_RESULTS=FILE appends each run's figures as JSON.
@@ -14,6 +15,7 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fs from 'node:fs';
+import { execaSync } from 'execa';
 import { requireNamespaceHost } from '../helpers/netns-node.js';
 import { RabbitPair, requireRabbitHost, type RunResult } from '../helpers/rabbitmq-pair.js';
 
@@ -31,6 +33,19 @@ function failoverCount(): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 1 || n > FAILOVERS_MAX) throw new Error(`UDRBD_RABBITMQ_FAILOVERS=${text}: want an integer 1..${FAILOVERS_MAX}`);
   return n;
+}
+
+/**
+ * True for rabbitmq-server releases before 3.13, which fsync classic-queue
+ * messages before the confirm (3.10.8 measured here with strace); from 3.13
+ * on they no longer do, and a classic-queue loss is reported, not a failure.
+ */
+function classicQueueFsyncsBeforeConfirm(): boolean {
+  const version = execaSync('dpkg-query', ['-W', '-f=${Version}', 'rabbitmq-server'], { reject: false }).stdout;
+  const m = /^(?:\d+:)?(\d+)\.(\d+)\./.exec(String(version));
+  if (m === null) throw new Error(`cannot read the rabbitmq-server version from dpkg-query: '${String(version)}'`);
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  return major === 3 && minor < 13;
 }
 
 function report(kind: string, r: RunResult): void {
@@ -80,6 +95,7 @@ describe('RabbitMQ on XFS on udrbd, failed over by hand (no Pacemaker)', () => {
     const p = pair;
     if (p === null) throw new Error('the planned-switchover test did not set up the pair');
     const count = FAILOVERS;
+    const classicFsyncs = classicQueueFsyncsBeforeConfirm();
     // After the switchover node2 is active; each failover moves the service to the other node.
     let active = p.nodes[1];
     const results: RunResult[] = [];
@@ -90,6 +106,7 @@ describe('RabbitMQ on XFS on udrbd, failed over by hand (no Pacemaker)', () => {
       expect(r.check['demo.quorum'].confirmed).toBeGreaterThan(0);
       expect(r.check['demo.quorum'].lostIds).toEqual([]);
       expect(r.check['demo.quorum'].lost).toBe(0);
+      if (classicFsyncs) expect(r.check['demo.classic'].lost).toBe(0);
       active = p.pair.other(active);
     }
     const classicLost = results.reduce((sum, r) => sum + r.check['demo.classic'].lost, 0);
