@@ -478,7 +478,7 @@ export class PeerLink {
     if (full) store.bitmap.setAll();
     await rt.setState({ conn: ConnState.WFBitMapS, peer: link.peer.role as Role, pdsk: DiskState.Inconsistent, ...this.negotiatedDisk() }, 'sync source');
     if (!engine.volume.isMirroring) engine.startMirroring();
-    // A full sync sets every bit on both sides, so no exchange is needed (and a link exchanges bitmaps once).
+    // A full sync sets every bit on both sides, so no exchange is needed.
     if (exchange) await engine.exchangeBitmaps();
     if (link.closed) return;
     const start = syncSourceStart(store.uuids, random64());

@@ -25,25 +25,39 @@ export function mergeBitmapChunk(bitmap: DirtyBitmap, firstByte: number, bits: B
   return bitmap.orBytes(firstByte, bits);
 }
 
+/**
+ * One per link, for every exchange on it: the first after the connect, and
+ * each renegotiation on the live link (a re-attach, `primary --force`). The
+ * peer may be one round ahead (its packets of round N+1 arrive before we
+ * start round N+1): they are merged as they come and count for that round.
+ */
 export class BitmapExchange {
-  private peerDone = false;
+  /** Rounds we started (exchange() calls). */
+  private ourRounds = 0;
+  /** Rounds whose last packet the peer sent. */
+  private peerRounds = 0;
+  /** Bits newly set by the peer's packets of the round it is sending. */
+  private peerRoundNewlySet = 0;
+  /** newlySetFromPeer of each round the peer finished and exchange() has not taken yet. */
+  private readonly finishedRounds: number[] = [];
   private aborted = false;
   private waiter: (() => void) | null = null;
-  /** Bits the peer had set that we did not. */
-  newlySetFromPeer = 0;
 
   constructor(private readonly bitmap: DirtyBitmap) {}
 
-  /** Sends our bitmap, then resolves once the peer's has been merged into ours. */
+  /** Sends our bitmap, then resolves once the peer's (of the same round) has been merged into ours. */
   async exchange(peer: PeerChannel): Promise<{ bitsSet: number; newlySetFromPeer: number }> {
+    assert(this.waiter === null, 'one bitmap exchange at a time on a link');
+    const round = ++this.ourRounds;
     await this.send(peer);
-    if (!this.peerDone) {
+    if (this.peerRounds < round && !this.aborted) {
       await new Promise<void>((resolve) => {
         this.waiter = resolve;
       });
     }
     if (this.aborted) throw new Error('link lost during bitmap exchange');
-    return { bitsSet: this.bitmap.countSet(), newlySetFromPeer: this.newlySetFromPeer };
+    const newlySetFromPeer = this.finishedRounds.shift() ?? 0;
+    return { bitsSet: this.bitmap.countSet(), newlySetFromPeer };
   }
 
   private async send(peer: PeerChannel): Promise<void> {
@@ -64,19 +78,22 @@ export class BitmapExchange {
   }
 
   handleBitmap(packet: BitmapPacket): void {
-    assert(!this.peerDone, 'no Bitmap packet after the last one');
-    this.newlySetFromPeer += mergeBitmapChunk(this.bitmap, packet.firstByte, packet.bits);
+    assert(this.peerRounds <= this.ourRounds, 'no Bitmap packet more than one exchange ahead of ours');
+    this.peerRoundNewlySet += mergeBitmapChunk(this.bitmap, packet.firstByte, packet.bits);
     if (packet.last) {
-      this.peerDone = true;
-      this.waiter?.();
-      this.waiter = null;
+      this.peerRounds++;
+      this.finishedRounds.push(this.peerRoundNewlySet);
+      this.peerRoundNewlySet = 0;
+      if (this.peerRounds >= this.ourRounds) {
+        this.waiter?.();
+        this.waiter = null;
+      }
     }
   }
 
   /** Link lost: a pending exchange fails. */
   abort(): void {
     this.aborted = true;
-    this.peerDone = true;
     this.waiter?.();
     this.waiter = null;
   }
