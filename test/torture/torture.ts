@@ -75,6 +75,9 @@ export type Fault = (typeof FAULTS)[number];
 
 export interface FaultFigures {
   episodes: number;
+  /** Writes acknowledged (write + flush returned) during these episodes. */
+  ackedWrites: number;
+  /** Blocks whose latest acknowledged stamp was found on the Primary afterwards (each holds the last of its writes). */
   ackedChecked: number;
   bytesVerified: number;
   splitBrainsBoth: number;
@@ -566,6 +569,7 @@ export class Torture {
       if (problems.length > 0) throw fail(`illegal transitions on ${n.name}: ${problems.slice(0, 5).join('; ')}`);
     }
     f.episodes++;
+    f.ackedWrites += ackedInEpisode;
     f.ackedChecked += checked;
     f.bytesVerified += BLOCKS * BLOCK_BYTES + 2 * dataBytes;
     if (splitBrain) {
@@ -590,15 +594,15 @@ function sleep(ms: number): Promise<void> {
 
 export function emptyFigures(): Record<Fault, FaultFigures> {
   const out = {} as Record<Fault, FaultFigures>;
-  for (const f of FAULTS) out[f] = { episodes: 0, ackedChecked: 0, bytesVerified: 0, splitBrainsBoth: 0, splitBrainsTotal: 0 };
+  for (const f of FAULTS) out[f] = { episodes: 0, ackedWrites: 0, ackedChecked: 0, bytesVerified: 0, splitBrainsBoth: 0, splitBrainsTotal: 0 };
   return out;
 }
 
 export function formatReport(r: TortureReport): string {
-  const lines = [`seed ${r.seed}: ${r.episodes} episodes`, 'fault                 episodes  acked-checked  bytes-verified  split-brains(both/total)'];
+  const lines = [`seed ${r.seed}: ${r.episodes} episodes`, 'fault                 episodes  acked-writes  blocks-checked  bytes-verified  split-brains(both/total)'];
   for (const f of FAULTS) {
     const x = r.perFault[f];
-    lines.push(`${f.padEnd(22)}${String(x.episodes).padStart(8)}${String(x.ackedChecked).padStart(15)}${String(x.bytesVerified).padStart(16)}  ${x.splitBrainsBoth}/${x.splitBrainsTotal}`);
+    lines.push(`${f.padEnd(22)}${String(x.episodes).padStart(8)}${String(x.ackedWrites).padStart(14)}${String(x.ackedChecked).padStart(16)}${String(x.bytesVerified).padStart(16)}  ${x.splitBrainsBoth}/${x.splitBrainsTotal}`);
   }
   return lines.join('\n');
 }
