@@ -85,6 +85,22 @@ describe('csums-alg (checksum-based resync)', () => {
     expect(full.sameCsumBlocks).toBe(0);
   });
 
+  it('adjust adds csums-alg on a live pair: the peer adopts it (P_SYNC_PARAM) and the next resync uses it', async () => {
+    cluster = new Cluster({ resource: 'cs3', port: 8557, minorBase: 216, diskSizeBytes: 16 * MiB });
+    const c = cluster;
+    await c.upSynced();
+    fs.writeFileSync(c.configPath, c.configText({}, ['csums-alg sha256;']));
+    await c.admOk('alpha', ['adjust', c.resource]);
+    await c.waitFor('beta adopted csums-alg', () => c.logText('beta').includes('csums-alg sha256'), 20_000);
+    await c.waitState('beta', 'cstate', 'Connected');
+    await invalidateBeta(c);
+    const result = lastResyncResult(c);
+    expect(result.ok).toBe(true);
+    expect(result.sameCsumBlocks).toBe(result.syncedBlocks);
+    expect(result.transferredBytes).toBeLessThanOrEqual(result.syncedBlocks * BLOCK_BYTES * 0.05);
+    expect(c.hashDataArea('alpha')).toBe(c.hashDataArea('beta'));
+  });
+
   it('nodes with different csums-alg do not connect: Different csums-alg settings, StandAlone', async () => {
     cluster = new Cluster({
       resource: 'cs2', port: 8555, minorBase: 214, diskSizeBytes: 16 * MiB, proxy: true,
