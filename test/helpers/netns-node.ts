@@ -255,12 +255,16 @@ export class NetnsNode {
   /** Creates the namespaces' mounts and the holder; the network namespace must exist. */
   async boot(): Promise<void> {
     if (this.running) throw new Error(`node ${this.name} is already running`);
+    // A checkout under /tmp or /var/log (a CI clone, say) would vanish under the private mounts below:
+    // it is bound aside first (inside the node's mount namespace only) and back at its own path after them.
+    const checkoutAside = path.join(this.dir, 'checkout');
+    const hidden = underPrivateMount(ROOT);
     const binds = [
+      ...(hidden ? [{ hostPath: ROOT, nodePath: checkoutAside }] : []),
       { hostPath: path.join(this.dir, 'log'), nodePath: '/var/log' },
       { hostPath: path.join(this.dir, 'tmp'), nodePath: '/tmp' },
       { hostPath: path.join(this.dir, 'hosts'), nodePath: '/etc/hosts' },
-      // A checkout under /tmp or /var/log (a CI clone, say) would vanish under the private mounts above.
-      ...(underPrivateMount(ROOT) ? [{ hostPath: ROOT, nodePath: ROOT }] : []),
+      ...(hidden ? [{ hostPath: checkoutAside, nodePath: ROOT }] : []),
       ...(this.pair.options.binds?.(this) ?? []),
     ];
     for (const b of binds) {
