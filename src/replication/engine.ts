@@ -63,7 +63,7 @@ interface Link {
 }
 
 /** The options `adjust` may change on a running data path (the rest are fixed at attach). */
-export type LiveReplicationOptions = Pick<ReplicationOptions, 'protocol' | 'maxBuffers' | 'maxEpochSize' | 'resyncRateKiBps' | 'verifyAlg' | 'requestTimeoutMs' | 'diskFlushes'>;
+export type LiveReplicationOptions = Pick<ReplicationOptions, 'protocol' | 'maxBuffers' | 'maxEpochSize' | 'resyncRateKiBps' | 'resyncController' | 'verifyAlg' | 'requestTimeoutMs' | 'diskFlushes'>;
 
 export class ReplicationEngine {
   /** Shared by every part of the data path, which reads it per request; only applyOptions changes it. */
@@ -104,6 +104,7 @@ export class ReplicationEngine {
     this.volume.setMaxBuffers(next.maxBuffers);
     if (timeoutChanged) this.volume.requestTimeoutChanged();
     this.link?.resyncTarget?.setRateKiBps(next.resyncRateKiBps);
+    this.link?.resyncTarget?.setController(next.resyncController);
   }
 
   // ---- link lifecycle -------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 /**
  * replication/options — the net/disk options the data path obeys (protocol,
- * max-buffers, max-epoch-size, resync rate, verify-alg, disk-flushes) as plain numbers with
+ * max-buffers, max-epoch-size, resync rate and controller settings, verify-alg, disk-flushes) as plain numbers with
  * units in their names, plus the named limits of this folder. Knows nothing
  * of the config grammar: daemon/ maps parsed config onto these fields.
  */
 import { assert } from '../util/assert.js';
+import type { RsControllerSettings } from './rs-controller.js';
 
 export type ReplicationProtocol = 'A' | 'B' | 'C';
 
@@ -17,6 +18,12 @@ export interface ReplicationOptions {
   readonly maxEpochSize: number;
   /** Resync rate limit on the SyncTarget, KiB/s; 0 means unlimited (as fast as the disks allow). */
   readonly resyncRateKiBps: number;
+  /**
+   * The dynamic resync controller and c-min-rate throttle (disk { c-* }).
+   * planAheadDs 0 = fixed rate (resyncRateKiBps); minRateKiBps 0 = never
+   * step back for application I/O.
+   */
+  readonly resyncController: RsControllerSettings;
   /** Longest contiguous run one resync or verify request covers, bytes (multiple of 4 KiB). */
   readonly resyncRunBytesMax: number;
   /** Resync (and verify) requests in flight at once. */
@@ -45,6 +52,7 @@ export const defaultReplicationOptions: ReplicationOptions = {
   maxBuffers: 2048,
   maxEpochSize: 2048,
   resyncRateKiBps: 0,
+  resyncController: { planAheadDs: 0, fillTargetSectors: 100, delayTargetDs: 10, maxRateKiBps: 102400, minRateKiBps: 0, resyncRateKiBps: 250 },
   resyncRunBytesMax: 1024 * 1024,
   resyncInflightMax: 16,
   verifyAlg: 'sha1',
@@ -56,15 +64,34 @@ export const defaultReplicationOptions: ReplicationOptions = {
 export const SECTOR_BYTES = 512;
 
 /**
- * Resync rate the SyncTarget obeys for DRBD 8.4 disk options: with
- * c-plan-ahead 0 the fixed `resync-rate`; otherwise the dynamic controller
- * may go up to `c-max-rate` (approximated here by that ceiling). KiB/s.
+ * Resync rate ceiling for DRBD 8.4 disk options: with c-plan-ahead 0 the
+ * fixed `resync-rate`; otherwise the dynamic controller (replication/rs-controller)
+ * runs at up to `c-max-rate`. KiB/s.
  */
 export function resyncRateLimitKiBps(disk: { resyncRateKiBps: number; cPlanAheadTenthsS: number; cMaxRateKiBps: number }): number {
   return disk.cPlanAheadTenthsS === 0 ? disk.resyncRateKiBps : disk.cMaxRateKiBps;
 }
 
 /** DRBD 8.4's effective request timeout: ko-count × timeout; ko-count 0 turns it off. */
+/** The controller settings of DRBD 8.4 disk options (resolved config units). */
+export function resyncControllerSettings(disk: {
+  resyncRateKiBps: number;
+  cPlanAheadDs: number;
+  cFillTargetSectors: number;
+  cDelayTargetDs: number;
+  cMaxRateKiBps: number;
+  cMinRateKiBps: number;
+}): RsControllerSettings {
+  return {
+    planAheadDs: disk.cPlanAheadDs,
+    fillTargetSectors: disk.cFillTargetSectors,
+    delayTargetDs: disk.cDelayTargetDs,
+    maxRateKiBps: disk.cMaxRateKiBps,
+    minRateKiBps: disk.cMinRateKiBps,
+    resyncRateKiBps: disk.resyncRateKiBps,
+  };
+}
+
 export function requestTimeoutMs(net: { koCount: number; timeoutMs: number }): number {
   return net.koCount === 0 ? 0 : net.koCount * net.timeoutMs;
 }

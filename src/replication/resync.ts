@@ -1,7 +1,10 @@
 /**
  * replication/resync — moving out-of-sync blocks from the SyncSource to the
  * SyncTarget. ResyncTarget walks the bitmap in runs of contiguous set bits
- * (bounded size and in-flight count, optional rate limit), writes each
+ * (bounded size and in-flight count), paced either by a fixed rate
+ * (c-plan-ahead 0: resync-rate) or by DRBD's dynamic controller in 100 ms
+ * steps (replication/rs-controller), and stepping back for application I/O
+ * per c-min-rate in both modes; it writes each
  * RsDataReply, clears the bits and acknowledges with RsWriteAck; it also
  * syncs a block on demand before an application read of it. ResyncResponder
  * (any node with good data) answers RsDataRequest from its disk and clears
@@ -24,6 +27,8 @@ import { BlockIdAllocator, BlockIdTag, blockIdTag } from './block-id.js';
 import type { ReplicationCounters } from './counters.js';
 import type { ReplicationOptions } from './options.js';
 import { type RangeHold, type RangeLock, Slots } from './range-lock.js';
+import { RS_STEP_MS, RsController, type RsControllerSettings, RsThrottle } from './rs-controller.js';
+import { SECTOR_BYTES } from './options.js';
 import { setInSync } from './volume.js';
 
 /** Full passes over the bitmap before a resync gives up on blocks that keep failing. */
@@ -212,6 +217,18 @@ export class ResyncTarget {
   private readonly inflight: Slots;
   private readonly requests = new Map<number, ResyncRequest>();
   private readonly limiter: RateLimiter;
+  private controllerSettings: RsControllerSettings;
+  /** The dynamic controller (c-plan-ahead > 0), else null: fixed rate. */
+  private controller: RsController | null = null;
+  private throttle: RsThrottle | null = null;
+  /** Blocks the controller allows in the current step. */
+  private stepBudgetBlocks = 0;
+  private nextStepAtMs = 0;
+  private stepCount = 0;
+  /** Steps ended early by c-min-rate (for the step trace). */
+  private throttledSteps = 0;
+  /** Sectors this resync wrote to the local disk (DRBD's rs_sect_ev): not application I/O. */
+  private resyncDiskSectors = 0;
   private meter: ProgressMeter | null = null;
   private resumeWaiter: (() => void) | null = null;
   private pausedFlag = false;
@@ -226,6 +243,22 @@ export class ResyncTarget {
     this.now = deps.now ?? Date.now;
     this.inflight = new Slots(deps.options.resyncInflightMax);
     this.limiter = new RateLimiter(deps.options.resyncRateKiBps, this.now);
+    this.controllerSettings = deps.options.resyncController;
+  }
+
+  /** c-* settings changed online (`adjust`): a new controller plan from the next step on, as DRBD resets its fifo. */
+  setController(settings: RsControllerSettings): void {
+    this.controllerSettings = settings;
+    if (this.meter === null) return;
+    this.controller = settings.planAheadDs > 0 ? new RsController(settings) : null;
+    this.stepBudgetBlocks = 0;
+    this.throttle?.setMinRate(settings.minRateKiBps);
+  }
+
+  /** Application I/O on the local disk so far: every disk sector read or written minus the resync's own. */
+  private applicationSectors(): number {
+    const { counters } = this.deps;
+    return Math.floor((counters.diskWrittenBytes + counters.diskReadBytes) / SECTOR_BYTES) - this.resyncDiskSectors;
   }
 
   /** resync-rate changed online (`adjust`): the running resync obeys the new limit from now on. */
@@ -239,6 +272,10 @@ export class ResyncTarget {
       const bitsSet = this.deps.bitmap.countSet();
       this.meter = new ProgressMeter(bitsSet, this.deps.options.resyncRateKiBps, this.now);
       if (this.pausedFlag) this.meter.pause();
+      // drbd_rs_controller_reset: an empty plan, the application I/O counted from now.
+      this.controller = this.controllerSettings.planAheadDs > 0 ? new RsController(this.controllerSettings) : null;
+      this.throttle = new RsThrottle(this.controllerSettings.minRateKiBps, bitsSet, this.applicationSectors(), this.now());
+      this.nextStepAtMs = this.now();
       this.deps.log.info({ kib: bitsSet * 4, bits: bitsSet }, `Began resync as SyncTarget (will sync ${bitsSet * 4} KB [${bitsSet} bits set]).`);
       this.donePromise = this.run();
     }
@@ -312,7 +349,13 @@ export class ResyncTarget {
           });
           continue;
         }
-        const runEnd = Math.min(bitmap.nextClear(bit), bit + runBitsMax);
+        const allowedBlocks = await this.pace();
+        if (allowedBlocks === 0) continue;
+        // Application writes may have synced blocks while the pacing waited.
+        bit = bitmap.nextSet(bit);
+        if (bit < 0) break;
+        const runEnd = Math.min(bitmap.nextClear(bit), bit + runBitsMax, bit + allowedBlocks);
+        if (this.controller !== null) this.stepBudgetBlocks -= runEnd - bit;
         const fetch = this.fetchRun(bit, runEnd, true);
         trackUntilFulfilled(pending, fetch);
         // Wait here for a free slot so requests in flight stay bounded.
@@ -344,6 +387,45 @@ export class ResyncTarget {
     return { ok, syncedBlocks: this.syncedBlocks, failedBlocks: this.failedBlocks, transferredBytes: this.transferredBytes, elapsedMs };
   }
 
+  /**
+   * The pacing before the next request: how many blocks it may cover (0 =
+   * look again: a step went by, or the resync paused or ended meanwhile).
+   * With the controller, a new step every 100 ms sets the budget; c-min-rate
+   * ends the step early (fixed rate: waits a step) when application I/O
+   * is running and the resync is faster than c-min-rate.
+   */
+  private async pace(): Promise<number> {
+    const throttle = this.throttle;
+    assert(throttle !== null, 'resync started');
+    const leftBlocks = (): number => this.deps.bitmap.countSet();
+    throttle.advanceMarks(leftBlocks(), this.now());
+    if (this.controller !== null && this.stepBudgetBlocks <= 0) {
+      await this.nextStep();
+      return 0;
+    }
+    if (throttle.shouldSlowDown(this.applicationSectors(), leftBlocks, this.now())) {
+      this.stepBudgetBlocks = 0;
+      this.throttledSteps++;
+      if (this.controller !== null) await this.nextStep();
+      else await sleep(RS_STEP_MS);
+      return 0;
+    }
+    return this.controller !== null ? this.stepBudgetBlocks : Number.MAX_SAFE_INTEGER;
+  }
+
+  /** Waits for the next controller step (100 ms after the previous one) and takes its budget. */
+  private async nextStep(): Promise<void> {
+    const waitMs = this.nextStepAtMs - this.now();
+    if (waitMs > 0) await sleep(waitMs);
+    this.nextStepAtMs = this.now() + RS_STEP_MS;
+    this.stepBudgetBlocks = this.controller?.stepBlocks() ?? 0;
+    const last = this.controller?.last;
+    // One trace a second (every 10th step) at debug: the kernel's si/if/wa/co/cps/pl/cc/rs line.
+    if (last && ++this.stepCount % 10 === 0) {
+      this.deps.log.debug({ ...last, throttledSteps: this.throttledSteps }, 'resync controller step');
+    }
+  }
+
   /** Requests bits [firstBit, endBit) as one RsDataRequest; resolves true once written locally. */
   private async fetchRun(firstBit: number, endBit: number, rateLimited: boolean): Promise<boolean> {
     const { disk, peer, rangeLock, bitmap, counters } = this.deps;
@@ -354,7 +436,7 @@ export class ResyncTarget {
     if (slot !== true) await slot;
     let slotHeld = true;
     try {
-      if (rateLimited) {
+      if (rateLimited && this.controller === null) {
         const delayMs = this.limiter.take(lengthBytes);
         if (delayMs > 0) await sleep(delayMs);
       }
@@ -373,6 +455,7 @@ export class ResyncTarget {
       counters.pe++;
       const request: RsDataRequest = { type: PacketType.RsDataRequest, offsetBytes, lengthBytes, blockId };
       peer.send(request);
+      this.controller?.requested(lengthBytes / SECTOR_BYTES);
       slotHeld = false;
       const ok = await done;
       return ok;
@@ -391,6 +474,7 @@ export class ResyncTarget {
     assert(packet.payload.length === request.lengthBytes, 'RsDataReply length matches its request');
     this.deps.counters.receivedBytes += packet.payload.length;
     this.transferredBytes += packet.payload.length;
+    this.controller?.received(packet.payload.length / SECTOR_BYTES);
     // Replies are written concurrently (bounded by the target's in-flight slots); writeReply turns a disk error into RsNegAck.
     runAside(this.writeReply(request, packet.payload), this.deps.log, 'resync write');
   }
@@ -401,6 +485,7 @@ export class ResyncTarget {
     try {
       await disk.write(payload, request.offsetBytes, BYPASS_CACHE);
       counters.diskWrittenBytes += payload.length;
+      this.resyncDiskSectors += payload.length / SECTOR_BYTES;
     } catch (err) {
       ok = false;
       log.error({ offsetBytes: request.offsetBytes, err: (err as Error).message }, 'resync write failed');
@@ -424,6 +509,7 @@ export class ResyncTarget {
     const request = this.requests.get(packet.blockId);
     if (request === undefined) return;
     this.deps.log.warn({ offsetBytes: request.offsetBytes, lengthBytes: request.lengthBytes }, 'peer could not read resync blocks (RsNegAck)');
+    this.controller?.received(request.lengthBytes / SECTOR_BYTES);
     this.finish(request, false, true);
   }
 
