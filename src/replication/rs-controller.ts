@@ -185,7 +185,10 @@ export class RsThrottle {
    */
   shouldSlowDown(appSectors: number, leftBlocks: () => number, nowMs: number): boolean {
     if (this.minRateKiBps === 0) return false;
-    if (this.lastEventsSectors !== 0 && appSectors - this.lastEventsSectors <= THROTTLE_EVENTS_SECTORS) return false;
+    // The kernel also looks whenever its event count is still 0; there the
+    // meta-data I/O on the same disk ends that at once, here the count is
+    // application I/O only and a node without any would never get past it.
+    if (appSectors - this.lastEventsSectors <= THROTTLE_EVENTS_SECTORS) return false;
     this.lastEventsSectors = appSectors;
     const i = (this.lastMark + SYNC_MARKS - 1) % SYNC_MARKS;
     const dtSeconds = Math.max(1, Math.floor((nowMs - this.markAtMs[i]!) / 1000));

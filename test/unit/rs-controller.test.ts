@@ -75,6 +75,12 @@ describe('RsThrottle (c-min-rate)', () => {
     expect(t.shouldSlowDown(1200, left(900), 2000)).toBe(false);
   });
 
+  it('never slows down a resync on a node without application I/O', () => {
+    const t = new RsThrottle(250, 1000, 0, 0);
+    expect(t.shouldSlowDown(0, () => 0, 2000)).toBe(false); // 2000 KiB/s, but no application I/O
+    expect(t.shouldSlowDown(65, () => 0, 2000)).toBe(true);
+  });
+
   it('is off with c-min-rate 0', () => {
     const t = new RsThrottle(0, 1000, 1000, 0);
     expect(t.shouldSlowDown(99_999, () => 0, 2000)).toBe(false);
