@@ -308,6 +308,7 @@ export class ResyncTarget {
   resume(): void {
     this.pausedFlag = false;
     this.meter?.resume();
+    this.throttle?.resetMarks(this.deps.bitmap.countSet(), this.now());
     this.resumeWaiter?.();
     this.resumeWaiter = null;
   }

@@ -169,6 +169,12 @@ export class RsThrottle {
     this.minRateKiBps = minRateKiBps;
   }
 
+  /** Resuming a paused resync: every mark starts now (as 8.4's state change does), paused time is no slow rate. */
+  resetMarks(leftBlocks: number, nowMs: number): void {
+    this.markLeft.fill(leftBlocks);
+    this.markAtMs.fill(nowMs);
+  }
+
   /** drbd_advance_rs_marks: a new mark once the newest is a mark step old. */
   advanceMarks(leftBlocks: number, nowMs: number): void {
     if (nowMs - this.markAtMs[this.lastMark]! < SYNC_MARK_STEP_MS) return;

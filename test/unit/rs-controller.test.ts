@@ -81,6 +81,13 @@ describe('RsThrottle (c-min-rate)', () => {
     expect(t.shouldSlowDown(65, () => 0, 2000)).toBe(true);
   });
 
+  it('a resume starts every mark afresh', () => {
+    const t = new RsThrottle(250, 1000, 1000, 0);
+    t.resetMarks(100, 10_000);
+    // 0 blocks since the resume: 0 KiB/s, even though 900 went before the pause
+    expect(t.shouldSlowDown(1100, () => 100, 10_500)).toBe(false);
+  });
+
   it('is off with c-min-rate 0', () => {
     const t = new RsThrottle(0, 1000, 1000, 0);
     expect(t.shouldSlowDown(99_999, () => 0, 2000)).toBe(false);
