@@ -47,6 +47,8 @@ export interface NetOptions {
   alwaysAsbp: boolean;
   verifyAlg?: string;
   csumsAlg?: string;
+  /** csums-after-crash-only: checksum-based resync only for the resync after a Primary crash. */
+  csumsAfterCrashOnly: boolean;
   dataIntegrityAlg?: string;
   useRle: boolean;
   tcpCork: boolean;
@@ -229,6 +231,7 @@ export function resolveResource(config: DrbdConfig, resourceName: string, nodeNa
       alwaysAsbp: boolOption(net, 'always-asbp', false),
       verifyAlg: lookup(net, 'verify-alg'),
       csumsAlg: lookup(net, 'csums-alg'),
+      csumsAfterCrashOnly: boolOption(net, 'csums-after-crash-only', false),
       dataIntegrityAlg: lookup(net, 'data-integrity-alg'),
       useRle: boolOption(net, 'use-rle', true),
       tcpCork: boolOption(net, 'tcp-cork', true),

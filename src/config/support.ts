@@ -143,11 +143,8 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
   { keyword: 'tcp-cork', section: 'net', status: 'warn', why: 'udrbd batches its writes itself and sets TCP_NODELAY; only latency differs', what: 'TCP_NODELAY, no cork', todo: REMOVE },
   { keyword: 'no-tcp-cork', section: 'net', ...OK('udrbd never corks the socket') },
   { keyword: 'discard-my-data', section: 'net', ...OK('a connect/up flag (--discard-my-data), not a configuration option: the parser refuses it in net { }, as drbdadm does') },
-  {
-    keyword: 'csums-alg', section: 'net', status: 'warn', why: 'resync copies every out-of-sync block in full instead of first comparing checksums: more bytes cross the link, the result is the same data (nothing is skipped)',
-    what: 'resync copies every out-of-sync block', todo: REMOVE,
-  },
-  { keyword: 'csums-after-crash-only', section: 'net', status: 'warn', why: 'as csums-alg: every resync copies the blocks in full', what: 'resync copies every out-of-sync block', todo: REMOVE },
+  { keyword: 'csums-alg', section: 'net', ...OK('checksum-based resync: the SyncTarget sends a digest per run (CsumRsRequest), the SyncSource sends the data only when its digest differs (else RsIsInSync); both nodes must name the same digest') },
+  { keyword: 'csums-after-crash-only', section: 'net', ...OK('csums-alg is used only for the resync after a Primary crash (the crashed-primary flag); other resyncs copy in full') },
   { keyword: 'use-rle', section: 'net', status: 'warn', why: 'udrbd\'s bitmap exchange has its own compact encoding; only the bytes on the wire differ', what: 'udrbd encodes the bitmap its own way', todo: REMOVE },
 
   // ---- options

@@ -68,6 +68,7 @@ const NET_OPTION_NAMES: Readonly<Record<keyof NetOptions, string>> = {
   alwaysAsbp: 'always-asbp',
   verifyAlg: 'verify-alg',
   csumsAlg: 'csums-alg',
+  csumsAfterCrashOnly: 'csums-after-crash-only',
   dataIntegrityAlg: 'data-integrity-alg',
   useRle: 'use-rle',
   tcpCork: 'tcp-cork',

@@ -214,9 +214,13 @@ export class PeerLink {
   sendSyncParam(): void {
     const link = this.active;
     if (!link || link.closed) return;
+    link.result.session.send({ type: PacketType.SyncParam, ...this.syncParamBody() });
+  }
+
+  /** The resync parameters this node runs with, as P_SYNC_PARAM carries them (at connect and after adjust). */
+  private syncParamBody(): Omit<SyncParamPacket, 'type'> {
     const { disk, net } = this.view;
-    link.result.session.send({
-      type: PacketType.SyncParam,
+    return {
       resyncRateKiBps: disk.resyncRateKiBps,
       cPlanAheadDs: disk.cPlanAheadDs,
       cDelayTargetDs: disk.cDelayTargetDs,
@@ -224,7 +228,7 @@ export class PeerLink {
       cMaxRateKiBps: disk.cMaxRateKiBps,
       verifyAlg: net.verifyAlg ?? '',
       csumsAlg: net.csumsAlg ?? '',
-    });
+    };
   }
 
   /** Set by daemon/adjust: the peer sent new resync parameters; this node adopts them. */
@@ -291,6 +295,7 @@ export class PeerLink {
         discardMyData: this.discardMyData,
         nodeName: rt.spec.node,
       },
+      syncParam: this.syncParamBody(),
       uuids: { uuids: store.uuids, bitsSet: store.bitmap.countSet(), uuidFlags },
       sizes: { diskSizeBytes: store.maxSizeBytes, currentSizeBytes: store.sizeBytes, maxRequestBytes: 1024 * 1024 },
       state: { role: s.role, disk: s.disk, conn: ConnState.WFReportParams, userIsp: s.userIsp },
@@ -520,7 +525,7 @@ export class PeerLink {
     await rt.setState({ conn: paused ? ConnState.PausedSyncT : ConnState.SyncTarget, disk: DiskState.Inconsistent, pdsk: DiskState.UpToDate }, 'resync');
     // Not waited for (udrbd does not abort a resync on this handler's result); runHandler logs failures.
     runAside(this.runHandlerQuiet('before-resync-target'), rt.log, 'handler before-resync-target');
-    const target = engine.startResyncAsTarget();
+    const target = engine.startResyncAsTarget(this.useChecksumBasedResync(store.mdFlags, link.peer.uuidFlags));
     link.resyncTarget = target;
     if (rt.snapshot.userIsp || rt.snapshot.peerIsp) target.pause();
     const progressTimer = setInterval(() => this.logProgress(), PROGRESS_LOG_INTERVAL_MS);
@@ -542,6 +547,18 @@ export class PeerLink {
     await rt.setState({ conn: ConnState.Connected, disk: DiskState.UpToDate, pdsk: DiskState.UpToDate }, 'resync finished');
     // Nothing follows the finished resync that depends on this handler; runHandler logs failures.
     runAside(this.runHandlerQuiet('after-resync-target'), rt.log, 'handler after-resync-target');
+  }
+
+  /**
+   * use_checksum_based_resync: csums-alg set, and with csums-after-crash-only
+   * only when this resync follows a Primary crash (the crashed-primary flag of
+   * this node's meta-data or of the peer's UUID flags).
+   */
+  private useChecksumBasedResync(mdFlags: number, peerUuidFlags: number): boolean {
+    const net = this.view.net;
+    if (!net.csumsAlg) return false;
+    if (!net.csumsAfterCrashOnly) return true;
+    return (mdFlags & MdFlag.crashedPrimary) !== 0 || (peerUuidFlags & UuidFlag.crashedPrimary) !== 0;
   }
 
   private async runHandlerQuiet(name: string): Promise<void> {

@@ -318,13 +318,8 @@ export class ResourceRuntime {
       await this.disconnectHook?.();
       await this.setState({ conn: ConnState.StandAlone }, 'down');
     }
-    if (this.store) {
-      const store = this.store;
-      for (const hook of this.detachHooks) await hook();
-      await this.setState({ disk: DiskState.Diskless }, 'down');
-      this.store = undefined;
-      await store.close(true).catch((err: unknown) => this.durability.record(this.log, this.spec, 'meta-data write', err));
-    }
+    // As detach: Failed first, so a flush failing on the way out is reported once, not taken for an on-io-error case.
+    if (this.store) await this.goDiskless('down', true);
     this.isDown = true;
     this.log.info('resource down');
     // Let the `down` reply go out before the entry point closes the control socket.

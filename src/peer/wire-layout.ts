@@ -41,6 +41,8 @@ export const DIGEST_BYTES_MAX = 64;
  * to 1 MiB of sha512 digests.
  */
 export const OV_REPLY_DIGEST_BYTES_MAX = 256 * DIGEST_BYTES_MAX;
+/** A CsumRsRequest carries one digest over its whole range (DRBD's read_for_csum). */
+export const CSUM_DIGEST_BYTES_MAX = DIGEST_BYTES_MAX;
 /** Node names are host names (≤ 64 in practice); the u8 length prefix caps them. */
 export const NAME_BYTES_MAX = 255;
 /** Data, acks and resync ranges are in 512-byte sectors. */
@@ -119,6 +121,8 @@ bounds(PacketType.Bitmap, BITMAP_FIXED_BYTES, BITMAP_FIXED_BYTES + BITMAP_CHUNK_
 bounds(PacketType.RsDataRequest, RANGE_ID_BYTES);
 bounds(PacketType.RsDataReply, RS_REPLY_FIXED_BYTES, RS_REPLY_FIXED_BYTES + PAYLOAD_BYTES_MAX);
 bounds(PacketType.OutOfSync, 12);
+bounds(PacketType.CsumRsRequest, RANGE_ID_BYTES, RANGE_ID_BYTES + CSUM_DIGEST_BYTES_MAX);
+bounds(PacketType.RsIsInSync, RANGE_ID_BYTES);
 bounds(PacketType.OvRequest, RANGE_ID_BYTES);
 bounds(PacketType.OvReply, RANGE_ID_BYTES, RANGE_ID_BYTES + OV_REPLY_DIGEST_BYTES_MAX);
 bounds(PacketType.OvResult, 13);
@@ -186,6 +190,7 @@ export function tailOf(packet: WirePacket): Buffer | null {
     case PacketType.AuthResponse:
       return packet.response;
     case PacketType.OvReply:
+    case PacketType.CsumRsRequest:
       return packet.digest.length > 0 ? packet.digest : null;
     default:
       return null;
@@ -321,13 +326,15 @@ export function encodeHead(packet: WirePacket): Buffer {
     case PacketType.NegAck:
     case PacketType.RsWriteAck:
     case PacketType.RsNegAck:
+    case PacketType.RsIsInSync:
     case PacketType.RsDataRequest:
     case PacketType.OvRequest: {
       const buf = allocFrame(packet.type, RANGE_ID_BYTES, 0);
       writeRangeId(buf, packet.offsetBytes, packet.lengthBytes, packet.blockId);
       return buf;
     }
-    case PacketType.OvReply: {
+    case PacketType.OvReply:
+    case PacketType.CsumRsRequest: {
       const buf = allocFrame(packet.type, RANGE_ID_BYTES, packet.digest.length);
       writeRangeId(buf, packet.offsetBytes, packet.lengthBytes, packet.blockId);
       return buf;
@@ -563,6 +570,7 @@ export function decodeBody(type: number, body: Buffer): WirePacket {
     case PacketType.NegAck:
     case PacketType.RsWriteAck:
     case PacketType.RsNegAck:
+    case PacketType.RsIsInSync:
     case PacketType.RsDataRequest:
     case PacketType.OvRequest:
       return {
@@ -572,6 +580,7 @@ export function decodeBody(type: number, body: Buffer): WirePacket {
         blockId: readU64Number(body, 12, 'blockId'),
       };
     case PacketType.OvReply:
+    case PacketType.CsumRsRequest:
       return {
         type,
         offsetBytes: readAligned(body, 0, 'offsetBytes'),

@@ -22,6 +22,7 @@ import { type CounterSnapshot, ReplicationCounters } from './counters.js';
 import { type ReplicationOptions, withDefaults } from './options.js';
 import { RangeLock } from './range-lock.js';
 import { SecondaryReceiver } from './receiver.js';
+import { blockDigest } from './digest.js';
 import { type ResyncProgress, ResyncResponder, ResyncTarget } from './resync.js';
 import { VerifyResponder, type VerifyResult, VerifySource } from './verify.js';
 import { type LocalIoErrorHandler, ReplicatedVolume, setOutOfSync } from './volume.js';
@@ -63,7 +64,7 @@ interface Link {
 }
 
 /** The options `adjust` may change on a running data path (the rest are fixed at attach). */
-export type LiveReplicationOptions = Pick<ReplicationOptions, 'protocol' | 'maxBuffers' | 'maxEpochSize' | 'resyncRateKiBps' | 'verifyAlg' | 'requestTimeoutMs' | 'diskFlushes'>;
+export type LiveReplicationOptions = Pick<ReplicationOptions, 'protocol' | 'maxBuffers' | 'maxEpochSize' | 'resyncRateKiBps' | 'verifyAlg' | 'csumsAlg' | 'requestTimeoutMs' | 'diskFlushes'>;
 
 export class ReplicationEngine {
   /** Shared by every part of the data path, which reads it per request; only applyOptions changes it. */
@@ -117,7 +118,7 @@ export class ReplicationEngine {
       channel,
       attached,
       receiver: new SecondaryReceiver({ ...common, options: this.options, ...(this.deps.onLocalIoError ? { onLocalIoError: this.deps.onLocalIoError } : {}) }),
-      responder: new ResyncResponder({ ...common, bitmap: this.local.bitmap }),
+      responder: new ResyncResponder({ ...common, bitmap: this.local.bitmap, options: this.options }),
       verifyResponder: new VerifyResponder({ ...common, bitmap: this.local.bitmap, options: this.options }),
       bitmapExchange: new BitmapExchange(this.local.bitmap),
       peerReads: new PeerReads(channel, this.counters),
@@ -180,10 +181,12 @@ export class ReplicationEngine {
   }
 
   /** Become SyncTarget: pull every out-of-sync block; application reads of such blocks sync them first. */
-  startResyncAsTarget(): ResyncTarget {
+  startResyncAsTarget(useCsums = false): ResyncTarget {
     const link = this.requireLink();
     assert(link.resyncTarget === null, 'one resync at a time');
+    const csums = useCsums && this.options.csumsAlg !== '' ? blockDigest(this.options.csumsAlg, 'csums-alg') : undefined;
     const target = new ResyncTarget({
+      ...(csums ? { csums } : {}),
       disk: this.local.disk,
       bitmap: this.local.bitmap,
       options: this.options,
@@ -312,7 +315,11 @@ export class ReplicationEngine {
       case PacketType.RsNegAck:
         return this.routeResyncAck(link, packet);
       case PacketType.RsDataRequest:
+      case PacketType.CsumRsRequest:
         return link.responder.handleDataRequest(packet);
+      case PacketType.RsIsInSync:
+        if (link.resyncTarget !== null) link.resyncTarget.handleIsInSync(packet);
+        return;
       case PacketType.RsDataReply:
         if (blockIdTag(packet.blockId) === BlockIdTag.read) return link.peerReads.handleReply(packet);
         if (link.resyncTarget === null) {

@@ -1,6 +1,6 @@
 /**
  * replication/options — the net/disk options the data path obeys (protocol,
- * max-buffers, max-epoch-size, resync rate, verify-alg, disk-flushes) as plain numbers with
+ * max-buffers, max-epoch-size, resync rate, verify-alg, csums-alg, disk-flushes) as plain numbers with
  * units in their names, plus the named limits of this folder. Knows nothing
  * of the config grammar: daemon/ maps parsed config onto these fields.
  */
@@ -23,6 +23,11 @@ export interface ReplicationOptions {
   readonly resyncInflightMax: number;
   /** Digest for online verify: a node:crypto hash name (sha1, md5, sha256, ...) or crc32c / crc32. */
   readonly verifyAlg: string;
+  /**
+   * csums-alg: checksum-based resync (the SyncTarget sends a digest of each
+   * run, the source sends data only when its digest differs); '' = off.
+   */
+  readonly csumsAlg: string;
   /**
    * DRBD's request timer: a mirrored write (or a flush's Barrier) the peer
    * has not answered after this long expels the peer (cstate Timeout).
@@ -48,6 +53,7 @@ export const defaultReplicationOptions: ReplicationOptions = {
   resyncRunBytesMax: 1024 * 1024,
   resyncInflightMax: 16,
   verifyAlg: 'sha1',
+  csumsAlg: '',
   requestTimeoutMs: 7 * 6000, // ko-count 7 × timeout 60 (tenths of a second)
   diskFlushes: true,
 };

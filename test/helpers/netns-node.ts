@@ -21,6 +21,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
+import { ROOT } from './cluster.js';
 import { loopIdentity, sameLoopIdentity, type LoopIdentity } from '../../src/frontend/loop/losetup.js';
 
 /** Every tool call is bounded; a hung one fails the test instead of hanging it. */
@@ -180,12 +181,19 @@ async function detachRecordedLoops(loops: Iterable<{ loopDevice: string; identit
   return problems;
 }
 
+/** Whether `dir` lies under one of the node's private /tmp or /var/log mounts. */
+function underPrivateMount(dir: string): boolean {
+  return ['/tmp', '/var/log'].some((m) => dir === m || dir.startsWith(`${m}/`));
+}
+
 /** The shell that becomes a node's PID 1: mounts, private /dev, hostname, then an idle reaper loop. */
 const HOLDER_SCRIPT = `
 set -e
 dir="$1"; name="$2"; loops="$3"
 while IFS="$(printf '\\t')" read -r src dst; do
-  [ -n "$src" ] && mount --bind "$src" "$dst"
+  [ -n "$src" ] || continue
+  [ -e "$dst" ] || mkdir -p "$dst"
+  mount --bind "$src" "$dst"
 done < "$dir/binds"
 mount -t tmpfs -o mode=755,size=256m tmpfs /run
 mkdir -p /run/lock && chmod 1777 /run/lock
@@ -247,10 +255,16 @@ export class NetnsNode {
   /** Creates the namespaces' mounts and the holder; the network namespace must exist. */
   async boot(): Promise<void> {
     if (this.running) throw new Error(`node ${this.name} is already running`);
+    // A checkout under /tmp or /var/log (a CI clone, say) would vanish under the private mounts below:
+    // it is bound aside first (inside the node's mount namespace only) and back at its own path after them.
+    const checkoutAside = path.join(this.dir, 'checkout');
+    const hidden = underPrivateMount(ROOT);
     const binds = [
+      ...(hidden ? [{ hostPath: ROOT, nodePath: checkoutAside }] : []),
       { hostPath: path.join(this.dir, 'log'), nodePath: '/var/log' },
       { hostPath: path.join(this.dir, 'tmp'), nodePath: '/tmp' },
       { hostPath: path.join(this.dir, 'hosts'), nodePath: '/etc/hosts' },
+      ...(hidden ? [{ hostPath: checkoutAside, nodePath: ROOT }] : []),
       ...(this.pair.options.binds?.(this) ?? []),
     ];
     for (const b of binds) {

@@ -45,7 +45,8 @@ function optionLines(values: { onCongestion: string; onIoError: string; flushes:
   return [
     L('  net {'),
     L('    protocol C; connect-int 1;'),
-    L('    csums-alg md5;', 'csums-alg md5', 'warn'),
+    L('    csums-alg md5;', 'csums-alg', 'implemented'),
+    L('    unplug-watermark 128;', 'unplug-watermark 128', 'warn'),
     ...(values.refused ? [L('    data-integrity-alg crc32c;', 'data-integrity-alg crc32c', 'refuse')] : []),
     L(`    on-congestion ${values.onCongestion};`, `on-congestion ${values.onCongestion}`, values.onCongestion === 'block' ? 'implemented' : 'refuse'),
     L('    sndbuf-size 512k;', 'sndbuf-size', 'implemented'),
@@ -181,7 +182,7 @@ describe('up on the options issue 14 found silently ignored', () => {
     expect(r.exitCode, r.stderr).toBe(0);
     expectJudged(r.stderr, file, lines, 'opok');
     const warned = optionsOf(lines, 'opok').filter((o) => o.expect === 'warn');
-    expect(warned.map((o) => o.option)).toEqual(['csums-alg md5', 'resync-after opmeta', 'cpu-mask 3']);
+    expect(warned.map((o) => o.option)).toEqual(['unplug-watermark 128', 'resync-after opmeta', 'cpu-mask 3']);
     await c.waitState('alpha', 'cstate', 'WFConnection');
     const log = c.logText('alpha');
     for (const o of warned) expect(log, o.option).toContain(`${file}:${o.line}: WARN: option '${o.option!.replace(/"/g, '\\"')}`);

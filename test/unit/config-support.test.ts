@@ -78,7 +78,9 @@ describe('support table', () => {
     expect(judgeOption('on-congestion', 'block').status).toBe('implemented');
     expect(judgeOption('on-no-data-accessible', 'suspend-io').status).toBe('refuse');
     expect(judgeOption('data-integrity-alg', 'crc32c').status).toBe('refuse');
-    expect(judgeOption('csums-alg', 'md5').status).toBe('warn');
+    expect(judgeOption('csums-alg', 'md5').status).toBe('implemented');
+    expect(judgeOption('csums-after-crash-only', 'yes').status).toBe('implemented');
+    expect(judgeOption('unplug-watermark', '128').status).toBe('warn');
     expect(judgeOption('allow-two-primaries', 'yes').status).toBe('refuse');
     expect(judgeOption('allow-two-primaries', 'no').status).toBe('implemented');
     expect(judgeOption('cpu-mask', 'ff').status).toBe('warn');
@@ -116,12 +118,12 @@ describe('checkOptionSupport', () => {
   });
 
   it('warns for ignored options and says so; implemented ones give nothing', () => {
-    const file = writeConfig(resource(['options { cpu-mask ff; }', 'net { protocol C; csums-alg md5; sndbuf-size 512k; }']));
+    const file = writeConfig(resource(['options { cpu-mask ff; }', 'net { protocol C; unplug-watermark 128; csums-alg md5; sndbuf-size 512k; }']));
     const { refusals, warnings } = checkOptionSupport(loadConfig(file), 'opr', 'alpha');
     expect(refusals).toEqual([]);
     expect(warnings.map((w) => w.message)).toEqual([
       `${file}:2: WARN: option 'cpu-mask ff' is ignored by udrbd (no CPU pinning); pin the resource process with taskset, or remove it`,
-      `${file}:3: WARN: option 'csums-alg md5' is ignored by udrbd (resync copies every out-of-sync block); remove it to silence this warning`,
+      `${file}:3: WARN: option 'unplug-watermark 128' is ignored by udrbd (no request plugging); remove it to silence this warning`,
     ]);
   });
 
