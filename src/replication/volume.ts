@@ -21,7 +21,7 @@ import type { ActivityLogApi, DirtyBitmap } from '../meta/types.js';
 import { BM_BLOCK_BYTES } from '../meta/types.js';
 import type { PeerChannel } from '../peer/channel.js';
 import { type AckPacket, type BarrierAckPacket, DataFlag, PacketType } from '../peer/packets.js';
-import { assert } from '../util/assert.js';
+import { assert, InvariantError } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import { BlockIdAllocator, BlockIdTag } from './block-id.js';
 import type { ReplicationCounters } from './counters.js';
@@ -324,6 +324,9 @@ export class ReplicatedVolume implements BlockDevice {
         this.counters.pe--;
         write.settle(false);
         return;
+      case PacketType.RsIsInSync:
+        // The engine routes it to the resync (a csums-alg answer), never to an application write.
+        throw new InvariantError(`RsIsInSync ${packet.blockId} reached the write path`);
     }
     this.pending.delete(packet.blockId);
     this.counters.pe--;
