@@ -1,18 +1,22 @@
 /**
- * daemon/runtime — ResourceRuntime: one resource on this node, wired
- * together. It holds the resource state (role, cstate, disk states), owns
- * the backing disk and its meta-data while attached, executes the state
- * machine's actions (write meta-data, send state, start resync, drop the
- * connection, run a handler, log), and feeds it events from admin verbs,
- * the peer link and the replication layer. Every state change goes through
- * `setState`, which logs one `conn( A -> B )` line and publishes one event.
- * It knows the layers only through their public index modules.
+ * daemon/runtime — ResourceRuntime: one resource on this node. It holds the
+ * resource state (role, cstate, disk states), owns the backing disk and its
+ * meta-data while attached, answers the control verbs it defines itself
+ * (status, attach, detach, down, io.read) and lets daemon/wiring and
+ * daemon/link add the rest. Every state change, whatever caused it, goes
+ * through `setState` (internal) or `requestState` (an operator's request),
+ * which pass resource/transition (sanitize, DRBD's hard and soft rules,
+ * invariants, after-state rules), then log the one `conn( A -> B )` line,
+ * publish one events2 change, persist the meta-data flags and run the
+ * after-state effects (a new current UUID).
  */
 import type { Logger } from '../util/log.js';
 import { assert } from '../util/assert.js';
 import { ExitCode, UdrbdError } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
-import { unconfiguredState } from '../resource/state.js';
+import { type StateCtx, defaultStateCtx, formatRefusalLog, formatRefusalMessage, unconfiguredState, type SsCode } from '../resource/state.js';
+import { requestDetach } from '../resource/admin.js';
+import { type Committed, type StateEffect, type StateFacts, internalTransition, transition } from '../resource/transition.js';
 import { type ControlEvent, type ControlReply, type ControlRequest, DIAGNOSTIC_IO_BYTES_MAX, errorReply, okReply } from './protocol.js';
 import {
   type StateSnapshot,
@@ -22,7 +26,6 @@ import {
   dstateText,
   isUnconfigured,
   roleText,
-  stateChangeText,
   statusText,
   statusJson,
   UNCONFIGURED,
@@ -165,24 +168,73 @@ export class ResourceRuntime {
 
   // ---- state changes -------------------------------------------------------
 
-  /** The one place the state changes: logs DRBD's line, publishes events, persists md flags. */
+  /** The rules' view of the configuration and the device; daemon/wiring sets it from the resource's config. */
+  stateCtx: () => StateCtx = () => ({ ...defaultStateCtx, hasNetConfig: this.state.conn !== ConnState.StandAlone, deviceOpen: this.frontendHeldOpen() });
+
+  /** A new current UUID waits for IO to resume (DRBD's NEW_CUR_UUID). */
+  private newCurrentUuidPending = false;
+
+  private stateFacts(): StateFacts {
+    return { bitmapUuid: this.store?.uuids.bitmap, newCurrentUuidPending: this.newCurrentUuidPending };
+  }
+
+  /**
+   * An internal state change (peer news, link loss, resync or verify end,
+   * handler result, the steps of attach/down): DRBD's hard rules only; a
+   * violation throws an InvariantError naming both states.
+   */
   async setState(next: Partial<StateSnapshot>, why?: string): Promise<void> {
     const before = this.state;
-    const after: StateSnapshot = { ...before, ...next };
-    // sanitize (§4.2): not connected ⇒ peer Unknown, pdsk DUnknown unless Inconsistent/Outdated
-    if (after.conn < ConnState.Connected) {
-      after.peer = Role.Unknown;
-      after.peerIsp = false;
-      if (after.pdsk !== DiskState.Inconsistent && after.pdsk !== DiskState.Outdated) after.pdsk = DiskState.DUnknown;
+    await this.commit(internalTransition(before, { ...before, ...next }, this.stateCtx(), this.stateFacts()), why);
+  }
+
+  /**
+   * Checks an operator's request against DRBD's soft and hard rules without
+   * committing it: the sanitized new state, or a StateChangeRefused with
+   * DRBD's code, text and exit code (the refusal is logged as DRBD does).
+   */
+  checkRequest(next: Partial<StateSnapshot>): StateSnapshot {
+    const before = this.state;
+    const wanted = { ...before, ...next };
+    const result = transition(before, wanted, this.stateCtx(), 'request', this.stateFacts());
+    if (!result.ok) {
+      const lines = result.code < 0 && !result.failure ? formatRefusalLog(result.code as SsCode, before, wanted) : [`State change failed: ${result.text}`];
+      for (const line of lines) this.log.warn(line);
+      throw new StateChangeRefused(result.code, result.text, result.exitCode);
     }
-    const text = stateChangeText(before, after);
-    if (!text) return;
+    return result.to;
+  }
+
+  /** An operator's request: checked by `checkRequest`, then committed. */
+  async requestState(next: Partial<StateSnapshot>, why?: string): Promise<void> {
+    await this.setState(this.checkRequest(next), why);
+  }
+
+  /** Commits a checked change: the one log line, hooks, one event, md flags, after-state effects. */
+  private async commit(t: Committed, why: string | undefined): Promise<void> {
+    if (!t.changed) return;
+    const { from: before, to: after } = t;
     this.state = after;
-    this.log.info({ why }, text);
+    for (const line of t.warnings) this.log.warn(line);
+    this.log.info({ why }, t.line);
     for (const hook of this.stateHooks) hook(before, after);
     const full: StatusSnapshot = this.status();
     for (const event of changeEvents(before, full)) this.publish(event);
     if (this.store) await this.store.syncFlags(after);
+    for (const effect of t.effects) await this.runEffect(effect);
+  }
+
+  private async runEffect(effect: StateEffect): Promise<void> {
+    switch (effect.kind) {
+      case 'new-current-uuid':
+        this.newCurrentUuidPending = false;
+        await this.store?.newCurrentUuid(this.state.role === Role.Primary);
+        return;
+      case 'defer-new-current-uuid':
+        this.newCurrentUuidPending = true;
+        this.log.info('new current UUID deferred until IO resumes');
+        return;
+    }
   }
 
   publish(event: ControlEvent): void {
@@ -237,12 +289,23 @@ export class ResourceRuntime {
       // DRBD would continue diskless, reading and writing through the peer; udrbd has no diskless mode.
       throw new UdrbdError(`${this.spec.minor}: udrbd cannot run diskless: 'udrbdadm disconnect ${this.spec.name}' before detaching`, ExitCode.stateChangeFailed);
     }
-    if (this.state.role === Role.Primary && this.state.pdsk !== DiskState.UpToDate) {
-      throw new StateChangeRefused(-2, 'Need access to UpToDate data', ExitCode.noUpToDateDisk);
-    }
+    await this.detachDisk('detach');
+  }
+
+  /** resource/admin's detach: -2 for a Primary without another UpToDate disk, else disk Failed → Diskless. */
+  private async detachDisk(why: string): Promise<void> {
     const store = this.store;
+    if (!store) return;
+    const plan = requestDetach(this.state, this.stateCtx());
+    if (plan.kind !== 'ok') {
+      assert(plan.kind === 'refused', 'detach never needs fence-peer');
+      for (const line of plan.logLines) this.log.warn(line);
+      throw new StateChangeRefused(plan.refusal.code, plan.refusal.text, plan.refusal.exitCode);
+    }
+    const [failed, diskless] = plan.states;
+    if (failed) await this.setState({ disk: failed.disk }, why);
     for (const hook of this.detachHooks) await hook();
-    await this.setState({ disk: DiskState.Diskless }, 'detach');
+    await this.setState({ disk: diskless?.disk ?? DiskState.Diskless }, why);
     this.store = undefined;
     await store.close(true);
   }
@@ -277,13 +340,7 @@ export class ResourceRuntime {
       await this.disconnectHook?.();
       await this.setState({ conn: ConnState.StandAlone }, 'down');
     }
-    if (this.store) {
-      const store = this.store;
-      for (const hook of this.detachHooks) await hook();
-      await this.setState({ disk: DiskState.Diskless }, 'down');
-      this.store = undefined;
-      await store.close(true);
-    }
+    await this.detachDisk('down');
     this.isDown = true;
     this.log.info('resource down');
     // Let the `down` reply go out before the entry point closes the control socket.
@@ -327,8 +384,8 @@ export class ResourceRuntime {
       if (err instanceof UdrbdError) return errorReply(request.id, err.exitCode, `${err.message}\n`);
       if (err instanceof StateChangeRefused) {
         // SS_* codes are state-change refusals; ERR_* codes (> 100) are drbdsetup "Failure" lines.
-        const line = err.code > 100 ? `Failure: (${err.code}) ${err.text}` : `State change failed: (${err.code}) ${err.text}`;
-        return errorReply(request.id, err.exitCode, `${this.spec.minor}: ${line}\n`);
+        const line = formatRefusalMessage(this.spec.minor, { ok: false, code: err.code, text: err.text, exitCode: err.exitCode, failure: err.code > 100 });
+        return errorReply(request.id, err.exitCode, `${line}\n`);
       }
       throw err;
     }

@@ -55,4 +55,6 @@ export * from './state.js';
 export * from './uuid.js';
 export * from './after-sb.js';
 export * from './admin.js';
-export * from './machine.js';
+export * from './md-flags.js';
+export * from './transition.js';
+export * from './link-rules.js';
