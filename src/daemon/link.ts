@@ -33,6 +33,7 @@ import {
 } from '../resource/link-rules.js';
 import {
   type HandshakeDecision,
+  PROTOCOL_VERSION_MAX,
   UuidFlag,
   syncHandshake,
   syncSourceFinish,
@@ -395,7 +396,7 @@ export class PeerLink {
       alwaysAsbp: net.alwaysAsbp,
       resolveConflicts: link.result.resolveConflicts,
       canDemote: () => !rt.frontendHeldOpen(),
-      protocolVersion: 101,
+      protocolVersion: PROTOCOL_VERSION_MAX,
     });
     for (const line of decision.logLines) rt.log.info(line);
     this.splitBrains.note(decision);
