@@ -1,12 +1,18 @@
 /**
- * daemon/link — the connection side of a resource process: runs the
- * PeerConnector (peer/) while the resource is not StandAlone, and on every
- * established link runs DRBD's connect sequence with the rules of resource/
- * and the data path of replication/: handshake decision (no sync, bitmap or
- * full sync in either direction, split brain, unrelated data), bitmap
- * exchange, sync UUID, resync start and finish with UUID rotation, state
- * packets both ways, and the lost-link rules (a Primary that loses its
- * UpToDate peer starts a new data generation). Handlers run as DRBD's do.
+ * daemon/link — the connection side of a resource process, an executor of
+ * the rules in resource/: runs the PeerConnector (peer/) while the resource
+ * is not StandAlone, and on every established link carries out DRBD's
+ * connect sequence with the data path of replication/. The decisions are
+ * pure functions it calls — syncHandshake (no sync, bitmap or full sync in
+ * either direction, split brain, unrelated data) and the UUID rotations in
+ * resource/uuid, the connection-state targets in resource/link-rules
+ * (handshake outcome, bitmap exchange, sync UUID, resync start and finish,
+ * P_STATE news, lost-link states, skip-initial-sync), the operator requests
+ * in resource/admin — and every state change it asks for passes
+ * ResourceRuntime.setState (resource/transition), where the after-state
+ * rules run (a Primary that loses its UpToDate peer starts a new data
+ * generation). This file owns the sockets, the bitmap exchange, the resync
+ * and verify runs, the handler calls and the ordering between them.
  * On every connect both nodes agree on the device size first
  * (daemon/device-size: the smaller usable size wins, an in-use device is
  * never shrunk — "The peer's disk size is too small!" drops the link).

@@ -2,11 +2,12 @@
  * resource/admin — operator requests (primary, secondary, connect,
  * disconnect, invalidate, verify, outdate, pause/resume-sync, detach) as pure
  * functions of the current state. Each returns either the sequence of new
- * states plus named effects for the reducer to carry out (new current UUID,
- * set all bitmap bits, ...), a refusal with DRBD's SS code, text and drbdadm
- * exit code, or a request to run the fence-peer handler first. Mirrors
- * drbd_set_role / drbd_adm_* of the 8.4 kernel; knows nothing of sockets,
- * disks or the control protocol.
+ * states plus named effects for the resource process to carry out (new
+ * current UUID, set all bitmap bits, ...), a refusal with DRBD's SS code,
+ * text and drbdadm exit code, or a request to run the fence-peer handler
+ * first. Mirrors drbd_set_role / drbd_adm_* of the 8.4 kernel
+ * (drbd_nl.c); daemon/wiring, daemon/link and daemon/runtime call these.
+ * Knows nothing of sockets, disks or the control protocol.
  */
 import {
   ErrCode,
@@ -23,7 +24,7 @@ import {
 } from './state.js';
 import { ConnState, DiskState, Role } from './states.js';
 
-/** Named side effects the reducer performs after an admin request succeeded. */
+/** Named side effects the resource process performs after an admin request succeeded. */
 export type AdminEffect =
   | 'new-current-uuid'
   | 'uuid-primary-bit'

@@ -73,7 +73,8 @@ const holdsPeerData = (d: DiskState): boolean => d >= DiskState.Inconsistent && 
 /**
  * "Lost contact to peer's copy of the data": a Primary (or the peer of one)
  * with UpToDate data and no bitmap UUID starts a new data generation, so the
- * changes made from now on are found by the next handshake (drbd84.md §2.2).
+ * changes made from now on are found by the next handshake (drbd_state.c:
+ * after_state_ch → drbd_uuid_new_current).
  */
 export const lostPeerDataRule: AfterStateRule = (os, ns, facts) => {
   if (facts.bitmapUuid === undefined) return [];

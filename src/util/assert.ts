@@ -1,6 +1,6 @@
 /**
  * util/assert — invariant checks in the TigerBeetle sense: a failed assertion
- * is a bug, so it throws an AssertionError that names what broke. Never used
+ * is a bug, so it throws an InvariantError that names what broke. Never used
  * for operator input errors (those are UdrbdError with an exit code).
  */
 
