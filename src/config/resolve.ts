@@ -5,7 +5,7 @@
  * units named in the field (`pingIntervalMs`, `resyncRateKiBps`). Common
  * inherits into the resource, as drbdadm's expand_common does.
  */
-import { UdrbdError } from '../util/errors.js';
+import { ExitCode, UdrbdError } from '../util/errors.js';
 import { parseScaledNumber, type Scale } from './limits.js';
 import type { DrbdConfig, OptionEntry, ResourceDef } from './model.js';
 import { bindNode } from './hosts.js';
@@ -139,14 +139,14 @@ function enumOption<T extends string>(
 
 function resolveAddress(a: { family: string; host: string; port: string }): ResolvedAddress {
   if (a.family !== 'ipv4' && a.family !== 'ipv6') {
-    throw new UdrbdError(`udrbd: address family '${a.family}' is not supported (ipv4 or ipv6)`, 10);
+    throw new UdrbdError(`udrbd: address family '${a.family}' is not supported (ipv4 or ipv6)`, ExitCode.configInvalid);
   }
   return { family: a.family, host: a.host, port: Number.parseInt(a.port, 10) };
 }
 
 export function resolveResource(config: DrbdConfig, resourceName: string, nodeName: string): ResourceView {
   const { bindings, errors } = bindNode(config, nodeName);
-  if (errors.length > 0) throw new UdrbdError(errors.join('').trimEnd(), 10);
+  if (errors.length > 0) throw new UdrbdError(errors.join('').trimEnd(), ExitCode.configInvalid);
   const binding = bindings.find((b) => b.resource.name === resourceName);
   // drbdadm-84 (drbd-utils 9.22) looks resources up among this node's only: one without a section for this host is "not defined".
   if (!binding || binding.ignored || !binding.me) {
@@ -157,9 +157,9 @@ export function resolveResource(config: DrbdConfig, resourceName: string, nodeNa
   const me = res.hosts[meIndex]!;
   const vol = me.volumes[0];
   if (!vol || vol.disk === undefined || vol.metaDisk === undefined) {
-    throw new UdrbdError(`${res.configFile}:${res.startLine}: in resource ${res.name}: no volume for ${nodeName}`, 10);
+    throw new UdrbdError(`${res.configFile}:${res.startLine}: in resource ${res.name}: no volume for ${nodeName}`, ExitCode.configInvalid);
   }
-  if (!me.address) throw new UdrbdError(`${res.configFile}:${me.configLine}: in resource ${res.name}, on ${nodeName}: 'address' keyword missing.`, 10);
+  if (!me.address) throw new UdrbdError(`${res.configFile}:${me.configLine}: in resource ${res.name}, on ${nodeName}: 'address' keyword missing.`, ExitCode.configInvalid);
   let peer: ResourceView['peer'];
   if (binding.peer) {
     const p = res.hosts[binding.resource.hosts.indexOf(binding.peer)]!;

@@ -92,9 +92,9 @@ function adoptPeerProtocol(wiring: Wiring, packet: ProtocolPacket): void {
   const net = {
     ...view.net,
     protocol: packet.protocol,
-    afterSb0pri: packet.afterSb0pri as ResourceView['net']['afterSb0pri'],
-    afterSb1pri: packet.afterSb1pri as ResourceView['net']['afterSb1pri'],
-    afterSb2pri: packet.afterSb2pri as ResourceView['net']['afterSb2pri'],
+    afterSb0pri: packet.afterSb0pri,
+    afterSb1pri: packet.afterSb1pri,
+    afterSb2pri: packet.afterSb2pri,
     allowTwoPrimaries: packet.allowTwoPrimaries,
   };
   if (JSON.stringify(net) === JSON.stringify(view.net)) return;

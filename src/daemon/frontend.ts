@@ -25,6 +25,7 @@ import path from 'node:path';
 import type { BlockDevice } from '../disk/block-device.js';
 import type { Logger } from '../util/log.js';
 import { assert } from '../util/assert.js';
+import { SsCode } from '../resource/state.js';
 import { UdrbdError, ExitCode } from '../util/errors.js';
 import { NbdServer, parseNbdTcpAddress, type NbdTcpAddress } from '../frontend/nbd/index.js';
 import { attachNbd, detachNbd, ensureKernelNbd, isNbdConnected, defaultDeps as nbdDefaultDeps, type NbdClientDeps } from '../frontend/nbd-client/index.js';
@@ -190,7 +191,10 @@ export class ResourceFrontend implements FrontendHook {
       }
       if (record.pid !== process.pid && pidAlive(record.pid)) continue;
       if (isNbdConnected(record.nbdDevice, this.deps)) {
-        const held = await this.heldOpen.report(record.nbdDevice, { aliasPaths: [record.devicePath] }).catch(() => null);
+        const held = await this.heldOpen.report(record.nbdDevice, { aliasPaths: [record.devicePath] }).catch((err: Error) => {
+          this.options.log.warn({ nbdDevice: record.nbdDevice, err: err.message }, 'cannot tell whether a stale nbd attach is held open');
+          return null;
+        });
         if (held?.held) {
           this.options.log.warn({ devicePath: record.devicePath, nbdDevice: record.nbdDevice, why: describeHeldOpen(held) }, 'stale nbd attach still in use; unmount it');
           continue;
@@ -236,7 +240,8 @@ export class ResourceFrontend implements FrontendHook {
         }
       } catch (err) {
         this.server = null;
-        await server.close().catch(() => undefined);
+        // The exposure failure is what the caller sees; a failed close of the half-set-up server is logged beside it.
+        await server.close().catch((closeErr: Error) => log.warn({ err: closeErr.message }, 'closing the NBD server after a failed exposure failed'));
         throw err;
       }
       this.kind = kind;
@@ -262,7 +267,8 @@ export class ResourceFrontend implements FrontendHook {
       await fs.writeFile(this.nbdStateFile, `${JSON.stringify(record)}\n`, { mode: 0o600 });
       await createDeviceLink(devicePath, nbdDevice);
     } catch (err) {
-      await detachNbd(nbdDevice, this.deps).catch(() => undefined);
+      // The attach failure is what the caller sees; a failed undo is logged beside it.
+      await detachNbd(nbdDevice, this.deps).catch((detachErr: Error) => this.options.log.warn({ nbdDevice, err: detachErr.message }, 'nbd-client -d after a failed attach failed'));
       await fs.rm(this.nbdStateFile, { force: true });
       this.nbdDevice = null;
       throw err;
@@ -328,7 +334,7 @@ export class ResourceFrontend implements FrontendHook {
 }
 
 function heldOpen(): StateChangeRefused {
-  return new StateChangeRefused(-12, 'Device is held open by someone', ExitCode.stateChangeFailed);
+  return new StateChangeRefused(SsCode.deviceInUse, 'Device is held open by someone', ExitCode.stateChangeFailed);
 }
 
 function pidAlive(pid: number): boolean {

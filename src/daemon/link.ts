@@ -48,10 +48,10 @@ import {
   syncTargetStart,
   uuidsEqual,
 } from '../resource/uuid.js';
-import type { RrConflictPolicy } from '../resource/after-sb.js';
 import { PeerConnector, type HandshakeResult, type LocalParams, type PeerParams } from '../peer/index.js';
 import type { LinkLossReason } from '../peer/channel.js';
-import { type AfterSb0, type Packet, PacketType, type ProtocolPacket, type SyncParamPacket } from '../peer/packets.js';
+import { runAside } from '../util/aside.js';
+import { type Packet, PacketType, type ProtocolPacket, type SyncParamPacket } from '../peer/packets.js';
 import type { ReplicationEngine, ResyncTarget } from '../replication/index.js';
 import type { ResourceView } from '../config/index.js';
 import { MdFlag } from '../meta/types.js';
@@ -173,7 +173,8 @@ export class PeerLink {
     });
     connector.on('incompatible', (message: string) => {
       rt.log.error(message);
-      void this.toStandAlone('incompatible settings');
+      // An event callback cannot wait; toStandAlone's failure is logged.
+      runAside(this.toStandAlone('incompatible settings'), rt.log, 'disconnect after incompatible settings');
     });
     const firstListen = firstListenOutcome(connector);
     await rt.setState({ conn: unconnected.conn }, 'connect');
@@ -211,7 +212,7 @@ export class PeerLink {
     link.result.session.send({
       type: PacketType.ProtocolUpdate,
       protocol: net.protocol,
-      afterSb0pri: net.afterSb0pri as AfterSb0,
+      afterSb0pri: net.afterSb0pri,
       afterSb1pri: net.afterSb1pri,
       afterSb2pri: net.afterSb2pri,
       allowTwoPrimaries: net.allowTwoPrimaries,
@@ -300,7 +301,7 @@ export class PeerLink {
     return {
       protocol: {
         protocol: net.protocol,
-        afterSb0pri: net.afterSb0pri as AfterSb0,
+        afterSb0pri: net.afterSb0pri,
         afterSb1pri: net.afterSb1pri,
         afterSb2pri: net.afterSb2pri,
         allowTwoPrimaries: net.allowTwoPrimaries,
@@ -338,7 +339,8 @@ export class PeerLink {
       channel: result.session,
       onControlPacket: (packet) => this.onControlPacket(link, packet),
       onLinkLost: (reason) => {
-        void this.onLinkLost(link, reason);
+        // The engine reports the loss synchronously; the state changes after it run aside, failures logged.
+        runAside(this.onLinkLost(link, reason), this.runtime.log, 'link loss handling');
       },
     });
     // Agree on the size and decide before anything awaits: the peer does the same at the same
@@ -398,7 +400,7 @@ export class PeerLink {
       afterSb0pri: net.afterSb0pri,
       afterSb1pri: net.afterSb1pri,
       afterSb2pri: net.afterSb2pri,
-      rrConflict: net.rrConflict as RrConflictPolicy,
+      rrConflict: net.rrConflict,
       alwaysAsbp: net.alwaysAsbp,
       resolveConflicts: link.result.resolveConflicts,
       canDemote: () => !rt.frontendHeldOpen(),
@@ -415,7 +417,8 @@ export class PeerLink {
     const peer = link.peer;
     this.discardMyData = false;
     if (decision.selfUuids && !uuidsEqual(decision.selfUuids, store.uuids)) store.setUuids(decision.selfUuids);
-    for (const handler of decision.handlers) void rt.runHandler(handler);
+    // Handlers run aside as DRBD's khelper calls do; runHandler logs and resolves on every failure.
+    for (const handler of decision.handlers) runAside(rt.runHandler(handler), rt.log, `handler ${handler}`);
     if (decision.demoted && rt.snapshot.role === Role.Primary) await rt.demote();
     if (link.closed) return;
     switch (decision.kind) {
@@ -512,7 +515,8 @@ export class PeerLink {
     if (link.closed) return;
     store.setUuids(syncTargetStart(store.uuids, uuid, rt.snapshot.role));
     await rt.setState(resyncStarts('target'), 'resync');
-    void this.runHandlerQuiet('before-resync-target');
+    // Not waited for (udrbd does not abort a resync on this handler's result); runHandler logs failures.
+    runAside(this.runHandlerQuiet('before-resync-target'), rt.log, 'handler before-resync-target');
     const bitsSet = store.bitmap.countSet();
     rt.log.info({ kib: bitsSet * 4, bits: bitsSet }, resyncBeganLine('target', bitsSet));
     const target = engine.startResyncAsTarget();
@@ -535,7 +539,8 @@ export class PeerLink {
     }
     store.setUuids(syncTargetFinish(store.uuids, link.peer.uuids, rt.snapshot.role));
     await rt.setState(targetResyncFinished(true), 'resync finished');
-    void this.runHandlerQuiet('after-resync-target');
+    // Nothing follows the finished resync that depends on this handler; runHandler logs failures.
+    runAside(this.runHandlerQuiet('after-resync-target'), rt.log, 'handler after-resync-target');
   }
 
   private async runHandlerQuiet(name: string): Promise<void> {
@@ -553,7 +558,8 @@ export class PeerLink {
         link.syncUuidWaiter = undefined;
         return;
       case PacketType.StateChangeRequest:
-        void this.onPeerRequest(link, packet.requestId, packet.conn as ConnState | undefined);
+        // The packet dispatch is synchronous; the request (maybe a whole resync) runs aside, failures logged.
+        runAside(this.onPeerRequest(link, packet.requestId, packet.conn as ConnState | undefined), this.runtime.log, 'peer state change request');
         return;
       case PacketType.StateChangeReply: {
         const waiter = link.requests.get(packet.requestId);
@@ -562,7 +568,8 @@ export class PeerLink {
         return;
       }
       case PacketType.State:
-        void this.onPeerState(link, packet.role as Role, packet.disk as DiskState, packet.conn as ConnState, packet.userIsp);
+        // The packet dispatch is synchronous; the state change runs aside, failures logged.
+        runAside(this.onPeerState(link, packet.role as Role, packet.disk as DiskState, packet.conn as ConnState, packet.userIsp), this.runtime.log, 'peer state');
         return;
       case PacketType.ProtocolUpdate:
         this.onPeerProtocolUpdate?.(packet);
@@ -573,7 +580,8 @@ export class PeerLink {
       case PacketType.Uuids: {
         link.peer = { ...link.peer, uuids: packet.uuids, bitsSet: packet.bitsSet, uuidFlags: packet.uuidFlags };
         if (packet.uuidFlags & UuidFlag.skipInitialSync) {
-          void this.acceptSkipInitialSync(packet.uuids.current);
+          // The packet dispatch is synchronous; the UUID change runs aside, failures logged.
+          runAside(this.acceptSkipInitialSync(packet.uuids.current), this.runtime.log, 'skip initial sync');
           return;
         }
         const engine = this.engine();
@@ -611,7 +619,8 @@ export class PeerLink {
    */
   private afterVerifyDone(): void {
     const outOfSyncBits = this.runtime.attachedStore?.bitmap.countSet() ?? 0;
-    if (outOfSyncBits > 0) void this.runtime.runHandler('out-of-sync');
+    // Handlers run aside as DRBD's khelper calls do; runHandler logs and resolves on every failure.
+    if (outOfSyncBits > 0) runAside(this.runtime.runHandler('out-of-sync'), this.runtime.log, 'handler out-of-sync');
   }
 
   /** The target's resync pauses and resumes with the user_isp / peer_isp flags (sanitize_state switches Sync* ⇄ PausedSync*). */
@@ -660,7 +669,7 @@ export class PeerLink {
     switch (target) {
       case ConnState.StartingSyncS: {
         // the peer invalidated itself: full sync with us as source
-        reply(1);
+        reply(SsCode.success);
         await rt.setState({ conn: target }, 'peer invalidate');
         await this.runSyncSource(link, engine, true, false);
         return;
@@ -668,12 +677,12 @@ export class PeerLink {
       case ConnState.StartingSyncT: {
         // the peer ran invalidate-remote: full sync with us as target
         const running = this.runSyncTarget(link, engine, true, false);
-        reply(1);
+        reply(SsCode.success);
         await running;
         return;
       }
       case ConnState.VerifyT:
-        reply(1);
+        reply(SsCode.success);
         await rt.setState({ conn: target }, 'peer verify');
         return;
       default:
@@ -690,7 +699,7 @@ export class PeerLink {
 
   private async peerAgrees(link: ActiveLink, conn: ConnState): Promise<void> {
     const result = await this.requestPeer(link, conn);
-    if (result !== 1) {
+    if (result !== SsCode.success) {
       const code = result < 0 ? result : SsCode.cwFailedByPeer;
       throw new StateChangeRefused(code, refusal(code as SsCode).text, ExitCode.stateChangeFailed);
     }
@@ -701,7 +710,8 @@ export class PeerLink {
     const { link, engine } = this.requireConnected();
     await this.peerAgrees(link, ConnState.StartingSyncS);
     await this.runtime.setState({ conn: ConnState.StartingSyncT }, 'invalidate');
-    void this.runSyncTarget(link, engine, true, false).catch((err: Error) => this.runtime.log.error({ err }, `resync failed: ${err.message}`));
+    // `invalidate` returns once the resync started (as drbdadm does); the resync's failure is logged.
+    runAside(this.runSyncTarget(link, engine, true, false), this.runtime.log, 'resync');
   }
 
   /** `invalidate-remote`: full sync to the peer (StartingSyncS). */
@@ -719,7 +729,8 @@ export class PeerLink {
     await this.peerAgrees(link, ConnState.VerifyT);
     await rt.setState({ conn: ConnState.VerifyS }, 'verify');
     const { done } = engine.startVerify();
-    void done.then(
+    // `verify` returns once the verify started (as drbdadm does); its end is handled aside, failures logged.
+    const finished = done.then(
       async (result) => {
         rt.log.info({ ...result }, `Online verify done (total ${Math.round(result.elapsedMs / 1000)} sec; paused 0 sec; ${result.verifiedBlocks * 4} K verified)`);
         if (result.outOfSyncBlocks > 0) rt.log.warn(`Online verify found ${result.outOfSyncBlocks} 4k block out of sync!`);
@@ -731,6 +742,7 @@ export class PeerLink {
       },
       (err: Error) => rt.log.error({ err }, `online verify failed: ${err.message}`),
     );
+    runAside(finished, rt.log, 'end of online verify');
   }
 
   /** Result of the last online verify, for status. */

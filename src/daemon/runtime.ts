@@ -14,7 +14,7 @@ import type { Logger } from '../util/log.js';
 import { assert } from '../util/assert.js';
 import { ExitCode, UdrbdError } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
-import { type StateCtx, defaultStateCtx, formatRefusalLog, formatRefusalMessage, unconfiguredState, type SsCode } from '../resource/state.js';
+import { type StateCtx, SsCode, defaultStateCtx, formatRefusalLog, formatRefusalMessage, unconfiguredState } from '../resource/state.js';
 import { requestDetach } from '../resource/admin.js';
 import { type Committed, type StateEffect, type StateFacts, internalTransition, transition } from '../resource/transition.js';
 import { type ControlEvent, type ControlReply, type ControlRequest, DIAGNOSTIC_IO_BYTES_MAX, errorReply, okReply } from './protocol.js';
@@ -32,6 +32,7 @@ import {
 } from './status.js';
 import type { ResourceSpec } from './spec.js';
 import { runHandler } from './handlers.js';
+import { DurabilityReport } from './durability.js';
 import { changeEvents, existsEvents, helperEvent } from './events2.js';
 import type { BlockDevice } from '../disk/block-device.js';
 import type { ActivityLogApi, DirtyBitmap, GenerationUuids } from '../meta/types.js';
@@ -282,6 +283,8 @@ export class ResourceRuntime {
   /** Wiring hooks run right after the meta-data is loaded / right before it is closed. */
   readonly attachHooks: Array<(store: AttachedStore) => void> = [];
   readonly detachHooks: Array<() => Promise<void>> = [];
+  /** Flush / meta-data write failures of the detach or down in progress, for its reply. */
+  readonly durability = new DurabilityReport();
 
   async detach(): Promise<void> {
     if (!this.store) return;
@@ -307,7 +310,7 @@ export class ResourceRuntime {
     for (const hook of this.detachHooks) await hook();
     await this.setState({ disk: diskless?.disk ?? DiskState.Diskless }, why);
     this.store = undefined;
-    await store.close(true);
+    await store.close(true).catch((err: unknown) => this.durability.record(this.log, this.spec, 'meta-data write', err));
   }
 
   /**
@@ -332,7 +335,7 @@ export class ResourceRuntime {
 
   private async tryDown(): Promise<void> {
     if (this.state.role === Role.Primary && this.options.frontend?.isHeldOpen()) {
-      throw new StateChangeRefused(-12, 'Device is held open by someone', ExitCode.stateChangeFailed);
+      throw new StateChangeRefused(SsCode.deviceInUse, 'Device is held open by someone', ExitCode.stateChangeFailed);
     }
     if (this.state.role === Role.Primary) await this.demote();
     if (this.state.conn !== ConnState.StandAlone) {
@@ -415,11 +418,11 @@ export class ResourceRuntime {
     });
     this.defineVerb('detach', async () => {
       await this.detach();
-      return { exitCode: 0 };
+      return this.durability.takeReply();
     });
     this.defineVerb('down', async () => {
       await this.down();
-      return { exitCode: 0 };
+      return this.durability.takeReply();
     });
     this.defineVerb('io.read', async (args) => {
       const store = this.requireStore();
@@ -443,7 +446,7 @@ export class ResourceRuntime {
   }
 
   requireStore(): AttachedStore {
-    if (!this.store) throw new StateChangeRefused(-11, 'Device is diskless, the requested operation requires a disk', ExitCode.stateChangeFailed);
+    if (!this.store) throw new StateChangeRefused(SsCode.isDiskless, 'Device is diskless, the requested operation requires a disk', ExitCode.stateChangeFailed);
     return this.store;
   }
 

@@ -10,6 +10,7 @@
 import { DiskState, Role, diskName } from '../resource/states.js';
 import type { StateSnapshot } from './status.js';
 import type { ResourceRuntime } from './runtime.js';
+import { runAside } from '../util/aside.js';
 
 /** A Primary without UpToDate data on either node: its I/O has nowhere good to go. */
 export function isPrimaryWithoutGoodData(s: Pick<StateSnapshot, 'role' | 'disk' | 'pdsk'>): boolean {
@@ -26,7 +27,8 @@ export function watchStateHandlers(runtime: ResourceRuntime): void {
   runtime.stateHooks.push((before, after) => {
     for (const name of stateChangeHandlers(before, after)) {
       runtime.log.warn(`${name}: Primary with neither local nor peer disk UpToDate (${diskName(after.disk)}/${diskName(after.pdsk)})`);
-      void runtime.runHandler(name);
+      // Handlers run aside as DRBD's khelper calls do; runHandler logs and resolves on every failure.
+      runAside(runtime.runHandler(name), runtime.log, `handler ${name}`);
     }
   });
 }

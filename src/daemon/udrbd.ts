@@ -79,7 +79,7 @@ async function main(): Promise<number> {
   let runtime: ResourceRuntime | undefined;
   let syslog: SyslogSink | undefined;
   const cleanup = async (): Promise<void> => {
-    await server?.close().catch(() => undefined);
+    await server?.close().catch((err: Error) => log.warn({ err: err.message }, 'closing the control socket failed'));
     await syslog?.close();
     try {
       fs.unlinkSync(paths.pidPath);

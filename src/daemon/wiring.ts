@@ -61,7 +61,8 @@ export class Wiring {
     runtime.detachHooks.push(async () => {
       const dp = this.dataPath;
       if (dp) {
-        await dp.volume.flush().catch(() => undefined);
+        // The disk goes away either way; a failed flush is logged and answered to the operator (daemon/durability).
+        await dp.volume.flush().catch((err: unknown) => runtime.durability.record(runtime.log, runtime.spec, 'flush', err));
         await dp.volume.close();
       }
       this.dataPath = undefined;

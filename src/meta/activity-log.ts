@@ -350,6 +350,7 @@ export class ActivityLog implements ActivityLogApi {
       return undefined;
     }
     const run = this.chain.then(() => this.commitRange(first, last));
+    // Transactions stay serialised after a failed one; its caller gets the failure through `run`.
     this.chain = run.catch(() => undefined);
     return run;
   }

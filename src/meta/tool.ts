@@ -94,7 +94,6 @@ function openValid(path: string, io: ToolIo, readOnly: boolean): { disk: FileDis
     disk.closeSync();
     throw new UdrbdError(`${path}: ${read.reason}\nNo valid meta data found`, ExitCode.usage);
   }
-  void io;
   return { disk, sb: read.sb, layout: read.layout };
 }
 

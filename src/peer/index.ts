@@ -329,7 +329,6 @@ export class PeerConnector extends EventEmitter {
   private onSetupReady(setup: SocketSetup): void {
     if (!this.decider) return; // wait for the peer's Chosen
     this.chooseNext();
-    void setup;
   }
 
   /**

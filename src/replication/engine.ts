@@ -180,10 +180,12 @@ export class ReplicationEngine {
     link.resyncTarget = target;
     this.volume.setOnDemandSync(target);
     const done = target.start();
-    void done.then(() => {
+    const cleanUp = (): void => {
       if (link.resyncTarget === target) link.resyncTarget = null;
       this.volume.setOnDemandSync(null);
-    });
+    };
+    // On either outcome; the caller awaits `done` itself and sees its rejection there.
+    done.then(cleanUp, cleanUp);
     return target;
   }
 
@@ -203,9 +205,11 @@ export class ReplicationEngine {
     });
     link.verifySource = source;
     const done = source.start(startBytes, endBytes);
-    void done.then(() => {
+    const cleanUp = (): void => {
       if (link.verifySource === source) link.verifySource = null;
-    });
+    };
+    // On either outcome; the caller awaits `done` itself and sees its rejection there.
+    done.then(cleanUp, cleanUp);
     return { source, done };
   }
 

@@ -13,6 +13,7 @@ import type { BlockDevice, WriteFlags } from '../disk/block-device.js';
 import type { PeerChannel } from '../peer/channel.js';
 import { releaseReceivedPayload } from '../peer/codec.js';
 import { type BarrierPacket, type DataPacket, DataFlag, PacketType } from '../peer/packets.js';
+import { runAside } from '../util/aside.js';
 import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import type { ReplicationCounters } from './counters.js';
@@ -88,7 +89,8 @@ export class SecondaryReceiver {
     if (ackWanted(packet.flags, options.protocol) === 'B') this.ack(PacketType.RecvAck, packet.offsetBytes, lengthBytes, packet.blockId);
     counters.ua++;
     epoch.pending++;
-    void this.apply(packet, epoch);
+    // Peer writes are applied concurrently (the epoch counts them for its Barrier); apply turns a disk error into NegAck.
+    runAside(this.apply(packet, epoch), this.deps.log, 'peer write');
   }
 
   private async apply(packet: DataPacket, epoch: EpochRecord): Promise<void> {

@@ -17,6 +17,7 @@ import type { PeerChannel } from '../peer/channel.js';
 import { releaseReceivedPayload } from '../peer/codec.js';
 import { directPool } from '../disk/direct-buffers.js';
 import { type AckPacket, PacketType, type RsDataReply, type RsDataRequest } from '../peer/packets.js';
+import { runAside, trackUntilFulfilled } from '../util/aside.js';
 import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import { BlockIdAllocator, BlockIdTag } from './block-id.js';
@@ -312,8 +313,7 @@ export class ResyncTarget {
         }
         const runEnd = Math.min(bitmap.nextClear(bit), bit + runBitsMax);
         const fetch = this.fetchRun(bit, runEnd, true);
-        pending.add(fetch);
-        void fetch.then(() => pending.delete(fetch));
+        trackUntilFulfilled(pending, fetch);
         // Wait here for a free slot so requests in flight stay bounded.
         const slot = this.inflight.acquire();
         if (slot !== true) await slot;
@@ -390,7 +390,8 @@ export class ResyncTarget {
     assert(packet.payload.length === request.lengthBytes, 'RsDataReply length matches its request');
     this.deps.counters.receivedBytes += packet.payload.length;
     this.transferredBytes += packet.payload.length;
-    void this.writeReply(request, packet.payload);
+    // Replies are written concurrently (bounded by the target's in-flight slots); writeReply turns a disk error into RsNegAck.
+    runAside(this.writeReply(request, packet.payload), this.deps.log, 'resync write');
   }
 
   private async writeReply(request: ResyncRequest, payload: Buffer): Promise<void> {
@@ -449,7 +450,8 @@ export class ResyncResponder {
 
   handleDataRequest(packet: RsDataRequest): void {
     this.deps.counters.ua++;
-    void this.answer(packet);
+    // Requests are answered concurrently (bounded by the peer's in-flight limit); answer turns a read error into RsNegAck.
+    runAside(this.answer(packet), this.deps.log, 'resync read');
   }
 
   private async answer(packet: RsDataRequest): Promise<void> {

@@ -12,6 +12,7 @@ import type { DirtyBitmap } from '../meta/types.js';
 import { BM_BLOCK_BYTES } from '../meta/types.js';
 import type { PeerChannel } from '../peer/channel.js';
 import { type OvReply, type OvRequest, type OvResult, PacketType } from '../peer/packets.js';
+import { runAside, trackUntilFulfilled } from '../util/aside.js';
 import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import { BlockIdAllocator, BlockIdTag } from './block-id.js';
@@ -138,8 +139,7 @@ export class VerifySource {
       const slot = this.inflight.acquire();
       if (slot !== true) await slot;
       const request = this.request(at, lengthBytes);
-      pending.add(request);
-      void request.then(() => pending.delete(request));
+      trackUntilFulfilled(pending, request);
     }
     await Promise.all(pending);
     this.reporter.print();
@@ -240,7 +240,8 @@ export class VerifyResponder {
 
   handleRequest(packet: OvRequest): void {
     this.deps.counters.ua++;
-    void this.answer(packet);
+    // Requests are answered concurrently (bounded by the peer's in-flight limit); answer turns a read error into an empty digest.
+    runAside(this.answer(packet), this.deps.log, 'verify read');
   }
 
   private async answer(packet: OvRequest): Promise<void> {

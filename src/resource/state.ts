@@ -75,6 +75,8 @@ export const unconfiguredState: ResourceState = Object.freeze({
 
 /** DRBD's SS_* state-change refusal codes (drbd84.md §4.3). */
 export const SsCode = {
+  /** SS_SUCCESS: the change was made (the peer's answer to a state change request). */
+  success: 1,
   twoPrimaries: -1,
   noUpToDateDisk: -2,
   noLocalDisk: -4,
@@ -475,11 +477,13 @@ export function formatRefusalMessage(minor: number, r: Refusal): string {
 /** DRBD ERR_* codes udrbd reports (drbdsetup prints `Failure: (code) text`, exit 10). */
 export const ErrCode = {
   discardImpossible: 123,
+  diskConfigured: 124,
   netConfigured: 125,
   pauseIsSet: 134,
   pauseIsClear: 135,
   noDisk: 138,
   connected: 151,
+  minorExists: 161,
 } as const;
 
 const errTexts: Record<number, string> = {

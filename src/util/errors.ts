@@ -11,6 +11,8 @@ export const ExitCode = {
   /** drbdmeta: invalid size / arguments; drbdadm: config invalid; drbdsetup: kernel error. */
   configInvalid: 10,
   stateChangeFailed: 11,
+  /** drbdsetup's 10 for an error the kernel reports; udrbd: the backing disk failed I/O the verb needed. */
+  deviceError: 10,
   /** drbdsetup: SS_LOWER_THAN_OUTDATED. */
   lowerThanOutdated: 5,
   noLocalDisk: 16,

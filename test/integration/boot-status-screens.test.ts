@@ -122,7 +122,7 @@ describe('status screens from a live node', () => {
     await c.waitState('alpha', 'cstate', 'SyncSource');
     await new Promise((r) => setTimeout(r, 1_500)); // some progress
     // Freeze the link: no acks, so the progress holds still while the screens are read.
-    for (const p of Object.values(c.proxies)) p!.freeze();
+    for (const p of Object.values(c.proxies)) p.freeze();
     await new Promise((r) => setTimeout(r, 500));
     try {
       const proc = await c.admOk('alpha', ['proc-drbd']);
@@ -165,7 +165,7 @@ describe('status screens from a live node', () => {
       expect(sh).toContain(`\n_cstate=SyncSource\n_role=Primary\n_peer=Secondary\n_disk=UpToDate\n_pdsk=Inconsistent\n`);
       expect(sh).toContain(`\n_resynced_percent=${pctText!.trim()}\n`);
     } finally {
-      for (const p of Object.values(c.proxies)) p!.restore();
+      for (const p of Object.values(c.proxies)) p.restore();
     }
   });
 

@@ -52,8 +52,8 @@ async function udrbdadm(host: string, args: string[]): Promise<RunResult> {
   const origErr = process.stderr.write.bind(process.stderr);
   const cwd = process.cwd();
   process.chdir(CORPUS_DIR);
-  process.stdout.write = ((chunk: string | Uint8Array) => (out.push(String(chunk)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string | Uint8Array) => (err.push(String(chunk)), true)) as typeof process.stderr.write;
+  process.stdout.write = ((chunk: string | Uint8Array) => (out.push(String(chunk)), true));
+  process.stderr.write = ((chunk: string | Uint8Array) => (err.push(String(chunk)), true));
   let code: number;
   try {
     code = await main(['--node', host, ...args]);

@@ -385,7 +385,7 @@ describe('received RsDataReply payloads (peer/codec) go to the disk with O_DIREC
     try {
       const data = crypto.randomBytes(MiB);
       const got = receive({ type: PacketType.RsDataReply, offsetBytes: 2 * MiB, blockId: 5, payload: data });
-      assert(got.type === PacketType.RsDataReply);
+      assert(got.type === PacketType.RsDataReply, 'the decoder returns the RsDataReply it was given');
       expect(got.payload.equals(data)).toBe(true);
       expect(isDirectIoBuffer(got.payload)).toBe(true);
       const take = vi.spyOn(directPool, 'take');
@@ -399,12 +399,12 @@ describe('received RsDataReply payloads (peer/codec) go to the disk with O_DIREC
       releaseReceivedPayload(got.payload);
       take.mockRestore();
       const next = receive({ type: PacketType.RsDataReply, offsetBytes: 0, blockId: 6, payload: crypto.randomBytes(MiB) });
-      assert(next.type === PacketType.RsDataReply);
+      assert(next.type === PacketType.RsDataReply, 'the decoder returns the RsDataReply it was given');
       expect(next.payload.buffer).toBe(store);
       expect(isDirectIoBuffer(next.payload)).toBe(true);
       // A payload that is not whole pages (sector-sized) still decodes, in ordinary memory.
       const odd = receive({ type: PacketType.RsDataReply, offsetBytes: 0, blockId: 7, payload: crypto.randomBytes(64 * 1024 + 512) });
-      assert(odd.type === PacketType.RsDataReply);
+      assert(odd.type === PacketType.RsDataReply, 'the decoder returns the RsDataReply it was given');
       expect(isDirectIoBuffer(odd.payload)).toBe(false);
       releaseReceivedPayload(next.payload);
       releaseReceivedPayload(odd.payload);

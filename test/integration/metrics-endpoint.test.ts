@@ -28,7 +28,7 @@ function startExporter(c: Cluster, node: NodeName, args: string[]): Promise<Chil
     exporters.push(child);
     let stderr = '';
     const timer = setTimeout(() => reject(new Error(`udrbdadm metrics ${args.join(' ')} did not start within ${EXPORTER_START_TIMEOUT_MS} ms: ${stderr}`)), EXPORTER_START_TIMEOUT_MS);
-    child.stderr!.on('data', (chunk: Buffer) => {
+    child.stderr.on('data', (chunk: Buffer) => {
       stderr += chunk.toString();
       if (stderr.includes('udrbdadm metrics: serving http://')) {
         clearTimeout(timer);

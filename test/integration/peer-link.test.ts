@@ -288,7 +288,7 @@ describe('peer link', () => {
     const [alpha, beta] = await directPair();
     alpha.connector.start(() => alpha.params);
     await until(() => alpha.connector.isListening, 2000, 'alpha listening');
-    const port = alpha.connector['opts'].localAddress.port as number;
+    const port = alpha.connector['opts'].localAddress.port;
     const stranger = await rawConnect(ALPHA_HOST, port, '127.0.0.3');
     expect(await closedWithin(stranger, 2000)).toBe(true);
     expect(alpha.refused).toEqual([expect.objectContaining({ reason: 'unknown-address' })]);
@@ -305,7 +305,7 @@ describe('peer link', () => {
     const [alpha, beta] = await directPair();
     alpha.connector.start(() => alpha.params);
     await until(() => alpha.connector.isListening, 2000, 'alpha listening');
-    const port = alpha.connector['opts'].localAddress.port as number;
+    const port = alpha.connector['opts'].localAddress.port;
 
     const garbage = await rawConnect(ALPHA_HOST, port, BETA_HOST);
     garbage.write(Buffer.from('GET / HTTP/1.0\r\n\r\n\x00\x01\x02 definitely not a udrbd frame'));
@@ -447,7 +447,7 @@ describe('peer link', () => {
   });
   it('keeps retrying to listen while its port is taken, and stop() frees the port for a restart', async () => {
     const [alpha, beta] = await directPair();
-    const port = alpha.connector['opts'].localAddress.port as number;
+    const port = alpha.connector['opts'].localAddress.port;
     const squatter = net.createServer();
     await new Promise<void>((resolve) => squatter.listen({ host: ALPHA_HOST, port }, () => resolve()));
     try {

@@ -9,7 +9,7 @@ const MiB = 1024 * 1024;
 
 function volume(device: BlockDevice, readOnly = false): ReturnType<VolumeFs['fuseOperations']> & Record<string, unknown> {
   const fs = new VolumeFs({ device, mountDir: '/nonexistent', fsname: 'udrbd:test', readOnly, log: silentLogger() });
-  return fs.fuseOperations() as ReturnType<VolumeFs['fuseOperations']> & Record<string, unknown>;
+  return fs.fuseOperations();
 }
 
 function call<T extends unknown[]>(fn: ((...args: [...T, (...r: unknown[]) => void]) => void) | undefined, ...args: T): Promise<unknown[]> {
@@ -130,7 +130,7 @@ describe('FUSE volume file operations', () => {
       write: (b, o) => {
         atDevice++;
         maxAtDevice = Math.max(maxAtDevice, atDevice);
-        return new Promise<void>((resolve) => release.push(() => { atDevice--; disk.write(b, o).then(resolve); }));
+        return new Promise<void>((resolve, reject) => release.push(() => { atDevice--; disk.write(b, o).then(resolve, reject); }));
       },
       flush: () => disk.flush(),
       trim: (o, l) => disk.trim(o, l),

@@ -1,6 +1,6 @@
 import { describe, it, expect, afterEach } from 'vitest';
-import { PacketType, type DataPacket, type BarrierAckPacket } from '../../src/peer/packets.js';
-import { connect, makeNode, pattern, sleep, setBits, type MemoryEnd, type Node } from './replication-helpers.js';
+import { PacketType, type BarrierAckPacket } from '../../src/peer/packets.js';
+import { connect, flipBits, makeNode, pattern, sleep, setBits, type MemoryEnd, type Node } from './replication-helpers.js';
 
 const SIZE_BYTES = 8 * 1024 * 1024;
 const open: MemoryEnd[] = [];
@@ -303,7 +303,7 @@ describe('replication: lost link, bitmap and resync', () => {
     // Exact expectation from what crossed the wire: epochs barrier-acked before the cut.
     const ackedEpochs = new Set(a.received.filter((d) => d.packet.type === PacketType.BarrierAck).map((d) => (d.packet as BarrierAckPacket).epoch));
     const epochOf = new Map<number, number>();
-    for (const d of b.received) if (d.packet.type === PacketType.Data) epochOf.set((d.packet as DataPacket).offsetBytes, (d.packet as DataPacket).epoch);
+    for (const d of b.received) if (d.packet.type === PacketType.Data) epochOf.set((d.packet).offsetBytes, (d.packet).epoch);
     // Data packets still in flight at the cut never reached b.received; their writes are unacked too.
     const expected = new Set<number>();
     for (const w of writes) {
@@ -430,9 +430,9 @@ describe('replication: online verify', () => {
       const data = pattern(SIZE_BYTES, 11);
       p.memory.data.set(data);
       s.memory.data.set(data);
-      s.memory.data[5 * 4096 + 17] ^= 0xff; // block 5
-      s.memory.data[6 * 4096] ^= 0x01; // block 6 (contiguous with 5)
-      s.memory.data[1000 * 4096 + 4095] ^= 0x80; // block 1000
+      flipBits(s.memory.data, 5 * 4096 + 17, 0xff); // block 5
+      flipBits(s.memory.data, 6 * 4096, 0x01); // block 6 (contiguous with 5)
+      flipBits(s.memory.data, 1000 * 4096 + 4095, 0x80); // block 1000
       const { done } = p.engine.startVerify();
       const result = await done;
       expect(result).toMatchObject({ ok: true, outOfSyncBlocks: 3, verifiedBlocks: SIZE_BYTES / 4096 });

@@ -45,6 +45,8 @@ class MemoryEnd implements PeerChannel {
   latencyMs = 0;
   /** When true, nothing is delivered to the other end until released. */
   held = false;
+  /** PeerChannel's optional push(); unset here, tests may install a probe. */
+  push?: () => void;
 
   constructor(private readonly highWaterPackets: number) {}
 
@@ -218,4 +220,11 @@ export function setBits(bitmap: Bitmap): number[] {
   const bits: number[] = [];
   for (let b = bitmap.nextSet(0); b >= 0 && bits.length < 1_000_000; b = bitmap.nextSet(b + 1)) bits.push(b);
   return bits;
+}
+
+/** XORs `mask` into the byte at `index` (a test's injected corruption); the index must be in range. */
+export function flipBits(data: Uint8Array, index: number, mask: number): void {
+  const byte = data[index];
+  if (byte === undefined) throw new RangeError(`flipBits: index ${index} is outside ${data.length} bytes`);
+  data[index] = byte ^ mask;
 }

@@ -13,7 +13,7 @@ import { defaultStateCtx, unconfiguredState, type ResourceState } from '../../sr
 import { ConnState as C, DiskState as D, Role as R } from '../../src/resource/states.js';
 import { brokenInvariant, lostPeerDataRule, transition } from '../../src/resource/transition.js';
 import { InvariantError } from '../../src/util/assert.js';
-import { silentLogger } from '../../src/util/log.js';
+import { pino } from 'pino';
 
 const st = (patch: Partial<ResourceState>): ResourceState => ({ ...unconfiguredState, disk: D.UpToDate, ...patch });
 const connectedPrimary = st({ role: R.Primary, peer: R.Secondary, conn: C.Connected, pdsk: D.UpToDate });
@@ -37,13 +37,13 @@ function runtimeWithStore(uuids: GenerationUuids): { rt: ResourceRuntime; probe:
     uuidsText: () => ({ current: '0', bitmap: '0', historyStart: '0', historyEnd: '0' }),
     outOfSyncKiB: () => 0,
   } as unknown as AttachedStore;
-  const log = silentLogger();
-  const info = log.info.bind(log);
-  log.info = ((...args: unknown[]) => {
-    const msg = args.find((a) => typeof a === 'string');
-    if (typeof msg === 'string') probe.lines.push(msg);
-    return (info as (...a: unknown[]) => void)(...args);
-  }) as typeof log.info;
+  // info and above, as the resource process logs them; each JSON line's msg is kept
+  const log = pino({ level: 'info' }, {
+    write: (line: string) => {
+      const parsed = JSON.parse(line) as { msg?: unknown };
+      if (typeof parsed.msg === 'string') probe.lines.push(parsed.msg);
+    },
+  });
   const spec = { name: 'smunit', node: 'alpha', minor: 100, volume: 0, devicePath: '/dev/drbd100', handlers: {}, peer: undefined } as unknown as ResourceSpec;
   return { rt: new ResourceRuntime({ spec, log, openStore: async () => store }), probe };
 }

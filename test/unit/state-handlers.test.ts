@@ -9,7 +9,7 @@ import { ConnState, DiskState, Role } from '../../src/resource/states.js';
 import { unconfiguredState } from '../../src/resource/state.js';
 import type { StateSnapshot } from '../../src/daemon/status.js';
 
-const s = (patch: Partial<StateSnapshot>): StateSnapshot => ({ ...unconfiguredState, conn: ConnState.Connected, ...patch }) as StateSnapshot;
+const s = (patch: Partial<StateSnapshot>): StateSnapshot => ({ ...unconfiguredState, conn: ConnState.Connected, ...patch });
 
 describe('pri-on-incon-degr', () => {
   const syncTargetPrimary = s({ role: Role.Primary, disk: DiskState.Inconsistent, pdsk: DiskState.UpToDate, conn: ConnState.SyncTarget });

@@ -190,11 +190,17 @@ export async function streamEvents(ctx: CliContext, targets: EventsTarget[], opt
     const poll = setInterval(() => {
       for (const s of streams) {
         if (s.isOpen || s.opening || !ControlClient.isUp(s.paths)) continue;
-        void s.open().then((dump) => {
-          if (!dump || stopped) return s.close();
-          for (const event of createdEvents(dump)) print(event);
-          s.goLive(print);
-        });
+        // The poll timer cannot wait; a failure is reported, the stream closed, and the next poll retries.
+        s.open()
+          .then((dump) => {
+            if (!dump || stopped) return s.close();
+            for (const event of createdEvents(dump)) print(event);
+            s.goLive(print);
+          })
+          .catch((err: unknown) => {
+            ctx.err(`${s.name}: cannot follow its events: ${err instanceof Error ? err.message : String(err)}\n`);
+            s.close();
+          });
       }
     }, EVENTS_POLL_INTERVAL_MS);
     const timer = options.timeoutMs > 0 ? setTimeout(stop, options.timeoutMs) : undefined;

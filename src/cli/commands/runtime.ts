@@ -12,6 +12,7 @@ import type { Command } from 'commander';
 import type { GetContext } from './index.js';
 import type { CliContext } from '../context.js';
 import { UdrbdError, ExitCode } from '../../util/errors.js';
+import { ErrCode } from '../../resource/state.js';
 import { runtimePaths, readPid, type RuntimePaths } from '../../daemon/paths.js';
 import fs from 'node:fs';
 import { ControlClient, ResourceDiedError, ResourceNotUpError, callResource } from '../../daemon/client.js';
@@ -94,7 +95,7 @@ async function up(ctx: CliContext, target: ResourceTarget, mode: DaemonMode, opt
       const client = await ControlClient.connect(target.paths, 2_000);
       client.close();
       if (mode === 'attach') return call(ctx, target, 'attach');
-      throw new UdrbdError(`${target.minor}: Failure: (161) Minor or volume exists already (delete it first)\n${terminated('new-minor', target, 10)}`, ExitCode.configInvalid);
+      throw new UdrbdError(`${target.minor}: Failure: (${ErrCode.minorExists}) Minor or volume exists already (delete it first)\n${terminated('new-minor', target, ExitCode.configInvalid)}`, ExitCode.configInvalid);
     } catch (err) {
       if (!(err instanceof ResourceNotUpError)) throw err;
       // Stale socket of a crashed process: the new process takes over.

@@ -173,6 +173,7 @@ export class NbdServer {
     }
     const conn = new NbdConnection(socket, this.config, this.log);
     this.connections.add(conn);
+    // conn.done only ever resolves (the connection logs its own errors); nothing waits for this cleanup.
     void conn.done.then(() => this.connections.delete(conn));
   }
 
