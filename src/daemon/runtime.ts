@@ -4,19 +4,19 @@
  * meta-data while attached, answers the control verbs it defines itself
  * (status, attach, detach, down, io.read) and lets daemon/wiring and
  * daemon/link add the rest. Every state change, whatever caused it, goes
- * through `setState` (internal) or `requestState` (an operator's request),
- * which pass resource/transition (sanitize, DRBD's hard and soft rules,
- * invariants, after-state rules), then log the one `conn( A -> B )` line,
- * publish one events2 change, persist the meta-data flags and run the
- * after-state effects (a new current UUID).
+ * through `setState`, which passes resource/transition (sanitize, DRBD's
+ * hard rules, invariants, after-state rules; an operator's request was
+ * checked by resource/admin through the same function first), then logs
+ * the one `conn( A -> B )` line, publishes one events2 change, persists the
+ * meta-data flags and runs the after-state effects (a new current UUID).
  */
 import type { Logger } from '../util/log.js';
 import { assert } from '../util/assert.js';
 import { ExitCode, UdrbdError } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
-import { type StateCtx, SsCode, defaultStateCtx, formatRefusalLog, formatRefusalMessage, unconfiguredState } from '../resource/state.js';
+import { type StateCtx, SsCode, defaultStateCtx, formatRefusalMessage, unconfiguredState } from '../resource/state.js';
 import { requestDetach } from '../resource/admin.js';
-import { type Committed, type StateEffect, type StateFacts, internalTransition, transition } from '../resource/transition.js';
+import { type Committed, type StateEffect, type StateFacts, internalTransition } from '../resource/transition.js';
 import { type ControlEvent, type ControlReply, type ControlRequest, DIAGNOSTIC_IO_BYTES_MAX, errorReply, okReply } from './protocol.js';
 import {
   type StateSnapshot,
@@ -187,28 +187,6 @@ export class ResourceRuntime {
   async setState(next: Partial<StateSnapshot>, why?: string): Promise<void> {
     const before = this.state;
     await this.commit(internalTransition(before, { ...before, ...next }, this.stateCtx(), this.stateFacts()), why);
-  }
-
-  /**
-   * Checks an operator's request against DRBD's soft and hard rules without
-   * committing it: the sanitized new state, or a StateChangeRefused with
-   * DRBD's code, text and exit code (the refusal is logged as DRBD does).
-   */
-  checkRequest(next: Partial<StateSnapshot>): StateSnapshot {
-    const before = this.state;
-    const wanted = { ...before, ...next };
-    const result = transition(before, wanted, this.stateCtx(), 'request', this.stateFacts());
-    if (!result.ok) {
-      const lines = result.code < 0 && !result.failure ? formatRefusalLog(result.code as SsCode, before, wanted) : [`State change failed: ${result.text}`];
-      for (const line of lines) this.log.warn(line);
-      throw new StateChangeRefused(result.code, result.text, result.exitCode);
-    }
-    return result.to;
-  }
-
-  /** An operator's request: checked by `checkRequest`, then committed. */
-  async requestState(next: Partial<StateSnapshot>, why?: string): Promise<void> {
-    await this.setState(this.checkRequest(next), why);
   }
 
   /** Commits a checked change: the one log line, hooks, one event, md flags, after-state effects. */

@@ -12,7 +12,6 @@
 import {
   ErrCode,
   SsCode,
-  checkStateChange,
   failure,
   formatRefusalLog,
   refusal,
@@ -20,9 +19,22 @@ import {
   type Fencing,
   type Refusal,
   type ResourceState,
+  type StateCheck,
   type StateCtx,
 } from './state.js';
 import { ConnState, DiskState, Role } from './states.js';
+import { internalTransition, transition } from './transition.js';
+
+/**
+ * Every state an operator request reaches is checked by resource/transition:
+ * the soft and hard rules (a refusal), or with `hard` (the request's own
+ * follow-up steps, DRBD's CS_HARD) the hard rules only (an InvariantError).
+ */
+function check(os: ResourceState, wanted: ResourceState, ctx: StateCtx, opts: { hard?: boolean } = {}): StateCheck {
+  const r = opts.hard ? internalTransition(os, wanted, ctx) : transition(os, wanted, ctx, 'request');
+  if (!r.ok) return r;
+  return { ok: true, state: r.to, changed: r.changed, warnings: r.warnings };
+}
 
 /** Named side effects the resource process performs after an admin request succeeded. */
 export type AdminEffect =
@@ -160,7 +172,7 @@ export function requestPrimary(state: ResourceState, opts: PrimaryOptions, ctx: 
     const outcome = interpretFencePeer(opts.fencePeerExit, base, ctx.fencing);
     logLines.push(...outcome.logLines);
     if (Object.keys(outcome.patch).length > 0) {
-      const r = checkStateChange(base, { ...base, ...outcome.patch }, ctx, { hard: true });
+      const r = check(base, { ...base, ...outcome.patch }, ctx, { hard: true });
       if (r.ok && r.changed) {
         base = r.state;
         committed.push(base);
@@ -171,7 +183,7 @@ export function requestPrimary(state: ResourceState, opts: PrimaryOptions, ctx: 
 
   for (let tries = 0; tries < PROMOTE_TRIES_MAX; tries++) {
     lastWanted = { ...base, ...want };
-    const r = checkStateChange(base, lastWanted, ctx);
+    const r = check(base, lastWanted, ctx);
     if (r.ok) {
       if (!r.changed) return ok(committed, [], logLines);
       const effects: AdminEffect[] = ['clear-discard-my-data'];
@@ -225,7 +237,7 @@ export function requestPrimary(state: ResourceState, opts: PrimaryOptions, ctx: 
 export function requestSecondary(state: ResourceState, opts: { deviceOpen: boolean }, ctx: StateCtx): AdminResult {
   const c = { ...ctx, deviceOpen: opts.deviceOpen };
   const wanted = { ...state, role: Role.Secondary };
-  const r = checkStateChange(state, wanted, c);
+  const r = check(state, wanted, c);
   if (!r.ok) return refused(r, state, sanitizeState(state, wanted, c));
   if (!r.changed) return ok([]);
   const effects: AdminEffect[] = ['uuid-secondary-bit'];
@@ -238,9 +250,9 @@ export function requestConnect(state: ResourceState, opts: { discardMyData: bool
   if (opts.discardMyData && state.role === Role.Primary) return refused(failure(ErrCode.discardImpossible));
   if (state.conn !== ConnState.StandAlone) return refused(failure(ErrCode.netConfigured));
   const c = { ...ctx, hasNetConfig: true };
-  const s1 = checkStateChange(state, { ...state, conn: ConnState.Unconnected }, c, { hard: true });
+  const s1 = check(state, { ...state, conn: ConnState.Unconnected }, c, { hard: true });
   if (!s1.ok) return refused(s1, state, { ...state, conn: ConnState.Unconnected });
-  const s2 = checkStateChange(s1.state, { ...s1.state, conn: ConnState.WFConnection }, c, { hard: true });
+  const s2 = check(s1.state, { ...s1.state, conn: ConnState.WFConnection }, c, { hard: true });
   if (!s2.ok) return refused(s2, s1.state, { ...s1.state, conn: ConnState.WFConnection }, [s1.state]);
   return ok([s1.state, s2.state], ['net-connect']);
 }
@@ -253,17 +265,17 @@ export function requestConnect(state: ResourceState, opts: { discardMyData: bool
 export function requestDisconnect(state: ResourceState, ctx: StateCtx): AdminResult {
   if (state.conn === ConnState.StandAlone) return ok([]);
   let wanted: ResourceState = { ...state, conn: ConnState.Disconnecting };
-  let r = checkStateChange(state, wanted, ctx);
+  let r = check(state, wanted, ctx);
   if (!r.ok && r.code === SsCode.primaryNop) {
     wanted = { ...state, conn: ConnState.Disconnecting, pdsk: DiskState.Outdated };
-    r = checkStateChange(state, wanted, ctx);
+    r = check(state, wanted, ctx);
     if (!r.ok && r.code === SsCode.outdateWithoutConnection) {
       wanted = { ...state, conn: ConnState.Disconnecting };
-      r = checkStateChange(state, wanted, ctx, { hard: true });
+      r = check(state, wanted, ctx, { hard: true });
     }
   }
   if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
-  const s2 = checkStateChange(r.state, { ...r.state, conn: ConnState.StandAlone }, ctx, { hard: true });
+  const s2 = check(r.state, { ...r.state, conn: ConnState.StandAlone }, ctx, { hard: true });
   if (!s2.ok) return refused(s2, r.state, { ...r.state, conn: ConnState.StandAlone }, [r.state]);
   return ok([r.state, s2.state], ['net-disconnect']);
 }
@@ -276,12 +288,12 @@ export function requestInvalidate(state: ResourceState, ctx: StateCtx): AdminRes
   if (state.disk === DiskState.Diskless) return refused(failure(ErrCode.noDisk));
   if (state.conn === ConnState.StandAlone && state.role === Role.Secondary) {
     const wanted = { ...state, disk: DiskState.Inconsistent };
-    const r = checkStateChange(state, wanted, ctx);
+    const r = check(state, wanted, ctx);
     if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
     return ok(r.changed ? [r.state] : [], ['set-all-bits']);
   }
   const wanted = { ...state, conn: ConnState.StartingSyncT };
-  const r = checkStateChange(state, wanted, ctx);
+  const r = check(state, wanted, ctx);
   if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
   return ok([r.state], ['set-all-bits', 'send-state']);
 }
@@ -294,7 +306,7 @@ export function requestInvalidateRemote(state: ResourceState, ctx: StateCtx): Ad
   if (state.conn >= ConnState.Connected && state.pdsk < DiskState.Inconsistent) {
     return refused(refusal(SsCode.noRemoteDisk), state, wanted);
   }
-  const r = checkStateChange(state, wanted, ctx);
+  const r = check(state, wanted, ctx);
   if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
   return ok([r.state], ['set-all-bits', 'send-state']);
 }
@@ -302,7 +314,7 @@ export function requestInvalidateRemote(state: ResourceState, ctx: StateCtx): Ad
 /** `verify`: online verify as VerifyS (-14 no verify-alg, -15 not connected, -8 already syncing). */
 export function requestVerify(state: ResourceState, ctx: StateCtx): AdminResult {
   const wanted = { ...state, conn: ConnState.VerifyS };
-  const r = checkStateChange(state, wanted, ctx);
+  const r = check(state, wanted, ctx);
   if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
   if (!r.changed) return ok([]);
   return ok([r.state], ['start-verify', 'send-state']);
@@ -316,7 +328,7 @@ export function requestVerify(state: ResourceState, ctx: StateCtx): AdminResult 
 export function requestOutdate(state: ResourceState, ctx: StateCtx): AdminResult {
   const wanted = { ...state, disk: DiskState.Outdated };
   if (state.conn >= ConnState.Connected) return refused(refusal(SsCode.connectedOutdates), state, wanted);
-  const r = checkStateChange(state, wanted, ctx);
+  const r = check(state, wanted, ctx);
   if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
   return ok(r.changed ? [r.state] : []);
 }
@@ -325,7 +337,7 @@ export function requestOutdate(state: ResourceState, ctx: StateCtx): AdminResult
 export function requestPauseSync(state: ResourceState, pause: boolean, ctx: StateCtx): AdminResult {
   if (state.userIsp === pause) return refused(failure(pause ? ErrCode.pauseIsSet : ErrCode.pauseIsClear));
   const wanted = { ...state, userIsp: pause };
-  const r = checkStateChange(state, wanted, ctx);
+  const r = check(state, wanted, ctx);
   if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
   const effects: AdminEffect[] = state.conn >= ConnState.Connected ? ['send-state'] : [];
   return ok(r.changed ? [r.state] : [], effects);
@@ -335,9 +347,9 @@ export function requestPauseSync(state: ResourceState, pause: boolean, ctx: Stat
 export function requestDetach(state: ResourceState, ctx: StateCtx): AdminResult {
   if (state.disk === DiskState.Diskless) return ok([]);
   const wanted = { ...state, disk: DiskState.Failed };
-  const r = checkStateChange(state, wanted, ctx);
+  const r = check(state, wanted, ctx);
   if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
-  const s2 = checkStateChange(r.state, { ...r.state, disk: DiskState.Diskless }, ctx, { hard: true });
+  const s2 = check(r.state, { ...r.state, disk: DiskState.Diskless }, ctx, { hard: true });
   if (!s2.ok) return refused(s2, r.state, { ...r.state, disk: DiskState.Diskless }, [r.state]);
   const effects: AdminEffect[] = s2.state.conn >= ConnState.Connected ? ['send-state'] : [];
   return ok([r.state, s2.state], effects);

@@ -6,9 +6,10 @@
  * logs exactly one `conn( A -> B )` line and runs the after-state rules.
  */
 import { describe, expect, it } from 'vitest';
-import { ResourceRuntime, StateChangeRefused, type AttachedStore } from '../../src/daemon/runtime.js';
+import { ResourceRuntime, type AttachedStore } from '../../src/daemon/runtime.js';
 import type { ResourceSpec } from '../../src/daemon/spec.js';
 import type { GenerationUuids } from '../../src/meta/types.js';
+import { requestPrimary } from '../../src/resource/admin.js';
 import { defaultStateCtx, unconfiguredState, type ResourceState } from '../../src/resource/state.js';
 import { ConnState as C, DiskState as D, Role as R } from '../../src/resource/states.js';
 import { brokenInvariant, lostPeerDataRule, transition } from '../../src/resource/transition.js';
@@ -82,14 +83,11 @@ describe('an illegal internal transition is an InvariantError naming both states
 });
 
 describe('requests get the soft rules, refused with DRBD text and exit code', () => {
-  it('promoting without UpToDate data: (-2), exit 17, through ResourceRuntime.requestState', async () => {
-    const { rt } = runtimeWithStore({ current: 0x10n, bitmap: 0n, historyStart: 0n, historyEnd: 0n });
-    await rt.attach();
-    await rt.setState({ disk: D.Inconsistent }, 'test');
-    const err = await rt.requestState({ role: R.Primary }, 'test').catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(StateChangeRefused);
-    expect(err).toMatchObject({ code: -2, text: 'Need access to UpToDate data', exitCode: 17 });
-    expect(rt.snapshot.role).toBe(R.Secondary);
+  it('promoting without UpToDate data: (-2), exit 17 — resource/admin asks transition() as a request', () => {
+    const r = transition(st({ disk: D.Inconsistent }), st({ disk: D.Inconsistent, role: R.Primary }), defaultStateCtx, 'request');
+    expect(r).toMatchObject({ ok: false, code: -2, text: 'Need access to UpToDate data', exitCode: 17 });
+    const viaAdmin = requestPrimary(st({ disk: D.Inconsistent }), { force: false }, { ...defaultStateCtx, bitmapUuid: 0n });
+    expect(viaAdmin.kind === 'refused' && viaAdmin.refusal).toMatchObject({ code: -2, exitCode: 17 });
   });
 
   it('the same change as an internal transition is not subject to the soft rules', () => {
