@@ -26,7 +26,6 @@ import { assert } from '../util/assert.js';
 import {
   afterHandshake,
   bitmapExchangedAsTarget,
-  handshakeRefusal,
   isSyncState,
   linkLostStates,
   type PeerView,
@@ -422,14 +421,6 @@ export class PeerLink {
     for (const handler of decision.handlers) runAside(rt.runHandler(handler), rt.log, `handler ${handler}`);
     if (decision.demoted && rt.snapshot.role === Role.Primary) await rt.demote();
     if (link.closed) return;
-    if (decision.kind === 'no-sync' || decision.kind === 'sync-source' || decision.kind === 'sync-target') {
-      const refused = handshakeRefusal(rt.snapshot, afterHandshake(decision.kind, peerView(peer)), rt.stateCtx());
-      if (refused) {
-        for (const line of refused.logLines) rt.log.error(line);
-        await this.toStandAlone('state refused after handshake');
-        return;
-      }
-    }
     switch (decision.kind) {
       case 'unrelated':
       case 'drop':

@@ -9,9 +9,8 @@
  * resource/transition; no sockets, disks or timers here.
  */
 import { UUID_JUST_CREATED, type GenerationUuids } from '../meta/types.js';
-import { formatRefusalLog, type Refusal, type ResourceState, type SsCode, type StateCtx } from './state.js';
+import type { ResourceState } from './state.js';
 import { ConnState, DiskState, Role, connName } from './states.js';
-import { transition } from './transition.js';
 
 /** The fields of a state a rule asks for; the rest stays as it is. */
 export type StatePatch = Partial<ResourceState>;
@@ -41,20 +40,6 @@ export function afterHandshake(outcome: ConnectOutcome, peer: PeerView): StatePa
     case 'sync-target':
       return { conn: ConnState.WFBitMapT, peer: peer.role, pdsk: DiskState.UpToDate };
   }
-}
-
-/**
- * receive_state: the change that makes a link Connected (or starts its
- * resync) is not CS_HARD — it must pass is_valid_state and the soft rules,
- * e.g. two Primaries without allow-two-primaries. A refusal drops the
- * connection (conn_request_state(C_DISCONNECTING, CS_HARD)); returns it with
- * DRBD's log lines, or null when the handshake's state is allowed.
- */
-export function handshakeRefusal(local: ResourceState, patch: StatePatch, ctx: StateCtx): { refusal: Refusal; logLines: string[] } | null {
-  const wanted = { ...local, ...patch };
-  const r = transition(local, wanted, ctx, 'request');
-  if (r.ok) return null;
-  return { refusal: r, logLines: formatRefusalLog(r.code as SsCode, local, wanted) };
 }
 
 /** The target's bitmap exchange is done: wait for the source's P_SYNC_UUID. */

@@ -27,7 +27,6 @@ import {
 import {
   afterHandshake,
   bitmapExchangedAsTarget,
-  handshakeRefusal,
   linkLostStates,
   peerRequestTarget,
   peerStateNews,
@@ -376,20 +375,12 @@ export class RulePair {
   }
 
   /** daemon/link `act`: what a handshake decision does on one node. */
-  private act(n: SimNode, decision: HandshakeDecision, peer: PeerView): void {
-    let d = decision;
+  private act(n: SimNode, d: HandshakeDecision, peer: PeerView): void {
     n.discardMyData = false;
     n.uuids = { ...d.selfUuids };
     if (d.demoted && n.state.role === Role.Primary) {
       n.uuids = { ...n.uuids, current: n.uuids.current & ~1n };
       this.commit(n, { role: Role.Secondary });
-    }
-    if (d.kind === 'no-sync' || d.kind === 'sync-source' || d.kind === 'sync-target') {
-      const refused = handshakeRefusal(n.state, afterHandshake(d.kind, peer), this.ctx(n));
-      if (refused) {
-        n.log.push(...refused.logLines);
-        d = { ...d, kind: 'drop' };
-      }
     }
     switch (d.kind) {
       case 'unrelated':
