@@ -376,8 +376,6 @@ export class RulePair {
 
   /** daemon/link `act`: what a handshake decision does on one node. */
   private act(n: SimNode, d: HandshakeDecision, peer: PeerView): void {
-    // daemon/link: `if (link.closed) return` — the peer's decision may have dropped the link already
-    if (n.state.conn < ConnState.WFReportParams) return;
     n.discardMyData = false;
     n.uuids = { ...d.selfUuids };
     if (d.demoted && n.state.role === Role.Primary) {
