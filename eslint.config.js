@@ -1,12 +1,13 @@
 // eslint.config.js — the lint rules `npm test` enforces (issue 15): only rules that
 // catch real bugs in udrbd, type-aware through typescript-eslint's project service
-// (tsconfig.json for src/, tsconfig.test.json for test/ and vitest.config.ts).
+// (tsconfig.json for src/, tsconfig.test.json for test/ and vitest.config.ts,
+// demo/rabbitmq/tsconfig.json for the RabbitMQ demo).
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   { ignores: ['dist/**', 'native/**', 'node_modules/**', 'scripts/**/*.mjs', 'test/**/*.mjs', '**/*.js'] },
   {
-    files: ['src/**/*.ts', 'test/**/*.ts', 'vitest.config.ts'],
+    files: ['src/**/*.ts', 'test/**/*.ts', 'demo/**/*.ts', 'vitest.config.ts'],
     languageOptions: {
       parser: tseslint.parser,
       parserOptions: {

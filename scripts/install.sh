@@ -8,6 +8,8 @@
 #   $SYSTEMD_UNIT_DIR/udrbd.service    boot unit around the init script (installed with it)
 #   $SYSTEMD_UNIT_DIR/udrbd@.service   one resource: udrbdadm up / down
 #   $OCF_ROOT/resource.d/udrbd/        the Pacemaker (OCF) agent(s): every executable of packaging/ocf/
+#   $PREFIX/lib/udrbd/                 the handlers: every executable of packaging/handlers/
+#                                      (udrbd-crm-fence-peer.sh, udrbd-crm-unfence-peer.sh)
 # Every path lands below $DESTDIR (empty: the real root). What it installs,
 # with a sha256 each, goes to the manifest $PREFIX/share/udrbd/install-manifest;
 # --uninstall removes exactly those files (a file changed since keeps, with a
@@ -26,6 +28,7 @@ PREFIX="${PREFIX:-/usr/local}"
 SYSTEMD_UNIT_DIR="${SYSTEMD_UNIT_DIR:-/lib/systemd/system}"
 OCF_ROOT="${OCF_ROOT:-/usr/lib/ocf}"
 SBINDIR="$PREFIX/sbin"
+HANDLERDIR="$PREFIX/lib/udrbd"
 MANIFEST="$PREFIX/share/udrbd/install-manifest"
 
 mode=install
@@ -147,6 +150,12 @@ if [ -d "$ROOT/packaging/ocf" ]; then
     if [ -f "$agent" ] && [ -x "$agent" ]; then plan+=("$agent|$OCF_ROOT/resource.d/udrbd/$(basename "$agent")|0755"); fi
   done
 fi
+# The handlers (drbd.conf `handlers { fence-peer ...; }`): every executable of packaging/handlers/.
+if [ -d "$ROOT/packaging/handlers" ]; then
+  for handler in "$ROOT"/packaging/handlers/*; do
+    if [ -f "$handler" ] && [ -x "$handler" ]; then plan+=("$handler|$HANDLERDIR/$(basename "$handler")|0755"); fi
+  done
+fi
 
 for entry in "${plan[@]}"; do
   dest="${entry#*|}"; dest="${dest%|*}"
@@ -164,6 +173,8 @@ manifest_lines="$staging/manifest"
 make_dir() {
   local dir="$1"
   [ -d "$DESTDIR$dir" ] && return 0
+  # "/" itself below a DESTDIR that does not exist yet: create it (not recorded; never removed)
+  if [ "$dir" = / ]; then mkdir -p "$DESTDIR/"; return 0; fi
   make_dir "$(dirname "$dir")"
   mkdir -m 0755 "$DESTDIR$dir"
   printf 'dir %s\n' "$dir" >> "$manifest_lines"

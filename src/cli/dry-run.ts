@@ -14,13 +14,13 @@
  * daemon.
  */
 import type { Command } from 'commander';
-import { bindNode, expandCommon, expandResourceNames, loadConfig, type DrbdConfig, type OptionEntry } from '../config/index.js';
+import { bindNode, expandCommon, expandResourceNames, loadConfig, metaDiskArgs, volumeMetaDisk, type DrbdConfig, type MetaDiskArgs, type OptionEntry } from '../config/index.js';
 import { UdrbdError, ExitCode } from '../util/errors.js';
 import type { CliContext } from './context.js';
 import { shellEscape } from '../util/shell-escape.js';
 export { shellEscape };
 
-/** The helper names drbdadm prints when run as /usr/sbin/drbdadm (drbd84.md §6.1). */
+/** The helper names drbdadm prints when run as /usr/sbin/drbdadm (drbdadm_main.c: drbdsetup / drbdmeta helper names). */
 export const DRBDSETUP = 'drbdsetup-84';
 export const DRBDMETA = 'drbdmeta';
 
@@ -30,8 +30,8 @@ export interface DryRunTarget {
   minor: number;
   volume: number;
   diskPath: string;
-  /** `internal`, or the external meta-disk path (udrbd refuses it at up, drbdadm would print it). */
-  metaDisk: string;
+  /** The meta device and index words drbdmeta and drbdsetup-84 attach take. */
+  meta: MetaDiskArgs;
   /** `ipv4:127.0.0.1:7701` as drbdadm prints it. */
   localAddress: string | undefined;
   peerAddress: string | undefined;
@@ -76,7 +76,7 @@ export function dryRunTarget(config: DrbdConfig, resourceName: string, nodeName:
     minor: vol.minor,
     volume: vol.vnr,
     diskPath: vol.disk,
-    metaDisk: vol.metaIndex === 'internal' || vol.metaDisk === undefined ? 'internal' : vol.metaDisk,
+    meta: metaDiskArgs(volumeMetaDisk(vol), vol.disk),
     localAddress: addressText(me.address),
     peerAddress: addressText(peer?.address),
     netOptions: res.netOptions,
@@ -96,14 +96,13 @@ function extras(flags: DryRunFlags): string[] {
 }
 
 const metaLine = (t: DryRunTarget, verb: string, more: readonly string[]): string =>
-  join([DRBDMETA, String(t.minor), 'v08', t.diskPath, t.metaDisk, verb, ...more]);
+  join([DRBDMETA, String(t.minor), 'v08', t.meta.device, t.meta.drbdmetaIndex, verb, ...more]);
 const minorLine = (t: DryRunTarget, verb: string, more: readonly string[]): string => join([DRBDSETUP, verb, String(t.minor), ...more]);
 
 function attachLines(t: DryRunTarget, more: readonly string[]): string[] {
-  const metaDevice = t.metaDisk === 'internal' ? t.diskPath : t.metaDisk;
   return [
     metaLine(t, 'apply-al', more),
-    join([DRBDSETUP, 'attach', String(t.minor), t.diskPath, metaDevice, 'internal', ...optionArgs(t.diskOptions), ...more]),
+    join([DRBDSETUP, 'attach', String(t.minor), t.diskPath, t.meta.device, t.meta.attachIndex, ...optionArgs(t.diskOptions), ...more]),
   ];
 }
 
@@ -120,7 +119,7 @@ type StagedPlan = (t: DryRunTarget, flags: DryRunFlags) => string[][];
 type Plan = (t: DryRunTarget, more: readonly string[], nodeName: string) => string[];
 
 const minorVerb = (verb: string): Plan => (t, more) => [minorLine(t, verb, more)];
-/** drbdadm tries drbdsetup first and falls back to drbdmeta (§6.1): -d prints both. */
+/** drbdadm tries drbdsetup first and falls back to drbdmeta: -d prints both. */
 const withMetaFallback = (verb: string): Plan => (t, more) => [minorLine(t, verb, more), metaLine(t, verb, more)];
 const metaVerb = (verb: string): Plan => (t, more) => [metaLine(t, verb, more)];
 
@@ -133,7 +132,7 @@ const STAGED_PLANS: Readonly<Record<string, StagedPlan>> = {
   ],
 };
 
-/** The generated calls of each verb (drbd84.md §6.1, checked against drbdadm-84 -d). */
+/** The generated calls of each verb (checked against drbdadm-84 -d). */
 const PLANS: Readonly<Record<string, Plan>> = {
   attach: (t, more) => attachLines(t, more),
   connect: (t, more) => [connectLine(t, more)],
@@ -148,6 +147,7 @@ const PLANS: Readonly<Record<string, Plan>> = {
   verify: minorVerb('verify'),
   'pause-sync': minorVerb('pause-sync'),
   'resume-sync': minorVerb('resume-sync'),
+  'resume-io': minorVerb('resume-io'),
   'new-current-uuid': minorVerb('new-current-uuid'),
   role: minorVerb('role'),
   cstate: minorVerb('cstate'),

@@ -4,7 +4,7 @@
  * "udrbdadm must run as root" (exit 20) instead of a raw EACCES/EPERM from
  * somewhere inside. Exit 20 is what drbdadm gives when its helper cannot do
  * its work (an exec error or a helper exit >= 20; drbdsetup's netlink and
- * drbdmeta's open errors are 20, drbd84.md §6.3). Verbs that only read the
+ * drbdmeta's open errors are 20). Verbs that only read the
  * configuration (dump, the sh-* config queries, help) and every -d dry run
  * (cli/dry-run runs first and prints from the configuration alone) work
  * unprivileged. Knows only verb names.

@@ -14,8 +14,9 @@ export type { DrbdConfig, ResourceDef, HostSection, VolumeDef, OptionEntry, Addr
 export type {
   ResourceView, NetOptions, DiskOptions, StartupOptions, ResolvedAddress, Protocol, Fencing, OnIoError,
   AfterSb0pri, AfterSb1pri, AfterSb2pri, RrConflict, OnNoDataAccessible,
+  MetaDiskArgs,
 } from './resolve.js';
-export { resolveResource } from './resolve.js';
+export { metaDiskArgs, resolveResource, volumeMetaDisk } from './resolve.js';
 export { dumpConfig, expandCommon, escapeValue } from './dump.js';
 export { bindNode, validateBindings, type NodeBinding } from './hosts.js';
 export {

@@ -7,7 +7,7 @@
  */
 import { ExitCode, UdrbdError } from '../util/errors.js';
 import { parseScaledNumber, type Scale } from './limits.js';
-import type { DrbdConfig, OptionEntry, ResourceDef } from './model.js';
+import type { DrbdConfig, OptionEntry, ResourceDef, VolumeDef } from './model.js';
 import { bindNode } from './hosts.js';
 import { expandCommon } from './dump.js';
 
@@ -47,6 +47,8 @@ export interface NetOptions {
   alwaysAsbp: boolean;
   verifyAlg?: string;
   csumsAlg?: string;
+  /** csums-after-crash-only: checksum-based resync only for the resync after a Primary crash. */
+  csumsAfterCrashOnly: boolean;
   dataIntegrityAlg?: string;
   useRle: boolean;
   tcpCork: boolean;
@@ -101,6 +103,29 @@ export interface ResourceView {
   startup: StartupOptions;
   options: { onNoDataAccessible: OnNoDataAccessible; cpuMask?: string };
   handlers: Record<string, string>;
+}
+
+/** Where a volume's meta-data is, in the words drbdadm passes to drbdmeta and drbdsetup. */
+export interface MetaDiskArgs {
+  /** The device holding the meta-data: the backing disk when internal. */
+  device: string;
+  /** drbdmeta's index argument: `internal`, `flex-external` or the slot number. */
+  drbdmetaIndex: string;
+  /** drbdsetup-84 attach's index argument: `internal`, `flexible` or the slot number. */
+  attachIndex: string;
+}
+
+/** A volume's `meta-disk` / `flexible-meta-disk` as the view keeps it (no meta-disk statement reads as internal). */
+export function volumeMetaDisk(vol: Pick<VolumeDef, 'metaDisk' | 'metaIndex'>): ResourceView['metaDisk'] {
+  if (vol.metaIndex === 'internal' || vol.metaDisk === undefined) return 'internal';
+  return { path: vol.metaDisk, index: vol.metaIndex === 'flexible' ? 'flexible' : Number.parseInt(vol.metaIndex ?? '0', 10) };
+}
+
+/** drbdadm-84's arguments for `meta-disk internal`, `meta-disk DEV [N]` and `flexible-meta-disk DEV` / `meta-disk DEV`. */
+export function metaDiskArgs(metaDisk: ResourceView['metaDisk'], diskPath: string): MetaDiskArgs {
+  if (metaDisk === 'internal') return { device: diskPath, drbdmetaIndex: 'internal', attachIndex: 'internal' };
+  if (metaDisk.index === 'flexible') return { device: metaDisk.path, drbdmetaIndex: 'flex-external', attachIndex: 'flexible' };
+  return { device: metaDisk.path, drbdmetaIndex: String(metaDisk.index), attachIndex: String(metaDisk.index) };
 }
 
 const MS_PER_S = 1000;
@@ -170,10 +195,7 @@ export function resolveResource(config: DrbdConfig, resourceName: string, nodeNa
   const startup = res.startupOptions;
   const handlers: Record<string, string> = {};
   for (const h of res.handlers) if (h.value !== null) handlers[h.name] = h.value;
-  const metaDisk: ResourceView['metaDisk'] =
-    vol.metaIndex === 'internal'
-      ? 'internal'
-      : { path: vol.metaDisk, index: vol.metaIndex === 'flexible' ? 'flexible' : Number.parseInt(vol.metaIndex ?? '0', 10) };
+  const metaDisk = volumeMetaDisk(vol);
   const protocol = lookup(net, 'protocol') ?? 'C';
   return {
     name: res.name,
@@ -209,6 +231,7 @@ export function resolveResource(config: DrbdConfig, resourceName: string, nodeNa
       alwaysAsbp: boolOption(net, 'always-asbp', false),
       verifyAlg: lookup(net, 'verify-alg'),
       csumsAlg: lookup(net, 'csums-alg'),
+      csumsAfterCrashOnly: boolOption(net, 'csums-after-crash-only', false),
       dataIntegrityAlg: lookup(net, 'data-integrity-alg'),
       useRle: boolOption(net, 'use-rle', true),
       tcpCork: boolOption(net, 'tcp-cork', true),

@@ -3,8 +3,8 @@
  * accepts, in one table: `implemented`, `warn` (ignored, and ignoring it
  * cannot change the data: said so at `up`), or `refuse` (ignoring it would
  * change the data's safety: `up` and `adjust` stop with exit 10). A keyword
- * may be judged per value (`disk-flushes no` is refused, `yes` is what udrbd
- * does). checkOptionSupport walks one node's view of one resource and returns
+ * may be judged per value (`on-congestion pull-ahead` is refused, `block` is
+ * what udrbd does). checkOptionSupport walks one node's view of one resource and returns
  * a Finding (option, file, line, message) for each option that is not simply
  * implemented. Pure: knows nothing of sockets, disks or the daemon; what the
  * running machine can do (the native addon) comes in as `SupportEnvironment`.
@@ -73,8 +73,8 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
     keyword: 'alternate-link-address', section: 'host', status: 'warn', why: 'udrbd connects over the main address only; no second path means less availability, never different data',
     what: 'only the main address is used', todo: REMOVE,
   },
-  { keyword: 'meta-disk', section: 'volume', status: 'refuse', why: 'internal v08 meta-data only: with external meta-data udrbd would write its own meta-data over the end of the data disk', values: { internal: ok }, what: 'external meta-data', todo: "use 'meta-disk internal'" },
-  { keyword: 'flexible-meta-disk', section: 'volume', status: 'refuse', why: 'as meta-disk: internal only', values: { internal: ok }, what: 'external meta-data', todo: "use 'meta-disk internal'" },
+  { keyword: 'meta-disk', section: 'volume', ...OK("v08 meta-data as drbdmeta writes it: 'internal' at the end of the disk, 'DEV [N]' in 128 MiB slot N of DEV, 'DEV' alone sized to DEV (flexible); on a device of its own it is flushed in the same order as internal meta-data") },
+  { keyword: 'flexible-meta-disk', section: 'volume', ...OK('flexible external v08 meta-data: superblock, activity log and bitmap fill the meta device, as drbdmeta flex-external') },
 
   // ---- global
   { keyword: 'usage-count', section: 'global', status: 'warn', why: 'udrbd never reports usage to LINBIT: the same as usage-count no', values: { no: ok }, what: 'udrbd never takes part in the usage count', todo: "use 'usage-count no' or remove it" },
@@ -88,33 +88,26 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
 
   // ---- disk
   { keyword: 'size', section: 'disk', ...OK('the device is limited to it (and to the smaller of both disks)') },
-  {
-    keyword: 'on-io-error', section: 'disk', status: 'refuse', why: 'udrbd does not act on local I/O errors yet: pass_on and call-local-io-error would not do what they promise (the handler, often a node halt, would not run)',
-    values: { detach: { status: 'warn', what: 'udrbd does not detach on a local I/O error yet; the error is returned to the request', todo: LATER } },
-    what: 'udrbd does not act on local I/O errors', todo: "use 'on-io-error detach' (the default) until a later udrbd release implements it",
-  },
-  {
-    keyword: 'fencing', section: 'disk', status: 'refuse', why: 'udrbd never runs the fence-peer handler, so a Primary that loses its peer would go on without fencing it: the peer could be promoted too (split brain)',
-    values: { 'dont-care': ok }, what: 'the fence-peer handler is never run', todo: "use 'fencing dont-care' (the default)",
-  },
+  { keyword: 'on-io-error', section: 'disk', ...OK('as DRBD 8.4: detach goes Failed -> Diskless and a Primary serves I/O through the peer; pass_on makes the disk Inconsistent and passes the error up when no peer has the data; call-local-io-error runs the local-io-error handler and detaches') },
+  { keyword: 'fencing', section: 'disk', ...OK('as DRBD 8.4: fence-peer runs when a Primary loses its peer and before a promotion that does not know the peer outdated; its exit code sets the peer (or own) disk state; resource-and-stonith freezes the Primary\'s I/O until the handler answered') },
   { keyword: 'max-bio-bvecs', section: 'disk', status: 'warn', why: 'a kernel bio limit; udrbd sizes its own requests', what: 'kernel bio tuning', todo: REMOVE },
-  { keyword: 'disk-timeout', section: 'disk', status: 'warn', why: 'a hung backing disk is not detached after the timeout; writes wait for it, nothing completes early', values: { '0': ok }, what: 'a hung disk is waited for', todo: LATER },
+  { keyword: 'disk-timeout', section: 'disk', ...OK('a backing-disk request older than it detaches the disk (as on-io-error detach), whatever on-io-error says; 0 = off') },
   { keyword: 'read-balancing', section: 'disk', status: 'warn', why: 'reads are always served from the local disk when it is UpToDate: the same data', values: { 'prefer-local': ok }, what: 'reads are served locally', todo: REMOVE },
   { keyword: 'use-bmbv', section: 'disk', status: 'warn', why: 'obsolete in DRBD 8.4 itself', what: 'obsolete', todo: REMOVE },
-  { keyword: 'disk-barrier', section: 'disk', status: 'warn', why: 'udrbd orders writes with flushes (fdatasync), never with barriers; disk-flushes stays on', values: { no: ok }, what: 'udrbd uses flushes, not barriers', todo: REMOVE },
-  { keyword: 'disk-flushes', section: 'disk', status: 'implemented', why: 'udrbd flushes the backing disk at every epoch end and FUA; running without would lose acknowledged writes on a power failure', values: { no: { status: 'refuse', what: 'udrbd always flushes the backing disk', todo: "use 'disk-flushes yes' (the default) or remove it" } } },
-  { keyword: 'md-flushes', section: 'disk', status: 'implemented', why: 'udrbd flushes every meta-data write; running without could lose the activity log on a power failure', values: { no: { status: 'refuse', what: 'udrbd always flushes its meta-data', todo: "use 'md-flushes yes' (the default) or remove it" } } },
+  { keyword: 'disk-barrier', section: 'disk', ...OK('udrbd has no barriers on its backing disk: yes falls back to flushes, as DRBD 8.4 does on a device that refuses barriers (logged at attach)') },
+  { keyword: 'disk-flushes', section: 'disk', ...OK("yes: the backing disk is flushed at every epoch end and after a resync; no: DRBD's drain ordering (the epoch's writes complete, unflushed), logged at attach with the warning that it is safe only with a battery-backed write cache") },
+  { keyword: 'md-flushes', section: 'disk', ...OK('yes: AL transactions, bitmap pages and the superblock are written FUA / flushed; no: plain writes in the same order, logged at attach with the warning that it is safe only with a battery-backed write cache; changes at the next attach') },
   { keyword: 'disk-drain', section: 'disk', status: 'implemented', why: 'udrbd completes an epoch\'s writes before the flush that ends it', values: { no: { status: 'warn', what: 'udrbd drains anyway, which is the safer choice', todo: REMOVE } } },
   { keyword: 'no-disk-barrier', section: 'disk', ...OK("same as 'disk-barrier no': udrbd never uses barriers") },
-  { keyword: 'no-disk-flushes', section: 'disk', status: 'refuse', why: "same as 'disk-flushes no'", what: 'udrbd always flushes the backing disk', todo: 'remove it' },
-  { keyword: 'no-md-flushes', section: 'disk', status: 'refuse', why: "same as 'md-flushes no'", what: 'udrbd always flushes its meta-data', todo: 'remove it' },
+  { keyword: 'no-disk-flushes', section: 'disk', ...OK("same as 'disk-flushes no'") },
+  { keyword: 'no-md-flushes', section: 'disk', ...OK("same as 'md-flushes no'") },
   { keyword: 'no-disk-drain', section: 'disk', status: 'warn', why: "same as 'disk-drain no'", what: 'udrbd drains anyway, which is the safer choice', todo: REMOVE },
   { keyword: 'resync-rate', section: 'disk', ...OK('the resync runs at this rate (with c-plan-ahead 0)') },
   { keyword: 'rate', section: 'disk', ...OK("8.3 syncer name of resync-rate") },
   { keyword: 'resync-after', section: 'disk', status: 'warn', why: 'resyncs of different resources run at the same time instead of one after the other: slower on a shared disk, the same data', what: 'resyncs are not serialised', todo: LATER },
   { keyword: 'after', section: 'disk', status: 'warn', why: "8.3 syncer name of resync-after", what: 'resyncs are not serialised', todo: LATER },
   { keyword: 'al-extents', section: 'disk', ...OK('size of the activity log') },
-  { keyword: 'al-updates', section: 'disk', status: 'implemented', why: 'udrbd always writes activity-log transactions', values: { no: { status: 'warn', what: 'the activity log is updated anyway, which is the safer choice', todo: REMOVE } } },
+  { keyword: 'al-updates', section: 'disk', ...OK('no: no activity-log transactions, MDF_AL_DISABLED set on disk, and a crashed Primary resyncs the whole device (as DRBD 8.4); logged at attach; changes at the next attach') },
   { keyword: 'discard-zeroes-if-aligned', section: 'disk', status: 'warn', why: 'udrbd does not pass discards to the backing disk, so none is promised to zero data', what: 'no discards reach the backing disk', todo: REMOVE },
   { keyword: 'c-plan-ahead', section: 'disk', ...OK('0 = fixed rate (resync-rate), otherwise the resync runs at c-max-rate') },
   { keyword: 'c-max-rate', section: 'disk', ...OK('the resync rate while c-plan-ahead > 0') },
@@ -150,11 +143,8 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
   { keyword: 'tcp-cork', section: 'net', status: 'warn', why: 'udrbd batches its writes itself and sets TCP_NODELAY; only latency differs', what: 'TCP_NODELAY, no cork', todo: REMOVE },
   { keyword: 'no-tcp-cork', section: 'net', ...OK('udrbd never corks the socket') },
   { keyword: 'discard-my-data', section: 'net', ...OK('a connect/up flag (--discard-my-data), not a configuration option: the parser refuses it in net { }, as drbdadm does') },
-  {
-    keyword: 'csums-alg', section: 'net', status: 'warn', why: 'resync copies every out-of-sync block in full instead of first comparing checksums: more bytes cross the link, the result is the same data (nothing is skipped)',
-    what: 'resync copies every out-of-sync block', todo: REMOVE,
-  },
-  { keyword: 'csums-after-crash-only', section: 'net', status: 'warn', why: 'as csums-alg: every resync copies the blocks in full', what: 'resync copies every out-of-sync block', todo: REMOVE },
+  { keyword: 'csums-alg', section: 'net', ...OK('checksum-based resync: the SyncTarget sends a digest per run (CsumRsRequest), the SyncSource sends the data only when its digest differs (else RsIsInSync); both nodes must name the same digest') },
+  { keyword: 'csums-after-crash-only', section: 'net', ...OK('csums-alg is used only for the resync after a Primary crash (the crashed-primary flag); other resyncs copy in full') },
   { keyword: 'use-rle', section: 'net', status: 'warn', why: 'udrbd\'s bitmap exchange has its own compact encoding; only the bytes on the wire differ', what: 'udrbd encodes the bitmap its own way', todo: REMOVE },
 
   // ---- options
@@ -181,13 +171,10 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
   handler('before-resync-target', 'run before this node becomes SyncTarget'),
   handler('after-resync-target', 'run after this node finished a resync as SyncTarget'),
   handler('out-of-sync', 'run when an online verify ends having found out-of-sync blocks'),
-  handler('fence-peer', 'DRBD runs it only with fencing resource-only / resource-and-stonith, which udrbd refuses'),
+  handler('fence-peer', 'run with fencing resource-only / resource-and-stonith when a Primary loses its peer and before a promotion that does not know the peer outdated; exit codes 3-7 as DRBD 8.4'),
   handler('outdate-peer', 'old name of fence-peer'),
-  handler('unfence-peer', 'DRBD runs it only with fencing, which udrbd refuses'),
-  {
-    keyword: 'local-io-error', section: 'handlers', status: 'warn', why: 'DRBD runs it only with on-io-error call-local-io-error, which udrbd refuses; without that it never runs in DRBD either',
-    what: 'udrbd does not act on local I/O errors yet', todo: LATER,
-  },
+  handler('unfence-peer', 'never run, as in DRBD 8.4 (whose kernel has no unfence call): remove the constraint from after-resync-target'),
+  handler('local-io-error', 'run on a local I/O error with on-io-error call-local-io-error, before the disk detaches'),
   {
     keyword: 'before-resync-source', section: 'handlers', status: 'warn', why: 'not run before this node becomes SyncSource; usually a snapshot hook, the resync itself is the same',
     what: 'not run before a resync as SyncSource', todo: LATER,

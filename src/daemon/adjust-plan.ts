@@ -68,6 +68,7 @@ const NET_OPTION_NAMES: Readonly<Record<keyof NetOptions, string>> = {
   alwaysAsbp: 'always-asbp',
   verifyAlg: 'verify-alg',
   csumsAlg: 'csums-alg',
+  csumsAfterCrashOnly: 'csums-after-crash-only',
   dataIntegrityAlg: 'data-integrity-alg',
   useRle: 'use-rle',
   tcpCork: 'tcp-cork',
@@ -129,12 +130,10 @@ function metaDiskText(view: ResourceView): string {
 
 /** The lines `drbdadm -d attach` prints: AL recovery by drbdmeta, then drbdsetup attach with the disk options. */
 function attachLines(spec: ResourceSpec): string[] {
-  const view = viewOf(spec);
-  const meta = view.metaDisk === 'internal' ? spec.diskPath : view.metaDisk.path;
-  const metaIndex = view.metaDisk === 'internal' ? 'internal' : String(view.metaDisk.index);
+  const meta = spec.metaArgs;
   return [
-    `drbdmeta ${spec.minor} v08 ${meta} ${metaIndex} apply-al`,
-    [`drbdsetup-84 attach ${spec.minor} ${spec.diskPath} ${meta} ${metaIndex}`, ...spec.setupArgs.attach].join(' '),
+    `drbdmeta ${spec.minor} v08 ${meta.device} ${meta.drbdmetaIndex} apply-al`,
+    [`drbdsetup-84 attach ${spec.minor} ${spec.diskPath} ${meta.device} ${meta.attachIndex}`, ...spec.setupArgs.attach].join(' '),
   ];
 }
 
@@ -177,6 +176,13 @@ export function planAdjust(running: ResourceSpec, wanted: ResourceSpec, facts: R
     }
     if (diskChanged.includes('al-extents')) {
       refuse('al-extents', was.disk.alExtents, now.disk.alExtents, 'udrbd sizes the activity log when it attaches the disk');
+    }
+    const yesNo = (on: boolean): string => (on ? 'yes' : 'no');
+    if (diskChanged.includes('md-flushes')) {
+      refuse('md-flushes', yesNo(was.disk.mdFlushes), yesNo(now.disk.mdFlushes), 'udrbd sets how meta-data writes reach the disk when it attaches the disk');
+    }
+    if (diskChanged.includes('al-updates')) {
+      refuse('al-updates', yesNo(was.disk.alUpdates), yesNo(now.disk.alUpdates), 'udrbd sets up the activity log (and MDF_AL_DISABLED) when it attaches the disk');
     }
   }
   const netChanged = changedOptions(NET_OPTION_NAMES, was.net, now.net);

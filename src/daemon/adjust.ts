@@ -36,6 +36,8 @@ export function liveReplicationOptions(view: ResourceView): Partial<LiveReplicat
     requestTimeoutMs: requestTimeoutMs(view.net),
     resyncRateKiBps: resyncRateLimitKiBps({ resyncRateKiBps: view.disk.resyncRateKiBps, cPlanAheadTenthsS: view.disk.cPlanAheadDs, cMaxRateKiBps: view.disk.cMaxRateKiBps }),
     ...(view.net.verifyAlg ? { verifyAlg: view.net.verifyAlg } : {}),
+    csumsAlg: view.net.csumsAlg ?? '',
+    diskFlushes: view.disk.diskFlushes,
   };
 }
 
@@ -54,9 +56,10 @@ export function checkWanted(wanted: ResourceSpec): AdjustCheckResult {
     if (!(err instanceof InvariantError)) throw err;
     result.refusals.push(`${where}: the data path refuses these options (${err.message.replace('invariant violated: ', '')}); fix the configuration and adjust again.`);
   }
-  if (view.net.verifyAlg) {
+  for (const [option, alg] of [['verify-alg', view.net.verifyAlg], ['csums-alg', view.net.csumsAlg]] as const) {
+    if (!alg) continue;
     try {
-      blockDigest(view.net.verifyAlg);
+      blockDigest(alg, option);
     } catch (err) {
       if (!(err instanceof UdrbdError)) throw err;
       result.refusals.push(`${where}, net: ${err.message}; fix the configuration and adjust again.`);
@@ -134,8 +137,8 @@ function adoptPeerSyncParam(wiring: Wiring, packet: SyncParamPacket): void {
     return;
   }
   rt.log.info(
-    { resyncRateKiBps: disk.resyncRateKiBps, cPlanAheadDs: disk.cPlanAheadDs, cMaxRateKiBps: disk.cMaxRateKiBps, verifyAlg: net.verifyAlg ?? null },
-    `peer changed the resync parameters: resync-rate ${disk.resyncRateKiBps}K verify-alg ${net.verifyAlg ?? '(none)'}`,
+    { resyncRateKiBps: disk.resyncRateKiBps, cPlanAheadDs: disk.cPlanAheadDs, cMaxRateKiBps: disk.cMaxRateKiBps, verifyAlg: net.verifyAlg ?? null, csumsAlg: net.csumsAlg ?? null },
+    `peer changed the resync parameters: resync-rate ${disk.resyncRateKiBps}K verify-alg ${net.verifyAlg ?? '(none)'} csums-alg ${net.csumsAlg ?? '(none)'}`,
   );
   rt.replaceSpec({ ...spec, view: next });
   wiring.dataPath?.applyOptions(liveReplicationOptions(next));
@@ -210,6 +213,7 @@ async function apply(wiring: Wiring, wanted: ResourceSpec, plan: AdjustPlan): Pr
         break;
       case 'disk-options':
         wiring.dataPath?.applyOptions(liveReplicationOptions(view));
+        wiring.applyDiskTimeout(); // on-io-error is read at each error
         wiring.link.sendSyncParam();
         break;
       case 'disconnect':

@@ -158,6 +158,10 @@ export class ControlClient {
       this.eventHandler?.(message.event);
       return;
     }
+    if (message.id === -1 && message.ok === false) {
+      // Not an answer to any request: the server refused this connection (too many) or a line.
+      return this.fail(new UdrbdError(`udrbd resource ${this.paths.resource} on node ${this.paths.node}: ${(message.stderr ?? '').trimEnd()}`, message.exitCode ?? ExitCode.fatal));
+    }
     const waiter = typeof message.id === 'number' ? this.waiting.get(message.id) : undefined;
     if (!waiter) return;
     this.waiting.delete(message.id!);

@@ -2,7 +2,7 @@
  * daemon/config-adapter — turns config/'s ResourceView for this node into
  * the daemon's ResourceSpec. The only daemon file that reads config/ types.
  */
-import { loadConfig, resolveResource, setupArgs } from '../config/index.js';
+import { loadConfig, metaDiskArgs, resolveResource, setupArgs } from '../config/index.js';
 import type { ResourceSpec } from './spec.js';
 
 export function loadSpec(configPath: string, resource: string, node: string): ResourceSpec {
@@ -16,11 +16,20 @@ export function loadSpec(configPath: string, resource: string, node: string): Re
     volume: view.volume,
     devicePath: view.devicePath,
     diskPath: view.diskPath,
+    metaDisk: view.metaDisk,
+    metaArgs: metaDiskArgs(view.metaDisk, view.diskPath),
     localAddress: view.localAddress,
     peer: view.peer ? { name: view.peer.name, address: view.peer.address } : undefined,
     handlers: { ...view.handlers },
     fencing: view.disk.fencing,
     alExtents: view.disk.alExtents,
+    writeOrdering: {
+      diskBarrier: view.disk.diskBarrier,
+      diskFlushes: view.disk.diskFlushes,
+      diskDrain: view.disk.diskDrain,
+      mdFlushes: view.disk.mdFlushes,
+      alUpdates: view.disk.alUpdates,
+    },
     configuredSizeBytes: view.disk.sizeSectors * 512,
     setupArgs: setupArgs(config, resource, node) ?? { net: [], attach: [], diskOptions: [], resource: [] },
     view,

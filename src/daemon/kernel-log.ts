@@ -1,6 +1,6 @@
 /**
  * daemon/kernel-log — the resource process's state changes in the DRBD 8.4
- * kernel module's syslog wording (drbd84.md §5.2), for operators who grep
+ * kernel module's syslog wording (drbd_state.c: print_state_change), for operators who grep
  * dmesg-style lines: device messages as `block drbd<minor>: …`, connection
  * messages as `drbd <resource>: …`. The kernel logs a change from the
  * connection's side (`drbd r0: conn( WFConnection -> WFReportParams )`,

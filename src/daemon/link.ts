@@ -228,9 +228,13 @@ export class PeerLink {
   sendSyncParam(): void {
     const link = this.active;
     if (!link || link.closed) return;
+    link.result.session.send({ type: PacketType.SyncParam, ...this.syncParamBody() });
+  }
+
+  /** The resync parameters this node runs with, as P_SYNC_PARAM carries them (at connect and after adjust). */
+  private syncParamBody(): Omit<SyncParamPacket, 'type'> {
     const { disk, net } = this.view;
-    link.result.session.send({
-      type: PacketType.SyncParam,
+    return {
       resyncRateKiBps: disk.resyncRateKiBps,
       cPlanAheadDs: disk.cPlanAheadDs,
       cDelayTargetDs: disk.cDelayTargetDs,
@@ -238,7 +242,7 @@ export class PeerLink {
       cMaxRateKiBps: disk.cMaxRateKiBps,
       verifyAlg: net.verifyAlg ?? '',
       csumsAlg: net.csumsAlg ?? '',
-    });
+    };
   }
 
   /** Set by daemon/adjust: the peer sent new resync parameters; this node adopts them. */
@@ -297,7 +301,8 @@ export class PeerLink {
     let uuidFlags = 0;
     if (this.discardMyData) uuidFlags |= UuidFlag.discardMyData;
     if (store.mdFlags & MdFlag.crashedPrimary) uuidFlags |= UuidFlag.crashedPrimary;
-    if (s.disk <= DiskState.Inconsistent) uuidFlags |= UuidFlag.inconsistent;
+    const disk = s.disk === DiskState.Negotiating ? store.diskAtAttach : s.disk;
+    if (disk <= DiskState.Inconsistent) uuidFlags |= UuidFlag.inconsistent;
     return {
       protocol: {
         protocol: net.protocol,
@@ -308,6 +313,7 @@ export class PeerLink {
         discardMyData: this.discardMyData,
         nodeName: rt.spec.node,
       },
+      syncParam: this.syncParamBody(),
       uuids: { uuids: store.uuids, bitsSet: store.bitmap.countSet(), uuidFlags },
       sizes: { diskSizeBytes: store.maxSizeBytes, currentSizeBytes: store.sizeBytes, maxRequestBytes: 1024 * 1024 },
       state: { role: s.role, disk: s.disk, conn: ConnState.WFReportParams, userIsp: s.userIsp },
@@ -388,6 +394,7 @@ export class PeerLink {
         nodeName: rt.spec.node,
         crashedPrimary: (store.mdFlags & MdFlag.crashedPrimary) !== 0,
         discardMyData: this.discardMyData,
+        attachDisk: store.diskAtAttach,
       },
       peer: {
         uuids: peer.uuids,
@@ -428,14 +435,22 @@ export class PeerLink {
         await this.toStandAlone(decision.kind);
         return;
       case 'no-sync':
+        engine.localDataReady();
         if (!engine.volume.isMirroring) engine.startMirroring();
-        await rt.setState(afterHandshake('no-sync', peerView(peer)), 'handshake: no resync');
+        await rt.setState({ ...afterHandshake('no-sync', peerView(peer)), ...this.negotiatedDisk() }, 'handshake: no resync');
         return;
       case 'sync-source':
+        engine.localDataReady();
         return this.runSyncSource(link, engine, decision.full);
       case 'sync-target':
         return this.runSyncTarget(link, engine, decision.full);
     }
+  }
+
+  /** After a re-attach while connected (disk Negotiating): the disk state the attach found, once the handshake kept it. */
+  private negotiatedDisk(): Partial<StateSnapshot> {
+    const store = this.runtime.attachedStore;
+    return store && this.runtime.snapshot.disk === DiskState.Negotiating ? { disk: store.diskAtAttach } : {};
   }
 
   /** `new-current-uuid --clear-bitmap` on a fresh connected pair: tell the peer to adopt our UUID (flag 8). */
@@ -461,8 +476,18 @@ export class PeerLink {
     await rt.setState(rule.patch, 'skip initial sync');
   }
 
-  /** After `primary --force` while Connected: send the new UUIDs and decide again (DRBD's CONSIDER_RESYNC). */
-  async forcedWhileConnected(): Promise<void> {
+  /** Our UUIDs to the peer (after a new current UUID while connected); nothing without a disk or link. */
+  sendUuids(): void {
+    const link = this.active;
+    if (!link || link.closed || !this.runtime.attachedStore) return;
+    link.result.session.send({ type: PacketType.Uuids, ...this.localParams().uuids });
+  }
+
+  /**
+   * After `primary --force` or a re-attach while Connected: send the new
+   * UUIDs and decide again (DRBD's CONSIDER_RESYNC).
+   */
+  async renegotiate(): Promise<void> {
     const link = this.active;
     const engine = this.engine();
     if (!link || link.closed || !engine || this.runtime.snapshot.conn !== ConnState.Connected) return;
@@ -475,7 +500,7 @@ export class PeerLink {
     const rt = this.runtime;
     const store = rt.requireStore();
     if (full) store.bitmap.setAll();
-    await rt.setState(afterHandshake('sync-source', peerView(link.peer)), 'sync source');
+    await rt.setState({ ...afterHandshake('sync-source', peerView(link.peer)), ...this.negotiatedDisk() }, 'sync source');
     if (!engine.volume.isMirroring) engine.startMirroring();
     // A full sync sets every bit on both sides, so no exchange is needed (and a link exchanges bitmaps once).
     if (exchange) await engine.exchangeBitmaps();
@@ -519,7 +544,7 @@ export class PeerLink {
     runAside(this.runHandlerQuiet('before-resync-target'), rt.log, 'handler before-resync-target');
     const bitsSet = store.bitmap.countSet();
     rt.log.info({ kib: bitsSet * 4, bits: bitsSet }, resyncBeganLine('target', bitsSet));
-    const target = engine.startResyncAsTarget();
+    const target = engine.startResyncAsTarget(this.useChecksumBasedResync(store.mdFlags, link.peer.uuidFlags));
     link.resyncTarget = target;
     if (rt.snapshot.userIsp || rt.snapshot.peerIsp) target.pause();
     const progressTimer = setInterval(() => this.logProgress(), PROGRESS_LOG_INTERVAL_MS);
@@ -541,6 +566,18 @@ export class PeerLink {
     await rt.setState(targetResyncFinished(true), 'resync finished');
     // Nothing follows the finished resync that depends on this handler; runHandler logs failures.
     runAside(this.runHandlerQuiet('after-resync-target'), rt.log, 'handler after-resync-target');
+  }
+
+  /**
+   * use_checksum_based_resync: csums-alg set, and with csums-after-crash-only
+   * only when this resync follows a Primary crash (the crashed-primary flag of
+   * this node's meta-data or of the peer's UUID flags).
+   */
+  private useChecksumBasedResync(mdFlags: number, peerUuidFlags: number): boolean {
+    const net = this.view.net;
+    if (!net.csumsAlg) return false;
+    if (!net.csumsAfterCrashOnly) return true;
+    return (mdFlags & MdFlag.crashedPrimary) !== 0 || (peerUuidFlags & UuidFlag.crashedPrimary) !== 0;
   }
 
   private async runHandlerQuiet(name: string): Promise<void> {
@@ -585,7 +622,8 @@ export class PeerLink {
           return;
         }
         const engine = this.engine();
-        if (engine && this.runtime.snapshot.conn === ConnState.Connected) {
+        // A diskless node only notes the peer's UUIDs; it negotiates when it attaches.
+        if (engine && this.runtime.attachedStore && this.runtime.snapshot.disk > DiskState.Failed && this.runtime.snapshot.conn === ConnState.Connected) {
           this.decide(link, engine).catch((err: Error) => this.runtime.log.error({ err }, `resync decision failed: ${err.message}`));
         }
         return;

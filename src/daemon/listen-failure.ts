@@ -1,7 +1,7 @@
 /**
  * daemon/listen-failure — what `up` / `connect` tell the operator when this
  * node's first listen on its configured address fails, with drbdadm's
- * wording and exit code 10 (drbd84.md §6.3): an address that cannot be
+ * wording and exit code 10 (drbdsetup's answer to a kernel error): an address that cannot be
  * bound here (EADDRNOTAVAIL) is "IP 192.0.2.1 not found on this host.";
  * a port in use names address:port and, if it can be found, the process
  * holding it. Deciding "on this host" by bindability (not by matching an

@@ -1,6 +1,6 @@
 /**
- * daemon/meta-store — attach: open the backing disk, read and validate its
- * v08 meta-data, recover from the activity log, mark the superblock unclean
+ * daemon/meta-store — attach: open the backing disk (and the meta device when
+ * the meta-data is external), read and validate its v08 meta-data, recover from the activity log, mark the superblock unclean
  * while attached (as the 8.4 kernel does), derive the disk state from the
  * flags; keep the MDF flags in step with the resource state; close clean on
  * down (bitmap pages, clean magic + MDF_AL_CLEAN) so drbdmeta reads it.
@@ -16,7 +16,7 @@ import { DiskState, Role } from '../resource/states.js';
 import { newCurrentUuid } from '../resource/uuid.js';
 import { diskStateFromMdFlags, mdFlagsForState } from '../resource/md-flags.js';
 import type { Fencing } from '../resource/state.js';
-import { hex64 } from '../meta/superblock.js';
+import { hex64, placementOf } from '../meta/superblock.js';
 import { MetaData } from '../meta/metadata.js';
 import type { ActivityLog } from '../meta/activity-log.js';
 import { BM_BLOCK_BYTES, MdFlag, type DirtyBitmap, type GenerationUuids } from '../meta/types.js';
@@ -31,6 +31,7 @@ import { SECTOR_BYTES, sizeAtAttach, sizeLogLine } from './device-size.js';
 export class MetaStore implements AttachedStore {
   readonly data: DataArea;
   readonly diskAtAttach: DiskState;
+  readonly pdskAtAttach: DiskState;
   /** DRBD's in-core CRASHED_PRIMARY: set at attach if the node was Primary, cleared once both disks are UpToDate. */
   private crashedPrimary: boolean;
   private readonly agreedBitmap: AgreedBitmap;
@@ -42,9 +43,10 @@ export class MetaStore implements AttachedStore {
     fencing: Fencing,
     maxSizeBytes: number = md.dataSizeBytes,
   ) {
-    this.data = new DataArea(md.disk, maxSizeBytes);
+    this.data = new DataArea(md.dataDisk, maxSizeBytes);
     const derived = diskStateFromMdFlags(md.flags, fencing);
     this.diskAtAttach = derived.disk;
+    this.pdskAtAttach = derived.pdsk;
     this.crashedPrimary = derived.crashedPrimary;
     const sizeBytes = sizeAtAttach(md.laSizeSectors, maxSizeBytes);
     this.data.resize(sizeBytes);
@@ -160,7 +162,8 @@ export class MetaStore implements AttachedStore {
   async close(clean: boolean): Promise<void> {
     await this.md.flushBitmap();
     this.md.close({ clean });
-    this.md.disk.closeSync();
+    this.md.dataDisk.closeSync();
+    if (this.md.isExternal) this.md.mdDisk.closeSync();
   }
 }
 
@@ -178,10 +181,49 @@ export function writebackHintBytesFromEnv(env: NodeJS.ProcessEnv): number | unde
   return kib * 1024;
 }
 
+/**
+ * Opens the meta device of external meta-data. A flexible one is this
+ * volume's alone (exclusive, as DRBD claims it); slots of an indexed one may
+ * belong to other resources, as in DRBD, so it is opened shared.
+ */
+function openMetaDevice(metaDisk: Exclude<ResourceSpec['metaDisk'], 'internal'>): FileDisk {
+  return FileDisk.open(metaDisk.path, { exclusive: metaDisk.index === 'flexible', writebackHintBytes: 0, role: 'meta-data device' });
+}
+
+/** The battery-backed-cache caveat of the flush options (drbd.conf(5)); logged as a warning at attach. */
+const VOLATILE_CACHE_RISK = 'safe only if the disk has a battery-backed (non-volatile) write cache: with a volatile cache a power failure loses writes already acknowledged';
+
+/**
+ * DRBD's attach-time line `Method to ensure write ordering: ...` and a
+ * warning for each option that trades safety for speed. udrbd has no
+ * barriers (disk-barrier yes falls back to flushes, as DRBD does on a device
+ * that refuses them) and always drains an epoch's writes before its ack.
+ */
+export function logWriteOrdering(wo: ResourceSpec['writeOrdering'], log: Logger): void {
+  log.info(`Method to ensure write ordering: ${wo.diskFlushes ? 'flush' : 'drain'}`);
+  if (wo.diskBarrier) log.info('disk-barrier yes: udrbd has no barriers on its backing disk; using flushes instead');
+  if (!wo.diskFlushes) log.warn(`disk-flushes no: the backing disk is not flushed at epoch ends or after a resync; ${VOLATILE_CACHE_RISK}`);
+  if (!wo.mdFlushes) log.warn(`md-flushes no: activity-log, bitmap and superblock writes are not flushed to the meta-data device; ${VOLATILE_CACHE_RISK}`);
+  if (!wo.alUpdates) log.warn('al-updates no: no activity-log transactions are written; if this node crashes as Primary the next connect resyncs the whole device');
+}
+
 export async function openMetaStore(spec: ResourceSpec, log: Logger): Promise<MetaStore> {
   const disk = FileDisk.open(spec.diskPath, { exclusive: true, writebackHintBytes: writebackHintBytesFromEnv(process.env) });
+  let mdDisk: FileDisk | undefined;
   try {
-    const md = MetaData.open(disk, { alExtents: spec.alExtents });
+    const placement = placementOf(spec.metaDisk);
+    if (spec.metaDisk !== 'internal') {
+      mdDisk = openMetaDevice(spec.metaDisk);
+      if (mdDisk.path === disk.path) {
+        throw new UdrbdError(`${spec.name}: meta-disk ${spec.metaDisk.path} is the data disk itself; use 'meta-disk internal' for that`, ExitCode.configInvalid);
+      }
+      log.info({ metaDisk: spec.metaDisk.path, index: spec.metaDisk.index }, `external meta-data on ${spec.metaDisk.path} (${spec.metaDisk.index === 'flexible' ? 'flexible' : `index ${spec.metaDisk.index}`})`);
+    }
+    const { alUpdates, mdFlushes } = spec.writeOrdering;
+    const md = mdDisk === undefined
+      ? MetaData.open(disk, { alExtents: spec.alExtents, alUpdates, mdFlushes })
+      : MetaData.open(mdDisk, { alExtents: spec.alExtents, alUpdates, mdFlushes, placement, dataDisk: disk });
+    logWriteOrdering(spec.writeOrdering, log);
     const configured = spec.configuredSizeBytes;
     if (configured > md.dataSizeBytes) {
       // drbd_adm_attach: ERR_DISK_TOO_SMALL
@@ -196,6 +238,7 @@ export async function openMetaStore(spec: ResourceSpec, log: Logger): Promise<Me
     return new MetaStore(md, log, spec.fencing, configured > 0 ? configured : md.dataSizeBytes);
   } catch (err) {
     disk.closeSync();
+    mdDisk?.closeSync();
     throw err;
   }
 }

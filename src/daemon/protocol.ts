@@ -63,7 +63,7 @@ export function errorReply(id: number, exitCode: number, stderr: string, stdout 
  */
 export class LineSplitter {
   private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  private pendingLineBytes = 0;
 
   constructor(
     private readonly onLine: (line: string) => void,
@@ -71,19 +71,24 @@ export class LineSplitter {
     private readonly lineBytesMax: number = CONTROL_LINE_BYTES_MAX,
   ) {}
 
+  /** Bytes of a line started but not yet ended by a newline. */
+  get pendingBytes(): number {
+    return this.pendingLineBytes;
+  }
+
   push(chunk: Buffer): void {
     let start = 0;
     for (;;) {
       const nl = chunk.indexOf(0x0a, start);
       if (nl < 0) break;
       const piece = chunk.subarray(start, nl);
-      if (this.pendingBytes + piece.length > this.lineBytesMax) return this.overflow();
+      if (this.pendingLineBytes + piece.length > this.lineBytesMax) return this.overflow();
       let line: string;
       if (this.pending.length > 0) {
         this.pending.push(piece);
-        line = Buffer.concat(this.pending, this.pendingBytes + piece.length).toString('utf8');
+        line = Buffer.concat(this.pending, this.pendingLineBytes + piece.length).toString('utf8');
         this.pending = [];
-        this.pendingBytes = 0;
+        this.pendingLineBytes = 0;
       } else {
         line = piece.toString('utf8');
       }
@@ -92,15 +97,15 @@ export class LineSplitter {
     }
     if (start < chunk.length) {
       const rest = chunk.subarray(start);
-      if (this.pendingBytes + rest.length > this.lineBytesMax) return this.overflow();
+      if (this.pendingLineBytes + rest.length > this.lineBytesMax) return this.overflow();
       this.pending.push(Buffer.from(rest));
-      this.pendingBytes += rest.length;
+      this.pendingLineBytes += rest.length;
     }
   }
 
   private overflow(): void {
     this.pending = [];
-    this.pendingBytes = 0;
+    this.pendingLineBytes = 0;
     this.onOverflow();
   }
 }

@@ -49,8 +49,10 @@ export interface AttachedStore {
   readonly sizeBytes: number;
   /** Applies a new agreed size at once; the promise is the bitmap write (daemon/device-size). */
   setAgreedSize(sizeBytes: number): Promise<void>;
-  /** Disk state at attach, from the meta-data flags (§1.5). */
+  /** Disk state at attach, from the meta-data MDF_* flags (drbd_main.c: drbd_md_read). */
   readonly diskAtAttach: DiskState;
+  /** Peer disk state at attach: Outdated when MDF_PEER_OUT_DATED is set, else DUnknown. */
+  readonly pdskAtAttach?: DiskState;
   readonly bitmap: DirtyBitmap;
   /** Bitmap pages written since attach (`bm:`; metrics); absent where the store does not count. */
   readonly bitmapWrites?: number;
@@ -170,7 +172,7 @@ export class ResourceRuntime {
   // ---- state changes -------------------------------------------------------
 
   /** The rules' view of the configuration and the device; daemon/wiring sets it from the resource's config. */
-  stateCtx: () => StateCtx = () => ({ ...defaultStateCtx, hasNetConfig: this.state.conn !== ConnState.StandAlone, deviceOpen: this.frontendHeldOpen() });
+  stateCtx: () => StateCtx = () => ({ ...defaultStateCtx, fencing: this.spec.fencing, hasNetConfig: this.state.conn !== ConnState.StandAlone, deviceOpen: this.frontendHeldOpen() });
 
   /** A new current UUID waits for IO to resume (DRBD's NEW_CUR_UUID). */
   private newCurrentUuidPending = false;
@@ -243,15 +245,29 @@ export class ResourceRuntime {
   async attach(): Promise<void> {
     if (this.store) return;
     await this.setState({ disk: DiskState.Attaching }, 'attach');
+    let opened: AttachedStore | undefined;
     try {
-      this.store = await this.options.openStore(this.spec, this.log);
+      opened = await this.options.openStore(this.spec, this.log);
+      // e.g. a diskless Primary refusing a disk that does not hold its current data (ERR_DATA_NOT_CURRENT)
+      this.attachCheck?.(opened);
     } catch (err) {
+      await opened?.close(true);
       await this.setState({ disk: DiskState.Diskless }, 'attach failed');
       throw err;
     }
+    this.store = opened;
     for (const hook of this.attachHooks) hook(this.store);
-    await this.setState({ disk: this.store.diskAtAttach }, 'attach');
+    // drbd_adm_attach: while connected the disk is Negotiating until the handshake decides;
+    // disconnected, the peer's disk is Outdated when the meta-data says so (MDF_PEER_OUT_DATED).
+    const connected = this.state.conn >= ConnState.Connected;
+    await this.setState(
+      connected ? { disk: DiskState.Negotiating } : { disk: this.store.diskAtAttach, pdsk: this.store.pdskAtAttach ?? DiskState.DUnknown },
+      'attach',
+    );
   }
+
+  /** Set by the wiring: may refuse a freshly opened store before anything uses it (throws). */
+  attachCheck: ((store: AttachedStore) => void) | undefined;
 
   /** Called after every state change (the link sends State packets from here). */
   readonly stateHooks: Array<(before: StateSnapshot, after: StateSnapshot) => void> = [];
@@ -264,31 +280,39 @@ export class ResourceRuntime {
   /** Flush / meta-data write failures of the detach or down in progress, for its reply. */
   readonly durability = new DurabilityReport();
 
+  /** Set by the wiring: resolves once no request is in flight on the detached disk (a hung one keeps it waiting). */
+  diskDrained: (() => Promise<void>) | undefined;
+
+  /** `detach`: the disk goes Failed -> Diskless; connected, the node goes on diskless (through the peer). */
   async detach(): Promise<void> {
     if (!this.store) return;
-    if (this.state.conn >= ConnState.WFReportParams) {
-      // DRBD would continue diskless, reading and writing through the peer; udrbd has no diskless mode.
-      throw new UdrbdError(`${this.spec.minor}: udrbd cannot run diskless: 'udrbdadm disconnect ${this.spec.name}' before detaching`, ExitCode.stateChangeFailed);
-    }
-    await this.detachDisk('detach');
-  }
-
-  /** resource/admin's detach: -2 for a Primary without another UpToDate disk, else disk Failed → Diskless. */
-  private async detachDisk(why: string): Promise<void> {
-    const store = this.store;
-    if (!store) return;
     const plan = requestDetach(this.state, this.stateCtx());
     if (plan.kind !== 'ok') {
       assert(plan.kind === 'refused', 'detach never needs fence-peer');
       for (const line of plan.logLines) this.log.warn(line);
       throw new StateChangeRefused(plan.refusal.code, plan.refusal.text, plan.refusal.exitCode);
     }
-    const [failed, diskless] = plan.states;
-    if (failed) await this.setState({ disk: failed.disk }, why);
+    await this.goDiskless('detach', true);
+  }
+
+  /**
+   * DRBD's way out of a disk: Failed (the peer hears it), the data path
+   * lets go of it (detach hooks), `onFailed` runs (on-io-error's handler),
+   * Diskless, then the store closes once the disk's requests ended; `clean`
+   * false (an I/O error) leaves the meta-data marked unclean, so the
+   * activity log is applied at the next attach. Both steps pass setState.
+   */
+  async goDiskless(why: string, clean: boolean, onFailed?: () => Promise<void>): Promise<void> {
+    const store = this.store;
+    if (!store) return;
+    if (this.state.disk !== DiskState.Failed) await this.setState({ disk: DiskState.Failed }, why);
+    // Failed: no new request reaches the disk (DRBD's get_ldev fails below Inconsistent).
     for (const hook of this.detachHooks) await hook();
-    await this.setState({ disk: diskless?.disk ?? DiskState.Diskless }, why);
+    await onFailed?.();
     this.store = undefined;
-    await store.close(true).catch((err: unknown) => this.durability.record(this.log, this.spec, 'meta-data write', err));
+    await this.setState({ disk: DiskState.Diskless }, why);
+    await this.diskDrained?.();
+    await store.close(clean).catch((err: unknown) => this.durability.record(this.log, this.spec, 'meta-data write', err));
   }
 
   /**
@@ -321,7 +345,8 @@ export class ResourceRuntime {
       await this.disconnectHook?.();
       await this.setState({ conn: ConnState.StandAlone }, 'down');
     }
-    await this.detachDisk('down');
+    // As detach: Failed first, so a flush failing on the way out is reported once, not taken for an on-io-error case.
+    if (this.store) await this.goDiskless('down', true);
     this.isDown = true;
     this.log.info('resource down');
     // Let the `down` reply go out before the entry point closes the control socket.

@@ -1,7 +1,10 @@
 /**
- * daemon/spec — the slice of the configuration a resource process needs,
- * taken from config/'s ResourceView for this node. The rest of daemon/ reads
- * only this shape, so changes in the config layer stay in this file.
+ * daemon/spec — the resource process's configuration: the fields daemon/
+ * uses directly (names, minor, disks, addresses, handlers, fencing, sizes,
+ * drbdsetup argument lists), built by config-adapter.ts from config/'s
+ * ResourceView for this node. `view` carries that whole ResourceView as
+ * `unknown`: link, wiring, adjust, adjust-plan and metrics-source cast it back
+ * to read net/disk options, so a change in the config layer can reach them too.
  */
 
 export interface AddressSpec {
@@ -18,6 +21,10 @@ export interface ResourceSpec {
   volume: number;
   devicePath: string;
   diskPath: string;
+  /** `internal`, or the external meta device and its slot (`flexible`: the whole device). */
+  metaDisk: 'internal' | { path: string; index: number | 'flexible' };
+  /** The meta device and the index words drbdmeta (`flex-external`) and drbdsetup-84 attach (`flexible`) take. */
+  metaArgs: { device: string; drbdmetaIndex: string; attachIndex: string };
   localAddress: AddressSpec | undefined;
   peer: { name: string; address: AddressSpec } | undefined;
   handlers: Record<string, string>;
@@ -25,6 +32,8 @@ export interface ResourceSpec {
   fencing: 'dont-care' | 'resource-only' | 'resource-and-stonith';
   /** disk { al-extents } */
   alExtents: number;
+  /** disk { disk-barrier disk-flushes disk-drain md-flushes al-updates } (DRBD's defaults: no, yes, yes, yes, yes). */
+  writeOrdering: { diskBarrier: boolean; diskFlushes: boolean; diskDrain: boolean; mdFlushes: boolean; alUpdates: boolean };
   /** disk { size } in bytes; 0 = the whole data area (DRBD's u_size). */
   configuredSizeBytes: number;
   /** The drbdsetup-84 option arguments drbdadm would pass for this resource (adjust's plan lines). */

@@ -2,7 +2,7 @@
  * daemon/startup-info — what the boot-time verbs (wait-connect,
  * wait-con-int, proc-drbd, init-status, sh-status) ask a resource process:
  * the raw status snapshot plus the kernel's "timeout type" for
- * wait-connect (drbd84.md §6.5). The type is decided from the meta-data
+ * wait-connect (drbd_nl.c: drbd_adm_get_timeout_type). The type is decided from the meta-data
  * flags as they were on disk at attach: PRIMARY_IND set and CONNECTED_IND
  * clear (a disconnected Primary before the restart) → UT_DEGRADED; the peer
  * known Outdated → UT_PEER_OUTDATED; else UT_DEFAULT. Registers one control

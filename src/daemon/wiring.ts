@@ -3,22 +3,38 @@
  * (resource/), the data path (replication/) and the peer link (peer/):
  * builds the ReplicatedVolume on attach, defines the role, network and
  * diagnostic verbs on the runtime, and executes what the rules decide.
+ * The backing disk reaches the data path through disk-timeout's deadline
+ * (disk/deadline-disk) and, for tests, the fault layer (daemon/fault-hook);
+ * its errors go to on-io-error (daemon/io-error). A detach while connected
+ * or Primary keeps the data path running diskless; the next attach gives it
+ * the disk back and the link negotiates again (a resync by the bitmap).
  */
 import { ExitCode } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
-import { type StateCtx, SsCode, defaultStateCtx, refusal } from '../resource/state.js';
-import { ReplicationEngine, requestTimeoutMs, resyncRateLimitKiBps } from '../replication/index.js';
+import { type ResourceState, type StateCtx, SsCode, defaultStateCtx, refusal } from '../resource/state.js';
+import { ReplicationEngine } from '../replication/index.js';
+import { liveReplicationOptions } from './adjust.js';
 import type { ResourceView } from '../config/index.js';
 import { PeerLink } from './link.js';
 import { watchStateHandlers } from './state-handlers.js';
+import { PeerFencing } from './fencing.js';
 import { ListenFailedError } from './listen-failure.js';
 import crypto from 'node:crypto';
 import { adminNewCurrentUuid } from '../resource/uuid.js';
 import { UUID_JUST_CREATED } from '../meta/types.js';
 import { type AdminResult, requestNewCurrentUuid, requestPrimary, requestSecondary, requestInvalidate, requestInvalidateRemote, requestOutdate, requestPauseSync, requestVerify } from '../resource/admin.js';
 import { DIAGNOSTIC_IO_BYTES_MAX } from './protocol.js';
+import type { BlockDevice } from '../disk/block-device.js';
 import { type ResourceRuntime, StateChangeRefused, type VerbResult } from './runtime.js';
 import { defineMetricsVerb } from './metrics-source.js';
+import { DeadlineDisk } from '../disk/deadline-disk.js';
+import { IoErrorPolicy } from './io-error.js';
+import { type FaultLayer, installFaultLayer } from './fault-hook.js';
+import type { AttachedStore } from './runtime.js';
+import { runAside } from '../util/aside.js';
+
+/** disk-timeout is in tenths of a second. */
+const DISK_TIMEOUT_UNIT_MS = 100;
 
 type AdminPlan = Extract<AdminResult, { kind: 'ok' }>;
 
@@ -32,6 +48,12 @@ export type DataPath = ReplicationEngine;
 export class Wiring {
   dataPath: DataPath | undefined;
   readonly link: PeerLink;
+  readonly ioErrors: IoErrorPolicy;
+  private readonly faults: FaultLayer | undefined;
+  /** The attached disk under its disk-timeout deadline (also while its last requests drain after a detach). */
+  private deadline: DeadlineDisk | undefined;
+  /** fence-peer runs and the I/O freeze of `fencing resource-and-stonith` (daemon/fencing). */
+  readonly fencing: PeerFencing;
 
   constructor(
     readonly runtime: ResourceRuntime,
@@ -39,27 +61,44 @@ export class Wiring {
   ) {
     this.link = new PeerLink(runtime, () => this.dataPath);
     runtime.stateCtx = () => this.ctx();
+    this.ioErrors = new IoErrorPolicy(runtime, () => (runtime.spec.view as ResourceView).disk.onIoError);
+    this.faults = installFaultLayer(runtime, process.env);
+    this.fencing = new PeerFencing({ runtime, fencing: () => (runtime.spec.view as ResourceView).disk.fencing, ctx: () => this.ctx() });
     watchStateHandlers(runtime);
     runtime.attachHooks.push((store) => {
       const view = runtime.spec.view as ResourceView; // read at each attach: `adjust` may have replaced the spec
+      const deadline = new DeadlineDisk(this.faults?.wrap(store.data) ?? store.data, view.disk.diskTimeoutDs * DISK_TIMEOUT_UNIT_MS);
+      this.deadline = deadline;
+      if (this.dataPath) {
+        // Re-attach of a diskless node: the running data path gets its disk back.
+        this.dataPath.attachLocal({ disk: deadline, bitmap: store.bitmap, activityLog: store.activityLog });
+        return;
+      }
       this.dataPath = new ReplicationEngine({
-        disk: store.data,
+        disk: deadline,
         bitmap: store.bitmap,
         activityLog: store.activityLog,
-        options: {
-          protocol: view.net.protocol,
-          maxBuffers: view.net.maxBuffers,
-          maxEpochSize: view.net.maxEpochSize,
-          requestTimeoutMs: requestTimeoutMs(view.net),
-          resyncRateKiBps: resyncRateLimitKiBps({ resyncRateKiBps: view.disk.resyncRateKiBps, cPlanAheadTenthsS: view.disk.cPlanAheadDs, cMaxRateKiBps: view.disk.cMaxRateKiBps }),
-          ...(view.net.verifyAlg ? { verifyAlg: view.net.verifyAlg } : {}),
-        },
+        options: liveReplicationOptions(view),
         log: runtime.log,
-        alTransactions: () => store.activityLog.transactionCount,
+        // The attached store's, not the first one's: the disk may have been detached and attached again.
+        alTransactions: () => runtime.attachedStore?.activityLog.transactionCount ?? 0,
+        onLocalIoError: (op, offsetBytes, error) => this.ioErrors.onLocalIoError(op, offsetBytes, error),
       });
     });
+    runtime.diskDrained = async () => {
+      await this.deadline?.drained();
+      this.deadline = undefined;
+    };
+    runtime.stateHooks.push((before, after) => this.afterStateChange(before, after));
+    runtime.attachCheck = (store) => this.checkDataCurrent(store);
     runtime.detachHooks.push(async () => {
       const dp = this.dataPath;
+      if (dp && (dp.isAttached || runtime.snapshot.role === Role.Primary)) {
+        // DRBD's diskless mode: a Primary keeps its device (served through the peer, or EIO), the link stays.
+        this.exposedDataUuid = runtime.attachedStore?.uuids.current;
+        dp.detachLocal();
+        return;
+      }
       if (dp) {
         // The disk goes away either way; a failed flush is logged and answered to the operator (daemon/durability).
         await dp.volume.flush().catch((err: unknown) => runtime.durability.record(runtime.log, runtime.spec, 'flush', err));
@@ -85,6 +124,59 @@ export class Wiring {
     defineMetricsVerb(this);
   }
 
+  /** The current UUID of the data a diskless Primary exposes (DRBD's ed_uuid), from the disk it lost. */
+  private exposedDataUuid: bigint | undefined;
+
+  /**
+   * drbd_adm_attach: a diskless Primary without an UpToDate peer may only
+   * take back a disk that holds the data it exposes — not one that missed
+   * writes it made through the peer, or another generation.
+   */
+  private checkDataCurrent(store: AttachedStore): void {
+    const dp = this.dataPath;
+    const s = this.runtime.snapshot;
+    if (!dp?.volume.isDiskless || s.pdsk === DiskState.UpToDate || !(s.role === Role.Primary || s.peer === Role.Primary)) return;
+    const exposed = this.exposedDataUuid;
+    const sameGeneration = exposed !== undefined && (exposed & ~1n) === (store.uuids.current & ~1n);
+    if (sameGeneration && dp.volume.writesWhileDiskless === 0) return;
+    const shown = exposed === undefined ? '0000000000000000' : exposed.toString(16).toUpperCase().padStart(16, '0');
+    this.runtime.log.error(`Can only attach to data with current UUID=${shown}`);
+    throw new StateChangeRefused(150, 'Can only attach to the data we lost last (see kernel log).', ExitCode.configInvalid);
+  }
+
+  /** `adjust` (disk-options): the attached disk's requests from now on get the new disk-timeout. */
+  applyDiskTimeout(): void {
+    this.deadline?.setTimeoutMs((this.runtime.spec.view as ResourceView).disk.diskTimeoutDs * DISK_TIMEOUT_UNIT_MS);
+  }
+
+  /** Keeps the data path told of both disks; re-negotiates after a re-attach; a new UUID when the peer's disk goes. */
+  private afterStateChange(before: ResourceState, after: ResourceState): void {
+    const connected = after.conn >= ConnState.Connected;
+    this.dataPath?.setDiskStates({
+      localUpToDate: after.disk === DiskState.UpToDate,
+      peerDiskless: connected && after.pdsk <= DiskState.Failed,
+      peerUpToDate: connected && after.pdsk === DiskState.UpToDate,
+    });
+    // State hooks are synchronous: both run after the change, their failures logged.
+    if (before.disk === DiskState.Attaching && after.disk > DiskState.Attaching && connected) {
+      runAside(this.link.renegotiate(), this.runtime.log, 'negotiation after attach');
+    }
+    const store = this.runtime.attachedStore;
+    const peerDiskLost = connected && before.pdsk >= DiskState.Inconsistent && before.pdsk !== DiskState.DUnknown && after.pdsk <= DiskState.Failed;
+    if (peerDiskLost && store) runAside(this.peerDiskLost(store, after), this.runtime.log, 'new data generation after the peer lost its disk');
+  }
+
+  /**
+   * after_state_ch, "lost contact to peer's copy of the data": with a Primary
+   * on either side and our disk UpToDate, a new data generation starts (so
+   * the peer's re-attach resyncs by our bitmap), and the peer hears the UUIDs.
+   */
+  private async peerDiskLost(store: AttachedStore, s: ResourceState): Promise<void> {
+    if (!(s.role === Role.Primary || s.peer === Role.Primary) || s.disk !== DiskState.UpToDate || store.uuids.bitmap !== 0n) return;
+    await store.newCurrentUuid(s.role === Role.Primary);
+    this.link.sendUuids();
+  }
+
   ctx(): StateCtx {
     const view = this.runtime.spec.view as ResourceView;
     return {
@@ -104,21 +196,24 @@ export class Wiring {
    */
   async primary(force: boolean): Promise<void> {
     const rt = this.runtime;
+    if (rt.snapshot.role === Role.Primary) return;
+    const store = rt.requireStore();
+    // drbd_set_role: fence-peer first where DRBD runs it; its answer is already applied to the state.
+    const fenced = await this.fencing.beforePromote(force);
     const old = rt.snapshot;
     if (old.role === Role.Primary) return;
-    const store = rt.requireStore();
-    const plan = this.admin(requestPrimary(old, { force }, { ...this.ctx(), bitmapUuid: store.uuids.bitmap }));
-    const forced = plan.effects.includes('send-uuids') || plan.logLines.some((l) => l.startsWith('Forced'));
+    const plan = this.admin(requestPrimary(old, { force, fenced }, { ...this.ctx(), bitmapUuid: store.uuids.bitmap }));
+    const forced = plan.effects.includes('send-uuids') || plan.logLines.some((l) => l.startsWith('Forced to'));
     if (plan.effects.includes('new-current-uuid')) await store.newCurrentUuid(true);
     else if (plan.effects.includes('uuid-primary-bit')) store.setPrimaryBit(true);
     if (plan.effects.includes('clear-discard-my-data')) this.link.discardMyData = false;
     for (const next of plan.states) await rt.setState(next, forced ? 'primary --force' : 'primary');
-    if (plan.effects.includes('send-uuids')) await this.link.forcedWhileConnected();
-    if (this.dataPath) await this.exposeOrDemote(this.dataPath.volume);
+    if (plan.effects.includes('send-uuids')) await this.link.renegotiate();
+    if (this.dataPath) await this.exposeOrDemote(this.fencing.guard(this.dataPath.volume));
   }
 
   /** The Primary's volume becomes a block device; if that fails the promotion is undone. */
-  private async exposeOrDemote(volume: DataPath['volume']): Promise<void> {
+  private async exposeOrDemote(volume: BlockDevice): Promise<void> {
     const rt = this.runtime;
     try {
       await rt.expose(volume);
@@ -218,11 +313,11 @@ export class Wiring {
       const dp = this.requirePrimaryDataPath();
       const data = Buffer.from(String(args.base64 ?? ''), 'base64');
       if (data.length === 0 || data.length > DIAGNOSTIC_IO_BYTES_MAX) return { exitCode: ExitCode.usage, stderr: 'io.write: bad length\n' };
-      await dp.volume.write(data, Number(args.offsetBytes), { fua: Boolean(args.fua) });
+      await this.fencing.guard(dp.volume).write(data, Number(args.offsetBytes), { fua: Boolean(args.fua) });
       return ok();
     });
     rt.defineVerb('io.flush', async () => {
-      await this.requirePrimaryDataPath().volume.flush();
+      await this.fencing.guard(this.requirePrimaryDataPath().volume).flush();
       return ok();
     });
   }
@@ -233,7 +328,7 @@ export class Wiring {
       for (const line of result.logLines) this.runtime.log.warn(line);
       throw new StateChangeRefused(result.refusal.code, result.refusal.text, result.refusal.exitCode);
     }
-    // fencing is refused by config/support, so fence-peer never runs: a promotion that needs it is refused.
+    // daemon/fencing runs fence-peer before the request (beforePromote), so a plan never asks for it; if one did, refuse.
     if (result.kind === 'fence-peer') throw new StateChangeRefused(SsCode.primaryNop, refusal(SsCode.primaryNop).text, ExitCode.stateChangeFailed);
     for (const line of result.logLines) {
       if (line.startsWith('Forced')) this.runtime.log.warn(line);

@@ -67,3 +67,8 @@ export function checkRange(device: { sizeBytes: number }, offsetBytes: number, l
     );
   }
 }
+
+/** An Error as Node's fs reports EIO (code 'EIO'), so every layer treats it like a real one. */
+export function eioError(why: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`EIO: i/o error, ${why}`), { code: 'EIO', errno: -5 });
+}

@@ -31,11 +31,7 @@
  * flush of at most INLINE_FLUSH_DIRTY_BYTES_MAX will be slow (if it is, the
  * flush backs off by itself); before, every 4 KiB write + fsync within 10 s
  * of a sequential stream paid two pool hand-offs per flush on each node
- * (protocol C: ~600 instead of ~900-1000 IOPS).
- * Measured (interleaved rounds): 4 KiB random write + fsync each, QD1:
- * +20..35% IOPS through FUSE + loop, +25..60% through NBD; XFS dd conv=fsync
- * on FUSE + loop with 1 MiB writes inline: median +14% StandAlone, +28% with
- * a peer; NBD sequential writes unchanged.
+ * (the figures, before and after: docs/performance.md).
  *
  * Streams: every writebackHintBytes written through the page cache, the
  * written range is handed to disk/writeback (sync_file_range in the
@@ -90,6 +86,8 @@ export interface FileDiskOptions {
   writeback?: WritebackAddon | null;
   /** Serve bypassCache transfers with O_DIRECT where possible (default true); false = always buffered. */
   directIo?: boolean;
+  /** What the device is, in open errors (default 'backing disk'; e.g. 'meta-data device'). */
+  role?: string;
 }
 
 /** Size in bytes of the file or block device at `path`. */
@@ -142,15 +140,16 @@ export class FileDisk implements BlockDevice {
   ) {}
 
   static open(path: string, options: FileDiskOptions = {}): FileDisk {
+    const role = options.role ?? 'backing disk';
     let st: fs.Stats;
     try {
       st = fs.statSync(path);
     } catch (err) {
-      throw new UdrbdError(`cannot open backing disk '${path}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, ExitCode.configInvalid);
+      throw new UdrbdError(`cannot open ${role} '${path}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, ExitCode.configInvalid);
     }
     const isBlock = st.isBlockDevice();
     if (!isBlock && !st.isFile()) {
-      throw new UdrbdError(`backing disk '${path}' is neither a regular file nor a block device`, ExitCode.configInvalid);
+      throw new UdrbdError(`${role} '${path}' is neither a regular file nor a block device`, ExitCode.configInvalid);
     }
     let flags = options.readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR;
     if (isBlock && options.exclusive) flags |= fs.constants.O_EXCL;
@@ -160,7 +159,7 @@ export class FileDisk implements BlockDevice {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       const hint = code === 'EBUSY' ? ' (is it mounted or in use by another process?)' : '';
-      throw new UdrbdError(`cannot open backing disk '${path}': ${code ?? (err as Error).message}${hint}`, ExitCode.fatal);
+      throw new UdrbdError(`cannot open ${role} '${path}': ${code ?? (err as Error).message}${hint}`, ExitCode.fatal);
     }
     let dsyncFd = -1;
     if (!options.readOnly) {
@@ -169,7 +168,7 @@ export class FileDisk implements BlockDevice {
         dsyncFd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_DSYNC);
       } catch (err) {
         fs.closeSync(fd);
-        throw new UdrbdError(`cannot open backing disk '${path}' for synchronous writes: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, ExitCode.fatal);
+        throw new UdrbdError(`cannot open ${role} '${path}' for synchronous writes: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, ExitCode.fatal);
       }
     }
     let size: number;

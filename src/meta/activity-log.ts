@@ -267,6 +267,18 @@ export interface ActivityLogOptions {
   firstTrNumber?: number;
   /** `al-updates no`: never write transactions (hot-set tracking only). */
   alUpdates?: boolean;
+  /**
+   * External meta-data: makes the data written so far stable before an
+   * evicted extent's bitmap page is written (the page may carry bits cleared
+   * for that data; on its own device nothing else orders the two).
+   */
+  flushDataBeforeBitmap?: () => Promise<void>;
+  /**
+   * `md-flushes` (default true): transactions and evicted bitmap pages are
+   * written FUA. false (`md-flushes no`): plain writes, in the same order —
+   * safe only with a battery-backed cache on the meta-data device.
+   */
+  mdFlushes?: boolean;
 }
 
 /**
@@ -389,8 +401,9 @@ export class ActivityLog implements ActivityLogApi {
     if (updates.length > 0) {
       // The bitmap bits of an extent leaving the log must be on disk before the log forgets it.
       const pages = new Set(evicted.map((e) => Bitmap.pageOfExtent(e)));
+      if (pages.size > 0 && this.options.flushDataBeforeBitmap !== undefined) await this.options.flushDataBeforeBitmap();
       for (const page of pages) {
-        if (page < this.bitmap.pageCount) await this.bitmap.writePage(this.disk, this.options.bmOffsetBytes, page);
+        if (page < this.bitmap.pageCount) await this.bitmap.writePage(this.disk, this.options.bmOffsetBytes, page, { durable: this.options.mdFlushes !== false });
       }
       if (this.alUpdates) await this.writeTransaction(updates);
       for (const u of updates) {
@@ -412,8 +425,9 @@ export class ActivityLog implements ActivityLogApi {
       this.block,
     );
     const index = alBlockIndex(this.trNumber, this.options.alStripes, this.options.alStripeSize4k);
-    await this.disk.write(this.block, this.options.alOffsetBytes + index * AL_BLOCK_BYTES, { fua: true });
-    if (!this.disk.capabilities.canFua) await this.disk.flush();
+    const durable = this.options.mdFlushes !== false;
+    await this.disk.write(this.block, this.options.alOffsetBytes + index * AL_BLOCK_BYTES, durable ? { fua: true } : undefined);
+    if (durable && !this.disk.capabilities.canFua) await this.disk.flush();
     this.trNumber = (this.trNumber + 1) >>> 0;
     this.contextCursor = start + AL_CONTEXT_PER_TRANSACTION >= this.alExtents ? 0 : start + AL_CONTEXT_PER_TRANSACTION;
     this.transactionCount++;

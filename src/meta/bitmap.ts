@@ -326,16 +326,18 @@ export class Bitmap implements DirtyBitmap {
    * writes the page of the extent it drops, which must be on stable storage
    * before the AL transaction that forgets the extent.
    */
-  async writePage(disk: BlockDevice, bmOffsetBytes: number, page: number): Promise<boolean> {
+  async writePage(disk: BlockDevice, bmOffsetBytes: number, page: number, options: { durable?: boolean } = {}): Promise<boolean> {
     this.checkArea(disk, bmOffsetBytes);
     assert(page >= 0 && page < this.pageCount, `bitmap page ${page} < ${this.pageCount}`);
     if (this.pageDirty[page] === 0) return false;
     this.pageDirty[page] = 0;
     this.dirtyPages--;
-    const fua = disk.capabilities.canFua;
+    // durable: false is md-flushes no — written, not made stable (battery-backed cache).
+    const durable = options.durable !== false;
+    const fua = durable && disk.capabilities.canFua;
     await disk.write(this.buffer.subarray(page * BM_PAGE_BYTES, (page + 1) * BM_PAGE_BYTES), bmOffsetBytes + page * BM_PAGE_BYTES, fua ? FUA : undefined);
     this.pagesWritten++;
-    if (!fua) await disk.flush();
+    if (durable && !fua) await disk.flush();
     return true;
   }
 

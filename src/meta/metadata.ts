@@ -1,6 +1,8 @@
 /**
- * meta/metadata — one backing disk's v08 internal meta-data as the resource
- * process uses it: open + validate the superblock, load the bitmap, recover
+ * meta/metadata — one backing disk's v08 meta-data as the resource process
+ * uses it, internal (on the backing disk) or external (on a meta device: an
+ * indexed 128 MiB slot or a flexible area; superblock, AL and bitmap go there,
+ * the whole data disk is data): open + validate the superblock, load the bitmap, recover
  * from the activity log on attach (what `drbdmeta apply-al` does, which
  * drbdadm runs before every attach), mark the superblock unclean while
  * attached like the 8.4 kernel, and close clean (bitmap pages, re-initialised
@@ -21,6 +23,7 @@ import {
   type AlReplay,
 } from './activity-log.js';
 import {
+  INTERNAL,
   MD_MAGIC_08,
   MD_MAGIC_84_UNCLEAN,
   SECTOR_BYTES,
@@ -32,6 +35,7 @@ import {
   computeLayout,
   isUnclean,
   type MetaLayout,
+  type MetaPlacement,
   type Superblock,
 } from './superblock.js';
 import { BM_BLOCK_BYTES, MdFlag, type GenerationUuids } from './types.js';
@@ -49,20 +53,20 @@ export type ReadMetaResult =
   | { ok: true; sb: Superblock; layout: MetaLayout }
   | { ok: false; reason: string };
 
-/** Reads and checks the superblock of `disk`; never throws for bad content. */
-export function readMetaSync(disk: FileDisk): ReadMetaResult {
+/** Reads and checks the superblock at `placement` on `disk` (the meta device); never throws for bad content. */
+export function readMetaSync(disk: FileDisk, placement: MetaPlacement = INTERNAL): ReadMetaResult {
   let layoutProbe: MetaLayout;
   try {
-    layoutProbe = computeLayout(disk.sizeBytes, { devicePath: disk.path });
+    layoutProbe = computeLayout(disk.sizeBytes, { devicePath: disk.path, placement });
   } catch (err) {
     return { ok: false, reason: (err as Error).message };
   }
   const buf = Buffer.alloc(SUPERBLOCK_BYTES);
   disk.readSync(buf, layoutProbe.mdOffsetBytes);
   const sb = decodeSuperblock(buf);
-  const problem = superblockProblem(sb, disk.sizeBytes);
+  const problem = superblockProblem(sb, disk.sizeBytes, placement);
   if (problem !== null) return { ok: false, reason: problem };
-  const layout = computeLayout(disk.sizeBytes, { alStripes: sb.alStripes, alStripeSize4k: sb.alStripeSize4k, devicePath: disk.path });
+  const layout = computeLayout(disk.sizeBytes, { alStripes: sb.alStripes, alStripeSize4k: sb.alStripeSize4k, devicePath: disk.path, placement });
   return { ok: true, sb, layout };
 }
 
@@ -154,10 +158,19 @@ export function ppsize(kib: number): string {
 }
 
 export interface MetaDataOptions {
+  /** Where the meta-data is on the disk MetaData.open is given (default internal). */
+  placement?: MetaPlacement;
+  /**
+   * External meta-data: the data disk (the disk given to open() is then the
+   * meta device). Every byte of it is data, up to what the bitmap tracks.
+   */
+  dataDisk?: FileDisk;
   /** Configured al-extents (default 1237); written to the superblock while attached. */
   alExtents?: number;
-  /** `al-updates no`. */
+  /** `al-updates no`: no AL transactions; MDF_AL_DISABLED is set while attached (a crashed Primary then needs a full sync). */
   alUpdates?: boolean;
+  /** `md-flushes no`: meta-data writes while attached are not made stable (no FUA, no flush). */
+  mdFlushes?: boolean;
 }
 
 export interface AttachResult {
@@ -170,35 +183,55 @@ export class MetaData {
   activityLog: ActivityLog | null = null;
   private attached = false;
   private readonly sbBuffer = Buffer.alloc(SUPERBLOCK_BYTES);
+  /** The usable data bytes (internal: below the bitmap; external: the data disk, up to what the bitmap tracks). */
+  readonly dataSizeBytes: number;
 
   private constructor(
-    readonly disk: FileDisk,
+    /** Where superblock, AL and bitmap live: the backing disk (internal) or the meta device. */
+    readonly mdDisk: FileDisk,
+    /** The data: the same disk as mdDisk when internal. */
+    readonly dataDisk: FileDisk,
     readonly layout: MetaLayout,
     private readonly sb: Superblock,
     private readonly options: MetaDataOptions,
   ) {
-    this.bitmap = new Bitmap(Math.ceil(layout.dataSizeBytes / BM_BLOCK_BYTES), layout.bmAreaBytes);
-    this.bitmap.readFromSync(disk, layout.bmOffsetBytes);
+    let bmBytes = layout.bmAreaBytes;
+    if (layout.placement.kind === 'internal') {
+      this.dataSizeBytes = layout.dataSizeBytes;
+    } else {
+      // DRBD: the whole data disk (whole sectors), clipped to what the bitmap area can track.
+      this.dataSizeBytes = Math.min(Math.floor(dataDisk.sizeBytes / BM_BLOCK_BYTES) * BM_BLOCK_BYTES, layout.dataSizeBytes);
+      bmBytes = Math.min(layout.bmAreaBytes, bitmapBytesForSectors(this.dataSizeBytes / SECTOR_BYTES));
+      if (this.dataSizeBytes <= 0) {
+        throw new UdrbdError(`${dataDisk.path} (${dataDisk.sizeBytes} bytes) holds no whole 4 KiB block of data`, ExitCode.configInvalid);
+      }
+    }
+    this.bitmap = new Bitmap(Math.ceil(this.dataSizeBytes / BM_BLOCK_BYTES), bmBytes);
+    this.bitmap.readFromSync(mdDisk, layout.bmOffsetBytes);
   }
 
   /**
-   * Validates and loads superblock and bitmap. Throws "No valid meta data
-   * found" naming the device (exit 1) when the superblock is torn, has a wrong
-   * magic, or does not fit the device size. Does not write.
+   * Validates and loads superblock and bitmap from `disk` (the meta device when
+   * options.dataDisk is given). Throws "No valid meta data found" naming the
+   * device (exit 1) when the superblock is torn, has a wrong magic, or does
+   * not fit the device size. Does not write.
    */
   static open(disk: FileDisk, options: MetaDataOptions = {}): MetaData {
-    const read = readMetaSync(disk);
+    const placement = options.placement ?? INTERNAL;
+    assert((placement.kind === 'internal') === (options.dataDisk === undefined), 'external meta-data comes with a data disk, internal without');
+    const read = readMetaSync(disk, placement);
     if (!read.ok) {
       throw new UdrbdError(
         `${disk.path}: ${read.reason}\nNo valid meta data found. Use 'udrbdadm create-md' to initialize it.`,
         ExitCode.usage,
       );
     }
-    return new MetaData(disk, read.layout, read.sb, options);
+    return new MetaData(disk, options.dataDisk ?? disk, read.layout, read.sb, options);
   }
 
-  get dataSizeBytes(): number {
-    return this.layout.dataSizeBytes;
+  /** External meta-data: on a device of its own, so flushing it does not flush the data. */
+  get isExternal(): boolean {
+    return this.mdDisk !== this.dataDisk;
   }
 
   /** A copy of the superblock fields. */
@@ -266,16 +299,17 @@ export class MetaData {
    */
   attach(): AttachResult {
     assert(!this.attached, 'attach() called once');
-    const applyAl = applyAlSync(this.disk, this.layout, this.sb);
+    const applyAl = applyAlSync(this.mdDisk, this.layout, this.sb);
     if (applyAl.exitCode !== 0) {
       throw new UdrbdError(
-        `${this.disk.path}: ${applyAl.messages.join('\n')}\nCannot recover from the activity log; refusing to attach.`,
+        `${this.mdDisk.path}: ${applyAl.messages.join('\n')}\nCannot recover from the activity log; refusing to attach.`,
         applyAl.exitCode,
       );
     }
-    this.bitmap.readFromSync(this.disk, this.layout.bmOffsetBytes);
+    this.bitmap.readFromSync(this.mdDisk, this.layout.bmOffsetBytes);
     const alExtents = this.options.alExtents ?? AL_EXTENTS_DEFAULT;
-    this.activityLog = new ActivityLog(this.disk, this.bitmap, {
+    // AL transactions and evicted bitmap pages go to the meta device with FUA, before the data write they cover.
+    this.activityLog = new ActivityLog(this.mdDisk, this.bitmap, {
       alOffsetBytes: this.layout.alOffsetBytes,
       alStripes: this.layout.alStripes,
       alStripeSize4k: this.layout.alStripeSize4k,
@@ -283,8 +317,13 @@ export class MetaData {
       alExtents,
       firstTrNumber: 0,
       alUpdates: this.options.alUpdates ?? true,
+      mdFlushes: this.options.mdFlushes ?? true,
+      ...(this.isExternal ? { flushDataBeforeBitmap: () => this.dataDisk.flush() } : {}),
     });
     this.sb.alNrExtents = this.activityLog.alExtents;
+    // drbd_adm_attach: MDF_AL_DISABLED records al-updates no on disk.
+    if (this.options.alUpdates === false) this.sb.flags |= MdFlag.alDisabled;
+    else this.sb.flags &= ~MdFlag.alDisabled;
     if (this.sb.laSizeSectors === 0) this.sb.laSizeSectors = this.dataSizeBytes / SECTOR_BYTES;
     this.attached = true;
     this.writeSuperblock();
@@ -298,13 +337,20 @@ export class MetaData {
       this.sb.flags &= ~MdFlag.alClean;
     }
     encodeSuperblock(this.sb, this.sbBuffer);
-    this.disk.writeSync(this.sbBuffer, this.layout.mdOffsetBytes);
-    this.disk.flushSync();
+    this.mdDisk.writeSync(this.sbBuffer, this.layout.mdOffsetBytes);
+    // md-flushes no: while attached, superblock writes are not flushed (detach and attach still are).
+    if (!this.attached || this.options.mdFlushes !== false) this.mdDisk.flushSync();
   }
 
-  /** Writes dirty bitmap pages (asynchronous, flushed). */
-  flushBitmap(): Promise<number> {
-    return this.bitmap.writeDirtyPages(this.disk, this.layout.bmOffsetBytes);
+  /**
+   * Writes dirty bitmap pages (asynchronous, flushed). With external
+   * meta-data the data disk is flushed first: a page may carry bits cleared
+   * for data just written (resync), and on a separate device nothing else
+   * orders that data before the page; internal meta-data shares one flush.
+   */
+  async flushBitmap(): Promise<number> {
+    if (this.isExternal && this.bitmap.dirtyPageCount > 0) await this.dataDisk.flush();
+    return this.bitmap.writeDirtyPages(this.mdDisk, this.layout.bmOffsetBytes, { flush: this.options.mdFlushes !== false });
   }
 
   /**
@@ -314,9 +360,10 @@ export class MetaData {
    * leaves the superblock unclean for apply-al to recover. Does not close the disk.
    */
   close(options: { clean: boolean }): void {
-    this.bitmap.writeDirtyPagesSync(this.disk, this.layout.bmOffsetBytes);
+    if (this.isExternal) this.dataDisk.flushSync();
+    this.bitmap.writeDirtyPagesSync(this.mdDisk, this.layout.bmOffsetBytes);
     if (options.clean) {
-      this.disk.writeSync(initializedAlArea(this.layout.alStripes, this.layout.alStripeSize4k), this.layout.alOffsetBytes);
+      this.mdDisk.writeSync(initializedAlArea(this.layout.alStripes, this.layout.alStripeSize4k), this.layout.alOffsetBytes);
       this.attached = false;
       this.sb.magic = MD_MAGIC_08;
       this.sb.flags |= MdFlag.alClean;

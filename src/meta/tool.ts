@@ -1,5 +1,6 @@
 /**
- * meta/tool — drbdmeta-like offline operations on a backing disk path:
+ * meta/tool — drbdmeta-like offline operations on a backing disk path, or on a
+ * meta device with external meta-data (indexed slot or flexible):
  * create-md (with drbdmeta's prompts and refusals), dump-md, show-gi, get-gi,
  * set-gi, apply-al, wipe-md, dstate. Output text and exit codes follow
  * drbdmeta (drbd-utils 9.22, v08 internal) line for line, with one deliberate
@@ -25,7 +26,9 @@ import {
   hex32,
   hex64,
   isUnclean,
+  INTERNAL,
   type MetaLayout,
+  type MetaPlacement,
   type Superblock,
 } from './superblock.js';
 import { MdFlag } from './types.js';
@@ -77,8 +80,32 @@ async function confirmed(io: ToolIo, question: string, howToForce: string): Prom
   return answer === 'yes';
 }
 
-function openDisk(path: string, readOnly: boolean): FileDisk {
-  const disk = FileDisk.open(path, { readOnly });
+/**
+ * What a verb works on: a backing disk path (internal meta-data), or the meta
+ * device and placement of external meta-data, with the data disk when known
+ * (create-md then zeroes enough bitmap for it).
+ */
+export type MetaTarget = string | { mdPath: string; placement: MetaPlacement; dataPath?: string };
+
+interface ResolvedTarget {
+  mdPath: string;
+  placement: MetaPlacement;
+  dataPath: string | undefined;
+}
+
+function resolveTarget(target: MetaTarget): ResolvedTarget {
+  return typeof target === 'string'
+    ? { mdPath: target, placement: INTERNAL, dataPath: undefined }
+    : { mdPath: target.mdPath, placement: target.placement, dataPath: target.dataPath };
+}
+
+/** How open errors name the device: the backing disk, or the meta-data device of external meta-data. */
+function roleOf(placement: MetaPlacement): string {
+  return placement.kind === 'internal' ? 'backing disk' : 'meta-data device';
+}
+
+function openDisk(path: string, readOnly: boolean, role: string): FileDisk {
+  const disk = FileDisk.open(path, { readOnly, role });
   if (disk.sizeBytes < SCAN_BYTES) {
     disk.closeSync();
     throw new UdrbdError(`${path} is only ${disk.sizeBytes} bytes. That's not enough.`, ExitCode.configInvalid);
@@ -86,13 +113,14 @@ function openDisk(path: string, readOnly: boolean): FileDisk {
   return disk;
 }
 
-/** Opens the disk and its valid meta-data or prints "No valid meta data found" and exits 1. */
-function openValid(path: string, io: ToolIo, readOnly: boolean): { disk: FileDisk; sb: Superblock; layout: MetaLayout } {
-  const disk = openDisk(path, readOnly);
-  const read = readMetaSync(disk);
+/** Opens the (meta) disk and its valid meta-data or prints "No valid meta data found" and exits 1. */
+function openValid(target: MetaTarget, readOnly: boolean): { disk: FileDisk; sb: Superblock; layout: MetaLayout } {
+  const { mdPath, placement } = resolveTarget(target);
+  const disk = openDisk(mdPath, readOnly, roleOf(placement));
+  const read = readMetaSync(disk, placement);
   if (!read.ok) {
     disk.closeSync();
-    throw new UdrbdError(`${path}: ${read.reason}\nNo valid meta data found`, ExitCode.usage);
+    throw new UdrbdError(`${mdPath}: ${read.reason}\nNo valid meta data found`, ExitCode.usage);
   }
   return { disk, sb: read.sb, layout: read.layout };
 }
@@ -185,26 +213,35 @@ export interface CreateMdOptions {
 }
 
 /** create-md: refuses or asks like drbdmeta, then writes AL, zeroed bitmap and a fresh superblock. */
-export async function createMd(path: string, io: ToolIo, options: CreateMdOptions = {}): Promise<void> {
-  const disk = openDisk(path, false);
+export async function createMd(target: MetaTarget, io: ToolIo, options: CreateMdOptions = {}): Promise<void> {
+  const { mdPath: path, placement, dataPath } = resolveTarget(target);
+  const disk = openDisk(path, false, roleOf(placement));
   try {
-    const layout = computeLayout(disk.sizeBytes, { ...options, devicePath: path });
-    const existing = readMetaSync(disk);
-    if (existing.ok) {
+    const layout = computeLayout(disk.sizeBytes, { ...options, devicePath: path, placement });
+    const existing = readMetaSync(disk, placement);
+    if (existing.ok && placement.kind === 'internal') {
       io.err('You want me to create a v08 style flexible-size internal meta data block.\n');
       io.err(`There appears to be a v08 flexible-size internal meta data block\nalready in place on ${path} at byte offset ${existing.layout.mdOffsetBytes}\n`);
       if (!(await confirmed(io, 'Do you really want to overwrite the existing meta-data?', CREATE_MD_FORCE))) {
         io.out('Operation cancelled.\n');
         throw quietExit(ExitCode.usage);
       }
+    } else if (existing.ok) {
+      io.err('\nValid meta data seems to be in place.\n');
+      if (!(await confirmed(io, 'Do you really want to overwrite?', CREATE_MD_FORCE))) {
+        io.out('Operation cancelled.\n');
+        throw quietExit(ExitCode.usage);
+      }
     }
-    await checkForExistingData(disk, layout, io);
+    // External meta-data shares no bytes with the data: nothing there to truncate.
+    if (placement.kind === 'internal') await checkForExistingData(disk, layout, io);
     io.out('initializing activity log\n');
     disk.writeSync(initializedAlArea(layout.alStripes, layout.alStripeSize4k), layout.alOffsetBytes);
-    io.err(`initializing bitmap (${layout.bmAreaBytes >> 10} KB) to all zero\n`);
-    const zero = Buffer.alloc(Math.min(ZERO_CHUNK_BYTES, layout.bmAreaBytes));
-    for (let at = 0; at < layout.bmAreaBytes; at += zero.length) {
-      const n = Math.min(zero.length, layout.bmAreaBytes - at);
+    const zeroBytes = bitmapBytesToZero(layout, disk.sizeBytes, dataPath);
+    io.err(`initializing bitmap (${zeroBytes >> 10} KB) to all zero\n`);
+    const zero = Buffer.alloc(Math.min(ZERO_CHUNK_BYTES, zeroBytes));
+    for (let at = 0; at < zeroBytes; at += zero.length) {
+      const n = Math.min(zero.length, zeroBytes - at);
       disk.writeSync(zero.subarray(0, n), layout.bmOffsetBytes + at);
     }
     io.out('Writing meta data...\n');
@@ -216,6 +253,26 @@ export async function createMd(path: string, io: ToolIo, options: CreateMdOption
   }
 }
 
+/**
+ * Bitmap bytes create-md zeroes. Internal: the whole area. External: what
+ * drbdmeta zeroes (the bitmap for a data disk as large as the meta device),
+ * or, when the data disk is known and larger, the bitmap for the data disk —
+ * the resource process reads that much at attach; at most the area.
+ */
+function bitmapBytesToZero(layout: MetaLayout, mdDeviceBytes: number, dataPath: string | undefined): number {
+  if (layout.placement.kind === 'internal') return layout.bmAreaBytes;
+  let bytes = bitmapBytesForSectors(Math.floor(mdDeviceBytes / SECTOR_BYTES));
+  if (dataPath !== undefined) {
+    const data = FileDisk.open(dataPath, { readOnly: true });
+    try {
+      bytes = Math.max(bytes, bitmapBytesForSectors(Math.floor(data.sizeBytes / SECTOR_BYTES)));
+    } finally {
+      data.closeSync();
+    }
+  }
+  return Math.min(bytes, layout.bmAreaBytes);
+}
+
 export interface DumpMdOptions {
   /** The command line shown in the header (drbdmeta shows its own argv). */
   commandLine: string;
@@ -224,8 +281,8 @@ export interface DumpMdOptions {
 }
 
 /** dump-md: the text drbdmeta dump-md prints (real flags; see the file header). */
-export function dumpMd(path: string, io: ToolIo, options: DumpMdOptions): void {
-  const { disk, sb, layout } = openValid(path, io, true);
+export function dumpMd(target: MetaTarget, io: ToolIo, options: DumpMdOptions): void {
+  const { disk, sb, layout } = openValid(target, true);
   try {
     io.out(formatDumpMd(disk, sb, layout, io, options));
   } finally {
@@ -347,8 +404,8 @@ export function formatGi(sb: Superblock): string {
   );
 }
 
-export function getGi(path: string, io: ToolIo): void {
-  const { disk, sb } = openValid(path, io, true);
+export function getGi(target: MetaTarget, io: ToolIo): void {
+  const { disk, sb } = openValid(target, true);
   disk.closeSync();
   io.out(formatGi(sb));
 }
@@ -371,8 +428,8 @@ const SHOW_GI_LEGEND = `                                                        
 
 `;
 
-export function showGi(path: string, io: ToolIo): void {
-  const { disk, sb } = openValid(path, io, true);
+export function showGi(target: MetaTarget, io: ToolIo): void {
+  const { disk, sb } = openValid(target, true);
   disk.closeSync();
   const has = (flag: number) => (sb.flags & flag) !== 0;
   const disk_ = has(MdFlag.consistent) ? (has(MdFlag.wasUpToDate) ? 'UpToDate' : 'Outdated') : 'Inconsistent';
@@ -414,8 +471,8 @@ export function parseGi(gi: string, sb: Superblock): Superblock {
   return next;
 }
 
-export async function setGi(path: string, gi: string, io: ToolIo): Promise<void> {
-  const { disk, sb, layout } = openValid(path, io, false);
+export async function setGi(target: MetaTarget, gi: string, io: ToolIo): Promise<void> {
+  const { disk, sb, layout } = openValid(target, false);
   try {
     const next = parseGi(gi, sb);
     io.out(`previously ${formatGi(sb)}`);
@@ -431,8 +488,8 @@ export async function setGi(path: string, gi: string, io: ToolIo): Promise<void>
   }
 }
 
-export function applyAl(path: string, io: ToolIo): void {
-  const { disk, sb, layout } = openValid(path, io, false);
+export function applyAl(target: MetaTarget, io: ToolIo): void {
+  const { disk, sb, layout } = openValid(target, false);
   try {
     const result = applyAlSync(disk, layout, sb);
     for (const m of result.messages) io.err(`${m}\n`);
@@ -442,10 +499,11 @@ export function applyAl(path: string, io: ToolIo): void {
   }
 }
 
-export async function wipeMd(path: string, io: ToolIo): Promise<void> {
-  const disk = openDisk(path, false);
+export async function wipeMd(target: MetaTarget, io: ToolIo): Promise<void> {
+  const { mdPath, placement } = resolveTarget(target);
+  const disk = openDisk(mdPath, false, roleOf(placement));
   try {
-    const read = readMetaSync(disk);
+    const read = readMetaSync(disk, placement);
     if (!read.ok) {
       io.err('There appears to be no drbd meta data to wipe out?\n');
       return;
@@ -470,8 +528,8 @@ export function dstateFromFlags(flags: number): string {
   return (flags & MdFlag.peerOutDated) !== 0 ? 'UpToDate' : 'Consistent';
 }
 
-export function dstate(path: string, io: ToolIo): void {
-  const { disk, sb } = openValid(path, io, true);
+export function dstate(target: MetaTarget, io: ToolIo): void {
+  const { disk, sb } = openValid(target, true);
   disk.closeSync();
   io.out(`${dstateFromFlags(sb.flags)}\n`);
 }

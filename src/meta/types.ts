@@ -20,7 +20,7 @@ export interface GenerationUuids {
 /** UUID_JUST_CREATED: written by create-md, "never been UpToDate". */
 export const UUID_JUST_CREATED = 4n;
 
-/** MDF_* bits of the superblock `flags` word (drbd84.md §1.5). */
+/** MDF_* bits of the superblock `flags` word (MDF_*, drbd_int.h). */
 export const MdFlag = {
   consistent: 0x001,
   primaryInd: 0x002,

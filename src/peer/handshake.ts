@@ -1,14 +1,15 @@
 /**
  * peer/handshake — the parameter exchange right after a link is chosen and
- * authenticated (DRBD's WFReportParams): both sides send Protocol, Uuids,
- * Sizes and State, in that order, and check what DRBD checks at connect time
- * (protocol, after-sb-*pri, allow-two-primaries, discard-my-data on both);
- * a mismatch is "incompatible <x> settings" and the link is dropped. It
+ * authenticated (DRBD's WFReportParams): both sides send Protocol, SyncParam,
+ * Uuids, Sizes and State, in that order, and check what DRBD checks at connect
+ * time (protocol, after-sb-*pri, allow-two-primaries, discard-my-data on both:
+ * "incompatible <x> settings"; csums-alg: "Different csums-alg settings"); a
+ * mismatch drops the link. It
  * reports the peer's values; deciding who syncs from whom is resource/'s job.
  */
 import type { Logger } from '../util/log.js';
 import type { GenerationUuids } from '../meta/types.js';
-import type { AfterSb0, AfterSb1, AfterSb2, Packet, ProtocolPacket, SizesPacket, StatePacket, UuidsPacket } from './packets.js';
+import type { AfterSb0, AfterSb1, AfterSb2, Packet, ProtocolPacket, SizesPacket, StatePacket, SyncParamPacket, UuidsPacket } from './packets.js';
 import { PacketType } from './packets.js';
 import type { PeerSession } from './session.js';
 
@@ -17,6 +18,8 @@ type Body<T> = Omit<T, 'type'>;
 /** What this node tells its peer at connect; produced fresh by the caller for every attempt. */
 export interface LocalParams {
   protocol: Body<ProtocolPacket>;
+  /** Resync parameters (DRBD sends P_SYNC_PARAM right after P_PROTOCOL at connect). */
+  syncParam: Body<SyncParamPacket>;
   uuids: Body<UuidsPacket>;
   sizes: Body<SizesPacket>;
   state: Body<StatePacket>;
@@ -31,6 +34,8 @@ export interface PeerParams {
   allowTwoPrimaries: boolean;
   discardMyData: boolean;
   nodeName: string;
+  /** The peer's resync parameters as it sent them at connect. */
+  syncParam: Body<SyncParamPacket>;
   uuids: GenerationUuids;
   bitsSet: number;
   uuidFlags: number;
@@ -84,7 +89,16 @@ export function checkCompatibility(local: Body<ProtocolPacket>, peer: Body<Proto
   return null;
 }
 
-const EXPECTED_ORDER = [PacketType.Protocol, PacketType.Uuids, PacketType.Sizes, PacketType.State] as const;
+/**
+ * receive_SyncParam in WFReportParams: both nodes must name the same
+ * csums-alg (compared as written, as DRBD compares the strings).
+ */
+export function checkSyncParamCompatibility(local: Body<SyncParamPacket>, peer: Body<SyncParamPacket>): string | null {
+  if (local.csumsAlg !== peer.csumsAlg) return `Different csums-alg settings. me="${local.csumsAlg}" peer="${peer.csumsAlg}"`;
+  return null;
+}
+
+const EXPECTED_ORDER = [PacketType.Protocol, PacketType.SyncParam, PacketType.Uuids, PacketType.Sizes, PacketType.State] as const;
 const TYPE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(PacketType).map(([k, v]) => [v, k]));
 
 export interface ExchangeOptions {
@@ -124,7 +138,11 @@ export function exchangeParams(
         reject(error);
         return;
       }
-      const [p, u, s, st] = received as [ProtocolPacket, UuidsPacket, SizesPacket, StatePacket];
+      const [p, sp, u, s, st] = received as [ProtocolPacket, SyncParamPacket, UuidsPacket, SizesPacket, StatePacket];
+      const syncParam: Body<SyncParamPacket> = {
+        resyncRateKiBps: sp.resyncRateKiBps, cPlanAheadDs: sp.cPlanAheadDs, cDelayTargetDs: sp.cDelayTargetDs,
+        cFillTargetSectors: sp.cFillTargetSectors, cMaxRateKiBps: sp.cMaxRateKiBps, verifyAlg: sp.verifyAlg, csumsAlg: sp.csumsAlg,
+      };
       resolve({
         session,
         local: local!,
@@ -138,6 +156,7 @@ export function exchangeParams(
           allowTwoPrimaries: p.allowTwoPrimaries,
           discardMyData: p.discardMyData,
           nodeName: p.nodeName,
+          syncParam,
           uuids: u.uuids,
           bitsSet: u.bitsSet,
           uuidFlags: u.uuidFlags,
@@ -152,7 +171,8 @@ export function exchangeParams(
 
     const maybeDone = (): void => {
       if (settled || local === null || received.length < EXPECTED_ORDER.length) return;
-      const message = checkCompatibility(local.protocol, received[0] as ProtocolPacket);
+      const message = checkCompatibility(local.protocol, received[0] as ProtocolPacket)
+        ?? checkSyncParamCompatibility(local.syncParam, received[1] as SyncParamPacket);
       if (message !== null) {
         opts.logger.error({ peer: (received[0] as ProtocolPacket).nodeName }, message);
         finish(new IncompatibleSettingsError(message));
@@ -182,6 +202,7 @@ export function exchangeParams(
         if (settled) return;
         local = params;
         session.send({ type: PacketType.Protocol, ...params.protocol });
+        session.send({ type: PacketType.SyncParam, ...params.syncParam });
         session.send({ type: PacketType.Uuids, ...params.uuids });
         session.send({ type: PacketType.Sizes, ...params.sizes });
         session.send({ type: PacketType.State, ...params.state });

@@ -39,6 +39,10 @@ export const PacketType = {
   RsWriteAck: 0x43,
   RsNegAck: 0x44,
   OutOfSync: 0x45,
+  /** DRBD's P_CSUM_RS_REQUEST: a resync request carrying the SyncTarget's digest of the blocks (csums-alg). */
+  CsumRsRequest: 0x46,
+  /** DRBD's P_RS_IS_IN_SYNC: the SyncSource's blocks hash the same; nothing to copy. */
+  RsIsInSync: 0x47,
   // online verify
   OvRequest: 0x50,
   OvReply: 0x51,
@@ -136,7 +140,7 @@ export interface DataPacket {
 }
 export interface AckPacket {
   type: typeof PacketType.RecvAck | typeof PacketType.WriteAck | typeof PacketType.NegAck
-    | typeof PacketType.RsWriteAck | typeof PacketType.RsNegAck;
+    | typeof PacketType.RsWriteAck | typeof PacketType.RsNegAck | typeof PacketType.RsIsInSync;
   offsetBytes: number;
   lengthBytes: number;
   blockId: number;
@@ -154,6 +158,8 @@ export interface BitmapPacket {
 }
 export interface RsDataRequest { type: typeof PacketType.RsDataRequest; offsetBytes: number; lengthBytes: number; blockId: number }
 export interface RsDataReply { type: typeof PacketType.RsDataReply; offsetBytes: number; blockId: number; payload: Buffer }
+/** One digest (csums-alg) over the whole requested range, as DRBD's read_for_csum computes it. */
+export interface CsumRsRequest { type: typeof PacketType.CsumRsRequest; offsetBytes: number; lengthBytes: number; blockId: number; digest: Buffer }
 export interface OutOfSyncPacket { type: typeof PacketType.OutOfSync; offsetBytes: number; lengthBytes: number }
 
 export interface OvRequest { type: typeof PacketType.OvRequest; offsetBytes: number; lengthBytes: number; blockId: number }
@@ -169,7 +175,7 @@ export type Packet =
   | ProtocolPacket | SyncParamPacket | UuidsPacket | SizesPacket | StatePacket | SyncUuidPacket
   | StateChangeRequest | StateChangeReply
   | DataPacket | AckPacket | BarrierPacket | BarrierAckPacket
-  | BitmapPacket | RsDataRequest | RsDataReply | OutOfSyncPacket
+  | BitmapPacket | RsDataRequest | RsDataReply | OutOfSyncPacket | CsumRsRequest
   | OvRequest | OvReply | OvResult
   | PingPacket | PingAckPacket | DisconnectPacket;
 

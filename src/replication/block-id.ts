@@ -1,11 +1,11 @@
 /**
  * replication/block-id — request ids that match an answer to its request.
  * The low two bits say which part of the data path asked (application write,
- * resync, verify), so the packet dispatcher routes answers without a lookup.
+ * resync, verify, application read served by the peer), so the packet dispatcher routes answers without a lookup.
  * Ids wrap below 2^32 so any wire codec can carry them.
  */
 
-export const BlockIdTag = { app: 0, resync: 1, verify: 2 } as const;
+export const BlockIdTag = { app: 0, resync: 1, verify: 2, read: 3 } as const;
 export type BlockIdTag = (typeof BlockIdTag)[keyof typeof BlockIdTag];
 
 const TAG_BITS = 2;

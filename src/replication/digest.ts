@@ -1,5 +1,6 @@
 /**
- * replication/digest — block digests for online verify (DRBD verify-alg):
+ * replication/digest — block digests for online verify (verify-alg) and
+ * checksum-based resync (csums-alg):
  * any node:crypto hash (sha1, md5, sha256, ...) plus crc32c and crc32, which
  * OpenSSL does not offer as hashes. Pure functions over Buffers.
  */
@@ -37,7 +38,8 @@ export function crc32c(data: Buffer): number {
   return crc32Generic(CRC32C_TABLE, data);
 }
 
-export function blockDigest(alg: string): BlockDigest {
+/** `option` names the setting in the error an unknown name raises (verify-alg, csums-alg). */
+export function blockDigest(alg: string, option = 'verify-alg'): BlockDigest {
   const name = alg.toLowerCase();
   if (name === 'crc32c' || name === 'crc32') {
     const table = name === 'crc32c' ? CRC32C_TABLE : CRC32_TABLE;
@@ -50,7 +52,7 @@ export function blockDigest(alg: string): BlockDigest {
     };
   }
   if (!crypto.getHashes().includes(name)) {
-    throw new UdrbdError(`verify-alg '${alg}' is not a known digest (try sha1, md5, sha256 or crc32c)`, ExitCode.configInvalid);
+    throw new UdrbdError(`${option} '${alg}' is not a known digest (try sha1, md5, sha256 or crc32c)`, ExitCode.configInvalid);
   }
   const digestBytes = crypto.createHash(name).digest().length;
   return {

@@ -5,6 +5,10 @@
  * part that answers it. The resource layer drives it with method calls
  * (attach a link, start mirroring, exchange bitmaps, start resync/verify);
  * packets it does not own (handshake, state) go to `onControlPacket`.
+ * The local disk can go and come back while the engine and its link live
+ * on (replication/local-disk): diskless, the volume reads and writes
+ * through the peer (replication/peer-read); a node whose peer is diskless
+ * marks every write it applies out of sync, for the peer's re-attach.
  */
 import type { BlockDevice } from '../disk/block-device.js';
 import type { ActivityLogApi, DirtyBitmap } from '../meta/types.js';
@@ -18,9 +22,12 @@ import { type CounterSnapshot, ReplicationCounters } from './counters.js';
 import { type ReplicationOptions, withDefaults } from './options.js';
 import { RangeLock } from './range-lock.js';
 import { SecondaryReceiver } from './receiver.js';
+import { blockDigest } from './digest.js';
 import { type ResyncProgress, ResyncResponder, ResyncTarget } from './resync.js';
 import { VerifyResponder, type VerifyResult, VerifySource } from './verify.js';
 import { type LocalIoErrorHandler, ReplicatedVolume, setOutOfSync } from './volume.js';
+import { LocalDisk, type LocalParts } from './local-disk.js';
+import { PeerReads } from './peer-read.js';
 
 export interface ReplicationEngineDeps {
   /** The local backing device's data area (not the meta-data). */
@@ -51,12 +58,13 @@ interface Link {
   readonly verifyResponder: VerifyResponder;
   readonly bitmapExchange: BitmapExchange;
   readonly attached: AttachedPeer;
+  readonly peerReads: PeerReads;
   resyncTarget: ResyncTarget | null;
   verifySource: VerifySource | null;
 }
 
 /** The options `adjust` may change on a running data path (the rest are fixed at attach). */
-export type LiveReplicationOptions = Pick<ReplicationOptions, 'protocol' | 'maxBuffers' | 'maxEpochSize' | 'resyncRateKiBps' | 'verifyAlg' | 'requestTimeoutMs'>;
+export type LiveReplicationOptions = Pick<ReplicationOptions, 'protocol' | 'maxBuffers' | 'maxEpochSize' | 'resyncRateKiBps' | 'verifyAlg' | 'csumsAlg' | 'requestTimeoutMs' | 'diskFlushes'>;
 
 export class ReplicationEngine {
   /** Shared by every part of the data path, which reads it per request; only applyOptions changes it. */
@@ -65,14 +73,17 @@ export class ReplicationEngine {
   readonly volume: ReplicatedVolume;
   private readonly rangeLock = new RangeLock();
   private link: Link | null = null;
+  /** The backing disk, bitmap and AL as every part sees them; detachable (diskless mode). */
+  readonly local: LocalDisk;
 
   constructor(private readonly deps: ReplicationEngineDeps) {
     this.options = { ...withDefaults(deps.options) };
-    this.counters = new ReplicationCounters(deps.bitmap, deps.alTransactions);
+    this.local = new LocalDisk({ disk: deps.disk, bitmap: deps.bitmap, activityLog: deps.activityLog });
+    this.counters = new ReplicationCounters(this.local.bitmap, deps.alTransactions);
     this.volume = new ReplicatedVolume({
-      disk: deps.disk,
-      bitmap: deps.bitmap,
-      activityLog: deps.activityLog,
+      disk: this.local.disk,
+      bitmap: this.local.bitmap,
+      activityLog: this.local.activityLog,
       options: this.options,
       counters: this.counters,
       log: deps.log,
@@ -102,18 +113,22 @@ export class ReplicationEngine {
   attachPeer(attached: AttachedPeer): void {
     assert(this.link === null, 'attachPeer while a peer is attached');
     const { channel } = attached;
-    const common = { disk: this.deps.disk, counters: this.counters, log: this.deps.log, rangeLock: this.rangeLock, peer: channel };
+    const common = { disk: this.local.disk, counters: this.counters, log: this.deps.log, rangeLock: this.rangeLock, peer: channel };
     const link: Link = {
       channel,
       attached,
       receiver: new SecondaryReceiver({ ...common, options: this.options, ...(this.deps.onLocalIoError ? { onLocalIoError: this.deps.onLocalIoError } : {}) }),
-      responder: new ResyncResponder({ ...common, bitmap: this.deps.bitmap }),
-      verifyResponder: new VerifyResponder({ ...common, bitmap: this.deps.bitmap, options: this.options }),
-      bitmapExchange: new BitmapExchange(this.deps.bitmap),
+      responder: new ResyncResponder({ ...common, bitmap: this.local.bitmap, options: this.options }),
+      verifyResponder: new VerifyResponder({ ...common, bitmap: this.local.bitmap, options: this.options }),
+      bitmapExchange: new BitmapExchange(this.local.bitmap),
+      peerReads: new PeerReads(channel, this.counters),
       resyncTarget: null,
       verifySource: null,
     };
     this.link = link;
+    link.receiver.setMarkOutOfSync(this.peerDiskless ? this.local.bitmap : null);
+    if (!this.local.isAttached) link.receiver.setAcceptWrites(false, 'diskless');
+    this.volume.setPeerReader(link.peerReads);
     channel.onPacket((packet) => this.dispatch(link, packet));
     channel.onClose((reason) => this.linkLost(link, reason));
   }
@@ -124,6 +139,8 @@ export class ReplicationEngine {
     this.link = null;
     this.volume.stopMirroring();
     this.volume.setOnDemandSync(null);
+    this.volume.setPeerReader(null);
+    link.peerReads.close(reason);
     link.resyncTarget?.abort(`link lost (${reason})`);
     link.verifySource?.abort(`link lost (${reason})`);
     link.bitmapExchange.abort();
@@ -164,12 +181,14 @@ export class ReplicationEngine {
   }
 
   /** Become SyncTarget: pull every out-of-sync block; application reads of such blocks sync them first. */
-  startResyncAsTarget(): ResyncTarget {
+  startResyncAsTarget(useCsums = false): ResyncTarget {
     const link = this.requireLink();
     assert(link.resyncTarget === null, 'one resync at a time');
+    const csums = useCsums && this.options.csumsAlg !== '' ? blockDigest(this.options.csumsAlg, 'csums-alg') : undefined;
     const target = new ResyncTarget({
-      disk: this.deps.disk,
-      bitmap: this.deps.bitmap,
+      ...(csums ? { csums } : {}),
+      disk: this.local.disk,
+      bitmap: this.local.bitmap,
       options: this.options,
       counters: this.counters,
       log: this.deps.log,
@@ -179,6 +198,8 @@ export class ReplicationEngine {
     });
     link.resyncTarget = target;
     this.volume.setOnDemandSync(target);
+    // Re-attached diskless node: the blocks it missed are now fetched before they are read.
+    this.volume.setReadsFromPeer(false);
     const done = target.start();
     const cleanUp = (): void => {
       if (link.resyncTarget === target) link.resyncTarget = null;
@@ -194,8 +215,8 @@ export class ReplicationEngine {
     const link = this.requireLink();
     assert(link.verifySource === null, 'one verify at a time');
     const source = new VerifySource({
-      disk: this.deps.disk,
-      bitmap: this.deps.bitmap,
+      disk: this.local.disk,
+      bitmap: this.local.bitmap,
       options: this.options,
       counters: this.counters,
       log: this.deps.log,
@@ -232,6 +253,50 @@ export class ReplicationEngine {
     return this.link?.receiver.idle() ?? Promise.resolve();
   }
 
+  // ---- diskless operation ---------------------------------------------------------------------
+
+  private peerDiskless = false;
+
+  /**
+   * The local disk goes away (detach, on-io-error): from now on the volume
+   * reads and writes through the peer, the peer's Data is refused. The old
+   * disk's requests in flight end on their own; the caller closes it after.
+   */
+  detachLocal(): void {
+    this.local.detach();
+    this.volume.setDiskless(true);
+    this.link?.resyncTarget?.abort('local disk detached');
+    this.link?.receiver.setAcceptWrites(false, 'diskless');
+  }
+
+  /** A disk is attached again; reads stay with the peer until the handshake says the local data is current. */
+  attachLocal(parts: LocalParts): void {
+    this.local.attach(parts);
+    this.volume.setDiskless(false);
+    // Without a peer the attached disk is all there is; with one, the handshake decides.
+    if (this.link === null) this.volume.setReadsFromPeer(false);
+    this.link?.receiver.setAcceptWrites(true);
+  }
+
+  /** The handshake after a re-attach found the local data current (no resync, or this node is SyncSource). */
+  localDataReady(): void {
+    if (this.local.isAttached) this.volume.setReadsFromPeer(false);
+  }
+
+  /**
+   * What the resource layer knows of both disks: a diskless peer (what this
+   * node writes is out of sync there, and is not sent), an UpToDate peer (a
+   * failed local read may be retried there) and whether the local disk is
+   * UpToDate (if not, its out-of-sync blocks are read from the peer).
+   */
+  setDiskStates(states: { localUpToDate: boolean; peerDiskless: boolean; peerUpToDate: boolean }): void {
+    this.volume.setDiskStates(states);
+    const diskless = states.peerDiskless;
+    if (this.peerDiskless === diskless) return;
+    this.peerDiskless = diskless;
+    this.link?.receiver.setMarkOutOfSync(diskless ? this.local.bitmap : null);
+  }
+
   // ---- packet routing -------------------------------------------------------------------------
 
   private dispatch(link: Link, packet: Packet): void {
@@ -250,8 +315,13 @@ export class ReplicationEngine {
       case PacketType.RsNegAck:
         return this.routeResyncAck(link, packet);
       case PacketType.RsDataRequest:
+      case PacketType.CsumRsRequest:
         return link.responder.handleDataRequest(packet);
+      case PacketType.RsIsInSync:
+        if (link.resyncTarget !== null) link.resyncTarget.handleIsInSync(packet);
+        return;
       case PacketType.RsDataReply:
+        if (blockIdTag(packet.blockId) === BlockIdTag.read) return link.peerReads.handleReply(packet);
         if (link.resyncTarget === null) {
           this.deps.log.warn({ offsetBytes: packet.offsetBytes }, 'RsDataReply while not SyncTarget ignored');
           return;
@@ -260,7 +330,7 @@ export class ReplicationEngine {
       case PacketType.Bitmap:
         return link.bitmapExchange.handleBitmap(packet);
       case PacketType.OutOfSync:
-        setOutOfSync(this.deps.bitmap, packet.offsetBytes, packet.lengthBytes);
+        setOutOfSync(this.local.bitmap, packet.offsetBytes, packet.lengthBytes);
         return;
       case PacketType.OvRequest:
         return link.verifyResponder.handleRequest(packet);
@@ -277,6 +347,7 @@ export class ReplicationEngine {
   private routeResyncAck(link: Link, packet: AckPacket): void {
     const tag = blockIdTag(packet.blockId);
     if (tag === BlockIdTag.app) return this.volume.handleAck(packet);
+    if (tag === BlockIdTag.read && packet.type === PacketType.RsNegAck) return link.peerReads.handleNegAck(packet.blockId);
     // The SyncTarget sends RsNegAck for a block it failed to write; the SyncSource for one it failed to read.
     if (packet.type === PacketType.RsNegAck && link.resyncTarget !== null) return link.resyncTarget.handleNegAck(packet);
     return link.responder.handleWriteAck(packet);

@@ -1,6 +1,6 @@
 /**
  * replication/options — the net/disk options the data path obeys (protocol,
- * max-buffers, max-epoch-size, resync rate, verify-alg) as plain numbers with
+ * max-buffers, max-epoch-size, resync rate, verify-alg, csums-alg, disk-flushes) as plain numbers with
  * units in their names, plus the named limits of this folder. Knows nothing
  * of the config grammar: daemon/ maps parsed config onto these fields.
  */
@@ -9,7 +9,7 @@ import { assert } from '../util/assert.js';
 export type ReplicationProtocol = 'A' | 'B' | 'C';
 
 export interface ReplicationOptions {
-  /** When a mirrored write completes (drbd84.md §9.1). */
+  /** When a mirrored write completes: A on send, B on the peer's receipt, C on its disk write (drbd_req.c). */
   readonly protocol: ReplicationProtocol;
   /** Bound on application requests in flight and on the transfer log (DRBD max-buffers). */
   readonly maxBuffers: number;
@@ -24,14 +24,27 @@ export interface ReplicationOptions {
   /** Digest for online verify: a node:crypto hash name (sha1, md5, sha256, ...) or crc32c / crc32. */
   readonly verifyAlg: string;
   /**
+   * csums-alg: checksum-based resync (the SyncTarget sends a digest of each
+   * run, the source sends data only when its digest differs); '' = off.
+   */
+  readonly csumsAlg: string;
+  /**
    * DRBD's request timer: a mirrored write (or a flush's Barrier) the peer
    * has not answered after this long expels the peer (cstate Timeout).
    * DRBD 8.4 uses ko-count × timeout; 0 disables (ko-count 0).
    */
   readonly requestTimeoutMs: number;
+  /**
+   * `disk-flushes`: flush the backing disk at the end of each epoch (a
+   * Barrier received) and after a resync. `no` drains instead — the writes of
+   * the epoch are complete before it is acknowledged, but may sit in a
+   * volatile disk cache: safe only with a battery-backed cache. Flushes an
+   * application asks for (DP_FLUSH writes, a Primary's local flush) still run.
+   */
+  readonly diskFlushes: boolean;
 }
 
-/** DRBD 8.4 defaults (drbd84.md §7.4); resync as fast as possible unless told otherwise. */
+/** DRBD 8.4 defaults (drbd_limits.h); resync as fast as possible unless told otherwise. */
 export const defaultReplicationOptions: ReplicationOptions = {
   protocol: 'C',
   maxBuffers: 2048,
@@ -40,7 +53,9 @@ export const defaultReplicationOptions: ReplicationOptions = {
   resyncRunBytesMax: 1024 * 1024,
   resyncInflightMax: 16,
   verifyAlg: 'sha1',
+  csumsAlg: '',
   requestTimeoutMs: 7 * 6000, // ko-count 7 × timeout 60 (tenths of a second)
+  diskFlushes: true,
 };
 
 /** Sectors of 512 bytes: DRBD logs ranges in sectors. */

@@ -19,7 +19,8 @@ import type { Logger } from '../util/log.js';
 import type { ReplicationCounters } from './counters.js';
 import type { ReplicationOptions, ReplicationProtocol } from './options.js';
 import type { RangeHold, RangeLock } from './range-lock.js';
-import type { LocalIoErrorHandler } from './volume.js';
+import { type LocalIoErrorHandler, setOutOfSync } from './volume.js';
+import type { DirtyBitmap } from '../meta/types.js';
 
 const FUA: WriteFlags = Object.freeze({ fua: true });
 
@@ -66,6 +67,8 @@ export class SecondaryReceiver {
   private flushedThroughEpoch: number | null = null;
   private acceptWrites = true;
   private refuseReason = '';
+  /** The peer is diskless: every write applied here is out of sync there (receive_Data, pdsk < Inconsistent). */
+  private markOutOfSync: DirtyBitmap | null = null;
 
   constructor(private readonly deps: SecondaryReceiverDeps) {}
 
@@ -73,6 +76,11 @@ export class SecondaryReceiver {
   setAcceptWrites(accept: boolean, reason = ''): void {
     this.acceptWrites = accept;
     this.refuseReason = reason;
+  }
+
+  /** While the peer has no disk: the bitmap to mark each applied write in, or null. */
+  setMarkOutOfSync(bitmap: DirtyBitmap | null): void {
+    this.markOutOfSync = bitmap;
   }
 
   handleData(packet: DataPacket): void {
@@ -86,6 +94,7 @@ export class SecondaryReceiver {
       this.ack(PacketType.NegAck, packet.offsetBytes, lengthBytes, packet.blockId);
       return;
     }
+    if (this.markOutOfSync !== null) setOutOfSync(this.markOutOfSync, packet.offsetBytes, lengthBytes);
     if (ackWanted(packet.flags, options.protocol) === 'B') this.ack(PacketType.RecvAck, packet.offsetBytes, lengthBytes, packet.blockId);
     counters.ua++;
     epoch.pending++;
@@ -151,6 +160,11 @@ export class SecondaryReceiver {
     for (const next of this.barriersWaiting) {
       if (next.record !== undefined && next.record.pending > 0) break;
       covered = next.epoch;
+    }
+    if (!this.deps.options.diskFlushes) {
+      // disk-flushes no: DRBD's "drain" ordering — the epoch's writes are complete, not flushed.
+      if (this.deps.peer.isOpen) this.deps.peer.send({ type: PacketType.BarrierAck, epoch, writes: record ? record.writes : 0 });
+      return;
     }
     try {
       // The flush may run on this thread (disk/file-disk): let acks already queued (the

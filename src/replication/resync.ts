@@ -7,7 +7,10 @@
  * (any node with good data) answers RsDataRequest from its disk and clears
  * its bits on RsWriteAck. Both hold the shared range lock across each block
  * so an application write that overlaps a block being resynced wins.
- * Progress is plain numbers (drbd84.md §5.1). Who syncs from whom is decided
+ * With csums-alg (checksum-based resync) the target reads its own copy of
+ * each run and sends its digest (CsumRsRequest); the source answers with the
+ * data only when its own digest differs, else RsIsInSync.
+ * Progress is plain numbers (drbd_proc.c: drbd_syncer_progress). Who syncs from whom is decided
  * elsewhere.
  */
 import { type BlockDevice, BYPASS_CACHE } from '../disk/block-device.js';
@@ -16,12 +19,13 @@ import { BM_BLOCK_BYTES } from '../meta/types.js';
 import type { PeerChannel } from '../peer/channel.js';
 import { releaseReceivedPayload } from '../peer/codec.js';
 import { directPool } from '../disk/direct-buffers.js';
-import { type AckPacket, PacketType, type RsDataReply, type RsDataRequest } from '../peer/packets.js';
+import { type AckPacket, type CsumRsRequest, PacketType, type RsDataReply, type RsDataRequest } from '../peer/packets.js';
 import { runAside, trackUntilFulfilled } from '../util/aside.js';
 import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
-import { BlockIdAllocator, BlockIdTag } from './block-id.js';
+import { BlockIdAllocator, BlockIdTag, blockIdTag } from './block-id.js';
 import type { ReplicationCounters } from './counters.js';
+import { type BlockDigest, blockDigest } from './digest.js';
 import type { ReplicationOptions } from './options.js';
 import { type RangeHold, type RangeLock, Slots } from './range-lock.js';
 import { setInSync } from './volume.js';
@@ -33,6 +37,11 @@ const SPEED_SAMPLES_MAX = 18;
 const SPEED_SAMPLE_INTERVAL_MS = 1000;
 /** No progress for this long is shown as "(stalled)". */
 const STALLED_AFTER_MS = 180_000;
+/**
+ * Longest run one checksum request covers: one digest decides the whole run,
+ * so a single changed 4 KiB block costs at most this much copying.
+ */
+export const CSUMS_RUN_BYTES_MAX = 64 * 1024;
 
 export interface ResyncProgress {
   readonly totalBits: number;
@@ -61,6 +70,8 @@ export interface ResyncResult {
   /** Payload bytes that crossed the link for this resync. */
   readonly transferredBytes: number;
   readonly elapsedMs: number;
+  /** Blocks the source found equal by checksum (csums-alg) and did not send. */
+  readonly sameCsumBlocks: number;
 }
 
 /** /proc/drbd's per-mille: computed on values >>10 (>>16 above 2^32 bits). */
@@ -193,6 +204,8 @@ export interface ResyncDeps {
   readonly rangeLock: RangeLock;
   readonly peer: PeerChannel;
   readonly now?: () => number;
+  /** csums-alg digest when this resync is checksum-based (use_checksum_based_resync), else absent. */
+  readonly csums?: BlockDigest;
 }
 
 interface ResyncRequest {
@@ -219,6 +232,7 @@ export class ResyncTarget {
   private syncedBlocks = 0;
   private failedBlocks = 0;
   private transferredBytes = 0;
+  private sameCsumBlocks = 0;
   private donePromise: Promise<ResyncResult> | null = null;
 
   constructor(deps: ResyncDeps) {
@@ -298,7 +312,8 @@ export class ResyncTarget {
 
   private async run(): Promise<ResyncResult> {
     const { bitmap, options, log } = this.deps;
-    const runBitsMax = options.resyncRunBytesMax / BM_BLOCK_BYTES;
+    const runBytesMax = this.deps.csums ? Math.min(options.resyncRunBytesMax, CSUMS_RUN_BYTES_MAX) : options.resyncRunBytesMax;
+    const runBitsMax = runBytesMax / BM_BLOCK_BYTES;
     const startMs = this.now();
     const pending = new Set<Promise<boolean>>();
     for (let pass = 0; pass < RESYNC_PASSES_MAX && this.aborted === null; pass++) {
@@ -324,8 +339,8 @@ export class ResyncTarget {
       if (bitmap.countSet() === 0 || this.aborted !== null || !this.deps.peer.isOpen) break;
       if (this.failedBlocks > failedBefore && pass > 0) break;
     }
-    if (this.aborted === null) {
-      // Everything synced must be on stable storage before the resync counts as done.
+    if (this.aborted === null && options.diskFlushes) {
+      // Everything synced must be on stable storage before the resync counts as done (unless disk-flushes no).
       try {
         await this.deps.disk.flush();
       } catch (err) {
@@ -340,7 +355,17 @@ export class ResyncTarget {
     const seconds = Math.round(elapsedMs / 1000);
     if (ok) log.info(`Resync done (total ${seconds} sec; paused ${Math.round(progress.pausedMs / 1000)} sec; ${progress.averageKiBps} K/sec)`);
     else log.warn({ leftBits: left, failedBlocks: this.failedBlocks, aborted: this.aborted }, 'resync ended with blocks out of sync');
-    return { ok, syncedBlocks: this.syncedBlocks, failedBlocks: this.failedBlocks, transferredBytes: this.transferredBytes, elapsedMs };
+    if (this.deps.csums) {
+      // drbd_resync_finished's line for a checksum-based resync.
+      const totalKiB = this.syncedBlocks * (BM_BLOCK_BYTES / 1024);
+      const eliminatedKiB = this.sameCsumBlocks * (BM_BLOCK_BYTES / 1024);
+      const percent = this.syncedBlocks > 0 ? Math.floor((this.sameCsumBlocks * 100) / this.syncedBlocks) : 0;
+      log.info(`${percent} % had equal checksums, eliminated: ${eliminatedKiB}K; transferred ${Math.floor(this.transferredBytes / 1024)}K total ${totalKiB}K`);
+    }
+    return {
+      ok, syncedBlocks: this.syncedBlocks, failedBlocks: this.failedBlocks, transferredBytes: this.transferredBytes, elapsedMs,
+      sameCsumBlocks: this.sameCsumBlocks,
+    };
   }
 
   /** Requests bits [firstBit, endBit) as one RsDataRequest; resolves true once written locally. */
@@ -369,15 +394,58 @@ export class ResyncTarget {
       const done = new Promise<boolean>((resolve) => {
         this.requests.set(blockId, { blockId, offsetBytes, lengthBytes, hold, settle: resolve });
       });
+      const digest = this.deps.csums ? await this.localDigest(offsetBytes, lengthBytes) : null;
+      if (this.aborted !== null || !peer.isOpen) {
+        rangeLock.release(hold);
+        return false;
+      }
       counters.pe++;
-      const request: RsDataRequest = { type: PacketType.RsDataRequest, offsetBytes, lengthBytes, blockId };
-      peer.send(request);
+      if (digest !== null) {
+        const request: CsumRsRequest = { type: PacketType.CsumRsRequest, offsetBytes, lengthBytes, blockId, digest };
+        peer.send(request);
+      } else {
+        const request: RsDataRequest = { type: PacketType.RsDataRequest, offsetBytes, lengthBytes, blockId };
+        peer.send(request);
+      }
       slotHeld = false;
       const ok = await done;
       return ok;
     } finally {
       if (slotHeld) this.inflight.release();
     }
+  }
+
+  /**
+   * The digest of this node's own copy of a run (read_for_csum), or null when
+   * it cannot be read: the run is then requested in full.
+   */
+  private async localDigest(offsetBytes: number, lengthBytes: number): Promise<Buffer | null> {
+    const csums = this.deps.csums;
+    assert(csums !== undefined, 'checksum-based resync');
+    const data = directPool.take(lengthBytes);
+    try {
+      await this.deps.disk.read(data, offsetBytes, BYPASS_CACHE);
+      this.deps.counters.diskReadBytes += lengthBytes;
+      const digest = Buffer.alloc(csums.digestBytes);
+      csums.digestInto(data, digest, 0);
+      return digest;
+    } catch (err) {
+      this.deps.log.warn({ offsetBytes, lengthBytes, err: (err as Error).message }, 'cannot read local blocks for the resync checksum; requesting them in full');
+      return null;
+    } finally {
+      directPool.give(data);
+    }
+  }
+
+  /** The source's blocks hash as ours (P_RS_IS_IN_SYNC): in sync without copying. */
+  handleIsInSync(packet: AckPacket): void {
+    const request = this.requests.get(packet.blockId);
+    if (request === undefined) {
+      this.deps.log.warn({ blockId: packet.blockId }, 'RsIsInSync for unknown request ignored');
+      return;
+    }
+    this.sameCsumBlocks += Math.ceil(request.lengthBytes / BM_BLOCK_BYTES);
+    this.finish(request, true, true);
   }
 
   handleReply(packet: RsDataReply): void {
@@ -446,15 +514,35 @@ export class ResyncTarget {
 
 /** Answers the peer's resync requests from the local disk (the SyncSource's side). */
 export class ResyncResponder {
-  constructor(private readonly deps: Omit<ResyncDeps, 'options' | 'now'>) {}
+  private csums: BlockDigest | null = null;
 
-  handleDataRequest(packet: RsDataRequest): void {
+  constructor(private readonly deps: Omit<ResyncDeps, 'now' | 'csums'>) {}
+
+  handleDataRequest(packet: RsDataRequest | CsumRsRequest): void {
     this.deps.counters.ua++;
     // Requests are answered concurrently (bounded by the peer's in-flight limit); answer turns a read error into RsNegAck.
     runAside(this.answer(packet), this.deps.log, 'resync read');
   }
 
-  private async answer(packet: RsDataRequest): Promise<void> {
+  /** This node's csums-alg digest (options may change by `adjust` between resyncs). */
+  private csumsDigest(): BlockDigest | null {
+    const alg = this.deps.options.csumsAlg;
+    if (alg === '') return null;
+    if (this.csums === null || this.csums.name !== alg.toLowerCase()) this.csums = blockDigest(alg, 'csums-alg');
+    return this.csums;
+  }
+
+  /** True when a CsumRsRequest's digest matches this node's copy (w_e_end_csum_rs_req). */
+  private sameDigest(packet: RsDataRequest | CsumRsRequest, data: Buffer): boolean {
+    if (packet.type !== PacketType.CsumRsRequest) return false;
+    const csums = this.csumsDigest();
+    if (csums === null || csums.digestBytes !== packet.digest.length) return false;
+    const mine = Buffer.alloc(csums.digestBytes);
+    csums.digestInto(data, mine, 0);
+    return mine.equals(packet.digest);
+  }
+
+  private async answer(packet: RsDataRequest | CsumRsRequest): Promise<void> {
     const { disk, peer, rangeLock, counters, log } = this.deps;
     const { offsetBytes, lengthBytes, blockId } = packet;
     const granted = rangeLock.acquire(offsetBytes, offsetBytes + lengthBytes);
@@ -474,11 +562,16 @@ export class ResyncResponder {
         return;
       }
       // Queued while the range is held: an overlapping application write's Data follows it.
-      if (ok) {
+      if (ok && this.sameDigest(packet, payload)) {
+        directPool.give(payload);
+        setInSync(this.deps.bitmap, offsetBytes, lengthBytes);
+        peer.send({ type: PacketType.RsIsInSync, offsetBytes, lengthBytes, blockId });
+      } else if (ok) {
         // The buffer goes back to the pool once the channel no longer references it.
         peer.send({ type: PacketType.RsDataReply, offsetBytes, blockId, payload }, () => directPool.give(payload));
         counters.sentBytes += lengthBytes;
-        counters.pe++;
+        // An application read of a diskless peer (replication/peer-read) is not acknowledged.
+        if (blockIdTag(blockId) !== BlockIdTag.read) counters.pe++;
       } else {
         directPool.give(payload);
         peer.send({ type: PacketType.RsNegAck, offsetBytes, lengthBytes, blockId });

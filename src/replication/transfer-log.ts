@@ -1,6 +1,6 @@
 /**
  * replication/transfer-log — the Primary's record of mirrored writes not yet
- * covered by a BarrierAck, grouped in epochs (drbd84.md §9.1–9.2). When the
+ * covered by a BarrierAck, grouped in epochs (drbd_main.c: tl_release, _tl_restart). When the
  * link is lost, every request still here is exactly what the peer may not
  * have on stable storage, so its range goes out of sync. Knows nothing of
  * sockets or disks.

@@ -2,12 +2,18 @@
  * replication/volume — ReplicatedVolume, the Primary's view of the volume as
  * a BlockDevice: each write goes through the activity log, then to the local
  * disk and (while mirroring) as a Data packet to the peer, and completes as
- * protocol A, B or C says (drbd84.md §9.1). Epochs, Barriers and the transfer
+ * protocol A, B or C says (drbd_req.c). Epochs, Barriers and the transfer
  * log live here; a lost peer turns unacknowledged ranges out of sync. It
  * receives decisions (start/stop mirroring, become SyncTarget) as method
  * calls and knows nothing of roles, UUIDs or sockets. Each completed local
  * write/flush and peer ack is timed (performance.now(), one call at each end)
  * into the counters' fixed-bucket histograms.
+ *
+ * Diskless (DRBD's diskless Primary): with the local disk detached, reads
+ * come from the peer (replication/peer-read) and writes and flushes go to
+ * the peer only; without a connection they fail with EIO. A read the local
+ * disk fails is retried on an UpToDate peer, as DRBD 8.4 retries it. With a
+ * diskless peer, writes are not sent, only marked out of sync.
  */
 import { performance } from 'node:perf_hooks';
 import { type BlockDevice, type BlockDeviceCapabilities, type ReadFlags, type WriteFlags, checkRange } from '../disk/block-device.js';
@@ -22,6 +28,8 @@ import type { ReplicationCounters } from './counters.js';
 import { type ReplicationOptions, type ReplicationProtocol, SECTOR_BYTES } from './options.js';
 import { RangeLock, type RangeHold, Slots } from './range-lock.js';
 import { TransferLog } from './transfer-log.js';
+import { eioError } from '../disk/block-device.js';
+import type { PeerReads } from './peer-read.js';
 
 /** What a SyncTarget's volume asks of the resync before reading an out-of-sync block. */
 export interface OnDemandSync {
@@ -127,6 +135,17 @@ export class ReplicatedVolume implements BlockDevice {
   private ackedThroughEpoch = 0;
   private onDemandSync: OnDemandSync | null = null;
   private closed = false;
+  /** No local disk: writes and flushes go to the peer only. */
+  private diskless = false;
+  /** Reads go to the peer (diskless, or re-attached and not yet known current). */
+  private readsFromPeer = false;
+  private peerReader: PeerReads | null = null;
+  /** The peer has no disk: writes are not sent, only marked out of sync. */
+  private peerDiskless = false;
+  /** The peer's disk is UpToDate: a failed local read may be retried there. */
+  private peerUpToDate = false;
+  /** The local disk is UpToDate; if not (on-io-error pass_on), its out-of-sync blocks are read from an UpToDate peer. */
+  private localUpToDate = true;
 
   constructor(deps: ReplicatedVolumeDeps) {
     this.disk = deps.disk;
@@ -238,6 +257,36 @@ export class ReplicatedVolume implements BlockDevice {
     return this.peer !== null;
   }
 
+  /** The local disk went away (true) or is back (false); see the header. */
+  setDiskless(diskless: boolean): void {
+    if (diskless && !this.diskless) this.writesWhileDiskless = 0;
+    this.diskless = diskless;
+    if (diskless) this.readsFromPeer = true;
+  }
+
+  setReadsFromPeer(fromPeer: boolean): void {
+    this.readsFromPeer = fromPeer || this.diskless;
+  }
+
+  get isDiskless(): boolean {
+    return this.diskless;
+  }
+
+  /** Writes completed through the peer alone since the disk went away: the old disk misses them. */
+  writesWhileDiskless = 0;
+
+  /** The link's reader of the peer's disk, or null without a link. */
+  setPeerReader(reader: PeerReads | null): void {
+    this.peerReader = reader;
+  }
+
+  /** What the resource layer knows of both disks. */
+  setDiskStates(states: { localUpToDate: boolean; peerDiskless: boolean; peerUpToDate: boolean }): void {
+    this.localUpToDate = states.localUpToDate;
+    this.peerDiskless = states.peerDiskless;
+    this.peerUpToDate = states.peerUpToDate;
+  }
+
   /** While this node is SyncTarget: out-of-sync blocks are synced before they are read. */
   setOnDemandSync(sync: OnDemandSync | null): void {
     this.onDemandSync = sync;
@@ -275,6 +324,9 @@ export class ReplicatedVolume implements BlockDevice {
         this.counters.pe--;
         write.settle(false);
         return;
+      case PacketType.RsIsInSync:
+        // The checksum resync's answer (replication/resync; engine routes it there), never a write's.
+        return;
     }
     this.pending.delete(packet.blockId);
     this.counters.pe--;
@@ -305,19 +357,33 @@ export class ReplicatedVolume implements BlockDevice {
     checkRange(this, offsetBytes, buffer.length);
     this.counters.readsInFlight++;
     try {
+      if (this.readsFromPeer) {
+        const reader = this.peerReader;
+        if (reader === null) throw eioError(`read at ${offsetBytes}: diskless and not connected to a peer with data`);
+        await reader.read(buffer, offsetBytes);
+        return;
+      }
       const sync = this.onDemandSync;
       if (sync !== null && this.rangeOutOfSync(offsetBytes, buffer.length)) {
         await sync.syncRange(offsetBytes, buffer.length);
+      } else if (sync === null && !this.localUpToDate && this.peerUpToDate && this.peerReader !== null && this.rangeOutOfSync(offsetBytes, buffer.length)) {
+        // drbd_may_do_local_read: a block out of sync on a disk that is not UpToDate is read from the peer.
+        await this.peerReader.read(buffer, offsetBytes);
+        return;
       }
       this.counters.lo++;
       try {
         await this.disk.read(buffer, offsetBytes, flags);
       } catch (err) {
-        this.onLocalIoError('read', offsetBytes, err as Error);
-        throw err;
-      } finally {
         this.counters.lo--;
+        this.onLocalIoError('read', offsetBytes, err as Error);
+        // drbd_req.c: a failed READ is retried on the peer if it has good data.
+        const reader = this.peerReader;
+        if (reader === null || !this.peerUpToDate) throw err;
+        await reader.read(buffer, offsetBytes);
+        return;
       }
+      this.counters.lo--;
       this.counters.diskReadBytes += buffer.length;
     } finally {
       this.counters.readsInFlight--;
@@ -355,16 +421,23 @@ export class ReplicatedVolume implements BlockDevice {
     try {
       if (this.peer !== null) network = await this.sendWrite(buffer, offsetBytes, fua);
       if (network === null) setOutOfSync(this.bitmap, offsetBytes, buffer.length);
-      const startedMs = performance.now();
-      this.counters.lo++;
-      try {
-        await this.disk.write(buffer, offsetBytes, { fua });
-        this.counters.diskWriteLatency.record(performance.now() - startedMs);
-        this.counters.diskWrittenBytes += buffer.length;
-      } catch (err) {
-        localError = err as Error;
-      } finally {
-        this.counters.lo--;
+      if (this.diskless) {
+        localError = eioError(`write at ${offsetBytes}: the node is diskless`);
+      } else {
+        const startedMs = performance.now();
+        this.counters.lo++;
+        try {
+          await this.disk.write(buffer, offsetBytes, { fua });
+          this.counters.diskWriteLatency.record(performance.now() - startedMs);
+          this.counters.diskWrittenBytes += buffer.length;
+        } catch (err) {
+          localError = err as Error;
+          // Our copy of the range is stale now, whoever has the data.
+          setOutOfSync(this.bitmap, offsetBytes, buffer.length);
+          this.onLocalIoError('write', offsetBytes, localError);
+        } finally {
+          this.counters.lo--;
+        }
       }
     } finally {
       this.lock.release(hold);
@@ -382,16 +455,14 @@ export class ReplicatedVolume implements BlockDevice {
     // per queue depth of writes. A lone synchronous write's epoch was closed when it was
     // sent (sendWrite): the peer's flush is under way before the caller's fsync arrives.
     if (network !== null && network.channel === this.peer && network.epoch === this.tl.epoch) this.closeEpoch();
-    if (localError !== null) {
-      this.onLocalIoError('write', offsetBytes, localError);
-      if (!networkOk) throw localError;
-      // The peer has the data; our copy of the range is now out of sync.
-      setOutOfSync(this.bitmap, offsetBytes, buffer.length);
-    }
+    // The peer has the data: the write succeeded (drbd_req.c: local or remote OK).
+    if (localError !== null && !networkOk) throw localError;
+    if (this.diskless) this.writesWhileDiskless++;
   }
 
   /** Queues the Data packet; returns the network part (already settled for protocol A), or null if the peer went away. */
   private async sendWrite(buffer: Buffer, offsetBytes: number, fua: boolean): Promise<PendingWrite | null> {
+    if (this.peerDiskless) return null;
     while (this.peer !== null && (this.congested || this.tl.size >= this.options.maxBuffers)) {
       if (this.congested) {
         await this.peer.drained();
@@ -458,7 +529,7 @@ export class ReplicatedVolume implements BlockDevice {
     // The Barrier leaves first: the local flush may run on this thread (disk/file-disk) and
     // the peer's flush should overlap it.
     const startedMs = performance.now();
-    if (this.peer !== null) {
+    if (this.peer !== null && !this.peerDiskless) {
       this.closeEpoch();
       const epoch = this.tl.newestClosedEpoch;
       if (epoch >= 0 && epoch > this.ackedThroughEpoch) {
@@ -468,14 +539,21 @@ export class ReplicatedVolume implements BlockDevice {
     }
     this.counters.lo++;
     try {
-      try {
-        await this.disk.flush();
-        this.counters.diskFlushLatency.record(performance.now() - startedMs);
-      } catch (err) {
-        this.onLocalIoError('flush', 0, err as Error);
-        if (network === null) throw err;
-      } finally {
+      if (this.diskless) {
         this.counters.lo--;
+        // Nothing sent since the last acknowledged Barrier: the peer has it all already.
+        if (network === null && (this.peer === null || this.peerDiskless)) throw eioError('flush: diskless and not connected to a peer with data');
+      } else {
+        try {
+          await this.disk.flush();
+          this.counters.diskFlushLatency.record(performance.now() - startedMs);
+        } catch (err) {
+          this.onLocalIoError('flush', 0, err as Error);
+          // No Barrier pending: the peer has every write we sent on stable storage already.
+          if (network === null && (this.peer === null || this.peerDiskless)) throw err;
+        } finally {
+          this.counters.lo--;
+        }
       }
       if (network !== null) await network;
     } finally {

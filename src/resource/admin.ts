@@ -16,13 +16,13 @@ import {
   formatRefusalLog,
   refusal,
   sanitizeState,
-  type Fencing,
   type Refusal,
   type ResourceState,
   type StateCheck,
   type StateCtx,
 } from './state.js';
 import { ConnState, DiskState, Role } from './states.js';
+import { interpretFencePeer } from './fencing.js';
 import { internalTransition, transition } from './transition.js';
 
 /**
@@ -88,63 +88,20 @@ const refused = (r: Refusal, old?: ResourceState, wanted?: ResourceState, states
   states,
 });
 
-export interface FenceOutcome {
-  /** conn_try_outdate_peer's answer: the peer is known to be Outdated or worse. */
-  peerOutdated: boolean;
-  /** State changes the handler's answer implies (pdsk or own disk). */
-  patch: Partial<ResourceState>;
-  logLines: string[];
-}
-
-/**
- * Interprets a fence-peer handler exit code (drbd84.md §5.2): 3 peer
- * Inconsistent, 4 Outdated, 5 down (Outdated only if our disk is UpToDate),
- * 6 peer Primary → outdate myself, 7 stonithed; anything else is broken.
- */
-export function interpretFencePeer(exitCode: number, state: ResourceState, fencing: Fencing): FenceOutcome {
-  const logLines: string[] = [];
-  let patch: Partial<ResourceState> = {};
-  let text: string;
-  switch (exitCode) {
-    case 3:
-      text = 'peer is inconsistent or worse';
-      patch = { pdsk: DiskState.Inconsistent };
-      break;
-    case 4:
-      text = 'peer was fenced';
-      patch = { pdsk: DiskState.Outdated };
-      break;
-    case 5:
-      if (state.disk === DiskState.UpToDate) {
-        text = 'peer is unreachable, assumed to be dead';
-        patch = { pdsk: DiskState.Outdated };
-      } else {
-        text = 'peer unreachable, doing nothing since disk != UpToDate';
-      }
-      break;
-    case 6:
-      text = 'peer is active';
-      logLines.push('Peer is primary, outdating myself.');
-      patch = { disk: DiskState.Outdated };
-      break;
-    case 7:
-      if (fencing !== 'resource-and-stonith') logLines.push('fence-peer() = 7 && fencing != Stonith !!!');
-      text = 'peer was stonithed';
-      patch = { pdsk: DiskState.Outdated };
-      break;
-    default:
-      logLines.push(`fence-peer helper broken, returned ${exitCode}`);
-      return { peerOutdated: false, patch: {}, logLines };
-  }
-  logLines.push(`fence-peer helper returned ${exitCode} (${text})`);
-  const pdsk = patch.pdsk ?? state.pdsk;
-  return { peerOutdated: pdsk <= DiskState.Outdated, patch, logLines };
-}
+// fence-peer exit codes are resource/fencing's rules; re-exported for the callers that came first.
+export { type FenceOutcome, interpretFencePeer } from './fencing.js';
 
 export interface PrimaryOptions {
   force: boolean;
   /** Exit code of the fence-peer handler, when the caller already ran it for this request. */
   fencePeerExit?: number;
+  /**
+   * The caller (daemon/fencing: beforePromote) already ran fence-peer where
+   * drbd_set_role would and applied its answer; this is what the promotion
+   * adds (promotionAfterFence). The peer then counts as outdated only if
+   * pdsk says so, and no handler is asked for.
+   */
+  fenced?: Partial<ResourceState>;
 }
 
 /** The maximum number of state-change attempts drbd_set_role makes. */
@@ -158,7 +115,7 @@ export function requestPrimary(state: ResourceState, opts: PrimaryOptions, ctx: 
   let base = state;
   const committed: ResourceState[] = [];
   const logLines: string[] = [];
-  const want: Partial<ResourceState> = { role: Role.Primary };
+  const want: Partial<ResourceState> = { ...opts.fenced, role: Role.Primary };
   let forced = false;
   let fenceTried = false;
   let last: Refusal | null = null;
@@ -168,6 +125,7 @@ export function requestPrimary(state: ResourceState, opts: PrimaryOptions, ctx: 
   const fence = (): boolean | 'need-handler' => {
     fenceTried = true;
     if (ctx.fencing === 'dont-care') return true;
+    if (opts.fenced !== undefined) return base.pdsk <= DiskState.Outdated;
     if (opts.fencePeerExit === undefined) return 'need-handler';
     const outcome = interpretFencePeer(opts.fencePeerExit, base, ctx.fencing);
     logLines.push(...outcome.logLines);

@@ -1,7 +1,7 @@
 /**
  * resource/after-sb — automatic split-brain recovery policies (after-sb-0pri,
- * -1pri, -2pri; drbd84.md §3.2), the connect-time compatibility check of both
- * nodes' net settings (§9.3) and the tie-breaker convention. Pure decisions
+ * -1pri, -2pri; drbd_receiver.c: drbd_asb_recover_0p/1p/2p), the connect-time
+ * compatibility check of both nodes' net settings (drbd_receiver.c: receive_protocol) and the tie-breaker convention. Pure decisions
  * returning a handshake value (+1 I become SyncSource, -1 I become SyncTarget,
  * -100 unresolved) plus DRBD's log lines; knows nothing of sockets or disks.
  */
@@ -185,7 +185,7 @@ export function recover2p(policy2: string, policy0: string, input: AsbInput): As
 }
 
 /**
- * --discard-my-data (§3.3), consulted only while the result is still -100:
+ * --discard-my-data (drbd_receiver.c: drbd_sync_handshake), consulted only while the result is still -100:
  * my flag alone → -1 (I become target), the peer's flag alone → +1.
  */
 export function applyDiscardMyData(hg: number, selfDiscard: boolean, peerDiscard: boolean): number {

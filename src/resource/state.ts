@@ -1,15 +1,16 @@
 /**
  * resource/state — the DRBD 8.4 state word of one resource (role, peer role,
  * cstate, disk, pdsk, suspend and sync-pause flags) and the kernel's rules
- * for changing it: `sanitizeState` (implied clamps, drbd84.md §4.2), the hard
+ * for changing it: `sanitizeState` (implied clamps, drbd_state.c: sanitize_state), the hard
  * connection-transition rules and the user-visible ("soft") refusals with
- * their SS_* codes and texts (§4.3), plus the two log renderings of a state
- * (§5.2). Pure functions only: no I/O, no clock, no byte formats, no sockets.
+ * their SS_* codes and texts (drbd_state.c: is_valid_state, is_valid_soft_transition,
+ * is_valid_transition; drbd_strings.c), plus the two log renderings of a state
+ * (drbd_state.c: print_st, print_state_change). Pure functions only: no I/O, no clock, no byte formats, no sockets.
  */
 import { ExitCode } from '../util/errors.js';
 import { ConnState, DiskState, Role, connName, diskName, roleName } from './states.js';
 
-/** The state word (drbd84.md §4.1). `susp` is the user's suspend-io flag. */
+/** The state word (union drbd_state, drbd.h). `susp` is the user's suspend-io flag. */
 export interface ResourceState {
   role: Role;
   peer: Role;
@@ -73,7 +74,7 @@ export const unconfiguredState: ResourceState = Object.freeze({
   aftrIsp: false,
 });
 
-/** DRBD's SS_* state-change refusal codes (drbd84.md §4.3). */
+/** DRBD's SS_* state-change refusal codes (enum drbd_state_rv, drbd.h). */
 export const SsCode = {
   /** SS_SUCCESS: the change was made (the peer's answer to a state change request). */
   success: 1,

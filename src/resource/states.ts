@@ -1,7 +1,7 @@
 /**
  * resource/states — DRBD 8.4's state vocabulary: roles, connection states and
  * disk states with the kernel's numeric values and exact printed names
- * (drbd84.md §4.1). Pure data; the transition rules live beside it.
+ * (enum drbd_role / drbd_conns / drbd_disk_state in drbd.h, names as drbd_strings.c prints them). Pure data; the transition rules live beside it.
  */
 
 export const Role = { Unknown: 0, Primary: 1, Secondary: 2 } as const;

@@ -43,6 +43,7 @@ import {
   type StateCtx,
 } from './state.js';
 import { ConnState, DiskState, Role } from './states.js';
+import { fencingSuspended } from './fencing.js';
 
 /** `request`: an operator asked (soft rules apply, refusals are answers); `internal`: CS_HARD. */
 export type TransitionKind = 'request' | 'internal';
@@ -87,6 +88,17 @@ export const lostPeerDataRule: AfterStateRule = (os, ns, facts) => {
 /** IO resumed with a deferred new current UUID: take it now (DRBD: NEW_CUR_UUID on resume). */
 export const resumedIoRule: AfterStateRule = (os, ns, facts) =>
   facts.newCurrentUuidPending && isSuspended(os) && !isSuspended(ns) ? [{ kind: 'new-current-uuid' }] : [];
+
+/**
+ * A sanitize rule of the transition (drbd_state.c: sanitize_state and
+ * after_state_ch case 2, resource/fencing): resource-and-stonith freezes
+ * I/O (susp_fen) when a Primary loses a peer not known Outdated; the
+ * connection coming back (Connected or beyond) releases it.
+ */
+function withFencingSuspension(os: ResourceState, ns: ResourceState, ctx: StateCtx): ResourceState {
+  const suspFen = fencingSuspended(os, ns, ctx.fencing);
+  return suspFen === ns.suspFen ? ns : { ...ns, suspFen };
+}
 
 /** Every after-state rule, in order. */
 export const afterStateRules: readonly AfterStateRule[] = [lostPeerDataRule, resumedIoRule];
@@ -152,11 +164,11 @@ export function transition(
   if (kind === 'request') {
     const checked = checkStateChange(os, wanted, ctx);
     if (!checked.ok) return checked;
-    ns = checked.state;
+    ns = withFencingSuspension(os, checked.state, ctx);
     warnings = checked.warnings;
   } else {
     warnings = [];
-    ns = sanitizeState(os, wanted, ctx, warnings);
+    ns = withFencingSuspension(os, sanitizeState(os, wanted, ctx, warnings), ctx);
     if (statesEqual(ns, os)) ns = os;
     const hard = isValidTransition(os, ns);
     if (hard !== null) throw illegal(os, ns, ssText(hard));

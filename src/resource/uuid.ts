@@ -1,5 +1,5 @@
 /**
- * resource/uuid — generation-UUID logic of DRBD 8.4 (drbd84.md §2): the
+ * resource/uuid — generation-UUID logic of DRBD 8.4 (drbd_receiver.c, drbd_main.c): the
  * ordered comparison rules of drbd_uuid_compare (rules 10…100 with their
  * numbers), the sync handshake post-processing of drbd_sync_handshake
  * (disk-state override, after-sb, discard-my-data, rr-conflict, full sync),
@@ -25,7 +25,7 @@ export const UUID_NEW_BM_OFFSET = 0x0001000000000000n;
 const U64_MASK = 0xffffffffffffffffn;
 const JC = UUID_JUST_CREATED;
 
-/** UUID packet flags (P_UUIDS uuid[UI_FLAGS], §2.3). */
+/** UUID packet flags (P_UUIDS uuid[UI_FLAGS], drbd_main.c: _drbd_send_uuids). */
 export const UuidFlag = { discardMyData: 1, crashedPrimary: 2, inconsistent: 4, skipInitialSync: 8 } as const;
 
 /** Highest protocol version udrbd speaks (DRBD 8.4 = 101). */
@@ -73,7 +73,7 @@ export interface UuidCompareResult {
   logLines: string[];
 }
 
-/** drbd_uuid_compare: the first matching rule of §2.4 decides. */
+/** drbd_receiver.c: drbd_uuid_compare: the first matching rule decides. */
 export function uuidCompare(self: GenerationUuids, peer: GenerationUuids, ctx: UuidCompareCtx): UuidCompareResult {
   const proto = ctx.protocolVersion ?? PROTOCOL_VERSION_MAX;
   let s = { ...self };
@@ -180,7 +180,8 @@ export interface HandshakeSide {
 }
 
 export interface HandshakeInput {
-  self: HandshakeSide & { crashedPrimary: boolean; discardMyData: boolean };
+  /** `attachDisk`: with disk Negotiating (attached while connected), the state the attach found (DRBD's new_state_tmp). */
+  self: HandshakeSide & { crashedPrimary: boolean; discardMyData: boolean; attachDisk?: DiskState };
   peer: HandshakeSide & { uuidFlags: number };
   afterSb0pri: string;
   afterSb1pri: string;
@@ -220,7 +221,7 @@ export interface HandshakeDecision {
   demoted: boolean;
 }
 
-/** drbd_sync_handshake: decide no-sync / source / target / drop (§2.5). */
+/** drbd_receiver.c: drbd_sync_handshake: decide no-sync / source / target / drop. */
 export function syncHandshake(input: HandshakeInput): HandshakeDecision {
   const { self, peer } = input;
   const logLines: string[] = [
@@ -255,7 +256,8 @@ export function syncHandshake(input: HandshakeInput): HandshakeDecision {
     return decide('drop');
   }
 
-  const myDisk = self.disk;
+  // drbd_sync_handshake: a Negotiating disk is judged by what the attach found.
+  const myDisk = self.disk === DiskState.Negotiating && self.attachDisk !== undefined ? self.attachDisk : self.disk;
   const peerDisk = peer.disk;
   if ((myDisk === DiskState.Inconsistent && peerDisk > DiskState.Inconsistent) ||
       (peerDisk === DiskState.Inconsistent && myDisk > DiskState.Inconsistent)) {
@@ -356,7 +358,7 @@ export function syncHandshake(input: HandshakeInput): HandshakeDecision {
 }
 
 // ---------------------------------------------------------------------------
-// Slot rotations (§2.2)
+// Slot rotations (drbd_main.c: drbd_uuid_new_current, drbd_uuid_set_bm, _drbd_uuid_set)
 
 const roleBit = (u: bigint, role: Role): bigint => (role === Role.Primary ? u | 1n : u & ~1n);
 

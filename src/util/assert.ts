@@ -1,7 +1,9 @@
 /**
  * util/assert — invariant checks in the TigerBeetle sense: a failed assertion
- * is a bug, so it throws an InvariantError that names what broke. Never used
- * for operator input errors (those are UdrbdError with an exit code).
+ * is a bug, so it throws an InvariantError ("invariant violated: <what>")
+ * that names what broke; `unreachable` does the same for a switch case the
+ * types say cannot happen. Never used for operator input errors (those are
+ * UdrbdError with an exit code).
  */
 
 export class InvariantError extends Error {

@@ -4,7 +4,7 @@
  * written for DRBD 8.4 (the OCF agent, init scripts) keep working.
  */
 
-/** Exit codes shared by udrbdadm verbs (DRBD 8.4 values, see drbd84.md §6.3). */
+/** Exit codes shared by udrbdadm verbs (the values drbdadm-84, drbdsetup-84 and drbdmeta exit with). */
 export const ExitCode = {
   ok: 0,
   usage: 1,

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { requireFuseLoopPrerequisites, repoRoot } from './fuse-harness.js';
+import { requireFuseLoopPrerequisites, repoRoot } from '../helpers/fuse-harness.js';
 
 const DEMO_PORT = 7817;
 const DEMO_TIMEOUT_MS = 180_000;

@@ -10,9 +10,9 @@ import { describe, it, expect, beforeAll, afterEach } from 'vitest';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { run } from './fuse-harness.js';
-import { XfsPair, DEVICE, RESOURCE, SYNC_TIMEOUT_MS, requireTwoNodeXfsPrerequisites, checksumMap } from './two-node-xfs-harness.js';
-import { repoRoot } from './fuse-harness.js';
+import { run } from '../helpers/fuse-harness.js';
+import { XfsPair, DEVICE, RESOURCE, SYNC_TIMEOUT_MS, requireTwoNodeXfsPrerequisites, checksumMap } from '../helpers/two-node-xfs-harness.js';
+import { repoRoot } from '../helpers/fuse-harness.js';
 import { isMountPoint } from '../../src/frontend/exposure/fuse-loop-exposure.js';
 
 /** Upper bound on how long the load runs if nothing stops it. */
@@ -75,7 +75,7 @@ describe('hard failover with kill -9 of the Primary under fsync load', () => {
       '--ioengine=psync', '--time_based', `--runtime=${LOAD_RUNTIME_MS / 1000}`, '--output-format=terse',
     ], { reject: false, timeout: LOAD_RUNTIME_MS + WRITERS_STOP_MS, stdin: 'ignore' });
     children.push(fio);
-    const witness = execa(process.execPath, [path.join(repoRoot, 'test/e2e/failover-writer.mjs'), p.mnt.alpha, witnessLog, String(LOAD_RUNTIME_MS)], {
+    const witness = execa(process.execPath, [path.join(repoRoot, 'test/helpers/failover-writer.mjs'), p.mnt.alpha, witnessLog, String(LOAD_RUNTIME_MS)], {
       reject: false, timeout: LOAD_RUNTIME_MS + WRITERS_STOP_MS, stdin: 'ignore',
     });
     children.push(witness);

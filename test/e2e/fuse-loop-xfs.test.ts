@@ -14,7 +14,7 @@ import { attachLoop, detachLoop, findLoopDevicesBackedBy, loopBackingFile } from
 import { silentLogger } from '../../src/util/log.js';
 import { readDeviceLink } from '../../src/frontend/device-link/device-link.js';
 import { UdrbdError } from '../../src/util/errors.js';
-import { requireFuseLoopPrerequisites, run, exitCodeOf, checksums, compileExposeChild, forceCleanup, CountingDevice } from './fuse-harness.js';
+import { requireFuseLoopPrerequisites, run, exitCodeOf, checksums, compileExposeChild, forceCleanup, CountingDevice } from '../helpers/fuse-harness.js';
 
 const MiB = 1024 * 1024;
 const DISK_BYTES = 512 * MiB;

@@ -19,7 +19,7 @@ import { attachLoop, detachLoop } from '../../src/frontend/loop/losetup.js';
 import { isMountPoint, exposeVolume, type VolumeExposure } from '../../src/frontend/exposure/fuse-loop-exposure.js';
 import { readDeviceLink } from '../../src/frontend/device-link/device-link.js';
 import { silentLogger } from '../../src/util/log.js';
-import { requireFuseLoopPrerequisites, run, checksums, forceCleanup, CountingDevice } from './fuse-harness.js';
+import { requireFuseLoopPrerequisites, run, checksums, forceCleanup, CountingDevice } from '../helpers/fuse-harness.js';
 
 const MiB = 1024 * 1024;
 const DISK_BYTES = 64 * MiB;

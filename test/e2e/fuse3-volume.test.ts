@@ -18,7 +18,7 @@ import { loadFuse3, type Fuse3Handle } from '../../src/frontend/fuse/fuse3-nativ
 import { attachLoop, detachLoop } from '../../src/frontend/loop/losetup.js';
 import { isMountPoint } from '../../src/frontend/exposure/fuse-loop-exposure.js';
 import { silentLogger } from '../../src/util/log.js';
-import { requireFuseLoopPrerequisites, run, exitCodeOf, checksums, forceCleanup, CountingDevice } from './fuse-harness.js';
+import { requireFuseLoopPrerequisites, run, exitCodeOf, checksums, forceCleanup, CountingDevice } from '../helpers/fuse-harness.js';
 
 const MiB = 1024 * 1024;
 const DISK_BYTES = 256 * MiB;

@@ -10,7 +10,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { Cluster, UDRBDADM } from '../helpers/cluster.js';
-import { requireFuseLoopPrerequisites, forceCleanup } from './fuse-harness.js';
+import { requireFuseLoopPrerequisites, forceCleanup } from '../helpers/fuse-harness.js';
 import { cleanupStale } from '../../src/frontend/exposure/fuse-loop-exposure.js';
 import { loopBackingFile, detachLoop } from '../../src/frontend/loop/losetup.js';
 import { silentLogger } from '../../src/util/log.js';

@@ -8,8 +8,8 @@
 import { describe, it, expect, beforeAll, afterEach } from 'vitest';
 import fs from 'node:fs/promises';
 import { execa } from 'execa';
-import { run } from './fuse-harness.js';
-import { XfsPair, DEVICE, RESOURCE, MiB, SYNC_TIMEOUT_MS, requireTwoNodeXfsPrerequisites, writeFiles, checksumMap } from './two-node-xfs-harness.js';
+import { run } from '../helpers/fuse-harness.js';
+import { XfsPair, DEVICE, RESOURCE, MiB, SYNC_TIMEOUT_MS, requireTwoNodeXfsPrerequisites, writeFiles, checksumMap } from '../helpers/two-node-xfs-harness.js';
 
 const FILES_PER_ROUND = 20;
 const FILE_BYTES = 10 * MiB; // 20 x 10 MiB = 200 MiB per round

@@ -1,7 +1,8 @@
 /**
  * test/helpers/cluster — two udrbd nodes of one resource on one machine, for
  * integration tests: a temp dir with two sparse file-backed disks (create-md
- * by the real drbdmeta), a config with hosts alpha (127.0.0.1) and beta
+ * by the real drbdmeta; internal meta-data, or external on a meta file per
+ * node with `metaDisk`), a config with hosts alpha (127.0.0.1) and beta
  * (127.0.0.2), per-node runtime/log dirs via UDRBD_RUN_DIR/UDRBD_LOG_DIR, and
  * `adm(node, ...)` running the built `udrbdadm`. `destroy()` always tears
  * everything down — down both, kill -9 leftovers by pid file, remove the
@@ -18,7 +19,14 @@ import { runtimePaths, readPid, isProcessAlive, type RuntimePaths } from '../../
 import { computeLayout } from '../../src/meta/superblock.js';
 import { FaultProxy } from './fault-proxy.js';
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The checkout: the nearest directory above this file with a package.json (also from a compiled copy, e.g. build/). */
+export const ROOT = findCheckout(path.dirname(fileURLToPath(import.meta.url)));
+function findCheckout(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) throw new Error(`no package.json above ${from}`);
+  }
+}
 export const UDRBDADM = path.join(ROOT, 'dist', 'cli', 'udrbdadm.js');
 export const DAEMON = path.join(ROOT, 'dist', 'daemon', 'udrbd.js');
 export const DRBDMETA = '/usr/sbin/drbdmeta';
@@ -33,7 +41,7 @@ export interface ClusterOptions {
   /** Listening port on both addresses (default 7701). */
   port?: number;
   protocol?: 'A' | 'B' | 'C';
-  /** Extra lines inside `net { }`. */
+  /** Extra lines inside `net { }`; one naming connect-int, ping-int or ping-timeout replaces that default. */
   net?: string[];
   /** Extra lines inside `disk { }`. */
   disk?: string[];
@@ -53,6 +61,11 @@ export interface ClusterOptions {
   frontend?: 'auto' | 'nbd' | 'fuse' | 'none';
   /** Minor (and /dev/drbdN) of alpha; beta gets the next one (default 10: drbd10/drbd11). */
   minorBase?: number;
+  /**
+   * External meta-data on a file per node (`<node>.md.img`): `meta-disk FILE [index]`
+   * (the file is (index+1) × 128 MiB, sparse) or `flexible-meta-disk FILE` (sizeBytes, default 4 MiB).
+   */
+  metaDisk?: { kind: 'indexed'; index: number } | { kind: 'flexible'; sizeBytes?: number };
 }
 
 export interface AdmResult {
@@ -73,6 +86,8 @@ export class Cluster {
   readonly configPath: string;
   readonly port: number;
   readonly disks: Record<NodeName, string>;
+  /** The external meta-data files (options.metaDisk), else the data disks. */
+  readonly metaDisks: Record<NodeName, string>;
   readonly env: NodeJS.ProcessEnv;
   readonly addresses: Record<NodeName, string> = { alpha: '127.0.0.1', beta: '127.0.0.2' };
   private readonly clients: ControlClient[] = [];
@@ -87,6 +102,9 @@ export class Cluster {
     this.port = options.port ?? 7701;
     this.configPath = path.join(this.dir, 'udrbd.conf');
     this.disks = { alpha: path.join(this.dir, 'alpha.img'), beta: path.join(this.dir, 'beta.img') };
+    this.metaDisks = options.metaDisk
+      ? { alpha: path.join(this.dir, 'alpha.md.img'), beta: path.join(this.dir, 'beta.md.img') }
+      : { ...this.disks };
     this.env = {
       ...process.env,
       UDRBD_RUN_DIR: path.join(this.dir, 'run'),
@@ -99,6 +117,11 @@ export class Cluster {
     for (const node of NODES) {
       fs.writeFileSync(this.disks[node], '');
       fs.truncateSync(this.disks[node], sizeBytes);
+      const md = options.metaDisk;
+      if (md) {
+        fs.writeFileSync(this.metaDisks[node], '');
+        fs.truncateSync(this.metaDisks[node], md.kind === 'indexed' ? (md.index + 1) * 128 * 1024 * 1024 : (md.sizeBytes ?? 4 * 1024 * 1024));
+      }
       if (!options.skipCreateMd) this.createMd(node);
     }
     fs.writeFileSync(this.configPath, this.configText());
@@ -110,6 +133,24 @@ export class Cluster {
         fs.writeFileSync(this.configPaths[node], this.configText({ [other]: this.port + 10000 }, options.netPerNode?.[node] ?? []));
       }
     }
+  }
+
+  /** Both nodes up and Connected (a fresh pair: both Inconsistent); starts the proxies first when there are any. */
+  async upConnected(): Promise<void> {
+    await this.startProxies();
+    await this.admOk('alpha', ['up', this.resource]);
+    await this.admOk('beta', ['up', this.resource]);
+    await this.waitState('alpha', 'cstate', 'Connected');
+    await this.waitState('beta', 'cstate', 'Connected');
+  }
+
+  /** The fresh connected pair most tests start from: upConnected, then primary --force on alpha and the full sync to beta done. */
+  async upSynced(): Promise<void> {
+    await this.upConnected();
+    await this.admOk('alpha', ['primary', '--force', this.resource]);
+    await this.waitState('alpha', 'dstate', 'UpToDate/UpToDate', 60_000);
+    await this.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
+    await this.waitState('alpha', 'cstate', 'Connected');
   }
 
   /** Starts the proxies (only with `proxy: true`). */
@@ -145,7 +186,11 @@ export class Cluster {
 
   configText(portOverride: Partial<Record<NodeName, number>> = {}, extraNet: string[] = []): string {
     const o = this.options;
-    const net = [`protocol ${o.protocol ?? 'C'};`, 'connect-int 1;', 'ping-int 2;', 'ping-timeout 10;', ...(o.net ?? []), ...extraNet];
+    const extra = [...(o.net ?? []), ...extraNet];
+    // A default the test sets itself (e.g. `ping-int 30;`) is left out rather than given twice.
+    const keyword = (line: string): string => line.trim().split(/\s+/)[0] ?? '';
+    const defaults = ['connect-int 1;', 'ping-int 2;', 'ping-timeout 10;'].filter((d) => !extra.some((e) => keyword(e) === keyword(d)));
+    const net = [`protocol ${o.protocol ?? 'C'};`, ...defaults, ...extra];
     const handlers = Object.entries(o.handlers ?? {}).map(([k, v]) => `${k} "${v}";`);
     const lines = [
       `resource ${this.resource} {`,
@@ -161,7 +206,7 @@ export class Cluster {
         `    device /dev/drbd${minorBase + i} minor ${minorBase + i};`,
         `    disk ${this.disks[node]};`,
         `    address ${address}:${portOverride[node] ?? this.port};`,
-        `    meta-disk internal;`,
+        `    ${this.metaDiskLine(node)}`,
         `  }`,
       );
     });
@@ -169,9 +214,22 @@ export class Cluster {
     return lines.join('\n');
   }
 
+  private metaDiskLine(node: NodeName): string {
+    const md = this.options.metaDisk;
+    if (!md) return 'meta-disk internal;';
+    return md.kind === 'indexed' ? `meta-disk ${this.metaDisks[node]} [${md.index}];` : `flexible-meta-disk ${this.metaDisks[node]};`;
+  }
+
+  /** drbdmeta's device and index arguments for node's meta-data. */
+  drbdmetaArgs(node: NodeName): [string, string] {
+    const md = this.options.metaDisk;
+    if (!md) return [this.disks[node], 'internal'];
+    return [this.metaDisks[node], md.kind === 'indexed' ? String(md.index) : 'flex-external'];
+  }
+
   createMd(node: NodeName): void {
-    const r = spawnSync(DRBDMETA, ['--force', '/dev/drbd9', 'v08', this.disks[node], 'internal', 'create-md'], { encoding: 'utf8', input: 'yes\n' });
-    if (r.status !== 0) throw new Error(`drbdmeta create-md on ${this.disks[node]} failed (${r.status}): ${r.stderr}`);
+    const r = spawnSync(DRBDMETA, ['--force', '/dev/drbd9', 'v08', ...this.drbdmetaArgs(node), 'create-md'], { encoding: 'utf8', input: 'yes\n' });
+    if (r.status !== 0) throw new Error(`drbdmeta create-md on ${this.metaDisks[node]} failed (${r.status}): ${r.stderr}`);
   }
 
   paths(node: NodeName): RuntimePaths {
@@ -270,7 +328,9 @@ export class Cluster {
 
   /** Data-area size of node's backing file (from the v08 layout). */
   dataSizeBytes(node: NodeName): number {
-    return computeLayout(fs.statSync(this.disks[node]).size).dataSizeBytes;
+    const size = fs.statSync(this.disks[node]).size;
+    // External meta-data: the whole data disk (whole 4 KiB blocks) is data.
+    return this.options.metaDisk ? Math.floor(size / 4096) * 4096 : computeLayout(size).dataSizeBytes;
   }
 
   /** sha256 of the data area of node's backing file (its first `sizeBytes`, default all of it). */

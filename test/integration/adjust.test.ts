@@ -34,15 +34,6 @@ function editConfig(c: Cluster, edit: (text: string) => string): void {
   fs.writeFileSync(c.configPath, edited);
 }
 
-async function connectedPair(c: Cluster): Promise<void> {
-  await c.admOk('alpha', ['up', c.resource]);
-  await c.admOk('beta', ['up', c.resource]);
-  await c.waitState('alpha', 'cstate', 'Connected');
-  await c.admOk('alpha', ['primary', '--force', c.resource]);
-  await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
-  await c.waitState('alpha', 'cstate', 'Connected');
-}
-
 /** What must not move when an adjust is refused or only previewed (read over the control socket: the config may be broken). */
 async function snapshot(c: Cluster, node: NodeName): Promise<Record<string, unknown>> {
   const reply = await (await c.client(node)).request('status', { json: true });
@@ -59,7 +50,7 @@ describe('adjust on a live connected pair', () => {
   it('changes resync-rate and protocol online on both nodes: status shows them, the link stays Connected, writes replicate', async () => {
     cluster = new Cluster({ resource: 'aj1', port: 8021, diskSizeBytes: 16 * 1024 * 1024, disk: ['resync-rate 10M;', 'c-plan-ahead 0;'] });
     const c = cluster;
-    await connectedPair(c);
+    await c.upSynced();
     const before = { alpha: await snapshot(c, 'alpha'), beta: await snapshot(c, 'beta') };
     expect(before.alpha).toMatchObject({ protocol: 'C', resyncRateKiBps: 10240, cstate: 'Connected', role: 'Primary' });
     expect(await c.admOk('alpha', ['-v', 'status', c.resource])).toContain('peer role:Secondary protocol:C');
@@ -106,7 +97,7 @@ describe('adjust on a live connected pair', () => {
   it('refuses a bad change with the running resource untouched; -d shows the plan; adjust all', async () => {
     cluster = new Cluster({ resource: 'aj2', port: 8023 });
     const c = cluster;
-    await connectedPair(c);
+    await c.upSynced();
     const before = await snapshot(c, 'alpha');
 
     // a changed backing disk on a running resource: refused, exit 10, nothing applied (not even the valid part)
@@ -144,7 +135,7 @@ describe('adjust reconnects and brings up as drbdadm does', () => {
   it('a changed port disconnects and connects on the new one; a StandAlone resource is connected; a down one is brought up', async () => {
     cluster = new Cluster({ resource: 'aj3', port: 8025 });
     const c = cluster;
-    await connectedPair(c);
+    await c.upSynced();
     const pid = c.pid('alpha');
     editConfig(c, (t) => t.replaceAll(':8025;', ':8026;'));
     expect(await c.admOk('alpha', ['-d', 'adjust', c.resource])).toBe(

@@ -19,16 +19,6 @@ afterEach(async () => {
   cluster = undefined;
 });
 
-/** Both nodes UpToDate, alpha Primary and connected. */
-async function syncedPair(c: Cluster): Promise<void> {
-  await c.admOk('alpha', ['up', c.resource]);
-  await c.admOk('beta', ['up', c.resource]);
-  await c.waitState('alpha', 'cstate', 'Connected');
-  await c.admOk('alpha', ['primary', '--force', c.resource]);
-  await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
-  await c.waitState('alpha', 'cstate', 'Connected');
-}
-
 const OUTDATED_FIXUP = 'outdated-wfc-timeout has to be shorter than degr-wfc-timeout\noutdated-wfc-timeout implicitly set to degr-wfc-timeout (3s)\n';
 
 describe('init script start: waiting for the peer', () => {
@@ -36,7 +26,7 @@ describe('init script start: waiting for the peer', () => {
     cluster = new Cluster({ resource: 'btboot', port: 7944, diskSizeBytes: 16 * 1024 * 1024 });
     const c = cluster;
     patchConfig(c, { minors: { alpha: 51, beta: 52 }, startup: ['wfc-timeout 5;', 'degr-wfc-timeout 3;', 'become-primary-on alpha;'] });
-    await syncedPair(c);
+    await c.upSynced();
     await c.admOk('alpha', ['secondary', c.resource]);
     await c.admOk('beta', ['down', c.resource]);
     await c.admOk('alpha', ['down', c.resource]);
@@ -75,7 +65,7 @@ describe('init script start: waiting for the peer', () => {
     cluster = new Cluster({ resource: 'btdegr', port: 7945, diskSizeBytes: 16 * 1024 * 1024 });
     const c = cluster;
     patchConfig(c, { minors: { alpha: 53, beta: 54 }, startup: ['wfc-timeout 30;', 'degr-wfc-timeout 3;', 'become-primary-on beta;'] });
-    await syncedPair(c);
+    await c.upSynced();
     await c.admOk('beta', ['down', c.resource]);
     await c.waitState('alpha', 'role', 'Primary/Unknown');
     c.kill9('alpha'); // on disk: PRIMARY_IND set, CONNECTED_IND clear
@@ -96,7 +86,7 @@ describe('init script start: waiting for the peer', () => {
     cluster = new Cluster({ resource: 'btoutd', port: 7953, diskSizeBytes: 16 * 1024 * 1024 });
     const c = cluster;
     patchConfig(c, { minors: { alpha: 51, beta: 52 }, startup: ['wfc-timeout 30;', 'degr-wfc-timeout 20;', 'outdated-wfc-timeout 2;'] });
-    await syncedPair(c);
+    await c.upSynced();
     await c.admOk('alpha', ['secondary', c.resource]);
     await c.admOk('beta', ['down', c.resource]);
     await c.admOk('alpha', ['down', c.resource]);

@@ -16,8 +16,8 @@ import { wireReplication } from '../../src/daemon/wiring.js';
 import type { BlockDevice } from '../../src/disk/block-device.js';
 import { createMd } from '../../src/meta/tool.js';
 import { DiskState } from '../../src/resource/states.js';
-import { capturingLogger } from '../unit/replication-helpers.js';
-import { CaptureIo, sparseFile, tmpDir } from './meta-helpers.js';
+import { capturingLogger } from '../helpers/replication-helpers.js';
+import { CaptureIo, sparseFile, tmpDir } from '../helpers/meta-helpers.js';
 
 const RESOURCE = 'liflush';
 const MINOR = 180;

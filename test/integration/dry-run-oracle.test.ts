@@ -5,7 +5,8 @@
  * shortened to drbdsetup-84, as /usr/sbin/drbdadm prints it). The config has
  * common options, a quoted secret with shell metacharacters, flags, startup
  * options and two resources, so option order, escaping, backend options and
- * drbdadm's staging of `up all` are all compared. Nothing runs: no process,
+ * drbdadm's staging of `up all` are all compared, and external meta-data
+ * (indexed and flexible) in the drbdmeta and attach arguments. Nothing runs: no process,
  * no disk is opened (the image files do not even exist).
  */
 import { spawnSync } from 'node:child_process';
@@ -43,6 +44,10 @@ resource sfor1 {
   on alpha { device minor 45; disk ${dir}/a1.img; address 127.0.0.1:7915; meta-disk internal; }
   on beta { device minor 46; disk ${dir}/b1.img; address 127.0.0.2:7915; meta-disk internal; }
 }
+resource xmor2 {
+  on alpha { device minor 140; disk ${dir}/a2.img; address 127.0.0.1:8250; meta-disk ${dir}/md.img [1]; }
+  on beta { device minor 141; disk ${dir}/b2.img; address 127.0.0.2:8250; flexible-meta-disk ${dir}/fmd.img; }
+}
 `);
 });
 
@@ -76,11 +81,14 @@ const CASES: string[][] = [
   ['connect', 'sfor0'], ['connect', '--discard-my-data', 'sfor0'], ['--', '--discard-my-data', 'connect', 'sfor0'],
   ['disconnect', 'sfor0'], ['primary', 'sfor0'], ['primary', '--force', 'sfor0'], ['--', '--force', 'primary', 'sfor0'],
   ['secondary', 'all'], ['invalidate', 'sfor0'], ['invalidate-remote', 'sfor0'], ['verify', 'sfor0'],
-  ['pause-sync', 'sfor0'], ['resume-sync', 'sfor0'], ['outdate', 'all'], ['new-current-uuid', 'sfor0'],
+  ['pause-sync', 'sfor0'], ['resume-sync', 'sfor0'], ['resume-io', 'sfor0'], ['outdate', 'all'], ['new-current-uuid', 'sfor0'],
   ['new-current-uuid', '--clear-bitmap', 'sfor0'], ['role', 'sfor0'], ['cstate', 'all'], ['dstate', 'sfor0'],
   ['get-gi', 'sfor0'], ['show-gi', 'sfor0'], ['create-md', 'sfor0'], ['create-md', '--force', 'all'],
   ['--', '--force', 'create-md', 'sfor0'], ['dump-md', 'sfor0'], ['apply-al', 'sfor0'], ['wipe-md', 'sfor0'],
   ['wait-connect', 'all'], ['status', 'sfor0'],
+  // external meta-data: indexed on alpha, flexible on beta
+  ['up', 'xmor2'], ['attach', 'xmor2'], ['create-md', 'xmor2'], ['dump-md', 'xmor2'], ['apply-al', 'xmor2'],
+  ['wipe-md', 'xmor2'], ['get-gi', 'xmor2'], ['show-gi', 'xmor2'], ['dstate', 'xmor2'],
 ];
 
 describe('udrbdadm -d against drbdadm-84 -d', () => {

@@ -18,6 +18,7 @@ const INSTALL = path.join(ROOT, 'scripts', 'install.sh');
 const MAN_PAGE = path.join(ROOT, 'packaging', 'man', 'udrbdadm.8');
 const INIT_SCRIPT = path.join(ROOT, 'packaging', 'init.d', 'udrbd');
 const OCF_DIR = path.join(ROOT, 'packaging', 'ocf');
+const HANDLER_DIR = path.join(ROOT, 'packaging', 'handlers');
 const SYSTEMD_ANALYZE = '/usr/bin/systemd-analyze';
 const GROFF = '/usr/bin/groff';
 let tempDir: string | undefined;
@@ -68,6 +69,12 @@ function expectedFiles(): string[] {
       if (stat.isFile() && (stat.mode & 0o111) !== 0) files.push(`usr/lib/ocf/resource.d/udrbd/${agent}`);
     }
   }
+  if (fs.existsSync(HANDLER_DIR)) {
+    for (const handler of fs.readdirSync(HANDLER_DIR)) {
+      const stat = fs.statSync(path.join(HANDLER_DIR, handler));
+      if (stat.isFile() && (stat.mode & 0o111) !== 0) files.push(`usr/local/lib/udrbd/${handler}`);
+    }
+  }
   return files.sort();
 }
 
@@ -101,6 +108,11 @@ describe('scripts/install.sh', () => {
     expect(unit).toContain('ExecStart=/usr/local/sbin/udrbdadm up %i\n');
     expect(unit).not.toContain('@SBINDIR@');
     expect(fs.readFileSync(path.join(dest, 'usr/local/share/man/man8/udrbdadm.8'), 'utf8')).toBe(fs.readFileSync(MAN_PAGE, 'utf8'));
+    // the installed unfence handler finds the fence handler beside it (it does the work in unfence mode)
+    const unfence = path.join(dest, 'usr/local/lib/udrbd/udrbd-crm-unfence-peer.sh');
+    const noResource = spawnSync(unfence, ['--logfacility=none'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+    expect(noResource.status).toBe(1);
+    expect(noResource.stderr).toContain('Environment variable $DRBD_RESOURCE not found');
 
     // installing again replaces the earlier install
     const again = install(dest);
@@ -114,6 +126,19 @@ describe('scripts/install.sh', () => {
     const nothing = install(dest, '--uninstall');
     expect(nothing.status).toBe(1);
     expect(nothing.stderr).toContain('nothing to uninstall: no manifest at');
+  });
+
+  it('regression: a DESTDIR that does not exist yet is created instead of recursing forever at "/"', () => {
+    requireFile(UDRBDADM, 'built udrbdadm (run `npm run build`)');
+    tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'in-install-'));
+    const dest = path.join(tempDir, 'not', 'there');
+    const r = spawnSync('/bin/bash', [INSTALL], { env: { ...process.env, DESTDIR: dest, PREFIX: '/usr/local' }, encoding: 'utf8', timeout: 60_000 });
+    expect(r.error, 'install.sh did not finish within 60 s').toBeUndefined();
+    expect(r.status, r.stderr).toBe(0);
+    expect(filesBelow(dest)).toEqual(expectedFiles());
+    const removed = install(dest, '--uninstall');
+    expect(removed.status, removed.stderr).toBe(0);
+    expect(fs.readdirSync(dest)).toEqual([]);
   });
 
   it('does not overwrite a file it did not install (unless --force) and keeps an installed file changed since', () => {

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { FileDisk } from '../../src/disk/file-disk.js';
 import { computeLayout } from '../../src/meta/superblock.js';
-import { DRBDMETA, dumpBody, requireDrbdmeta, sparseFile, tmpDir, withoutFlagsLine } from './meta-helpers.js';
+import { DRBDMETA, dumpBody, requireDrbdmeta, sparseFile, tmpDir, withoutFlagsLine } from '../helpers/meta-helpers.js';
 
 const CLI = path.resolve('dist/cli/udrbdadm.js');
 const MiB = 1024 * 1024;

@@ -13,7 +13,7 @@ import { FileDisk } from '../../src/disk/file-disk.js';
 import { MetaData } from '../../src/meta/metadata.js';
 import { computeLayout } from '../../src/meta/superblock.js';
 import { MdFlag } from '../../src/meta/types.js';
-import { copySparse, drbdmeta, dumpBody, readRange, requireDrbdmeta, tmpDir, sparseFile, withoutFlagsLine } from './meta-helpers.js';
+import { copySparse, drbdmeta, dumpBody, readRange, requireDrbdmeta, tmpDir, sparseFile, withoutFlagsLine } from '../helpers/meta-helpers.js';
 
 const CLI = path.resolve('dist/cli/udrbdadm.js');
 const MiB = 1024 * 1024;

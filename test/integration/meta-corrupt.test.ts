@@ -9,7 +9,7 @@ import { computeLayout, MD_MAGIC_09 } from '../../src/meta/superblock.js';
 import { alBlockIndex, AL_BLOCK_BYTES } from '../../src/meta/activity-log.js';
 import { MdFlag } from '../../src/meta/types.js';
 import { UdrbdError } from '../../src/util/errors.js';
-import { CaptureIo, copySparse, drbdmeta, hashRange, readRange, requireDrbdmeta, sparseFile, tmpDir, writeRange } from './meta-helpers.js';
+import { CaptureIo, copySparse, drbdmeta, hashRange, readRange, requireDrbdmeta, sparseFile, tmpDir, writeRange } from '../helpers/meta-helpers.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 64 * MiB;

@@ -19,7 +19,7 @@ import {
   sparseFile,
   tmpDir,
   withoutFlagsLine,
-} from './meta-helpers.js';
+} from '../helpers/meta-helpers.js';
 
 const MiB = 1024 * 1024;
 const SIZES = [512 * MiB, 1024 * MiB];

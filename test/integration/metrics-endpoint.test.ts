@@ -69,12 +69,7 @@ describe('udrbdadm metrics on a connected pair', () => {
   beforeAll(async () => {
     cluster = new Cluster({ resource: 'mt0', port: REPLICATION_PORT, diskSizeBytes: 32 * 1024 * KiB });
     const c = cluster;
-    await c.admOk('alpha', ['up', c.resource]);
-    await c.admOk('beta', ['up', c.resource]);
-    await c.waitState('alpha', 'cstate', 'Connected');
-    await c.admOk('alpha', ['primary', '--force', c.resource]);
-    await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
-    await c.waitState('alpha', 'cstate', 'Connected');
+    await c.upSynced();
     await startExporter(c, 'alpha', ['--listen', LISTEN.alpha]);
     await startExporter(c, 'beta', ['--listen', LISTEN.beta]);
   });

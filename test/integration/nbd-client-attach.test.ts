@@ -15,7 +15,7 @@ import {
   execaExec,
   isNbdConnected,
 } from '../../src/frontend/nbd-client/attach.js';
-import { requireTool, serveSparseFile, type ServedFile } from './nbd-helpers.js';
+import { requireTool, serveSparseFile, type ServedFile } from '../helpers/nbd-helpers.js';
 
 const MiB = 1024 * 1024;
 

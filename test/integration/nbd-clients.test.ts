@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it, expect, afterEach } from 'vitest';
 import { execa } from 'execa';
-import { NBDSH_ENV, fioVerify, requireTool, serveSparseFile, waitFor, type ServedFile } from './nbd-helpers.js';
+import { NBDSH_ENV, fioVerify, requireTool, serveSparseFile, waitFor, type ServedFile } from '../helpers/nbd-helpers.js';
 
 const MiB = 1024 * 1024;
 const IMAGE_BYTES = 256 * MiB;

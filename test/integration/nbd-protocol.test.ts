@@ -13,7 +13,7 @@ import type { BlockDevice, BlockDeviceCapabilities, WriteFlags } from '../../src
 import { NbdServer, type NbdServerOptions } from '../../src/frontend/nbd/server.js';
 import { silentLogger } from '../../src/util/log.js';
 import * as P from '../../src/frontend/nbd/protocol.js';
-import { RawNbdClient, infoRequestData, waitFor } from './nbd-helpers.js';
+import { RawNbdClient, infoRequestData, waitFor } from '../helpers/nbd-helpers.js';
 
 const MiB = 1024 * 1024;
 

@@ -7,7 +7,7 @@
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../helpers/cluster.js';
-import { fioVerify, requireTool } from './nbd-helpers.js';
+import { fioVerify, requireTool } from '../helpers/nbd-helpers.js';
 
 const MiB = 1024 * 1024;
 

@@ -10,7 +10,7 @@ import net from 'node:net';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { Cluster } from '../helpers/cluster.js';
-import { requireTool } from './nbd-helpers.js';
+import { requireTool } from '../helpers/nbd-helpers.js';
 import { parseNbdTcpAddress, isLoopbackAddress } from '../../src/frontend/nbd/index.js';
 
 const TCP_PORT = 7813;

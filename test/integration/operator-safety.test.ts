@@ -25,15 +25,6 @@ afterEach(async () => {
   cluster = undefined;
 });
 
-async function syncedPair(c: Cluster): Promise<void> {
-  await c.admOk('alpha', ['up', c.resource]);
-  await c.admOk('beta', ['up', c.resource]);
-  await c.waitState('alpha', 'cstate', 'Connected');
-  await c.admOk('alpha', ['primary', '--force', c.resource]);
-  await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
-  await c.waitState('alpha', 'cstate', 'Connected');
-}
-
 function fileHash(file: string): string {
   return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 }
@@ -73,7 +64,7 @@ describe('-d / --dry-run (regression: udrbdadm -d down took a live Primary down)
   it('prints the drbdsetup-84/drbdmeta calls for every verb and changes nothing on a live Primary', async () => {
     cluster = new Cluster({ resource: 'sfdry', port: 7901 });
     const c = cluster;
-    await syncedPair(c);
+    await c.upSynced();
     const r = c.resource;
     const disk = c.disks.alpha;
     const L = `ipv4:127.0.0.1:${c.port}`;
@@ -226,7 +217,7 @@ describe('outdate (regression: outdate on a connected Secondary exited 0 and did
   it('refuses (-6) while connected on both roles, (-2) on a disconnected Primary, and outdates a disconnected Secondary on disk', async () => {
     cluster = new Cluster({ resource: 'sfout', port: 7906 });
     const c = cluster;
-    await syncedPair(c);
+    await c.upSynced();
     const secondary = await c.adm('beta', ['outdate', c.resource]);
     expect(secondary.exitCode).toBe(11);
     expect(secondary.stderr).toContain('11: State change failed: (-6) Refusing to be Outdated while Connected');
@@ -316,7 +307,7 @@ describe('a killed resource process (regression: it read as "not up", role/cstat
   it('role/cstate/status say it died (pid, log, what to run; exit 10), dstate falls back to the on-disk state, up recovers', async () => {
     cluster = new Cluster({ resource: 'sfdead', port: 7909 });
     const c = cluster;
-    await syncedPair(c);
+    await c.upSynced();
     const pid = c.pid('beta')!;
     c.kill9('beta');
     await c.waitGone('beta');

@@ -63,12 +63,7 @@ describe('out-of-sync handler', () => {
     const dir = makeHandlerDir();
     cluster = new Cluster({ resource: 'opoos', port: 7928, diskSizeBytes: 32 * MiB, net: ['verify-alg crc32c;'], handlers: { 'out-of-sync': recorder(dir, 'oos') } });
     const c = cluster;
-    await c.admOk('alpha', ['up', c.resource]);
-    await c.admOk('beta', ['up', c.resource]);
-    await c.waitState('alpha', 'cstate', 'Connected');
-    await c.admOk('alpha', ['primary', '--force', c.resource]);
-    await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
-    await c.waitState('alpha', 'cstate', 'Connected');
+    await c.upSynced();
 
     await c.admOk('alpha', ['verify', c.resource]);
     await c.waitFor('clean verify done', () => c.logText('alpha').includes('Online verify done'), 30_000);

@@ -13,7 +13,7 @@ import { FileDisk } from '../../src/disk/file-disk.js';
 import { alignedMemoryAvailable } from '../../src/disk/direct-buffers.js';
 import { Bitmap } from '../../src/meta/bitmap.js';
 import { ReplicationEngine } from '../../src/replication/engine.js';
-import { channelPair, capturingLogger, noActivityLog, pattern, type MemoryEnd } from '../unit/replication-helpers.js';
+import { channelPair, capturingLogger, noActivityLog, pattern, type MemoryEnd } from '../helpers/replication-helpers.js';
 
 const SIZE_BYTES = 16 * 1024 * 1024;
 const cleanups: Array<() => Promise<void> | void> = [];

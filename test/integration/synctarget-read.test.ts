@@ -13,7 +13,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../helpers/cluster.js';
-import { NBDSH_ENV, requireTool } from './nbd-helpers.js';
+import { NBDSH_ENV, requireTool } from '../helpers/nbd-helpers.js';
 
 const MiB = 1024 * 1024;
 /** Changed while beta is away: 2 MiB at 32 KiB/s is about a minute of resync, far longer than the test reads. */

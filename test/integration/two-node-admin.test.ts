@@ -17,23 +17,13 @@ afterEach(async () => {
   cluster = undefined;
 });
 
-async function syncedPair(c: Cluster): Promise<void> {
-  await c.startProxies();
-  await c.admOk('alpha', ['up', c.resource]);
-  await c.admOk('beta', ['up', c.resource]);
-  await c.waitState('alpha', 'cstate', 'Connected');
-  await c.admOk('alpha', ['primary', '--force', c.resource]);
-  await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
-  await c.waitState('alpha', 'cstate', 'Connected');
-}
-
 // Regression: the VerifyT side once crashed answering a 64-block OvRequest, because the
 // codec limited an OvReply to one digest (64 bytes) instead of one digest per 4 KiB block.
 describe('online verify', () => {
   it('finds the blocks that differ on the peer and marks them; a reconnect resyncs exactly those', async () => {
     cluster = new Cluster({ port: 7791, net: ['verify-alg crc32c;'] });
     const c = cluster;
-    await syncedPair(c);
+    await c.upSynced();
     await c.admOk('alpha', ['verify', c.resource]);
     await c.waitFor('first verify finished', () => c.logText('alpha').includes('Online verify done'), 20_000);
     await c.waitState('alpha', 'cstate', 'Connected', 5_000);
@@ -59,7 +49,7 @@ describe('online verify', () => {
   it('without verify-alg: (-14) Need a verify algorithm to start online verify', async () => {
     cluster = new Cluster({ port: 7792 });
     const c = cluster;
-    await syncedPair(c);
+    await c.upSynced();
     const r = await c.adm('alpha', ['verify', c.resource]);
     expect(r.exitCode).toBe(11);
     expect(r.stderr).toContain('(-14) Need a verify algorithm to start online verify');
@@ -70,7 +60,7 @@ describe('invalidate', () => {
   it('invalidate on the Secondary pulls a full sync from the peer', async () => {
     cluster = new Cluster({ port: 7793 });
     const c = cluster;
-    await syncedPair(c);
+    await c.upSynced();
     // make beta differ silently, then invalidate it
     const fd = fs.openSync(c.disks.beta, 'r+');
     fs.writeSync(fd, crypto.randomBytes(MiB), 0, MiB, 7 * MiB);
@@ -86,7 +76,7 @@ describe('invalidate', () => {
   it('invalidate-remote on the Primary pushes a full sync to the peer', async () => {
     cluster = new Cluster({ port: 7794 });
     const c = cluster;
-    await syncedPair(c);
+    await c.upSynced();
     const fd = fs.openSync(c.disks.beta, 'r+');
     fs.writeSync(fd, crypto.randomBytes(MiB), 0, MiB, 9 * MiB);
     fs.closeSync(fd);

@@ -14,7 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { Cluster, type ClusterOptions, DRBDMETA, type NodeName } from '../helpers/cluster.js';
 import { computeLayout } from '../../src/meta/superblock.js';
-import { requireTool } from './nbd-helpers.js';
+import { requireTool } from '../helpers/nbd-helpers.js';
 
 const MiB = 1024 * 1024;
 const ALPHA_FILE_BYTES = 80 * MiB;

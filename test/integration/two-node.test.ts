@@ -18,23 +18,6 @@ afterEach(async () => {
   cluster = undefined;
 });
 
-async function connectedPair(c: Cluster): Promise<void> {
-  await c.startProxies();
-  await c.admOk('alpha', ['up', c.resource]);
-  await c.admOk('beta', ['up', c.resource]);
-  await c.waitState('alpha', 'cstate', 'Connected');
-  await c.waitState('beta', 'cstate', 'Connected');
-}
-
-/** Fresh pair → primary --force on alpha → full sync finished. */
-async function syncedPair(c: Cluster): Promise<void> {
-  await connectedPair(c);
-  await c.admOk('alpha', ['primary', '--force', c.resource]);
-  await c.waitState('alpha', 'dstate', 'UpToDate/UpToDate', 60_000);
-  await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
-  await c.waitState('alpha', 'cstate', 'Connected');
-}
-
 /** Writes `mib` MiB of random data through node's volume, 1 MiB per request. */
 async function writeMiB(c: Cluster, node: NodeName, offsetBytes: number, mib: number): Promise<void> {
   for (let i = 0; i < mib; i++) await c.write(node, offsetBytes + i * MiB, crypto.randomBytes(MiB));
@@ -44,7 +27,7 @@ describe('fresh pair', () => {
   it('create-md on both, up, primary --force on one → full sync → Connected, UpToDate/UpToDate, equal data areas', async () => {
     cluster = new Cluster({ port: 7701 }); // DRBD's conventional port, as an operator runs it
     const c = cluster;
-    await connectedPair(c);
+    await c.upConnected();
     expect(await c.query('alpha', 'role')).toBe('Secondary/Secondary');
     expect(await c.query('alpha', 'dstate')).toBe('Inconsistent/Inconsistent');
     // data written on alpha's disk before it becomes the sync source must reach beta
@@ -75,7 +58,7 @@ describe('protocol C', () => {
   it('every write acknowledged to the client is on the peer disk when the Primary is killed -9 right after the burst', async () => {
     cluster = new Cluster({ port: 7752, protocol: 'C' });
     const c = cluster;
-    await syncedPair(c);
+    await c.upSynced();
     const client = await c.client('alpha');
     const acked: { offsetBytes: number; data: Buffer }[] = [];
     for (let i = 0; i < 64; i++) {
@@ -100,7 +83,7 @@ describe('protocol A', () => {
   it('acknowledges writes the peer never received: with the link frozen, acked writes are lost on the peer when the Primary dies', async () => {
     cluster = new Cluster({ port: 7753, protocol: 'A', proxy: true });
     const c = cluster;
-    await syncedPair(c);
+    await c.upSynced();
     const client = await c.client('alpha');
     const writes: { offsetBytes: number; data: Buffer }[] = [];
     for (const p of Object.values(c.proxies)) p.freeze();
@@ -126,7 +109,7 @@ describe('protocol A', () => {
   it('protocol C by contrast does not acknowledge a write while the link is frozen', async () => {
     cluster = new Cluster({ port: 7754, protocol: 'C', proxy: true });
     const c = cluster;
-    await syncedPair(c);
+    await c.upSynced();
     const client = await c.client('alpha');
     for (const p of Object.values(c.proxies)) p.freeze();
     const data = crypto.randomBytes(64 * 1024);
@@ -149,7 +132,7 @@ describe('disconnect, write, reconnect', () => {
   it('resyncs only the blocks written while disconnected (bytes on the link within 10% of the changed bytes)', async () => {
     cluster = new Cluster({ port: 7755, proxy: true });
     const c = cluster;
-    await syncedPair(c);
+    await c.upSynced();
     c.cut();
     await c.waitState('alpha', 'cstate', /^(WFConnection|Unconnected)$/);
     await c.waitState('beta', 'cstate', /^(WFConnection|Unconnected)$/);
@@ -177,7 +160,7 @@ describe('crash of the Primary', () => {
   it('kill -9 during writes, restart: the activity log marks the hot extents and they resync; data areas equal', async () => {
     cluster = new Cluster({ port: 7756 });
     const c = cluster;
-    await syncedPair(c);
+    await c.upSynced();
     const client = await c.client('alpha');
     // a stream of writes in flight over several 4 MiB extents, then kill -9 in the middle
     const inflight: Promise<unknown>[] = [];
@@ -243,7 +226,7 @@ describe('split brain', () => {
       const text = fs.readFileSync(c.configPaths[node], 'utf8').replace('HANDLER_LOG', handlerLog);
       fs.writeFileSync(c.configPaths[node], text);
     }
-    await syncedPair(c);
+    await c.upSynced();
     c.cut();
     await c.waitState('beta', 'cstate', /^(WFConnection|Unconnected)$/);
     await c.admOk('beta', ['primary', c.resource]);
@@ -284,7 +267,7 @@ describe("DRBD's refusals on a connected pair", () => {
   it('a second Primary without allow-two-primaries: (-1) Multiple primaries not allowed by config, exit 11', async () => {
     cluster = new Cluster({ port: 7758 });
     const c = cluster;
-    await syncedPair(c);
+    await c.upSynced();
     const r = await c.adm('beta', ['primary', c.resource]);
     expect(r.exitCode).toBe(11);
     expect(r.stderr).toContain('11: State change failed: (-1) Multiple primaries not allowed by config');
@@ -339,7 +322,7 @@ describe('skip initial sync', () => {
   it('new-current-uuid --clear-bitmap on a fresh connected pair: both UpToDate/UpToDate without a resync', async () => {
     cluster = new Cluster({ port: 7748 });
     const c = cluster;
-    await connectedPair(c);
+    await c.upConnected();
     await c.admOk('alpha', ['new-current-uuid', '--clear-bitmap', c.resource]);
     await c.waitState('alpha', 'dstate', 'UpToDate/UpToDate');
     await c.waitState('beta', 'dstate', 'UpToDate/UpToDate');

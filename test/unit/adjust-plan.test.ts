@@ -112,5 +112,7 @@ describe('adjust plan', () => {
     const bad = checkWanted(spec({ net: 'verify-alg nosuchhash;' }));
     expect(bad.refusals).toHaveLength(1);
     expect(bad.refusals[0]).toMatch(/c\d+\.conf:1: in resource ajp, net: verify-alg 'nosuchhash' is not a known digest/);
+    const badCsums = checkWanted(spec({ net: 'csums-alg nosuchhash;' }));
+    expect(badCsums.refusals[0]).toMatch(/c\d+\.conf:1: in resource ajp, net: csums-alg 'nosuchhash' is not a known digest/);
   });
 });

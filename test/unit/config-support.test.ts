@@ -68,16 +68,19 @@ describe('support table', () => {
   });
 
   it('refuses what would change the data and implements the options this issue needs', () => {
-    expect(judgeOption('meta-disk', '/dev/sdb1').status).toBe('refuse');
+    expect(judgeOption('meta-disk', '/dev/sdb1').status).toBe('implemented');
     expect(judgeOption('meta-disk', 'internal').status).toBe('implemented');
-    expect(judgeOption('disk-flushes', 'no').status).toBe('refuse');
-    expect(judgeOption('disk-flushes', 'yes').status).toBe('implemented');
-    expect(judgeOption('md-flushes', 'no').status).toBe('refuse');
+    expect(judgeOption('flexible-meta-disk', '/dev/sdb2').status).toBe('implemented');
+    for (const [k, v] of [['disk-flushes', 'no'], ['disk-flushes', 'yes'], ['md-flushes', 'no'], ['disk-barrier', 'yes'], ['al-updates', 'no']] as const) {
+      expect(judgeOption(k, v).status, `${k} ${v}`).toBe('implemented');
+    }
     expect(judgeOption('on-congestion', 'pull-ahead').status).toBe('refuse');
     expect(judgeOption('on-congestion', 'block').status).toBe('implemented');
     expect(judgeOption('on-no-data-accessible', 'suspend-io').status).toBe('refuse');
     expect(judgeOption('data-integrity-alg', 'crc32c').status).toBe('refuse');
-    expect(judgeOption('csums-alg', 'md5').status).toBe('warn');
+    expect(judgeOption('csums-alg', 'md5').status).toBe('implemented');
+    expect(judgeOption('csums-after-crash-only', 'yes').status).toBe('implemented');
+    expect(judgeOption('unplug-watermark', '128').status).toBe('warn');
     expect(judgeOption('allow-two-primaries', 'yes').status).toBe('refuse');
     expect(judgeOption('allow-two-primaries', 'no').status).toBe('implemented');
     expect(judgeOption('cpu-mask', 'ff').status).toBe('warn');
@@ -93,40 +96,34 @@ describe('support table', () => {
 });
 
 describe('checkOptionSupport', () => {
-  it("refuses external meta-data with drbdadm's file:line and what to use instead", () => {
-    const file = writeConfig(resource([], ['meta-disk /dev/sdb1 [0];']));
-    const { refusals, warnings } = checkOptionSupport(loadConfig(file), 'opr', 'alpha');
-    expect(warnings).toEqual([]);
-    expect(refusals).toEqual([
-      {
-        option: 'meta-disk /dev/sdb1 [0]',
-        file,
-        line: 5,
-        message: `${file}:5: option 'meta-disk /dev/sdb1 [0]' (external meta-data) is not supported by udrbd; use 'meta-disk internal'`,
-      },
-    ]);
+  it('implements external meta-data: meta-disk DEV [N], meta-disk DEV and flexible-meta-disk DEV give no finding', () => {
+    for (const line of ['meta-disk /dev/sdb1 [0];', 'meta-disk /dev/sdb1;', 'flexible-meta-disk /dev/sdb2;']) {
+      const file = writeConfig(resource([], [line]));
+      expect(checkOptionSupport(loadConfig(file), 'opr', 'alpha'), line).toEqual({ refusals: [], warnings: [] });
+    }
   });
 
   it('judges this node only: the peer host section is the peer\'s business', () => {
-    const text = resource([]).replace('disk /dev/vg/b; meta-disk internal;', 'disk /dev/vg/b; meta-disk /dev/sdc1 [0];');
+    const text = resource([]).replace('address 127.0.0.2:7921;', 'address 127.0.0.2:7921; alternate-link-address 127.0.0.3:7921;');
     const file = writeConfig(text);
-    expect(checkOptionSupport(loadConfig(file), 'opr', 'alpha').refusals).toEqual([]);
-    expect(checkOptionSupport(loadConfig(file), 'opr', 'beta').refusals.map((r) => r.option)).toEqual(['meta-disk /dev/sdc1 [0]']);
+    expect(checkOptionSupport(loadConfig(file), 'opr', 'alpha').warnings).toEqual([]);
+    expect(checkOptionSupport(loadConfig(file), 'opr', 'beta').warnings.map((r) => r.option)).toEqual(['alternate-link-address 127.0.0.3:7921']);
   });
 
-  it('judges values apart: disk-flushes yes is fine, disk-flushes no and no-md-flushes are refused, each at its line', () => {
-    const file = writeConfig(resource(['disk {', '  disk-flushes yes;', '  disk-flushes no;', '  no-md-flushes;', '}']));
-    const { refusals } = checkOptionSupport(loadConfig(file), 'opr', 'alpha');
-    expect(refusals.map((r) => [r.option, r.line])).toEqual([['disk-flushes no', 4], ['md-flushes no', 5]]);
+  it('judges values apart: disk-drain yes is fine, disk-drain no and no-disk-drain are warned, each at its line', () => {
+    const file = writeConfig(resource(['disk {', '  disk-drain yes;', '  disk-drain no;', '  no-disk-drain;', '  disk-flushes no;', '  no-md-flushes;', '}']));
+    const { refusals, warnings } = checkOptionSupport(loadConfig(file), 'opr', 'alpha');
+    expect(refusals).toEqual([]);
+    expect(warnings.map((r) => [r.option, r.line])).toEqual([['disk-drain no', 4], ['disk-drain no', 5]]);
   });
 
   it('warns for ignored options and says so; implemented ones give nothing', () => {
-    const file = writeConfig(resource(['options { cpu-mask ff; }', 'net { protocol C; csums-alg md5; sndbuf-size 512k; }']));
+    const file = writeConfig(resource(['options { cpu-mask ff; }', 'net { protocol C; unplug-watermark 128; csums-alg md5; sndbuf-size 512k; }']));
     const { refusals, warnings } = checkOptionSupport(loadConfig(file), 'opr', 'alpha');
     expect(refusals).toEqual([]);
     expect(warnings.map((w) => w.message)).toEqual([
       `${file}:2: WARN: option 'cpu-mask ff' is ignored by udrbd (no CPU pinning); pin the resource process with taskset, or remove it`,
-      `${file}:3: WARN: option 'csums-alg md5' is ignored by udrbd (resync copies every out-of-sync block); remove it to silence this warning`,
+      `${file}:3: WARN: option 'unplug-watermark 128' is ignored by udrbd (no request plugging); remove it to silence this warning`,
     ]);
   });
 

@@ -361,11 +361,11 @@ describe('start', () => {
   });
 
   it("up failing twice: OCF_ERR_GENERIC (1) with udrbdadm's message", () => {
-    verbExits('up', 10, 'ocr0: fencing resource-only is not implemented');
+    verbExits('up', 10, 'ocr0: option on-io-error pass_on is refused by udrbd');
     const r = agent('start');
     expect(r.code).toBe(1);
     expect(verbs(r).filter((v) => v.startsWith('up '))).toHaveLength(2);
-    expect(r.stderr).toContain('udrbdadm up ocr0 failed: ocr0: fencing resource-only is not implemented');
+    expect(r.stderr).toContain('udrbdadm up ocr0 failed: ocr0: option on-io-error pass_on is refused by udrbd');
   });
 
   it('already Primary: demoted to Secondary, 0', () => {

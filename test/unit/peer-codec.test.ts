@@ -83,6 +83,8 @@ function samples(): WirePacket[] {
     { type: PacketType.RsDataRequest, offsetBytes: 1024 * 1024, lengthBytes: 65536, blockId: 11 },
     { type: PacketType.RsDataReply, offsetBytes: 1024 * 1024, blockId: 11, payload: pattern(1024, 6) },
     { type: PacketType.OutOfSync, offsetBytes: 4096, lengthBytes: 0xfffffe00 },
+    { type: PacketType.CsumRsRequest, offsetBytes: 1024 * 1024, lengthBytes: 65536, blockId: 14, digest: pattern(16, 8) },
+    { type: PacketType.RsIsInSync, offsetBytes: 1024 * 1024, lengthBytes: 65536, blockId: 14 },
     { type: PacketType.OvRequest, offsetBytes: 0, lengthBytes: 4096, blockId: 12 },
     { type: PacketType.OvReply, offsetBytes: 0, lengthBytes: 4096, blockId: 12, digest: pattern(64, 7) },
     // one sha512 digest per 4 KiB block of a 256 KiB verify run

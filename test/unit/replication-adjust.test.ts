@@ -8,7 +8,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { PacketType, type DataPacket } from '../../src/peer/packets.js';
 import { Slots } from '../../src/replication/range-lock.js';
-import { connect, makeNode, pattern, sleep, type MemoryEnd } from './replication-helpers.js';
+import { connect, makeNode, pattern, sleep, type MemoryEnd } from '../helpers/replication-helpers.js';
 
 const SIZE_BYTES = 8 * 1024 * 1024;
 const open: MemoryEnd[] = [];

@@ -1,6 +1,6 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { PacketType, type BarrierAckPacket } from '../../src/peer/packets.js';
-import { connect, flipBits, makeNode, pattern, sleep, setBits, type MemoryEnd, type Node } from './replication-helpers.js';
+import { connect, flipBits, makeNode, pattern, sleep, setBits, type MemoryEnd, type Node } from '../helpers/replication-helpers.js';
 
 const SIZE_BYTES = 8 * 1024 * 1024;
 const open: MemoryEnd[] = [];

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { runAside, trackUntilFulfilled } from '../../src/util/aside.js';
 import { InvariantError } from '../../src/util/assert.js';
-import { capturingLogger } from './replication-helpers.js';
+import { capturingLogger } from '../helpers/replication-helpers.js';
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 

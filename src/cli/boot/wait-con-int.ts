@@ -1,6 +1,6 @@
 /**
  * cli/boot/wait-con-int — drbdadm-84's `wait-con-int`, the wait the init
- * script runs after bringing the resources up (drbd84.md §6.5): one
+ * script runs after bringing the resources up (drbd-utils scripts/drbd): one
  * wait-connect per resource of this node, all at once. On a terminal
  * (stdin and stdout): a dot per second for up to 10 s, then DRBD's banner
  * and `To abort waiting enter 'yes' [ N]:` with the seconds counter redrawn

@@ -1,6 +1,6 @@
 /**
  * cli/boot/wait-connect — waiting for a resource to reach the peer, as
- * drbdsetup-84 `wait-connect` does (drbd84.md §6.5): the timeout is chosen
+ * drbdsetup-84 `wait-connect` does (drbdsetup.c, its wait-connect command): the timeout is chosen
  * from wfc-timeout / degr-wfc-timeout / outdated-wfc-timeout by the timeout
  * type the resource process reports; the wait ends at Connected (or any
  * later state) and, unless --wait-after-sb, at StandAlone (a split brain

@@ -1,5 +1,5 @@
 /**
- * cli/boot/wfc — how long `wait-connect` waits (drbd84.md §6.5), as
+ * cli/boot/wfc — how long `wait-connect` waits (drbdsetup.c, its wait-connect command), as
  * drbdsetup-84 decides it: the configured (or given) wfc-timeout,
  * degr-wfc-timeout and outdated-wfc-timeout, DRBD's consistency fix-ups
  * with its two-line messages, then the one the kernel's timeout type picks.

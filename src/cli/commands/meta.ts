@@ -10,15 +10,25 @@ import readline from 'node:readline';
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 import type { GetContext } from './index.js';
-import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
+import { expandResourceNames, loadConfig, metaDiskArgs, resolveResource, type ResourceView } from '../../config/index.js';
 import { UdrbdError, ExitCode } from '../../util/errors.js';
-import { applyAl, createMd, dstate, dumpMd, getGi, setGi, showGi, wipeMd, type ToolIo } from '../../meta/tool.js';
+import { applyAl, createMd, dstate, dumpMd, getGi, setGi, showGi, wipeMd, type MetaTarget as ToolTarget, type ToolIo } from '../../meta/tool.js';
+import { placementOf } from '../../meta/superblock.js';
 import { isResourceUp } from '../resource-up.js';
 
 interface MetaTarget {
   name: string;
   minor: number;
   diskPath: string;
+  /** What meta/tool works on: the backing disk, or the meta device, slot and data disk. */
+  tool: ToolTarget;
+  /** drbdmeta's device and index arguments (`/dev/x 0`, `/dev/x flex-external`, `/dev/disk internal`). */
+  drbdmetaArgs: string;
+}
+
+/** What meta/tool works on for a resolved volume: its backing disk, or its meta device, slot and data disk. */
+export function metaToolTarget(view: Pick<ResourceView, 'metaDisk' | 'diskPath'>): ToolTarget {
+  return view.metaDisk === 'internal' ? view.diskPath : { mdPath: view.metaDisk.path, placement: placementOf(view.metaDisk), dataPath: view.diskPath };
 }
 
 function targets(ctx: CliContext, names: string[]): MetaTarget[] {
@@ -27,10 +37,8 @@ function targets(ctx: CliContext, names: string[]): MetaTarget[] {
   if (expanded.length === 0) throw new UdrbdError('No resource names specified', ExitCode.usage);
   return expanded.map((name) => {
     const view = resolveResource(config, name, ctx.nodeName);
-    if (view.metaDisk !== 'internal') {
-      throw new UdrbdError(`${name}: udrbd supports only 'meta-disk internal' (found external meta data)`, ExitCode.configInvalid);
-    }
-    return { name, minor: view.minor, diskPath: view.diskPath };
+    const args = metaDiskArgs(view.metaDisk, view.diskPath);
+    return { name, minor: view.minor, diskPath: view.diskPath, tool: metaToolTarget(view), drbdmetaArgs: `${args.device} ${args.drbdmetaIndex}` };
   });
 }
 
@@ -67,7 +75,7 @@ function refuseIfUp(ctx: CliContext, target: MetaTarget): void {
 }
 
 function drbdmetaLine(target: MetaTarget, verb: string): string {
-  return `drbdmeta ${target.minor} v08 ${target.diskPath} internal ${verb}`;
+  return `drbdmeta ${target.minor} v08 ${target.drbdmetaArgs} ${verb}`;
 }
 
 type MetaAction = (ctx: CliContext, target: MetaTarget, io: ToolIo) => Promise<void> | void;
@@ -85,15 +93,15 @@ export function register(program: Command, getContext: GetContext): void {
     });
   };
 
-  verb('create-md', 'initialize v08 internal meta-data on the backing disk', true, (_ctx, t, io) => createMd(t.diskPath, io), true);
+  verb('create-md', 'initialize v08 meta-data (internal, or on the external meta-disk)', true, (_ctx, t, io) => createMd(t.tool, io), true);
   verb('dump-md', 'print the meta-data in drbdmeta dump-md format', false, (_ctx, t, io) =>
-    dumpMd(t.diskPath, io, { commandLine: drbdmetaLine(t, 'dump-md') }),
+    dumpMd(t.tool, io, { commandLine: drbdmetaLine(t, 'dump-md') }),
   true);
-  verb('show-gi', 'show the generation identifiers with explanations', false, (_ctx, t, io) => showGi(t.diskPath, io));
-  verb('get-gi', 'print the generation identifiers', false, (_ctx, t, io) => getGi(t.diskPath, io));
-  verb('apply-al', 'apply the activity log to the bitmap and mark the meta-data clean', true, (_ctx, t, io) => applyAl(t.diskPath, io));
-  verb('wipe-md', 'destroy the meta-data superblock', true, (_ctx, t, io) => wipeMd(t.diskPath, io), true);
-  verb('dstate-offline', 'disk state from the on-disk flags (drbdmeta dstate)', false, (_ctx, t, io) => dstate(t.diskPath, io));
+  verb('show-gi', 'show the generation identifiers with explanations', false, (_ctx, t, io) => showGi(t.tool, io));
+  verb('get-gi', 'print the generation identifiers', false, (_ctx, t, io) => getGi(t.tool, io));
+  verb('apply-al', 'apply the activity log to the bitmap and mark the meta-data clean', true, (_ctx, t, io) => applyAl(t.tool, io));
+  verb('wipe-md', 'destroy the meta-data superblock', true, (_ctx, t, io) => wipeMd(t.tool, io), true);
+  verb('dstate-offline', 'disk state from the on-disk flags (drbdmeta dstate)', false, (_ctx, t, io) => dstate(t.tool, io));
 
   program
     .command('set-gi')
@@ -105,6 +113,6 @@ export function register(program: Command, getContext: GetContext): void {
       const ctx = getContext();
       const [target] = targets(ctx, [resource]);
       refuseIfUp(ctx, target!);
-      await setGi(target!.diskPath, gi, toolIo(ctx, opts.force === true));
+      await setGi(target!.tool, gi, toolIo(ctx, opts.force === true));
     });
 }

@@ -2,7 +2,7 @@
  * cli/commands/runtime — the udrbdadm verbs that drive a running resource:
  * up, down, attach, detach, connect, disconnect, primary, secondary, role,
  * cstate, dstate, invalidate, invalidate-remote, verify, pause-sync,
- * resume-sync, outdate, new-current-uuid, status (events: commands/events;
+ * resume-sync, resume-io, outdate, new-current-uuid, status (events: commands/events;
  * wait-connect: commands/boot).
  * Each talks to the resource process over its control socket (daemon/client)
  * and prints what drbdadm 8.4 prints; refusals keep DRBD's text and exit code.
@@ -16,21 +16,26 @@ import { ErrCode } from '../../resource/state.js';
 import { runtimePaths, readPid, type RuntimePaths } from '../../daemon/paths.js';
 import fs from 'node:fs';
 import { ControlClient, ResourceDiedError, ResourceNotUpError, callResource } from '../../daemon/client.js';
-import { dstate as offlineDstate } from '../../meta/tool.js';
+import { dstate as offlineDstate, type MetaTarget } from '../../meta/tool.js';
+import { metaToolTarget } from './meta.js';
 import { printInsteadOfActing } from '../dry-run.js';
 import { startDaemon, waitForExit, type DaemonMode } from '../../daemon/launcher.js';
 import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
 import { enforceOptionSupport } from '../option-check.js';
+import { FENCE_PEER_TIMEOUT_MS } from '../../daemon/handlers.js';
 
 /** Verbs that wait on the peer (state change requests, handshakes) get this long. */
 const NETWORK_VERB_TIMEOUT_MS = 60_000;
+/** primary may run the fence-peer handler first (daemon/handlers bounds it), then promote. */
+const PRIMARY_TIMEOUT_MS = FENCE_PEER_TIMEOUT_MS + NETWORK_VERB_TIMEOUT_MS;
 /** down: demote, disconnect, flush the bitmap, close md. */
 const DOWN_TIMEOUT_MS = 60_000;
 
 interface ResourceTarget {
   name: string;
   minor: number;
-  diskPath: string;
+  /** Where drbdmeta-style offline reads find the meta-data (dstate when the process is not running). */
+  meta: MetaTarget;
   paths: RuntimePaths;
 }
 
@@ -40,7 +45,7 @@ function targets(ctx: CliContext, names: string[]): ResourceTarget[] {
   const expanded = expandResourceNames(config, ctx.nodeName, names);
   return expanded.map((name) => {
     const view = resolveResource(config, name, ctx.nodeName);
-    return { name, minor: view.minor, diskPath: view.diskPath, paths: runtimePaths(name, ctx.nodeName) };
+    return { name, minor: view.minor, meta: metaToolTarget(view), paths: runtimePaths(name, ctx.nodeName) };
   });
 }
 
@@ -78,7 +83,7 @@ async function query(ctx: CliContext, target: ResourceTarget, verb: string): Pro
     if (err instanceof ResourceDiedError) {
       if (verb !== 'dstate') throw err;
       ctx.err(`${err.message}\n`);
-      offlineDstate(target.diskPath, { out: ctx.out, err: ctx.err, force: true, stdinIsTty: false, readLine: () => Promise.resolve(null) });
+      offlineDstate(target.meta, { out: ctx.out, err: ctx.err, force: true, stdinIsTty: false, readLine: () => Promise.resolve(null) });
     } else if (err instanceof ResourceNotUpError) ctx.out('Unconfigured\n');
     else throw err;
   }
@@ -192,7 +197,7 @@ export function register(program: Command, getContext: GetContext): void {
     .action(async (resources: string[], opts: { force?: boolean; overwriteDataOfPeer?: boolean }) => {
       const ctx = getContext();
       const force = Boolean(opts.force || opts.overwriteDataOfPeer || ctx.backendOptions.includes('--force'));
-      for (const t of targets(ctx, resources)) await call(ctx, t, 'primary', { force });
+      for (const t of targets(ctx, resources)) await call(ctx, t, 'primary', { force }, PRIMARY_TIMEOUT_MS);
     });
   simple('secondary', 'demote to Secondary');
   for (const verb of ['role', 'cstate', 'dstate']) {
@@ -207,6 +212,7 @@ export function register(program: Command, getContext: GetContext): void {
   simple('verify', 'start online verify');
   simple('pause-sync', 'pause resynchronisation');
   simple('resume-sync', 'resume resynchronisation');
+  simple('resume-io', 'resume I/O frozen by fencing (resource-and-stonith) whatever fence-peer answered');
   simple('outdate', 'mark local data Outdated (refused while connected: -6; on a Primary: -2)');
   program
     .command('new-current-uuid')

@@ -20,7 +20,7 @@ import { waitSyncVerdict, type WaitSyncVerdict } from '../wait-sync.js';
 const POLL_INTERVAL_MS = 200;
 /** One status request may take this long before the wait counts as failed. */
 const STATUS_TIMEOUT_MS = 10_000;
-/** drbdsetup's exit code for a wait-connect / wait-sync timeout (drbd84.md §6.3). */
+/** drbdsetup's exit code for a wait-connect / wait-sync timeout. */
 export const WAIT_TIMEOUT_EXIT = 5;
 
 interface WaitOptions {

@@ -1,7 +1,7 @@
 /**
  * cli/render/proc-drbd — the text of DRBD 8.4's /proc/drbd and of
  * `/etc/init.d/drbd status`, rendered from status snapshots of the resource
- * processes (drbd84.md §5.1, §5.4). Pure: snapshots in, text out. Tools
+ * processes (drbd_proc.c: drbd_seq_show; drbd-utils scripts/drbd). Pure: snapshots in, text out. Tools
  * and people that parse the kernel module's output read ours the same way.
  */
 import { ConnState, connName, diskName, roleName } from '../../resource/states.js';

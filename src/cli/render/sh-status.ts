@@ -1,6 +1,6 @@
 /**
  * cli/render/sh-status — `drbdadm sh-status` as drbd-utils 8.4 prints it
- * (drbd84.md §5.3): per resource drbdadm's `_conf_*` / `_stacked_on*`
+ * (drbdadm_main.c, its sh-status command): per resource drbdadm's `_conf_*` / `_stacked_on*`
  * prefix, then drbdsetup's block of `_minor= _res_name= _volume= _known=
  * _cstate= _role= _peer= _disk= _pdsk= _flags_* _resynced_percent=` and the
  * `_sh_status_process` hook line. The text is meant for `eval` in sh (the

@@ -3,8 +3,8 @@
  * CommonJS optional dependency bundling libfuse 2) and extends its mount
  * option list. fuse-native builds `-o` from a fixed set of fields in
  * `Fuse#_fuseOptions()`; `big_writes`, `max_write` and `direct_io` are not among
- * them, so a subclass appends them (measured: 13 MB/s without big writes,
- * 77 MB/s with them, see volume-fs.ts). Knows nothing of block devices or
+ * them, so a subclass appends them (big writes: see the FUSE measurements in
+ * docs/performance.md). Knows nothing of block devices or
  * volumes: it only types the small part of fuse-native that volume-fs uses.
  */
 import { createRequire } from 'node:module';

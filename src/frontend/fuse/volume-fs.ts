@@ -18,41 +18,8 @@
  * after the device resolved it. The addon's buffers are made into Buffers
  * once per mount; a request names one by index (no per-request allocation).
  *
- * Measured on this shared 2-core VM (runs vary by ±50% with other jobs):
- * A. test/e2e/fuse-bench.ts, FileDisk on a sparse file, loop dio, XFS, dd 200 MiB
- *    conv=fsync x3, read after drop_caches, fio 4k libaio iodepth 16 direct:
- *    | backend     | FUSE direct_io | write MB/s    | read MB/s     | randwrite IOPS | randread IOPS | largest req | in flight |
- *    | fuse-native | on             | 83-624        | 175-872       | 4353-6491      | 4794-8871     | 128 KiB     | 1         |
- *    | fuse-native | off            | 236-560       | 257-939       | 5574-6281      | 6663-9639     | 128 KiB     | 1         |
- *    | fuse3       | on             | 855-1141      | 1196-1337     | 27461          | 34794         | 1 MiB       | 32        |
- *    | fuse3       | off            | 925-1183      | 896-1234      | 30016          | 30594         | 1 MiB       | 32        |
- *    loop buffered (no dio) stays at 1-2 in flight with either backend (the
- *    loop driver's buffered path is synchronous): fuse3 722-976 MB/s, 6849 IOPS.
- * B. raw round trip, MemoryDisk, fio 4k psync direct on the loop device, qd 1:
- *    fuse3 8704 IOPS (114 us/request), fuse-native 7576 (131 us); with fsync
- *    each write 6344 vs 4024. This ~0.1 ms per FUSE request (thread hand-offs
- *    kernel -> libfuse worker -> JS thread and back) is what bounds XFS 4 KiB
- *    randwrite+fsync now: each fio op costs ~2 writes + ~2 flushes through FUSE.
- * C. XFS dd 400 MiB conv=fsync / fio 4k randwrite+fsync (scripts/bench/xfs.mjs
- *    jobs), FileDisk directly: direct_io on 789 MB/s / 690 IOPS, off 581 / 772
- *    (noise-level difference; direct_io stays on, see DIRECT_IO_DEFAULT).
- * D. `npm run bench -- --only=xfs` before -> after fuse3 (same session):
- *    StandAlone dd 154 -> 231 MB/s, fio 145 -> 561 IOPS; with peer dd 47 -> 227
- *    MB/s, fio 215 -> 513 IOPS (anchor 367-416 MB/s, 945-1182 IOPS).
- * E. `losetup --sector-size 4096`: no difference outside the noise in three
- *    alternating bench runs; not adopted (a 4 KiB logical sector would also
- *    stop filesystems made with 512-byte sectors from mounting).
- * F. answering writes/flushes from the JS thread inside reply() instead of
- *    waking the libfuse worker to answer: B's qd-1 figure went 17503 -> 14650
- *    and 10389 -> 7497 IOPS in two alternating runs (the worker still wakes
- *    and competes for the 2 cores); not adopted.
- * G. per-worker buffers wrapped once (16 fixed workers) instead of an
- *    external Buffer per request (libfuse's dynamic 8..32 workers): a CPU
- *    profile of XFS dd had 19% of the JS thread in major GC (V8 counted 1 MiB
- *    of external memory per write). XFS dd 400 MiB conv=fsync, interleaved
- *    with the old build: StandAlone 1096/1106/1080 vs 762/774/768 MB/s (anchor
- *    1048/860/1116); with a peer 538/487/438 vs 167/265/376; 4 KiB
- *    randwrite+fsync unchanged (436-559 vs 461-545 IOPS).
+ * Why libfuse 3, direct_io on and fixed per-worker buffers: the FUSE
+ * measurements in docs/performance.md.
  *
  * fuse-native's per-operation timeout is off: on timeout it answers the
  * kernel while our device.write may still be reading the request buffer,

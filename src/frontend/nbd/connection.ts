@@ -1,7 +1,8 @@
 /**
- * frontend/nbd/connection — one NBD client connection: the fixed newstyle
- * handshake (option haggling), then the transmission phase as a push parser
- * over socket chunks. Requests run concurrently on the BlockDevice and are
+ * frontend/nbd/connection — one NBD client connection: its lifecycle (socket
+ * events, handshake timeout, closing and linger) and the transmission phase
+ * as a push parser over socket chunks; the fixed newstyle handshake's option
+ * haggling is in handshake-newstyle.ts. Requests run concurrently on the BlockDevice and are
  * answered out of order with simple replies, each only after the device
  * operation (and any flush it needs) resolved, so an acknowledged write is
  * never lost when the client vanishes.
@@ -14,19 +15,22 @@
  * Limits: at most `inflightMax` requests and about `inflightBytesMax` payload
  * bytes in flight; beyond that the socket is paused (back-pressure, no
  * queue). A slot is only freed once its reply has been handed to the kernel,
- * so a client that stops reading replies also stops being read.
+ * so a client that stops reading replies also stops being read. A client
+ * that does not finish the handshake within handshakeTimeoutMs, or sends
+ * part of a request and then nothing for requestStallTimeoutMs, is dropped.
  *
  * Knows nothing of listeners, replication or roles: it serves one device.
  */
 import type { Socket } from 'node:net';
 import { type BlockDevice, type WriteFlags, BYPASS_CACHE } from '../../disk/block-device.js';
 import type { Logger } from '../../util/log.js';
-import { assert } from '../../util/assert.js';
+import { assert, unreachable } from '../../util/assert.js';
 import { BufferPool } from '../../disk/buffer-pool.js';
 import { directPool } from '../../disk/direct-buffers.js';
 import * as P from './protocol.js';
 import { checkRequest, type ExportLimits } from './request-check.js';
 import { adoptAcceptedSocket } from '../../util/user-buffer-socket.js';
+import { type HandshakeIo, haggleOptions } from './handshake-newstyle.js';
 
 /** Everything a connection needs to know about the export it serves. */
 export interface ExportConfig extends ExportLimits {
@@ -35,14 +39,21 @@ export interface ExportConfig extends ExportLimits {
   readonly description: string;
   readonly inflightMax: number;
   readonly inflightBytesMax: number;
+  /** Option haggling must finish within this time (default HANDSHAKE_TIMEOUT_MS). */
+  readonly handshakeTimeoutMs: number;
+  /** A request left half sent this long is a slow-loris client (default REQUEST_STALL_TIMEOUT_MS). */
+  readonly requestStallTimeoutMs: number;
 }
 
 /** Option haggling must finish within this time. */
-const HANDSHAKE_TIMEOUT_MS = 30_000;
-/** Options per connection before we decide the client is looping. */
-const HANDSHAKE_OPTIONS_MAX = 64;
-/** Largest option payload we read (names are <= 4096 bytes plus info requests). */
-const OPTION_DATA_MAX_BYTES = 16 * 1024;
+export const HANDSHAKE_TIMEOUT_MS = 30_000;
+/**
+ * A client that sent part of a request (header or WRITE payload) and then no
+ * byte for this long is dropped: it holds a slot and a payload buffer. Idle
+ * between requests is not timed (a mounted file system may be idle for days),
+ * nor a request we stopped reading ourselves (back-pressure).
+ */
+export const REQUEST_STALL_TIMEOUT_MS = 30_000;
 /** Buffered, not yet consumed handshake bytes before the socket is paused. */
 const HANDSHAKE_BUFFER_MAX_BYTES = 64 * 1024;
 /** A closing connection whose client does not hang up is destroyed after this. */
@@ -52,6 +63,13 @@ const CLOSE_LINGER_MS = 5_000;
  * is destroyed after this; device operations still complete, replies are dropped.
  */
 const CLOSING_DRAIN_TIMEOUT_MS = 30_000;
+/**
+ * A refused WRITE's payload is read and dropped so the next request can be
+ * parsed; one larger than this is not worth reading (up to 4 GiB of a client
+ * that is probably not speaking NBD): hang up instead, as nbdkit does
+ * ("write request too large to skip").
+ */
+const DISCARD_PAYLOAD_BYTES_MAX = 2 * P.PROTOCOL_PAYLOAD_MAX_BYTES;
 /** WRITE_ZEROES writes this shared all-zero buffer repeatedly (never written into). */
 const ZERO_CHUNK_BYTES = 4 * 1024 * 1024;
 /** TRIM is issued to the device in pieces of at most this many bytes. */
@@ -164,8 +182,12 @@ export class NbdConnection {
   private handshakeBytes = 0;
   private pendingRead: { bytes: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
   private handshakeTimer: NodeJS.Timeout | null = null;
+  /** Bytes read from the client so far, and at the last stall check. */
+  private receivedBytes = 0;
+  private receivedBytesAtCheck = 0;
+  private stallTimer: NodeJS.Timeout | null = null;
+  private stallChecksWithoutProgress = 0;
   private lingerTimer: NodeJS.Timeout | null = null;
-  private noZeroes = false;
 
   private socketClosed = false;
   private endSent = false;
@@ -202,9 +224,9 @@ export class NbdConnection {
     });
     socket.on('close', () => this.onSocketClose());
     this.handshakeTimer = setTimeout(() => {
-      this.log.warn('nbd: handshake timed out; dropping client');
+      this.log.warn({ timeoutMs: config.handshakeTimeoutMs }, 'nbd: handshake timed out; dropping client');
       socket.destroy();
-    }, HANDSHAKE_TIMEOUT_MS);
+    }, config.handshakeTimeoutMs);
     this.handshakeTimer.unref();
     this.handshake().catch((err: Error) => {
       if (!this.socketClosed) this.log.warn({ reason: err.message }, 'nbd: handshake failed; dropping client');
@@ -223,109 +245,38 @@ export class NbdConnection {
 
   // ---------------------------------------------------------------- handshake
 
+  /** Greeting and option haggling (handshake-newstyle.ts), then transmission, abort or hang-up. */
   private async handshake(): Promise<void> {
-    this.socket.write(P.encodeGreeting());
-    const clientFlags = (await this.readExact(4)).readUInt32BE(0);
-    if ((clientFlags & ~P.CLIENT_FLAGS_KNOWN) !== 0) {
-      throw new Error(`client set unknown handshake flags 0x${clientFlags.toString(16)}`);
-    }
-    this.noZeroes = (clientFlags & P.FLAG_C_NO_ZEROES) !== 0;
-    for (let n = 0; n < HANDSHAKE_OPTIONS_MAX; n++) {
-      const header = P.decodeOptionHeader(await this.readExact(P.OPTION_HEADER_BYTES));
-      if (!header.magicOk) throw new Error('bad option magic (not an NBD client?)');
-      if (header.lengthBytes > OPTION_DATA_MAX_BYTES) {
-        throw new Error(`option ${header.option} carries ${header.lengthBytes} bytes (limit ${OPTION_DATA_MAX_BYTES})`);
-      }
-      const data = header.lengthBytes === 0 ? EMPTY : await this.readExact(header.lengthBytes);
-      if (this.handleOption(header.option, data)) return;
-    }
-    throw new Error(`more than ${HANDSHAKE_OPTIONS_MAX} options`);
-  }
-
-  /** Answers one option; true when option haggling is over. */
-  private handleOption(option: number, data: Buffer): boolean {
-    const c = this.config;
-    switch (option) {
-      case P.OPT_EXPORT_NAME: {
-        const name = data.toString('utf8');
-        if (!this.nameMatches(name)) {
-          // This option cannot be answered with an error: the spec says hang up.
-          this.log.warn({ export: name }, 'nbd: client asked for an unknown export');
-          this.socket.destroy();
-          return true;
-        }
-        this.socket.write(P.encodeExportNameReply(c.sizeBytes, c.transmissionFlags, this.noZeroes));
+    const io: HandshakeIo = {
+      write: (bytes) => this.socket.write(bytes),
+      cork: () => this.socket.cork(),
+      uncork: () => this.socket.uncork(),
+      readExact: (bytes) => this.readExact(bytes),
+    };
+    const outcome = await haggleOptions(io, this.config, this.log);
+    switch (outcome.kind) {
+      case 'transmission':
         this.enterTransmission();
-        return true;
-      }
-      case P.OPT_ABORT:
-        this.socket.end(P.encodeOptionReply(option, P.REP_ACK));
+        return;
+      case 'abort':
+        this.socket.end(outcome.lastReply);
         this.phase = Phase.closing;
-        return true;
-      case P.OPT_LIST:
-        if (data.length !== 0) {
-          this.optionError(option, P.REP_ERR_INVALID, 'NBD_OPT_LIST takes no data');
-          return false;
-        }
-        this.socket.cork();
-        this.socket.write(P.encodeOptionReply(option, P.REP_SERVER, P.encodeServerReplyPayload(c.exportName)));
-        this.socket.write(P.encodeOptionReply(option, P.REP_ACK));
-        this.socket.uncork();
-        return false;
-      case P.OPT_INFO:
-      case P.OPT_GO: {
-        const request = P.decodeInfoRequest(data);
-        if (!request) {
-          this.optionError(option, P.REP_ERR_INVALID, 'malformed NBD_OPT_INFO/NBD_OPT_GO data');
-          return false;
-        }
-        if (!this.nameMatches(request.exportName)) {
-          this.optionError(option, P.REP_ERR_UNKNOWN, `export '${request.exportName}' does not exist`);
-          return false;
-        }
-        this.socket.cork();
-        this.socket.write(P.encodeOptionReply(option, P.REP_INFO, P.encodeInfoExport(c.sizeBytes, c.transmissionFlags)));
-        // Block size constraints are sent whether or not they were asked for (allowed by the spec).
-        this.socket.write(
-          P.encodeOptionReply(
-            option,
-            P.REP_INFO,
-            P.encodeInfoBlockSize(P.BLOCK_SIZE_MIN_BYTES, P.BLOCK_SIZE_PREFERRED_BYTES, c.maxPayloadBytes),
-          ),
-        );
-        if (request.infoTypes.includes(P.INFO_NAME)) {
-          this.socket.write(P.encodeOptionReply(option, P.REP_INFO, P.encodeInfoString(P.INFO_NAME, c.exportName)));
-        }
-        if (request.infoTypes.includes(P.INFO_DESCRIPTION)) {
-          this.socket.write(P.encodeOptionReply(option, P.REP_INFO, P.encodeInfoString(P.INFO_DESCRIPTION, c.description)));
-        }
-        this.socket.write(P.encodeOptionReply(option, P.REP_ACK));
-        this.socket.uncork();
-        if (option === P.OPT_GO) {
-          this.enterTransmission();
-          return true;
-        }
-        return false;
-      }
+        return;
+      case 'hang-up':
+        this.socket.destroy();
+        return;
       default:
-        // NBD_OPT_STARTTLS, NBD_OPT_STRUCTURED_REPLY, meta contexts, extended headers, unknown.
-        this.optionError(option, P.REP_ERR_UNSUP, `option ${option} is not supported by this server`);
-        return false;
+        unreachable(outcome, 'handshake outcome');
     }
-  }
-
-  private nameMatches(name: string): boolean {
-    return name === this.config.exportName || name === '';
-  }
-
-  private optionError(option: number, replyType: number, message: string): void {
-    this.socket.write(P.encodeOptionReply(option, replyType, Buffer.from(message, 'utf8')));
   }
 
   private enterTransmission(): void {
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
     this.phase = Phase.transmission;
+    // Checked twice per timeout: dropped after one to one and a half timeouts without a byte.
+    this.stallTimer = setInterval(() => this.checkRequestStall(), Math.max(1, Math.floor(this.config.requestStallTimeoutMs / 2)));
+    this.stallTimer.unref();
     const leftover = this.handshakeBytes > 0 ? Buffer.concat(this.handshakeChunks, this.handshakeBytes) : EMPTY;
     this.handshakeChunks = [];
     this.handshakeBytes = 0;
@@ -334,6 +285,21 @@ export class NbdConnection {
     if (this.phase === Phase.transmission && this.stalledChunk === null && this.parse !== ParseState.admit) {
       this.socket.resume();
     }
+  }
+
+  /** Slow loris: part of a request arrived, then nothing, while we were reading. */
+  private checkRequestStall(): void {
+    const midRequest =
+      (this.parse === ParseState.header && this.requestHeaderFillBytes > 0) || this.parse === ParseState.payload || this.parse === ParseState.discard;
+    const progressed = this.receivedBytes !== this.receivedBytesAtCheck;
+    this.receivedBytesAtCheck = this.receivedBytes;
+    if (this.phase !== Phase.transmission || !midRequest || this.stalledChunk !== null || progressed) {
+      this.stallChecksWithoutProgress = 0;
+      return;
+    }
+    if (++this.stallChecksWithoutProgress < 2) return;
+    this.log.warn({ timeoutMs: this.config.requestStallTimeoutMs }, 'nbd: client sent part of a request and then nothing; dropping client');
+    this.socket.destroy();
   }
 
   private readExact(bytes: number): Promise<Buffer> {
@@ -372,6 +338,7 @@ export class NbdConnection {
 
   /** `bytes` were read into `buffer` (the receive buffer or a payload tail); false stops reading. */
   private onRead(bytes: number, buffer: Buffer): boolean {
+    this.receivedBytes += bytes;
     if (buffer !== this.receiveBuffer) {
       // A payload tail handed out by nextReceiveBuffer: the state cannot have moved since
       // (only reads advance the parser, and the socket is closed before a partial slot is dropped).
@@ -408,6 +375,7 @@ export class NbdConnection {
   private onSocketClose(): void {
     this.socketClosed = true;
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    if (this.stallTimer) clearInterval(this.stallTimer);
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
     const pending = this.pendingRead;
     this.pendingRead = null;
@@ -540,6 +508,11 @@ export class NbdConnection {
     const c = this.config;
     const error = checkRequest(r.type, r.flags, r.offsetBytes, r.lengthBytes, c);
     const payloadBytes = error === P.NBD_OK && (r.type === P.CMD_READ || r.type === P.CMD_WRITE) ? r.lengthBytes : 0;
+    if (r.type === P.CMD_WRITE && error !== P.NBD_OK && r.lengthBytes > DISCARD_PAYLOAD_BYTES_MAX) {
+      this.parse = ParseState.header;
+      this.protocolViolation(`NBD_CMD_WRITE of ${r.lengthBytes} bytes is too large to skip (limit ${DISCARD_PAYLOAD_BYTES_MAX})`);
+      return true;
+    }
     if (this.slotsFree.length === 0) return false;
     if (this.inflightCount > 0 && this.inflightBytes + payloadBytes > c.inflightBytesMax) return false;
 

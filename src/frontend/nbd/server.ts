@@ -12,7 +12,7 @@ import type { BlockDevice } from '../../disk/block-device.js';
 import type { Logger } from '../../util/log.js';
 import { assert } from '../../util/assert.js';
 import { UdrbdError, ExitCode } from '../../util/errors.js';
-import { NbdConnection, type ExportConfig } from './connection.js';
+import { HANDSHAKE_TIMEOUT_MS, NbdConnection, REQUEST_STALL_TIMEOUT_MS, type ExportConfig } from './connection.js';
 import { assertLoopbackHost } from './tcp-address.js';
 import * as P from './protocol.js';
 
@@ -29,8 +29,12 @@ export interface NbdServerOptions {
   readonly readOnly?: boolean;
   /** Human-readable NBD_INFO_DESCRIPTION. */
   readonly description?: string;
-  /** Concurrent client connections accepted. Default 16. */
+  /** Concurrent client connections accepted; more are closed at once and logged. Default 16. */
   readonly maxConnections?: number;
+  /** Default HANDSHAKE_TIMEOUT_MS (30 s). */
+  readonly handshakeTimeoutMs?: number;
+  /** Default REQUEST_STALL_TIMEOUT_MS (30 s). */
+  readonly requestStallTimeoutMs?: number;
 }
 
 const INFLIGHT_MAX_DEFAULT = 64;
@@ -38,6 +42,8 @@ const INFLIGHT_MAX_DEFAULT = 64;
 const INFLIGHT_MAX_LIMIT = 1024;
 const INFLIGHT_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
 const CONNECTIONS_MAX_DEFAULT = 16;
+/** Connections refused over the cap are logged at most this often. */
+const REFUSAL_LOG_INTERVAL_MS = 1_000;
 
 /** The transmission flags and limits an export advertises for `device`. */
 export function exportConfigFor(options: NbdServerOptions): ExportConfig {
@@ -91,6 +97,8 @@ export function exportConfigFor(options: NbdServerOptions): ExportConfig {
     transmissionFlags: flags,
     inflightMax,
     inflightBytesMax,
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
+    requestStallTimeoutMs: options.requestStallTimeoutMs ?? REQUEST_STALL_TIMEOUT_MS,
   };
 }
 
@@ -102,6 +110,9 @@ export class NbdServer {
   private readonly connections = new Set<NbdConnection>();
   private readonly connectionsMax: number;
   private closing = false;
+  private lastRefusalLogMs = -Infinity;
+  /** Connections closed at once because maxConnections were open. */
+  refusedOverCap = 0;
 
   constructor(options: NbdServerOptions) {
     this.config = exportConfigFor(options);
@@ -151,6 +162,8 @@ export class NbdServer {
   private listen(start: (server: net.Server, done: () => void) => void, where: string): Promise<net.Server> {
     const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     server.maxConnections = this.connectionsMax;
+    // Node closes a connection over maxConnections before we see it; say so in the log.
+    server.on('drop', () => this.refused());
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         reject(new UdrbdError(`cannot listen for NBD clients on ${where}: ${err.code ?? err.message}`, ExitCode.fatal));
@@ -175,6 +188,14 @@ export class NbdServer {
     this.connections.add(conn);
     // conn.done only ever resolves (the connection logs its own errors); nothing waits for this cleanup.
     void conn.done.then(() => this.connections.delete(conn));
+  }
+
+  private refused(): void {
+    this.refusedOverCap++;
+    const nowMs = performance.now();
+    if (nowMs - this.lastRefusalLogMs < REFUSAL_LOG_INTERVAL_MS) return;
+    this.lastRefusalLogMs = nowMs;
+    this.log.warn({ maxConnections: this.connectionsMax, refusedOverCap: this.refusedOverCap }, 'nbd: too many clients connected; refusing new ones');
   }
 
   /** Number of live connections (handshaking or transmitting). */

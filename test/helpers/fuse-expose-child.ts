@@ -1,5 +1,5 @@
 /**
- * test/e2e/fuse-expose-child — a process that exposes a FileDisk through
+ * test/helpers/fuse-expose-child — a process that exposes a FileDisk through
  * FUSE + loop and waits, so tests can kill -9 the process hosting FUSE.
  * Compiled by fuse-harness.ts; not a test itself.
  * argv: DISK_FILE MOUNT_DIR DEVICE_PATH RUNTIME_DIR

@@ -7,6 +7,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { FileDisk } from '../../src/disk/file-disk.js';
 import type { ToolIo } from '../../src/meta/tool.js';
 
 export const DRBDMETA = '/usr/sbin/drbdmeta';
@@ -18,7 +19,12 @@ export function requireDrbdmeta(): void {
 }
 
 export function drbdmeta(file: string, ...args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(DRBDMETA, ['--force', '/dev/drbd9', 'v08', file, 'internal', ...args], { encoding: 'utf8', timeout: 60_000 });
+  return drbdmetaAt(file, 'internal', ...args);
+}
+
+/** drbdmeta on meta-data at `index`: `internal`, `flex-external` or a slot number. */
+export function drbdmetaAt(file: string, index: string, ...args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(DRBDMETA, ['--force', '/dev/drbd9', 'v08', file, index, ...args], { encoding: 'utf8', timeout: 60_000 });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -176,4 +182,36 @@ export function normaliseRanges(input: readonly BitRange[]): BitRange[] {
 
 export function rangeBits(ranges: readonly BitRange[]): number {
   return ranges.reduce((n, r) => n + (r.end - r.start), 0);
+}
+
+/**
+ * Records the writes and flushes of `disk` into `events` as
+ * `<name>.write(<area>[,fua])` / `<name>.flush` / `<name>.writeSync` /
+ * `<name>.flushSync` (area: sb, al, bm by the
+ * meta-data layout, or data for name 'data'); the disk still does them.
+ */
+export function recordDiskOps(disk: FileDisk, name: string, events: string[], layout: { mdOffsetBytes: number; alOffsetBytes: number; alBytes: number }): void {
+  const write = disk.write.bind(disk);
+  const flush = disk.flush.bind(disk);
+  const flushSync = disk.flushSync.bind(disk);
+  const writeSync = disk.writeSync.bind(disk);
+  disk.writeSync = (buffer, offsetBytes) => {
+    events.push(`${name}.writeSync`);
+    writeSync(buffer, offsetBytes);
+  };
+  disk.flushSync = () => {
+    events.push(`${name}.flushSync`);
+    flushSync();
+  };
+  disk.write = (buffer, offsetBytes, flags) => {
+    const inAl = offsetBytes >= layout.alOffsetBytes && offsetBytes < layout.alOffsetBytes + layout.alBytes;
+    const inSb = offsetBytes >= layout.mdOffsetBytes && offsetBytes < layout.mdOffsetBytes + 4096;
+    const area = name === 'data' ? 'data' : inAl ? 'al' : inSb ? 'sb' : 'bm';
+    events.push(`${name}.write(${area}${flags?.fua === true ? ',fua' : ''})`);
+    return write(buffer, offsetBytes, flags);
+  };
+  disk.flush = () => {
+    events.push(`${name}.flush`);
+    return flush();
+  };
 }

@@ -1,4 +1,4 @@
-// test/e2e/failover-writer — the durability witness for the hard-failover
+// test/helpers/failover-writer — the durability witness for the hard-failover
 // test: writes files of random bytes into DIR, fsyncs each file and DIR, and
 // only after both fsyncs returned appends "NAME SHA256" to LOG (itself
 // fsynced, on a disk outside the volume). Runs until a write fails (the

@@ -1,5 +1,5 @@
 /**
- * test/e2e/fuse-harness — shared helpers for the FUSE + loop e2e tests:
+ * test/helpers/fuse-harness — shared helpers for the FUSE + loop e2e tests:
  * prerequisite checks that fail loudly, running tools through execa (never
  * synchronously: the FUSE volume may be served by the test process itself),
  * compiling the child fixture, and forceful cleanup of mounts, loop devices
@@ -58,7 +58,7 @@ export async function checksums(files: string[]): Promise<string[]> {
 }
 
 /**
- * Compiles test/e2e/fuse-expose-child.ts (and the src files it imports) with
+ * Compiles test/helpers/fuse-expose-child.ts (and the src files it imports) with
  * tsc into `outDir`, next to a node_modules link so its imports resolve.
  * Returns the path of the compiled child.
  */
@@ -70,9 +70,9 @@ export async function compileExposeChild(outDir: string): Promise<string> {
     '--outDir', path.join(outDir, 'out'), '--rootDir', repoRoot,
     '--module', 'NodeNext', '--moduleResolution', 'NodeNext', '--target', 'ES2022', '--lib', 'ES2023',
     '--types', 'node', '--strict', '--skipLibCheck',
-    path.join(repoRoot, 'test/e2e/fuse-expose-child.ts'),
+    path.join(repoRoot, 'test/helpers/fuse-expose-child.ts'),
   ]);
-  return path.join(outDir, 'out/test/e2e/fuse-expose-child.js');
+  return path.join(outDir, 'out/test/helpers/fuse-expose-child.js');
 }
 
 /** Best-effort cleanup after a test, in the safe order; never throws. */

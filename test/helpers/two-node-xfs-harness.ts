@@ -1,5 +1,5 @@
 /**
- * test/e2e/two-node-xfs-harness — two real udrbd resource processes (alpha
+ * test/helpers/two-node-xfs-harness — two real udrbd resource processes (alpha
  * 127.0.0.1, beta 127.0.0.2) whose Primary exposes the volume through FUSE +
  * loop, for the issue-5 e2e tests: prerequisite checks that fail loudly,
  * tools run through execa, mount points per node, and a cleanup that always
@@ -9,7 +9,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { Cluster, NODES, type NodeName } from '../helpers/cluster.js';
+import { Cluster, NODES, type NodeName } from './cluster.js';
 import { cleanupStale, isMountPoint } from '../../src/frontend/exposure/fuse-loop-exposure.js';
 import { findLoopDevicesBackedBy } from '../../src/frontend/loop/losetup.js';
 import { readDeviceLink } from '../../src/frontend/device-link/device-link.js';
