@@ -205,11 +205,15 @@ export class ResourceRuntime {
     for (const effect of t.effects) await this.runEffect(effect);
   }
 
+  /** Set by the wiring: the peer hears our UUIDs after an after-state rule made a new current UUID. */
+  uuidsChanged: (() => void) | undefined;
+
   private async runEffect(effect: StateEffect): Promise<void> {
     switch (effect.kind) {
       case 'new-current-uuid':
         this.newCurrentUuidPending = false;
         await this.store?.newCurrentUuid(this.state.role === Role.Primary);
+        this.uuidsChanged?.(); // drbd_uuid_new_current + drbd_send_uuids
         return;
       case 'defer-new-current-uuid':
         this.newCurrentUuidPending = true;

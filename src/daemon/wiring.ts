@@ -61,6 +61,7 @@ export class Wiring {
   ) {
     this.link = new PeerLink(runtime, () => this.dataPath);
     runtime.stateCtx = () => this.ctx();
+    runtime.uuidsChanged = () => this.link.sendUuids();
     this.ioErrors = new IoErrorPolicy(runtime, () => (runtime.spec.view as ResourceView).disk.onIoError);
     this.faults = installFaultLayer(runtime, process.env);
     this.fencing = new PeerFencing({ runtime, fencing: () => (runtime.spec.view as ResourceView).disk.fencing, ctx: () => this.ctx() });
@@ -149,7 +150,7 @@ export class Wiring {
     this.deadline?.setTimeoutMs((this.runtime.spec.view as ResourceView).disk.diskTimeoutDs * DISK_TIMEOUT_UNIT_MS);
   }
 
-  /** Keeps the data path told of both disks; re-negotiates after a re-attach; a new UUID when the peer's disk goes. */
+  /** Keeps the data path told of both disks; re-negotiates after a re-attach. */
   private afterStateChange(before: ResourceState, after: ResourceState): void {
     const connected = after.conn >= ConnState.Connected;
     this.dataPath?.setDiskStates({
@@ -161,20 +162,8 @@ export class Wiring {
     if (before.disk === DiskState.Attaching && after.disk > DiskState.Attaching && connected) {
       runAside(this.link.renegotiate(), this.runtime.log, 'negotiation after attach');
     }
-    const store = this.runtime.attachedStore;
-    const peerDiskLost = connected && before.pdsk >= DiskState.Inconsistent && before.pdsk !== DiskState.DUnknown && after.pdsk <= DiskState.Failed;
-    if (peerDiskLost && store) runAside(this.peerDiskLost(store, after), this.runtime.log, 'new data generation after the peer lost its disk');
-  }
-
-  /**
-   * after_state_ch, "lost contact to peer's copy of the data": with a Primary
-   * on either side and our disk UpToDate, a new data generation starts (so
-   * the peer's re-attach resyncs by our bitmap), and the peer hears the UUIDs.
-   */
-  private async peerDiskLost(store: AttachedStore, s: ResourceState): Promise<void> {
-    if (!(s.role === Role.Primary || s.peer === Role.Primary) || s.disk !== DiskState.UpToDate || store.uuids.bitmap !== 0n) return;
-    await store.newCurrentUuid(s.role === Role.Primary);
-    this.link.sendUuids();
+    // The peer losing its disk ("lost contact to peer's copy of the data") is resource/transition's
+    // lostPeerDataRule: the runtime starts the new generation and the peer hears the UUIDs (uuidsChanged).
   }
 
   ctx(): StateCtx {
