@@ -202,18 +202,19 @@ export class ResourceRuntime {
     const full: StatusSnapshot = this.status();
     for (const event of changeEvents(before, full)) this.publish(event);
     if (this.store) await this.store.syncFlags(after);
-    for (const effect of t.effects) await this.runEffect(effect);
+    for (const effect of t.effects) await this.runEffect(effect, before);
   }
 
   /** Set by the wiring: the peer hears our UUIDs after an after-state rule made a new current UUID. */
   uuidsChanged: (() => void) | undefined;
 
-  private async runEffect(effect: StateEffect): Promise<void> {
+  private async runEffect(effect: StateEffect, before: StateSnapshot): Promise<void> {
     switch (effect.kind) {
       case 'new-current-uuid':
         this.newCurrentUuidPending = false;
         await this.store?.newCurrentUuid(this.state.role === Role.Primary);
-        this.uuidsChanged?.(); // drbd_uuid_new_current + drbd_send_uuids
+        // drbd_uuid_new_current + drbd_send_uuids for the lost peer disk; a resumed IO's deferred one waits for the handshake.
+        if (!(before.susp || before.suspNod || before.suspFen)) this.uuidsChanged?.();
         return;
       case 'defer-new-current-uuid':
         this.newCurrentUuidPending = true;
