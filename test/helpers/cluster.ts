@@ -31,6 +31,15 @@ export const UDRBDADM = path.join(ROOT, 'dist', 'cli', 'udrbdadm.js');
 export const DAEMON = path.join(ROOT, 'dist', 'daemon', 'udrbd.js');
 export const DRBDMETA = '/usr/sbin/drbdmeta';
 
+/** A fresh sparse backing file of `sizeBytes` with internal v08 meta-data made by the real drbdmeta. */
+export function createInternalMetaDisk(diskPath: string, sizeBytes: number): void {
+  fs.writeFileSync(diskPath, '');
+  fs.truncateSync(diskPath, sizeBytes);
+  const r = spawnSync(DRBDMETA, ['--force', '/dev/drbd9', 'v08', diskPath, 'internal', 'create-md'], { encoding: 'utf8', input: 'yes\n', timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`drbdmeta create-md ${diskPath} failed (${r.status ?? r.signal}): ${r.stderr}`);
+}
+
+
 export type NodeName = 'alpha' | 'beta';
 export const NODES: readonly NodeName[] = ['alpha', 'beta'];
 

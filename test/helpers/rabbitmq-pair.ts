@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa, execaSync } from 'execa';
 import { NetnsPair, waitUntil, type NetnsNode, type ExecResult } from './netns-node.js';
-import { ROOT, UDRBDADM, DRBDMETA } from './cluster.js';
+import { ROOT, UDRBDADM, DRBDMETA, createInternalMetaDisk } from './cluster.js';
 
 export const RESOURCE = 'rq-rabbitmq';
 export const DEVICE = '/dev/drbd1';
@@ -220,10 +220,7 @@ export class RabbitPair {
     await this.pair.create();
     fs.writeFileSync(this.configPath, this.configText());
     for (const n of this.nodes) {
-      const disk = this.diskPath(n);
-      fs.writeFileSync(disk, '');
-      fs.truncateSync(disk, DISK_BYTES);
-      await execa(DRBDMETA, ['--force', '/dev/drbd9', 'v08', disk, 'internal', 'create-md'], { input: 'yes\n', timeout: 60_000 });
+      createInternalMetaDisk(this.diskPath(n), DISK_BYTES);
     }
     await this.pair.boot();
     const [a, b] = this.nodes;

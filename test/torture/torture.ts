@@ -19,7 +19,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { NetnsPair, waitUntil, type NetnsNode, type ExecResult } from '../helpers/netns-node.js';
-import { UDRBDADM, DRBDMETA } from '../helpers/cluster.js';
+import { UDRBDADM, createInternalMetaDisk } from '../helpers/cluster.js';
 import { ControlClient } from '../../src/daemon/client.js';
 import { runtimePaths } from '../../src/daemon/paths.js';
 import { parseConnState, parseDiskState, parseRole } from '../../src/resource/states.js';
@@ -224,10 +224,7 @@ export class Torture {
     await this.pair.create();
     fs.writeFileSync(this.configPath, this.configText());
     for (const n of this.nodes) {
-      const disk = this.diskPath(n);
-      fs.writeFileSync(disk, '');
-      fs.truncateSync(disk, DISK_BYTES);
-      await execa(DRBDMETA, ['--force', '/dev/drbd9', 'v08', disk, 'internal', 'create-md'], { input: 'yes\n', timeout: 60_000 });
+      createInternalMetaDisk(this.diskPath(n), DISK_BYTES);
       fs.writeFileSync(path.join(this.options.baseDir, `fault-${n.name}.json`), JSON.stringify({ rules: [], powerCut: true }));
     }
     await this.pair.boot();
