@@ -1,12 +1,18 @@
 /**
- * daemon/link — the connection side of a resource process: runs the
- * PeerConnector (peer/) while the resource is not StandAlone, and on every
- * established link runs DRBD's connect sequence with the rules of resource/
- * and the data path of replication/: handshake decision (no sync, bitmap or
- * full sync in either direction, split brain, unrelated data), bitmap
- * exchange, sync UUID, resync start and finish with UUID rotation, state
- * packets both ways, and the lost-link rules (a Primary that loses its
- * UpToDate peer starts a new data generation). Handlers run as DRBD's do.
+ * daemon/link — the connection side of a resource process, an executor of
+ * the rules in resource/: runs the PeerConnector (peer/) while the resource
+ * is not StandAlone, and on every established link carries out DRBD's
+ * connect sequence with the data path of replication/. The decisions are
+ * pure functions it calls — syncHandshake (no sync, bitmap or full sync in
+ * either direction, split brain, unrelated data) and the UUID rotations in
+ * resource/uuid, the connection-state targets in resource/link-rules
+ * (handshake outcome, bitmap exchange, sync UUID, resync start and finish,
+ * P_STATE news, lost-link states, skip-initial-sync), the operator requests
+ * in resource/admin — and every state change it asks for passes
+ * ResourceRuntime.setState (resource/transition), where the after-state
+ * rules run (a Primary that loses its UpToDate peer starts a new data
+ * generation). This file owns the sockets, the bitmap exchange, the resync
+ * and verify runs, the handler calls and the ordering between them.
  * On every connect both nodes agree on the device size first
  * (daemon/device-size: the smaller usable size wins, an in-use device is
  * never shrunk — "The peer's disk size is too small!" drops the link).
@@ -14,7 +20,23 @@
 import crypto from 'node:crypto';
 import { ExitCode } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
-import { ErrCode, SsCode, refusal } from '../resource/state.js';
+import { type Refusal, SsCode, refusal } from '../resource/state.js';
+import { type AdminResult, requestConnect, requestDisconnect } from '../resource/admin.js';
+import { assert } from '../util/assert.js';
+import {
+  afterHandshake,
+  bitmapExchangedAsTarget,
+  isSyncState,
+  linkLostStates,
+  type PeerView,
+  peerRequestTarget,
+  peerStateNews,
+  resyncBeganLine,
+  resyncStarts,
+  skipInitialSync,
+  standAloneStates,
+  targetResyncFinished,
+} from '../resource/link-rules.js';
 import {
   type HandshakeDecision,
   PROTOCOL_VERSION_MAX,
@@ -24,6 +46,7 @@ import {
   syncSourceStart,
   syncTargetFinish,
   syncTargetStart,
+  uuidsEqual,
 } from '../resource/uuid.js';
 import { PeerConnector, type HandshakeResult, type LocalParams, type PeerParams } from '../peer/index.js';
 import type { LinkLossReason } from '../peer/channel.js';
@@ -31,8 +54,7 @@ import { runAside } from '../util/aside.js';
 import { type Packet, PacketType, type ProtocolPacket, type SyncParamPacket } from '../peer/packets.js';
 import type { ReplicationEngine, ResyncTarget } from '../replication/index.js';
 import type { ResourceView } from '../config/index.js';
-import type { GenerationUuids } from '../meta/types.js';
-import { MdFlag, UUID_JUST_CREATED } from '../meta/types.js';
+import { MdFlag } from '../meta/types.js';
 import { type ResourceRuntime, StateChangeRefused } from './runtime.js';
 import type { StateSnapshot, SyncProgress } from './status.js';
 import { agreeDeviceSize } from './device-size.js';
@@ -59,20 +81,8 @@ function firstListenOutcome(connector: PeerConnector): Promise<NodeJS.ErrnoExcep
   });
 }
 
-const LOSS_TO_CONN: Record<LinkLossReason, ConnState> = {
-  NetworkFailure: ConnState.NetworkFailure,
-  BrokenPipe: ConnState.BrokenPipe,
-  Timeout: ConnState.Timeout,
-  ProtocolError: ConnState.ProtocolError,
-  Disconnecting: ConnState.Disconnecting,
-};
-
 function random64(): bigint {
   return crypto.randomBytes(8).readBigUInt64BE(0);
-}
-
-function isSyncState(conn: ConnState): boolean {
-  return conn === ConnState.SyncSource || conn === ConnState.SyncTarget || conn === ConnState.PausedSyncS || conn === ConnState.PausedSyncT;
 }
 
 /** How long a state change request waits for the peer's reply. */
@@ -123,10 +133,9 @@ export class PeerLink {
   /** `connect`: StandAlone → Unconnected → WFConnection and start dialing/listening. */
   async connect(discardMyData: boolean): Promise<void> {
     const rt = this.runtime;
-    if (discardMyData && rt.snapshot.role === Role.Primary) {
-      throw new StateChangeRefused(ErrCode.discardImpossible, '--discard-my-data not allowed when primary.', ExitCode.configInvalid);
-    }
     if (this.connector) {
+      // Already connecting: udrbd takes a later --discard-my-data for the next handshake.
+      if (discardMyData && rt.snapshot.role === Role.Primary) refuse(refusalOf(requestConnect(rt.snapshot, { discardMyData }, rt.stateCtx())));
       if (discardMyData) this.discardMyData = true;
       return;
     }
@@ -134,6 +143,11 @@ export class PeerLink {
     if (!spec.peer || !spec.localAddress) {
       throw new StateChangeRefused(SsCode.noNetConfig, refusal(SsCode.noNetConfig).text, ExitCode.stateChangeFailed);
     }
+    // resource/admin: --discard-my-data on a Primary (123), a net config already there (125).
+    const plan = requestConnect(rt.snapshot, { discardMyData }, rt.stateCtx());
+    if (plan.kind !== 'ok') refuse(refusalOf(plan));
+    const [unconnected, waiting] = plan.states;
+    assert(unconnected !== undefined && waiting !== undefined, 'connect is StandAlone → Unconnected → WFConnection');
     this.discardMyData = discardMyData;
     const net = this.view.net;
     const connector = new PeerConnector({
@@ -163,9 +177,9 @@ export class PeerLink {
       runAside(this.toStandAlone('incompatible settings'), rt.log, 'disconnect after incompatible settings');
     });
     const firstListen = firstListenOutcome(connector);
-    await rt.setState({ conn: ConnState.Unconnected }, 'connect');
+    await rt.setState({ conn: unconnected.conn }, 'connect');
     connector.start(() => this.localParams());
-    await rt.setState({ conn: ConnState.WFConnection }, 'connect');
+    await rt.setState({ conn: waiting.conn }, 'connect');
     // A local address that cannot be bound is the operator's error, not the network's: report it, StandAlone.
     const listenError = await firstListen;
     if (listenError && this.connector === connector) {
@@ -243,9 +257,13 @@ export class PeerLink {
   async disconnect(): Promise<void> {
     const rt = this.runtime;
     if (!this.connector) return;
+    // resource/admin's rules for `disconnect` (a Primary with fencing retries with the peer Outdated).
+    const plan = rt.snapshot.conn === ConnState.Disconnecting ? undefined : requestDisconnect(rt.snapshot, rt.stateCtx());
+    if (plan && plan.kind !== 'ok') refuse(refusalOf(plan));
     const connector = this.connector;
     this.connector = undefined;
-    if (rt.snapshot.conn !== ConnState.Disconnecting) await rt.setState({ conn: ConnState.Disconnecting }, 'disconnect');
+    const [disconnecting] = plan?.states ?? [];
+    if (disconnecting) await rt.setState({ conn: disconnecting.conn, pdsk: disconnecting.pdsk }, 'disconnect');
     const link = this.active;
     if (link) {
       link.closed = true;
@@ -253,8 +271,7 @@ export class PeerLink {
       this.engine()?.detachPeer('Disconnecting');
     }
     await connector.stop();
-    await this.afterPeerLost(link);
-    await rt.setState({ conn: ConnState.StandAlone }, 'disconnect');
+    for (const conn of standAloneStates(rt.snapshot)) await rt.setState({ conn }, 'disconnect');
   }
 
   private async toStandAlone(why: string): Promise<void> {
@@ -264,13 +281,14 @@ export class PeerLink {
     const link = this.active;
     this.active = undefined;
     if (link) link.closed = true;
-    if (rt.snapshot.conn !== ConnState.Disconnecting && rt.snapshot.conn !== ConnState.StandAlone) {
-      await rt.setState({ conn: ConnState.Disconnecting }, why);
-    }
+    const [first, ...rest] = standAloneStates(rt.snapshot);
+    if (first === ConnState.Disconnecting) await rt.setState({ conn: first }, why);
     this.engine()?.detachPeer('Disconnecting');
     await connector?.stop();
     rt.log.info('Connection closed');
-    await rt.setState({ conn: ConnState.StandAlone }, why);
+    for (const conn of first === ConnState.Disconnecting ? rest : [first, ...rest]) {
+      if (conn !== undefined) await rt.setState({ conn }, why);
+    }
   }
 
   // ---- the connect sequence -------------------------------------------------------------------
@@ -405,7 +423,7 @@ export class PeerLink {
     const store = rt.requireStore();
     const peer = link.peer;
     this.discardMyData = false;
-    if (decision.selfUuids && !uuidsSame(decision.selfUuids, store.uuids)) store.setUuids(decision.selfUuids);
+    if (decision.selfUuids && !uuidsEqual(decision.selfUuids, store.uuids)) store.setUuids(decision.selfUuids);
     // Handlers run aside as DRBD's khelper calls do; runHandler logs and resolves on every failure.
     for (const handler of decision.handlers) runAside(rt.runHandler(handler), rt.log, `handler ${handler}`);
     if (decision.demoted && rt.snapshot.role === Role.Primary) await rt.demote();
@@ -419,7 +437,7 @@ export class PeerLink {
       case 'no-sync':
         engine.localDataReady();
         if (!engine.volume.isMirroring) engine.startMirroring();
-        await rt.setState({ conn: ConnState.Connected, peer: peer.role as Role, pdsk: peer.disk as DiskState, ...this.negotiatedDisk() }, 'handshake: no resync');
+        await rt.setState({ ...afterHandshake('no-sync', peerView(peer)), ...this.negotiatedDisk() }, 'handshake: no resync');
         return;
       case 'sync-source':
         engine.localDataReady();
@@ -446,15 +464,16 @@ export class PeerLink {
   private async acceptSkipInitialSync(peerCurrent: bigint): Promise<void> {
     const rt = this.runtime;
     const store = rt.attachedStore;
-    if (!store || rt.snapshot.conn !== ConnState.Connected || (store.uuids.current & ~1n) !== UUID_JUST_CREATED) {
-      rt.log.warn('peer asked to skip the initial sync, but this node is not a fresh connected node; ignored');
+    if (!store) return;
+    const rule = skipInitialSync(rt.snapshot, store.uuids, peerCurrent);
+    if (!rule.accept) {
+      rt.log.warn(rule.line);
       return;
     }
-    rt.log.info('Accepted new current UUID, preparing to skip initial sync');
-    const role = rt.snapshot.role;
-    store.setUuids({ ...store.uuids, current: role === Role.Primary ? peerCurrent | 1n : peerCurrent & ~1n, bitmap: 0n });
+    rt.log.info(rule.line);
+    store.setUuids(rule.uuids);
     store.bitmap.clearRange(0, store.bitmap.bitCount);
-    await rt.setState({ disk: DiskState.UpToDate, pdsk: DiskState.UpToDate }, 'skip initial sync');
+    await rt.setState(rule.patch, 'skip initial sync');
   }
 
   /** Our UUIDs to the peer (after a new current UUID while connected); nothing without a disk or link. */
@@ -481,7 +500,7 @@ export class PeerLink {
     const rt = this.runtime;
     const store = rt.requireStore();
     if (full) store.bitmap.setAll();
-    await rt.setState({ conn: ConnState.WFBitMapS, peer: link.peer.role as Role, pdsk: DiskState.Inconsistent, ...this.negotiatedDisk() }, 'sync source');
+    await rt.setState({ ...afterHandshake('sync-source', peerView(link.peer)), ...this.negotiatedDisk() }, 'sync source');
     if (!engine.volume.isMirroring) engine.startMirroring();
     // A full sync sets every bit on both sides, so no exchange is needed.
     if (exchange) await engine.exchangeBitmaps();
@@ -496,9 +515,8 @@ export class PeerLink {
       if (link.closed || !isSyncState(rt.snapshot.conn)) clearInterval(progressTimer);
       else this.logProgress();
     }, PROGRESS_LOG_INTERVAL_MS);
-    rt.log.info(`Began resync as SyncSource (will sync ${link.sourceTotalBits * 4} KB [${link.sourceTotalBits} bits set]).`);
-    const paused = rt.snapshot.userIsp || rt.snapshot.peerIsp;
-    await rt.setState({ conn: paused ? ConnState.PausedSyncS : ConnState.SyncSource, pdsk: DiskState.Inconsistent }, 'resync');
+    rt.log.info(resyncBeganLine('source', link.sourceTotalBits));
+    await rt.setState(resyncStarts('source'), 'resync');
   }
 
   private async runSyncTarget(link: ActiveLink, engine: ReplicationEngine, full: boolean, exchange = true): Promise<void> {
@@ -513,18 +531,19 @@ export class PeerLink {
         link.syncUuidWaiter = resolve;
       }
     });
-    await rt.setState({ conn: ConnState.WFBitMapT, peer: link.peer.role as Role, pdsk: DiskState.UpToDate }, 'sync target');
+    await rt.setState(afterHandshake('sync-target', peerView(link.peer)), 'sync target');
     if (!engine.volume.isMirroring) engine.startMirroring();
     if (exchange) await engine.exchangeBitmaps();
     if (link.closed) return;
-    await rt.setState({ conn: ConnState.WFSyncUUID }, 'bitmap exchanged');
+    await rt.setState(bitmapExchangedAsTarget, 'bitmap exchanged');
     const uuid = await syncUuid;
     if (link.closed) return;
     store.setUuids(syncTargetStart(store.uuids, uuid, rt.snapshot.role));
-    const paused = rt.snapshot.userIsp || rt.snapshot.peerIsp;
-    await rt.setState({ conn: paused ? ConnState.PausedSyncT : ConnState.SyncTarget, disk: DiskState.Inconsistent, pdsk: DiskState.UpToDate }, 'resync');
+    await rt.setState(resyncStarts('target'), 'resync');
     // Not waited for (udrbd does not abort a resync on this handler's result); runHandler logs failures.
     runAside(this.runHandlerQuiet('before-resync-target'), rt.log, 'handler before-resync-target');
+    const bitsSet = store.bitmap.countSet();
+    rt.log.info({ kib: bitsSet * 4, bits: bitsSet }, resyncBeganLine('target', bitsSet));
     const target = engine.startResyncAsTarget(this.useChecksumBasedResync(store.mdFlags, link.peer.uuidFlags));
     link.resyncTarget = target;
     if (rt.snapshot.userIsp || rt.snapshot.peerIsp) target.pause();
@@ -540,11 +559,11 @@ export class PeerLink {
     rt.log.info({ ...resync }, 'resync result');
     if (!resync.ok) {
       rt.log.warn(`Resync finished with ${resync.failedBlocks} failed blocks; staying Inconsistent`);
-      await rt.setState({ conn: ConnState.Connected }, 'resync failed');
+      await rt.setState(targetResyncFinished(false), 'resync failed');
       return;
     }
     store.setUuids(syncTargetFinish(store.uuids, link.peer.uuids, rt.snapshot.role));
-    await rt.setState({ conn: ConnState.Connected, disk: DiskState.UpToDate, pdsk: DiskState.UpToDate }, 'resync finished');
+    await rt.setState(targetResyncFinished(true), 'resync finished');
     // Nothing follows the finished resync that depends on this handler; runHandler logs failures.
     runAside(this.runHandlerQuiet('after-resync-target'), rt.log, 'handler after-resync-target');
   }
@@ -619,25 +638,15 @@ export class PeerLink {
     const s = rt.snapshot;
     if (s.conn < ConnState.WFReportParams) return;
     link.peer = { ...link.peer, role, disk, conn, userIsp };
-    const patch: Partial<StateSnapshot> = { peer: role, peerIsp: userIsp };
-    let verifyEnded = false;
-    if (s.conn === ConnState.SyncSource || s.conn === ConnState.PausedSyncS) {
-      if (disk === DiskState.UpToDate && conn === ConnState.Connected) {
-        const store = rt.requireStore();
-        store.setUuids(syncSourceFinish(store.uuids));
-        const secs = Math.max((Date.now() - link.sourceStartedMs) / 1000, 0.001);
-        rt.log.info(`Resync done (total ${Math.round(secs)} sec; paused 0 sec; ${Math.round((link.sourceTotalBits * 4) / secs)} K/sec)`);
-        patch.conn = ConnState.Connected;
-        patch.pdsk = DiskState.UpToDate;
-      }
-    } else if ((s.conn === ConnState.VerifyT || s.conn === ConnState.VerifyS) && conn === ConnState.Connected) {
-      patch.conn = ConnState.Connected;
-      verifyEnded = s.conn === ConnState.VerifyT;
-    } else if (!isSyncState(s.conn) && s.conn !== ConnState.WFBitMapS && s.conn !== ConnState.WFBitMapT && s.conn !== ConnState.WFSyncUUID) {
-      patch.pdsk = disk;
+    const news = peerStateNews(s, { role, disk, conn, userIsp });
+    if (news.sourceResyncDone) {
+      const store = rt.requireStore();
+      store.setUuids(syncSourceFinish(store.uuids));
+      const secs = Math.max((Date.now() - link.sourceStartedMs) / 1000, 0.001);
+      rt.log.info(`Resync done (total ${Math.round(secs)} sec; paused 0 sec; ${Math.round((link.sourceTotalBits * 4) / secs)} K/sec)`);
     }
-    await rt.setState(patch, 'peer state');
-    if (verifyEnded) this.afterVerifyDone();
+    await rt.setState(news.patch, 'peer state');
+    if (news.verifyEnded) this.afterVerifyDone();
     this.applyPause(link);
   }
 
@@ -652,19 +661,11 @@ export class PeerLink {
     if (outOfSyncBits > 0) runAside(this.runtime.runHandler('out-of-sync'), this.runtime.log, 'handler out-of-sync');
   }
 
-  /** PausedSync* ⇄ Sync* from the user_isp / peer_isp flags; the target's resync pauses with them. */
+  /** The target's resync pauses and resumes with the user_isp / peer_isp flags (sanitize_state switches Sync* ⇄ PausedSync*). */
   applyPause(link: ActiveLink | undefined = this.active): void {
-    const rt = this.runtime;
-    const s = rt.snapshot;
-    const paused = s.userIsp || s.peerIsp;
-    if (paused) link?.resyncTarget?.pause();
+    const s = this.runtime.snapshot;
+    if (s.userIsp || s.peerIsp) link?.resyncTarget?.pause();
     else link?.resyncTarget?.resume();
-    const map: Partial<Record<ConnState, ConnState>> = paused
-      ? { [ConnState.SyncSource]: ConnState.PausedSyncS, [ConnState.SyncTarget]: ConnState.PausedSyncT }
-      : { [ConnState.PausedSyncS]: ConnState.SyncSource, [ConnState.PausedSyncT]: ConnState.SyncTarget };
-    const next = map[s.conn];
-    // Called from synchronous paths (packets, admin); the md-flag write behind setState runs aside, failures logged.
-    if (next !== undefined) runAside(rt.setState({ conn: next }, paused ? 'resync paused' : 'resync resumed'), rt.log, 'resync pause/resume');
   }
 
   private logProgress(): void {
@@ -702,11 +703,12 @@ export class PeerLink {
     };
     const s = rt.snapshot;
     if (!engine || s.conn !== ConnState.Connected) return reply(s.conn > ConnState.Connected ? SsCode.resyncRunning : SsCode.needConnection);
-    switch (conn) {
+    const target = peerRequestTarget(conn);
+    switch (target) {
       case ConnState.StartingSyncS: {
         // the peer invalidated itself: full sync with us as source
         reply(SsCode.success);
-        await rt.setState({ conn: ConnState.StartingSyncS }, 'peer invalidate');
+        await rt.setState({ conn: target }, 'peer invalidate');
         await this.runSyncSource(link, engine, true, false);
         return;
       }
@@ -719,7 +721,7 @@ export class PeerLink {
       }
       case ConnState.VerifyT:
         reply(SsCode.success);
-        await rt.setState({ conn: ConnState.VerifyT }, 'peer verify');
+        await rt.setState({ conn: target }, 'peer verify');
         return;
       default:
         reply(SsCode.notSupported);
@@ -793,22 +795,11 @@ export class PeerLink {
     link.requests.clear();
     const rt = this.runtime;
     rt.log.warn(`peer link lost: ${reason}`);
-    await rt.setState({ conn: LOSS_TO_CONN[reason] }, 'link lost');
-    await this.afterPeerLost(link);
+    // The lost-peer-data rule (a Primary starts a new data generation) runs inside the transition.
+    const [lost, ...reconnect] = linkLostStates(reason, true);
+    await rt.setState({ conn: lost }, 'link lost');
     if (!this.connector) return;
-    await rt.setState({ conn: ConnState.Unconnected }, 'link lost');
-    await rt.setState({ conn: ConnState.WFConnection }, 'reconnecting');
-  }
-
-  /** drbd_state.c: after_state_ch → drbd_uuid_new_current: a Primary with UpToDate data that loses its peer starts a new data generation. */
-  private async afterPeerLost(link: ActiveLink | undefined): Promise<void> {
-    const rt = this.runtime;
-    const store = rt.attachedStore;
-    const s = rt.snapshot;
-    if (!link || !store) return;
-    if (s.role === Role.Primary && s.disk === DiskState.UpToDate && store.uuids.bitmap === 0n) {
-      await store.newCurrentUuid(true);
-    }
+    for (const conn of reconnect) await rt.setState({ conn }, 'reconnecting');
   }
 
   /** Tell the peer about local role/disk changes. */
@@ -860,6 +851,16 @@ export class PeerLink {
   }
 }
 
-function uuidsSame(a: GenerationUuids, b: GenerationUuids): boolean {
-  return a.current === b.current && a.bitmap === b.bitmap && a.historyStart === b.historyStart && a.historyEnd === b.historyEnd;
+function peerView(peer: PeerParams): PeerView {
+  return { role: peer.role as Role, disk: peer.disk as DiskState, conn: peer.conn as ConnState, userIsp: peer.userIsp };
+}
+
+/** Throws a resource/admin refusal as the control protocol reports it. */
+function refuse(r: Refusal): never {
+  throw new StateChangeRefused(r.code, r.text, r.exitCode);
+}
+
+function refusalOf(result: AdminResult): Refusal {
+  assert(result.kind === 'refused', 'a refused admin result');
+  return result.refusal;
 }

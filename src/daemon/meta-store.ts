@@ -12,8 +12,9 @@
 import crypto from 'node:crypto';
 import type { Logger } from '../util/log.js';
 import { FileDisk } from '../disk/file-disk.js';
-import { DiskState } from '../resource/states.js';
-import { diskStateFromMdFlags, mdFlagsForState } from '../resource/machine.js';
+import { DiskState, Role } from '../resource/states.js';
+import { newCurrentUuid } from '../resource/uuid.js';
+import { diskStateFromMdFlags, mdFlagsForState } from '../resource/md-flags.js';
 import type { Fencing } from '../resource/state.js';
 import { hex64, placementOf } from '../meta/superblock.js';
 import { MetaData } from '../meta/metadata.js';
@@ -147,13 +148,15 @@ export class MetaStore implements AttachedStore {
     this.md.writeSuperblock();
   }
 
+  /** drbd_uuid_new_current (resource/uuid: newCurrentUuid), written to the superblock at once. */
   async newCurrentUuid(primary: boolean): Promise<void> {
-    const u = this.md.uuids;
-    if (u.bitmap !== 0n) this.log.warn('bm UUID was already set');
     const random = crypto.randomBytes(8).readBigUInt64BE(0);
-    const next = { ...u, bitmap: u.current, current: (random & ~1n) | (primary ? 1n : 0n) };
-    this.setUuids(next);
-    this.log.info(`new current UUID ${hex64(next.current)}:${hex64(next.bitmap)}:${hex64(next.historyStart)}:${hex64(next.historyEnd)}`);
+    const next = newCurrentUuid(this.md.uuids, primary ? Role.Primary : Role.Secondary, random);
+    this.setUuids(next.uuids);
+    for (const line of next.logLines) {
+      if (line.startsWith('bm UUID')) this.log.warn(line);
+      else this.log.info(line);
+    }
   }
 
   async close(clean: boolean): Promise<void> {

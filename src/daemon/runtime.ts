@@ -1,22 +1,22 @@
 /**
  * daemon/runtime — ResourceRuntime: one resource on this node. It holds the
- * resource state (role, cstate, disk states), owns the meta-data store (and
- * through it the backing disk) while attached, runs attach / detach / down /
- * demote, answers the control verbs (status, role, attach, detach, down, ...)
- * and lets wiring.ts and link.ts register the rest and the attach/detach and
- * state hooks. State changes go through `setState`, which applies the
- * not-connected sanitize rule inline, logs one `conn( A -> B )`-style line,
- * runs the state hooks, publishes events2 events and persists the meta-data
- * flags; it does not call resource/state's is_valid_* checks, and
- * resource/machine's reducer is not driven from here (issue 15). It imports
- * resource/, meta/ and disk/ types by file, not through index modules.
+ * resource state (role, cstate, disk states), owns the backing disk and its
+ * meta-data while attached, answers the control verbs it defines itself
+ * (status, attach, detach, down, io.read) and lets daemon/wiring and
+ * daemon/link add the rest. Every state change, whatever caused it, goes
+ * through `setState`, which passes resource/transition (sanitize, DRBD's
+ * hard rules, invariants, after-state rules; an operator's request was
+ * checked by resource/admin through the same function first), then logs
+ * the one `conn( A -> B )` line, publishes one events2 change, persists the
+ * meta-data flags and runs the after-state effects (a new current UUID).
  */
 import type { Logger } from '../util/log.js';
 import { assert } from '../util/assert.js';
 import { ExitCode, UdrbdError } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
-import { SsCode, unconfiguredState } from '../resource/state.js';
-import { connectedDisks, fencingSuspended } from '../resource/fencing.js';
+import { type StateCtx, SsCode, defaultStateCtx, formatRefusalMessage, unconfiguredState } from '../resource/state.js';
+import { requestDetach } from '../resource/admin.js';
+import { type Committed, type StateEffect, type StateFacts, internalTransition } from '../resource/transition.js';
 import { type ControlEvent, type ControlReply, type ControlRequest, DIAGNOSTIC_IO_BYTES_MAX, errorReply, okReply } from './protocol.js';
 import {
   type StateSnapshot,
@@ -26,7 +26,6 @@ import {
   dstateText,
   isUnconfigured,
   roleText,
-  stateChangeText,
   statusText,
   statusJson,
   UNCONFIGURED,
@@ -172,26 +171,56 @@ export class ResourceRuntime {
 
   // ---- state changes -------------------------------------------------------
 
-  /** The one place the state changes: logs DRBD's line, publishes events, persists md flags. */
+  /** The rules' view of the configuration and the device; daemon/wiring sets it from the resource's config. */
+  stateCtx: () => StateCtx = () => ({ ...defaultStateCtx, fencing: this.spec.fencing, hasNetConfig: this.state.conn !== ConnState.StandAlone, deviceOpen: this.frontendHeldOpen() });
+
+  /** A new current UUID waits for IO to resume (DRBD's NEW_CUR_UUID). */
+  private newCurrentUuidPending = false;
+
+  private stateFacts(): StateFacts {
+    return { bitmapUuid: this.store?.uuids.bitmap, newCurrentUuidPending: this.newCurrentUuidPending };
+  }
+
+  /**
+   * An internal state change (peer news, link loss, resync or verify end,
+   * handler result, the steps of attach/down): DRBD's hard rules only; a
+   * violation throws an InvariantError naming both states.
+   */
   async setState(next: Partial<StateSnapshot>, why?: string): Promise<void> {
     const before = this.state;
-    const after: StateSnapshot = { ...before, ...next };
-    // drbd_state.c: sanitize_state: not connected ⇒ peer Unknown, pdsk DUnknown unless Inconsistent/Outdated
-    if (after.conn < ConnState.Connected) {
-      after.peer = Role.Unknown;
-      after.peerIsp = false;
-      if (after.pdsk !== DiskState.Inconsistent && after.pdsk !== DiskState.Outdated) after.pdsk = DiskState.DUnknown;
-    }
-    Object.assign(after, connectedDisks(after));
-    after.suspFen = fencingSuspended(before, after, this.spec.fencing);
-    const text = stateChangeText(before, after);
-    if (!text) return;
+    await this.commit(internalTransition(before, { ...before, ...next }, this.stateCtx(), this.stateFacts()), why);
+  }
+
+  /** Commits a checked change: the one log line, hooks, one event, md flags, after-state effects. */
+  private async commit(t: Committed, why: string | undefined): Promise<void> {
+    if (!t.changed) return;
+    const { from: before, to: after } = t;
     this.state = after;
-    this.log.info({ why }, text);
+    for (const line of t.warnings) this.log.warn(line);
+    this.log.info({ why }, t.line);
     for (const hook of this.stateHooks) hook(before, after);
     const full: StatusSnapshot = this.status();
     for (const event of changeEvents(before, full)) this.publish(event);
     if (this.store) await this.store.syncFlags(after);
+    for (const effect of t.effects) await this.runEffect(effect, before);
+  }
+
+  /** Set by the wiring: the peer hears our UUIDs after an after-state rule made a new current UUID. */
+  uuidsChanged: (() => void) | undefined;
+
+  private async runEffect(effect: StateEffect, before: StateSnapshot): Promise<void> {
+    switch (effect.kind) {
+      case 'new-current-uuid':
+        this.newCurrentUuidPending = false;
+        await this.store?.newCurrentUuid(this.state.role === Role.Primary);
+        // drbd_uuid_new_current + drbd_send_uuids for the lost peer disk; a resumed IO's deferred one waits for the handshake.
+        if (!(before.susp || before.suspNod || before.suspFen)) this.uuidsChanged?.();
+        return;
+      case 'defer-new-current-uuid':
+        this.newCurrentUuidPending = true;
+        this.log.info('new current UUID deferred until IO resumes');
+        return;
+    }
   }
 
   publish(event: ControlEvent): void {
@@ -262,8 +291,11 @@ export class ResourceRuntime {
   /** `detach`: the disk goes Failed -> Diskless; connected, the node goes on diskless (through the peer). */
   async detach(): Promise<void> {
     if (!this.store) return;
-    if (this.state.role === Role.Primary && this.state.pdsk !== DiskState.UpToDate) {
-      throw new StateChangeRefused(SsCode.noUpToDateDisk, 'Need access to UpToDate data', ExitCode.noUpToDateDisk);
+    const plan = requestDetach(this.state, this.stateCtx());
+    if (plan.kind !== 'ok') {
+      assert(plan.kind === 'refused', 'detach never needs fence-peer');
+      for (const line of plan.logLines) this.log.warn(line);
+      throw new StateChangeRefused(plan.refusal.code, plan.refusal.text, plan.refusal.exitCode);
     }
     await this.goDiskless('detach', true);
   }
@@ -273,7 +305,7 @@ export class ResourceRuntime {
    * lets go of it (detach hooks), `onFailed` runs (on-io-error's handler),
    * Diskless, then the store closes once the disk's requests ended; `clean`
    * false (an I/O error) leaves the meta-data marked unclean, so the
-   * activity log is applied at the next attach.
+   * activity log is applied at the next attach. Both steps pass setState.
    */
   async goDiskless(why: string, clean: boolean, onFailed?: () => Promise<void>): Promise<void> {
     const store = this.store;
@@ -363,8 +395,8 @@ export class ResourceRuntime {
       if (err instanceof UdrbdError) return errorReply(request.id, err.exitCode, `${err.message}\n`);
       if (err instanceof StateChangeRefused) {
         // SS_* codes are state-change refusals; ERR_* codes (> 100) are drbdsetup "Failure" lines.
-        const line = err.code > 100 ? `Failure: (${err.code}) ${err.text}` : `State change failed: (${err.code}) ${err.text}`;
-        return errorReply(request.id, err.exitCode, `${this.spec.minor}: ${line}\n`);
+        const line = formatRefusalMessage(this.spec.minor, { ok: false, code: err.code, text: err.text, exitCode: err.exitCode, failure: err.code > 100 });
+        return errorReply(request.id, err.exitCode, `${line}\n`);
       }
       throw err;
     }

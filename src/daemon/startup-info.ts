@@ -9,7 +9,7 @@
  * verb, `startup-info`; knows nothing of how the CLI uses the answer.
  */
 import { DiskState } from '../resource/states.js';
-import { diskStateFromMdFlags } from '../resource/machine.js';
+import { diskStateFromMdFlags } from '../resource/md-flags.js';
 import type { ResourceRuntime } from './runtime.js';
 import type { StatusSnapshot } from './status.js';
 

@@ -118,8 +118,10 @@ async function main(): Promise<number> {
     log.error({ err }, `${mode} failed: ${(err as Error).message}`);
     // Close the meta-data clean if attach got that far; the process leaves nothing behind.
     await runtime?.down().catch((downErr: Error) => log.error({ err: downErr }, `down after a failed ${mode}: ${downErr.message}`));
-    report({ ready: false, exitCode, message: (err as Error).message });
+    // Clean up before reporting: `up` SIGKILLs a process that reported failure and is still alive,
+    // so a cleanup after the report raced with that kill and could leave the pid file behind.
     await cleanup();
+    report({ ready: false, exitCode, message: (err as Error).message });
     log.flush?.();
     return exitCode;
   }

@@ -11,16 +11,7 @@
  */
 import { ExitCode } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
-import {
-  type ResourceState,
-  type StateCtx,
-  SsCode,
-  checkStateChange,
-  defaultStateCtx,
-  formatRefusalLog,
-  refusal,
-  withState,
-} from '../resource/state.js';
+import { type ResourceState, type StateCtx, SsCode, defaultStateCtx, refusal } from '../resource/state.js';
 import { ReplicationEngine } from '../replication/index.js';
 import { liveReplicationOptions } from './adjust.js';
 import type { ResourceView } from '../config/index.js';
@@ -31,7 +22,7 @@ import { ListenFailedError } from './listen-failure.js';
 import crypto from 'node:crypto';
 import { adminNewCurrentUuid } from '../resource/uuid.js';
 import { UUID_JUST_CREATED } from '../meta/types.js';
-import { type AdminResult, requestNewCurrentUuid, requestInvalidate, requestInvalidateRemote, requestOutdate, requestPauseSync, requestVerify } from '../resource/admin.js';
+import { type AdminResult, requestNewCurrentUuid, requestPrimary, requestSecondary, requestInvalidate, requestInvalidateRemote, requestOutdate, requestPauseSync, requestVerify } from '../resource/admin.js';
 import { DIAGNOSTIC_IO_BYTES_MAX } from './protocol.js';
 import type { BlockDevice } from '../disk/block-device.js';
 import { type ResourceRuntime, StateChangeRefused, type VerbResult } from './runtime.js';
@@ -44,6 +35,8 @@ import { runAside } from '../util/aside.js';
 
 /** disk-timeout is in tenths of a second. */
 const DISK_TIMEOUT_UNIT_MS = 100;
+
+type AdminPlan = Extract<AdminResult, { kind: 'ok' }>;
 
 export interface WiringOptions {
   discardMyData: boolean;
@@ -67,6 +60,8 @@ export class Wiring {
     options: WiringOptions,
   ) {
     this.link = new PeerLink(runtime, () => this.dataPath);
+    runtime.stateCtx = () => this.ctx();
+    runtime.uuidsChanged = () => this.link.sendUuids();
     this.ioErrors = new IoErrorPolicy(runtime, () => (runtime.spec.view as ResourceView).disk.onIoError);
     this.faults = installFaultLayer(runtime, process.env);
     this.fencing = new PeerFencing({ runtime, fencing: () => (runtime.spec.view as ResourceView).disk.fencing, ctx: () => this.ctx() });
@@ -155,7 +150,7 @@ export class Wiring {
     this.deadline?.setTimeoutMs((this.runtime.spec.view as ResourceView).disk.diskTimeoutDs * DISK_TIMEOUT_UNIT_MS);
   }
 
-  /** Keeps the data path told of both disks; re-negotiates after a re-attach; a new UUID when the peer's disk goes. */
+  /** Keeps the data path told of both disks; re-negotiates after a re-attach. */
   private afterStateChange(before: ResourceState, after: ResourceState): void {
     const connected = after.conn >= ConnState.Connected;
     this.dataPath?.setDiskStates({
@@ -167,20 +162,8 @@ export class Wiring {
     if (before.disk === DiskState.Attaching && after.disk > DiskState.Attaching && connected) {
       runAside(this.link.renegotiate(), this.runtime.log, 'negotiation after attach');
     }
-    const store = this.runtime.attachedStore;
-    const peerDiskLost = connected && before.pdsk >= DiskState.Inconsistent && before.pdsk !== DiskState.DUnknown && after.pdsk <= DiskState.Failed;
-    if (peerDiskLost && store) runAside(this.peerDiskLost(store, after), this.runtime.log, 'new data generation after the peer lost its disk');
-  }
-
-  /**
-   * after_state_ch, "lost contact to peer's copy of the data": with a Primary
-   * on either side and our disk UpToDate, a new data generation starts (so
-   * the peer's re-attach resyncs by our bitmap), and the peer hears the UUIDs.
-   */
-  private async peerDiskLost(store: AttachedStore, s: ResourceState): Promise<void> {
-    if (!(s.role === Role.Primary || s.peer === Role.Primary) || s.disk !== DiskState.UpToDate || store.uuids.bitmap !== 0n) return;
-    await store.newCurrentUuid(s.role === Role.Primary);
-    this.link.sendUuids();
+    // The peer losing its disk ("lost contact to peer's copy of the data") is resource/transition's
+    // lostPeerDataRule: the runtime starts the new generation and the peer hears the UUIDs (uuidsChanged).
   }
 
   ctx(): StateCtx {
@@ -195,18 +178,11 @@ export class Wiring {
     };
   }
 
-  /** Checks a user-requested change against DRBD's rules; throws DRBD's refusal. */
-  check(wanted: ResourceState): ResourceState {
-    const old = this.runtime.snapshot;
-    const result = checkStateChange(old, wanted, this.ctx());
-    if (!result.ok) {
-      const lines = result.code < 0 ? formatRefusalLog(result.code as SsCode, old, wanted) : [`State change failed: ${result.text}`];
-      for (const line of lines) this.runtime.log.warn(line);
-      throw new StateChangeRefused(result.code, result.text, result.exitCode);
-    }
-    return result.state;
-  }
-
+  /**
+   * `primary [--force]`: resource/admin's requestPrimary decides (the
+   * --force retry with the disk UpToDate, fence-peer, two primaries), this
+   * runs its effects: a new current UUID or the primary bit, then the state.
+   */
   async primary(force: boolean): Promise<void> {
     const rt = this.runtime;
     if (rt.snapshot.role === Role.Primary) return;
@@ -215,28 +191,13 @@ export class Wiring {
     const fenced = await this.fencing.beforePromote(force);
     const old = rt.snapshot;
     if (old.role === Role.Primary) return;
-    let forced = false;
-    let next: ResourceState;
-    try {
-      next = this.check(withState(old, { ...fenced, role: Role.Primary }));
-    } catch (err) {
-      const canForce =
-        err instanceof StateChangeRefused &&
-        err.code === SsCode.noUpToDateDisk &&
-        force &&
-        old.disk >= DiskState.Inconsistent &&
-        old.disk <= DiskState.Consistent;
-      if (!canForce) throw err;
-      rt.log.warn('Forced to consider local data as UpToDate!');
-      next = this.check(withState(old, { ...fenced, role: Role.Primary, disk: DiskState.UpToDate }));
-      forced = true;
-    }
-    const connected = old.conn >= ConnState.Connected && old.pdsk > DiskState.Failed;
-    if (forced || (!connected && store.uuids.bitmap === 0n)) await store.newCurrentUuid(true);
-    else store.setPrimaryBit(true);
-    this.link.discardMyData = false;
-    await rt.setState(next, forced ? 'primary --force' : 'primary');
-    if (forced) await this.link.renegotiate();
+    const plan = this.admin(requestPrimary(old, { force, fenced }, { ...this.ctx(), bitmapUuid: store.uuids.bitmap }));
+    const forced = plan.effects.includes('send-uuids') || plan.logLines.some((l) => l.startsWith('Forced to'));
+    if (plan.effects.includes('new-current-uuid')) await store.newCurrentUuid(true);
+    else if (plan.effects.includes('uuid-primary-bit')) store.setPrimaryBit(true);
+    if (plan.effects.includes('clear-discard-my-data')) this.link.discardMyData = false;
+    for (const next of plan.states) await rt.setState(next, forced ? 'primary --force' : 'primary');
+    if (plan.effects.includes('send-uuids')) await this.link.renegotiate();
     if (this.dataPath) await this.exposeOrDemote(this.fencing.guard(this.dataPath.volume));
   }
 
@@ -259,7 +220,7 @@ export class Wiring {
     if (rt.exposed && rt.frontendHeldOpen()) {
       throw new StateChangeRefused(SsCode.deviceInUse, refusal(SsCode.deviceInUse).text, ExitCode.stateChangeFailed);
     }
-    this.check(withState(old, { role: Role.Secondary }));
+    this.admin(requestSecondary(old, { deviceOpen: rt.frontendHeldOpen() }, this.ctx()));
     await this.dataPath?.volume.flush();
     // demote() tears the device down first (it may still refuse: held open) and then clears the primary bit.
     await rt.demote();
@@ -290,7 +251,7 @@ export class Wiring {
       const clearBitmap = Boolean(args.clearBitmap);
       const before = rt.snapshot;
       const result = requestNewCurrentUuid(before, { clearBitmap, currentIsJustCreated: (store.uuids.current & ~1n) === UUID_JUST_CREATED });
-      const next = this.admin(result);
+      const next = this.admin(result).states.at(-1);
       const fresh = adminNewCurrentUuid(store.uuids, before.role, crypto.randomBytes(8).readBigUInt64BE(0));
       store.setUuids(fresh.uuids);
       for (const line of fresh.logLines) rt.log.info(line);
@@ -304,12 +265,12 @@ export class Wiring {
     });
     rt.defineVerb('outdate', async () => {
       // resource/admin's rule: -6 while connected, -2 for a Primary, -16 below Outdated.
-      const next = this.admin(requestOutdate(rt.snapshot, this.ctx()));
+      const next = this.admin(requestOutdate(rt.snapshot, this.ctx())).states.at(-1);
       if (next) await rt.setState(next, 'outdate');
       return ok();
     });
     rt.defineVerb('invalidate', async () => {
-      const s = this.admin(requestInvalidate(rt.snapshot, this.ctx()));
+      const s = this.admin(requestInvalidate(rt.snapshot, this.ctx())).states.at(-1);
       if (rt.snapshot.conn === ConnState.StandAlone) {
         // StandAlone Secondary: all blocks out of sync, disk Inconsistent
         rt.requireStore().bitmap.setAll();
@@ -331,7 +292,7 @@ export class Wiring {
     });
     for (const [verb, pause] of [['pause-sync', true], ['resume-sync', false]] as const) {
       rt.defineVerb(verb, async () => {
-        const s = this.admin(requestPauseSync(rt.snapshot, pause, this.ctx()));
+        const s = this.admin(requestPauseSync(rt.snapshot, pause, this.ctx())).states.at(-1);
         await rt.setState({ userIsp: s ? s.userIsp : pause }, verb);
         this.link.applyPause();
         return ok();
@@ -350,15 +311,19 @@ export class Wiring {
     });
   }
 
-  /** Applies resource/admin's verdict: throws DRBD's refusal, or returns the last new state (if any). */
-  admin(result: AdminResult): ResourceState | undefined {
+  /** Applies resource/admin's verdict: throws DRBD's refusal, or returns the accepted plan (states, effects). */
+  admin(result: AdminResult): AdminPlan {
     if (result.kind === 'refused') {
       for (const line of result.logLines) this.runtime.log.warn(line);
       throw new StateChangeRefused(result.refusal.code, result.refusal.text, result.refusal.exitCode);
     }
+    // daemon/fencing runs fence-peer before the request (beforePromote), so a plan never asks for it; if one did, refuse.
     if (result.kind === 'fence-peer') throw new StateChangeRefused(SsCode.primaryNop, refusal(SsCode.primaryNop).text, ExitCode.stateChangeFailed);
-    for (const line of result.logLines) this.runtime.log.info(line);
-    return result.states.at(-1);
+    for (const line of result.logLines) {
+      if (line.startsWith('Forced')) this.runtime.log.warn(line);
+      else this.runtime.log.info(line);
+    }
+    return result;
   }
 
   requirePrimaryDataPath(): DataPath {

@@ -253,7 +253,6 @@ export class ResyncTarget {
       const bitsSet = this.deps.bitmap.countSet();
       this.meter = new ProgressMeter(bitsSet, this.deps.options.resyncRateKiBps, this.now);
       if (this.pausedFlag) this.meter.pause();
-      this.deps.log.info({ kib: bitsSet * 4, bits: bitsSet }, `Began resync as SyncTarget (will sync ${bitsSet * 4} KB [${bitsSet} bits set]).`);
       this.donePromise = this.run();
     }
     return this.donePromise;

@@ -2,28 +2,41 @@
  * resource/admin — operator requests (primary, secondary, connect,
  * disconnect, invalidate, verify, outdate, pause/resume-sync, detach) as pure
  * functions of the current state. Each returns either the sequence of new
- * states plus named effects for the reducer to carry out (new current UUID,
- * set all bitmap bits, ...), a refusal with DRBD's SS code, text and drbdadm
- * exit code, or a request to run the fence-peer handler first. Mirrors
- * drbd_set_role / drbd_adm_* of the 8.4 kernel; knows nothing of sockets,
- * disks or the control protocol.
+ * states plus named effects for the resource process to carry out (new
+ * current UUID, set all bitmap bits, ...), a refusal with DRBD's SS code,
+ * text and drbdadm exit code, or a request to run the fence-peer handler
+ * first. Mirrors drbd_set_role / drbd_adm_* of the 8.4 kernel
+ * (drbd_nl.c); daemon/wiring, daemon/link and daemon/runtime call these.
+ * Knows nothing of sockets, disks or the control protocol.
  */
 import {
   ErrCode,
   SsCode,
-  checkStateChange,
   failure,
   formatRefusalLog,
   refusal,
   sanitizeState,
   type Refusal,
   type ResourceState,
+  type StateCheck,
   type StateCtx,
 } from './state.js';
 import { ConnState, DiskState, Role } from './states.js';
 import { interpretFencePeer } from './fencing.js';
+import { internalTransition, transition } from './transition.js';
 
-/** Named side effects the reducer performs after an admin request succeeded. */
+/**
+ * Every state an operator request reaches is checked by resource/transition:
+ * the soft and hard rules (a refusal), or with `hard` (the request's own
+ * follow-up steps, DRBD's CS_HARD) the hard rules only (an InvariantError).
+ */
+function check(os: ResourceState, wanted: ResourceState, ctx: StateCtx, opts: { hard?: boolean } = {}): StateCheck {
+  const r = opts.hard ? internalTransition(os, wanted, ctx) : transition(os, wanted, ctx, 'request');
+  if (!r.ok) return r;
+  return { ok: true, state: r.to, changed: r.changed, warnings: r.warnings };
+}
+
+/** Named side effects the resource process performs after an admin request succeeded. */
 export type AdminEffect =
   | 'new-current-uuid'
   | 'uuid-primary-bit'
@@ -82,6 +95,13 @@ export interface PrimaryOptions {
   force: boolean;
   /** Exit code of the fence-peer handler, when the caller already ran it for this request. */
   fencePeerExit?: number;
+  /**
+   * The caller (daemon/fencing: beforePromote) already ran fence-peer where
+   * drbd_set_role would and applied its answer; this is what the promotion
+   * adds (promotionAfterFence). The peer then counts as outdated only if
+   * pdsk says so, and no handler is asked for.
+   */
+  fenced?: Partial<ResourceState>;
 }
 
 /** The maximum number of state-change attempts drbd_set_role makes. */
@@ -95,7 +115,7 @@ export function requestPrimary(state: ResourceState, opts: PrimaryOptions, ctx: 
   let base = state;
   const committed: ResourceState[] = [];
   const logLines: string[] = [];
-  const want: Partial<ResourceState> = { role: Role.Primary };
+  const want: Partial<ResourceState> = { ...opts.fenced, role: Role.Primary };
   let forced = false;
   let fenceTried = false;
   let last: Refusal | null = null;
@@ -105,11 +125,12 @@ export function requestPrimary(state: ResourceState, opts: PrimaryOptions, ctx: 
   const fence = (): boolean | 'need-handler' => {
     fenceTried = true;
     if (ctx.fencing === 'dont-care') return true;
+    if (opts.fenced !== undefined) return base.pdsk <= DiskState.Outdated;
     if (opts.fencePeerExit === undefined) return 'need-handler';
     const outcome = interpretFencePeer(opts.fencePeerExit, base, ctx.fencing);
     logLines.push(...outcome.logLines);
     if (Object.keys(outcome.patch).length > 0) {
-      const r = checkStateChange(base, { ...base, ...outcome.patch }, ctx, { hard: true });
+      const r = check(base, { ...base, ...outcome.patch }, ctx, { hard: true });
       if (r.ok && r.changed) {
         base = r.state;
         committed.push(base);
@@ -120,7 +141,7 @@ export function requestPrimary(state: ResourceState, opts: PrimaryOptions, ctx: 
 
   for (let tries = 0; tries < PROMOTE_TRIES_MAX; tries++) {
     lastWanted = { ...base, ...want };
-    const r = checkStateChange(base, lastWanted, ctx);
+    const r = check(base, lastWanted, ctx);
     if (r.ok) {
       if (!r.changed) return ok(committed, [], logLines);
       const effects: AdminEffect[] = ['clear-discard-my-data'];
@@ -174,7 +195,7 @@ export function requestPrimary(state: ResourceState, opts: PrimaryOptions, ctx: 
 export function requestSecondary(state: ResourceState, opts: { deviceOpen: boolean }, ctx: StateCtx): AdminResult {
   const c = { ...ctx, deviceOpen: opts.deviceOpen };
   const wanted = { ...state, role: Role.Secondary };
-  const r = checkStateChange(state, wanted, c);
+  const r = check(state, wanted, c);
   if (!r.ok) return refused(r, state, sanitizeState(state, wanted, c));
   if (!r.changed) return ok([]);
   const effects: AdminEffect[] = ['uuid-secondary-bit'];
@@ -187,9 +208,9 @@ export function requestConnect(state: ResourceState, opts: { discardMyData: bool
   if (opts.discardMyData && state.role === Role.Primary) return refused(failure(ErrCode.discardImpossible));
   if (state.conn !== ConnState.StandAlone) return refused(failure(ErrCode.netConfigured));
   const c = { ...ctx, hasNetConfig: true };
-  const s1 = checkStateChange(state, { ...state, conn: ConnState.Unconnected }, c, { hard: true });
+  const s1 = check(state, { ...state, conn: ConnState.Unconnected }, c, { hard: true });
   if (!s1.ok) return refused(s1, state, { ...state, conn: ConnState.Unconnected });
-  const s2 = checkStateChange(s1.state, { ...s1.state, conn: ConnState.WFConnection }, c, { hard: true });
+  const s2 = check(s1.state, { ...s1.state, conn: ConnState.WFConnection }, c, { hard: true });
   if (!s2.ok) return refused(s2, s1.state, { ...s1.state, conn: ConnState.WFConnection }, [s1.state]);
   return ok([s1.state, s2.state], ['net-connect']);
 }
@@ -202,17 +223,17 @@ export function requestConnect(state: ResourceState, opts: { discardMyData: bool
 export function requestDisconnect(state: ResourceState, ctx: StateCtx): AdminResult {
   if (state.conn === ConnState.StandAlone) return ok([]);
   let wanted: ResourceState = { ...state, conn: ConnState.Disconnecting };
-  let r = checkStateChange(state, wanted, ctx);
+  let r = check(state, wanted, ctx);
   if (!r.ok && r.code === SsCode.primaryNop) {
     wanted = { ...state, conn: ConnState.Disconnecting, pdsk: DiskState.Outdated };
-    r = checkStateChange(state, wanted, ctx);
+    r = check(state, wanted, ctx);
     if (!r.ok && r.code === SsCode.outdateWithoutConnection) {
       wanted = { ...state, conn: ConnState.Disconnecting };
-      r = checkStateChange(state, wanted, ctx, { hard: true });
+      r = check(state, wanted, ctx, { hard: true });
     }
   }
   if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
-  const s2 = checkStateChange(r.state, { ...r.state, conn: ConnState.StandAlone }, ctx, { hard: true });
+  const s2 = check(r.state, { ...r.state, conn: ConnState.StandAlone }, ctx, { hard: true });
   if (!s2.ok) return refused(s2, r.state, { ...r.state, conn: ConnState.StandAlone }, [r.state]);
   return ok([r.state, s2.state], ['net-disconnect']);
 }
@@ -225,12 +246,12 @@ export function requestInvalidate(state: ResourceState, ctx: StateCtx): AdminRes
   if (state.disk === DiskState.Diskless) return refused(failure(ErrCode.noDisk));
   if (state.conn === ConnState.StandAlone && state.role === Role.Secondary) {
     const wanted = { ...state, disk: DiskState.Inconsistent };
-    const r = checkStateChange(state, wanted, ctx);
+    const r = check(state, wanted, ctx);
     if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
     return ok(r.changed ? [r.state] : [], ['set-all-bits']);
   }
   const wanted = { ...state, conn: ConnState.StartingSyncT };
-  const r = checkStateChange(state, wanted, ctx);
+  const r = check(state, wanted, ctx);
   if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
   return ok([r.state], ['set-all-bits', 'send-state']);
 }
@@ -243,7 +264,7 @@ export function requestInvalidateRemote(state: ResourceState, ctx: StateCtx): Ad
   if (state.conn >= ConnState.Connected && state.pdsk < DiskState.Inconsistent) {
     return refused(refusal(SsCode.noRemoteDisk), state, wanted);
   }
-  const r = checkStateChange(state, wanted, ctx);
+  const r = check(state, wanted, ctx);
   if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
   return ok([r.state], ['set-all-bits', 'send-state']);
 }
@@ -251,7 +272,7 @@ export function requestInvalidateRemote(state: ResourceState, ctx: StateCtx): Ad
 /** `verify`: online verify as VerifyS (-14 no verify-alg, -15 not connected, -8 already syncing). */
 export function requestVerify(state: ResourceState, ctx: StateCtx): AdminResult {
   const wanted = { ...state, conn: ConnState.VerifyS };
-  const r = checkStateChange(state, wanted, ctx);
+  const r = check(state, wanted, ctx);
   if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
   if (!r.changed) return ok([]);
   return ok([r.state], ['start-verify', 'send-state']);
@@ -265,7 +286,7 @@ export function requestVerify(state: ResourceState, ctx: StateCtx): AdminResult 
 export function requestOutdate(state: ResourceState, ctx: StateCtx): AdminResult {
   const wanted = { ...state, disk: DiskState.Outdated };
   if (state.conn >= ConnState.Connected) return refused(refusal(SsCode.connectedOutdates), state, wanted);
-  const r = checkStateChange(state, wanted, ctx);
+  const r = check(state, wanted, ctx);
   if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
   return ok(r.changed ? [r.state] : []);
 }
@@ -274,7 +295,7 @@ export function requestOutdate(state: ResourceState, ctx: StateCtx): AdminResult
 export function requestPauseSync(state: ResourceState, pause: boolean, ctx: StateCtx): AdminResult {
   if (state.userIsp === pause) return refused(failure(pause ? ErrCode.pauseIsSet : ErrCode.pauseIsClear));
   const wanted = { ...state, userIsp: pause };
-  const r = checkStateChange(state, wanted, ctx);
+  const r = check(state, wanted, ctx);
   if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
   const effects: AdminEffect[] = state.conn >= ConnState.Connected ? ['send-state'] : [];
   return ok(r.changed ? [r.state] : [], effects);
@@ -284,9 +305,9 @@ export function requestPauseSync(state: ResourceState, pause: boolean, ctx: Stat
 export function requestDetach(state: ResourceState, ctx: StateCtx): AdminResult {
   if (state.disk === DiskState.Diskless) return ok([]);
   const wanted = { ...state, disk: DiskState.Failed };
-  const r = checkStateChange(state, wanted, ctx);
+  const r = check(state, wanted, ctx);
   if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));
-  const s2 = checkStateChange(r.state, { ...r.state, disk: DiskState.Diskless }, ctx, { hard: true });
+  const s2 = check(r.state, { ...r.state, disk: DiskState.Diskless }, ctx, { hard: true });
   if (!s2.ok) return refused(s2, r.state, { ...r.state, disk: DiskState.Diskless }, [r.state]);
   const effects: AdminEffect[] = s2.state.conn >= ConnState.Connected ? ['send-state'] : [];
   return ok([r.state, s2.state], effects);

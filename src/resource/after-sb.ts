@@ -184,44 +184,6 @@ export function recover2p(policy2: string, policy0: string, input: AsbInput): As
   }
 }
 
-/** The net settings both nodes must agree on (sent in DRBD's P_PROTOCOL). */
-export interface NetPolicySettings {
-  protocol: 'A' | 'B' | 'C';
-  afterSb0pri: string;
-  afterSb1pri: string;
-  afterSb2pri: string;
-  allowTwoPrimaries: boolean;
-  discardMyData: boolean;
-  /** data-integrity-alg, '' when unset. */
-  integrityAlg?: string;
-}
-
-/** cmp_after_sb: true when the two settings are compatible. */
-export function afterSbCompatible(self: string, peer: string): boolean {
-  const local = 'discard-local';
-  const remote = 'discard-remote';
-  if ((peer === remote && self === local) || (self === remote && peer === local)) return true;
-  if (peer === remote || peer === local || self === remote || self === local) return false;
-  return peer === self;
-}
-
-/**
- * Connect-time check of both nodes' settings. Returns null when compatible,
- * else DRBD's log line ("incompatible after-sb-0pri settings"); the
- * connection is then dropped to StandAlone.
- */
-export function checkNetCompatibility(self: NetPolicySettings, peer: NetPolicySettings): string | null {
-  const bad = (what: string): string => `incompatible ${what} settings`;
-  if (self.protocol !== peer.protocol) return bad('protocol');
-  if (!afterSbCompatible(self.afterSb0pri, peer.afterSb0pri)) return bad('after-sb-0pri');
-  if (!afterSbCompatible(self.afterSb1pri, peer.afterSb1pri)) return bad('after-sb-1pri');
-  if (!afterSbCompatible(self.afterSb2pri, peer.afterSb2pri)) return bad('after-sb-2pri');
-  if (self.discardMyData && peer.discardMyData) return bad('discard-my-data');
-  if (self.allowTwoPrimaries !== peer.allowTwoPrimaries) return bad('allow-two-primaries');
-  if ((self.integrityAlg ?? '') !== (peer.integrityAlg ?? '')) return bad('data-integrity-alg');
-  return null;
-}
-
 /**
  * --discard-my-data (drbd_receiver.c: drbd_sync_handshake), consulted only while the result is still -100:
  * my flag alone → -1 (I become target), the peer's flag alone → +1.

@@ -147,20 +147,3 @@ export function promotionAfterFence(s: ResourceState, force: boolean): { patch: 
   if (!peerOutdated && force) return { patch: { pdsk: DiskState.Outdated }, logLines: [FORCED_SPLIT_BRAIN_LINE] };
   return { patch: {}, logLines: [] };
 }
-
-/**
- * sanitize_state's "Consistent and Outdated vanish once connected": a disk
- * that is only Consistent (what fencing leaves at attach when the peer is
- * not known outdated) or Outdated is UpToDate once the handshake found no
- * resync (Connected), or this node is the sync source; the peer's likewise
- * at Connected. Returns the disk states to use.
- */
-export function connectedDisks(s: Pick<ResourceState, 'conn' | 'disk' | 'pdsk'>): { disk: DiskState; pdsk: DiskState } {
-  const vanishes = (d: DiskState): boolean => d === DiskState.Consistent || d === DiskState.Outdated;
-  const sourceSide = s.conn === ConnState.Connected || s.conn === ConnState.WFBitMapS || s.conn === ConnState.SyncSource ||
-    s.conn === ConnState.PausedSyncS || s.conn === ConnState.VerifyS || s.conn === ConnState.VerifyT;
-  return {
-    disk: sourceSide && vanishes(s.disk) ? DiskState.UpToDate : s.disk,
-    pdsk: s.conn === ConnState.Connected && vanishes(s.pdsk) ? DiskState.UpToDate : s.pdsk,
-  };
-}

@@ -501,8 +501,3 @@ export function failure(code: number): Refusal {
   if (text === undefined) throw new Error(`unknown ERR code ${code}`);
   return { ok: false, code, text, exitCode: ExitCode.configInvalid, failure: true };
 }
-
-/** Convenience: a state with some fields replaced. */
-export function withState(s: ResourceState, patch: Partial<ResourceState>): ResourceState {
-  return { ...s, ...patch };
-}

@@ -44,10 +44,6 @@ export function formatUuidDump(label: string, u: GenerationUuids, bits: number, 
   return `${label} ${formatUuids(u)} bits:${bits} flags:${flags.toString(16).toUpperCase()}`;
 }
 
-export function justCreatedUuids(): GenerationUuids {
-  return { current: JC, bitmap: 0n, historyStart: 0n, historyEnd: 0n };
-}
-
 export function uuidsEqual(a: GenerationUuids, b: GenerationUuids): boolean {
   return a.current === b.current && a.bitmap === b.bitmap && a.historyStart === b.historyStart &&
     a.historyEnd === b.historyEnd;
@@ -447,14 +443,4 @@ export function syncTargetFinish(u: GenerationUuids, peer: GenerationUuids, role
   next = setBitmapWithRotation(next, u.current);
   next = { ...next, current: roleBit(peer.current, role) };
   return clearBitmapIntoHistory(next);
-}
-
-/** Becoming Secondary clears bit 0 of the current UUID. */
-export function becomeSecondaryUuids(u: GenerationUuids): GenerationUuids {
-  return { ...u, current: u.current & ~1n };
-}
-
-/** Becoming Primary sets bit 0 of the current UUID. */
-export function becomePrimaryUuids(u: GenerationUuids): GenerationUuids {
-  return { ...u, current: u.current | 1n };
 }

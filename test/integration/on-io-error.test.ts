@@ -267,7 +267,9 @@ describe('diskless operation', () => {
     await c.admOk('alpha', ['detach', c.resource]);
     await c.waitState('alpha', 'dstate', 'Diskless/UpToDate');
     await c.write('alpha', 0, crypto.randomBytes(64 * 1024)); // on beta only
-    await c.admOk('alpha', ['disconnect', c.resource]);
+    // DRBD refuses `disconnect` on a diskless Primary (-2, no UpToDate data left): the peer drops the link.
+    await c.admOk('beta', ['disconnect', c.resource]);
+    await c.waitState('alpha', 'dstate', 'Diskless/DUnknown');
     const r = await c.adm('alpha', ['attach', c.resource]);
     expect(r.exitCode).toBe(10);
     expect(r.stderr).toContain('Failure: (150) Can only attach to the data we lost last (see kernel log).');

@@ -1,14 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
   Role,
-  afterSbCompatible,
   applyDiscardMyData,
-  checkNetCompatibility,
   recover0p,
   recover1p,
   recover2p,
   type AsbInput,
-  type NetPolicySettings,
 } from '../../src/resource/index.js';
 
 const input = (patch: Partial<AsbInput> = {}): AsbInput => ({
@@ -105,34 +102,6 @@ describe('after-sb-2pri policies', () => {
     expect([r.hg, r.handlers]).toEqual([-100, ['pri-lost-after-sb']]);
   });
   it('consensus in 2pri is a configuration error', () => expect(recover2p('consensus', 'discard-local', input()).hg).toBe(-100));
-});
-
-describe('connect-time compatibility (incompatible … settings)', () => {
-  const base: NetPolicySettings = {
-    protocol: 'C', afterSb0pri: 'disconnect', afterSb1pri: 'disconnect', afterSb2pri: 'disconnect',
-    allowTwoPrimaries: false, discardMyData: false,
-  };
-  it('equal settings are compatible', () => expect(checkNetCompatibility(base, base)).toBeNull());
-  it('discard-local pairs with discard-remote', () => {
-    expect(afterSbCompatible('discard-local', 'discard-remote')).toBe(true);
-    expect(afterSbCompatible('discard-local', 'discard-local')).toBe(false);
-    expect(afterSbCompatible('discard-remote', 'disconnect')).toBe(false);
-  });
-  it('discard-node-NAME must name the same node on both sides', () => {
-    expect(afterSbCompatible('discard-node-alpha', 'discard-node-alpha')).toBe(true);
-    expect(afterSbCompatible('discard-node-alpha', 'discard-node-beta')).toBe(false);
-  });
-  it('mismatches are reported in DRBD’s order and words', () => {
-    expect(checkNetCompatibility(base, { ...base, protocol: 'A' })).toBe('incompatible protocol settings');
-    expect(checkNetCompatibility(base, { ...base, afterSb0pri: 'discard-zero-changes' })).toBe('incompatible after-sb-0pri settings');
-    expect(checkNetCompatibility(base, { ...base, afterSb1pri: 'consensus' })).toBe('incompatible after-sb-1pri settings');
-    expect(checkNetCompatibility(base, { ...base, afterSb2pri: 'violently-as0p' })).toBe('incompatible after-sb-2pri settings');
-    expect(checkNetCompatibility({ ...base, discardMyData: true }, { ...base, discardMyData: true })).toBe('incompatible discard-my-data settings');
-    expect(checkNetCompatibility(base, { ...base, allowTwoPrimaries: true })).toBe('incompatible allow-two-primaries settings');
-  });
-  it('discard-my-data on one side only is fine', () => {
-    expect(checkNetCompatibility({ ...base, discardMyData: true }, base)).toBeNull();
-  });
 });
 
 describe('--discard-my-data resolution (§3.3)', () => {

@@ -12,9 +12,8 @@ import {
   interpretFencePeer,
   promotionAfterFence,
   promotionNeedsFencing,
-  connectedDisks,
 } from '../../src/resource/fencing.js';
-import { type ResourceState, unconfiguredState } from '../../src/resource/state.js';
+import { type ResourceState, defaultStateCtx, sanitizeState, unconfiguredState } from '../../src/resource/state.js';
 import { ConnState, DiskState, Role } from '../../src/resource/states.js';
 import { GatedDevice, IoGate } from '../../src/disk/io-gate.js';
 import { MemoryDisk } from '../../src/disk/memory-disk.js';
@@ -133,16 +132,17 @@ describe('frozen I/O (susp_fen)', () => {
   });
 });
 
-describe('Consistent and Outdated vanish once connected (sanitize_state)', () => {
+describe('Consistent and Outdated vanish once connected (resource/state: sanitizeState)', () => {
+  const base = { ...unconfiguredState, role: Role.Secondary };
+  const sane = (p: Partial<ResourceState>): ResourceState => sanitizeState(base, { ...base, ...p }, defaultStateCtx);
   it('Connected without a resync: both Consistent disks are UpToDate', () => {
-    expect(connectedDisks({ conn: ConnState.Connected, disk: DiskState.Consistent, pdsk: DiskState.Consistent })).toEqual({ disk: DiskState.UpToDate, pdsk: DiskState.UpToDate });
-    expect(connectedDisks({ conn: ConnState.Connected, disk: DiskState.Outdated, pdsk: DiskState.UpToDate })).toEqual({ disk: DiskState.UpToDate, pdsk: DiskState.UpToDate });
+    expect(sane({ conn: ConnState.Connected, peer: Role.Secondary, disk: DiskState.Consistent, pdsk: DiskState.Consistent })).toMatchObject({ disk: DiskState.UpToDate, pdsk: DiskState.UpToDate });
+    expect(sane({ conn: ConnState.Connected, peer: Role.Secondary, disk: DiskState.Outdated, pdsk: DiskState.UpToDate })).toMatchObject({ disk: DiskState.UpToDate, pdsk: DiskState.UpToDate });
   });
 
-  it('not while disconnected, nor on the way to SyncTarget; a SyncSource keeps its peer Inconsistent', () => {
-    expect(connectedDisks({ conn: ConnState.WFConnection, disk: DiskState.Consistent, pdsk: DiskState.Outdated })).toEqual({ disk: DiskState.Consistent, pdsk: DiskState.Outdated });
-    expect(connectedDisks({ conn: ConnState.WFBitMapT, disk: DiskState.Consistent, pdsk: DiskState.UpToDate })).toEqual({ disk: DiskState.Consistent, pdsk: DiskState.UpToDate });
-    expect(connectedDisks({ conn: ConnState.WFBitMapS, disk: DiskState.Consistent, pdsk: DiskState.Inconsistent })).toEqual({ disk: DiskState.UpToDate, pdsk: DiskState.Inconsistent });
+  it('not while disconnected; a SyncSource-to-be keeps its peer Inconsistent', () => {
+    expect(sane({ conn: ConnState.WFConnection, disk: DiskState.Consistent, pdsk: DiskState.Outdated })).toMatchObject({ disk: DiskState.Consistent, pdsk: DiskState.Outdated });
+    expect(sane({ conn: ConnState.WFBitMapS, peer: Role.Secondary, disk: DiskState.Consistent, pdsk: DiskState.Inconsistent })).toMatchObject({ disk: DiskState.UpToDate, pdsk: DiskState.Inconsistent });
   });
 });
 

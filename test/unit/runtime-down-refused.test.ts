@@ -16,6 +16,7 @@ import { silentLogger } from '../../src/util/log.js';
 function fakeStore(closed: { count: number }): AttachedStore {
   return {
     diskAtAttach: DiskState.UpToDate,
+    uuids: { current: 0x10n, bitmap: 0n, historyStart: 0n, historyEnd: 0n },
     syncFlags: async () => undefined,
     setPrimaryBit: () => undefined,
     close: async () => {

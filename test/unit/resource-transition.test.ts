@@ -1,0 +1,128 @@
+/**
+ * resource/transition, the one function every state change passes, and
+ * ResourceRuntime.setState, the one place that commits: an illegal internal
+ * change is an InvariantError naming both states and changes nothing; a
+ * request is refused with DRBD's text and exit code; a committed change
+ * logs exactly one `conn( A -> B )` line and runs the after-state rules.
+ */
+import { describe, expect, it } from 'vitest';
+import { ResourceRuntime, type AttachedStore } from '../../src/daemon/runtime.js';
+import type { ResourceSpec } from '../../src/daemon/spec.js';
+import type { GenerationUuids } from '../../src/meta/types.js';
+import { requestPrimary } from '../../src/resource/admin.js';
+import { defaultStateCtx, unconfiguredState, type ResourceState } from '../../src/resource/state.js';
+import { ConnState as C, DiskState as D, Role as R } from '../../src/resource/states.js';
+import { brokenInvariant, lostPeerDataRule, transition } from '../../src/resource/transition.js';
+import { InvariantError } from '../../src/util/assert.js';
+import { pino } from 'pino';
+
+const st = (patch: Partial<ResourceState>): ResourceState => ({ ...unconfiguredState, disk: D.UpToDate, ...patch });
+const connectedPrimary = st({ role: R.Primary, peer: R.Secondary, conn: C.Connected, pdsk: D.UpToDate });
+
+interface Probe {
+  lines: string[];
+  newCurrent: number;
+}
+
+function runtimeWithStore(uuids: GenerationUuids): { rt: ResourceRuntime; probe: Probe } {
+  const probe: Probe = { lines: [], newCurrent: 0 };
+  const store = {
+    diskAtAttach: D.UpToDate,
+    uuids,
+    syncFlags: async () => undefined,
+    setPrimaryBit: () => undefined,
+    newCurrentUuid: async () => {
+      probe.newCurrent++;
+    },
+    close: async () => undefined,
+    uuidsText: () => ({ current: '0', bitmap: '0', historyStart: '0', historyEnd: '0' }),
+    outOfSyncKiB: () => 0,
+  } as unknown as AttachedStore;
+  // info and above, as the resource process logs them; each JSON line's msg is kept
+  const log = pino({ level: 'info' }, {
+    write: (line: string) => {
+      const parsed = JSON.parse(line) as { msg?: unknown };
+      if (typeof parsed.msg === 'string') probe.lines.push(parsed.msg);
+    },
+  });
+  const spec = { name: 'smunit', node: 'alpha', minor: 100, volume: 0, devicePath: '/dev/drbd100', handlers: {}, peer: undefined } as unknown as ResourceSpec;
+  return { rt: new ResourceRuntime({ spec, log, openStore: async () => store }), probe };
+}
+
+describe('an illegal internal transition is an InvariantError naming both states', () => {
+  it('StandAlone → Connected through setState throws, and the state, the log and the events stay as they were', async () => {
+    const { rt, probe } = runtimeWithStore({ current: 0x10n, bitmap: 0n, historyStart: 0n, historyEnd: 0n });
+    await rt.attach();
+    const events: unknown[] = [];
+    rt.onEvent((e) => events.push(e));
+    const before = rt.snapshot;
+    const linesBefore = probe.lines.length;
+    const err = await rt.setState({ conn: C.Connected }, 'injected').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvariantError);
+    const message = (err as Error).message;
+    expect(message).toContain('{ cs:StandAlone ro:Secondary/Unknown ds:UpToDate/DUnknown r----- }');
+    expect(message).toContain('-> { cs:Connected ro:Secondary/Unknown ds:UpToDate/DUnknown r----- }');
+    expect(message).toContain('Need a connection to start verify or resync');
+    expect(rt.snapshot).toEqual(before);
+    expect(probe.lines.length).toBe(linesBefore);
+    expect(events).toEqual([]);
+  });
+
+  it('a state sanitize_state never yields (local role Unknown) is an InvariantError too', () => {
+    expect(() => transition(unconfiguredState, st({ role: R.Unknown }), defaultStateCtx, 'internal')).toThrow(InvariantError);
+    expect(() => transition(unconfiguredState, st({ role: R.Unknown }), defaultStateCtx, 'internal')).toThrow(/-> \{ cs:StandAlone ro:Unknown\/Unknown/);
+    expect(brokenInvariant(st({ conn: C.SyncTarget, disk: D.UpToDate, pdsk: D.UpToDate }))).toBe('SyncTarget is Inconsistent/UpToDate');
+  });
+
+  it('a network-error state may only go on to Unconnected or Disconnecting (is_valid_transition)', () => {
+    const lost = st({ role: R.Primary, conn: C.Timeout });
+    expect(() => transition(lost, { ...lost, conn: C.WFConnection }, defaultStateCtx, 'internal')).toThrow(/Timeout.*-> \{ cs:WFConnection.*In transient state/);
+    const ok = transition(lost, { ...lost, conn: C.Unconnected }, defaultStateCtx, 'internal');
+    expect(ok.ok && ok.line).toBe('conn( Timeout -> Unconnected )');
+  });
+});
+
+describe('requests get the soft rules, refused with DRBD text and exit code', () => {
+  it('promoting without UpToDate data: (-2), exit 17 — resource/admin asks transition() as a request', () => {
+    const r = transition(st({ disk: D.Inconsistent }), st({ disk: D.Inconsistent, role: R.Primary }), defaultStateCtx, 'request');
+    expect(r).toMatchObject({ ok: false, code: -2, text: 'Need access to UpToDate data', exitCode: 17 });
+    const viaAdmin = requestPrimary(st({ disk: D.Inconsistent }), { force: false }, { ...defaultStateCtx, bitmapUuid: 0n });
+    expect(viaAdmin.kind === 'refused' && viaAdmin.refusal).toMatchObject({ code: -2, exitCode: 17 });
+  });
+
+  it('the same change as an internal transition is not subject to the soft rules', () => {
+    const r = transition(st({ disk: D.Inconsistent }), st({ disk: D.Inconsistent, role: R.Primary }), defaultStateCtx, 'internal');
+    expect(r.ok).toBe(true);
+  });
+});
+
+describe('one commit: one log line, one event, the after-state rules', () => {
+  it('a Primary losing its UpToDate peer logs one line, publishes one change and starts a new data generation', async () => {
+    const { rt, probe } = runtimeWithStore({ current: 0x11n, bitmap: 0n, historyStart: 0n, historyEnd: 0n });
+    await rt.attach();
+    await rt.setState({ role: R.Primary }, 'test');
+    await rt.setState({ conn: C.Unconnected }, 'test');
+    await rt.setState({ conn: C.WFConnection }, 'test');
+    await rt.setState({ conn: C.WFReportParams }, 'test');
+    await rt.setState({ conn: C.Connected, peer: R.Secondary, pdsk: D.UpToDate }, 'test');
+    const events: unknown[] = [];
+    rt.onEvent((e) => events.push(e));
+    const lines = probe.lines.length;
+    await rt.setState({ conn: C.NetworkFailure }, 'link lost');
+    expect(probe.lines.slice(lines)).toEqual(['peer( Secondary -> Unknown ) conn( Connected -> NetworkFailure ) pdsk( UpToDate -> DUnknown )']);
+    expect(events.filter((e) => JSON.stringify(e).includes('change'))).toHaveLength(events.length);
+    expect(events.length).toBeGreaterThan(0);
+    expect(probe.newCurrent).toBe(1);
+  });
+
+  it('lost-peer-data rule: not with a bitmap UUID already set, not for a Secondary, deferred while IO is suspended', () => {
+    const lost = { ...connectedPrimary, conn: C.NetworkFailure, peer: R.Unknown, pdsk: D.DUnknown };
+    const facts = (bitmapUuid: bigint) => ({ bitmapUuid, newCurrentUuidPending: false });
+    expect(lostPeerDataRule(connectedPrimary, lost, facts(0n))).toEqual([{ kind: 'new-current-uuid' }]);
+    expect(lostPeerDataRule(connectedPrimary, lost, facts(7n))).toEqual([]);
+    expect(lostPeerDataRule({ ...connectedPrimary, role: R.Secondary }, { ...lost, role: R.Secondary }, facts(0n))).toEqual([]);
+    expect(lostPeerDataRule(connectedPrimary, { ...lost, susp: true }, facts(0n))).toEqual([{ kind: 'defer-new-current-uuid' }]);
+    // the peer detaching (pdsk Diskless) while connected is a loss of its data too (after_state_ch)
+    expect(lostPeerDataRule(connectedPrimary, { ...connectedPrimary, pdsk: D.Diskless }, facts(0n))).toEqual([{ kind: 'new-current-uuid' }]);
+  });
+});
