@@ -1,8 +1,9 @@
 /**
- * frontend/nbd/connection — one NBD client connection: its lifecycle (socket
- * events, handshake timeout, closing and linger) and the transmission phase
- * as a push parser over socket chunks; the fixed newstyle handshake's option
- * haggling is in handshake-newstyle.ts. Requests run concurrently on the BlockDevice and are
+ * frontend/nbd/connection — one NBD client connection (nbdkit's connections.c
+ * role): its lifecycle (socket events, handshake timeout, closing and
+ * linger), the transmission phase's push parser over socket chunks and the
+ * replies. Option haggling is in handshake-newstyle.ts; executing a request
+ * on the device is in transmission.ts. Requests run concurrently and are
  * answered out of order with simple replies, each only after the device
  * operation (and any flush it needs) resolved, so an acknowledged write is
  * never lost when the client vanishes.
@@ -22,15 +23,14 @@
  * Knows nothing of listeners, replication or roles: it serves one device.
  */
 import type { Socket } from 'node:net';
-import { type BlockDevice, type WriteFlags, BYPASS_CACHE } from '../../disk/block-device.js';
+import type { BlockDevice } from '../../disk/block-device.js';
 import type { Logger } from '../../util/log.js';
 import { assert, unreachable } from '../../util/assert.js';
-import { BufferPool } from '../../disk/buffer-pool.js';
-import { directPool } from '../../disk/direct-buffers.js';
 import * as P from './protocol.js';
 import { checkRequest, type ExportLimits } from './request-check.js';
 import { adoptAcceptedSocket } from '../../util/user-buffer-socket.js';
 import { type HandshakeIo, haggleOptions } from './handshake-newstyle.js';
+import { type ReplySink, type Slot, RequestExecutor, Stage, payloadPool } from './transmission.js';
 
 /** Everything a connection needs to know about the export it serves. */
 export interface ExportConfig extends ExportLimits {
@@ -70,35 +70,13 @@ const CLOSING_DRAIN_TIMEOUT_MS = 30_000;
  * ("write request too large to skip").
  */
 const DISCARD_PAYLOAD_BYTES_MAX = 2 * P.PROTOCOL_PAYLOAD_MAX_BYTES;
-/** WRITE_ZEROES writes this shared all-zero buffer repeatedly (never written into). */
-const ZERO_CHUNK_BYTES = 4 * 1024 * 1024;
-/** TRIM is issued to the device in pieces of at most this many bytes. */
-const TRIM_CHUNK_BYTES = 64 * 1024 * 1024;
-/**
- * Payload buffers (READ data, WRITE payloads reassembled from socket chunks)
- * kept for reuse across all connections of this process, in bytes. Sized for
- * a few 1 MiB requests per slot of a busy client without holding much RSS.
- */
-const PAYLOAD_POOL_MAX_BYTES = 24 * 1024 * 1024;
-const payloadPool = new BufferPool(PAYLOAD_POOL_MAX_BYTES);
-/**
- * READs of at least this many bytes bypass the backing disk's page cache
- * (O_DIRECT into an aligned buffer where the disk can), as DRBD's reads do:
- * the client — a file system with its own page cache, or a sequential
- * reader — caches what it reads, so a second copy here only costs memory and
- * (on a virtual machine, after the host reclaimed free pages) a host fault
- * per fresh 4 KiB page. Smaller, random reads keep the page cache's hits.
- */
-const BYPASS_CACHE_READ_BYTES_MIN = 256 * 1024;
 /**
  * Per-connection receive buffer for headers, handshake bytes and the first
  * part of a payload. Reads of the rest of a WRITE payload bypass it.
  */
 const RECEIVE_BUFFER_BYTES = 64 * 1024;
 
-const ZERO_CHUNK = Buffer.alloc(ZERO_CHUNK_BYTES);
 const EMPTY = Buffer.alloc(0);
-const FUA: WriteFlags = Object.freeze({ fua: true });
 
 const enum Phase {
   handshake,
@@ -116,49 +94,8 @@ const enum ParseState {
   discard,
 }
 
-const enum Stage {
-  /** Next device completion is the final one: reply. */
-  reply,
-  /** The write/trim/zero is done; flush now (FUA emulation), then reply. */
-  flushThenReply,
-  /** WRITE_ZEROES by writing zero chunks: continue at `progressBytes`. */
-  zeroChunks,
-  /** TRIM in chunks: continue at `progressBytes`. */
-  trimChunks,
-}
 
-/** One in-flight request: preallocated, with its callbacks bound once. */
-class Slot {
-  /** Simple reply header; the magic is set once, error and handle per request. */
-  readonly replyHeader = Buffer.alloc(P.SIMPLE_REPLY_HEADER_BYTES);
-  type = 0;
-  flags = 0;
-  offsetBytes = 0;
-  lengthBytes = 0;
-  /** Bytes counted against inflightBytesMax. */
-  costBytes = 0;
-  data: Buffer | null = null;
-  /** The pool slot.data came from (given back on release); null when not pooled. */
-  pool: BufferPool | null = null;
-  /** For a WRITE being received: bytes of payload received so far. */
-  payloadFillBytes = 0;
-  /** Error decided at admission, replied after the payload (if any) is discarded. */
-  presetError = 0;
-  stage = Stage.reply;
-  progressBytes = 0;
-  readonly onDeviceDone: () => void;
-  readonly onDeviceError: (err: unknown) => void;
-  readonly onReplyWritten: (err?: Error | null) => void;
-
-  constructor(conn: NbdConnection) {
-    this.replyHeader.writeUInt32BE(P.SIMPLE_REPLY_MAGIC, 0);
-    this.onDeviceDone = () => conn.deviceDone(this);
-    this.onDeviceError = (err: unknown) => conn.deviceFailed(this, err);
-    this.onReplyWritten = () => conn.replyWritten(this);
-  }
-}
-
-export class NbdConnection {
+export class NbdConnection implements ReplySink {
   private phase = Phase.handshake;
   private parse = ParseState.header;
   private readonly requestHeader = Buffer.alloc(P.REQUEST_HEADER_BYTES);
@@ -173,6 +110,7 @@ export class NbdConnection {
   private readonly receiveBuffer = Buffer.allocUnsafeSlow(RECEIVE_BUFFER_BYTES);
   private readonly socket: Socket;
 
+  private readonly executor: RequestExecutor;
   private readonly slotsFree: Slot[] = [];
   private inflightCount = 0;
   private inflightBytes = 0;
@@ -212,7 +150,8 @@ export class NbdConnection {
   ) {
     assert(config.inflightMax >= 1, 'inflightMax is at least 1');
     assert(config.inflightBytesMax >= P.BLOCK_SIZE_MIN_BYTES, 'inflightBytesMax admits a sector');
-    for (let i = 0; i < config.inflightMax; i++) this.slotsFree.push(new Slot(this));
+    this.executor = new RequestExecutor(config.device, config.maxPayloadBytes, this, log);
+    for (let i = 0; i < config.inflightMax; i++) this.slotsFree.push(this.executor.newSlot());
     const socket = adoptAcceptedSocket(accepted, {
       buffer: () => this.nextReceiveBuffer(),
       callback: (bytes, buffer) => this.onRead(bytes, buffer),
@@ -349,7 +288,7 @@ export class NbdConnection {
       if (slot.payloadFillBytes === slot.lengthBytes) {
         this.current = null;
         this.parse = ParseState.header;
-        this.startWrite(slot);
+        this.executor.startWrite(slot);
       }
       return this.phase === Phase.transmission;
     }
@@ -488,7 +427,7 @@ export class NbdConnection {
         if (slot.payloadFillBytes < slot.lengthBytes) return;
         this.current = null;
         this.parse = ParseState.header;
-        this.startWrite(slot);
+        this.executor.startWrite(slot);
       } else {
         const n = Math.min(this.discardRemainingBytes, end - at);
         this.discardRemainingBytes -= n;
@@ -551,129 +490,14 @@ export class NbdConnection {
       this.reply(slot, error);
       return true;
     }
-    this.start(slot);
+    this.executor.start(slot);
     return true;
   }
 
-  // ---------------------------------------------------------------- device operations
-
-  private start(slot: Slot): void {
-    const device = this.config.device;
-    try {
-      switch (slot.type) {
-        case P.CMD_READ:
-          if (slot.lengthBytes >= BYPASS_CACHE_READ_BYTES_MIN) {
-            slot.pool = directPool;
-            slot.data = directPool.take(slot.lengthBytes);
-            device.read(slot.data, slot.offsetBytes, BYPASS_CACHE).then(slot.onDeviceDone, slot.onDeviceError);
-          } else {
-            slot.pool = payloadPool;
-            slot.data = payloadPool.take(slot.lengthBytes);
-            device.read(slot.data, slot.offsetBytes).then(slot.onDeviceDone, slot.onDeviceError);
-          }
-          return;
-        case P.CMD_FLUSH:
-          device.flush().then(slot.onDeviceDone, slot.onDeviceError);
-          return;
-        case P.CMD_TRIM:
-          slot.stage = Stage.trimChunks;
-          this.continueChunks(slot);
-          return;
-        case P.CMD_WRITE_ZEROES:
-          if (device.capabilities.canTrim && (slot.flags & P.CMD_FLAG_NO_HOLE) === 0) {
-            // A trimmed range reads back as zeroes (BlockDevice contract).
-            slot.stage = Stage.trimChunks;
-          } else {
-            slot.stage = Stage.zeroChunks;
-          }
-          this.continueChunks(slot);
-          return;
-        default:
-          assert(false, `start() got a request checkRequest refuses: ${P.commandName(slot.type)}`);
-      }
-    } catch (err) {
-      this.deviceFailed(slot, err);
-    }
-  }
-
-  private startWrite(slot: Slot): void {
-    const device = this.config.device;
-    const fua = (slot.flags & P.CMD_FLAG_FUA) !== 0;
-    try {
-      if (fua && !device.capabilities.canFua) {
-        slot.stage = Stage.flushThenReply;
-        device.write(slot.data!, slot.offsetBytes).then(slot.onDeviceDone, slot.onDeviceError);
-      } else {
-        device.write(slot.data!, slot.offsetBytes, fua ? FUA : undefined).then(slot.onDeviceDone, slot.onDeviceError);
-      }
-    } catch (err) {
-      this.deviceFailed(slot, err);
-    }
-  }
-
-  /** Issues the next chunk of a TRIM / WRITE_ZEROES, or moves on when all are done. */
-  private continueChunks(slot: Slot): void {
-    const remaining = slot.lengthBytes - slot.progressBytes;
-    const device = this.config.device;
-    if (remaining === 0) {
-      const fua = (slot.flags & P.CMD_FLAG_FUA) !== 0;
-      if (fua) {
-        slot.stage = Stage.reply;
-        device.flush().then(slot.onDeviceDone, slot.onDeviceError);
-      } else {
-        this.reply(slot, P.NBD_OK);
-      }
-      return;
-    }
-    const at = slot.offsetBytes + slot.progressBytes;
-    if (slot.stage === Stage.trimChunks) {
-      const n = Math.min(remaining, TRIM_CHUNK_BYTES);
-      slot.progressBytes += n;
-      device.trim(at, n).then(slot.onDeviceDone, slot.onDeviceError);
-    } else {
-      const n = Math.min(remaining, ZERO_CHUNK_BYTES, this.config.maxPayloadBytes);
-      slot.progressBytes += n;
-      device.write(ZERO_CHUNK.subarray(0, n), at).then(slot.onDeviceDone, slot.onDeviceError);
-    }
-  }
-
-  /** Called (via the slot's bound callback) when a device operation resolved. */
-  deviceDone(slot: Slot): void {
-    switch (slot.stage) {
-      case Stage.reply:
-        this.reply(slot, P.NBD_OK);
-        return;
-      case Stage.flushThenReply:
-        slot.stage = Stage.reply;
-        try {
-          this.config.device.flush().then(slot.onDeviceDone, slot.onDeviceError);
-        } catch (err) {
-          this.deviceFailed(slot, err);
-        }
-        return;
-      case Stage.zeroChunks:
-      case Stage.trimChunks:
-        try {
-          this.continueChunks(slot);
-        } catch (err) {
-          this.deviceFailed(slot, err);
-        }
-        return;
-    }
-  }
-
-  deviceFailed(slot: Slot, err: unknown): void {
-    const error = P.nbdErrorFor(err);
-    this.log.warn(
-      { cmd: P.commandName(slot.type), offset: slot.offsetBytes, length: slot.lengthBytes, error, err: (err as Error)?.message },
-      'nbd: device operation failed',
-    );
-    this.reply(slot, error);
-  }
 
   // ---------------------------------------------------------------- replies
 
-  private reply(slot: Slot, error: number): void {
+  reply(slot: Slot, error: number): void {
     if (this.socketClosed || this.socket.destroyed || !this.socket.writable) {
       this.release(slot);
       return;
