@@ -36,6 +36,7 @@ import {
   skipInitialSync,
   standAloneStates,
   targetResyncFinished,
+  handshakeStateRefusal,
 } from '../resource/link-rules.js';
 import {
   type HandshakeDecision,
@@ -435,6 +436,18 @@ export class PeerLink {
         await this.toStandAlone(decision.kind);
         return;
       case 'no-sync':
+      case 'sync-source':
+      case 'sync-target':
+        break;
+    }
+    const refused = handshakeStateRefusal(rt.snapshot, decision.kind, peerView(peer), rt.stateCtx());
+    if (refused !== null) {
+      rt.log.error(refused);
+      await this.toStandAlone('state change failed');
+      return;
+    }
+    switch (decision.kind) {
+      case 'no-sync':
         engine.localDataReady();
         if (!engine.volume.isMirroring) engine.startMirroring();
         await rt.setState({ ...afterHandshake('no-sync', peerView(peer)), ...this.negotiatedDisk() }, 'handshake: no resync');
@@ -476,10 +489,12 @@ export class PeerLink {
     await rt.setState(rule.patch, 'skip initial sync');
   }
 
-  /** Our UUIDs to the peer (after a new current UUID while connected); nothing without a disk or link. */
+  /** Our UUIDs to the peer (after a new current UUID while Connected); nothing without a disk or a live link. */
   sendUuids(): void {
     const link = this.active;
-    if (!link || link.closed || !this.runtime.attachedStore) return;
+    // A link being torn down (Disconnecting, lost) hears nothing more: a new current UUID made because
+    // the disconnect lost the peer's disk must not reach the peer as news to renegotiate on.
+    if (!link || link.closed || !this.runtime.attachedStore || this.runtime.snapshot.conn < ConnState.Connected) return;
     link.result.session.send({ type: PacketType.Uuids, ...this.localParams().uuids });
   }
 

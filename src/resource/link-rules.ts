@@ -9,7 +9,7 @@
  * resource/transition; no sockets, disks or timers here.
  */
 import { UUID_JUST_CREATED, type GenerationUuids } from '../meta/types.js';
-import type { ResourceState } from './state.js';
+import { type ResourceState, type StateCtx, checkStateChange } from './state.js';
 import { ConnState, DiskState, Role, connName } from './states.js';
 
 /** The fields of a state a rule asks for; the rest stays as it is. */
@@ -40,6 +40,22 @@ export function afterHandshake(outcome: ConnectOutcome, peer: PeerView): StatePa
     case 'sync-target':
       return { conn: ConnState.WFBitMapT, peer: peer.role, pdsk: DiskState.UpToDate };
   }
+}
+
+/**
+ * drbd_receiver.c receive_state: the first state after the handshake
+ * (WFReportParams -> Connected / WFBitMap*) is committed without CS_HARD, so
+ * sanitize_state, is_valid_state and the soft transition rules apply
+ * (checkStateChange, as _drbd_set_state without CS_HARD). Two Primaries
+ * without allow-two-primaries — a split brain resolved by after-sb-2pri
+ * violently, or a forced promotion on both sides — fail here and the
+ * connection is dropped (C_DISCONNECTING). Returns DRBD's log line, or null.
+ */
+export function handshakeStateRefusal(os: ResourceState, outcome: ConnectOutcome, peer: PeerView, ctx: StateCtx): string | null {
+  // Once Connected (a renegotiation after primary --force or a re-attach) the change is CS_HARD.
+  if (os.conn >= ConnState.Connected) return null;
+  const checked = checkStateChange(os, { ...os, ...afterHandshake(outcome, peer) }, ctx);
+  return checked.ok ? null : `State change failed: ${checked.text}`;
 }
 
 /** The target's bitmap exchange is done: wait for the source's P_SYNC_UUID. */

@@ -26,6 +26,7 @@ import {
 } from '../../src/resource/admin.js';
 import {
   afterHandshake,
+  handshakeStateRefusal,
   bitmapExchangedAsTarget,
   linkLostStates,
   peerRequestTarget,
@@ -382,7 +383,14 @@ export class RulePair {
       n.uuids = { ...n.uuids, current: n.uuids.current & ~1n };
       this.commit(n, { role: Role.Secondary });
     }
-    switch (d.kind) {
+    const refused = d.kind === 'no-sync' || d.kind === 'sync-source' || d.kind === 'sync-target'
+      ? handshakeStateRefusal(n.state, d.kind, peer, this.ctx(n))
+      : null;
+    if (refused !== null) n.log.push(refused);
+    // A connect outcome on a connection the peer already dropped (daemon/link: `link.closed`).
+    if (refused === null && d.kind !== 'unrelated' && d.kind !== 'drop' && d.kind !== 'split-brain-unresolved' &&
+      n.state.conn < ConnState.WFReportParams) return;
+    switch (refused === null ? d.kind : 'drop') {
       case 'unrelated':
       case 'drop':
       case 'split-brain-unresolved':

@@ -31,6 +31,8 @@ interface Scenario {
   victim: NodeName | 'unresolved';
   /** For unresolved cases that are not "split brain unresolved": the line alpha logs instead. */
   logOnAlpha?: string;
+  /** A line beta must log as well in that case. */
+  logOnBeta?: string;
 }
 
 const scenarios: Scenario[] = [
@@ -97,20 +99,27 @@ const scenarios: Scenario[] = [
   { name: 'after-sb-1pri disconnect (default): unresolved', net: [], alphaMiB: 1, betaMiB: 1, primaries: ['alpha'], victim: 'unresolved' },
   // two Primaries at reconnect
   {
-    name: 'after-sb-2pri violently-as0p (with rr-conflict violently): applies the 0pri result with both Primary',
-    net: ['after-sb-0pri discard-least-changes;', 'after-sb-2pri violently-as0p;', 'rr-conflict violently;'],
-    alphaMiB: 3,
-    betaMiB: 1,
-    primaries: ['alpha', 'beta'],
-    victim: 'beta',
-  },
-  {
-    name: 'after-sb-2pri call-pri-lost-after-sb: the losing Primary gives up its role and is discarded',
+    // The loser gives up its role (drbd_asb_recover_2p), but the survivor's receive_state still saw
+    // it Primary in its P_STATE: is_valid_state refuses two Primaries without allow-two-primaries.
+    name: 'after-sb-2pri call-pri-lost-after-sb: the losing Primary gives up its role; the survivor refuses two Primaries (-1)',
     net: ['after-sb-0pri discard-least-changes;', 'after-sb-2pri call-pri-lost-after-sb;'],
     alphaMiB: 3,
     betaMiB: 1,
     primaries: ['alpha', 'beta'],
-    victim: 'beta',
+    victim: 'unresolved',
+    logOnAlpha: 'State change failed: Multiple primaries not allowed by config',
+    logOnBeta: 'Successfully gave up primary role.',
+  },
+  {
+    // drbd_receiver.c receive_state: the first state after the handshake is not CS_HARD, so
+    // is_valid_state refuses two Primaries (-1) and the connection is dropped.
+    name: 'after-sb-2pri violently-as0p without allow-two-primaries: the resync state is refused, StandAlone',
+    net: ['after-sb-0pri discard-least-changes;', 'after-sb-2pri violently-as0p;', 'rr-conflict violently;'],
+    alphaMiB: 3,
+    betaMiB: 1,
+    primaries: ['alpha', 'beta'],
+    victim: 'unresolved',
+    logOnAlpha: 'State change failed: Multiple primaries not allowed by config',
   },
   { name: 'after-sb-2pri disconnect (default): unresolved', net: [], alphaMiB: 1, betaMiB: 1, primaries: ['alpha', 'beta'], victim: 'unresolved' },
 ];
@@ -149,6 +158,7 @@ describe('after-sb policies', () => {
         await c.waitState('alpha', 'cstate', 'StandAlone');
         if (sc.logOnAlpha) {
           expect(c.logText('alpha')).toContain(sc.logOnAlpha);
+          if (sc.logOnBeta) await c.waitFor(`beta logs ${sc.logOnBeta}`, () => c.logText('beta').includes(sc.logOnBeta ?? ''));
         } else {
           await c.waitState('beta', 'cstate', 'StandAlone');
           for (const node of ['alpha', 'beta'] as const) {
@@ -167,10 +177,6 @@ describe('after-sb policies', () => {
       expect(c.logText(survivor)).toMatch(/Split-Brain detected, \d primaries, automatically solved\. Sync from this node/);
       expect(c.logText(sc.victim)).toContain('conn( WFSyncUUID -> SyncTarget )');
       expect(c.hashDataArea(sc.victim)).toBe(survivorHash);
-      if (sc.name.includes('call-pri-lost-after-sb')) {
-        expect(c.logText(sc.victim)).toContain('Successfully gave up primary role.');
-        expect(await c.query(sc.victim, 'role')).toMatch(/^Secondary\//);
-      }
       expect(c.hashDataArea(survivor)).toBe(survivorHash);
     });
   }

@@ -70,6 +70,8 @@ export const FAULTS = [
   'power-cut-primary',
   'power-cut-secondary',
   'split-brain',
+  'reset-connection',
+  'disk-eio-secondary',
 ] as const;
 export type Fault = (typeof FAULTS)[number];
 
@@ -466,6 +468,16 @@ export class Torture {
       case 'disk-stall':
         await this.control(p, 'fault.plan', { plan: { rules: [{ op: 'write', effect: 'stall', count: 5, stallMs: STALL_MS }], powerCut: true } });
         break;
+      case 'reset-connection': {
+        // Both TCP connections (data and meta) reset under the running writer, as a middlebox or
+        // `conntrack`-driven firewall reset would: ss -K sends the RST from the Primary's namespace.
+        const out = await p.execOk('ss', ['-K', '-t', 'state', 'established', `( sport = :${PORT} or dport = :${PORT} )`]);
+        if (!out.includes(`:${PORT}`)) throw fail(`ss -K found no established connection on port ${PORT}:\n${out}`);
+        break;
+      }
+      case 'disk-eio-secondary':
+        await this.control(s, 'fault.plan', { plan: { rules: [{ op: 'write', effect: 'eio', count: 1 }], powerCut: true } });
+        break;
       case 'split-brain': {
         const w = await w1.done;
         this.log(`  writer ${writer}: ${w}`);
@@ -509,6 +521,13 @@ export class Torture {
     // Heal.
     if (plan.fault === 'disk-eio' || plan.fault === 'disk-stall') {
       await this.control(p, 'fault.plan', { plan: { rules: [], powerCut: true } });
+    }
+    if (plan.fault === 'disk-eio-secondary') {
+      await this.control(s, 'fault.plan', { plan: { rules: [], powerCut: true } });
+      await waitUntil(`${s.name} detached after the EIO`, async () => (await this.state(s, 'dstate')).startsWith('Diskless'), HEAL_TIMEOUT_MS, 200).catch((err: unknown) => {
+        throw fail(`on-io-error detach on the Secondary: ${(err as Error).message}\n${this.logTail(s)}`);
+      });
+      await this.admOk(s, ['attach', RESOURCE]);
     }
     for (const n of killedByNemesis) if (plan.fault !== 'restart-secondary') await this.reboot(n);
     if (plan.fault === 'disk-eio') {

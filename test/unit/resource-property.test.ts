@@ -83,12 +83,7 @@ function tolerated(code: SsCode, from: ResourceState, to: ResourceState, ctx: St
   if (isValidState(from, ctx) === code) return true;
   const lostLinkAsInconsistentPrimary = code === SsCode.noUpToDateDisk && to.role === Role.Primary &&
     to.disk < DiskState.UpToDate && from.conn >= ConnState.Connected && to.conn < ConnState.Connected;
-  // Known divergence, kept as today's behaviour (test/integration/two-node-after-sb expects it):
-  // daemon/link commits the handshake's state CS_HARD, so two Primaries without allow-two-primaries
-  // stay Primary/Primary when the handshake decides a resync (after-sb-2pri, or a forced promotion);
-  // DRBD's receive_state would check is_valid_state and drop the link (-1). Found by 200k runs, seed 20261202.
-  const twoPrimariesAfterHandshake = code === SsCode.twoPrimaries && from.conn === ConnState.WFReportParams;
-  return lostLinkAsInconsistentPrimary || twoPrimariesAfterHandshake;
+  return lostLinkAsInconsistentPrimary;
 }
 
 interface Figures {

@@ -139,6 +139,20 @@ describe('connect scenarios on the live rules', () => {
     expect(short(p.a)).toMatchObject({ role: R.Primary, conn: C.SyncSource });
   });
 
+  it('two Primaries without allow-two-primaries: after-sb-2pri violently-as0p decides, the SyncSource’s receive_state refuses (-1), both StandAlone', () => {
+    const p = syncedPair({ afterSb0pri: 'discard-node-beta', afterSb2pri: 'violently-as0p' });
+    p.cut();
+    expect(p.primary(p.b)).toBe(true);
+    p.link();
+    // the would-be SyncSource fails receive_state's check; the would-be SyncTarget drops by rr-conflict
+    expect(p.a.log).toContain('State change failed: Multiple primaries not allowed by config');
+    expect(p.b.log).toContain('I shall become SyncTarget, but I am primary!');
+    for (const n of [p.a, p.b]) {
+      expect(short(n)).toEqual({ role: R.Primary, peer: R.Unknown, conn: C.StandAlone, disk: D.UpToDate, pdsk: D.DUnknown });
+      expect(n.net).toBe(false);
+    }
+  });
+
   it('refusals: primary without UpToDate data (-2), two primaries (-1), outdate while connected (-6), verify without verify-alg (-14)', () => {
     const p = freshPair();
     expect(p.primary(p.a)).toBe(false);
