@@ -94,6 +94,7 @@ truncate -s "${DISK_MIB}M" "$WORK/alpha.img" "$WORK/beta.img"
 cat > "$CONF" <<EOF
 resource $RES {
   net { protocol C; connect-int 1; ping-int 2; ping-timeout 10; }
+  disk { c-fill-target 4M; c-max-rate 100M; resync-rate 100M; }
   on alpha {
     device /dev/drbd1 minor 1;
     disk $WORK/alpha.img;

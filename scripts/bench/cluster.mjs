@@ -20,6 +20,8 @@ const BENCH_PORT = 7891;
 const ADDRESSES = { alpha: '127.0.0.1', beta: '127.0.0.2' };
 const ADM_TIMEOUT_MS = 120_000;
 const IO_WRITE_BYTES_MAX = 4 * 1024 * 1024;
+/** The resync runs as fast as the disks allow (a fixed rate far above them) and never yields to application I/O. */
+const BENCH_RESYNC_DISK_LINES = ['c-plan-ahead 0;', 'resync-rate 4096M;', 'c-min-rate 0;'];
 
 export class BenchCluster {
   /**
@@ -49,11 +51,15 @@ export class BenchCluster {
       if (r.status !== 0) throw new Error(`drbdmeta create-md failed: ${r.stderr}`);
     }
     const minorBase = o.minorBase ?? 60;
+    // Resync unlimited unless the part sets its own pacing: a keyword in o.disk replaces its default here.
+    const keyword = (line) => line.trim().split(/\s+/)[0];
+    const diskExtra = o.disk ?? [];
+    const diskLines = [...BENCH_RESYNC_DISK_LINES.filter((d) => !diskExtra.some((e) => keyword(e) === keyword(d))), ...diskExtra];
     this.configPath = path.join(this.dir, 'udrbd.conf');
     const lines = [
       `resource ${this.resource} {`,
       `  net { protocol C; connect-int 1; ping-int 2; ping-timeout 10; ${(o.net ?? []).join(' ')} }`,
-      `  disk { c-plan-ahead 0; resync-rate 4096M; ${(o.disk ?? []).join(' ')} }`,
+      `  disk { ${diskLines.join(' ')} }`,
     ];
     ['alpha', 'beta'].forEach((node, i) => {
       lines.push(

@@ -14,7 +14,7 @@
  * daemon.
  */
 import type { Command } from 'commander';
-import { bindNode, expandCommon, expandResourceNames, loadConfig, metaDiskArgs, volumeMetaDisk, type DrbdConfig, type MetaDiskArgs, type OptionEntry } from '../config/index.js';
+import { bindNode, expandCommon, expandResourceNames, loadConfig, metaDiskArgs, volumeMetaDisk, withResyncAfterMinor, type DrbdConfig, type MetaDiskArgs, type OptionEntry } from '../config/index.js';
 import { UdrbdError, ExitCode } from '../util/errors.js';
 import type { CliContext } from './context.js';
 import { shellEscape } from '../util/shell-escape.js';
@@ -80,7 +80,7 @@ export function dryRunTarget(config: DrbdConfig, resourceName: string, nodeName:
     localAddress: addressText(me.address),
     peerAddress: addressText(peer?.address),
     netOptions: res.netOptions,
-    diskOptions: vol.diskOptions.length > 0 ? vol.diskOptions : res.diskOptions,
+    diskOptions: withResyncAfterMinor(config, nodeName, vol.diskOptions.length > 0 ? vol.diskOptions : res.diskOptions),
     startupOptions: res.startupOptions,
     becomePrimaryOn: res.becomePrimaryOn ?? [],
   };

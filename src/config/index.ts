@@ -23,7 +23,7 @@ export {
   checkOptionSupport, judgeOption, supportRule, supportTableMarkdown, SUPPORT_TABLE,
   type Finding, type SupportFindings, type SupportEnvironment, type SupportRule, type SupportStatus, type Verdict,
 } from './support.js';
-export { setupArgs, shellEscape, type SetupArgs } from './setup-args.js';
+export { setupArgs, shellEscape, withResyncAfterMinor, type SetupArgs } from './setup-args.js';
 
 /**
  * Parse `path` (and its includes). Throws UdrbdError carrying exactly what

@@ -23,6 +23,21 @@ export interface SetupArgs {
   readonly resource: readonly string[];
 }
 
+/**
+ * drbdsetup takes `--resync-after=MINOR`: drbdadm replaces the resource name
+ * (or `res/volume`) with that volume's minor on this node (volume 0 if none
+ * is named). Unknown names are validate_resource's error before this.
+ */
+export function withResyncAfterMinor(config: DrbdConfig, nodeName: string, options: readonly OptionEntry[]): OptionEntry[] {
+  return options.map((o) => {
+    if (o.name !== 'resync-after' || o.value === null) return o;
+    const [name, vnr] = o.value.split('/');
+    const binding = bindNode(config, nodeName).bindings.find((b) => b.resource.name === name);
+    const volume = binding?.me?.volumes.find((v) => v.vnr === Number(vnr ?? 0)) ?? binding?.me?.volumes[0];
+    return volume === undefined ? o : { ...o, value: String(volume.minor) };
+  });
+}
+
 function render(options: readonly OptionEntry[], skip: readonly string[] = []): string[] {
   return options.filter((o) => !skip.includes(o.name)).map((o) => `--${o.name}=${shellEscape(o.value ?? 'yes')}`);
 }
@@ -35,6 +50,6 @@ export function setupArgs(config: DrbdConfig, resourceName: string, nodeName: st
   if (!res) return undefined;
   const me = res.hosts[binding.resource.hosts.indexOf(binding.me)];
   const volume = me?.volumes[0];
-  const disk = volume && volume.diskOptions.length > 0 ? volume.diskOptions : res.diskOptions;
+  const disk = withResyncAfterMinor(config, nodeName, volume && volume.diskOptions.length > 0 ? volume.diskOptions : res.diskOptions);
   return { net: render(res.netOptions), attach: render(disk), diskOptions: render(disk, ['size']), resource: render(res.resOptions) };
 }

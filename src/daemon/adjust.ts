@@ -14,7 +14,7 @@ import { ConnState } from '../resource/states.js';
 import { validateAuth } from '../peer/auth.js';
 import type { ResourceView } from '../config/index.js';
 import type { ProtocolPacket, SyncParamPacket } from '../peer/packets.js';
-import { type LiveReplicationOptions, blockDigest, requestTimeoutMs, resyncRateLimitKiBps, withDefaults } from '../replication/index.js';
+import { type LiveReplicationOptions, blockDigest, requestTimeoutMs, resyncControllerSettings, resyncRateLimitKiBps, withDefaults } from '../replication/index.js';
 import { loadSpec } from './config-adapter.js';
 import { type AdjustPlan, type AdjustStep, planAdjust } from './adjust-plan.js';
 import type { ResourceSpec } from './spec.js';
@@ -35,6 +35,7 @@ export function liveReplicationOptions(view: ResourceView): Partial<LiveReplicat
     maxEpochSize: view.net.maxEpochSize,
     requestTimeoutMs: requestTimeoutMs(view.net),
     resyncRateKiBps: resyncRateLimitKiBps({ resyncRateKiBps: view.disk.resyncRateKiBps, cPlanAheadTenthsS: view.disk.cPlanAheadDs, cMaxRateKiBps: view.disk.cMaxRateKiBps }),
+    resyncController: resyncControllerSettings(view.disk),
     ...(view.net.verifyAlg ? { verifyAlg: view.net.verifyAlg } : {}),
     csumsAlg: view.net.csumsAlg ?? '',
     diskFlushes: view.disk.diskFlushes,

@@ -248,6 +248,8 @@ export class PeerLink {
 
   /** Set by daemon/adjust: the peer sent new resync parameters; this node adopts them. */
   onPeerSyncParam: ((packet: SyncParamPacket) => void) | undefined;
+  /** Runs just before a resync starts (daemon/resync-after: the dependency's state, fresh). */
+  beforeResync: (() => Promise<void>) | undefined;
 
   /** A resync is running on this link (either direction). */
   get resyncRunning(): boolean {
@@ -317,7 +319,7 @@ export class PeerLink {
       syncParam: this.syncParamBody(),
       uuids: { uuids: store.uuids, bitsSet: store.bitmap.countSet(), uuidFlags },
       sizes: { diskSizeBytes: store.maxSizeBytes, currentSizeBytes: store.sizeBytes, maxRequestBytes: 1024 * 1024 },
-      state: { role: s.role, disk: s.disk, conn: ConnState.WFReportParams, userIsp: s.userIsp },
+      state: { role: s.role, disk: s.disk, conn: ConnState.WFReportParams, userIsp: pausesPeer(s) },
     };
   }
 
@@ -531,6 +533,8 @@ export class PeerLink {
       else this.logProgress();
     }, PROGRESS_LOG_INTERVAL_MS);
     rt.log.info(resyncBeganLine('source', link.sourceTotalBits));
+    await this.beforeResync?.();
+    if (link.closed) return;
     await rt.setState(resyncStarts('source'), 'resync');
   }
 
@@ -554,6 +558,8 @@ export class PeerLink {
     const uuid = await syncUuid;
     if (link.closed) return;
     store.setUuids(syncTargetStart(store.uuids, uuid, rt.snapshot.role));
+    await this.beforeResync?.();
+    if (link.closed) return;
     await rt.setState(resyncStarts('target'), 'resync');
     // Not waited for (udrbd does not abort a resync on this handler's result); runHandler logs failures.
     runAside(this.runHandlerQuiet('before-resync-target'), rt.log, 'handler before-resync-target');
@@ -561,7 +567,7 @@ export class PeerLink {
     rt.log.info({ kib: bitsSet * 4, bits: bitsSet }, resyncBeganLine('target', bitsSet));
     const target = engine.startResyncAsTarget(this.useChecksumBasedResync(store.mdFlags, link.peer.uuidFlags));
     link.resyncTarget = target;
-    if (rt.snapshot.userIsp || rt.snapshot.peerIsp) target.pause();
+    if (rt.snapshot.userIsp || rt.snapshot.peerIsp || rt.snapshot.aftrIsp) target.pause();
     const progressTimer = setInterval(() => this.logProgress(), PROGRESS_LOG_INTERVAL_MS);
     let resync;
     try {
@@ -676,10 +682,10 @@ export class PeerLink {
     if (outOfSyncBits > 0) runAside(this.runtime.runHandler('out-of-sync'), this.runtime.log, 'handler out-of-sync');
   }
 
-  /** The target's resync pauses and resumes with the user_isp / peer_isp flags (sanitize_state switches Sync* ⇄ PausedSync*). */
+  /** The target's resync pauses and resumes with the user_isp / peer_isp / aftr_isp flags (sanitize_state switches Sync* ⇄ PausedSync*). */
   applyPause(link: ActiveLink | undefined = this.active): void {
     const s = this.runtime.snapshot;
-    if (s.userIsp || s.peerIsp) link?.resyncTarget?.pause();
+    if (s.userIsp || s.peerIsp || s.aftrIsp) link?.resyncTarget?.pause();
     else link?.resyncTarget?.resume();
   }
 
@@ -821,8 +827,8 @@ export class PeerLink {
   private onLocalStateChange(before: StateSnapshot, after: StateSnapshot): void {
     const link = this.active;
     if (!link || link.closed || after.conn < ConnState.WFReportParams) return;
-    if (before.role === after.role && before.disk === after.disk && before.conn === after.conn && before.userIsp === after.userIsp) return;
-    link.result.session.send({ type: PacketType.State, role: after.role, disk: after.disk, conn: after.conn, userIsp: after.userIsp });
+    if (before.role === after.role && before.disk === after.disk && before.conn === after.conn && pausesPeer(before) === pausesPeer(after)) return;
+    link.result.session.send({ type: PacketType.State, role: after.role, disk: after.disk, conn: after.conn, userIsp: pausesPeer(after) });
   }
 
   /** Sync progress for status: the target's own numbers, the source's from its bitmap. */
@@ -841,6 +847,7 @@ export class PeerLink {
         averageKiBps: p.averageKiBps,
         etaSeconds: p.etaSeconds ?? undefined,
         bytesTransferred: (p.totalBits - p.leftBits) * 4096,
+        wantKiBps: p.wantKiBps,
       };
     }
     const link = this.active;
@@ -878,4 +885,13 @@ function refuse(r: Refusal): never {
 function refusalOf(result: AdminResult): Refusal {
   assert(result.kind === 'refused', 'a refused admin result');
   return result.refusal;
+}
+
+/**
+ * The pause flag the peer learns from this node's state (receive_state:
+ * peer_isp = the sender's aftr_isp | user_isp): a resync this node holds back
+ * for its resync-after dependency pauses on the peer too.
+ */
+function pausesPeer(s: Pick<StateSnapshot, 'userIsp' | 'aftrIsp'>): boolean {
+  return s.userIsp || s.aftrIsp;
 }

@@ -13,6 +13,7 @@ import {
   roleName,
 } from '../resource/states.js';
 import { type ResourceState, formatStateChange } from '../resource/state.js';
+import { resyncSuspendedText } from './events2.js';
 
 export interface SyncProgress {
   totalBits: number;
@@ -23,6 +24,8 @@ export interface SyncProgress {
   averageKiBps: number;
   etaSeconds: number | undefined;
   bytesTransferred: number;
+  /** SyncTarget only: /proc/drbd's `want:` (c_sync_rate: resync-rate, or the dynamic controller's last step), KiB/s. */
+  wantKiBps?: number | undefined;
 }
 
 /** The resource state as resource/ defines it (role, peer, conn, disk, pdsk, susp*, *isp). */
@@ -128,8 +131,8 @@ export function statusText(s: StatusSnapshot, verbose = false): string {
     lines.push(`  ${peerName} role:${roleName(s.peer)}${verbose && s.protocol ? ` protocol:${s.protocol}` : ''}`);
     let repl = `    replication:${replicationText(s.conn)} peer-disk:${diskName(s.pdsk)}`;
     if (s.sync && isSyncing(s.conn)) repl += ` done:${s.sync.percentDone.toFixed(2)}`;
-    if (s.userIsp) repl += ' resync-suspended:user';
-    else if (s.peerIsp) repl += ' resync-suspended:peer';
+    const suspended = resyncSuspendedText(s);
+    if (suspended !== 'no') repl += ` resync-suspended:${suspended}`;
     lines.push(repl);
   } else {
     lines.push(`  ${peerName} connection:${connectionText(s.conn)}${verbose && s.protocol ? ` protocol:${s.protocol}` : ''}`);

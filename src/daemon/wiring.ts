@@ -32,6 +32,7 @@ import { IoErrorPolicy } from './io-error.js';
 import { type FaultLayer, installFaultLayer } from './fault-hook.js';
 import type { AttachedStore } from './runtime.js';
 import { runAside } from '../util/aside.js';
+import { ResyncAfterWatch } from './resync-after.js';
 
 /** disk-timeout is in tenths of a second. */
 const DISK_TIMEOUT_UNIT_MS = 100;
@@ -54,6 +55,8 @@ export class Wiring {
   private deadline: DeadlineDisk | undefined;
   /** fence-peer runs and the I/O freeze of `fencing resource-and-stonith` (daemon/fencing). */
   readonly fencing: PeerFencing;
+  /** disk { resync-after }: this resource's aftr_isp from its dependency's state (daemon/resync-after). */
+  readonly resyncAfter: ResyncAfterWatch;
 
   constructor(
     readonly runtime: ResourceRuntime,
@@ -66,6 +69,10 @@ export class Wiring {
     this.faults = installFaultLayer(runtime, process.env);
     this.fencing = new PeerFencing({ runtime, fencing: () => (runtime.spec.view as ResourceView).disk.fencing, ctx: () => this.ctx() });
     watchStateHandlers(runtime);
+    this.resyncAfter = new ResyncAfterWatch(runtime, () => this.link.applyPause());
+    this.resyncAfter.start();
+    this.link.beforeResync = () => this.resyncAfter.beforeResync();
+    void runtime.stopped.then(() => this.resyncAfter.stop());
     runtime.attachHooks.push((store) => {
       const view = runtime.spec.view as ResourceView; // read at each attach: `adjust` may have replaced the spec
       const deadline = new DeadlineDisk(this.faults?.wrap(store.data) ?? store.data, view.disk.diskTimeoutDs * DISK_TIMEOUT_UNIT_MS);

@@ -64,7 +64,7 @@ interface Link {
 }
 
 /** The options `adjust` may change on a running data path (the rest are fixed at attach). */
-export type LiveReplicationOptions = Pick<ReplicationOptions, 'protocol' | 'maxBuffers' | 'maxEpochSize' | 'resyncRateKiBps' | 'verifyAlg' | 'csumsAlg' | 'requestTimeoutMs' | 'diskFlushes'>;
+export type LiveReplicationOptions = Pick<ReplicationOptions, 'protocol' | 'maxBuffers' | 'maxEpochSize' | 'resyncRateKiBps' | 'resyncController' | 'verifyAlg' | 'csumsAlg' | 'requestTimeoutMs' | 'diskFlushes'>;
 
 export class ReplicationEngine {
   /** Shared by every part of the data path, which reads it per request; only applyOptions changes it. */
@@ -104,6 +104,8 @@ export class ReplicationEngine {
     Object.assign(this.options as { -readonly [K in keyof ReplicationOptions]: ReplicationOptions[K] }, next);
     this.volume.setMaxBuffers(next.maxBuffers);
     if (timeoutChanged) this.volume.requestTimeoutChanged();
+    // The pacing mode first: the fixed rate then knows whether it is the one in use.
+    this.link?.resyncTarget?.setController(next.resyncController);
     this.link?.resyncTarget?.setRateKiBps(next.resyncRateKiBps);
   }
 

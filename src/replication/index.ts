@@ -10,5 +10,5 @@ export { ResyncTarget, ResyncResponder, type ResyncProgress, type ResyncResult, 
 export { VerifySource, VerifyResponder, type VerifyResult } from './verify.js';
 export { BitmapExchange } from './bitmap-exchange.js';
 export { ReplicationCounters, type CounterSnapshot } from './counters.js';
-export { type ReplicationOptions, defaultReplicationOptions, withDefaults, resyncRateLimitKiBps, requestTimeoutMs } from './options.js';
+export { type ReplicationOptions, defaultReplicationOptions, withDefaults, resyncRateLimitKiBps, resyncControllerSettings, requestTimeoutMs } from './options.js';
 export { blockDigest, crc32c } from './digest.js';

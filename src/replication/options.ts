@@ -1,10 +1,11 @@
 /**
  * replication/options — the net/disk options the data path obeys (protocol,
- * max-buffers, max-epoch-size, resync rate, verify-alg, csums-alg, disk-flushes) as plain numbers with
+ * max-buffers, max-epoch-size, resync rate and controller settings, verify-alg, csums-alg, disk-flushes) as plain numbers with
  * units in their names, plus the named limits of this folder. Knows nothing
  * of the config grammar: daemon/ maps parsed config onto these fields.
  */
 import { assert } from '../util/assert.js';
+import type { RsControllerSettings } from './rs-controller.js';
 
 export type ReplicationProtocol = 'A' | 'B' | 'C';
 
@@ -17,6 +18,12 @@ export interface ReplicationOptions {
   readonly maxEpochSize: number;
   /** Resync rate limit on the SyncTarget, KiB/s; 0 means unlimited (as fast as the disks allow). */
   readonly resyncRateKiBps: number;
+  /**
+   * The dynamic resync controller and c-min-rate throttle (disk { c-* }).
+   * planAheadDs 0 = fixed rate (resyncRateKiBps); minRateKiBps 0 = never
+   * step back for application I/O.
+   */
+  readonly resyncController: RsControllerSettings;
   /** Longest contiguous run one resync or verify request covers, bytes (multiple of 4 KiB). */
   readonly resyncRunBytesMax: number;
   /** Resync (and verify) requests in flight at once. */
@@ -50,6 +57,7 @@ export const defaultReplicationOptions: ReplicationOptions = {
   maxBuffers: 2048,
   maxEpochSize: 2048,
   resyncRateKiBps: 0,
+  resyncController: { planAheadDs: 0, fillTargetSectors: 100, delayTargetDs: 10, maxRateKiBps: 102400, minRateKiBps: 0, resyncRateKiBps: 250 },
   resyncRunBytesMax: 1024 * 1024,
   resyncInflightMax: 16,
   verifyAlg: 'sha1',
@@ -62,12 +70,31 @@ export const defaultReplicationOptions: ReplicationOptions = {
 export const SECTOR_BYTES = 512;
 
 /**
- * Resync rate the SyncTarget obeys for DRBD 8.4 disk options: with
- * c-plan-ahead 0 the fixed `resync-rate`; otherwise the dynamic controller
- * may go up to `c-max-rate` (approximated here by that ceiling). KiB/s.
+ * Resync rate ceiling for DRBD 8.4 disk options: with c-plan-ahead 0 the
+ * fixed `resync-rate`; otherwise the dynamic controller (replication/rs-controller)
+ * runs at up to `c-max-rate`. KiB/s.
  */
 export function resyncRateLimitKiBps(disk: { resyncRateKiBps: number; cPlanAheadTenthsS: number; cMaxRateKiBps: number }): number {
   return disk.cPlanAheadTenthsS === 0 ? disk.resyncRateKiBps : disk.cMaxRateKiBps;
+}
+
+/** The controller settings of DRBD 8.4 disk options (resolved config units). */
+export function resyncControllerSettings(disk: {
+  resyncRateKiBps: number;
+  cPlanAheadDs: number;
+  cFillTargetSectors: number;
+  cDelayTargetDs: number;
+  cMaxRateKiBps: number;
+  cMinRateKiBps: number;
+}): RsControllerSettings {
+  return {
+    planAheadDs: disk.cPlanAheadDs,
+    fillTargetSectors: disk.cFillTargetSectors,
+    delayTargetDs: disk.cDelayTargetDs,
+    maxRateKiBps: disk.cMaxRateKiBps,
+    minRateKiBps: disk.cMinRateKiBps,
+    resyncRateKiBps: disk.resyncRateKiBps,
+  };
 }
 
 /** DRBD 8.4's effective request timeout: ko-count × timeout; ko-count 0 turns it off. */
@@ -81,6 +108,11 @@ export function withDefaults(partial: Partial<ReplicationOptions> = {}): Replica
   assert(Number.isSafeInteger(options.maxBuffers) && options.maxBuffers >= 1, `maxBuffers ${options.maxBuffers} ≥ 1`);
   assert(Number.isSafeInteger(options.maxEpochSize) && options.maxEpochSize >= 1, `maxEpochSize ${options.maxEpochSize} ≥ 1`);
   assert(options.resyncRateKiBps >= 0, `resyncRateKiBps ${options.resyncRateKiBps} ≥ 0`);
+  const c = options.resyncController;
+  assert(Number.isSafeInteger(c.planAheadDs) && c.planAheadDs >= 0, `c-plan-ahead ${c.planAheadDs} is an integer ≥ 0`);
+  for (const [name, value] of [['c-fill-target', c.fillTargetSectors], ['c-delay-target', c.delayTargetDs], ['c-max-rate', c.maxRateKiBps], ['c-min-rate', c.minRateKiBps], ['resync-rate', c.resyncRateKiBps]] as const) {
+    assert(Number.isSafeInteger(value) && value >= 0, `${name} ${value} is an integer ≥ 0`);
+  }
   assert(
     options.resyncRunBytesMax >= 4096 && options.resyncRunBytesMax % 4096 === 0,
     `resyncRunBytesMax ${options.resyncRunBytesMax} is a positive multiple of 4096`,

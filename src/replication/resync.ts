@@ -1,7 +1,10 @@
 /**
  * replication/resync — moving out-of-sync blocks from the SyncSource to the
  * SyncTarget. ResyncTarget walks the bitmap in runs of contiguous set bits
- * (bounded size and in-flight count, optional rate limit), writes each
+ * (bounded size and in-flight count), paced either by a fixed rate
+ * (c-plan-ahead 0: resync-rate) or by DRBD's dynamic controller in 100 ms
+ * steps (replication/rs-controller), and stepping back for application I/O
+ * per c-min-rate in both modes; it writes each
  * RsDataReply, clears the bits and acknowledges with RsWriteAck; it also
  * syncs a block on demand before an application read of it. ResyncResponder
  * (any node with good data) answers RsDataRequest from its disk and clears
@@ -26,8 +29,9 @@ import type { Logger } from '../util/log.js';
 import { BlockIdAllocator, BlockIdTag, blockIdTag } from './block-id.js';
 import type { ReplicationCounters } from './counters.js';
 import { type BlockDigest, blockDigest } from './digest.js';
-import type { ReplicationOptions } from './options.js';
+import { type ReplicationOptions, SECTOR_BYTES } from './options.js';
 import { type RangeHold, type RangeLock, Slots } from './range-lock.js';
+import { controllerRateKiBps, RS_STEP_MS, RsController, type RsControllerSettings, RsThrottle } from './rs-controller.js';
 import { setInSync } from './volume.js';
 
 /** Full passes over the bitmap before a resync gives up on blocks that keep failing. */
@@ -54,7 +58,10 @@ export interface ResyncProgress {
   readonly averageKiBps: number;
   /** Seconds to finish at the current speed, or null when unknown. */
   readonly etaSeconds: number | null;
-  /** Configured limit, KiB/s (0 = unlimited): the `want:` of /proc/drbd. */
+  /**
+   * The `want:` of /proc/drbd (DRBD's c_sync_rate), KiB/s: the fixed limit
+   * (0 = unlimited), or with the dynamic controller the rate its last step asked for.
+   */
   readonly wantKiBps: number;
   readonly paused: boolean;
   readonly stalled: boolean;
@@ -72,6 +79,8 @@ export interface ResyncResult {
   readonly elapsedMs: number;
   /** Blocks the source found equal by checksum (csums-alg) and did not send. */
   readonly sameCsumBlocks: number;
+  /** Times the resync stepped back for application I/O (c-min-rate: drbd_rs_should_slow_down). */
+  readonly throttledSteps: number;
 }
 
 /** /proc/drbd's per-mille: computed on values >>10 (>>16 above 2^32 bits). */
@@ -94,7 +103,8 @@ export class ProgressMeter {
 
   constructor(
     readonly totalBits: number,
-    readonly wantKiBps: number,
+    /** The `want:` rate, KiB/s; the resync's pacing updates it (fixed rate changed online, controller step). */
+    public wantKiBps: number,
     private readonly now: () => number,
   ) {
     this.startMs = now();
@@ -225,6 +235,18 @@ export class ResyncTarget {
   private readonly inflight: Slots;
   private readonly requests = new Map<number, ResyncRequest>();
   private readonly limiter: RateLimiter;
+  private controllerSettings: RsControllerSettings;
+  /** The dynamic controller (c-plan-ahead > 0), else null: fixed rate. */
+  private controller: RsController | null = null;
+  private throttle: RsThrottle | null = null;
+  /** Blocks the controller allows in the current step. */
+  private stepBudgetBlocks = 0;
+  private nextStepAtMs = 0;
+  private stepCount = 0;
+  /** Steps ended early by c-min-rate (for the step trace). */
+  private throttledSteps = 0;
+  /** Sectors this resync wrote to the local disk (DRBD's rs_sect_ev): not application I/O. */
+  private resyncDiskSectors = 0;
   private meter: ProgressMeter | null = null;
   private resumeWaiter: (() => void) | null = null;
   private pausedFlag = false;
@@ -240,19 +262,54 @@ export class ResyncTarget {
     this.now = deps.now ?? Date.now;
     this.inflight = new Slots(deps.options.resyncInflightMax);
     this.limiter = new RateLimiter(deps.options.resyncRateKiBps, this.now);
+    this.controllerSettings = deps.options.resyncController;
+  }
+
+  /**
+   * c-* settings changed online (`adjust`, or the peer's P_SYNC_PARAM): they
+   * apply from the next step on. As drbd_adm_disk_opts, the fifo plan is kept
+   * unless c-plan-ahead (its length) changed; c-plan-ahead 0 switches to the
+   * fixed rate and back.
+   */
+  setController(settings: RsControllerSettings): void {
+    this.controllerSettings = settings;
+    if (this.meter === null) return;
+    this.throttle?.setMinRate(settings.minRateKiBps);
+    if (settings.planAheadDs === 0) {
+      this.controller = null;
+      this.meter.wantKiBps = this.deps.options.resyncRateKiBps;
+    } else if (this.controller?.settings.planAheadDs === settings.planAheadDs) {
+      this.controller.settings = settings;
+    } else {
+      this.controller = new RsController(settings, this.inFlightBytes() / SECTOR_BYTES);
+      this.stepBudgetBlocks = 0;
+    }
+  }
+
+  /** Application I/O on the local disk so far: every disk sector read or written minus the resync's own. */
+  private applicationSectors(): number {
+    const { counters } = this.deps;
+    return Math.floor((counters.diskWrittenBytes + counters.diskReadBytes) / SECTOR_BYTES) - this.resyncDiskSectors;
   }
 
   /** resync-rate changed online (`adjust`): the running resync obeys the new limit from now on. */
   setRateKiBps(rateKiBps: number): void {
     this.limiter.setRate(rateKiBps);
+    if (this.meter !== null && this.controller === null) this.meter.wantKiBps = rateKiBps;
   }
 
   /** Begins the resync (once); the promise resolves when done or aborted. */
   start(): Promise<ResyncResult> {
     if (this.donePromise === null) {
       const bitsSet = this.deps.bitmap.countSet();
-      this.meter = new ProgressMeter(bitsSet, this.deps.options.resyncRateKiBps, this.now);
+      // c_sync_rate starts at resync-rate under the controller (drbd_rs_controller_reset).
+      const wantKiBps = this.controllerSettings.planAheadDs > 0 ? this.controllerSettings.resyncRateKiBps : this.deps.options.resyncRateKiBps;
+      this.meter = new ProgressMeter(bitsSet, wantKiBps, this.now);
       if (this.pausedFlag) this.meter.pause();
+      // drbd_rs_controller_reset: an empty plan, the application I/O counted from now.
+      this.controller = this.controllerSettings.planAheadDs > 0 ? new RsController(this.controllerSettings) : null;
+      this.throttle = new RsThrottle(this.controllerSettings.minRateKiBps, bitsSet, this.applicationSectors(), this.now());
+      this.nextStepAtMs = this.now();
       this.donePromise = this.run();
     }
     return this.donePromise;
@@ -284,6 +341,7 @@ export class ResyncTarget {
   resume(): void {
     this.pausedFlag = false;
     this.meter?.resume();
+    this.throttle?.resetMarks(this.deps.bitmap.countSet(), this.now());
     this.resumeWaiter?.();
     this.resumeWaiter = null;
   }
@@ -304,7 +362,7 @@ export class ResyncTarget {
     let bit = bitmap.nextSet(firstBit);
     while (bit >= 0 && bit < endBit) {
       const runEnd = Math.min(bitmap.nextClear(bit), endBit);
-      const ok = await this.fetchRun(bit, runEnd, false);
+      const ok = await this.fetchRun(bit, runEnd);
       if (!ok) throw new Error(`cannot sync blocks ${bit}..${runEnd - 1} from the peer before reading them`);
       bit = runEnd < endBit ? bitmap.nextSet(runEnd) : -1;
     }
@@ -326,8 +384,22 @@ export class ResyncTarget {
           });
           continue;
         }
-        const runEnd = Math.min(bitmap.nextClear(bit), bit + runBitsMax);
-        const fetch = this.fetchRun(bit, runEnd, true);
+        const allowedBlocks = await this.pace();
+        // A pause may have come while the pacing waited (or right after start(), before its first look).
+        if (allowedBlocks === 0 || this.pausedFlag) continue;
+        // Application writes may have synced blocks while the pacing waited.
+        bit = bitmap.nextSet(bit);
+        if (bit < 0) break;
+        const runEnd = Math.min(bitmap.nextClear(bit), bit + runBitsMax, bit + allowedBlocks);
+        if (this.controller !== null) {
+          this.stepBudgetBlocks -= runEnd - bit;
+        } else {
+          // The fixed rate waits here, before the request takes a slot: a wait inside the slots
+          // would commit up to resyncInflightMax runs to the old pacing when `adjust` changes it.
+          const delayMs = this.limiter.take((runEnd - bit) * BM_BLOCK_BYTES);
+          if (delayMs > 0) await sleep(delayMs);
+        }
+        const fetch = this.fetchRun(bit, runEnd);
         trackUntilFulfilled(pending, fetch);
         // Wait here for a free slot so requests in flight stay bounded.
         const slot = this.inflight.acquire();
@@ -364,12 +436,55 @@ export class ResyncTarget {
     }
     return {
       ok, syncedBlocks: this.syncedBlocks, failedBlocks: this.failedBlocks, transferredBytes: this.transferredBytes, elapsedMs,
-      sameCsumBlocks: this.sameCsumBlocks,
+      sameCsumBlocks: this.sameCsumBlocks, throttledSteps: this.throttledSteps,
     };
   }
 
+  /**
+   * The pacing before the next request: how many blocks it may cover (0 =
+   * look again: a step went by, or the resync paused or ended meanwhile).
+   * With the controller, a new step every 100 ms sets the budget; c-min-rate
+   * ends the step early (fixed rate: waits a step) when application I/O
+   * is running and the resync is faster than c-min-rate.
+   */
+  private async pace(): Promise<number> {
+    const throttle = this.throttle;
+    assert(throttle !== null, 'resync started');
+    const leftBlocks = (): number => this.deps.bitmap.countSet();
+    throttle.advanceMarks(leftBlocks(), this.now());
+    if (this.controller !== null && this.stepBudgetBlocks <= 0) {
+      await this.nextStep();
+      return 0;
+    }
+    if (throttle.shouldSlowDown(this.applicationSectors(), leftBlocks, this.now())) {
+      this.stepBudgetBlocks = 0;
+      if (this.throttledSteps === 0) {
+        this.deps.log.debug({ cMinRateKiBps: this.controllerSettings.minRateKiBps }, 'resync yields to application I/O (faster than c-min-rate)');
+      }
+      this.throttledSteps++;
+      if (this.controller !== null) await this.nextStep();
+      else await sleep(RS_STEP_MS);
+      return 0;
+    }
+    return this.controller !== null ? this.stepBudgetBlocks : Number.MAX_SAFE_INTEGER;
+  }
+
+  /** Waits for the next controller step (100 ms after the previous one) and takes its budget. */
+  private async nextStep(): Promise<void> {
+    const waitMs = this.nextStepAtMs - this.now();
+    if (waitMs > 0) await sleep(waitMs);
+    this.nextStepAtMs = this.now() + RS_STEP_MS;
+    this.stepBudgetBlocks = this.controller?.stepBlocks() ?? 0;
+    if (this.meter !== null && this.controller !== null) this.meter.wantKiBps = controllerRateKiBps(this.stepBudgetBlocks);
+    const last = this.controller?.last;
+    // One trace a second (every 10th step) at debug: the kernel's si/if/wa/co/cps/pl/cc/rs line.
+    if (last && ++this.stepCount % 10 === 0) {
+      this.deps.log.debug({ ...last, throttledSteps: this.throttledSteps }, 'resync controller step');
+    }
+  }
+
   /** Requests bits [firstBit, endBit) as one RsDataRequest; resolves true once written locally. */
-  private async fetchRun(firstBit: number, endBit: number, rateLimited: boolean): Promise<boolean> {
+  private async fetchRun(firstBit: number, endBit: number): Promise<boolean> {
     const { disk, peer, rangeLock, bitmap, counters } = this.deps;
     const offsetBytes = firstBit * BM_BLOCK_BYTES;
     const lengthBytes = Math.min(endBit * BM_BLOCK_BYTES, disk.sizeBytes) - offsetBytes;
@@ -378,10 +493,6 @@ export class ResyncTarget {
     if (slot !== true) await slot;
     let slotHeld = true;
     try {
-      if (rateLimited) {
-        const delayMs = this.limiter.take(lengthBytes);
-        if (delayMs > 0) await sleep(delayMs);
-      }
       const granted = rangeLock.acquire(offsetBytes, offsetBytes + lengthBytes);
       const hold: RangeHold = granted instanceof Promise ? await granted : granted;
       // An application write may have synced the blocks while we waited.
@@ -407,6 +518,7 @@ export class ResyncTarget {
         const request: RsDataRequest = { type: PacketType.RsDataRequest, offsetBytes, lengthBytes, blockId };
         peer.send(request);
       }
+      this.controller?.requested(lengthBytes / SECTOR_BYTES);
       slotHeld = false;
       const ok = await done;
       return ok;
@@ -426,6 +538,7 @@ export class ResyncTarget {
     try {
       await this.deps.disk.read(data, offsetBytes, BYPASS_CACHE);
       this.deps.counters.diskReadBytes += lengthBytes;
+      this.resyncDiskSectors += lengthBytes / SECTOR_BYTES; // the resync's own read, not application I/O
       const digest = Buffer.alloc(csums.digestBytes);
       csums.digestInto(data, digest, 0);
       return digest;
@@ -445,6 +558,8 @@ export class ResyncTarget {
       return;
     }
     this.sameCsumBlocks += Math.ceil(request.lengthBytes / BM_BLOCK_BYTES);
+    // got_IsInSync counts these sectors as come in for the controller too.
+    this.controller?.received(request.lengthBytes / SECTOR_BYTES);
     this.finish(request, true, true);
   }
 
@@ -458,6 +573,7 @@ export class ResyncTarget {
     assert(packet.payload.length === request.lengthBytes, 'RsDataReply length matches its request');
     this.deps.counters.receivedBytes += packet.payload.length;
     this.transferredBytes += packet.payload.length;
+    this.controller?.received(packet.payload.length / SECTOR_BYTES);
     // Replies are written concurrently (bounded by the target's in-flight slots); writeReply turns a disk error into RsNegAck.
     runAside(this.writeReply(request, packet.payload), this.deps.log, 'resync write');
   }
@@ -468,6 +584,7 @@ export class ResyncTarget {
     try {
       await disk.write(payload, request.offsetBytes, BYPASS_CACHE);
       counters.diskWrittenBytes += payload.length;
+      this.resyncDiskSectors += payload.length / SECTOR_BYTES;
     } catch (err) {
       ok = false;
       log.error({ offsetBytes: request.offsetBytes, err: (err as Error).message }, 'resync write failed');
@@ -491,6 +608,7 @@ export class ResyncTarget {
     const request = this.requests.get(packet.blockId);
     if (request === undefined) return;
     this.deps.log.warn({ offsetBytes: request.offsetBytes, lengthBytes: request.lengthBytes }, 'peer could not read resync blocks (RsNegAck)');
+    this.controller?.received(request.lengthBytes / SECTOR_BYTES);
     this.finish(request, false, true);
   }
 

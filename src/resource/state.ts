@@ -480,6 +480,8 @@ export const ErrCode = {
   discardImpossible: 123,
   diskConfigured: 124,
   netConfigured: 125,
+  resyncAfter: 132,
+  resyncAfterCycle: 133,
   pauseIsSet: 134,
   pauseIsClear: 135,
   noDisk: 138,
@@ -490,6 +492,8 @@ export const ErrCode = {
 const errTexts: Record<number, string> = {
   123: '--discard-my-data not allowed when primary.',
   125: 'Device has a net-config (use disconnect first)',
+  132: 'The resync-after minor number is invalid',
+  133: 'This would cause a resync-after dependency cycle',
   134: 'Sync-pause flag is already set',
   135: 'Sync-pause flag is already cleared',
   138: 'Device does not have a disk',

@@ -40,6 +40,12 @@ export function createInternalMetaDisk(diskPath: string, sizeBytes: number): voi
 }
 
 
+/**
+ * The resync settings every Cluster config gets unless the test names the keyword itself
+ * (configText): the fixed rate at DRBD 8.4's c-max-rate default and no c-min-rate throttle.
+ */
+export const TEST_RESYNC_DISK_LINES: readonly string[] = ['c-plan-ahead 0;', 'resync-rate 100M;', 'c-min-rate 0;'];
+
 export type NodeName = 'alpha' | 'beta';
 export const NODES: readonly NodeName[] = ['alpha', 'beta'];
 
@@ -52,7 +58,7 @@ export interface ClusterOptions {
   protocol?: 'A' | 'B' | 'C';
   /** Extra lines inside `net { }`; one naming connect-int, ping-int or ping-timeout replaces that default. */
   net?: string[];
-  /** Extra lines inside `disk { }`. */
+  /** Extra lines inside `disk { }`; one naming c-plan-ahead, resync-rate or c-min-rate replaces that default (TEST_RESYNC_DISK_LINES). */
   disk?: string[];
   /** Handler name → command (inside `handlers { }`). */
   handlers?: Record<string, string>;
@@ -200,11 +206,18 @@ export class Cluster {
     const keyword = (line: string): string => line.trim().split(/\s+/)[0] ?? '';
     const defaults = ['connect-int 1;', 'ping-int 2;', 'ping-timeout 10;'].filter((d) => !extra.some((e) => keyword(e) === keyword(d)));
     const net = [`protocol ${o.protocol ?? 'C'};`, ...defaults, ...extra];
+    // DRBD 8.4's resync defaults (c-plan-ahead 20, c-fill-target 100 sectors) keep only 50 KiB in
+    // flight and ramp up slowly; a test not about the controller configures the resync the way a tuned
+    // operator does (fixed rate at the old ceiling, c-max-rate's 100M; no yielding to application I/O).
+    // A keyword the test sets itself replaces its default here.
+    const diskExtra = o.disk ?? [];
+    const diskDefaults = TEST_RESYNC_DISK_LINES.filter((d) => !diskExtra.some((e) => keyword(e) === keyword(d)));
+    const disk = [...diskDefaults, ...diskExtra];
     const handlers = Object.entries(o.handlers ?? {}).map(([k, v]) => `${k} "${v}";`);
     const lines = [
       `resource ${this.resource} {`,
       `  net { ${net.join(' ')} }`,
-      ...(o.disk?.length ? [`  disk { ${o.disk.join(' ')} }`] : []),
+      `  disk { ${disk.join(' ')} }`,
       ...(handlers.length ? [`  handlers { ${handlers.join(' ')} }`] : []),
     ];
     const minorBase = o.minorBase ?? 10;

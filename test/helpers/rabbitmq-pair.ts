@@ -20,6 +20,7 @@ import path from 'node:path';
 import { execa, execaSync } from 'execa';
 import { NetnsPair, waitUntil, type NetnsNode, type ExecResult } from './netns-node.js';
 import { ROOT, UDRBDADM, DRBDMETA, createInternalMetaDisk } from './cluster.js';
+import { TUNED_RESYNC_DISK_OPTIONS } from './rabbitmq-crm.js';
 
 export const RESOURCE = 'rq-rabbitmq';
 export const DEVICE = '/dev/drbd1';
@@ -207,7 +208,7 @@ export class RabbitPair {
   /** The user's resource, with this pair's addresses and disk files. */
   configText(): string {
     const on = this.nodes.map((n) => `  on ${n.name} {\n    disk ${this.diskPath(n)};\n    address ${n.address}:${PORT};\n  }`);
-    return [`resource ${RESOURCE} {`, `  device ${DEVICE} minor 1;`, '  meta-disk internal;', '  net { protocol C; }', ...on, '}', ''].join('\n');
+    return [`resource ${RESOURCE} {`, `  device ${DEVICE} minor 1;`, '  meta-disk internal;', '  net { protocol C; }', `  disk { ${TUNED_RESYNC_DISK_OPTIONS} }`, ...on, '}', ''].join('\n');
   }
 
   /**

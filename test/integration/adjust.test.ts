@@ -61,7 +61,7 @@ describe('adjust on a live connected pair', () => {
     editConfig(c, (t) => t.replace('protocol C;', 'protocol B;').replace('resync-rate 10M;', 'resync-rate 20M;'));
     const plan = await c.admOk('alpha', ['-d', 'adjust', c.resource]);
     expect(plan).toBe(
-      'drbdsetup-84 disk-options 10 --set-defaults --c-plan-ahead=0 --resync-rate=20M\n' +
+      'drbdsetup-84 disk-options 10 --set-defaults --c-plan-ahead=0 --resync-rate=20M --c-min-rate=0\n' +
         'drbdsetup-84 net-options ipv4:127.0.0.1:8021 ipv4:127.0.0.2:8021 --set-defaults --protocol=B --connect-int=1 --ping-int=2 --ping-timeout=10\n',
     );
     // -d changed nothing

@@ -90,7 +90,8 @@ describe('-d / --dry-run (regression: udrbdadm -d down took a live Primary down)
         `drbdsetup-84 new-resource ${r}`,
         `drbdsetup-84 new-minor ${r} 10 0`,
         `drbdmeta 10 v08 ${disk} internal apply-al`,
-        `drbdsetup-84 attach 10 ${disk} ${disk} internal`,
+        // the Cluster helper's resync lines (TEST_RESYNC_DISK_LINES), in drbdadm's order
+        `drbdsetup-84 attach 10 ${disk} ${disk} internal --c-min-rate=0 --resync-rate=100M --c-plan-ahead=0`,
         `drbdsetup-84 connect ${r} ${L} ${P} ${netOpts}`,
       ]],
     ];

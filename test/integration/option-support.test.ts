@@ -57,7 +57,7 @@ function optionLines(values: { onCongestion: string; onIoError: string; flushes:
     L(`    disk-flushes ${values.flushes};`, `disk-flushes ${values.flushes}`, 'implemented'),
     L(`    md-flushes ${values.flushes};`, `md-flushes ${values.flushes}`, 'implemented'),
     L('    disk-timeout 600;', 'disk-timeout', 'implemented'),
-    L('    resync-after opmeta;', 'resync-after opmeta', 'warn'),
+    L('    resync-after opmeta;', 'resync-after', 'implemented'),
     L('  }'),
     L('  options {'),
     L('    cpu-mask 3;', 'cpu-mask 3', 'warn'),
@@ -182,7 +182,7 @@ describe('up on the options issue 14 found silently ignored', () => {
     expect(r.exitCode, r.stderr).toBe(0);
     expectJudged(r.stderr, file, lines, 'opok');
     const warned = optionsOf(lines, 'opok').filter((o) => o.expect === 'warn');
-    expect(warned.map((o) => o.option)).toEqual(['unplug-watermark 128', 'resync-after opmeta', 'cpu-mask 3']);
+    expect(warned.map((o) => o.option)).toEqual(['unplug-watermark 128', 'cpu-mask 3']);
     await c.waitState('alpha', 'cstate', 'WFConnection');
     const log = c.logText('alpha');
     for (const o of warned) expect(log, o.option).toContain(`${file}:${o.line}: WARN: option '${o.option!.replace(/"/g, '\\"')}`);

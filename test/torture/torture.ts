@@ -210,7 +210,9 @@ export class Torture {
       `resource ${RESOURCE} {`,
       `  device ${DEVICE} minor 1;`,
       '  meta-disk internal;',
-      '  disk { on-io-error detach; }',
+      // DRBD 8.4's dynamic resync controller, tuned (8.4's c-fill-target 100s keeps only 50 KiB in flight);
+      // no c-min-rate throttle, so resyncs finish while the writers keep writing.
+      '  disk { on-io-error detach; c-plan-ahead 20; c-fill-target 4M; c-max-rate 100M; resync-rate 100M; c-min-rate 0; }',
       '  net {',
       '    protocol C;',
       '    ping-int 2; ping-timeout 10; connect-int 2; timeout 20; ko-count 3;',

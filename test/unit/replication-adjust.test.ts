@@ -11,6 +11,16 @@ import { Slots } from '../../src/replication/range-lock.js';
 import { connect, makeNode, pattern, sleep, type MemoryEnd } from '../helpers/replication-helpers.js';
 
 const SIZE_BYTES = 8 * 1024 * 1024;
+/** Bound on a poll loop in these tests (each look sleeps 5 ms). */
+const WAIT_LOOKS_MAX = 2000;
+
+async function waitUntil(what: string, predicate: () => boolean): Promise<void> {
+  for (let look = 0; look < WAIT_LOOKS_MAX; look++) {
+    if (predicate()) return;
+    await sleep(5);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
 const open: MemoryEnd[] = [];
 afterEach(() => {
   for (const end of open.splice(0)) if (end.isOpen) end.close('Disconnecting');
@@ -120,6 +130,28 @@ describe('other options changed online', () => {
     // the first 1 MiB (16 requests of 64 KiB) left before the change; the other 1 MiB at 2 MiB/s ≈ 0.5 s (unlimited: a few ms)
     expect(Date.now() - started).toBeGreaterThanOrEqual(400);
     expect(s.engine.options.resyncRateKiBps).toBe(2048);
+    expect(p.memory.data.equals(s.memory.data)).toBe(true);
+  });
+
+  it('c-max-rate online: a running controller-paced resync asks for the new ceiling from its next step', async () => {
+    const slow = { planAheadDs: 5, fillTargetSectors: 2048, delayTargetDs: 10, maxRateKiBps: 40, minRateKiBps: 0, resyncRateKiBps: 250 };
+    const p = makeNode(SIZE_BYTES, { resyncController: slow, resyncRunBytesMax: 64 * 1024 });
+    const s = makeNode(SIZE_BYTES, { resyncController: slow, resyncRunBytesMax: 64 * 1024 });
+    const [a, b] = connect(p, s);
+    open.push(a, b);
+    p.memory.data.set(pattern(2 * 1024 * 1024, 5), 0);
+    p.bitmap.setRange(0, 512); // 2 MiB out of sync
+    await Promise.all([p.engine.exchangeBitmaps(), s.engine.exchangeBitmaps()]);
+    const target = s.engine.startResyncAsTarget();
+    const want = (): number => s.engine.resyncProgress()?.wantKiBps ?? -1;
+    // c-max-rate 40 KiB/s: 8 sectors per 100 ms step = one 4 KiB block, c_sync_rate 40
+    await waitUntil('a step at c-max-rate 40', () => want() === 40);
+    expect(s.engine.resyncProgress()!.leftBits).toBeGreaterThan(400); // ≤ a few blocks per step so far
+    s.engine.applyOptions({ resyncController: { ...slow, maxRateKiBps: 102400 } });
+    // in flight far below c-fill-target 2048: the correction the plan built up goes out at once
+    await waitUntil('a step above 40 KiB/s', () => want() > 40 || s.engine.resyncProgress() === null);
+    const result = await target.done;
+    expect(result.ok).toBe(true);
     expect(p.memory.data.equals(s.memory.data)).toBe(true);
   });
 

@@ -15,13 +15,14 @@ import type { CliContext } from '../context.js';
 import { UdrbdError } from '../../util/errors.js';
 import { expandResourceNames, loadConfig } from '../../config/index.js';
 import { runtimePaths, type RuntimePaths } from '../../daemon/paths.js';
-import { ResourceNotUpError, callResource } from '../../daemon/client.js';
+import { ControlClient, ResourceNotUpError, callResource } from '../../daemon/client.js';
 import { startDaemon } from '../../daemon/launcher.js';
 import { loadSpec } from '../../daemon/config-adapter.js';
 import { type AdjustStep, planText, planUp } from '../../daemon/adjust-plan.js';
 import type { AdjustReply } from '../../daemon/adjust.js';
 import { declareOwnDryRun } from '../dry-run.js';
 import { enforceOptionSupport } from '../option-check.js';
+import { refuseResyncAfterCycle } from '../resync-after-check.js';
 
 /** A connect or disconnect step waits for the link; a reconnect has this long. */
 const ADJUST_TIMEOUT_MS = 60_000;
@@ -31,6 +32,7 @@ export async function adjustResource(ctx: CliContext, resource: string, paths: R
   const configPath = path.resolve(ctx.configPath);
   // Options udrbd refuses stop the adjust before anything is planned (exit 10); ignored ones are warned about.
   enforceOptionSupport(ctx, resource);
+  if (!ctx.dryRun) refuseResyncAfterCycle(ctx, resource, ControlClient.isUp(paths) ? 'disk-options' : 'attach');
   try {
     const reply = await callResource(paths, 'adjust', { configPath, dryRun: ctx.dryRun }, ADJUST_TIMEOUT_MS);
     if (reply.stderr) ctx.err(reply.stderr);

@@ -22,6 +22,7 @@ import { printInsteadOfActing } from '../dry-run.js';
 import { startDaemon, waitForExit, type DaemonMode } from '../../daemon/launcher.js';
 import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
 import { enforceOptionSupport } from '../option-check.js';
+import { refuseResyncAfterCycle } from '../resync-after-check.js';
 import { FENCE_PEER_TIMEOUT_MS } from '../../daemon/handlers.js';
 
 /** Verbs that wait on the peer (state change requests, handshakes) get this long. */
@@ -108,6 +109,7 @@ async function up(ctx: CliContext, target: ResourceTarget, mode: DaemonMode, opt
   }
   enforceOptionSupport(ctx, target.name);
   if (printInsteadOfActing(ctx, target.name, mode, options)) return;
+  refuseResyncAfterCycle(ctx, target.name, 'attach');
   await startDaemon({
     configPath: ctx.configPath,
     node: ctx.nodeName,

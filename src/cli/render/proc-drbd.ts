@@ -65,7 +65,7 @@ export function progressLines(s: StatusSnapshot): string[] {
   const h = Math.floor(eta / 3600);
   const m = Math.floor((eta % 3600) / 60);
   const sec = eta % 60;
-  const wantKiBps = (sync as { wantKiBps?: number }).wantKiBps;
+  const wantKiBps = sync.wantKiBps;
   const want = (s.conn === ConnState.SyncTarget || s.conn === ConnState.VerifyS) && wantKiBps !== undefined
     ? ` want: ${groupThousands(wantKiBps)}`
     : '';

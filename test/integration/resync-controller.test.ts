@@ -1,0 +1,152 @@
+/**
+ * test/integration/resync-controller — the resync pacing of DRBD 8.4 on a
+ * real two-node pair: a fixed `resync-rate` (c-plan-ahead 0) throttles a
+ * resync; `adjust` to c-plan-ahead > 0 hands the running resync to the
+ * dynamic controller, whose rate (/proc/drbd `want:`) is capped by
+ * c-max-rate; c-min-rate makes the resync step back while application
+ * writes reach the SyncTarget's disk, and with c-min-rate 0 it never does.
+ * No timing is asserted: a rate bound ("still resyncing after N seconds")
+ * with wide margins, and the controller's own numbers. The throughput the
+ * writes keep during a resync is measured by `npm run bench -- --only=rsctl`.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Cluster } from '../helpers/cluster.js';
+
+const MiB = 1024 * 1024;
+const RESYNC_BYTES = 12 * MiB;
+/** Bound on the application writes of one phase, whatever the machine's speed. */
+const PHASE_WRITES_MAX = 5_000;
+const WRITE_BYTES = 64 * 1024;
+
+let cluster: Cluster | undefined;
+afterEach(async () => {
+  await cluster?.destroy();
+  cluster = undefined;
+});
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function editConfig(c: Cluster, edit: (text: string) => string): void {
+  const text = fs.readFileSync(c.configPath, 'utf8');
+  const edited = edit(text);
+  expect(edited).not.toBe(text);
+  fs.writeFileSync(c.configPath, edited);
+}
+
+interface ResyncResultLine { ok: boolean; syncedBlocks: number; throttledSteps: number }
+
+function resyncResults(c: Cluster): ResyncResultLine[] {
+  return c.logText('beta').split('\n').filter((l) => l.includes('"resync result"')).map((l) => JSON.parse(l) as ResyncResultLine);
+}
+
+/** A connected, synced pair without the initial full sync (both disks are zeroes), alpha Primary. */
+async function syncedWithoutInitialSync(c: Cluster): Promise<void> {
+  await c.upConnected();
+  await c.admOk('alpha', ['new-current-uuid', '--clear-bitmap', c.resource]);
+  await c.waitState('alpha', 'dstate', 'UpToDate/UpToDate');
+  await c.admOk('alpha', ['primary', c.resource]);
+}
+
+/** beta disconnects, alpha writes `bytes` of random data, beta reconnects: a bitmap resync of those bytes to beta. */
+async function resyncAfterWritesOnAlpha(c: Cluster, bytes: number): Promise<void> {
+  await c.admOk('beta', ['disconnect', c.resource]);
+  await c.waitState('alpha', 'cstate', 'WFConnection');
+  for (let at = 0; at < bytes; at += MiB) await c.write('alpha', at, crypto.randomBytes(MiB));
+  await c.admOk('beta', ['connect', c.resource]);
+  await c.waitState('beta', 'cstate', /SyncTarget/);
+}
+
+async function syncStatus(c: Cluster): Promise<{ cstate: string; outOfSyncKiB: number; wantKiBps: number | undefined }> {
+  const s = await c.statusJson('beta');
+  const sync = s.sync as { wantKiBps?: number } | null;
+  return { cstate: s.cstate as string, outOfSyncKiB: s.outOfSyncKiB as number, wantKiBps: sync?.wantKiBps };
+}
+
+/** Serial 64 KiB application writes on alpha (replicated to the SyncTarget) for about `phaseMs`. */
+async function writeFor(c: Cluster, phaseMs: number): Promise<number> {
+  const client = await c.client('alpha');
+  const base64 = crypto.randomBytes(WRITE_BYTES).toString('base64');
+  const slots = Math.floor(RESYNC_BYTES / WRITE_BYTES);
+  const startMs = Date.now();
+  let writes = 0;
+  while (Date.now() - startMs < phaseMs && writes < PHASE_WRITES_MAX) {
+    const reply = await client.request('io.write', { offsetBytes: ((writes * 7919) % slots) * WRITE_BYTES, base64 });
+    if (!reply.ok) throw new Error(`io.write on alpha failed (${reply.exitCode}): ${reply.stderr}`);
+    writes++;
+  }
+  return writes;
+}
+
+async function waitBothUpToDate(c: Cluster): Promise<void> {
+  await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 90_000);
+  await c.waitState('alpha', 'dstate', 'UpToDate/UpToDate', 30_000);
+  expect(c.hashDataArea('alpha')).toBe(c.hashDataArea('beta'));
+}
+
+describe('resync pacing (resync-rate, c-plan-ahead, c-max-rate, c-min-rate)', () => {
+  it('resync-rate 1M throttles a 12 MiB resync; adjust to c-plan-ahead 20 hands it to the controller, capped at c-max-rate', async () => {
+    cluster = new Cluster({ resource: 'rc1', port: 9001, minorBase: 230, diskSizeBytes: 16 * MiB, disk: ['c-plan-ahead 0;', 'resync-rate 1M;'] });
+    const c = cluster;
+    await syncedWithoutInitialSync(c);
+    await resyncAfterWritesOnAlpha(c, RESYNC_BYTES);
+    await sleep(3_000);
+    // the resync is throttled: at 1 MiB/s about 3 of the 12 MiB are done; unthrottled it is over in well under a second
+    const fixed = await syncStatus(c);
+    expect(fixed.cstate).toBe('SyncTarget');
+    expect(fixed.outOfSyncKiB).toBeGreaterThanOrEqual(6 * 1024);
+    expect(fixed.wantKiBps).toBe(1024);
+
+    // live: the controller takes over the running resync (adjust on beta; its P_SYNC_PARAM updates alpha)
+    editConfig(c, (t) => t.replace('c-plan-ahead 0;', 'c-plan-ahead 20; c-fill-target 1M; c-max-rate 2M;'));
+    expect(await c.admOk('beta', ['-d', 'adjust', c.resource])).toContain('--c-plan-ahead=20');
+    await c.admOk('beta', ['adjust', c.resource]);
+    // want: is the controller's c_sync_rate now: whole 4 KiB blocks per 100 ms step (40 KiB/s each), never above c-max-rate
+    let stepRates = 0;
+    await c.waitFor('beta paced by the controller', async () => {
+      const s = await syncStatus(c);
+      if (s.cstate !== 'SyncTarget' || s.wantKiBps === undefined || s.wantKiBps === 1024) return s.cstate !== 'SyncTarget';
+      expect(s.wantKiBps % 40).toBe(0);
+      expect(s.wantKiBps).toBeLessThanOrEqual(2048);
+      return ++stepRates >= 3;
+    });
+    expect(stepRates).toBeGreaterThanOrEqual(3);
+    expect(c.logText('beta')).toContain('adjust: disk-options changed c-plan-ahead, c-fill-target, c-max-rate');
+    await waitBothUpToDate(c);
+    const [result] = resyncResults(c);
+    expect(result).toMatchObject({ ok: true, syncedBlocks: RESYNC_BYTES / 4096 });
+  }, 150_000);
+
+  it('c-min-rate: the resync steps back while application writes reach the SyncTarget; with c-min-rate 0 it never does', async () => {
+    cluster = new Cluster({
+      resource: 'rc2',
+      port: 9003,
+      minorBase: 232,
+      diskSizeBytes: 16 * MiB,
+      disk: ['c-plan-ahead 20;', 'c-fill-target 1M;', 'c-max-rate 2M;', 'c-min-rate 250k;', 'resync-rate 1M;'],
+    });
+    const c = cluster;
+    await syncedWithoutInitialSync(c);
+
+    await resyncAfterWritesOnAlpha(c, RESYNC_BYTES);
+    const throttledWrites = await writeFor(c, 3_000);
+    expect((await syncStatus(c)).cstate).toBe('SyncTarget'); // the writes ran against the resync
+    await waitBothUpToDate(c);
+    expect(c.logText('beta')).toContain('resync yields to application I/O (faster than c-min-rate)');
+
+    editConfig(c, (t) => t.replace('c-min-rate 250k;', 'c-min-rate 0;'));
+    await c.admOk('beta', ['adjust', c.resource]);
+    await resyncAfterWritesOnAlpha(c, RESYNC_BYTES);
+    const unthrottledWrites = await writeFor(c, 3_000);
+    expect((await syncStatus(c)).cstate).toBe('SyncTarget');
+    await waitBothUpToDate(c);
+
+    const [withMinRate, withoutMinRate] = resyncResults(c);
+    console.log(`c-min-rate: ${throttledWrites} writes with 250k (${withMinRate?.throttledSteps} throttled steps), ${unthrottledWrites} with 0`);
+    expect(throttledWrites).toBeGreaterThan(0);
+    expect(withMinRate).toMatchObject({ ok: true });
+    expect(withMinRate!.throttledSteps).toBeGreaterThan(0);
+    expect(withoutMinRate).toMatchObject({ ok: true, throttledSteps: 0 });
+  }, 180_000);
+});
