@@ -129,10 +129,7 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
   { keyword: 'sndbuf-size', section: 'net', ...OK('SO_SNDBUF of the peer socket (0 = kernel auto-tuning); needs native/udrbd-io') },
   { keyword: 'rcvbuf-size', section: 'net', ...OK('SO_RCVBUF of the peer socket (0 = kernel auto-tuning); needs native/udrbd-io') },
   { keyword: 'unplug-watermark', section: 'net', status: 'warn', why: 'kernel request plugging; udrbd sends at once', what: 'no request plugging', todo: REMOVE },
-  {
-    keyword: 'data-integrity-alg', section: 'net', status: 'refuse', why: 'the operator relies on it to catch data corrupted on the way to the peer; ignoring it would silently drop that check',
-    what: 'replicated data is not checksummed on the wire', todo: 'remove it (udrbd does not checksum replicated writes yet)',
-  },
+  { keyword: 'data-integrity-alg', section: 'net', ...OK('every Data and resync/read reply carries the sender\'s digest of its payload; the receiver recomputes it and a mismatch ("Digest integrity check FAILED") drops the link, which reconnects and resyncs the block; both nodes must name the same digest (crc32c, md5, sha1, sha256, ...)') },
   {
     keyword: 'on-congestion', section: 'net', status: 'refuse', why: 'udrbd always blocks writes while the send buffer is full; pull-ahead / disconnect would promise Ahead/Behind mode, which it does not have',
     values: { block: ok }, what: 'no Ahead/Behind mode', todo: "use 'on-congestion block' (the default)",

@@ -25,7 +25,7 @@ import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import { BlockIdAllocator, BlockIdTag, blockIdTag } from './block-id.js';
 import type { ReplicationCounters } from './counters.js';
-import { type BlockDigest, blockDigest } from './digest.js';
+import { type BlockDigest, blockDigest } from '../util/digest.js';
 import type { ReplicationOptions } from './options.js';
 import { type RangeHold, type RangeLock, Slots } from './range-lock.js';
 import { setInSync } from './volume.js';

@@ -37,7 +37,7 @@ const PACKETS: WirePacket[] = [
   { type: PacketType.AuthResult, ok: true },
   {
     type: PacketType.Protocol, protocol: 'C', afterSb0pri: 'discard-node-beta', afterSb1pri: 'discard-secondary',
-    afterSb2pri: 'disconnect', allowTwoPrimaries: false, discardMyData: true, nodeName: 'alpha',
+    afterSb2pri: 'disconnect', allowTwoPrimaries: false, discardMyData: true, nodeName: 'alpha', integrityAlg: 'crc32c',
   },
   { type: PacketType.SyncParam, resyncRateKiBps: 10240, cPlanAheadDs: 20, cDelayTargetDs: 10, cFillTargetSectors: 100, cMaxRateKiBps: 102400, verifyAlg: 'sha256', csumsAlg: '' },
   { type: PacketType.Uuids, uuids: { current: 0x1234n, bitmap: 0n, historyStart: 7n, historyEnd: 9n }, bitsSet: 12, uuidFlags: 1 },
