@@ -4,11 +4,14 @@
  * fixed part and the payload of every Data and RsDataReply frame, and the
  * receiver recomputes. Each direction has its own algorithm, announced in
  * the Protocol / ProtocolUpdate packet that precedes the frames using it.
- * This file maps the DRBD name to a digest (util/digest) and holds the
- * error a mismatch raises; framing is peer/wire-layout's, switching is
+ * This file maps the DRBD name to a digest (util/digest; crc32c from
+ * native/udrbd-io's SSE4.2 crc32c when that addon has it: 4-6 GB/s instead
+ * of about 0.9 GB/s in JavaScript, on both nodes for every write) and holds
+ * the error a mismatch raises; framing is peer/wire-layout's, switching is
  * peer/session's.
  */
 import { type BlockDigest, blockDigest } from '../util/digest.js';
+import { loadWriteback } from '../disk/writeback.js';
 import { ExitCode, UdrbdError } from '../util/errors.js';
 import { DIGEST_BYTES_MAX, ProtocolError } from './wire-layout.js';
 
@@ -18,6 +21,20 @@ export type IntegrityDigest = BlockDigest;
 const cache = new Map<string, IntegrityDigest>();
 /** Names are config strings of at most SHARED_SECRET_MAX characters; a handful are ever in use. */
 const CACHE_ENTRIES_MAX = 32;
+
+/** crc32c computed by native/udrbd-io, or null when the addon (or its crc32c) is missing. */
+function nativeCrc32c(): IntegrityDigest | null {
+  const crc = loadWriteback().addon?.crc32c;
+  if (typeof crc !== 'function') return null;
+  return {
+    name: 'crc32c',
+    digestBytes: 4,
+    // The same bytes util/digest's crc32c writes (big-endian), so either end may use either.
+    digestInto: (data, out, outOffset) => {
+      out.writeUInt32BE(crc(data), outOffset);
+    },
+  };
+}
 
 /**
  * The digest named by data-integrity-alg, or null for '' (none). An unknown
@@ -32,7 +49,7 @@ export function integrityDigest(alg: string): IntegrityDigest | null {
   if (known !== undefined) return known;
   let digest: IntegrityDigest;
   try {
-    digest = blockDigest(alg, 'data-integrity-alg');
+    digest = (alg.toLowerCase() === 'crc32c' ? nativeCrc32c() : null) ?? blockDigest(alg, 'data-integrity-alg');
   } catch (err) {
     if (!(err instanceof UdrbdError)) throw err;
     throw new UdrbdError(

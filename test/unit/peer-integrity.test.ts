@@ -31,6 +31,16 @@ function sha(alg: string, data: Buffer): Buffer {
   return crypto.createHash(alg).update(data).digest();
 }
 
+/** Byte-at-a-time CRC32C (init and final xor ~0), the definition the fast versions must match. */
+function crc32cReference(data: Uint8Array): number {
+  let crc = 0xffffffff;
+  for (const byte of data) {
+    crc ^= byte;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
 function dataPacket(offsetBytes: number, payload: Buffer): DataPacket {
   return { type: PacketType.Data, offsetBytes, blockId: 77, epoch: 3, flags: 0, payload };
 }
@@ -68,6 +78,19 @@ describe('data-integrity-alg digest placement', () => {
     const out = Buffer.alloc(4);
     crc.digestInto(Buffer.from('123456789'), out, 0);
     expect(out.readUInt32BE(0)).toBe(0xe3069283);
+  });
+
+  it('crc32c, native (native/udrbd-io SSE4.2) or not, writes the bytes util/digest\'s crc32c gives, at any offset and length', () => {
+    const crc = integrityDigest('crc32c')!;
+    const data = randomPayload(70_000);
+    const out = Buffer.alloc(4);
+    for (let offset = 0; offset < 9; offset++) {
+      for (const length of [0, 1, 7, 8, 9, 15, 16, 17, 4096, 4099, 65536]) {
+        const slice = data.subarray(offset, offset + length);
+        crc.digestInto(slice, out, 0);
+        expect(out.readUInt32BE(0), `offset ${offset} length ${length}`).toBe(crc32cReference(slice));
+      }
+    }
   });
 
   it('leaves frames without integrity byte-identical to before (no digest, no length change)', () => {
