@@ -81,6 +81,8 @@ export class PeerSession implements PeerChannel {
   // send side
   /** This node's data-integrity-alg on this link (DRBD's integrity_tfm), from the last Protocol / ProtocolUpdate sent. */
   private sendIntegrity: IntegrityDigest | null = null;
+  /** The name of the peer's data-integrity-alg now in force on receive (for the change log line). */
+  private peerIntegrityName: string | null = null;
   private corked = false;
   private aboveHighWater = false;
   private drainWaiters: Array<() => void> = [];
@@ -346,9 +348,6 @@ export class PeerSession implements PeerChannel {
     this.peerIntegrityName = digest?.name ?? null;
     this.decoder.setPeerIntegrity(digest);
   }
-
-  /** The name of the peer's data-integrity-alg now in force (for the change log line). */
-  private peerIntegrityName: string | null = null;
 
   private onFrame(packet: WirePacket): void {
     if (this.closeReason !== null) return;
