@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench [-- --quick] [-- --only=part,part]`: runs each benchmark part in its own process
+// `npm run bench [-- --quick] [-- --only=part,...]`: runs each benchmark part in its own process
 // (scripts/bench/<part>.mjs), in order, so one part's leftovers cannot skew
 // another, then prints one table of side-by-side ratios and writes
 // bench-results/summary.json. Parts write bench-results/<part>.json with
@@ -13,7 +13,7 @@ import { printTable } from './bench/lib.mjs';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const quick = process.argv.includes('--quick');
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
-const PARTS = ['meta', 'nbd', 'xfs', 'resync', 'rsctl', 'rss'];
+const PARTS = ['meta', 'nbd', 'integrity', 'xfs', 'resync', 'rsctl', 'rss'];
 const PART_TIMEOUT_MS = quick ? 120_000 : 300_000;
 
 fs.mkdirSync(path.join(root, 'bench-results'), { recursive: true });

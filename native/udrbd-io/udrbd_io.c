@@ -36,6 +36,13 @@
  * ends up with the configured size, as DRBD's does. The *FORCE variant is
  * tried first (root may exceed net.core.wmem_max / rmem_max, as the kernel's
  * own assignment does), then the plain one. Errors throw with errno's text.
+ *
+ * crc32c(uint8Array) -> the Castagnoli CRC (init and final xor ~0, "check"
+ * 0xE3069283) of its bytes, with the SSE4.2 crc32 instruction where the CPU
+ * has it (about 8 bytes per 3 cycles), else a byte table. net {
+ * data-integrity-alg crc32c; } runs it over every replicated write on both
+ * nodes; src/util/digest's JavaScript version (about 0.9 GB/s) is the
+ * fallback when the addon is missing.
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -45,6 +52,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -324,8 +332,71 @@ static napi_value js_set_socket_buffer(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* Reflected Castagnoli polynomial; the table is filled on first use (software path only). */
+#define CRC32C_POLY_REFLECTED 0x82F63B78u
+static uint32_t crc32c_table[256];
+static int crc32c_table_ready = 0;
+
+static uint32_t crc32c_soft(uint32_t crc, const uint8_t *p, size_t n) {
+  if (!crc32c_table_ready) {
+    for (uint32_t i = 0; i < 256; i++) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ CRC32C_POLY_REFLECTED : c >> 1;
+      crc32c_table[i] = c;
+    }
+    crc32c_table_ready = 1;
+  }
+  while (n--) crc = crc32c_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+  return crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const uint8_t *p, size_t n) {
+  while (n > 0 && ((uintptr_t)p & 7) != 0) {
+    crc = __builtin_ia32_crc32qi(crc, *p++);
+    n--;
+  }
+  uint64_t c = crc;
+  for (; n >= 8; n -= 8, p += 8) {
+    uint64_t word;
+    memcpy(&word, p, sizeof word);
+    c = __builtin_ia32_crc32di(c, word);
+  }
+  crc = (uint32_t)c;
+  while (n--) crc = __builtin_ia32_crc32qi(crc, *p++);
+  return crc;
+}
+#endif
+
+static napi_value js_crc32c(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv, "udrbd-io: crc32c(uint8Array)")) return NULL;
+  bool is_typed = false;
+  NAPI_OK(napi_is_typedarray(env, argv[0], &is_typed));
+  napi_typedarray_type type;
+  size_t length = 0;
+  void *data = NULL;
+  if (is_typed) NAPI_OK(napi_get_typedarray_info(env, argv[0], &type, &length, &data, NULL, NULL));
+  if (!is_typed || type != napi_uint8_array) {
+    napi_throw_type_error(env, NULL, "udrbd-io: crc32c needs a Uint8Array (a Buffer)");
+    return NULL;
+  }
+  uint32_t crc = 0xFFFFFFFFu;
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("sse4.2")) crc = crc32c_sse42(crc, data, length);
+  else crc = crc32c_soft(crc, data, length);
+#else
+  crc = crc32c_soft(crc, data, length);
+#endif
+  napi_value result;
+  NAPI_OK(napi_create_uint32(env, crc ^ 0xFFFFFFFFu, &result));
+  return result;
+}
+
 static napi_value init_module(napi_env env, napi_value exports) {
   napi_value fn;
+  NAPI_OK(napi_create_function(env, "crc32c", NAPI_AUTO_LENGTH, js_crc32c, NULL, &fn));
+  NAPI_OK(napi_set_named_property(env, exports, "crc32c", fn));
   NAPI_OK(napi_create_function(env, "start", NAPI_AUTO_LENGTH, js_start, NULL, &fn));
   NAPI_OK(napi_set_named_property(env, exports, "start", fn));
   NAPI_OK(napi_create_function(env, "forget", NAPI_AUTO_LENGTH, js_forget, NULL, &fn));

@@ -12,6 +12,7 @@ import { ExitCode, UdrbdError } from '../util/errors.js';
 import { InvariantError } from '../util/assert.js';
 import { ConnState } from '../resource/states.js';
 import { validateAuth } from '../peer/auth.js';
+import { integrityDigest } from '../peer/integrity.js';
 import type { ResourceView } from '../config/index.js';
 import type { ProtocolPacket, SyncParamPacket } from '../peer/packets.js';
 import { type LiveReplicationOptions, blockDigest, requestTimeoutMs, resyncControllerSettings, resyncRateLimitKiBps, withDefaults } from '../replication/index.js';
@@ -65,6 +66,12 @@ export function checkWanted(wanted: ResourceSpec): AdjustCheckResult {
       if (!(err instanceof UdrbdError)) throw err;
       result.refusals.push(`${where}, net: ${err.message}; fix the configuration and adjust again.`);
     }
+  }
+  try {
+    integrityDigest(view.net.dataIntegrityAlg ?? '');
+  } catch (err) {
+    if (!(err instanceof UdrbdError)) throw err;
+    result.refusals.push(`${where}, net: ${err.message}; fix the configuration and adjust again.`);
   }
   if (view.net.cramHmacAlg && view.net.sharedSecret) {
     try {

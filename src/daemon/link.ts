@@ -49,7 +49,7 @@ import {
   syncTargetStart,
   uuidsEqual,
 } from '../resource/uuid.js';
-import { PeerConnector, type HandshakeResult, type LocalParams, type PeerParams } from '../peer/index.js';
+import { PeerConnector, integrityDigest, type HandshakeResult, type LocalParams, type PeerParams } from '../peer/index.js';
 import type { LinkLossReason } from '../peer/channel.js';
 import { runAside } from '../util/aside.js';
 import { type Packet, PacketType, type ProtocolPacket, type SyncParamPacket } from '../peer/packets.js';
@@ -149,8 +149,10 @@ export class PeerLink {
     if (plan.kind !== 'ok') refuse(refusalOf(plan));
     const [unconnected, waiting] = plan.states;
     assert(unconnected !== undefined && waiting !== undefined, 'connect is StandAlone → Unconnected → WFConnection');
-    this.discardMyData = discardMyData;
     const net = this.view.net;
+    // drbd_adm_connect → alloc_crypto: an unknown data-integrity-alg refuses the connect (ERR_INTEGRITY_ALG).
+    integrityDigest(net.dataIntegrityAlg ?? '');
+    this.discardMyData = discardMyData;
     const connector = new PeerConnector({
       localAddress: { host: spec.localAddress.host, port: spec.localAddress.port },
       peerAddress: { host: spec.peer.address.host, port: spec.peer.address.port },
@@ -219,6 +221,8 @@ export class PeerLink {
       allowTwoPrimaries: net.allowTwoPrimaries,
       discardMyData: false,
       nodeName: this.runtime.spec.node,
+      // 8.4 drbd_adm_net_opts: the new integrity_tfm sends from this packet on; the peer switches on receipt.
+      integrityAlg: net.dataIntegrityAlg ?? '',
     });
   }
 
@@ -315,6 +319,7 @@ export class PeerLink {
         allowTwoPrimaries: net.allowTwoPrimaries,
         discardMyData: this.discardMyData,
         nodeName: rt.spec.node,
+        integrityAlg: net.dataIntegrityAlg ?? '',
       },
       syncParam: this.syncParamBody(),
       uuids: { uuids: store.uuids, bitsSet: store.bitmap.countSet(), uuidFlags },

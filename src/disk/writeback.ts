@@ -29,6 +29,12 @@ export interface WritebackAddon {
   forget(fd: number): void;
   stats(): WritebackStats;
   readonly queueMax: number;
+  /**
+   * CRC32C (init and final xor ~0) of `data`, SSE4.2 where the CPU has it
+   * (peer/integrity, data-integrity-alg crc32c). Absent in addons built
+   * before it was added: callers fall back to util/digest.
+   */
+  readonly crc32c?: (data: Uint8Array) => number;
 }
 
 /** native/udrbd-io, shared with disk/direct-buffers (one module, loaded once). */

@@ -14,6 +14,7 @@ export {
   FRAME_BYTES_MAX,
   FRAME_MAGIC,
   HEADER_BYTES,
+  INTEGRITY_DIGEST_BYTES_MAX,
   MAX_FRAME_BYTES,
   NAME_BYTES_MAX,
   OV_REPLY_DIGEST_BYTES_MAX,
@@ -26,6 +27,7 @@ export {
   decodeBody,
   encodeHead,
   encodePacket,
+  integrityDigestOffset,
   isKnownType,
   tailOf,
 } from './wire-layout.js';

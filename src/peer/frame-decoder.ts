@@ -5,11 +5,14 @@
  * buffers. Knows nothing of sockets or sessions.
  */
 import { assert } from '../util/assert.js';
-import type { WirePacket } from './packets.js';
+import type { BlockDigest } from '../util/digest.js';
+import { IntegrityError } from './integrity.js';
+import { PacketType, type WirePacket } from './packets.js';
 import { DIRECT_READ_BYTES_MIN, POOLED_BODY_BYTES_MIN, takeAssembly } from './receive-pool.js';
 import {
   FRAME_MAGIC,
   HEADER_BYTES,
+  INTEGRITY_DIGEST_BYTES_MAX,
   PROTOCOL_VERSION_MAX,
   PROTOCOL_VERSION_MIN,
   ProtocolError,
@@ -17,6 +20,7 @@ import {
   bodyMin,
   decodeBody,
   fail,
+  integrityDigestOffset,
   isKnownType,
 } from './wire-layout.js';
 
@@ -37,6 +41,11 @@ const EMPTY = Buffer.alloc(0);
  * out — or into the tail of the frame being assembled, which
  * `directReadTarget` hands out so a large payload is read from the kernel
  * straight into the buffer that goes to the disk.
+ *
+ * data-integrity-alg: `setPeerIntegrity` names the digest the peer puts in
+ * front of every Data / RsDataReply payload from the next frame on; each is
+ * recomputed before the packet is delivered, and a mismatch is an
+ * IntegrityError (a ProtocolError: the packet is never delivered).
  */
 export class FrameDecoder {
   private readonly headerScratch = Buffer.alloc(HEADER_BYTES);
@@ -50,6 +59,10 @@ export class FrameDecoder {
   private directTarget: Buffer | null = null;
   private halted = false;
   private failed = false;
+  /** The peer's data-integrity-alg (DRBD's peer_integrity_tfm), or null. */
+  private peerIntegrity: BlockDigest | null = null;
+  /** Where the recomputed digest goes (DRBD's int_dig_vv): one per decoder, never per frame. */
+  private readonly digestScratch = Buffer.alloc(INTEGRITY_DIGEST_BYTES_MAX);
   /** Frames decoded so far (for tests and statistics). */
   framesDecoded = 0;
 
@@ -58,6 +71,16 @@ export class FrameDecoder {
   /** Replace the receiver of decoded packets. */
   setHandler(onPacket: (packet: WirePacket) => void): void {
     this.onPacket = onPacket;
+  }
+
+  /**
+   * The peer's data-integrity-alg from the next frame on (null = none): set
+   * while the Protocol / ProtocolUpdate frame announcing it is delivered, so
+   * the frames behind it in the same chunk are already checked with it.
+   */
+  setPeerIntegrity(digest: BlockDigest | null): void {
+    assert(digest === null || digest.digestBytes <= INTEGRITY_DIGEST_BYTES_MAX, 'integrity digest fits a frame');
+    this.peerIntegrity = digest;
   }
 
   /** Stop decoding: the rest of the current and all later chunks are ignored. */
@@ -163,7 +186,9 @@ export class FrameDecoder {
           this.deliver(body);
           continue;
         }
-        this.assembly = this.bodyBytes >= POOLED_BODY_BYTES_MIN ? takeAssembly(this.frameType, this.bodyBytes) : Buffer.allocUnsafe(this.bodyBytes);
+        this.assembly = this.bodyBytes >= POOLED_BODY_BYTES_MIN
+          ? takeAssembly(this.frameType, this.bodyBytes, this.peerIntegrity?.digestBytes ?? 0)
+          : Buffer.allocUnsafe(this.bodyBytes);
         this.assembledBytes = 0;
       }
       const n = Math.min(this.bodyBytes - this.assembledBytes, end - pos);
@@ -197,15 +222,28 @@ export class FrameDecoder {
   private deliver(body: Buffer): void {
     const type = this.frameType;
     this.bodyBytes = -1;
+    const integrity = this.peerIntegrity;
+    const digestAt = integrity === null ? -1 : integrityDigestOffset(type);
     let packet: WirePacket;
     try {
-      packet = decodeBody(type, body);
+      packet = decodeBody(type, body, digestAt < 0 ? 0 : integrity!.digestBytes);
     } catch (error) {
       // Buffer reads past the end surface as RangeError: the body is malformed.
       if (error instanceof RangeError) fail(`malformed frame type 0x${type.toString(16)}: ${error.message}`);
       throw error;
     }
+    if (digestAt >= 0) this.checkIntegrity(integrity!, packet, body, digestAt);
     this.framesDecoded++;
     this.onPacket(packet);
+  }
+
+  /** read_in_block / recv_dless_read: recompute the payload's digest and compare it with the one sent. */
+  private checkIntegrity(integrity: BlockDigest, packet: WirePacket, body: Buffer, digestAt: number): void {
+    assert(packet.type === PacketType.Data || packet.type === PacketType.RsDataReply, 'only Data / RsDataReply carry an integrity digest');
+    const scratch = this.digestScratch;
+    integrity.digestInto(packet.payload, scratch, 0);
+    for (let i = 0; i < integrity.digestBytes; i++) {
+      if (scratch[i] !== body[digestAt + i]) throw new IntegrityError(packet.offsetBytes, packet.payload.length);
+    }
   }
 }

@@ -2,8 +2,9 @@
  * peer/handshake — the parameter exchange right after a link is chosen and
  * authenticated (DRBD's WFReportParams): both sides send Protocol, SyncParam,
  * Uuids, Sizes and State, in that order, and check what DRBD checks at connect
- * time (protocol, after-sb-*pri, allow-two-primaries, discard-my-data on both:
- * "incompatible <x> settings"; csums-alg: "Different csums-alg settings"); a
+ * time (protocol, after-sb-*pri, allow-two-primaries, discard-my-data on both,
+ * data-integrity-alg: "incompatible <x> settings"; csums-alg: "Different
+ * csums-alg settings"); a
  * mismatch drops the link. It
  * reports the peer's values; deciding who syncs from whom is resource/'s job.
  */
@@ -34,6 +35,8 @@ export interface PeerParams {
   allowTwoPrimaries: boolean;
   discardMyData: boolean;
   nodeName: string;
+  /** The peer's data-integrity-alg ('' = none); equal to ours once the exchange succeeded. */
+  integrityAlg: string;
   /** The peer's resync parameters as it sent them at connect. */
   syncParam: Body<SyncParamPacket>;
   uuids: GenerationUuids;
@@ -86,6 +89,8 @@ export function checkCompatibility(local: Body<ProtocolPacket>, peer: Body<Proto
   if (local.afterSb2pri !== peer.afterSb2pri) return 'incompatible after-sb-2pri settings';
   if (local.allowTwoPrimaries !== peer.allowTwoPrimaries) return 'incompatible setting of the two-primaries options';
   if (local.discardMyData && peer.discardMyData) return 'incompatible discard-my-data settings';
+  // receive_protocol compares the names as written (strcmp), '' (none) included.
+  if (local.integrityAlg !== peer.integrityAlg) return 'incompatible data-integrity-alg settings';
   return null;
 }
 
@@ -156,6 +161,7 @@ export function exchangeParams(
           allowTwoPrimaries: p.allowTwoPrimaries,
           discardMyData: p.discardMyData,
           nodeName: p.nodeName,
+          integrityAlg: p.integrityAlg,
           syncParam,
           uuids: u.uuids,
           bitsSet: u.bitsSet,

@@ -83,6 +83,12 @@ export interface ProtocolPacket {
   discardMyData: boolean;
   /** Peer's node name (its `on HOST`), for discard-node-NAME and logs. */
   nodeName: string;
+  /**
+   * The sender's data-integrity-alg ('' = none), as DRBD appends integrity_alg
+   * to p_protocol: every Data / RsDataReply frame it sends after this packet
+   * carries that digest (peer/integrity).
+   */
+  integrityAlg: string;
 }
 
 /** Resync parameters (DRBD's p_rs_param_95): resync-rate, the c-* controller settings, verify-alg, csums-alg ('' = none). */

@@ -9,7 +9,7 @@ import { assert } from '../util/assert.js';
 import { BufferPool } from '../disk/buffer-pool.js';
 import { DIRECT_IO_ALIGN_BYTES, alignedMemoryAvailable, directPool } from '../disk/direct-buffers.js';
 import { PacketType } from './packets.js';
-import { RS_REPLY_FIXED_BYTES } from './wire-layout.js';
+import { INTEGRITY_DIGEST_BYTES_MAX, RS_REPLY_FIXED_BYTES } from './wire-layout.js';
 
 /** A body tail at least this big is read straight into its assembly buffer (directReadTarget). */
 export const DIRECT_READ_BYTES_MIN = 16 * 1024;
@@ -41,11 +41,13 @@ export function releaseReceivedPayload(payload: Buffer): void {
  * payload starts on a page boundary, and the disk write needs no staging copy
  * (one memcpy per resync MiB saved). Other bodies come from receivePool.
  */
-assert(RS_REPLY_FIXED_BYTES < DIRECT_IO_ALIGN_BYTES, 'an RsDataReply body fits its fixed fields before the first page boundary');
-export function takeAssembly(type: number, bodyBytes: number): Buffer {
-  const payloadBytes = bodyBytes - RS_REPLY_FIXED_BYTES;
+assert(RS_REPLY_FIXED_BYTES + INTEGRITY_DIGEST_BYTES_MAX < DIRECT_IO_ALIGN_BYTES, 'an RsDataReply body fits its fixed fields and digest before the first page boundary');
+/** `integrityBytes`: the data-integrity-alg digest between the fixed part and the payload (0 = none). */
+export function takeAssembly(type: number, bodyBytes: number, integrityBytes = 0): Buffer {
+  const payloadOffsetBytes = RS_REPLY_FIXED_BYTES + integrityBytes;
+  const payloadBytes = bodyBytes - payloadOffsetBytes;
   if (type === PacketType.RsDataReply && alignedMemoryAvailable && payloadBytes > 0 && payloadBytes % DIRECT_IO_ALIGN_BYTES === 0) {
-    const leadBytes = DIRECT_IO_ALIGN_BYTES - RS_REPLY_FIXED_BYTES;
+    const leadBytes = DIRECT_IO_ALIGN_BYTES - payloadOffsetBytes;
     return directPool.take(leadBytes + bodyBytes).subarray(leadBytes);
   }
   return receivePool.take(bodyBytes);

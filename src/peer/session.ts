@@ -5,8 +5,12 @@
  * ordered dispatch of received packets, and liveness as DRBD 8.4 does it:
  * Ping after ping-int of receive silence, "PingAck did not arrive in time."
  * after ping-timeout (NetworkFailure), send timeouts counting down ko-count
- * (Timeout). Ping/PingAck never reach the packet handler. It knows nothing of
- * how the link was set up (peer/connection) or what packets mean.
+ * (Timeout). Ping/PingAck never reach the packet handler. It also switches
+ * data-integrity-alg (peer/integrity) per direction exactly where DRBD does:
+ * the frames after a Protocol / ProtocolUpdate it sends carry the digest
+ * that packet names, and the frames after one it receives are checked with
+ * the peer's. It knows nothing of how the link was set up (peer/connection)
+ * or what packets mean.
  */
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -15,7 +19,9 @@ import type { Logger } from '../util/log.js';
 import type { LinkLossReason, PeerChannel } from './channel.js';
 import { FrameDecoder, ProtocolError, encodeHead, tailOf } from './codec.js';
 import { receiveSwitchOf } from './receive.js';
-import { PacketType, type Packet, type WirePacket } from './packets.js';
+import { PacketType, type Packet, type ProtocolPacket, type WirePacket } from './packets.js';
+import { IntegrityError, type IntegrityDigest, integrityDigest } from './integrity.js';
+import { UdrbdError } from '../util/errors.js';
 
 export interface SessionOptions {
   /** Receive silence after which we send a Ping (DRBD ping-int, in ms). */
@@ -73,6 +79,10 @@ export class PeerSession implements PeerChannel {
   private closeReason: LinkLossReason | null = null;
 
   // send side
+  /** This node's data-integrity-alg on this link (DRBD's integrity_tfm), from the last Protocol / ProtocolUpdate sent. */
+  private sendIntegrity: IntegrityDigest | null = null;
+  /** The name of the peer's data-integrity-alg now in force on receive (for the change log line). */
+  private peerIntegrityName: string | null = null;
   private corked = false;
   private aboveHighWater = false;
   private drainWaiters: Array<() => void> = [];
@@ -210,8 +220,10 @@ export class PeerSession implements PeerChannel {
   }
 
   private write(packet: WirePacket, onReleased?: () => void): void {
-    const head = encodeHead(packet);
+    const head = encodeHead(packet, this.sendIntegrity);
     const tail = tailOf(packet);
+    // __drbd_send_protocol: the algorithm changes between this packet and the next, in stream order.
+    if (packet.type === PacketType.Protocol || packet.type === PacketType.ProtocolUpdate) this.sendIntegrity = integrityDigest(packet.integrityAlg);
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
@@ -303,10 +315,38 @@ export class PeerSession implements PeerChannel {
       else this.decoder.push(buffer);
     } catch (error) {
       if (!(error instanceof ProtocolError)) throw error;
-      this.logger.error({ err: error.message }, `Protocol error from peer: ${error.message}`);
+      if (error instanceof IntegrityError) {
+        this.logger.error({ offsetBytes: error.offsetBytes, lengthBytes: error.lengthBytes }, error.message);
+      } else {
+        this.logger.error({ err: error.message }, `Protocol error from peer: ${error.message}`);
+      }
       this.close('ProtocolError');
     }
     return true;
+  }
+
+  /**
+   * receive_protocol: the peer's data-integrity-alg applies from the frame
+   * after its Protocol / ProtocolUpdate. A name this node cannot compute
+   * leaves the check off on a Protocol (the handshake's compatibility check
+   * then refuses the link, as both names must be equal) and drops the link
+   * on a ProtocolUpdate ("peer data-integrity-alg %s not supported").
+   */
+  private adoptPeerIntegrity(packet: ProtocolPacket): void {
+    let digest: IntegrityDigest | null;
+    try {
+      digest = integrityDigest(packet.integrityAlg);
+    } catch (error) {
+      if (!(error instanceof UdrbdError)) throw error;
+      this.decoder.setPeerIntegrity(null);
+      if (packet.type === PacketType.ProtocolUpdate) throw new ProtocolError(`peer data-integrity-alg ${packet.integrityAlg} not supported`);
+      return;
+    }
+    if (packet.type === PacketType.ProtocolUpdate && (digest?.name ?? '') !== (this.peerIntegrityName ?? '')) {
+      this.logger.info({ integrityAlg: packet.integrityAlg || null }, `peer data-integrity-alg: ${packet.integrityAlg || '(none)'}`);
+    }
+    this.peerIntegrityName = digest?.name ?? null;
+    this.decoder.setPeerIntegrity(digest);
   }
 
   private onFrame(packet: WirePacket): void {
@@ -317,6 +357,7 @@ export class PeerSession implements PeerChannel {
     }
     if (packet.type === PacketType.PingAck) return; // lastReceiveMs already advanced
     if (isSetupPacket(packet)) throw new ProtocolError(`unexpected set-up packet 0x${packet.type.toString(16)} on an established link`);
+    if (packet.type === PacketType.Protocol || packet.type === PacketType.ProtocolUpdate) this.adoptPeerIntegrity(packet);
     this.packetsReceived++;
     const handler = this.handler;
     if (handler !== null && this.pending.length === 0) {

@@ -6,10 +6,14 @@
  * to be safe integers). Owns the limits, the per-type body bounds, and the
  * encoder and decoder of one body. Variable tails (data payloads, bitmap
  * bits, auth challenges, digests) are a separate buffer on send, so a 1 MiB
- * write is never copied. Knows nothing of streams (peer/frame-decoder), of
+ * write is never copied. With data-integrity-alg the sender's digest sits
+ * between the fixed part and the payload of Data / RsDataReply (DRBD 8.4:
+ * after p_data, counted in the header's length); encodeHead computes it into
+ * the head buffer, decodeBody skips it (the stream decoder checks it). Knows nothing of streams (peer/frame-decoder), of
  * receive buffers (peer/receive-pool), of sockets or of what a packet means.
  */
 import { assert, unreachable } from '../util/assert.js';
+import type { BlockDigest } from '../util/digest.js';
 import {
   PacketType,
   SetupPacketType,
@@ -58,8 +62,10 @@ const SYNC_PARAM_FIXED_BYTES = 22;
 /** DRBD's SHARED_SECRET_MAX: the longest digest name a SyncParam carries. */
 const ALG_NAME_BYTES_MAX = 64;
 const HELLO_FIXED_BYTES = 6;
-/** Largest frame on the wire: header + Data fixed part + 1 MiB payload. */
-export const FRAME_BYTES_MAX = HEADER_BYTES + DATA_FIXED_BYTES + PAYLOAD_BYTES_MAX;
+/** The longest data-integrity-alg digest a Data / RsDataReply frame carries (sha512). */
+export const INTEGRITY_DIGEST_BYTES_MAX = DIGEST_BYTES_MAX;
+/** Largest frame on the wire: header + Data fixed part + integrity digest + 1 MiB payload. */
+export const FRAME_BYTES_MAX = HEADER_BYTES + DATA_FIXED_BYTES + INTEGRITY_DIGEST_BYTES_MAX + PAYLOAD_BYTES_MAX;
 /** Same limit, older name. */
 export const MAX_FRAME_BYTES = FRAME_BYTES_MAX;
 
@@ -100,16 +106,16 @@ bounds(SetupPacketType.Chosen, 0);
 bounds(PacketType.AuthChallenge, AUTH_CHALLENGE_BYTES_MIN, AUTH_CHALLENGE_BYTES_MAX);
 bounds(PacketType.AuthResponse, 1, DIGEST_BYTES_MAX);
 bounds(PacketType.AuthResult, 1);
-bounds(PacketType.Protocol, PROTOCOL_FIXED_BYTES, PROTOCOL_FIXED_BYTES + NAME_BYTES_MAX + 1 + NAME_BYTES_MAX);
+bounds(PacketType.Protocol, PROTOCOL_FIXED_BYTES, PROTOCOL_FIXED_BYTES + NAME_BYTES_MAX + 1 + NAME_BYTES_MAX + 1 + ALG_NAME_BYTES_MAX);
 bounds(PacketType.SyncParam, SYNC_PARAM_FIXED_BYTES, SYNC_PARAM_FIXED_BYTES + 2 * ALG_NAME_BYTES_MAX);
-bounds(PacketType.ProtocolUpdate, PROTOCOL_FIXED_BYTES, PROTOCOL_FIXED_BYTES + NAME_BYTES_MAX + 1 + NAME_BYTES_MAX);
+bounds(PacketType.ProtocolUpdate, PROTOCOL_FIXED_BYTES, PROTOCOL_FIXED_BYTES + NAME_BYTES_MAX + 1 + NAME_BYTES_MAX + 1 + ALG_NAME_BYTES_MAX);
 bounds(PacketType.Uuids, 48);
 bounds(PacketType.Sizes, 20);
 bounds(PacketType.State, 4);
 bounds(PacketType.SyncUuid, 8);
 bounds(PacketType.StateChangeRequest, 8);
 bounds(PacketType.StateChangeReply, 8);
-bounds(PacketType.Data, DATA_FIXED_BYTES, DATA_FIXED_BYTES + PAYLOAD_BYTES_MAX);
+bounds(PacketType.Data, DATA_FIXED_BYTES, DATA_FIXED_BYTES + INTEGRITY_DIGEST_BYTES_MAX + PAYLOAD_BYTES_MAX);
 bounds(PacketType.RecvAck, RANGE_ID_BYTES);
 bounds(PacketType.WriteAck, RANGE_ID_BYTES);
 bounds(PacketType.NegAck, RANGE_ID_BYTES);
@@ -119,7 +125,7 @@ bounds(PacketType.Barrier, 4);
 bounds(PacketType.BarrierAck, 8);
 bounds(PacketType.Bitmap, BITMAP_FIXED_BYTES, BITMAP_FIXED_BYTES + BITMAP_CHUNK_BYTES_MAX);
 bounds(PacketType.RsDataRequest, RANGE_ID_BYTES);
-bounds(PacketType.RsDataReply, RS_REPLY_FIXED_BYTES, RS_REPLY_FIXED_BYTES + PAYLOAD_BYTES_MAX);
+bounds(PacketType.RsDataReply, RS_REPLY_FIXED_BYTES, RS_REPLY_FIXED_BYTES + INTEGRITY_DIGEST_BYTES_MAX + PAYLOAD_BYTES_MAX);
 bounds(PacketType.OutOfSync, 12);
 bounds(PacketType.CsumRsRequest, RANGE_ID_BYTES, RANGE_ID_BYTES + CSUM_DIGEST_BYTES_MAX);
 bounds(PacketType.RsIsInSync, RANGE_ID_BYTES);
@@ -130,6 +136,18 @@ bounds(PacketType.Ping, 0);
 bounds(PacketType.PingAck, 0);
 bounds(PacketType.Disconnect, 0);
 for (let t = 0; t < TYPE_SLOTS; t++) assert(bodyMax[t]! <= FRAME_BYTES_MAX - HEADER_BYTES, 'frame bound within FRAME_BYTES_MAX');
+
+/**
+ * Where a data-integrity-alg digest starts in the body of a frame of `type`
+ * (right after the fixed part), or -1 for types that never carry one. DRBD
+ * digests P_DATA, P_RS_DATA_REPLY and P_DATA_REPLY (drbd_send_dblock,
+ * drbd_send_block); udrbd's RsDataReply is both of the latter.
+ */
+export function integrityDigestOffset(type: number): number {
+  if (type === PacketType.Data) return DATA_FIXED_BYTES;
+  if (type === PacketType.RsDataReply) return RS_REPLY_FIXED_BYTES;
+  return -1;
+}
 
 /** True when `type` is a frame type this build knows. */
 export function isKnownType(type: number): boolean {
@@ -197,8 +215,13 @@ export function tailOf(packet: WirePacket): Buffer | null {
   }
 }
 
-/** Header plus fixed body of `packet`; the frame is complete once `tailOf(packet)` follows it. */
-export function encodeHead(packet: WirePacket): Buffer {
+/**
+ * Header plus fixed body of `packet`; the frame is complete once
+ * `tailOf(packet)` follows it. `integrity`: the sender's data-integrity-alg
+ * (null = none); a Data / RsDataReply head then ends with the digest of the
+ * payload.
+ */
+export function encodeHead(packet: WirePacket, integrity: BlockDigest | null = null): Buffer {
   const h = HEADER_BYTES;
   switch (packet.type) {
     case SetupPacketType.Hello: {
@@ -236,8 +259,17 @@ export function encodeHead(packet: WirePacket): Buffer {
         ? Buffer.from(packet.afterSb0pri.slice(DISCARD_NODE_PREFIX.length), 'utf8')
         : null;
       assert(discardNode === null || (discardNode.length > 0 && discardNode.length <= NAME_BYTES_MAX), 'discard-node name fits u8');
-      const extraBytes = discardNode === null ? 0 : 1 + discardNode.length;
+      // data-integrity-alg: an optional tail (u8 length, name) after everything else, absent for none.
+      const integrityAlg = packet.integrityAlg === '' ? null : Buffer.from(packet.integrityAlg, 'utf8');
+      assert(integrityAlg === null || integrityAlg.length <= ALG_NAME_BYTES_MAX, 'data-integrity-alg name fits Protocol');
+      const discardBytes = discardNode === null ? 0 : 1 + discardNode.length;
+      const extraBytes = discardBytes + (integrityAlg === null ? 0 : 1 + integrityAlg.length);
       const buf = allocFrame(packet.type, PROTOCOL_FIXED_BYTES + name.length + extraBytes, 0);
+      if (integrityAlg !== null) {
+        const at = h + PROTOCOL_FIXED_BYTES + name.length + discardBytes;
+        buf.writeUInt8(integrityAlg.length, at);
+        integrityAlg.copy(buf, at + 1);
+      }
       buf.writeUInt8(packet.protocol.charCodeAt(0), h);
       buf.writeUInt8(discardNode === null ? indexOf(AFTER_SB0, packet.afterSb0pri, 'after-sb-0pri') : AFTER_SB0_DISCARD_NODE, h + 1);
       if (discardNode !== null) {
@@ -314,11 +346,13 @@ export function encodeHead(packet: WirePacket): Buffer {
       assertSectorAligned(packet.offsetBytes, 'Data offsetBytes');
       assertSectorAligned(packet.payload.length, 'Data payload length');
       assert((packet.flags & ~DATA_FLAGS_KNOWN) === 0, `known Data flags (${packet.flags})`);
-      const buf = allocFrame(packet.type, DATA_FIXED_BYTES, packet.payload.length);
+      const digestBytes = integrity === null ? 0 : integrity.digestBytes;
+      const buf = allocFrame(packet.type, DATA_FIXED_BYTES + digestBytes, packet.payload.length);
       writeU64Number(buf, packet.offsetBytes, h);
       writeU64Number(buf, packet.blockId, h + 8);
       buf.writeUInt32BE(packet.epoch, h + 16);
       buf.writeUInt32BE(packet.flags, h + 20);
+      if (integrity !== null) integrity.digestInto(packet.payload, buf, h + DATA_FIXED_BYTES);
       return buf;
     }
     case PacketType.RecvAck:
@@ -359,9 +393,11 @@ export function encodeHead(packet: WirePacket): Buffer {
     case PacketType.RsDataReply: {
       assertSectorAligned(packet.offsetBytes, 'RsDataReply offsetBytes');
       assertSectorAligned(packet.payload.length, 'RsDataReply payload length');
-      const buf = allocFrame(packet.type, RS_REPLY_FIXED_BYTES, packet.payload.length);
+      const digestBytes = integrity === null ? 0 : integrity.digestBytes;
+      const buf = allocFrame(packet.type, RS_REPLY_FIXED_BYTES + digestBytes, packet.payload.length);
       writeU64Number(buf, packet.offsetBytes, h);
       writeU64Number(buf, packet.blockId, h + 8);
+      if (integrity !== null) integrity.digestInto(packet.payload, buf, h + RS_REPLY_FIXED_BYTES);
       return buf;
     }
     case PacketType.OutOfSync: {
@@ -387,8 +423,8 @@ export function encodeHead(packet: WirePacket): Buffer {
 }
 
 /** The whole frame as one or two buffers (tests, set-up); sessions write head and tail themselves. */
-export function encodePacket(packet: WirePacket): Buffer[] {
-  const head = encodeHead(packet);
+export function encodePacket(packet: WirePacket, integrity: BlockDigest | null = null): Buffer[] {
+  const head = encodeHead(packet, integrity);
   const tail = tailOf(packet);
   return tail === null ? [head] : [head, tail];
 }
@@ -436,9 +472,12 @@ function pick<T>(table: readonly T[], index: number, what: string): T {
 
 /**
  * Decode one frame body of a type already checked by the header parser.
- * Variable tails are subarrays of `body` (no copy).
+ * Variable tails are subarrays of `body` (no copy). `integrityBytes`: the
+ * length of the peer's data-integrity-alg digest (0 = none) that a Data /
+ * RsDataReply body carries before its payload; it is skipped here, checked
+ * by the caller (peer/frame-decoder).
  */
-export function decodeBody(type: number, body: Buffer): WirePacket {
+export function decodeBody(type: number, body: Buffer, integrityBytes = 0): WirePacket {
   switch (type) {
     case SetupPacketType.Hello: {
       const nameBytes = body.readUInt8(4);
@@ -475,15 +514,22 @@ export function decodeBody(type: number, body: Buffer): WirePacket {
       const nameBytes = body.readUInt8(5);
       const sb0 = body.readUInt8(1);
       let afterSb0pri: AfterSb0;
+      let at = PROTOCOL_FIXED_BYTES + nameBytes;
+      if (at > body.length) fail('Protocol length mismatch');
       if (sb0 === AFTER_SB0_DISCARD_NODE) {
-        const at = PROTOCOL_FIXED_BYTES + nameBytes;
         if (at >= body.length) fail('Protocol length mismatch');
         const targetBytes = body.readUInt8(at);
-        if (targetBytes === 0 || at + 1 + targetBytes !== body.length) fail('Protocol length mismatch');
+        if (targetBytes === 0 || at + 1 + targetBytes > body.length) fail('Protocol length mismatch');
         afterSb0pri = `${DISCARD_NODE_PREFIX}${readName(body, at + 1, targetBytes)}`;
+        at += 1 + targetBytes;
       } else {
-        if (PROTOCOL_FIXED_BYTES + nameBytes !== body.length) fail('Protocol length mismatch');
         afterSb0pri = pick(AFTER_SB0, sb0, 'after-sb-0pri');
+      }
+      let integrityAlg = '';
+      if (at < body.length) {
+        const algBytes = body.readUInt8(at);
+        if (algBytes === 0 || algBytes > ALG_NAME_BYTES_MAX || at + 1 + algBytes !== body.length) fail('Protocol length mismatch');
+        integrityAlg = readName(body, at + 1, algBytes);
       }
       return {
         type,
@@ -494,6 +540,7 @@ export function decodeBody(type: number, body: Buffer): WirePacket {
         allowTwoPrimaries: (flags & 1) !== 0,
         discardMyData: (flags & 2) !== 0,
         nodeName: readName(body, 6, nameBytes),
+        integrityAlg,
       };
     }
     case PacketType.Uuids:
@@ -552,7 +599,8 @@ export function decodeBody(type: number, body: Buffer): WirePacket {
     case PacketType.StateChangeReply:
       return { type, requestId: body.readUInt32BE(0), result: body.readInt32BE(4) };
     case PacketType.Data: {
-      const payload = body.subarray(DATA_FIXED_BYTES);
+      if (body.length < DATA_FIXED_BYTES + integrityBytes) fail(`Data shorter than its ${integrityBytes}-byte integrity digest`);
+      const payload = body.subarray(DATA_FIXED_BYTES + integrityBytes);
       if (payload.length % SECTOR_BYTES !== 0) fail(`Data payload ${payload.length} not a multiple of ${SECTOR_BYTES}`);
       const flags = body.readUInt32BE(20);
       if ((flags & ~DATA_FLAGS_KNOWN) !== 0) fail(`unknown Data flags 0x${flags.toString(16)}`);
@@ -598,7 +646,8 @@ export function decodeBody(type: number, body: Buffer): WirePacket {
       return { type, firstByte: readU64Number(body, 0, 'firstByte'), last: last === 1, bits: body.subarray(BITMAP_FIXED_BYTES) };
     }
     case PacketType.RsDataReply: {
-      const payload = body.subarray(RS_REPLY_FIXED_BYTES);
+      if (body.length < RS_REPLY_FIXED_BYTES + integrityBytes) fail(`RsDataReply shorter than its ${integrityBytes}-byte integrity digest`);
+      const payload = body.subarray(RS_REPLY_FIXED_BYTES + integrityBytes);
       if (payload.length % SECTOR_BYTES !== 0) fail(`RsDataReply payload ${payload.length} not a multiple of ${SECTOR_BYTES}`);
       return { type, offsetBytes: readAligned(body, 0, 'offsetBytes'), blockId: readU64Number(body, 8, 'blockId'), payload };
     }

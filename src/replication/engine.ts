@@ -22,7 +22,7 @@ import { type CounterSnapshot, ReplicationCounters } from './counters.js';
 import { type ReplicationOptions, withDefaults } from './options.js';
 import { RangeLock } from './range-lock.js';
 import { SecondaryReceiver } from './receiver.js';
-import { blockDigest } from './digest.js';
+import { blockDigest } from '../util/digest.js';
 import { type ResyncProgress, ResyncResponder, ResyncTarget } from './resync.js';
 import { VerifyResponder, type VerifyResult, VerifySource } from './verify.js';
 import { type LocalIoErrorHandler, ReplicatedVolume, setOutOfSync } from './volume.js';

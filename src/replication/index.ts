@@ -11,4 +11,4 @@ export { VerifySource, VerifyResponder, type VerifyResult } from './verify.js';
 export { BitmapExchange } from './bitmap-exchange.js';
 export { ReplicationCounters, type CounterSnapshot } from './counters.js';
 export { type ReplicationOptions, defaultReplicationOptions, withDefaults, resyncRateLimitKiBps, resyncControllerSettings, requestTimeoutMs } from './options.js';
-export { blockDigest, crc32c } from './digest.js';
+export { blockDigest, crc32c } from '../util/digest.js';

@@ -28,7 +28,7 @@ import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import { BlockIdAllocator, BlockIdTag, blockIdTag } from './block-id.js';
 import type { ReplicationCounters } from './counters.js';
-import { type BlockDigest, blockDigest } from './digest.js';
+import { type BlockDigest, blockDigest } from '../util/digest.js';
 import { type ReplicationOptions, SECTOR_BYTES } from './options.js';
 import { type RangeHold, type RangeLock, Slots } from './range-lock.js';
 import { controllerRateKiBps, RS_STEP_MS, RsController, type RsControllerSettings, RsThrottle } from './rs-controller.js';

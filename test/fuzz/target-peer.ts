@@ -5,6 +5,9 @@
  * socket path), must decode or fail with ProtocolError only; a header whose
  * length is beyond the frame limit fails as soon as the header is in, before
  * any body byte is buffered; and whatever decodes re-encodes to the same packet.
+ * The same streams with data-integrity-alg crc32c on both ends (digests in
+ * front of Data / RsDataReply payloads) hold the same properties: a changed
+ * payload or digest byte is an IntegrityError, which is a ProtocolError.
  */
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
@@ -18,6 +21,7 @@ import {
   encodePacket,
   isKnownType,
 } from '../../src/peer/codec.js';
+import { integrityDigest, type IntegrityDigest } from '../../src/peer/integrity.js';
 import { PacketType, SetupPacketType, type WirePacket } from '../../src/peer/packets.js';
 import { chunkSizes, chunked, mutatedInputs, type Sample } from './mutate.js';
 import { type FuzzBudget, type PropertyResult, runProperty, share, withinHangBound } from './runner.js';
@@ -37,7 +41,7 @@ const PACKETS: WirePacket[] = [
   { type: PacketType.AuthResult, ok: true },
   {
     type: PacketType.Protocol, protocol: 'C', afterSb0pri: 'discard-node-beta', afterSb1pri: 'discard-secondary',
-    afterSb2pri: 'disconnect', allowTwoPrimaries: false, discardMyData: true, nodeName: 'alpha',
+    afterSb2pri: 'disconnect', allowTwoPrimaries: false, discardMyData: true, nodeName: 'alpha', integrityAlg: 'crc32c',
   },
   { type: PacketType.SyncParam, resyncRateKiBps: 10240, cPlanAheadDs: 20, cDelayTargetDs: 10, cFillTargetSectors: 100, cMaxRateKiBps: 102400, verifyAlg: 'sha256', csumsAlg: '' },
   { type: PacketType.Uuids, uuids: { current: 0x1234n, bitmap: 0n, historyStart: 7n, historyEnd: 9n }, bitsSet: 12, uuidFlags: 1 },
@@ -61,10 +65,12 @@ const PACKETS: WirePacket[] = [
   { type: PacketType.Disconnect },
 ];
 
-const FRAMES = PACKETS.map((p) => Buffer.concat(encodePacket(p)));
+/** The peer's data-integrity-alg in the integrity property (4-byte digests keep frames small). */
+const INTEGRITY: IntegrityDigest = integrityDigest('crc32c')!;
 
 /** Streams of one to three frames; the frame length fields are the extremes' targets. */
-function samples(): Sample[] {
+function samples(integrity: IntegrityDigest | null): Sample[] {
+  const FRAMES = PACKETS.map((p) => Buffer.concat(encodePacket(p, integrity)));
   const out: Sample[] = FRAMES.map((bytes) => ({ bytes, lengthFieldOffsets: [8, HEADER_BYTES + 4, HEADER_BYTES + 5, HEADER_BYTES + 20] }));
   for (let i = 0; i < FRAMES.length; i++) {
     const a = FRAMES[i]!;
@@ -78,9 +84,10 @@ function samples(): Sample[] {
 const TOKENS = [Buffer.from([0x75, 0x44, 0x42, 0x52]), Buffer.from([0, 1]), Buffer.from([0xff, 0xff, 0xff, 0xff])];
 
 /** Feeds `pieces` to a decoder; returns the packets, or the ProtocolError that ended it. Any other error escapes. */
-function decodeStream(pieces: readonly Buffer[], viaReceiveBuffer: boolean): { packets: WirePacket[]; error: ProtocolError | null } {
+function decodeStream(pieces: readonly Buffer[], viaReceiveBuffer: boolean, integrity: IntegrityDigest | null = null): { packets: WirePacket[]; error: ProtocolError | null } {
   const packets: WirePacket[] = [];
   const decoder = new FrameDecoder((p) => packets.push(p));
+  decoder.setPeerIntegrity(integrity);
   const scratch = Buffer.alloc(4096);
   try {
     for (const piece of pieces) {
@@ -113,31 +120,33 @@ function snapshot(packet: WirePacket): WirePacket {
   return copy as unknown as WirePacket;
 }
 
-function roundTrips(packet: WirePacket): void {
-  const again = decodeStream([Buffer.concat(encodePacket(packet))], false);
+function roundTrips(packet: WirePacket, integrity: IntegrityDigest | null): void {
+  const again = decodeStream([Buffer.concat(encodePacket(packet, integrity))], false, integrity);
   if (again.error !== null || again.packets.length !== 1 || !isDeepStrictEqual(again.packets[0], packet)) {
     throw new Error(`decoded packet does not re-encode to itself: ${JSON.stringify(packet, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v))}`);
   }
 }
 
 export function fuzzPeerCodec(budget: FuzzBudget): PropertyResult[] {
-  const inputs = mutatedInputs(samples(), { tokens: TOKENS });
-  const b = share(budget, 2);
-  return [
+  const b = share(budget, 3);
+  const mutatedStreams = (name: string, integrity: IntegrityDigest | null): PropertyResult =>
     runProperty(
-      'peer: mutated frame streams decode or fail with ProtocolError, pushed or read into a reused buffer',
-      fc.tuple(inputs, chunkSizes(), fc.boolean()),
+      name,
+      fc.tuple(mutatedInputs(samples(integrity), { tokens: TOKENS }), chunkSizes(), fc.boolean()),
       ([stream, sizes, viaReceiveBuffer]) => {
         const pieces = chunked(stream, sizes);
         const result = withinHangBound('peer FrameDecoder', () => {
-          const r = decodeStream(pieces, viaReceiveBuffer);
+          const r = decodeStream(pieces, viaReceiveBuffer, integrity);
           return { ...r, packets: r.packets.map(snapshot) };
         });
         if (result.packets.length > Math.floor(stream.length / HEADER_BYTES)) throw new Error('more packets than headers in the stream');
-        for (const packet of result.packets) roundTrips(packet);
+        for (const packet of result.packets) roundTrips(packet, integrity);
       },
       b,
-    ),
+    );
+  return [
+    mutatedStreams('peer: mutated frame streams decode or fail with ProtocolError, pushed or read into a reused buffer', null),
+    mutatedStreams('peer, data-integrity-alg crc32c: mutated streams decode (digests verified) or fail with ProtocolError / IntegrityError', INTEGRITY),
     runProperty(
       'peer: a length beyond the frame limit is refused once the 12-byte header is in',
       fc.tuple(fc.constantFrom(...PACKETS.map((p) => p.type)), fc.integer({ min: FRAME_BYTES_MAX - HEADER_BYTES + 1, max: 0xffffffff })),

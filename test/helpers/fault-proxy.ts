@@ -3,16 +3,22 @@
  * between two udrbd nodes and breaks it on demand: forward, freeze (hold all
  * bytes, keep sockets open), cut (close all connections and refuse new ones
  * until restore), reset (RST every connection), delay (per chunk), drop
- * (silently discard one direction) and inject (raw bytes into live
- * connections). Counts bytes each way. Loopback only.
+ * (silently discard one direction), inject (raw bytes into live
+ * connections) and corrupt (flip one byte inside the body of a chosen frame
+ * type, e.g. a Data payload, in flight). Counts bytes each way. Loopback only.
  *
  * Placement: a node only accepts connections from its peer's configured host,
  * so a proxy in front of node B listens on B's IP (e.g. 127.0.0.2:17701) and
  * dials B from A's IP (`sourceHost: '127.0.0.1'`); node A is configured to
  * dial the proxy. Use one proxy per direction when every byte must pass one.
- * It knows nothing of the udrbd wire format.
+ * It knows the udrbd wire format only as far as `corrupt` needs: every frame
+ * starts with a 12-byte header whose u16 at offset 6 is the type and u32 at
+ * offset 8 the body length (big-endian, peer/wire-layout); a per-direction
+ * FrameTracker follows those boundaries from the first byte of each
+ * connection, skipping bodies unread.
  */
 import net from 'node:net';
+import { HEADER_BYTES } from '../../src/peer/codec.js';
 
 export interface ProxyAddress {
   host: string;
@@ -34,6 +40,68 @@ interface Pair {
   upstream: net.Socket;
 }
 
+/**
+ * What `corrupt` flips: the last byte of the body of the next `remaining`
+ * frames of `frameType` whose body is at least `bodyBytesMin` long (for a
+ * Data frame: the last payload byte, whatever digest precedes it). One plan
+ * may be given to several proxies / directions; it is a shared budget, so
+ * "once" holds whichever connection the nodes keep.
+ */
+export interface CorruptionPlan {
+  frameType: number;
+  bodyBytesMin: number;
+  remaining: number;
+  /** Frames flipped so far under this plan. */
+  flipped: number;
+  /** Body length of each flipped frame, in order. */
+  flippedBodyBytes: number[];
+}
+
+export function corruptionPlan(frameType: number, bodyBytesMin: number, frames = 1): CorruptionPlan {
+  return { frameType, bodyBytesMin, remaining: frames, flipped: 0, flippedBodyBytes: [] };
+}
+
+/** Frame boundaries of one direction of one connection (see the header). */
+class FrameTracker {
+  private readonly header = Buffer.alloc(HEADER_BYTES);
+  private headerFilledBytes = 0;
+  /** Body bytes of the current frame still to come (0 while reading a header). */
+  private bodyRemainingBytes = 0;
+  /** The current frame's body gets its last byte flipped. */
+  private flipThisFrame = false;
+
+  /** Follows `chunk` (about to be forwarded) and flips in place what `plan` asks for. */
+  scan(chunk: Buffer, plan: CorruptionPlan | null): void {
+    let pos = 0;
+    while (pos < chunk.length) {
+      if (this.bodyRemainingBytes === 0) {
+        const n = Math.min(HEADER_BYTES - this.headerFilledBytes, chunk.length - pos);
+        chunk.copy(this.header, this.headerFilledBytes, pos, pos + n);
+        this.headerFilledBytes += n;
+        pos += n;
+        if (this.headerFilledBytes < HEADER_BYTES) return;
+        this.headerFilledBytes = 0;
+        const type = this.header.readUInt16BE(6);
+        this.bodyRemainingBytes = this.header.readUInt32BE(8);
+        this.flipThisFrame = plan !== null && plan.remaining > 0 && type === plan.frameType && this.bodyRemainingBytes >= plan.bodyBytesMin && this.bodyRemainingBytes > 0;
+        if (this.flipThisFrame && plan !== null) {
+          plan.remaining--;
+          plan.flipped++;
+          plan.flippedBodyBytes.push(this.bodyRemainingBytes);
+        }
+        continue;
+      }
+      const n = Math.min(this.bodyRemainingBytes, chunk.length - pos);
+      if (this.flipThisFrame && n === this.bodyRemainingBytes) {
+        chunk[pos + n - 1]! ^= 0xff;
+        this.flipThisFrame = false;
+      }
+      this.bodyRemainingBytes -= n;
+      pos += n;
+    }
+  }
+}
+
 /** Bytes held per direction while delayed; beyond it the source socket is paused. */
 const DELAY_QUEUE_BYTES_MAX = 16 * 1024 * 1024;
 
@@ -44,6 +112,7 @@ export class FaultProxy {
   private refusing = false;
   private delayMs = 0;
   private readonly dropping: Record<Direction, boolean> = { up: false, down: false };
+  private readonly corrupting: Record<Direction, CorruptionPlan | null> = { up: null, down: null };
   private readonly pumps = new Set<() => void>();
   /** Bytes forwarded client → target and target → client. */
   bytesUp = 0;
@@ -132,6 +201,15 @@ export class FaultProxy {
     this.dropping[direction] = on;
   }
 
+  /**
+   * Flip bytes in flight as `plan` says, in one direction of every
+   * connection (present and future); null stops. Frame boundaries are
+   * tracked from each connection's first byte, so arming mid-stream is fine.
+   */
+  corrupt(direction: Direction, plan: CorruptionPlan | null): void {
+    this.corrupting[direction] = plan;
+  }
+
   /** Write raw bytes into every live connection, toward the target ('up') or the client ('down'). */
   inject(direction: Direction, bytes: Buffer): void {
     for (const pair of this.pairs) (direction === 'up' ? pair.upstream : pair.client).write(bytes);
@@ -169,6 +247,7 @@ export class FaultProxy {
     const queue: Array<{ chunk: Buffer; dueMs: number }> = [];
     let queuedBytes = 0;
     let timer: NodeJS.Timeout | null = null;
+    const frames = new FrameTracker();
     const pump = (): void => {
       timer = null;
       while (queue.length > 0 && !this.frozen) {
@@ -191,6 +270,7 @@ export class FaultProxy {
     });
     from.on('data', (chunk: Buffer) => {
       if (this.dropping[direction]) return;
+      frames.scan(chunk, this.corrupting[direction]);
       if (this.delayMs === 0 && queue.length === 0 && !this.frozen) {
         this.count(direction, chunk.length);
         to.write(chunk);

@@ -41,13 +41,13 @@ function hosts(c: Cluster, port: number, alphaLines: Line[]): Line[] {
 }
 
 /** Every option of the issue's list, each on its own line, with the values given. */
-function optionLines(values: { onCongestion: string; onIoError: string; flushes: string; noData: string; refused: boolean }): Line[] {
+function optionLines(values: { onCongestion: string; onIoError: string; flushes: string; noData: string }): Line[] {
   return [
     L('  net {'),
     L('    protocol C; connect-int 1;'),
     L('    csums-alg md5;', 'csums-alg', 'implemented'),
     L('    unplug-watermark 128;', 'unplug-watermark 128', 'warn'),
-    ...(values.refused ? [L('    data-integrity-alg crc32c;', 'data-integrity-alg crc32c', 'refuse')] : []),
+    L('    data-integrity-alg crc32c;', 'data-integrity-alg', 'implemented'),
     L(`    on-congestion ${values.onCongestion};`, `on-congestion ${values.onCongestion}`, values.onCongestion === 'block' ? 'implemented' : 'refuse'),
     L('    sndbuf-size 512k;', 'sndbuf-size', 'implemented'),
     L('    rcvbuf-size 256k;', 'rcvbuf-size', 'implemented'),
@@ -99,11 +99,11 @@ function configLines(c: Cluster): Line[] {
     L('  }'),
     L('}'),
     L('resource opall {'),
-    ...optionLines({ onCongestion: 'pull-ahead', onIoError: 'call-local-io-error', flushes: 'no', noData: 'suspend-io', refused: true }),
+    ...optionLines({ onCongestion: 'pull-ahead', onIoError: 'call-local-io-error', flushes: 'no', noData: 'suspend-io' }),
     ...hosts(c, 7926, [L(`    device minor 26; disk ${disk('all')}; meta-disk internal;`)]),
     L('}'),
     L('resource opok {'),
-    ...optionLines({ onCongestion: 'block', onIoError: 'detach', flushes: 'yes', noData: 'io-error', refused: false }),
+    ...optionLines({ onCongestion: 'block', onIoError: 'detach', flushes: 'yes', noData: 'io-error' }),
     ...hosts(c, 7921, [L(`    device minor 21; disk ${c.disks.alpha}; meta-disk internal;`)]),
     L('}'),
   ];
@@ -171,7 +171,7 @@ describe('up on the options issue 14 found silently ignored', () => {
     expectJudged(r.stderr, file, lines, 'opall');
     const refused = optionsOf(lines, 'opall').filter((o) => o.expect === 'refuse');
     expect(refused.map((o) => o.option)).toEqual([
-      'data-integrity-alg crc32c', 'on-congestion pull-ahead', 'on-no-data-accessible suspend-io',
+      'on-congestion pull-ahead', 'on-no-data-accessible suspend-io',
     ]);
     expect((await c.adm('alpha', ['role', 'opall'])).stdout.trim()).toBe('Unconfigured');
   });

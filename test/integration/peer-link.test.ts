@@ -46,7 +46,7 @@ function localParams(name: string, seed: bigint, overrides: Partial<LocalParams[
   return {
     protocol: {
       protocol: 'C', afterSb0pri: 'disconnect', afterSb1pri: 'disconnect', afterSb2pri: 'disconnect',
-      allowTwoPrimaries: false, discardMyData: false, nodeName: name, ...overrides,
+      allowTwoPrimaries: false, discardMyData: false, nodeName: name, integrityAlg: '', ...overrides,
     },
     syncParam: { resyncRateKiBps: 250, cPlanAheadDs: 20, cDelayTargetDs: 10, cFillTargetSectors: 100, cMaxRateKiBps: 102400, verifyAlg: '', csumsAlg: '' },
     uuids: { uuids: { current: 0x1000n + seed, bitmap: seed, historyStart: 4n, historyEnd: 0n }, bitsSet: Number(seed) * 7, uuidFlags: 4 },

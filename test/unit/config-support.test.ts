@@ -77,7 +77,7 @@ describe('support table', () => {
     expect(judgeOption('on-congestion', 'pull-ahead').status).toBe('refuse');
     expect(judgeOption('on-congestion', 'block').status).toBe('implemented');
     expect(judgeOption('on-no-data-accessible', 'suspend-io').status).toBe('refuse');
-    expect(judgeOption('data-integrity-alg', 'crc32c').status).toBe('refuse');
+    expect(judgeOption('data-integrity-alg', 'crc32c').status).toBe('implemented');
     expect(judgeOption('csums-alg', 'md5').status).toBe('implemented');
     expect(judgeOption('csums-after-crash-only', 'yes').status).toBe('implemented');
     expect(judgeOption('unplug-watermark', '128').status).toBe('warn');

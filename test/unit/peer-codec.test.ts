@@ -4,6 +4,7 @@ import {
   FRAME_MAGIC,
   FrameDecoder,
   HEADER_BYTES,
+  INTEGRITY_DIGEST_BYTES_MAX,
   PAYLOAD_BYTES_MAX,
   PROTOCOL_VERSION,
   ProtocolError,
@@ -34,20 +35,20 @@ function samples(): WirePacket[] {
     { type: PacketType.AuthResult, ok: false },
     {
       type: PacketType.Protocol, protocol: 'C', afterSb0pri: 'discard-zero-changes', afterSb1pri: 'discard-secondary',
-      afterSb2pri: 'violently-as0p', allowTwoPrimaries: false, discardMyData: true, nodeName: 'compute2',
+      afterSb2pri: 'violently-as0p', allowTwoPrimaries: false, discardMyData: true, nodeName: 'compute2', integrityAlg: 'sha1',
     },
     {
       type: PacketType.Protocol, protocol: 'A', afterSb0pri: 'discard-remote', afterSb1pri: 'consensus',
-      afterSb2pri: 'disconnect', allowTwoPrimaries: true, discardMyData: false, nodeName: 'ñode-ü',
+      afterSb2pri: 'disconnect', allowTwoPrimaries: true, discardMyData: false, nodeName: 'ñode-ü', integrityAlg: '',
     },
     {
       type: PacketType.Protocol, protocol: 'B', afterSb0pri: 'discard-node-compute2', afterSb1pri: 'disconnect',
-      afterSb2pri: 'disconnect', allowTwoPrimaries: false, discardMyData: false, nodeName: 'compute1',
+      afterSb2pri: 'disconnect', allowTwoPrimaries: false, discardMyData: false, nodeName: 'compute1', integrityAlg: 'crc32c',
     },
     {
       // P_PROTOCOL_UPDATE: `adjust` changed the protocol on a live connection
       type: PacketType.ProtocolUpdate, protocol: 'B', afterSb0pri: 'discard-least-changes', afterSb1pri: 'call-pri-lost-after-sb',
-      afterSb2pri: 'call-pri-lost-after-sb', allowTwoPrimaries: false, discardMyData: false, nodeName: 'compute1',
+      afterSb2pri: 'call-pri-lost-after-sb', allowTwoPrimaries: false, discardMyData: false, nodeName: 'compute1', integrityAlg: 'sha256',
     },
     // P_SYNC_PARAM: disk-options / net-options changed the resync parameters on a live connection
     { type: PacketType.SyncParam, resyncRateKiBps: 4 << 20, cPlanAheadDs: 300, cDelayTargetDs: 100, cFillTargetSectors: 1 << 20, cMaxRateKiBps: 250, verifyAlg: 'sha256', csumsAlg: '' },
@@ -146,7 +147,8 @@ describe('peer codec', () => {
     expect(parts).toHaveLength(2);
     expect(parts[1]).toBe(payload); // not copied
     expect(parts[0]!.length).toBeLessThan(64);
-    expect(parts[0]!.length + payload.length).toBe(FRAME_BYTES_MAX);
+    // FRAME_BYTES_MAX leaves room for the longest data-integrity-alg digest (peer-integrity.test.ts).
+    expect(parts[0]!.length + payload.length + INTEGRITY_DIGEST_BYTES_MAX).toBe(FRAME_BYTES_MAX);
     const whole = Buffer.concat(parts);
     const sameData = (p: WirePacket | undefined): void => {
       expect(p?.type).toBe(PacketType.Data);

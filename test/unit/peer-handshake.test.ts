@@ -11,6 +11,7 @@ const base = {
   allowTwoPrimaries: false,
   discardMyData: false,
   nodeName: 'alpha',
+  integrityAlg: '',
 };
 
 describe('peer handshake compatibility (DRBD connect-time checks)', () => {
@@ -26,6 +27,13 @@ describe('peer handshake compatibility (DRBD connect-time checks)', () => {
     expect(checkCompatibility(base, { ...base, afterSb2pri: 'violently-as0p' })).toBe('incompatible after-sb-2pri settings');
     expect(checkCompatibility(base, { ...base, allowTwoPrimaries: true })).toBe('incompatible setting of the two-primaries options');
     expect(checkCompatibility({ ...base, discardMyData: true }, { ...base, discardMyData: true })).toBe('incompatible discard-my-data settings');
+  });
+
+  it('requires the same data-integrity-alg on both nodes, compared as written (receive_protocol strcmp)', () => {
+    expect(checkCompatibility({ ...base, integrityAlg: 'sha1' }, { ...base, integrityAlg: 'sha1' })).toBeNull();
+    expect(checkCompatibility({ ...base, integrityAlg: 'sha1' }, { ...base, integrityAlg: 'md5' })).toBe('incompatible data-integrity-alg settings');
+    expect(checkCompatibility({ ...base, integrityAlg: 'sha1' }, base)).toBe('incompatible data-integrity-alg settings');
+    expect(checkCompatibility(base, { ...base, integrityAlg: 'crc32c' })).toBe('incompatible data-integrity-alg settings');
   });
 
   it('treats discard-local on one side as matching discard-remote on the other', () => {

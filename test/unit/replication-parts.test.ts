@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { Bitmap } from '../../src/meta/bitmap.js';
 import { encodeBitmapChunk, mergeBitmapChunk } from '../../src/replication/bitmap-exchange.js';
 import { BlockIdAllocator, BlockIdTag, blockIdTag } from '../../src/replication/block-id.js';
-import { blockDigest, crc32c } from '../../src/replication/digest.js';
+import { blockDigest, crc32c } from '../../src/util/digest.js';
 import { RangeLock } from '../../src/replication/range-lock.js';
 import { RateLimiter, syncPerMille } from '../../src/replication/resync.js';
 import { TransferLog } from '../../src/replication/transfer-log.js';
