@@ -85,6 +85,12 @@ export class Wiring {
         alTransactions: () => runtime.attachedStore?.activityLog.transactionCount ?? 0,
         onLocalIoError: (op, offsetBytes, error) => this.ioErrors.onLocalIoError(op, offsetBytes, error),
       });
+      // on-congestion: the write path reports, the link commits Ahead / StandAlone and starts the resync.
+      this.dataPath.volume.setCongestionHandler({
+        congested: (policy) => this.link.congested(policy),
+        aheadDrained: () => this.link.aheadDrained(),
+      });
+      this.dataPath.volume.setCongestionArmed(runtime.snapshot.conn === ConnState.Connected);
     });
     runtime.diskDrained = async () => {
       await this.deadline?.drained();
@@ -153,6 +159,9 @@ export class Wiring {
   /** Keeps the data path told of both disks; re-negotiates after a re-attach. */
   private afterStateChange(before: ResourceState, after: ResourceState): void {
     const connected = after.conn >= ConnState.Connected;
+    // maybe_pull_ahead runs while Connected (udrbd: not during a resync); leaving Ahead mirrors writes again.
+    this.dataPath?.volume.setCongestionArmed(after.conn === ConnState.Connected);
+    if (after.conn !== ConnState.Ahead) this.dataPath?.volume.leaveAhead();
     this.dataPath?.setDiskStates({
       localUpToDate: after.disk === DiskState.UpToDate,
       peerDiskless: connected && after.pdsk <= DiskState.Failed,
