@@ -1,6 +1,7 @@
 /**
  * replication/ — the data path: mirrored writes (protocols A/B/C), epochs and
- * barriers, the peer-side receiver, bitmap exchange, resync and online verify.
+ * barriers, the peer-side receiver, bitmap exchange, resync and online verify,
+ * and the congestion check that pulls ahead (on-congestion, volume.ts).
  * Public surface for daemon/ and tests; see engine.ts for the wiring.
  */
 export { ReplicationEngine, type ReplicationEngineDeps, type AttachedPeer, type LiveReplicationOptions } from './engine.js';
