@@ -525,7 +525,7 @@ export class ReplicatedVolume implements BlockDevice {
     if (this.notSending !== 'no') {
       // drbd_req.c: a write in Ahead is not mirrored; the peer hears of the range only if its bits were clean.
       const newlySet = setOutOfSync(this.bitmap, offsetBytes, buffer.length);
-      if (newlySet > 0 && this.notSending === 'ahead') this.peer?.send({ type: PacketType.OutOfSync, offsetBytes, lengthBytes: buffer.length });
+      if (newlySet > 0 && this.notSending === 'ahead') this.sendOutOfSync(offsetBytes, buffer.length);
       return null;
     }
     while (this.peer !== null && (this.congested || this.tl.size >= this.options.maxBuffers)) {
@@ -611,6 +611,21 @@ export class ReplicatedVolume implements BlockDevice {
       return;
     }
     if (this.notSending === 'ahead') this.reportAheadDrained();
+  }
+
+  /**
+   * P_OUT_OF_SYNC for a newly marked range. The peer must hear of every one
+   * (its bitmap drives the resync after Ahead), so none is ever dropped; but
+   * the send queue is bounded: once it is above its high-water mark the link
+   * is closed instead, and the handshake after the reconnect resyncs from this
+   * node's bitmap (the lost peer starts a new data generation).
+   */
+  private sendOutOfSync(offsetBytes: number, lengthBytes: number): void {
+    const peer = this.peer;
+    if (peer === null) return;
+    if (peer.send({ type: PacketType.OutOfSync, offsetBytes, lengthBytes })) return;
+    this.log.error({ offsetBytes, lengthBytes }, 'P_OUT_OF_SYNC backlog above the send high-water mark while Ahead; dropping the connection (the resync after the reconnect covers every marked block)');
+    peer.close('NetworkFailure');
   }
 
   /** Ahead, and the peer acknowledged every mirrored write: tell the resource layer once. */

@@ -140,3 +140,25 @@ describe('the other policies and protocols', () => {
     }
   });
 });
+
+describe('the P_OUT_OF_SYNC backlog is bounded', () => {
+  it('Ahead on a link that moves nothing: once the send queue is above high water the link is closed, every write still marked', async () => {
+    const p = makeNode(SIZE_BYTES, { protocol: 'A', onCongestion: 'pull-ahead', congestionFillBytes: 4 * BLOCK_BYTES });
+    const s = makeNode(SIZE_BYTES, { protocol: 'A' });
+    const [toPeer, back] = connect(p, s);
+    open.push(toPeer, back);
+    const probe: Probe = { congested: [], drained: 0, accept: true };
+    p.engine.volume.setCongestionHandler({ congested: (policy) => (probe.congested.push(policy), true), aheadDrained: () => undefined });
+    p.engine.volume.setCongestionArmed(true);
+    // Nothing leaves alpha: its queue grows with every packet; the memory channel's high water is 256 packets.
+    toPeer.held = true;
+    for (let i = 0; i < 600; i++) await p.engine.volume.write(pattern(BLOCK_BYTES, i), i * BLOCK_BYTES);
+    expect(probe.congested).toEqual(['pull-ahead']);
+    expect(toPeer.isOpen).toBe(false);
+    expect(p.engine.isAttached).toBe(false);
+    expect(p.lines.some((l) => l.includes('data path detached from peer') && l.includes('NetworkFailure'))).toBe(true);
+    expect(p.lines.some((l) => l.includes('P_OUT_OF_SYNC backlog above the send high-water mark'))).toBe(true);
+    // Every write is marked: the 4 sent before Ahead (never acknowledged) and the 596 after.
+    expect(p.bitmap.countSet()).toBe(600);
+  });
+});
