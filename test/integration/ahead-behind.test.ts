@@ -10,6 +10,8 @@
  *   KiB. Once the proxy forwards again the pair resyncs (Ahead → SyncSource,
  *   Behind → SyncTarget) and is Connected UpToDate/UpToDate with identical
  *   data areas holding every write.
+ * - a link lost while Ahead/Behind: beta stays Outdated (primary refused,
+ *   -2); the reconnect resyncs every marked write.
  * - disconnect: past the threshold alpha drops the link and is StandAlone
  *   (as DRBD's C_DISCONNECTING); writes go on, marked; `connect` resyncs.
  * - protocol C: pull-ahead is refused at connect with DRBD's Failure (155),
@@ -115,6 +117,38 @@ describe('on-congestion pull-ahead: Ahead/Behind and back', () => {
     expectEveryWriteOn(c, 'beta', written);
     expect(c.hashDataArea('beta')).toBe(c.hashDataArea('alpha'));
     console.log(`ahead-behind: ${WRITES} writes, oos at Ahead ${aheadKiB} KiB, thaw to Connected UpToDate/UpToDate ${resyncedMs} ms`);
+  });
+});
+
+describe('a link lost while Ahead/Behind', () => {
+  it('Behind stays Outdated and is not promoted; the reconnect resyncs every marked write', async () => {
+    cluster = new Cluster({ resource: 'ah3', port: 9307, minorBase: 296, diskSizeBytes: 16 * MiB, protocol: 'A', proxy: true, net: ['on-congestion pull-ahead;', ...NET] });
+    const c = cluster;
+    await c.upSynced();
+    c.freezeFrom('beta');
+    const written = await writeAll(c, 16);
+    await c.waitState('alpha', 'cstate', 'Ahead');
+    await c.waitState('beta', 'cstate', 'Behind');
+    c.cut();
+    await c.waitState('beta', 'cstate', 'WFConnection');
+    expect(await c.query('beta', 'dstate')).toBe('Outdated/DUnknown');
+    const promote = await c.adm('beta', ['primary', c.resource]);
+    expect(promote.exitCode).toBe(17);
+    expect(promote.stderr).toContain('State change failed: (-2) Need access to UpToDate data');
+    // alpha writes on alone meanwhile; then the link comes back.
+    const client = await c.client('alpha');
+    for (let i = 0; i < 64; i++) {
+      const data = crypto.randomBytes(BLOCK_BYTES);
+      await writeBlock(client, (1024 + i) * BLOCK_BYTES, data);
+      written.set(1024 + i, data);
+    }
+    c.thaw();
+    c.restore();
+    await c.waitState('alpha', 'cstate', 'Connected', 60_000);
+    await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
+    await c.waitState('alpha', 'dstate', 'UpToDate/UpToDate', 60_000);
+    expectEveryWriteOn(c, 'beta', written);
+    expect(c.hashDataArea('beta')).toBe(c.hashDataArea('alpha'));
   });
 });
 
