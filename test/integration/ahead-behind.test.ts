@@ -94,10 +94,13 @@ describe('on-congestion pull-ahead: Ahead/Behind and back', () => {
     const proc = await c.admOk('alpha', ['proc-drbd']);
     expect(proc).toMatch(/290: cs:Ahead ro:Primary\/Secondary ds:UpToDate\/Consistent A /);
     expect(proc).toContain(`oos:${aheadKiB}`);
+    // events2 (what LINBIT's ahead-behind test waits for): the peer device's replication state.
+    expect(await c.admOk('alpha', ['events', '--now', c.resource])).toMatch(/exists peer-device name:ah0 .*replication:Ahead/);
 
     // beta got the mirrored writes, alpha's P_STATE and a P_OUT_OF_SYNC for every marked write.
     await c.waitState('beta', 'cstate', 'Behind');
     expect(await c.query('beta', 'dstate')).toBe('Outdated/UpToDate');
+    expect(await c.admOk('beta', ['events', '--now', c.resource])).toMatch(/exists peer-device name:ah0 .*replication:Behind/);
     await c.waitFor('beta marked what alpha marked', async () => (await outOfSyncKiB(c, 'beta')) === aheadKiB);
     expect(c.logText('beta')).toContain('conn( Connected -> Behind ) disk( UpToDate -> Outdated )');
     const promote = await c.adm('beta', ['primary', c.resource]);
