@@ -19,6 +19,7 @@ export type RrConflict = 'disconnect' | 'violently' | 'call-pri-lost';
 export type Fencing = 'dont-care' | 'resource-only' | 'resource-and-stonith';
 export type OnIoError = 'pass_on' | 'call-local-io-error' | 'detach';
 export type OnNoDataAccessible = 'io-error' | 'suspend-io';
+export type OnCongestion = 'block' | 'pull-ahead' | 'disconnect';
 
 export interface ResolvedAddress {
   family: 'ipv4' | 'ipv6';
@@ -52,6 +53,12 @@ export interface NetOptions {
   dataIntegrityAlg?: string;
   useRle: boolean;
   tcpCork: boolean;
+  /** on-congestion (DRBD 8.4 default block). */
+  onCongestion: OnCongestion;
+  /** congestion-fill in 512-byte sectors; 0 = off (the default). */
+  congestionFillSectors: number;
+  /** congestion-extents (default DRBD_AL_EXTENTS_DEF 1237). */
+  congestionExtents: number;
 }
 
 export interface DiskOptions {
@@ -235,6 +242,9 @@ export function resolveResource(config: DrbdConfig, resourceName: string, nodeNa
       dataIntegrityAlg: lookup(net, 'data-integrity-alg'),
       useRle: boolOption(net, 'use-rle', true),
       tcpCork: boolOption(net, 'tcp-cork', true),
+      onCongestion: enumOption(res, 'net', net, 'on-congestion', ['block', 'pull-ahead', 'disconnect'], 'block'),
+      congestionFillSectors: numberOption(net, 'congestion-fill', 0, 's'),
+      congestionExtents: numberOption(net, 'congestion-extents', 1237),
     },
     disk: {
       alExtents: numberOption(disk, 'al-extents', 1237),

@@ -3,8 +3,8 @@
  * accepts, in one table: `implemented`, `warn` (ignored, and ignoring it
  * cannot change the data: said so at `up`), or `refuse` (ignoring it would
  * change the data's safety: `up` and `adjust` stop with exit 10). A keyword
- * may be judged per value (`on-congestion pull-ahead` is refused, `block` is
- * what udrbd does). checkOptionSupport walks one node's view of one resource and returns
+ * may be judged per value (`volume 1` is refused, `volume 0` is what udrbd
+ * has). checkOptionSupport walks one node's view of one resource and returns
  * a Finding (option, file, line, message) for each option that is not simply
  * implemented. Pure: knows nothing of sockets, disks or the daemon; what the
  * running machine can do (the native addon) comes in as `SupportEnvironment`.
@@ -132,12 +132,9 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
   { keyword: 'rcvbuf-size', section: 'net', ...OK('SO_RCVBUF of the peer socket (0 = kernel auto-tuning); needs native/udrbd-io') },
   { keyword: 'unplug-watermark', section: 'net', status: 'warn', why: 'kernel request plugging; udrbd sends at once', what: 'no request plugging', todo: REMOVE },
   { keyword: 'data-integrity-alg', section: 'net', ...OK('every Data and resync/read reply carries the sender\'s digest of its payload; the receiver recomputes it and a mismatch ("Digest integrity check FAILED") drops the link, which reconnects and resyncs the block; both nodes must name the same digest (crc32c, md5, sha1, sha256, ...)') },
-  {
-    keyword: 'on-congestion', section: 'net', status: 'refuse', why: 'udrbd always blocks writes while the send buffer is full; pull-ahead / disconnect would promise Ahead/Behind mode, which it does not have',
-    values: { block: ok }, what: 'no Ahead/Behind mode', todo: "use 'on-congestion block' (the default)",
-  },
-  { keyword: 'congestion-fill', section: 'net', ...OK('only takes effect with on-congestion pull-ahead / disconnect (refused); with block DRBD ignores it too') },
-  { keyword: 'congestion-extents', section: 'net', ...OK('only takes effect with on-congestion pull-ahead / disconnect (refused); with block DRBD ignores it too') },
+  { keyword: 'on-congestion', section: 'net', ...OK('block waits for the send buffer; pull-ahead goes Ahead/Behind (writes marked out of sync, resynced once the link drained); disconnect drops the link (StandAlone). pull-ahead / disconnect need protocol A, as in DRBD (connect fails with 155). Checked from Connected only, not during a resync') },
+  { keyword: 'congestion-fill', section: 'net', ...OK('bytes sent and not yet barrier-acknowledged (DRBD ap_in_flight) that count as congestion; 0 = off; with on-congestion block DRBD ignores it too') },
+  { keyword: 'congestion-extents', section: 'net', ...OK('activity-log extents of writes not yet acknowledged by the peer that count as congestion; with on-congestion block DRBD ignores it too') },
   { keyword: 'socket-check-timeout', section: 'net', status: 'warn', why: 'udrbd uses one socket per link, so there is no second socket to wait for', what: 'one socket per link', todo: REMOVE },
   { keyword: 'tcp-cork', section: 'net', status: 'warn', why: 'udrbd batches its writes itself and sets TCP_NODELAY; only latency differs', what: 'TCP_NODELAY, no cork', todo: REMOVE },
   { keyword: 'no-tcp-cork', section: 'net', ...OK('udrbd never corks the socket') },

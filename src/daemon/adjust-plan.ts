@@ -72,6 +72,9 @@ const NET_OPTION_NAMES: Readonly<Record<keyof NetOptions, string>> = {
   dataIntegrityAlg: 'data-integrity-alg',
   useRle: 'use-rle',
   tcpCork: 'tcp-cork',
+  onCongestion: 'on-congestion',
+  congestionFillSectors: 'congestion-fill',
+  congestionExtents: 'congestion-extents',
 };
 
 const DISK_OPTION_NAMES: Readonly<Record<keyof DiskOptions, string>> = {

@@ -11,11 +11,12 @@
 import { ExitCode, UdrbdError } from '../util/errors.js';
 import { InvariantError } from '../util/assert.js';
 import { ConnState } from '../resource/states.js';
+import { checkNetOptions } from '../resource/admin.js';
 import { validateAuth } from '../peer/auth.js';
 import { integrityDigest } from '../peer/integrity.js';
 import type { ResourceView } from '../config/index.js';
 import type { ProtocolPacket, SyncParamPacket } from '../peer/packets.js';
-import { type LiveReplicationOptions, blockDigest, requestTimeoutMs, resyncControllerSettings, resyncRateLimitKiBps, withDefaults } from '../replication/index.js';
+import { type LiveReplicationOptions, SECTOR_BYTES, blockDigest, requestTimeoutMs, resyncControllerSettings, resyncRateLimitKiBps, withDefaults } from '../replication/index.js';
 import { loadSpec } from './config-adapter.js';
 import { type AdjustPlan, type AdjustStep, planAdjust } from './adjust-plan.js';
 import type { ResourceSpec } from './spec.js';
@@ -40,6 +41,9 @@ export function liveReplicationOptions(view: ResourceView): Partial<LiveReplicat
     ...(view.net.verifyAlg ? { verifyAlg: view.net.verifyAlg } : {}),
     csumsAlg: view.net.csumsAlg ?? '',
     diskFlushes: view.disk.diskFlushes,
+    onCongestion: view.net.onCongestion,
+    congestionFillBytes: view.net.congestionFillSectors * SECTOR_BYTES,
+    congestionExtents: view.net.congestionExtents,
   };
 }
 
@@ -52,6 +56,11 @@ export function checkWanted(wanted: ResourceSpec): AdjustCheckResult {
   const result: AdjustCheckResult = { refusals: [], warnings: [] };
   const view = wanted.view as ResourceView;
   const where = `${view.definedAt}: in resource ${wanted.name}`;
+  // drbd_nl.c _check_net_options, as drbdsetup net-options reports it (exit 10).
+  const netRefusal = checkNetOptions(view.net);
+  if (netRefusal !== null) {
+    result.refusals.push(`${where}, net: Failure: (${netRefusal.code}) ${netRefusal.text}; use protocol A or on-congestion block, and adjust again.`);
+  }
   try {
     withDefaults(liveReplicationOptions(view));
   } catch (err) {

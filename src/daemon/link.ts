@@ -16,6 +16,11 @@
  * On every connect both nodes agree on the device size first
  * (daemon/device-size: the smaller usable size wins, an in-use device is
  * never shrunk — "The peer's disk size is too small!" drops the link).
+ * on-congestion: the data path reports congestion (replication/volume); the
+ * rule (resource/link-rules onCongestion) says Ahead or StandAlone; once the
+ * Ahead volume drained, AHEAD_TO_SYNC_SOURCE_DELAY_MS later it becomes
+ * SyncSource without a bitmap exchange (the peer holds the same bits from
+ * P_OUT_OF_SYNC), and the Behind peer becomes SyncTarget on the sync UUID.
  */
 import crypto from 'node:crypto';
 import { ExitCode } from '../util/errors.js';
@@ -24,8 +29,12 @@ import { type Refusal, SsCode, refusal } from '../resource/state.js';
 import { type AdminResult, requestConnect, requestDisconnect } from '../resource/admin.js';
 import { assert } from '../util/assert.js';
 import {
+  AHEAD_TO_SYNC_SOURCE_DELAY_MS,
   afterHandshake,
+  aheadToSyncSource,
+  behindToSyncTarget,
   bitmapExchangedAsTarget,
+  onCongestion,
   isSyncState,
   linkLostStates,
   type PeerView,
@@ -145,7 +154,7 @@ export class PeerLink {
       throw new StateChangeRefused(SsCode.noNetConfig, refusal(SsCode.noNetConfig).text, ExitCode.stateChangeFailed);
     }
     // resource/admin: --discard-my-data on a Primary (123), a net config already there (125).
-    const plan = requestConnect(rt.snapshot, { discardMyData }, rt.stateCtx());
+    const plan = requestConnect(rt.snapshot, { discardMyData, net: this.view.net }, rt.stateCtx());
     if (plan.kind !== 'ok') refuse(refusalOf(plan));
     const [unconnected, waiting] = plan.states;
     assert(unconnected !== undefined && waiting !== undefined, 'connect is StandAlone → Unconnected → WFConnection');
@@ -527,6 +536,17 @@ export class PeerLink {
     // A full sync sets every bit on both sides, so no exchange is needed.
     if (exchange) await engine.exchangeBitmaps();
     if (link.closed) return;
+    await this.beginResyncAsSource(link, resyncStarts('source'), 'resync');
+  }
+
+  /**
+   * The source's start of a resync (drbd_start_resync + drbd_gen_and_send_sync_uuid):
+   * a new sync UUID to the peer before the state that says SyncSource, so the
+   * peer knows it when it sees the state.
+   */
+  private async beginResyncAsSource(link: ActiveLink, patch: Partial<StateSnapshot>, why: string): Promise<void> {
+    const rt = this.runtime;
+    const store = rt.requireStore();
     const start = syncSourceStart(store.uuids, random64());
     store.setUuids(start.uuids);
     for (const line of start.logLines) rt.log.info(line);
@@ -540,7 +560,52 @@ export class PeerLink {
     rt.log.info(resyncBeganLine('source', link.sourceTotalBits));
     await this.beforeResync?.();
     if (link.closed) return;
-    await rt.setState(resyncStarts('source'), 'resync');
+    await rt.setState(patch, why);
+  }
+
+  // ---- on-congestion (Ahead/Behind) -----------------------------------------------------------
+
+  /**
+   * The data path stopped sending Data (drbd_req.c maybe_pull_ahead): commit
+   * Ahead, or drop the connection for `on-congestion disconnect`. Called
+   * synchronously from the write path; the state commits before it returns.
+   */
+  congested(policy: 'pull-ahead' | 'disconnect'): boolean {
+    const rt = this.runtime;
+    const link = this.active;
+    const next = onCongestion(rt.snapshot, policy);
+    if (!link || link.closed || next === null) return false;
+    if (next === 'disconnect') {
+      rt.log.warn('on-congestion disconnect: dropping the connection');
+      runAside(this.toStandAlone('on-congestion disconnect'), rt.log, 'on-congestion disconnect');
+      return true;
+    }
+    runAside(rt.setState(next, 'on-congestion pull-ahead'), rt.log, 'pull ahead');
+    return true;
+  }
+
+  /** Ahead and every mirrored write acknowledged: the resync starts after DRBD's start_resync_timer delay. */
+  aheadDrained(): void {
+    const link = this.active;
+    if (!link || link.closed) return;
+    const timer = setTimeout(() => {
+      if (this.active !== link || link.closed) return;
+      const next = aheadToSyncSource(this.runtime.snapshot);
+      if (next === null) return;
+      runAside(this.beginResyncAsSource(link, next, 'ahead -> SyncSource'), this.runtime.log, 'resync after Ahead');
+    }, AHEAD_TO_SYNC_SOURCE_DELAY_MS);
+    timer.unref();
+  }
+
+  /** receive_sync_uuid while Behind: the Ahead peer began the resync; pull the marked blocks. */
+  private async resyncFromBehind(link: ActiveLink, engine: ReplicationEngine, uuid: bigint): Promise<void> {
+    const rt = this.runtime;
+    const next = behindToSyncTarget(rt.snapshot);
+    if (next === null) return;
+    const store = rt.requireStore();
+    store.setUuids(syncTargetStart(store.uuids, uuid, rt.snapshot.role));
+    await rt.setState(next, 'Behind -> SyncTarget');
+    await this.pullResync(link, engine);
   }
 
   private async runSyncTarget(link: ActiveLink, engine: ReplicationEngine, full: boolean, exchange = true): Promise<void> {
@@ -566,6 +631,13 @@ export class PeerLink {
     await this.beforeResync?.();
     if (link.closed) return;
     await rt.setState(resyncStarts('target'), 'resync');
+    await this.pullResync(link, engine);
+  }
+
+  /** SyncTarget: fetch every out-of-sync block, then finish as drbd_resync_finished does. */
+  private async pullResync(link: ActiveLink, engine: ReplicationEngine): Promise<void> {
+    const rt = this.runtime;
+    const store = rt.requireStore();
     // Not waited for (udrbd does not abort a resync on this handler's result); runHandler logs failures.
     runAside(this.runHandlerQuiet('before-resync-target'), rt.log, 'handler before-resync-target');
     const bitsSet = store.bitmap.countSet();
@@ -615,11 +687,18 @@ export class PeerLink {
   private onControlPacket(link: ActiveLink, packet: Packet): void {
     if (this.active !== link) return;
     switch (packet.type) {
-      case PacketType.SyncUuid:
+      case PacketType.SyncUuid: {
+        const engine = this.engine();
+        if (this.runtime.snapshot.conn === ConnState.Behind && engine) {
+          // The packet dispatch is synchronous; the resync runs aside, failures logged.
+          runAside(this.resyncFromBehind(link, engine, packet.uuid), this.runtime.log, 'resync after Behind');
+          return;
+        }
         if (link.syncUuidWaiter) link.syncUuidWaiter(packet.uuid);
         else link.pendingSyncUuid = packet.uuid;
         link.syncUuidWaiter = undefined;
         return;
+      }
       case PacketType.StateChangeRequest:
         // The packet dispatch is synchronous; the request (maybe a whole resync) runs aside, failures logged.
         runAside(this.onPeerRequest(link, packet.requestId, packet.conn as ConnState | undefined), this.runtime.log, 'peer state change request');

@@ -9,9 +9,9 @@
  * or Primary keeps the data path running diskless; the next attach gives it
  * the disk back and the link negotiates again (a resync by the bitmap).
  */
-import { ExitCode } from '../util/errors.js';
+import { ExitCode, UdrbdError } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
-import { type ResourceState, type StateCtx, SsCode, defaultStateCtx, refusal } from '../resource/state.js';
+import { type ResourceState, type StateCtx, SsCode, defaultStateCtx, formatRefusalMessage, refusal } from '../resource/state.js';
 import { ReplicationEngine } from '../replication/index.js';
 import { liveReplicationOptions } from './adjust.js';
 import type { ResourceView } from '../config/index.js';
@@ -92,6 +92,12 @@ export class Wiring {
         alTransactions: () => runtime.attachedStore?.activityLog.transactionCount ?? 0,
         onLocalIoError: (op, offsetBytes, error) => this.ioErrors.onLocalIoError(op, offsetBytes, error),
       });
+      // on-congestion: the write path reports, the link commits Ahead / StandAlone and starts the resync.
+      this.dataPath.volume.setCongestionHandler({
+        congested: (policy) => this.link.congested(policy),
+        aheadDrained: () => this.link.aheadDrained(),
+      });
+      this.dataPath.volume.setCongestionArmed(runtime.snapshot.conn === ConnState.Connected);
     });
     runtime.diskDrained = async () => {
       await this.deadline?.drained();
@@ -114,10 +120,15 @@ export class Wiring {
       }
       this.dataPath = undefined;
     });
-    // A failed first listen fails `up` (daemon/listen-failure); anything else is logged as before.
+    // A failed first listen fails `up` (daemon/listen-failure), and so does a net config the kernel's
+    // connect refuses (drbdsetup's "Failure: (155) ...", exit 10); anything else is logged as before.
     runtime.connectHook = () =>
       this.link.connect(options.discardMyData).catch((err: Error) => {
         if (err instanceof ListenFailedError) throw err;
+        if (err instanceof StateChangeRefused && err.code > 100) {
+          const line = formatRefusalMessage(runtime.spec.minor, { ok: false, code: err.code, text: err.text, exitCode: err.exitCode, failure: true });
+          throw new UdrbdError(line, err.exitCode);
+        }
         runtime.log.error({ err }, `connect failed: ${err.message}`);
       });
     runtime.disconnectHook = () => this.link.disconnect();
@@ -160,6 +171,9 @@ export class Wiring {
   /** Keeps the data path told of both disks; re-negotiates after a re-attach. */
   private afterStateChange(before: ResourceState, after: ResourceState): void {
     const connected = after.conn >= ConnState.Connected;
+    // maybe_pull_ahead runs while Connected (udrbd: not during a resync); leaving Ahead mirrors writes again.
+    this.dataPath?.volume.setCongestionArmed(after.conn === ConnState.Connected);
+    if (after.conn !== ConnState.Ahead) this.dataPath?.volume.leaveAhead();
     this.dataPath?.setDiskStates({
       localUpToDate: after.disk === DiskState.UpToDate,
       peerDiskless: connected && after.pdsk <= DiskState.Failed,

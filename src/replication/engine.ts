@@ -64,7 +64,7 @@ interface Link {
 }
 
 /** The options `adjust` may change on a running data path (the rest are fixed at attach). */
-export type LiveReplicationOptions = Pick<ReplicationOptions, 'protocol' | 'maxBuffers' | 'maxEpochSize' | 'resyncRateKiBps' | 'resyncController' | 'verifyAlg' | 'csumsAlg' | 'requestTimeoutMs' | 'diskFlushes'>;
+export type LiveReplicationOptions = Pick<ReplicationOptions, 'protocol' | 'maxBuffers' | 'maxEpochSize' | 'resyncRateKiBps' | 'resyncController' | 'verifyAlg' | 'csumsAlg' | 'requestTimeoutMs' | 'diskFlushes' | 'onCongestion' | 'congestionFillBytes' | 'congestionExtents'>;
 
 export class ReplicationEngine {
   /** Shared by every part of the data path, which reads it per request; only applyOptions changes it. */

@@ -9,6 +9,9 @@ import type { RsControllerSettings } from './rs-controller.js';
 
 export type ReplicationProtocol = 'A' | 'B' | 'C';
 
+/** DRBD 8.4 `on-congestion`: what the Primary does when the link cannot keep up. */
+export type OnCongestion = 'block' | 'pull-ahead' | 'disconnect';
+
 export interface ReplicationOptions {
   /** When a mirrored write completes: A on send, B on the peer's receipt, C on its disk write (drbd_req.c). */
   readonly protocol: ReplicationProtocol;
@@ -49,6 +52,17 @@ export interface ReplicationOptions {
    * application asks for (DP_FLUSH writes, a Primary's local flush) still run.
    */
   readonly diskFlushes: boolean;
+  /**
+   * `on-congestion`: `block` waits for the send buffer (the default);
+   * `pull-ahead` goes Ahead — writes complete locally and are only marked out
+   * of sync, locally and on the peer (P_OUT_OF_SYNC), until the link drained
+   * and a resync catches up; `disconnect` drops the connection.
+   */
+  readonly onCongestion: OnCongestion;
+  /** `congestion-fill`: bytes sent and not yet acknowledged that count as congestion; 0 = off. */
+  readonly congestionFillBytes: number;
+  /** `congestion-extents`: activity-log extents of unacknowledged writes that count as congestion. */
+  readonly congestionExtents: number;
 }
 
 /** DRBD 8.4 defaults (drbd_limits.h); resync as fast as possible unless told otherwise. */
@@ -64,6 +78,9 @@ export const defaultReplicationOptions: ReplicationOptions = {
   csumsAlg: '',
   requestTimeoutMs: 7 * 6000, // ko-count 7 × timeout 60 (tenths of a second)
   diskFlushes: true,
+  onCongestion: 'block',
+  congestionFillBytes: 0,
+  congestionExtents: 1237, // DRBD_CONG_EXTENTS_DEF = DRBD_AL_EXTENTS_DEF
 };
 
 /** Sectors of 512 bytes: DRBD logs ranges in sectors. */
@@ -119,5 +136,8 @@ export function withDefaults(partial: Partial<ReplicationOptions> = {}): Replica
   );
   assert(Number.isSafeInteger(options.resyncInflightMax) && options.resyncInflightMax >= 1, `resyncInflightMax ≥ 1`);
   assert(Number.isSafeInteger(options.requestTimeoutMs) && options.requestTimeoutMs >= 0, `requestTimeoutMs ${options.requestTimeoutMs} ≥ 0`);
+  assert(['block', 'pull-ahead', 'disconnect'].includes(options.onCongestion), `onCongestion ${options.onCongestion} is block, pull-ahead or disconnect`);
+  assert(Number.isSafeInteger(options.congestionFillBytes) && options.congestionFillBytes >= 0, `congestionFillBytes ${options.congestionFillBytes} ≥ 0`);
+  assert(Number.isSafeInteger(options.congestionExtents) && options.congestionExtents >= 1, `congestionExtents ${options.congestionExtents} ≥ 1`);
   return options;
 }

@@ -6,6 +6,7 @@
  * sockets or disks.
  */
 import { assert } from '../util/assert.js';
+import { AL_EXTENT_BYTES } from '../meta/types.js';
 
 export interface TransferLogEntry {
   readonly offsetBytes: number;
@@ -19,8 +20,30 @@ export class TransferLog {
   /** Closed epochs awaiting their BarrierAck, oldest first, with their write counts. */
   private readonly closedEpochs: Array<{ epoch: number; writes: number }> = [];
   private openWrites = 0;
+  /**
+   * Bytes of the requests held: DRBD's ap_in_flight, the figure
+   * `congestion-fill` is compared with (drbd_req.c: maybe_pull_ahead).
+   */
+  private heldBytes = 0;
+  /**
+   * Requests held per 4 MiB activity-log extent. DRBD keeps a request's AL
+   * reference until the peer acknowledged it, so act_log->used (what
+   * `congestion-extents` is compared with) counts the extents of unacknowledged
+   * writes; this is that count for the mirrored writes.
+   */
+  private readonly extentRefs = new Map<number, number>();
 
   constructor(private currentEpoch: number) {}
+
+  /** Bytes sent and not yet barrier-acknowledged (DRBD's ap_in_flight). */
+  get bytesInFlight(): number {
+    return this.heldBytes;
+  }
+
+  /** Activity-log extents touched by the requests held. */
+  get activeExtents(): number {
+    return this.extentRefs.size;
+  }
 
   get epoch(): number {
     return this.currentEpoch;
@@ -50,6 +73,9 @@ export class TransferLog {
     const entry = { offsetBytes, lengthBytes, epoch: this.currentEpoch };
     this.entries.push(entry);
     this.openWrites++;
+    this.heldBytes += lengthBytes;
+    const last = lastExtent(entry);
+    for (let e = firstExtent(entry); e <= last; e++) this.extentRefs.set(e, (this.extentRefs.get(e) ?? 0) + 1);
     return entry;
   }
 
@@ -71,6 +97,7 @@ export class TransferLog {
     assert(oldest.writes === writes, `BarrierAck ${epoch} covers ${writes} writes; epoch had ${oldest.writes}`);
     let dropped = 0;
     while (this.head < this.entries.length && this.entries[this.head]!.epoch === epoch) {
+      this.release(this.entries[this.head]!);
       this.head++;
       dropped++;
     }
@@ -88,6 +115,21 @@ export class TransferLog {
     this.head = 0;
     this.closedEpochs.length = 0;
     this.openWrites = 0;
+    this.heldBytes = 0;
+    this.extentRefs.clear();
     return pending;
   }
+
+  private release(entry: TransferLogEntry): void {
+    this.heldBytes -= entry.lengthBytes;
+    const last = lastExtent(entry);
+    for (let e = firstExtent(entry); e <= last; e++) {
+      const refs = this.extentRefs.get(e)! - 1;
+      if (refs === 0) this.extentRefs.delete(e);
+      else this.extentRefs.set(e, refs);
+    }
+  }
 }
+
+const firstExtent = (entry: TransferLogEntry): number => Math.floor(entry.offsetBytes / AL_EXTENT_BYTES);
+const lastExtent = (entry: TransferLogEntry): number => Math.floor((entry.offsetBytes + Math.max(entry.lengthBytes, 1) - 1) / AL_EXTENT_BYTES);

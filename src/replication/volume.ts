@@ -14,6 +14,18 @@
  * the peer only; without a connection they fail with EIO. A read the local
  * disk fails is retried on an UpToDate peer, as DRBD 8.4 retries it. With a
  * diskless peer, writes are not sent, only marked out of sync.
+ *
+ * Congestion (on-congestion pull-ahead / disconnect, drbd_req.c:
+ * maybe_pull_ahead): while the resource layer arms it (Connected), each write
+ * first compares the bytes sent and not yet barrier-acknowledged with
+ * congestion-fill and the activity-log extents of those writes with
+ * congestion-extents. Past either, the volume stops sending Data: with
+ * pull-ahead each write completes on the local disk, its bits are set and the
+ * newly set range goes to the peer as P_OUT_OF_SYNC (DRBD: "Ahead"); with
+ * disconnect writes are only marked until the link is closed. The resource
+ * layer hears it through `CongestionHandler` and commits the state; once every
+ * mirrored write is acknowledged it hears `aheadDrained` (DRBD:
+ * got_BarrierAck → start_resync_timer) and starts the resync.
  */
 import { performance } from 'node:perf_hooks';
 import { type BlockDevice, type BlockDeviceCapabilities, type ReadFlags, type WriteFlags, checkRange } from '../disk/block-device.js';
@@ -25,7 +37,7 @@ import { assert, InvariantError } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import { BlockIdAllocator, BlockIdTag } from './block-id.js';
 import type { ReplicationCounters } from './counters.js';
-import { type ReplicationOptions, type ReplicationProtocol, SECTOR_BYTES } from './options.js';
+import { type OnCongestion, type ReplicationOptions, type ReplicationProtocol, SECTOR_BYTES } from './options.js';
 import { RangeLock, type RangeHold, Slots } from './range-lock.js';
 import { TransferLog } from './transfer-log.js';
 import { eioError } from '../disk/block-device.js';
@@ -36,6 +48,20 @@ export interface OnDemandSync {
   /** Resolves once every block of the range is in sync locally; rejects if it cannot be. */
   syncRange(offsetBytes: number, lengthBytes: number): Promise<void>;
 }
+
+/** What the volume tells the resource layer about congestion (it commits Ahead / Disconnecting). */
+export interface CongestionHandler {
+  /**
+   * A threshold was reached: the volume stops sending Data if this returns
+   * true (the resource layer committed Ahead / Disconnecting), else it goes on.
+   */
+  congested(policy: Exclude<OnCongestion, 'block'>): boolean;
+  /** While pulled ahead: every mirrored write is barrier-acknowledged (DRBD's ap_in_flight == 0). */
+  aheadDrained(): void;
+}
+
+/** Why the volume is not sending Data while mirroring: not at all, pulled ahead, or dropping the link. */
+type NotSending = 'no' | 'ahead' | 'dropping';
 
 /** Called when the local disk failed a request (daemon/ applies on-io-error). */
 export type LocalIoErrorHandler = (operation: 'read' | 'write' | 'flush', offsetBytes: number, error: Error) => void;
@@ -146,6 +172,12 @@ export class ReplicatedVolume implements BlockDevice {
   private peerUpToDate = false;
   /** The local disk is UpToDate; if not (on-io-error pass_on), its out-of-sync blocks are read from an UpToDate peer. */
   private localUpToDate = true;
+  /** The resource layer allows pulling ahead now (Connected); see the header. */
+  private congestionArmed = false;
+  private notSending: NotSending = 'no';
+  /** aheadDrained was reported for this Ahead period. */
+  private aheadDrainReported = false;
+  private congestionHandler: CongestionHandler | null = null;
 
   constructor(deps: ReplicatedVolumeDeps) {
     this.disk = deps.disk;
@@ -185,6 +217,8 @@ export class ReplicatedVolume implements BlockDevice {
     assert(this.tl.size === 0, 'transfer log empty when mirroring starts');
     this.peer = peer;
     this.congested = false;
+    this.notSending = 'no';
+    this.aheadDrainReported = false;
     this.tl = new TransferLog(1);
     this.ackedThroughEpoch = 0;
     this.counters.ep = 0;
@@ -239,6 +273,7 @@ export class ReplicatedVolume implements BlockDevice {
     this.requestTimer = null;
     if (this.peer === null) return;
     this.peer = null;
+    this.notSending = 'no';
     let bitsSet = 0;
     for (const entry of this.tl.clear()) bitsSet += setOutOfSync(this.bitmap, entry.offsetBytes, entry.lengthBytes);
     for (const write of this.pending.values()) {
@@ -285,6 +320,28 @@ export class ReplicatedVolume implements BlockDevice {
     this.localUpToDate = states.localUpToDate;
     this.peerDiskless = states.peerDiskless;
     this.peerUpToDate = states.peerUpToDate;
+  }
+
+  /** Who hears about congestion (the resource layer); null = nobody, and nothing is armed. */
+  setCongestionHandler(handler: CongestionHandler | null): void {
+    this.congestionHandler = handler;
+  }
+
+  /** Pulling ahead is allowed now (DRBD checks on each write while Connected); see the header. */
+  setCongestionArmed(armed: boolean): void {
+    this.congestionArmed = armed;
+  }
+
+  /** The resource layer left Ahead (→ SyncSource): mirror writes again. A disconnect in progress stays. */
+  leaveAhead(): void {
+    if (this.notSending !== 'ahead') return;
+    this.notSending = 'no';
+    this.aheadDrainReported = false;
+  }
+
+  /** Pulled ahead of the peer: writes are marked out of sync, not sent. */
+  get isAhead(): boolean {
+    return this.notSending === 'ahead';
   }
 
   /** While this node is SyncTarget: out-of-sync blocks are synced before they are read. */
@@ -338,6 +395,7 @@ export class ReplicatedVolume implements BlockDevice {
     if (this.peer === null) return;
     this.tl.barrierAcked(packet.epoch, packet.writes);
     this.ackedThroughEpoch = packet.epoch;
+    if (this.notSending === 'ahead') this.reportAheadDrained();
     this.counters.ep = this.tl.epochsInFlight;
     const nowMs = this.flushWaiters.length > 0 ? performance.now() : 0;
     for (let i = 0; i < this.flushWaiters.length; ) {
@@ -463,6 +521,13 @@ export class ReplicatedVolume implements BlockDevice {
   /** Queues the Data packet; returns the network part (already settled for protocol A), or null if the peer went away. */
   private async sendWrite(buffer: Buffer, offsetBytes: number, fua: boolean): Promise<PendingWrite | null> {
     if (this.peerDiskless) return null;
+    if (this.notSending === 'no' && this.congestionArmed) this.maybePullAhead();
+    if (this.notSending !== 'no') {
+      // drbd_req.c: a write in Ahead is not mirrored; the peer hears of the range only if its bits were clean.
+      const newlySet = setOutOfSync(this.bitmap, offsetBytes, buffer.length);
+      if (newlySet > 0 && this.notSending === 'ahead') this.sendOutOfSync(offsetBytes, buffer.length);
+      return null;
+    }
     while (this.peer !== null && (this.congested || this.tl.size >= this.options.maxBuffers)) {
       if (this.congested) {
         await this.peer.drained();
@@ -512,6 +577,64 @@ export class ReplicatedVolume implements BlockDevice {
     return write;
   }
 
+  /**
+   * drbd_req.c maybe_pull_ahead: past congestion-fill (bytes in flight) or
+   * congestion-extents (AL extents of unacknowledged writes), stop sending
+   * Data. Only with good local data (DRBD: get_ldev_if_state(D_UP_TO_DATE))
+   * and protocol A (the only protocol DRBD allows a non-block policy with).
+   */
+  private maybePullAhead(): void {
+    const policy = this.options.onCongestion;
+    const handler = this.congestionHandler;
+    if (policy === 'block' || handler === null || this.options.protocol !== 'A') return;
+    if (this.diskless || !this.localUpToDate) return;
+    let congested = false;
+    const fillBytes = this.options.congestionFillBytes;
+    const inFlightBytes = this.tl.bytesInFlight;
+    if (fillBytes > 0 && inFlightBytes >= fillBytes) {
+      this.log.info({ inFlightBytes, congestionFillBytes: fillBytes }, 'Congestion-fill threshold reached');
+      congested = true;
+    }
+    const extents = this.tl.activeExtents;
+    if (extents >= this.options.congestionExtents) {
+      this.log.info({ activeExtents: extents, congestionExtents: this.options.congestionExtents }, 'Congestion-extents threshold reached');
+      congested = true;
+    }
+    if (!congested) return;
+    // start_new_tl_epoch: the mirrored writes so far end in an epoch of their own, whose BarrierAck says they arrived.
+    this.closeEpoch();
+    this.congestionArmed = false;
+    this.notSending = policy === 'pull-ahead' ? 'ahead' : 'dropping';
+    this.aheadDrainReported = false;
+    if (!handler.congested(policy)) {
+      this.notSending = 'no';
+      return;
+    }
+    if (this.notSending === 'ahead') this.reportAheadDrained();
+  }
+
+  /**
+   * P_OUT_OF_SYNC for a newly marked range. The peer must hear of every one
+   * (its bitmap drives the resync after Ahead), so none is ever dropped; but
+   * the send queue is bounded: once it is above its high-water mark the link
+   * is closed instead, and the handshake after the reconnect resyncs from this
+   * node's bitmap (the lost peer starts a new data generation).
+   */
+  private sendOutOfSync(offsetBytes: number, lengthBytes: number): void {
+    const peer = this.peer;
+    if (peer === null) return;
+    if (peer.send({ type: PacketType.OutOfSync, offsetBytes, lengthBytes })) return;
+    this.log.error({ offsetBytes, lengthBytes }, 'P_OUT_OF_SYNC backlog above the send high-water mark while Ahead; dropping the connection (the resync after the reconnect covers every marked block)');
+    peer.close('NetworkFailure');
+  }
+
+  /** Ahead, and the peer acknowledged every mirrored write: tell the resource layer once. */
+  private reportAheadDrained(): void {
+    if (this.aheadDrainReported || this.tl.size > 0) return;
+    this.aheadDrainReported = true;
+    this.congestionHandler?.aheadDrained();
+  }
+
   /** Sends a Barrier closing the open epoch (if it has writes); returns its number or -1. */
   private closeEpoch(): number {
     const peer = this.peer;
@@ -529,7 +652,8 @@ export class ReplicatedVolume implements BlockDevice {
     // The Barrier leaves first: the local flush may run on this thread (disk/file-disk) and
     // the peer's flush should overlap it.
     const startedMs = performance.now();
-    if (this.peer !== null && !this.peerDiskless) {
+    // Ahead (or dropping the link) nothing new is sent, so the flush is the local disk's alone (DRBD: no remote part).
+    if (this.peer !== null && !this.peerDiskless && this.notSending === 'no') {
       this.closeEpoch();
       const epoch = this.tl.newestClosedEpoch;
       if (epoch >= 0 && epoch > this.ackedThroughEpoch) {
@@ -571,6 +695,11 @@ export class ReplicatedVolume implements BlockDevice {
     let bytes = 0;
     for (const write of this.pending.values()) bytes += write.lengthBytes;
     return bytes;
+  }
+
+  /** Bytes sent and not yet barrier-acknowledged: what congestion-fill is compared with. */
+  get transferLogBytes(): number {
+    return this.tl.bytesInFlight;
   }
 
   trim(): Promise<void> {

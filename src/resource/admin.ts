@@ -204,7 +204,21 @@ export function requestSecondary(state: ResourceState, opts: { deviceOpen: boole
 }
 
 /** `connect [--discard-my-data]`: StandAlone → Unconnected → WFConnection. */
-export function requestConnect(state: ResourceState, opts: { discardMyData: boolean }, ctx: StateCtx): AdminResult {
+/** The net options `connect` / `net-options` check (drbd_nl.c: _check_net_options). */
+export interface NetOptionFacts {
+  protocol: 'A' | 'B' | 'C';
+  onCongestion: 'block' | 'pull-ahead' | 'disconnect';
+}
+
+/** _check_net_options: on-congestion other than block needs protocol A (ERR_CONG_NOT_PROTO_A, 155). */
+export function checkNetOptions(net: NetOptionFacts): Refusal | null {
+  if (net.onCongestion !== 'block' && net.protocol !== 'A') return failure(ErrCode.congNotProtoA);
+  return null;
+}
+
+export function requestConnect(state: ResourceState, opts: { discardMyData: boolean; net?: NetOptionFacts }, ctx: StateCtx): AdminResult {
+  const netRefusal = opts.net ? checkNetOptions(opts.net) : null;
+  if (netRefusal !== null) return refused(netRefusal);
   if (opts.discardMyData && state.role === Role.Primary) return refused(failure(ErrCode.discardImpossible));
   if (state.conn !== ConnState.StandAlone) return refused(failure(ErrCode.netConfigured));
   const c = { ...ctx, hasNetConfig: true };

@@ -10,7 +10,9 @@
  *                 rules, invariants → InvariantError, after-state rules)
  *   admin.ts      operator requests (primary, secondary, connect, disconnect,
  *                 detach, invalidate, verify, outdate, pause-sync, new-current-uuid)
- *   link-rules.ts connection-state targets of the connect sequence and resync
+ *                 and the net-option check of connect (on-congestion needs protocol A)
+ *   link-rules.ts connection-state targets of the connect sequence and resync,
+ *                 on-congestion (Ahead / Behind and back)
  *   uuid.ts       generation UUIDs: uuid_compare, syncHandshake, rotations
  *   after-sb.ts   split-brain recovery policies
  *   md-flags.ts   MDF_* flags from a state, the disk state at attach from flags

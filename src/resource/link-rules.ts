@@ -74,6 +74,36 @@ export function resyncBeganLine(as: 'source' | 'target', bitsSet: number): strin
   return `Began resync as ${connName(conn)} (will sync ${bitsSet * 4} KB [${bitsSet} bits set]).`;
 }
 
+/**
+ * on-congestion (drbd_req.c: maybe_pull_ahead): `pull-ahead` goes Ahead
+ * (sanitize_state makes the peer's disk Consistent at most: it misses
+ * writes now); `disconnect` drops the connection, and as for DRBD's
+ * C_DISCONNECTING the resource ends StandAlone (drbd_receiver.c:
+ * conn_disconnect), waiting for the operator's `connect`/`adjust`.
+ * Only from Connected: udrbd does not pull ahead during a resync.
+ */
+export function onCongestion(local: ResourceState, policy: 'pull-ahead' | 'disconnect'): StatePatch | 'disconnect' | null {
+  if (local.conn !== ConnState.Connected || local.disk !== DiskState.UpToDate) return null;
+  return policy === 'pull-ahead' ? { conn: ConnState.Ahead } : 'disconnect';
+}
+
+/**
+ * DRBD's start_resync_timer (drbd_receiver.c got_BarrierAck → drbd_worker.c
+ * w_start_resync): once every mirrored write is acknowledged while Ahead, the
+ * resync starts this long after, as SyncSource.
+ */
+export const AHEAD_TO_SYNC_SOURCE_DELAY_MS = 1000;
+
+/** Ahead, drained, the delay passed: become SyncSource; null once the state moved on (link lost). */
+export function aheadToSyncSource(local: ResourceState): StatePatch | null {
+  return local.conn === ConnState.Ahead ? resyncStarts('source') : null;
+}
+
+/** receive_sync_uuid while Behind: the Ahead peer started the resync; become SyncTarget. */
+export function behindToSyncTarget(local: ResourceState): StatePatch | null {
+  return local.conn === ConnState.Behind ? resyncStarts('target') : null;
+}
+
 /** The target's resync ended (drbd_resync_finished): UpToDate, or still Inconsistent after failed blocks. */
 export function targetResyncFinished(ok: boolean): StatePatch {
   return ok ? { conn: ConnState.Connected, disk: DiskState.UpToDate, pdsk: DiskState.UpToDate } : { conn: ConnState.Connected };
@@ -107,6 +137,9 @@ export function peerStateNews(local: ResourceState, peer: PeerView): PeerStateNe
     verifyEnded = c === ConnState.VerifyT;
   } else if (!isSyncState(c) && c !== ConnState.WFBitMapS && c !== ConnState.WFBitMapT && c !== ConnState.WFSyncUUID) {
     patch.pdsk = peer.disk;
+    // receive_state: "if (peer_state.conn == C_AHEAD) ns.conn = C_BEHIND" — sanitize_state then
+    // makes this disk Outdated at best: it misses the writes the peer only marks.
+    if (peer.conn === ConnState.Ahead && c === ConnState.Connected) patch.conn = ConnState.Behind;
   }
   return { patch, sourceResyncDone, verifyEnded };
 }

@@ -486,6 +486,8 @@ export const ErrCode = {
   pauseIsClear: 135,
   noDisk: 138,
   connected: 151,
+  /** ERR_CONG_NOT_PROTO_A: on-congestion other than block with protocol B or C (drbd_nl.c: _check_net_options). */
+  congNotProtoA: 155,
   minorExists: 161,
 } as const;
 
@@ -498,6 +500,7 @@ const errTexts: Record<number, string> = {
   135: 'Sync-pause flag is already cleared',
   138: 'Device does not have a disk',
   151: 'Device is connected',
+  155: 'on-congestion policy pull-ahead only with prot A allowed',
 };
 
 export function failure(code: number): Refusal {

@@ -140,6 +140,13 @@ export function brokenInvariant(s: ResourceState): string | null {
   if (s.conn === ConnState.SyncTarget && !(s.disk === DiskState.Inconsistent && s.pdsk === DiskState.UpToDate)) {
     return 'SyncTarget is Inconsistent/UpToDate';
   }
+  // Ahead/Behind (DRBD 8.4's congestion mode): the Primary keeps the good data, the peer is stale until the resync.
+  if (s.conn === ConnState.Ahead && !(s.disk === DiskState.UpToDate && s.pdsk >= DiskState.Inconsistent && s.pdsk <= DiskState.Consistent)) {
+    return 'Ahead is UpToDate/Inconsistent…Consistent';
+  }
+  if (s.conn === ConnState.Behind && !(s.disk >= DiskState.Inconsistent && s.disk <= DiskState.Outdated && s.pdsk === DiskState.UpToDate)) {
+    return 'Behind is Inconsistent…Outdated/UpToDate';
+  }
   const paused = s.userIsp || s.peerIsp || s.aftrIsp;
   if ((s.conn === ConnState.SyncSource || s.conn === ConnState.SyncTarget) && paused) return 'Sync* has no pause flag';
   if ((s.conn === ConnState.PausedSyncS || s.conn === ConnState.PausedSyncT) && !paused) return 'PausedSync* has a pause flag';

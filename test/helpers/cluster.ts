@@ -192,6 +192,21 @@ export class Cluster {
     for (const p of Object.values(this.proxies)) p.restore();
   }
 
+  /**
+   * Hold every byte `from` sends to the other node (connections stay open):
+   * proxies[X] sits in front of X, so X's bytes are its 'down' direction and
+   * the other proxy's 'up'. `thaw()` releases them.
+   */
+  freezeFrom(from: NodeName): void {
+    const other = from === 'alpha' ? 'beta' : 'alpha';
+    this.proxies[from]?.freeze('down');
+    this.proxies[other]?.freeze('up');
+  }
+
+  thaw(): void {
+    for (const p of Object.values(this.proxies)) p.thaw();
+  }
+
   /** Bytes that crossed the proxies in both directions so far. */
   proxyBytes(): number {
     let total = 0;

@@ -1,7 +1,7 @@
 /**
  * test/helpers/fault-proxy — a TCP proxy for tests that sits on the link
  * between two udrbd nodes and breaks it on demand: forward, freeze (hold all
- * bytes, keep sockets open), cut (close all connections and refuse new ones
+ * bytes, or one direction's; sockets stay open), cut (close all connections and refuse new ones
  * until restore), reset (RST every connection), delay (per chunk), drop
  * (silently discard one direction), inject (raw bytes into live
  * connections) and corrupt (flip one byte inside the body of a chosen frame
@@ -108,7 +108,8 @@ const DELAY_QUEUE_BYTES_MAX = 16 * 1024 * 1024;
 export class FaultProxy {
   private server: net.Server | null = null;
   private readonly pairs = new Set<Pair>();
-  private frozen = false;
+  /** Bytes held per direction (freeze); the sockets stay open. */
+  private readonly frozen: Record<Direction, boolean> = { up: false, down: false };
   private refusing = false;
   private delayMs = 0;
   private readonly dropping: Record<Direction, boolean> = { up: false, down: false };
@@ -153,18 +154,18 @@ export class FaultProxy {
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  /** Hold every byte in both directions; connections stay open. */
-  freeze(): void {
-    this.frozen = true;
-    for (const pair of this.pairs) {
-      pair.client.pause();
-      pair.upstream.pause();
+  /** Hold every byte in both directions, or in `direction` only; connections stay open. */
+  freeze(direction?: Direction): void {
+    for (const d of direction === undefined ? (['up', 'down'] as const) : [direction]) {
+      this.frozen[d] = true;
+      for (const pair of this.pairs) source(pair, d).pause();
     }
   }
 
-  /** Release held bytes and forward again. */
+  /** Release held bytes (both directions) and forward again. */
   thaw(): void {
-    this.frozen = false;
+    this.frozen.up = false;
+    this.frozen.down = false;
     for (const pair of this.pairs) {
       pair.client.resume();
       pair.upstream.resume();
@@ -237,10 +238,8 @@ export class FaultProxy {
     const close = (): void => this.destroyPair(pair);
     client.once('close', close);
     upstream.once('close', close);
-    if (this.frozen) {
-      client.pause();
-      upstream.pause();
-    }
+    if (this.frozen.up) client.pause();
+    if (this.frozen.down) upstream.pause();
   }
 
   private forward(pair: Pair, from: net.Socket, to: net.Socket, direction: Direction): void {
@@ -250,7 +249,7 @@ export class FaultProxy {
     const frames = new FrameTracker();
     const pump = (): void => {
       timer = null;
-      while (queue.length > 0 && !this.frozen) {
+      while (queue.length > 0 && !this.frozen[direction]) {
         const waitMs = queue[0]!.dueMs - Date.now();
         if (waitMs > 0) {
           timer = setTimeout(pump, waitMs);
@@ -261,7 +260,7 @@ export class FaultProxy {
         this.count(direction, chunk.length);
         to.write(chunk);
       }
-      if (queuedBytes < DELAY_QUEUE_BYTES_MAX && !this.frozen && this.pairs.has(pair)) from.resume();
+      if (queuedBytes < DELAY_QUEUE_BYTES_MAX && !this.frozen[direction] && this.pairs.has(pair)) from.resume();
     };
     this.pumps.add(pump);
     from.once('close', () => {
@@ -271,7 +270,7 @@ export class FaultProxy {
     from.on('data', (chunk: Buffer) => {
       if (this.dropping[direction]) return;
       frames.scan(chunk, this.corrupting[direction]);
-      if (this.delayMs === 0 && queue.length === 0 && !this.frozen) {
+      if (this.delayMs === 0 && queue.length === 0 && !this.frozen[direction]) {
         this.count(direction, chunk.length);
         to.write(chunk);
         return;
@@ -279,7 +278,7 @@ export class FaultProxy {
       queue.push({ chunk, dueMs: Date.now() + this.delayMs });
       queuedBytes += chunk.length;
       if (queuedBytes >= DELAY_QUEUE_BYTES_MAX) from.pause();
-      if (timer === null && !this.frozen) pump();
+      if (timer === null && !this.frozen[direction]) pump();
     });
   }
 
@@ -293,4 +292,9 @@ export class FaultProxy {
     pair.client.destroy();
     pair.upstream.destroy();
   }
+}
+
+/** The socket a direction's bytes come from ('up': the client's, 'down': the target's). */
+function source(pair: Pair, direction: Direction): net.Socket {
+  return direction === 'up' ? pair.client : pair.upstream;
 }

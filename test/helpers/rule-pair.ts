@@ -27,7 +27,10 @@ import {
 import {
   afterHandshake,
   handshakeStateRefusal,
+  aheadToSyncSource,
+  behindToSyncTarget,
   bitmapExchangedAsTarget,
+  onCongestion,
   linkLostStates,
   peerRequestTarget,
   peerStateNews,
@@ -250,6 +253,37 @@ export class RulePair {
     n.bitsSet = Math.min(this.deviceBits, n.bitsSet + blocks);
   }
 
+  /**
+   * on-congestion pull-ahead on n, a Primary writing `blocks` while the link
+   * is congested: Ahead (daemon/link congested), the blocks only marked, on
+   * the peer too (P_OUT_OF_SYNC); the peer goes Behind on n's P_STATE.
+   */
+  congest(n: SimNode, blocks: number): boolean {
+    if (n.state.role !== Role.Primary) return false;
+    const next = onCongestion(n.state, 'pull-ahead');
+    if (next === null || next === 'disconnect') return false;
+    this.commit(n, next);
+    n.bitsSet = Math.min(this.deviceBits, n.bitsSet + blocks);
+    const peer = this.other(n);
+    peer.bitsSet = Math.min(this.deviceBits, peer.bitsSet + blocks);
+    this.drain();
+    return true;
+  }
+
+  /** The Ahead node's link drained (daemon/link aheadDrained): SyncSource, the sync UUID to the Behind peer. */
+  aheadDrained(): boolean {
+    const source = [this.a, this.b].find((n) => n.state.conn === ConnState.Ahead);
+    if (!source) return false;
+    const next = aheadToSyncSource(source.state);
+    if (next === null) return false;
+    const start = syncSourceStart(source.uuids, this.random());
+    source.uuids = start.uuids;
+    this.queue.push({ to: this.other(source), kind: 'sync-uuid', uuid: start.syncUuid });
+    this.commit(source, next);
+    this.drain();
+    return true;
+  }
+
   /** Both nodes' connectors reach each other (both WFConnection). */
   link(): boolean {
     const { a, b } = this;
@@ -454,11 +488,18 @@ export class RulePair {
         this.commit(n, news.patch);
         return;
       }
-      case 'sync-uuid':
+      case 'sync-uuid': {
+        const fromBehind = behindToSyncTarget(n.state);
+        if (fromBehind !== null) {
+          n.uuids = syncTargetStart(n.uuids, m.uuid, n.state.role);
+          this.commit(n, fromBehind);
+          return;
+        }
         if (n.state.conn !== ConnState.WFSyncUUID) return; // the link went meanwhile
         n.uuids = syncTargetStart(n.uuids, m.uuid, n.state.role);
         this.commit(n, resyncStarts('target'));
         return;
+      }
     }
   }
 

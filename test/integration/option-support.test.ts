@@ -48,7 +48,7 @@ function optionLines(values: { onCongestion: string; onIoError: string; flushes:
     L('    csums-alg md5;', 'csums-alg', 'implemented'),
     L('    unplug-watermark 128;', 'unplug-watermark 128', 'warn'),
     L('    data-integrity-alg crc32c;', 'data-integrity-alg', 'implemented'),
-    L(`    on-congestion ${values.onCongestion};`, `on-congestion ${values.onCongestion}`, values.onCongestion === 'block' ? 'implemented' : 'refuse'),
+    L(`    on-congestion ${values.onCongestion};`, `on-congestion ${values.onCongestion}`, 'implemented'),
     L('    sndbuf-size 512k;', 'sndbuf-size', 'implemented'),
     L('    rcvbuf-size 256k;', 'rcvbuf-size', 'implemented'),
     L('  }'),
@@ -171,7 +171,7 @@ describe('up on the options issue 14 found silently ignored', () => {
     expectJudged(r.stderr, file, lines, 'opall');
     const refused = optionsOf(lines, 'opall').filter((o) => o.expect === 'refuse');
     expect(refused.map((o) => o.option)).toEqual([
-      'on-congestion pull-ahead', 'on-no-data-accessible suspend-io',
+      'on-no-data-accessible suspend-io',
     ]);
     expect((await c.adm('alpha', ['role', 'opall'])).stdout.trim()).toBe('Unconfigured');
   });

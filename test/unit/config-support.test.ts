@@ -74,8 +74,7 @@ describe('support table', () => {
     for (const [k, v] of [['disk-flushes', 'no'], ['disk-flushes', 'yes'], ['md-flushes', 'no'], ['disk-barrier', 'yes'], ['al-updates', 'no']] as const) {
       expect(judgeOption(k, v).status, `${k} ${v}`).toBe('implemented');
     }
-    expect(judgeOption('on-congestion', 'pull-ahead').status).toBe('refuse');
-    expect(judgeOption('on-congestion', 'block').status).toBe('implemented');
+    for (const v of ['block', 'pull-ahead', 'disconnect']) expect(judgeOption('on-congestion', v).status, `on-congestion ${v}`).toBe('implemented');
     expect(judgeOption('on-no-data-accessible', 'suspend-io').status).toBe('refuse');
     expect(judgeOption('data-integrity-alg', 'crc32c').status).toBe('implemented');
     expect(judgeOption('csums-alg', 'md5').status).toBe('implemented');
@@ -128,9 +127,9 @@ describe('checkOptionSupport', () => {
   });
 
   it('reports options inherited from common at the line in the common section', () => {
-    const file = writeConfig(['common {', '  net { on-congestion pull-ahead; }', '}', resource([])].join('\n'));
+    const file = writeConfig(['common {', '  net { allow-two-primaries yes; }', '}', resource([])].join('\n'));
     const { refusals } = checkOptionSupport(loadConfig(file), 'opr', 'alpha');
-    expect(refusals.map((r) => `${r.option}@${r.line}`)).toEqual(['on-congestion pull-ahead@2']);
+    expect(refusals.map((r) => `${r.option}@${r.line}`)).toEqual(['allow-two-primaries yes@2']);
   });
 
   it('refuses a second volume at the line of its volume block', () => {

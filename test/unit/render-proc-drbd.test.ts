@@ -7,6 +7,7 @@ import {
   groupThousands,
 } from '../../src/cli/render/proc-drbd.js';
 import type { StatusSnapshot } from '../../src/daemon/status.js';
+import { drbdsetupShStatus } from '../../src/cli/render/sh-status.js';
 import { ConnState, DiskState, Role } from '../../src/resource/states.js';
 
 function snapshot(over: Partial<StatusSnapshot>): StatusSnapshot {
@@ -119,5 +120,24 @@ describe('/etc/init.d/drbd status table (drbd84.md §5.4)', () => {
       new Map(),
     );
     expect(text).toContain('5:rabbitmq  StandAlone  Secondary/Unknown  UpToDate/DUnknown  r-----');
+  });
+});
+
+describe('Ahead/Behind in the status screens (on-congestion pull-ahead)', () => {
+  it('/proc/drbd and the init script table show cs:Ahead / cs:Behind with the marked KiB as oos, no sync lines', () => {
+    const ahead = snapshot({ conn: ConnState.Ahead, pdsk: DiskState.Consistent, protocol: 'A', outOfSyncKiB: 1376 });
+    const behind = snapshot({ minor: 2, role: Role.Secondary, peer: Role.Primary, conn: ConnState.Behind, disk: DiskState.Outdated, protocol: 'A', outOfSyncKiB: 1376 });
+    const lines = renderProcDrbd([ahead, behind]).split('\n');
+    expect(lines).toContain(' 1: cs:Ahead ro:Primary/Secondary ds:UpToDate/Consistent A r-----');
+    expect(lines).toContain(' 2: cs:Behind ro:Secondary/Primary ds:Outdated/UpToDate A r-----');
+    expect(lines.filter((l) => l.includes('oos:1376'))).toHaveLength(2);
+    expect(lines.some((l) => l.includes('sync\'ed') || l.includes('finish:'))).toBe(false);
+    const table = renderInitStatus([ahead, behind], new Map()).split('\n');
+    expect(table.some((l) => /^1:rabbitmq\s+Ahead\s+Primary\/Secondary\s+UpToDate\/Consistent\s+A/.test(l))).toBe(true);
+    expect(table.some((l) => /^2:rabbitmq\s+Behind\s+Secondary\/Primary\s+Outdated\/UpToDate\s+A/.test(l))).toBe(true);
+    // drbdsetup sh-status: the cstate by name, no resync totals outside Sync*.
+    expect(drbdsetupShStatus(ahead, 0)).toContain('_cstate=Ahead');
+    expect(drbdsetupShStatus(behind, 0)).toContain('_cstate=Behind');
+    expect(drbdsetupShStatus(ahead, 0)).toContain('_resynced_percent=\n');
   });
 });

@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { type ResourceState, type StateCtx, SsCode, defaultStateCtx, formatStateChange, isValidState, isValidTransition } from '../../src/resource/state.js';
 import { ConnState, DiskState, Role } from '../../src/resource/states.js';
 import { brokenInvariant } from '../../src/resource/transition.js';
-import { RulePair, type SimNode } from '../helpers/rule-pair.js';
+import { RulePair, type SimNode, syncedPair } from '../helpers/rule-pair.js';
 
 const RUNS = Number(process.env.UDRBD_PROPERTY_RUNS ?? 300);
 const SEED = Number(process.env.UDRBD_PROPERTY_SEED ?? 15015);
@@ -33,7 +33,9 @@ type Op =
   | { op: 'link' }
   | { op: 'cut'; loss: 'NetworkFailure' | 'BrokenPipe' | 'Timeout' | 'ProtocolError' | 'Disconnecting' }
   | { op: 'finish-resync'; ok: boolean }
-  | { op: 'finish-verify' };
+  | { op: 'finish-verify' }
+  | { op: 'congest'; node: 0 | 1; blocks: number }
+  | { op: 'ahead-drained' };
 
 const node = fc.constantFrom<0 | 1>(0, 1);
 const opArb: fc.Arbitrary<Op> = fc.oneof(
@@ -51,6 +53,12 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ op: fc.constant('cut' as const), loss: fc.constantFrom('NetworkFailure' as const, 'BrokenPipe' as const, 'Timeout' as const, 'ProtocolError' as const, 'Disconnecting' as const) }),
   fc.record({ op: fc.constant('finish-resync' as const), ok: fc.boolean() }),
   fc.record({ op: fc.constant('finish-verify' as const) }),
+  // Weighted up: pulling ahead needs a synced, Connected Primary first (several steps in).
+  fc.record({ op: fc.constant('congest' as const), node, blocks: fc.integer({ min: 1, max: 64 }) }),
+  fc.record({ op: fc.constant('congest' as const), node, blocks: fc.integer({ min: 1, max: 64 }) }),
+  fc.record({ op: fc.constant('congest' as const), node, blocks: fc.integer({ min: 1, max: 64 }) }),
+  fc.record({ op: fc.constant('ahead-drained' as const) }),
+  fc.record({ op: fc.constant('ahead-drained' as const) }),
 );
 
 function apply(p: RulePair, o: Op): void {
@@ -69,6 +77,8 @@ function apply(p: RulePair, o: Op): void {
     case 'cut': p.cut(o.loss); return;
     case 'finish-resync': p.finishResync(o.ok); return;
     case 'finish-verify': p.finishVerify(); return;
+    case 'congest': p.congest(n(o.node), o.blocks); return;
+    case 'ahead-drained': p.aheadDrained(); return;
   }
 }
 
@@ -91,12 +101,14 @@ interface Figures {
   /** Connection states reached: the generator must reach the resync, verify and pause states. */
   reached: Set<ConnState>;
   toleratedStates: Map<number, number>;
+  aheadTransitions: number;
 }
 
 function checkNode(n: SimNode, seen: number, figures: Figures, allowTwoPrimaries: boolean): void {
   for (const t of n.commits.slice(seen)) {
     figures.transitions++;
     figures.reached.add(t.to.conn);
+    if (t.to.conn === ConnState.Ahead && t.from.conn !== ConnState.Ahead) figures.aheadTransitions++;
     expect(isValidTransition(t.from, t.to), `${n.name}: ${t.line}`).toBeNull();
     expect(brokenInvariant(t.to), `${n.name}: ${t.line}`).toBeNull();
     expect(t.line).toBe(formatStateChange(t.from, t.to));
@@ -110,13 +122,19 @@ function checkNode(n: SimNode, seen: number, figures: Figures, allowTwoPrimaries
   }
 }
 
-function runSequence(ops: Op[], allowTwoPrimaries: boolean, figures: Figures): void {
-  const p = new RulePair({ verifyAlg: 'sha1', allowTwoPrimaries });
-  for (const n of [p.a, p.b]) {
-    p.attachFresh(n);
-    p.connect(n);
+function runSequence(ops: Op[], allowTwoPrimaries: boolean, figures: Figures, start: 'fresh' | 'synced' = 'fresh'): void {
+  let p: RulePair;
+  if (start === 'synced') {
+    // A synced pair with alpha Primary: on-congestion (Ahead/Behind) is a step away.
+    p = syncedPair({ verifyAlg: 'sha1', allowTwoPrimaries });
+  } else {
+    p = new RulePair({ verifyAlg: 'sha1', allowTwoPrimaries });
+    for (const n of [p.a, p.b]) {
+      p.attachFresh(n);
+      p.connect(n);
+    }
+    p.link();
   }
-  p.link();
   const seen = [0, 0];
   for (const o of ops) {
     apply(p, o);
@@ -129,7 +147,7 @@ function runSequence(ops: Op[], allowTwoPrimaries: boolean, figures: Figures): v
 
 describe('property: random event sequences stay within DRBD’s rules', () => {
   it(`${RUNS} seeded sequences of up to ${STEPS_MAX} steps (seed ${SEED})`, () => {
-    const figures: Figures = { transitions: 0, reached: new Set(), toleratedStates: new Map() };
+    const figures: Figures = { transitions: 0, reached: new Set(), toleratedStates: new Map(), aheadTransitions: 0 };
     const started = Date.now();
     fc.assert(
       fc.property(fc.array(opArb, { maxLength: STEPS_MAX }), fc.boolean(), (ops, twoPrimaries) => {
@@ -137,10 +155,26 @@ describe('property: random event sequences stay within DRBD’s rules', () => {
       }),
       { numRuns: RUNS, seed: SEED },
     );
-    console.log(`property: ${RUNS} runs, ${figures.transitions} transitions, ${figures.reached.size} connection states, tolerated is_valid_state codes ${JSON.stringify([...figures.toleratedStates])}, ${Date.now() - started} ms, seed ${SEED}`);
+    const aheadCount = figures.aheadTransitions;
+    console.log(`property: ${aheadCount} transitions into Ahead, ${RUNS} runs, ${figures.transitions} transitions, ${figures.reached.size} connection states, tolerated is_valid_state codes ${JSON.stringify([...figures.toleratedStates])}, ${Date.now() - started} ms, seed ${SEED}`);
     expect(figures.transitions).toBeGreaterThan(RUNS);
     for (const c of [ConnState.SyncSource, ConnState.SyncTarget, ConnState.PausedSyncS, ConnState.PausedSyncT, ConnState.VerifyS,
       ConnState.VerifyT, ConnState.StartingSyncS, ConnState.StartingSyncT, ConnState.WFSyncUUID, ConnState.TearDown, ConnState.StandAlone]) {
+      expect(figures.reached.has(c), `reached ${c}`).toBe(true);
+    }
+  });
+
+  it(`${RUNS} seeded sequences from a synced pair reach Ahead/Behind and back (seed ${SEED})`, () => {
+    const figures: Figures = { transitions: 0, reached: new Set(), toleratedStates: new Map(), aheadTransitions: 0 };
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: STEPS_MAX }), fc.boolean(), (ops, twoPrimaries) => {
+        runSequence(ops, twoPrimaries, figures, 'synced');
+      }),
+      { numRuns: RUNS, seed: SEED },
+    );
+    console.log(`property (synced start): ${figures.aheadTransitions} transitions into Ahead, ${figures.transitions} transitions, tolerated ${JSON.stringify([...figures.toleratedStates])}`);
+    expect(figures.aheadTransitions).toBeGreaterThan(RUNS / 10);
+    for (const c of [ConnState.Ahead, ConnState.Behind, ConnState.SyncSource, ConnState.SyncTarget]) {
       expect(figures.reached.has(c), `reached ${c}`).toBe(true);
     }
   });
