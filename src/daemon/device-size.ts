@@ -7,9 +7,11 @@
  * device while connecting: it logs "The peer's disk size is too small!" and
  * drops the connection. Pure: no disks, no sockets; the link applies it.
  *
- * udrbd difference: an in-use device (a Primary) does not grow online either
- * (the NBD export and the FUSE file have a fixed size while exposed), so a
- * Primary keeps its current size and its peer adopts it.
+ * udrbd difference: at connect an in-use device (a Primary) keeps its size
+ * and its peer adopts it; it grows only by `resize` (planResize: DRBD's
+ * drbd_new_dev_size and the drbd_determine_dev_size checks; then, with the
+ * peer's answering P_SIZES, sizeAfterPeerSizes). Nothing here shrinks a
+ * device that holds data.
  */
 import { assert } from '../util/assert.js';
 import { DiskState, Role } from '../resource/states.js';

@@ -15,7 +15,9 @@
  * and verify runs, the handler calls and the ordering between them.
  * On every connect both nodes agree on the device size first
  * (daemon/device-size: the smaller usable size wins, an in-use device is
- * never shrunk — "The peer's disk size is too small!" drops the link).
+ * never shrunk — "The peer's disk size is too small!" drops the link); after
+ * it a P_SIZES (a `resize`, daemon/resize) re-reads the disk, grows both
+ * sides and resyncs the new area from the Primary (resync_after_online_grow).
  */
 import crypto from 'node:crypto';
 import { ExitCode } from '../util/errors.js';

@@ -6,7 +6,9 @@
  * down (bitmap pages, clean magic + MDF_AL_CLEAN) so drbdmeta reads it.
  * It also holds the device size (daemon/device-size): la_size_sect at
  * attach, the agreed size after each connect, recorded back in la_size_sect;
- * the data area and the bitmap the data path sees end there.
+ * the data area and the bitmap the data path sees end there. `resize`
+ * re-reads the backing disk (refreshCapacity: internal meta-data moves to the
+ * grown disk's end) and takes a new --size (setUserSize).
  * The adapter between daemon/ and meta/; no other daemon file reads meta/.
  */
 import crypto from 'node:crypto';
