@@ -173,6 +173,38 @@ export interface MetaDataOptions {
   mdFlushes?: boolean;
 }
 
+/** How far below the end a superblock left behind by a grown disk is looked for (only when none is at the end). */
+export const MOVED_MD_SCAN_BYTES = 1024 * 1024 * 1024;
+const SCAN_CHUNK_BYTES = 1024 * 1024;
+
+/**
+ * Internal meta-data not at the end of the disk: the disk grew and its
+ * superblock stayed at the old end (a grow while the resource was down, or a
+ * crash before `resize` moved it). Scans the last MOVED_MD_SCAN_BYTES for a
+ * 4 KiB-aligned v08 superblock that is valid for the disk size it implies;
+ * returns that size, or null. Reads only; for the error message.
+ */
+function findSuperblockBelowEnd(disk: FileDisk): { mdOffsetBytes: number; deviceSizeBytes: number } | null {
+  const endMdOffset = mdOffsetFor(disk.sizeBytes);
+  const lowest = Math.max(0, endMdOffset - MOVED_MD_SCAN_BYTES);
+  const chunk = Buffer.alloc(SCAN_CHUNK_BYTES);
+  for (let chunkEnd = endMdOffset; chunkEnd > lowest; chunkEnd -= SCAN_CHUNK_BYTES) {
+    const chunkStart = Math.max(lowest, chunkEnd - SCAN_CHUNK_BYTES);
+    const view = chunk.subarray(0, chunkEnd - chunkStart);
+    disk.readSync(view, chunkStart);
+    for (let at = view.length - SUPERBLOCK_BYTES; at >= 0; at -= SUPERBLOCK_BYTES) {
+      const magic = view.readUInt32BE(at + 0x3c);
+      if (magic !== MD_MAGIC_08 && magic !== MD_MAGIC_84_UNCLEAN) continue;
+      const sb = decodeSuperblock(view.subarray(at, at + SUPERBLOCK_BYTES));
+      const mdOffsetBytes = chunkStart + at;
+      // The old size S had md_offset = ((S - 4096) & ~4095): S is in [md_offset + 4 KiB, md_offset + 8 KiB).
+      const deviceSizeBytes = mdOffsetBytes + SUPERBLOCK_BYTES;
+      if (superblockProblem(sb, deviceSizeBytes) === null) return { mdOffsetBytes, deviceSizeBytes };
+    }
+  }
+  return null;
+}
+
 /** What grow() will do (MetaData.growthPlan). */
 export interface GrowthPlan {
   layout: MetaLayout;
@@ -304,6 +336,15 @@ export class MetaData {
     assert((placement.kind === 'internal') === (options.dataDisk === undefined), 'external meta-data comes with a data disk, internal without');
     const read = readMetaSync(disk, placement);
     if (!read.ok) {
+      const moved = placement.kind === 'internal' ? findSuperblockBelowEnd(disk) : null;
+      if (moved !== null) {
+        throw new UdrbdError(
+          `${disk.path}: ${read.reason}\nNo valid meta data found at the end of the disk, but v08 meta-data is at byte offset ${moved.mdOffsetBytes}: ` +
+            `it was written when the disk was ${moved.deviceSizeBytes} bytes, and the disk is ${disk.sizeBytes} bytes now (grown while its resource was down, or before 'udrbdadm resize' moved the meta-data). ` +
+            `Do not run create-md: shrink the disk back (truncate -s ${moved.deviceSizeBytes} ${disk.path}), bring the resource up, then grow it again and run 'udrbdadm resize'.`,
+          ExitCode.usage,
+        );
+      }
       throw new UdrbdError(
         `${disk.path}: ${read.reason}\nNo valid meta data found. Use 'udrbdadm create-md' to initialize it.`,
         ExitCode.usage,

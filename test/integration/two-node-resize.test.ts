@@ -148,6 +148,26 @@ describe('udrbdadm resize, connected Primary/Secondary', () => {
     expect(await c.query('alpha', 'dstate')).toBe('UpToDate/UpToDate');
   });
 
+  it('run on the Secondary: both grow and the Primary still resyncs the new area to it', async () => {
+    cluster = pair(9217, 284);
+    const c = cluster;
+    await c.upConnected();
+    await c.admOk('alpha', ['new-current-uuid', '--clear-bitmap', c.resource]);
+    await c.waitState('beta', 'dstate', 'UpToDate/UpToDate');
+    await c.admOk('alpha', ['primary', c.resource]);
+    const blocks = await writePattern(c);
+    growFiles(c);
+    await c.admOk('beta', ['resize', c.resource]);
+    for (const node of ['alpha', 'beta'] as const) expect((await c.statusJson(node)).sizeBytes, node).toBe(NEW_BYTES);
+    const grownKiB = (NEW_BYTES - OLD_BYTES) / 1024;
+    await c.waitFor('SyncSource of the new area on the Primary', () => c.logText('alpha').includes(`Began resync as SyncSource (will sync ${grownKiB} KB`), 20_000);
+    await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
+    await c.waitState('alpha', 'cstate', 'Connected', 60_000);
+    expect(c.logText('beta')).toContain('Began resync as SyncTarget');
+    expectPattern(c, blocks);
+    expect(c.hashDataArea('alpha', NEW_BYTES)).toBe(c.hashDataArea('beta', NEW_BYTES));
+  });
+
   it('--assume-clean: the new area counts as in sync (no resync), the old data stays intact', async () => {
     cluster = pair(9212, 272);
     const c = cluster;
@@ -232,6 +252,29 @@ describe('udrbdadm resize, disconnected', () => {
     expect((await c.statusJson('beta')).sizeBytes).toBe(NEW_BYTES);
     expect(c.readDisk('beta', NEW_BYTES - 4096, 4096).equals(tail)).toBe(true);
     expect(c.hashDataArea('alpha', NEW_BYTES)).toBe(c.hashDataArea('beta', NEW_BYTES));
+  });
+});
+
+describe('a disk grown while its resource was down', () => {
+  it('up refuses with where the meta-data is and what to do (not create-md); shrunk back, up and resize move it', async () => {
+    cluster = pair(9218, 286);
+    const c = cluster;
+    await c.upSynced();
+    await c.admOk('alpha', ['secondary', c.resource]);
+    await c.admOk('beta', ['down', c.resource]);
+    growFiles(c, ['beta']);
+    const refused = await c.adm('beta', ['up', c.resource]);
+    expect(refused.exitCode).not.toBe(0);
+    const oldMdOffset = computeLayout(OLD_FILE_BYTES).mdOffsetBytes;
+    expect(refused.stderr).toContain(`v08 meta-data is at byte offset ${oldMdOffset}: it was written when the disk was ${OLD_FILE_BYTES} bytes, and the disk is ${NEW_FILE_BYTES} bytes now`);
+    expect(refused.stderr).toContain(`Do not run create-md: shrink the disk back (truncate -s ${OLD_FILE_BYTES} ${c.disks.beta})`);
+    fs.truncateSync(c.disks.beta, OLD_FILE_BYTES);
+    await c.admOk('beta', ['up', c.resource]);
+    await c.waitState('beta', 'cstate', 'Connected');
+    await c.admOk('alpha', ['primary', c.resource]);
+    growFiles(c);
+    await c.admOk('alpha', ['resize', c.resource]);
+    for (const node of ['alpha', 'beta'] as const) expect((await c.statusJson(node)).sizeBytes, node).toBe(NEW_BYTES);
   });
 });
 
