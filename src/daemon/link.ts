@@ -918,6 +918,8 @@ export class PeerLink {
     link.syncUuidWaiter = undefined;
     for (const waiter of link.requests.values()) waiter(SsCode.needConnection);
     link.requests.clear();
+    // A `resize` waiting for the peer's sizes returns now, with the size this node has.
+    this.sizesHandled(link);
     const rt = this.runtime;
     rt.log.warn(`peer link lost: ${reason}`);
     // The lost-peer-data rule (a Primary starts a new data generation) runs inside the transition.

@@ -39,10 +39,14 @@ function refuseWith(code: number): never {
 }
 
 export function defineResizeVerb(rt: ResourceRuntime, link: PeerLink): void {
+  // One resize at a time, as drbd_adm_resize holds the adm_mutex: a second waits for the first.
+  let running: Promise<unknown> = Promise.resolve();
   rt.defineVerb('resize', async (args) => {
     const options = resizeOptionsFrom(args);
     if (typeof options === 'string') return { exitCode: ExitCode.usage, stderr: `${options}\n` };
-    return resize(rt, link, options);
+    const run = running.then(() => resize(rt, link, options));
+    running = run.catch(() => undefined);
+    return run;
   });
 }
 

@@ -259,6 +259,11 @@ describe('peer codec', () => {
     const badState = wire({ type: PacketType.State, role: 1, disk: 8, conn: 10, userIsp: false });
     badState.writeUInt8(9, HEADER_BYTES + 1);
     expectProtocolError(badState, /State out of range/);
+
+    // P_SIZES dds_flags: forced (1) and no-resync (2) only; another bit is not silently dropped
+    const badSizes = wire({ type: PacketType.Sizes, diskSizeBytes: 4096, currentSizeBytes: 0, maxRequestBytes: 4096, ddsFlags: 0 });
+    badSizes.writeUInt16BE(4, HEADER_BYTES + 20);
+    expectProtocolError(badSizes, /Sizes flags out of range/);
   });
 
   it('delivers the good frames before a bad one and then stays dead', () => {

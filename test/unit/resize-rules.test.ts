@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { planResize, sizeAfterPeerSizes, type ResizeOptions } from '../../src/daemon/device-size.js';
+import { resizeOptionsFrom } from '../../src/daemon/resize.js';
 import { Bitmap, BM_PAGE_BYTES } from '../../src/meta/bitmap.js';
 
 const MiB = 1024 * 1024;
@@ -79,5 +80,15 @@ describe('Bitmap.grow', () => {
     expect(bm.setRange(10_000, 100_000)).toBe(90_000);
     expect(bm.countSet()).toBe(90_014);
     expect(() => bm.grow(50_000, 4 * BM_PAGE_BYTES)).toThrow(/grows/);
+  });
+});
+
+describe('resizeOptionsFrom (the control verb arguments)', () => {
+  it('takes the three options and refuses anything else, naming it', () => {
+    expect(resizeOptionsFrom({ sizeBytes: 1024, assumeClean: true })).toEqual({ userSizeBytes: 1024, assumePeerHasSpace: false, assumeClean: true });
+    expect(resizeOptionsFrom({})).toEqual(plain);
+    expect(resizeOptionsFrom({ alStripes: 2 })).toBe("resize: unknown argument 'alStripes'");
+    expect(resizeOptionsFrom({ sizeBytes: 1000 })).toContain('whole number of 512-byte sectors');
+    expect(resizeOptionsFrom({ assumeClean: 'yes' })).toBe('resize: assumeClean must be true or false');
   });
 });
