@@ -706,7 +706,8 @@ export class PeerLink {
     const previousCurrent = link.peer.sizes.currentSizeBytes;
     link.peer = { ...link.peer, sizes: { ...packet, currentSizeBytes: packet.currentSizeBytes > 0 ? packet.currentSizeBytes : previousCurrent } };
     this.lastPeerDiskBytes = packet.diskSizeBytes;
-    if (!store || rt.snapshot.conn < ConnState.Connected) {
+    // Only a Connected pair grows (a peer's resize is refused during a resync, 130): otherwise just note its size.
+    if (!store || rt.snapshot.conn !== ConnState.Connected) {
       this.sizesHandled(link);
       return;
     }

@@ -475,7 +475,8 @@ export class MetaData {
   async flushBitmap(): Promise<number> {
     if (this.growing) await this.growing;
     const run = this.writeBitmapPages();
-    this.bitmapIo = run;
+    // grow() waits for every write-out in flight, not only the last one started.
+    this.bitmapIo = Promise.allSettled([this.bitmapIo, run]);
     return run;
   }
 
