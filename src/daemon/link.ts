@@ -661,7 +661,7 @@ export class PeerLink {
 
   // ---- online resize (drbd_adm_resize / receive_sizes / resync_after_online_grow) ----------------
 
-  /** Connected, for `resize`: the link, or undefined. */
+  /** Connected (not syncing): `resize` exchanges sizes with the peer; otherwise it is the disconnected case. */
   get connectedForResize(): boolean {
     const link = this.active;
     return link !== undefined && !link.closed && this.runtime.snapshot.conn === ConnState.Connected;
@@ -703,8 +703,9 @@ export class PeerLink {
     const rt = this.runtime;
     const store = rt.attachedStore;
     if (this.active !== link || link.closed) return;
-    const previousCurrent = link.peer.sizes.currentSizeBytes;
-    link.peer = { ...link.peer, sizes: { ...packet, currentSizeBytes: packet.currentSizeBytes > 0 ? packet.currentSizeBytes : previousCurrent } };
+    // c_size 0 asks for an answer (trigger_reply); the peer's last real c_size is kept.
+    const currentSizeBytes = packet.currentSizeBytes > 0 ? packet.currentSizeBytes : link.peer.sizes.currentSizeBytes;
+    link.peer = { ...link.peer, sizes: { diskSizeBytes: packet.diskSizeBytes, currentSizeBytes, maxRequestBytes: packet.maxRequestBytes, ddsFlags: packet.ddsFlags } };
     this.lastPeerDiskBytes = packet.diskSizeBytes;
     // Only a Connected pair grows (a peer's resize is refused during a resync, 130): otherwise just note its size.
     if (!store || rt.snapshot.conn !== ConnState.Connected) {
