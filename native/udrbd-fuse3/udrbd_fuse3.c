@@ -75,7 +75,7 @@ typedef struct {
 struct volume {
   struct fuse_session *se;
   napi_threadsafe_function tsfn;
-  uint64_t size_bytes;
+  uint64_t size_bytes; /* read by the libfuse threads, grown by setSize(): __atomic loads/stores */
   int read_only;
   int direct_io;
   int unmounted;
@@ -107,8 +107,9 @@ static void fill_attr(volume_t *v, fuse_ino_t ino, struct stat *st) {
   } else {
     st->st_mode = S_IFREG | (v->read_only ? 0400 : 0600);
     st->st_nlink = 1;
-    st->st_size = (off_t)v->size_bytes;
-    st->st_blocks = (blkcnt_t)((v->size_bytes + 511) / 512);
+    uint64_t size_bytes = __atomic_load_n(&v->size_bytes, __ATOMIC_ACQUIRE);
+    st->st_size = (off_t)size_bytes;
+    st->st_blocks = (blkcnt_t)((size_bytes + 511) / 512);
     st->st_blksize = 4096;
   }
 }
@@ -204,7 +205,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
   (void)fi;
   volume_t *v = fuse_req_userdata(req);
   /* Only a truncate to the current size is accepted (a no-op, like the fuse-native table). */
-  if (ino != VOLUME_INO || to_set != FUSE_SET_ATTR_SIZE || (uint64_t)attr->st_size != v->size_bytes) {
+  if (ino != VOLUME_INO || to_set != FUSE_SET_ATTR_SIZE || (uint64_t)attr->st_size != __atomic_load_n(&v->size_bytes, __ATOMIC_ACQUIRE)) {
     fuse_reply_err(req, EPERM);
     return;
   }
@@ -281,7 +282,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino) {
   memset(&s, 0, sizeof(s));
   s.f_bsize = 4096;
   s.f_frsize = 4096;
-  s.f_blocks = (fsblkcnt_t)((v->size_bytes + 4095) / 4096);
+  s.f_blocks = (fsblkcnt_t)((__atomic_load_n(&v->size_bytes, __ATOMIC_ACQUIRE) + 4095) / 4096);
   s.f_files = 1;
   s.f_namemax = 255;
   fuse_reply_statfs(req, &s);
@@ -629,6 +630,33 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* setSize(handle, sizeBytes): the volume grew (udrbd resize). Only growth is
+ * accepted. The kernel caches the file's attributes for an hour, so they are
+ * invalidated (attributes only: a negative offset touches no page cache, and
+ * so never waits on a request this JS thread would have to answer); the next
+ * stat, and `losetup -c`, see the new size. */
+static napi_value js_set_size(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  volume_t *v = volume_arg(env, argv[0]);
+  if (v == NULL) return NULL;
+  double size_bytes;
+  NAPI_OK(napi_get_value_double(env, argv[1], &size_bytes));
+  uint64_t now = __atomic_load_n(&v->size_bytes, __ATOMIC_ACQUIRE);
+  if (!(size_bytes >= (double)now) || size_bytes > 9007199254740991.0 || v->se == NULL || v->unmounted) {
+    napi_throw_error(env, NULL, "udrbd-fuse3: setSize() only grows a mounted volume");
+    return NULL;
+  }
+  __atomic_store_n(&v->size_bytes, (uint64_t)size_bytes, __ATOMIC_RELEASE);
+  int rc = fuse_lowlevel_notify_inval_inode(v->se, VOLUME_INO, -1, 0);
+  if (rc != 0 && rc != -ENOENT) {
+    napi_throw_error(env, NULL, "udrbd-fuse3: fuse_lowlevel_notify_inval_inode failed");
+    return NULL;
+  }
+  return NULL;
+}
+
 /* ---- unmount on a pool thread: the FUSE thread may wait for this JS thread ---- */
 
 typedef struct {
@@ -702,6 +730,8 @@ static napi_value init_module(napi_env env, napi_value exports) {
   NAPI_OK(napi_set_named_property(env, exports, "buffers", fn));
   NAPI_OK(napi_create_function(env, "unmount", NAPI_AUTO_LENGTH, js_unmount, NULL, &fn));
   NAPI_OK(napi_set_named_property(env, exports, "unmount", fn));
+  NAPI_OK(napi_create_function(env, "setSize", NAPI_AUTO_LENGTH, js_set_size, NULL, &fn));
+  NAPI_OK(napi_set_named_property(env, exports, "setSize", fn));
   napi_value n;
   NAPI_OK(napi_create_int32(env, UDRBD_FUSE3_REQUEST_MAX_BYTES, &n));
   NAPI_OK(napi_set_named_property(env, exports, "requestMaxBytes", n));

@@ -90,9 +90,13 @@ function join(parts: ReadonlyArray<string | undefined>): string {
   return parts.filter((p): p is string => p !== undefined && p !== '').join(' ');
 }
 
-/** Verb flags then backend options, each once (main.ts hands backend options to the verb too). */
+/**
+ * Verb flags then backend options, each once (main.ts hands backend options
+ * to the verb too, so a backend option is also a verb flag: it keeps its
+ * place among the backend options, as drbdadm prints them in the order given).
+ */
 function extras(flags: DryRunFlags): string[] {
-  return [...new Set([...flags.verbFlags, ...flags.backendOptions])];
+  return [...new Set([...flags.verbFlags.filter((f) => !flags.backendOptions.includes(f)), ...flags.backendOptions])];
 }
 
 const metaLine = (t: DryRunTarget, verb: string, more: readonly string[]): string =>
@@ -155,6 +159,11 @@ const PLANS: Readonly<Record<string, Plan>> = {
   'wait-sync': (t, more) => [minorLine(t, 'wait-sync', [...optionArgs(t.startupOptions), ...more])],
   'wait-connect': (t, more) => [minorLine(t, 'wait-connect', [...optionArgs(t.startupOptions), ...more])],
   'wait-con-int': (t, more) => [minorLine(t, 'wait-connect', [...optionArgs(t.startupOptions), ...more])],
+  // drbdadm passes `disk { size }` (only that disk option) as --size, then the verb's options; check-resize takes none.
+  resize: (t, more) => [
+    minorLine(t, 'resize', [...optionArgs(t.diskOptions.filter((o) => o.name === 'size')), ...more]),
+    minorLine(t, 'check-resize', []),
+  ],
   'sh-b-pri': (t, more, nodeName) =>
     t.becomePrimaryOn.includes(nodeName) || t.becomePrimaryOn.includes('both') ? [minorLine(t, 'primary', more)] : [],
   invalidate: withMetaFallback('invalidate'),
@@ -239,10 +248,16 @@ const FLAG_OPTIONS: ReadonlyArray<readonly [string, string]> = [
   ['overwriteDataOfPeer', '--force'],
   ['discardMyData', '--discard-my-data'],
   ['clearBitmap', '--clear-bitmap'],
+  ['assumePeerHasSpace', '--assume-peer-has-space'],
+  ['assumeClean', '--assume-clean'],
 ];
 
+/** Commander option names of the verbs that take a value (`resize --size=N`). */
+const VALUE_OPTIONS: ReadonlyArray<readonly [string, string]> = [['size', '--size']];
+
 function verbFlags(opts: Record<string, unknown>): string[] {
-  return FLAG_OPTIONS.filter(([name]) => opts[name] === true).map(([, flag]) => flag);
+  const values = VALUE_OPTIONS.filter(([name]) => typeof opts[name] === 'string').map(([name, flag]) => `${flag}=${String(opts[name])}`);
+  return [...values, ...FLAG_OPTIONS.filter(([name]) => opts[name] === true).map(([, flag]) => flag)];
 }
 
 /** The resource names a verb was given (first declared argument; unknown options dropped). */

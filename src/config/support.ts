@@ -89,7 +89,7 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
   ),
 
   // ---- disk
-  { keyword: 'size', section: 'disk', ...OK('the device is limited to it (and to the smaller of both disks)') },
+  { keyword: 'size', section: 'disk', ...OK('the device is limited to it (and to the smaller of both disks); a change applies online with `udrbdadm resize`') },
   { keyword: 'on-io-error', section: 'disk', ...OK('as DRBD 8.4: detach goes Failed -> Diskless and a Primary serves I/O through the peer; pass_on makes the disk Inconsistent and passes the error up when no peer has the data; call-local-io-error runs the local-io-error handler and detaches') },
   { keyword: 'fencing', section: 'disk', ...OK('as DRBD 8.4: fence-peer runs when a Primary loses its peer and before a promotion that does not know the peer outdated; its exit code sets the peer (or own) disk state; resource-and-stonith freezes the Primary\'s I/O until the handler answered') },
   { keyword: 'max-bio-bvecs', section: 'disk', status: 'warn', why: 'a kernel bio limit; udrbd sizes its own requests', what: 'kernel bio tuning', todo: REMOVE },

@@ -22,6 +22,8 @@ export interface RunningFacts {
   readonly attached: boolean;
   readonly verifyRunning: boolean;
   readonly resyncRunning: boolean;
+  /** The --size in force (bytes; 0 = whole disk) when a `resize` changed it since the start, else undefined. */
+  readonly userSizeBytes?: number;
 }
 
 export type AdjustStepKind = 'resource-options' | 'attach' | 'disk-options' | 'disconnect' | 'connect' | 'net-options' | 'handlers';
@@ -172,10 +174,12 @@ export function planAdjust(running: ResourceSpec, wanted: ResourceSpec, facts: R
   if (running.devicePath !== wanted.devicePath) refuse('device', running.devicePath, wanted.devicePath, 'the device path is fixed while the resource process runs');
   if (running.volume !== wanted.volume) refuse('volume', running.volume, wanted.volume, 'the volume number is fixed while the resource process runs');
 
-  const diskChanged = changedOptions(DISK_OPTION_NAMES, was.disk, now.disk);
+  // A `resize` since the start already applied the size the file now names: nothing to do for it.
+  const sizeInForceBytes = facts.userSizeBytes ?? was.disk.sizeSectors * 512;
+  const diskChanged = changedOptions(DISK_OPTION_NAMES, was.disk, now.disk).filter((o) => o !== 'size' || sizeInForceBytes !== now.disk.sizeSectors * 512);
   if (facts.attached) {
     if (diskChanged.includes('size')) {
-      refuse('size', was.disk.sizeSectors * 512, now.disk.sizeSectors * 512, 'udrbd has no online resize (drbdadm would run resize)');
+      refuse('size', was.disk.sizeSectors * 512, now.disk.sizeSectors * 512, 'adjust does not resize (drbdadm adjust would run resize)', `run 'udrbdadm resize ${running.name}' on one node (it takes the new 'disk { size }' from the file), then adjust again`);
     }
     if (diskChanged.includes('al-extents')) {
       refuse('al-extents', was.disk.alExtents, now.disk.alExtents, 'udrbd sizes the activity log when it attaches the disk');

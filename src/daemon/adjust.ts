@@ -196,6 +196,7 @@ async function adjust(wiring: Wiring, args: Record<string, unknown>): Promise<Ve
     attached: rt.attachedStore !== undefined,
     verifyRunning: conn === ConnState.VerifyS || conn === ConnState.VerifyT,
     resyncRunning: wiring.link.resyncRunning,
+    ...(rt.attachedStore?.userSizeBytes === undefined ? {} : { userSizeBytes: rt.attachedStore.userSizeBytes }),
   });
   const warnings = check.warnings.map((w) => `${w}\n`).join('');
   const refusals = [...check.refusals, ...plan.refusals.map((r) => r.message)];

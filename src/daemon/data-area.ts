@@ -10,13 +10,30 @@ import { assert } from '../util/assert.js';
 
 export class DataArea implements BlockDevice {
   private agreedSizeBytes: number;
+  private limitBytes: number;
 
   constructor(
     private readonly disk: BlockDevice,
-    readonly maxSizeBytes: number,
+    maxSizeBytes: number,
   ) {
     assert(maxSizeBytes > 0 && maxSizeBytes <= disk.sizeBytes, 'data area lies inside the backing disk');
+    this.limitBytes = maxSizeBytes;
     this.agreedSizeBytes = maxSizeBytes;
+  }
+
+  /** What the data area can hold (the backing disk's data area, or a smaller `disk { size }`). */
+  get maxSizeBytes(): number {
+    return this.limitBytes;
+  }
+
+  /**
+   * A new limit after `resize` (the backing disk grew, or --size changed).
+   * The agreed size is not touched: it changes only with resize() (and never
+   * beyond the new limit).
+   */
+  setMaxSize(maxSizeBytes: number): void {
+    assert(Number.isSafeInteger(maxSizeBytes) && maxSizeBytes >= this.agreedSizeBytes && maxSizeBytes <= this.disk.sizeBytes, `data area limit ${maxSizeBytes} covers the agreed ${this.agreedSizeBytes} bytes and lies inside the backing disk of ${this.disk.sizeBytes}`);
+    this.limitBytes = maxSizeBytes;
   }
 
   /** The agreed device size: requests must end at or before it. */
@@ -25,7 +42,7 @@ export class DataArea implements BlockDevice {
   }
 
   resize(sizeBytes: number): void {
-    assert(Number.isSafeInteger(sizeBytes) && sizeBytes > 0 && sizeBytes <= this.maxSizeBytes, `device size ${sizeBytes} lies inside the data area of ${this.maxSizeBytes} bytes`);
+    assert(Number.isSafeInteger(sizeBytes) && sizeBytes > 0 && sizeBytes <= this.limitBytes, `device size ${sizeBytes} lies inside the data area of ${this.limitBytes} bytes`);
     this.agreedSizeBytes = sizeBytes;
   }
 

@@ -7,9 +7,11 @@
  * device while connecting: it logs "The peer's disk size is too small!" and
  * drops the connection. Pure: no disks, no sockets; the link applies it.
  *
- * udrbd difference: an in-use device (a Primary) does not grow online either
- * (the NBD export and the FUSE file have a fixed size while exposed), so a
- * Primary keeps its current size and its peer adopts it.
+ * udrbd difference: at connect an in-use device (a Primary) keeps its size
+ * and its peer adopts it; it grows only by `resize` (planResize: DRBD's
+ * drbd_new_dev_size and the drbd_determine_dev_size checks; then, with the
+ * peer's answering P_SIZES, sizeAfterPeerSizes). Nothing here shrinks a
+ * device that holds data.
  */
 import { assert } from '../util/assert.js';
 import { DiskState, Role } from '../resource/states.js';
@@ -81,4 +83,124 @@ export function sizeAtAttach(laSizeSectors: number, maxSizeBytes: number): numbe
 export function sizeLogLine(sizeBytes: number): string {
   const kib = Math.floor(sizeBytes / 1024);
   return `size = ${ppsize(kib)} (${kib} KB)`;
+}
+
+/** P_SIZES dds_flags (drbd_int.h enum dds_flags): the resize options travel to the peer. */
+export const DdsFlag = {
+  /** --assume-peer-has-space (DDSF_FORCED). */
+  forced: 1,
+  /** --assume-clean (DDSF_NO_RESYNC): the grown area counts as in sync on both nodes. */
+  noResync: 2,
+} as const;
+
+export const UNCHANGED_DISK_DID_NOT_GROW = 'the backing disk did not grow (grow it first: truncate -s, lvextend)';
+
+/** `resize` options (drbdsetup resize --size --assume-peer-has-space --assume-clean). */
+export interface ResizeOptions {
+  /** u_size: --size (or `disk { size }`, which drbdadm passes as --size); 0 = the whole disk. */
+  userSizeBytes: number;
+  assumePeerHasSpace: boolean;
+  assumeClean: boolean;
+}
+
+export interface ResizeView {
+  /** m_size: what the local data area holds now (the backing disk re-read, meta-data moved). */
+  localMaxBytes: number;
+  /** p_size: the peer's usable size from its last P_SIZES (kept while disconnected); 0 = not known. */
+  peerDiskBytes: number;
+  /** The device's current size (la_size_sect). */
+  currentSizeBytes: number;
+  connected: boolean;
+}
+
+export type ResizeVerdict =
+  | {
+      kind: 'size';
+      /** The new device size (may equal the current one). */
+      sizeBytes: number;
+      warnLines: string[];
+      /** Why the size stays as it is, for the operator (udrbd; DRBD says nothing and exits 0). */
+      unchangedWhy: string | null;
+    }
+  | { kind: 'refused'; code: number; errorLines: string[]; message?: string };
+
+function kib(bytes: number): number {
+  return Math.floor(bytes / 1024);
+}
+
+/**
+ * drbd_new_dev_size + the checks of drbd_determine_dev_size for `resize`:
+ * the smaller of both nodes' usable sizes (a disconnected node uses the
+ * peer's last known size, or with --assume-peer-has-space its own: "Resize
+ * while not connected was forced by the user!"), then --size. Where DRBD goes
+ * on with a smaller size after "Requested disk size is too big", udrbd
+ * refuses (111), so no option is silently dropped. A smaller size is refused
+ * too: without --size with DRBD's ERR_IMPLICIT_SHRINK (170); with --size
+ * because udrbd does not shrink a device online (DRBD 8.4 would).
+ */
+export function planResize(view: ResizeView, options: ResizeOptions): ResizeVerdict {
+  const m = view.localMaxBytes;
+  assert(m > 0 && m % SECTOR_BYTES === 0, 'local usable size is whole sectors');
+  assert(view.currentSizeBytes > 0, 'the device has a size');
+  const warnLines: string[] = [];
+  let p = view.peerDiskBytes;
+  if (!view.connected && options.assumePeerHasSpace) {
+    warnLines.push('Resize while not connected was forced by the user!');
+    p = m;
+  }
+  let size: number;
+  if (p > 0) size = Math.min(p, m);
+  else size = Math.min(view.currentSizeBytes, m);
+  size = Math.floor(size / SECTOR_BYTES) * SECTOR_BYTES;
+  const u = options.userSizeBytes;
+  // Connected, the peer's usable size here may be stale (its disk grew too): it answers our P_SIZES
+  // with its new one, so only this disk bounds --size now; the exchange ends at min(--size, both disks).
+  const bound = view.connected ? m : size;
+  if (u > 0) {
+    if (u > bound) {
+      return {
+        kind: 'refused',
+        code: 111,
+        errorLines: [`Requested disk size is too big (${kib(u)} > ${kib(bound)})`],
+        message: `--size=${u / SECTOR_BYTES}s is more than ${bound < m ? "the peer's disk holds" : 'this disk holds'} (${bound / SECTOR_BYTES}s)`,
+      };
+    }
+    size = Math.min(size, u);
+    if (!view.connected) size = u;
+  }
+  if (size < view.currentSizeBytes) {
+    if (u === 0) {
+      return {
+        kind: 'refused',
+        code: 170,
+        errorLines: [`Implicit shrink not allowed. Use --size=${size / SECTOR_BYTES}s for explicit shrink.`],
+      };
+    }
+    return {
+      kind: 'refused',
+      code: 0,
+      errorLines: [],
+      message: `udrbd does not shrink a device online: --size=${size / SECTOR_BYTES}s is below the current size of ${view.currentSizeBytes / SECTOR_BYTES}s (DRBD 8.4 would shrink it). Shrink the file system first, then set 'disk { size }' in the configuration and restart the resource on both nodes (udrbdadm down, udrbdadm up)`,
+    };
+  }
+  // Connected, the peer's new size arrives with its answer to our P_SIZES: the caller judges the outcome then.
+  let unchangedWhy: string | null = null;
+  if (size === view.currentSizeBytes && !view.connected) {
+    if (p === 0) unchangedWhy = "the peer's disk size is not known (not connected since attach); connect, or use --assume-peer-has-space";
+    else if (p < m) unchangedWhy = `the peer's last known disk size is ${p / SECTOR_BYTES}s and it is not connected; connect, or use --assume-peer-has-space`;
+    else unchangedWhy = UNCHANGED_DISK_DID_NOT_GROW;
+  }
+  return { kind: 'size', sizeBytes: size, warnLines, unchangedWhy };
+}
+
+/**
+ * receive_sizes while connected: the size both nodes can now hold (the
+ * peer's usable size, this node's, each already capped by its --size /
+ * `disk { size }`). udrbd never shrinks online: a smaller result keeps the
+ * current size (DRBD would shrink a connected device).
+ */
+export function sizeAfterPeerSizes(localMaxBytes: number, peerDiskBytes: number, currentSizeBytes: number): { sizeBytes: number; shrinkRefused: boolean } {
+  const agreed = Math.floor(Math.min(localMaxBytes, peerDiskBytes) / SECTOR_BYTES) * SECTOR_BYTES;
+  if (agreed < currentSizeBytes) return { sizeBytes: currentSizeBytes, shrinkRefused: true };
+  return { sizeBytes: agreed, shrinkRefused: false };
 }

@@ -275,6 +275,21 @@ export class ResourceFrontend implements FrontendHook {
     }
   }
 
+  /**
+   * The volume grew (resize): the NBD export tells new clients the new size;
+   * the FUSE file grows and the loop device with it (losetup -c), as
+   * /dev/drbdN would. A kernel nbd attach keeps the size it negotiated
+   * (nbd-client cannot change it): that is logged, with what to do.
+   */
+  async deviceGrew(sizeBytes: number): Promise<void> {
+    if (this.kind === null) return;
+    this.server?.grow();
+    if (this.fuseLoop !== null) await this.fuseLoop.grow(sizeBytes);
+    if (this.nbdDevice !== null) {
+      this.options.log.warn({ nbdDevice: this.nbdDevice, sizeBytes }, `${this.nbdDevice} keeps the size its nbd-client attach negotiated; demote and promote again (secondary, primary) to see ${sizeBytes} bytes there`);
+    }
+  }
+
   /** Synchronous (the state checks are): mounted, held by a holder, open by a process, or an outside NBD client. */
   isHeldOpen(): boolean {
     if (this.kind === null) return false;

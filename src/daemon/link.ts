@@ -15,7 +15,9 @@
  * and verify runs, the handler calls and the ordering between them.
  * On every connect both nodes agree on the device size first
  * (daemon/device-size: the smaller usable size wins, an in-use device is
- * never shrunk — "The peer's disk size is too small!" drops the link).
+ * never shrunk — "The peer's disk size is too small!" drops the link); after
+ * it a P_SIZES (a `resize`, daemon/resize) re-reads the disk, grows both
+ * sides and resyncs the new area from the Primary (resync_after_online_grow).
  * on-congestion: the data path reports congestion (replication/volume); the
  * rule (resource/link-rules onCongestion) says Ahead or StandAlone; once the
  * Ahead volume drained, AHEAD_TO_SYNC_SOURCE_DELAY_MS later it becomes
@@ -61,13 +63,13 @@ import {
 import { PeerConnector, integrityDigest, type HandshakeResult, type LocalParams, type PeerParams } from '../peer/index.js';
 import type { LinkLossReason } from '../peer/channel.js';
 import { runAside } from '../util/aside.js';
-import { type Packet, PacketType, type ProtocolPacket, type SyncParamPacket } from '../peer/packets.js';
+import { type Packet, PacketType, type ProtocolPacket, type SizesPacket, type SyncParamPacket } from '../peer/packets.js';
 import type { ReplicationEngine, ResyncTarget } from '../replication/index.js';
 import type { ResourceView } from '../config/index.js';
 import { MdFlag } from '../meta/types.js';
 import { type ResourceRuntime, StateChangeRefused } from './runtime.js';
 import type { StateSnapshot, SyncProgress } from './status.js';
-import { agreeDeviceSize } from './device-size.js';
+import { DdsFlag, agreeDeviceSize, sizeAfterPeerSizes } from './device-size.js';
 import { SplitBrainCount } from './metrics-source.js';
 import { listenFailureError } from './listen-failure.js';
 
@@ -95,6 +97,11 @@ function random64(): bigint {
   return crypto.randomBytes(8).readBigUInt64BE(0);
 }
 
+/** The largest request this node takes (P_SIZES max_bio_size). */
+const MAX_REQUEST_BYTES = 1024 * 1024;
+/** How long `resize` waits for the peer's answering P_SIZES (and its own growth after it). */
+const RESIZE_REPLY_TIMEOUT_MS = 30_000;
+
 /** How long a state change request waits for the peer's reply. */
 const STATE_REQUEST_TIMEOUT_MS = 10_000;
 /** Resync progress is logged this often while syncing. */
@@ -113,6 +120,12 @@ interface ActiveLink {
   sourceTotalBits: number;
   sourceStartedMs: number;
   closed: boolean;
+  /** P_SIZES handling, one packet at a time (it may move meta-data and grow the device). */
+  sizesChain: Promise<void>;
+  /** A local `resize` grew the device and waits for the peer's P_SIZES to start the resync (RESIZE_PENDING). */
+  resizePending: boolean;
+  /** Called once a peer P_SIZES has been handled (a `resize` waiting for its answer). */
+  sizesHandled: Array<() => void>;
 }
 
 export class PeerLink {
@@ -122,6 +135,8 @@ export class PeerLink {
   discardMyData = false;
   /** Split brains the handshakes found (metrics). */
   readonly splitBrains = new SplitBrainCount();
+  /** DRBD's device->p_size: the peer's usable size from its last P_SIZES, kept while disconnected; 0 = none since start. */
+  lastPeerDiskBytes = 0;
 
   constructor(
     private readonly runtime: ResourceRuntime,
@@ -332,7 +347,7 @@ export class PeerLink {
       },
       syncParam: this.syncParamBody(),
       uuids: { uuids: store.uuids, bitsSet: store.bitmap.countSet(), uuidFlags },
-      sizes: { diskSizeBytes: store.maxSizeBytes, currentSizeBytes: store.sizeBytes, maxRequestBytes: 1024 * 1024 },
+      sizes: { diskSizeBytes: store.maxSizeBytes, currentSizeBytes: store.sizeBytes, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: 0 },
       state: { role: s.role, disk: s.disk, conn: ConnState.WFReportParams, userIsp: pausesPeer(s) },
     };
   }
@@ -356,7 +371,11 @@ export class PeerLink {
       sourceTotalBits: 0,
       sourceStartedMs: 0,
       closed: false,
+      sizesChain: Promise.resolve(),
+      resizePending: false,
+      sizesHandled: [],
     };
+    this.lastPeerDiskBytes = result.peer.sizes.diskSizeBytes;
     this.active = link;
     engine.attachPeer({
       channel: result.session,
@@ -713,6 +732,13 @@ export class PeerLink {
         // The packet dispatch is synchronous; the state change runs aside, failures logged.
         runAside(this.onPeerState(link, packet.role as Role, packet.disk as DiskState, packet.conn as ConnState, packet.userIsp), this.runtime.log, 'peer state');
         return;
+      case PacketType.Sizes: {
+        // One P_SIZES at a time: each may move meta-data and grow the device; failures logged.
+        const run = link.sizesChain.then(() => this.onPeerSizes(link, packet));
+        link.sizesChain = run.catch(() => undefined);
+        runAside(run, this.runtime.log, 'peer sizes');
+        return;
+      }
       case PacketType.ProtocolUpdate:
         this.onPeerProtocolUpdate?.(packet);
         return;
@@ -735,6 +761,107 @@ export class PeerLink {
       }
       default:
         this.runtime.log.debug({ type: packet.type }, 'control packet ignored');
+    }
+  }
+
+  // ---- online resize (drbd_adm_resize / receive_sizes / resync_after_online_grow) ----------------
+
+  /** Connected (not syncing): `resize` exchanges sizes with the peer; otherwise it is the disconnected case. */
+  get connectedForResize(): boolean {
+    const link = this.active;
+    return link !== undefined && !link.closed && this.runtime.snapshot.conn === ConnState.Connected;
+  }
+
+  /**
+   * `resize` on a connected node, after its own size step: send P_SIZES
+   * asking for an answer (DRBD's drbd_send_sizes with trigger_reply: c_size
+   * 0), and return once the peer's answer has been handled here (the
+   * device may have grown with it) or after RESIZE_REPLY_TIMEOUT_MS.
+   * `grew`: this node already grew (RESIZE_PENDING: the answer starts the
+   * resync of the new area).
+   */
+  async exchangeSizesForResize(ddsFlags: number, grew: boolean): Promise<boolean> {
+    const link = this.active;
+    const store = this.runtime.attachedStore;
+    if (!link || link.closed || !store) return false;
+    link.resizePending = grew;
+    const answered = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), RESIZE_REPLY_TIMEOUT_MS);
+      link.sizesHandled.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    link.result.session.send({ type: PacketType.Sizes, diskSizeBytes: store.maxSizeBytes, currentSizeBytes: 0, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags });
+    return answered;
+  }
+
+  /**
+   * receive_sizes after the connect: the peer's usable size changed (its
+   * `resize`, or our own answered). This node re-reads its backing disk
+   * (moving internal meta-data when it grew), takes the smaller of both
+   * usable sizes if that is larger than the device (never smaller: udrbd does
+   * not shrink online), answers when asked or when the sizes differ, and
+   * after a grow while Connected resyncs the new area from the Primary.
+   */
+  private async onPeerSizes(link: ActiveLink, packet: SizesPacket): Promise<void> {
+    const rt = this.runtime;
+    const store = rt.attachedStore;
+    if (this.active !== link || link.closed) return;
+    // c_size 0 asks for an answer (trigger_reply); the peer's last real c_size is kept.
+    const currentSizeBytes = packet.currentSizeBytes > 0 ? packet.currentSizeBytes : link.peer.sizes.currentSizeBytes;
+    link.peer = { ...link.peer, sizes: { diskSizeBytes: packet.diskSizeBytes, currentSizeBytes, maxRequestBytes: packet.maxRequestBytes, ddsFlags: packet.ddsFlags } };
+    this.lastPeerDiskBytes = packet.diskSizeBytes;
+    // Only a Connected pair grows (a peer's resize is refused during a resync, 130): otherwise just note its size.
+    if (!store || rt.snapshot.conn !== ConnState.Connected) {
+      this.sizesHandled(link);
+      return;
+    }
+    const noResync = (packet.ddsFlags & DdsFlag.noResync) !== 0;
+    const grownBytes = store.refreshCapacity ? await store.refreshCapacity() : 0;
+    const next = sizeAfterPeerSizes(store.maxSizeBytes, packet.diskSizeBytes, store.sizeBytes);
+    if (next.shrinkRefused) {
+      rt.log.warn({ peerBytes: packet.diskSizeBytes, currentBytes: store.sizeBytes }, `the peer offers ${packet.diskSizeBytes / 512} sectors, less than the device's ${store.sizeBytes / 512}: udrbd does not shrink online, the size stays`);
+    }
+    const grew = next.sizeBytes > store.sizeBytes;
+    if (grew) {
+      await store.setAgreedSize(next.sizeBytes, !noResync);
+      await rt.deviceSizeChanged();
+    }
+    if (packet.currentSizeBytes !== store.sizeBytes || grownBytes > 0) {
+      link.result.session.send({ type: PacketType.Sizes, diskSizeBytes: store.maxSizeBytes, currentSizeBytes: store.sizeBytes, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: packet.ddsFlags });
+    }
+    const pending = link.resizePending;
+    link.resizePending = false;
+    this.sizesHandled(link);
+    if ((pending || grew) && rt.snapshot.conn === ConnState.Connected && !link.closed) await this.resyncAfterOnlineGrow(link, noResync);
+  }
+
+  private sizesHandled(link: ActiveLink): void {
+    for (const done of link.sizesHandled.splice(0)) done();
+  }
+
+  /** resync_after_online_grow: the Primary (or, both alike, the RESOLVE_CONFLICTS holder) becomes SyncSource of the new area. */
+  private async resyncAfterOnlineGrow(link: ActiveLink, noResync: boolean): Promise<void> {
+    const rt = this.runtime;
+    const engine = this.engine();
+    const s = rt.snapshot;
+    if (!engine) return;
+    // DRBD defers it to the next handshake (RESYNC_AFTER_NEG) when a disk is below Inconsistent; the bits stay set for it.
+    if (s.pdsk < DiskState.Inconsistent || s.disk < DiskState.Inconsistent) return;
+    if (noResync) {
+      rt.log.info('Resync of new storage suppressed with --assume-clean');
+      return;
+    }
+    rt.log.info('Resync of new storage after online grow');
+    const iAmSource = s.role !== s.peer ? s.role === Role.Primary : link.result.resolveConflicts;
+    if (iAmSource) {
+      await rt.setState({ conn: ConnState.StartingSyncS }, 'online grow');
+      await this.runSyncSource(link, engine, false, false);
+    } else {
+      await rt.setState({ conn: ConnState.StartingSyncT }, 'online grow');
+      // The target's resync runs on; its failure is logged.
+      runAside(this.runSyncTarget(link, engine, false, false), rt.log, 'resync after online grow');
     }
   }
 
@@ -898,6 +1025,8 @@ export class PeerLink {
     link.syncUuidWaiter = undefined;
     for (const waiter of link.requests.values()) waiter(SsCode.needConnection);
     link.requests.clear();
+    // A `resize` waiting for the peer's sizes returns now, with the size this node has.
+    this.sizesHandled(link);
     const rt = this.runtime;
     rt.log.warn(`peer link lost: ${reason}`);
     // The lost-peer-data rule (a Primary starts a new data generation) runs inside the transition.

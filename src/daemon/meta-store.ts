@@ -6,7 +6,9 @@
  * down (bitmap pages, clean magic + MDF_AL_CLEAN) so drbdmeta reads it.
  * It also holds the device size (daemon/device-size): la_size_sect at
  * attach, the agreed size after each connect, recorded back in la_size_sect;
- * the data area and the bitmap the data path sees end there.
+ * the data area and the bitmap the data path sees end there. `resize`
+ * re-reads the backing disk (refreshCapacity: internal meta-data moves to the
+ * grown disk's end) and takes a new --size (setUserSize).
  * The adapter between daemon/ and meta/; no other daemon file reads meta/.
  */
 import crypto from 'node:crypto';
@@ -21,6 +23,8 @@ import { MetaData } from '../meta/metadata.js';
 import type { ActivityLog } from '../meta/activity-log.js';
 import { BM_BLOCK_BYTES, MdFlag, type DirtyBitmap, type GenerationUuids } from '../meta/types.js';
 import { UdrbdError, ExitCode } from '../util/errors.js';
+import { assert } from '../util/assert.js';
+import { BM_BYTES_MAX } from '../meta/bitmap.js';
 import type { AttachedStore } from './runtime.js';
 import type { ResourceSpec } from './spec.js';
 import type { StateSnapshot } from './status.js';
@@ -35,6 +39,7 @@ export class MetaStore implements AttachedStore {
   /** DRBD's in-core CRASHED_PRIMARY: set at attach if the node was Primary, cleared once both disks are UpToDate. */
   private crashedPrimary: boolean;
   private readonly agreedBitmap: AgreedBitmap;
+  private userSize: number;
 
   /** @param maxSizeBytes the data area, or a smaller configured `disk { size }` */
   constructor(
@@ -44,6 +49,7 @@ export class MetaStore implements AttachedStore {
     maxSizeBytes: number = md.dataSizeBytes,
   ) {
     this.data = new DataArea(md.dataDisk, maxSizeBytes);
+    this.userSize = maxSizeBytes < md.dataSizeBytes ? maxSizeBytes : 0;
     const derived = diskStateFromMdFlags(md.flags, fencing);
     this.diskAtAttach = derived.disk;
     this.pdskAtAttach = derived.pdsk;
@@ -82,16 +88,76 @@ export class MetaStore implements AttachedStore {
     return this.data.maxSizeBytes;
   }
 
+  /** m_size: what the backing disk's data area holds (not capped by --size / `disk { size }`). */
+  get dataAreaBytes(): number {
+    return this.md.dataSizeBytes;
+  }
+
+  /**
+   * `resize`: re-reads the backing disk's size and, when it grew, moves
+   * internal meta-data to its new end (or lets external meta-data track more)
+   * before anything uses the new space — drbd_determine_dev_size's
+   * drbd_md_set_sector_offsets + bitmap write-out. The agreed size does not
+   * change here. Returns the data area's growth in bytes (0: nothing to do).
+   * A backing disk that shrank is refused: its meta-data (internal) or data
+   * past the new end is gone, and nothing is changed.
+   */
+  async refreshCapacity(): Promise<number> {
+    const disk = this.md.dataDisk;
+    const knownBytes = disk.sizeBytes;
+    const nowBytes = disk.refreshSizeSync();
+    if (nowBytes < knownBytes) {
+      throw new UdrbdError(
+        `${disk.path} shrank from ${knownBytes} to ${nowBytes} bytes while attached; udrbd does not shrink online (the ${this.md.isExternal ? 'data' : 'meta-data'} past the new end is gone). Restore its size (truncate -s ${knownBytes} / lvextend) before anything else touches it`,
+        ExitCode.configInvalid,
+      );
+    }
+    const plan = this.md.growthPlan();
+    if (!plan.grows) return 0;
+    if (plan.bmBytes > BM_BYTES_MAX) {
+      throw new UdrbdError(`${disk.path}: a bitmap of ${plan.bmBytes} bytes for ${plan.dataSizeBytes} bytes of data is larger than udrbd holds (${BM_BYTES_MAX} bytes: ${(BM_BYTES_MAX * 8 * BM_BLOCK_BYTES) / 2 ** 40} TiB of data); use --size to stay below it`, ExitCode.configInvalid);
+    }
+    const before = { dataBytes: this.md.dataSizeBytes, mdOffsetBytes: this.md.layout.mdOffsetBytes };
+    if (plan.mdMoved) {
+      this.log.info({ fromBytes: before.mdOffsetBytes, toBytes: plan.layout.mdOffsetBytes, diskBytes: nowBytes }, `meta-data moves to the end of the grown disk: md_offset ${before.mdOffsetBytes} -> ${plan.layout.mdOffsetBytes}`);
+    }
+    await this.md.grow(plan);
+    const trackedBytes = this.md.layout.dataSizeBytes;
+    if (this.md.isExternal && Math.floor(disk.sizeBytes / BM_BLOCK_BYTES) * BM_BLOCK_BYTES > trackedBytes) {
+      this.log.warn(`${disk.path} holds ${disk.sizeBytes / SECTOR_BYTES} sectors; the meta-data tracks at most ${trackedBytes / SECTOR_BYTES} sectors, so the device stays within that (a flexible meta device sized for the disk tracks more)`);
+    }
+    this.data.setMaxSize(this.capped(this.userSizeBytes));
+    this.log.info({ dataBytes: this.md.dataSizeBytes, beforeBytes: before.dataBytes }, plan.mdMoved ? 'Writing the whole bitmap, md moved' : 'Writing the whole bitmap, size changed');
+    return this.md.dataSizeBytes - before.dataBytes;
+  }
+
+  /** u_size: the --size of the last `resize` (or `disk { size }`); 0 = the whole data area. */
+  get userSizeBytes(): number {
+    return this.userSize;
+  }
+
+  /** A new --size (drbd_adm_resize stores it in the disk config): the usable size this node offers. */
+  setUserSize(userSizeBytes: number): void {
+    assert(userSizeBytes === 0 || (userSizeBytes % SECTOR_BYTES === 0 && userSizeBytes <= this.md.dataSizeBytes), `--size ${userSizeBytes} fits the data area`);
+    this.userSize = userSizeBytes;
+    this.data.setMaxSize(this.capped(userSizeBytes));
+  }
+
+  private capped(userSizeBytes: number): number {
+    return userSizeBytes > 0 ? Math.min(userSizeBytes, this.md.dataSizeBytes) : this.md.dataSizeBytes;
+  }
+
   /**
    * A new agreed size (drbd_determine_dev_size): the data area and the bitmap
-   * end there, grown blocks are out of sync, la_size_sect records it. The
-   * change is made before this returns; the promise is the bitmap write.
+   * end there, grown blocks are out of sync (unless `setNewBits` is false:
+   * resize --assume-clean), la_size_sect records it. The change is made
+   * before this returns; the promise is the bitmap write.
    */
-  setAgreedSize(sizeBytes: number): Promise<void> {
+  setAgreedSize(sizeBytes: number, setNewBits = true): Promise<void> {
     if (sizeBytes === this.data.sizeBytes) return Promise.resolve();
     const before = this.data.sizeBytes;
     this.data.resize(sizeBytes);
-    this.agreedBitmap.resize(sizeBytes, true);
+    this.agreedBitmap.resize(sizeBytes, setNewBits);
     this.md.setLaSizeSectors(sizeBytes / SECTOR_BYTES);
     this.md.writeSuperblock();
     this.log.info({ sizeBytes, beforeBytes: before }, sizeLogLine(sizeBytes));

@@ -47,8 +47,15 @@ export interface AttachedStore {
   readonly maxSizeBytes: number;
   /** The agreed device size (la_size_sect at attach, min of both nodes after a connect). */
   readonly sizeBytes: number;
-  /** Applies a new agreed size at once; the promise is the bitmap write (daemon/device-size). */
-  setAgreedSize(sizeBytes: number): Promise<void>;
+  /** Applies a new agreed size at once (grown blocks out of sync unless setNewBits is false); the promise is the bitmap write (daemon/device-size). */
+  setAgreedSize(sizeBytes: number, setNewBits?: boolean): Promise<void>;
+  /** `resize`: re-read the backing disk, move meta-data to its new end; resolves with the data area's growth in bytes (MetaStore). */
+  refreshCapacity?(): Promise<number>;
+  /** m_size: the backing disk's data area, not capped by --size. */
+  readonly dataAreaBytes?: number;
+  /** u_size: the --size in force (0 = the whole data area). */
+  readonly userSizeBytes?: number;
+  setUserSize?(userSizeBytes: number): void;
   /** Disk state at attach, from the meta-data MDF_* flags (drbd_main.c: drbd_md_read). */
   readonly diskAtAttach: DiskState;
   /** Peer disk state at attach: Outdated when MDF_PEER_OUT_DATED is set, else DUnknown. */
@@ -83,6 +90,8 @@ export interface FrontendHook {
   teardown(): Promise<void>;
   /** What status shows as `frontend` while exposed. */
   describe?(): FrontendStatusView | undefined;
+  /** The exposed device grew (online `resize`): make the kernel device and the NBD export follow. */
+  deviceGrew?(sizeBytes: number): Promise<void>;
 }
 
 export interface RuntimeOptions {
@@ -370,6 +379,22 @@ export class ResourceRuntime {
     if (this.exposed || !this.options.frontend) return;
     await this.options.frontend.exposeVolume(device);
     this.exposed = true;
+  }
+
+  /**
+   * After the agreed size grew: an exposed device follows (DRBD's
+   * drbd_set_my_capacity + revalidate: /dev/drbdN grows by itself). A failure
+   * is logged, not thrown: the replicated device did grow; the operator can
+   * grow the kernel device by hand (losetup -c).
+   */
+  async deviceSizeChanged(): Promise<void> {
+    const frontend = this.options.frontend;
+    if (!this.exposed || !frontend?.deviceGrew || !this.store) return;
+    try {
+      await frontend.deviceGrew(this.store.sizeBytes);
+    } catch (err) {
+      this.log.error({ err, sizeBytes: this.store.sizeBytes }, `the exposed device did not grow to ${this.store.sizeBytes} bytes: ${(err as Error).message}`);
+    }
   }
 
   async demote(): Promise<void> {

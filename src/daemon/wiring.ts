@@ -27,6 +27,7 @@ import { DIAGNOSTIC_IO_BYTES_MAX } from './protocol.js';
 import type { BlockDevice } from '../disk/block-device.js';
 import { type ResourceRuntime, StateChangeRefused, type VerbResult } from './runtime.js';
 import { defineMetricsVerb } from './metrics-source.js';
+import { defineResizeVerb } from './resize.js';
 import { DeadlineDisk } from '../disk/deadline-disk.js';
 import { IoErrorPolicy } from './io-error.js';
 import { type FaultLayer, installFaultLayer } from './fault-hook.js';
@@ -141,6 +142,7 @@ export class Wiring {
     });
     this.defineVerbs();
     defineMetricsVerb(this);
+    defineResizeVerb(runtime, this.link);
   }
 
   /** The current UUID of the data a diskless Primary exposes (DRBD's ed_uuid), from the disk it lost. */

@@ -129,7 +129,7 @@ export class FileDisk implements BlockDevice {
     private readonly fd: number,
     /** Same file opened O_DSYNC, for FUA writes; -1 when read-only. */
     private readonly dsyncFd: number,
-    readonly sizeBytes: number,
+    private currentSizeBytes: number,
     readonly isBlockDevice: boolean,
     private readonly writeback: WritebackAddon | null,
     private readonly writebackHintBytes: number,
@@ -184,6 +184,25 @@ export class FileDisk implements BlockDevice {
     const writeback = options.readOnly || hintBytes === 0 ? null : options.writeback !== undefined ? options.writeback : loadWriteback().addon;
     const direct = openDirect(path, options);
     return new FileDisk(path, fd, dsyncFd, size, isBlock, writeback, hintBytes, direct.fd, direct.offReason);
+  }
+
+  /** The size found at open, or at the last refreshSizeSync(). */
+  get sizeBytes(): number {
+    return this.currentSizeBytes;
+  }
+
+  /**
+   * Re-reads the size of the file or block device (after the operator grew
+   * it: `truncate -s`, lvextend) and returns it. Only `udrbdadm resize` calls
+   * this (drbd_adm_resize re-reads the backing device's capacity too); a
+   * smaller size is returned but not adopted — the caller refuses it, since
+   * the meta-data and data past the new end are gone.
+   */
+  refreshSizeSync(): number {
+    const st = fs.fstatSync(this.fd);
+    const sizeBytes = this.isBlockDevice ? blockDeviceSizeBytes(st.rdev, this.path) : st.size;
+    if (sizeBytes >= this.currentSizeBytes) this.currentSizeBytes = sizeBytes;
+    return sizeBytes;
   }
 
   /** Reads, writes and flushes handed to libuv's pool and not yet completed. */

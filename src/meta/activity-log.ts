@@ -312,6 +312,9 @@ export class ActivityLog implements ActivityLogApi {
   /** Transactions written since construction (the `al:` counter). */
   transactionCount = 0;
   private readonly alUpdates: boolean;
+  /** Where the ring and the bitmap are; they change only by relocate(). */
+  private alOffsetBytes: number;
+  private bmOffsetBytes: number;
 
   constructor(
     private readonly disk: BlockDevice,
@@ -330,6 +333,34 @@ export class ActivityLog implements ActivityLogApi {
     for (let s = this.alExtents - 1; s >= 0; s--) this.freeSlots.push(s);
     this.trNumber = options.firstTrNumber ?? 0;
     this.alUpdates = options.alUpdates ?? true;
+    this.alOffsetBytes = options.alOffsetBytes;
+    this.bmOffsetBytes = options.bmOffsetBytes;
+  }
+
+  /**
+   * Runs `work` between transactions: none is in flight or starts while it
+   * runs (writes to hot extents go on; one needing a transaction waits).
+   * The meta-data uses it to move the ring and the bitmap
+   * (drbd_determine_dev_size: lc_try_lock_for_transaction).
+   */
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(work);
+    this.chain = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
+  /**
+   * Inside exclusive(): the ring moves to `alOffsetBytes` (and evicted pages
+   * go to the bitmap at `bmOffsetBytes` from now on). Writes a whole ring of
+   * transactions there, together naming every hot extent (drbd_al_initialize),
+   * so a replay of the new ring covers every write in flight. Written even
+   * with al-updates no: the ring must be valid for apply-al.
+   */
+  async relocate(alOffsetBytes: number, bmOffsetBytes: number): Promise<void> {
+    this.alOffsetBytes = alOffsetBytes;
+    this.bmOffsetBytes = bmOffsetBytes;
+    // A ring of N blocks holds N consecutive transactions; N ≥ 2 and alExtents ≤ (N−1)·919, so they carry the whole context.
+    for (let i = 0; i < this.ringBlocks; i++) await this.writeTransaction([]);
   }
 
   /** Number of the next transaction to be written. */
@@ -403,7 +434,7 @@ export class ActivityLog implements ActivityLogApi {
       const pages = new Set(evicted.map((e) => Bitmap.pageOfExtent(e)));
       if (pages.size > 0 && this.options.flushDataBeforeBitmap !== undefined) await this.options.flushDataBeforeBitmap();
       for (const page of pages) {
-        if (page < this.bitmap.pageCount) await this.bitmap.writePage(this.disk, this.options.bmOffsetBytes, page, { durable: this.options.mdFlushes !== false });
+        if (page < this.bitmap.pageCount) await this.bitmap.writePage(this.disk, this.bmOffsetBytes, page, { durable: this.options.mdFlushes !== false });
       }
       if (this.alUpdates) await this.writeTransaction(updates);
       for (const u of updates) {
@@ -426,7 +457,7 @@ export class ActivityLog implements ActivityLogApi {
     );
     const index = alBlockIndex(this.trNumber, this.options.alStripes, this.options.alStripeSize4k);
     const durable = this.options.mdFlushes !== false;
-    await this.disk.write(this.block, this.options.alOffsetBytes + index * AL_BLOCK_BYTES, durable ? { fua: true } : undefined);
+    await this.disk.write(this.block, this.alOffsetBytes + index * AL_BLOCK_BYTES, durable ? { fua: true } : undefined);
     if (durable && !this.disk.capabilities.canFua) await this.disk.flush();
     this.trNumber = (this.trNumber + 1) >>> 0;
     this.contextCursor = start + AL_CONTEXT_PER_TRANSACTION >= this.alExtents ? 0 : start + AL_CONTEXT_PER_TRANSACTION;

@@ -58,14 +58,15 @@ export interface SyncDisk {
 }
 
 export class Bitmap implements DirtyBitmap {
-  /** The bitmap bytes as on disk; length = the on-disk bitmap area (multiple of 4 KiB). */
-  readonly buffer: Buffer;
-  readonly pageCount: number;
-  private readonly words: Uint32Array;
+  /** The bitmap bytes as on disk; length = the on-disk bitmap area (multiple of 4 KiB). Replaced by grow(). */
+  private bytes: Buffer;
+  private pages: number;
+  private bits: number;
+  private words: Uint32Array;
   /** Set bits per 4 KiB page. */
-  private readonly pageSetBits: Uint32Array;
+  private pageSetBits: Uint32Array;
   /** 1 = page changed in memory since it was last written. */
-  private readonly pageDirty: Uint8Array;
+  private pageDirty: Uint8Array;
   private dirtyPages = 0;
   /** Bitmap pages written to disk since load (/proc/drbd `bm:`, drbd-reactor's bm_writes). */
   pagesWritten = 0;
@@ -76,23 +77,67 @@ export class Bitmap implements DirtyBitmap {
    * @param areaBytes on-disk bitmap area size; defaults to the smallest whole number of pages
    */
   constructor(
-    readonly bitCount: number,
+    bitCount: number,
     areaBytes: number = Math.ceil(bitCount / BM_BITS_PER_PAGE) * BM_PAGE_BYTES,
   ) {
+    Bitmap.checkShape(bitCount, areaBytes);
+    const arrayBuffer = new ArrayBuffer(areaBytes);
+    this.bits = bitCount;
+    this.bytes = Buffer.from(arrayBuffer);
+    this.words = new Uint32Array(arrayBuffer);
+    this.pages = areaBytes / BM_PAGE_BYTES;
+    this.pageSetBits = new Uint32Array(this.pages);
+    this.pageDirty = new Uint8Array(this.pages);
+  }
+
+  private static checkShape(bitCount: number, areaBytes: number): void {
     assert(Number.isSafeInteger(bitCount) && bitCount >= 0, `bitmap bitCount ${bitCount} is a non-negative integer`);
     assert(areaBytes % BM_PAGE_BYTES === 0, `bitmap area ${areaBytes} bytes is a multiple of 4096`);
     assert(areaBytes <= BM_BYTES_MAX, `bitmap area ${areaBytes} bytes ≤ ${BM_BYTES_MAX}`);
     assert(bitCount <= areaBytes * 8, `bitmap of ${bitCount} bits fits in ${areaBytes} bytes`);
-    const arrayBuffer = new ArrayBuffer(areaBytes);
-    this.buffer = Buffer.from(arrayBuffer);
-    this.words = new Uint32Array(arrayBuffer);
-    this.pageCount = areaBytes / BM_PAGE_BYTES;
-    this.pageSetBits = new Uint32Array(this.pageCount);
-    this.pageDirty = new Uint8Array(this.pageCount);
+  }
+
+  /** Blocks of 4 KiB the bitmap tracks (usable data size / 4096, rounded up). */
+  get bitCount(): number {
+    return this.bits;
+  }
+
+  /** The bitmap bytes as on disk (the on-disk area; a new Buffer after grow()). */
+  get buffer(): Buffer {
+    return this.bytes;
+  }
+
+  get pageCount(): number {
+    return this.pages;
   }
 
   get areaBytes(): number {
-    return this.buffer.length;
+    return this.bytes.length;
+  }
+
+  /**
+   * drbd_bm_resize for a grown device: tracks `bitCount` blocks in an area
+   * of `areaBytes`, keeping every bit it had; the new bits start clear (the
+   * caller sets them when the grown area must be resynced, DRBD's
+   * set_new_bits). Every page is marked dirty: after a grow the whole bitmap
+   * is written (to its new place, when the meta-data moved). Never shrinks.
+   */
+  grow(bitCount: number, areaBytes: number): void {
+    Bitmap.checkShape(bitCount, areaBytes);
+    assert(bitCount >= this.bits && areaBytes >= this.bytes.length, `bitmap grows (${this.bits} → ${bitCount} bits, ${this.bytes.length} → ${areaBytes} bytes)`);
+    const arrayBuffer = new ArrayBuffer(areaBytes);
+    const bytes = Buffer.from(arrayBuffer);
+    // Surplus bits past the old bitCount are kept 0, so they become clear new bits.
+    this.bytes.copy(bytes);
+    const pageSetBits = new Uint32Array(areaBytes / BM_PAGE_BYTES);
+    pageSetBits.set(this.pageSetBits);
+    this.bytes = bytes;
+    this.words = new Uint32Array(arrayBuffer);
+    this.pages = areaBytes / BM_PAGE_BYTES;
+    this.pageSetBits = pageSetBits;
+    this.pageDirty = new Uint8Array(this.pages);
+    this.bits = bitCount;
+    this.markAllDirty();
   }
 
   test(bit: number): boolean {

@@ -173,6 +173,61 @@ export interface MetaDataOptions {
   mdFlushes?: boolean;
 }
 
+/** How far below the end a superblock left behind by a grown disk is looked for (only when none is at the end). */
+export const MOVED_MD_SCAN_BYTES = 1024 * 1024 * 1024;
+const SCAN_CHUNK_BYTES = 1024 * 1024;
+
+/**
+ * Internal meta-data not at the end of the disk: the disk grew and its
+ * superblock stayed at the old end (a grow while the resource was down, or a
+ * crash before `resize` moved it). Scans the last MOVED_MD_SCAN_BYTES for a
+ * 4 KiB-aligned v08 superblock that is valid for the disk size it implies;
+ * returns that size, or null. Reads only; for the error message.
+ */
+function findSuperblockBelowEnd(disk: FileDisk): { mdOffsetBytes: number; deviceSizeBytes: number } | null {
+  const endMdOffset = mdOffsetFor(disk.sizeBytes);
+  const lowest = Math.max(0, endMdOffset - MOVED_MD_SCAN_BYTES);
+  const chunk = Buffer.alloc(SCAN_CHUNK_BYTES);
+  for (let chunkEnd = endMdOffset; chunkEnd > lowest; chunkEnd -= SCAN_CHUNK_BYTES) {
+    const chunkStart = Math.max(lowest, chunkEnd - SCAN_CHUNK_BYTES);
+    const view = chunk.subarray(0, chunkEnd - chunkStart);
+    disk.readSync(view, chunkStart);
+    for (let at = view.length - SUPERBLOCK_BYTES; at >= 0; at -= SUPERBLOCK_BYTES) {
+      const magic = view.readUInt32BE(at + 0x3c);
+      if (magic !== MD_MAGIC_08 && magic !== MD_MAGIC_84_UNCLEAN) continue;
+      const sb = decodeSuperblock(view.subarray(at, at + SUPERBLOCK_BYTES));
+      const mdOffsetBytes = chunkStart + at;
+      // The old size S had md_offset = ((S - 4096) & ~4095): S is in [md_offset + 4 KiB, md_offset + 8 KiB).
+      const deviceSizeBytes = mdOffsetBytes + SUPERBLOCK_BYTES;
+      if (superblockProblem(sb, deviceSizeBytes) === null) return { mdOffsetBytes, deviceSizeBytes };
+    }
+  }
+  return null;
+}
+
+/** What grow() will do (MetaData.growthPlan). */
+export interface GrowthPlan {
+  layout: MetaLayout;
+  dataSizeBytes: number;
+  /** On-disk bitmap bytes the data area needs. */
+  bmBytes: number;
+  /** Internal meta-data: superblock, AL and bitmap move to the new end. */
+  mdMoved: boolean;
+  /** Anything to do at all. */
+  grows: boolean;
+}
+
+/** The data area and bitmap bytes a layout gives a data disk (internal: below the bitmap; external: the disk, up to what the bitmap tracks). */
+function dataAreaOf(layout: MetaLayout, dataDisk: FileDisk): { dataSizeBytes: number; bmBytes: number } {
+  if (layout.placement.kind === 'internal') return { dataSizeBytes: layout.dataSizeBytes, bmBytes: layout.bmAreaBytes };
+  // DRBD: the whole data disk (whole 4 KiB blocks), clipped to what the bitmap area can track.
+  const dataSizeBytes = Math.min(Math.floor(dataDisk.sizeBytes / BM_BLOCK_BYTES) * BM_BLOCK_BYTES, layout.dataSizeBytes);
+  if (dataSizeBytes <= 0) {
+    throw new UdrbdError(`${dataDisk.path} (${dataDisk.sizeBytes} bytes) holds no whole 4 KiB block of data`, ExitCode.configInvalid);
+  }
+  return { dataSizeBytes, bmBytes: Math.min(layout.bmAreaBytes, bitmapBytesForSectors(dataSizeBytes / SECTOR_BYTES)) };
+}
+
 export interface AttachResult {
   applyAl: ApplyAlResult;
 }
@@ -183,31 +238,91 @@ export class MetaData {
   activityLog: ActivityLog | null = null;
   private attached = false;
   private readonly sbBuffer = Buffer.alloc(SUPERBLOCK_BYTES);
-  /** The usable data bytes (internal: below the bitmap; external: the data disk, up to what the bitmap tracks). */
-  readonly dataSizeBytes: number;
+  private currentLayout: MetaLayout;
+  private currentDataSizeBytes: number;
+  /** The bitmap write-out in flight (flushBitmap), awaited before the bitmap moves. */
+  private bitmapIo: Promise<unknown> = Promise.resolve();
+  /** A grow() in progress: bitmap write-outs wait for it (they would use the old place). */
+  private growing: Promise<void> | null = null;
 
   private constructor(
     /** Where superblock, AL and bitmap live: the backing disk (internal) or the meta device. */
     readonly mdDisk: FileDisk,
     /** The data: the same disk as mdDisk when internal. */
     readonly dataDisk: FileDisk,
-    readonly layout: MetaLayout,
+    layout: MetaLayout,
     private readonly sb: Superblock,
     private readonly options: MetaDataOptions,
   ) {
-    let bmBytes = layout.bmAreaBytes;
-    if (layout.placement.kind === 'internal') {
-      this.dataSizeBytes = layout.dataSizeBytes;
-    } else {
-      // DRBD: the whole data disk (whole sectors), clipped to what the bitmap area can track.
-      this.dataSizeBytes = Math.min(Math.floor(dataDisk.sizeBytes / BM_BLOCK_BYTES) * BM_BLOCK_BYTES, layout.dataSizeBytes);
-      bmBytes = Math.min(layout.bmAreaBytes, bitmapBytesForSectors(this.dataSizeBytes / SECTOR_BYTES));
-      if (this.dataSizeBytes <= 0) {
-        throw new UdrbdError(`${dataDisk.path} (${dataDisk.sizeBytes} bytes) holds no whole 4 KiB block of data`, ExitCode.configInvalid);
-      }
-    }
-    this.bitmap = new Bitmap(Math.ceil(this.dataSizeBytes / BM_BLOCK_BYTES), bmBytes);
+    this.currentLayout = layout;
+    const area = dataAreaOf(layout, dataDisk);
+    this.currentDataSizeBytes = area.dataSizeBytes;
+    this.bitmap = new Bitmap(Math.ceil(area.dataSizeBytes / BM_BLOCK_BYTES), area.bmBytes);
     this.bitmap.readFromSync(mdDisk, layout.bmOffsetBytes);
+  }
+
+  /** Where superblock, AL and bitmap are now (moves with grow()). */
+  get layout(): MetaLayout {
+    return this.currentLayout;
+  }
+
+  /** The usable data bytes (internal: below the bitmap; external: the data disk, up to what the bitmap tracks). */
+  get dataSizeBytes(): number {
+    return this.currentDataSizeBytes;
+  }
+
+  /**
+   * What the backing disk's present size allows (after FileDisk.refreshSizeSync):
+   * internal meta-data moves to the new end (drbd_md_set_sector_offsets), so
+   * the layout and the data area change; external keeps its layout and the
+   * data area grows up to what the bitmap area tracks.
+   */
+  growthPlan(): GrowthPlan {
+    const layout = this.currentLayout.placement.kind === 'internal'
+      ? computeLayout(this.mdDisk.sizeBytes, { alStripes: this.currentLayout.alStripes, alStripeSize4k: this.currentLayout.alStripeSize4k, devicePath: this.mdDisk.path })
+      : this.currentLayout;
+    const area = dataAreaOf(layout, this.dataDisk);
+    const mdMoved = layout.mdOffsetBytes !== this.currentLayout.mdOffsetBytes || layout.mdSizeSectors !== this.currentLayout.mdSizeSectors;
+    return { layout, dataSizeBytes: area.dataSizeBytes, bmBytes: area.bmBytes, mdMoved, grows: mdMoved || area.dataSizeBytes > this.currentDataSizeBytes };
+  }
+
+  /**
+   * Carries out a growth plan while attached (drbd_determine_dev_size when
+   * the backing device grew). With the activity log held between
+   * transactions and no bitmap write-out in flight: the new ring (naming the
+   * hot extents), then the whole bitmap, then the superblock pointing at
+   * them — each flushed before the next. Until that last 4 KiB write the
+   * superblock at the device's end is not valid meta-data, and after it
+   * everything it names is on disk: a crash leaves the old meta-data (not at
+   * the new end: shrink the file back, or use the new one) or the complete
+   * new one, never a superblock naming a half-written bitmap. DRBD instead
+   * writes the new superblock first with MDF_FULL_SYNC | MDF_AL_DISABLED and
+   * clears them at the end, so its crash window costs a full resync; here it
+   * costs nothing once the superblock is written. la_size_sect is not
+   * changed here (the agreed size follows separately).
+   */
+  async grow(plan: GrowthPlan): Promise<void> {
+    assert(this.attached && this.activityLog !== null, 'grow() while attached');
+    assert(plan.dataSizeBytes >= this.currentDataSizeBytes, 'the data area only grows');
+    const al = this.activityLog;
+    const run = al.exclusive(async () => {
+      await this.bitmapIo.catch(() => undefined);
+      if (plan.mdMoved) await al.relocate(plan.layout.alOffsetBytes, plan.layout.bmOffsetBytes);
+      this.bitmap.grow(Math.ceil(plan.dataSizeBytes / BM_BLOCK_BYTES), plan.bmBytes);
+      await this.bitmap.writeDirtyPages(this.mdDisk, plan.layout.bmOffsetBytes, { flush: true });
+      this.currentLayout = plan.layout;
+      this.currentDataSizeBytes = plan.dataSizeBytes;
+      this.sb.mdSizeSectors = plan.layout.mdSizeSectors;
+      this.sb.alOffsetSectors = plan.layout.alOffsetSectors;
+      this.sb.bmOffsetSectors = plan.layout.bmOffsetSectors;
+      this.writeSuperblock();
+    });
+    this.growing = run.then(() => undefined, () => undefined);
+    try {
+      await run;
+    } finally {
+      this.growing = null;
+    }
   }
 
   /**
@@ -221,6 +336,15 @@ export class MetaData {
     assert((placement.kind === 'internal') === (options.dataDisk === undefined), 'external meta-data comes with a data disk, internal without');
     const read = readMetaSync(disk, placement);
     if (!read.ok) {
+      const moved = placement.kind === 'internal' ? findSuperblockBelowEnd(disk) : null;
+      if (moved !== null) {
+        throw new UdrbdError(
+          `${disk.path}: ${read.reason}\nNo valid meta data found at the end of the disk, but v08 meta-data is at byte offset ${moved.mdOffsetBytes}: ` +
+            `it was written when the disk was ${moved.deviceSizeBytes} bytes, and the disk is ${disk.sizeBytes} bytes now (grown while its resource was down, or before 'udrbdadm resize' moved the meta-data). ` +
+            `Do not run create-md: shrink the disk back (truncate -s ${moved.deviceSizeBytes} ${disk.path}), bring the resource up, then grow it again and run 'udrbdadm resize'.`,
+          ExitCode.usage,
+        );
+      }
       throw new UdrbdError(
         `${disk.path}: ${read.reason}\nNo valid meta data found. Use 'udrbdadm create-md' to initialize it.`,
         ExitCode.usage,
@@ -349,6 +473,14 @@ export class MetaData {
    * orders that data before the page; internal meta-data shares one flush.
    */
   async flushBitmap(): Promise<number> {
+    if (this.growing) await this.growing;
+    const run = this.writeBitmapPages();
+    // grow() waits for every write-out in flight, not only the last one started.
+    this.bitmapIo = Promise.allSettled([this.bitmapIo, run]);
+    return run;
+  }
+
+  private async writeBitmapPages(): Promise<number> {
     if (this.isExternal && this.bitmap.dirtyPageCount > 0) await this.dataDisk.flush();
     return this.bitmap.writeDirtyPages(this.mdDisk, this.layout.bmOffsetBytes, { flush: this.options.mdFlushes !== false });
   }

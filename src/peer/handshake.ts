@@ -166,7 +166,7 @@ export function exchangeParams(
           uuids: u.uuids,
           bitsSet: u.bitsSet,
           uuidFlags: u.uuidFlags,
-          sizes: { diskSizeBytes: s.diskSizeBytes, currentSizeBytes: s.currentSizeBytes, maxRequestBytes: s.maxRequestBytes },
+          sizes: { diskSizeBytes: s.diskSizeBytes, currentSizeBytes: s.currentSizeBytes, maxRequestBytes: s.maxRequestBytes, ddsFlags: s.ddsFlags },
           role: st.role,
           disk: st.disk,
           conn: st.conn,

@@ -116,9 +116,11 @@ export interface SizesPacket {
   type: typeof PacketType.Sizes;
   /** Usable data size of the sender's backing disk. */
   diskSizeBytes: number;
-  /** Size the sender currently exposes (0 if nothing agreed yet). */
+  /** Size the sender currently exposes (0 if nothing agreed yet, or: answer with your sizes — DRBD's trigger_reply). */
   currentSizeBytes: number;
   maxRequestBytes: number;
+  /** dds_flags of a `resize` (daemon/device-size DdsFlag: forced, no-resync); 0 at connect. */
+  ddsFlags: number;
 }
 
 export interface StatePacket {

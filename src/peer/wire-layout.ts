@@ -110,7 +110,7 @@ bounds(PacketType.Protocol, PROTOCOL_FIXED_BYTES, PROTOCOL_FIXED_BYTES + NAME_BY
 bounds(PacketType.SyncParam, SYNC_PARAM_FIXED_BYTES, SYNC_PARAM_FIXED_BYTES + 2 * ALG_NAME_BYTES_MAX);
 bounds(PacketType.ProtocolUpdate, PROTOCOL_FIXED_BYTES, PROTOCOL_FIXED_BYTES + NAME_BYTES_MAX + 1 + NAME_BYTES_MAX + 1 + ALG_NAME_BYTES_MAX);
 bounds(PacketType.Uuids, 48);
-bounds(PacketType.Sizes, 20);
+bounds(PacketType.Sizes, 22);
 bounds(PacketType.State, 4);
 bounds(PacketType.SyncUuid, 8);
 bounds(PacketType.StateChangeRequest, 8);
@@ -294,10 +294,11 @@ export function encodeHead(packet: WirePacket, integrity: BlockDigest | null = n
       return buf;
     }
     case PacketType.Sizes: {
-      const buf = allocFrame(packet.type, 20, 0);
+      const buf = allocFrame(packet.type, 22, 0);
       writeU64Number(buf, packet.diskSizeBytes, h);
       writeU64Number(buf, packet.currentSizeBytes, h + 8);
       buf.writeUInt32BE(packet.maxRequestBytes, h + 16);
+      buf.writeUInt16BE(packet.ddsFlags, h + 20);
       return buf;
     }
     case PacketType.State: {
@@ -556,11 +557,14 @@ export function decodeBody(type: number, body: Buffer, integrityBytes = 0): Wire
         uuidFlags: readU64Number(body, 40, 'uuidFlags'),
       };
     case PacketType.Sizes:
+      // dds_flags: forced (1) and no-resync (2); any other bit is a sender this build does not know.
+      if ((body.readUInt16BE(20) & ~3) !== 0) fail('Sizes flags out of range');
       return {
         type,
         diskSizeBytes: readU64Number(body, 0, 'diskSizeBytes'),
         currentSizeBytes: readU64Number(body, 8, 'currentSizeBytes'),
         maxRequestBytes: body.readUInt32BE(16),
+        ddsFlags: body.readUInt16BE(20),
       };
     case PacketType.State: {
       const role = body.readUInt8(0);

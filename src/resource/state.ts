@@ -477,9 +477,12 @@ export function formatRefusalMessage(minor: number, r: Refusal): string {
 
 /** DRBD ERR_* codes udrbd reports (drbdsetup prints `Failure: (code) text`, exit 10). */
 export const ErrCode = {
+  diskTooSmall: 111,
   discardImpossible: 123,
   diskConfigured: 124,
   netConfigured: 125,
+  resizeResync: 130,
+  noPrimary: 131,
   resyncAfter: 132,
   resyncAfterCycle: 133,
   pauseIsSet: 134,
@@ -489,9 +492,16 @@ export const ErrCode = {
   /** ERR_CONG_NOT_PROTO_A: on-congestion other than block with protocol B or C (drbd_nl.c: _check_net_options). */
   congNotProtoA: 155,
   minorExists: 161,
+  mdLayoutNoFit: 169,
+  implicitShrink: 170,
 } as const;
 
 const errTexts: Record<number, string> = {
+  111: 'Low.dev. smaller than requested DRBD-dev. size.',
+  130: 'Resize not allowed during resync.',
+  131: 'Need one Primary node to resize.',
+  169: 'Resulting AL does not fit into available meta data space',
+  170: 'Implicit device shrinking not allowed. See kernel log.',
   123: '--discard-my-data not allowed when primary.',
   125: 'Device has a net-config (use disconnect first)',
   132: 'The resync-after minor number is invalid',

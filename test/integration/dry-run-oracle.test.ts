@@ -6,7 +6,8 @@
  * common options, a quoted secret with shell metacharacters, flags, startup
  * options and two resources, so option order, escaping, backend options and
  * drbdadm's staging of `up all` are all compared, and external meta-data
- * (indexed and flexible) in the drbdmeta and attach arguments. Nothing runs: no process,
+ * (indexed and flexible) in the drbdmeta and attach arguments, and resize
+ * with `disk { size }` and its options. Nothing runs: no process,
  * no disk is opened (the image files do not even exist).
  */
 import { spawnSync } from 'node:child_process';
@@ -41,6 +42,7 @@ resource sfor0 {
   on beta { device /dev/drbd44 minor 44; disk ${dir}/b0.img; address 127.0.0.2:7914; meta-disk internal; }
 }
 resource sfor1 {
+  disk { size 40M; }
   on alpha { device minor 45; disk ${dir}/a1.img; address 127.0.0.1:7915; meta-disk internal; }
   on beta { device minor 46; disk ${dir}/b1.img; address 127.0.0.2:7915; meta-disk internal; }
 }
@@ -89,6 +91,10 @@ const CASES: string[][] = [
   // external meta-data: indexed on alpha, flexible on beta
   ['up', 'xmor2'], ['attach', 'xmor2'], ['create-md', 'xmor2'], ['dump-md', 'xmor2'], ['apply-al', 'xmor2'],
   ['wipe-md', 'xmor2'], ['get-gi', 'xmor2'], ['show-gi', 'xmor2'], ['dstate', 'xmor2'],
+  // resize: `disk { size }` (sfor1) goes first as --size; drbdadm-84 takes resize's options only after `--`
+  ['resize', 'sfor0'], ['resize', 'sfor1'], ['resize', 'all'], ['resize', 'xmor2'], ['--', '--size=100M', 'resize', 'sfor0'],
+  ['--', '--size=100M', 'resize', 'sfor1'], ['--', '--assume-peer-has-space', 'resize', 'sfor0'],
+  ['--', '--assume-clean', '--assume-peer-has-space', 'resize', 'sfor1'], ['--', '--size=2G', '--assume-clean', 'resize', 'all'],
 ];
 
 describe('udrbdadm -d against drbdadm-84 -d', () => {

@@ -96,9 +96,17 @@ describe('adjust plan', () => {
     expect(plan.refusals.map((r) => r.option)).toEqual(['disk', 'device minor', 'device', 'size', 'al-extents']);
     for (const r of plan.refusals) {
       expect(r.message).toMatch(/c\d+\.conf:1: in resource ajp, on alpha: '/);
-      expect(r.message).toContain("down the resource first ('udrbdadm down ajp'), then 'udrbdadm up ajp'.");
+      if (r.option === 'size') expect(r.message).toContain("run 'udrbdadm resize ajp' on one node (it takes the new 'disk { size }' from the file), then adjust again.");
+      else expect(r.message).toContain("down the resource first ('udrbdadm down ajp'), then 'udrbdadm up ajp'.");
     }
     expect(plan.refusals[0]!.message).toContain("'disk' cannot change from /tmp/ajp-a.img to /tmp/other.img on a running resource");
+  });
+
+  it('a size a resize already applied is no change for adjust (no refusal, no disk-options step)', () => {
+    const plan = planAdjust(spec(), spec({ disk: 'resync-rate 10M; size 100M;' }), { ...LIVE, userSizeBytes: 100 * 1024 * 1024 });
+    expect(plan.refusals).toEqual([]);
+    expect(plan.steps.map((st) => st.kind)).not.toContain('disk-options');
+    expect(planAdjust(spec(), spec({ disk: 'resync-rate 10M; size 100M;' }), { ...LIVE, userSizeBytes: 0 }).refusals.map((r) => r.option)).toEqual(['size']);
   });
 
   it('verify-alg cannot change while online verify runs (DRBD: ERR_VERIFY_RUNNING)', () => {

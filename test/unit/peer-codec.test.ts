@@ -58,7 +58,7 @@ function samples(): WirePacket[] {
       uuids: { current: U64_MAX, bitmap: 0n, historyStart: 0x0001000000000000n, historyEnd: 4n },
       bitsSet: Number.MAX_SAFE_INTEGER, uuidFlags: 15,
     },
-    { type: PacketType.Sizes, diskSizeBytes: Number.MAX_SAFE_INTEGER, currentSizeBytes: 0, maxRequestBytes: 0xffffffff },
+    { type: PacketType.Sizes, diskSizeBytes: Number.MAX_SAFE_INTEGER, currentSizeBytes: 0, maxRequestBytes: 0xffffffff, ddsFlags: 3 },
     { type: PacketType.State, role: 1, disk: 8, conn: 23, userIsp: true },
     { type: PacketType.State, role: 0, disk: 0, conn: 0, userIsp: false },
     { type: PacketType.SyncUuid, uuid: U64_MAX },
@@ -261,6 +261,11 @@ describe('peer codec', () => {
     const badState = wire({ type: PacketType.State, role: 1, disk: 8, conn: 10, userIsp: false });
     badState.writeUInt8(9, HEADER_BYTES + 1);
     expectProtocolError(badState, /State out of range/);
+
+    // P_SIZES dds_flags: forced (1) and no-resync (2) only; another bit is not silently dropped
+    const badSizes = wire({ type: PacketType.Sizes, diskSizeBytes: 4096, currentSizeBytes: 0, maxRequestBytes: 4096, ddsFlags: 0 });
+    badSizes.writeUInt16BE(4, HEADER_BYTES + 20);
+    expectProtocolError(badSizes, /Sizes flags out of range/);
   });
 
   it('delivers the good frames before a bad one and then stays dead', () => {
@@ -274,7 +279,7 @@ describe('peer codec', () => {
 
   it('refuses to encode values the wire cannot carry', () => {
     expect(() => encodeHead({ type: PacketType.Data, offsetBytes: 100, blockId: 1, epoch: 0, flags: 0, payload: Buffer.alloc(512) })).toThrow(/multiple of 512/);
-    expect(() => encodeHead({ type: PacketType.Sizes, diskSizeBytes: -1, currentSizeBytes: 0, maxRequestBytes: 0 })).toThrow(/safe integer/);
+    expect(() => encodeHead({ type: PacketType.Sizes, diskSizeBytes: -1, currentSizeBytes: 0, maxRequestBytes: 0, ddsFlags: 0 })).toThrow(/safe integer/);
     expect(() => encodeHead({ type: PacketType.Data, offsetBytes: 0, blockId: 1, epoch: 0, flags: 0, payload: Buffer.alloc(PAYLOAD_BYTES_MAX + 512) })).toThrow(/within bounds/);
     expect(() => encodeHead({ type: PacketType.Data, offsetBytes: 0, blockId: 1, epoch: 0, flags: 0x20, payload: Buffer.alloc(0) })).toThrow(/Data flags/);
   });

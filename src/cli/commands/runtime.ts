@@ -21,6 +21,7 @@ import { metaToolTarget } from './meta.js';
 import { printInsteadOfActing } from '../dry-run.js';
 import { startDaemon, waitForExit, type DaemonMode } from '../../daemon/launcher.js';
 import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
+import { parseScaledNumber } from '../../config/limits.js';
 import { enforceOptionSupport } from '../option-check.js';
 import { refuseResyncAfterCycle } from '../resync-after-check.js';
 import { FENCE_PEER_TIMEOUT_MS } from '../../daemon/handlers.js';
@@ -31,6 +32,29 @@ const NETWORK_VERB_TIMEOUT_MS = 60_000;
 const PRIMARY_TIMEOUT_MS = FENCE_PEER_TIMEOUT_MS + NETWORK_VERB_TIMEOUT_MS;
 /** down: demote, disconnect, flush the bitmap, close md. */
 const DOWN_TIMEOUT_MS = 60_000;
+
+/** resize waits for the peer's answer (daemon/link bounds it at 30 s) after moving meta-data and writing the bitmap. */
+const RESIZE_TIMEOUT_MS = 120_000;
+
+/** drbdsetup resize's --size: sectors unless a K/M/G/T suffix says otherwise (drbdsetup's unit). */
+function sizeOptionBytes(text: string): number {
+  const parsed = parseScaledNumber(text, 's');
+  if (!parsed.ok || parsed.value > BigInt(Math.floor(Number.MAX_SAFE_INTEGER / 512))) {
+    throw new UdrbdError(`resize: --size=${text} is not a size (a number of sectors, or with a K, M, G or T suffix, e.g. --size=2G)`, ExitCode.usage);
+  }
+  return Number(parsed.value) * 512;
+}
+
+/** drbdsetup resize also takes --al-stripes / --al-stripe-size-kB; udrbd does not: refused, never ignored. */
+function refuseUnknownResizeOptions(args: readonly string[]): void {
+  const unknown = args.filter((a) => a.startsWith('-'));
+  if (unknown.length === 0) return;
+  const layout = unknown.find((a) => a.startsWith('--al-stripe'));
+  if (layout) {
+    throw new UdrbdError(`resize: ${layout}: udrbd does not change the activity-log layout online; its resize takes --size, --assume-peer-has-space and --assume-clean`, ExitCode.usage);
+  }
+  throw new UdrbdError(`resize: unrecognized option '${unknown[0]}' (udrbdadm resize takes --size=N, --assume-peer-has-space and --assume-clean)`, ExitCode.usage);
+}
 
 interface ResourceTarget {
   name: string;
@@ -225,6 +249,25 @@ export function register(program: Command, getContext: GetContext): void {
     .action(async (resources: string[], opts: { clearBitmap?: boolean }) => {
       const ctx = getContext();
       for (const t of targets(ctx, resources)) await call(ctx, t, 'new-current-uuid', { clearBitmap: Boolean(opts.clearBitmap) });
+    });
+  program
+    .command('resize')
+    .description("grow the device online after the backing disks grew (truncate -s, lvextend): moves internal meta-data to the disk's new end, takes the smaller of both nodes' disks (or --size), and resyncs the new area from the Primary; refused during a resync (130), with two Secondaries (131), and for a size below the current one (no online shrink)")
+    .option('--size <size>', 'the device size (sectors by default; K, M, G, T suffixes); default: disk { size } or the whole disk')
+    .option('--assume-peer-has-space', "not connected: grow without knowing the peer's disk size")
+    .option('--assume-clean', 'the new area is identical on both nodes: no resync')
+    .allowUnknownOption()
+    .argument('<resources...>')
+    .action(async (resources: string[], opts: { size?: string; assumePeerHasSpace?: boolean; assumeClean?: boolean }) => {
+      const ctx = getContext();
+      refuseUnknownResizeOptions(resources);
+      const config = loadConfig(ctx.configPath);
+      for (const t of targets(ctx, resources)) {
+        // drbdadm passes `disk { size }` as --size first; a --size given here comes after it and wins.
+        const configuredSectors = resolveResource(config, t.name, ctx.nodeName).disk.sizeSectors;
+        const sizeBytes = opts.size === undefined ? configuredSectors * 512 : sizeOptionBytes(opts.size);
+        await call(ctx, t, 'resize', { sizeBytes, assumePeerHasSpace: Boolean(opts.assumePeerHasSpace), assumeClean: Boolean(opts.assumeClean) }, RESIZE_TIMEOUT_MS);
+      }
     });
   program
     .command('status')

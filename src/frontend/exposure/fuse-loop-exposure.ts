@@ -27,13 +27,15 @@ import { UdrbdError, ExitCode } from '../../util/errors.js';
 import { assert } from '../../util/assert.js';
 import { silentLogger, type Logger } from '../../util/log.js';
 import { mountVolumeFs, VOLUME_FILE_NAME, type VolumeFs } from '../fuse/volume-fs.js';
-import { attachLoop, detachLoop, findLoopDevicesBackedBy, loopAutoclear, loopBackingFile, loopIdentity, sameLoopIdentity, type LoopIdentity } from '../loop/losetup.js';
+import { attachLoop, detachLoop, findLoopDevicesBackedBy, loopAutoclear, loopBackingFile, loopIdentity, refreshLoopCapacity, sameLoopIdentity, type LoopIdentity } from '../loop/losetup.js';
 import { createDeviceLink, removeDeviceLink } from '../device-link/device-link.js';
 import { heldOpenReport, describeHeldOpen, unescapeMountField, type HeldOpenReport } from '../device-link/held-open.js';
 
 export const DEFAULT_RUNTIME_DIR = '/run/udrbd/frontend';
 /** DRBD 8.4's refusal (SS_DEVICE_IN_USE) for secondary/down while the device is in use. */
 export const HELD_OPEN_MESSAGE = 'State change failed: (-12) Device is held open by someone';
+/** fuse-native's (libfuse 2's) attribute cache lives 1 s; a grown size is visible after it (plus slack). */
+const FUSE_NATIVE_ATTR_TIMEOUT_MS = 1_200;
 /** Short-lived opens (blkid, a finishing `umount`) get this long to go away before teardown refuses. */
 export const HELD_OPEN_GRACE_MS = 1_000;
 const HELD_OPEN_RECHECK_MS = 100;
@@ -115,6 +117,27 @@ export class VolumeExposure {
   async heldOpenReport(): Promise<HeldOpenReport> {
     assert(!this.tornDown, 'held-open check on an exposure that still exists');
     return heldOpenReport(this.loopDevice, { aliasPaths: [this.devicePath] });
+  }
+
+  /**
+   * The volume grew (udrbd resize): the FUSE file takes the new size, a
+   * stat makes the kernel re-read it (the loop driver takes the inode's
+   * cached size), then `losetup -c` grows the loop device — what DRBD's
+   * /dev/drbdN does by itself, so an operator's next step is xfs_growfs.
+   * Resolves with the loop device's new size; throws if it did not follow.
+   */
+  async grow(sizeBytes: number): Promise<number> {
+    assert(!this.tornDown, 'grow() on an exposure that still exists');
+    this.volumeFs.setSize(sizeBytes);
+    // fuse-native (libfuse 2) answers from its 1 s attribute cache until it expires.
+    if (this.volumeFs.backend === 'fuse-native') await new Promise((resolve) => setTimeout(resolve, FUSE_NATIVE_ATTR_TIMEOUT_MS));
+    const seen = (await fs.stat(this.volumeFile)).size;
+    const loopBytes = await refreshLoopCapacity(this.loopDevice);
+    if (seen !== sizeBytes || loopBytes !== sizeBytes) {
+      throw new UdrbdError(`${this.loopDevice} did not grow to ${sizeBytes} bytes (the file shows ${seen}, the loop device ${loopBytes}); run 'losetup -c ${this.loopDevice}'`, ExitCode.fatal);
+    }
+    this.log.info({ loopDevice: this.loopDevice, sizeBytes }, 'loop device grew (losetup -c)');
+    return loopBytes;
   }
 
   /** Undoes the exposure; refuses with DRBD's -12 while held open. Idempotent. */

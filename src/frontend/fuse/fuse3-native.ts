@@ -34,6 +34,12 @@ export interface Fuse3Addon {
   buffers(handle: Fuse3Handle): Buffer[];
   /** Bytes done (read/write) or 0 (flush/fsync), or a negative errno; throws if the worker has no request waiting. */
   reply(handle: Fuse3Handle, worker: number, result: number): void;
+  /**
+   * The volume grew (resize): the file's size becomes `sizeBytes` and the
+   * kernel's cached attributes are dropped. Only growth; absent in an addon
+   * built before it (rebuild native/udrbd-fuse3).
+   */
+  setSize?(handle: Fuse3Handle, sizeBytes: number): void;
   /** Unmounts and joins libfuse's threads off the JS thread. */
   unmount(handle: Fuse3Handle): Promise<void>;
   readonly requestMaxBytes: number;

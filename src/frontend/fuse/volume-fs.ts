@@ -143,6 +143,26 @@ export class VolumeFs {
     return this.fuse3 !== null ? 'fuse3' : this.fuse !== null ? 'fuse-native' : null;
   }
 
+  /**
+   * The volume grew (udrbd resize): the file is `sizeBytes` long from now on
+   * (reads and writes up to it are served). With libfuse 3 the kernel's
+   * cached attributes are invalidated at once; fuse-native (libfuse 2) has
+   * its 1 s attribute timeout, which the caller waits out. Only growth.
+   */
+  setSize(sizeBytes: number): void {
+    assert(Number.isSafeInteger(sizeBytes) && sizeBytes >= this.stat.size, `the volume only grows (${this.stat.size} -> ${sizeBytes} bytes)`);
+    assert(sizeBytes <= this.options.device.sizeBytes, 'the volume stays within its device');
+    const fuse3 = this.fuse3;
+    if (fuse3 !== null) {
+      if (!fuse3.addon.setSize) throw new Error('the udrbd-fuse3 addon was built before setSize(); rebuild it (native/udrbd-fuse3/build.sh) to grow a mounted volume');
+      fuse3.addon.setSize(fuse3.handle, sizeBytes);
+    }
+    this.stat.size = sizeBytes;
+    this.stat.blocks = Math.ceil(sizeBytes / 512);
+    this.stat.mtime = new Date();
+    this.options.log.info({ mountDir: this.options.mountDir, sizeBytes }, 'FUSE volume grew');
+  }
+
   /** Mounts; resolves once the kernel has initialised the connection. */
   async mount(): Promise<void> {
     assert(this.fuse === null && this.fuse3 === null, 'volume fs mounted once');

@@ -201,6 +201,18 @@ async function readSysfsLoop(loopDevice: string, attribute: string): Promise<str
   }
 }
 
+/**
+ * `losetup -c` (LOOP_SET_CAPACITY): the loop device takes its file's
+ * present size, e.g. after the file grew (udrbd resize). Returns the
+ * device's size in bytes afterwards (sysfs `size` × 512).
+ */
+export async function refreshLoopCapacity(loopDevice: string): Promise<number> {
+  assert(/^\/dev\/loop\d+$/.test(loopDevice), `a loop device ('${loopDevice}')`);
+  await losetup(['-c', loopDevice]);
+  const sectors = Number((await fs.readFile(`/sys/block/${path.basename(loopDevice)}/size`, 'utf8')).trim());
+  return sectors * 512;
+}
+
 async function losetup(args: string[]): Promise<string> {
   try {
     const result = await execa('losetup', args, { timeout: LOSETUP_TIMEOUT_MS, stdin: 'ignore' });

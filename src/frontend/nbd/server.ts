@@ -103,7 +103,8 @@ export function exportConfigFor(options: NbdServerOptions): ExportConfig {
 }
 
 export class NbdServer {
-  private readonly config: ExportConfig;
+  /** Shared with every connection; only sizeBytes changes (grow). */
+  private readonly config: Omit<ExportConfig, 'sizeBytes'> & { sizeBytes: number };
   private readonly log: Logger;
   private readonly listeners: net.Server[] = [];
   private readonly unixPaths: string[] = [];
@@ -125,6 +126,19 @@ export class NbdServer {
         'nbd: device size is not a multiple of 512 bytes; the trailing partial sector is not exported',
       );
     }
+  }
+
+  /**
+   * The device grew (udrbd resize): clients that connect from now on are
+   * told the new size, and requests up to it are served. A client already in
+   * transmission keeps the size it negotiated (NBD has no resize notice);
+   * it reconnects to see more.
+   */
+  grow(): void {
+    const sizeBytes = Math.floor(this.config.device.sizeBytes / P.BLOCK_SIZE_MIN_BYTES) * P.BLOCK_SIZE_MIN_BYTES;
+    assert(sizeBytes >= this.config.sizeBytes, 'the export only grows');
+    this.config.sizeBytes = sizeBytes;
+    this.log.info({ sizeBytes }, 'nbd: export grew');
   }
 
   /** Transmission flags advertised to clients (for tests and status). */
