@@ -12,7 +12,17 @@ export interface TransferLogEntry {
   readonly offsetBytes: number;
   readonly lengthBytes: number;
   readonly epoch: number;
+  /**
+   * The attach generation whose activity log this request holds a reference
+   * in (released with the entry), or -1 when it holds none (diskless).
+   */
+  readonly alGeneration: number;
 }
+
+/** Called once for every entry a BarrierAck drops (not for clear(): its caller handles those). */
+export type TransferLogRelease = (entry: TransferLogEntry) => void;
+
+const noRelease: TransferLogRelease = () => undefined;
 
 export class TransferLog {
   private entries: TransferLogEntry[] = [];
@@ -33,7 +43,10 @@ export class TransferLog {
    */
   private readonly extentRefs = new Map<number, number>();
 
-  constructor(private currentEpoch: number) {}
+  constructor(
+    private currentEpoch: number,
+    private readonly onRelease: TransferLogRelease = noRelease,
+  ) {}
 
   /** Bytes sent and not yet barrier-acknowledged (DRBD's ap_in_flight). */
   get bytesInFlight(): number {
@@ -69,8 +82,8 @@ export class TransferLog {
     return last ? last.epoch : -1;
   }
 
-  add(offsetBytes: number, lengthBytes: number): TransferLogEntry {
-    const entry = { offsetBytes, lengthBytes, epoch: this.currentEpoch };
+  add(offsetBytes: number, lengthBytes: number, alGeneration = -1): TransferLogEntry {
+    const entry = { offsetBytes, lengthBytes, epoch: this.currentEpoch, alGeneration };
     this.entries.push(entry);
     this.openWrites++;
     this.heldBytes += lengthBytes;
@@ -97,7 +110,9 @@ export class TransferLog {
     assert(oldest.writes === writes, `BarrierAck ${epoch} covers ${writes} writes; epoch had ${oldest.writes}`);
     let dropped = 0;
     while (this.head < this.entries.length && this.entries[this.head]!.epoch === epoch) {
-      this.release(this.entries[this.head]!);
+      const entry = this.entries[this.head]!;
+      this.release(entry);
+      this.onRelease(entry);
       this.head++;
       dropped++;
     }

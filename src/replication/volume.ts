@@ -39,7 +39,7 @@ import { BlockIdAllocator, BlockIdTag } from './block-id.js';
 import type { ReplicationCounters } from './counters.js';
 import { type OnCongestion, type ReplicationOptions, type ReplicationProtocol, SECTOR_BYTES } from './options.js';
 import { RangeLock, type RangeHold, Slots } from './range-lock.js';
-import { TransferLog } from './transfer-log.js';
+import { TransferLog, type TransferLogEntry } from './transfer-log.js';
 import { eioError } from '../disk/block-device.js';
 import type { PeerReads } from './peer-read.js';
 
@@ -149,7 +149,20 @@ export class ReplicatedVolume implements BlockDevice {
   private readonly ids = new BlockIdAllocator(BlockIdTag.app);
 
   private peer: PeerChannel | null = null;
-  private tl = new TransferLog(1);
+  /**
+   * A mirrored write keeps its activity-log extents referenced until the peer
+   * barrier-acknowledged it or the link is lost and its range is out of sync
+   * (drbd_req.c: drbd_al_complete_io from drbd_req_destroy, which waits for
+   * RQ_NET_DONE): an extent leaves the log, and a Primary's crash stops
+   * resyncing it, only once the peer is known to hold the data. Without
+   * this, protocol A released it at the local completion.
+   */
+  private readonly releaseTlEntry = (entry: TransferLogEntry): void => {
+    if (entry.alGeneration === this.alGeneration) this.al.endWrite(entry.offsetBytes, entry.lengthBytes);
+  };
+  /** Bumped when the disk detaches or attaches: references in an old activity log are gone with it. */
+  private alGeneration = 0;
+  private tl = new TransferLog(1, this.releaseTlEntry);
   private readonly pending = new Map<number, PendingWrite>();
   private congested = false;
   /** Writers waiting for room in the transfer log. */
@@ -219,7 +232,7 @@ export class ReplicatedVolume implements BlockDevice {
     this.congested = false;
     this.notSending = 'no';
     this.aheadDrainReported = false;
-    this.tl = new TransferLog(1);
+    this.tl = new TransferLog(1, this.releaseTlEntry);
     this.ackedThroughEpoch = 0;
     this.counters.ep = 0;
     this.armRequestTimer();
@@ -275,7 +288,10 @@ export class ReplicatedVolume implements BlockDevice {
     this.peer = null;
     this.notSending = 'no';
     let bitsSet = 0;
-    for (const entry of this.tl.clear()) bitsSet += setOutOfSync(this.bitmap, entry.offsetBytes, entry.lengthBytes);
+    for (const entry of this.tl.clear()) {
+      bitsSet += setOutOfSync(this.bitmap, entry.offsetBytes, entry.lengthBytes);
+      this.releaseTlEntry(entry);
+    }
     for (const write of this.pending.values()) {
       bitsSet += setOutOfSync(this.bitmap, write.offsetBytes, write.lengthBytes);
       write.settle(false);
@@ -295,6 +311,7 @@ export class ReplicatedVolume implements BlockDevice {
   /** The local disk went away (true) or is back (false); see the header. */
   setDiskless(diskless: boolean): void {
     if (diskless && !this.diskless) this.writesWhileDiskless = 0;
+    if (diskless !== this.diskless) this.alGeneration++;
     this.diskless = diskless;
     if (diskless) this.readsFromPeer = true;
   }
@@ -537,13 +554,24 @@ export class ReplicatedVolume implements BlockDevice {
         await new Promise<void>((resolve) => this.tlWaiters.push(resolve));
       }
     }
+    // A second reference on extents this write already holds, kept by its transfer-log entry:
+    // synchronous unless the disk was re-attached since the write began (a fresh activity log).
+    let alGeneration = -1;
+    if (!this.diskless) {
+      alGeneration = this.alGeneration;
+      const held = this.al.beginWrite(offsetBytes, buffer.length);
+      if (held) await held;
+    }
     const peer = this.peer;
-    if (peer === null) return null;
+    if (peer === null) {
+      if (alGeneration === this.alGeneration) this.al.endWrite(offsetBytes, buffer.length);
+      return null;
+    }
     const blockId = this.ids.next();
     const write = new PendingWrite(blockId, offsetBytes, buffer.length);
     write.channel = peer;
     write.sentAtMs = performance.now();
-    const entry = this.tl.add(offsetBytes, buffer.length);
+    const entry = this.tl.add(offsetBytes, buffer.length, alGeneration);
     write.epoch = entry.epoch;
     const protocol = this.options.protocol;
     write.protocol = protocol;

@@ -180,12 +180,12 @@ export interface Node {
   readonly lines: string[];
 }
 
-export function makeNode(sizeBytes: number, options: Partial<ReplicationOptions> = {}): Node {
+export function makeNode(sizeBytes: number, options: Partial<ReplicationOptions> = {}, activityLog: ActivityLogApi = noActivityLog): Node {
   const memory = new MemoryDisk(sizeBytes);
   const disk = new ProbeDisk(memory);
   const bitmap = new Bitmap(Math.ceil(sizeBytes / 4096));
   const { log, lines } = capturingLogger();
-  const engine = new ReplicationEngine({ disk, bitmap, activityLog: noActivityLog, options, log });
+  const engine = new ReplicationEngine({ disk, bitmap, activityLog, options, log });
   return { memory, disk, bitmap, engine, lines };
 }
 

@@ -1,0 +1,88 @@
+/**
+ * A mirrored write keeps its activity-log extent referenced until the peer
+ * barrier-acknowledged it, or until the link is lost and its range is marked
+ * out of sync (drbd_req.c: drbd_al_complete_io runs from drbd_req_destroy,
+ * after RQ_NET_DONE). Regression: with protocol A the reference was dropped at
+ * the local completion, so the extent could leave the log — and a crash of the
+ * Primary stop resyncing it — while the peer did not have the data yet.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ActivityLogApi } from '../../src/meta/types.js';
+import { connect, makeNode, pattern, sleep, type MemoryEnd } from '../helpers/replication-helpers.js';
+
+const SIZE_BYTES = 16 * 1024 * 1024;
+const BLOCK_BYTES = 4096;
+const EXTENT_BYTES = 4 * 1024 * 1024;
+const POLLS_MAX = 200;
+const open: MemoryEnd[] = [];
+afterEach(() => {
+  for (const end of open.splice(0)) if (end.isOpen) end.close('Disconnecting');
+});
+
+/** Counts references per 4 MiB extent; never blocks. */
+class CountingAl implements ActivityLogApi {
+  readonly refs = new Map<number, number>();
+  beginWrite(offsetBytes: number, lengthBytes: number): undefined {
+    for (const e of extents(offsetBytes, lengthBytes)) this.refs.set(e, (this.refs.get(e) ?? 0) + 1);
+    return undefined;
+  }
+  endWrite(offsetBytes: number, lengthBytes: number): void {
+    for (const e of extents(offsetBytes, lengthBytes)) {
+      const n = (this.refs.get(e) ?? 0) - 1;
+      expect(n, `extent ${e} released more often than taken`).toBeGreaterThanOrEqual(0);
+      if (n === 0) this.refs.delete(e);
+      else this.refs.set(e, n);
+    }
+  }
+}
+
+function extents(offsetBytes: number, lengthBytes: number): number[] {
+  const out: number[] = [];
+  for (let e = Math.floor(offsetBytes / EXTENT_BYTES); e <= Math.floor((offsetBytes + lengthBytes - 1) / EXTENT_BYTES); e++) out.push(e);
+  return out;
+}
+
+async function until(what: string, predicate: () => boolean): Promise<void> {
+  for (let i = 0; i < POLLS_MAX; i++) {
+    if (predicate()) return;
+    await sleep(5);
+  }
+  throw new Error(`not reached: ${what}`);
+}
+
+describe('activity-log references of mirrored writes', () => {
+  for (const protocol of ['A', 'C'] as const) {
+    it(`protocol ${protocol}: the extent stays referenced after the write completed, until the BarrierAck`, async () => {
+      const al = new CountingAl();
+      const p = makeNode(SIZE_BYTES, { protocol }, al);
+      const s = makeNode(SIZE_BYTES, { protocol });
+      const [toPeer, back] = connect(p, s);
+      open.push(toPeer, back);
+      back.held = true; // the peer's acks (and BarrierAcks) wait
+      const write = p.engine.volume.write(pattern(BLOCK_BYTES, 1), 5 * EXTENT_BYTES / 4);
+      if (protocol === 'A') {
+        await write;
+        // Completed upwards, not yet acknowledged by the peer: extent 1 still in the log.
+        expect(al.refs.get(1)).toBe(1);
+      }
+      back.release();
+      if (protocol === 'C') await write;
+      await until('the BarrierAck released the extent', () => al.refs.size === 0);
+      expect(p.bitmap.countSet()).toBe(0);
+    });
+  }
+
+  it('protocol A: a link lost before the BarrierAck marks the range out of sync, then releases the extent', async () => {
+    const al = new CountingAl();
+    const p = makeNode(SIZE_BYTES, { protocol: 'A' }, al);
+    const s = makeNode(SIZE_BYTES, { protocol: 'A' });
+    const [toPeer, back] = connect(p, s);
+    open.push(toPeer, back);
+    back.held = true;
+    for (let i = 0; i < 4; i++) await p.engine.volume.write(pattern(BLOCK_BYTES, i), 2 * EXTENT_BYTES + i * BLOCK_BYTES);
+    expect(al.refs.get(2)).toBe(4);
+    p.engine.volume.stopMirroring();
+    expect(p.bitmap.countSet()).toBe(4);
+    expect(al.refs.size).toBe(0);
+  });
+});
