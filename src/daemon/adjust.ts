@@ -12,6 +12,7 @@ import { ExitCode, UdrbdError } from '../util/errors.js';
 import { InvariantError } from '../util/assert.js';
 import { ConnState } from '../resource/states.js';
 import { checkNetOptions } from '../resource/admin.js';
+import { ErrCode } from '../resource/state.js';
 import { validateAuth } from '../peer/auth.js';
 import { integrityDigest } from '../peer/integrity.js';
 import type { ResourceView } from '../config/index.js';
@@ -57,9 +58,10 @@ export function checkWanted(wanted: ResourceSpec): AdjustCheckResult {
   const view = wanted.view as ResourceView;
   const where = `${view.definedAt}: in resource ${wanted.name}`;
   // drbd_nl.c _check_net_options, as drbdsetup net-options reports it (exit 10).
-  const netRefusal = checkNetOptions(view.net);
+  const netRefusal = checkNetOptions({ ...view.net, fencing: view.disk.fencing });
   if (netRefusal !== null) {
-    result.refusals.push(`${where}, net: Failure: (${netRefusal.code}) ${netRefusal.text}; use protocol A or on-congestion block, and adjust again.`);
+    const fix = netRefusal.code === ErrCode.stonithAndProtA ? 'use protocol B or C or another fencing policy' : 'use protocol A or on-congestion block';
+    result.refusals.push(`${where}, net: Failure: (${netRefusal.code}) ${netRefusal.text}; ${fix}, and adjust again.`);
   }
   try {
     withDefaults(liveReplicationOptions(view));

@@ -169,7 +169,8 @@ export class PeerLink {
       throw new StateChangeRefused(SsCode.noNetConfig, refusal(SsCode.noNetConfig).text, ExitCode.stateChangeFailed);
     }
     // resource/admin: --discard-my-data on a Primary (123), a net config already there (125).
-    const plan = requestConnect(rt.snapshot, { discardMyData, net: this.view.net }, rt.stateCtx());
+    const fencing = rt.attachedStore ? this.view.disk.fencing : 'dont-care';
+    const plan = requestConnect(rt.snapshot, { discardMyData, net: { ...this.view.net, fencing } }, rt.stateCtx());
     if (plan.kind !== 'ok') refuse(refusalOf(plan));
     const [unconnected, waiting] = plan.states;
     assert(unconnected !== undefined && waiting !== undefined, 'connect is StandAlone → Unconnected → WFConnection');

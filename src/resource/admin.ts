@@ -203,19 +203,28 @@ export function requestSecondary(state: ResourceState, opts: { deviceOpen: boole
   return ok([r.state], effects);
 }
 
-/** `connect [--discard-my-data]`: StandAlone → Unconnected → WFConnection. */
 /** The net options `connect` / `net-options` check (drbd_nl.c: _check_net_options). */
 export interface NetOptionFacts {
   protocol: 'A' | 'B' | 'C';
   onCongestion: 'block' | 'pull-ahead' | 'disconnect';
+  /** The attached disk's fencing policy (none known without a disk). */
+  fencing?: 'dont-care' | 'resource-only' | 'resource-and-stonith';
 }
 
-/** _check_net_options: on-congestion other than block needs protocol A (ERR_CONG_NOT_PROTO_A, 155). */
+/**
+ * _check_net_options: resource-and-stonith fencing of an attached disk needs
+ * protocol B or C (ERR_STONITH_AND_PROT_A, 154): under protocol A a write
+ * completes before the peer has it, so freezing I/O while the peer is fenced
+ * cannot keep acknowledged writes on the survivor. On-congestion other than
+ * block needs protocol A (ERR_CONG_NOT_PROTO_A, 155).
+ */
 export function checkNetOptions(net: NetOptionFacts): Refusal | null {
+  if (net.protocol === 'A' && net.fencing === 'resource-and-stonith') return failure(ErrCode.stonithAndProtA);
   if (net.onCongestion !== 'block' && net.protocol !== 'A') return failure(ErrCode.congNotProtoA);
   return null;
 }
 
+/** `connect [--discard-my-data]`: StandAlone → Unconnected → WFConnection. */
 export function requestConnect(state: ResourceState, opts: { discardMyData: boolean; net?: NetOptionFacts }, ctx: StateCtx): AdminResult {
   const netRefusal = opts.net ? checkNetOptions(opts.net) : null;
   if (netRefusal !== null) return refused(netRefusal);

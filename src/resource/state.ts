@@ -490,6 +490,8 @@ export const ErrCode = {
   noDisk: 138,
   connected: 151,
   /** ERR_CONG_NOT_PROTO_A: on-congestion other than block with protocol B or C (drbd_nl.c: _check_net_options). */
+  /** ERR_STONITH_AND_PROT_A: fencing resource-and-stonith with protocol A (drbd_nl.c: _check_net_options, drbd_adm_attach). */
+  stonithAndProtA: 154,
   congNotProtoA: 155,
   minorExists: 161,
   mdLayoutNoFit: 169,
@@ -510,6 +512,7 @@ const errTexts: Record<number, string> = {
   135: 'Sync-pause flag is already cleared',
   138: 'Device does not have a disk',
   151: 'Device is connected',
+  154: 'Fencing policy resource-and-stonith only with prot B or C allowed',
   155: 'on-congestion policy pull-ahead only with prot A allowed',
 };
 

@@ -12,6 +12,7 @@
  *  - resource-and-stonith freezes the Primary's I/O from the link loss until
  *    the handler answers (7: released), and a broken answer keeps it frozen
  *    until the connection comes back.
+ *  - resource-and-stonith with protocol A is refused at connect and adjust (154).
  * Resources `fe*`, ports 8150-8199, minors 120-139.
  */
 import fs from 'node:fs';
@@ -281,4 +282,27 @@ describe('fence-peer when a Primary loses its peer (conn_try_outdate_peer_async)
     expect(Number((await c.statusJson('alpha')).outOfSyncKiB)).toBeGreaterThanOrEqual(4);
     await c.admOk('alpha', ['resume-io', c.resource]); // nothing frozen: a no-op, as DRBD's
   }, 90_000);
+});
+
+describe('resource-and-stonith needs protocol B or C (drbd_nl.c ERR_STONITH_AND_PROT_A)', () => {
+  it('up with protocol A: Failure (154), exit 10, nothing left up; adjust refuses switching to A', async () => {
+    const h = makeHandler();
+    cluster = new Cluster({ resource: 'feprA', port: 8164, minorBase: 134, diskSizeBytes: 16 * MiB, protocol: 'A', disk: ['fencing resource-and-stonith;'], handlers: { 'fence-peer': h.command } });
+    const c = cluster;
+    const up = await c.adm('alpha', ['up', c.resource]);
+    expect(up.exitCode, up.stderr).toBe(10);
+    expect(up.stderr).toContain('134: Failure: (154) Fencing policy resource-and-stonith only with prot B or C allowed');
+    expect(await c.query('alpha', 'cstate')).toBe('Unconfigured');
+
+    // Protocol C goes up; an adjust to protocol A is refused and changes nothing.
+    const protocolA = c.configText();
+    fs.writeFileSync(c.configPath, protocolA.replace(/protocol A;/g, 'protocol C;'));
+    await c.admOk('alpha', ['up', c.resource]);
+    await c.waitState('alpha', 'cstate', 'WFConnection');
+    fs.writeFileSync(c.configPath, protocolA);
+    const adjust = await c.adm('alpha', ['adjust', c.resource]);
+    expect(adjust.exitCode, adjust.stderr).toBe(10);
+    expect(adjust.stderr).toContain('Failure: (154) Fencing policy resource-and-stonith only with prot B or C allowed');
+    expect(await c.query('alpha', 'cstate')).toBe('WFConnection');
+  });
 });

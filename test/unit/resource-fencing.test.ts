@@ -4,6 +4,7 @@
  * that freezes I/O while susp_fen is set.
  */
 import { describe, expect, it } from 'vitest';
+import { checkNetOptions } from '../../src/resource/admin.js';
 import {
   fenceLogLevel,
   fenceOnConnectionLoss,
@@ -187,5 +188,17 @@ describe('disk/io-gate', () => {
     gate.thaw();
     await write;
     expect(done).toBe(true);
+  });
+});
+
+describe('_check_net_options: resource-and-stonith needs protocol B or C', () => {
+  it('refuses protocol A with resource-and-stonith (154); B, C and the other policies pass', () => {
+    expect(checkNetOptions({ protocol: 'A', onCongestion: 'block', fencing: 'resource-and-stonith' })).toMatchObject({
+      ok: false, code: 154, text: 'Fencing policy resource-and-stonith only with prot B or C allowed', failure: true,
+    });
+    for (const protocol of ['B', 'C'] as const) expect(checkNetOptions({ protocol, onCongestion: 'block', fencing: 'resource-and-stonith' })).toBeNull();
+    for (const fencing of ['dont-care', 'resource-only'] as const) expect(checkNetOptions({ protocol: 'A', onCongestion: 'block', fencing })).toBeNull();
+    // Without an attached disk no fencing policy is known (drbd_nl.c looks at the ldev's disk_conf).
+    expect(checkNetOptions({ protocol: 'A', onCongestion: 'block' })).toBeNull();
   });
 });
