@@ -9,7 +9,7 @@
  * Knows nothing of sockets or of how the daemon derives the fields
  * (daemon/events2 owns the vocabulary).
  */
-import type { ControlEvent } from '../daemon/protocol.js';
+import type { ControlEvent } from '../control/protocol.js';
 import { EVENTS2_KEY_FIELDS } from '../daemon/events2.js';
 
 export interface Events2PrintOptions {

@@ -4,7 +4,7 @@
  * (daemon/paths), so md-modifying verbs can refuse like drbdmeta does on a
  * configured minor ("Device '<minor>' is configured!", exit 20).
  */
-import { isProcessAlive, readPid, runtimePaths } from '../daemon/paths.js';
+import { isProcessAlive, readPid, runtimePaths } from '../control/paths.js';
 
 export function isResourceUp(resource: string, nodeName: string): boolean {
   const pid = readPid(runtimePaths(resource, nodeName));

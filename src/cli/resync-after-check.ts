@@ -12,8 +12,8 @@
  * range, which a resource name cannot produce.
  */
 import { loadConfig, resolveResource } from '../config/index.js';
-import { ControlClient } from '../daemon/client.js';
-import { runtimePaths } from '../daemon/paths.js';
+import { ControlClient } from '../control/client.js';
+import { runtimePaths } from '../control/paths.js';
 import { resyncAfterTarget } from '../daemon/resync-after.js';
 import { ErrCode } from '../resource/state.js';
 import { ExitCode, UdrbdError } from '../util/errors.js';

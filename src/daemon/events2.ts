@@ -27,7 +27,7 @@
  *  - a helper's response status is the raw wait status (exit code << 8).
  */
 import { ConnState, connName, diskName, roleName } from '../resource/states.js';
-import type { ControlEvent } from './protocol.js';
+import type { ControlEvent } from '../control/protocol.js';
 import type { StateSnapshot, StatusSnapshot } from './status.js';
 
 /** udrbd runs volume 0 only (README, known limits). */

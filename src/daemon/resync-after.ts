@@ -23,8 +23,8 @@ import type { ResourceView } from '../config/index.js';
 import { ConnState } from '../resource/states.js';
 import type { ResourceState } from '../resource/state.js';
 import { runAside } from '../util/aside.js';
-import { ControlClient } from './client.js';
-import { runtimePaths } from './paths.js';
+import { ControlClient } from '../control/client.js';
+import { runtimePaths } from '../control/paths.js';
 import type { ResourceRuntime } from './runtime.js';
 import { isUnconfigured } from './status.js';
 

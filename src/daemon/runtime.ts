@@ -17,7 +17,7 @@ import { ConnState, DiskState, Role } from '../resource/states.js';
 import { type StateCtx, SsCode, defaultStateCtx, formatRefusalMessage, unconfiguredState } from '../resource/state.js';
 import { requestDetach } from '../resource/admin.js';
 import { type Committed, type StateEffect, type StateFacts, internalTransition } from '../resource/transition.js';
-import { type ControlEvent, type ControlReply, type ControlRequest, DIAGNOSTIC_IO_BYTES_MAX, errorReply, okReply } from './protocol.js';
+import { type ControlEvent, type ControlReply, type ControlRequest, DIAGNOSTIC_IO_BYTES_MAX, errorReply, okReply } from '../control/protocol.js';
 import {
   type StateSnapshot,
   type StatusSnapshot,

@@ -23,7 +23,7 @@ import crypto from 'node:crypto';
 import { adminNewCurrentUuid } from '../resource/uuid.js';
 import { UUID_JUST_CREATED } from '../meta/types.js';
 import { type AdminResult, requestNewCurrentUuid, requestPrimary, requestSecondary, requestInvalidate, requestInvalidateRemote, requestOutdate, requestPauseSync, requestVerify } from '../resource/admin.js';
-import { DIAGNOSTIC_IO_BYTES_MAX } from './protocol.js';
+import { DIAGNOSTIC_IO_BYTES_MAX } from '../control/protocol.js';
 import type { BlockDevice } from '../disk/block-device.js';
 import { type ResourceRuntime, StateChangeRefused, type VerbResult } from './runtime.js';
 import { defineMetricsVerb } from './metrics-source.js';

@@ -8,8 +8,8 @@
  * drops a resource that is down) and udrbd_resource_up says 0. Knows the
  * resource processes only through daemon/client and the report type.
  */
-import { callResource, ResourceNotUpError } from '../daemon/client.js';
-import { runtimePaths } from '../daemon/paths.js';
+import { callResource, ResourceNotUpError } from '../control/client.js';
+import { runtimePaths } from '../control/paths.js';
 import { METRICS_REPORT_VERSION, type ResourceMetricsReport } from '../daemon/metrics-source.js';
 import type { ResourceScrape } from './render.js';
 

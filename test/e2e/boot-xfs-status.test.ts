@@ -21,7 +21,7 @@ import { requireTwoNodeXfsPrerequisites, DISK_BYTES, SYNC_TIMEOUT_MS } from '../
 import { forceCleanup } from '../helpers/fuse-harness.js';
 import { cleanupStale, isMountPoint } from '../../src/frontend/exposure/fuse-loop-exposure.js';
 import { readDeviceLink } from '../../src/frontend/device-link/device-link.js';
-import { isProcessAlive } from '../../src/daemon/paths.js';
+import { isProcessAlive } from '../../src/control/paths.js';
 
 const MINORS: Record<NodeName, number> = { alpha: 57, beta: 58 };
 const DEVICE: Record<NodeName, string> = { alpha: '/dev/drbd57', beta: '/dev/drbd58' };

@@ -14,8 +14,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ControlClient } from '../../src/daemon/client.js';
-import { runtimePaths, readPid, isProcessAlive, type RuntimePaths } from '../../src/daemon/paths.js';
+import { ControlClient } from '../../src/control/client.js';
+import { runtimePaths, readPid, isProcessAlive, type RuntimePaths } from '../../src/control/paths.js';
 import { computeLayout } from '../../src/meta/superblock.js';
 import { FaultProxy } from './fault-proxy.js';
 

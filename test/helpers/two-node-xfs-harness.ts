@@ -13,7 +13,7 @@ import { Cluster, NODES, type NodeName } from './cluster.js';
 import { cleanupStale, isMountPoint } from '../../src/frontend/exposure/fuse-loop-exposure.js';
 import { findLoopDevicesBackedBy } from '../../src/frontend/loop/losetup.js';
 import { readDeviceLink } from '../../src/frontend/device-link/device-link.js';
-import { isProcessAlive } from '../../src/daemon/paths.js';
+import { isProcessAlive } from '../../src/control/paths.js';
 import { requireFuseLoopPrerequisites, forceCleanup, run } from './fuse-harness.js';
 
 export const MiB = 1024 * 1024;

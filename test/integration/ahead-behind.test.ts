@@ -21,7 +21,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster } from '../helpers/cluster.js';
-import type { ControlClient } from '../../src/daemon/client.js';
+import type { ControlClient } from '../../src/control/client.js';
 
 const MiB = 1024 * 1024;
 const BLOCK_BYTES = 4096;

@@ -10,10 +10,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ControlClient } from '../../src/daemon/client.js';
-import { CONTROL_PIPELINE_MAX, ControlServer } from '../../src/daemon/control-server.js';
-import { runtimePaths, type RuntimePaths } from '../../src/daemon/paths.js';
-import { okReply } from '../../src/daemon/protocol.js';
+import { ControlClient } from '../../src/control/client.js';
+import { CONTROL_PIPELINE_MAX, ControlServer } from '../../src/control/control-server.js';
+import { runtimePaths, type RuntimePaths } from '../../src/control/paths.js';
+import { okReply } from '../../src/control/protocol.js';
 import { silentLogger } from '../../src/util/log.js';
 import { UdrbdError } from '../../src/util/errors.js';
 

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, ROOT, UDRBDADM } from '../helpers/cluster.js';
-import { runtimePaths, isProcessAlive } from '../../src/daemon/paths.js';
+import { runtimePaths, isProcessAlive } from '../../src/control/paths.js';
 import { defaultNodeName } from '../../src/cli/context.js';
 
 const INSTALL = path.join(ROOT, 'scripts', 'install.sh');

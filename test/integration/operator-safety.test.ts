@@ -14,7 +14,7 @@ import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, UDRBDADM, type NodeName } from '../helpers/cluster.js';
-import { isProcessAlive } from '../../src/daemon/paths.js';
+import { isProcessAlive } from '../../src/control/paths.js';
 
 let cluster: Cluster | undefined;
 const cleanups: Array<() => void | Promise<void>> = [];

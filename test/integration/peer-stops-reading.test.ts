@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster } from '../helpers/cluster.js';
-import { isProcessAlive } from '../../src/daemon/paths.js';
+import { isProcessAlive } from '../../src/control/paths.js';
 
 const MiB = 1024 * 1024;
 /** Writers × writes of 1 MiB each, over the first 32 MiB again and again: far more than any bound below. */

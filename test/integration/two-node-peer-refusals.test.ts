@@ -7,7 +7,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster } from '../helpers/cluster.js';
-import { isProcessAlive } from '../../src/daemon/paths.js';
+import { isProcessAlive } from '../../src/control/paths.js';
 
 let cluster: Cluster | undefined;
 

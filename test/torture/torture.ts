@@ -20,8 +20,8 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { NetnsPair, waitUntil, type NetnsNode, type ExecResult } from '../helpers/netns-node.js';
 import { UDRBDADM, createInternalMetaDisk } from '../helpers/cluster.js';
-import { ControlClient } from '../../src/daemon/client.js';
-import { runtimePaths } from '../../src/daemon/paths.js';
+import { ControlClient } from '../../src/control/client.js';
+import { runtimePaths } from '../../src/control/paths.js';
 import { parseConnState, parseDiskState, parseRole } from '../../src/resource/states.js';
 
 export const RESOURCE = 'totort';

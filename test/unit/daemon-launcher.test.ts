@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { daemonEnv, MALLOC_TOP_PAD_BYTES, nodeArgsFromEnv } from '../../src/daemon/launcher.js';
+import { daemonEnv, MALLOC_TOP_PAD_BYTES, nodeArgsFromEnv } from '../../src/control/launcher.js';
 import { UdrbdError } from '../../src/util/errors.js';
 
 describe('UDRBD_NODE_ARGS (Node.js flags for the resource process)', () => {

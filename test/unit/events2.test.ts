@@ -17,7 +17,7 @@ import {
   replicationText,
 } from '../../src/daemon/events2.js';
 import { Events2Printer, formatTimestamp, type Events2PrintOptions } from '../../src/cli/events2-printer.js';
-import type { ControlEvent } from '../../src/daemon/protocol.js';
+import type { ControlEvent } from '../../src/control/protocol.js';
 import { createdEvents } from '../../src/cli/commands/events.js';
 import type { StatusSnapshot } from '../../src/daemon/status.js';
 import { ConnState, DiskState, Role } from '../../src/resource/states.js';

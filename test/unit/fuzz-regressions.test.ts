@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseRequest } from '../../src/daemon/control-server.js';
+import { parseRequest } from '../../src/control/control-server.js';
 import { FileDisk } from '../../src/disk/file-disk.js';
 import { initializedAlArea } from '../../src/meta/activity-log.js';
 import { MetaData } from '../../src/meta/metadata.js';

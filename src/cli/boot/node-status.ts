@@ -10,8 +10,8 @@
  */
 import type { CliContext } from '../context.js';
 import { expandResourceNames, loadConfig, resolveResource, resourcesForNode, type ResourceView } from '../../config/index.js';
-import { runtimePaths, type RuntimePaths } from '../../daemon/paths.js';
-import { ResourceNotUpError, callResource } from '../../daemon/client.js';
+import { runtimePaths, type RuntimePaths } from '../../control/paths.js';
+import { ResourceNotUpError, callResource } from '../../control/client.js';
 import { unconfiguredState } from '../../resource/state.js';
 import type { StatusSnapshot } from '../../daemon/status.js';
 import type { StartupInfo, TimeoutType } from '../../daemon/startup-info.js';

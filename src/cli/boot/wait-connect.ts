@@ -8,8 +8,8 @@
  * socket through daemon/client only.
  */
 import type { CliContext } from '../context.js';
-import type { RuntimePaths } from '../../daemon/paths.js';
-import { ControlClient } from '../../daemon/client.js';
+import type { RuntimePaths } from '../../control/paths.js';
+import { ControlClient } from '../../control/client.js';
 import { isReplicating } from '../../daemon/events2.js';
 import type { StartupInfo } from '../../daemon/startup-info.js';
 import { ConnState } from '../../resource/states.js';

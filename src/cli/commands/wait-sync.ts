@@ -11,8 +11,8 @@ import type { Command } from 'commander';
 import type { GetContext } from './index.js';
 import type { CliContext } from '../context.js';
 import { UdrbdError, ExitCode } from '../../util/errors.js';
-import { runtimePaths } from '../../daemon/paths.js';
-import { callResource } from '../../daemon/client.js';
+import { runtimePaths } from '../../control/paths.js';
+import { callResource } from '../../control/client.js';
 import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
 import { waitSyncVerdict, type WaitSyncVerdict } from '../wait-sync.js';
 

@@ -1,5 +1,5 @@
 /**
- * daemon/paths — where a resource process keeps its runtime files. Every path
+ * control/paths — where a resource process keeps its runtime files. Every path
  * is per resource AND per node, so two nodes of one resource can run on one
  * machine (tests, demos): /run/udrbd/<res>.<node>.{sock,pid,lock} and
  * /var/log/udrbd/<res>.<node>.log. UDRBD_RUN_DIR / UDRBD_LOG_DIR override the

@@ -1,5 +1,5 @@
 /**
- * daemon/launcher — how udrbdadm starts a resource process: spawn
+ * control/launcher — how udrbdadm starts a resource process: spawn
  * `node dist/daemon/udrbd.js --config F --node N --resource R --mode M`
  * detached, read its one readiness line from fd 3 ({"ready":true} once
  * attached, or {"ready":false,"exitCode":N,"message":"..."}), then let it run
@@ -31,8 +31,8 @@ export interface ReadyMessage {
 export function daemonScriptPath(): string {
   if (process.env.UDRBD_DAEMON_SCRIPT) return process.env.UDRBD_DAEMON_SCRIPT;
   const here = fileURLToPath(import.meta.url);
-  if (here.endsWith('.js')) return path.join(path.dirname(here), 'udrbd.js');
-  // src/daemon/launcher.ts → <root>/dist/daemon/udrbd.js
+  // dist/control/launcher.js → dist/daemon/udrbd.js; src/control/launcher.ts → <root>/dist/daemon/udrbd.js
+  if (here.endsWith('.js')) return path.join(path.dirname(here), '..', 'daemon', 'udrbd.js');
   return path.resolve(path.dirname(here), '..', '..', 'dist', 'daemon', 'udrbd.js');
 }
 

@@ -1,5 +1,5 @@
 /**
- * daemon/client — udrbdadm's end of the control socket: connect with a
+ * control/client — udrbdadm's end of the control socket: connect with a
  * timeout, send one request, wait for its reply (with a timeout), or
  * subscribe to the event stream. A missing socket becomes the operator
  * message "udrbd resource RES is not up on node N (no socket at PATH): run

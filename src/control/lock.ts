@@ -1,5 +1,5 @@
 /**
- * daemon/lock — the lock file that keeps two resource processes for the same
+ * control/lock — the lock file that keeps two resource processes for the same
  * resource and node from running at once. Node has no flock(2), so the lock
  * is an O_EXCL-created file holding the owner's pid; a lock whose owner is
  * dead (kill -9) is stale and is taken over. Knows nothing else.

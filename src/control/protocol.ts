@@ -1,5 +1,5 @@
 /**
- * daemon/protocol — the control protocol between udrbdadm and a resource
+ * control/protocol — the control protocol between udrbdadm and a resource
  * process: line-delimited JSON over the root-only unix socket.
  *   request  {"id":1,"verb":"primary","args":{"force":true}}
  *   reply    {"id":1,"ok":true,"exitCode":0,"stdout":"","stderr":""}

@@ -1,5 +1,5 @@
 /**
- * daemon/control-server — the resource process's end of the control socket:
+ * control/control-server — the resource process's end of the control socket:
  * accepts udrbdadm connections on the root-only unix socket (mode 0600 in a
  * 0700 directory), parses line-delimited JSON requests, hands each to the
  * handler and writes the reply; `events` subscriptions receive one line per
