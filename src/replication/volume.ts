@@ -81,6 +81,8 @@ class PendingWrite {
   epoch = -1;
   /** The protocol in force when the write was sent: which ack completes it (B: RecvAck or WriteAck, C: WriteAck). */
   protocol: ReplicationProtocol = 'C';
+  /** The peer answered it (a NegAck): it has read the payload, so our socket no longer holds it. */
+  answered = false;
   resolve: (ok: boolean) => void = noop;
   readonly done: Promise<boolean>;
   constructor(
@@ -396,6 +398,7 @@ export class ReplicatedVolume implements BlockDevice {
         setOutOfSync(this.bitmap, write.offsetBytes, write.lengthBytes);
         this.pending.delete(packet.blockId);
         this.counters.pe--;
+        write.answered = true;
         write.settle(false);
         return;
       case PacketType.RsIsInSync:
@@ -518,10 +521,12 @@ export class ReplicatedVolume implements BlockDevice {
       this.lock.release(hold);
     }
     const networkOk = network === null ? false : network.settled ? network.ok : await network.done;
-    if (network !== null && !networkOk && network.channel !== null && network.channel.released !== undefined) {
+    if (network !== null && !networkOk && !network.answered && network.channel !== null && network.channel.released !== undefined) {
       // The link went away with our Data packet possibly still queued (a graceful
       // disconnect flushes its socket): the caller may reuse `buffer` once we
-      // complete, so wait until the socket no longer references it.
+      // complete, so wait until the socket no longer references it. A NegAck
+      // came after the peer read the payload: nothing to wait for (waiting for
+      // a link that stays up hung the write forever).
       await network.channel.released();
     }
     // DRBD 8.4 (drbd_req_complete): before a write completes upwards, close the epoch it was

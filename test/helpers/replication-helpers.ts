@@ -40,6 +40,7 @@ class MemoryEnd implements PeerChannel {
   private readonly queue: Array<{ dueMs: number; packet: Packet }> = [];
   private timer: NodeJS.Timeout | null = null;
   private drainWaiters: Array<() => void> = [];
+  private releasedWaiters: Array<() => void> = [];
   /** Packets this end received, in order. */
   readonly received: Delivered[] = [];
   latencyMs = 0;
@@ -61,6 +62,12 @@ class MemoryEnd implements PeerChannel {
   drained(): Promise<void> {
     if (this.queue.length < this.highWaterPackets / 2 || !this.isOpen) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /** As peer/session: resolves once this end is closed (payloads are copied at send here, but the contract is the socket's). */
+  released(): Promise<void> {
+    if (!this.isOpen) return Promise.resolve();
+    return new Promise((resolve) => this.releasedWaiters.push(resolve));
   }
 
   onPacket(handler: (packet: Packet) => void): void {
@@ -88,6 +95,7 @@ class MemoryEnd implements PeerChannel {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     for (const wake of this.drainWaiters.splice(0)) wake();
+    for (const wake of this.releasedWaiters.splice(0)) wake();
     this.closeHandler?.(reason);
   }
 

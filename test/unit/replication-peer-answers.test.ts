@@ -1,10 +1,17 @@
 /**
+ * What a Primary's write waits for from the peer, two regressions:
+ *
  * A mirrored write keeps its activity-log extent referenced until the peer
  * barrier-acknowledged it, or until the link is lost and its range is marked
  * out of sync (drbd_req.c: drbd_al_complete_io runs from drbd_req_destroy,
  * after RQ_NET_DONE). Regression: with protocol A the reference was dropped at
  * the local completion, so the extent could leave the log — and a crash of the
  * Primary stop resyncing it — while the peer did not have the data yet.
+ *
+ * A NegAck on a live link (the Secondary's disk failed the write) completes
+ * the write from the local disk with its range out of sync; it used to wait
+ * for the link to close (found by the torture's disk-eio-secondary fault: the
+ * writer hung in D state with ap 1, pe 0).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ActivityLogApi } from '../../src/meta/types.js';
@@ -85,4 +92,25 @@ describe('activity-log references of mirrored writes', () => {
     expect(p.bitmap.countSet()).toBe(4);
     expect(al.refs.size).toBe(0);
   });
+});
+
+describe('a peer that refuses a write (NegAck) on a live link', () => {
+  for (const protocol of ['B', 'C'] as const) {
+    it(`protocol ${protocol}: the write completes from the local disk, its range out of sync (regression: it waited for the link to close)`, async () => {
+      const p = makeNode(SIZE_BYTES, { protocol });
+      const s = makeNode(SIZE_BYTES, { protocol });
+      const [toPeer, back] = connect(p, s);
+      open.push(toPeer, back);
+      s.engine.setAcceptPeerWrites(false, 'test: the peer refuses');
+      let done = false;
+      const write = p.engine.volume.write(pattern(BLOCK_BYTES, 7), 3 * BLOCK_BYTES).then(() => {
+        done = true;
+      });
+      await until('the refused write completed', () => done);
+      await write;
+      expect(p.bitmap.countSet()).toBe(1);
+      expect(p.memory.data.subarray(3 * BLOCK_BYTES, 4 * BLOCK_BYTES).equals(pattern(BLOCK_BYTES, 7))).toBe(true);
+      expect(toPeer.isOpen).toBe(true);
+    });
+  }
 });
