@@ -98,8 +98,18 @@ export interface TortureOptions {
   /** Run only this episode (after the setup), for a replay. */
   episode?: number;
   baseDir: string;
+  /**
+   * Which namespace lane: 0 (uto1/uto2, 169.254.63.x; CI's) or 1 (utl1/utl2,
+   * 169.254.64.x), so a long run can go on beside the suite's.
+   */
+  lane?: 0 | 1;
   log?: (line: string) => void;
 }
+
+const LANES = [
+  { prefix: PREFIX, subnet: SUBNET },
+  { prefix: 'utl', subnet: '169.254.64' },
+] as const;
 
 export class TortureFailure extends Error {
   constructor(
@@ -193,7 +203,8 @@ export class Torture {
   constructor(private readonly options: TortureOptions) {
     this.log = options.log ?? ((l) => process.stdout.write(`${l}\n`));
     this.configPath = path.join(options.baseDir, 'udrbd.conf');
-    this.pair = new NetnsPair({ prefix: PREFIX, subnet: SUBNET, names: ['tnode1', 'tnode2'], baseDir: options.baseDir });
+    const lane = LANES[options.lane ?? 0];
+    this.pair = new NetnsPair({ prefix: lane.prefix, subnet: lane.subnet, names: ['tnode1', 'tnode2'], baseDir: options.baseDir });
   }
 
   get nodes(): readonly [NetnsNode, NetnsNode] {
