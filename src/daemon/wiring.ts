@@ -275,7 +275,7 @@ export class Wiring {
       const before = rt.snapshot;
       const result = requestNewCurrentUuid(before, { clearBitmap, currentIsJustCreated: (store.uuids.current & ~1n) === UUID_JUST_CREATED });
       const next = this.admin(result).states.at(-1);
-      const fresh = adminNewCurrentUuid(store.uuids, before.role, crypto.randomBytes(8).readBigUInt64BE(0));
+      const fresh = adminNewCurrentUuid(store.uuids, before.role, crypto.randomBytes(8).readBigUInt64BE(0), clearBitmap);
       store.setUuids(fresh.uuids);
       for (const line of fresh.logLines) rt.log.info(line);
       if (clearBitmap) store.bitmap.clearRange(0, store.bitmap.bitCount);

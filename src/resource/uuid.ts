@@ -398,8 +398,14 @@ export function newCurrentUuid(u: GenerationUuids, role: Role, random: bigint): 
 }
 
 /** The admin verb `new-current-uuid`: bitmap rotates into history first, then a new current UUID. */
-export function adminNewCurrentUuid(u: GenerationUuids, role: Role, random: bigint): NewCurrentResult {
-  return newCurrentUuid(setBitmapWithRotation(u, 0n), role, random);
+export function adminNewCurrentUuid(u: GenerationUuids, role: Role, random: bigint, clearBitmap = false): NewCurrentResult {
+  const made = newCurrentUuid(setBitmapWithRotation(u, 0n), role, random);
+  if (!clearBitmap) return made;
+  // drbd_nl.c drbd_adm_new_c_uuid --clear-bitmap: _drbd_uuid_set(UI_BITMAP, 0) after the new
+  // current UUID. Left at the old current (4 on a fresh pair), the bitmap UUID stops the next
+  // lost peer from starting a new generation, and a later split brain goes unseen.
+  const uuids = { ...made.uuids, bitmap: 0n };
+  return { uuids, logLines: [...made.logLines, `cleared bitmap UUID ${formatUuids(uuids)}`] };
 }
 
 export interface SyncSourceStartResult {

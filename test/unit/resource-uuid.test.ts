@@ -270,6 +270,16 @@ describe('UUID rotations (drbd84.md §2.2)', () => {
   it('admin new-current-uuid rotates the bitmap into history first', () => {
     expect(adminNewCurrentUuid(u(X, Y, Z), Role.Secondary, R1).uuids).toEqual(u(R1 & ~1n, X, Y, Z));
   });
+  it('new-current-uuid --clear-bitmap on a fresh pair leaves the bitmap UUID 0 (drbd_adm_new_c_uuid), so a later lost peer starts a new generation', () => {
+    const r = adminNewCurrentUuid(u(4n), Role.Primary, R1, true);
+    expect(r.uuids).toEqual(u(R1 | 1n, 0n, 0n, 0n));
+    expect(r.logLines.at(-1)).toBe(`cleared bitmap UUID ${formatUuids(r.uuids)}`);
+    // regression (torture seed 1 episode 1): with the bitmap UUID left at 4 the Primary made no new
+    // current UUID at the partition, and the split brain read as "peer is newer" (rule 50), not 100.
+    const lost = newCurrentUuid(r.uuids, Role.Primary, R1 ^ 0xffn);
+    expect(lost.uuids.bitmap).toBe(R1 | 1n);
+    expect(lost.logLines.some((l) => l.startsWith('bm UUID was already set'))).toBe(false);
+  });
   it('formats UUIDs as the kernel does', () => {
     expect(formatUuids(u(4n))).toBe('0000000000000004:0000000000000000:0000000000000000:0000000000000000');
   });
