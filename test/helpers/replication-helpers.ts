@@ -223,6 +223,15 @@ export function pattern(lengthBytes: number, seed: number): Buffer {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Polls `predicate` every 5 ms, at most `pollsMax` times; throws naming `what` if it never holds. */
+export async function until(what: string, predicate: () => boolean, pollsMax = 200): Promise<void> {
+  for (let i = 0; i < pollsMax; i++) {
+    if (predicate()) return;
+    await sleep(5);
+  }
+  throw new Error(`not reached: ${what}`);
+}
+
 /** Set bits of a bitmap as a sorted array (small bitmaps only). */
 export function setBits(bitmap: Bitmap): number[] {
   const bits: number[] = [];

@@ -11,13 +11,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { PacketType } from '../../src/peer/packets.js';
 import type { OnCongestion, ReplicationOptions } from '../../src/replication/options.js';
-import { connect, makeNode, pattern, sleep, type MemoryEnd, type Node } from '../helpers/replication-helpers.js';
+import { connect, makeNode, pattern, sleep, until, type MemoryEnd, type Node } from '../helpers/replication-helpers.js';
 
 const SIZE_BYTES = 16 * 1024 * 1024;
 const BLOCK_BYTES = 4096;
 const EXTENT_BYTES = 4 * 1024 * 1024;
-/** Bound on polling loops: 200 × 5 ms. */
-const POLLS_MAX = 200;
 const open: MemoryEnd[] = [];
 afterEach(() => {
   for (const end of open.splice(0)) if (end.isOpen) end.close('Disconnecting');
@@ -48,14 +46,6 @@ function pair(options: Partial<ReplicationOptions>): { p: Node; s: Node; toPeer:
   // The peer's answers (BarrierAck) stay queued: the bytes in flight never drain.
   back.held = true;
   return { p, s, toPeer, back, probe };
-}
-
-async function until(what: string, predicate: () => boolean): Promise<void> {
-  for (let i = 0; i < POLLS_MAX; i++) {
-    if (predicate()) return;
-    await sleep(5);
-  }
-  throw new Error(`not reached: ${what}`);
 }
 
 const received = (end: MemoryEnd, type: number): number => end.other.received.filter((d) => d.packet.type === type).length;

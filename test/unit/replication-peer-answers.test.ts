@@ -15,12 +15,11 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ActivityLogApi } from '../../src/meta/types.js';
-import { connect, makeNode, pattern, sleep, type MemoryEnd } from '../helpers/replication-helpers.js';
+import { connect, makeNode, pattern, until, type MemoryEnd } from '../helpers/replication-helpers.js';
 
 const SIZE_BYTES = 16 * 1024 * 1024;
 const BLOCK_BYTES = 4096;
 const EXTENT_BYTES = 4 * 1024 * 1024;
-const POLLS_MAX = 200;
 const open: MemoryEnd[] = [];
 afterEach(() => {
   for (const end of open.splice(0)) if (end.isOpen) end.close('Disconnecting');
@@ -47,14 +46,6 @@ function extents(offsetBytes: number, lengthBytes: number): number[] {
   const out: number[] = [];
   for (let e = Math.floor(offsetBytes / EXTENT_BYTES); e <= Math.floor((offsetBytes + lengthBytes - 1) / EXTENT_BYTES); e++) out.push(e);
   return out;
-}
-
-async function until(what: string, predicate: () => boolean): Promise<void> {
-  for (let i = 0; i < POLLS_MAX; i++) {
-    if (predicate()) return;
-    await sleep(5);
-  }
-  throw new Error(`not reached: ${what}`);
 }
 
 describe('activity-log references of mirrored writes', () => {
