@@ -181,7 +181,16 @@ export class ResourceRuntime {
   // ---- state changes -------------------------------------------------------
 
   /** The rules' view of the configuration and the device; daemon/wiring sets it from the resource's config. */
-  stateCtx: () => StateCtx = () => ({ ...defaultStateCtx, fencing: this.spec.fencing, hasNetConfig: this.state.conn !== ConnState.StandAlone, deviceOpen: this.frontendHeldOpen() });
+  stateCtx: () => StateCtx = () => {
+    const runtime = this;
+    // deviceOpen is a getter: only a request's is_valid_state reads it (see Wiring.ctx).
+    return {
+      ...defaultStateCtx, fencing: this.spec.fencing, hasNetConfig: this.state.conn !== ConnState.StandAlone,
+      get deviceOpen(): boolean {
+        return runtime.frontendHeldOpen();
+      },
+    };
+  };
 
   /** A new current UUID waits for IO to resume (DRBD's NEW_CUR_UUID). */
   private newCurrentUuidPending = false;

@@ -191,11 +191,16 @@ export class Wiring {
 
   ctx(): StateCtx {
     const view = this.runtime.spec.view as ResourceView;
+    const runtime = this.runtime;
     return {
       ...defaultStateCtx,
       fencing: view.disk.fencing,
       allowTwoPrimaries: view.net.allowTwoPrimaries,
-      deviceOpen: this.runtime.frontendHeldOpen(),
+      // Read only by is_valid_state's "Secondary while open" rule, which requests alone check: a
+      // getter, so an internal change does not scan /proc/*/fd (~5 ms a transition on a Primary).
+      get deviceOpen(): boolean {
+        return runtime.frontendHeldOpen();
+      },
       hasNetConfig: this.runtime.snapshot.conn !== ConnState.StandAlone,
       verifyAlg: view.net.verifyAlg ?? null,
     };

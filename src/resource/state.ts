@@ -37,7 +37,7 @@ export type Fencing = 'dont-care' | 'resource-only' | 'resource-and-stonith';
 export interface StateCtx {
   fencing: Fencing;
   allowTwoPrimaries: boolean;
-  /** The exposed device is open / mounted (DRBD's open_cnt > 0). */
+  /** The exposed device is open / mounted (DRBD's open_cnt > 0); may be a getter (the check scans /proc), read by requests only. */
   deviceOpen: boolean;
   /** A net section is configured (DRBD has net_conf only after `connect`). */
   hasNetConfig: boolean;

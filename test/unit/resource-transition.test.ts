@@ -6,7 +6,7 @@
  * logs exactly one `conn( A -> B )` line and runs the after-state rules.
  */
 import { describe, expect, it } from 'vitest';
-import { ResourceRuntime, type AttachedStore } from '../../src/daemon/runtime.js';
+import { ResourceRuntime, type AttachedStore, type RuntimeOptions } from '../../src/daemon/runtime.js';
 import type { ResourceSpec } from '../../src/daemon/spec.js';
 import type { GenerationUuids } from '../../src/meta/types.js';
 import { requestPrimary } from '../../src/resource/admin.js';
@@ -24,7 +24,7 @@ interface Probe {
   newCurrent: number;
 }
 
-function runtimeWithStore(uuids: GenerationUuids): { rt: ResourceRuntime; probe: Probe } {
+function runtimeWithStore(uuids: GenerationUuids, frontend?: RuntimeOptions['frontend']): { rt: ResourceRuntime; probe: Probe } {
   const probe: Probe = { lines: [], newCurrent: 0 };
   const store = {
     diskAtAttach: D.UpToDate,
@@ -46,7 +46,7 @@ function runtimeWithStore(uuids: GenerationUuids): { rt: ResourceRuntime; probe:
     },
   });
   const spec = { name: 'smunit', node: 'alpha', minor: 100, volume: 0, devicePath: '/dev/drbd100', handlers: {}, peer: undefined } as unknown as ResourceSpec;
-  return { rt: new ResourceRuntime({ spec, log, openStore: async () => store }), probe };
+  return { rt: new ResourceRuntime({ spec, log, openStore: async () => store, ...(frontend ? { frontend } : {}) }), probe };
 }
 
 describe('an illegal internal transition is an InvariantError naming both states', () => {
@@ -124,5 +124,41 @@ describe('one commit: one log line, one event, the after-state rules', () => {
     expect(lostPeerDataRule(connectedPrimary, { ...lost, susp: true }, facts(0n))).toEqual([{ kind: 'defer-new-current-uuid' }]);
     // the peer detaching (pdsk Diskless) while connected is a loss of its data too (after_state_ch)
     expect(lostPeerDataRule(connectedPrimary, { ...connectedPrimary, pdsk: D.Diskless }, facts(0n))).toEqual([{ kind: 'new-current-uuid' }]);
+  });
+});
+
+describe('the device-open check is a request rule only', () => {
+  // is_valid_state's "Secondary while open" rule scans /proc/*/fd; internal changes never need it.
+  const throwingCtx = {
+    ...defaultStateCtx,
+    get deviceOpen(): boolean {
+      throw new Error('deviceOpen read by an internal change');
+    },
+  };
+
+  it('an internal change never reads deviceOpen, a demotion request does', () => {
+    const lost = { ...connectedPrimary, conn: C.NetworkFailure };
+    expect(transition(connectedPrimary, lost, throwingCtx, 'internal').ok).toBe(true);
+    expect(() => transition(connectedPrimary, { ...connectedPrimary, role: R.Secondary }, throwingCtx, 'request')).toThrow(/internal change/);
+  });
+
+  it("the runtime's state changes ask the frontend only for a request", async () => {
+    let asked = 0;
+    const frontend = {
+      isHeldOpen: () => {
+        asked++;
+        return true;
+      },
+    } as unknown as RuntimeOptions['frontend'];
+    const { rt } = runtimeWithStore({ current: 0x11n, bitmap: 0n, historyStart: 0n, historyEnd: 0n }, frontend);
+    await rt.attach();
+    await rt.setState({ role: R.Primary }, 'test');
+    for (const conn of [C.Unconnected, C.WFConnection, C.WFReportParams]) await rt.setState({ conn }, 'test');
+    await rt.setState({ conn: C.Connected, peer: R.Secondary, pdsk: D.UpToDate }, 'test');
+    await rt.setState({ conn: C.NetworkFailure }, 'test');
+    expect(asked).toBe(0);
+    const demote = transition(rt.snapshot, { ...rt.snapshot, role: R.Secondary }, rt.stateCtx(), 'request');
+    expect(demote).toMatchObject({ ok: false, code: -12, text: 'Device is held open by someone' });
+    expect(asked).toBe(1);
   });
 });
