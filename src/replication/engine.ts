@@ -107,6 +107,8 @@ export class ReplicationEngine {
     // The pacing mode first: the fixed rate then knows whether it is the one in use.
     this.link?.resyncTarget?.setController(next.resyncController);
     this.link?.resyncTarget?.setRateKiBps(next.resyncRateKiBps);
+    this.link?.verifySource?.setController(next.resyncController);
+    this.link?.verifySource?.setRateKiBps(next.resyncRateKiBps);
   }
 
   // ---- link lifecycle -------------------------------------------------------------------------
@@ -236,9 +238,9 @@ export class ReplicationEngine {
     return { source, done };
   }
 
-  /** Progress of the running resync (SyncTarget side) or null. */
+  /** Progress of the running resync (SyncTarget side) or online verify (VerifyS side), or null. */
   resyncProgress(): ResyncProgress | null {
-    return this.link?.resyncTarget?.progress() ?? null;
+    return this.link?.resyncTarget?.progress() ?? this.link?.verifySource?.progress() ?? null;
   }
 
   /** Bytes of resync requests in flight (SyncTarget side), 0 otherwise. */

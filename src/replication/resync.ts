@@ -1,10 +1,8 @@
 /**
  * replication/resync — moving out-of-sync blocks from the SyncSource to the
  * SyncTarget. ResyncTarget walks the bitmap in runs of contiguous set bits
- * (bounded size and in-flight count), paced either by a fixed rate
- * (c-plan-ahead 0: resync-rate) or by DRBD's dynamic controller in 100 ms
- * steps (replication/rs-controller), and stepping back for application I/O
- * per c-min-rate in both modes; it writes each
+ * (bounded size and in-flight count), paced by replication/resync-pacer
+ * (resync-rate or DRBD's dynamic controller, and c-min-rate); it writes each
  * RsDataReply, clears the bits and acknowledges with RsWriteAck; it also
  * syncs a block on demand before an application read of it. ResyncResponder
  * (any node with good data) answers RsDataRequest from its disk and clears
@@ -31,7 +29,8 @@ import type { ReplicationCounters } from './counters.js';
 import { type BlockDigest, blockDigest } from '../util/digest.js';
 import { type ReplicationOptions, SECTOR_BYTES } from './options.js';
 import { type RangeHold, type RangeLock, Slots } from './range-lock.js';
-import { controllerRateKiBps, RS_STEP_MS, RsController, type RsControllerSettings, RsThrottle } from './rs-controller.js';
+import { ResyncPacer } from './resync-pacer.js';
+import type { RsControllerSettings } from './rs-controller.js';
 import { setInSync } from './volume.js';
 
 /** Full passes over the bitmap before a resync gives up on blocks that keep failing. */
@@ -164,46 +163,10 @@ export class ProgressMeter {
   }
 }
 
-/** Bytes-per-time budget; `waitMs` says how long to sleep before `bytes` more may go. */
-export class RateLimiter {
-  private windowStartMs: number;
-  private windowBytes = 0;
-  constructor(
-    private rateKiBps: number,
-    private readonly now: () => number,
-  ) {
-    this.windowStartMs = now();
-  }
-
-  /** A new rate (resync-rate changed online): counted from now on. */
-  setRate(rateKiBps: number): void {
-    this.rateKiBps = rateKiBps;
-    this.windowStartMs = this.now();
-    this.windowBytes = 0;
-  }
-
-  /** Accounts `bytes` and returns the delay (ms) to keep the average at or below the rate. */
-  take(bytes: number): number {
-    if (this.rateKiBps <= 0) return 0;
-    this.windowBytes += bytes;
-    const at = this.now();
-    const allowedMs = (this.windowBytes / (this.rateKiBps * 1024)) * 1000;
-    const delayMs = this.windowStartMs + allowedMs - at;
-    if (delayMs <= 0 && at - this.windowStartMs > 1000) {
-      // Do not bank idle time: restart the window.
-      this.windowStartMs = at;
-      this.windowBytes = 0;
-    }
-    return Math.max(0, delayMs);
-  }
-}
-
 // Resync transfers bypass the page cache (BYPASS_CACHE: O_DIRECT where the disk
 // can), as DRBD's do: a full sync must not evict the applications' cache or
 // fault in a fresh page per 4 KiB on both nodes. The SyncSource reads into
 // aligned memory from disk/direct-buffers' pool, which the reply sends as is.
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 export interface ResyncDeps {
   readonly disk: BlockDevice;
@@ -234,19 +197,7 @@ export class ResyncTarget {
   private readonly ids = new BlockIdAllocator(BlockIdTag.resync);
   private readonly inflight: Slots;
   private readonly requests = new Map<number, ResyncRequest>();
-  private readonly limiter: RateLimiter;
-  private controllerSettings: RsControllerSettings;
-  /** The dynamic controller (c-plan-ahead > 0), else null: fixed rate. */
-  private controller: RsController | null = null;
-  private throttle: RsThrottle | null = null;
-  /** Blocks the controller allows in the current step. */
-  private stepBudgetBlocks = 0;
-  private nextStepAtMs = 0;
-  private stepCount = 0;
-  /** Steps ended early by c-min-rate (for the step trace). */
-  private throttledSteps = 0;
-  /** Sectors this resync wrote to the local disk (DRBD's rs_sect_ev): not application I/O. */
-  private resyncDiskSectors = 0;
+  private readonly pacer: ResyncPacer;
   private meter: ProgressMeter | null = null;
   private resumeWaiter: (() => void) | null = null;
   private pausedFlag = false;
@@ -261,8 +212,16 @@ export class ResyncTarget {
     this.deps = deps;
     this.now = deps.now ?? Date.now;
     this.inflight = new Slots(deps.options.resyncInflightMax);
-    this.limiter = new RateLimiter(deps.options.resyncRateKiBps, this.now);
-    this.controllerSettings = deps.options.resyncController;
+    this.pacer = new ResyncPacer({
+      rateKiBps: deps.options.resyncRateKiBps,
+      controller: deps.options.resyncController,
+      counters: deps.counters,
+      log: deps.log,
+      now: this.now,
+      leftBlocks: () => this.deps.bitmap.countSet(),
+      inFlightSectors: () => this.inFlightBytes() / SECTOR_BYTES,
+      what: 'resync',
+    });
   }
 
   /**
@@ -272,44 +231,21 @@ export class ResyncTarget {
    * fixed rate and back.
    */
   setController(settings: RsControllerSettings): void {
-    this.controllerSettings = settings;
-    if (this.meter === null) return;
-    this.throttle?.setMinRate(settings.minRateKiBps);
-    if (settings.planAheadDs === 0) {
-      this.controller = null;
-      this.meter.wantKiBps = this.deps.options.resyncRateKiBps;
-    } else if (this.controller?.settings.planAheadDs === settings.planAheadDs) {
-      this.controller.settings = settings;
-    } else {
-      this.controller = new RsController(settings, this.inFlightBytes() / SECTOR_BYTES);
-      this.stepBudgetBlocks = 0;
-    }
-  }
-
-  /** Application I/O on the local disk so far: every disk sector read or written minus the resync's own. */
-  private applicationSectors(): number {
-    const { counters } = this.deps;
-    return Math.floor((counters.diskWrittenBytes + counters.diskReadBytes) / SECTOR_BYTES) - this.resyncDiskSectors;
+    this.pacer.setController(settings);
   }
 
   /** resync-rate changed online (`adjust`): the running resync obeys the new limit from now on. */
   setRateKiBps(rateKiBps: number): void {
-    this.limiter.setRate(rateKiBps);
-    if (this.meter !== null && this.controller === null) this.meter.wantKiBps = rateKiBps;
+    this.pacer.setRateKiBps(rateKiBps);
   }
 
   /** Begins the resync (once); the promise resolves when done or aborted. */
   start(): Promise<ResyncResult> {
     if (this.donePromise === null) {
       const bitsSet = this.deps.bitmap.countSet();
-      // c_sync_rate starts at resync-rate under the controller (drbd_rs_controller_reset).
-      const wantKiBps = this.controllerSettings.planAheadDs > 0 ? this.controllerSettings.resyncRateKiBps : this.deps.options.resyncRateKiBps;
-      this.meter = new ProgressMeter(bitsSet, wantKiBps, this.now);
+      this.pacer.start();
+      this.meter = new ProgressMeter(bitsSet, this.pacer.wantKiBps, this.now);
       if (this.pausedFlag) this.meter.pause();
-      // drbd_rs_controller_reset: an empty plan, the application I/O counted from now.
-      this.controller = this.controllerSettings.planAheadDs > 0 ? new RsController(this.controllerSettings) : null;
-      this.throttle = new RsThrottle(this.controllerSettings.minRateKiBps, bitsSet, this.applicationSectors(), this.now());
-      this.nextStepAtMs = this.now();
       this.donePromise = this.run();
     }
     return this.donePromise;
@@ -329,6 +265,7 @@ export class ResyncTarget {
 
   progress(): ResyncProgress {
     assert(this.meter !== null, 'resync started');
+    this.meter.wantKiBps = this.pacer.wantKiBps;
     return this.meter.snapshot(this.deps.bitmap.countSet());
   }
 
@@ -341,7 +278,7 @@ export class ResyncTarget {
   resume(): void {
     this.pausedFlag = false;
     this.meter?.resume();
-    this.throttle?.resetMarks(this.deps.bitmap.countSet(), this.now());
+    this.pacer.resume();
     this.resumeWaiter?.();
     this.resumeWaiter = null;
   }
@@ -384,21 +321,14 @@ export class ResyncTarget {
           });
           continue;
         }
-        const allowedBlocks = await this.pace();
+        const allowedBlocks = await this.pacer.next();
         // A pause may have come while the pacing waited (or right after start(), before its first look).
         if (allowedBlocks === 0 || this.pausedFlag) continue;
         // Application writes may have synced blocks while the pacing waited.
         bit = bitmap.nextSet(bit);
         if (bit < 0) break;
         const runEnd = Math.min(bitmap.nextClear(bit), bit + runBitsMax, bit + allowedBlocks);
-        if (this.controller !== null) {
-          this.stepBudgetBlocks -= runEnd - bit;
-        } else {
-          // The fixed rate waits here, before the request takes a slot: a wait inside the slots
-          // would commit up to resyncInflightMax runs to the old pacing when `adjust` changes it.
-          const delayMs = this.limiter.take((runEnd - bit) * BM_BLOCK_BYTES);
-          if (delayMs > 0) await sleep(delayMs);
-        }
+        await this.pacer.spend(runEnd - bit);
         const fetch = this.fetchRun(bit, runEnd);
         trackUntilFulfilled(pending, fetch);
         // Wait here for a free slot so requests in flight stay bounded.
@@ -436,51 +366,8 @@ export class ResyncTarget {
     }
     return {
       ok, syncedBlocks: this.syncedBlocks, failedBlocks: this.failedBlocks, transferredBytes: this.transferredBytes, elapsedMs,
-      sameCsumBlocks: this.sameCsumBlocks, throttledSteps: this.throttledSteps,
+      sameCsumBlocks: this.sameCsumBlocks, throttledSteps: this.pacer.throttledSteps,
     };
-  }
-
-  /**
-   * The pacing before the next request: how many blocks it may cover (0 =
-   * look again: a step went by, or the resync paused or ended meanwhile).
-   * With the controller, a new step every 100 ms sets the budget; c-min-rate
-   * ends the step early (fixed rate: waits a step) when application I/O
-   * is running and the resync is faster than c-min-rate.
-   */
-  private async pace(): Promise<number> {
-    const throttle = this.throttle;
-    assert(throttle !== null, 'resync started');
-    const leftBlocks = (): number => this.deps.bitmap.countSet();
-    throttle.advanceMarks(leftBlocks(), this.now());
-    if (this.controller !== null && this.stepBudgetBlocks <= 0) {
-      await this.nextStep();
-      return 0;
-    }
-    if (throttle.shouldSlowDown(this.applicationSectors(), leftBlocks, this.now())) {
-      this.stepBudgetBlocks = 0;
-      if (this.throttledSteps === 0) {
-        this.deps.log.debug({ cMinRateKiBps: this.controllerSettings.minRateKiBps }, 'resync yields to application I/O (faster than c-min-rate)');
-      }
-      this.throttledSteps++;
-      if (this.controller !== null) await this.nextStep();
-      else await sleep(RS_STEP_MS);
-      return 0;
-    }
-    return this.controller !== null ? this.stepBudgetBlocks : Number.MAX_SAFE_INTEGER;
-  }
-
-  /** Waits for the next controller step (100 ms after the previous one) and takes its budget. */
-  private async nextStep(): Promise<void> {
-    const waitMs = this.nextStepAtMs - this.now();
-    if (waitMs > 0) await sleep(waitMs);
-    this.nextStepAtMs = this.now() + RS_STEP_MS;
-    this.stepBudgetBlocks = this.controller?.stepBlocks() ?? 0;
-    if (this.meter !== null && this.controller !== null) this.meter.wantKiBps = controllerRateKiBps(this.stepBudgetBlocks);
-    const last = this.controller?.last;
-    // One trace a second (every 10th step) at debug: the kernel's si/if/wa/co/cps/pl/cc/rs line.
-    if (last && ++this.stepCount % 10 === 0) {
-      this.deps.log.debug({ ...last, throttledSteps: this.throttledSteps }, 'resync controller step');
-    }
   }
 
   /** Requests bits [firstBit, endBit) as one RsDataRequest; resolves true once written locally. */
@@ -518,7 +405,7 @@ export class ResyncTarget {
         const request: RsDataRequest = { type: PacketType.RsDataRequest, offsetBytes, lengthBytes, blockId };
         peer.send(request);
       }
-      this.controller?.requested(lengthBytes / SECTOR_BYTES);
+      this.pacer.requested(lengthBytes / SECTOR_BYTES);
       slotHeld = false;
       const ok = await done;
       return ok;
@@ -538,7 +425,7 @@ export class ResyncTarget {
     try {
       await this.deps.disk.read(data, offsetBytes, BYPASS_CACHE);
       this.deps.counters.diskReadBytes += lengthBytes;
-      this.resyncDiskSectors += lengthBytes / SECTOR_BYTES; // the resync's own read, not application I/O
+      this.pacer.ownDiskIo(lengthBytes); // the resync's own read, not application I/O
       const digest = Buffer.alloc(csums.digestBytes);
       csums.digestInto(data, digest, 0);
       return digest;
@@ -559,7 +446,7 @@ export class ResyncTarget {
     }
     this.sameCsumBlocks += Math.ceil(request.lengthBytes / BM_BLOCK_BYTES);
     // got_IsInSync counts these sectors as come in for the controller too.
-    this.controller?.received(request.lengthBytes / SECTOR_BYTES);
+    this.pacer.received(request.lengthBytes / SECTOR_BYTES);
     this.finish(request, true, true);
   }
 
@@ -573,7 +460,7 @@ export class ResyncTarget {
     assert(packet.payload.length === request.lengthBytes, 'RsDataReply length matches its request');
     this.deps.counters.receivedBytes += packet.payload.length;
     this.transferredBytes += packet.payload.length;
-    this.controller?.received(packet.payload.length / SECTOR_BYTES);
+    this.pacer.received(packet.payload.length / SECTOR_BYTES);
     // Replies are written concurrently (bounded by the target's in-flight slots); writeReply turns a disk error into RsNegAck.
     runAside(this.writeReply(request, packet.payload), this.deps.log, 'resync write');
   }
@@ -584,7 +471,7 @@ export class ResyncTarget {
     try {
       await disk.write(payload, request.offsetBytes, BYPASS_CACHE);
       counters.diskWrittenBytes += payload.length;
-      this.resyncDiskSectors += payload.length / SECTOR_BYTES;
+      this.pacer.ownDiskIo(payload.length);
     } catch (err) {
       ok = false;
       log.error({ offsetBytes: request.offsetBytes, err: (err as Error).message }, 'resync write failed');
@@ -608,7 +495,7 @@ export class ResyncTarget {
     const request = this.requests.get(packet.blockId);
     if (request === undefined) return;
     this.deps.log.warn({ offsetBytes: request.offsetBytes, lengthBytes: request.lengthBytes }, 'peer could not read resync blocks (RsNegAck)');
-    this.controller?.received(request.lengthBytes / SECTOR_BYTES);
+    this.pacer.received(request.lengthBytes / SECTOR_BYTES);
     this.finish(request, false, true);
   }
 

@@ -4,7 +4,9 @@
  * per-4-KiB digests (OvReply) with its own; VerifyResponder answers
  * OvRequest and applies OvResult. Mismatched blocks are set out of sync on
  * both nodes and logged as DRBD does ("Out of sync: start=S, size=N
- * (sectors)"); a later resync repairs them. Knows nothing of states.
+ * (sectors)"); a later resync repairs them. The requests are paced as a
+ * resync's are (replication/resync-pacer: w_make_ov_request asks
+ * drbd_rs_number_requests too). Knows nothing of states.
  */
 import { type BlockDevice, BYPASS_CACHE } from '../disk/block-device.js';
 import { directPool } from '../disk/direct-buffers.js';
@@ -21,6 +23,8 @@ import { type BlockDigest, blockDigest } from '../util/digest.js';
 import { type ReplicationOptions, SECTOR_BYTES } from './options.js';
 import { type RangeHold, type RangeLock, Slots } from './range-lock.js';
 import { ProgressMeter, type ResyncProgress } from './resync.js';
+import { ResyncPacer } from './resync-pacer.js';
+import type { RsControllerSettings } from './rs-controller.js';
 import { setOutOfSync } from './volume.js';
 
 /** Bytes one OvRequest covers (its reply carries one digest per 4 KiB block). */
@@ -102,19 +106,56 @@ export class VerifySource {
   private verifiedBlocks = 0;
   private outOfSyncBlocks = 0;
   private donePromise: Promise<VerifyResult> | null = null;
+  private readonly pacer: ResyncPacer;
+  /** Blocks of the range not yet verified (DRBD's ov_left). */
+  private leftBlocks = 0;
 
   constructor(private readonly deps: VerifyDeps) {
     this.digest = blockDigest(deps.options.verifyAlg);
     this.inflight = new Slots(deps.options.resyncInflightMax);
     this.reporter = new OutOfSyncReporter(deps.log);
     this.now = deps.now ?? Date.now;
+    this.pacer = new ResyncPacer({
+      rateKiBps: deps.options.resyncRateKiBps,
+      controller: deps.options.resyncController,
+      counters: deps.counters,
+      log: deps.log,
+      now: this.now,
+      leftBlocks: () => this.leftBlocks,
+      inFlightSectors: () => this.inFlightBytes() / SECTOR_BYTES,
+      what: 'online verify',
+    });
+  }
+
+  /** Bytes of OvRequests sent and not yet answered; walks at most resyncInflightMax entries. */
+  private inFlightBytes(): number {
+    let bytes = 0;
+    for (const request of this.requests.values()) bytes += request.lengthBytes;
+    return bytes;
+  }
+
+  /** c-* settings changed online (`adjust`): the running verify's pacing takes them from its next step. */
+  setController(settings: RsControllerSettings): void {
+    this.pacer.setController(settings);
+  }
+
+  /** resync-rate changed online (`adjust`). */
+  setRateKiBps(rateKiBps: number): void {
+    this.pacer.setRateKiBps(rateKiBps);
+  }
+
+  /** Times the verify stepped back for application I/O (c-min-rate). */
+  get throttledSteps(): number {
+    return this.pacer.throttledSteps;
   }
 
   /** Verifies [startBytes, endBytes) of the volume (default: all of it). */
   start(startBytes = 0, endBytes = this.deps.disk.sizeBytes): Promise<VerifyResult> {
     assert(this.donePromise === null, 'verify started once');
     assert(startBytes % BM_BLOCK_BYTES === 0 && startBytes <= endBytes && endBytes <= this.deps.disk.sizeBytes, 'verify range is valid');
-    this.meter = new ProgressMeter(Math.ceil((endBytes - startBytes) / BM_BLOCK_BYTES), this.deps.options.resyncRateKiBps, this.now);
+    this.leftBlocks = Math.ceil((endBytes - startBytes) / BM_BLOCK_BYTES);
+    this.pacer.start();
+    this.meter = new ProgressMeter(this.leftBlocks, this.pacer.wantKiBps, this.now);
     this.deps.log.info({ startSector: startBytes / SECTOR_BYTES }, `Starting Online Verify from sector ${startBytes / SECTOR_BYTES}`);
     this.donePromise = this.run(startBytes, endBytes);
     return this.donePromise;
@@ -122,6 +163,7 @@ export class VerifySource {
 
   progress(): ResyncProgress {
     assert(this.meter !== null, 'verify started');
+    this.meter.wantKiBps = this.pacer.wantKiBps;
     return this.meter.snapshot(this.meter.totalBits - this.meter.doneBits);
   }
 
@@ -134,12 +176,17 @@ export class VerifySource {
   private async run(startBytes: number, endBytes: number): Promise<VerifyResult> {
     const startMs = this.now();
     const pending = new Set<Promise<void>>();
-    for (let at = startBytes; at < endBytes && this.aborted === null && this.deps.peer.isOpen; at += VERIFY_RUN_BYTES) {
-      const lengthBytes = Math.min(VERIFY_RUN_BYTES, endBytes - at);
+    let at = startBytes;
+    while (at < endBytes && this.aborted === null && this.deps.peer.isOpen) {
+      const allowedBlocks = await this.pacer.next();
+      if (allowedBlocks === 0) continue;
+      const lengthBytes = Math.min(VERIFY_RUN_BYTES, endBytes - at, allowedBlocks * BM_BLOCK_BYTES);
+      await this.pacer.spend(Math.ceil(lengthBytes / BM_BLOCK_BYTES));
       const slot = this.inflight.acquire();
       if (slot !== true) await slot;
       const request = this.request(at, lengthBytes);
       trackUntilFulfilled(pending, request);
+      at += lengthBytes;
     }
     await Promise.all(pending);
     this.reporter.print();
@@ -163,6 +210,7 @@ export class VerifySource {
       // Every block is read once on both nodes: bypass the page cache, like a resync.
       await disk.read(local, offsetBytes, BYPASS_CACHE);
       counters.diskReadBytes += lengthBytes;
+      this.pacer.ownDiskIo(lengthBytes); // the verify's own read, not application I/O
       localDigest = digestBlocks(this.digest, local);
     } catch (err) {
       rangeLock.release(hold);
@@ -182,6 +230,7 @@ export class VerifySource {
       this.requests.set(blockId, { offsetBytes, lengthBytes, hold, localDigest, settle: resolve });
     });
     counters.pe++;
+    this.pacer.requested(lengthBytes / SECTOR_BYTES);
     peer.send({ type: PacketType.OvRequest, offsetBytes, lengthBytes, blockId });
     await done;
   }
@@ -208,6 +257,8 @@ export class VerifySource {
       }
     }
     this.verifiedBlocks += blocks;
+    this.leftBlocks -= blocks;
+    this.pacer.received(request.lengthBytes / SECTOR_BYTES);
     this.meter?.advance(blocks);
     this.finish(packet.blockId, request);
   }

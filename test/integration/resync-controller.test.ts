@@ -4,7 +4,8 @@
  * resync; `adjust` to c-plan-ahead > 0 hands the running resync to the
  * dynamic controller, whose rate (/proc/drbd `want:`) is capped by
  * c-max-rate; c-min-rate makes the resync step back while application
- * writes reach the SyncTarget's disk, and with c-min-rate 0 it never does.
+ * writes reach the SyncTarget's disk, and with c-min-rate 0 it never does;
+ * online verify is paced by the same rules.
  * No timing is asserted: a rate bound ("still resyncing after N seconds")
  * with wide margins, and the controller's own numbers. The throughput the
  * writes keep during a resync is measured by `npm run bench -- --only=rsctl`.
@@ -149,4 +150,26 @@ describe('resync pacing (resync-rate, c-plan-ahead, c-max-rate, c-min-rate)', ()
     expect(withMinRate!.throttledSteps).toBeGreaterThan(0);
     expect(withoutMinRate).toMatchObject({ ok: true, throttledSteps: 0 });
   }, 180_000);
+
+  it('online verify is paced as a resync is: resync-rate 1M holds a 16 MiB verify back, adjust releases it', async () => {
+    cluster = new Cluster({
+      resource: 'rc3', port: 9005, minorBase: 238, diskSizeBytes: 16 * MiB, net: ['verify-alg crc32c;'], disk: ['c-plan-ahead 0;', 'resync-rate 1M;'],
+    });
+    const c = cluster;
+    await syncedWithoutInitialSync(c);
+    await c.admOk('alpha', ['verify', c.resource]);
+    await sleep(3_000);
+    // w_make_ov_request asks drbd_rs_number_requests: at 1 MiB/s about 3 of the ~16 MiB are verified
+    const s = await c.statusJson('alpha');
+    const sync = s.sync as { leftBits: number; totalBits: number; wantKiBps?: number } | null;
+    expect(s.cstate).toBe('VerifyS');
+    expect(sync).not.toBeNull();
+    expect(sync!.wantKiBps).toBe(1024);
+    expect(sync!.leftBits).toBeGreaterThanOrEqual(sync!.totalBits / 2);
+    editConfig(c, (t) => t.replace('resync-rate 1M;', 'resync-rate 100M;'));
+    await c.admOk('alpha', ['adjust', c.resource]);
+    await c.waitFor('verify finished', () => c.logText('alpha').includes('Online verify done'), 60_000);
+    const result = c.logText('alpha').split('\n').find((l) => l.includes('"verify result"'));
+    expect(JSON.parse(result!) as { ok: boolean; outOfSyncBlocks: number }).toMatchObject({ ok: true, outOfSyncBlocks: 0 });
+  }, 120_000);
 });

@@ -4,7 +4,8 @@ import { encodeBitmapChunk, mergeBitmapChunk } from '../../src/replication/bitma
 import { BlockIdAllocator, BlockIdTag, blockIdTag } from '../../src/replication/block-id.js';
 import { blockDigest, crc32c } from '../../src/util/digest.js';
 import { RangeLock } from '../../src/replication/range-lock.js';
-import { RateLimiter, syncPerMille } from '../../src/replication/resync.js';
+import { syncPerMille } from '../../src/replication/resync.js';
+import { RateLimiter } from '../../src/replication/resync-pacer.js';
 import { TransferLog } from '../../src/replication/transfer-log.js';
 import { setInSync, setOutOfSync } from '../../src/replication/volume.js';
 
