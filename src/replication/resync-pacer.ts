@@ -11,7 +11,7 @@
 import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import type { ReplicationCounters } from './counters.js';
-import { SECTOR_BYTES } from './options.js';
+import { type ReplicationOptions, SECTOR_BYTES } from './options.js';
 import { controllerRateKiBps, RS_STEP_MS, RsController, type RsControllerSettings, RsThrottle } from './rs-controller.js';
 
 /** Bytes per bitmap block (BM_BLOCK_SIZE). */
@@ -55,13 +55,16 @@ export class RateLimiter {
   }
 }
 
-export interface ResyncPacerDeps {
-  /** resync-rate, KiB/s (0 = unlimited): the fixed rate, and the controller's first guess. */
-  readonly rateKiBps: number;
-  readonly controller: RsControllerSettings;
-  /** The local disk's sectors read and written, for the application I/O the throttle looks at. */
+/** What the resync or verify shares with its pacing. */
+export interface PacedWork {
+  /** resyncRateKiBps (0 = unlimited) and the c-* settings, at the start; adjust changes them later. */
+  readonly options: Pick<ReplicationOptions, 'resyncRateKiBps' | 'resyncController'>;
+  /** The local disk's bytes read and written, for the application I/O the throttle looks at. */
   readonly counters: ReplicationCounters;
   readonly log: Logger;
+}
+
+export interface ResyncPacerDeps {
   readonly now: () => number;
   /** Blocks still to do (bits set, or blocks not yet verified): the throttle's sync marks. */
   readonly leftBlocks: () => number;
@@ -90,11 +93,14 @@ export class ResyncPacer {
   private rateKiBps: number;
   private want: number;
 
-  constructor(private readonly deps: ResyncPacerDeps) {
-    this.controllerSettings = deps.controller;
-    this.rateKiBps = deps.rateKiBps;
-    this.limiter = new RateLimiter(deps.rateKiBps, deps.now);
-    this.want = deps.rateKiBps;
+  private readonly deps: ResyncPacerDeps & Omit<PacedWork, 'options'>;
+
+  constructor(work: PacedWork, deps: ResyncPacerDeps) {
+    this.deps = { ...deps, counters: work.counters, log: work.log };
+    this.controllerSettings = work.options.resyncController;
+    this.rateKiBps = work.options.resyncRateKiBps;
+    this.limiter = new RateLimiter(this.rateKiBps, deps.now);
+    this.want = this.rateKiBps;
   }
 
   /** The `want:` of /proc/drbd (c_sync_rate), KiB/s: the fixed limit, or what the last step asked for. */

@@ -212,16 +212,8 @@ export class ResyncTarget {
     this.deps = deps;
     this.now = deps.now ?? Date.now;
     this.inflight = new Slots(deps.options.resyncInflightMax);
-    this.pacer = new ResyncPacer({
-      rateKiBps: deps.options.resyncRateKiBps,
-      controller: deps.options.resyncController,
-      counters: deps.counters,
-      log: deps.log,
-      now: this.now,
-      leftBlocks: () => this.deps.bitmap.countSet(),
-      inFlightSectors: () => this.inFlightBytes() / SECTOR_BYTES,
-      what: 'resync',
-    });
+    const inFlightSectors = (): number => this.inFlightBytes() / SECTOR_BYTES;
+    this.pacer = new ResyncPacer(deps, { now: this.now, leftBlocks: () => this.deps.bitmap.countSet(), inFlightSectors, what: 'resync' });
   }
 
   /**

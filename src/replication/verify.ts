@@ -115,16 +115,8 @@ export class VerifySource {
     this.inflight = new Slots(deps.options.resyncInflightMax);
     this.reporter = new OutOfSyncReporter(deps.log);
     this.now = deps.now ?? Date.now;
-    this.pacer = new ResyncPacer({
-      rateKiBps: deps.options.resyncRateKiBps,
-      controller: deps.options.resyncController,
-      counters: deps.counters,
-      log: deps.log,
-      now: this.now,
-      leftBlocks: () => this.leftBlocks,
-      inFlightSectors: () => this.inFlightBytes() / SECTOR_BYTES,
-      what: 'online verify',
-    });
+    const inFlightSectors = (): number => this.inFlightBytes() / SECTOR_BYTES;
+    this.pacer = new ResyncPacer(deps, { now: this.now, leftBlocks: () => this.leftBlocks, inFlightSectors, what: 'online verify' });
   }
 
   /** Bytes of OvRequests sent and not yet answered; walks at most resyncInflightMax entries. */
