@@ -176,6 +176,7 @@ export class Wiring {
     // maybe_pull_ahead runs while Connected (udrbd: not during a resync); leaving Ahead mirrors writes again.
     this.dataPath?.volume.setCongestionArmed(after.conn === ConnState.Connected);
     if (after.conn !== ConnState.Ahead) this.dataPath?.volume.leaveAhead();
+    this.dataPath?.setPeerPrimary(connected && after.peer === Role.Primary);
     this.dataPath?.setDiskStates({
       localUpToDate: after.disk === DiskState.UpToDate,
       peerDiskless: connected && after.pdsk <= DiskState.Failed,

@@ -122,7 +122,10 @@ export class ReplicationEngine {
       channel,
       attached,
       receiver: new SecondaryReceiver({ ...common, options: this.options, ...(this.deps.onLocalIoError ? { onLocalIoError: this.deps.onLocalIoError } : {}) }),
-      responder: new ResyncResponder({ ...common, bitmap: this.local.bitmap, options: this.options }),
+      responder: new ResyncResponder({
+        ...common, bitmap: this.local.bitmap, options: this.options, peerPrimary: () => this.peerPrimary,
+        ...(this.deps.now ? { now: this.deps.now } : {}),
+      }),
       verifyResponder: new VerifyResponder({ ...common, bitmap: this.local.bitmap, options: this.options }),
       bitmapExchange: new BitmapExchange(this.local.bitmap),
       peerReads: new PeerReads(channel, this.counters),
@@ -260,6 +263,8 @@ export class ReplicationEngine {
   // ---- diskless operation ---------------------------------------------------------------------
 
   private peerDiskless = false;
+  /** The peer is Primary (the SyncSource's c-min-rate then leaves the throttling to the SyncTarget). */
+  private peerPrimary = false;
 
   /**
    * The local disk goes away (detach, on-io-error): from now on the volume
@@ -293,6 +298,16 @@ export class ReplicationEngine {
    * failed local read may be retried there) and whether the local disk is
    * UpToDate (if not, its out-of-sync blocks are read from the peer).
    */
+  /** The peer's role as the state machine knows it. */
+  setPeerPrimary(primary: boolean): void {
+    this.peerPrimary = primary;
+  }
+
+  /** Resync requests the SyncSource side held back for application I/O (c-min-rate), 0 without a link. */
+  get throttledResyncAnswers(): number {
+    return this.link?.responder.throttledAnswers ?? 0;
+  }
+
   setDiskStates(states: { localUpToDate: boolean; peerDiskless: boolean; peerUpToDate: boolean }): void {
     this.volume.setDiskStates(states);
     const diskless = states.peerDiskless;

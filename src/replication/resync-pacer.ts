@@ -6,13 +6,14 @@
  * (c-plan-ahead 0) or the dynamic controller in 100 ms steps
  * (replication/rs-controller), and in both modes the c-min-rate throttle
  * (drbd_rs_should_slow_down) that steps back while application I/O runs.
- * Owns the timers of the pacing; knows nothing of bitmaps, packets or disks.
+ * AnswerThrottle is the answering side's c-min-rate. Owns the timers of
+ * the pacing; knows nothing of bitmaps, packets or disks.
  */
 import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import type { ReplicationCounters } from './counters.js';
 import { type ReplicationOptions, SECTOR_BYTES } from './options.js';
-import { controllerRateKiBps, RS_STEP_MS, RsController, type RsControllerSettings, RsThrottle } from './rs-controller.js';
+import { controllerRateKiBps, RS_STEP_MS, RsController, type RsControllerSettings, RsThrottle, SYNC_MARK_STEP_MS } from './rs-controller.js';
 
 /** Bytes per bitmap block (BM_BLOCK_SIZE). */
 const BLOCK_BYTES = 4096;
@@ -234,5 +235,66 @@ export class ResyncPacer {
     if (last && ++this.stepCount % 10 === 0) {
       this.deps.log.debug({ ...last, throttledSteps: this.throttled }, `${this.deps.what} controller step`);
     }
+  }
+}
+
+/**
+ * The answering side's c-min-rate (drbd_receiver.c: receive_DataRequest):
+ * before a resync request is served, the receiver sleeps 100 ms when
+ * application I/O reaches this disk and the resync runs faster than
+ * c-min-rate — every request behind it waits too, as behind DRBD's receiver
+ * thread. Not while the peer is Primary: its application reads would wait
+ * as well, so the SyncTarget alone throttles then.
+ */
+export class AnswerThrottle {
+  private throttle: RsThrottle | null = null;
+  private lastRequestMs = Number.NEGATIVE_INFINITY;
+  private waitUntilMs = 0;
+  /** Sectors of the answers' own disk reads (rs_sect_ev). */
+  private ownDiskSectors = 0;
+  private throttled = 0;
+
+  constructor(
+    private readonly work: PacedWork,
+    private readonly deps: { readonly now: () => number; readonly leftBlocks: () => number; readonly what: string },
+  ) {}
+
+  /** Requests that waited for application I/O. */
+  get throttledAnswers(): number {
+    return this.throttled;
+  }
+
+  ownDiskIo(bytes: number): void {
+    this.ownDiskSectors += bytes / SECTOR_BYTES;
+  }
+
+  /** Resolves when the next request may be served. */
+  async beforeAnswer(peerPrimary: boolean): Promise<void> {
+    const now = this.deps.now();
+    const minRateKiBps = this.work.options.resyncController.minRateKiBps;
+    // A pause longer than a sync mark step: a new resync, whose marks start now (drbd_start_resync).
+    if (this.throttle === null || now - this.lastRequestMs > SYNC_MARK_STEP_MS) {
+      this.throttle = new RsThrottle(minRateKiBps, this.deps.leftBlocks(), this.applicationSectors(), now);
+    }
+    this.lastRequestMs = now;
+    if (this.waitUntilMs > now) {
+      await sleep(this.waitUntilMs - now);
+      return;
+    }
+    if (peerPrimary) return;
+    this.throttle.setMinRate(minRateKiBps);
+    this.throttle.advanceMarks(this.deps.leftBlocks(), now);
+    if (!this.throttle.shouldSlowDown(this.applicationSectors(), this.deps.leftBlocks, now)) return;
+    if (this.throttled === 0) {
+      this.work.log.debug({ cMinRateKiBps: minRateKiBps }, `${this.deps.what} answers wait for application I/O (faster than c-min-rate)`);
+    }
+    this.throttled++;
+    this.waitUntilMs = now + RS_STEP_MS;
+    await sleep(RS_STEP_MS);
+  }
+
+  private applicationSectors(): number {
+    const { counters } = this.work;
+    return Math.floor((counters.diskWrittenBytes + counters.diskReadBytes) / SECTOR_BYTES) - this.ownDiskSectors;
   }
 }

@@ -29,7 +29,7 @@ import type { ReplicationCounters } from './counters.js';
 import { type BlockDigest, blockDigest } from '../util/digest.js';
 import { type ReplicationOptions, SECTOR_BYTES } from './options.js';
 import { type RangeHold, type RangeLock, Slots } from './range-lock.js';
-import { ResyncPacer } from './resync-pacer.js';
+import { AnswerThrottle, ResyncPacer } from './resync-pacer.js';
 import type { RsControllerSettings } from './rs-controller.js';
 import { setInSync } from './volume.js';
 
@@ -510,10 +510,23 @@ export class ResyncTarget {
 }
 
 /** Answers the peer's resync requests from the local disk (the SyncSource's side). */
+export interface ResyncResponderDeps extends Omit<ResyncDeps, 'csums'> {
+  /** The peer is Primary: its reads of a SyncTarget's blocks come this way too, so no c-min-rate wait here. */
+  readonly peerPrimary: () => boolean;
+}
+
 export class ResyncResponder {
   private csums: BlockDigest | null = null;
+  private readonly throttle: AnswerThrottle;
 
-  constructor(private readonly deps: Omit<ResyncDeps, 'now' | 'csums'>) {}
+  constructor(private readonly deps: ResyncResponderDeps) {
+    this.throttle = new AnswerThrottle(deps, { now: deps.now ?? Date.now, leftBlocks: () => deps.bitmap.countSet(), what: 'resync' });
+  }
+
+  /** Resync requests that waited for application I/O (c-min-rate on the SyncSource). */
+  get throttledAnswers(): number {
+    return this.throttle.throttledAnswers;
+  }
 
   handleDataRequest(packet: RsDataRequest | CsumRsRequest): void {
     this.deps.counters.ua++;
@@ -542,6 +555,10 @@ export class ResyncResponder {
   private async answer(packet: RsDataRequest | CsumRsRequest): Promise<void> {
     const { disk, peer, rangeLock, counters, log } = this.deps;
     const { offsetBytes, lengthBytes, blockId } = packet;
+    // A diskless Primary's application read (replication/peer-read) is not resync work.
+    const resyncWork = blockIdTag(blockId) !== BlockIdTag.read;
+    // Before the range lock, as DRBD throttles before drbd_rs_begin_io: the wait must not hold out application writes.
+    if (resyncWork) await this.throttle.beforeAnswer(this.deps.peerPrimary());
     const granted = rangeLock.acquire(offsetBytes, offsetBytes + lengthBytes);
     const hold: RangeHold = granted instanceof Promise ? await granted : granted;
     try {
@@ -550,6 +567,7 @@ export class ResyncResponder {
       try {
         await disk.read(payload, offsetBytes, BYPASS_CACHE);
         counters.diskReadBytes += lengthBytes;
+        if (resyncWork) this.throttle.ownDiskIo(lengthBytes);
       } catch (err) {
         ok = false;
         log.error({ offsetBytes, lengthBytes, err: (err as Error).message }, 'cannot read blocks for resync; RsNegAck');
@@ -568,7 +586,7 @@ export class ResyncResponder {
         peer.send({ type: PacketType.RsDataReply, offsetBytes, blockId, payload }, () => directPool.give(payload));
         counters.sentBytes += lengthBytes;
         // An application read of a diskless peer (replication/peer-read) is not acknowledged.
-        if (blockIdTag(blockId) !== BlockIdTag.read) counters.pe++;
+        if (resyncWork) counters.pe++;
       } else {
         directPool.give(payload);
         peer.send({ type: PacketType.RsNegAck, offsetBytes, lengthBytes, blockId });

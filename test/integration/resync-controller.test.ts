@@ -4,7 +4,8 @@
  * resync; `adjust` to c-plan-ahead > 0 hands the running resync to the
  * dynamic controller, whose rate (/proc/drbd `want:`) is capped by
  * c-max-rate; c-min-rate makes the resync step back while application
- * writes reach the SyncTarget's disk, and with c-min-rate 0 it never does;
+ * writes reach the SyncTarget's disk (and the SyncSource holds requests
+ * back), and with c-min-rate 0 neither does;
  * online verify is paced by the same rules.
  * No timing is asserted: a rate bound ("still resyncing after N seconds")
  * with wide margins, and the controller's own numbers. The throughput the
@@ -135,9 +136,13 @@ describe('resync pacing (resync-rate, c-plan-ahead, c-max-rate, c-min-rate)', ()
     expect((await syncStatus(c)).cstate).toBe('SyncTarget'); // the writes ran against the resync
     await waitBothUpToDate(c);
     expect(c.logText('beta')).toContain('resync yields to application I/O (faster than c-min-rate)');
+    // the SyncSource too holds requests back while its peer is Secondary (receive_DataRequest), once per link logged
+    const sourceWaits = (): number => c.logText('alpha').split('resync answers wait for application I/O (faster than c-min-rate)').length - 1;
+    expect(sourceWaits()).toBe(1);
 
     editConfig(c, (t) => t.replace('c-min-rate 250k;', 'c-min-rate 0;'));
     await c.admOk('beta', ['adjust', c.resource]);
+    await c.admOk('alpha', ['adjust', c.resource]);
     await resyncAfterWritesOnAlpha(c, RESYNC_BYTES);
     const unthrottledWrites = await writeFor(c, 3_000);
     expect((await syncStatus(c)).cstate).toBe('SyncTarget');
@@ -149,6 +154,7 @@ describe('resync pacing (resync-rate, c-plan-ahead, c-max-rate, c-min-rate)', ()
     expect(withMinRate).toMatchObject({ ok: true });
     expect(withMinRate!.throttledSteps).toBeGreaterThan(0);
     expect(withoutMinRate).toMatchObject({ ok: true, throttledSteps: 0 });
+    expect(sourceWaits()).toBe(1);
   }, 180_000);
 
   it('online verify is paced as a resync is: resync-rate 1M holds a 16 MiB verify back, adjust releases it', async () => {
