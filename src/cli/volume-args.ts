@@ -45,3 +45,11 @@ export function resolveVolumeArgument(config: DrbdConfig, nodeName: string, verb
   }
   return { name, volumes };
 }
+
+/**
+ * The resource a RES or RES/VNR argument of `verb` names, checked as above,
+ * for verbs that talk to a resource process (which runs one volume).
+ */
+export function resourceOfArgument(config: DrbdConfig, nodeName: string, verb: string, written: string, fromAll = false): string {
+  return resolveVolumeArgument(config, nodeName, verb, written, fromAll).name.resource;
+}

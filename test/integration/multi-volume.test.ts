@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { UDRBDADM } from '../helpers/cluster.js';
-import { drbdmetaAt, dumpBody, requireDrbdmeta, sparseFile, tmpDir, withoutFlagsLine } from '../helpers/meta-helpers.js';
+import { dumpBody, requireDrbdmeta, sparseFile, tmpDir, withoutFlagsLine } from '../helpers/meta-helpers.js';
 import { isProcessAlive, readPid, runtimePaths } from '../../src/control/paths.js';
 
 const MiB = 1024 * 1024;
@@ -206,6 +206,13 @@ describe('the resource process runs one volume: more are refused, loudly and in 
     expect([adjust.exitCode, adjust.stderr]).toEqual([1, 'adjust operates on whole resources, but you specified a specific volume!\n']);
     const up = adm(['up', 'mv1/7']);
     expect([up.exitCode, up.stderr]).toEqual([1, "'mv1/7' not defined in your config (for this host).\n"]);
+    const events = adm(['events', '--now', 'mv1/0']);
+    expect([events.exitCode, events.stderr]).toEqual([1, 'events operates on whole resources, but you specified a specific volume!\n']);
+    const waitSync = adm(['wait-sync', 'mv2/9']);
+    expect([waitSync.exitCode, waitSync.stderr]).toEqual([1, "'mv2/9' not defined in your config (for this host).\n"]);
+    // a per-volume query on a volume of a resource that is not up: what drbdadm prints for an unconfigured minor
+    const role = adm(['role', 'mv1/1']);
+    expect([role.exitCode, role.stdout]).toEqual([0, 'Unconfigured\n']);
   });
 
   it('-d up still prints the per-volume plan drbdadm-84 prints, and starts nothing', () => {
