@@ -14,7 +14,8 @@
  * daemon.
  */
 import type { Command } from 'commander';
-import { bindNode, expandCommon, expandResourceNames, loadConfig, metaDiskArgs, volumeMetaDisk, withResyncAfterMinor, type DrbdConfig, type MetaDiskArgs, type OptionEntry } from '../config/index.js';
+import { bindNode, expandCommon, expandResourceNames, loadConfig, withResyncAfterMinor, parseVolumeName, resolveVolumes, selectVolumes, type DrbdConfig, type MetaDiskArgs, type OptionEntry } from '../config/index.js';
+import { resolveVolumeArgument } from './volume-args.js';
 import { UdrbdError, ExitCode } from '../util/errors.js';
 import type { CliContext } from './context.js';
 import { shellEscape } from '../util/shell-escape.js';
@@ -24,19 +25,27 @@ export { shellEscape };
 export const DRBDSETUP = 'drbdsetup-84';
 export const DRBDMETA = 'drbdmeta';
 
-/** What drbdadm's lines are made of, for one resource on this node (config only). */
-export interface DryRunTarget {
-  name: string;
+/** One volume's part of drbdadm's lines: its minor, number, disks and disk { } options. */
+export interface DryRunVolume {
+  vnr: number;
   minor: number;
-  volume: number;
   diskPath: string;
   /** The meta device and index words drbdmeta and drbdsetup-84 attach take. */
   meta: MetaDiskArgs;
+  diskOptions: readonly OptionEntry[];
+}
+
+/** What drbdadm's lines are made of, for one resource (all its volumes, or the one RES/VNR names) on this node (config only). */
+export interface DryRunTarget {
+  name: string;
+  /** The volumes the verb acts on, by volume number. */
+  volumes: readonly DryRunVolume[];
+  /** The resource has more than one volume on this node (whatever was selected). */
+  hasSeveralVolumes: boolean;
   /** `ipv4:127.0.0.1:7701` as drbdadm prints it. */
   localAddress: string | undefined;
   peerAddress: string | undefined;
   netOptions: readonly OptionEntry[];
-  diskOptions: readonly OptionEntry[];
   startupOptions: readonly OptionEntry[];
   becomePrimaryOn: readonly string[];
 }
@@ -56,31 +65,32 @@ function optionArgs(options: readonly OptionEntry[]): string[] {
   return options.map((o) => (o.value === null ? `--${o.name}` : `--${o.name}=${shellEscape(o.value)}`));
 }
 
-/** Resolves RES for this node from the configuration, as drbdadm does before printing anything. */
-export function dryRunTarget(config: DrbdConfig, resourceName: string, nodeName: string): DryRunTarget {
-  const { bindings, errors } = bindNode(config, nodeName);
-  if (errors.length > 0) throw new UdrbdError(errors.join('').trimEnd(), ExitCode.configInvalid);
-  const binding = bindings.find((b) => b.resource.name === resourceName);
-  if (!binding || binding.ignored || !binding.me) {
-    throw new UdrbdError(`'${resourceName}' not defined in your config (for this host).`, ExitCode.usage);
-  }
-  const res = expandCommon(config).find((r) => r.name === resourceName)!;
-  const me = res.hosts[binding.resource.hosts.indexOf(binding.me)]!;
+/**
+ * Resolves `RES` or `RES/VNR` for this node from the configuration, as drbdadm
+ * does before printing anything ("'r0/7' not defined in your config (for this
+ * host).", exit 1, for a volume this node does not have).
+ */
+export function dryRunTarget(config: DrbdConfig, written: string, nodeName: string): DryRunTarget {
+  const name = parseVolumeName(written);
+  const all = resolveVolumes(config, name.resource, nodeName);
+  const { bindings } = bindNode(config, nodeName);
+  const binding = bindings.find((b) => b.resource.name === name.resource)!;
+  const res = expandCommon(config).find((r) => r.name === name.resource)!;
+  const me = res.hosts[binding.resource.hosts.indexOf(binding.me!)]!;
   const peer = binding.peer ? res.hosts[binding.resource.hosts.indexOf(binding.peer)] : undefined;
-  const vol = me.volumes[0];
-  if (!vol || vol.disk === undefined) {
-    throw new UdrbdError(`${res.configFile}:${res.startLine}: in resource ${res.name}: no volume for ${nodeName}`, ExitCode.configInvalid);
-  }
   return {
     name: res.name,
-    minor: vol.minor,
-    volume: vol.vnr,
-    diskPath: vol.disk,
-    meta: metaDiskArgs(volumeMetaDisk(vol), vol.disk),
+    volumes: selectVolumes(all, name).map((v) => ({
+      vnr: v.vnr,
+      minor: v.minor,
+      diskPath: v.diskPath,
+      meta: v.meta,
+      diskOptions: withResyncAfterMinor(config, nodeName, v.diskOptions.length > 0 ? v.diskOptions : res.diskOptions),
+    })),
+    hasSeveralVolumes: all.length > 1,
     localAddress: addressText(me.address),
     peerAddress: addressText(peer?.address),
     netOptions: res.netOptions,
-    diskOptions: withResyncAfterMinor(config, nodeName, vol.diskOptions.length > 0 ? vol.diskOptions : res.diskOptions),
     startupOptions: res.startupOptions,
     becomePrimaryOn: res.becomePrimaryOn ?? [],
   };
@@ -99,15 +109,18 @@ function extras(flags: DryRunFlags): string[] {
   return [...new Set([...flags.verbFlags.filter((f) => !flags.backendOptions.includes(f)), ...flags.backendOptions])];
 }
 
-const metaLine = (t: DryRunTarget, verb: string, more: readonly string[]): string =>
-  join([DRBDMETA, String(t.minor), 'v08', t.meta.device, t.meta.drbdmetaIndex, verb, ...more]);
-const minorLine = (t: DryRunTarget, verb: string, more: readonly string[]): string => join([DRBDSETUP, verb, String(t.minor), ...more]);
+const metaLine = (v: DryRunVolume, verb: string, more: readonly string[]): string =>
+  join([DRBDMETA, String(v.minor), 'v08', v.meta.device, v.meta.drbdmetaIndex, verb, ...more]);
+const minorLine = (v: DryRunVolume, verb: string, more: readonly string[]): string => join([DRBDSETUP, verb, String(v.minor), ...more]);
+
+/** drbdadm iterates a per-volume verb over the volumes in volume-number order. */
+const perVolume = (t: DryRunTarget, lines: (v: DryRunVolume) => string[]): string[] => t.volumes.flatMap(lines);
 
 function attachLines(t: DryRunTarget, more: readonly string[]): string[] {
-  return [
-    metaLine(t, 'apply-al', more),
-    join([DRBDSETUP, 'attach', String(t.minor), t.diskPath, t.meta.device, t.meta.attachIndex, ...optionArgs(t.diskOptions), ...more]),
-  ];
+  return perVolume(t, (v) => [
+    metaLine(v, 'apply-al', more),
+    join([DRBDSETUP, 'attach', String(v.minor), v.diskPath, v.meta.device, v.meta.attachIndex, ...optionArgs(v.diskOptions), ...more]),
+  ]);
 }
 
 function connectLine(t: DryRunTarget, more: readonly string[]): string {
@@ -122,15 +135,15 @@ function connectLine(t: DryRunTarget, more: readonly string[]): string {
 type StagedPlan = (t: DryRunTarget, flags: DryRunFlags) => string[][];
 type Plan = (t: DryRunTarget, more: readonly string[], nodeName: string) => string[];
 
-const minorVerb = (verb: string): Plan => (t, more) => [minorLine(t, verb, more)];
-/** drbdadm tries drbdsetup first and falls back to drbdmeta: -d prints both. */
-const withMetaFallback = (verb: string): Plan => (t, more) => [minorLine(t, verb, more), metaLine(t, verb, more)];
-const metaVerb = (verb: string): Plan => (t, more) => [metaLine(t, verb, more)];
+const minorVerb = (verb: string): Plan => (t, more) => perVolume(t, (v) => [minorLine(v, verb, more)]);
+/** drbdadm tries drbdsetup first and falls back to drbdmeta: -d prints both, volume by volume. */
+const withMetaFallback = (verb: string): Plan => (t, more) => perVolume(t, (v) => [minorLine(v, verb, more), metaLine(v, verb, more)]);
+const metaVerb = (verb: string): Plan => (t, more) => perVolume(t, (v) => [metaLine(v, verb, more)]);
 
 const STAGED_PLANS: Readonly<Record<string, StagedPlan>> = {
   // Backend options go on every call as drbdadm appends them; udrbd's `up --discard-my-data` is a connect option.
   up: (t, flags) => [
-    [join([DRBDSETUP, 'new-resource', t.name, ...flags.backendOptions]), join([DRBDSETUP, 'new-minor', t.name, String(t.minor), String(t.volume)])],
+    [join([DRBDSETUP, 'new-resource', t.name, ...flags.backendOptions]), ...perVolume(t, (v) => [join([DRBDSETUP, 'new-minor', t.name, String(v.minor), String(v.vnr)])])],
     attachLines(t, flags.backendOptions),
     [connectLine(t, extras(flags))],
   ],
@@ -143,7 +156,8 @@ const PLANS: Readonly<Record<string, Plan>> = {
   disconnect: (t, more) => [join([DRBDSETUP, 'disconnect', t.localAddress, t.peerAddress, ...more])],
   down: (t, more) => [join([DRBDSETUP, 'down', t.name, ...more])],
   status: (t, more) => [join([DRBDSETUP, 'status', t.name, ...more])],
-  events: (t, more) => [join([DRBDSETUP, 'events', String(t.minor), ...more])],
+  // drbdadm-84 has no events verb; drbdsetup-84 events takes one minor: the resource's first volume.
+  events: (t, more) => [join([DRBDSETUP, 'events', String(t.volumes[0]!.minor), ...more])],
   detach: minorVerb('detach'),
   primary: minorVerb('primary'),
   secondary: minorVerb('secondary'),
@@ -156,16 +170,16 @@ const PLANS: Readonly<Record<string, Plan>> = {
   role: minorVerb('role'),
   cstate: minorVerb('cstate'),
   // drbdadm-84 has no wait-sync; drbdsetup-84 wait-sync takes wait-connect's startup options
-  'wait-sync': (t, more) => [minorLine(t, 'wait-sync', [...optionArgs(t.startupOptions), ...more])],
-  'wait-connect': (t, more) => [minorLine(t, 'wait-connect', [...optionArgs(t.startupOptions), ...more])],
-  'wait-con-int': (t, more) => [minorLine(t, 'wait-connect', [...optionArgs(t.startupOptions), ...more])],
+  'wait-sync': (t, more) => perVolume(t, (v) => [minorLine(v, 'wait-sync', [...optionArgs(t.startupOptions), ...more])]),
+  'wait-connect': (t, more) => perVolume(t, (v) => [minorLine(v, 'wait-connect', [...optionArgs(t.startupOptions), ...more])]),
+  'wait-con-int': (t, more) => perVolume(t, (v) => [minorLine(v, 'wait-connect', [...optionArgs(t.startupOptions), ...more])]),
   // drbdadm passes `disk { size }` (only that disk option) as --size, then the verb's options; check-resize takes none.
-  resize: (t, more) => [
-    minorLine(t, 'resize', [...optionArgs(t.diskOptions.filter((o) => o.name === 'size')), ...more]),
-    minorLine(t, 'check-resize', []),
-  ],
+  resize: (t, more) => perVolume(t, (v) => [
+    minorLine(v, 'resize', [...optionArgs(v.diskOptions.filter((o) => o.name === 'size')), ...more]),
+    minorLine(v, 'check-resize', []),
+  ]),
   'sh-b-pri': (t, more, nodeName) =>
-    t.becomePrimaryOn.includes(nodeName) || t.becomePrimaryOn.includes('both') ? [minorLine(t, 'primary', more)] : [],
+    t.becomePrimaryOn.includes(nodeName) || t.becomePrimaryOn.includes('both') ? perVolume(t, (v) => [minorLine(v, 'primary', more)]) : [],
   invalidate: withMetaFallback('invalidate'),
   outdate: withMetaFallback('outdate'),
   dstate: withMetaFallback('dstate'),
@@ -285,10 +299,21 @@ export function interceptDryRun(ctx: CliContext, command: Command): void {
   if (names.length === 0) throw new UdrbdError('No resource names specified', ExitCode.usage);
   const flags: DryRunFlags = { verbFlags: verbFlags(command.opts()), backendOptions: ctx.backendOptions };
   const stages: string[][] = [];
+  const fromAll = names.length === 1 && names[0] === 'all';
   for (const name of expandResourceNames(config, ctx.nodeName, names)) {
+    try {
+      resolveVolumeArgument(config, ctx.nodeName, verb, name, fromAll);
+    } catch (err) {
+      // drbdadm stops at a name it cannot use: the calls of the names before it have run, a staged verb's have not.
+      if (!Object.hasOwn(STAGED_PLANS, verb)) printLines(ctx, stages.flat());
+      throw err;
+    }
     stagesOf(verb, dryRunTarget(config, name, ctx.nodeName), flags, ctx.nodeName).forEach((lines, i) => (stages[i] ??= []).push(...lines));
   }
-  const lines = stages.flat();
-  if (lines.length > 0) ctx.out(`${lines.join('\n')}\n`);
+  printLines(ctx, stages.flat());
   throw new UdrbdError('', ExitCode.ok);
+}
+
+function printLines(ctx: CliContext, lines: readonly string[]): void {
+  if (lines.length > 0) ctx.out(`${lines.join('\n')}\n`);
 }

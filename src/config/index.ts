@@ -24,6 +24,10 @@ export {
   type Finding, type SupportFindings, type SupportEnvironment, type SupportRule, type SupportStatus, type Verdict,
 } from './support.js';
 export { setupArgs, shellEscape, withResyncAfterMinor, type SetupArgs } from './setup-args.js';
+export {
+  assertRunnableVolumes, notDefinedError, parseVolumeName, resolveVolumes, runnableVolumeRefusal, selectVolumes,
+  type VolumeName, type VolumeRefusal, type VolumeView,
+} from './volumes.js';
 
 /**
  * Parse `path` (and its includes). Throws UdrbdError carrying exactly what

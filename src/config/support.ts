@@ -3,8 +3,9 @@
  * accepts, in one table: `implemented`, `warn` (ignored, and ignoring it
  * cannot change the data: said so at `up`), or `refuse` (ignoring it would
  * change the data's safety: `up` and `adjust` stop with exit 10). A keyword
- * may be judged per value (`volume 1` is refused, `volume 0` is what udrbd
- * has). checkOptionSupport walks one node's view of one resource and returns
+ * may be judged per value (`on-no-data-accessible io-error` is what udrbd
+ * does). What volumes can run is config/volumes' judgement, reported here as a
+ * refusal of its own. checkOptionSupport walks one node's view of one resource and returns
  * a Finding (option, file, line, message) for each option that is not simply
  * implemented. Pure: knows nothing of sockets, disks or the daemon; what the
  * running machine can do (the native addon) comes in as `SupportEnvironment`.
@@ -14,6 +15,7 @@ import { bindNode } from './hosts.js';
 import { escapeValue, expandCommon } from './dump.js';
 import { blockDigest } from '../util/digest.js';
 import { UdrbdError } from '../util/errors.js';
+import { runnableVolumeRefusal } from './volumes.js';
 
 export type SupportStatus = 'implemented' | 'warn' | 'refuse';
 
@@ -57,8 +59,9 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
   ),
   { keyword: 'ignore-on', section: 'syntax', ...OK('the resource is ignored on that host (the parser warns that the keyword is deprecated, as drbdadm does)') },
   {
-    keyword: 'volume', section: 'volume', status: 'refuse', why: 'volume 0 only: more volumes would need one bitmap, activity log and device each, which udrbd does not have',
-    values: { '0': ok }, what: 'only volume 0', todo: 'use one resource per volume (volume 0, or no volume block)',
+    keyword: 'volume', section: 'volume', status: 'refuse',
+    why: 'dump, -d, the sh-* queries and the meta-data verbs (create-md, dump-md, ... on RES or RES/VNR) take every volume; the resource process runs one volume numbered 0, so up, attach and adjust refuse a resource with more (docs/multi-volume.md)',
+    values: { '0': ok }, what: 'one volume per resource', todo: 'use one resource per volume (volume 0, or no volume block)',
   },
   { keyword: 'stacked-on-top-of', section: 'syntax', status: 'refuse', why: 'stacked resources are not supported; the parser refuses them', what: 'stacked resource', todo: 'use a plain two-node resource' },
   { keyword: 'proxy', section: 'proxy', status: 'refuse', why: 'DRBD Proxy is not supported; the parser refuses proxy sections', what: 'DRBD Proxy', todo: 'remove the proxy section' },
@@ -263,8 +266,9 @@ export function checkOptionSupport(config: DrbdConfig, resourceName: string, nod
   const me = res.hosts[binding.resource.hosts.indexOf(binding.me)];
   if (!me) return out;
 
+  const volumeRefusal = runnableVolumeRefusal(res, me.volumes, { file: res.sourceFile, line: res.startLine });
+  if (volumeRefusal) out.refusals.push({ option: volumeRefusal.option, file: volumeRefusal.at.file, line: volumeRefusal.at.line, message: volumeRefusal.message });
   for (const vol of me.volumes) {
-    add(`volume ${vol.vnr}`, vol.at, judgeOption('volume', String(vol.vnr)));
     const metaKeyword = vol.metaIndex === 'flexible' ? 'flexible-meta-disk' : 'meta-disk';
     if (vol.metaDisk !== undefined) add(metaDiskText(vol), vol.metaDiskAt, judgeOption(metaKeyword, vol.metaDisk));
     judgeList(vol.diskOptions);

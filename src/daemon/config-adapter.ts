@@ -2,11 +2,13 @@
  * daemon/config-adapter — turns config/'s ResourceView for this node into
  * the daemon's ResourceSpec. The only daemon file that reads config/ types.
  */
-import { loadConfig, metaDiskArgs, resolveResource, setupArgs } from '../config/index.js';
+import { assertRunnableVolumes, loadConfig, metaDiskArgs, resolveResource, setupArgs } from '../config/index.js';
 import type { ResourceSpec } from './spec.js';
 
 export function loadSpec(configPath: string, resource: string, node: string): ResourceSpec {
   const config = loadConfig(configPath);
+  // The view carries one volume: a resource with more (or numbered other than 0) is refused, never run as volume 0.
+  assertRunnableVolumes(config, resource, node);
   const view = resolveResource(config, resource, node);
   return {
     name: view.name,

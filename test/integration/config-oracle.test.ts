@@ -6,7 +6,9 @@
  *  - `dump RES` for every resource and host (no header; drbdadm's IP warning on
  *    stderr is ignored — udrbd nodes are chosen by name, not by local IP),
  *  - plain `dump` as a host that has no section (everything ignored),
- *  - sh-resources / sh-dev / sh-minor / sh-ll-dev / sh-md-dev / sh-md-idx,
+ *  - sh-resources / sh-dev / sh-minor / sh-ll-dev / sh-md-dev / sh-md-idx, for
+ *    RES and each RES/VNR (one volume; one the host does not have: exit 1),
+ *  - `dump RES/VNR`: drbdadm's exit-1 refusal (dump takes whole resources),
  *  - and for broken configs: the same stderr text and the same exit code.
  * udrbdadm runs in-process (src/cli/main) for speed; one case runs dist.
  */
@@ -117,11 +119,25 @@ describe('config oracle: udrbdadm matches drbdadm-84', () => {
           const mineOne = await udrbdadm(host, ['-c', entry.file, 'dump', res]);
           expect(mineOne.stdout, `${entry.file} as ${host}: dump ${res}`).toBe(one.stdout);
           expect(mineOne.code).toBe(one.code);
-          for (const verb of SH_VERBS) {
-            const sh = drbdadm(host, ['-c', entry.file, verb, res]);
-            const mineSh = await udrbdadm(host, ['-c', entry.file, verb, res]);
-            expect(mineSh.stdout, `${entry.file} as ${host}: ${verb} ${res}`).toBe(sh.stdout);
-            expect(mineSh.code, `${entry.file} as ${host}: ${verb} ${res} exit code`).toBe(sh.code);
+          // RES/VNR names one volume (every volume this host's dump shows, and one it does not have).
+          const vnrs = [...one.stdout.matchAll(/^ {8}volume (\d+) \{$/gm)].map((m) => m[1]!);
+          const names = [res, ...new Set(vnrs)].map((v, i) => (i === 0 ? v : `${res}/${v}`));
+          if (vnrs.length > 0) names.push(`${res}/99`);
+          for (const name of names) {
+            for (const verb of SH_VERBS) {
+              const sh = drbdadm(host, ['-c', entry.file, verb, name]);
+              const mineSh = await udrbdadm(host, ['-c', entry.file, verb, name]);
+              expect(mineSh.stdout, `${entry.file} as ${host}: ${verb} ${name}`).toBe(sh.stdout);
+              expect(mineSh.stderr, `${entry.file} as ${host}: ${verb} ${name} stderr`).toBe(sh.stderr);
+              expect(mineSh.code, `${entry.file} as ${host}: ${verb} ${name} exit code`).toBe(sh.code);
+            }
+          }
+          if (vnrs.length > 0) {
+            // dump takes whole resources only: drbdadm's exit-1 refusal of RES/VNR.
+            const vol = drbdadm(host, ['-c', entry.file, 'dump', `${res}/${vnrs[0]!}`]);
+            const mineVol = await udrbdadm(host, ['-c', entry.file, 'dump', `${res}/${vnrs[0]!}`]);
+            expect(vol.code).toBe(1);
+            expect(mineVol).toEqual(vol);
           }
         }
         const shRes = drbdadm(host, ['-c', entry.file, 'sh-resources']);

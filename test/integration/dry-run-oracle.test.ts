@@ -6,8 +6,10 @@
  * common options, a quoted secret with shell metacharacters, flags, startup
  * options and two resources, so option order, escaping, backend options and
  * drbdadm's staging of `up all` are all compared, and external meta-data
- * (indexed and flexible) in the drbdmeta and attach arguments, and resize
- * with `disk { size }` and its options. Nothing runs: no process,
+ * (indexed and flexible) in the drbdmeta and attach arguments, resize
+ * with `disk { size }` and its options, and resources with several volumes
+ * (resource-level and in host sections, numbered 0/1 and 0/3) addressed as
+ * RES and RES/VNR, with drbdadm's exit-1 refusals of a name. Nothing runs: no process,
  * no disk is opened (the image files do not even exist).
  */
 import { spawnSync } from 'node:child_process';
@@ -45,6 +47,25 @@ resource sfor1 {
   disk { size 40M; }
   on alpha { device minor 45; disk ${dir}/a1.img; address 127.0.0.1:7915; meta-disk internal; }
   on beta { device minor 46; disk ${dir}/b1.img; address 127.0.0.2:7915; meta-disk internal; }
+}
+resource mvor3 {
+  disk { resync-rate 10M; }
+  volume 0 { device minor 1500; disk ${dir}/v0.img; meta-disk internal; }
+  volume 1 { device /dev/drbd1501; disk ${dir}/v1.img; meta-disk ${dir}/md.img [3]; disk { al-extents 3001; size 20M; } }
+  on alpha { address 127.0.0.1:9601; }
+  on beta { address 127.0.0.2:9601; }
+}
+resource mvor4 {
+  startup { become-primary-on both; }
+  net { allow-two-primaries; }
+  on alpha { address 127.0.0.1:9602;
+    volume 0 { device minor 1502; disk ${dir}/a4.img; meta-disk internal; }
+    volume 3 { device minor 1503; disk ${dir}/a43.img; flexible-meta-disk ${dir}/fmd4.img; disk { resync-rate 30M; } }
+  }
+  on beta { address 127.0.0.2:9602;
+    volume 0 { device minor 1502; disk ${dir}/b4.img; meta-disk internal; }
+    volume 3 { device minor 1503; disk ${dir}/b43.img; meta-disk internal; }
+  }
 }
 resource xmor2 {
   on alpha { device minor 140; disk ${dir}/a2.img; address 127.0.0.1:8250; meta-disk ${dir}/md.img [1]; }
@@ -95,6 +116,27 @@ const CASES: string[][] = [
   ['resize', 'sfor0'], ['resize', 'sfor1'], ['resize', 'all'], ['resize', 'xmor2'], ['--', '--size=100M', 'resize', 'sfor0'],
   ['--', '--size=100M', 'resize', 'sfor1'], ['--', '--assume-peer-has-space', 'resize', 'sfor0'],
   ['--', '--assume-clean', '--assume-peer-has-space', 'resize', 'sfor1'], ['--', '--size=2G', '--assume-clean', 'resize', 'all'],
+  // several volumes: one new-minor / apply-al / attach / drbdmeta call per volume, one connect; RES/VNR names one
+  ['up', 'mvor3'], ['up', 'mvor4'], ['up', 'mvor3/1'], ['up', 'mvor4/3', 'mvor3/0'], ['attach', 'mvor3'], ['attach', 'mvor4/3'],
+  ['create-md', 'mvor3'], ['create-md', 'mvor3/1'], ['create-md', '--force', 'mvor4'], ['connect', 'mvor3'], ['down', 'mvor4'],
+  ['disconnect', 'mvor3'], ['status', 'mvor3'], ['detach', 'mvor3'], ['detach', 'mvor4/0'], ['primary', 'mvor3'],
+  ['primary', '--force', 'mvor4/3'], ['secondary', 'mvor4'], ['dump-md', 'mvor3'], ['dump-md', 'mvor4/3'],
+  ['apply-al', 'mvor3'], ['wipe-md', 'mvor3/0'], ['get-gi', 'mvor3'], ['show-gi', 'mvor4/3'], ['dstate', 'mvor4'],
+  ['invalidate', 'mvor3/1'], ['outdate', 'mvor4'], ['verify', 'mvor3'], ['role', 'mvor4'], ['cstate', 'mvor3/1'],
+  ['new-current-uuid', 'mvor3/1'], ['new-current-uuid', 'all'], ['wait-connect', 'mvor4'], ['sh-b-pri', 'mvor4'],
+  ['sh-b-pri', 'mvor4/3'], ['resize', 'mvor3'], ['resize', 'mvor3/1'], ['--', '--size=10M', 'resize', 'mvor4'],
+];
+
+/**
+ * drbdadm's refusals of a name (exit 1): a volume this node does not have, a volume given to a verb that acts on
+ * whole resources, no volume for a verb that needs one; the calls of the names before it are printed, a staged
+ * verb's (up) are not.
+ */
+const REFUSED: string[][] = [
+  ['up', 'mvor3/7'], ['create-md', 'mvor3/2'], ['create-md', 'mvor4', 'mvor3/7'], ['create-md', 'mvor3/7', 'mvor4'],
+  ['up', 'mvor4', 'mvor3/7'], ['attach', 'mvor4', 'mvor3/7'], ['connect', 'mvor3/1'], ['down', 'mvor3/0'],
+  ['disconnect', 'mvor4/3'], ['status', 'mvor3/1'], ['connect', 'mvor4', 'mvor3/1'], ['new-current-uuid', 'mvor3'],
+  ['new-current-uuid', 'mvor4/3', 'mvor3'],
 ];
 
 describe('udrbdadm -d against drbdadm-84 -d', () => {
@@ -104,6 +146,13 @@ describe('udrbdadm -d against drbdadm-84 -d', () => {
         const real = theirs(host, args);
         expect(real.exitCode).toBe(0);
         expect(real.stdout).not.toBe('');
+        expect(mine(host, args)).toEqual(real);
+      });
+    }
+    for (const args of REFUSED) {
+      it(`on ${host}: -d ${args.join(' ')} is refused with exit 1`, () => {
+        const real = theirs(host, args);
+        expect(real.exitCode).toBe(1);
         expect(mine(host, args)).toEqual(real);
       });
     }

@@ -89,7 +89,7 @@ function configLines(c: Cluster): Line[] {
     L('resource opvol {'),
     L('  on alpha {'),
     L(`    volume 0 { device minor 24; disk ${disk('vol0')}; meta-disk internal; }`),
-    L(`    volume 1 { device minor 25; disk ${disk('vol1')}; meta-disk internal; }`, 'volume 1', 'refuse'),
+    L(`    volume 1 { device minor 25; disk ${disk('vol1')}; meta-disk internal; }`),
     L('    address 127.0.0.1:7924;'),
     L('  }'),
     L('  on beta {'),
@@ -155,6 +155,9 @@ describe('up on the options issue 14 found silently ignored', () => {
     const r = await c.adm('alpha', ['up', 'opvol']);
     expect(r.exitCode, `opvol: ${r.stderr}`).toBe(10);
     expectJudged(r.stderr, file, lines, 'opvol');
+    // config/volumes' refusal, at the line of the volume the resource process cannot carry.
+    const volumeLine = lines.findIndex((l) => l.text.startsWith('    volume 1 { device minor 25;')) + 1;
+    expect(r.stderr).toContain(`${file}:${volumeLine}: resource opvol has volumes 0, 1; udrbd runs one volume per resource: define one resource per volume`);
     expect(fs.existsSync(path.join(c.dir, 'run', 'opvol.alpha.pid'))).toBe(false);
     for (const name of ['opmeta', 'opflex']) {
       // Past the option check, up fails only on the devices, which do not exist here.

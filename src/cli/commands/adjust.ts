@@ -22,6 +22,7 @@ import { type AdjustStep, planText, planUp } from '../../daemon/adjust-plan.js';
 import type { AdjustReply } from '../../daemon/adjust.js';
 import { declareOwnDryRun } from '../dry-run.js';
 import { enforceOptionSupport } from '../option-check.js';
+import { resolveVolumeArgument } from '../volume-args.js';
 import { refuseResyncAfterCycle } from '../resync-after-check.js';
 
 /** A connect or disconnect step waits for the link; a reconnect has this long. */
@@ -66,6 +67,8 @@ export function register(program: Command, getContext: GetContext): void {
       const ctx = getContext();
       const config = loadConfig(ctx.configPath);
       const names = expandResourceNames(config, ctx.nodeName, resources);
+      // adjust acts on whole resources: a RES/VNR is drbdadm's exit-1 refusal, before anything runs.
+      for (const name of names) resolveVolumeArgument(config, ctx.nodeName, 'adjust', name);
       let worstExitCode = 0;
       for (const name of names) {
         try {

@@ -15,6 +15,7 @@ import type { GetContext } from './index.js';
 import type { CliContext } from '../context.js';
 import { UdrbdError, ExitCode } from '../../util/errors.js';
 import { bindNode, expandResourceNames, loadConfig, resolveResource, validateBindings, type ResourceView } from '../../config/index.js';
+import { resourceOfArgument } from '../volume-args.js';
 import { runtimePaths } from '../../control/paths.js';
 import { ResourceNotUpError, callResource } from '../../control/client.js';
 import { renderInitStatus, renderProcDrbd } from '../render/proc-drbd.js';
@@ -38,10 +39,12 @@ interface TimeoutOptions {
   waitAfterSb?: boolean;
 }
 
-/** The resources a verb acts on with their config views. */
-function views(ctx: CliContext, names: readonly string[]): ResourceView[] {
+/** The resources a verb acts on (RES, RES/VNR or all) with their config views. */
+function views(ctx: CliContext, verb: string, names: readonly string[]): ResourceView[] {
   const config = loadConfig(ctx.configPath);
-  return expandResourceNames(config, ctx.nodeName, names).map((name) => resolveResource(config, name, ctx.nodeName));
+  const fromAll = names.length === 1 && names[0] === 'all';
+  return expandResourceNames(config, ctx.nodeName, names).map((name) =>
+    resolveResource(config, resourceOfArgument(config, ctx.nodeName, verb, name, fromAll), ctx.nodeName));
 }
 
 function parseTimeout(name: 'wfc_timeout' | 'degr_wfc_timeout' | 'outdated_wfc_timeout', text: string | undefined, fallbackS: number): number {
@@ -62,7 +65,7 @@ function timeoutsFor(startup: WfcTimeouts, opts: TimeoutOptions): WfcTimeouts {
 }
 
 function waitRequests(ctx: CliContext, names: readonly string[], opts: TimeoutOptions): WaitRequest[] {
-  return views(ctx, names).map((view) => ({
+  return views(ctx, 'wait-connect', names).map((view) => ({
     name: view.name,
     minor: view.minor,
     paths: runtimePaths(view.name, ctx.nodeName),
@@ -86,7 +89,7 @@ function dryRunWait(ctx: CliContext, requests: readonly WaitRequest[]): void {
 
 async function becomePrimary(ctx: CliContext, names: readonly string[]): Promise<void> {
   let worstExit = 0;
-  for (const view of views(ctx, names)) {
+  for (const view of views(ctx, 'sh-b-pri', names)) {
     let lastExit = 0;
     const hosts = view.startup.becomePrimaryOn ?? [];
     if (!hosts.includes(ctx.nodeName) && !hosts.includes('both')) continue;
@@ -191,7 +194,7 @@ export function register(program: Command, getContext: GetContext): void {
       const ctx = getContext();
       const requests = waitRequests(ctx, ['all'], {});
       if (ctx.dryRun) return dryRunWait(ctx, requests);
-      const first = views(ctx, ['all'])[0]!;
+      const first = views(ctx, 'wait-con-int', ['all'])[0]!;
       const code = await waitConInt(ctx, {
         requests,
         banner: { resource: first.name, degrWfcTimeout: String(first.startup.degrWfcTimeoutS), wfcTimeout: String(first.startup.wfcTimeoutS) },

@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import type { GetContext } from './index.js';
 import type { CliContext } from '../context.js';
 import { UdrbdError, ExitCode } from '../../util/errors.js';
-import { loadConfig, bindNode, validateBindings, dumpConfig, expandResourceNames, type DrbdConfig, type NodeBinding, type VolumeDef } from '../../config/index.js';
+import { loadConfig, bindNode, validateBindings, dumpConfig, expandResourceNames, notDefinedError, parseVolumeName, type DrbdConfig, type NodeBinding, type VolumeDef } from '../../config/index.js';
 
 interface Loaded {
   config: DrbdConfig;
@@ -34,6 +34,7 @@ function dump(ctx: CliContext, names: string[]): void {
     return;
   }
   for (const name of names) {
+    if (parseVolumeName(name).vnr !== undefined) throw new UdrbdError('dump operates on whole resources, but you specified a specific volume!', ExitCode.usage);
     // drbdadm-84 9.22 looks resources up among this node's only: an ignored one is "not defined".
     if (!bindings.some((b) => b.resource.name === name && !b.ignored)) {
       throw new UdrbdError(`'${name}' not defined in your config (for this host).`, ExitCode.usage);
@@ -43,14 +44,16 @@ function dump(ctx: CliContext, names: string[]): void {
 }
 
 /** sh-* verbs that print one line per volume of this node's section. */
-function perVolume(ctx: CliContext, name: string, line: (vol: VolumeDef) => string): void {
+function perVolume(ctx: CliContext, written: string, line: (vol: VolumeDef) => string): void {
   const { config, bindings } = load(ctx);
   if (config.resources.length === 0) throw new UdrbdError('no resources defined!', ExitCode.usage);
-  const binding = bindings.find((b) => b.resource.name === name);
-  if (!binding || binding.ignored || !binding.me) {
-    throw new UdrbdError(`'${name}' not defined in your config (for this host).`, ExitCode.usage);
-  }
-  for (const vol of binding.me.volumes) ctx.out(`${line(vol)}\n`);
+  // RES/VNR: that volume only (drbdadm-84 sh-minor r0/1).
+  const name = parseVolumeName(written);
+  const binding = bindings.find((b) => b.resource.name === name.resource);
+  if (!binding || binding.ignored || !binding.me) throw notDefinedError(written);
+  const volumes = binding.me.volumes.filter((v) => name.vnr === undefined || v.vnr === name.vnr);
+  if (volumes.length === 0) throw notDefinedError(written);
+  for (const vol of volumes) ctx.out(`${line(vol)}\n`);
 }
 
 const SH_VOLUME_VERBS: ReadonlyArray<readonly [string, string, (vol: VolumeDef) => string]> = [

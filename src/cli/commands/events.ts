@@ -19,6 +19,7 @@ import { ControlClient } from '../../control/client.js';
 import type { ControlEvent } from '../../control/protocol.js';
 import { endOfDumpEvent, isEndOfDump } from '../../daemon/events2.js';
 import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
+import { resourceOfArgument } from '../volume-args.js';
 import { Events2Printer, type Events2PrintOptions } from '../events2-printer.js';
 
 /** How often a stream that is not open looks for its resource process. */
@@ -146,7 +147,9 @@ interface EventsTarget {
 /** RES...|all (none = all) against the config, with drbdadm's errors for unknown resources. */
 function eventsTargets(ctx: CliContext, names: string[]): EventsTarget[] {
   const config = loadConfig(ctx.configPath);
-  return expandResourceNames(config, ctx.nodeName, names).map((name) => {
+  return expandResourceNames(config, ctx.nodeName, names).map((written) => {
+    // events acts on whole resources: RES/VNR is drbdadm's exit-1 refusal.
+    const name = resourceOfArgument(config, ctx.nodeName, 'events', written);
     resolveResource(config, name, ctx.nodeName);
     return { name, paths: runtimePaths(name, ctx.nodeName) };
   });

@@ -1,7 +1,8 @@
 /**
  * cli/commands/meta — the meta-data verbs of udrbdadm: create-md, dump-md,
  * show-gi, get-gi, set-gi, apply-al, wipe-md, dstate (offline). Each resolves
- * the resource's backing disk through the config API and runs the matching
+ * the backing disk of every volume named (RES: all of them in volume order,
+ * RES/VNR: one, as drbdadm-84 runs drbdmeta per volume) and runs the matching
  * meta/tool operation, refusing md-modifying verbs while the resource is up
  * ("Device '<minor>' is configured!", exit 20, as drbdmeta). Knows nothing of
  * on-disk formats (meta/ does) or of the daemon beyond cli/resource-up.
@@ -10,7 +11,8 @@ import readline from 'node:readline';
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 import type { GetContext } from './index.js';
-import { expandResourceNames, loadConfig, metaDiskArgs, resolveResource, type ResourceView } from '../../config/index.js';
+import { expandResourceNames, loadConfig, type ResourceView } from '../../config/index.js';
+import { resolveVolumeArgument } from '../volume-args.js';
 import { UdrbdError, ExitCode } from '../../util/errors.js';
 import { applyAl, createMd, dstate, dumpMd, getGi, setGi, showGi, wipeMd, type MetaTarget as ToolTarget, type ToolIo } from '../../meta/tool.js';
 import { placementOf } from '../../meta/superblock.js';
@@ -31,14 +33,21 @@ export function metaToolTarget(view: Pick<ResourceView, 'metaDisk' | 'diskPath'>
   return view.metaDisk === 'internal' ? view.diskPath : { mdPath: view.metaDisk.path, placement: placementOf(view.metaDisk), dataPath: view.diskPath };
 }
 
-function targets(ctx: CliContext, names: string[]): MetaTarget[] {
+/** RES (every volume, in volume-number order) or RES/VNR (one), as drbdadm-84 runs drbdmeta for each. */
+function targets(ctx: CliContext, verb: string, names: string[]): MetaTarget[] {
   const config = loadConfig(ctx.configPath);
+  const fromAll = names.length === 1 && names[0] === 'all';
   const expanded = expandResourceNames(config, ctx.nodeName, names);
   if (expanded.length === 0) throw new UdrbdError('No resource names specified', ExitCode.usage);
-  return expanded.map((name) => {
-    const view = resolveResource(config, name, ctx.nodeName);
-    const args = metaDiskArgs(view.metaDisk, view.diskPath);
-    return { name, minor: view.minor, diskPath: view.diskPath, tool: metaToolTarget(view), drbdmetaArgs: `${args.device} ${args.drbdmetaIndex}` };
+  return expanded.flatMap((written) => {
+    const { name, volumes } = resolveVolumeArgument(config, ctx.nodeName, verb, written, fromAll);
+    return volumes.map((vol) => ({
+      name: name.resource,
+      minor: vol.minor,
+      diskPath: vol.diskPath,
+      tool: metaToolTarget(vol),
+      drbdmetaArgs: `${vol.meta.device} ${vol.meta.drbdmetaIndex}`,
+    }));
   });
 }
 
@@ -86,7 +95,7 @@ export function register(program: Command, getContext: GetContext): void {
     if (withForce) cmd.option('--force', 'skip confirmations, like drbdmeta --force');
     cmd.action(async (resources: string[], opts: { force?: boolean }) => {
       const ctx = getContext();
-      for (const target of targets(ctx, resources)) {
+      for (const target of targets(ctx, name, resources)) {
         if (modifies) refuseIfUp(ctx, target);
         await action(ctx, target, toolIo(ctx, opts.force === true));
       }
@@ -111,7 +120,7 @@ export function register(program: Command, getContext: GetContext): void {
     .option('--force', 'skip the confirmation')
     .action(async (resource: string, gi: string, opts: { force?: boolean }) => {
       const ctx = getContext();
-      const [target] = targets(ctx, [resource]);
+      const [target] = targets(ctx, 'set-gi', [resource]);
       refuseIfUp(ctx, target!);
       await setGi(target!.tool, gi, toolIo(ctx, opts.force === true));
     });

@@ -23,6 +23,7 @@ import { startDaemon, waitForExit, type DaemonMode } from '../../control/launche
 import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
 import { parseScaledNumber } from '../../config/limits.js';
 import { enforceOptionSupport } from '../option-check.js';
+import { resolveVolumeArgument } from '../volume-args.js';
 import { refuseResyncAfterCycle } from '../resync-after-check.js';
 import { FENCE_PEER_TIMEOUT_MS } from '../../daemon/handlers.js';
 
@@ -64,13 +65,21 @@ interface ResourceTarget {
   paths: RuntimePaths;
 }
 
-/** Resolves RES|all against the config (drbdadm's errors for unknown resources). */
-function targets(ctx: CliContext, names: string[]): ResourceTarget[] {
+/**
+ * Resolves RES|RES/VNR|all against the config (drbdadm's errors for unknown
+ * resources and volumes, and for a volume given to a whole-resource verb).
+ * A resource process runs one volume (config/volumes), so a target is a resource.
+ */
+function targets(ctx: CliContext, verb: string, names: string[]): ResourceTarget[] {
   const config = loadConfig(ctx.configPath);
+  const fromAll = names.length === 1 && names[0] === 'all';
   const expanded = expandResourceNames(config, ctx.nodeName, names);
-  return expanded.map((name) => {
-    const view = resolveResource(config, name, ctx.nodeName);
-    return { name, minor: view.minor, meta: metaToolTarget(view), paths: runtimePaths(name, ctx.nodeName) };
+  return expanded.map((written) => {
+    const { name, volumes } = resolveVolumeArgument(config, ctx.nodeName, verb, written, fromAll);
+    // What the resource process would start from: refuses what resolve refuses (a host section without an address).
+    resolveResource(config, name.resource, ctx.nodeName);
+    const volume = volumes[0]!;
+    return { name: name.resource, minor: volume.minor, meta: metaToolTarget(volume), paths: runtimePaths(name.resource, ctx.nodeName) };
   });
 }
 
@@ -164,9 +173,9 @@ async function down(ctx: CliContext, target: ResourceTarget): Promise<void> {
 }
 
 export function register(program: Command, getContext: GetContext): void {
-  const each = (fn: (ctx: CliContext, target: ResourceTarget) => Promise<void>) => async (resources: string[]): Promise<void> => {
+  const each = (verb: string, fn: (ctx: CliContext, target: ResourceTarget) => Promise<void>) => async (resources: string[]): Promise<void> => {
     const ctx = getContext();
-    for (const target of targets(ctx, resources)) await fn(ctx, target);
+    for (const target of targets(ctx, verb, resources)) await fn(ctx, target);
   };
   const simple = (verb: string, description: string, args: Record<string, unknown> = {}): void => {
     program
@@ -174,7 +183,7 @@ export function register(program: Command, getContext: GetContext): void {
       .description(description)
       .allowUnknownOption()
       .argument('<resources...>')
-      .action(each((ctx, t) => call(ctx, t, verb, args)));
+      .action(each(verb, (ctx, t) => call(ctx, t, verb, args)));
   };
 
   program
@@ -186,20 +195,20 @@ export function register(program: Command, getContext: GetContext): void {
     .action(async (resources: string[], opts: { discardMyData?: boolean }) => {
       const ctx = getContext();
       const extra = opts.discardMyData || ctx.backendOptions.includes('--discard-my-data') ? ['--discard-my-data'] : [];
-      for (const t of targets(ctx, resources)) await up(ctx, t, 'up', extra);
+      for (const t of targets(ctx, 'up', resources)) await up(ctx, t, 'up', extra);
     });
   program
     .command('attach')
     .description('attach the backing disk (starts the resource process if needed)')
     .allowUnknownOption()
     .argument('<resources...>')
-    .action(each((ctx, t) => up(ctx, t, 'attach', [])));
+    .action(each('attach', (ctx, t) => up(ctx, t, 'attach', [])));
   program
     .command('down')
     .description('demote, disconnect, detach and stop the resource process; refused with (-12) while the device is held open, and tried again by the next down or SIGTERM')
     .allowUnknownOption()
     .argument('<resources...>')
-    .action(each(down));
+    .action(each('down', down));
   simple('detach', 'detach the backing disk');
   program
     .command('connect')
@@ -210,7 +219,7 @@ export function register(program: Command, getContext: GetContext): void {
     .action(async (resources: string[], opts: { discardMyData?: boolean }) => {
       const ctx = getContext();
       const discardMyData = Boolean(opts.discardMyData || ctx.backendOptions.includes('--discard-my-data'));
-      for (const t of targets(ctx, resources)) await call(ctx, t, 'connect', { discardMyData });
+      for (const t of targets(ctx, 'connect', resources)) await call(ctx, t, 'connect', { discardMyData });
     });
   simple('disconnect', 'disconnect from the peer (StandAlone)');
   program
@@ -223,7 +232,7 @@ export function register(program: Command, getContext: GetContext): void {
     .action(async (resources: string[], opts: { force?: boolean; overwriteDataOfPeer?: boolean }) => {
       const ctx = getContext();
       const force = Boolean(opts.force || opts.overwriteDataOfPeer || ctx.backendOptions.includes('--force'));
-      for (const t of targets(ctx, resources)) await call(ctx, t, 'primary', { force }, PRIMARY_TIMEOUT_MS);
+      for (const t of targets(ctx, 'primary', resources)) await call(ctx, t, 'primary', { force }, PRIMARY_TIMEOUT_MS);
     });
   simple('secondary', 'demote to Secondary');
   for (const verb of ['role', 'cstate', 'dstate']) {
@@ -231,7 +240,7 @@ export function register(program: Command, getContext: GetContext): void {
       .command(verb)
       .description(`print the ${verb} as drbdadm does; a resource process that died says so (exit 10)${verb === 'dstate' ? ', then prints the on-disk state' : ''}`)
       .argument('<resources...>')
-      .action(each((ctx, t) => query(ctx, t, verb)));
+      .action(each(verb, (ctx, t) => query(ctx, t, verb)));
   }
   simple('invalidate', 'discard local data: full sync from the peer');
   simple('invalidate-remote', "discard the peer's data: full sync to the peer");
@@ -248,7 +257,7 @@ export function register(program: Command, getContext: GetContext): void {
     .argument('<resources...>')
     .action(async (resources: string[], opts: { clearBitmap?: boolean }) => {
       const ctx = getContext();
-      for (const t of targets(ctx, resources)) await call(ctx, t, 'new-current-uuid', { clearBitmap: Boolean(opts.clearBitmap) });
+      for (const t of targets(ctx, 'new-current-uuid', resources)) await call(ctx, t, 'new-current-uuid', { clearBitmap: Boolean(opts.clearBitmap) });
     });
   program
     .command('resize')
@@ -262,7 +271,7 @@ export function register(program: Command, getContext: GetContext): void {
       const ctx = getContext();
       refuseUnknownResizeOptions(resources);
       const config = loadConfig(ctx.configPath);
-      for (const t of targets(ctx, resources)) {
+      for (const t of targets(ctx, 'resize', resources)) {
         // drbdadm passes `disk { size }` as --size first; a --size given here comes after it and wins.
         const configuredSectors = resolveResource(config, t.name, ctx.nodeName).disk.sizeSectors;
         const sizeBytes = opts.size === undefined ? configuredSectors * 512 : sizeOptionBytes(opts.size);
@@ -276,7 +285,7 @@ export function register(program: Command, getContext: GetContext): void {
     .argument('[resources...]')
     .action(async (resources: string[], opts: { json?: boolean }) => {
       const ctx = getContext();
-      const list = targets(ctx, resources.length === 0 ? ['all'] : resources);
+      const list = targets(ctx, 'status', resources.length === 0 ? ['all'] : resources);
       const jsonItems: unknown[] = [];
       let died: ResourceDiedError | undefined;
       for (const t of list) {

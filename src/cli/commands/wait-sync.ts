@@ -14,6 +14,7 @@ import { UdrbdError, ExitCode } from '../../util/errors.js';
 import { runtimePaths } from '../../control/paths.js';
 import { callResource } from '../../control/client.js';
 import { expandResourceNames, loadConfig, resolveResource } from '../../config/index.js';
+import { resourceOfArgument } from '../volume-args.js';
 import { waitSyncVerdict, type WaitSyncVerdict } from '../wait-sync.js';
 
 /** How often the state is polled; a sync that starts and ends between polls needs no wait anyway. */
@@ -76,7 +77,9 @@ export function register(program: Command, getContext: GetContext): void {
     .action(async (resources: string[], opts: WaitOptions) => {
       const ctx = getContext();
       const config = loadConfig(ctx.configPath);
-      for (const name of expandResourceNames(config, ctx.nodeName, resources)) {
+      const fromAll = resources.length === 1 && resources[0] === 'all';
+      for (const written of expandResourceNames(config, ctx.nodeName, resources)) {
+        const name = resourceOfArgument(config, ctx.nodeName, 'wait-sync', written, fromAll);
         const view = resolveResource(config, name, ctx.nodeName);
         const timeoutS = timeoutSeconds(opts.wfcTimeout, view.startup.wfcTimeoutS);
         if (ctx.dryRun) {

@@ -1,0 +1,226 @@
+/**
+ * Resources with several volumes, through the built udrbdadm: the meta-data
+ * verbs address one volume as RES/VNR and every volume as RES, on each
+ * volume's own disk (internal, indexed and flexible external meta-data), and
+ * the real drbdmeta reads what udrbd wrote for each; a verb on one volume
+ * leaves the other's meta-data alone. The resource process runs one volume:
+ * up, attach and adjust refuse a resource with more (or one numbered other
+ * than 0) with exit 10, the file:line of the volume and what to do, and no
+ * resource process is left; -d still prints drbdadm's per-volume plan.
+ * Ports 9601-9603, minors 1500-1505; every process is looked for and killed
+ * by its pid file after each test, whatever happened.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { UDRBDADM } from '../helpers/cluster.js';
+import { dumpBody, requireDrbdmeta, sparseFile, tmpDir, withoutFlagsLine } from '../helpers/meta-helpers.js';
+import { isProcessAlive, readPid, runtimePaths } from '../../src/control/paths.js';
+
+const MiB = 1024 * 1024;
+const DATA_BYTES = 16 * MiB;
+/** An indexed slot is 128 MiB; slot 1 needs 256 MiB of (sparse) meta device. */
+const INDEXED_META_BYTES = 256 * MiB;
+const FLEXIBLE_META_BYTES = MiB;
+const RESOURCES = ['mv1', 'mv2', 'mv3'];
+
+let dir = '';
+let conf = '';
+let disks: Record<string, string> = {};
+
+interface Run {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+function adm(args: string[]): Run {
+  const r = spawnSync(process.execPath, [UDRBDADM, '-c', conf, '--node', 'alpha', ...args], {
+    encoding: 'utf8',
+    input: '',
+    timeout: 60_000,
+    env: { ...process.env, UDRBD_RUN_DIR: path.join(dir, 'run'), UDRBD_LOG_DIR: path.join(dir, 'log'), UDRBD_FRONTEND: 'none' },
+  });
+  return { exitCode: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+function pathsOf(resource: string) {
+  return runtimePaths(resource, 'alpha', { UDRBD_RUN_DIR: path.join(dir, 'run'), UDRBD_LOG_DIR: path.join(dir, 'log') });
+}
+
+/** drbdmeta on one volume's meta-data as drbdadm-84 calls it (the minor, the device, the index). */
+function theirs(minor: number, device: string, index: string, ...args: string[]): Run {
+  const r = spawnSync('/usr/sbin/drbdmeta', ['--force', String(minor), 'v08', device, index, ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { exitCode: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+beforeAll(() => requireDrbdmeta());
+
+function setUp(): void {
+  dir = tmpDir();
+  disks = {
+    a0: sparseFile(dir, 'a0.img', DATA_BYTES),
+    a1: sparseFile(dir, 'a1.img', DATA_BYTES),
+    md: sparseFile(dir, 'md.img', INDEXED_META_BYTES),
+    a2: sparseFile(dir, 'a2.img', DATA_BYTES),
+    a3: sparseFile(dir, 'a3.img', DATA_BYTES),
+    fmd: sparseFile(dir, 'fmd.img', FLEXIBLE_META_BYTES),
+    a4: sparseFile(dir, 'a4.img', DATA_BYTES),
+  };
+  conf = path.join(dir, 'mv.conf');
+  fs.writeFileSync(conf, [
+    'resource mv1 {', // 1
+    '  disk { c-plan-ahead 0; }', // 2
+    `  volume 0 { device minor 1500; disk ${disks.a0}; meta-disk internal; }`, // 3
+    `  volume 1 { device minor 1501; disk ${disks.a1}; meta-disk ${disks.md} [1]; }`, // 4
+    '  on alpha { address 127.0.0.1:9601; }', // 5
+    '  on beta { address 127.0.0.2:9601; }', // 6
+    '}', // 7
+    'resource mv2 {', // 8
+    '  on alpha { address 127.0.0.1:9602;', // 9
+    `    volume 0 { device minor 1502; disk ${disks.a2}; meta-disk internal; }`, // 10
+    `    volume 3 { device minor 1503; disk ${disks.a3}; flexible-meta-disk ${disks.fmd}; }`, // 11
+    '  }', // 12
+    '  on beta { address 127.0.0.2:9602;', // 13
+    `    volume 0 { device minor 1502; disk ${path.join(dir, 'b2.img')}; meta-disk internal; }`, // 14
+    `    volume 3 { device minor 1503; disk ${path.join(dir, 'b3.img')}; meta-disk internal; }`, // 15
+    '  }', // 16
+    '}', // 17
+    'resource mv3 {', // 18
+    `  volume 2 { device minor 1504; disk ${disks.a4}; meta-disk internal; }`, // 19
+    '  on alpha { address 127.0.0.1:9603; }', // 20
+    '  on beta { address 127.0.0.2:9603; }', // 21
+    '}', // 22
+    '',
+  ].join('\n'));
+}
+
+afterEach(() => {
+  // Nothing here should have started a resource process; if one did, it must not outlive the test.
+  for (const resource of RESOURCES) {
+    if (!dir) break;
+    const pid = readPid(pathsOf(resource));
+    if (pid !== undefined && isProcessAlive(pid)) process.kill(pid, 'SIGKILL');
+  }
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  dir = '';
+});
+
+describe('meta-data verbs per volume (no resource process)', () => {
+  it('create-md RES/VNR writes that volume only; create-md RES writes each; drbdmeta reads every volume', () => {
+    setUp();
+    const one = adm(['create-md', '--force', 'mv1/1']);
+    expect(one.exitCode, one.stderr).toBe(0);
+    expect(theirs(1501, disks.md!, '1', 'dump-md').exitCode).toBe(0);
+    // volume 0's disk was not touched: drbdmeta finds no meta-data there
+    const none = theirs(1500, disks.a0!, 'internal', 'dump-md');
+    expect(none.exitCode).not.toBe(0);
+    expect(none.stderr).toContain('No valid meta data found');
+
+    const all = adm(['create-md', '--force', 'mv1']);
+    expect(all.exitCode, all.stderr).toBe(0);
+    expect(all.stdout.match(/New drbd meta data block successfully created\./g)?.length).toBe(2);
+    const gi = adm(['get-gi', 'mv1']);
+    expect(gi.exitCode, gi.stderr).toBe(0);
+    expect(gi.stdout).toBe(theirs(1500, disks.a0!, 'internal', 'get-gi').stdout + theirs(1501, disks.md!, '1', 'get-gi').stdout);
+    for (const [name, minor, device, index] of [['mv1/0', 1500, disks.a0!, 'internal'], ['mv1/1', 1501, disks.md!, '1']] as const) {
+      const mine = adm(['dump-md', name]);
+      expect(mine.exitCode, mine.stderr).toBe(0);
+      // the header names the drbdmeta call of this volume, as drbdadm-84 -d prints it
+      expect(mine.stdout).toContain(`> drbdmeta ${minor} v08 ${device} ${index} dump-md\n`);
+      expect(withoutFlagsLine(dumpBody(mine.stdout))).toBe(withoutFlagsLine(dumpBody(theirs(minor, device, index, 'dump-md').stdout)));
+    }
+  });
+
+  it('flexible external meta-data on volume 3: create-md, show-gi and apply-al as drbdmeta flex-external', () => {
+    setUp();
+    expect(adm(['create-md', '--force', 'mv2']).exitCode).toBe(0);
+    expect(theirs(1503, disks.fmd!, 'flex-external', 'dump-md').exitCode).toBe(0);
+    expect(theirs(1502, disks.a2!, 'internal', 'dump-md').exitCode).toBe(0);
+    const show = adm(['show-gi', 'mv2/3']);
+    expect(show.exitCode, show.stderr).toBe(0);
+    expect(show.stdout).toBe(theirs(1503, disks.fmd!, 'flex-external', 'show-gi').stdout);
+    const applied = adm(['apply-al', 'mv2']);
+    expect(applied.exitCode, applied.stderr).toBe(0);
+    expect(adm(['get-gi', 'mv2/3']).stdout).toBe(theirs(1503, disks.fmd!, 'flex-external', 'get-gi').stdout);
+  });
+
+  it('set-gi needs the volume when there are several; on RES/VNR it changes that volume only', () => {
+    setUp();
+    expect(adm(['create-md', '--force', 'mv1']).exitCode).toBe(0);
+    const before0 = theirs(1500, disks.a0!, 'internal', 'get-gi').stdout;
+    const refused = adm(['set-gi', '--force', 'mv1', '1234:::::1:1:1:1:0:0']);
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toBe("set-gi requires a specific volume id, but none is specified.\nTry 'set-gi minor-<minor_number>' or 'set-gi mv1/<vnr>'\n");
+    const set = adm(['set-gi', '--force', 'mv1/1', '1234:::::1:1:1:1:0:0']);
+    expect(set.exitCode, set.stderr).toBe(0);
+    expect(theirs(1501, disks.md!, '1', 'get-gi').stdout).toMatch(/^0000000000001234:/);
+    expect(theirs(1500, disks.a0!, 'internal', 'get-gi').stdout).toBe(before0);
+  });
+
+  it('wipe-md RES/VNR wipes that volume and leaves the other valid; an unknown volume is "not defined", exit 1', () => {
+    setUp();
+    expect(adm(['create-md', '--force', 'mv1']).exitCode).toBe(0);
+    const wiped = adm(['wipe-md', '--force', 'mv1/0']);
+    expect(wiped.exitCode, wiped.stderr).toBe(0);
+    expect(theirs(1500, disks.a0!, 'internal', 'dump-md').exitCode).not.toBe(0);
+    expect(theirs(1501, disks.md!, '1', 'dump-md').exitCode).toBe(0);
+    const unknown = adm(['dump-md', 'mv1/7']);
+    expect([unknown.exitCode, unknown.stderr]).toEqual([1, "'mv1/7' not defined in your config (for this host).\n"]);
+  });
+});
+
+describe('the resource process runs one volume: more are refused, loudly and in one place', () => {
+  it('up, attach and adjust of a two-volume resource: exit 10, file:line, what to do; no process', () => {
+    setUp();
+    expect(adm(['create-md', '--force', 'mv1']).exitCode).toBe(0);
+    const expected = `${conf}:4: resource mv1 has volumes 0, 1; udrbd runs one volume per resource: define one resource per volume`;
+    for (const verb of [['up', 'mv1'], ['attach', 'mv1'], ['up', 'mv1/0'], ['attach', 'mv1/1'], ['adjust', 'mv1']]) {
+      const r = adm(verb);
+      expect(r.exitCode, `${verb.join(' ')}: ${r.stderr}`).toBe(10);
+      expect(r.stderr, verb.join(' ')).toContain(expected);
+      expect(readPid(pathsOf('mv1')), verb.join(' ')).toBeUndefined();
+    }
+    expect(fs.existsSync(pathsOf('mv1').socketPath)).toBe(false);
+    // the refusal changed nothing on disk
+    expect(theirs(1500, disks.a0!, 'internal', 'dump-md').exitCode).toBe(0);
+  });
+
+  it('volumes in host sections, and a single volume numbered other than 0, are refused at their line', () => {
+    setUp();
+    const mv2 = adm(['up', 'mv2']);
+    expect(mv2.exitCode).toBe(10);
+    expect(mv2.stderr).toContain(`${conf}:11: resource mv2 has volumes 0, 3; udrbd runs one volume per resource`);
+    const mv3 = adm(['up', 'mv3']);
+    expect(mv3.exitCode).toBe(10);
+    expect(mv3.stderr).toContain(`${conf}:19: resource mv3 has volume 2; udrbd runs volume 0 only (its peer link carries no volume number)`);
+    for (const resource of ['mv2', 'mv3']) expect(readPid(pathsOf(resource))).toBeUndefined();
+  });
+
+  it("RES/VNR follows drbdadm's rules outside -d too: whole-resource verbs refuse a volume, an unknown one is not defined", () => {
+    setUp();
+    const down = adm(['down', 'mv1/0']);
+    expect([down.exitCode, down.stderr]).toEqual([1, 'down operates on whole resources, but you specified a specific volume!\n']);
+    const adjust = adm(['adjust', 'mv2/3']);
+    expect([adjust.exitCode, adjust.stderr]).toEqual([1, 'adjust operates on whole resources, but you specified a specific volume!\n']);
+    const up = adm(['up', 'mv1/7']);
+    expect([up.exitCode, up.stderr]).toEqual([1, "'mv1/7' not defined in your config (for this host).\n"]);
+    const events = adm(['events', '--now', 'mv1/0']);
+    expect([events.exitCode, events.stderr]).toEqual([1, 'events operates on whole resources, but you specified a specific volume!\n']);
+    const waitSync = adm(['wait-sync', 'mv2/9']);
+    expect([waitSync.exitCode, waitSync.stderr]).toEqual([1, "'mv2/9' not defined in your config (for this host).\n"]);
+    // a per-volume query on a volume of a resource that is not up: what drbdadm prints for an unconfigured minor
+    const role = adm(['role', 'mv1/1']);
+    expect([role.exitCode, role.stdout]).toEqual([0, 'Unconfigured\n']);
+  });
+
+  it('-d up still prints the per-volume plan drbdadm-84 prints, and starts nothing', () => {
+    setUp();
+    const r = adm(['-d', 'up', 'mv1']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout.split('\n').filter((l) => l.includes('new-minor'))).toEqual(['drbdsetup-84 new-minor mv1 1500 0', 'drbdsetup-84 new-minor mv1 1501 1']);
+    expect(r.stdout.split('\n').filter((l) => l.includes(' attach '))).toHaveLength(2);
+    expect(readPid(pathsOf('mv1'))).toBeUndefined();
+  });
+});
