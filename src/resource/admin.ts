@@ -74,8 +74,8 @@ export type AdminResult =
     };
 
 export interface AdminCtx extends StateCtx {
-  /** Local bitmap UUID (0 = not tracking changes). */
-  bitmapUuid: bigint;
+  /** Local bitmap UUID (0 = not tracking changes); undefined without a disk (drbd_set_role: no UUID step without get_ldev). */
+  bitmapUuid: bigint | undefined;
 }
 
 const ok = (states: ResourceState[], effects: AdminEffect[] = [], logLines: string[] = []): AdminResult => ({

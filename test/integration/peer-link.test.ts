@@ -122,9 +122,9 @@ async function connectPair(alpha: Node, beta: Node, timeoutMs = 5000): Promise<[
   const [ra, rb] = await Promise.all([a, b]);
   expect(ra.peer.nodeName).toBe('beta');
   expect(rb.peer.nodeName).toBe('alpha');
-  expect(ra.peer.uuids).toEqual(beta.params.uuids.uuids);
-  expect(rb.peer.uuids).toEqual(alpha.params.uuids.uuids);
-  expect(ra.peer.bitsSet).toBe(beta.params.uuids.bitsSet);
+  expect(ra.peer.uuids).toEqual(beta.params.uuids?.uuids);
+  expect(rb.peer.uuids).toEqual(alpha.params.uuids?.uuids);
+  expect(ra.peer.bitsSet).toBe(beta.params.uuids?.bitsSet);
   expect(ra.peer.sizes).toEqual(beta.params.sizes);
   expect(rb.peer.role).toBe(alpha.params.state.role);
   expect(ra.local).toEqual(alpha.params);
