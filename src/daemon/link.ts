@@ -913,12 +913,17 @@ export class PeerLink {
     if ((pending || grew) && rt.snapshot.conn === ConnState.Connected && !link.closed) await this.resyncAfterOnlineGrow(link, noResync);
   }
 
-  /** receive_sizes without a disk: the device follows the peer's size (a `resize` there), then the answer. */
+  /**
+   * receive_sizes without a disk, after the connect: the device follows the
+   * peer's new current size. A request for an answer (c_size 0, the peer's
+   * `resize`) is answered, not followed: udrbd's P_SIZES has no u_size, and
+   * the peer's d_size alone is not its device's size.
+   */
   private async onPeerSizesDiskless(link: ActiveLink, packet: SizesPacket): Promise<void> {
     const rt = this.runtime;
     const engine = this.engine();
     const size = disklessDeviceSize(packet);
-    if (engine && !engine.local.isAttached && size.kind === 'size' && size.sizeBytes !== engine.volume.sizeBytes) {
+    if (engine && !engine.local.isAttached && packet.currentSizeBytes > 0 && size.kind === 'size' && size.sizeBytes !== engine.volume.sizeBytes) {
       engine.setDisklessSizeBytes(size.sizeBytes);
       rt.log.info({ sizeBytes: size.sizeBytes }, `diskless: the device follows the peer's size, ${sizeLogLine(size.sizeBytes)}`);
       await rt.deviceSizeChanged();
