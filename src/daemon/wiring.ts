@@ -283,7 +283,9 @@ export class Wiring {
       throw new StateChangeRefused(SsCode.deviceInUse, refusal(SsCode.deviceInUse).text, ExitCode.stateChangeFailed);
     }
     this.admin(requestSecondary(old, { deviceOpen: rt.frontendHeldOpen() }, this.ctx()));
-    await this.dataPath?.volume.flush();
+    const dp = this.dataPath;
+    // A diskless Primary without its peer has nowhere to flush to (its I/O fails with EIO already).
+    if (dp && !(dp.volume.isDiskless && !dp.volume.isMirroring)) await dp.volume.flush();
     // demote() tears the device down first (it may still refuse: held open) and then clears the primary bit.
     await rt.demote();
   }

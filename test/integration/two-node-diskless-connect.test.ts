@@ -131,17 +131,29 @@ describe('a never-attached node connects to a peer with a disk', () => {
     // alpha holds the only copy: the writes are marked out of sync for beta's disk (receive_Data, pdsk < Inconsistent).
     expect(Number((await c.statusJson('alpha')).outOfSyncKiB)).toBeGreaterThanOrEqual(256);
 
-    // The link goes: the diskless Primary's I/O fails with EIO; it stays Primary.
-    await c.admOk('alpha', ['down', c.resource]);
+    // alpha may not take the only disk away: the diskless Primary refuses (cluster-wide D_FAILED).
+    const detach = await c.adm('alpha', ['detach', c.resource]);
+    expect(detach.exitCode).not.toBe(0);
+    expect(detach.stderr).toContain('1400: State change failed: (-10) State change was refused by peer node');
+    expect(await c.query('alpha', 'dstate')).toBe('UpToDate/Diskless');
+    // The link goes (alpha crashes): the diskless Primary's I/O fails with EIO; it stays Primary.
+    c.kill9('alpha');
+    await c.waitGone('alpha');
     await c.waitState('beta', 'cstate', 'WFConnection');
     expect(await c.query('beta', 'dstate')).toBe('Diskless/DUnknown');
     expect(await c.query('beta', 'role')).toBe('Primary/Unknown');
     const failed = await readThroughDevice(c, 'beta', 20 * MiB, 4 * KiB);
     expect('error' in failed ? failed.error : `read succeeded: ${failed.sha}`).toMatch(/Input\/output error/);
-    // The peer comes back with the same data: the diskless Primary connects again and reads it.
+    // Without its peer the diskless Primary can still be demoted (nothing to flush), and promoted again it is refused.
+    await c.admOk('beta', ['secondary', c.resource]);
+    const alone = await c.adm('beta', ['primary', c.resource]);
+    expect(alone.exitCode).toBe(17);
+    expect(alone.stderr).toContain('(-2) Need access to UpToDate data');
+    // The peer comes back with the same data: the diskless node connects again, is promoted and reads it.
     await c.admOk('alpha', ['up', c.resource]);
     await c.waitState('beta', 'dstate', 'Diskless/UpToDate');
     await c.waitState('alpha', 'dstate', 'UpToDate/Diskless');
+    await c.admOk('beta', ['primary', c.resource]);
     expect(await readThroughDevice(c, 'beta', 20 * MiB, data.length)).toEqual({ sha: sha256(data) });
     await c.admOk('beta', ['secondary', c.resource]);
   });

@@ -16,7 +16,8 @@ import {
   syncHandshakeRuns,
 } from '../../src/resource/diskless.js';
 import { disklessPeerPromotedRule } from '../../src/resource/transition.js';
-import { unconfiguredState, type ResourceState } from '../../src/resource/state.js';
+import { requestDetach } from '../../src/resource/admin.js';
+import { defaultStateCtx, unconfiguredState, type ResourceState } from '../../src/resource/state.js';
 import { ConnState as C, DiskState as D, Role as R } from '../../src/resource/states.js';
 
 const MiB = 1024 * 1024;
@@ -120,5 +121,23 @@ describe('after_state_ch: a diskless peer becomes Primary', () => {
   it('only on the promotion itself (peer Secondary -> Primary)', () => {
     expect(disklessPeerPromotedRule(after, after, { bitmapUuid: 0n, newCurrentUuidPending: false })).toEqual([]);
     expect(disklessPeerPromotedRule(after, before, { bitmapUuid: 0n, newCurrentUuidPending: false })).toEqual([]);
+  });
+});
+
+describe('cl_wide_st_chg: detach under a diskless Primary peer', () => {
+  const under = st({ role: R.Secondary, peer: R.Primary, disk: D.UpToDate, pdsk: D.Diskless });
+
+  it('is refused by the peer: (-10) State change was refused by peer node; nothing changes', () => {
+    const r = requestDetach(under, defaultStateCtx);
+    expect(r.kind).toBe('refused');
+    if (r.kind !== 'refused') return;
+    expect(r.refusal.code).toBe(-10);
+    expect(r.refusal.text).toBe('State change was refused by peer node');
+  });
+
+  it('goes ahead when the peer has a disk, is Secondary, or the link is down', () => {
+    expect(requestDetach({ ...under, pdsk: D.UpToDate }, defaultStateCtx).kind).toBe('ok');
+    expect(requestDetach({ ...under, peer: R.Secondary }, defaultStateCtx).kind).toBe('ok');
+    expect(requestDetach({ ...under, conn: C.WFConnection, peer: R.Unknown, pdsk: D.DUnknown }, defaultStateCtx).kind).toBe('ok');
   });
 });
