@@ -7,7 +7,10 @@
  * (disk/deadline-disk) and, for tests, the fault layer (daemon/fault-hook);
  * its errors go to on-io-error (daemon/io-error). A detach while connected
  * or Primary keeps the data path running diskless; the next attach gives it
- * the disk back and the link negotiates again (a resync by the bitmap).
+ * the disk back and the link negotiates again (a resync by the bitmap). A
+ * node that connects without ever having a disk gets a data path with none,
+ * sized by the peer (daemon/link connectDiskless); its first attach must
+ * hold that size (ERR_DISK_TOO_SMALL) and then negotiates the same way.
  */
 import { ExitCode, UdrbdError } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
