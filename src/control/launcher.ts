@@ -19,7 +19,8 @@ export const READY_TIMEOUT_MS = 60_000;
 export const EXIT_TIMEOUT_MS = 30_000;
 const POLL_INTERVAL_MS = 50;
 
-export type DaemonMode = 'up' | 'attach';
+/** up: attach and connect; attach: attach only; new: neither (`new-resource`, the volume follows with `new-minor`). */
+export type DaemonMode = 'up' | 'attach' | 'new';
 
 export interface ReadyMessage {
   ready: boolean;

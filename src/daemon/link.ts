@@ -69,7 +69,8 @@ import type { ResourceView } from '../config/index.js';
 import { MdFlag } from '../meta/types.js';
 import { type ResourceRuntime, StateChangeRefused } from './runtime.js';
 import type { StateSnapshot, SyncProgress } from './status.js';
-import { DdsFlag, agreeDeviceSize, sizeAfterPeerSizes } from './device-size.js';
+import { DdsFlag, agreeDeviceSize, sizeAfterPeerSizes, sizeLogLine } from './device-size.js';
+import { disklessDeviceSize, disklessPrimaryMayConnect, hasDiskOnWire, noSyncHandshake, syncHandshakeRuns } from '../resource/diskless.js';
 import { SplitBrainCount } from './metrics-source.js';
 import { listenFailureError } from './listen-failure.js';
 
@@ -327,14 +328,9 @@ export class PeerLink {
 
   private localParams(): LocalParams {
     const rt = this.runtime;
-    const store = rt.requireStore();
+    const store = rt.attachedStore;
     const s = rt.snapshot;
     const net = this.view.net;
-    let uuidFlags = 0;
-    if (this.discardMyData) uuidFlags |= UuidFlag.discardMyData;
-    if (store.mdFlags & MdFlag.crashedPrimary) uuidFlags |= UuidFlag.crashedPrimary;
-    const disk = s.disk === DiskState.Negotiating ? store.diskAtAttach : s.disk;
-    if (disk <= DiskState.Inconsistent) uuidFlags |= UuidFlag.inconsistent;
     return {
       protocol: {
         protocol: net.protocol,
@@ -347,20 +343,33 @@ export class PeerLink {
         integrityAlg: net.dataIntegrityAlg ?? '',
       },
       syncParam: this.syncParamBody(),
-      uuids: { uuids: store.uuids, bitsSet: store.bitmap.countSet(), uuidFlags },
-      sizes: { diskSizeBytes: store.maxSizeBytes, currentSizeBytes: store.sizeBytes, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: 0 },
+      uuids: this.uuidsBody(),
+      // drbd_send_sizes without a disk: d_size 0, c_size the device's (the peer's size it took, or 0).
+      sizes: store
+        ? { diskSizeBytes: store.maxSizeBytes, currentSizeBytes: store.sizeBytes, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: 0 }
+        : { diskSizeBytes: 0, currentSizeBytes: this.engine()?.volume.sizeBytes ?? 0, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: 0 },
       state: { role: s.role, disk: s.disk, conn: ConnState.WFReportParams, userIsp: pausesPeer(s) },
     };
   }
 
-  private async onConnected(result: HandshakeResult): Promise<void> {
-    const rt = this.runtime;
-    const engine = this.engine();
-    const store = rt.attachedStore;
-    if (!engine || !store) {
-      result.session.close('Disconnecting');
-      return;
-    }
+  /** P_UUIDS' body, or undefined without a disk (drbd_send_uuids: get_ldev_if_state(D_NEGOTIATING) fails). */
+  private uuidsBody(): LocalParams['uuids'] {
+    const store = this.runtime.attachedStore;
+    const s = this.runtime.snapshot;
+    if (!store || !hasDiskOnWire(s.disk)) return undefined;
+    let uuidFlags = 0;
+    if (this.discardMyData) uuidFlags |= UuidFlag.discardMyData;
+    if (store.mdFlags & MdFlag.crashedPrimary) uuidFlags |= UuidFlag.crashedPrimary;
+    const disk = s.disk === DiskState.Negotiating ? store.diskAtAttach : s.disk;
+    if (disk <= DiskState.Inconsistent) uuidFlags |= UuidFlag.inconsistent;
+    return { uuids: store.uuids, bitsSet: store.bitmap.countSet(), uuidFlags };
+  }
+
+  /** Set by the wiring: the data path of a node without a disk, created or resized to the device size it takes from the peer. */
+  disklessDataPath: ((sizeBytes: number) => ReplicationEngine) | undefined;
+
+  /** A new ActiveLink on an established connection, with the data path taking its packets. */
+  private takeLink(result: HandshakeResult, engine: ReplicationEngine): ActiveLink {
     const link: ActiveLink = {
       result,
       peer: result.peer,
@@ -386,6 +395,65 @@ export class PeerLink {
         runAside(this.onLinkLost(link, reason), this.runtime.log, 'link loss handling');
       },
     });
+    return link;
+  }
+
+  /**
+   * The connect of a node without a disk (never attached, or detached
+   * before this connect): no sync handshake (receive_state runs it only
+   * when both have disks); the device takes the peer's size
+   * (receive_sizes: "I am diskless, need to accept the peer's size"), and
+   * reads and writes go through the peer. A peer without a disk either is
+   * refused ("some backing storage is needed"), and so is a diskless
+   * Primary's reconnect to other data than it exposes (receive_uuids).
+   */
+  private async connectDiskless(result: HandshakeResult): Promise<void> {
+    const rt = this.runtime;
+    const peer = result.peer;
+    const size = disklessDeviceSize(peer.sizes);
+    const mayConnect = size.kind === 'size' ? disklessPrimaryMayConnect(rt.snapshot.role, this.exposedDataUuid, peer.uuidsKnown ? peer.uuids.current : undefined) : null;
+    const makeEngine = this.disklessDataPath;
+    if (size.kind !== 'size' || (mayConnect !== null && !mayConnect.ok) || !makeEngine) {
+      rt.log.error(size.kind !== 'size' ? size.errorLine : (mayConnect?.ok === false ? mayConnect.errorLine : 'no data path for a diskless connect'));
+      result.session.close('Disconnecting');
+      await rt.setState({ conn: ConnState.WFReportParams }, 'connected');
+      await this.toStandAlone(size.kind !== 'size' ? 'no backing storage on either node' : 'other data than this diskless Primary exposes');
+      return;
+    }
+    const engine = makeEngine(size.sizeBytes);
+    rt.log.info({ sizeBytes: size.sizeBytes, peerDiskBytes: peer.sizes.diskSizeBytes, peerCurrentBytes: peer.sizes.currentSizeBytes }, `diskless: the device takes the peer's size, ${sizeLogLine(size.sizeBytes)}`);
+    const link = this.takeLink(result, engine);
+    if (peer.uuidsKnown) this.exposedDataUuid = peer.uuids.current;
+    await rt.setState({ conn: ConnState.WFReportParams }, 'connected');
+    if (link.closed) return;
+    const refused = handshakeStateRefusal(rt.snapshot, 'no-sync', peerView(peer), rt.stateCtx());
+    if (refused !== null) {
+      rt.log.error(refused);
+      await this.toStandAlone('state change failed');
+      return;
+    }
+    if (!engine.volume.isMirroring) engine.startMirroring();
+    await rt.setState(afterHandshake('no-sync', peerView(peer)), 'connected without a disk');
+    await rt.deviceSizeChanged();
+  }
+
+  /**
+   * DRBD's ed_uuid while diskless: the current UUID of the data this node's
+   * device shows — the peer's, learnt from its P_UUIDS while connected
+   * (receive_uuids: drbd_set_ed_uuid), or, after a detach, the lost disk's.
+   */
+  exposedDataUuid: bigint | undefined;
+
+  private async onConnected(result: HandshakeResult): Promise<void> {
+    const rt = this.runtime;
+    const store = rt.attachedStore;
+    if (!store) return this.connectDiskless(result);
+    const engine = this.engine();
+    if (!engine) {
+      result.session.close('Disconnecting');
+      return;
+    }
+    const link = this.takeLink(result, engine);
     // Agree on the size and decide before anything awaits: the peer does the same at the same
     // moment, and a close it sends after deciding must not pre-empt our own decision.
     const s = rt.snapshot;
@@ -422,6 +490,8 @@ export class PeerLink {
     const peer = link.peer;
     const s = rt.snapshot;
     const net = this.view.net;
+    // receive_state: a peer without a disk (no P_UUIDS, Diskless) gets no handshake: Connected as it is.
+    if (!syncHandshakeRuns(s.disk, peer.disk as DiskState, peer.uuidsKnown)) return noSyncHandshake(store.uuids, peer.uuids);
     const decision: HandshakeDecision = syncHandshake({
       self: {
         uuids: store.uuids,
@@ -506,8 +576,9 @@ export class PeerLink {
   async skipInitialSync(): Promise<void> {
     const link = this.active;
     if (!link || link.closed) return;
-    const params = this.localParams();
-    link.result.session.send({ type: PacketType.Uuids, ...params.uuids, uuidFlags: params.uuids.uuidFlags | UuidFlag.skipInitialSync });
+    const uuids = this.uuidsBody();
+    if (!uuids) return;
+    link.result.session.send({ type: PacketType.Uuids, ...uuids, uuidFlags: uuids.uuidFlags | UuidFlag.skipInitialSync });
   }
 
   private async acceptSkipInitialSync(peerCurrent: bigint): Promise<void> {
@@ -530,8 +601,9 @@ export class PeerLink {
     const link = this.active;
     // A link being torn down (Disconnecting, lost) hears nothing more: a new current UUID made because
     // the disconnect lost the peer's disk must not reach the peer as news to renegotiate on.
-    if (!link || link.closed || !this.runtime.attachedStore || this.runtime.snapshot.conn < ConnState.Connected) return;
-    link.result.session.send({ type: PacketType.Uuids, ...this.localParams().uuids });
+    const uuids = this.uuidsBody();
+    if (!link || link.closed || !uuids || this.runtime.snapshot.conn < ConnState.Connected) return;
+    link.result.session.send({ type: PacketType.Uuids, ...uuids });
   }
 
   /**
@@ -541,9 +613,9 @@ export class PeerLink {
   async renegotiate(): Promise<void> {
     const link = this.active;
     const engine = this.engine();
-    if (!link || link.closed || !engine || this.runtime.snapshot.conn !== ConnState.Connected) return;
-    const params = this.localParams();
-    link.result.session.send({ type: PacketType.Uuids, ...params.uuids });
+    const uuids = this.uuidsBody();
+    if (!link || link.closed || !engine || !uuids || this.runtime.snapshot.conn !== ConnState.Connected) return;
+    link.result.session.send({ type: PacketType.Uuids, ...uuids });
     await this.decide(link, engine).catch((err: Error) => this.runtime.log.error({ err }, `resync decision failed: ${err.message}`));
   }
 
@@ -747,7 +819,9 @@ export class PeerLink {
         this.onPeerSyncParam?.(packet);
         return;
       case PacketType.Uuids: {
-        link.peer = { ...link.peer, uuids: packet.uuids, bitsSet: packet.bitsSet, uuidFlags: packet.uuidFlags };
+        link.peer = { ...link.peer, uuids: packet.uuids, uuidsKnown: true, bitsSet: packet.bitsSet, uuidFlags: packet.uuidFlags };
+        // receive_uuids: connected without a disk, the peer's current UUID is the data this device shows.
+        if (!this.runtime.attachedStore) this.exposedDataUuid = packet.uuids.current;
         if (packet.uuidFlags & UuidFlag.skipInitialSync) {
           // The packet dispatch is synchronous; the UUID change runs aside, failures logged.
           runAside(this.acceptSkipInitialSync(packet.uuids.current), this.runtime.log, 'skip initial sync');
@@ -813,6 +887,7 @@ export class PeerLink {
     const currentSizeBytes = packet.currentSizeBytes > 0 ? packet.currentSizeBytes : link.peer.sizes.currentSizeBytes;
     link.peer = { ...link.peer, sizes: { diskSizeBytes: packet.diskSizeBytes, currentSizeBytes, maxRequestBytes: packet.maxRequestBytes, ddsFlags: packet.ddsFlags } };
     this.lastPeerDiskBytes = packet.diskSizeBytes;
+    if (!store) return this.onPeerSizesDiskless(link, packet);
     // Only a Connected pair grows (a peer's resize is refused during a resync, 130): otherwise just note its size.
     if (!store || rt.snapshot.conn !== ConnState.Connected) {
       this.sizesHandled(link);
@@ -836,6 +911,28 @@ export class PeerLink {
     link.resizePending = false;
     this.sizesHandled(link);
     if ((pending || grew) && rt.snapshot.conn === ConnState.Connected && !link.closed) await this.resyncAfterOnlineGrow(link, noResync);
+  }
+
+  /**
+   * receive_sizes without a disk, after the connect: the device follows the
+   * peer's new current size. A request for an answer (c_size 0, the peer's
+   * `resize`) is answered, not followed: udrbd's P_SIZES has no u_size, and
+   * the peer's d_size alone is not its device's size.
+   */
+  private async onPeerSizesDiskless(link: ActiveLink, packet: SizesPacket): Promise<void> {
+    const rt = this.runtime;
+    const engine = this.engine();
+    const size = disklessDeviceSize(packet);
+    if (engine && !engine.local.isAttached && packet.currentSizeBytes > 0 && size.kind === 'size' && size.sizeBytes !== engine.volume.sizeBytes) {
+      engine.setDisklessSizeBytes(size.sizeBytes);
+      rt.log.info({ sizeBytes: size.sizeBytes }, `diskless: the device follows the peer's size, ${sizeLogLine(size.sizeBytes)}`);
+      await rt.deviceSizeChanged();
+    }
+    // The peer's `resize` waits for an answer (c_size 0 asks for one): d_size 0, our device's size.
+    if (packet.currentSizeBytes === 0 && engine && !link.closed) {
+      link.result.session.send({ type: PacketType.Sizes, diskSizeBytes: 0, currentSizeBytes: engine.volume.sizeBytes, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: packet.ddsFlags });
+    }
+    this.sizesHandled(link);
   }
 
   private sizesHandled(link: ActiveLink): void {

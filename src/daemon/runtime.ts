@@ -14,7 +14,7 @@ import type { Logger } from '../util/log.js';
 import { assert } from '../util/assert.js';
 import { ExitCode, UdrbdError } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
-import { type StateCtx, SsCode, defaultStateCtx, formatRefusalMessage, unconfiguredState } from '../resource/state.js';
+import { type StateCtx, ErrCode, SsCode, defaultStateCtx, failure, formatRefusalMessage, unconfiguredState } from '../resource/state.js';
 import { requestDetach } from '../resource/admin.js';
 import { type Committed, type StateEffect, type StateFacts, internalTransition } from '../resource/transition.js';
 import { type ControlEvent, type ControlReply, type ControlRequest, DIAGNOSTIC_IO_BYTES_MAX, errorReply, okReply } from '../control/protocol.js';
@@ -170,7 +170,7 @@ export class ResourceRuntime {
       outOfSyncKiB: this.store?.outOfSyncKiB() ?? 0,
       sync: undefined,
       counters: {},
-      deviceSizeKiB: this.store ? Math.floor(this.store.sizeBytes / 1024) : 0,
+      deviceSizeKiB: Math.floor(this.deviceSizeBytes() / 1024),
       exposed: this.exposed,
       frontend: this.options.frontend?.describe?.() ?? null,
       pid: process.pid,
@@ -265,14 +265,26 @@ export class ResourceRuntime {
 
   // ---- lifecycle ------------------------------------------------------------
 
+  /**
+   * False from `new-resource` until `new-minor` (daemon mode 'new'): the
+   * resource exists without its volume, as after drbdsetup new-resource.
+   */
+  minorAllocated = true;
+
+  /** ERR_MINOR_INVALID for a volume verb before `new-minor`. */
+  requireMinor(): void {
+    if (!this.minorAllocated) throw new StateChangeRefused(ErrCode.minorInvalid, failure(ErrCode.minorInvalid).text, ExitCode.configInvalid);
+  }
+
   async attach(): Promise<void> {
+    this.requireMinor();
     if (this.store) return;
     await this.setState({ disk: DiskState.Attaching }, 'attach');
     let opened: AttachedStore | undefined;
     try {
       opened = await this.options.openStore(this.spec, this.log);
       // e.g. a diskless Primary refusing a disk that does not hold its current data (ERR_DATA_NOT_CURRENT)
-      this.attachCheck?.(opened);
+      await this.attachCheck?.(opened);
     } catch (err) {
       await opened?.close(true);
       await this.setState({ disk: DiskState.Diskless }, 'attach failed');
@@ -290,7 +302,15 @@ export class ResourceRuntime {
   }
 
   /** Set by the wiring: may refuse a freshly opened store before anything uses it (throws). */
-  attachCheck: ((store: AttachedStore) => void) | undefined;
+  attachCheck: ((store: AttachedStore) => Promise<void>) | undefined;
+
+  /** Set by the wiring: the device size while there is no disk (the peer's, or the lost disk's), else undefined. */
+  disklessDeviceBytes: (() => number | undefined) | undefined;
+
+  /** The device's size: the attached disk's agreed size, or without a disk the data path's (0 = none). */
+  deviceSizeBytes(): number {
+    return this.store?.sizeBytes ?? this.disklessDeviceBytes?.() ?? 0;
+  }
 
   /** Called after every state change (the link sends State packets from here). */
   readonly stateHooks: Array<(before: StateSnapshot, after: StateSnapshot) => void> = [];
@@ -398,11 +418,12 @@ export class ResourceRuntime {
    */
   async deviceSizeChanged(): Promise<void> {
     const frontend = this.options.frontend;
-    if (!this.exposed || !frontend?.deviceGrew || !this.store) return;
+    const sizeBytes = this.deviceSizeBytes();
+    if (!this.exposed || !frontend?.deviceGrew || sizeBytes === 0) return;
     try {
-      await frontend.deviceGrew(this.store.sizeBytes);
+      await frontend.deviceGrew(sizeBytes);
     } catch (err) {
-      this.log.error({ err, sizeBytes: this.store.sizeBytes }, `the exposed device did not grow to ${this.store.sizeBytes} bytes: ${(err as Error).message}`);
+      this.log.error({ err, sizeBytes }, `the exposed device did not grow to ${sizeBytes} bytes: ${(err as Error).message}`);
     }
   }
 
@@ -458,6 +479,13 @@ export class ResourceRuntime {
       await this.attach();
       return { exitCode: 0 };
     });
+    // drbdsetup new-minor: the resource's one volume exists from now on (Diskless, StandAlone).
+    this.defineVerb('new-minor', async () => {
+      if (this.minorAllocated) throw new StateChangeRefused(ErrCode.minorExists, failure(ErrCode.minorExists).text, ExitCode.configInvalid);
+      this.minorAllocated = true;
+      this.log.info('new-minor: the volume exists, Diskless and StandAlone');
+      return { exitCode: 0 };
+    });
     this.defineVerb('detach', async () => {
       await this.detach();
       return this.durability.takeReply();
@@ -480,9 +508,10 @@ export class ResourceRuntime {
   /** status --json: the device size (as /proc/partitions would show the DRBD device) and what the disk offers. */
   private sizeJson(): Record<string, unknown> {
     const store = this.store;
+    const deviceBytes = this.deviceSizeBytes();
     return {
-      sizeBytes: store ? store.sizeBytes : null,
-      sizeKiB: store ? Math.floor(store.sizeBytes / 1024) : null,
+      sizeBytes: deviceBytes > 0 ? deviceBytes : null,
+      sizeKiB: deviceBytes > 0 ? Math.floor(deviceBytes / 1024) : null,
       diskSizeBytes: store ? store.maxSizeBytes : null,
     };
   }

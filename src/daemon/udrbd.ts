@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * daemon/udrbd — the resource process entry point:
- *   node dist/daemon/udrbd.js --config F --node N --resource R [--mode up|attach] [--discard-my-data]
+ *   node dist/daemon/udrbd.js --config F --node N --resource R [--mode up|attach|new] [--discard-my-data]
  * Takes the per resource+node lock, logs (pino JSON) to the log file, attaches
  * (open disk + meta-data + apply AL), opens the control socket, reports ready
  * on fd 3 to the `udrbdadm up` that started it once its first listen on the
@@ -54,10 +54,11 @@ async function main(): Promise<number> {
     strict: true,
   });
   if (!values.config || !values.node || !values.resource) {
-    report({ ready: false, exitCode: ExitCode.usage, message: 'usage: udrbd --config FILE --node NAME --resource RES [--mode up|attach]' });
+    report({ ready: false, exitCode: ExitCode.usage, message: 'usage: udrbd --config FILE --node NAME --resource RES [--mode up|attach|new]' });
     return ExitCode.usage;
   }
-  const mode = values.mode === 'attach' ? 'attach' : 'up';
+  // 'new': `new-resource` — the process without its volume (no attach, no connect) until `new-minor`.
+  const mode = values.mode === 'attach' ? 'attach' : values.mode === 'new' ? 'new' : 'up';
   let paths: RuntimePaths;
   try {
     paths = runtimePaths(values.resource, values.node);
@@ -108,7 +109,8 @@ async function main(): Promise<number> {
     rt.onEvent((event) => srv.publish(event));
     defineAdjust(wireReplication(rt, { discardMyData: values['discard-my-data'] }));
     registerStartupInfo(rt);
-    await rt.attach();
+    if (mode === 'new') rt.minorAllocated = false;
+    else await rt.attach();
     await srv.listen();
     fs.writeFileSync(paths.pidPath, `${process.pid}\n`, { mode: 0o600 });
     // `up` waits for the first listen: an address not on this host or a port in use fails `up` (exit 10).

@@ -7,11 +7,17 @@
  * (disk/deadline-disk) and, for tests, the fault layer (daemon/fault-hook);
  * its errors go to on-io-error (daemon/io-error). A detach while connected
  * or Primary keeps the data path running diskless; the next attach gives it
- * the disk back and the link negotiates again (a resync by the bitmap).
+ * the disk back and the link negotiates again (a resync by the bitmap). A
+ * node that connects without ever having a disk gets a data path with none,
+ * sized by the peer (daemon/link connectDiskless); its first attach must
+ * hold that size (ERR_DISK_TOO_SMALL) and then negotiates the same way.
  */
 import { ExitCode, UdrbdError } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
-import { type ResourceState, type StateCtx, SsCode, defaultStateCtx, formatRefusalMessage, refusal } from '../resource/state.js';
+import { type ResourceState, type StateCtx, ErrCode, SsCode, defaultStateCtx, failure, formatRefusalMessage, refusal } from '../resource/state.js';
+import { attachSizeUnderDevice } from '../resource/diskless.js';
+import type { ActivityLogApi, DirtyBitmap } from '../meta/types.js';
+import type { DisklessShape } from '../replication/index.js';
 import { ReplicationEngine } from '../replication/index.js';
 import { liveReplicationOptions } from './adjust.js';
 import type { ResourceView } from '../config/index.js';
@@ -34,6 +40,9 @@ import { type FaultLayer, installFaultLayer } from './fault-hook.js';
 import type { AttachedStore } from './runtime.js';
 import { runAside } from '../util/aside.js';
 import { ResyncAfterWatch } from './resync-after.js';
+
+/** What a data path without a disk declares (the volume caps requests at 1 MiB; flushes and FUA go to the peer). */
+const DISKLESS_CAPABILITIES = { canFlush: true, canFua: true, canTrim: false, maxRequestBytes: 1024 * 1024 } as const;
 
 /** disk-timeout is in tenths of a second. */
 const DISK_TIMEOUT_UNIT_MS = 100;
@@ -79,38 +88,36 @@ export class Wiring {
       const deadline = new DeadlineDisk(this.faults?.wrap(store.data) ?? store.data, view.disk.diskTimeoutDs * DISK_TIMEOUT_UNIT_MS);
       this.deadline = deadline;
       if (this.dataPath) {
-        // Re-attach of a diskless node: the running data path gets its disk back.
+        // Re-attach of a diskless node (or the first attach of one that connected without a disk):
+        // the running data path gets the disk.
         this.dataPath.attachLocal({ disk: deadline, bitmap: store.bitmap, activityLog: store.activityLog });
         return;
       }
-      this.dataPath = new ReplicationEngine({
-        disk: deadline,
-        bitmap: store.bitmap,
-        activityLog: store.activityLog,
-        options: liveReplicationOptions(view),
-        log: runtime.log,
-        // The attached store's, not the first one's: the disk may have been detached and attached again.
-        alTransactions: () => runtime.attachedStore?.activityLog.transactionCount ?? 0,
-        onLocalIoError: (op, offsetBytes, error) => this.ioErrors.onLocalIoError(op, offsetBytes, error),
-      });
-      // on-congestion: the write path reports, the link commits Ahead / StandAlone and starts the resync.
-      this.dataPath.volume.setCongestionHandler({
-        congested: (policy) => this.link.congested(policy),
-        aheadDrained: () => this.link.aheadDrained(),
-      });
-      this.dataPath.volume.setCongestionArmed(runtime.snapshot.conn === ConnState.Connected);
+      this.dataPath = this.newDataPath({ disk: deadline, bitmap: store.bitmap, activityLog: store.activityLog });
     });
+    // A node without a disk that connects: a data path with no disk, sized by the peer (daemon/link).
+    this.link.disklessDataPath = (sizeBytes) => {
+      const dp = this.dataPath;
+      if (dp) {
+        if (!dp.local.isAttached) dp.setDisklessSizeBytes(sizeBytes);
+        return dp;
+      }
+      const created = this.newDataPath({ diskless: { sizeBytes, capabilities: DISKLESS_CAPABILITIES } });
+      this.dataPath = created;
+      return created;
+    };
+    runtime.disklessDeviceBytes = () => (this.dataPath && !this.dataPath.local.isAttached ? this.dataPath.volume.sizeBytes : undefined);
     runtime.diskDrained = async () => {
       await this.deadline?.drained();
       this.deadline = undefined;
     };
     runtime.stateHooks.push((before, after) => this.afterStateChange(before, after));
-    runtime.attachCheck = (store) => this.checkDataCurrent(store);
+    runtime.attachCheck = (store) => this.checkAttach(store);
     runtime.detachHooks.push(async () => {
       const dp = this.dataPath;
       if (dp && (dp.isAttached || runtime.snapshot.role === Role.Primary)) {
         // DRBD's diskless mode: a Primary keeps its device (served through the peer, or EIO), the link stays.
-        this.exposedDataUuid = runtime.attachedStore?.uuids.current;
+        this.link.exposedDataUuid = runtime.attachedStore?.uuids.current;
         dp.detachLocal();
         return;
       }
@@ -145,19 +152,52 @@ export class Wiring {
     defineResizeVerb(runtime, this.link);
   }
 
-  /** The current UUID of the data a diskless Primary exposes (DRBD's ed_uuid), from the disk it lost. */
-  private exposedDataUuid: bigint | undefined;
+  /** A data path on `local` (an attached disk's parts, or a diskless node's shape) with this resource's options and hooks. */
+  private newDataPath(local: { disk: BlockDevice; bitmap: DirtyBitmap; activityLog: ActivityLogApi } | { diskless: DisklessShape }): ReplicationEngine {
+    const rt = this.runtime;
+    const view = rt.spec.view as ResourceView;
+    const dataPath = new ReplicationEngine({
+      ...local,
+      options: liveReplicationOptions(view),
+      log: rt.log,
+      // The attached store's, not the first one's: the disk may have been detached and attached again.
+      alTransactions: () => rt.attachedStore?.activityLog.transactionCount ?? 0,
+      onLocalIoError: (op, offsetBytes, error) => this.ioErrors.onLocalIoError(op, offsetBytes, error),
+    });
+    // on-congestion: the write path reports, the link commits Ahead / StandAlone and starts the resync.
+    dataPath.volume.setCongestionHandler({
+      congested: (policy) => this.link.congested(policy),
+      aheadDrained: () => this.link.aheadDrained(),
+    });
+    dataPath.volume.setCongestionArmed(rt.snapshot.conn === ConnState.Connected);
+    return dataPath;
+  }
 
   /**
    * drbd_adm_attach: a diskless Primary without an UpToDate peer may only
    * take back a disk that holds the data it exposes — not one that missed
    * writes it made through the peer, or another generation.
    */
+  private async checkAttach(store: AttachedStore): Promise<void> {
+    this.checkDataCurrent(store);
+    const dp = this.dataPath;
+    if (!dp || dp.local.isAttached) return;
+    // drbd_adm_attach: the new disk must hold the whole device (it may have the peer's size): ERR_DISK_TOO_SMALL.
+    const deviceBytes = dp.volume.sizeBytes;
+    const agreed = attachSizeUnderDevice(store.maxSizeBytes, deviceBytes);
+    if (agreed === null) {
+      this.runtime.log.error({ diskBytes: store.maxSizeBytes, deviceBytes }, `the disk holds ${store.maxSizeBytes / 512} sectors, less than the device's ${deviceBytes / 512}`);
+      throw new StateChangeRefused(ErrCode.diskTooSmall, failure(ErrCode.diskTooSmall).text, ExitCode.configInvalid);
+    }
+    // The disk agrees on the device's size; the handshake that follows decides what to sync.
+    if (agreed !== store.sizeBytes) await store.setAgreedSize(agreed);
+  }
+
   private checkDataCurrent(store: AttachedStore): void {
     const dp = this.dataPath;
     const s = this.runtime.snapshot;
     if (!dp?.volume.isDiskless || s.pdsk === DiskState.UpToDate || !(s.role === Role.Primary || s.peer === Role.Primary)) return;
-    const exposed = this.exposedDataUuid;
+    const exposed = this.link.exposedDataUuid;
     const sameGeneration = exposed !== undefined && (exposed & ~1n) === (store.uuids.current & ~1n);
     if (sameGeneration && dp.volume.writesWhileDiskless === 0) return;
     const shown = exposed === undefined ? '0000000000000000' : exposed.toString(16).toUpperCase().padStart(16, '0');
@@ -215,15 +255,17 @@ export class Wiring {
   async primary(force: boolean): Promise<void> {
     const rt = this.runtime;
     if (rt.snapshot.role === Role.Primary) return;
-    const store = rt.requireStore();
+    // Without a disk only the peer's UpToDate data makes a Primary (is_valid_state: SS_NO_UP_TO_DATE_DISK).
+    const store = rt.attachedStore;
     // drbd_set_role: fence-peer first where DRBD runs it; its answer is already applied to the state.
     const fenced = await this.fencing.beforePromote(force);
     const old = rt.snapshot;
     if (old.role === Role.Primary) return;
-    const plan = this.admin(requestPrimary(old, { force, fenced }, { ...this.ctx(), bitmapUuid: store.uuids.bitmap }));
+    const plan = this.admin(requestPrimary(old, { force, fenced }, { ...this.ctx(), bitmapUuid: store?.uuids.bitmap }));
     const forced = plan.effects.includes('send-uuids') || plan.logLines.some((l) => l.startsWith('Forced to'));
-    if (plan.effects.includes('new-current-uuid')) await store.newCurrentUuid(true);
-    else if (plan.effects.includes('uuid-primary-bit')) store.setPrimaryBit(true);
+    // drbd_set_role: the UUID steps need a disk (get_ldev); a diskless Primary's data generation is the peer's.
+    if (plan.effects.includes('new-current-uuid')) await store?.newCurrentUuid(true);
+    else if (plan.effects.includes('uuid-primary-bit')) store?.setPrimaryBit(true);
     if (plan.effects.includes('clear-discard-my-data')) this.link.discardMyData = false;
     for (const next of plan.states) await rt.setState(next, forced ? 'primary --force' : 'primary');
     if (plan.effects.includes('send-uuids')) await this.link.renegotiate();
@@ -250,7 +292,9 @@ export class Wiring {
       throw new StateChangeRefused(SsCode.deviceInUse, refusal(SsCode.deviceInUse).text, ExitCode.stateChangeFailed);
     }
     this.admin(requestSecondary(old, { deviceOpen: rt.frontendHeldOpen() }, this.ctx()));
-    await this.dataPath?.volume.flush();
+    const dp = this.dataPath;
+    // A diskless Primary without its peer has nowhere to flush to (its I/O fails with EIO already).
+    if (dp && !(dp.volume.isDiskless && !dp.volume.isMirroring)) await dp.volume.flush();
     // demote() tears the device down first (it may still refuse: held open) and then clears the primary bit.
     await rt.demote();
   }
@@ -267,7 +311,10 @@ export class Wiring {
       return ok();
     });
     rt.defineVerb('connect', async (args) => {
-      if (rt.snapshot.disk === DiskState.Diskless) throw new StateChangeRefused(SsCode.isDiskless, refusal(SsCode.isDiskless).text, ExitCode.stateChangeFailed);
+      // drbd_adm_connect needs no disk: a diskless node connects and works through the peer's.
+      if (!rt.minorAllocated) {
+        throw new UdrbdError(`${rt.spec.name}: udrbd connects a resource together with its volume, which does not exist yet: run 'udrbdadm new-minor ${rt.spec.name}' first`, ExitCode.configInvalid);
+      }
       await this.link.connect(Boolean(args.discardMyData));
       return ok();
     });

@@ -1,7 +1,8 @@
 /**
  * peer/handshake — the parameter exchange right after a link is chosen and
  * authenticated (DRBD's WFReportParams): both sides send Protocol, SyncParam,
- * Uuids, Sizes and State, in that order, and check what DRBD checks at connect
+ * Uuids, Sizes and State, in that order (a node without a disk sends no Uuids:
+ * drbd_main.c drbd_send_uuids), and check what DRBD checks at connect
  * time (protocol, after-sb-*pri, allow-two-primaries, discard-my-data on both,
  * data-integrity-alg: "incompatible <x> settings"; csums-alg: "Different
  * csums-alg settings"); a
@@ -21,7 +22,8 @@ export interface LocalParams {
   protocol: Body<ProtocolPacket>;
   /** Resync parameters (DRBD sends P_SYNC_PARAM right after P_PROTOCOL at connect). */
   syncParam: Body<SyncParamPacket>;
-  uuids: Body<UuidsPacket>;
+  /** Absent without a local disk (drbd_send_uuids sends nothing then). */
+  uuids: Body<UuidsPacket> | undefined;
   sizes: Body<SizesPacket>;
   state: Body<StatePacket>;
 }
@@ -39,7 +41,9 @@ export interface PeerParams {
   integrityAlg: string;
   /** The peer's resync parameters as it sent them at connect. */
   syncParam: Body<SyncParamPacket>;
+  /** All zero when the peer sent none (it has no disk); `uuidsKnown` says which (DRBD's mdev->p_uuid). */
   uuids: GenerationUuids;
+  uuidsKnown: boolean;
   bitsSet: number;
   uuidFlags: number;
   sizes: Body<SizesPacket>;
@@ -104,6 +108,9 @@ export function checkSyncParamCompatibility(local: Body<SyncParamPacket>, peer: 
 }
 
 const EXPECTED_ORDER = [PacketType.Protocol, PacketType.SyncParam, PacketType.Uuids, PacketType.Sizes, PacketType.State] as const;
+/** The peer's Uuids is left out when it has no disk. */
+const OPTIONAL_TYPES: ReadonlySet<number> = new Set([PacketType.Uuids]);
+const NO_UUIDS: GenerationUuids = { current: 0n, bitmap: 0n, historyStart: 0n, historyEnd: 0n };
 const TYPE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(PacketType).map(([k, v]) => [v, k]));
 
 export interface ExchangeOptions {
@@ -127,7 +134,8 @@ export function exchangeParams(
   opts: ExchangeOptions,
 ): Promise<HandshakeResult> {
   return new Promise<HandshakeResult>((resolve, reject) => {
-    const received: Packet[] = [];
+    // Indexed as EXPECTED_ORDER; an optional packet the peer left out stays undefined.
+    const received: Array<Packet | undefined> = [];
     let local: LocalParams | null = null;
     let settled = false;
 
@@ -143,7 +151,7 @@ export function exchangeParams(
         reject(error);
         return;
       }
-      const [p, sp, u, s, st] = received as [ProtocolPacket, SyncParamPacket, UuidsPacket, SizesPacket, StatePacket];
+      const [p, sp, u, s, st] = received as [ProtocolPacket, SyncParamPacket, UuidsPacket | undefined, SizesPacket, StatePacket];
       const syncParam: Body<SyncParamPacket> = {
         resyncRateKiBps: sp.resyncRateKiBps, cPlanAheadDs: sp.cPlanAheadDs, cDelayTargetDs: sp.cDelayTargetDs,
         cFillTargetSectors: sp.cFillTargetSectors, cMaxRateKiBps: sp.cMaxRateKiBps, verifyAlg: sp.verifyAlg, csumsAlg: sp.csumsAlg,
@@ -163,9 +171,10 @@ export function exchangeParams(
           nodeName: p.nodeName,
           integrityAlg: p.integrityAlg,
           syncParam,
-          uuids: u.uuids,
-          bitsSet: u.bitsSet,
-          uuidFlags: u.uuidFlags,
+          uuids: u?.uuids ?? NO_UUIDS,
+          uuidsKnown: u !== undefined,
+          bitsSet: u?.bitsSet ?? 0,
+          uuidFlags: u?.uuidFlags ?? 0,
           sizes: { diskSizeBytes: s.diskSizeBytes, currentSizeBytes: s.currentSizeBytes, maxRequestBytes: s.maxRequestBytes, ddsFlags: s.ddsFlags },
           role: st.role,
           disk: st.disk,
@@ -190,7 +199,11 @@ export function exchangeParams(
     session.onClose((reason) => finish(new HandshakeFailedError(`link lost during handshake (${reason})`)));
     session.onPacket((packet) => {
       if (settled) return;
-      const expected = EXPECTED_ORDER[received.length];
+      let expected = EXPECTED_ORDER[received.length];
+      while (expected !== undefined && OPTIONAL_TYPES.has(expected) && packet.type !== expected) {
+        received.push(undefined);
+        expected = EXPECTED_ORDER[received.length];
+      }
       if (expected === undefined || packet.type !== expected) {
         const message = `expected ${expected === undefined ? 'nothing' : TYPE_NAMES[expected]} packet, received: ${TYPE_NAMES[packet.type] ?? packet.type}`;
         opts.logger.error(message);
@@ -209,7 +222,7 @@ export function exchangeParams(
         local = params;
         session.send({ type: PacketType.Protocol, ...params.protocol });
         session.send({ type: PacketType.SyncParam, ...params.syncParam });
-        session.send({ type: PacketType.Uuids, ...params.uuids });
+        if (params.uuids) session.send({ type: PacketType.Uuids, ...params.uuids });
         session.send({ type: PacketType.Sizes, ...params.sizes });
         session.send({ type: PacketType.State, ...params.state });
         maybeDone();

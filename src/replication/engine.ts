@@ -26,7 +26,7 @@ import { blockDigest } from '../util/digest.js';
 import { type ResyncProgress, ResyncResponder, ResyncTarget } from './resync.js';
 import { VerifyResponder, type VerifyResult, VerifySource } from './verify.js';
 import { type LocalIoErrorHandler, ReplicatedVolume, setOutOfSync } from './volume.js';
-import { LocalDisk, type LocalParts } from './local-disk.js';
+import { type DisklessShape, LocalDisk, type LocalParts } from './local-disk.js';
 import { PeerReads } from './peer-read.js';
 
 export interface ReplicationEngineDeps {
@@ -42,6 +42,9 @@ export interface ReplicationEngineDeps {
   /** Clock for progress and rate limiting (tests pass a fake one). */
   readonly now?: () => number;
 }
+
+/** A node that connects without a disk (never attached): the device's shape instead of disk, bitmap and AL. */
+export type DisklessEngineDeps = Omit<ReplicationEngineDeps, 'disk' | 'bitmap' | 'activityLog'> & { readonly diskless: DisklessShape };
 
 export interface AttachedPeer {
   readonly channel: PeerChannel;
@@ -76,9 +79,9 @@ export class ReplicationEngine {
   /** The backing disk, bitmap and AL as every part sees them; detachable (diskless mode). */
   readonly local: LocalDisk;
 
-  constructor(private readonly deps: ReplicationEngineDeps) {
+  constructor(private readonly deps: ReplicationEngineDeps | DisklessEngineDeps) {
     this.options = { ...withDefaults(deps.options) };
-    this.local = new LocalDisk({ disk: deps.disk, bitmap: deps.bitmap, activityLog: deps.activityLog });
+    this.local = new LocalDisk('diskless' in deps ? deps.diskless : { disk: deps.disk, bitmap: deps.bitmap, activityLog: deps.activityLog });
     this.counters = new ReplicationCounters(this.local.bitmap, deps.alTransactions);
     this.volume = new ReplicatedVolume({
       disk: this.local.disk,
@@ -90,6 +93,8 @@ export class ReplicationEngine {
       rangeLock: this.rangeLock,
       ...(deps.onLocalIoError ? { onLocalIoError: deps.onLocalIoError } : {}),
     });
+    // Never attached: reads and writes go through the peer from the start.
+    if (!this.local.isAttached) this.volume.setDiskless(true);
   }
 
   /**
@@ -276,6 +281,11 @@ export class ReplicationEngine {
     this.volume.setDiskless(true);
     this.link?.resyncTarget?.abort('local disk detached');
     this.link?.receiver.setAcceptWrites(false, 'diskless');
+  }
+
+  /** Diskless: the device takes the peer's size (receive_sizes → drbd_set_my_capacity). */
+  setDisklessSizeBytes(sizeBytes: number): void {
+    this.local.setDisklessSizeBytes(sizeBytes);
   }
 
   /** A disk is attached again; reads stay with the peer until the handshake says the local data is current. */

@@ -4,7 +4,8 @@
  * and the congestion check that pulls ahead (on-congestion, volume.ts).
  * Public surface for daemon/ and tests; see engine.ts for the wiring.
  */
-export { ReplicationEngine, type ReplicationEngineDeps, type AttachedPeer, type LiveReplicationOptions } from './engine.js';
+export { ReplicationEngine, type ReplicationEngineDeps, type DisklessEngineDeps, type AttachedPeer, type LiveReplicationOptions } from './engine.js';
+export type { DisklessShape } from './local-disk.js';
 export { ReplicatedVolume, type CongestionHandler, type OnDemandSync, setOutOfSync, setInSync } from './volume.js';
 export { SecondaryReceiver } from './receiver.js';
 export { ResyncTarget, ResyncResponder, type ResyncProgress, type ResyncResult, syncPerMille } from './resync.js';

@@ -12,6 +12,7 @@
  */
 import { type BlockDevice, type BlockDeviceCapabilities, type ReadFlags, type WriteFlags, eioError } from '../disk/block-device.js';
 import type { ActivityLogApi, DirtyBitmap } from '../meta/types.js';
+import { assert } from '../util/assert.js';
 
 export interface LocalParts {
   readonly disk: BlockDevice;
@@ -19,21 +20,38 @@ export interface LocalParts {
   readonly activityLog: ActivityLogApi;
 }
 
+/** A node that never had a disk: the device size it took from the peer (receive_sizes), and no disk behind it. */
+export interface DisklessShape {
+  readonly sizeBytes: number;
+  readonly capabilities: BlockDeviceCapabilities;
+}
+
+/** One bitmap bit per 4 KiB (BM_BLOCK_SHIFT 12), for the bit count a diskless view reports. */
+const BYTES_PER_BIT = 4096;
+
 export class LocalDisk {
   private parts: LocalParts | null;
   /** The agreed device size: kept while diskless, since the device stays the same size. */
   private sizeBytesWhileDiskless: number;
-  private readonly bitCountWhileDiskless: number;
+  private bitCountWhileDiskless: number;
   private readonly capabilitiesWhileDiskless: BlockDeviceCapabilities;
   readonly disk: BlockDevice;
   readonly bitmap: DirtyBitmap;
   readonly activityLog: ActivityLogApi;
 
-  constructor(parts: LocalParts) {
-    this.parts = parts;
-    this.sizeBytesWhileDiskless = parts.disk.sizeBytes;
-    this.bitCountWhileDiskless = parts.bitmap.bitCount;
-    this.capabilitiesWhileDiskless = parts.disk.capabilities;
+  /** `parts`: an attached disk; a DisklessShape: a node that connects without ever having attached one. */
+  constructor(parts: LocalParts | DisklessShape) {
+    if ('disk' in parts) {
+      this.parts = parts;
+      this.sizeBytesWhileDiskless = parts.disk.sizeBytes;
+      this.bitCountWhileDiskless = parts.bitmap.bitCount;
+      this.capabilitiesWhileDiskless = parts.disk.capabilities;
+    } else {
+      this.parts = null;
+      this.sizeBytesWhileDiskless = parts.sizeBytes;
+      this.bitCountWhileDiskless = Math.ceil(parts.sizeBytes / BYTES_PER_BIT);
+      this.capabilitiesWhileDiskless = parts.capabilities;
+    }
     this.disk = this.diskView();
     this.bitmap = this.bitmapView();
     this.activityLog = {
@@ -51,6 +69,16 @@ export class LocalDisk {
     if (this.parts === null) return;
     this.sizeBytesWhileDiskless = this.parts.disk.sizeBytes;
     this.parts = null;
+  }
+
+  /**
+   * Diskless, the device takes the size the peer reports (drbd_receiver.c
+   * receive_sizes: without a disk, drbd_set_my_capacity). Refused while a disk is attached.
+   */
+  setDisklessSizeBytes(sizeBytes: number): void {
+    assert(this.parts === null, "the device size of an attached disk is the agreed size, not the peer's");
+    this.sizeBytesWhileDiskless = sizeBytes;
+    this.bitCountWhileDiskless = Math.max(this.bitCountWhileDiskless, Math.ceil(sizeBytes / BYTES_PER_BIT));
   }
 
   /** A disk is attached again (it must cover the same device size). */

@@ -74,8 +74,8 @@ export type AdminResult =
     };
 
 export interface AdminCtx extends StateCtx {
-  /** Local bitmap UUID (0 = not tracking changes). */
-  bitmapUuid: bigint;
+  /** Local bitmap UUID (0 = not tracking changes); undefined without a disk (drbd_set_role: no UUID step without get_ldev). */
+  bitmapUuid: bigint | undefined;
 }
 
 const ok = (states: ResourceState[], effects: AdminEffect[] = [], logLines: string[] = []): AdminResult => ({
@@ -327,6 +327,11 @@ export function requestPauseSync(state: ResourceState, pause: boolean, ctx: Stat
 /** `detach`: disk → Failed → Diskless (refused -2 for a Primary without another UpToDate disk). */
 export function requestDetach(state: ResourceState, ctx: StateCtx): AdminResult {
   if (state.disk === DiskState.Diskless) return ok([]);
+  // Connected, D_FAILED is a cluster-wide change (cl_wide_st_chg): a Primary peer without a disk of its
+  // own would be left without data (is_valid_state there: SS_NO_UP_TO_DATE_DISK), so it refuses.
+  if (state.conn >= ConnState.Connected && state.peer === Role.Primary && state.pdsk <= DiskState.Inconsistent) {
+    return refused(refusal(SsCode.cwFailedByPeer), state, { ...state, disk: DiskState.Failed });
+  }
   const wanted = { ...state, disk: DiskState.Failed };
   const r = check(state, wanted, ctx);
   if (!r.ok) return refused(r, state, sanitizeState(state, wanted, ctx));

@@ -493,6 +493,10 @@ export const ErrCode = {
   /** ERR_STONITH_AND_PROT_A: fencing resource-and-stonith with protocol A (drbd_nl.c: _check_net_options, drbd_adm_attach). */
   stonithAndProtA: 154,
   congNotProtoA: 155,
+  /** ERR_MINOR_INVALID: a minor verb before `new-minor` created it. */
+  minorInvalid: 127,
+  /** ERR_RES_NOT_KNOWN: a resource verb before `new-resource` created it. */
+  resourceNotKnown: 158,
   minorExists: 161,
   mdLayoutNoFit: 169,
   implicitShrink: 170,
@@ -514,6 +518,9 @@ const errTexts: Record<number, string> = {
   151: 'Device is connected',
   154: 'Fencing policy resource-and-stonith only with prot B or C allowed',
   155: 'on-congestion policy pull-ahead only with prot A allowed',
+  127: 'Device minor not allocated',
+  158: 'Unknown resource',
+  161: 'Minor or volume exists already (delete it first)',
 };
 
 export function failure(code: number): Refusal {

@@ -85,6 +85,19 @@ export const lostPeerDataRule: AfterStateRule = (os, ns, facts) => {
   return [{ kind: isSuspended(ns) ? 'defer-new-current-uuid' : 'new-current-uuid' }];
 };
 
+/**
+ * A diskless peer becomes Primary while this node holds UpToDate data and no
+ * bitmap UUID: its writes land here only, so a new data generation starts
+ * (drbd_state.c after_state_ch: "ns.pdsk < D_INCONSISTENT", peer
+ * Secondary -> Primary → drbd_uuid_new_current + drbd_send_uuids).
+ */
+export const disklessPeerPromotedRule: AfterStateRule = (os, ns, facts) => {
+  if (facts.bitmapUuid !== 0n) return [];
+  if (ns.pdsk >= DiskState.Inconsistent || os.peer !== Role.Secondary || ns.peer !== Role.Primary) return [];
+  if (ns.disk < DiskState.UpToDate) return [];
+  return [{ kind: 'new-current-uuid' }];
+};
+
 /** IO resumed with a deferred new current UUID: take it now (DRBD: NEW_CUR_UUID on resume). */
 export const resumedIoRule: AfterStateRule = (os, ns, facts) =>
   facts.newCurrentUuidPending && isSuspended(os) && !isSuspended(ns) ? [{ kind: 'new-current-uuid' }] : [];
@@ -101,7 +114,7 @@ function withFencingSuspension(os: ResourceState, ns: ResourceState, ctx: StateC
 }
 
 /** Every after-state rule, in order. */
-export const afterStateRules: readonly AfterStateRule[] = [lostPeerDataRule, resumedIoRule];
+export const afterStateRules: readonly AfterStateRule[] = [lostPeerDataRule, disklessPeerPromotedRule, resumedIoRule];
 
 export interface Committed {
   ok: true;

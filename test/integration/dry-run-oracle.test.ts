@@ -109,6 +109,8 @@ const CASES: string[][] = [
   ['get-gi', 'sfor0'], ['show-gi', 'sfor0'], ['create-md', 'sfor0'], ['create-md', '--force', 'all'],
   ['--', '--force', 'create-md', 'sfor0'], ['dump-md', 'sfor0'], ['apply-al', 'sfor0'], ['wipe-md', 'sfor0'],
   ['wait-connect', 'all'], ['status', 'sfor0'],
+  // a diskless node's way in: the resource and its minor without attach (then connect)
+  ['new-resource', 'sfor0'], ['new-resource', 'all'], ['new-minor', 'sfor0'], ['new-minor', 'all'],
   // external meta-data: indexed on alpha, flexible on beta
   ['up', 'xmor2'], ['attach', 'xmor2'], ['create-md', 'xmor2'], ['dump-md', 'xmor2'], ['apply-al', 'xmor2'],
   ['wipe-md', 'xmor2'], ['get-gi', 'xmor2'], ['show-gi', 'xmor2'], ['dstate', 'xmor2'],

@@ -122,9 +122,9 @@ async function connectPair(alpha: Node, beta: Node, timeoutMs = 5000): Promise<[
   const [ra, rb] = await Promise.all([a, b]);
   expect(ra.peer.nodeName).toBe('beta');
   expect(rb.peer.nodeName).toBe('alpha');
-  expect(ra.peer.uuids).toEqual(beta.params.uuids.uuids);
-  expect(rb.peer.uuids).toEqual(alpha.params.uuids.uuids);
-  expect(ra.peer.bitsSet).toBe(beta.params.uuids.bitsSet);
+  expect(ra.peer.uuids).toEqual(beta.params.uuids?.uuids);
+  expect(rb.peer.uuids).toEqual(alpha.params.uuids?.uuids);
+  expect(ra.peer.bitsSet).toBe(beta.params.uuids?.bitsSet);
   expect(ra.peer.sizes).toEqual(beta.params.sizes);
   expect(rb.peer.role).toBe(alpha.params.state.role);
   expect(ra.local).toEqual(alpha.params);
@@ -204,6 +204,24 @@ describe('peer link', () => {
     expect((data as { payload: Buffer }).payload.equals(payload)).toBe(true);
     rb.session.send({ type: PacketType.WriteAck, offsetBytes: 8192, lengthBytes: payload.length, blockId: 1 });
     expect(await gotAck).toEqual({ type: PacketType.WriteAck, offsetBytes: 8192, lengthBytes: payload.length, blockId: 1 });
+  });
+
+  it('a node without a disk sends no Uuids (drbd_send_uuids): the peer connects and reads its UUIDs as not known', async () => {
+    const [alpha, beta] = await directPair();
+    beta.params = { ...beta.params, uuids: undefined, sizes: { ...beta.params.sizes, diskSizeBytes: 0 }, state: { ...beta.params.state, disk: 0 } };
+    const a = waitFor<HandshakeResult>(alpha.connector, 'connected', 5000);
+    const b = waitFor<HandshakeResult>(beta.connector, 'connected', 5000);
+    alpha.connector.start(() => alpha.params);
+    beta.connector.start(() => beta.params);
+    const [ra, rb] = await Promise.all([a, b]);
+    expect(ra.peer.uuidsKnown).toBe(false);
+    expect(ra.peer.uuids).toEqual({ current: 0n, bitmap: 0n, historyStart: 0n, historyEnd: 0n });
+    expect(ra.peer.bitsSet).toBe(0);
+    expect(ra.peer.sizes.diskSizeBytes).toBe(0);
+    expect(ra.peer.disk).toBe(0);
+    // The diskless side hears the disk side's UUIDs as usual.
+    expect(rb.peer.uuidsKnown).toBe(true);
+    expect(rb.peer.uuids).toEqual(alpha.params.uuids?.uuids);
   });
 
   it('dials out from its own configured address, so the peer accepts it (127.0.0.2 -> 127.0.0.1)', async () => {

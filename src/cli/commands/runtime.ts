@@ -153,6 +153,43 @@ async function up(ctx: CliContext, target: ResourceTarget, mode: DaemonMode, opt
   });
 }
 
+/**
+ * drbdsetup new-resource: the resource process starts without its volume
+ * (no attach, no connect); `new-minor` adds the volume, then `attach` and
+ * `connect` work as on any resource — `connect` without `attach` makes a
+ * diskless node. A resource that is up already is left as it is.
+ */
+async function newResource(ctx: CliContext, target: ResourceTarget): Promise<void> {
+  if (ControlClient.isUp(target.paths)) {
+    try {
+      const client = await ControlClient.connect(target.paths, 2_000);
+      client.close();
+      return;
+    } catch (err) {
+      if (!(err instanceof ResourceNotUpError)) throw err;
+      // Stale socket of a crashed process: the new process takes over.
+    }
+  }
+  enforceOptionSupport(ctx, target.name);
+  if (printInsteadOfActing(ctx, target.name, 'new-resource')) return;
+  await startDaemon({ configPath: ctx.configPath, node: ctx.nodeName, resource: target.name, mode: 'new', paths: target.paths });
+}
+
+/** drbdsetup new-minor RES MINOR VOLUME: needs the resource (158 "Unknown resource" otherwise). */
+async function newMinor(ctx: CliContext, target: ResourceTarget): Promise<void> {
+  if (printInsteadOfActing(ctx, target.name, 'new-minor')) return;
+  const terminatedLine = (exitCode: number): string => `Command 'drbdsetup-84 new-minor ${target.name} ${target.minor} 0' terminated with exit code ${exitCode}`;
+  let reply;
+  try {
+    reply = await callResource(target.paths, 'new-minor', {}, NETWORK_VERB_TIMEOUT_MS);
+  } catch (err) {
+    if (!(err instanceof ResourceNotUpError) || err instanceof ResourceDiedError) throw err;
+    throw new UdrbdError(`${target.name}: Failure: (${ErrCode.resourceNotKnown}) Unknown resource\n${terminatedLine(ExitCode.configInvalid)}`, ExitCode.configInvalid);
+  }
+  if (reply.stderr) ctx.err(reply.stderr);
+  if (!reply.ok) throw new UdrbdError(terminatedLine(reply.exitCode), reply.exitCode);
+}
+
 async function down(ctx: CliContext, target: ResourceTarget): Promise<void> {
   const pid = readPid(target.paths);
   try {
@@ -203,6 +240,18 @@ export function register(program: Command, getContext: GetContext): void {
     .allowUnknownOption()
     .argument('<resources...>')
     .action(each('attach', (ctx, t) => up(ctx, t, 'attach', [])));
+  program
+    .command('new-resource')
+    .description("start the resource process without its volume: no attach, no connect (drbdsetup new-resource); then 'new-minor', and 'connect' alone makes a diskless node")
+    .allowUnknownOption()
+    .argument('<resources...>')
+    .action(each(newResource));
+  program
+    .command('new-minor')
+    .description("add the resource's volume (Diskless, StandAlone) to a process started by new-resource; refused with (158) without one, (161) when the volume exists")
+    .allowUnknownOption()
+    .argument('<resources...>')
+    .action(each(newMinor));
   program
     .command('down')
     .description('demote, disconnect, detach and stop the resource process; refused with (-12) while the device is held open, and tried again by the next down or SIGTERM')
