@@ -152,7 +152,7 @@ const STAGED_PLANS: Readonly<Record<string, StagedPlan>> = {
 /** The generated calls of each verb (checked against drbdadm-84 -d). */
 const PLANS: Readonly<Record<string, Plan>> = {
   'new-resource': (t, more) => [join([DRBDSETUP, 'new-resource', t.name, ...more])],
-  'new-minor': (t, more) => [join([DRBDSETUP, 'new-minor', t.name, String(t.minor), String(t.volume), ...more])],
+  'new-minor': (t, more) => perVolume(t, (v) => [join([DRBDSETUP, 'new-minor', t.name, String(v.minor), String(v.vnr), ...more])]),
   attach: (t, more) => attachLines(t, more),
   connect: (t, more) => [connectLine(t, more)],
   disconnect: (t, more) => [join([DRBDSETUP, 'disconnect', t.localAddress, t.peerAddress, ...more])],

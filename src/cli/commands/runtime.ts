@@ -245,13 +245,13 @@ export function register(program: Command, getContext: GetContext): void {
     .description("start the resource process without its volume: no attach, no connect (drbdsetup new-resource); then 'new-minor', and 'connect' alone makes a diskless node")
     .allowUnknownOption()
     .argument('<resources...>')
-    .action(each(newResource));
+    .action(each('new-resource', newResource));
   program
     .command('new-minor')
     .description("add the resource's volume (Diskless, StandAlone) to a process started by new-resource; refused with (158) without one, (161) when the volume exists")
     .allowUnknownOption()
     .argument('<resources...>')
-    .action(each(newMinor));
+    .action(each('new-minor', newMinor));
   program
     .command('down')
     .description('demote, disconnect, detach and stop the resource process; refused with (-12) while the device is held open, and tried again by the next down or SIGTERM')
