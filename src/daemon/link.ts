@@ -608,13 +608,23 @@ export class PeerLink {
 
   /**
    * After `primary --force` or a re-attach while Connected: send the new
-   * UUIDs and decide again (DRBD's CONSIDER_RESYNC).
+   * UUIDs and decide again (DRBD's CONSIDER_RESYNC). A re-attach sends the
+   * disk's sizes first, as after_state_ch does (Attaching -> Negotiating:
+   * sizes, UUIDs, state), and waits for the peer's answer: DRBD's receiver
+   * handles P_SIZES before the handshake, so both nodes have grown to what
+   * both disks hold (receive_sizes) before the bitmaps are compared.
    */
-  async renegotiate(): Promise<void> {
+  async renegotiate(why: 'attach' | 'new-uuids'): Promise<void> {
+    const ready = (): boolean => {
+      const link = this.active;
+      return link !== undefined && !link.closed && this.engine() !== undefined && this.runtime.snapshot.conn === ConnState.Connected;
+    };
+    if (!ready()) return;
+    if (why === 'attach' && this.runtime.attachedStore) await this.exchangeSizesForResize(0, false);
     const link = this.active;
     const engine = this.engine();
     const uuids = this.uuidsBody();
-    if (!link || link.closed || !engine || !uuids || this.runtime.snapshot.conn !== ConnState.Connected) return;
+    if (!ready() || !link || !engine || !uuids) return;
     link.result.session.send({ type: PacketType.Uuids, ...uuids });
     await this.decide(link, engine).catch((err: Error) => this.runtime.log.error({ err }, `resync decision failed: ${err.message}`));
   }

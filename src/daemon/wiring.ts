@@ -224,7 +224,7 @@ export class Wiring {
     });
     // State hooks are synchronous: both run after the change, their failures logged.
     if (before.disk === DiskState.Attaching && after.disk > DiskState.Attaching && connected) {
-      runAside(this.link.renegotiate(), this.runtime.log, 'negotiation after attach');
+      runAside(this.link.renegotiate('attach'), this.runtime.log, 'negotiation after attach');
     }
     // The peer losing its disk ("lost contact to peer's copy of the data") is resource/transition's
     // lostPeerDataRule: the runtime starts the new generation and the peer hears the UUIDs (uuidsChanged).
@@ -268,7 +268,7 @@ export class Wiring {
     else if (plan.effects.includes('uuid-primary-bit')) store?.setPrimaryBit(true);
     if (plan.effects.includes('clear-discard-my-data')) this.link.discardMyData = false;
     for (const next of plan.states) await rt.setState(next, forced ? 'primary --force' : 'primary');
-    if (plan.effects.includes('send-uuids')) await this.link.renegotiate();
+    if (plan.effects.includes('send-uuids')) await this.link.renegotiate('new-uuids');
     if (this.dataPath) await this.exposeOrDemote(this.fencing.guard(this.dataPath.volume));
   }
 
