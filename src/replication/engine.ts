@@ -131,7 +131,10 @@ export class ReplicationEngine {
         ...common, bitmap: this.local.bitmap, options: this.options, peerPrimary: () => this.peerPrimary,
         ...(this.deps.now ? { now: this.deps.now } : {}),
       }),
-      verifyResponder: new VerifyResponder({ ...common, bitmap: this.local.bitmap, options: this.options }),
+      verifyResponder: new VerifyResponder({
+        ...common, bitmap: this.local.bitmap, options: this.options, peerPrimary: () => this.peerPrimary,
+        ...(this.deps.now ? { now: this.deps.now } : {}),
+      }),
       bitmapExchange: new BitmapExchange(this.local.bitmap),
       peerReads: new PeerReads(channel, this.counters),
       resyncTarget: null,

@@ -23,7 +23,7 @@ import { type BlockDigest, blockDigest } from '../util/digest.js';
 import { type ReplicationOptions, SECTOR_BYTES } from './options.js';
 import { type RangeHold, type RangeLock, Slots } from './range-lock.js';
 import { ProgressMeter, type ResyncProgress } from './resync.js';
-import { ResyncPacer } from './resync-pacer.js';
+import { AnswerThrottle, ResyncPacer } from './resync-pacer.js';
 import type { RsControllerSettings } from './rs-controller.js';
 import { setOutOfSync } from './volume.js';
 
@@ -264,15 +264,37 @@ export class VerifySource {
   }
 }
 
-/** The VerifyT side: digests its blocks on request, records blocks found out of sync. */
+export interface VerifyResponderDeps extends VerifyDeps {
+  /** The peer is Primary: no c-min-rate wait here (its application reads would wait too). */
+  readonly peerPrimary: () => boolean;
+}
+
+/**
+ * The VerifyT side: digests its blocks on request, records blocks found out
+ * of sync. Its answers wait for application I/O per c-min-rate as a
+ * SyncSource's do (receive_DataRequest throttles P_OV_REQUEST too), with
+ * DRBD's ov_left as the blocks left: set from a verify's first request
+ * ("Online Verify start sector"), counted down by each answer sent (DRBD
+ * counts OvResults; udrbd's VerifyS sends those only for blocks out of sync).
+ */
 export class VerifyResponder {
   private digestNow: BlockDigest;
   private readonly reporter: OutOfSyncReporter;
+  private readonly throttle: AnswerThrottle;
+  /** DRBD's ov_left on the VerifyT; -1 until a verify's first request. */
+  private leftBlocks = -1;
+  private lastOffsetBytes = 0;
   outOfSyncBlocks = 0;
 
-  constructor(private readonly deps: Omit<VerifyDeps, 'now'>) {
+  constructor(private readonly deps: VerifyResponderDeps) {
     this.digestNow = blockDigest(deps.options.verifyAlg);
     this.reporter = new OutOfSyncReporter(deps.log);
+    this.throttle = new AnswerThrottle(deps, { now: deps.now ?? Date.now, leftBlocks: () => Math.max(0, this.leftBlocks), what: 'online verify' });
+  }
+
+  /** Verify requests that waited for application I/O (c-min-rate on the VerifyT). */
+  get throttledAnswers(): number {
+    return this.throttle.throttledAnswers;
   }
 
   /** The configured verify-alg's digest (it may change online between verify runs). */
@@ -282,6 +304,13 @@ export class VerifyResponder {
   }
 
   handleRequest(packet: OvRequest): void {
+    // VerifyS walks forward: a request below the last one is a new verify (DRBD resets
+    // ov_start_sector when one ends; this side knows no states).
+    if (this.leftBlocks < 0 || packet.offsetBytes < this.lastOffsetBytes) {
+      this.leftBlocks = this.deps.bitmap.bitCount - Math.floor(packet.offsetBytes / BM_BLOCK_BYTES);
+      this.deps.log.info({ startSector: packet.offsetBytes / SECTOR_BYTES }, `Online Verify start sector: ${packet.offsetBytes / SECTOR_BYTES}`);
+    }
+    this.lastOffsetBytes = packet.offsetBytes;
     this.deps.counters.ua++;
     // Requests are answered concurrently (bounded by the peer's in-flight limit); answer turns a read error into an empty digest.
     runAside(this.answer(packet), this.deps.log, 'verify read');
@@ -290,6 +319,8 @@ export class VerifyResponder {
   private async answer(packet: OvRequest): Promise<void> {
     const { disk, peer, rangeLock, counters, log } = this.deps;
     const { offsetBytes, lengthBytes, blockId } = packet;
+    // Before the range lock, as for a resync request: the wait must not hold out application writes.
+    await this.throttle.beforeAnswer(this.deps.peerPrimary());
     const granted = rangeLock.acquire(offsetBytes, offsetBytes + lengthBytes);
     const hold: RangeHold = granted instanceof Promise ? await granted : granted;
     let digest: Buffer;
@@ -298,6 +329,7 @@ export class VerifyResponder {
       try {
         await disk.read(data, offsetBytes, BYPASS_CACHE);
         counters.diskReadBytes += lengthBytes;
+        this.throttle.ownDiskIo(lengthBytes); // the verify's own read, not application I/O
         digest = digestBlocks(this.digest, data);
       } finally {
         directPool.give(data);
@@ -309,6 +341,7 @@ export class VerifyResponder {
       rangeLock.release(hold);
       counters.ua--;
     }
+    if (this.leftBlocks > 0) this.leftBlocks = Math.max(0, this.leftBlocks - Math.ceil(lengthBytes / BM_BLOCK_BYTES));
     if (peer.isOpen) peer.send({ type: PacketType.OvReply, offsetBytes, lengthBytes, blockId, digest });
   }
 

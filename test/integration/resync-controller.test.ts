@@ -6,7 +6,8 @@
  * c-max-rate; c-min-rate makes the resync step back while application
  * writes reach the SyncTarget's disk (and the SyncSource holds requests
  * back), and with c-min-rate 0 neither does;
- * online verify is paced by the same rules.
+ * online verify is paced by the same rules, the VerifyT's answers waiting
+ * for application reads per c-min-rate too.
  * No timing is asserted: a rate bound ("still resyncing after N seconds")
  * with wide margins, and the controller's own numbers. The throughput the
  * writes keep during a resync is measured by `npm run bench -- --only=rsctl`.
@@ -14,12 +15,16 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster } from '../helpers/cluster.js';
+import path from 'node:path';
+import { execa } from 'execa';
+import { Cluster, type NodeName } from '../helpers/cluster.js';
+import { NBDSH_ENV, requireTool } from '../helpers/nbd-helpers.js';
 
 const MiB = 1024 * 1024;
 const RESYNC_BYTES = 12 * MiB;
 /** Bound on the application writes of one phase, whatever the machine's speed. */
 const PHASE_WRITES_MAX = 5_000;
+const PHASE_READS_MAX = 200;
 const WRITE_BYTES = 64 * 1024;
 
 let cluster: Cluster | undefined;
@@ -79,6 +84,19 @@ async function writeFor(c: Cluster, phaseMs: number): Promise<number> {
     writes++;
   }
   return writes;
+}
+
+/** Whole-device reads of node's NBD export (nbdcopy to null:) for about `phaseMs`, at most PHASE_READS_MAX. */
+async function readFor(c: Cluster, node: NodeName, phaseMs: number): Promise<number> {
+  const socket = path.join(c.env.UDRBD_RUN_DIR!, `${c.resource}.${node}.nbd`);
+  const startMs = Date.now();
+  let reads = 0;
+  while (Date.now() - startMs < phaseMs && reads < PHASE_READS_MAX) {
+    const r = await execa('nbdcopy', [`nbd+unix:///${c.resource}?socket=${socket}`, 'null:'], { reject: false, timeout: 30_000, env: NBDSH_ENV });
+    if (r.exitCode !== 0) throw new Error(`nbdcopy from ${node} failed (${r.exitCode}): ${r.stderr}`);
+    reads++;
+  }
+  return reads;
 }
 
 async function waitBothUpToDate(c: Cluster): Promise<void> {
@@ -156,6 +174,44 @@ describe('resync pacing (resync-rate, c-plan-ahead, c-max-rate, c-min-rate)', ()
     expect(withoutMinRate).toMatchObject({ ok: true, throttledSteps: 0 });
     expect(sourceWaits()).toBe(1);
   }, 180_000);
+
+  it('c-min-rate on the VerifyT: its answers wait while application reads reach its disk; with c-min-rate 0 they never do', async () => {
+    await requireTool('nbdcopy');
+    cluster = new Cluster({
+      resource: 'rc4', port: 9007, minorBase: 240, diskSizeBytes: 16 * MiB, net: ['verify-alg crc32c;'],
+      disk: ['c-plan-ahead 20;', 'c-fill-target 1M;', 'c-max-rate 2M;', 'c-min-rate 250k;', 'resync-rate 1M;'],
+    });
+    const c = cluster;
+    await syncedWithoutInitialSync(c);
+    const targetWaits = (): number => c.logText('alpha').split('online verify answers wait for application I/O (faster than c-min-rate)').length - 1;
+    const results = (): Array<{ ok: boolean; outOfSyncBlocks: number }> =>
+      c.logText('beta').split('\n').filter((l) => l.includes('"verify result"')).map((l) => JSON.parse(l) as { ok: boolean; outOfSyncBlocks: number });
+    const verifyWhileReading = async (): Promise<void> => {
+      const before = results().length;
+      // beta (Secondary) is VerifyS; alpha, the Primary, answers as VerifyT. Application reads reach
+      // only alpha's disk, so only the VerifyT's c-min-rate sees them (VerifyS's would see writes).
+      await c.admOk('beta', ['verify', c.resource]);
+      await c.waitState('alpha', 'cstate', 'VerifyT');
+      expect(await readFor(c, 'alpha', 3_000)).toBeGreaterThan(0);
+      await c.waitFor('verify finished', () => results().length > before, 90_000);
+    };
+    await verifyWhileReading();
+    expect(c.logText('alpha')).toContain('Online Verify start sector: 0');
+    expect(targetWaits()).toBe(1); // logged once per link, as the SyncSource's line
+    expect(c.logText('beta')).not.toContain('online verify yields to application I/O');
+    expect(results()[0]).toMatchObject({ ok: true, outOfSyncBlocks: 0 });
+
+    // c-min-rate 0 on alpha and a new link (the line is logged once per link): no answer waits
+    editConfig(c, (t) => t.replace('c-min-rate 250k;', 'c-min-rate 0;'));
+    await c.admOk('alpha', ['adjust', c.resource]);
+    await c.admOk('beta', ['adjust', c.resource]);
+    await c.admOk('beta', ['disconnect', c.resource]);
+    await c.admOk('beta', ['connect', c.resource]);
+    await c.waitState('alpha', 'cstate', 'Connected');
+    await verifyWhileReading();
+    expect(targetWaits()).toBe(1);
+    expect(results()[1]).toMatchObject({ ok: true, outOfSyncBlocks: 0 });
+  }, 240_000);
 
   it('online verify is paced as a resync is: resync-rate 1M holds a 16 MiB verify back, adjust releases it', async () => {
     cluster = new Cluster({
