@@ -118,7 +118,7 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
   { keyword: 'c-max-rate', section: 'disk', ...OK('the ceiling of the dynamic resync controller, per 100 ms step') },
   { keyword: 'c-fill-target', section: 'disk', ...OK('the controller keeps this many sectors of resync requests in flight (0: use c-delay-target)') },
   { keyword: 'c-delay-target', section: 'disk', ...OK('with c-fill-target 0, the controller keeps the sectors of this many tenths of a second in flight') },
-  { keyword: 'c-min-rate', section: 'disk', ...OK('while application I/O reaches the disk, the resync and online verify step back once they run faster than this (0 = never), with either pacing; a SyncSource whose peer is Secondary holds requests back too') },
+  { keyword: 'c-min-rate', section: 'disk', ...OK('while application I/O reaches the disk, the resync and online verify step back once they run faster than this (0 = never), with either pacing; a SyncSource or VerifyT whose peer is Secondary holds requests back too') },
   ...['delay-probe-volume', 'delay-probe-interval', 'throttle-threshold', 'hold-off-threshold'].map(
     (keyword): SupportRule => ({ keyword, section: 'disk', ...OK('deprecated: DRBD 8.4 ignores it too (drbdadm drops it while parsing)') }),
   ),

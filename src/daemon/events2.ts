@@ -30,8 +30,6 @@ import { ConnState, connName, diskName, roleName } from '../resource/states.js';
 import type { ControlEvent } from '../control/protocol.js';
 import type { StateSnapshot, StatusSnapshot } from './status.js';
 
-/** udrbd runs volume 0 only (README, known limits). */
-export const EVENTS2_VOLUME = 0;
 /** drbdsetup-84 fakes the peer node id: 8.4's cfg context has none. */
 export const EVENTS2_PEER_NODE_ID = 0;
 /** drbdsetup-84 always calls the connection "peer" (it hides the address pair). */
@@ -120,7 +118,7 @@ function keyOf(object: Object2, s: StatusSnapshot, hasPeerAddress: boolean): Fie
   const key: Fields = { name: s.resource };
   if (object === 'connection' || object === 'peer-device') key['peer-node-id'] = String(EVENTS2_PEER_NODE_ID);
   if ((object === 'connection' || object === 'peer-device') && hasPeerAddress) key['conn-name'] = EVENTS2_CONN_NAME;
-  if (object === 'device' || object === 'peer-device') key.volume = String(EVENTS2_VOLUME);
+  if (object === 'device' || object === 'peer-device') key.volume = String(s.volume);
   if (object === 'device') key.minor = String(s.minor);
   return key;
 }
@@ -249,7 +247,7 @@ export function helperEvent(kind: 'call' | 'response', s: StatusSnapshot, helper
   const fields: Fields = { name: s.resource, 'peer-node-id': String(EVENTS2_PEER_NODE_ID) };
   if (s.conn !== ConnState.StandAlone) fields['conn-name'] = EVENTS2_CONN_NAME;
   if (!CONNECTION_HELPERS.has(helper)) {
-    fields.volume = String(EVENTS2_VOLUME);
+    fields.volume = String(s.volume);
     fields.minor = String(s.minor);
   }
   fields.helper = helper;

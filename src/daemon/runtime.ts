@@ -164,6 +164,7 @@ export class ResourceRuntime {
       node: this.spec.node,
       peerNode: this.spec.peer?.name,
       minor: this.spec.minor,
+      volume: this.spec.volume,
       device: this.spec.devicePath,
       protocol: undefined,
       uuids: this.store?.uuidsText(),

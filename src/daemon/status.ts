@@ -36,6 +36,8 @@ export interface StatusSnapshot extends StateSnapshot {
   node: string;
   peerNode: string | undefined;
   minor: number;
+  /** The volume number (`volume N { }`; 0 without a volume block): events2's `volume:`. */
+  volume: number;
   device: string;
   protocol: 'A' | 'B' | 'C' | undefined;
   /** disk { resync-rate } as configured now (changes with `adjust`), KiB/s. */

@@ -19,7 +19,7 @@ function snapshot(over: Partial<StatusSnapshot>): StatusSnapshot {
   return {
     role: Role.Secondary, peer: Role.Secondary, conn: ConnState.Connected, disk: DiskState.UpToDate, pdsk: DiskState.UpToDate,
     susp: false, suspNod: false, suspFen: false, userIsp: false, peerIsp: false, aftrIsp: false,
-    resource: 'bt0', node: 'alpha', peerNode: 'beta', minor: 51, device: '/dev/drbd51', protocol: 'C', uuids: undefined,
+    resource: 'bt0', node: 'alpha', peerNode: 'beta', minor: 51, volume: 0, device: '/dev/drbd51', protocol: 'C', uuids: undefined,
     outOfSyncKiB: 0, sync: undefined, counters: {}, exposed: false, pid: 1, ...over,
   };
 }

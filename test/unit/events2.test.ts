@@ -39,6 +39,7 @@ function snapshot(over: Partial<StatusSnapshot> = {}): StatusSnapshot {
     node: 'alpha',
     peerNode: 'beta',
     minor: 1,
+    volume: 0,
     device: '/dev/drbd1',
     protocol: 'C',
     uuids: undefined,

@@ -27,6 +27,7 @@ function snapshot(over: Partial<StatusSnapshot>): StatusSnapshot {
     node: 'compute1',
     peerNode: 'compute2',
     minor: 1,
+    volume: 0,
     device: '/dev/drbd1',
     protocol: 'C',
     uuids: undefined,

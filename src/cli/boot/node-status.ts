@@ -37,6 +37,7 @@ export function notUpSnapshot(view: ResourceView, node: string): StatusSnapshot 
     node,
     peerNode: view.peer?.name,
     minor: view.minor,
+    volume: view.volume,
     device: view.devicePath,
     protocol: undefined,
     uuids: undefined,
