@@ -81,6 +81,8 @@ export interface ClusterOptions {
    * (the file is (index+1) × 128 MiB, sparse) or `flexible-meta-disk FILE` (sizeBytes, default 4 MiB).
    */
   metaDisk?: { kind: 'indexed'; index: number } | { kind: 'flexible'; sizeBytes?: number };
+  /** Put each node's device, disk and meta-disk in `volume N { }` (default: no volume block, volume 0). */
+  volume?: number;
 }
 
 export interface AdmResult {
@@ -238,12 +240,17 @@ export class Cluster {
     const minorBase = o.minorBase ?? 10;
     NODES.forEach((node, i) => {
       const address = this.addresses[node];
+      const volumeLines = [
+        `device /dev/drbd${minorBase + i} minor ${minorBase + i};`,
+        `disk ${this.disks[node]};`,
+        this.metaDiskLine(node),
+      ];
       lines.push(
         `  on ${node} {`,
-        `    device /dev/drbd${minorBase + i} minor ${minorBase + i};`,
-        `    disk ${this.disks[node]};`,
+        ...(o.volume === undefined
+          ? volumeLines.map((l) => `    ${l}`)
+          : [`    volume ${o.volume} {`, ...volumeLines.map((l) => `      ${l}`), '    }']),
         `    address ${address}:${portOverride[node] ?? this.port};`,
-        `    ${this.metaDiskLine(node)}`,
         `  }`,
       );
     });
