@@ -44,6 +44,7 @@ async function freePort(host: string): Promise<number> {
 
 function localParams(name: string, seed: bigint, overrides: Partial<LocalParams['protocol']> = {}): LocalParams {
   return {
+    volume: 0,
     protocol: {
       protocol: 'C', afterSb0pri: 'disconnect', afterSb1pri: 'disconnect', afterSb2pri: 'disconnect',
       allowTwoPrimaries: false, discardMyData: false, nodeName: name, integrityAlg: '', ...overrides,
@@ -76,6 +77,7 @@ function makeNode(
     timeoutMs: 2000,
     koCount: 7,
     handshakeTimeoutMs: 3000,
+    volumes: new Set([0]),
     logger,
     ...connectorExtra,
   });
@@ -198,12 +200,12 @@ describe('peer link', () => {
     const payload = Buffer.alloc(1024 * 1024, 7);
     const gotData = new Promise<Packet>((resolve) => rb.session.onPacket(resolve));
     const gotAck = new Promise<Packet>((resolve) => ra.session.onPacket(resolve));
-    ra.session.send({ type: PacketType.Data, offsetBytes: 8192, blockId: 1, epoch: 1, flags: 0, payload });
+    ra.session.send({ type: PacketType.Data, volume: 0, offsetBytes: 8192, blockId: 1, epoch: 1, flags: 0, payload });
     const data = await gotData;
     expect(data.type).toBe(PacketType.Data);
     expect((data as { payload: Buffer }).payload.equals(payload)).toBe(true);
-    rb.session.send({ type: PacketType.WriteAck, offsetBytes: 8192, lengthBytes: payload.length, blockId: 1 });
-    expect(await gotAck).toEqual({ type: PacketType.WriteAck, offsetBytes: 8192, lengthBytes: payload.length, blockId: 1 });
+    rb.session.send({ type: PacketType.WriteAck, volume: 0, offsetBytes: 8192, lengthBytes: payload.length, blockId: 1 });
+    expect(await gotAck).toEqual({ type: PacketType.WriteAck, volume: 0, offsetBytes: 8192, lengthBytes: payload.length, blockId: 1 });
   });
 
   it('a node without a disk sends no Uuids (drbd_send_uuids): the peer connects and reads its UUIDs as not known', async () => {
@@ -265,7 +267,7 @@ describe('peer link', () => {
       expect(ra.resolveConflicts).toBe(false);
 
       const gotData = new Promise<Packet>((resolve) => rb.session.onPacket(resolve));
-      ra.session.send({ type: PacketType.Data, offsetBytes: 0, blockId: round, epoch: 1, flags: 0, payload: Buffer.alloc(512, round) });
+      ra.session.send({ type: PacketType.Data, volume: 0, offsetBytes: 0, blockId: round, epoch: 1, flags: 0, payload: Buffer.alloc(512, round) });
       expect(((await gotData) as { payload: Buffer }).payload.equals(Buffer.alloc(512, round))).toBe(true);
       await sleep(20);
       expect(alpha.connected).toHaveLength(1);
@@ -446,7 +448,7 @@ describe('peer link', () => {
       if (got.length === 50) resolve();
     }));
     for (let i = 0; i < 50; i++) {
-      ra.session.send({ type: PacketType.Data, offsetBytes: i * 4096, blockId: i, epoch: 1, flags: 0, payload: Buffer.alloc(4096, i) });
+      ra.session.send({ type: PacketType.Data, volume: 0, offsetBytes: i * 4096, blockId: i, epoch: 1, flags: 0, payload: Buffer.alloc(4096, i) });
       if (i % 10 === 0) await sleep(30);
     }
     await all;
