@@ -352,6 +352,55 @@ describe('peer link', () => {
     await connected;
   });
 
+  it('a configuration packet for a volume not configured locally is skipped with config_unknown_volume\'s warning; the link stays up', async () => {
+    const [alpha, beta] = await directPair();
+    const [ra, rb] = await connectPair(alpha, beta);
+    const got: Packet[] = [];
+    rb.session.onPacket((p) => got.push(p));
+    ra.session.send({ type: PacketType.Sizes, volume: 5, diskSizeBytes: 4096, currentSizeBytes: 4096, maxRequestBytes: 4096, ddsFlags: 0 });
+    ra.session.send({ type: PacketType.State, volume: 1, role: 1, disk: 8, conn: 10, userIsp: false });
+    ra.session.send({ type: PacketType.WriteAck, volume: 0, offsetBytes: 0, lengthBytes: 512, blockId: 9 });
+    await until(() => got.length >= 1, 2000, 'the volume-0 packet behind the skipped ones');
+    await sleep(50);
+    expect(got).toEqual([{ type: PacketType.WriteAck, volume: 0, offsetBytes: 0, lengthBytes: 512, blockId: 9 }]);
+    expect(beta.messages).toContain('Sizes packet received for volume 5, which is not configured locally');
+    expect(beta.messages).toContain('State packet received for volume 1, which is not configured locally');
+    expect(rb.session.isOpen).toBe(true);
+    expect(beta.connector.cstate).toBe('Connected');
+  });
+
+  it('a data packet for a volume not configured locally breaks the connection with a protocol error', async () => {
+    const [alpha, beta] = await directPair();
+    const [ra, rb] = await connectPair(alpha, beta);
+    const got: Packet[] = [];
+    rb.session.onPacket((p) => got.push(p));
+    const closed = new Promise<string>((resolve) => rb.session.onClose(resolve));
+    ra.session.send({ type: PacketType.Data, volume: 2, offsetBytes: 0, blockId: 1, epoch: 1, flags: 0, payload: Buffer.alloc(4096, 1) });
+    expect(await closed).toBe('ProtocolError');
+    expect(got).toEqual([]);
+    expect(beta.messages).toContain('Protocol error from peer: Data packet received for volume 2, which is not configured locally');
+  });
+
+  it('refuses a version-1 peer (12-byte header without a volume) at its Hello with the version mismatch', async () => {
+    const [alpha] = await directPair();
+    alpha.connector.start(() => alpha.params);
+    await until(() => alpha.connector.isListening, 2000, 'alpha listening');
+    const port = alpha.connector['opts'].localAddress.port;
+    const v1 = await rawConnect(ALPHA_HOST, port, BETA_HOST);
+    const name = Buffer.from('beta');
+    const body = Buffer.concat([Buffer.from([0, 1, 0, 1, name.length, 0]), name]); // Hello: versions 1..1, no auth
+    const header = Buffer.alloc(12);
+    header.writeUInt32BE(FRAME_MAGIC, 0);
+    header.writeUInt16BE(1, 4);
+    header.writeUInt16BE(0x01, 6); // Hello
+    header.writeUInt32BE(body.length, 8);
+    v1.write(Buffer.concat([header, body]));
+    expect(await closedWithin(v1, 2000)).toBe(true);
+    expect(alpha.refused.map((r) => r.reason)).toEqual(['protocol-error']);
+    expect(alpha.messages.some((m) => /incompatible frame version 1 \(speak 2\.\.2\)/.test(m))).toBe(true);
+    expect(alpha.connected).toHaveLength(0);
+  });
+
   it('incompatible after-sb-0pri settings drop both sides to StandAlone; discard-local vs discard-remote is compatible', async () => {
     const [alpha, beta] = await directPair({ protocolOverrides: { afterSb0pri: 'discard-zero-changes' } }, {});
     const ia = waitFor<string>(alpha.connector, 'incompatible', 5000);
