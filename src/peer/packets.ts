@@ -1,8 +1,9 @@
 /**
  * peer/packets — the messages two udrbd resource processes exchange, named
  * after their DRBD 8.4 counterparts (P_DATA, P_WRITE_ACK, P_BARRIER, ...).
- * Types only: the byte format is peer/codec.ts; the data path that sends and
- * answers them is replication/. Offsets and lengths are bytes of the data
+ * Types, plus which packets are per volume (volumeScope) and their log names:
+ * the byte format is peer/codec.ts; the data path that sends and answers them
+ * is replication/. Offsets and lengths are bytes of the data
  * area (multiples of 512); `blockId` matches an ack to its request.
  */
 import type { GenerationUuids } from '../meta/types.js';
