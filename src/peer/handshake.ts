@@ -193,6 +193,16 @@ export function exchangeParams(
 
     const maybeDone = (): void => {
       if (settled || local === null || received.length < EXPECTED_ORDER.length) return;
+      // The decoder delivers configured volumes only; with one volume exchanged, the peer's must be that one.
+      const volume = local.volume;
+      const stray = received.find((p) => p !== undefined && 'volume' in p && p.volume !== volume);
+      if (stray !== undefined) {
+        const message = `${TYPE_NAMES[stray.type] ?? stray.type} packet for volume ${(stray as { volume: number }).volume} during the exchange of volume ${volume}`;
+        opts.logger.error(message);
+        session.close('ProtocolError');
+        finish(new HandshakeFailedError(message));
+        return;
+      }
       const message = checkCompatibility(local.protocol, received[0] as ProtocolPacket)
         ?? checkSyncParamCompatibility(local.syncParam, received[1] as SyncParamPacket);
       if (message !== null) {
@@ -213,14 +223,6 @@ export function exchangeParams(
       }
       if (expected === undefined || packet.type !== expected) {
         const message = `expected ${expected === undefined ? 'nothing' : TYPE_NAMES[expected]} packet, received: ${TYPE_NAMES[packet.type] ?? packet.type}`;
-        opts.logger.error(message);
-        session.close('ProtocolError');
-        finish(new HandshakeFailedError(message));
-        return;
-      }
-      // The decoder delivers configured volumes only; with one volume exchanged, the peer's must be that one.
-      if ('volume' in packet && local !== null && packet.volume !== local.volume) {
-        const message = `${TYPE_NAMES[packet.type] ?? packet.type} packet for volume ${packet.volume} during the exchange of volume ${local.volume}`;
         opts.logger.error(message);
         session.close('ProtocolError');
         finish(new HandshakeFailedError(message));

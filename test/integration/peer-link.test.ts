@@ -381,6 +381,20 @@ describe('peer link', () => {
     expect(beta.messages).toContain('Protocol error from peer: Data packet received for volume 2, which is not configured locally');
   });
 
+  it('refuses a handshake whose per-volume packets name a configured volume other than the one exchanged', async () => {
+    // beta has volumes 0 and 1 configured but exchanges volume 0; alpha sends its SyncParam/Uuids/Sizes/State for volume 1.
+    const [alpha, beta] = await directPair({ volumes: new Set([0, 1]) }, { volumes: new Set([0, 1]) });
+    alpha.params = { ...alpha.params, volume: 1 };
+    alpha.connector.start(() => alpha.params);
+    beta.connector.start(() => beta.params);
+    // Whichever side has the other's four first refuses: alpha hears volume 0, beta hears volume 1.
+    const alphaRefusal = 'SyncParam packet for volume 0 during the exchange of volume 1';
+    const betaRefusal = 'SyncParam packet for volume 1 during the exchange of volume 0';
+    await until(() => alpha.messages.includes(alphaRefusal) || beta.messages.includes(betaRefusal), 5000, 'a side refusing the other volume\'s parameters');
+    await sleep(300);
+    expect(alpha.connected.length + beta.connected.length).toBe(0);
+  });
+
   it('refuses a version-1 peer (12-byte header without a volume) at its Hello with the version mismatch', async () => {
     const [alpha] = await directPair();
     alpha.connector.start(() => alpha.params);
