@@ -107,8 +107,10 @@ export interface VolumeRefusal {
  * assertRunnableVolumes (daemon/config-adapter, the resource process's only
  * way from the configuration to its volume) throws it. udrbd's
  * resource process carries one volume: one bitmap, activity log, device and
- * state, and its peer link carries no volume number (DRBD 8.4's header has a
- * 16-bit one), so two peers could not tell volumes apart. Undefined: it runs.
+ * state. The peer link's frame header carries the volume (peer/wire-layout,
+ * as DRBD 8.4's p_header100), but events2 and status still print volume 0
+ * (daemon/events2 EVENTS2_VOLUME), so a lone volume N ≠ 0 is refused too
+ * until they follow the spec's volume. Undefined: it runs.
  */
 export function runnableVolumeRefusal(resource: { readonly name: string }, volumes: readonly VolumeDef[], resourceAt: SourcePos): VolumeRefusal | undefined {
   if (volumes.length === 1 && volumes[0]!.vnr === 0) return undefined;
@@ -121,7 +123,7 @@ export function runnableVolumeRefusal(resource: { readonly name: string }, volum
       option: `volume ${numbers}`,
       at,
       message:
-        `${where}: resource ${resource.name} has volume ${numbers}; udrbd runs volume 0 only (its peer link carries no volume number): ` +
+        `${where}: resource ${resource.name} has volume ${numbers}; udrbd runs volume 0 only (its events2 and status report volume 0 only): ` +
         "renumber it 'volume 0' on both nodes (v08 meta-data does not record the number), or run it with DRBD 8.4",
     };
   }

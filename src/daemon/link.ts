@@ -150,6 +150,20 @@ export class PeerLink {
     return this.runtime.spec.view as ResourceView;
   }
 
+  /**
+   * The volume this process runs (the spec's, 0 until several run: config/
+   * volumes runnableVolumeRefusal): every per-volume packet this link sends
+   * carries it in its frame header.
+   */
+  private get vnr(): number {
+    return this.runtime.spec.volume;
+  }
+
+  /** The volumes configured locally, for the frame decoder (DRBD's tconn->volumes): the one this process runs. */
+  private configuredVolumes(): ReadonlySet<number> {
+    return new Set([this.vnr]);
+  }
+
   get isRunning(): boolean {
     return this.connector !== undefined;
   }
@@ -191,6 +205,7 @@ export class PeerLink {
       timeoutMs: net.timeoutMs,
       koCount: net.koCount,
       socketBuffers: { sndbufSizeBytes: net.sndbufSizeBytes, rcvbufSizeBytes: net.rcvbufSizeBytes },
+      volumes: this.configuredVolumes(),
       logger: rt.log,
     });
     this.connector = connector;
@@ -259,11 +274,11 @@ export class PeerLink {
   sendSyncParam(): void {
     const link = this.active;
     if (!link || link.closed) return;
-    link.result.session.send({ type: PacketType.SyncParam, ...this.syncParamBody() });
+    link.result.session.send({ type: PacketType.SyncParam, volume: this.vnr, ...this.syncParamBody() });
   }
 
   /** The resync parameters this node runs with, as P_SYNC_PARAM carries them (at connect and after adjust). */
-  private syncParamBody(): Omit<SyncParamPacket, 'type'> {
+  private syncParamBody(): Omit<SyncParamPacket, 'type' | 'volume'> {
     const { disk, net } = this.view;
     return {
       resyncRateKiBps: disk.resyncRateKiBps,
@@ -332,6 +347,7 @@ export class PeerLink {
     const s = rt.snapshot;
     const net = this.view.net;
     return {
+      volume: this.vnr,
       protocol: {
         protocol: net.protocol,
         afterSb0pri: net.afterSb0pri,
@@ -578,7 +594,7 @@ export class PeerLink {
     if (!link || link.closed) return;
     const uuids = this.uuidsBody();
     if (!uuids) return;
-    link.result.session.send({ type: PacketType.Uuids, ...uuids, uuidFlags: uuids.uuidFlags | UuidFlag.skipInitialSync });
+    link.result.session.send({ type: PacketType.Uuids, volume: this.vnr, ...uuids, uuidFlags: uuids.uuidFlags | UuidFlag.skipInitialSync });
   }
 
   private async acceptSkipInitialSync(peerCurrent: bigint): Promise<void> {
@@ -603,7 +619,7 @@ export class PeerLink {
     // the disconnect lost the peer's disk must not reach the peer as news to renegotiate on.
     const uuids = this.uuidsBody();
     if (!link || link.closed || !uuids || this.runtime.snapshot.conn < ConnState.Connected) return;
-    link.result.session.send({ type: PacketType.Uuids, ...uuids });
+    link.result.session.send({ type: PacketType.Uuids, volume: this.vnr, ...uuids });
   }
 
   /**
@@ -625,7 +641,7 @@ export class PeerLink {
     const engine = this.engine();
     const uuids = this.uuidsBody();
     if (!ready() || !link || !engine || !uuids) return;
-    link.result.session.send({ type: PacketType.Uuids, ...uuids });
+    link.result.session.send({ type: PacketType.Uuids, volume: this.vnr, ...uuids });
     await this.decide(link, engine).catch((err: Error) => this.runtime.log.error({ err }, `resync decision failed: ${err.message}`));
   }
 
@@ -652,7 +668,7 @@ export class PeerLink {
     const start = syncSourceStart(store.uuids, random64());
     store.setUuids(start.uuids);
     for (const line of start.logLines) rt.log.info(line);
-    link.result.session.send({ type: PacketType.SyncUuid, uuid: start.syncUuid });
+    link.result.session.send({ type: PacketType.SyncUuid, volume: this.vnr, uuid: start.syncUuid });
     link.sourceTotalBits = store.bitmap.countSet();
     link.sourceStartedMs = Date.now();
     const progressTimer = setInterval(() => {
@@ -877,7 +893,7 @@ export class PeerLink {
         resolve(true);
       });
     });
-    link.result.session.send({ type: PacketType.Sizes, diskSizeBytes: store.maxSizeBytes, currentSizeBytes: 0, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags });
+    link.result.session.send({ type: PacketType.Sizes, volume: this.vnr, diskSizeBytes: store.maxSizeBytes, currentSizeBytes: 0, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags });
     return answered;
   }
 
@@ -915,7 +931,7 @@ export class PeerLink {
       await rt.deviceSizeChanged();
     }
     if (packet.currentSizeBytes !== store.sizeBytes || grownBytes > 0) {
-      link.result.session.send({ type: PacketType.Sizes, diskSizeBytes: store.maxSizeBytes, currentSizeBytes: store.sizeBytes, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: packet.ddsFlags });
+      link.result.session.send({ type: PacketType.Sizes, volume: this.vnr, diskSizeBytes: store.maxSizeBytes, currentSizeBytes: store.sizeBytes, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: packet.ddsFlags });
     }
     const pending = link.resizePending;
     link.resizePending = false;
@@ -940,7 +956,7 @@ export class PeerLink {
     }
     // The peer's `resize` waits for an answer (c_size 0 asks for one): d_size 0, our device's size.
     if (packet.currentSizeBytes === 0 && engine && !link.closed) {
-      link.result.session.send({ type: PacketType.Sizes, diskSizeBytes: 0, currentSizeBytes: engine.volume.sizeBytes, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: packet.ddsFlags });
+      link.result.session.send({ type: PacketType.Sizes, volume: this.vnr, diskSizeBytes: 0, currentSizeBytes: engine.volume.sizeBytes, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: packet.ddsFlags });
     }
     this.sizesHandled(link);
   }
@@ -1031,7 +1047,7 @@ export class PeerLink {
         clearTimeout(timer);
         resolve(result);
       });
-      link.result.session.send({ type: PacketType.StateChangeRequest, requestId, conn });
+      link.result.session.send({ type: PacketType.StateChangeRequest, volume: this.vnr, requestId, conn });
     });
   }
 
@@ -1039,7 +1055,7 @@ export class PeerLink {
     const rt = this.runtime;
     const engine = this.engine();
     const reply = (result: number): void => {
-      link.result.session.send({ type: PacketType.StateChangeReply, requestId, result });
+      link.result.session.send({ type: PacketType.StateChangeReply, volume: this.vnr, requestId, result });
     };
     const s = rt.snapshot;
     if (!engine || s.conn !== ConnState.Connected) return reply(s.conn > ConnState.Connected ? SsCode.resyncRunning : SsCode.needConnection);
@@ -1149,7 +1165,7 @@ export class PeerLink {
     const link = this.active;
     if (!link || link.closed || after.conn < ConnState.WFReportParams) return;
     if (before.role === after.role && before.disk === after.disk && before.conn === after.conn && pausesPeer(before) === pausesPeer(after)) return;
-    link.result.session.send({ type: PacketType.State, role: after.role, disk: after.disk, conn: after.conn, userIsp: pausesPeer(after) });
+    link.result.session.send({ type: PacketType.State, volume: this.vnr, role: after.role, disk: after.disk, conn: after.conn, userIsp: pausesPeer(after) });
   }
 
   /** Sync progress for status: the target's own numbers, the source's from its bitmap. */

@@ -160,6 +160,8 @@ export class Wiring {
       ...local,
       options: liveReplicationOptions(view),
       log: rt.log,
+      // The volume this process runs: the one number every per-volume packet the data path sends carries.
+      vnr: rt.spec.volume,
       // The attached store's, not the first one's: the disk may have been detached and attached again.
       alTransactions: () => rt.attachedStore?.activityLog.transactionCount ?? 0,
       onLocalIoError: (op, offsetBytes, error) => this.ioErrors.onLocalIoError(op, offsetBytes, error),

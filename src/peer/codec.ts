@@ -14,6 +14,10 @@ export {
   FRAME_BYTES_MAX,
   FRAME_MAGIC,
   HEADER_BYTES,
+  HEADER_LENGTH_OFFSET,
+  HEADER_TYPE_OFFSET,
+  HEADER_VERSION_OFFSET,
+  HEADER_VOLUME_OFFSET,
   INTEGRITY_DIGEST_BYTES_MAX,
   MAX_FRAME_BYTES,
   NAME_BYTES_MAX,
@@ -24,6 +28,7 @@ export {
   PROTOCOL_VERSION_MIN,
   ProtocolError,
   SECTOR_BYTES,
+  VOLUME_MAX,
   decodeBody,
   encodeHead,
   encodePacket,
@@ -32,4 +37,4 @@ export {
   tailOf,
 } from './wire-layout.js';
 export { releaseReceivedPayload } from './receive-pool.js';
-export { FrameDecoder } from './frame-decoder.js';
+export { FrameDecoder, type FrameDecoderOptions, unknownVolumeMessage } from './frame-decoder.js';

@@ -13,7 +13,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../util/log.js';
 import { assert } from '../util/assert.js';
 import { type AuthConfig, newChallenge, respond, verify, digestName } from './auth.js';
-import { FrameDecoder, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, ProtocolError, encodePacket } from './codec.js';
+import { FrameDecoder, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, ProtocolError, encodePacket, unknownVolumeMessage } from './codec.js';
 import { PacketType, SetupPacketType, type WirePacket } from './packets.js';
 import { receiveSwitchOf } from './receive.js';
 
@@ -36,6 +36,8 @@ export interface SetupOptions {
   timeoutMs: number;
   /** True on the node that chooses which socket to keep. */
   decider: boolean;
+  /** The volumes configured locally: the frame decoder (kept by the session) skips or refuses frames for others. */
+  volumes: ReadonlySet<number>;
   logger: Logger;
 }
 
@@ -61,7 +63,12 @@ export class SocketSetup {
     private readonly callbacks: SetupCallbacks,
   ) {
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
-    this.decoder = new FrameDecoder((packet) => this.onFrame(packet));
+    const logger = opts.logger;
+    this.decoder = new FrameDecoder((packet) => this.onFrame(packet), {
+      volumes: opts.volumes,
+      // config_unknown_volume: conn_warn(), the packet ignored, the link kept.
+      onUnknownVolume: (type, volume) => logger.warn({ volume, packetType: type }, unknownVolumeMessage(type, volume)),
+    });
     this.onData = this.onData.bind(this);
     this.onError = this.onError.bind(this);
     this.onSocketClose = this.onSocketClose.bind(this);

@@ -7,11 +7,15 @@
 import { assert } from '../util/assert.js';
 import type { BlockDigest } from '../util/digest.js';
 import { IntegrityError } from './integrity.js';
-import { PacketType, type WirePacket } from './packets.js';
+import { PacketType, packetTypeName, volumeScope, type WirePacket } from './packets.js';
 import { DIRECT_READ_BYTES_MIN, POOLED_BODY_BYTES_MIN, takeAssembly } from './receive-pool.js';
 import {
   FRAME_MAGIC,
   HEADER_BYTES,
+  HEADER_LENGTH_OFFSET,
+  HEADER_TYPE_OFFSET,
+  HEADER_VERSION_OFFSET,
+  HEADER_VOLUME_OFFSET,
   INTEGRITY_DIGEST_BYTES_MAX,
   PROTOCOL_VERSION_MAX,
   PROTOCOL_VERSION_MIN,
@@ -25,6 +29,25 @@ import {
 } from './wire-layout.js';
 
 const EMPTY = Buffer.alloc(0);
+
+/** DRBD's config_unknown_volume text (also the protocol error of a data-path packet for such a volume). */
+export function unknownVolumeMessage(type: number, volume: number): string {
+  return `${packetTypeName(type)} packet received for volume ${volume}, which is not configured locally`;
+}
+
+export interface FrameDecoderOptions {
+  /**
+   * The volumes configured locally (DRBD's tconn->volumes idr). A per-volume
+   * frame for any other volume is not delivered: a configuration packet
+   * (packets.ts volumeScope 'config') is skipped and reported to
+   * `onUnknownVolume` (DRBD's config_unknown_volume), any other is a
+   * ProtocolError that ends the link (receive_Data's -EIO). Connection-wide
+   * frames are delivered whatever their header's volume.
+   */
+  readonly volumes: ReadonlySet<number>;
+  /** A configuration frame for an unconfigured volume was skipped (its body read and dropped); the owner logs it. */
+  readonly onUnknownVolume?: (type: number, volume: number) => void;
+}
 
 /**
  * Incremental frame parser over a byte stream. `push` each received chunk;
@@ -46,11 +69,19 @@ const EMPTY = Buffer.alloc(0);
  * front of every Data / RsDataReply payload from the next frame on; each is
  * recomputed before the packet is delivered, and a mismatch is an
  * IntegrityError (a ProtocolError: the packet is never delivered).
+ *
+ * Volumes: the header's volume is checked against `options.volumes` as soon
+ * as the header is in (FrameDecoderOptions); delivered per-volume packets
+ * carry it as `volume`.
  */
 export class FrameDecoder {
   private readonly headerScratch = Buffer.alloc(HEADER_BYTES);
   private headerFilledBytes = 0;
   private frameType = 0;
+  /** The volume in the header of the frame being read. */
+  private frameVolume = 0;
+  /** The frame being read is a configuration packet for an unconfigured volume: read its body, then drop it. */
+  private skipFrame = false;
   /** Body length of the frame being read, or -1 while reading a header. */
   private bodyBytes = -1;
   private assembly: Buffer | null = null;
@@ -65,8 +96,13 @@ export class FrameDecoder {
   private readonly digestScratch = Buffer.alloc(INTEGRITY_DIGEST_BYTES_MAX);
   /** Frames decoded so far (for tests and statistics). */
   framesDecoded = 0;
+  /** Configuration frames skipped for an unconfigured volume so far. */
+  framesSkipped = 0;
 
-  constructor(private onPacket: (packet: WirePacket) => void) {}
+  constructor(
+    private onPacket: (packet: WirePacket) => void,
+    private readonly options: FrameDecoderOptions,
+  ) {}
 
   /** Replace the receiver of decoded packets. */
   setHandler(onPacket: (packet: WirePacket) => void): void {
@@ -206,27 +242,40 @@ export class FrameDecoder {
   private parseHeader(buf: Buffer, at: number): void {
     const magic = buf.readUInt32BE(at);
     if (magic !== FRAME_MAGIC) fail(`bad frame magic 0x${magic.toString(16).padStart(8, '0')}`);
-    const version = buf.readUInt16BE(at + 4);
+    const version = buf.readUInt16BE(at + HEADER_VERSION_OFFSET);
     if (version < PROTOCOL_VERSION_MIN || version > PROTOCOL_VERSION_MAX) {
       fail(`incompatible frame version ${version} (speak ${PROTOCOL_VERSION_MIN}..${PROTOCOL_VERSION_MAX})`);
     }
-    const type = buf.readUInt16BE(at + 6);
+    const type = buf.readUInt16BE(at + HEADER_TYPE_OFFSET);
     if (!isKnownType(type)) fail(`unknown packet type 0x${type.toString(16)}`);
-    const length = buf.readUInt32BE(at + 8);
+    const length = buf.readUInt32BE(at + HEADER_LENGTH_OFFSET);
     if (length > bodyMax[type]!) fail(`oversized frame: type 0x${type.toString(16)} length ${length} > ${bodyMax[type]}`);
     if (length < bodyMin[type]!) fail(`short frame: type 0x${type.toString(16)} length ${length} < ${bodyMin[type]}`);
+    const volume = buf.readUInt16BE(at + HEADER_VOLUME_OFFSET);
+    const scope = volumeScope(type);
+    // decode_header → pi->vnr; receive_Data & co.: vnr_to_mdev() fails → -EIO; receive_sizes & co.: config_unknown_volume.
+    this.skipFrame = scope === 'config' && !this.options.volumes.has(volume);
+    if (scope === 'data' && !this.options.volumes.has(volume)) fail(unknownVolumeMessage(type, volume));
     this.frameType = type;
+    this.frameVolume = scope === 'connection' ? 0 : volume;
     this.bodyBytes = length;
   }
 
   private deliver(body: Buffer): void {
     const type = this.frameType;
     this.bodyBytes = -1;
+    if (this.skipFrame) {
+      // ignore_remaining_packet: the body is consumed, never decoded or delivered.
+      this.skipFrame = false;
+      this.framesSkipped++;
+      this.options.onUnknownVolume?.(type, this.frameVolume);
+      return;
+    }
     const integrity = this.peerIntegrity;
     const digestAt = integrity === null ? -1 : integrityDigestOffset(type);
     let packet: WirePacket;
     try {
-      packet = decodeBody(type, body, digestAt < 0 ? 0 : integrity!.digestBytes);
+      packet = decodeBody(type, body, digestAt < 0 ? 0 : integrity!.digestBytes, this.frameVolume);
     } catch (error) {
       // Buffer reads past the end surface as RangeError: the body is malformed.
       if (error instanceof RangeError) fail(`malformed frame type 0x${type.toString(16)}: ${error.message}`);

@@ -8,6 +8,10 @@
  * csums-alg settings"); a
  * mismatch drops the link. It
  * reports the peer's values; deciding who syncs from whom is resource/'s job.
+ * SyncParam, Uuids, Sizes and State are per volume (their frame header
+ * carries `LocalParams.volume`); the process runs one volume, so the exchange
+ * is Protocol once and the four of that volume (DRBD's conn_connect:
+ * P_PROTOCOL, then drbd_connected() per volume).
  */
 import type { Logger } from '../util/log.js';
 import type { GenerationUuids } from '../meta/types.js';
@@ -15,10 +19,13 @@ import type { AfterSb0, AfterSb1, AfterSb2, Packet, ProtocolPacket, SizesPacket,
 import { PacketType } from './packets.js';
 import type { PeerSession } from './session.js';
 
-type Body<T> = Omit<T, 'type'>;
+/** A packet's fields without its type and (per-volume packets) the volume its header carries. */
+type Body<T> = Omit<T, 'type' | 'volume'>;
 
 /** What this node tells its peer at connect; produced fresh by the caller for every attempt. */
 export interface LocalParams {
+  /** The volume SyncParam, Uuids, Sizes and State are about (the header's volume; the peer's must match). */
+  volume: number;
   protocol: Body<ProtocolPacket>;
   /** Resync parameters (DRBD sends P_SYNC_PARAM right after P_PROTOCOL at connect). */
   syncParam: Body<SyncParamPacket>;
@@ -186,6 +193,16 @@ export function exchangeParams(
 
     const maybeDone = (): void => {
       if (settled || local === null || received.length < EXPECTED_ORDER.length) return;
+      // The decoder delivers configured volumes only; with one volume exchanged, the peer's must be that one.
+      const volume = local.volume;
+      const stray = received.find((p) => p !== undefined && 'volume' in p && p.volume !== volume);
+      if (stray !== undefined) {
+        const message = `${TYPE_NAMES[stray.type] ?? stray.type} packet for volume ${(stray as { volume: number }).volume} during the exchange of volume ${volume}`;
+        opts.logger.error(message);
+        session.close('ProtocolError');
+        finish(new HandshakeFailedError(message));
+        return;
+      }
       const message = checkCompatibility(local.protocol, received[0] as ProtocolPacket)
         ?? checkSyncParamCompatibility(local.syncParam, received[1] as SyncParamPacket);
       if (message !== null) {
@@ -220,11 +237,12 @@ export function exchangeParams(
       .then((params) => {
         if (settled) return;
         local = params;
+        const { volume } = params;
         session.send({ type: PacketType.Protocol, ...params.protocol });
-        session.send({ type: PacketType.SyncParam, ...params.syncParam });
-        if (params.uuids) session.send({ type: PacketType.Uuids, ...params.uuids });
-        session.send({ type: PacketType.Sizes, ...params.sizes });
-        session.send({ type: PacketType.State, ...params.state });
+        session.send({ type: PacketType.SyncParam, volume, ...params.syncParam });
+        if (params.uuids) session.send({ type: PacketType.Uuids, volume, ...params.uuids });
+        session.send({ type: PacketType.Sizes, volume, ...params.sizes });
+        session.send({ type: PacketType.State, volume, ...params.state });
         maybeDone();
       })
       .catch((error: unknown) => finish(new HandshakeFailedError(`local parameters unavailable: ${String(error)}`)));

@@ -79,6 +79,12 @@ export interface PeerConnectorOptions {
   sendLowWaterBytes?: number;
   /** DRBD sndbuf-size / rcvbuf-size in bytes (0 or absent = kernel auto-tuning); see peer/socket-buffers. */
   socketBuffers?: SocketBufferSizes;
+  /**
+   * The volumes configured locally (DRBD's tconn->volumes): per-volume frames
+   * for any other volume are skipped (configuration packets) or break the
+   * link (data-path packets); see peer/frame-decoder.
+   */
+  volumes: ReadonlySet<number>;
   logger: Logger;
 }
 
@@ -303,6 +309,7 @@ export class PeerConnector extends EventEmitter {
         auth: this.opts.auth,
         timeoutMs: this.handshakeTimeoutMs,
         decider: this.decider,
+        volumes: this.opts.volumes,
         logger: this.logger,
       },
       this.callbacks,

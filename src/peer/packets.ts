@@ -1,8 +1,9 @@
 /**
  * peer/packets — the messages two udrbd resource processes exchange, named
  * after their DRBD 8.4 counterparts (P_DATA, P_WRITE_ACK, P_BARRIER, ...).
- * Types only: the byte format is peer/codec.ts; the data path that sends and
- * answers them is replication/. Offsets and lengths are bytes of the data
+ * Types, plus which packets are per volume (volumeScope) and their log names:
+ * the byte format is peer/codec.ts; the data path that sends and answers them
+ * is replication/. Offsets and lengths are bytes of the data
  * area (multiples of 512); `blockId` matches an ack to its request.
  */
 import type { GenerationUuids } from '../meta/types.js';
@@ -91,8 +92,21 @@ export interface ProtocolPacket {
   integrityAlg: string;
 }
 
+/**
+ * The volume a per-volume packet is about: DRBD 8.4's `pi->vnr`, carried in
+ * the frame header (p_header100.volume; peer/wire-layout). Connection-wide
+ * packets (Hello, Chosen, Auth*, Protocol, ProtocolUpdate, Barrier,
+ * BarrierAck, Ping, PingAck, Disconnect) have none: they go out with volume 0
+ * and the volume of a received one is ignored, as DRBD's conn_* senders and
+ * receivers do.
+ */
+export interface VolumeAddressed {
+  /** Volume number (the config's `volume N`, 0..65535). */
+  volume: number;
+}
+
 /** Resync parameters (DRBD's p_rs_param_95): resync-rate, the c-* controller settings, verify-alg, csums-alg ('' = none). */
-export interface SyncParamPacket {
+export interface SyncParamPacket extends VolumeAddressed {
   type: typeof PacketType.SyncParam;
   resyncRateKiBps: number;
   cPlanAheadDs: number;
@@ -103,7 +117,7 @@ export interface SyncParamPacket {
   csumsAlg: string;
 }
 
-export interface UuidsPacket {
+export interface UuidsPacket extends VolumeAddressed {
   type: typeof PacketType.Uuids;
   uuids: GenerationUuids;
   /** Number of set bits in the sender's bitmap (DRBD's uuid[UI_SIZE]). */
@@ -112,7 +126,7 @@ export interface UuidsPacket {
   uuidFlags: number;
 }
 
-export interface SizesPacket {
+export interface SizesPacket extends VolumeAddressed {
   type: typeof PacketType.Sizes;
   /** Usable data size of the sender's backing disk. */
   diskSizeBytes: number;
@@ -123,7 +137,7 @@ export interface SizesPacket {
   ddsFlags: number;
 }
 
-export interface StatePacket {
+export interface StatePacket extends VolumeAddressed {
   type: typeof PacketType.State;
   role: number; // resource/states Role
   disk: number; // resource/states DiskState
@@ -132,12 +146,12 @@ export interface StatePacket {
   userIsp: boolean;
 }
 
-export interface SyncUuidPacket { type: typeof PacketType.SyncUuid; uuid: bigint }
-export interface StateChangeRequest { type: typeof PacketType.StateChangeRequest; requestId: number; role?: number; conn?: number; disk?: number }
+export interface SyncUuidPacket extends VolumeAddressed { type: typeof PacketType.SyncUuid; uuid: bigint }
+export interface StateChangeRequest extends VolumeAddressed { type: typeof PacketType.StateChangeRequest; requestId: number; role?: number; conn?: number; disk?: number }
 /** `result` is 1 for success or a negative DRBD SS_* code. */
-export interface StateChangeReply { type: typeof PacketType.StateChangeReply; requestId: number; result: number }
+export interface StateChangeReply extends VolumeAddressed { type: typeof PacketType.StateChangeReply; requestId: number; result: number }
 
-export interface DataPacket {
+export interface DataPacket extends VolumeAddressed {
   type: typeof PacketType.Data;
   offsetBytes: number;
   blockId: number;
@@ -146,7 +160,7 @@ export interface DataPacket {
   flags: number; // DataFlag bits
   payload: Buffer;
 }
-export interface AckPacket {
+export interface AckPacket extends VolumeAddressed {
   type: typeof PacketType.RecvAck | typeof PacketType.WriteAck | typeof PacketType.NegAck
     | typeof PacketType.RsWriteAck | typeof PacketType.RsNegAck | typeof PacketType.RsIsInSync;
   offsetBytes: number;
@@ -156,7 +170,7 @@ export interface AckPacket {
 export interface BarrierPacket { type: typeof PacketType.Barrier; epoch: number }
 export interface BarrierAckPacket { type: typeof PacketType.BarrierAck; epoch: number; writes: number }
 
-export interface BitmapPacket {
+export interface BitmapPacket extends VolumeAddressed {
   type: typeof PacketType.Bitmap;
   /** Index of the first bitmap byte carried. */
   firstByte: number;
@@ -164,15 +178,15 @@ export interface BitmapPacket {
   bits: Buffer;
   last: boolean;
 }
-export interface RsDataRequest { type: typeof PacketType.RsDataRequest; offsetBytes: number; lengthBytes: number; blockId: number }
-export interface RsDataReply { type: typeof PacketType.RsDataReply; offsetBytes: number; blockId: number; payload: Buffer }
+export interface RsDataRequest extends VolumeAddressed { type: typeof PacketType.RsDataRequest; offsetBytes: number; lengthBytes: number; blockId: number }
+export interface RsDataReply extends VolumeAddressed { type: typeof PacketType.RsDataReply; offsetBytes: number; blockId: number; payload: Buffer }
 /** One digest (csums-alg) over the whole requested range, as DRBD's read_for_csum computes it. */
-export interface CsumRsRequest { type: typeof PacketType.CsumRsRequest; offsetBytes: number; lengthBytes: number; blockId: number; digest: Buffer }
-export interface OutOfSyncPacket { type: typeof PacketType.OutOfSync; offsetBytes: number; lengthBytes: number }
+export interface CsumRsRequest extends VolumeAddressed { type: typeof PacketType.CsumRsRequest; offsetBytes: number; lengthBytes: number; blockId: number; digest: Buffer }
+export interface OutOfSyncPacket extends VolumeAddressed { type: typeof PacketType.OutOfSync; offsetBytes: number; lengthBytes: number }
 
-export interface OvRequest { type: typeof PacketType.OvRequest; offsetBytes: number; lengthBytes: number; blockId: number }
-export interface OvReply { type: typeof PacketType.OvReply; offsetBytes: number; lengthBytes: number; blockId: number; digest: Buffer }
-export interface OvResult { type: typeof PacketType.OvResult; offsetBytes: number; lengthBytes: number; inSync: boolean }
+export interface OvRequest extends VolumeAddressed { type: typeof PacketType.OvRequest; offsetBytes: number; lengthBytes: number; blockId: number }
+export interface OvReply extends VolumeAddressed { type: typeof PacketType.OvReply; offsetBytes: number; lengthBytes: number; blockId: number; digest: Buffer }
+export interface OvResult extends VolumeAddressed { type: typeof PacketType.OvResult; offsetBytes: number; lengthBytes: number; inSync: boolean }
 
 export interface PingPacket { type: typeof PacketType.Ping }
 export interface PingAckPacket { type: typeof PacketType.PingAck }
@@ -214,3 +228,38 @@ export interface ChosenPacket { type: typeof SetupPacketType.Chosen }
 
 /** Everything the codec can put on the wire. */
 export type WirePacket = Packet | HelloPacket | ChosenPacket;
+
+/**
+ * How a receiver treats a packet by its type when the header names a volume
+ * that is not configured locally (DRBD 8.4 drbd_receiver.c):
+ * - 'connection': connection-wide, the header's volume is ignored;
+ * - 'config': skipped with a warning (config_unknown_volume: receive_SyncParam,
+ *   receive_sizes, receive_uuids, receive_state, receive_req_state);
+ * - 'data': a protocol error that breaks the connection (-EIO: receive_Data,
+ *   receive_DataRequest, receive_bitmap, the acks on the meta socket, ...).
+ */
+export type VolumeScope = 'connection' | 'config' | 'data';
+
+const CONFIG_TYPES: ReadonlySet<number> = new Set([
+  PacketType.SyncParam, PacketType.Sizes, PacketType.Uuids, PacketType.State, PacketType.StateChangeRequest,
+]);
+const CONNECTION_TYPES: ReadonlySet<number> = new Set([
+  SetupPacketType.Hello, SetupPacketType.Chosen,
+  PacketType.AuthChallenge, PacketType.AuthResponse, PacketType.AuthResult,
+  PacketType.Protocol, PacketType.ProtocolUpdate,
+  PacketType.Barrier, PacketType.BarrierAck,
+  PacketType.Ping, PacketType.PingAck, PacketType.Disconnect,
+]);
+
+/** The VolumeScope of frame type `type` (a type this build knows). */
+export function volumeScope(type: number): VolumeScope {
+  if (CONNECTION_TYPES.has(type)) return 'connection';
+  return CONFIG_TYPES.has(type) ? 'config' : 'data';
+}
+
+/** The name a log line gives frame type `type` (PacketType / SetupPacketType key), or its hex value. */
+export function packetTypeName(type: number): string {
+  for (const [name, value] of Object.entries(PacketType)) if (value === type) return name;
+  for (const [name, value] of Object.entries(SetupPacketType)) if (value === type) return name;
+  return `0x${type.toString(16)}`;
+}

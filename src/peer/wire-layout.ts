@@ -1,7 +1,8 @@
 /**
  * peer/wire-layout — the byte layout of the peer link's frames: every frame
- * is a 12-byte header {magic u32, version u16, type u16, length u32}
- * (big-endian) and a body of `length` bytes laid out at fixed offsets per
+ * is a 14-byte header {magic u32, version u16, type u16, length u32,
+ * volume u16} (big-endian; DRBD 8.4's p_header100 carries the volume the
+ * same way; connection-wide packets send 0 there) and a body of `length` bytes laid out at fixed offsets per
  * packet type; u64 fields are UUIDs (bigint) or byte offsets (number, checked
  * to be safe integers). Owns the limits, the per-type body bounds, and the
  * encoder and decoder of one body. Variable tails (data payloads, bitmap
@@ -25,11 +26,22 @@ import {
 
 /** "uDRB": deliberately not DRBD's 0x83740267, so a kernel DRBD peer is rejected at once. */
 export const FRAME_MAGIC = 0x75445242;
-/** Wire version this build speaks; a frame with any other version is a ProtocolError. */
-export const PROTOCOL_VERSION = 1;
-export const PROTOCOL_VERSION_MIN = 1;
-export const PROTOCOL_VERSION_MAX = 1;
-export const HEADER_BYTES = 12;
+/**
+ * Wire version this build speaks; a frame with any other version is a
+ * ProtocolError. 2: the header gained the u16 volume (issue 19); version 1
+ * (12-byte header, no volume) is refused at the first frame's header.
+ */
+export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION_MIN = 2;
+export const PROTOCOL_VERSION_MAX = 2;
+/** Header field offsets: magic, version, type and length sit where version 1 had them, so a v1 frame is refused by its version. */
+export const HEADER_VERSION_OFFSET = 4;
+export const HEADER_TYPE_OFFSET = 6;
+export const HEADER_LENGTH_OFFSET = 8;
+export const HEADER_VOLUME_OFFSET = 12;
+export const HEADER_BYTES = 14;
+/** The largest volume number a header carries (u16; DRBD's vnr is a u16 on the wire too). */
+export const VOLUME_MAX = 0xffff;
 /** Largest data payload (DRBD_MAX_BIO_SIZE in 8.4 is 1 MiB). */
 export const PAYLOAD_BYTES_MAX = 1024 * 1024;
 /** Largest bitmap slice one Bitmap packet carries. */
@@ -166,14 +178,17 @@ function assertSectorAligned(value: number, what: string): void {
   assert(value % SECTOR_BYTES === 0, `${what} is a multiple of ${SECTOR_BYTES} (${value})`);
 }
 
-function allocFrame(type: number, fixedBytes: number, tailBytes: number): Buffer {
+/** `volume`: the per-volume packet's volume; connection-wide packets pass 0. */
+function allocFrame(type: number, fixedBytes: number, tailBytes: number, volume = 0): Buffer {
   const bodyBytes = fixedBytes + tailBytes;
   assert(bodyBytes >= bodyMin[type]! && bodyBytes <= bodyMax[type]!, `body of type 0x${type.toString(16)} within bounds (${bodyBytes})`);
+  assert(Number.isInteger(volume) && volume >= 0 && volume <= VOLUME_MAX, `volume fits u16 (${volume})`);
   const buf = Buffer.allocUnsafe(HEADER_BYTES + fixedBytes);
   buf.writeUInt32BE(FRAME_MAGIC, 0);
-  buf.writeUInt16BE(PROTOCOL_VERSION, 4);
-  buf.writeUInt16BE(type, 6);
-  buf.writeUInt32BE(bodyBytes, 8);
+  buf.writeUInt16BE(PROTOCOL_VERSION, HEADER_VERSION_OFFSET);
+  buf.writeUInt16BE(type, HEADER_TYPE_OFFSET);
+  buf.writeUInt32BE(bodyBytes, HEADER_LENGTH_OFFSET);
+  buf.writeUInt16BE(volume, HEADER_VOLUME_OFFSET);
   return buf;
 }
 
@@ -284,7 +299,7 @@ export function encodeHead(packet: WirePacket, integrity: BlockDigest | null = n
       return buf;
     }
     case PacketType.Uuids: {
-      const buf = allocFrame(packet.type, 48, 0);
+      const buf = allocFrame(packet.type, 48, 0, packet.volume);
       buf.writeBigUInt64BE(packet.uuids.current, h);
       buf.writeBigUInt64BE(packet.uuids.bitmap, h + 8);
       buf.writeBigUInt64BE(packet.uuids.historyStart, h + 16);
@@ -294,7 +309,7 @@ export function encodeHead(packet: WirePacket, integrity: BlockDigest | null = n
       return buf;
     }
     case PacketType.Sizes: {
-      const buf = allocFrame(packet.type, 22, 0);
+      const buf = allocFrame(packet.type, 22, 0, packet.volume);
       writeU64Number(buf, packet.diskSizeBytes, h);
       writeU64Number(buf, packet.currentSizeBytes, h + 8);
       buf.writeUInt32BE(packet.maxRequestBytes, h + 16);
@@ -302,7 +317,7 @@ export function encodeHead(packet: WirePacket, integrity: BlockDigest | null = n
       return buf;
     }
     case PacketType.State: {
-      const buf = allocFrame(packet.type, 4, 0);
+      const buf = allocFrame(packet.type, 4, 0, packet.volume);
       buf.writeUInt8(packet.role, h);
       buf.writeUInt8(packet.disk, h + 1);
       buf.writeUInt8(packet.conn, h + 2);
@@ -313,7 +328,7 @@ export function encodeHead(packet: WirePacket, integrity: BlockDigest | null = n
       const verify = Buffer.from(packet.verifyAlg, 'utf8');
       const csums = Buffer.from(packet.csumsAlg, 'utf8');
       assert(verify.length <= ALG_NAME_BYTES_MAX && csums.length <= ALG_NAME_BYTES_MAX, 'digest names fit SyncParam');
-      const buf = allocFrame(packet.type, SYNC_PARAM_FIXED_BYTES + verify.length + csums.length, 0);
+      const buf = allocFrame(packet.type, SYNC_PARAM_FIXED_BYTES + verify.length + csums.length, 0, packet.volume);
       const values = [packet.resyncRateKiBps, packet.cPlanAheadDs, packet.cDelayTargetDs, packet.cFillTargetSectors, packet.cMaxRateKiBps];
       values.forEach((v, i) => buf.writeUInt32BE(v, h + 4 * i));
       buf.writeUInt8(verify.length, h + 20);
@@ -323,12 +338,12 @@ export function encodeHead(packet: WirePacket, integrity: BlockDigest | null = n
       return buf;
     }
     case PacketType.SyncUuid: {
-      const buf = allocFrame(packet.type, 8, 0);
+      const buf = allocFrame(packet.type, 8, 0, packet.volume);
       buf.writeBigUInt64BE(packet.uuid, h);
       return buf;
     }
     case PacketType.StateChangeRequest: {
-      const buf = allocFrame(packet.type, 8, 0);
+      const buf = allocFrame(packet.type, 8, 0, packet.volume);
       buf.writeUInt32BE(packet.requestId, h);
       const mask = (packet.role !== undefined ? 1 : 0) | (packet.conn !== undefined ? 2 : 0) | (packet.disk !== undefined ? 4 : 0);
       buf.writeUInt8(mask, h + 4);
@@ -338,7 +353,7 @@ export function encodeHead(packet: WirePacket, integrity: BlockDigest | null = n
       return buf;
     }
     case PacketType.StateChangeReply: {
-      const buf = allocFrame(packet.type, 8, 0);
+      const buf = allocFrame(packet.type, 8, 0, packet.volume);
       buf.writeUInt32BE(packet.requestId, h);
       buf.writeInt32BE(packet.result, h + 4);
       return buf;
@@ -348,7 +363,7 @@ export function encodeHead(packet: WirePacket, integrity: BlockDigest | null = n
       assertSectorAligned(packet.payload.length, 'Data payload length');
       assert((packet.flags & ~DATA_FLAGS_KNOWN) === 0, `known Data flags (${packet.flags})`);
       const digestBytes = integrity === null ? 0 : integrity.digestBytes;
-      const buf = allocFrame(packet.type, DATA_FIXED_BYTES + digestBytes, packet.payload.length);
+      const buf = allocFrame(packet.type, DATA_FIXED_BYTES + digestBytes, packet.payload.length, packet.volume);
       writeU64Number(buf, packet.offsetBytes, h);
       writeU64Number(buf, packet.blockId, h + 8);
       buf.writeUInt32BE(packet.epoch, h + 16);
@@ -364,13 +379,13 @@ export function encodeHead(packet: WirePacket, integrity: BlockDigest | null = n
     case PacketType.RsIsInSync:
     case PacketType.RsDataRequest:
     case PacketType.OvRequest: {
-      const buf = allocFrame(packet.type, RANGE_ID_BYTES, 0);
+      const buf = allocFrame(packet.type, RANGE_ID_BYTES, 0, packet.volume);
       writeRangeId(buf, packet.offsetBytes, packet.lengthBytes, packet.blockId);
       return buf;
     }
     case PacketType.OvReply:
     case PacketType.CsumRsRequest: {
-      const buf = allocFrame(packet.type, RANGE_ID_BYTES, packet.digest.length);
+      const buf = allocFrame(packet.type, RANGE_ID_BYTES, packet.digest.length, packet.volume);
       writeRangeId(buf, packet.offsetBytes, packet.lengthBytes, packet.blockId);
       return buf;
     }
@@ -386,7 +401,7 @@ export function encodeHead(packet: WirePacket, integrity: BlockDigest | null = n
       return buf;
     }
     case PacketType.Bitmap: {
-      const buf = allocFrame(packet.type, BITMAP_FIXED_BYTES, packet.bits.length);
+      const buf = allocFrame(packet.type, BITMAP_FIXED_BYTES, packet.bits.length, packet.volume);
       writeU64Number(buf, packet.firstByte, h);
       buf.writeUInt8(packet.last ? 1 : 0, h + 8);
       return buf;
@@ -395,7 +410,7 @@ export function encodeHead(packet: WirePacket, integrity: BlockDigest | null = n
       assertSectorAligned(packet.offsetBytes, 'RsDataReply offsetBytes');
       assertSectorAligned(packet.payload.length, 'RsDataReply payload length');
       const digestBytes = integrity === null ? 0 : integrity.digestBytes;
-      const buf = allocFrame(packet.type, RS_REPLY_FIXED_BYTES + digestBytes, packet.payload.length);
+      const buf = allocFrame(packet.type, RS_REPLY_FIXED_BYTES + digestBytes, packet.payload.length, packet.volume);
       writeU64Number(buf, packet.offsetBytes, h);
       writeU64Number(buf, packet.blockId, h + 8);
       if (integrity !== null) integrity.digestInto(packet.payload, buf, h + RS_REPLY_FIXED_BYTES);
@@ -404,7 +419,7 @@ export function encodeHead(packet: WirePacket, integrity: BlockDigest | null = n
     case PacketType.OutOfSync: {
       assertSectorAligned(packet.offsetBytes, 'OutOfSync offsetBytes');
       assertSectorAligned(packet.lengthBytes, 'OutOfSync lengthBytes');
-      const buf = allocFrame(packet.type, 12, 0);
+      const buf = allocFrame(packet.type, 12, 0, packet.volume);
       writeU64Number(buf, packet.offsetBytes, h);
       buf.writeUInt32BE(packet.lengthBytes, h + 8);
       return buf;
@@ -412,7 +427,7 @@ export function encodeHead(packet: WirePacket, integrity: BlockDigest | null = n
     case PacketType.OvResult: {
       assertSectorAligned(packet.offsetBytes, 'OvResult offsetBytes');
       assertSectorAligned(packet.lengthBytes, 'OvResult lengthBytes');
-      const buf = allocFrame(packet.type, 13, 0);
+      const buf = allocFrame(packet.type, 13, 0, packet.volume);
       writeU64Number(buf, packet.offsetBytes, h);
       buf.writeUInt32BE(packet.lengthBytes, h + 8);
       buf.writeUInt8(packet.inSync ? 1 : 0, h + 12);
@@ -476,9 +491,10 @@ function pick<T>(table: readonly T[], index: number, what: string): T {
  * Variable tails are subarrays of `body` (no copy). `integrityBytes`: the
  * length of the peer's data-integrity-alg digest (0 = none) that a Data /
  * RsDataReply body carries before its payload; it is skipped here, checked
- * by the caller (peer/frame-decoder).
+ * by the caller (peer/frame-decoder). `volume`: the header's volume, set on
+ * per-volume packets (connection-wide ones have no volume field).
  */
-export function decodeBody(type: number, body: Buffer, integrityBytes = 0): WirePacket {
+export function decodeBody(type: number, body: Buffer, integrityBytes = 0, volume = 0): WirePacket {
   switch (type) {
     case SetupPacketType.Hello: {
       const nameBytes = body.readUInt8(4);
@@ -547,6 +563,7 @@ export function decodeBody(type: number, body: Buffer, integrityBytes = 0): Wire
     case PacketType.Uuids:
       return {
         type,
+        volume,
         uuids: {
           current: body.readBigUInt64BE(0),
           bitmap: body.readBigUInt64BE(8),
@@ -561,6 +578,7 @@ export function decodeBody(type: number, body: Buffer, integrityBytes = 0): Wire
       if ((body.readUInt16BE(20) & ~3) !== 0) fail('Sizes flags out of range');
       return {
         type,
+        volume,
         diskSizeBytes: readU64Number(body, 0, 'diskSizeBytes'),
         currentSizeBytes: readU64Number(body, 8, 'currentSizeBytes'),
         maxRequestBytes: body.readUInt32BE(16),
@@ -572,7 +590,7 @@ export function decodeBody(type: number, body: Buffer, integrityBytes = 0): Wire
       const conn = body.readUInt8(2);
       const flags = body.readUInt8(3);
       if (role > ROLE_MAX || disk > DISK_MAX || conn > CONN_MAX || flags > 1) fail('State out of range');
-      return { type, role, disk, conn, userIsp: flags === 1 };
+      return { type, volume, role, disk, conn, userIsp: flags === 1 };
     }
     case PacketType.SyncParam: {
       const verifyBytes = body.readUInt8(20);
@@ -580,6 +598,7 @@ export function decodeBody(type: number, body: Buffer, integrityBytes = 0): Wire
       if (SYNC_PARAM_FIXED_BYTES + verifyBytes + csumsBytes !== body.length) fail('SyncParam length mismatch');
       return {
         type,
+        volume,
         resyncRateKiBps: body.readUInt32BE(0),
         cPlanAheadDs: body.readUInt32BE(4),
         cDelayTargetDs: body.readUInt32BE(8),
@@ -590,18 +609,18 @@ export function decodeBody(type: number, body: Buffer, integrityBytes = 0): Wire
       };
     }
     case PacketType.SyncUuid:
-      return { type, uuid: body.readBigUInt64BE(0) };
+      return { type, volume, uuid: body.readBigUInt64BE(0) };
     case PacketType.StateChangeRequest: {
       const mask = body.readUInt8(4);
       if ((mask & ~7) !== 0) fail('unknown StateChangeRequest mask');
-      const packet: WirePacket = { type, requestId: body.readUInt32BE(0) };
+      const packet: WirePacket = { type, volume, requestId: body.readUInt32BE(0) };
       if (mask & 1) packet.role = body.readUInt8(5);
       if (mask & 2) packet.conn = body.readUInt8(6);
       if (mask & 4) packet.disk = body.readUInt8(7);
       return packet;
     }
     case PacketType.StateChangeReply:
-      return { type, requestId: body.readUInt32BE(0), result: body.readInt32BE(4) };
+      return { type, volume, requestId: body.readUInt32BE(0), result: body.readInt32BE(4) };
     case PacketType.Data: {
       if (body.length < DATA_FIXED_BYTES + integrityBytes) fail(`Data shorter than its ${integrityBytes}-byte integrity digest`);
       const payload = body.subarray(DATA_FIXED_BYTES + integrityBytes);
@@ -610,6 +629,7 @@ export function decodeBody(type: number, body: Buffer, integrityBytes = 0): Wire
       if ((flags & ~DATA_FLAGS_KNOWN) !== 0) fail(`unknown Data flags 0x${flags.toString(16)}`);
       return {
         type,
+        volume,
         offsetBytes: readAligned(body, 0, 'offsetBytes'),
         blockId: readU64Number(body, 8, 'blockId'),
         epoch: body.readUInt32BE(16),
@@ -627,6 +647,7 @@ export function decodeBody(type: number, body: Buffer, integrityBytes = 0): Wire
     case PacketType.OvRequest:
       return {
         type,
+        volume,
         offsetBytes: readAligned(body, 0, 'offsetBytes'),
         lengthBytes: readLength(body, 8),
         blockId: readU64Number(body, 12, 'blockId'),
@@ -635,6 +656,7 @@ export function decodeBody(type: number, body: Buffer, integrityBytes = 0): Wire
     case PacketType.CsumRsRequest:
       return {
         type,
+        volume,
         offsetBytes: readAligned(body, 0, 'offsetBytes'),
         lengthBytes: readLength(body, 8),
         blockId: readU64Number(body, 12, 'blockId'),
@@ -647,20 +669,20 @@ export function decodeBody(type: number, body: Buffer, integrityBytes = 0): Wire
     case PacketType.Bitmap: {
       const last = body.readUInt8(8);
       if (last > 1) fail('bad Bitmap last flag');
-      return { type, firstByte: readU64Number(body, 0, 'firstByte'), last: last === 1, bits: body.subarray(BITMAP_FIXED_BYTES) };
+      return { type, volume, firstByte: readU64Number(body, 0, 'firstByte'), last: last === 1, bits: body.subarray(BITMAP_FIXED_BYTES) };
     }
     case PacketType.RsDataReply: {
       if (body.length < RS_REPLY_FIXED_BYTES + integrityBytes) fail(`RsDataReply shorter than its ${integrityBytes}-byte integrity digest`);
       const payload = body.subarray(RS_REPLY_FIXED_BYTES + integrityBytes);
       if (payload.length % SECTOR_BYTES !== 0) fail(`RsDataReply payload ${payload.length} not a multiple of ${SECTOR_BYTES}`);
-      return { type, offsetBytes: readAligned(body, 0, 'offsetBytes'), blockId: readU64Number(body, 8, 'blockId'), payload };
+      return { type, volume, offsetBytes: readAligned(body, 0, 'offsetBytes'), blockId: readU64Number(body, 8, 'blockId'), payload };
     }
     case PacketType.OutOfSync:
-      return { type, offsetBytes: readAligned(body, 0, 'offsetBytes'), lengthBytes: readLength(body, 8) };
+      return { type, volume, offsetBytes: readAligned(body, 0, 'offsetBytes'), lengthBytes: readLength(body, 8) };
     case PacketType.OvResult: {
       const inSync = body.readUInt8(12);
       if (inSync > 1) fail('bad OvResult flag');
-      return { type, offsetBytes: readAligned(body, 0, 'offsetBytes'), lengthBytes: readLength(body, 8), inSync: inSync === 1 };
+      return { type, volume, offsetBytes: readAligned(body, 0, 'offsetBytes'), lengthBytes: readLength(body, 8), inSync: inSync === 1 };
     }
     default:
       return fail(`unknown packet type 0x${type.toString(16)}`);

@@ -43,7 +43,11 @@ export class BitmapExchange {
   private aborted = false;
   private waiter: (() => void) | null = null;
 
-  constructor(private readonly bitmap: DirtyBitmap) {}
+  constructor(
+    private readonly bitmap: DirtyBitmap,
+    /** The volume whose bitmap this is (the header of every Bitmap packet sent). */
+    private readonly vnr: number,
+  ) {}
 
   /** Sends our bitmap, then resolves once the peer's (of the same round) has been merged into ours. */
   async exchange(peer: PeerChannel): Promise<{ bitsSet: number; newlySetFromPeer: number }> {
@@ -72,7 +76,7 @@ export class BitmapExchange {
       const bits = Buffer.alloc(Math.max(0, chunkBytes));
       if (!empty) encodeBitmapChunk(this.bitmap, firstBit, bits);
       if (!peer.isOpen) throw new Error('link lost during bitmap exchange');
-      if (!peer.send({ type: PacketType.Bitmap, firstByte, bits, last })) await peer.drained();
+      if (!peer.send({ type: PacketType.Bitmap, volume: this.vnr, firstByte, bits, last })) await peer.drained();
       if (last) break;
     }
   }

@@ -36,6 +36,11 @@ export interface ReplicationEngineDeps {
   readonly activityLog: ActivityLogApi;
   readonly options?: Partial<ReplicationOptions>;
   readonly log: Logger;
+  /**
+   * The volume this data path is (DRBD's vnr; the config's `volume N`): every
+   * per-volume packet it sends carries it in the frame header.
+   */
+  readonly vnr: number;
   /** AL transactions written so far, for the `al:` counter. */
   readonly alTransactions?: () => number;
   readonly onLocalIoError?: LocalIoErrorHandler;
@@ -91,6 +96,7 @@ export class ReplicationEngine {
       counters: this.counters,
       log: deps.log,
       rangeLock: this.rangeLock,
+      vnr: deps.vnr,
       ...(deps.onLocalIoError ? { onLocalIoError: deps.onLocalIoError } : {}),
     });
     // Never attached: reads and writes go through the peer from the start.
@@ -122,7 +128,7 @@ export class ReplicationEngine {
   attachPeer(attached: AttachedPeer): void {
     assert(this.link === null, 'attachPeer while a peer is attached');
     const { channel } = attached;
-    const common = { disk: this.local.disk, counters: this.counters, log: this.deps.log, rangeLock: this.rangeLock, peer: channel };
+    const common = { disk: this.local.disk, counters: this.counters, log: this.deps.log, rangeLock: this.rangeLock, peer: channel, vnr: this.deps.vnr };
     const link: Link = {
       channel,
       attached,
@@ -135,8 +141,8 @@ export class ReplicationEngine {
         ...common, bitmap: this.local.bitmap, options: this.options, peerPrimary: () => this.peerPrimary,
         ...(this.deps.now ? { now: this.deps.now } : {}),
       }),
-      bitmapExchange: new BitmapExchange(this.local.bitmap),
-      peerReads: new PeerReads(channel, this.counters),
+      bitmapExchange: new BitmapExchange(this.local.bitmap, this.deps.vnr),
+      peerReads: new PeerReads(channel, this.counters, this.deps.vnr),
       resyncTarget: null,
       verifySource: null,
     };
@@ -209,6 +215,7 @@ export class ReplicationEngine {
       log: this.deps.log,
       rangeLock: this.rangeLock,
       peer: link.channel,
+      vnr: this.deps.vnr,
       ...(this.deps.now ? { now: this.deps.now } : {}),
     });
     link.resyncTarget = target;
@@ -237,6 +244,7 @@ export class ReplicationEngine {
       log: this.deps.log,
       rangeLock: this.rangeLock,
       peer: link.channel,
+      vnr: this.deps.vnr,
       ...(this.deps.now ? { now: this.deps.now } : {}),
     });
     link.verifySource = source;

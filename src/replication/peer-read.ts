@@ -36,6 +36,8 @@ export class PeerReads {
   constructor(
     private readonly peer: PeerChannel,
     private readonly counters: ReplicationCounters,
+    /** The volume these reads are for (the header of every RsDataRequest sent). */
+    private readonly vnr: number,
   ) {}
 
   /** Fills `buffer` from the peer's disk at `offsetBytes`; rejects with EIO if the peer cannot. */
@@ -47,7 +49,7 @@ export class PeerReads {
       const blockId = this.ids.next();
       await new Promise<void>((resolve, reject) => {
         this.pending.set(blockId, { buffer, offsetBytes, resolve, reject });
-        this.peer.send({ type: PacketType.RsDataRequest, offsetBytes, lengthBytes: buffer.length, blockId });
+        this.peer.send({ type: PacketType.RsDataRequest, volume: this.vnr, offsetBytes, lengthBytes: buffer.length, blockId });
       });
     } finally {
       this.slots.release();

@@ -43,6 +43,8 @@ export interface SecondaryReceiverDeps {
   readonly log: Logger;
   readonly rangeLock: RangeLock;
   readonly peer: PeerChannel;
+  /** The volume this data path is (DRBD's vnr): every per-volume packet it sends carries it. */
+  readonly vnr: number;
   readonly onLocalIoError?: LocalIoErrorHandler;
 }
 
@@ -210,6 +212,6 @@ export class SecondaryReceiver {
     blockId: number,
   ): void {
     if (!this.deps.peer.isOpen) return;
-    this.deps.peer.send({ type, offsetBytes, lengthBytes, blockId });
+    this.deps.peer.send({ type, volume: this.deps.vnr, offsetBytes, lengthBytes, blockId });
   }
 }

@@ -176,6 +176,8 @@ export interface ResyncDeps {
   readonly log: Logger;
   readonly rangeLock: RangeLock;
   readonly peer: PeerChannel;
+  /** The volume this data path is (DRBD's vnr): every per-volume packet it sends carries it. */
+  readonly vnr: number;
   readonly now?: () => number;
   /** csums-alg digest when this resync is checksum-based (use_checksum_based_resync), else absent. */
   readonly csums?: BlockDigest;
@@ -391,10 +393,10 @@ export class ResyncTarget {
       }
       counters.pe++;
       if (digest !== null) {
-        const request: CsumRsRequest = { type: PacketType.CsumRsRequest, offsetBytes, lengthBytes, blockId, digest };
+        const request: CsumRsRequest = { type: PacketType.CsumRsRequest, volume: this.deps.vnr, offsetBytes, lengthBytes, blockId, digest };
         peer.send(request);
       } else {
-        const request: RsDataRequest = { type: PacketType.RsDataRequest, offsetBytes, lengthBytes, blockId };
+        const request: RsDataRequest = { type: PacketType.RsDataRequest, volume: this.deps.vnr, offsetBytes, lengthBytes, blockId };
         peer.send(request);
       }
       this.pacer.requested(lengthBytes / SECTOR_BYTES);
@@ -474,6 +476,7 @@ export class ResyncTarget {
     if (peer.isOpen) {
       peer.send({
         type: ok ? PacketType.RsWriteAck : PacketType.RsNegAck,
+        volume: this.deps.vnr,
         offsetBytes: request.offsetBytes,
         lengthBytes: request.lengthBytes,
         blockId: request.blockId,
@@ -580,16 +583,16 @@ export class ResyncResponder {
       if (ok && this.sameDigest(packet, payload)) {
         directPool.give(payload);
         setInSync(this.deps.bitmap, offsetBytes, lengthBytes);
-        peer.send({ type: PacketType.RsIsInSync, offsetBytes, lengthBytes, blockId });
+        peer.send({ type: PacketType.RsIsInSync, volume: this.deps.vnr, offsetBytes, lengthBytes, blockId });
       } else if (ok) {
         // The buffer goes back to the pool once the channel no longer references it.
-        peer.send({ type: PacketType.RsDataReply, offsetBytes, blockId, payload }, () => directPool.give(payload));
+        peer.send({ type: PacketType.RsDataReply, volume: this.deps.vnr, offsetBytes, blockId, payload }, () => directPool.give(payload));
         counters.sentBytes += lengthBytes;
         // An application read of a diskless peer (replication/peer-read) is not acknowledged.
         if (resyncWork) counters.pe++;
       } else {
         directPool.give(payload);
-        peer.send({ type: PacketType.RsNegAck, offsetBytes, lengthBytes, blockId });
+        peer.send({ type: PacketType.RsNegAck, volume: this.deps.vnr, offsetBytes, lengthBytes, blockId });
       }
     } finally {
       rangeLock.release(hold);

@@ -81,6 +81,8 @@ export interface VerifyDeps {
   readonly log: Logger;
   readonly rangeLock: RangeLock;
   readonly peer: PeerChannel;
+  /** The volume this data path is (DRBD's vnr): every per-volume packet it sends carries it. */
+  readonly vnr: number;
   readonly now?: () => number;
 }
 
@@ -223,7 +225,7 @@ export class VerifySource {
     });
     counters.pe++;
     this.pacer.requested(lengthBytes / SECTOR_BYTES);
-    peer.send({ type: PacketType.OvRequest, offsetBytes, lengthBytes, blockId });
+    peer.send({ type: PacketType.OvRequest, volume: this.deps.vnr, offsetBytes, lengthBytes, blockId });
     await done;
   }
 
@@ -243,7 +245,7 @@ export class VerifySource {
         this.outOfSyncBlocks++;
         setOutOfSync(bitmap, blockOffset, blockLength);
         this.reporter.found(blockOffset, blockLength);
-        if (peer.isOpen) peer.send({ type: PacketType.OvResult, offsetBytes: blockOffset, lengthBytes: blockLength, inSync: false });
+        if (peer.isOpen) peer.send({ type: PacketType.OvResult, volume: this.deps.vnr, offsetBytes: blockOffset, lengthBytes: blockLength, inSync: false });
       } else {
         this.reporter.print();
       }
@@ -342,7 +344,7 @@ export class VerifyResponder {
       counters.ua--;
     }
     if (this.leftBlocks > 0) this.leftBlocks = Math.max(0, this.leftBlocks - Math.ceil(lengthBytes / BM_BLOCK_BYTES));
-    if (peer.isOpen) peer.send({ type: PacketType.OvReply, offsetBytes, lengthBytes, blockId, digest });
+    if (peer.isOpen) peer.send({ type: PacketType.OvReply, volume: this.deps.vnr, offsetBytes, lengthBytes, blockId, digest });
   }
 
   handleResult(packet: OvResult): void {

@@ -134,6 +134,8 @@ export interface ReplicatedVolumeDeps {
   readonly log: Logger;
   /** Shared with the receiver and resync so overlapping requests reach the disk in one order. */
   readonly rangeLock: RangeLock;
+  /** The volume this is (DRBD's vnr): its Data and OutOfSync packets carry it (Barrier is connection-wide). */
+  readonly vnr: number;
   readonly onLocalIoError?: LocalIoErrorHandler;
 }
 
@@ -146,6 +148,7 @@ export class ReplicatedVolume implements BlockDevice {
   private readonly counters: ReplicationCounters;
   private readonly log: Logger;
   private readonly lock: RangeLock;
+  private readonly vnr: number;
   private readonly onLocalIoError: LocalIoErrorHandler;
   private readonly slots: Slots;
   private readonly ids = new BlockIdAllocator(BlockIdTag.app);
@@ -202,6 +205,7 @@ export class ReplicatedVolume implements BlockDevice {
     this.counters = deps.counters;
     this.log = deps.log;
     this.lock = deps.rangeLock;
+    this.vnr = deps.vnr;
     this.onLocalIoError = deps.onLocalIoError ?? noop;
     this.slots = new Slots(deps.options.maxBuffers);
     this.capabilities = {
@@ -585,6 +589,7 @@ export class ReplicatedVolume implements BlockDevice {
     const payload = protocolA ? Buffer.from(buffer) : buffer;
     const accepted = peer.send({
       type: PacketType.Data,
+      volume: this.vnr,
       offsetBytes,
       blockId,
       epoch: entry.epoch,
@@ -656,7 +661,7 @@ export class ReplicatedVolume implements BlockDevice {
   private sendOutOfSync(offsetBytes: number, lengthBytes: number): void {
     const peer = this.peer;
     if (peer === null) return;
-    if (peer.send({ type: PacketType.OutOfSync, offsetBytes, lengthBytes })) return;
+    if (peer.send({ type: PacketType.OutOfSync, volume: this.vnr, offsetBytes, lengthBytes })) return;
     this.log.error({ offsetBytes, lengthBytes }, 'P_OUT_OF_SYNC backlog above the send high-water mark while Ahead; dropping the connection (the resync after the reconnect covers every marked block)');
     peer.close('NetworkFailure');
   }

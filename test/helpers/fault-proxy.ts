@@ -12,8 +12,8 @@
  * dials B from A's IP (`sourceHost: '127.0.0.1'`); node A is configured to
  * dial the proxy. Use one proxy per direction when every byte must pass one.
  * It knows the udrbd wire format only as far as `corrupt` needs: every frame
- * starts with a 12-byte header whose u16 at offset 6 is the type and u32 at
- * offset 8 the body length (big-endian, peer/wire-layout); a per-direction
+ * starts with a HEADER_BYTES (14-byte) header whose u16 at offset 6 is the type
+ * and u32 at offset 8 the body length (big-endian, peer/wire-layout); a per-direction
  * FrameTracker follows those boundaries from the first byte of each
  * connection, skipping bodies unread.
  */

@@ -193,7 +193,7 @@ export function makeNode(sizeBytes: number, options: Partial<ReplicationOptions>
   const disk = new ProbeDisk(memory);
   const bitmap = new Bitmap(Math.ceil(sizeBytes / 4096));
   const { log, lines } = capturingLogger();
-  const engine = new ReplicationEngine({ disk, bitmap, activityLog, options, log });
+  const engine = new ReplicationEngine({ disk, bitmap, activityLog, options, log, vnr: 0 });
   return { memory, disk, bitmap, engine, lines };
 }
 

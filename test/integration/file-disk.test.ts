@@ -363,7 +363,7 @@ describe('received RsDataReply payloads (peer/codec) go to the disk with O_DIREC
   function receive(packet: WirePacket): WirePacket {
     const stream = Buffer.concat(encodePacket(packet));
     const delivered: WirePacket[] = [];
-    const decoder = new FrameDecoder((p) => delivered.push(p));
+    const decoder = new FrameDecoder((p) => delivered.push(p), { volumes: new Set([0]) });
     const receiveBuffer = Buffer.alloc(64 * 1024);
     for (let pos = 0; pos < stream.length; ) {
       const target = decoder.directReadTarget() ?? receiveBuffer;
@@ -384,7 +384,7 @@ describe('received RsDataReply payloads (peer/codec) go to the disk with O_DIREC
     const disk = FileDisk.open(file);
     try {
       const data = crypto.randomBytes(MiB);
-      const got = receive({ type: PacketType.RsDataReply, offsetBytes: 2 * MiB, blockId: 5, payload: data });
+      const got = receive({ type: PacketType.RsDataReply, volume: 0, offsetBytes: 2 * MiB, blockId: 5, payload: data });
       assert(got.type === PacketType.RsDataReply, 'the decoder returns the RsDataReply it was given');
       expect(got.payload.equals(data)).toBe(true);
       expect(isDirectIoBuffer(got.payload)).toBe(true);
@@ -398,12 +398,12 @@ describe('received RsDataReply payloads (peer/codec) go to the disk with O_DIREC
       const store = got.payload.buffer;
       releaseReceivedPayload(got.payload);
       take.mockRestore();
-      const next = receive({ type: PacketType.RsDataReply, offsetBytes: 0, blockId: 6, payload: crypto.randomBytes(MiB) });
+      const next = receive({ type: PacketType.RsDataReply, volume: 0, offsetBytes: 0, blockId: 6, payload: crypto.randomBytes(MiB) });
       assert(next.type === PacketType.RsDataReply, 'the decoder returns the RsDataReply it was given');
       expect(next.payload.buffer).toBe(store);
       expect(isDirectIoBuffer(next.payload)).toBe(true);
       // A payload that is not whole pages (sector-sized) still decodes, in ordinary memory.
-      const odd = receive({ type: PacketType.RsDataReply, offsetBytes: 0, blockId: 7, payload: crypto.randomBytes(64 * 1024 + 512) });
+      const odd = receive({ type: PacketType.RsDataReply, volume: 0, offsetBytes: 0, blockId: 7, payload: crypto.randomBytes(64 * 1024 + 512) });
       assert(odd.type === PacketType.RsDataReply, 'the decoder returns the RsDataReply it was given');
       expect(isDirectIoBuffer(odd.payload)).toBe(false);
       releaseReceivedPayload(next.payload);

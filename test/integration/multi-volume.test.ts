@@ -194,7 +194,7 @@ describe('the resource process runs one volume: more are refused, loudly and in 
     expect(mv2.stderr).toContain(`${conf}:11: resource mv2 has volumes 0, 3; udrbd runs one volume per resource`);
     const mv3 = adm(['up', 'mv3']);
     expect(mv3.exitCode).toBe(10);
-    expect(mv3.stderr).toContain(`${conf}:19: resource mv3 has volume 2; udrbd runs volume 0 only (its peer link carries no volume number)`);
+    expect(mv3.stderr).toContain(`${conf}:19: resource mv3 has volume 2; udrbd runs volume 0 only (its events2 and status report volume 0 only)`);
     for (const resource of ['mv2', 'mv3']) expect(readPid(pathsOf(resource))).toBeUndefined();
   });
 

@@ -44,6 +44,7 @@ async function freePort(host: string): Promise<number> {
 
 function localParams(name: string, seed: bigint, overrides: Partial<LocalParams['protocol']> = {}): LocalParams {
   return {
+    volume: 0,
     protocol: {
       protocol: 'C', afterSb0pri: 'disconnect', afterSb1pri: 'disconnect', afterSb2pri: 'disconnect',
       allowTwoPrimaries: false, discardMyData: false, nodeName: name, integrityAlg: '', ...overrides,
@@ -76,6 +77,7 @@ function makeNode(
     timeoutMs: 2000,
     koCount: 7,
     handshakeTimeoutMs: 3000,
+    volumes: new Set([0]),
     logger,
     ...connectorExtra,
   });
@@ -198,12 +200,12 @@ describe('peer link', () => {
     const payload = Buffer.alloc(1024 * 1024, 7);
     const gotData = new Promise<Packet>((resolve) => rb.session.onPacket(resolve));
     const gotAck = new Promise<Packet>((resolve) => ra.session.onPacket(resolve));
-    ra.session.send({ type: PacketType.Data, offsetBytes: 8192, blockId: 1, epoch: 1, flags: 0, payload });
+    ra.session.send({ type: PacketType.Data, volume: 0, offsetBytes: 8192, blockId: 1, epoch: 1, flags: 0, payload });
     const data = await gotData;
     expect(data.type).toBe(PacketType.Data);
     expect((data as { payload: Buffer }).payload.equals(payload)).toBe(true);
-    rb.session.send({ type: PacketType.WriteAck, offsetBytes: 8192, lengthBytes: payload.length, blockId: 1 });
-    expect(await gotAck).toEqual({ type: PacketType.WriteAck, offsetBytes: 8192, lengthBytes: payload.length, blockId: 1 });
+    rb.session.send({ type: PacketType.WriteAck, volume: 0, offsetBytes: 8192, lengthBytes: payload.length, blockId: 1 });
+    expect(await gotAck).toEqual({ type: PacketType.WriteAck, volume: 0, offsetBytes: 8192, lengthBytes: payload.length, blockId: 1 });
   });
 
   it('a node without a disk sends no Uuids (drbd_send_uuids): the peer connects and reads its UUIDs as not known', async () => {
@@ -265,7 +267,7 @@ describe('peer link', () => {
       expect(ra.resolveConflicts).toBe(false);
 
       const gotData = new Promise<Packet>((resolve) => rb.session.onPacket(resolve));
-      ra.session.send({ type: PacketType.Data, offsetBytes: 0, blockId: round, epoch: 1, flags: 0, payload: Buffer.alloc(512, round) });
+      ra.session.send({ type: PacketType.Data, volume: 0, offsetBytes: 0, blockId: round, epoch: 1, flags: 0, payload: Buffer.alloc(512, round) });
       expect(((await gotData) as { payload: Buffer }).payload.equals(Buffer.alloc(512, round))).toBe(true);
       await sleep(20);
       expect(alpha.connected).toHaveLength(1);
@@ -348,6 +350,69 @@ describe('peer link', () => {
     const connected = waitFor<HandshakeResult>(alpha.connector, 'connected', 5000);
     beta.connector.start(() => beta.params);
     await connected;
+  });
+
+  it('a configuration packet for a volume not configured locally is skipped with config_unknown_volume\'s warning; the link stays up', async () => {
+    const [alpha, beta] = await directPair();
+    const [ra, rb] = await connectPair(alpha, beta);
+    const got: Packet[] = [];
+    rb.session.onPacket((p) => got.push(p));
+    ra.session.send({ type: PacketType.Sizes, volume: 5, diskSizeBytes: 4096, currentSizeBytes: 4096, maxRequestBytes: 4096, ddsFlags: 0 });
+    ra.session.send({ type: PacketType.State, volume: 1, role: 1, disk: 8, conn: 10, userIsp: false });
+    ra.session.send({ type: PacketType.WriteAck, volume: 0, offsetBytes: 0, lengthBytes: 512, blockId: 9 });
+    await until(() => got.length >= 1, 2000, 'the volume-0 packet behind the skipped ones');
+    await sleep(50);
+    expect(got).toEqual([{ type: PacketType.WriteAck, volume: 0, offsetBytes: 0, lengthBytes: 512, blockId: 9 }]);
+    expect(beta.messages).toContain('Sizes packet received for volume 5, which is not configured locally');
+    expect(beta.messages).toContain('State packet received for volume 1, which is not configured locally');
+    expect(rb.session.isOpen).toBe(true);
+    expect(beta.connector.cstate).toBe('Connected');
+  });
+
+  it('a data packet for a volume not configured locally breaks the connection with a protocol error', async () => {
+    const [alpha, beta] = await directPair();
+    const [ra, rb] = await connectPair(alpha, beta);
+    const got: Packet[] = [];
+    rb.session.onPacket((p) => got.push(p));
+    const closed = new Promise<string>((resolve) => rb.session.onClose(resolve));
+    ra.session.send({ type: PacketType.Data, volume: 2, offsetBytes: 0, blockId: 1, epoch: 1, flags: 0, payload: Buffer.alloc(4096, 1) });
+    expect(await closed).toBe('ProtocolError');
+    expect(got).toEqual([]);
+    expect(beta.messages).toContain('Protocol error from peer: Data packet received for volume 2, which is not configured locally');
+  });
+
+  it('refuses a handshake whose per-volume packets name a configured volume other than the one exchanged', async () => {
+    // beta has volumes 0 and 1 configured but exchanges volume 0; alpha sends its SyncParam/Uuids/Sizes/State for volume 1.
+    const [alpha, beta] = await directPair({ volumes: new Set([0, 1]) }, { volumes: new Set([0, 1]) });
+    alpha.params = { ...alpha.params, volume: 1 };
+    alpha.connector.start(() => alpha.params);
+    beta.connector.start(() => beta.params);
+    // Whichever side has the other's four first refuses: alpha hears volume 0, beta hears volume 1.
+    const alphaRefusal = 'SyncParam packet for volume 0 during the exchange of volume 1';
+    const betaRefusal = 'SyncParam packet for volume 1 during the exchange of volume 0';
+    await until(() => alpha.messages.includes(alphaRefusal) || beta.messages.includes(betaRefusal), 5000, 'a side refusing the other volume\'s parameters');
+    await sleep(300);
+    expect(alpha.connected.length + beta.connected.length).toBe(0);
+  });
+
+  it('refuses a version-1 peer (12-byte header without a volume) at its Hello with the version mismatch', async () => {
+    const [alpha] = await directPair();
+    alpha.connector.start(() => alpha.params);
+    await until(() => alpha.connector.isListening, 2000, 'alpha listening');
+    const port = alpha.connector['opts'].localAddress.port;
+    const v1 = await rawConnect(ALPHA_HOST, port, BETA_HOST);
+    const name = Buffer.from('beta');
+    const body = Buffer.concat([Buffer.from([0, 1, 0, 1, name.length, 0]), name]); // Hello: versions 1..1, no auth
+    const header = Buffer.alloc(12);
+    header.writeUInt32BE(FRAME_MAGIC, 0);
+    header.writeUInt16BE(1, 4);
+    header.writeUInt16BE(0x01, 6); // Hello
+    header.writeUInt32BE(body.length, 8);
+    v1.write(Buffer.concat([header, body]));
+    expect(await closedWithin(v1, 2000)).toBe(true);
+    expect(alpha.refused.map((r) => r.reason)).toEqual(['protocol-error']);
+    expect(alpha.messages.some((m) => /incompatible frame version 1 \(speak 2\.\.2\)/.test(m))).toBe(true);
+    expect(alpha.connected).toHaveLength(0);
   });
 
   it('incompatible after-sb-0pri settings drop both sides to StandAlone; discard-local vs discard-remote is compatible', async () => {
@@ -446,7 +511,7 @@ describe('peer link', () => {
       if (got.length === 50) resolve();
     }));
     for (let i = 0; i < 50; i++) {
-      ra.session.send({ type: PacketType.Data, offsetBytes: i * 4096, blockId: i, epoch: 1, flags: 0, payload: Buffer.alloc(4096, i) });
+      ra.session.send({ type: PacketType.Data, volume: 0, offsetBytes: i * 4096, blockId: i, epoch: 1, flags: 0, payload: Buffer.alloc(4096, i) });
       if (i % 10 === 0) await sleep(30);
     }
     await all;

@@ -43,7 +43,7 @@ describe('peer session timers changed online', () => {
   it('a shorter ping-int / ping-timeout applies to the live session at once: the silent peer is found dead', async () => {
     const messages: string[] = [];
     const socket = await silentPeer();
-    const session = new PeerSession(socket, new FrameDecoder(() => undefined), {
+    const session = new PeerSession(socket, new FrameDecoder(() => undefined, { volumes: new Set([0]) }), {
       pingIntervalMs: 60_000,
       pingTimeoutMs: 60_000,
       timeoutMs: 60_000,

@@ -38,7 +38,7 @@ async function socketPair(): Promise<[net.Socket, net.Socket]> {
 }
 
 function session(socket: net.Socket, messages: string[], extra: Partial<SessionOptions> = {}): PeerSession {
-  const s = new PeerSession(socket, new FrameDecoder(() => undefined), {
+  const s = new PeerSession(socket, new FrameDecoder(() => undefined, { volumes: new Set([0]) }), {
     pingIntervalMs: 60_000,
     pingTimeoutMs: 60_000,
     timeoutMs: 60_000,
@@ -103,7 +103,7 @@ describe('peer session', () => {
     const sa = session(a, messages, { timeoutMs, koCount, sendHighWaterBytes: 4 * 1024 * 1024, sendLowWaterBytes: 1024 * 1024 });
     const payload = Buffer.alloc(PAYLOAD_BYTES_MAX, 1);
     let accepted = 0;
-    for (let i = 0; i < 256 && sa.send({ type: PacketType.Data, offsetBytes: i * payload.length, blockId: i, epoch: 1, flags: 0, payload }); i++) accepted++;
+    for (let i = 0; i < 256 && sa.send({ type: PacketType.Data, volume: 0, offsetBytes: i * payload.length, blockId: i, epoch: 1, flags: 0, payload }); i++) accepted++;
     expect(accepted).toBeLessThan(256); // back-pressure reached: send() returned false
     const drained = sa.drained();
     const startedMs = Date.now();
@@ -130,7 +130,7 @@ describe('peer session', () => {
     let sent = 0;
     // Fill the kernel's socket buffers and then our queue past the high-water mark.
     for (let round = 0; round < 50; round++) {
-      while (sent < 512 && sa.send({ type: PacketType.Data, offsetBytes: 0, blockId: sent++, epoch: 1, flags: 0, payload }));
+      while (sent < 512 && sa.send({ type: PacketType.Data, volume: 0, offsetBytes: 0, blockId: sent++, epoch: 1, flags: 0, payload }));
       await new Promise((r) => setTimeout(r, 20));
       if (sa.queuedBytes > 512 * 1024) break;
     }

@@ -28,7 +28,7 @@ function fileNode(dir: string, name: string) {
   const disk = FileDisk.open(file);
   cleanups.push(() => disk.close());
   const bitmap = new Bitmap(SIZE_BYTES / 4096);
-  const engine = new ReplicationEngine({ disk, bitmap, activityLog: noActivityLog, options: { protocol: 'C' }, log: capturingLogger().log });
+  const engine = new ReplicationEngine({ disk, bitmap, activityLog: noActivityLog, options: { protocol: 'C' }, log: capturingLogger().log, vnr: 0 });
   return { file, disk, bitmap, engine };
 }
 

@@ -8,6 +8,7 @@ import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster } from '../helpers/cluster.js';
 import { isProcessAlive } from '../../src/control/paths.js';
+import { FRAME_MAGIC, HEADER_BYTES, HEADER_LENGTH_OFFSET, HEADER_TYPE_OFFSET, HEADER_VERSION_OFFSET, PROTOCOL_VERSION } from '../../src/peer/codec.js';
 
 let cluster: Cluster | undefined;
 
@@ -105,11 +106,12 @@ describe('peer port refusals', () => {
     await c.waitFor('unknown address logged', () => c.logText('alpha').includes('Closing unexpected connection from 127.0.0.3'), 5_000);
     // from beta's address: garbage, then a frame header with the right magic claiming 2 GiB
     expect(await poke('127.0.0.1', c.port, '127.0.0.2', Buffer.from('GET / HTTP/1.0\r\n\r\n'.repeat(8)))).toBe('closed');
-    const oversized = Buffer.alloc(12);
-    oversized.writeUInt32BE(0x75445242, 0);
-    oversized.writeUInt16BE(1, 4);
-    oversized.writeUInt16BE(0x30, 6);
-    oversized.writeUInt32BE(0x7fffffff, 8);
+    // The whole header of this build's wire version (volume 0), so it is the length that is refused.
+    const oversized = Buffer.alloc(HEADER_BYTES);
+    oversized.writeUInt32BE(FRAME_MAGIC, 0);
+    oversized.writeUInt16BE(PROTOCOL_VERSION, HEADER_VERSION_OFFSET);
+    oversized.writeUInt16BE(0x30, HEADER_TYPE_OFFSET);
+    oversized.writeUInt32BE(0x7fffffff, HEADER_LENGTH_OFFSET);
     expect(await poke('127.0.0.1', c.port, '127.0.0.2', oversized)).toBe('closed');
     await sleep(500);
     expect(isProcessAlive(pid)).toBe(true);

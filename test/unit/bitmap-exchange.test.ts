@@ -30,8 +30,8 @@ describe('bitmap exchange', () => {
   it('a second exchange on the same link (re-attach after a resync) merges again instead of killing the process', async () => {
     const bitsA = new Bitmap(100_000);
     const bitsB = new Bitmap(100_000);
-    const a = new BitmapExchange(bitsA);
-    const b = new BitmapExchange(bitsB);
+    const a = new BitmapExchange(bitsA, 0);
+    const b = new BitmapExchange(bitsB, 0);
     const toB = channelTo(() => b);
     const toA = channelTo(() => a);
     bitsA.setRange(5, 5 + 1);
@@ -55,7 +55,7 @@ describe('bitmap exchange', () => {
   });
 
   it('a link lost during an exchange fails it', async () => {
-    const x = new BitmapExchange(new Bitmap(1000));
+    const x = new BitmapExchange(new Bitmap(1000), 0);
     const silent = { ...channelTo(() => x), send: () => true } as unknown as PeerChannel;
     const pending = x.exchange(silent);
     await new Promise((r) => setImmediate(r));

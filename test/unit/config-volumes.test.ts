@@ -150,11 +150,11 @@ describe('what the resource process runs: one volume, numbered 0', () => {
     expect(hostLevel[0]!.message).toContain('resource mv2 has volumes 0, 3; udrbd runs one volume per resource');
   });
 
-  it('refuses a single volume numbered other than 0 (the peer link carries no volume number)', () => {
+  it('refuses a single volume numbered other than 0 (events2 and status report volume 0 only)', () => {
     const file = writeConfig(LINES);
     const { refusals } = checkOptionSupport(loadConfig(file), 'mv4', 'alpha');
     expect(refusals.map((r) => r.message)).toEqual([
-      `${file}:25: resource mv4 has volume 4; udrbd runs volume 0 only (its peer link carries no volume number): ` +
+      `${file}:25: resource mv4 has volume 4; udrbd runs volume 0 only (its events2 and status report volume 0 only): ` +
         "renumber it 'volume 0' on both nodes (v08 meta-data does not record the number), or run it with DRBD 8.4",
     ]);
   });

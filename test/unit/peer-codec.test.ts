@@ -4,6 +4,7 @@ import {
   FRAME_MAGIC,
   FrameDecoder,
   HEADER_BYTES,
+  HEADER_VOLUME_OFFSET,
   INTEGRITY_DIGEST_BYTES_MAX,
   PAYLOAD_BYTES_MAX,
   PROTOCOL_VERSION,
@@ -11,11 +12,14 @@ import {
   encodeHead,
   encodePacket,
   tailOf,
+  unknownVolumeMessage,
 } from '../../src/peer/codec.js';
-import { PacketType, SetupPacketType, type WirePacket } from '../../src/peer/packets.js';
+import { PacketType, SetupPacketType, volumeScope, type WirePacket } from '../../src/peer/packets.js';
 
 const U64_MAX = 2n ** 64n - 1n;
 const SAFE_MAX_SECTOR = Math.floor(Number.MAX_SAFE_INTEGER / 512) * 512;
+/** The volumes samples() addresses, all configured on the decoders below unless a test says otherwise. */
+const SAMPLE_VOLUMES: ReadonlySet<number> = new Set([0, 1, 7, 65535]);
 
 function pattern(length: number, seed: number): Buffer {
   const buf = Buffer.alloc(length);
@@ -51,46 +55,46 @@ function samples(): WirePacket[] {
       afterSb2pri: 'call-pri-lost-after-sb', allowTwoPrimaries: false, discardMyData: false, nodeName: 'compute1', integrityAlg: 'sha256',
     },
     // P_SYNC_PARAM: disk-options / net-options changed the resync parameters on a live connection
-    { type: PacketType.SyncParam, resyncRateKiBps: 4 << 20, cPlanAheadDs: 300, cDelayTargetDs: 100, cFillTargetSectors: 1 << 20, cMaxRateKiBps: 250, verifyAlg: 'sha256', csumsAlg: '' },
-    { type: PacketType.SyncParam, resyncRateKiBps: 1, cPlanAheadDs: 0, cDelayTargetDs: 1, cFillTargetSectors: 0, cMaxRateKiBps: 102400, verifyAlg: '', csumsAlg: 'crc32c' },
+    { type: PacketType.SyncParam, volume: 0, resyncRateKiBps: 4 << 20, cPlanAheadDs: 300, cDelayTargetDs: 100, cFillTargetSectors: 1 << 20, cMaxRateKiBps: 250, verifyAlg: 'sha256', csumsAlg: '' },
+    { type: PacketType.SyncParam, volume: 1, resyncRateKiBps: 1, cPlanAheadDs: 0, cDelayTargetDs: 1, cFillTargetSectors: 0, cMaxRateKiBps: 102400, verifyAlg: '', csumsAlg: 'crc32c' },
     {
-      type: PacketType.Uuids,
+      type: PacketType.Uuids, volume: 65535,
       uuids: { current: U64_MAX, bitmap: 0n, historyStart: 0x0001000000000000n, historyEnd: 4n },
       bitsSet: Number.MAX_SAFE_INTEGER, uuidFlags: 15,
     },
-    { type: PacketType.Sizes, diskSizeBytes: Number.MAX_SAFE_INTEGER, currentSizeBytes: 0, maxRequestBytes: 0xffffffff, ddsFlags: 3 },
-    { type: PacketType.State, role: 1, disk: 8, conn: 23, userIsp: true },
-    { type: PacketType.State, role: 0, disk: 0, conn: 0, userIsp: false },
-    { type: PacketType.SyncUuid, uuid: U64_MAX },
-    { type: PacketType.SyncUuid, uuid: 0n },
-    { type: PacketType.StateChangeRequest, requestId: 0xffffffff, role: 1, disk: 5 },
-    { type: PacketType.StateChangeRequest, requestId: 0, conn: 16 },
-    { type: PacketType.StateChangeReply, requestId: 7, result: -17 },
-    { type: PacketType.Data, offsetBytes: SAFE_MAX_SECTOR, blockId: Number.MAX_SAFE_INTEGER, epoch: 0xffffffff, flags: 3, payload: pattern(4096, 3) },
-    { type: PacketType.Data, offsetBytes: 0, blockId: 0, epoch: 0, flags: 2, payload: Buffer.alloc(0) },
+    { type: PacketType.Sizes, volume: 7, diskSizeBytes: Number.MAX_SAFE_INTEGER, currentSizeBytes: 0, maxRequestBytes: 0xffffffff, ddsFlags: 3 },
+    { type: PacketType.State, volume: 65535, role: 1, disk: 8, conn: 23, userIsp: true },
+    { type: PacketType.State, volume: 0, role: 0, disk: 0, conn: 0, userIsp: false },
+    { type: PacketType.SyncUuid, volume: 1, uuid: U64_MAX },
+    { type: PacketType.SyncUuid, volume: 7, uuid: 0n },
+    { type: PacketType.StateChangeRequest, volume: 65535, requestId: 0xffffffff, role: 1, disk: 5 },
+    { type: PacketType.StateChangeRequest, volume: 0, requestId: 0, conn: 16 },
+    { type: PacketType.StateChangeReply, volume: 1, requestId: 7, result: -17 },
+    { type: PacketType.Data, volume: 7, offsetBytes: SAFE_MAX_SECTOR, blockId: Number.MAX_SAFE_INTEGER, epoch: 0xffffffff, flags: 3, payload: pattern(4096, 3) },
+    { type: PacketType.Data, volume: 65535, offsetBytes: 0, blockId: 0, epoch: 0, flags: 2, payload: Buffer.alloc(0) },
     // the ack a write asks for (protocol changed online): fua + ackWrite, flush + ackReceive, ackNone
-    { type: PacketType.Data, offsetBytes: 4096, blockId: 2, epoch: 1, flags: 0x9, payload: pattern(512, 4) },
-    { type: PacketType.Data, offsetBytes: 4096, blockId: 3, epoch: 1, flags: 0x6, payload: pattern(512, 5) },
-    { type: PacketType.Data, offsetBytes: 4096, blockId: 4, epoch: 1, flags: 0x10, payload: pattern(512, 6) },
-    { type: PacketType.RecvAck, offsetBytes: 512, lengthBytes: 4096, blockId: 1 },
-    { type: PacketType.WriteAck, offsetBytes: SAFE_MAX_SECTOR, lengthBytes: 1024 * 1024, blockId: Number.MAX_SAFE_INTEGER },
-    { type: PacketType.NegAck, offsetBytes: 0, lengthBytes: 0, blockId: 2 },
-    { type: PacketType.RsWriteAck, offsetBytes: 4096, lengthBytes: 4096, blockId: 3 },
-    { type: PacketType.RsNegAck, offsetBytes: 8192, lengthBytes: 512, blockId: 4 },
+    { type: PacketType.Data, volume: 0, offsetBytes: 4096, blockId: 2, epoch: 1, flags: 0x9, payload: pattern(512, 4) },
+    { type: PacketType.Data, volume: 1, offsetBytes: 4096, blockId: 3, epoch: 1, flags: 0x6, payload: pattern(512, 5) },
+    { type: PacketType.Data, volume: 7, offsetBytes: 4096, blockId: 4, epoch: 1, flags: 0x10, payload: pattern(512, 6) },
+    { type: PacketType.RecvAck, volume: 65535, offsetBytes: 512, lengthBytes: 4096, blockId: 1 },
+    { type: PacketType.WriteAck, volume: 0, offsetBytes: SAFE_MAX_SECTOR, lengthBytes: 1024 * 1024, blockId: Number.MAX_SAFE_INTEGER },
+    { type: PacketType.NegAck, volume: 1, offsetBytes: 0, lengthBytes: 0, blockId: 2 },
+    { type: PacketType.RsWriteAck, volume: 7, offsetBytes: 4096, lengthBytes: 4096, blockId: 3 },
+    { type: PacketType.RsNegAck, volume: 65535, offsetBytes: 8192, lengthBytes: 512, blockId: 4 },
     { type: PacketType.Barrier, epoch: 0xffffffff },
     { type: PacketType.BarrierAck, epoch: 9, writes: 2048 },
-    { type: PacketType.Bitmap, firstByte: Number.MAX_SAFE_INTEGER, bits: pattern(100, 5), last: true },
-    { type: PacketType.Bitmap, firstByte: 0, bits: Buffer.alloc(0), last: false },
-    { type: PacketType.RsDataRequest, offsetBytes: 1024 * 1024, lengthBytes: 65536, blockId: 11 },
-    { type: PacketType.RsDataReply, offsetBytes: 1024 * 1024, blockId: 11, payload: pattern(1024, 6) },
-    { type: PacketType.OutOfSync, offsetBytes: 4096, lengthBytes: 0xfffffe00 },
-    { type: PacketType.CsumRsRequest, offsetBytes: 1024 * 1024, lengthBytes: 65536, blockId: 14, digest: pattern(16, 8) },
-    { type: PacketType.RsIsInSync, offsetBytes: 1024 * 1024, lengthBytes: 65536, blockId: 14 },
-    { type: PacketType.OvRequest, offsetBytes: 0, lengthBytes: 4096, blockId: 12 },
-    { type: PacketType.OvReply, offsetBytes: 0, lengthBytes: 4096, blockId: 12, digest: pattern(64, 7) },
+    { type: PacketType.Bitmap, volume: 0, firstByte: Number.MAX_SAFE_INTEGER, bits: pattern(100, 5), last: true },
+    { type: PacketType.Bitmap, volume: 1, firstByte: 0, bits: Buffer.alloc(0), last: false },
+    { type: PacketType.RsDataRequest, volume: 7, offsetBytes: 1024 * 1024, lengthBytes: 65536, blockId: 11 },
+    { type: PacketType.RsDataReply, volume: 65535, offsetBytes: 1024 * 1024, blockId: 11, payload: pattern(1024, 6) },
+    { type: PacketType.OutOfSync, volume: 0, offsetBytes: 4096, lengthBytes: 0xfffffe00 },
+    { type: PacketType.CsumRsRequest, volume: 1, offsetBytes: 1024 * 1024, lengthBytes: 65536, blockId: 14, digest: pattern(16, 8) },
+    { type: PacketType.RsIsInSync, volume: 7, offsetBytes: 1024 * 1024, lengthBytes: 65536, blockId: 14 },
+    { type: PacketType.OvRequest, volume: 65535, offsetBytes: 0, lengthBytes: 4096, blockId: 12 },
+    { type: PacketType.OvReply, volume: 0, offsetBytes: 0, lengthBytes: 4096, blockId: 12, digest: pattern(64, 7) },
     // one sha512 digest per 4 KiB block of a 256 KiB verify run
-    { type: PacketType.OvReply, offsetBytes: 0, lengthBytes: 262144, blockId: 13, digest: pattern(64 * 64, 9) },
-    { type: PacketType.OvResult, offsetBytes: 0, lengthBytes: 4096, inSync: false },
+    { type: PacketType.OvReply, volume: 1, offsetBytes: 0, lengthBytes: 262144, blockId: 13, digest: pattern(64 * 64, 9) },
+    { type: PacketType.OvResult, volume: 7, offsetBytes: 0, lengthBytes: 4096, inSync: false },
     { type: PacketType.Ping },
     { type: PacketType.PingAck },
     { type: PacketType.Disconnect },
@@ -103,23 +107,24 @@ function wire(packet: WirePacket): Buffer {
 
 function decodeAll(chunks: Buffer[]): WirePacket[] {
   const out: WirePacket[] = [];
-  const decoder = new FrameDecoder((p) => out.push(p));
+  const decoder = new FrameDecoder((p) => out.push(p), { volumes: SAMPLE_VOLUMES });
   for (const chunk of chunks) decoder.push(chunk);
   expect(decoder.midFrame).toBe(false);
   return out;
 }
 
-function header(type: number, length: number, magic = FRAME_MAGIC, version = PROTOCOL_VERSION): Buffer {
+function header(type: number, length: number, magic = FRAME_MAGIC, version = PROTOCOL_VERSION, volume = 0): Buffer {
   const buf = Buffer.alloc(HEADER_BYTES);
   buf.writeUInt32BE(magic, 0);
   buf.writeUInt16BE(version, 4);
   buf.writeUInt16BE(type, 6);
   buf.writeUInt32BE(length, 8);
+  buf.writeUInt16BE(volume, 12);
   return buf;
 }
 
-function expectProtocolError(bytes: Buffer, pattern: RegExp): void {
-  const decoder = new FrameDecoder(() => undefined);
+function expectProtocolError(bytes: Buffer, pattern: RegExp, volumes: ReadonlySet<number> = SAMPLE_VOLUMES): void {
+  const decoder = new FrameDecoder(() => undefined, { volumes });
   let caught: unknown;
   try {
     decoder.push(bytes);
@@ -142,7 +147,7 @@ describe('peer codec', () => {
 
   it('round-trips a maximum-size Data packet and sends its payload as a separate buffer', () => {
     const payload = pattern(PAYLOAD_BYTES_MAX, 9);
-    const packet: WirePacket = { type: PacketType.Data, offsetBytes: 512, blockId: 5, epoch: 1, flags: 1, payload };
+    const packet: WirePacket = { type: PacketType.Data, volume: 0, offsetBytes: 512, blockId: 5, epoch: 1, flags: 1, payload };
     const parts = encodePacket(packet);
     expect(parts).toHaveLength(2);
     expect(parts[1]).toBe(payload); // not copied
@@ -187,13 +192,13 @@ describe('peer codec', () => {
   it('reads through a reused receive buffer and direct body reads: same packets, and no delivered body changes when the buffer is reused', () => {
     const packets: WirePacket[] = [
       ...samples(),
-      { type: PacketType.Data, offsetBytes: 1 << 20, blockId: 7, epoch: 3, flags: 0, payload: pattern(PAYLOAD_BYTES_MAX, 9) },
-      { type: PacketType.RsDataReply, offsetBytes: 4096, blockId: 8, payload: pattern(256 * 1024, 11) },
+      { type: PacketType.Data, volume: 0, offsetBytes: 1 << 20, blockId: 7, epoch: 3, flags: 0, payload: pattern(PAYLOAD_BYTES_MAX, 9) },
+      { type: PacketType.RsDataReply, volume: 0, offsetBytes: 4096, blockId: 8, payload: pattern(256 * 1024, 11) },
       ...samples(),
     ];
     const stream = Buffer.concat(packets.flatMap((p) => encodePacket(p)));
     const delivered: WirePacket[] = [];
-    const decoder = new FrameDecoder((p) => delivered.push(p));
+    const decoder = new FrameDecoder((p) => delivered.push(p), { volumes: SAMPLE_VOLUMES });
     const receiveBuffer = Buffer.alloc(64 * 1024);
     let pos = 0;
     let directReads = 0;
@@ -220,6 +225,8 @@ describe('peer codec', () => {
       const joined = Buffer.concat(tail ? [encodeHead(packet), tail] : [encodeHead(packet)]);
       expect(joined.equals(wire(packet))).toBe(true);
       expect(joined.readUInt32BE(8)).toBe(joined.length - HEADER_BYTES);
+      // The volume sits at offset 12: the packet's own, 0 for connection-wide packets.
+      expect(joined.readUInt16BE(HEADER_VOLUME_OFFSET)).toBe('volume' in packet ? packet.volume : 0);
     }
   });
 
@@ -235,11 +242,11 @@ describe('peer codec', () => {
   });
 
   it('rejects malformed bodies with a ProtocolError', () => {
-    const misaligned = wire({ type: PacketType.WriteAck, offsetBytes: 512, lengthBytes: 512, blockId: 1 });
+    const misaligned = wire({ type: PacketType.WriteAck, volume: 0, offsetBytes: 512, lengthBytes: 512, blockId: 1 });
     misaligned.writeUInt32BE(513, HEADER_BYTES + 4); // offset low word
     expectProtocolError(misaligned, /not a multiple of 512/);
 
-    const hugeOffset = wire({ type: PacketType.OutOfSync, offsetBytes: 0, lengthBytes: 512 });
+    const hugeOffset = wire({ type: PacketType.OutOfSync, volume: 0, offsetBytes: 0, lengthBytes: 512 });
     hugeOffset.writeUInt32BE(0xffffffff, HEADER_BYTES);
     expectProtocolError(hugeOffset, /too large/);
 
@@ -258,19 +265,19 @@ describe('peer codec', () => {
     const oddPayload = Buffer.concat([header(PacketType.Data, 24 + 100), Buffer.alloc(24), Buffer.alloc(100)]);
     expectProtocolError(oddPayload, /payload 100 not a multiple/);
 
-    const badState = wire({ type: PacketType.State, role: 1, disk: 8, conn: 10, userIsp: false });
+    const badState = wire({ type: PacketType.State, volume: 0, role: 1, disk: 8, conn: 10, userIsp: false });
     badState.writeUInt8(9, HEADER_BYTES + 1);
     expectProtocolError(badState, /State out of range/);
 
     // P_SIZES dds_flags: forced (1) and no-resync (2) only; another bit is not silently dropped
-    const badSizes = wire({ type: PacketType.Sizes, diskSizeBytes: 4096, currentSizeBytes: 0, maxRequestBytes: 4096, ddsFlags: 0 });
+    const badSizes = wire({ type: PacketType.Sizes, volume: 0, diskSizeBytes: 4096, currentSizeBytes: 0, maxRequestBytes: 4096, ddsFlags: 0 });
     badSizes.writeUInt16BE(4, HEADER_BYTES + 20);
     expectProtocolError(badSizes, /Sizes flags out of range/);
   });
 
   it('delivers the good frames before a bad one and then stays dead', () => {
     const out: WirePacket[] = [];
-    const decoder = new FrameDecoder((p) => out.push(p));
+    const decoder = new FrameDecoder((p) => out.push(p), { volumes: SAMPLE_VOLUMES });
     const good = wire({ type: PacketType.Ping });
     expect(() => decoder.push(Buffer.concat([good, good, Buffer.from('garbage-garbage')]))).toThrow(ProtocolError);
     expect(out).toHaveLength(2);
@@ -278,9 +285,142 @@ describe('peer codec', () => {
   });
 
   it('refuses to encode values the wire cannot carry', () => {
-    expect(() => encodeHead({ type: PacketType.Data, offsetBytes: 100, blockId: 1, epoch: 0, flags: 0, payload: Buffer.alloc(512) })).toThrow(/multiple of 512/);
-    expect(() => encodeHead({ type: PacketType.Sizes, diskSizeBytes: -1, currentSizeBytes: 0, maxRequestBytes: 0, ddsFlags: 0 })).toThrow(/safe integer/);
-    expect(() => encodeHead({ type: PacketType.Data, offsetBytes: 0, blockId: 1, epoch: 0, flags: 0, payload: Buffer.alloc(PAYLOAD_BYTES_MAX + 512) })).toThrow(/within bounds/);
-    expect(() => encodeHead({ type: PacketType.Data, offsetBytes: 0, blockId: 1, epoch: 0, flags: 0x20, payload: Buffer.alloc(0) })).toThrow(/Data flags/);
+    expect(() => encodeHead({ type: PacketType.Data, volume: 0, offsetBytes: 100, blockId: 1, epoch: 0, flags: 0, payload: Buffer.alloc(512) })).toThrow(/multiple of 512/);
+    expect(() => encodeHead({ type: PacketType.Sizes, volume: 0, diskSizeBytes: -1, currentSizeBytes: 0, maxRequestBytes: 0, ddsFlags: 0 })).toThrow(/safe integer/);
+    expect(() => encodeHead({ type: PacketType.Data, volume: 0, offsetBytes: 0, blockId: 1, epoch: 0, flags: 0, payload: Buffer.alloc(PAYLOAD_BYTES_MAX + 512) })).toThrow(/within bounds/);
+    expect(() => encodeHead({ type: PacketType.Data, volume: 0, offsetBytes: 0, blockId: 1, epoch: 0, flags: 0x20, payload: Buffer.alloc(0) })).toThrow(/Data flags/);
+  });
+});
+
+describe('peer codec: the volume in the frame header (p_header100.volume)', () => {
+  /** Every per-volume packet type of samples(), once each. */
+  function perVolumeSamples(): WirePacket[] {
+    const byType = new Map<number, WirePacket>();
+    for (const p of samples()) if ('volume' in p && !byType.has(p.type)) byType.set(p.type, p);
+    return [...byType.values()];
+  }
+
+  it('every per-volume packet round-trips with a volume other than 0, carried at header offset 12', () => {
+    const perVolume = perVolumeSamples();
+    expect(perVolume.map((p) => p.type).sort()).toEqual(
+      Object.values(PacketType).filter((t) => volumeScope(t) !== 'connection').sort(),
+    );
+    for (const sample of perVolume) {
+      for (const volume of [1, 7, 65535]) {
+        const packet = { ...sample, volume } as WirePacket;
+        const bytes = wire(packet);
+        expect(bytes.readUInt16BE(HEADER_VOLUME_OFFSET)).toBe(volume);
+        const [decoded] = decodeAll([bytes]);
+        expect(decoded).toEqual(packet);
+      }
+    }
+  });
+
+  it('a connection-wide frame is delivered whatever volume its header names, and carries no volume', () => {
+    const out: WirePacket[] = [];
+    const decoder = new FrameDecoder((p) => out.push(p), { volumes: new Set([0]) });
+    const connectionWide: WirePacket[] = [
+      { type: PacketType.Ping },
+      { type: PacketType.Barrier, epoch: 5 },
+      { type: PacketType.BarrierAck, epoch: 5, writes: 2 },
+      samples()[7]!, // Protocol
+    ];
+    for (const packet of connectionWide) {
+      const bytes = wire(packet);
+      bytes.writeUInt16BE(9, HEADER_VOLUME_OFFSET);
+      decoder.push(bytes);
+    }
+    expect(out).toEqual(connectionWide);
+    for (const p of out) expect('volume' in p).toBe(false);
+  });
+
+  it('names the unknown volume in DRBD config_unknown_volume\'s words', () => {
+    expect(unknownVolumeMessage(PacketType.Sizes, 3)).toBe('Sizes packet received for volume 3, which is not configured locally');
+    expect(unknownVolumeMessage(PacketType.Data, 65535)).toBe('Data packet received for volume 65535, which is not configured locally');
+  });
+
+  it('skips a configuration packet for a volume not configured locally, reports it, and goes on with the next frame (whole or byte by byte)', () => {
+    const configSamples = perVolumeSamples().filter((p) => volumeScope(p.type) === 'config');
+    expect(configSamples.map((p) => p.type).sort()).toEqual(
+      [PacketType.SyncParam, PacketType.Sizes, PacketType.Uuids, PacketType.State, PacketType.StateChangeRequest].sort(),
+    );
+    for (const sample of configSamples) {
+      const ping = wire({ type: PacketType.Ping });
+      const known = { ...sample, volume: 0 } as WirePacket;
+      const stream = Buffer.concat([ping, wire({ ...sample, volume: 3 } as WirePacket), wire(known), ping]);
+      for (const pieces of [[stream], [...stream].map((b) => Buffer.from([b]))]) {
+        const out: WirePacket[] = [];
+        const skipped: Array<[number, number]> = [];
+        const decoder = new FrameDecoder((p) => out.push(p), { volumes: new Set([0]), onUnknownVolume: (type, volume) => skipped.push([type, volume]) });
+        for (const piece of pieces) decoder.push(piece);
+        expect(out).toEqual([{ type: PacketType.Ping }, known, { type: PacketType.Ping }]);
+        expect(skipped).toEqual([[sample.type, 3]]);
+        expect(decoder.framesSkipped).toBe(1);
+        expect(decoder.midFrame).toBe(false);
+      }
+    }
+  });
+
+  it('refuses a data-path packet for a volume not configured locally as soon as its header is in (the link breaks)', () => {
+    const dataTypes = Object.values(PacketType).filter((t) => volumeScope(t) === 'data');
+    expect(dataTypes).toContain(PacketType.Data);
+    expect(dataTypes).toContain(PacketType.WriteAck);
+    expect(dataTypes).toContain(PacketType.Bitmap);
+    for (const type of dataTypes) {
+      const out: WirePacket[] = [];
+      const skipped: number[] = [];
+      const decoder = new FrameDecoder((p) => out.push(p), { volumes: new Set([0]), onUnknownVolume: (t) => skipped.push(t) });
+      const sample = perVolumeSamples().find((p) => p.type === type)!;
+      const frame = wire({ ...sample, volume: 3 } as WirePacket);
+      let caught: unknown;
+      try {
+        decoder.push(frame.subarray(0, HEADER_BYTES)); // the body never arrives
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught).toBeInstanceOf(ProtocolError);
+      expect((caught as Error).message).toBe(unknownVolumeMessage(type, 3));
+      expect(out).toEqual([]);
+      expect(skipped).toEqual([]);
+      expect(() => decoder.push(wire({ type: PacketType.Ping }))).toThrow(/after a ProtocolError/);
+    }
+    expectProtocolError(
+      wire({ type: PacketType.Data, volume: 1, offsetBytes: 0, blockId: 1, epoch: 1, flags: 0, payload: pattern(512, 1) }),
+      /^Data packet received for volume 1, which is not configured locally$/,
+      new Set([0]),
+    );
+  });
+
+  it('takes the configured volumes as its parameter: with volume 2 configured, volume 0 is the unknown one', () => {
+    const out: WirePacket[] = [];
+    const skipped: number[] = [];
+    const decoder = new FrameDecoder((p) => out.push(p), { volumes: new Set([2]), onUnknownVolume: (_t, v) => skipped.push(v) });
+    const sizes = (volume: number): WirePacket => ({ type: PacketType.Sizes, volume, diskSizeBytes: 4096, currentSizeBytes: 4096, maxRequestBytes: 4096, ddsFlags: 0 });
+    decoder.push(Buffer.concat([wire(sizes(2)), wire(sizes(0))]));
+    expect(out).toEqual([sizes(2)]);
+    expect(skipped).toEqual([0]);
+    expect(() => decoder.push(wire({ type: PacketType.OutOfSync, volume: 0, offsetBytes: 0, lengthBytes: 512 }))).toThrow(
+      'OutOfSync packet received for volume 0, which is not configured locally',
+    );
+  });
+
+  it('refuses a version-1 frame (12-byte header without a volume) by its version', () => {
+    // A version-1 peer's first frame: its Hello, header {magic, version 1, type, length} and body.
+    const body = Buffer.from([0, 1, 0, 1, 1, 0, 'b'.charCodeAt(0)]);
+    const v1 = Buffer.alloc(12);
+    v1.writeUInt32BE(FRAME_MAGIC, 0);
+    v1.writeUInt16BE(1, 4);
+    v1.writeUInt16BE(SetupPacketType.Hello, 6);
+    v1.writeUInt32BE(body.length, 8);
+    expect(PROTOCOL_VERSION).toBe(2);
+    expect(HEADER_BYTES).toBe(14);
+    expectProtocolError(Buffer.concat([v1, body]), /^incompatible frame version 1 \(speak 2\.\.2\)$/);
+  });
+
+  it('refuses to encode a volume the u16 cannot carry', () => {
+    const sizes = { type: PacketType.Sizes, diskSizeBytes: 4096, currentSizeBytes: 0, maxRequestBytes: 4096, ddsFlags: 0 } as const;
+    expect(() => encodeHead({ ...sizes, volume: 65536 })).toThrow(/volume fits u16/);
+    expect(() => encodeHead({ ...sizes, volume: -1 })).toThrow(/volume fits u16/);
+    expect(() => encodeHead({ ...sizes, volume: 1.5 })).toThrow(/volume fits u16/);
   });
 });

@@ -43,13 +43,13 @@ function crc32cReference(data: Uint8Array): number {
 }
 
 function dataPacket(offsetBytes: number, payload: Buffer): DataPacket {
-  return { type: PacketType.Data, offsetBytes, blockId: 77, epoch: 3, flags: 0, payload };
+  return { type: PacketType.Data, volume: 0, offsetBytes, blockId: 77, epoch: 3, flags: 0, payload };
 }
 
 /** A decoder that checks `alg`, collecting what it delivers. */
 function decoderFor(alg: string): { decoder: FrameDecoder; out: WirePacket[] } {
   const out: WirePacket[] = [];
-  const decoder = new FrameDecoder((p) => out.push(p));
+  const decoder = new FrameDecoder((p) => out.push(p), { volumes: new Set([0]) });
   decoder.setPeerIntegrity(integrityDigest(alg));
   return { decoder, out };
 }
@@ -66,7 +66,7 @@ describe('data-integrity-alg digest placement', () => {
 
   it('puts the digest after an RsDataReply\'s fixed part too (resync and read replies)', () => {
     const payload = randomPayload(65536);
-    const reply: RsDataReply = { type: PacketType.RsDataReply, offsetBytes: 1 << 20, blockId: 9, payload };
+    const reply: RsDataReply = { type: PacketType.RsDataReply, volume: 0, offsetBytes: 1 << 20, blockId: 9, payload };
     const [head] = encodePacket(reply, integrityDigest('md5'));
     expect(head!.length).toBe(HEADER_BYTES + RS_REPLY_FIXED_BYTES + 16);
     expect(head!.readUInt32BE(8)).toBe(RS_REPLY_FIXED_BYTES + 16 + 65536);
@@ -120,7 +120,7 @@ describe('data-integrity-alg on receive', () => {
       const digest = integrityDigest(alg);
       const stream = Buffer.concat([
         ...encodePacket(dataPacket(4096, a), digest),
-        ...encodePacket({ type: PacketType.RsDataReply, offsetBytes: 0, blockId: 1, payload: b }, digest),
+        ...encodePacket({ type: PacketType.RsDataReply, volume: 0, offsetBytes: 0, blockId: 1, payload: b }, digest),
       ]);
       for (let split = 0; split < stream.length; split += 1000) {
         const { decoder, out } = decoderFor(alg);
@@ -135,7 +135,7 @@ describe('data-integrity-alg on receive', () => {
 
   it('an RsDataReply payload behind a digest still starts on a page boundary (the SyncTarget writes it with O_DIRECT as it is)', () => {
     const payload = randomPayload(256 * 1024);
-    const frame = Buffer.concat(encodePacket({ type: PacketType.RsDataReply, offsetBytes: 0, blockId: 3, payload }, integrityDigest('sha1')));
+    const frame = Buffer.concat(encodePacket({ type: PacketType.RsDataReply, volume: 0, offsetBytes: 0, blockId: 3, payload }, integrityDigest('sha1')));
     const { decoder, out } = decoderFor('sha1');
     // In pieces, as from a socket: the body is assembled in the buffer takeAssembly hands out.
     for (let at = 0; at < frame.length; at += 65536) decoder.push(Buffer.from(frame.subarray(at, at + 65536)));
@@ -168,7 +168,7 @@ describe('data-integrity-alg on receive', () => {
 
   it('a flipped digest byte fails the same way (RsDataReply)', () => {
     const payload = randomPayload(4096);
-    const frame = Buffer.concat(encodePacket({ type: PacketType.RsDataReply, offsetBytes: 4096, blockId: 2, payload }, integrityDigest('crc32c')));
+    const frame = Buffer.concat(encodePacket({ type: PacketType.RsDataReply, volume: 0, offsetBytes: 4096, blockId: 2, payload }, integrityDigest('crc32c')));
     frame[HEADER_BYTES + RS_REPLY_FIXED_BYTES + 2]! ^= 0x80;
     const { decoder, out } = decoderFor('crc32c');
     expect(() => decoder.push(frame)).toThrow('Digest integrity check FAILED: 8s +4096');
@@ -182,7 +182,7 @@ describe('data-integrity-alg on receive', () => {
       out.push(p);
       // What peer/session does on a Protocol / ProtocolUpdate, synchronously.
       if (p.type === PacketType.ProtocolUpdate) decoder.setPeerIntegrity(integrityDigest(p.integrityAlg));
-    });
+    }, { volumes: new Set([0]) });
     const update: WirePacket = {
       type: PacketType.ProtocolUpdate, protocol: 'C', afterSb0pri: 'disconnect', afterSb1pri: 'disconnect', afterSb2pri: 'disconnect',
       allowTwoPrimaries: false, discardMyData: false, nodeName: 'dia-a', integrityAlg: 'sha256',

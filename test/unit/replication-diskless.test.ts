@@ -34,7 +34,7 @@ function faultyNode(): { node: Node; fault: FaultDisk; errors: string[] } {
   const bitmap = new Bitmap(SIZE_BYTES / 4096);
   const { log, lines } = capturingLogger();
   const errors: string[] = [];
-  const engine = new ReplicationEngine({ disk: fault, bitmap, activityLog: noActivityLog, log, onLocalIoError: (op, offsetBytes) => errors.push(`${op}@${offsetBytes}`) });
+  const engine = new ReplicationEngine({ disk: fault, bitmap, activityLog: noActivityLog, log, vnr: 0, onLocalIoError: (op, offsetBytes) => errors.push(`${op}@${offsetBytes}`) });
   return { node: { memory, disk: fault as never, bitmap, engine, lines }, fault, errors };
 }
 
