@@ -5,7 +5,7 @@
  * folded in, as drbdadm's expand_common does) with its minor, device, backing
  * disk, meta-disk and disk { } options. Also the one judgement of what the
  * running resource can carry (`runnableVolumeRefusal`): udrbd's resource
- * process runs a single volume, numbered 0. Pure; knows nothing of daemons.
+ * process runs a single volume, of any number. Pure; knows nothing of daemons.
  */
 import type { DrbdConfig, OptionEntry, SourcePos, VolumeDef } from './model.js';
 import { bindNode } from './hosts.js';
@@ -92,7 +92,7 @@ export function selectVolumes(volumes: readonly VolumeView[], name: VolumeName):
   return [vol];
 }
 
-/** What the resource process can run: exactly one volume, numbered 0 (README "Multiple volumes"). */
+/** What the resource process can run: exactly one volume, of any number (README "Multiple volumes"). */
 export interface VolumeRefusal {
   /** `volume 1` — what the refusal is about, as written. */
   option: string;
@@ -105,34 +105,24 @@ export interface VolumeRefusal {
  * run: checkOptionSupport reports it, so `up`, `attach`, `adjust` and the
  * resource process's own start stop on it with exit 10, and
  * assertRunnableVolumes (daemon/config-adapter, the resource process's only
- * way from the configuration to its volume) throws it. udrbd's
- * resource process carries one volume: one bitmap, activity log, device and
- * state. The peer link's frame header carries the volume (peer/wire-layout,
- * as DRBD 8.4's p_header100), but events2 and status still print volume 0
- * (daemon/events2 EVENTS2_VOLUME), so a lone volume N ≠ 0 is refused too
- * until they follow the spec's volume. Undefined: it runs.
+ * way from the configuration to its volume) throws it. udrbd's resource
+ * process carries one volume: one bitmap, activity log, device and state.
+ * Its number is the config's (`volume N`, 0 without a block): the peer
+ * link's frame header carries it (peer/wire-layout, as DRBD 8.4's
+ * p_header100), events2 prints it. Undefined: it runs.
  */
 export function runnableVolumeRefusal(resource: { readonly name: string }, volumes: readonly VolumeDef[], resourceAt: SourcePos): VolumeRefusal | undefined {
-  if (volumes.length === 1 && volumes[0]!.vnr === 0) return undefined;
+  if (volumes.length <= 1) return undefined;
   const numbers = volumes.map((v) => v.vnr).join(', ');
-  const extra = volumes.find((v) => v.vnr !== 0) ?? volumes[0];
-  const at = extra?.at ?? resourceAt;
+  const extra = volumes[1]!;
+  const at = extra.at ?? resourceAt;
   const where = `${at.file}:${at.line}`;
-  if (volumes.length === 1) {
-    return {
-      option: `volume ${numbers}`,
-      at,
-      message:
-        `${where}: resource ${resource.name} has volume ${numbers}; udrbd runs volume 0 only (its events2 and status report volume 0 only): ` +
-        "renumber it 'volume 0' on both nodes (v08 meta-data does not record the number), or run it with DRBD 8.4",
-    };
-  }
   return {
-    option: `volume ${extra?.vnr ?? 0}`,
+    option: `volume ${extra.vnr}`,
     at,
     message:
       `${where}: resource ${resource.name} has volumes ${numbers}; udrbd runs one volume per resource: ` +
-      'define one resource per volume (each with its own port and minor, as volume 0 or without a volume block), ' +
+      'define one resource per volume (each with its own port and minor, in a volume block or without one), ' +
       'or run this one with DRBD 8.4; the meta-data verbs (create-md, dump-md, get-gi, ...) take RES/VNR meanwhile',
   };
 }

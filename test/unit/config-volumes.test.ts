@@ -142,7 +142,7 @@ describe('what the resource process runs: one volume, numbered 0', () => {
     expect(refusals.map((r) => [r.option, r.line])).toEqual([['volume 1', 5]]);
     expect(refusals[0]!.message).toBe(
       `${file}:5: resource mv1 has volumes 0, 1; udrbd runs one volume per resource: define one resource per volume ` +
-        '(each with its own port and minor, as volume 0 or without a volume block), or run this one with DRBD 8.4; ' +
+        '(each with its own port and minor, in a volume block or without one), or run this one with DRBD 8.4; ' +
         'the meta-data verbs (create-md, dump-md, get-gi, ...) take RES/VNR meanwhile',
     );
     const hostLevel = checkOptionSupport(loadConfig(file), 'mv2', 'beta').refusals;
@@ -150,13 +150,10 @@ describe('what the resource process runs: one volume, numbered 0', () => {
     expect(hostLevel[0]!.message).toContain('resource mv2 has volumes 0, 3; udrbd runs one volume per resource');
   });
 
-  it('refuses a single volume numbered other than 0 (events2 and status report volume 0 only)', () => {
+  it('runs a single volume of any number: no refusal, the spec carries the number', () => {
     const file = writeConfig(LINES);
-    const { refusals } = checkOptionSupport(loadConfig(file), 'mv4', 'alpha');
-    expect(refusals.map((r) => r.message)).toEqual([
-      `${file}:25: resource mv4 has volume 4; udrbd runs volume 0 only (its events2 and status report volume 0 only): ` +
-        "renumber it 'volume 0' on both nodes (v08 meta-data does not record the number), or run it with DRBD 8.4",
-    ]);
+    expect(checkOptionSupport(loadConfig(file), 'mv4', 'alpha').refusals).toEqual([]);
+    expect(loadSpec(file, 'mv4', 'alpha').volume).toBe(4);
   });
 
   it('runs one explicit volume 0 block as it runs the implicit one', () => {
@@ -171,6 +168,5 @@ describe('what the resource process runs: one volume, numbered 0', () => {
     const err = thrown(() => loadSpec(file, 'mv2', 'alpha'));
     expect(err.exitCode).toBe(10);
     expect(err.message).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:12: resource mv2 has volumes 0, 3; udrbd runs one volume per resource`));
-    expect(thrown(() => loadSpec(file, 'mv4', 'alpha')).message).toContain('resource mv4 has volume 4; udrbd runs volume 0 only');
   });
 });
