@@ -293,14 +293,14 @@ function connectionLines(commits: ReadonlyMap<number, Committed>): { line: strin
 /**
  * The log lines of a committed connection change, in order: with one
  * volume its one line (connection line and volume line joined: exactly
- * `transition`'s line); with several the connection line, then each
+ * `transition`'s line, which the runtime always logged); with several the connection line, then each
  * volume's own line as `volume N: …` (empty lines left out).
  */
 export function connectionLogLines(c: ConnectionCommitted): string[] {
   if (c.volumes.size === 1) {
     const [own] = [...c.volumeLines.values()];
-    const line = [c.line, own ?? ''].filter((l) => l !== '').join(' ');
-    return line === '' ? [] : [line];
+    // As transition's line, even an empty one (susp_nod set while susp already was: no part prints).
+    return c.changed ? [[c.line, own ?? ''].filter((l) => l !== '').join(' ')] : [];
   }
   const lines = c.line === '' ? [] : [c.line];
   for (const [vnr, own] of c.volumeLines) if (own !== '') lines.push(`volume ${vnr}: ${own}`);

@@ -10,9 +10,9 @@ import { ResourceRuntime, type AttachedStore, type RuntimeOptions } from '../../
 import type { ResourceSpec } from '../../src/daemon/spec.js';
 import type { GenerationUuids } from '../../src/meta/types.js';
 import { requestPrimary } from '../../src/resource/admin.js';
-import { defaultStateCtx, unconfiguredState, type ResourceState } from '../../src/resource/state.js';
+import { type ConnectionState, type ResourceState, type VolumeState, defaultStateCtx, joinState, unconfiguredState, volumeOf } from '../../src/resource/state.js';
 import { ConnState as C, DiskState as D, Role as R } from '../../src/resource/states.js';
-import { brokenInvariant, lostPeerDataRule, transition } from '../../src/resource/transition.js';
+import { brokenInvariant, connectionLogLines, connectionTransition, lostPeerDataRule, transition } from '../../src/resource/transition.js';
 import { InvariantError } from '../../src/util/assert.js';
 import { pino } from 'pino';
 
@@ -177,5 +177,51 @@ describe('the device-open check is a request rule only', () => {
     const demote = transition(rt.snapshot, { ...rt.snapshot, role: R.Secondary }, rt.stateCtx(), 'request');
     expect(demote).toMatchObject({ ok: false, code: -12, text: 'Device is held open by someone' });
     expect(asked).toBe(1);
+  });
+});
+
+describe('connectionTransition: one connection change on several volumes (conn_request_state)', () => {
+  const vol = (patch: Partial<VolumeState>): VolumeState => ({ ...volumeOf(st({})), ...patch });
+  const connected: ConnectionState = { conn: C.Connected, susp: false, suspNod: false, suspFen: false };
+
+  it('volume 3 refusing refuses the whole change although volume 0 accepts it: (-21), nothing committed', () => {
+    const waiting: ConnectionState = { ...connected, conn: C.WFConnection };
+    const volumes = new Map([[0, vol({ pdsk: D.Outdated })], [3, vol({ pdsk: D.DUnknown })]]);
+    const change = { conn: C.Disconnecting, pdsk: D.Outdated };
+    const alone0 = transition(joinState(volumes.get(0)!, waiting), { ...joinState(volumes.get(0)!, waiting), ...change }, defaultStateCtx, 'request');
+    expect(alone0.ok).toBe(true);
+    const r = connectionTransition({ connection: waiting, volumes }, change, defaultStateCtx, 'request');
+    expect(r).toMatchObject({ ok: false, vnr: 3, code: -21, text: 'Need a connection for a graceful disconnect/outdate peer' });
+    expect(!r.ok && r.from).toEqual(joinState(volumes.get(3)!, waiting));
+  });
+
+  it('a Primary volume losing the link freezes IO for all; after-state rules per volume with its own facts; one shared line', () => {
+    const ctx = { ...defaultStateCtx, fencing: 'resource-and-stonith' as const };
+    const volumes = new Map([
+      [0, vol({ role: R.Primary, peer: R.Secondary, pdsk: D.UpToDate })],
+      [1, vol({ role: R.Secondary, peer: R.Secondary, pdsk: D.Inconsistent })],
+      [2, vol({ role: R.Primary, peer: R.Secondary, pdsk: D.UpToDate })],
+    ]);
+    const facts = (vnr: number) => ({ bitmapUuid: vnr === 2 ? 0x55n : 0n, newCurrentUuidPending: false });
+    const r = connectionTransition({ connection: connected, volumes }, { conn: C.NetworkFailure }, ctx, 'internal', facts);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.to).toEqual({ conn: C.NetworkFailure, susp: false, suspNod: false, suspFen: true });
+    // volume 1 (Secondary) did not freeze IO itself, yet its state word shows the connection's flag
+    expect(r.volumes.get(1)!.to.suspFen).toBe(true);
+    expect(r.volumes.get(0)!.effects).toEqual([{ kind: 'defer-new-current-uuid' }]);
+    expect(r.volumes.get(1)!.effects).toEqual([]);
+    expect(r.volumes.get(2)!.effects).toEqual([]); // a bitmap UUID is already set
+    expect(connectionLogLines(r)).toEqual([
+      'peer( Secondary -> Unknown ) conn( Connected -> NetworkFailure ) susp( 0 -> 1 )',
+      'volume 0: pdsk( UpToDate -> DUnknown )',
+      'volume 2: pdsk( UpToDate -> DUnknown )',
+    ]);
+  });
+
+  it('with one volume the runtime logs exactly the old single line', () => {
+    const volumes = new Map([[0, vol({ role: R.Primary, peer: R.Secondary, pdsk: D.UpToDate, userIsp: true })]]);
+    const r = connectionTransition({ connection: connected, volumes }, { conn: C.NetworkFailure }, defaultStateCtx, 'internal');
+    expect(r.ok && connectionLogLines(r)).toEqual(['peer( Secondary -> Unknown ) conn( Connected -> NetworkFailure ) pdsk( UpToDate -> DUnknown )']);
   });
 });
