@@ -24,7 +24,7 @@ import {
   promotionAfterFence,
   promotionNeedsFencing,
 } from '../resource/fencing.js';
-import { type Fencing, type ResourceState, type StateCtx, type SsCode, checkStateChange, formatRefusalLog } from '../resource/state.js';
+import { type Fencing, type ResourceState, type StateCtx, type SsCode, formatRefusalLog } from '../resource/state.js';
 import { ConnState, DiskState } from '../resource/states.js';
 import type { ResourceRuntime } from './runtime.js';
 import { runAside } from '../util/aside.js';
@@ -60,7 +60,7 @@ export class PeerFencing {
    */
   async resumeIo(): Promise<void> {
     if (!this.deps.runtime.snapshot.suspFen) return;
-    await this.deps.runtime.setState({ suspFen: false }, 'resume-io');
+    await this.deps.runtime.setConnState({ suspFen: false }, 'resume-io');
   }
 
   /** The device to expose (and write through) instead of `device`: frozen while susp_fen is set. */
@@ -143,16 +143,16 @@ export class PeerFencing {
     const rt = this.deps.runtime;
     const before = rt.snapshot;
     if (Object.keys(outcome.patch).length > 0) {
-      const wanted: ResourceState = { ...before, ...outcome.patch };
-      const check = checkStateChange(before, wanted, this.deps.ctx());
-      if (!check.ok) {
-        const lines = check.code < 0 ? formatRefusalLog(check.code as SsCode, before, wanted) : [`State change failed: ${check.text}`];
+      // conn_try_outdate_peer: conn_request_state on every volume, refused as a whole by the first volume that refuses.
+      const refused = rt.connStateRefusal(outcome.patch);
+      if (refused) {
+        const lines = refused.code < 0 ? formatRefusalLog(refused.code as SsCode, refused.from, refused.wanted) : [`State change failed: ${refused.text}`];
         for (const line of lines) rt.log.warn(line);
-      } else if (check.changed) {
-        await rt.setState(outcome.patch, 'fence-peer');
+      } else {
+        await rt.setConnState(outcome.patch, 'fence-peer');
       }
     }
     const after = rt.snapshot;
-    if (fenceReleasesIo(before, after)) await rt.setState({ suspFen: false }, 'fence-peer');
+    if (fenceReleasesIo(before, after)) await rt.setConnState({ suspFen: false }, 'fence-peer');
   }
 }

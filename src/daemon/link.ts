@@ -9,7 +9,7 @@
  * (handshake outcome, bitmap exchange, sync UUID, resync start and finish,
  * P_STATE news, lost-link states, skip-initial-sync), the operator requests
  * in resource/admin — and every state change it asks for passes
- * ResourceRuntime.setState (resource/transition), where the after-state
+ * ResourceRuntime.setConnState / setVolumeState (resource/transition), where the after-state
  * rules run (a Primary that loses its UpToDate peer starts a new data
  * generation). This file owns the sockets, the bitmap exchange, the resync
  * and verify runs, the handler calls and the ordering between them.
@@ -67,7 +67,7 @@ import { type Packet, PacketType, type ProtocolPacket, type SizesPacket, type Sy
 import type { ReplicationEngine, ResyncTarget } from '../replication/index.js';
 import type { ResourceView } from '../config/index.js';
 import { MdFlag } from '../meta/types.js';
-import { type ResourceRuntime, StateChangeRefused } from './runtime.js';
+import { type ResourceRuntime, RUNTIME_VOLUME, StateChangeRefused } from './runtime.js';
 import type { StateSnapshot, SyncProgress } from './status.js';
 import { DdsFlag, agreeDeviceSize, sizeAfterPeerSizes, sizeLogLine } from './device-size.js';
 import { disklessDeviceSize, disklessPrimaryMayConnect, hasDiskOnWire, noSyncHandshake, syncHandshakeRuns } from '../resource/diskless.js';
@@ -221,9 +221,9 @@ export class PeerLink {
       runAside(this.toStandAlone('incompatible settings'), rt.log, 'disconnect after incompatible settings');
     });
     const firstListen = firstListenOutcome(connector);
-    await rt.setState({ conn: unconnected.conn }, 'connect');
+    await rt.setConnState({ conn: unconnected.conn }, 'connect');
     connector.start(() => this.localParams());
-    await rt.setState({ conn: waiting.conn }, 'connect');
+    await rt.setConnState({ conn: waiting.conn }, 'connect');
     // A local address that cannot be bound is the operator's error, not the network's: report it, StandAlone.
     const listenError = await firstListen;
     if (listenError && this.connector === connector) {
@@ -311,7 +311,7 @@ export class PeerLink {
     const connector = this.connector;
     this.connector = undefined;
     const [disconnecting] = plan?.states ?? [];
-    if (disconnecting) await rt.setState({ conn: disconnecting.conn, pdsk: disconnecting.pdsk }, 'disconnect');
+    if (disconnecting) await rt.setConnState({ conn: disconnecting.conn, pdsk: disconnecting.pdsk }, 'disconnect');
     const link = this.active;
     if (link) {
       link.closed = true;
@@ -319,7 +319,7 @@ export class PeerLink {
       this.engine()?.detachPeer('Disconnecting');
     }
     await connector.stop();
-    for (const conn of standAloneStates(rt.snapshot)) await rt.setState({ conn }, 'disconnect');
+    for (const conn of standAloneStates(rt.snapshot)) await rt.setConnState({ conn }, 'disconnect');
   }
 
   private async toStandAlone(why: string): Promise<void> {
@@ -330,12 +330,12 @@ export class PeerLink {
     this.active = undefined;
     if (link) link.closed = true;
     const [first, ...rest] = standAloneStates(rt.snapshot);
-    if (first === ConnState.Disconnecting) await rt.setState({ conn: first }, why);
+    if (first === ConnState.Disconnecting) await rt.setConnState({ conn: first }, why);
     this.engine()?.detachPeer('Disconnecting');
     await connector?.stop();
     rt.log.info('Connection closed');
     for (const conn of first === ConnState.Disconnecting ? rest : [first, ...rest]) {
-      if (conn !== undefined) await rt.setState({ conn }, why);
+      if (conn !== undefined) await rt.setConnState({ conn }, why);
     }
   }
 
@@ -432,7 +432,7 @@ export class PeerLink {
     if (size.kind !== 'size' || (mayConnect !== null && !mayConnect.ok) || !makeEngine) {
       rt.log.error(size.kind !== 'size' ? size.errorLine : (mayConnect?.ok === false ? mayConnect.errorLine : 'no data path for a diskless connect'));
       result.session.close('Disconnecting');
-      await rt.setState({ conn: ConnState.WFReportParams }, 'connected');
+      await rt.setConnState({ conn: ConnState.WFReportParams }, 'connected');
       await this.toStandAlone(size.kind !== 'size' ? 'no backing storage on either node' : 'other data than this diskless Primary exposes');
       return;
     }
@@ -440,7 +440,7 @@ export class PeerLink {
     rt.log.info({ sizeBytes: size.sizeBytes, peerDiskBytes: peer.sizes.diskSizeBytes, peerCurrentBytes: peer.sizes.currentSizeBytes }, `diskless: the device takes the peer's size, ${sizeLogLine(size.sizeBytes)}`);
     const link = this.takeLink(result, engine);
     if (peer.uuidsKnown) this.exposedDataUuid = peer.uuids.current;
-    await rt.setState({ conn: ConnState.WFReportParams }, 'connected');
+    await rt.setConnState({ conn: ConnState.WFReportParams }, 'connected');
     if (link.closed) return;
     const refused = handshakeStateRefusal(rt.snapshot, 'no-sync', peerView(peer), rt.stateCtx());
     if (refused !== null) {
@@ -449,7 +449,7 @@ export class PeerLink {
       return;
     }
     if (!engine.volume.isMirroring) engine.startMirroring();
-    await rt.setState(afterHandshake('no-sync', peerView(peer)), 'connected without a disk');
+    await rt.setVolumeState(RUNTIME_VOLUME, afterHandshake('no-sync', peerView(peer)), 'connected without a disk');
     await rt.deviceSizeChanged();
   }
 
@@ -484,14 +484,14 @@ export class PeerLink {
       rt.log.error({ agreedBytes: sizing.sizeBytes, currentBytes: store.sizeBytes }, sizing.errorLine);
       this.active = undefined;
       link.closed = true;
-      await rt.setState({ conn: ConnState.WFReportParams }, 'connected');
+      await rt.setConnState({ conn: ConnState.WFReportParams }, 'connected');
       await this.toStandAlone('peer disk too small');
       return;
     }
     const sizeWritten = store.setAgreedSize(sizing.sizeBytes);
     const decision = this.handshake(link);
     await sizeWritten;
-    await rt.setState({ conn: ConnState.WFReportParams }, 'connected');
+    await rt.setConnState({ conn: ConnState.WFReportParams }, 'connected');
     await this.act(link, engine, decision);
   }
 
@@ -572,7 +572,7 @@ export class PeerLink {
       case 'no-sync':
         engine.localDataReady();
         if (!engine.volume.isMirroring) engine.startMirroring();
-        await rt.setState({ ...afterHandshake('no-sync', peerView(peer)), ...this.negotiatedDisk() }, 'handshake: no resync');
+        await rt.setVolumeState(RUNTIME_VOLUME, { ...afterHandshake('no-sync', peerView(peer)), ...this.negotiatedDisk() }, 'handshake: no resync');
         return;
       case 'sync-source':
         engine.localDataReady();
@@ -609,7 +609,7 @@ export class PeerLink {
     rt.log.info(rule.line);
     store.setUuids(rule.uuids);
     store.bitmap.clearRange(0, store.bitmap.bitCount);
-    await rt.setState(rule.patch, 'skip initial sync');
+    await rt.setVolumeState(RUNTIME_VOLUME, rule.patch, 'skip initial sync');
   }
 
   /** Our UUIDs to the peer (after a new current UUID while Connected); nothing without a disk or a live link. */
@@ -649,7 +649,7 @@ export class PeerLink {
     const rt = this.runtime;
     const store = rt.requireStore();
     if (full) store.bitmap.setAll();
-    await rt.setState({ ...afterHandshake('sync-source', peerView(link.peer)), ...this.negotiatedDisk() }, 'sync source');
+    await rt.setVolumeState(RUNTIME_VOLUME, { ...afterHandshake('sync-source', peerView(link.peer)), ...this.negotiatedDisk() }, 'sync source');
     if (!engine.volume.isMirroring) engine.startMirroring();
     // A full sync sets every bit on both sides, so no exchange is needed.
     if (exchange) await engine.exchangeBitmaps();
@@ -678,7 +678,7 @@ export class PeerLink {
     rt.log.info(resyncBeganLine('source', link.sourceTotalBits));
     await this.beforeResync?.();
     if (link.closed) return;
-    await rt.setState(patch, why);
+    await rt.setVolumeState(RUNTIME_VOLUME, patch, why);
   }
 
   // ---- on-congestion (Ahead/Behind) -----------------------------------------------------------
@@ -698,7 +698,7 @@ export class PeerLink {
       runAside(this.toStandAlone('on-congestion disconnect'), rt.log, 'on-congestion disconnect');
       return true;
     }
-    runAside(rt.setState(next, 'on-congestion pull-ahead'), rt.log, 'pull ahead');
+    runAside(rt.setVolumeState(RUNTIME_VOLUME, next, 'on-congestion pull-ahead'), rt.log, 'pull ahead');
     return true;
   }
 
@@ -722,7 +722,7 @@ export class PeerLink {
     if (next === null) return;
     const store = rt.requireStore();
     store.setUuids(syncTargetStart(store.uuids, uuid, rt.snapshot.role));
-    await rt.setState(next, 'Behind -> SyncTarget');
+    await rt.setVolumeState(RUNTIME_VOLUME, next, 'Behind -> SyncTarget');
     await this.pullResync(link, engine);
   }
 
@@ -738,17 +738,17 @@ export class PeerLink {
         link.syncUuidWaiter = resolve;
       }
     });
-    await rt.setState(afterHandshake('sync-target', peerView(link.peer)), 'sync target');
+    await rt.setVolumeState(RUNTIME_VOLUME, afterHandshake('sync-target', peerView(link.peer)), 'sync target');
     if (!engine.volume.isMirroring) engine.startMirroring();
     if (exchange) await engine.exchangeBitmaps();
     if (link.closed) return;
-    await rt.setState(bitmapExchangedAsTarget, 'bitmap exchanged');
+    await rt.setVolumeState(RUNTIME_VOLUME, bitmapExchangedAsTarget, 'bitmap exchanged');
     const uuid = await syncUuid;
     if (link.closed) return;
     store.setUuids(syncTargetStart(store.uuids, uuid, rt.snapshot.role));
     await this.beforeResync?.();
     if (link.closed) return;
-    await rt.setState(resyncStarts('target'), 'resync');
+    await rt.setVolumeState(RUNTIME_VOLUME, resyncStarts('target'), 'resync');
     await this.pullResync(link, engine);
   }
 
@@ -775,11 +775,11 @@ export class PeerLink {
     rt.log.info({ ...resync }, 'resync result');
     if (!resync.ok) {
       rt.log.warn(`Resync finished with ${resync.failedBlocks} failed blocks; staying Inconsistent`);
-      await rt.setState(targetResyncFinished(false), 'resync failed');
+      await rt.setVolumeState(RUNTIME_VOLUME, targetResyncFinished(false), 'resync failed');
       return;
     }
     store.setUuids(syncTargetFinish(store.uuids, link.peer.uuids, rt.snapshot.role));
-    await rt.setState(targetResyncFinished(true), 'resync finished');
+    await rt.setVolumeState(RUNTIME_VOLUME, targetResyncFinished(true), 'resync finished');
     // Nothing follows the finished resync that depends on this handler; runHandler logs failures.
     runAside(this.runHandlerQuiet('after-resync-target'), rt.log, 'handler after-resync-target');
   }
@@ -980,10 +980,10 @@ export class PeerLink {
     rt.log.info('Resync of new storage after online grow');
     const iAmSource = s.role !== s.peer ? s.role === Role.Primary : link.result.resolveConflicts;
     if (iAmSource) {
-      await rt.setState({ conn: ConnState.StartingSyncS }, 'online grow');
+      await rt.setVolumeState(RUNTIME_VOLUME, { conn: ConnState.StartingSyncS }, 'online grow');
       await this.runSyncSource(link, engine, false, false);
     } else {
-      await rt.setState({ conn: ConnState.StartingSyncT }, 'online grow');
+      await rt.setVolumeState(RUNTIME_VOLUME, { conn: ConnState.StartingSyncT }, 'online grow');
       // The target's resync runs on; its failure is logged.
       runAside(this.runSyncTarget(link, engine, false, false), rt.log, 'resync after online grow');
     }
@@ -1001,7 +1001,7 @@ export class PeerLink {
       const secs = Math.max((Date.now() - link.sourceStartedMs) / 1000, 0.001);
       rt.log.info(`Resync done (total ${Math.round(secs)} sec; paused 0 sec; ${Math.round((link.sourceTotalBits * 4) / secs)} K/sec)`);
     }
-    await rt.setState(news.patch, 'peer state');
+    await rt.setVolumeState(RUNTIME_VOLUME, news.patch, 'peer state');
     if (news.verifyEnded) this.afterVerifyDone();
     this.applyPause(link);
   }
@@ -1064,7 +1064,7 @@ export class PeerLink {
       case ConnState.StartingSyncS: {
         // the peer invalidated itself: full sync with us as source
         reply(SsCode.success);
-        await rt.setState({ conn: target }, 'peer invalidate');
+        await rt.setVolumeState(RUNTIME_VOLUME, { conn: target }, 'peer invalidate');
         await this.runSyncSource(link, engine, true, false);
         return;
       }
@@ -1077,7 +1077,7 @@ export class PeerLink {
       }
       case ConnState.VerifyT:
         reply(SsCode.success);
-        await rt.setState({ conn: target }, 'peer verify');
+        await rt.setVolumeState(RUNTIME_VOLUME, { conn: target }, 'peer verify');
         return;
       default:
         reply(SsCode.notSupported);
@@ -1103,7 +1103,7 @@ export class PeerLink {
   async invalidate(): Promise<void> {
     const { link, engine } = this.requireConnected();
     await this.peerAgrees(link, ConnState.StartingSyncS);
-    await this.runtime.setState({ conn: ConnState.StartingSyncT }, 'invalidate');
+    await this.runtime.setVolumeState(RUNTIME_VOLUME, { conn: ConnState.StartingSyncT }, 'invalidate');
     // `invalidate` returns once the resync started (as drbdadm does); the resync's failure is logged.
     runAside(this.runSyncTarget(link, engine, true, false), this.runtime.log, 'resync');
   }
@@ -1112,7 +1112,7 @@ export class PeerLink {
   async invalidateRemote(): Promise<void> {
     const { link, engine } = this.requireConnected();
     await this.peerAgrees(link, ConnState.StartingSyncT);
-    await this.runtime.setState({ conn: ConnState.StartingSyncS }, 'invalidate-remote');
+    await this.runtime.setVolumeState(RUNTIME_VOLUME, { conn: ConnState.StartingSyncS }, 'invalidate-remote');
     await this.runSyncSource(link, engine, true, false);
   }
 
@@ -1121,7 +1121,7 @@ export class PeerLink {
     const rt = this.runtime;
     const { link, engine } = this.requireConnected();
     await this.peerAgrees(link, ConnState.VerifyT);
-    await rt.setState({ conn: ConnState.VerifyS }, 'verify');
+    await rt.setVolumeState(RUNTIME_VOLUME, { conn: ConnState.VerifyS }, 'verify');
     const { done } = engine.startVerify();
     // `verify` returns once the verify started (as drbdadm does); its end is handled aside, failures logged.
     const finished = done.then(
@@ -1130,7 +1130,7 @@ export class PeerLink {
         rt.log.info({ ...result }, 'verify result');
         this.lastVerify = result;
         if (this.active === link && rt.snapshot.conn === ConnState.VerifyS) {
-          await rt.setState({ conn: ConnState.Connected }, 'verify finished');
+          await rt.setVolumeState(RUNTIME_VOLUME, { conn: ConnState.Connected }, 'verify finished');
           if (result.ok) this.afterVerifyDone();
         }
       },
@@ -1155,9 +1155,9 @@ export class PeerLink {
     rt.log.warn(`peer link lost: ${reason}`);
     // The lost-peer-data rule (a Primary starts a new data generation) runs inside the transition.
     const [lost, ...reconnect] = linkLostStates(reason, true);
-    await rt.setState({ conn: lost }, 'link lost');
+    await rt.setConnState({ conn: lost }, 'link lost');
     if (!this.connector) return;
-    for (const conn of reconnect) await rt.setState({ conn }, 'reconnecting');
+    for (const conn of reconnect) await rt.setConnState({ conn }, 'reconnecting');
   }
 
   /** Tell the peer about local role/disk changes. */

@@ -3,20 +3,48 @@
  * resource state (role, cstate, disk states), owns the backing disk and its
  * meta-data while attached, answers the control verbs it defines itself
  * (status, attach, detach, down, io.read) and lets daemon/wiring and
- * daemon/link add the rest. Every state change, whatever caused it, goes
- * through `setState`, which passes resource/transition (sanitize, DRBD's
- * hard rules, invariants, after-state rules; an operator's request was
- * checked by resource/admin through the same function first), then logs
- * the one `conn( A -> B )` line, publishes one events2 change, persists the
- * meta-data flags and runs the after-state effects (a new current UUID).
+ * daemon/link add the rest. It keeps the state as DRBD 8.4 does: one
+ * ConnectionState (cstate up to Connected, the suspension flags) and one
+ * VolumeState per volume (only volume 0 runs today). Every state change,
+ * whatever caused it, goes through `setVolumeState` (one volume: role,
+ * disk, resync / verify) or `setConnState` (the connection, on every volume:
+ * DRBD's conn_request_state), which pass resource/transition (sanitize,
+ * DRBD's hard rules, invariants, after-state rules; an operator's request
+ * was checked by resource/admin through the same functions first), then log
+ * the one `conn( A -> B )` line, publish one events2 change, persist the
+ * meta-data flags and run the after-state effects (a new current UUID).
  */
 import type { Logger } from '../util/log.js';
 import { assert } from '../util/assert.js';
 import { ExitCode, UdrbdError } from '../util/errors.js';
 import { ConnState, DiskState, Role } from '../resource/states.js';
-import { type StateCtx, ErrCode, SsCode, defaultStateCtx, failure, formatRefusalMessage, unconfiguredState } from '../resource/state.js';
+import {
+  type ConnectionState,
+  type ResourceState,
+  type StateCtx,
+  type VolumeState,
+  ErrCode,
+  SsCode,
+  connectionOf,
+  defaultStateCtx,
+  failure,
+  formatRefusalMessage,
+  joinState,
+  unconfiguredConnection,
+  unconfiguredVolume,
+  volumeOf,
+} from '../resource/state.js';
 import { requestDetach } from '../resource/admin.js';
-import { type Committed, type StateEffect, type StateFacts, internalTransition } from '../resource/transition.js';
+import {
+  type Committed,
+  type ConnectionCommitted,
+  type ConnectionRefusal,
+  type StateEffect,
+  type StateFacts,
+  connectionLogLines,
+  connectionTransition,
+  internalTransition,
+} from '../resource/transition.js';
 import { type ControlEvent, type ControlReply, type ControlRequest, DIAGNOSTIC_IO_BYTES_MAX, errorReply, okReply } from '../control/protocol.js';
 import {
   type StateSnapshot,
@@ -111,8 +139,19 @@ export class StateChangeRefused extends Error {
   }
 }
 
+/**
+ * The key of the one volume a resource process runs in its volume map
+ * (config/volumes refuses a second). Its number as the operator wrote it,
+ * on the wire and in events2, is spec.volume; the key becomes that number
+ * when the runtime carries several volumes (docs/multi-volume.md, step 6).
+ */
+export const RUNTIME_VOLUME = 0;
+
 export class ResourceRuntime {
-  private state: StateSnapshot = { ...unconfiguredState };
+  /** The resource's connection (drbd_tconn): written by commitConnection / commitVolume only. */
+  private connection: ConnectionState = { ...unconfiguredConnection };
+  /** Its volumes by number (drbd_conf): written by commitConnection / commitVolume only. */
+  private readonly volumes = new Map<number, VolumeState>([[RUNTIME_VOLUME, { ...unconfiguredVolume }]]);
   private store: AttachedStore | undefined;
   private readonly subscribers = new Set<(event: ControlEvent) => void>();
   private readonly verbs = new Map<string, (args: Record<string, unknown>) => Promise<VerbResult>>();
@@ -142,6 +181,17 @@ export class ResourceRuntime {
 
   get log(): Logger {
     return this.options.log;
+  }
+
+  /** Volume 0 on the connection, as the rules and status see it (drbd_read_state). */
+  private get state(): StateSnapshot {
+    return this.volumeView(RUNTIME_VOLUME);
+  }
+
+  private volumeView(vnr: number): ResourceState {
+    const volume = this.volumes.get(vnr);
+    assert(volume !== undefined, `volume ${vnr} does not exist`);
+    return joinState(volume, this.connection);
   }
 
   get snapshot(): StateSnapshot {
@@ -201,22 +251,70 @@ export class ResourceRuntime {
   }
 
   /**
-   * An internal state change (peer news, link loss, resync or verify end,
-   * handler result, the steps of attach/down): DRBD's hard rules only; a
-   * violation throws an InvariantError naming both states.
+   * An internal change of one volume (role, disk, peer news, the handshake's
+   * outcome, resync or verify steps, pause flags, the steps of attach/detach):
+   * DRBD's hard rules only (drbd_state.c: __drbd_set_state); a violation
+   * throws an InvariantError naming both states. A volume's change reaches
+   * its connection only as DRBD's does: the handshake's first state takes it
+   * from WFReportParams to Connected, and sanitize may freeze IO; any other
+   * connection state is setConnState's.
    */
-  async setState(next: Partial<StateSnapshot>, why?: string): Promise<void> {
-    const before = this.state;
-    await this.commit(internalTransition(before, { ...before, ...next }, this.stateCtx(), this.stateFacts()), why);
+  async setVolumeState(vnr: number, next: Partial<StateSnapshot>, why?: string): Promise<void> {
+    const before = this.volumeView(vnr);
+    const t = internalTransition(before, { ...before, ...next }, this.stateCtx(), this.stateFacts());
+    const from = this.connection.conn;
+    const to = connectionOf(t.to).conn;
+    assert(from === to || (from === ConnState.WFReportParams && to === ConnState.Connected),
+      `volume ${vnr}: a volume change took the connection ${from} -> ${to}; connection changes go through setConnState`);
+    await this.commitVolume(vnr, t, why);
   }
 
-  /** Commits a checked change: the one log line, hooks, one event, md flags, after-state effects. */
-  private async commit(t: Committed, why: string | undefined): Promise<void> {
+  /**
+   * An internal change of the connection (connect, disconnect, link lost,
+   * WFReportParams, suspend / resume of IO, a fence-peer answer), applied to
+   * every volume at once through resource/transition's connectionTransition
+   * (DRBD's conn_request_state with CS_HARD): all volumes or none.
+   */
+  async setConnState(change: Partial<StateSnapshot>, why?: string): Promise<void> {
+    const r = connectionTransition(this.resourceStates(), change, this.stateCtx(), 'internal', () => this.stateFacts());
+    assert(r.ok, 'an internal connection change is never refused');
+    await this.commitConnection(r, why);
+  }
+
+  /** An operator's connection change checked on every volume (DRBD's conn_request_state without CS_HARD); null = allowed. */
+  connStateRefusal(change: Partial<StateSnapshot>): ConnectionRefusal | null {
+    const r = connectionTransition(this.resourceStates(), change, this.stateCtx(), 'request', () => this.stateFacts());
+    return r.ok ? null : r;
+  }
+
+  private resourceStates(): { connection: ConnectionState; volumes: ReadonlyMap<number, VolumeState> } {
+    return { connection: this.connection, volumes: this.volumes };
+  }
+
+  /** Commits a checked change of one volume: the one log line, then as commitConnection. */
+  private async commitVolume(vnr: number, t: Committed, why: string | undefined): Promise<void> {
     if (!t.changed) return;
-    const { from: before, to: after } = t;
-    this.state = after;
+    this.connection = connectionOf(t.to);
+    this.volumes.set(vnr, volumeOf(t.to));
     for (const line of t.warnings) this.log.warn(line);
     this.log.info({ why }, t.line);
+    await this.afterCommit(t);
+  }
+
+  /** Commits a checked connection change: the connection and every volume, the log lines, then each volume's after-effects. */
+  private async commitConnection(r: ConnectionCommitted, why: string | undefined): Promise<void> {
+    if (!r.changed) return;
+    this.connection = r.to;
+    for (const [vnr, t] of r.volumes) this.volumes.set(vnr, volumeOf(t.to));
+    for (const t of r.volumes.values()) for (const line of t.warnings) this.log.warn(line);
+    for (const line of connectionLogLines(r)) this.log.info({ why }, line);
+    const own = r.volumes.get(RUNTIME_VOLUME);
+    if (own?.changed) await this.afterCommit(own);
+  }
+
+  /** After volume 0 changed: hooks, one event, md flags, after-state effects. */
+  private async afterCommit(t: Committed): Promise<void> {
+    const { from: before, to: after } = t;
     for (const hook of this.stateHooks) hook(before, after);
     const full: StatusSnapshot = this.status();
     for (const event of changeEvents(before, full)) this.publish(event);
@@ -280,7 +378,7 @@ export class ResourceRuntime {
   async attach(): Promise<void> {
     this.requireMinor();
     if (this.store) return;
-    await this.setState({ disk: DiskState.Attaching }, 'attach');
+    await this.setVolumeState(RUNTIME_VOLUME, { disk: DiskState.Attaching }, 'attach');
     let opened: AttachedStore | undefined;
     try {
       opened = await this.options.openStore(this.spec, this.log);
@@ -288,7 +386,7 @@ export class ResourceRuntime {
       await this.attachCheck?.(opened);
     } catch (err) {
       await opened?.close(true);
-      await this.setState({ disk: DiskState.Diskless }, 'attach failed');
+      await this.setVolumeState(RUNTIME_VOLUME, { disk: DiskState.Diskless }, 'attach failed');
       throw err;
     }
     this.store = opened;
@@ -296,7 +394,8 @@ export class ResourceRuntime {
     // drbd_adm_attach: while connected the disk is Negotiating until the handshake decides;
     // disconnected, the peer's disk is Outdated when the meta-data says so (MDF_PEER_OUT_DATED).
     const connected = this.state.conn >= ConnState.Connected;
-    await this.setState(
+    await this.setVolumeState(
+      RUNTIME_VOLUME,
       connected ? { disk: DiskState.Negotiating } : { disk: this.store.diskAtAttach, pdsk: this.store.pdskAtAttach ?? DiskState.DUnknown },
       'attach',
     );
@@ -344,17 +443,17 @@ export class ResourceRuntime {
    * lets go of it (detach hooks), `onFailed` runs (on-io-error's handler),
    * Diskless, then the store closes once the disk's requests ended; `clean`
    * false (an I/O error) leaves the meta-data marked unclean, so the
-   * activity log is applied at the next attach. Both steps pass setState.
+   * activity log is applied at the next attach. Both steps pass setVolumeState.
    */
   async goDiskless(why: string, clean: boolean, onFailed?: () => Promise<void>): Promise<void> {
     const store = this.store;
     if (!store) return;
-    if (this.state.disk !== DiskState.Failed) await this.setState({ disk: DiskState.Failed }, why);
+    if (this.state.disk !== DiskState.Failed) await this.setVolumeState(RUNTIME_VOLUME, { disk: DiskState.Failed }, why);
     // Failed: no new request reaches the disk (DRBD's get_ldev fails below Inconsistent).
     for (const hook of this.detachHooks) await hook();
     await onFailed?.();
     this.store = undefined;
-    await this.setState({ disk: DiskState.Diskless }, why);
+    await this.setVolumeState(RUNTIME_VOLUME, { disk: DiskState.Diskless }, why);
     await this.diskDrained?.();
     await store.close(clean).catch((err: unknown) => this.durability.record(this.log, this.spec, 'meta-data write', err));
   }
@@ -385,9 +484,9 @@ export class ResourceRuntime {
     }
     if (this.state.role === Role.Primary) await this.demote();
     if (this.state.conn !== ConnState.StandAlone) {
-      await this.setState({ conn: ConnState.Disconnecting }, 'down');
+      await this.setConnState({ conn: ConnState.Disconnecting }, 'down');
       await this.disconnectHook?.();
-      await this.setState({ conn: ConnState.StandAlone }, 'down');
+      await this.setConnState({ conn: ConnState.StandAlone }, 'down');
     }
     // As detach: Failed first, so a flush failing on the way out is reported once, not taken for an on-io-error case.
     if (this.store) await this.goDiskless('down', true);
@@ -434,7 +533,7 @@ export class ResourceRuntime {
       this.exposed = false;
     }
     this.store?.setPrimaryBit(false);
-    await this.setState({ role: Role.Secondary }, 'secondary');
+    await this.setVolumeState(RUNTIME_VOLUME, { role: Role.Secondary }, 'secondary');
   }
 
   // ---- control requests ---------------------------------------------------

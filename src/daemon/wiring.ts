@@ -31,7 +31,7 @@ import { UUID_JUST_CREATED } from '../meta/types.js';
 import { type AdminResult, requestNewCurrentUuid, requestPrimary, requestSecondary, requestInvalidate, requestInvalidateRemote, requestOutdate, requestPauseSync, requestVerify } from '../resource/admin.js';
 import { DIAGNOSTIC_IO_BYTES_MAX } from '../control/protocol.js';
 import type { BlockDevice } from '../disk/block-device.js';
-import { type ResourceRuntime, StateChangeRefused, type VerbResult } from './runtime.js';
+import { type ResourceRuntime, RUNTIME_VOLUME, StateChangeRefused, type VerbResult } from './runtime.js';
 import { defineMetricsVerb } from './metrics-source.js';
 import { defineResizeVerb } from './resize.js';
 import { DeadlineDisk } from '../disk/deadline-disk.js';
@@ -269,7 +269,7 @@ export class Wiring {
     if (plan.effects.includes('new-current-uuid')) await store?.newCurrentUuid(true);
     else if (plan.effects.includes('uuid-primary-bit')) store?.setPrimaryBit(true);
     if (plan.effects.includes('clear-discard-my-data')) this.link.discardMyData = false;
-    for (const next of plan.states) await rt.setState(next, forced ? 'primary --force' : 'primary');
+    for (const next of plan.states) await rt.setVolumeState(RUNTIME_VOLUME, next, forced ? 'primary --force' : 'primary');
     if (plan.effects.includes('send-uuids')) await this.link.renegotiate('new-uuids');
     if (this.dataPath) await this.exposeOrDemote(this.fencing.guard(this.dataPath.volume));
   }
@@ -337,14 +337,14 @@ export class Wiring {
       if (next) {
         // skip initial sync: the peer adopts our new current UUID and both sides are UpToDate
         await this.link.skipInitialSync();
-        await rt.setState(next, 'new-current-uuid --clear-bitmap');
+        await rt.setVolumeState(RUNTIME_VOLUME, next, 'new-current-uuid --clear-bitmap');
       }
       return ok();
     });
     rt.defineVerb('outdate', async () => {
       // resource/admin's rule: -6 while connected, -2 for a Primary, -16 below Outdated.
       const next = this.admin(requestOutdate(rt.snapshot, this.ctx())).states.at(-1);
-      if (next) await rt.setState(next, 'outdate');
+      if (next) await rt.setVolumeState(RUNTIME_VOLUME, next, 'outdate');
       return ok();
     });
     rt.defineVerb('invalidate', async () => {
@@ -352,7 +352,7 @@ export class Wiring {
       if (rt.snapshot.conn === ConnState.StandAlone) {
         // StandAlone Secondary: all blocks out of sync, disk Inconsistent
         rt.requireStore().bitmap.setAll();
-        if (s) await rt.setState(s, 'invalidate');
+        if (s) await rt.setVolumeState(RUNTIME_VOLUME, s, 'invalidate');
         return ok();
       }
       await this.link.invalidate();
@@ -371,7 +371,7 @@ export class Wiring {
     for (const [verb, pause] of [['pause-sync', true], ['resume-sync', false]] as const) {
       rt.defineVerb(verb, async () => {
         const s = this.admin(requestPauseSync(rt.snapshot, pause, this.ctx())).states.at(-1);
-        await rt.setState({ userIsp: s ? s.userIsp : pause }, verb);
+        await rt.setVolumeState(RUNTIME_VOLUME, { userIsp: s ? s.userIsp : pause }, verb);
         this.link.applyPause();
         return ok();
       });

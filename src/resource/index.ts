@@ -4,10 +4,14 @@
  * formats, timers or the clock.
  *
  *   states.ts     roles, connection and disk states with DRBD's names
- *   state.ts      the state word, sanitizeState, is_valid_state / _transition /
- *                 _soft_transition, SS_* and ERR_* refusals, the log renderings
- *   transition.ts the one function every change passes (sanitize, hard and soft
- *                 rules, invariants → InvariantError, after-state rules)
+ *   state.ts      ConnectionState (per resource) and VolumeState (per volume),
+ *                 the state word of the pair (joinState / volumeOf / connectionOf),
+ *                 sanitizeState, is_valid_state / _transition / _soft_transition,
+ *                 SS_* and ERR_* refusals, the log renderings
+ *   transition.ts the one checked function: transition() judges one volume
+ *                 (sanitize, hard and soft rules, invariants → InvariantError,
+ *                 after-state rules); connectionTransition() applies a connection
+ *                 change to every volume, all or none (conn_request_state)
  *   admin.ts      operator requests (primary, secondary, connect, disconnect,
  *                 detach, invalidate, verify, outdate, pause-sync, new-current-uuid)
  *                 and the net-option check of connect (on-congestion needs protocol A)
@@ -18,8 +22,8 @@
  *   md-flags.ts   MDF_* flags from a state, the disk state at attach from flags
  *
  * The resource process (daemon/runtime, daemon/link, daemon/wiring) calls
- * these and commits every change through ResourceRuntime.setState, which
- * runs resource/transition; test/helpers/rule-pair drives the same rules
+ * these and commits every change through ResourceRuntime.setVolumeState
+ * (transition) or setConnState (connectionTransition); test/helpers/rule-pair drives the same rules
  * for two nodes without sockets.
  */
 export * from './states.js';

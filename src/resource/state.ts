@@ -1,16 +1,28 @@
 /**
- * resource/state — the DRBD 8.4 state word of one resource (role, peer role,
- * cstate, disk, pdsk, suspend and sync-pause flags) and the kernel's rules
- * for changing it: `sanitizeState` (implied clamps, drbd_state.c: sanitize_state), the hard
- * connection-transition rules and the user-visible ("soft") refusals with
- * their SS_* codes and texts (drbd_state.c: is_valid_state, is_valid_soft_transition,
- * is_valid_transition; drbd_strings.c), plus the two log renderings of a state
- * (drbd_state.c: print_st, print_state_change). Pure functions only: no I/O, no clock, no byte formats, no sockets.
+ * resource/state — DRBD 8.4's state of a resource, split as the kernel keeps
+ * it: a ConnectionState per resource (drbd_tconn: cstate up to
+ * WFReportParams / Connected, susp, susp_nod, susp_fen) and a VolumeState
+ * per volume (drbd_conf: role, peer, disk, pdsk, the replication state
+ * Connected / Sync* / Verify* / PausedSync* / Ahead / Behind, the isp flags).
+ * The rules judge the pair (volume, connection) joined into one state word
+ * (ResourceState, what drbd_read_state returns): `sanitizeState` (implied
+ * clamps, drbd_state.c: sanitize_state), the hard connection-transition rules
+ * and the user-visible ("soft") refusals with their SS_* codes and texts
+ * (drbd_state.c: is_valid_state, is_valid_soft_transition,
+ * is_valid_transition; drbd_strings.c), plus the log renderings of a state
+ * (drbd_state.c: print_st, print_state_change). Pure functions only: no I/O,
+ * no clock, no byte formats, no sockets.
  */
 import { ExitCode } from '../util/errors.js';
 import { ConnState, DiskState, Role, connName, diskName, roleName } from './states.js';
 
-/** The state word (union drbd_state, drbd.h). `susp` is the user's suspend-io flag. */
+/**
+ * The state word of one volume joined with its connection (union drbd_state,
+ * drbd.h, as drbd_read_state returns it): what sanitizeState and the checks
+ * judge. `conn` is the connection's state below Connected, the volume's
+ * replication state from Connected on. `susp` is the user's suspend-io flag.
+ * Held as a ConnectionState plus one VolumeState per volume (joinState / volumeOf / connectionOf).
+ */
 export interface ResourceState {
   role: Role;
   peer: Role;
@@ -29,6 +41,82 @@ export interface ResourceState {
   peerIsp: boolean;
   /** Resync paused by a resync-after dependency. */
   aftrIsp: boolean;
+}
+
+/**
+ * The per-resource part (drbd_tconn): the connection state up to Connected
+ * (StandAlone … WFReportParams, Connected) and the three IO-suspension flags.
+ */
+export interface ConnectionState {
+  /** StandAlone … Connected; a volume's resync / verify / Ahead state is its VolumeState.replication. */
+  conn: ConnState;
+  susp: boolean;
+  suspNod: boolean;
+  suspFen: boolean;
+}
+
+/**
+ * The per-volume part (drbd_conf): roles, disk states, the replication state
+ * and the sync-pause flags. `replication` is Connected … Behind; while the
+ * connection is below Connected it is Connected (the volume follows the connection).
+ */
+export interface VolumeState {
+  role: Role;
+  peer: Role;
+  disk: DiskState;
+  pdsk: DiskState;
+  /** Connected, StartingSync*, WFBitMap*, WFSyncUUID, Sync*, Verify*, PausedSync*, Ahead, Behind. */
+  replication: ConnState;
+  userIsp: boolean;
+  peerIsp: boolean;
+  aftrIsp: boolean;
+}
+
+/** The state word of `volume` on `connection` (drbd_read_state). */
+export function joinState(volume: VolumeState, connection: ConnectionState): ResourceState {
+  return {
+    role: volume.role,
+    peer: volume.peer,
+    conn: connection.conn < ConnState.Connected ? connection.conn : volume.replication,
+    disk: volume.disk,
+    pdsk: volume.pdsk,
+    susp: connection.susp,
+    suspNod: connection.suspNod,
+    suspFen: connection.suspFen,
+    userIsp: volume.userIsp,
+    peerIsp: volume.peerIsp,
+    aftrIsp: volume.aftrIsp,
+  };
+}
+
+/** The connection's part of a state word: cstate is Connected from Connected on. */
+export function connectionOf(s: ResourceState): ConnectionState {
+  return { conn: s.conn < ConnState.Connected ? s.conn : ConnState.Connected, susp: s.susp, suspNod: s.suspNod, suspFen: s.suspFen };
+}
+
+/** The volume's part of a state word; replication is Connected while the connection is below it. */
+export function volumeOf(s: ResourceState): VolumeState {
+  return {
+    role: s.role,
+    peer: s.peer,
+    disk: s.disk,
+    pdsk: s.pdsk,
+    replication: s.conn < ConnState.Connected ? ConnState.Connected : s.conn,
+    userIsp: s.userIsp,
+    peerIsp: s.peerIsp,
+    aftrIsp: s.aftrIsp,
+  };
+}
+
+export function connectionStatesEqual(a: ConnectionState, b: ConnectionState): boolean {
+  return a.conn === b.conn && a.susp === b.susp && a.suspNod === b.suspNod && a.suspFen === b.suspFen;
+}
+
+export function volumeStatesEqual(a: VolumeState, b: VolumeState): boolean {
+  return (
+    a.role === b.role && a.peer === b.peer && a.disk === b.disk && a.pdsk === b.pdsk && a.replication === b.replication &&
+    a.userIsp === b.userIsp && a.peerIsp === b.peerIsp && a.aftrIsp === b.aftrIsp
+  );
 }
 
 export type Fencing = 'dont-care' | 'resource-only' | 'resource-and-stonith';
@@ -73,6 +161,11 @@ export const unconfiguredState: ResourceState = Object.freeze({
   peerIsp: false,
   aftrIsp: false,
 });
+
+/** The connection of a resource that is not connected, with IO running. */
+export const unconfiguredConnection: ConnectionState = Object.freeze(connectionOf(unconfiguredState));
+/** A volume whose minor exists, nothing attached. */
+export const unconfiguredVolume: VolumeState = Object.freeze(volumeOf(unconfiguredState));
 
 /** DRBD's SS_* state-change refusal codes (enum drbd_state_rv, drbd.h). */
 export const SsCode = {
@@ -430,18 +523,28 @@ const flag = (b: boolean): number => (b ? 1 : 0);
  * aftr_isp( … ) peer_isp( … ) user_isp( … )`. Empty string when nothing changed.
  */
 export function formatStateChange(os: ResourceState, ns: ResourceState): string {
+  return formatStateChangeOf(os, ns, STATE_LOG_FIELDS);
+}
+
+/** The parts of a state-change log line, in DRBD's order (print_state_change, drbd_pr_state_change). */
+export type StateLogField = 'role' | 'peer' | 'conn' | 'disk' | 'pdsk' | 'susp' | 'aftr_isp' | 'peer_isp' | 'user_isp';
+export const STATE_LOG_FIELDS: readonly StateLogField[] = ['role', 'peer', 'conn', 'disk', 'pdsk', 'susp', 'aftr_isp', 'peer_isp', 'user_isp'];
+
+/** formatStateChange limited to `fields` (always printed in DRBD's order). */
+export function formatStateChangeOf(os: ResourceState, ns: ResourceState, fields: readonly StateLogField[]): string {
+  const want = new Set(fields);
   const parts: string[] = [];
-  if (os.role !== ns.role) parts.push(`role( ${roleName(os.role)} -> ${roleName(ns.role)} )`);
-  if (os.peer !== ns.peer) parts.push(`peer( ${roleName(os.peer)} -> ${roleName(ns.peer)} )`);
-  if (os.conn !== ns.conn) parts.push(`conn( ${connName(os.conn)} -> ${connName(ns.conn)} )`);
-  if (os.disk !== ns.disk) parts.push(`disk( ${diskName(os.disk)} -> ${diskName(ns.disk)} )`);
-  if (os.pdsk !== ns.pdsk) parts.push(`pdsk( ${diskName(os.pdsk)} -> ${diskName(ns.pdsk)} )`);
+  if (want.has('role') && os.role !== ns.role) parts.push(`role( ${roleName(os.role)} -> ${roleName(ns.role)} )`);
+  if (want.has('peer') && os.peer !== ns.peer) parts.push(`peer( ${roleName(os.peer)} -> ${roleName(ns.peer)} )`);
+  if (want.has('conn') && os.conn !== ns.conn) parts.push(`conn( ${connName(os.conn)} -> ${connName(ns.conn)} )`);
+  if (want.has('disk') && os.disk !== ns.disk) parts.push(`disk( ${diskName(os.disk)} -> ${diskName(ns.disk)} )`);
+  if (want.has('pdsk') && os.pdsk !== ns.pdsk) parts.push(`pdsk( ${diskName(os.pdsk)} -> ${diskName(ns.pdsk)} )`);
   const oSusp = os.susp || os.suspNod || os.suspFen;
   const nSusp = ns.susp || ns.suspNod || ns.suspFen;
-  if (oSusp !== nSusp) parts.push(`susp( ${flag(oSusp)} -> ${flag(nSusp)} )`);
-  if (os.aftrIsp !== ns.aftrIsp) parts.push(`aftr_isp( ${flag(os.aftrIsp)} -> ${flag(ns.aftrIsp)} )`);
-  if (os.peerIsp !== ns.peerIsp) parts.push(`peer_isp( ${flag(os.peerIsp)} -> ${flag(ns.peerIsp)} )`);
-  if (os.userIsp !== ns.userIsp) parts.push(`user_isp( ${flag(os.userIsp)} -> ${flag(ns.userIsp)} )`);
+  if (want.has('susp') && oSusp !== nSusp) parts.push(`susp( ${flag(oSusp)} -> ${flag(nSusp)} )`);
+  if (want.has('aftr_isp') && os.aftrIsp !== ns.aftrIsp) parts.push(`aftr_isp( ${flag(os.aftrIsp)} -> ${flag(ns.aftrIsp)} )`);
+  if (want.has('peer_isp') && os.peerIsp !== ns.peerIsp) parts.push(`peer_isp( ${flag(os.peerIsp)} -> ${flag(ns.peerIsp)} )`);
+  if (want.has('user_isp') && os.userIsp !== ns.userIsp) parts.push(`user_isp( ${flag(os.userIsp)} -> ${flag(ns.userIsp)} )`);
   return parts.join(' ');
 }
 

@@ -13,11 +13,15 @@
  *   4. the after-state rules (drbd_state.c: after_state_ch) — pure functions
  *      over (old, new) returning effects the resource process carries out.
  *
- * The resource process (daemon/runtime: ResourceRuntime.setState) is the
- * only caller that commits: it logs the one `conn( A -> B )` line this
- * returns, publishes one events2 change, persists the meta-data flags and
- * runs the effects. New state rules (fencing, on-io-error) go into
- * `afterStateRules` or the checks here, nowhere else.
+ * `transition` judges one volume (the pair volume + connection, joined);
+ * `connectionTransition` is DRBD's conn_request_state: one change applied
+ * to every volume of the resource, all committed or none.
+ *
+ * The resource process (daemon/runtime: ResourceRuntime.setVolumeState and
+ * setConnState) is the only caller that commits: it logs the one
+ * `conn( A -> B )` line this returns, publishes one events2 change, persists
+ * the meta-data flags and runs the effects. New state rules (fencing,
+ * on-io-error) go into `afterStateRules` or the checks here, nowhere else.
  *
  * Why this shape and not a reducer driving the process: the live connect
  * sequence interleaves awaits on sockets, the bitmap exchange and the disk
@@ -31,16 +35,26 @@
  */
 import { InvariantError } from '../util/assert.js';
 import {
+  STATE_LOG_FIELDS,
   checkStateChange,
+  connectionOf,
+  connectionStatesEqual,
   formatStateChange,
+  formatStateChangeOf,
   formatStateLine,
   isValidTransition,
+  joinState,
   sanitizeState,
   ssText,
   statesEqual,
+  unconfiguredVolume,
+  volumeOf,
+  type ConnectionState,
   type Refusal,
   type ResourceState,
   type StateCtx,
+  type StateLogField,
+  type VolumeState,
 } from './state.js';
 import { ConnState, DiskState, Role } from './states.js';
 import { fencingSuspended } from './fencing.js';
@@ -193,6 +207,11 @@ export function transition(
     const hard = isValidTransition(os, ns);
     if (hard !== null) throw illegal(os, ns, ssText(hard));
   }
+  return committed(os, ns, warnings, facts);
+}
+
+/** The checked change from `os` to `ns`: invariants, the log line, the after-state rules. */
+function committed(os: ResourceState, ns: ResourceState, warnings: string[], facts: StateFacts): Committed {
   if (ns === os || statesEqual(ns, os)) {
     return { ok: true, from: os, to: os, changed: false, line: '', warnings: [], effects: [] };
   }
@@ -215,6 +234,140 @@ export function internalTransition(os: ResourceState, wanted: ResourceState, ctx
   const r = transition(os, wanted, ctx, 'internal', facts);
   if (!r.ok) throw illegal(os, wanted, `refused (${r.code}) ${r.text}`);
   return r;
+}
+
+/** A resource's states: its connection and its volumes by volume number. */
+export interface ResourceStates {
+  connection: ConnectionState;
+  volumes: ReadonlyMap<number, VolumeState>;
+}
+
+/** A connection change refused by one volume (the first, by volume number): nothing changed. */
+export type ConnectionRefusal = Refusal & {
+  /** The volume whose check refused. */
+  vnr: number;
+  /** That volume's state word before, and the one the change wanted (for formatRefusalLog). */
+  from: ResourceState;
+  wanted: ResourceState;
+};
+
+export interface ConnectionCommitted {
+  ok: true;
+  from: ConnectionState;
+  to: ConnectionState;
+  /** Anything changed, on the connection or on a volume. */
+  changed: boolean;
+  /** One Committed per volume, by volume number: its state word before and after. */
+  volumes: ReadonlyMap<number, Committed>;
+  /** The one connection-level line: what every volume shares (conn_pr_state_change); may be empty. */
+  line: string;
+  /** Per volume, the rest of its change (drbd_pr_state_change); empty when the line says it all. */
+  volumeLines: ReadonlyMap<number, string>;
+}
+
+/** The fields the connection line prints when every volume shares them (CS_DC_*); the isp flags are per volume. */
+const COMMON_FIELDS: readonly StateLogField[] = ['role', 'peer', 'conn', 'disk', 'pdsk'];
+const fieldValue = (s: ResourceState, f: StateLogField): number | boolean =>
+  f === 'role' ? s.role : f === 'peer' ? s.peer : f === 'conn' ? s.conn : f === 'disk' ? s.disk : s.pdsk;
+
+/**
+ * The connection line and the volumes' own lines (conn_old_common_state,
+ * conn_pr_state_change, drbd_pr_state_change): role, peer, conn, disk and
+ * pdsk go on the connection line when every volume had the same value
+ * before and has the same after, susp always (it is the connection's);
+ * everything else, and the isp flags, on the volume's line.
+ */
+function connectionLines(commits: ReadonlyMap<number, Committed>): { line: string; volumeLines: Map<number, string> } {
+  const all = [...commits.values()];
+  const first = all[0];
+  const volumeLines = new Map<number, string>();
+  if (!first) return { line: '', volumeLines };
+  const shared = COMMON_FIELDS.filter((f) =>
+    all.every((c) => fieldValue(c.from, f) === fieldValue(first.from, f) && fieldValue(c.to, f) === fieldValue(first.to, f)),
+  );
+  const own = STATE_LOG_FIELDS.filter((f) => f !== 'susp' && !shared.includes(f));
+  for (const [vnr, c] of commits) volumeLines.set(vnr, formatStateChangeOf(c.from, c.to, own));
+  return { line: formatStateChangeOf(first.from, first.to, [...shared, 'susp']), volumeLines };
+}
+
+/**
+ * The log lines of a committed connection change, in order: with one
+ * volume its one line (connection line and volume line joined: exactly
+ * `transition`'s line, which the runtime always logged); with several the connection line, then each
+ * volume's own line as `volume N: …` (empty lines left out).
+ */
+export function connectionLogLines(c: ConnectionCommitted): string[] {
+  if (c.volumes.size === 1) {
+    const [own] = [...c.volumeLines.values()];
+    // As transition's line, even an empty one (susp_nod set while susp already was: no part prints).
+    return c.changed ? [[c.line, own ?? ''].filter((l) => l !== '').join(' ')] : [];
+  }
+  const lines = c.line === '' ? [] : [c.line];
+  for (const [vnr, own] of c.volumeLines) if (own !== '') lines.push(`volume ${vnr}: ${own}`);
+  return lines;
+}
+
+/**
+ * DRBD's conn_request_state: `change` (conn ≤ Connected, the suspension
+ * flags, or any field meant for every volume, as DRBD's mask/val) applied
+ * to every volume, in volume-number order. Each volume is judged by
+ * `transition` on its pair (volume, connection) — for `request` the first
+ * refusal refuses the whole change and nothing changes; for `internal` a
+ * broken hard rule throws before anything is returned. Otherwise one
+ * Committed per volume, the new connection state and the connection line.
+ * The suspension flags are the connection's: a volume whose sanitize froze
+ * IO (susp_fen, susp_nod) freezes it for all (DRBD writes tconn->susp_* per
+ * volume in turn), so each volume's Committed carries the merged flags.
+ * A resource without volumes changes its connection alone (checked on an
+ * unconfigured volume, as conn_set_state with number_of_volumes 0).
+ */
+export function connectionTransition(
+  states: ResourceStates,
+  change: Partial<ResourceState>,
+  ctx: StateCtx,
+  kind: TransitionKind,
+  facts: (vnr: number) => StateFacts = () => noFacts,
+): ConnectionCommitted | ConnectionRefusal {
+  if (change.conn !== undefined && change.conn > ConnState.Connected) {
+    throw new InvariantError(`a connection change goes to Connected at most, not conn ${change.conn} (a volume's replication is setVolumeState's)`);
+  }
+  const entries = [...states.volumes].sort(([a], [b]) => a - b);
+  const judged = entries.length > 0 ? entries : [[-1, unconfiguredVolume] as const];
+  const own = new Map<number, Committed>();
+  for (const [vnr, volume] of judged) {
+    const os = joinState(volume, states.connection);
+    const wanted = { ...os, ...change };
+    const r = transition(os, wanted, ctx, kind, facts(vnr));
+    if (!r.ok) return { ...r, vnr, from: os, wanted };
+    own.set(vnr, r);
+  }
+  const results = [...own.values()];
+  const conns = new Set(results.map((r) => connectionOf(r.to).conn));
+  if (conns.size !== 1) throw new InvariantError(`volumes disagree on the connection state after the change: ${[...conns].join(', ')}`);
+  const to: ConnectionState = {
+    conn: [...conns][0] as ConnState,
+    susp: results.some((r) => r.to.susp),
+    suspNod: results.some((r) => r.to.suspNod),
+    suspFen: results.some((r) => r.to.suspFen),
+  };
+  const volumes = new Map<number, Committed>();
+  for (const [vnr, r] of own) {
+    if (vnr < 0) continue;
+    const merged = joinState(volumeOf(r.to), to);
+    // Another volume froze IO: this volume's state word shows it, and its after-state rules see it.
+    volumes.set(vnr, statesEqual(merged, r.to) ? r : committed(r.from, merged, r.warnings, facts(vnr)));
+  }
+  const { line, volumeLines } = connectionLines(volumes);
+  const changed = !connectionStatesEqual(to, states.connection) || [...volumes.values()].some((c) => c.changed);
+  return {
+    ok: true,
+    from: states.connection,
+    to,
+    changed,
+    volumes,
+    line: entries.length > 0 ? line : formatStateChangeOf(joinState(unconfiguredVolume, states.connection), joinState(unconfiguredVolume, to), ['conn', 'susp']),
+    volumeLines,
+  };
 }
 
 export type { Refusal };

@@ -146,7 +146,7 @@ export class RulePair {
     };
   }
 
-  /** The one commit point, as ResourceRuntime.setState: transition, then P_STATE and after-state effects. */
+  /** The one commit point, as ResourceRuntime.setVolumeState / setConnState: transition, then P_STATE and after-state effects. */
   commit(n: SimNode, patch: StatePatch): void {
     const t = internalTransition(n.state, { ...n.state, ...patch }, this.ctx(n), { bitmapUuid: n.uuids.bitmap, newCurrentUuidPending: false });
     if (!t.changed) return;

@@ -1,6 +1,6 @@
 /**
  * resource/transition, the one function every state change passes, and
- * ResourceRuntime.setState, the one place that commits: an illegal internal
+ * ResourceRuntime.setVolumeState / setConnState, the one place that commits: an illegal internal
  * change is an InvariantError naming both states and changes nothing; a
  * request is refused with DRBD's text and exit code; a committed change
  * logs exactly one `conn( A -> B )` line and runs the after-state rules.
@@ -10,9 +10,9 @@ import { ResourceRuntime, type AttachedStore, type RuntimeOptions } from '../../
 import type { ResourceSpec } from '../../src/daemon/spec.js';
 import type { GenerationUuids } from '../../src/meta/types.js';
 import { requestPrimary } from '../../src/resource/admin.js';
-import { defaultStateCtx, unconfiguredState, type ResourceState } from '../../src/resource/state.js';
+import { type ConnectionState, type ResourceState, type VolumeState, defaultStateCtx, joinState, unconfiguredState, volumeOf } from '../../src/resource/state.js';
 import { ConnState as C, DiskState as D, Role as R } from '../../src/resource/states.js';
-import { brokenInvariant, lostPeerDataRule, transition } from '../../src/resource/transition.js';
+import { brokenInvariant, connectionLogLines, connectionTransition, lostPeerDataRule, transition } from '../../src/resource/transition.js';
 import { InvariantError } from '../../src/util/assert.js';
 import { pino } from 'pino';
 
@@ -50,14 +50,14 @@ function runtimeWithStore(uuids: GenerationUuids, frontend?: RuntimeOptions['fro
 }
 
 describe('an illegal internal transition is an InvariantError naming both states', () => {
-  it('StandAlone → Connected through setState throws, and the state, the log and the events stay as they were', async () => {
+  it('StandAlone → Connected through setConnState throws, and the state, the log and the events stay as they were', async () => {
     const { rt, probe } = runtimeWithStore({ current: 0x10n, bitmap: 0n, historyStart: 0n, historyEnd: 0n });
     await rt.attach();
     const events: unknown[] = [];
     rt.onEvent((e) => events.push(e));
     const before = rt.snapshot;
     const linesBefore = probe.lines.length;
-    const err = await rt.setState({ conn: C.Connected }, 'injected').catch((e: unknown) => e);
+    const err = await rt.setConnState({ conn: C.Connected }, 'injected').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InvariantError);
     const message = (err as Error).message;
     expect(message).toContain('{ cs:StandAlone ro:Secondary/Unknown ds:UpToDate/DUnknown r----- }');
@@ -66,6 +66,23 @@ describe('an illegal internal transition is an InvariantError naming both states
     expect(rt.snapshot).toEqual(before);
     expect(probe.lines.length).toBe(linesBefore);
     expect(events).toEqual([]);
+  });
+
+  it('a volume change may not move the connection (setVolumeState), a connection change not past Connected (setConnState)', async () => {
+    const { rt, probe } = runtimeWithStore({ current: 0x10n, bitmap: 0n, historyStart: 0n, historyEnd: 0n });
+    await rt.attach();
+    for (const conn of [C.Unconnected, C.WFConnection, C.WFReportParams]) await rt.setConnState({ conn }, 'test');
+    await rt.setVolumeState(0, { conn: C.Connected, peer: R.Secondary, pdsk: D.UpToDate }, 'handshake');
+    const before = rt.snapshot;
+    const linesBefore = probe.lines.length;
+    const lost = await rt.setVolumeState(0, { conn: C.NetworkFailure }, 'injected').catch((e: unknown) => e);
+    expect((lost as Error).message).toContain('connection changes go through setConnState');
+    const resync = await rt.setConnState({ conn: C.SyncSource }, 'injected').catch((e: unknown) => e);
+    expect(resync).toBeInstanceOf(InvariantError);
+    expect((resync as Error).message).toContain('a connection change goes to Connected at most');
+    expect(rt.snapshot).toEqual(before);
+    expect(probe.lines.length).toBe(linesBefore);
+    await expect(rt.setVolumeState(1, { role: R.Primary }, 'injected')).rejects.toThrow('volume 1 does not exist');
   });
 
   it('a state sanitize_state never yields (local role Unknown) is an InvariantError too', () => {
@@ -100,15 +117,15 @@ describe('one commit: one log line, one event, the after-state rules', () => {
   it('a Primary losing its UpToDate peer logs one line, publishes one change and starts a new data generation', async () => {
     const { rt, probe } = runtimeWithStore({ current: 0x11n, bitmap: 0n, historyStart: 0n, historyEnd: 0n });
     await rt.attach();
-    await rt.setState({ role: R.Primary }, 'test');
-    await rt.setState({ conn: C.Unconnected }, 'test');
-    await rt.setState({ conn: C.WFConnection }, 'test');
-    await rt.setState({ conn: C.WFReportParams }, 'test');
-    await rt.setState({ conn: C.Connected, peer: R.Secondary, pdsk: D.UpToDate }, 'test');
+    await rt.setVolumeState(0, { role: R.Primary }, 'test');
+    await rt.setConnState({ conn: C.Unconnected }, 'test');
+    await rt.setConnState({ conn: C.WFConnection }, 'test');
+    await rt.setConnState({ conn: C.WFReportParams }, 'test');
+    await rt.setVolumeState(0, { conn: C.Connected, peer: R.Secondary, pdsk: D.UpToDate }, 'test');
     const events: unknown[] = [];
     rt.onEvent((e) => events.push(e));
     const lines = probe.lines.length;
-    await rt.setState({ conn: C.NetworkFailure }, 'link lost');
+    await rt.setConnState({ conn: C.NetworkFailure }, 'link lost');
     expect(probe.lines.slice(lines)).toEqual(['peer( Secondary -> Unknown ) conn( Connected -> NetworkFailure ) pdsk( UpToDate -> DUnknown )']);
     expect(events.filter((e) => JSON.stringify(e).includes('change'))).toHaveLength(events.length);
     expect(events.length).toBeGreaterThan(0);
@@ -152,13 +169,59 @@ describe('the device-open check is a request rule only', () => {
     } as unknown as RuntimeOptions['frontend'];
     const { rt } = runtimeWithStore({ current: 0x11n, bitmap: 0n, historyStart: 0n, historyEnd: 0n }, frontend);
     await rt.attach();
-    await rt.setState({ role: R.Primary }, 'test');
-    for (const conn of [C.Unconnected, C.WFConnection, C.WFReportParams]) await rt.setState({ conn }, 'test');
-    await rt.setState({ conn: C.Connected, peer: R.Secondary, pdsk: D.UpToDate }, 'test');
-    await rt.setState({ conn: C.NetworkFailure }, 'test');
+    await rt.setVolumeState(0, { role: R.Primary }, 'test');
+    for (const conn of [C.Unconnected, C.WFConnection, C.WFReportParams]) await rt.setConnState({ conn }, 'test');
+    await rt.setVolumeState(0, { conn: C.Connected, peer: R.Secondary, pdsk: D.UpToDate }, 'test');
+    await rt.setConnState({ conn: C.NetworkFailure }, 'test');
     expect(asked).toBe(0);
     const demote = transition(rt.snapshot, { ...rt.snapshot, role: R.Secondary }, rt.stateCtx(), 'request');
     expect(demote).toMatchObject({ ok: false, code: -12, text: 'Device is held open by someone' });
     expect(asked).toBe(1);
+  });
+});
+
+describe('connectionTransition: one connection change on several volumes (conn_request_state)', () => {
+  const vol = (patch: Partial<VolumeState>): VolumeState => ({ ...volumeOf(st({})), ...patch });
+  const connected: ConnectionState = { conn: C.Connected, susp: false, suspNod: false, suspFen: false };
+
+  it('volume 3 refusing refuses the whole change although volume 0 accepts it: (-21), nothing committed', () => {
+    const waiting: ConnectionState = { ...connected, conn: C.WFConnection };
+    const volumes = new Map([[0, vol({ pdsk: D.Outdated })], [3, vol({ pdsk: D.DUnknown })]]);
+    const change = { conn: C.Disconnecting, pdsk: D.Outdated };
+    const alone0 = transition(joinState(volumes.get(0)!, waiting), { ...joinState(volumes.get(0)!, waiting), ...change }, defaultStateCtx, 'request');
+    expect(alone0.ok).toBe(true);
+    const r = connectionTransition({ connection: waiting, volumes }, change, defaultStateCtx, 'request');
+    expect(r).toMatchObject({ ok: false, vnr: 3, code: -21, text: 'Need a connection for a graceful disconnect/outdate peer' });
+    expect(!r.ok && r.from).toEqual(joinState(volumes.get(3)!, waiting));
+  });
+
+  it('a Primary volume losing the link freezes IO for all; after-state rules per volume with its own facts; one shared line', () => {
+    const ctx = { ...defaultStateCtx, fencing: 'resource-and-stonith' as const };
+    const volumes = new Map([
+      [0, vol({ role: R.Primary, peer: R.Secondary, pdsk: D.UpToDate })],
+      [1, vol({ role: R.Secondary, peer: R.Secondary, pdsk: D.Inconsistent })],
+      [2, vol({ role: R.Primary, peer: R.Secondary, pdsk: D.UpToDate })],
+    ]);
+    const facts = (vnr: number) => ({ bitmapUuid: vnr === 2 ? 0x55n : 0n, newCurrentUuidPending: false });
+    const r = connectionTransition({ connection: connected, volumes }, { conn: C.NetworkFailure }, ctx, 'internal', facts);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.to).toEqual({ conn: C.NetworkFailure, susp: false, suspNod: false, suspFen: true });
+    // volume 1 (Secondary) did not freeze IO itself, yet its state word shows the connection's flag
+    expect(r.volumes.get(1)!.to.suspFen).toBe(true);
+    expect(r.volumes.get(0)!.effects).toEqual([{ kind: 'defer-new-current-uuid' }]);
+    expect(r.volumes.get(1)!.effects).toEqual([]);
+    expect(r.volumes.get(2)!.effects).toEqual([]); // a bitmap UUID is already set
+    expect(connectionLogLines(r)).toEqual([
+      'peer( Secondary -> Unknown ) conn( Connected -> NetworkFailure ) susp( 0 -> 1 )',
+      'volume 0: pdsk( UpToDate -> DUnknown )',
+      'volume 2: pdsk( UpToDate -> DUnknown )',
+    ]);
+  });
+
+  it('with one volume the runtime logs exactly the old single line', () => {
+    const volumes = new Map([[0, vol({ role: R.Primary, peer: R.Secondary, pdsk: D.UpToDate, userIsp: true })]]);
+    const r = connectionTransition({ connection: connected, volumes }, { conn: C.NetworkFailure }, defaultStateCtx, 'internal');
+    expect(r.ok && connectionLogLines(r)).toEqual(['peer( Secondary -> Unknown ) conn( Connected -> NetworkFailure ) pdsk( UpToDate -> DUnknown )']);
   });
 });

@@ -42,7 +42,7 @@ async function primaryWithRefusingTeardown(): Promise<{ rt: ResourceRuntime; hol
   };
   const rt = new ResourceRuntime({ spec, log: silentLogger(), openStore: async () => fakeStore(closed), frontend });
   await rt.attach();
-  await rt.setState({ role: Role.Primary }, 'test');
+  await rt.setVolumeState(0, { role: Role.Primary }, 'test');
   await rt.expose({} as BlockDevice);
   return { rt, holder, closed };
 }
