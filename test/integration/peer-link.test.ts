@@ -50,7 +50,7 @@ function localParams(name: string, seed: bigint, overrides: Partial<LocalParams[
     },
     syncParam: { resyncRateKiBps: 250, cPlanAheadDs: 20, cDelayTargetDs: 10, cFillTargetSectors: 100, cMaxRateKiBps: 102400, verifyAlg: '', csumsAlg: '' },
     uuids: { uuids: { current: 0x1000n + seed, bitmap: seed, historyStart: 4n, historyEnd: 0n }, bitsSet: Number(seed) * 7, uuidFlags: 4 },
-    sizes: { diskSizeBytes: 64 * 1024 * 1024 + Number(seed) * 4096, currentSizeBytes: 0, maxRequestBytes: 1024 * 1024, ddsFlags: 0 },
+    sizes: { diskSizeBytes: 64 * 1024 * 1024 + Number(seed) * 4096, userSizeBytes: 0, currentSizeBytes: 0, maxRequestBytes: 1024 * 1024, ddsFlags: 0 },
     state: { role: 2, disk: 4, conn: 9, userIsp: false },
   };
 }

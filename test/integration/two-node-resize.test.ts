@@ -8,7 +8,7 @@
  * meta-data (la-size-sect, offsets, the bitmap) after down, and a restart
  * keeps the size. Disconnected, a node grows only to the peer's last known
  * size unless --assume-peer-has-space; refusals keep DRBD's codes (130, 131,
- * 111) and a smaller --size is refused (no online shrink).
+ * 111).
  */
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
