@@ -2,16 +2,20 @@
  * daemon/device-size — the size of the replicated device, as DRBD 8.4
  * decides it (drbd_new_dev_size / receive_sizes / drbd_determine_dev_size):
  * at attach the last agreed size (la_size_sect) capped by what the local
- * disk can hold; on connect the smaller of both nodes' usable sizes. A node
+ * disk can hold; on connect the smaller of both nodes' usable sizes, so a
+ * device (a Primary's too) grows when both disks hold more than it. A node
  * whose data is worth keeping (disk Outdated or better) never shrinks its
  * device while connecting: it logs "The peer's disk size is too small!" and
- * drops the connection. Pure: no disks, no sockets; the link applies it.
+ * drops the connection. On connect the smaller non-zero u_size (`resize
+ * --size`, `disk { size }`) of both nodes becomes both nodes' u_size; once
+ * connected a node takes the peer's u_size as it comes (receive_sizes:
+ * "Peer sets u_size to ..."), which is how `resize --size` shrinks both.
+ * `resize` is planResize (drbd_new_dev_size and the drbd_determine_dev_size
+ * checks), then, with the peer's answering P_SIZES, sizeAfterPeerSizes.
+ * Pure: no disks, no sockets; the link and the resize verb apply it.
  *
- * udrbd difference: at connect an in-use device (a Primary) keeps its size
- * and its peer adopts it; it grows only by `resize` (planResize: DRBD's
- * drbd_new_dev_size and the drbd_determine_dev_size checks; then, with the
- * peer's answering P_SIZES, sizeAfterPeerSizes). Nothing here shrinks a
- * device that holds data.
+ * udrbd difference: a P_SIZES d_size is already capped by the sender's
+ * u_size (DRBD sends the uncapped disk size beside it).
  */
 import { assert } from '../util/assert.js';
 import { DiskState, Role } from '../resource/states.js';
@@ -20,8 +24,12 @@ import { ppsize } from '../meta/metadata.js';
 export const SECTOR_BYTES = 512;
 
 export interface LocalSizeView {
-  /** What the local data area can hold, capped by a configured `disk { size }`. */
+  /** What the local data area can hold, capped by the u_size. */
   maxSizeBytes: number;
+  /** m_size: the local data area, not capped by the u_size. */
+  dataAreaBytes: number;
+  /** The local u_size (`disk { size }`, the last `resize --size`); 0 = none. */
+  userSizeBytes: number;
   /** The device's current size (agreed at the last connect, or la_size at attach). */
   currentSizeBytes: number;
   role: Role;
@@ -31,13 +39,16 @@ export interface LocalSizeView {
 export interface PeerSizeView {
   /** The peer's usable size (its P_SIZES d_size). */
   diskSizeBytes: number;
+  /** The peer's u_size (its P_SIZES u_size); 0 = none. */
+  userSizeBytes: number;
   /** The peer's current device size (its P_SIZES c_size). */
   currentSizeBytes: number;
   role: Role;
 }
 
 export type SizeAgreement =
-  | { kind: 'agreed'; sizeBytes: number; warnLines: string[] }
+  /** userSizeBytes: the u_size this node takes (min_not_zero of both); infoLines: "Peer sets u_size to ...". */
+  | { kind: 'agreed'; sizeBytes: number; userSizeBytes: number; warnLines: string[]; infoLines: string[] }
   | { kind: 'peer-too-small'; sizeBytes: number; errorLine: string; warnLines: string[] };
 
 /** DRBD's warn_if_differ_considerably: more than 1/8 apart. */
@@ -46,20 +57,41 @@ export function differConsiderably(aSectors: number, bSectors: number): boolean 
   return d > Math.floor(aSectors / 8) || d > Math.floor(bSectors / 8);
 }
 
+/** DRBD's min_not_zero. */
+function minNotZero(a: number, b: number): number {
+  if (a === 0) return b;
+  if (b === 0) return a;
+  return Math.min(a, b);
+}
+
+/**
+ * The u_size a node takes from the peer's P_SIZES: on connect the smaller
+ * non-zero one of both, once connected the peer's as it is. A u_size larger
+ * than this node's data area is not taken (DRBD would take it and log
+ * "Requested disk size is too big" at every size decision): the size is then
+ * the disks' anyway.
+ */
+export function userSizeFromPeer(localUserBytes: number, peerUserBytes: number, dataAreaBytes: number, connecting: boolean): { userSizeBytes: number; infoLines: string[] } {
+  const wanted = connecting ? minNotZero(localUserBytes, peerUserBytes) : peerUserBytes;
+  if (wanted === localUserBytes || wanted > dataAreaBytes || wanted % SECTOR_BYTES !== 0) return { userSizeBytes: localUserBytes, infoLines: [] };
+  return { userSizeBytes: wanted, infoLines: [`Peer sets u_size to ${wanted / SECTOR_BYTES} sectors`] };
+}
+
 /** The size both nodes use while connected (receive_sizes on connect). */
 export function agreeDeviceSize(local: LocalSizeView, peer: PeerSizeView): SizeAgreement {
   assert(local.maxSizeBytes > 0 && local.maxSizeBytes % SECTOR_BYTES === 0, 'local usable size is whole sectors');
+  assert(local.maxSizeBytes <= local.dataAreaBytes, 'the usable size lies inside the data area');
   assert(local.currentSizeBytes > 0 && local.currentSizeBytes <= local.maxSizeBytes, 'current size lies inside the local data area');
   const warnLines: string[] = [];
-  const mySectors = local.maxSizeBytes / SECTOR_BYTES;
+  const mySectors = local.dataAreaBytes / SECTOR_BYTES;
   const peerSectors = Math.floor(peer.diskSizeBytes / SECTOR_BYTES);
   if (differConsiderably(peerSectors, mySectors)) {
     warnLines.push(`Considerable difference in lower level device sizes: ${peerSectors}s vs. ${mySectors}s`);
   }
-  let sizeBytes = peerSectors > 0 ? Math.min(local.maxSizeBytes, peerSectors * SECTOR_BYTES) : local.currentSizeBytes;
-  // udrbd: an exposed device keeps its size (no online grow); both sides cap at the Primary's current size.
-  if (local.role === Role.Primary) sizeBytes = Math.min(sizeBytes, local.currentSizeBytes);
-  if (peer.role === Role.Primary && peer.currentSizeBytes > 0) sizeBytes = Math.min(sizeBytes, Math.floor(peer.currentSizeBytes / SECTOR_BYTES) * SECTOR_BYTES);
+  const user = userSizeFromPeer(local.userSizeBytes, peer.userSizeBytes, local.dataAreaBytes, true);
+  const myMaxBytes = user.userSizeBytes > 0 ? Math.min(user.userSizeBytes, local.dataAreaBytes) : local.dataAreaBytes;
+  // drbd_new_dev_size: min(p_size, m_size), then u_size; the device grows when both disks hold more (a Primary's too).
+  const sizeBytes = peerSectors > 0 ? Math.min(myMaxBytes, peerSectors * SECTOR_BYTES) : Math.min(local.currentSizeBytes, myMaxBytes);
   // "Never shrink a device with usable data during connect."
   if (sizeBytes < local.currentSizeBytes && (local.disk >= DiskState.Outdated || local.role === Role.Primary)) {
     return {
@@ -69,8 +101,8 @@ export function agreeDeviceSize(local: LocalSizeView, peer: PeerSizeView): SizeA
       warnLines,
     };
   }
-  assert(sizeBytes > 0 && sizeBytes <= local.maxSizeBytes, 'agreed size lies inside the local data area');
-  return { kind: 'agreed', sizeBytes, warnLines };
+  assert(sizeBytes > 0 && sizeBytes <= myMaxBytes, 'agreed size lies inside the local data area');
+  return { kind: 'agreed', sizeBytes, userSizeBytes: user.userSizeBytes, warnLines, infoLines: user.infoLines };
 }
 
 /** The size at attach: la_size_sect if set (capped by the disk), else the whole usable area. */
@@ -134,9 +166,9 @@ function kib(bytes: number): number {
  * peer's last known size, or with --assume-peer-has-space its own: "Resize
  * while not connected was forced by the user!"), then --size. Where DRBD goes
  * on with a smaller size after "Requested disk size is too big", udrbd
- * refuses (111), so no option is silently dropped. A smaller size is refused
- * too: without --size with DRBD's ERR_IMPLICIT_SHRINK (170); with --size
- * because udrbd does not shrink a device online (DRBD 8.4 would).
+ * refuses (111), so no option is silently dropped. A smaller size needs
+ * --size (drbd_determine_dev_size: without it DRBD's ERR_IMPLICIT_SHRINK,
+ * 170); with it the device shrinks to --size, as DRBD 8.4 does.
  */
 export function planResize(view: ResizeView, options: ResizeOptions): ResizeVerdict {
   const m = view.localMaxBytes;
@@ -168,19 +200,11 @@ export function planResize(view: ResizeView, options: ResizeOptions): ResizeVerd
     size = Math.min(size, u);
     if (!view.connected) size = u;
   }
-  if (size < view.currentSizeBytes) {
-    if (u === 0) {
-      return {
-        kind: 'refused',
-        code: 170,
-        errorLines: [`Implicit shrink not allowed. Use --size=${size / SECTOR_BYTES}s for explicit shrink.`],
-      };
-    }
+  if (size < view.currentSizeBytes && u === 0) {
     return {
       kind: 'refused',
-      code: 0,
-      errorLines: [],
-      message: `udrbd does not shrink a device online: --size=${size / SECTOR_BYTES}s is below the current size of ${view.currentSizeBytes / SECTOR_BYTES}s (DRBD 8.4 would shrink it). Shrink the file system first, then set 'disk { size }' in the configuration and restart the resource on both nodes (udrbdadm down, udrbdadm up)`,
+      code: 170,
+      errorLines: [`Implicit shrink not allowed. Use --size=${size / SECTOR_BYTES}s for explicit shrink.`],
     };
   }
   // Connected, the peer's new size arrives with its answer to our P_SIZES: the caller judges the outcome then.
@@ -193,14 +217,45 @@ export function planResize(view: ResizeView, options: ResizeOptions): ResizeVerd
   return { kind: 'size', sizeBytes: size, warnLines, unchangedWhy };
 }
 
+export interface PeerSizesView {
+  /** m_size: this node's data area (not capped by its u_size). */
+  dataAreaBytes: number;
+  /** This node's u_size before the packet. */
+  userSizeBytes: number;
+  /** The peer's d_size (capped by its u_size). */
+  peerDiskBytes: number;
+  /** The peer's u_size. */
+  peerUserBytes: number;
+  currentSizeBytes: number;
+}
+
+export interface PeerSizesOutcome {
+  sizeBytes: number;
+  /** The u_size this node takes (the peer's, receive_sizes after the connect). */
+  userSizeBytes: number;
+  infoLines: string[];
+  errorLines: string[];
+}
+
 /**
- * receive_sizes while connected: the size both nodes can now hold (the
- * peer's usable size, this node's, each already capped by its --size /
- * `disk { size }`). udrbd never shrinks online: a smaller result keeps the
- * current size (DRBD would shrink a connected device).
+ * receive_sizes while connected: this node takes the peer's u_size, then
+ * drbd_new_dev_size (the smaller of both usable sizes, then u_size) decides
+ * the size — larger or smaller than now (`resize --size` on the peer shrinks
+ * this node too). A u_size larger than the disks hold is DRBD's
+ * "Requested disk size is too big"; below the current size that keeps the
+ * size (DS_ERROR_SPACE_MD).
  */
-export function sizeAfterPeerSizes(localMaxBytes: number, peerDiskBytes: number, currentSizeBytes: number): { sizeBytes: number; shrinkRefused: boolean } {
-  const agreed = Math.floor(Math.min(localMaxBytes, peerDiskBytes) / SECTOR_BYTES) * SECTOR_BYTES;
-  if (agreed < currentSizeBytes) return { sizeBytes: currentSizeBytes, shrinkRefused: true };
-  return { sizeBytes: agreed, shrinkRefused: false };
+export function sizeAfterPeerSizes(view: PeerSizesView): PeerSizesOutcome {
+  const user = userSizeFromPeer(view.userSizeBytes, view.peerUserBytes, view.dataAreaBytes, false);
+  const errorLines: string[] = [];
+  let size = Math.floor(Math.min(view.dataAreaBytes, view.peerDiskBytes) / SECTOR_BYTES) * SECTOR_BYTES;
+  const u = view.peerUserBytes;
+  if (u > 0) {
+    if (u > size) errorLines.push(`Requested disk size is too big (${kib(u)} > ${kib(size)})`);
+    else size = u;
+  }
+  if (size === 0 || (size < view.currentSizeBytes && u > size)) size = view.currentSizeBytes;
+  // The size stays where the taken u_size would not cover it (DS_ERROR_SPACE_MD): then so does this node's u_size.
+  if (user.userSizeBytes > 0 && user.userSizeBytes < size) return { sizeBytes: size, userSizeBytes: view.userSizeBytes, infoLines: [], errorLines };
+  return { sizeBytes: size, userSizeBytes: user.userSizeBytes, infoLines: user.infoLines, errorLines };
 }

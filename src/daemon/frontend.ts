@@ -276,15 +276,21 @@ export class ResourceFrontend implements FrontendHook {
   }
 
   /**
-   * The volume grew (resize): the NBD export tells new clients the new size;
-   * the FUSE file grows and the loop device with it (losetup -c), as
-   * /dev/drbdN would. A kernel nbd attach keeps the size it negotiated
-   * (nbd-client cannot change it): that is logged, with what to do.
+   * The volume grew or shrank (resize, a connect): the NBD export serves
+   * the new size (new clients are told it; every client's requests past it
+   * are refused); a grown FUSE file grows the loop device with it (losetup
+   * -c), as /dev/drbdN would. The FUSE file does not shrink (the addon only
+   * grows a mounted file): the loop device keeps its size and I/O past the
+   * new end fails (EIO). A kernel nbd attach keeps the size it negotiated
+   * (nbd-client cannot change it). Both are logged, with what to do.
    */
-  async deviceGrew(sizeBytes: number): Promise<void> {
+  async deviceResized(sizeBytes: number): Promise<void> {
     if (this.kind === null) return;
-    this.server?.grow();
-    if (this.fuseLoop !== null) await this.fuseLoop.grow(sizeBytes);
+    this.server?.resize();
+    if (this.fuseLoop !== null) {
+      if (sizeBytes >= this.fuseLoop.sizeBytes) await this.fuseLoop.grow(sizeBytes);
+      else this.options.log.warn({ loopDevice: this.fuseLoop.loopDevice, sizeBytes }, `${this.fuseLoop.loopDevice} keeps its size of ${this.fuseLoop.sizeBytes} bytes; I/O past the new end at ${sizeBytes} fails (EIO); demote and promote again to see the smaller size there`);
+    }
     if (this.nbdDevice !== null) {
       this.options.log.warn({ nbdDevice: this.nbdDevice, sizeBytes }, `${this.nbdDevice} keeps the size its nbd-client attach negotiated; demote and promote again (secondary, primary) to see ${sizeBytes} bytes there`);
     }

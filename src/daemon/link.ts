@@ -362,8 +362,8 @@ export class PeerLink {
       uuids: this.uuidsBody(),
       // drbd_send_sizes without a disk: d_size 0, c_size the device's (the peer's size it took, or 0).
       sizes: store
-        ? { diskSizeBytes: store.maxSizeBytes, currentSizeBytes: store.sizeBytes, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: 0 }
-        : { diskSizeBytes: 0, currentSizeBytes: this.engine()?.volume.sizeBytes ?? 0, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: 0 },
+        ? { diskSizeBytes: store.maxSizeBytes, userSizeBytes: store.userSizeBytes ?? 0, currentSizeBytes: store.sizeBytes, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: 0 }
+        : { diskSizeBytes: 0, userSizeBytes: 0, currentSizeBytes: this.engine()?.volume.sizeBytes ?? 0, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: 0 },
       state: { role: s.role, disk: s.disk, conn: ConnState.WFReportParams, userIsp: pausesPeer(s) },
     };
   }
@@ -475,8 +475,15 @@ export class PeerLink {
     const s = rt.snapshot;
     const peer = result.peer;
     const sizing = agreeDeviceSize(
-      { maxSizeBytes: store.maxSizeBytes, currentSizeBytes: store.sizeBytes, role: s.role, disk: s.disk },
-      { diskSizeBytes: peer.sizes.diskSizeBytes, currentSizeBytes: peer.sizes.currentSizeBytes, role: peer.role as Role },
+      {
+        maxSizeBytes: store.maxSizeBytes,
+        dataAreaBytes: store.dataAreaBytes ?? store.maxSizeBytes,
+        userSizeBytes: store.userSizeBytes ?? 0,
+        currentSizeBytes: store.sizeBytes,
+        role: s.role,
+        disk: s.disk,
+      },
+      { diskSizeBytes: peer.sizes.diskSizeBytes, userSizeBytes: peer.sizes.userSizeBytes, currentSizeBytes: peer.sizes.currentSizeBytes, role: peer.role as Role },
     );
     for (const line of sizing.warnLines) rt.log.warn({ peerBytes: peer.sizes.diskSizeBytes, localBytes: store.maxSizeBytes }, line);
     if (sizing.kind === 'peer-too-small') {
@@ -488,9 +495,14 @@ export class PeerLink {
       await this.toStandAlone('peer disk too small');
       return;
     }
-    const sizeWritten = store.setAgreedSize(sizing.sizeBytes);
+    for (const line of sizing.infoLines) rt.log.info({ userSizeBytes: sizing.userSizeBytes }, line);
+    // receive_sizes → drbd_determine_dev_size: the device takes the agreed size now — it grows when both
+    // disks hold more, a Primary's too (the grown blocks are out of sync: the handshake's resync covers them).
+    const resized = sizing.sizeBytes !== store.sizeBytes;
+    const sizeWritten = store.applySize ? store.applySize(sizing.userSizeBytes, sizing.sizeBytes) : store.setAgreedSize(sizing.sizeBytes);
     const decision = this.handshake(link);
     await sizeWritten;
+    if (resized) await rt.deviceSizeChanged();
     await rt.setConnState({ conn: ConnState.WFReportParams }, 'connected');
     await this.act(link, engine, decision);
   }
@@ -893,17 +905,17 @@ export class PeerLink {
         resolve(true);
       });
     });
-    link.result.session.send({ type: PacketType.Sizes, volume: this.vnr, diskSizeBytes: store.maxSizeBytes, currentSizeBytes: 0, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags });
+    link.result.session.send({ type: PacketType.Sizes, volume: this.vnr, diskSizeBytes: store.maxSizeBytes, userSizeBytes: store.userSizeBytes ?? 0, currentSizeBytes: 0, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags });
     return answered;
   }
 
   /**
-   * receive_sizes after the connect: the peer's usable size changed (its
-   * `resize`, or our own answered). This node re-reads its backing disk
-   * (moving internal meta-data when it grew), takes the smaller of both
-   * usable sizes if that is larger than the device (never smaller: udrbd does
-   * not shrink online), answers when asked or when the sizes differ, and
-   * after a grow while Connected resyncs the new area from the Primary.
+   * receive_sizes after the connect: the peer's usable size or u_size changed
+   * (its `resize`, or our own answered). This node re-reads its backing disk
+   * (moving internal meta-data when it grew), takes the peer's u_size and the
+   * size drbd_new_dev_size gives (larger, or smaller after `resize --size`),
+   * answers when asked or when the sizes differ, and after a grow while
+   * Connected resyncs the new area from the Primary.
    */
   private async onPeerSizes(link: ActiveLink, packet: SizesPacket): Promise<void> {
     const rt = this.runtime;
@@ -911,7 +923,7 @@ export class PeerLink {
     if (this.active !== link || link.closed) return;
     // c_size 0 asks for an answer (trigger_reply); the peer's last real c_size is kept.
     const currentSizeBytes = packet.currentSizeBytes > 0 ? packet.currentSizeBytes : link.peer.sizes.currentSizeBytes;
-    link.peer = { ...link.peer, sizes: { diskSizeBytes: packet.diskSizeBytes, currentSizeBytes, maxRequestBytes: packet.maxRequestBytes, ddsFlags: packet.ddsFlags } };
+    link.peer = { ...link.peer, sizes: { diskSizeBytes: packet.diskSizeBytes, userSizeBytes: packet.userSizeBytes, currentSizeBytes, maxRequestBytes: packet.maxRequestBytes, ddsFlags: packet.ddsFlags } };
     this.lastPeerDiskBytes = packet.diskSizeBytes;
     if (!store) return this.onPeerSizesDiskless(link, packet);
     // Only a Connected pair grows (a peer's resize is refused during a resync, 130): otherwise just note its size.
@@ -921,17 +933,21 @@ export class PeerLink {
     }
     const noResync = (packet.ddsFlags & DdsFlag.noResync) !== 0;
     const grownBytes = store.refreshCapacity ? await store.refreshCapacity() : 0;
-    const next = sizeAfterPeerSizes(store.maxSizeBytes, packet.diskSizeBytes, store.sizeBytes);
-    if (next.shrinkRefused) {
-      rt.log.warn({ peerBytes: packet.diskSizeBytes, currentBytes: store.sizeBytes }, `the peer offers ${packet.diskSizeBytes / 512} sectors, less than the device's ${store.sizeBytes / 512}: udrbd does not shrink online, the size stays`);
-    }
+    const next = sizeAfterPeerSizes({
+      dataAreaBytes: store.dataAreaBytes ?? store.maxSizeBytes,
+      userSizeBytes: store.userSizeBytes ?? 0,
+      peerDiskBytes: packet.diskSizeBytes,
+      peerUserBytes: packet.userSizeBytes,
+      currentSizeBytes: store.sizeBytes,
+    });
+    for (const line of next.infoLines) rt.log.info({ userSizeBytes: next.userSizeBytes }, line);
+    for (const line of next.errorLines) rt.log.error({ peerUserBytes: packet.userSizeBytes, peerBytes: packet.diskSizeBytes }, line);
     const grew = next.sizeBytes > store.sizeBytes;
-    if (grew) {
-      await store.setAgreedSize(next.sizeBytes, !noResync);
-      await rt.deviceSizeChanged();
-    }
+    const resized = next.sizeBytes !== store.sizeBytes;
+    await this.applyDeviceSize(next.userSizeBytes, next.sizeBytes, !noResync);
+    if (resized) await rt.deviceSizeChanged();
     if (packet.currentSizeBytes !== store.sizeBytes || grownBytes > 0) {
-      link.result.session.send({ type: PacketType.Sizes, volume: this.vnr, diskSizeBytes: store.maxSizeBytes, currentSizeBytes: store.sizeBytes, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: packet.ddsFlags });
+      link.result.session.send({ type: PacketType.Sizes, volume: this.vnr, diskSizeBytes: store.maxSizeBytes, userSizeBytes: store.userSizeBytes ?? 0, currentSizeBytes: store.sizeBytes, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: packet.ddsFlags });
     }
     const pending = link.resizePending;
     link.resizePending = false;
@@ -942,8 +958,8 @@ export class PeerLink {
   /**
    * receive_sizes without a disk, after the connect: the device follows the
    * peer's new current size. A request for an answer (c_size 0, the peer's
-   * `resize`) is answered, not followed: udrbd's P_SIZES has no u_size, and
-   * the peer's d_size alone is not its device's size.
+   * `resize`) is answered, not followed: the peer's d_size alone is not its
+   * device's size; its answer to ours carries the new c_size.
    */
   private async onPeerSizesDiskless(link: ActiveLink, packet: SizesPacket): Promise<void> {
     const rt = this.runtime;
@@ -956,9 +972,23 @@ export class PeerLink {
     }
     // The peer's `resize` waits for an answer (c_size 0 asks for one): d_size 0, our device's size.
     if (packet.currentSizeBytes === 0 && engine && !link.closed) {
-      link.result.session.send({ type: PacketType.Sizes, volume: this.vnr, diskSizeBytes: 0, currentSizeBytes: engine.volume.sizeBytes, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: packet.ddsFlags });
+      link.result.session.send({ type: PacketType.Sizes, volume: this.vnr, diskSizeBytes: 0, userSizeBytes: 0, currentSizeBytes: engine.volume.sizeBytes, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: packet.ddsFlags });
     }
     this.sizesHandled(link);
+  }
+
+  /**
+   * A new u_size and device size on the attached disk (drbd_determine_dev_size).
+   * A shrink first waits for the I/O in flight past the new end and holds
+   * new I/O there off (DRBD's drbd_suspend_io), so nothing is written past
+   * it once it is in force; afterwards requests there are refused.
+   */
+  async applyDeviceSize(userSizeBytes: number, sizeBytes: number, setNewBits: boolean): Promise<void> {
+    const store = this.runtime.requireStore();
+    const apply = (): Promise<void> => (store.applySize ? store.applySize(userSizeBytes, sizeBytes, setNewBits) : store.setAgreedSize(sizeBytes, setNewBits));
+    const engine = this.engine();
+    if (sizeBytes < store.sizeBytes && engine) await engine.withRangeExcluded(sizeBytes, store.sizeBytes, apply);
+    else await apply();
   }
 
   private sizesHandled(link: ActiveLink): void {

@@ -164,6 +164,23 @@ export class MetaStore implements AttachedStore {
     return this.md.flushBitmap().then(() => undefined);
   }
 
+  /**
+   * A new u_size and agreed size (receive_sizes, `resize --size`): a shrink
+   * ends the device first, then lowers the usable area to the u_size; a
+   * grow raises the usable area first. Bits past a new end are dropped
+   * (drbd_bm_resize), la_size_sect records the size.
+   */
+  async applySize(userSizeBytes: number, sizeBytes: number, setNewBits = true): Promise<void> {
+    if (sizeBytes < this.data.sizeBytes) {
+      const written = this.setAgreedSize(sizeBytes, setNewBits);
+      this.setUserSize(userSizeBytes);
+      await written;
+      return;
+    }
+    this.setUserSize(userSizeBytes);
+    await this.setAgreedSize(sizeBytes, setNewBits);
+  }
+
   get activityLog(): ActivityLog {
     const al = this.md.activityLog;
     if (!al) throw new Error('meta-data not attached');

@@ -5,9 +5,10 @@
  * 131), then the backing disk is re-read and internal meta-data moved to its
  * new end (MetaStore.refreshCapacity), the new size decided
  * (device-size planResize: the smaller of both nodes' usable sizes, then
- * --size), applied, and — while connected — P_SIZES sent so the peer grows
- * too (PeerLink.exchangeSizesForResize; the new area is then resynced from
- * the Primary unless --assume-clean). The verb returns once the peer's
+ * --size, which may be below the current size: an explicit shrink), applied,
+ * and — while connected — P_SIZES sent with the new u_size so the peer grows
+ * or shrinks too (PeerLink.exchangeSizesForResize; a grown area is then
+ * resynced from the Primary unless --assume-clean). The verb returns once the peer's
  * answer is handled, so `udrbdadm resize` ends with both sizes known.
  * Knows the store and the link only through their methods.
  */
@@ -57,7 +58,7 @@ async function resize(rt: ResourceRuntime, link: PeerLink, options: ResizeOption
   if (!store || s.disk <= DiskState.Failed) refuseWith(ErrCode.noDisk);
   if (s.conn > ConnState.Connected) refuseWith(ErrCode.resizeResync);
   if (s.role === Role.Secondary && s.peer === Role.Secondary) refuseWith(ErrCode.noPrimary);
-  if (!store.refreshCapacity || !store.setUserSize || store.dataAreaBytes === undefined) {
+  if (!store.refreshCapacity || !store.applySize || store.dataAreaBytes === undefined) {
     return { exitCode: ExitCode.fatal, stderr: `${minor}: this disk cannot be resized (no meta-data store)\n` };
   }
   await store.refreshCapacity();
@@ -75,14 +76,12 @@ async function resize(rt: ResourceRuntime, link: PeerLink, options: ResizeOption
     return { exitCode: r.exitCode, stderr: `${minor}: Failure: (${r.code}) ${r.text}\nadditional info from kernel:\n${info}\n` };
   }
   for (const line of verdict.warnLines) rt.log.warn(line);
-  store.setUserSize(options.userSizeBytes);
   const beforeBytes = store.sizeBytes;
   const grew = verdict.sizeBytes > beforeBytes;
-  if (grew) {
-    await store.setAgreedSize(verdict.sizeBytes, !options.assumeClean);
-    await rt.deviceSizeChanged();
-    if (!connected && options.assumeClean) rt.log.info('Resync of new storage suppressed with --assume-clean');
-  }
+  // drbd_determine_dev_size: the new u_size and size here (a shrink to --size too), then P_SIZES to the peer.
+  await link.applyDeviceSize(options.userSizeBytes, verdict.sizeBytes, !options.assumeClean);
+  if (verdict.sizeBytes !== beforeBytes) await rt.deviceSizeChanged();
+  if (grew && !connected && options.assumeClean) rt.log.info('Resync of new storage suppressed with --assume-clean');
   let note = '';
   if (connected) {
     const ddsFlags = (options.assumePeerHasSpace ? DdsFlag.forced : 0) | (options.assumeClean ? DdsFlag.noResync : 0);

@@ -84,6 +84,8 @@ export interface AttachedStore {
   /** u_size: the --size in force (0 = the whole data area). */
   readonly userSizeBytes?: number;
   setUserSize?(userSizeBytes: number): void;
+  /** A new u_size and agreed size together, in the order that keeps the size inside the usable area (shrink first, or u_size first). */
+  applySize?(userSizeBytes: number, sizeBytes: number, setNewBits?: boolean): Promise<void>;
   /** Disk state at attach, from the meta-data MDF_* flags (drbd_main.c: drbd_md_read). */
   readonly diskAtAttach: DiskState;
   /** Peer disk state at attach: Outdated when MDF_PEER_OUT_DATED is set, else DUnknown. */
@@ -118,8 +120,8 @@ export interface FrontendHook {
   teardown(): Promise<void>;
   /** What status shows as `frontend` while exposed. */
   describe?(): FrontendStatusView | undefined;
-  /** The exposed device grew (online `resize`): make the kernel device and the NBD export follow. */
-  deviceGrew?(sizeBytes: number): Promise<void>;
+  /** The exposed device grew or shrank (online `resize`, a connect): make the kernel device and the NBD export follow. */
+  deviceResized?(sizeBytes: number): Promise<void>;
 }
 
 export interface RuntimeOptions {
@@ -511,19 +513,20 @@ export class ResourceRuntime {
   }
 
   /**
-   * After the agreed size grew: an exposed device follows (DRBD's
-   * drbd_set_my_capacity + revalidate: /dev/drbdN grows by itself). A failure
-   * is logged, not thrown: the replicated device did grow; the operator can
-   * grow the kernel device by hand (losetup -c).
+   * After the agreed size changed: an exposed device follows (DRBD's
+   * drbd_set_my_capacity + revalidate: /dev/drbdN grows or shrinks by
+   * itself). A failure is logged, not thrown: the replicated device did
+   * change (requests past its end are refused either way); the operator can
+   * resize the kernel device by hand (losetup -c).
    */
   async deviceSizeChanged(): Promise<void> {
     const frontend = this.options.frontend;
     const sizeBytes = this.deviceSizeBytes();
-    if (!this.exposed || !frontend?.deviceGrew || sizeBytes === 0) return;
+    if (!this.exposed || !frontend?.deviceResized || sizeBytes === 0) return;
     try {
-      await frontend.deviceGrew(sizeBytes);
+      await frontend.deviceResized(sizeBytes);
     } catch (err) {
-      this.log.error({ err, sizeBytes }, `the exposed device did not grow to ${sizeBytes} bytes: ${(err as Error).message}`);
+      this.log.error({ err, sizeBytes }, `the exposed device did not follow the new size of ${sizeBytes} bytes: ${(err as Error).message}`);
     }
   }
 

@@ -182,7 +182,7 @@ export function exchangeParams(
           uuidsKnown: u !== undefined,
           bitsSet: u?.bitsSet ?? 0,
           uuidFlags: u?.uuidFlags ?? 0,
-          sizes: { diskSizeBytes: s.diskSizeBytes, currentSizeBytes: s.currentSizeBytes, maxRequestBytes: s.maxRequestBytes, ddsFlags: s.ddsFlags },
+          sizes: { diskSizeBytes: s.diskSizeBytes, userSizeBytes: s.userSizeBytes, currentSizeBytes: s.currentSizeBytes, maxRequestBytes: s.maxRequestBytes, ddsFlags: s.ddsFlags },
           role: st.role,
           disk: st.disk,
           conn: st.conn,

@@ -128,8 +128,10 @@ export interface UuidsPacket extends VolumeAddressed {
 
 export interface SizesPacket extends VolumeAddressed {
   type: typeof PacketType.Sizes;
-  /** Usable data size of the sender's backing disk. */
+  /** Usable data size of the sender's backing disk (udrbd: already capped by its u_size). */
   diskSizeBytes: number;
+  /** u_size: the sender's requested size (`resize --size`, `disk { size }`); 0 = none (DRBD's p_sizes.u_size). */
+  userSizeBytes: number;
   /** Size the sender currently exposes (0 if nothing agreed yet, or: answer with your sizes — DRBD's trigger_reply). */
   currentSizeBytes: number;
   maxRequestBytes: number;

@@ -122,7 +122,7 @@ bounds(PacketType.Protocol, PROTOCOL_FIXED_BYTES, PROTOCOL_FIXED_BYTES + NAME_BY
 bounds(PacketType.SyncParam, SYNC_PARAM_FIXED_BYTES, SYNC_PARAM_FIXED_BYTES + 2 * ALG_NAME_BYTES_MAX);
 bounds(PacketType.ProtocolUpdate, PROTOCOL_FIXED_BYTES, PROTOCOL_FIXED_BYTES + NAME_BYTES_MAX + 1 + NAME_BYTES_MAX + 1 + ALG_NAME_BYTES_MAX);
 bounds(PacketType.Uuids, 48);
-bounds(PacketType.Sizes, 22);
+bounds(PacketType.Sizes, 30);
 bounds(PacketType.State, 4);
 bounds(PacketType.SyncUuid, 8);
 bounds(PacketType.StateChangeRequest, 8);
@@ -309,11 +309,13 @@ export function encodeHead(packet: WirePacket, integrity: BlockDigest | null = n
       return buf;
     }
     case PacketType.Sizes: {
-      const buf = allocFrame(packet.type, 22, 0, packet.volume);
+      // DRBD's p_sizes order: d_size, u_size, c_size, max_bio_size, then (udrbd: no queue_order_type) dds_flags.
+      const buf = allocFrame(packet.type, 30, 0, packet.volume);
       writeU64Number(buf, packet.diskSizeBytes, h);
-      writeU64Number(buf, packet.currentSizeBytes, h + 8);
-      buf.writeUInt32BE(packet.maxRequestBytes, h + 16);
-      buf.writeUInt16BE(packet.ddsFlags, h + 20);
+      writeU64Number(buf, packet.userSizeBytes, h + 8);
+      writeU64Number(buf, packet.currentSizeBytes, h + 16);
+      buf.writeUInt32BE(packet.maxRequestBytes, h + 24);
+      buf.writeUInt16BE(packet.ddsFlags, h + 28);
       return buf;
     }
     case PacketType.State: {
@@ -575,14 +577,15 @@ export function decodeBody(type: number, body: Buffer, integrityBytes = 0, volum
       };
     case PacketType.Sizes:
       // dds_flags: forced (1) and no-resync (2); any other bit is a sender this build does not know.
-      if ((body.readUInt16BE(20) & ~3) !== 0) fail('Sizes flags out of range');
+      if ((body.readUInt16BE(28) & ~3) !== 0) fail('Sizes flags out of range');
       return {
         type,
         volume,
         diskSizeBytes: readU64Number(body, 0, 'diskSizeBytes'),
-        currentSizeBytes: readU64Number(body, 8, 'currentSizeBytes'),
-        maxRequestBytes: body.readUInt32BE(16),
-        ddsFlags: body.readUInt16BE(20),
+        userSizeBytes: readU64Number(body, 8, 'userSizeBytes'),
+        currentSizeBytes: readU64Number(body, 16, 'currentSizeBytes'),
+        maxRequestBytes: body.readUInt32BE(24),
+        ddsFlags: body.readUInt16BE(28),
       };
     case PacketType.State: {
       const role = body.readUInt8(0);

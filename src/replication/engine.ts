@@ -294,6 +294,23 @@ export class ReplicationEngine {
     this.link?.receiver.setAcceptWrites(false, 'diskless');
   }
 
+  /**
+   * Runs `change` (a shrink of the device to `startBytes`) while holding
+   * [startBytes, endBytes) in the range lock every write path shares: it
+   * starts once the writes in flight there are done, and writes arriving
+   * meanwhile wait, then find the range past the device's end (refused).
+   */
+  async withRangeExcluded(startBytes: number, endBytes: number, change: () => Promise<void>): Promise<void> {
+    assert(startBytes < endBytes, `excluded range [${startBytes}, ${endBytes}) is not empty`);
+    const granted = this.rangeLock.acquire(startBytes, endBytes);
+    const hold = granted instanceof Promise ? await granted : granted;
+    try {
+      await change();
+    } finally {
+      this.rangeLock.release(hold);
+    }
+  }
+
   /** Diskless: the device takes the peer's size (receive_sizes → drbd_set_my_capacity). */
   setDisklessSizeBytes(sizeBytes: number): void {
     this.local.setDisklessSizeBytes(sizeBytes);

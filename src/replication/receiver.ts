@@ -112,12 +112,21 @@ export class SecondaryReceiver {
     const hold: RangeHold = granted instanceof Promise ? await granted : granted;
     counters.lo++;
     try {
-      if ((packet.flags & DataFlag.flush) !== 0) await disk.flush();
-      const fua = (packet.flags & DataFlag.fua) !== 0;
-      const startedMs = performance.now();
-      await disk.write(payload, offsetBytes, fua ? FUA : undefined);
-      counters.diskWriteLatency.record(performance.now() - startedMs);
-      counters.diskWrittenBytes += payload.length;
+      if (offsetBytes + payload.length > disk.sizeBytes) {
+        // read_in_block: past the end of a (shrunk) device. DRBD drops the connection; udrbd NegAcks the write.
+        ok = false;
+        this.deps.log.error(
+          { offsetBytes, lengthBytes: payload.length, sizeBytes: disk.sizeBytes },
+          `request from peer beyond end of local disk: capacity: ${disk.sizeBytes / 512}s < sector: ${offsetBytes / 512}s + size: ${payload.length}`,
+        );
+      } else {
+        if ((packet.flags & DataFlag.flush) !== 0) await disk.flush();
+        const fua = (packet.flags & DataFlag.fua) !== 0;
+        const startedMs = performance.now();
+        await disk.write(payload, offsetBytes, fua ? FUA : undefined);
+        counters.diskWriteLatency.record(performance.now() - startedMs);
+        counters.diskWrittenBytes += payload.length;
+      }
     } catch (err) {
       ok = false;
       this.deps.log.error({ offsetBytes, lengthBytes: payload.length, err: (err as Error).message }, 'local write of peer data failed');

@@ -458,6 +458,8 @@ export class ReplicatedVolume implements BlockDevice {
         await this.disk.read(buffer, offsetBytes, flags);
       } catch (err) {
         this.counters.lo--;
+        // Past the device's end (it shrank meanwhile) is a refused request, not a failing disk.
+        if (err instanceof RangeError) throw err;
         this.onLocalIoError('read', offsetBytes, err as Error);
         // drbd_req.c: a failed READ is retried on the peer if it has good data.
         const reader = this.peerReader;
@@ -501,6 +503,8 @@ export class ReplicatedVolume implements BlockDevice {
     let network: PendingWrite | null = null;
     let localError: Error | null = null;
     try {
+      // The device may have shrunk while this write waited for its range (engine withRangeExcluded): refused, nothing sent.
+      checkRange(this, offsetBytes, buffer.length);
       if (this.peer !== null) network = await this.sendWrite(buffer, offsetBytes, fua);
       if (network === null) setOutOfSync(this.bitmap, offsetBytes, buffer.length);
       if (this.diskless) {

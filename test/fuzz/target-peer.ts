@@ -57,7 +57,7 @@ const PACKETS: WirePacket[] = [
   },
   { type: PacketType.SyncParam, volume: 0, resyncRateKiBps: 10240, cPlanAheadDs: 20, cDelayTargetDs: 10, cFillTargetSectors: 100, cMaxRateKiBps: 102400, verifyAlg: 'sha256', csumsAlg: '' },
   { type: PacketType.Uuids, volume: 1, uuids: { current: 0x1234n, bitmap: 0n, historyStart: 7n, historyEnd: 9n }, bitsSet: 12, uuidFlags: 1 },
-  { type: PacketType.Sizes, volume: 0, diskSizeBytes: 1 << 30, currentSizeBytes: 1 << 30, maxRequestBytes: 1 << 20, ddsFlags: 0 },
+  { type: PacketType.Sizes, volume: 0, diskSizeBytes: 1 << 30, userSizeBytes: 0, currentSizeBytes: 1 << 30, maxRequestBytes: 1 << 20, ddsFlags: 0 },
   { type: PacketType.State, volume: 1, role: 1, disk: 8, conn: 10, userIsp: false },
   { type: PacketType.SyncUuid, volume: 0, uuid: 0xabcdefn },
   { type: PacketType.StateChangeRequest, volume: 1, requestId: 5, role: 1, disk: 4 },

@@ -51,7 +51,7 @@ function localParams(name: string, seed: bigint, overrides: Partial<LocalParams[
     },
     syncParam: { resyncRateKiBps: 250, cPlanAheadDs: 20, cDelayTargetDs: 10, cFillTargetSectors: 100, cMaxRateKiBps: 102400, verifyAlg: '', csumsAlg: '' },
     uuids: { uuids: { current: 0x1000n + seed, bitmap: seed, historyStart: 4n, historyEnd: 0n }, bitsSet: Number(seed) * 7, uuidFlags: 4 },
-    sizes: { diskSizeBytes: 64 * 1024 * 1024 + Number(seed) * 4096, currentSizeBytes: 0, maxRequestBytes: 1024 * 1024, ddsFlags: 0 },
+    sizes: { diskSizeBytes: 64 * 1024 * 1024 + Number(seed) * 4096, userSizeBytes: 0, currentSizeBytes: 0, maxRequestBytes: 1024 * 1024, ddsFlags: 0 },
     state: { role: 2, disk: 4, conn: 9, userIsp: false },
   };
 }
@@ -357,7 +357,7 @@ describe('peer link', () => {
     const [ra, rb] = await connectPair(alpha, beta);
     const got: Packet[] = [];
     rb.session.onPacket((p) => got.push(p));
-    ra.session.send({ type: PacketType.Sizes, volume: 5, diskSizeBytes: 4096, currentSizeBytes: 4096, maxRequestBytes: 4096, ddsFlags: 0 });
+    ra.session.send({ type: PacketType.Sizes, volume: 5, diskSizeBytes: 4096, userSizeBytes: 0, currentSizeBytes: 4096, maxRequestBytes: 4096, ddsFlags: 0 });
     ra.session.send({ type: PacketType.State, volume: 1, role: 1, disk: 8, conn: 10, userIsp: false });
     ra.session.send({ type: PacketType.WriteAck, volume: 0, offsetBytes: 0, lengthBytes: 512, blockId: 9 });
     await until(() => got.length >= 1, 2000, 'the volume-0 packet behind the skipped ones');

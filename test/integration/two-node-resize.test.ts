@@ -8,7 +8,9 @@
  * meta-data (la-size-sect, offsets, the bitmap) after down, and a restart
  * keeps the size. Disconnected, a node grows only to the peer's last known
  * size unless --assume-peer-has-space; refusals keep DRBD's codes (130, 131,
- * 111) and a smaller --size is refused (no online shrink).
+ * 111). An explicit --size below the current size shrinks both nodes of a
+ * connected pair (the peer takes the u_size from P_SIZES), and a Primary
+ * whose disk and its peer's grew while apart grows at the connect.
  */
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -193,7 +195,7 @@ describe('udrbdadm resize, connected Primary/Secondary', () => {
     }
   });
 
-  it('a --size above what both disks hold is refused (111); below the current size is refused (no online shrink); a --size in between is the new size', async () => {
+  it('a --size above what both disks hold is refused (111); a --size in between is the new size', async () => {
     cluster = pair(9213, 274);
     const c = cluster;
     await c.upSynced();
@@ -202,9 +204,6 @@ describe('udrbdadm resize, connected Primary/Secondary', () => {
     expect(tooBig.exitCode, tooBig.stderr + tooBig.stdout).toBe(10);
     expect(tooBig.stderr).toContain('274: Failure: (111) Low.dev. smaller than requested DRBD-dev. size.');
     expect(tooBig.stderr).toContain(`Requested disk size is too big (${NEW_BYTES / 1024 + 4} > ${NEW_BYTES / 1024})`);
-    const shrink = await c.adm('alpha', ['resize', '--size=32M', c.resource]);
-    expect(shrink.exitCode).toBe(10);
-    expect(shrink.stderr).toContain('udrbd does not shrink a device online: --size=65536s is below the current size');
     for (const node of ['alpha', 'beta'] as const) expect((await c.statusJson(node)).sizeBytes, node).toBe(OLD_BYTES);
     const bad = await c.adm('alpha', ['resize', '--al-stripes=2', c.resource]);
     expect(bad.exitCode).toBe(1);
@@ -301,5 +300,134 @@ describe('udrbdadm resize, external meta-data', () => {
     await c.admOk('alpha', ['down', c.resource]);
     await c.admOk('beta', ['down', c.resource]);
     for (const node of ['alpha', 'beta'] as const) expect(dumpMd(c, node).laSizeSectors, node).toBe(trackedBytes / 512);
+  });
+});
+
+/** A pair named and numbered for this file's sk2 tests (ports 9701-9799, minors 1600-1649). */
+function sk2Pair(name: string, port: number, minorBase: number, extra: ClusterOptions = {}): Cluster {
+  return new Cluster({ resource: `sk2${name}`, port, minorBase, diskSizeBytes: OLD_FILE_BYTES, ...extra });
+}
+
+describe('online shrink: resize --size below the current size', () => {
+  it('shrinks both nodes; the data below the new end stays identical, I/O past it is refused, drbdmeta and restarts agree', async () => {
+    await requireTool('nbdinfo');
+    const shrunkBytes = 32 * MiB;
+    cluster = sk2Pair('shrink', 9701, 1600);
+    const c = cluster;
+    await c.upSynced();
+    const blocks: Array<[number, Buffer]> = [[0, crypto.randomBytes(64 * 1024)], [20 * MiB, crypto.randomBytes(4096)], [shrunkBytes - 64 * 1024, crypto.randomBytes(64 * 1024)]];
+    for (const [offset, data] of blocks) await c.write('alpha', offset, data);
+    await c.write('alpha', 40 * MiB, crypto.randomBytes(4096)); // past the coming end: dropped with it
+
+    const out = await c.adm('alpha', ['resize', '--size=32M', c.resource]);
+    expect(out.exitCode, out.stderr).toBe(0);
+    expect(out.stderr).toBe('');
+    for (const node of ['alpha', 'beta'] as const) {
+      const s = await c.statusJson(node);
+      expect(s.sizeBytes, node).toBe(shrunkBytes);
+      expect(c.logText(node), node).toContain('size = 32 MB (32768 KB)');
+    }
+    // receive_sizes on the Secondary: the Primary's u_size came with its P_SIZES
+    expect(c.logText('beta')).toContain(`Peer sets u_size to ${shrunkBytes / 512} sectors`);
+    expect(await nbdSize(c, 'alpha')).toBe(shrunkBytes);
+
+    // a write at or across the new end is refused; nothing is detached, the pair stays as it was
+    const client = await c.client('alpha');
+    for (const offsetBytes of [shrunkBytes, shrunkBytes - 2048, 40 * MiB]) {
+      const reply = await client.request('io.write', { offsetBytes, base64: crypto.randomBytes(4096).toString('base64') });
+      expect(reply.ok, `write at ${offsetBytes}`).toBe(false);
+    }
+    expect(await c.query('alpha', 'cstate')).toBe('Connected');
+    expect(await c.query('alpha', 'dstate')).toBe('UpToDate/UpToDate');
+    expect(await c.query('beta', 'dstate')).toBe('UpToDate/UpToDate');
+    // the last block below the end is still written and replicated
+    const tail = crypto.randomBytes(4096);
+    await c.write('alpha', shrunkBytes - 4096, tail);
+    tail.copy(blocks[2]![1], 64 * 1024 - 4096); // the last 4 KiB of the block at the end
+    expectPattern(c, blocks);
+    expect(c.hashDataArea('alpha', shrunkBytes)).toBe(c.hashDataArea('beta', shrunkBytes));
+
+    // a rolling restart: the node coming back takes the u_size from the one still up at the connect (min_not_zero)
+    await c.admOk('beta', ['down', c.resource]);
+    await c.admOk('beta', ['up', c.resource]);
+    await c.waitState('beta', 'cstate', 'Connected');
+    await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
+    for (const node of ['alpha', 'beta'] as const) expect((await c.statusJson(node)).sizeBytes, `${node} after beta's restart`).toBe(shrunkBytes);
+    expect(c.logText('beta').split(`Peer sets u_size to ${shrunkBytes / 512} sectors`).length - 1).toBe(2);
+
+    await c.admOk('alpha', ['secondary', c.resource]);
+    await c.admOk('alpha', ['down', c.resource]);
+    await c.admOk('beta', ['down', c.resource]);
+    for (const node of ['alpha', 'beta'] as const) {
+      const md = dumpMd(c, node);
+      expect(md.laSizeSectors, node).toBe(shrunkBytes / 512);
+      expect(md.bitsSet, node).toBe(0);
+    }
+    // both down and up again: DRBD keeps no u_size on disk, so the size stays when the configuration says it
+    c.options.disk = [`size ${shrunkBytes / 1024}k;`];
+    fs.writeFileSync(c.configPath, c.configText());
+    await c.admOk('alpha', ['up', c.resource]);
+    await c.admOk('beta', ['up', c.resource]);
+    await c.waitState('alpha', 'cstate', 'Connected');
+    for (const node of ['alpha', 'beta'] as const) expect((await c.statusJson(node)).sizeBytes, `${node} after both restarted`).toBe(shrunkBytes);
+    expect(await c.query('alpha', 'dstate')).toBe('UpToDate/UpToDate');
+    expectPattern(c, blocks);
+  });
+
+  it('run on the Secondary: the Primary shrinks too and refuses writes past the new end', async () => {
+    const shrunkBytes = 48 * MiB;
+    cluster = sk2Pair('shrinks', 9703, 1604);
+    const c = cluster;
+    await c.upSynced();
+    const blocks = await writePattern(c);
+    const kept = blocks.filter(([offset, data]) => offset + data.length <= shrunkBytes);
+    await c.admOk('beta', ['resize', `--size=${shrunkBytes / 512}s`, c.resource]);
+    for (const node of ['alpha', 'beta'] as const) expect((await c.statusJson(node)).sizeBytes, node).toBe(shrunkBytes);
+    expect(c.logText('alpha')).toContain(`Peer sets u_size to ${shrunkBytes / 512} sectors`);
+    const client = await c.client('alpha');
+    const reply = await client.request('io.write', { offsetBytes: shrunkBytes, base64: Buffer.alloc(4096).toString('base64') });
+    expect(reply.ok).toBe(false);
+    expect(await c.query('alpha', 'dstate')).toBe('UpToDate/UpToDate');
+    expectPattern(c, kept);
+    expect(c.hashDataArea('alpha', shrunkBytes)).toBe(c.hashDataArea('beta', shrunkBytes));
+  });
+});
+
+describe('a connect growing a Primary (receive_sizes -> drbd_determine_dev_size)', () => {
+  it('both disks grew while apart: the Primary grows at the connect and resyncs the new area to its peer', async () => {
+    await requireTool('nbdinfo');
+    cluster = sk2Pair('cgrow', 9702, 1602);
+    const c = cluster;
+    await c.upSynced();
+    const blocks = await writePattern(c);
+    await c.admOk('alpha', ['disconnect', c.resource]);
+    growFiles(c);
+    // apart, each resize moves the meta-data but keeps the size: the peer's last known disk is the old one
+    for (const node of ['alpha', 'beta'] as const) {
+      const held = await c.adm(node, ['resize', c.resource]);
+      expect(held.exitCode, held.stderr).toBe(0);
+      expect(held.stderr, node).toContain(`size unchanged at ${OLD_BYTES / 512} sectors`);
+      expect(await c.statusJson(node), node).toMatchObject({ sizeBytes: OLD_BYTES, diskSizeBytes: NEW_BYTES });
+    }
+    const apart = crypto.randomBytes(4096);
+    await c.write('alpha', OLD_BYTES - 4096, apart);
+    apart.copy(blocks[2]![1], 64 * 1024 - 4096); // writePattern's last block ends at the old end
+
+    await c.admOk('alpha', ['connect', c.resource]);
+    await c.waitFor('the Primary became SyncSource', () => c.logText('alpha').includes('Began resync as SyncSource'), 30_000);
+    await c.waitState('beta', 'dstate', 'UpToDate/UpToDate', 60_000);
+    await c.waitState('alpha', 'dstate', 'UpToDate/UpToDate', 60_000);
+    await c.waitState('alpha', 'cstate', 'Connected');
+    for (const node of ['alpha', 'beta'] as const) expect((await c.statusJson(node)).sizeBytes, node).toBe(NEW_BYTES);
+    expect(await c.query('alpha', 'role')).toBe('Primary/Secondary');
+    expect(await nbdSize(c, 'alpha')).toBe(NEW_BYTES);
+    // the grown blocks (set on both by the grow) and the one written apart
+    const grownKiB = (NEW_BYTES - OLD_BYTES) / 1024;
+    expect(c.logText('alpha')).toContain(`Began resync as SyncSource (will sync ${grownKiB + 4} KB [${grownKiB / 4 + 1} bits set]).`);
+    const tail = crypto.randomBytes(64 * 1024);
+    await c.write('alpha', NEW_BYTES - tail.length, tail);
+    expect(c.readDisk('beta', NEW_BYTES - tail.length, tail.length).equals(tail)).toBe(true);
+    expectPattern(c, blocks);
+    expect(c.hashDataArea('alpha', NEW_BYTES)).toBe(c.hashDataArea('beta', NEW_BYTES));
   });
 });

@@ -4,19 +4,24 @@
  * shrinks while connecting) and the bitmap view that ends at the agreed size.
  */
 import { describe, expect, it } from 'vitest';
-import { agreeDeviceSize, differConsiderably, sizeAtAttach, sizeLogLine } from '../../src/daemon/device-size.js';
+import { agreeDeviceSize, differConsiderably, sizeAtAttach, sizeLogLine, type LocalSizeView } from '../../src/daemon/device-size.js';
 import { AgreedBitmap } from '../../src/daemon/agreed-bitmap.js';
 import { Bitmap } from '../../src/meta/bitmap.js';
 import { DiskState, Role } from '../../src/resource/states.js';
 
 const MiB = 1024 * 1024;
 
+/** A node without a u_size whose data area is its usable size. */
+function node(maxSizeBytes: number, currentSizeBytes: number, role: Role, disk: DiskState): LocalSizeView {
+  return { maxSizeBytes, dataAreaBytes: maxSizeBytes, userSizeBytes: 0, currentSizeBytes, role, disk };
+}
+
 describe('agreeDeviceSize', () => {
   it('fresh nodes: the smaller usable size wins on both sides, with DRBD\'s considerable-difference warning', () => {
-    const big = { maxSizeBytes: 80 * MiB, currentSizeBytes: 80 * MiB, role: Role.Secondary, disk: DiskState.Inconsistent };
-    const small = { maxSizeBytes: 64 * MiB, currentSizeBytes: 64 * MiB, role: Role.Secondary, disk: DiskState.Inconsistent };
-    const onBig = agreeDeviceSize(big, { diskSizeBytes: small.maxSizeBytes, currentSizeBytes: small.currentSizeBytes, role: small.role });
-    const onSmall = agreeDeviceSize(small, { diskSizeBytes: big.maxSizeBytes, currentSizeBytes: big.currentSizeBytes, role: big.role });
+    const big = node(80 * MiB, 80 * MiB, Role.Secondary, DiskState.Inconsistent);
+    const small = node(64 * MiB, 64 * MiB, Role.Secondary, DiskState.Inconsistent);
+    const onBig = agreeDeviceSize(big, { userSizeBytes: 0, diskSizeBytes: small.maxSizeBytes, currentSizeBytes: small.currentSizeBytes, role: small.role });
+    const onSmall = agreeDeviceSize(small, { userSizeBytes: 0, diskSizeBytes: big.maxSizeBytes, currentSizeBytes: big.currentSizeBytes, role: big.role });
     expect(onBig).toMatchObject({ kind: 'agreed', sizeBytes: 64 * MiB });
     expect(onSmall).toMatchObject({ kind: 'agreed', sizeBytes: 64 * MiB });
     expect(onBig.warnLines).toEqual([`Considerable difference in lower level device sizes: ${(64 * MiB) / 512}s vs. ${(80 * MiB) / 512}s`]);
@@ -24,28 +29,37 @@ describe('agreeDeviceSize', () => {
 
   it('a node with UpToDate data (here a Primary) refuses to shrink: The peer\'s disk size is too small!', () => {
     const r = agreeDeviceSize(
-      { maxSizeBytes: 80 * MiB, currentSizeBytes: 80 * MiB, role: Role.Primary, disk: DiskState.UpToDate },
-      { diskSizeBytes: 64 * MiB, currentSizeBytes: 64 * MiB, role: Role.Secondary },
+      node(80 * MiB, 80 * MiB, Role.Primary, DiskState.UpToDate),
+      { userSizeBytes: 0, diskSizeBytes: 64 * MiB, currentSizeBytes: 64 * MiB, role: Role.Secondary },
     );
     expect(r.kind).toBe('peer-too-small');
     if (r.kind === 'peer-too-small') expect(r.errorLine).toBe(`The peer's disk size is too small! (${(64 * MiB) / 512} < ${(80 * MiB) / 512} sectors)`);
     const secondary = agreeDeviceSize(
-      { maxSizeBytes: 80 * MiB, currentSizeBytes: 80 * MiB, role: Role.Secondary, disk: DiskState.Outdated },
-      { diskSizeBytes: 64 * MiB, currentSizeBytes: 64 * MiB, role: Role.Secondary },
+      node(80 * MiB, 80 * MiB, Role.Secondary, DiskState.Outdated),
+      { userSizeBytes: 0, diskSizeBytes: 64 * MiB, currentSizeBytes: 64 * MiB, role: Role.Secondary },
     );
     expect(secondary.kind).toBe('peer-too-small');
   });
 
-  it('a Primary keeps its exposed size when the peer is larger, and the peer adopts it', () => {
-    const primary = { maxSizeBytes: 80 * MiB, currentSizeBytes: 64 * MiB, role: Role.Primary, disk: DiskState.UpToDate };
-    const peer = { maxSizeBytes: 96 * MiB, currentSizeBytes: 96 * MiB, role: Role.Secondary, disk: DiskState.Inconsistent };
-    expect(agreeDeviceSize(primary, { diskSizeBytes: peer.maxSizeBytes, currentSizeBytes: peer.currentSizeBytes, role: peer.role })).toMatchObject({ kind: 'agreed', sizeBytes: 64 * MiB });
-    expect(agreeDeviceSize(peer, { diskSizeBytes: primary.maxSizeBytes, currentSizeBytes: primary.currentSizeBytes, role: primary.role })).toMatchObject({ kind: 'agreed', sizeBytes: 64 * MiB });
+  it('a Primary whose device is smaller than both disks grows at connect (drbd_determine_dev_size), and the peer agrees on the same size', () => {
+    const primary = node(80 * MiB, 64 * MiB, Role.Primary, DiskState.UpToDate);
+    const peer = node(96 * MiB, 64 * MiB, Role.Secondary, DiskState.UpToDate);
+    expect(agreeDeviceSize(primary, { userSizeBytes: 0, diskSizeBytes: peer.maxSizeBytes, currentSizeBytes: peer.currentSizeBytes, role: peer.role })).toMatchObject({ kind: 'agreed', sizeBytes: 80 * MiB });
+    expect(agreeDeviceSize(peer, { userSizeBytes: 0, diskSizeBytes: primary.maxSizeBytes, currentSizeBytes: primary.currentSizeBytes, role: primary.role })).toMatchObject({ kind: 'agreed', sizeBytes: 80 * MiB });
+  });
+
+  it("on connect both take the smaller non-zero u_size (min_not_zero), logged as DRBD's Peer sets u_size", () => {
+    const plainNode = node(96 * MiB, 48 * MiB, Role.Secondary, DiskState.UpToDate);
+    const r = agreeDeviceSize(plainNode, { userSizeBytes: 48 * MiB, diskSizeBytes: 48 * MiB, currentSizeBytes: 48 * MiB, role: Role.Primary });
+    expect(r).toEqual({ kind: 'agreed', sizeBytes: 48 * MiB, userSizeBytes: 48 * MiB, warnLines: [`Considerable difference in lower level device sizes: ${(48 * MiB) / 512}s vs. ${(96 * MiB) / 512}s`], infoLines: [`Peer sets u_size to ${(48 * MiB) / 512} sectors`] });
+    // the node with the smaller u_size keeps its own
+    const capped = { ...plainNode, maxSizeBytes: 48 * MiB, userSizeBytes: 48 * MiB };
+    expect(agreeDeviceSize(capped, { userSizeBytes: 64 * MiB, diskSizeBytes: 64 * MiB, currentSizeBytes: 48 * MiB, role: Role.Secondary })).toMatchObject({ kind: 'agreed', sizeBytes: 48 * MiB, userSizeBytes: 48 * MiB, infoLines: [] });
   });
 
   it('equal disks need no warning; small differences (≤ 1/8) are not considerable', () => {
-    const node = { maxSizeBytes: 64 * MiB, currentSizeBytes: 64 * MiB, role: Role.Secondary, disk: DiskState.UpToDate };
-    expect(agreeDeviceSize(node, { diskSizeBytes: 64 * MiB, currentSizeBytes: 64 * MiB, role: Role.Secondary })).toEqual({ kind: 'agreed', sizeBytes: 64 * MiB, warnLines: [] });
+    const same = node(64 * MiB, 64 * MiB, Role.Secondary, DiskState.UpToDate);
+    expect(agreeDeviceSize(same, { userSizeBytes: 0, diskSizeBytes: 64 * MiB, currentSizeBytes: 64 * MiB, role: Role.Secondary })).toEqual({ kind: 'agreed', sizeBytes: 64 * MiB, userSizeBytes: 0, warnLines: [], infoLines: [] });
     expect(differConsiderably(1000, 1100)).toBe(false);
     expect(differConsiderably(1000, 1200)).toBe(true);
   });

@@ -62,7 +62,7 @@ function samples(): WirePacket[] {
       uuids: { current: U64_MAX, bitmap: 0n, historyStart: 0x0001000000000000n, historyEnd: 4n },
       bitsSet: Number.MAX_SAFE_INTEGER, uuidFlags: 15,
     },
-    { type: PacketType.Sizes, volume: 7, diskSizeBytes: Number.MAX_SAFE_INTEGER, currentSizeBytes: 0, maxRequestBytes: 0xffffffff, ddsFlags: 3 },
+    { type: PacketType.Sizes, volume: 7, diskSizeBytes: Number.MAX_SAFE_INTEGER, userSizeBytes: 0, currentSizeBytes: 0, maxRequestBytes: 0xffffffff, ddsFlags: 3 },
     { type: PacketType.State, volume: 65535, role: 1, disk: 8, conn: 23, userIsp: true },
     { type: PacketType.State, volume: 0, role: 0, disk: 0, conn: 0, userIsp: false },
     { type: PacketType.SyncUuid, volume: 1, uuid: U64_MAX },
@@ -270,9 +270,22 @@ describe('peer codec', () => {
     expectProtocolError(badState, /State out of range/);
 
     // P_SIZES dds_flags: forced (1) and no-resync (2) only; another bit is not silently dropped
-    const badSizes = wire({ type: PacketType.Sizes, volume: 0, diskSizeBytes: 4096, currentSizeBytes: 0, maxRequestBytes: 4096, ddsFlags: 0 });
-    badSizes.writeUInt16BE(4, HEADER_BYTES + 20);
+    const badSizes = wire({ type: PacketType.Sizes, volume: 0, diskSizeBytes: 4096, userSizeBytes: 0, currentSizeBytes: 0, maxRequestBytes: 4096, ddsFlags: 0 });
+    badSizes.writeUInt16BE(4, HEADER_BYTES + 28);
     expectProtocolError(badSizes, /Sizes flags out of range/);
+  });
+
+  it("P_SIZES carries u_size between d_size and c_size, as DRBD's p_sizes", () => {
+    const frame = wire({ type: PacketType.Sizes, volume: 3, diskSizeBytes: 96 * 1024 * 1024, userSizeBytes: 48 * 1024 * 1024, currentSizeBytes: 64 * 1024 * 1024, maxRequestBytes: 1 << 20, ddsFlags: 2 });
+    expect(frame.length).toBe(HEADER_BYTES + 30);
+    expect(Number(frame.readBigUInt64BE(HEADER_BYTES))).toBe(96 * 1024 * 1024);
+    expect(Number(frame.readBigUInt64BE(HEADER_BYTES + 8))).toBe(48 * 1024 * 1024);
+    expect(Number(frame.readBigUInt64BE(HEADER_BYTES + 16))).toBe(64 * 1024 * 1024);
+    expect(frame.readUInt32BE(HEADER_BYTES + 24)).toBe(1 << 20);
+    expect(frame.readUInt16BE(HEADER_BYTES + 28)).toBe(2);
+    const out: WirePacket[] = [];
+    new FrameDecoder((p) => out.push(p), { volumes: new Set([3]) }).push(frame);
+    expect(out).toEqual([{ type: PacketType.Sizes, volume: 3, diskSizeBytes: 96 * 1024 * 1024, userSizeBytes: 48 * 1024 * 1024, currentSizeBytes: 64 * 1024 * 1024, maxRequestBytes: 1 << 20, ddsFlags: 2 }]);
   });
 
   it('delivers the good frames before a bad one and then stays dead', () => {
@@ -286,7 +299,7 @@ describe('peer codec', () => {
 
   it('refuses to encode values the wire cannot carry', () => {
     expect(() => encodeHead({ type: PacketType.Data, volume: 0, offsetBytes: 100, blockId: 1, epoch: 0, flags: 0, payload: Buffer.alloc(512) })).toThrow(/multiple of 512/);
-    expect(() => encodeHead({ type: PacketType.Sizes, volume: 0, diskSizeBytes: -1, currentSizeBytes: 0, maxRequestBytes: 0, ddsFlags: 0 })).toThrow(/safe integer/);
+    expect(() => encodeHead({ type: PacketType.Sizes, volume: 0, diskSizeBytes: -1, userSizeBytes: 0, currentSizeBytes: 0, maxRequestBytes: 0, ddsFlags: 0 })).toThrow(/safe integer/);
     expect(() => encodeHead({ type: PacketType.Data, volume: 0, offsetBytes: 0, blockId: 1, epoch: 0, flags: 0, payload: Buffer.alloc(PAYLOAD_BYTES_MAX + 512) })).toThrow(/within bounds/);
     expect(() => encodeHead({ type: PacketType.Data, volume: 0, offsetBytes: 0, blockId: 1, epoch: 0, flags: 0x20, payload: Buffer.alloc(0) })).toThrow(/Data flags/);
   });
@@ -395,7 +408,7 @@ describe('peer codec: the volume in the frame header (p_header100.volume)', () =
     const out: WirePacket[] = [];
     const skipped: number[] = [];
     const decoder = new FrameDecoder((p) => out.push(p), { volumes: new Set([2]), onUnknownVolume: (_t, v) => skipped.push(v) });
-    const sizes = (volume: number): WirePacket => ({ type: PacketType.Sizes, volume, diskSizeBytes: 4096, currentSizeBytes: 4096, maxRequestBytes: 4096, ddsFlags: 0 });
+    const sizes = (volume: number): WirePacket => ({ type: PacketType.Sizes, volume, diskSizeBytes: 4096, userSizeBytes: 0, currentSizeBytes: 4096, maxRequestBytes: 4096, ddsFlags: 0 });
     decoder.push(Buffer.concat([wire(sizes(2)), wire(sizes(0))]));
     expect(out).toEqual([sizes(2)]);
     expect(skipped).toEqual([0]);
@@ -418,7 +431,7 @@ describe('peer codec: the volume in the frame header (p_header100.volume)', () =
   });
 
   it('refuses to encode a volume the u16 cannot carry', () => {
-    const sizes = { type: PacketType.Sizes, diskSizeBytes: 4096, currentSizeBytes: 0, maxRequestBytes: 4096, ddsFlags: 0 } as const;
+    const sizes = { type: PacketType.Sizes, diskSizeBytes: 4096, userSizeBytes: 0, currentSizeBytes: 0, maxRequestBytes: 4096, ddsFlags: 0 } as const;
     expect(() => encodeHead({ ...sizes, volume: 65536 })).toThrow(/volume fits u16/);
     expect(() => encodeHead({ ...sizes, volume: -1 })).toThrow(/volume fits u16/);
     expect(() => encodeHead({ ...sizes, volume: 1.5 })).toThrow(/volume fits u16/);

@@ -34,17 +34,14 @@ describe('planResize', () => {
     });
   });
 
-  it('--size: within the disks it is the size; above them 111 with DRBD\'s log line (DRBD would go on); below the current size refused', () => {
+  it("--size: within the disks it is the size; above them 111 with DRBD's log line (DRBD would go on); below the current size it is the new, smaller size", () => {
     const view = { localMaxBytes: 96 * MiB, peerDiskBytes: 96 * MiB, currentSizeBytes: 64 * MiB, connected: true };
     expect(planResize(view, { ...plain, userSizeBytes: 80 * MiB })).toMatchObject({ kind: 'size', sizeBytes: 80 * MiB });
     const tooBig = planResize(view, { ...plain, userSizeBytes: 100 * MiB });
     expect(tooBig).toMatchObject({ kind: 'refused', code: 111, errorLines: [`Requested disk size is too big (${100 * 1024} > ${96 * 1024})`] });
-    const shrink = planResize(view, { ...plain, userSizeBytes: 32 * MiB });
-    expect(shrink.kind).toBe('refused');
-    if (shrink.kind === 'refused') {
-      expect(shrink.code).toBe(0);
-      expect(shrink.message).toContain('udrbd does not shrink a device online: --size=65536s is below the current size of 131072s');
-    }
+    // drbd_adm_resize: an explicit --size below the current size shrinks the device (no error code)
+    expect(planResize(view, { ...plain, userSizeBytes: 32 * MiB })).toEqual({ kind: 'size', sizeBytes: 32 * MiB, warnLines: [], unchangedWhy: null });
+    expect(planResize({ ...view, connected: false }, { ...plain, userSizeBytes: 32 * MiB })).toMatchObject({ kind: 'size', sizeBytes: 32 * MiB });
     // disconnected, --size is bounded by the peer's last known size too
     const alone = planResize({ ...view, connected: false, peerDiskBytes: 72 * MiB }, { ...plain, userSizeBytes: 80 * MiB });
     expect(alone).toMatchObject({ kind: 'refused', code: 111 });
@@ -57,10 +54,28 @@ describe('planResize', () => {
 });
 
 describe('sizeAfterPeerSizes (receive_sizes while connected)', () => {
-  it('the smaller usable size, never below the current size', () => {
-    expect(sizeAfterPeerSizes(96 * MiB, 128 * MiB, 64 * MiB)).toEqual({ sizeBytes: 96 * MiB, shrinkRefused: false });
-    expect(sizeAfterPeerSizes(96 * MiB, 64 * MiB, 64 * MiB)).toEqual({ sizeBytes: 64 * MiB, shrinkRefused: false });
-    expect(sizeAfterPeerSizes(96 * MiB, 32 * MiB, 64 * MiB)).toEqual({ sizeBytes: 64 * MiB, shrinkRefused: true });
+  const base = { dataAreaBytes: 96 * MiB, userSizeBytes: 0, peerDiskBytes: 128 * MiB, peerUserBytes: 0, currentSizeBytes: 64 * MiB };
+
+  it('the smaller usable size of both, larger than now', () => {
+    expect(sizeAfterPeerSizes(base)).toEqual({ sizeBytes: 96 * MiB, userSizeBytes: 0, infoLines: [], errorLines: [] });
+    expect(sizeAfterPeerSizes({ ...base, peerDiskBytes: 64 * MiB })).toMatchObject({ sizeBytes: 64 * MiB, infoLines: [] });
+  });
+
+  it("the peer's resize --size below the current size: this node takes its u_size and shrinks (Peer sets u_size)", () => {
+    const r = sizeAfterPeerSizes({ ...base, peerDiskBytes: 40 * MiB, peerUserBytes: 40 * MiB });
+    expect(r).toEqual({ sizeBytes: 40 * MiB, userSizeBytes: 40 * MiB, infoLines: [`Peer sets u_size to ${(40 * MiB) / 512} sectors`], errorLines: [] });
+  });
+
+  it("the peer's resize without --size clears this node's u_size, and the device grows to what both disks hold", () => {
+    const r = sizeAfterPeerSizes({ ...base, userSizeBytes: 64 * MiB, peerDiskBytes: 96 * MiB, peerUserBytes: 0 });
+    expect(r).toEqual({ sizeBytes: 96 * MiB, userSizeBytes: 0, infoLines: ['Peer sets u_size to 0 sectors'], errorLines: [] });
+  });
+
+  it("a peer u_size above what the disks hold: DRBD's Requested disk size is too big; below the current size the size and u_size stay", () => {
+    const r = sizeAfterPeerSizes({ ...base, dataAreaBytes: 48 * MiB, peerUserBytes: 56 * MiB, currentSizeBytes: 48 * MiB });
+    expect(r.sizeBytes).toBe(48 * MiB);
+    expect(r.errorLines).toEqual([`Requested disk size is too big (${56 * 1024} > ${48 * 1024})`]);
+    expect(r.userSizeBytes).toBe(0);
   });
 });
 

@@ -126,6 +126,11 @@ export class VolumeExposure {
    * /dev/drbdN does by itself, so an operator's next step is xfs_growfs.
    * Resolves with the loop device's new size; throws if it did not follow.
    */
+  /** The size of the FUSE file (and so of the loop device). */
+  get sizeBytes(): number {
+    return this.volumeFs.sizeBytes;
+  }
+
   async grow(sizeBytes: number): Promise<number> {
     assert(!this.tornDown, 'grow() on an exposure that still exists');
     this.volumeFs.setSize(sizeBytes);

@@ -149,6 +149,11 @@ export class VolumeFs {
    * cached attributes are invalidated at once; fuse-native (libfuse 2) has
    * its 1 s attribute timeout, which the caller waits out. Only growth.
    */
+  /** The file's size now. */
+  get sizeBytes(): number {
+    return this.stat.size;
+  }
+
   setSize(sizeBytes: number): void {
     assert(Number.isSafeInteger(sizeBytes) && sizeBytes >= this.stat.size, `the volume only grows (${this.stat.size} -> ${sizeBytes} bytes)`);
     assert(sizeBytes <= this.options.device.sizeBytes, 'the volume stays within its device');

@@ -103,7 +103,7 @@ export function exportConfigFor(options: NbdServerOptions): ExportConfig {
 }
 
 export class NbdServer {
-  /** Shared with every connection; only sizeBytes changes (grow). */
+  /** Shared with every connection; only sizeBytes changes (resize). */
   private readonly config: Omit<ExportConfig, 'sizeBytes'> & { sizeBytes: number };
   private readonly log: Logger;
   private readonly listeners: net.Server[] = [];
@@ -129,16 +129,17 @@ export class NbdServer {
   }
 
   /**
-   * The device grew (udrbd resize): clients that connect from now on are
-   * told the new size, and requests up to it are served. A client already in
+   * The device grew or shrank (udrbd resize): clients that connect from now
+   * on are told the new size, and every client's requests are checked
+   * against it (past a shrunk end: NBD_ENOSPC/EINVAL). A client already in
    * transmission keeps the size it negotiated (NBD has no resize notice);
    * it reconnects to see more.
    */
-  grow(): void {
+  resize(): void {
     const sizeBytes = Math.floor(this.config.device.sizeBytes / P.BLOCK_SIZE_MIN_BYTES) * P.BLOCK_SIZE_MIN_BYTES;
-    assert(sizeBytes >= this.config.sizeBytes, 'the export only grows');
+    if (sizeBytes === this.config.sizeBytes) return;
+    this.log.info({ sizeBytes, beforeBytes: this.config.sizeBytes }, sizeBytes > this.config.sizeBytes ? 'nbd: export grew' : 'nbd: export shrank');
     this.config.sizeBytes = sizeBytes;
-    this.log.info({ sizeBytes }, 'nbd: export grew');
   }
 
   /** Transmission flags advertised to clients (for tests and status). */
