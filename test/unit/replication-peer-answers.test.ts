@@ -105,3 +105,23 @@ describe('a peer that refuses a write (NegAck) on a live link', () => {
     });
   }
 });
+
+describe('a peer Data packet past the end of a (shrunk) device', () => {
+  it('is NegAcked with DRBD\'s read_in_block line, no disk error; the write completes locally, out of sync', async () => {
+    const p = makeNode(SIZE_BYTES, { protocol: 'C' });
+    const s = makeNode(SIZE_BYTES / 2, { protocol: 'C' }); // the peer's device ends at 8 MiB
+    const [toPeer, back] = connect(p, s);
+    open.push(toPeer, back);
+    const offsetBytes = SIZE_BYTES / 2; // the first block past the peer's end
+    await p.engine.volume.write(pattern(BLOCK_BYTES, 9), offsetBytes);
+    expect(p.bitmap.countSet()).toBe(1);
+    expect(p.memory.data.subarray(offsetBytes, offsetBytes + BLOCK_BYTES).equals(pattern(BLOCK_BYTES, 9))).toBe(true);
+    const line = s.lines.find((l) => l.includes('request from peer beyond end of local disk'));
+    expect(line).toContain(`capacity: ${SIZE_BYTES / 2 / 512}s < sector: ${offsetBytes / 512}s + size: ${BLOCK_BYTES}`);
+    expect(s.lines.some((l) => l.includes('local write of peer data failed'))).toBe(false);
+    expect(toPeer.isOpen).toBe(true);
+    // a write below the end still replicates
+    await p.engine.volume.write(pattern(BLOCK_BYTES, 10), 0);
+    expect(s.memory.data.subarray(0, BLOCK_BYTES).equals(pattern(BLOCK_BYTES, 10))).toBe(true);
+  });
+});
