@@ -341,9 +341,25 @@ export class PeerLink {
 
   // ---- the connect sequence -------------------------------------------------------------------
 
+  /**
+   * drbd_send_sizes: this node's P_SIZES body. Without a disk d_size and
+   * u_size are 0 and c_size is the device's (the peer's size it took, or 0);
+   * `askForAnswer` sends c_size 0 (trigger_reply: the peer answers).
+   */
+  private sizesBody(ddsFlags: number, askForAnswer = false): Omit<SizesPacket, 'type' | 'volume'> {
+    const store = this.runtime.attachedStore;
+    const deviceBytes = store ? store.sizeBytes : (this.engine()?.volume.sizeBytes ?? 0);
+    return {
+      diskSizeBytes: store ? store.maxSizeBytes : 0,
+      userSizeBytes: store ? (store.userSizeBytes ?? 0) : 0,
+      currentSizeBytes: askForAnswer ? 0 : deviceBytes,
+      maxRequestBytes: MAX_REQUEST_BYTES,
+      ddsFlags,
+    };
+  }
+
   private localParams(): LocalParams {
     const rt = this.runtime;
-    const store = rt.attachedStore;
     const s = rt.snapshot;
     const net = this.view.net;
     return {
@@ -360,10 +376,7 @@ export class PeerLink {
       },
       syncParam: this.syncParamBody(),
       uuids: this.uuidsBody(),
-      // drbd_send_sizes without a disk: d_size 0, c_size the device's (the peer's size it took, or 0).
-      sizes: store
-        ? { diskSizeBytes: store.maxSizeBytes, userSizeBytes: store.userSizeBytes ?? 0, currentSizeBytes: store.sizeBytes, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: 0 }
-        : { diskSizeBytes: 0, userSizeBytes: 0, currentSizeBytes: this.engine()?.volume.sizeBytes ?? 0, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: 0 },
+      sizes: this.sizesBody(0),
       state: { role: s.role, disk: s.disk, conn: ConnState.WFReportParams, userIsp: pausesPeer(s) },
     };
   }
@@ -648,7 +661,7 @@ export class PeerLink {
       return link !== undefined && !link.closed && this.engine() !== undefined && this.runtime.snapshot.conn === ConnState.Connected;
     };
     if (!ready()) return;
-    if (why === 'attach' && this.runtime.attachedStore) await this.exchangeSizesForResize(0, false);
+    if (why === 'attach' && this.runtime.attachedStore) await this.exchangeSizes(0, false);
     const link = this.active;
     const engine = this.engine();
     const uuids = this.uuidsBody();
@@ -886,14 +899,14 @@ export class PeerLink {
   }
 
   /**
-   * `resize` on a connected node, after its own size step: send P_SIZES
-   * asking for an answer (DRBD's drbd_send_sizes with trigger_reply: c_size
+   * `resize` on a connected node, after its own size step, or a re-attach
+   * while Connected (`grew` false): send P_SIZES asking for an answer (DRBD's drbd_send_sizes with trigger_reply: c_size
    * 0), and return once the peer's answer has been handled here (the
    * device may have grown with it) or after RESIZE_REPLY_TIMEOUT_MS.
    * `grew`: this node already grew (RESIZE_PENDING: the answer starts the
    * resync of the new area).
    */
-  async exchangeSizesForResize(ddsFlags: number, grew: boolean): Promise<boolean> {
+  async exchangeSizes(ddsFlags: number, grew: boolean): Promise<boolean> {
     const link = this.active;
     const store = this.runtime.attachedStore;
     if (!link || link.closed || !store) return false;
@@ -905,7 +918,7 @@ export class PeerLink {
         resolve(true);
       });
     });
-    link.result.session.send({ type: PacketType.Sizes, volume: this.vnr, diskSizeBytes: store.maxSizeBytes, userSizeBytes: store.userSizeBytes ?? 0, currentSizeBytes: 0, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags });
+    link.result.session.send({ type: PacketType.Sizes, volume: this.vnr, ...this.sizesBody(ddsFlags, true) });
     return answered;
   }
 
@@ -947,7 +960,7 @@ export class PeerLink {
     await this.applyDeviceSize(next.userSizeBytes, next.sizeBytes, !noResync);
     if (resized) await rt.deviceSizeChanged();
     if (packet.currentSizeBytes !== store.sizeBytes || grownBytes > 0) {
-      link.result.session.send({ type: PacketType.Sizes, volume: this.vnr, diskSizeBytes: store.maxSizeBytes, userSizeBytes: store.userSizeBytes ?? 0, currentSizeBytes: store.sizeBytes, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: packet.ddsFlags });
+      link.result.session.send({ type: PacketType.Sizes, volume: this.vnr, ...this.sizesBody(packet.ddsFlags) });
     }
     const pending = link.resizePending;
     link.resizePending = false;
@@ -972,7 +985,7 @@ export class PeerLink {
     }
     // The peer's `resize` waits for an answer (c_size 0 asks for one): d_size 0, our device's size.
     if (packet.currentSizeBytes === 0 && engine && !link.closed) {
-      link.result.session.send({ type: PacketType.Sizes, volume: this.vnr, diskSizeBytes: 0, userSizeBytes: 0, currentSizeBytes: engine.volume.sizeBytes, maxRequestBytes: MAX_REQUEST_BYTES, ddsFlags: packet.ddsFlags });
+      link.result.session.send({ type: PacketType.Sizes, volume: this.vnr, ...this.sizesBody(packet.ddsFlags) });
     }
     this.sizesHandled(link);
   }

@@ -7,7 +7,7 @@
  * (device-size planResize: the smaller of both nodes' usable sizes, then
  * --size, which may be below the current size: an explicit shrink), applied,
  * and — while connected — P_SIZES sent with the new u_size so the peer grows
- * or shrinks too (PeerLink.exchangeSizesForResize; a grown area is then
+ * or shrinks too (PeerLink.exchangeSizes; a grown area is then
  * resynced from the Primary unless --assume-clean). The verb returns once the peer's
  * answer is handled, so `udrbdadm resize` ends with both sizes known.
  * Knows the store and the link only through their methods.
@@ -85,7 +85,7 @@ async function resize(rt: ResourceRuntime, link: PeerLink, options: ResizeOption
   let note = '';
   if (connected) {
     const ddsFlags = (options.assumePeerHasSpace ? DdsFlag.forced : 0) | (options.assumeClean ? DdsFlag.noResync : 0);
-    const answered = await link.exchangeSizesForResize(ddsFlags, grew);
+    const answered = await link.exchangeSizes(ddsFlags, grew);
     if (!answered) note = `${minor}: the peer did not answer the new sizes in time; the device is ${store.sizeBytes / SECTOR_BYTES} sectors (see the log)\n`;
   }
   if (options.userSizeBytes > 0 && store.sizeBytes < options.userSizeBytes && note === '') {
