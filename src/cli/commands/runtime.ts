@@ -310,7 +310,7 @@ export function register(program: Command, getContext: GetContext): void {
     });
   program
     .command('resize')
-    .description("grow the device online after the backing disks grew (truncate -s, lvextend): moves internal meta-data to the disk's new end, takes the smaller of both nodes' disks (or --size), and resyncs the new area from the Primary; refused during a resync (130), with two Secondaries (131), and for a size below the current one (no online shrink)")
+    .description("grow the device online after the backing disks grew (truncate -s, lvextend): moves internal meta-data to the disk's new end, takes the smaller of both nodes' disks (or --size), and resyncs the new area from the Primary; --size below the current size shrinks it on both nodes (shrink the file system first); refused during a resync (130), with two Secondaries (131), and for a smaller size without --size (170)")
     .option('--size <size>', 'the device size (sectors by default; K, M, G, T suffixes); default: disk { size } or the whole disk')
     .option('--assume-peer-has-space', "not connected: grow without knowing the peer's disk size")
     .option('--assume-clean', 'the new area is identical on both nodes: no resync')
