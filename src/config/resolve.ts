@@ -176,7 +176,13 @@ function resolveAddress(a: { family: string; host: string; port: string }): Reso
   return { family: a.family, host: a.host, port: Number.parseInt(a.port, 10) };
 }
 
-export function resolveResource(config: DrbdConfig, resourceName: string, nodeName: string): ResourceView {
+/**
+ * This node's view of `resourceName` through one of its volumes: the one
+ * numbered `vnr`, or the first (lowest-numbered) when vnr is undefined. The
+ * resource-level parts (net, startup, handlers, addresses) are the same for
+ * every volume; minor, device, disks and disk { } options are the volume's.
+ */
+export function resolveResource(config: DrbdConfig, resourceName: string, nodeName: string, vnr?: number): ResourceView {
   const { bindings, errors } = bindNode(config, nodeName);
   if (errors.length > 0) throw new UdrbdError(errors.join('').trimEnd(), ExitCode.configInvalid);
   const binding = bindings.find((b) => b.resource.name === resourceName);
@@ -187,7 +193,8 @@ export function resolveResource(config: DrbdConfig, resourceName: string, nodeNa
   const res = expandCommon(config).find((r) => r.name === resourceName)!;
   const meIndex = binding.resource.hosts.indexOf(binding.me);
   const me = res.hosts[meIndex]!;
-  const vol = me.volumes[0];
+  const vol = vnr === undefined ? me.volumes[0] : me.volumes.find((v) => v.vnr === vnr);
+  if (vnr !== undefined && !vol) throw new UdrbdError(`'${resourceName}/${vnr}' not defined in your config (for this host).`, 1);
   if (!vol || vol.disk === undefined || vol.metaDisk === undefined) {
     throw new UdrbdError(`${res.configFile}:${res.startLine}: in resource ${res.name}: no volume for ${nodeName}`, ExitCode.configInvalid);
   }

@@ -43,13 +43,14 @@ function render(options: readonly OptionEntry[], skip: readonly string[] = []): 
 }
 
 /** The option arguments for `resourceName` as seen from `nodeName` (undefined: no such resource on this node). */
-export function setupArgs(config: DrbdConfig, resourceName: string, nodeName: string): SetupArgs | undefined {
+export function setupArgs(config: DrbdConfig, resourceName: string, nodeName: string, vnr?: number): SetupArgs | undefined {
   const binding = bindNode(config, nodeName).bindings.find((b) => b.resource.name === resourceName);
   if (!binding || binding.ignored || !binding.me) return undefined;
   const res = expandCommon(config).find((r) => r.name === resourceName);
   if (!res) return undefined;
   const me = res.hosts[binding.resource.hosts.indexOf(binding.me)];
-  const volume = me?.volumes[0];
+  // One volume's attach / disk-options words (the first without vnr); net and resource options are the resource's.
+  const volume = vnr === undefined ? me?.volumes[0] : me?.volumes.find((v) => v.vnr === vnr);
   const disk = withResyncAfterMinor(config, nodeName, volume && volume.diskOptions.length > 0 ? volume.diskOptions : res.diskOptions);
   return { net: render(res.netOptions), attach: render(disk), diskOptions: render(disk, ['size']), resource: render(res.resOptions) };
 }

@@ -47,7 +47,10 @@ export class PeerFencing {
   private connectCount = 0;
 
   constructor(private readonly deps: FencingDeps) {
-    deps.runtime.stateHooks.push((before, after) => this.onStateChange(before, after));
+    // fence-peer is the connection's; its first volume's pdsk decides (DRBD 8.4 calls it once per connection).
+    deps.runtime.stateHooks.push((before, after, vnr) => {
+      if (vnr === deps.runtime.firstVolume) this.onStateChange(before, after);
+    });
     deps.runtime.defineVerb('resume-io', async () => {
       await this.resumeIo();
       return { exitCode: 0 };

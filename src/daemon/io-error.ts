@@ -19,7 +19,7 @@
 import type { OnIoError } from '../config/resolve.js';
 import { DiskTimeoutError } from '../disk/deadline-disk.js';
 import { DiskState } from '../resource/states.js';
-import { type ResourceRuntime, RUNTIME_VOLUME } from './runtime.js';
+import type { ResourceRuntime } from './runtime.js';
 import { runAside } from '../util/aside.js';
 
 /** At most this many "Local IO failed" lines per window (DRBD's ratelimit: 5 per 5 s). */
@@ -54,7 +54,7 @@ export class IoErrorPolicy {
     if (policy === 'pass_on' && !timedOut) {
       if (this.mayLog()) rt.log.error({ op, offsetBytes, err: error.message }, `Local IO failed in ${where(op)}.`);
       // The data path cannot wait for a state change inside its error path; the change is logged if it fails.
-      if (disk > DiskState.Inconsistent) runAside(rt.setVolumeState(RUNTIME_VOLUME, { disk: DiskState.Inconsistent }, 'on-io-error pass_on'), rt.log, 'on-io-error pass_on');
+      if (disk > DiskState.Inconsistent) runAside(rt.setVolumeState(rt.firstVolume, { disk: DiskState.Inconsistent }, 'on-io-error pass_on'), rt.log, 'on-io-error pass_on');
       return;
     }
     rt.log.error({ op, offsetBytes, err: error.message }, `Local IO failed in ${where(op)}. Detaching...`);

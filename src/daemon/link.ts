@@ -67,7 +67,7 @@ import { type Packet, PacketType, type ProtocolPacket, type SizesPacket, type Sy
 import type { ReplicationEngine, ResyncTarget } from '../replication/index.js';
 import type { ResourceView } from '../config/index.js';
 import { MdFlag } from '../meta/types.js';
-import { type ResourceRuntime, RUNTIME_VOLUME, StateChangeRefused } from './runtime.js';
+import { type ResourceRuntime, StateChangeRefused } from './runtime.js';
 import type { StateSnapshot, SyncProgress } from './status.js';
 import { DdsFlag, agreeDeviceSize, sizeAfterPeerSizes, sizeLogLine } from './device-size.js';
 import { disklessDeviceSize, disklessPrimaryMayConnect, hasDiskOnWire, noSyncHandshake, syncHandshakeRuns } from '../resource/diskless.js';
@@ -143,7 +143,9 @@ export class PeerLink {
     private readonly runtime: ResourceRuntime,
     private readonly engine: () => ReplicationEngine | undefined,
   ) {
-    runtime.stateHooks.push((before, after) => this.onLocalStateChange(before, after));
+    runtime.stateHooks.push((before, after, vnr) => {
+      if (vnr === this.vnr) this.onLocalStateChange(before, after);
+    });
   }
 
   private get view(): ResourceView {
@@ -462,7 +464,7 @@ export class PeerLink {
       return;
     }
     if (!engine.volume.isMirroring) engine.startMirroring();
-    await rt.setVolumeState(RUNTIME_VOLUME, afterHandshake('no-sync', peerView(peer)), 'connected without a disk');
+    await rt.setVolumeState(this.vnr, afterHandshake('no-sync', peerView(peer)), 'connected without a disk');
     await rt.deviceSizeChanged();
   }
 
@@ -597,7 +599,7 @@ export class PeerLink {
       case 'no-sync':
         engine.localDataReady();
         if (!engine.volume.isMirroring) engine.startMirroring();
-        await rt.setVolumeState(RUNTIME_VOLUME, { ...afterHandshake('no-sync', peerView(peer)), ...this.negotiatedDisk() }, 'handshake: no resync');
+        await rt.setVolumeState(this.vnr, { ...afterHandshake('no-sync', peerView(peer)), ...this.negotiatedDisk() }, 'handshake: no resync');
         return;
       case 'sync-source':
         engine.localDataReady();
@@ -634,7 +636,7 @@ export class PeerLink {
     rt.log.info(rule.line);
     store.setUuids(rule.uuids);
     store.bitmap.clearRange(0, store.bitmap.bitCount);
-    await rt.setVolumeState(RUNTIME_VOLUME, rule.patch, 'skip initial sync');
+    await rt.setVolumeState(this.vnr, rule.patch, 'skip initial sync');
   }
 
   /** Our UUIDs to the peer (after a new current UUID while Connected); nothing without a disk or a live link. */
@@ -674,7 +676,7 @@ export class PeerLink {
     const rt = this.runtime;
     const store = rt.requireStore();
     if (full) store.bitmap.setAll();
-    await rt.setVolumeState(RUNTIME_VOLUME, { ...afterHandshake('sync-source', peerView(link.peer)), ...this.negotiatedDisk() }, 'sync source');
+    await rt.setVolumeState(this.vnr, { ...afterHandshake('sync-source', peerView(link.peer)), ...this.negotiatedDisk() }, 'sync source');
     if (!engine.volume.isMirroring) engine.startMirroring();
     // A full sync sets every bit on both sides, so no exchange is needed.
     if (exchange) await engine.exchangeBitmaps();
@@ -703,7 +705,7 @@ export class PeerLink {
     rt.log.info(resyncBeganLine('source', link.sourceTotalBits));
     await this.beforeResync?.();
     if (link.closed) return;
-    await rt.setVolumeState(RUNTIME_VOLUME, patch, why);
+    await rt.setVolumeState(this.vnr, patch, why);
   }
 
   // ---- on-congestion (Ahead/Behind) -----------------------------------------------------------
@@ -723,7 +725,7 @@ export class PeerLink {
       runAside(this.toStandAlone('on-congestion disconnect'), rt.log, 'on-congestion disconnect');
       return true;
     }
-    runAside(rt.setVolumeState(RUNTIME_VOLUME, next, 'on-congestion pull-ahead'), rt.log, 'pull ahead');
+    runAside(rt.setVolumeState(this.vnr, next, 'on-congestion pull-ahead'), rt.log, 'pull ahead');
     return true;
   }
 
@@ -747,7 +749,7 @@ export class PeerLink {
     if (next === null) return;
     const store = rt.requireStore();
     store.setUuids(syncTargetStart(store.uuids, uuid, rt.snapshot.role));
-    await rt.setVolumeState(RUNTIME_VOLUME, next, 'Behind -> SyncTarget');
+    await rt.setVolumeState(this.vnr, next, 'Behind -> SyncTarget');
     await this.pullResync(link, engine);
   }
 
@@ -763,17 +765,17 @@ export class PeerLink {
         link.syncUuidWaiter = resolve;
       }
     });
-    await rt.setVolumeState(RUNTIME_VOLUME, afterHandshake('sync-target', peerView(link.peer)), 'sync target');
+    await rt.setVolumeState(this.vnr, afterHandshake('sync-target', peerView(link.peer)), 'sync target');
     if (!engine.volume.isMirroring) engine.startMirroring();
     if (exchange) await engine.exchangeBitmaps();
     if (link.closed) return;
-    await rt.setVolumeState(RUNTIME_VOLUME, bitmapExchangedAsTarget, 'bitmap exchanged');
+    await rt.setVolumeState(this.vnr, bitmapExchangedAsTarget, 'bitmap exchanged');
     const uuid = await syncUuid;
     if (link.closed) return;
     store.setUuids(syncTargetStart(store.uuids, uuid, rt.snapshot.role));
     await this.beforeResync?.();
     if (link.closed) return;
-    await rt.setVolumeState(RUNTIME_VOLUME, resyncStarts('target'), 'resync');
+    await rt.setVolumeState(this.vnr, resyncStarts('target'), 'resync');
     await this.pullResync(link, engine);
   }
 
@@ -800,11 +802,11 @@ export class PeerLink {
     rt.log.info({ ...resync }, 'resync result');
     if (!resync.ok) {
       rt.log.warn(`Resync finished with ${resync.failedBlocks} failed blocks; staying Inconsistent`);
-      await rt.setVolumeState(RUNTIME_VOLUME, targetResyncFinished(false), 'resync failed');
+      await rt.setVolumeState(this.vnr, targetResyncFinished(false), 'resync failed');
       return;
     }
     store.setUuids(syncTargetFinish(store.uuids, link.peer.uuids, rt.snapshot.role));
-    await rt.setVolumeState(RUNTIME_VOLUME, targetResyncFinished(true), 'resync finished');
+    await rt.setVolumeState(this.vnr, targetResyncFinished(true), 'resync finished');
     // Nothing follows the finished resync that depends on this handler; runHandler logs failures.
     runAside(this.runHandlerQuiet('after-resync-target'), rt.log, 'handler after-resync-target');
   }
@@ -1023,10 +1025,10 @@ export class PeerLink {
     rt.log.info('Resync of new storage after online grow');
     const iAmSource = s.role !== s.peer ? s.role === Role.Primary : link.result.resolveConflicts;
     if (iAmSource) {
-      await rt.setVolumeState(RUNTIME_VOLUME, { conn: ConnState.StartingSyncS }, 'online grow');
+      await rt.setVolumeState(this.vnr, { conn: ConnState.StartingSyncS }, 'online grow');
       await this.runSyncSource(link, engine, false, false);
     } else {
-      await rt.setVolumeState(RUNTIME_VOLUME, { conn: ConnState.StartingSyncT }, 'online grow');
+      await rt.setVolumeState(this.vnr, { conn: ConnState.StartingSyncT }, 'online grow');
       // The target's resync runs on; its failure is logged.
       runAside(this.runSyncTarget(link, engine, false, false), rt.log, 'resync after online grow');
     }
@@ -1044,7 +1046,7 @@ export class PeerLink {
       const secs = Math.max((Date.now() - link.sourceStartedMs) / 1000, 0.001);
       rt.log.info(`Resync done (total ${Math.round(secs)} sec; paused 0 sec; ${Math.round((link.sourceTotalBits * 4) / secs)} K/sec)`);
     }
-    await rt.setVolumeState(RUNTIME_VOLUME, news.patch, 'peer state');
+    await rt.setVolumeState(this.vnr, news.patch, 'peer state');
     if (news.verifyEnded) this.afterVerifyDone();
     this.applyPause(link);
   }
@@ -1107,7 +1109,7 @@ export class PeerLink {
       case ConnState.StartingSyncS: {
         // the peer invalidated itself: full sync with us as source
         reply(SsCode.success);
-        await rt.setVolumeState(RUNTIME_VOLUME, { conn: target }, 'peer invalidate');
+        await rt.setVolumeState(this.vnr, { conn: target }, 'peer invalidate');
         await this.runSyncSource(link, engine, true, false);
         return;
       }
@@ -1120,7 +1122,7 @@ export class PeerLink {
       }
       case ConnState.VerifyT:
         reply(SsCode.success);
-        await rt.setVolumeState(RUNTIME_VOLUME, { conn: target }, 'peer verify');
+        await rt.setVolumeState(this.vnr, { conn: target }, 'peer verify');
         return;
       default:
         reply(SsCode.notSupported);
@@ -1146,7 +1148,7 @@ export class PeerLink {
   async invalidate(): Promise<void> {
     const { link, engine } = this.requireConnected();
     await this.peerAgrees(link, ConnState.StartingSyncS);
-    await this.runtime.setVolumeState(RUNTIME_VOLUME, { conn: ConnState.StartingSyncT }, 'invalidate');
+    await this.runtime.setVolumeState(this.vnr, { conn: ConnState.StartingSyncT }, 'invalidate');
     // `invalidate` returns once the resync started (as drbdadm does); the resync's failure is logged.
     runAside(this.runSyncTarget(link, engine, true, false), this.runtime.log, 'resync');
   }
@@ -1155,7 +1157,7 @@ export class PeerLink {
   async invalidateRemote(): Promise<void> {
     const { link, engine } = this.requireConnected();
     await this.peerAgrees(link, ConnState.StartingSyncT);
-    await this.runtime.setVolumeState(RUNTIME_VOLUME, { conn: ConnState.StartingSyncS }, 'invalidate-remote');
+    await this.runtime.setVolumeState(this.vnr, { conn: ConnState.StartingSyncS }, 'invalidate-remote');
     await this.runSyncSource(link, engine, true, false);
   }
 
@@ -1164,7 +1166,7 @@ export class PeerLink {
     const rt = this.runtime;
     const { link, engine } = this.requireConnected();
     await this.peerAgrees(link, ConnState.VerifyT);
-    await rt.setVolumeState(RUNTIME_VOLUME, { conn: ConnState.VerifyS }, 'verify');
+    await rt.setVolumeState(this.vnr, { conn: ConnState.VerifyS }, 'verify');
     const { done } = engine.startVerify();
     // `verify` returns once the verify started (as drbdadm does); its end is handled aside, failures logged.
     const finished = done.then(
@@ -1173,7 +1175,7 @@ export class PeerLink {
         rt.log.info({ ...result }, 'verify result');
         this.lastVerify = result;
         if (this.active === link && rt.snapshot.conn === ConnState.VerifyS) {
-          await rt.setVolumeState(RUNTIME_VOLUME, { conn: ConnState.Connected }, 'verify finished');
+          await rt.setVolumeState(this.vnr, { conn: ConnState.Connected }, 'verify finished');
           if (result.ok) this.afterVerifyDone();
         }
       },

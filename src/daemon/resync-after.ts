@@ -25,7 +25,7 @@ import type { ResourceState } from '../resource/state.js';
 import { runAside } from '../util/aside.js';
 import { ControlClient } from '../control/client.js';
 import { runtimePaths } from '../control/paths.js';
-import { type ResourceRuntime, RUNTIME_VOLUME } from './runtime.js';
+import type { ResourceRuntime } from './runtime.js';
 import { isUnconfigured } from './status.js';
 
 /**
@@ -108,7 +108,7 @@ export class ResyncAfterWatch {
     const dependency = resyncAfterTarget(rt.spec.view as ResourceView);
     const blocked = dependency !== undefined && !isUnconfigured(rt.snapshot) && (await this.dependencyBlocks(dependency));
     if (rt.snapshot.aftrIsp === blocked) return;
-    await rt.setVolumeState(RUNTIME_VOLUME, { aftrIsp: blocked }, blocked ? `resync-after ${dependency ?? ''}: it is resyncing` : 'resync-after: the dependency is done');
+    await rt.setVolumeState(rt.firstVolume, { aftrIsp: blocked }, blocked ? `resync-after ${dependency ?? ''}: it is resyncing` : 'resync-after: the dependency is done');
     if (rt.snapshot.aftrIsp === blocked) this.changed();
   }
 

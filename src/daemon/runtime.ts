@@ -58,7 +58,7 @@ import {
   statusJson,
   UNCONFIGURED,
 } from './status.js';
-import type { ResourceSpec } from './spec.js';
+import { type ResourceSpec, type VolumeSpec, volumeSpec } from './spec.js';
 import { runHandler } from './handlers.js';
 import { DurabilityReport } from './durability.js';
 import { changeEvents, existsEvents, helperEvent } from './events2.js';
@@ -127,8 +127,12 @@ export interface FrontendHook {
 export interface RuntimeOptions {
   spec: ResourceSpec;
   log: Logger;
+  /** Opens one volume's backing disk and meta-data; it gets the spec as that volume sees it (daemon/spec volumeSpec). */
   openStore: OpenStore;
+  /** The first volume's block device (the one a one-volume resource has). */
   frontend?: FrontendHook;
+  /** Every other volume's block device by volume number (daemon/frontend, one per minor). */
+  frontends?: ReadonlyMap<number, FrontendHook>;
 }
 
 export class StateChangeRefused extends Error {
@@ -141,20 +145,30 @@ export class StateChangeRefused extends Error {
   }
 }
 
-/**
- * The key of the one volume a resource process runs in its volume map
- * (config/volumes refuses a second). Its number as the operator wrote it,
- * on the wire and in events2, is spec.volume; the key becomes that number
- * when the runtime carries several volumes (docs/multi-volume.md, step 6).
- */
-export const RUNTIME_VOLUME = 0;
+/** What the runtime keeps per volume besides its state (DRBD's drbd_conf: ldev, the exposed device). */
+interface VolumeSlot {
+  /** The resource's spec as this volume's layers see it (daemon/spec volumeSpec). */
+  spec: ResourceSpec;
+  store: AttachedStore | undefined;
+  frontend: FrontendHook | undefined;
+  exposed: boolean;
+  /** A new current UUID waits for IO to resume (DRBD's NEW_CUR_UUID, per device). */
+  newCurrentUuidPending: boolean;
+}
 
 export class ResourceRuntime {
   /** The resource's connection (drbd_tconn): written by commitConnection / commitVolume only. */
   private connection: ConnectionState = { ...unconfiguredConnection };
-  /** Its volumes by number (drbd_conf): written by commitConnection / commitVolume only. */
-  private readonly volumes = new Map<number, VolumeState>([[RUNTIME_VOLUME, { ...unconfiguredVolume }]]);
-  private store: AttachedStore | undefined;
+  /** Its volumes by number, as configured (drbd_conf): written by commitConnection / commitVolume only. */
+  private readonly volumes = new Map<number, VolumeState>();
+  /** Disk, device and spec of each volume, by the same numbers. */
+  private readonly slots = new Map<number, VolumeSlot>();
+  /**
+   * The lowest volume number: the one volume the data path, the link and
+   * their hooks serve until they run one instance per volume
+   * (docs/multi-volume.md steps 8-9); for a one-volume resource, its volume.
+   */
+  readonly firstVolume: number;
   private readonly subscribers = new Set<(event: ControlEvent) => void>();
   private readonly verbs = new Map<string, (args: Record<string, unknown>) => Promise<VerbResult>>();
   /** The `down` attempt in progress; a second `down` or SIGTERM meanwhile waits for its outcome. */
@@ -164,11 +178,36 @@ export class ResourceRuntime {
   /** Resolves when `down` finished; the entry point exits then. */
   readonly stopped: Promise<void>;
   private resolveStopped!: () => void;
-  exposed = false;
 
   constructor(private readonly options: RuntimeOptions) {
     this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
+    const volumes = options.spec.volumes;
+    assert(volumes.length >= 1, `resource ${options.spec.name} has a volume`);
+    assert(volumes.every((v, i) => i === 0 || v.volume > volumes[i - 1]!.volume), 'volumes in ascending number order');
+    this.firstVolume = volumes[0]!.volume;
+    assert(options.spec.volume === this.firstVolume, 'the spec\'s own volume fields are its first volume\'s');
+    for (const v of volumes) {
+      this.volumes.set(v.volume, { ...unconfiguredVolume });
+      const frontend = v.volume === this.firstVolume ? options.frontend : options.frontends?.get(v.volume);
+      this.slots.set(v.volume, { spec: volumeSpec(options.spec, v.volume), store: undefined, frontend, exposed: false, newCurrentUuidPending: false });
+    }
     this.registerVerbs();
+  }
+
+  /** The volume numbers of this resource, ascending. */
+  get volumeNumbers(): number[] {
+    return [...this.slots.keys()];
+  }
+
+  private slot(vnr: number): VolumeSlot {
+    const slot = this.slots.get(vnr);
+    assert(slot !== undefined, `resource ${this.spec.name} has no volume ${vnr}`);
+    return slot;
+  }
+
+  /** The first volume's device is exposed (the Primary's block device is up). */
+  get exposed(): boolean {
+    return this.slot(this.firstVolume).exposed;
   }
 
   get spec(): ResourceSpec {
@@ -178,16 +217,22 @@ export class ResourceRuntime {
   /** `adjust`: from now on every layer reads the newly read configuration (daemon/adjust applies the rest). */
   replaceSpec(spec: ResourceSpec): void {
     assert(spec.name === this.options.spec.name && spec.node === this.options.spec.node, 'adjust keeps the resource and node');
-    this.options.spec = spec;
+    // A caller that changed the spec's own (first volume's) fields changed that volume.
+    const first: VolumeSpec = { volume: spec.volume, minor: spec.minor, devicePath: spec.devicePath, diskPath: spec.diskPath, metaDisk: spec.metaDisk, metaArgs: spec.metaArgs, alExtents: spec.alExtents, writeOrdering: spec.writeOrdering, configuredSizeBytes: spec.configuredSizeBytes, setupArgs: spec.setupArgs, view: spec.view };
+    const volumes = spec.volumes.map((v) => (v.volume === spec.volume ? first : v));
+    assert(volumes.map((v) => v.volume).join() === this.volumeNumbers.join(), 'adjust keeps the volumes (adding or removing one is refused before)');
+    const next: ResourceSpec = { ...spec, volumes };
+    this.options.spec = next;
+    for (const [vnr, slot] of this.slots) slot.spec = volumeSpec(next, vnr);
   }
 
   get log(): Logger {
     return this.options.log;
   }
 
-  /** Volume 0 on the connection, as the rules and status see it (drbd_read_state). */
+  /** The first volume on the connection, as the rules and status see it (drbd_read_state). */
   private get state(): StateSnapshot {
-    return this.volumeView(RUNTIME_VOLUME);
+    return this.volumeView(this.firstVolume);
   }
 
   private volumeView(vnr: number): ResourceState {
@@ -200,6 +245,11 @@ export class ResourceRuntime {
     return { ...this.state };
   }
 
+  /** Volume `vnr` on the connection (drbd_read_state of that device). */
+  volumeSnapshot(vnr: number): StateSnapshot {
+    return { ...this.volumeView(vnr) };
+  }
+
   onEvent(handler: (event: ControlEvent) => void): void {
     this.subscribers.add(handler);
   }
@@ -209,25 +259,36 @@ export class ResourceRuntime {
     return existsEvents(this.status());
   }
 
+  /**
+   * The first volume's status; with several volumes `volumes` holds every
+   * volume's (the first one's included), in number order (daemon/status volumesOf).
+   */
   status(): StatusSnapshot {
+    const first = this.volumeStatus(this.firstVolume);
+    if (this.slots.size === 1) return first;
+    return { ...first, volumes: this.volumeNumbers.map((vnr) => (vnr === this.firstVolume ? first : this.volumeStatus(vnr))) };
+  }
+
+  private volumeStatus(vnr: number): StatusSnapshot {
+    const slot = this.slot(vnr);
     return {
-      ...this.state,
+      ...this.volumeView(vnr),
       resource: this.spec.name,
       node: this.spec.node,
       peerNode: this.spec.peer?.name,
-      minor: this.spec.minor,
-      volume: this.spec.volume,
-      device: this.spec.devicePath,
+      minor: slot.spec.minor,
+      volume: vnr,
+      device: slot.spec.devicePath,
       protocol: undefined,
-      uuids: this.store?.uuidsText(),
-      outOfSyncKiB: this.store?.outOfSyncKiB() ?? 0,
+      uuids: slot.store?.uuidsText(),
+      outOfSyncKiB: slot.store?.outOfSyncKiB() ?? 0,
       sync: undefined,
       counters: {},
-      deviceSizeKiB: Math.floor(this.deviceSizeBytes() / 1024),
-      exposed: this.exposed,
-      frontend: this.options.frontend?.describe?.() ?? null,
+      deviceSizeKiB: Math.floor(this.deviceSizeBytes(vnr) / 1024),
+      exposed: slot.exposed,
+      frontend: slot.frontend?.describe?.() ?? null,
       pid: process.pid,
-      ...(this.statusExtras?.() ?? {}),
+      ...(this.statusExtras?.(vnr) ?? {}),
     };
   }
 
@@ -245,11 +306,9 @@ export class ResourceRuntime {
     };
   };
 
-  /** A new current UUID waits for IO to resume (DRBD's NEW_CUR_UUID). */
-  private newCurrentUuidPending = false;
-
-  private stateFacts(): StateFacts {
-    return { bitmapUuid: this.store?.uuids.bitmap, newCurrentUuidPending: this.newCurrentUuidPending };
+  private stateFacts(vnr: number): StateFacts {
+    const slot = this.slot(vnr);
+    return { bitmapUuid: slot.store?.uuids.bitmap, newCurrentUuidPending: slot.newCurrentUuidPending };
   }
 
   /**
@@ -263,7 +322,7 @@ export class ResourceRuntime {
    */
   async setVolumeState(vnr: number, next: Partial<StateSnapshot>, why?: string): Promise<void> {
     const before = this.volumeView(vnr);
-    const t = internalTransition(before, { ...before, ...next }, this.stateCtx(), this.stateFacts());
+    const t = internalTransition(before, { ...before, ...next }, this.stateCtx(), this.stateFacts(vnr));
     const from = this.connection.conn;
     const to = connectionOf(t.to).conn;
     assert(from === to || (from === ConnState.WFReportParams && to === ConnState.Connected),
@@ -278,14 +337,14 @@ export class ResourceRuntime {
    * (DRBD's conn_request_state with CS_HARD): all volumes or none.
    */
   async setConnState(change: Partial<StateSnapshot>, why?: string): Promise<void> {
-    const r = connectionTransition(this.resourceStates(), change, this.stateCtx(), 'internal', () => this.stateFacts());
+    const r = connectionTransition(this.resourceStates(), change, this.stateCtx(), 'internal', (vnr) => this.stateFacts(vnr));
     assert(r.ok, 'an internal connection change is never refused');
     await this.commitConnection(r, why);
   }
 
   /** An operator's connection change checked on every volume (DRBD's conn_request_state without CS_HARD); null = allowed. */
   connStateRefusal(change: Partial<StateSnapshot>): ConnectionRefusal | null {
-    const r = connectionTransition(this.resourceStates(), change, this.stateCtx(), 'request', () => this.stateFacts());
+    const r = connectionTransition(this.resourceStates(), change, this.stateCtx(), 'request', (vnr) => this.stateFacts(vnr));
     return r.ok ? null : r;
   }
 
@@ -299,8 +358,8 @@ export class ResourceRuntime {
     this.connection = connectionOf(t.to);
     this.volumes.set(vnr, volumeOf(t.to));
     for (const line of t.warnings) this.log.warn(line);
-    this.log.info({ why }, t.line);
-    await this.afterCommit(t);
+    this.log.info(this.slots.size === 1 ? { why } : { why, volume: vnr }, t.line);
+    await this.afterCommit(vnr, t);
   }
 
   /** Commits a checked connection change: the connection and every volume, the log lines, then each volume's after-effects. */
@@ -310,33 +369,34 @@ export class ResourceRuntime {
     for (const [vnr, t] of r.volumes) this.volumes.set(vnr, volumeOf(t.to));
     for (const t of r.volumes.values()) for (const line of t.warnings) this.log.warn(line);
     for (const line of connectionLogLines(r)) this.log.info({ why }, line);
-    const own = r.volumes.get(RUNTIME_VOLUME);
-    if (own?.changed) await this.afterCommit(own);
+    for (const [vnr, t] of r.volumes) if (t.changed) await this.afterCommit(vnr, t);
   }
 
-  /** After volume 0 changed: hooks, one event, md flags, after-state effects. */
-  private async afterCommit(t: Committed): Promise<void> {
+  /** After volume `vnr` changed: hooks, one event, md flags, after-state effects. */
+  private async afterCommit(vnr: number, t: Committed): Promise<void> {
     const { from: before, to: after } = t;
-    for (const hook of this.stateHooks) hook(before, after);
-    const full: StatusSnapshot = this.status();
+    for (const hook of this.stateHooks) hook(before, after, vnr);
+    const full: StatusSnapshot = this.volumeStatus(vnr);
     for (const event of changeEvents(before, full)) this.publish(event);
-    if (this.store) await this.store.syncFlags(after);
-    for (const effect of t.effects) await this.runEffect(effect, before);
+    const store = this.slot(vnr).store;
+    if (store) await store.syncFlags(after);
+    for (const effect of t.effects) await this.runEffect(vnr, effect, before);
   }
 
   /** Set by the wiring: the peer hears our UUIDs after an after-state rule made a new current UUID. */
   uuidsChanged: (() => void) | undefined;
 
-  private async runEffect(effect: StateEffect, before: StateSnapshot): Promise<void> {
+  private async runEffect(vnr: number, effect: StateEffect, before: StateSnapshot): Promise<void> {
+    const slot = this.slot(vnr);
     switch (effect.kind) {
       case 'new-current-uuid':
-        this.newCurrentUuidPending = false;
-        await this.store?.newCurrentUuid(this.state.role === Role.Primary);
+        slot.newCurrentUuidPending = false;
+        await slot.store?.newCurrentUuid(this.volumeView(vnr).role === Role.Primary);
         // drbd_uuid_new_current + drbd_send_uuids for the lost peer disk; a resumed IO's deferred one waits for the handshake.
         if (!(before.susp || before.suspNod || before.suspFen)) this.uuidsChanged?.();
         return;
       case 'defer-new-current-uuid':
-        this.newCurrentUuidPending = true;
+        slot.newCurrentUuidPending = true;
         this.log.info('new current UUID deferred until IO resumes');
         return;
     }
@@ -346,21 +406,23 @@ export class ResourceRuntime {
     for (const handler of this.subscribers) handler(event);
   }
 
-  async runHandler(name: string): Promise<number | undefined> {
+  /** Runs a handler for volume `vnr` (DRBD_MINOR, DRBD_VOLUME, DRBD_LL_DISK are that volume's). */
+  async runHandler(name: string, vnr: number = this.firstVolume): Promise<number | undefined> {
     const command = this.spec.handlers[name];
     if (!command) return undefined;
-    this.publish(helperEvent('call', this.status(), name));
+    const volume = this.slot(vnr).spec;
+    this.publish(helperEvent('call', this.volumeStatus(vnr), name));
     const code = await runHandler(name, command, {
       resource: this.spec.name,
-      minor: this.spec.minor,
-      volume: this.spec.volume,
-      lowerDisk: this.spec.diskPath,
+      minor: volume.minor,
+      volume: vnr,
+      lowerDisk: volume.diskPath,
       configPath: this.spec.configPath,
       peerHost: this.spec.peer?.name,
       peerAddress: this.spec.peer?.address.host,
       peerFamily: this.spec.peer?.address.family ?? 'ipv4',
     }, this.log);
-    this.publish(helperEvent('response', this.status(), name, code));
+    this.publish(helperEvent('response', this.volumeStatus(vnr), name, code));
     return code;
   }
 
@@ -377,67 +439,69 @@ export class ResourceRuntime {
     if (!this.minorAllocated) throw new StateChangeRefused(ErrCode.minorInvalid, failure(ErrCode.minorInvalid).text, ExitCode.configInvalid);
   }
 
-  async attach(): Promise<void> {
+  /** `attach` of volume `vnr` (drbd_adm_attach: one minor); a no-op when it has its disk. */
+  async attach(vnr: number = this.firstVolume): Promise<void> {
     this.requireMinor();
-    if (this.store) return;
-    await this.setVolumeState(RUNTIME_VOLUME, { disk: DiskState.Attaching }, 'attach');
+    const slot = this.slot(vnr);
+    if (slot.store) return;
+    await this.setVolumeState(vnr, { disk: DiskState.Attaching }, 'attach');
     let opened: AttachedStore | undefined;
     try {
-      opened = await this.options.openStore(this.spec, this.log);
+      opened = await this.options.openStore(slot.spec, this.log);
       // e.g. a diskless Primary refusing a disk that does not hold its current data (ERR_DATA_NOT_CURRENT)
-      await this.attachCheck?.(opened);
+      await this.attachCheck?.(opened, vnr);
     } catch (err) {
       await opened?.close(true);
-      await this.setVolumeState(RUNTIME_VOLUME, { disk: DiskState.Diskless }, 'attach failed');
+      await this.setVolumeState(vnr, { disk: DiskState.Diskless }, 'attach failed');
       throw err;
     }
-    this.store = opened;
-    for (const hook of this.attachHooks) hook(this.store);
+    slot.store = opened;
+    for (const hook of this.attachHooks) hook(opened, vnr);
     // drbd_adm_attach: while connected the disk is Negotiating until the handshake decides;
     // disconnected, the peer's disk is Outdated when the meta-data says so (MDF_PEER_OUT_DATED).
     const connected = this.state.conn >= ConnState.Connected;
     await this.setVolumeState(
-      RUNTIME_VOLUME,
-      connected ? { disk: DiskState.Negotiating } : { disk: this.store.diskAtAttach, pdsk: this.store.pdskAtAttach ?? DiskState.DUnknown },
+      vnr,
+      connected ? { disk: DiskState.Negotiating } : { disk: opened.diskAtAttach, pdsk: opened.pdskAtAttach ?? DiskState.DUnknown },
       'attach',
     );
   }
 
-  /** Set by the wiring: may refuse a freshly opened store before anything uses it (throws). */
-  attachCheck: ((store: AttachedStore) => Promise<void>) | undefined;
+  /** Set by the wiring: may refuse a freshly opened store of volume `vnr` before anything uses it (throws). */
+  attachCheck: ((store: AttachedStore, vnr: number) => Promise<void>) | undefined;
 
-  /** Set by the wiring: the device size while there is no disk (the peer's, or the lost disk's), else undefined. */
-  disklessDeviceBytes: (() => number | undefined) | undefined;
+  /** Set by the wiring: volume vnr's device size while it has no disk (the peer's, or the lost disk's), else undefined. */
+  disklessDeviceBytes: ((vnr: number) => number | undefined) | undefined;
 
-  /** The device's size: the attached disk's agreed size, or without a disk the data path's (0 = none). */
-  deviceSizeBytes(): number {
-    return this.store?.sizeBytes ?? this.disklessDeviceBytes?.() ?? 0;
+  /** Volume `vnr`'s device size: its attached disk's agreed size, or without a disk the data path's (0 = none). */
+  deviceSizeBytes(vnr: number = this.firstVolume): number {
+    return this.slot(vnr).store?.sizeBytes ?? this.disklessDeviceBytes?.(vnr) ?? 0;
   }
 
-  /** Called after every state change (the link sends State packets from here). */
-  readonly stateHooks: Array<(before: StateSnapshot, after: StateSnapshot) => void> = [];
-  /** Adds live fields (sync progress, counters, protocol) to status. */
-  statusExtras: (() => Partial<StatusSnapshot>) | undefined;
+  /** Called after every state change of a volume, with its number (the link sends State packets from here). */
+  readonly stateHooks: Array<(before: StateSnapshot, after: StateSnapshot, vnr: number) => void> = [];
+  /** Adds live fields (sync progress, counters, protocol) to volume vnr's status. */
+  statusExtras: ((vnr: number) => Partial<StatusSnapshot>) | undefined;
 
-  /** Wiring hooks run right after the meta-data is loaded / right before it is closed. */
-  readonly attachHooks: Array<(store: AttachedStore) => void> = [];
-  readonly detachHooks: Array<() => Promise<void>> = [];
+  /** Wiring hooks run right after a volume's meta-data is loaded / right before it is closed. */
+  readonly attachHooks: Array<(store: AttachedStore, vnr: number) => void> = [];
+  readonly detachHooks: Array<(vnr: number) => Promise<void>> = [];
   /** Flush / meta-data write failures of the detach or down in progress, for its reply. */
   readonly durability = new DurabilityReport();
 
-  /** Set by the wiring: resolves once no request is in flight on the detached disk (a hung one keeps it waiting). */
-  diskDrained: (() => Promise<void>) | undefined;
+  /** Set by the wiring: resolves once no request is in flight on volume vnr's detached disk (a hung one keeps it waiting). */
+  diskDrained: ((vnr: number) => Promise<void>) | undefined;
 
-  /** `detach`: the disk goes Failed -> Diskless; connected, the node goes on diskless (through the peer). */
-  async detach(): Promise<void> {
-    if (!this.store) return;
-    const plan = requestDetach(this.state, this.stateCtx());
+  /** `detach` of volume `vnr`: its disk goes Failed -> Diskless; connected, it goes on diskless (through the peer). */
+  async detach(vnr: number = this.firstVolume): Promise<void> {
+    if (!this.slot(vnr).store) return;
+    const plan = requestDetach(this.volumeView(vnr), this.stateCtx());
     if (plan.kind !== 'ok') {
       assert(plan.kind === 'refused', 'detach never needs fence-peer');
       for (const line of plan.logLines) this.log.warn(line);
       throw new StateChangeRefused(plan.refusal.code, plan.refusal.text, plan.refusal.exitCode);
     }
-    await this.goDiskless('detach', true);
+    await this.goDiskless('detach', true, undefined, vnr);
   }
 
   /**
@@ -447,17 +511,18 @@ export class ResourceRuntime {
    * false (an I/O error) leaves the meta-data marked unclean, so the
    * activity log is applied at the next attach. Both steps pass setVolumeState.
    */
-  async goDiskless(why: string, clean: boolean, onFailed?: () => Promise<void>): Promise<void> {
-    const store = this.store;
+  async goDiskless(why: string, clean: boolean, onFailed?: () => Promise<void>, vnr: number = this.firstVolume): Promise<void> {
+    const slot = this.slot(vnr);
+    const store = slot.store;
     if (!store) return;
-    if (this.state.disk !== DiskState.Failed) await this.setVolumeState(RUNTIME_VOLUME, { disk: DiskState.Failed }, why);
+    if (this.volumeView(vnr).disk !== DiskState.Failed) await this.setVolumeState(vnr, { disk: DiskState.Failed }, why);
     // Failed: no new request reaches the disk (DRBD's get_ldev fails below Inconsistent).
-    for (const hook of this.detachHooks) await hook();
+    for (const hook of this.detachHooks) await hook(vnr);
     await onFailed?.();
-    this.store = undefined;
-    await this.setVolumeState(RUNTIME_VOLUME, { disk: DiskState.Diskless }, why);
-    await this.diskDrained?.();
-    await store.close(clean).catch((err: unknown) => this.durability.record(this.log, this.spec, 'meta-data write', err));
+    slot.store = undefined;
+    await this.setVolumeState(vnr, { disk: DiskState.Diskless }, why);
+    await this.diskDrained?.(vnr);
+    await store.close(clean).catch((err: unknown) => this.durability.record(this.log, slot.spec, 'meta-data write', err));
   }
 
   /**
@@ -481,35 +546,40 @@ export class ResourceRuntime {
   }
 
   private async tryDown(): Promise<void> {
-    if (this.state.role === Role.Primary && this.options.frontend?.isHeldOpen()) {
-      throw new StateChangeRefused(SsCode.deviceInUse, 'Device is held open by someone', ExitCode.stateChangeFailed);
+    // drbdsetup down: every volume Secondary (none held open), the connection down, every disk detached.
+    for (const vnr of this.volumeNumbers) {
+      if (this.volumeView(vnr).role === Role.Primary && this.slot(vnr).frontend?.isHeldOpen()) {
+        throw new StateChangeRefused(SsCode.deviceInUse, 'Device is held open by someone', ExitCode.stateChangeFailed);
+      }
     }
-    if (this.state.role === Role.Primary) await this.demote();
+    for (const vnr of this.volumeNumbers) if (this.volumeView(vnr).role === Role.Primary) await this.demote(vnr);
     if (this.state.conn !== ConnState.StandAlone) {
       await this.setConnState({ conn: ConnState.Disconnecting }, 'down');
       await this.disconnectHook?.();
       await this.setConnState({ conn: ConnState.StandAlone }, 'down');
     }
     // As detach: Failed first, so a flush failing on the way out is reported once, not taken for an on-io-error case.
-    if (this.store) await this.goDiskless('down', true);
+    for (const vnr of this.volumeNumbers) if (this.slot(vnr).store) await this.goDiskless('down', true, undefined, vnr);
     this.isDown = true;
     this.log.info('resource down');
     // Let the `down` reply go out before the entry point closes the control socket.
     setImmediate(() => this.resolveStopped());
   }
 
-  frontendHeldOpen(): boolean {
-    return this.options.frontend?.isHeldOpen() ?? false;
+  /** Volume vnr's device is open (mounted, opened, an outside NBD client). */
+  frontendHeldOpen(vnr: number = this.firstVolume): boolean {
+    return this.slot(vnr).frontend?.isHeldOpen() ?? false;
   }
 
   /** Set by the wiring: close the peer link (down / disconnect). */
   disconnectHook: (() => Promise<void>) | undefined;
 
-  /** After promotion: expose the volume as a block device (no-op without a frontend or when exposed). */
-  async expose(device: BlockDevice): Promise<void> {
-    if (this.exposed || !this.options.frontend) return;
-    await this.options.frontend.exposeVolume(device);
-    this.exposed = true;
+  /** After promotion: expose volume vnr as a block device (no-op without a frontend or when exposed). */
+  async expose(device: BlockDevice, vnr: number = this.firstVolume): Promise<void> {
+    const slot = this.slot(vnr);
+    if (slot.exposed || !slot.frontend) return;
+    await slot.frontend.exposeVolume(device);
+    slot.exposed = true;
   }
 
   /**
@@ -519,10 +589,11 @@ export class ResourceRuntime {
    * change (requests past its end are refused either way); the operator can
    * resize the kernel device by hand (losetup -c).
    */
-  async deviceSizeChanged(): Promise<void> {
-    const frontend = this.options.frontend;
-    const sizeBytes = this.deviceSizeBytes();
-    if (!this.exposed || !frontend?.deviceResized || sizeBytes === 0) return;
+  async deviceSizeChanged(vnr: number = this.firstVolume): Promise<void> {
+    const slot = this.slot(vnr);
+    const frontend = slot.frontend;
+    const sizeBytes = this.deviceSizeBytes(vnr);
+    if (!slot.exposed || !frontend?.deviceResized || sizeBytes === 0) return;
     try {
       await frontend.deviceResized(sizeBytes);
     } catch (err) {
@@ -530,13 +601,15 @@ export class ResourceRuntime {
     }
   }
 
-  async demote(): Promise<void> {
-    if (this.exposed && this.options.frontend) {
-      await this.options.frontend.teardown();
-      this.exposed = false;
+  /** Volume vnr becomes Secondary: its device torn down first (it may refuse: held open), then the primary bit cleared. */
+  async demote(vnr: number = this.firstVolume): Promise<void> {
+    const slot = this.slot(vnr);
+    if (slot.exposed && slot.frontend) {
+      await slot.frontend.teardown();
+      slot.exposed = false;
     }
-    this.store?.setPrimaryBit(false);
-    await this.setVolumeState(RUNTIME_VOLUME, { role: Role.Secondary }, 'secondary');
+    slot.store?.setPrimaryBit(false);
+    await this.setVolumeState(vnr, { role: Role.Secondary }, 'secondary');
   }
 
   // ---- control requests ---------------------------------------------------
@@ -553,7 +626,8 @@ export class ResourceRuntime {
       if (err instanceof UdrbdError) return errorReply(request.id, err.exitCode, `${err.message}\n`);
       if (err instanceof StateChangeRefused) {
         // SS_* codes are state-change refusals; ERR_* codes (> 100) are drbdsetup "Failure" lines.
-        const line = formatRefusalMessage(this.spec.minor, { ok: false, code: err.code, text: err.text, exitCode: err.exitCode, failure: err.code > 100 });
+        const vnr = typeof request.args?.volume === 'number' && this.slots.has(request.args.volume) ? request.args.volume : this.firstVolume;
+        const line = formatRefusalMessage(this.slot(vnr).spec.minor, { ok: false, code: err.code, text: err.text, exitCode: err.exitCode, failure: err.code > 100 });
         return errorReply(request.id, err.exitCode, `${line}\n`);
       }
       throw err;
@@ -578,8 +652,9 @@ export class ResourceRuntime {
       exitCode: 0,
       stdout: args.json ? `${JSON.stringify({ ...statusJson(this.status()), ...this.sizeJson() }, null, 2)}\n` : statusText(this.status(), Boolean(args.verbose)),
     }));
-    this.defineVerb('attach', async () => {
-      await this.attach();
+    // A volume verb addresses args.volume (udrbdadm's RES/VNR), or every volume of the resource in order.
+    this.defineVerb('attach', async (args) => {
+      for (const vnr of this.addressedVolumes(args)) await this.attach(vnr);
       return { exitCode: 0 };
     });
     // drbdsetup new-minor: the resource's one volume exists from now on (Diskless, StandAlone).
@@ -589,8 +664,8 @@ export class ResourceRuntime {
       this.log.info('new-minor: the volume exists, Diskless and StandAlone');
       return { exitCode: 0 };
     });
-    this.defineVerb('detach', async () => {
-      await this.detach();
+    this.defineVerb('detach', async (args) => {
+      for (const vnr of this.addressedVolumes(args)) await this.detach(vnr);
       return this.durability.takeReply();
     });
     this.defineVerb('down', async () => {
@@ -598,7 +673,7 @@ export class ResourceRuntime {
       return this.durability.takeReply();
     });
     this.defineVerb('io.read', async (args) => {
-      const store = this.requireStore();
+      const store = this.requireStore(this.addressedVolume(args));
       const offsetBytes = Number(args.offsetBytes);
       const lengthBytes = Number(args.lengthBytes);
       if (!(lengthBytes > 0 && lengthBytes <= DIAGNOSTIC_IO_BYTES_MAX)) return { exitCode: ExitCode.usage, stderr: 'io.read: bad length\n' };
@@ -610,7 +685,7 @@ export class ResourceRuntime {
 
   /** status --json: the device size (as /proc/partitions would show the DRBD device) and what the disk offers. */
   private sizeJson(): Record<string, unknown> {
-    const store = this.store;
+    const store = this.attachedStore;
     const deviceBytes = this.deviceSizeBytes();
     return {
       sizeBytes: deviceBytes > 0 ? deviceBytes : null,
@@ -619,13 +694,36 @@ export class ResourceRuntime {
     };
   }
 
-  requireStore(): AttachedStore {
-    if (!this.store) throw new StateChangeRefused(SsCode.isDiskless, 'Device is diskless, the requested operation requires a disk', ExitCode.stateChangeFailed);
-    return this.store;
+  /** The volumes a control request addresses: `args.volume`, or every volume in number order. */
+  addressedVolumes(args: Record<string, unknown>): number[] {
+    if (args.volume === undefined) return this.volumeNumbers;
+    return [this.addressedVolume(args)];
   }
 
+  /** The one volume a request addresses: `args.volume`, or the first. Refuses a volume the resource lacks (drbdsetup: minor not found). */
+  addressedVolume(args: Record<string, unknown>): number {
+    if (args.volume === undefined) return this.firstVolume;
+    const vnr = args.volume;
+    if (typeof vnr !== 'number' || !this.slots.has(vnr)) {
+      throw new UdrbdError(`${this.spec.name}: no volume ${String(vnr)} (volumes ${this.volumeNumbers.join(', ')})`, ExitCode.usage);
+    }
+    return vnr;
+  }
+
+  requireStore(vnr: number = this.firstVolume): AttachedStore {
+    const store = this.slot(vnr).store;
+    if (!store) throw new StateChangeRefused(SsCode.isDiskless, 'Device is diskless, the requested operation requires a disk', ExitCode.stateChangeFailed);
+    return store;
+  }
+
+  /** The first volume's attached disk and meta-data (undefined while diskless). */
   get attachedStore(): AttachedStore | undefined {
-    return this.store;
+    return this.slot(this.firstVolume).store;
+  }
+
+  /** Volume vnr's attached disk and meta-data (undefined while diskless). */
+  storeOf(vnr: number): AttachedStore | undefined {
+    return this.slot(vnr).store;
   }
 
   /** Set by the wiring: begin connecting to the peer (after attach in `up`); rejects when the first listen fails. */

@@ -34,8 +34,8 @@ export function timeoutTypeOf(pdsk: DiskState, mdFlagsAtAttach: number | null): 
 export function registerStartupInfo(runtime: ResourceRuntime): void {
   let mdFlagsAtAttach: number | null = null;
   // Attach hooks run right after the meta-data is read, before the first state change rewrites the flags.
-  runtime.attachHooks.push((store) => {
-    mdFlagsAtAttach = store.mdFlags;
+  runtime.attachHooks.push((store, vnr) => {
+    if (vnr === runtime.firstVolume) mdFlagsAtAttach = store.mdFlags;
   });
   runtime.defineVerb('startup-info', async () => {
     const status = runtime.status();

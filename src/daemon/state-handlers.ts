@@ -24,11 +24,11 @@ export function stateChangeHandlers(before: StateSnapshot, after: StateSnapshot)
 
 /** Runs stateChangeHandlers' handlers after every state change of `runtime` (not awaited, as DRBD's khelper runs aside). */
 export function watchStateHandlers(runtime: ResourceRuntime): void {
-  runtime.stateHooks.push((before, after) => {
+  runtime.stateHooks.push((before, after, vnr) => {
     for (const name of stateChangeHandlers(before, after)) {
       runtime.log.warn(`${name}: Primary with neither local nor peer disk UpToDate (${diskName(after.disk)}/${diskName(after.pdsk)})`);
       // Handlers run aside as DRBD's khelper calls do; runHandler logs and resolves on every failure.
-      runAside(runtime.runHandler(name), runtime.log, `handler ${name}`);
+      runAside(runtime.runHandler(name, vnr), runtime.log, `handler ${name}`);
     }
   });
 }

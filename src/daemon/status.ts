@@ -54,6 +54,8 @@ export interface StatusSnapshot extends StateSnapshot {
   /** The block device the Primary's volume is exposed as (daemon/frontend); absent/null when not exposed. */
   frontend?: FrontendStatusView | null;
   pid: number;
+  /** Every volume's snapshot in number order when the resource has several (this one's fields are the first's); absent with one. */
+  volumes?: StatusSnapshot[];
 }
 
 /** daemon/frontend's exposure as status shows it. */

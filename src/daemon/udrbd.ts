@@ -102,7 +102,10 @@ async function main(): Promise<number> {
     const syslogTarget = syslogTargetFromEnv();
     if (syslogTarget) {
       syslog = new SyslogSink(syslogTarget, { log, tag: process.env.UDRBD_SYSLOG_TAG || undefined });
-      rt.stateHooks.push(stateChangeToSyslog(syslog, { resource: spec.name, minor: spec.minor }));
+      const sink = syslog;
+      // One kernel-log writer per volume: each line names that volume's minor, as drbd's dev_info does.
+      const writers = new Map(spec.volumes.map((v) => [v.volume, stateChangeToSyslog(sink, { resource: spec.name, minor: v.minor })]));
+      rt.stateHooks.push((before, after, vnr) => writers.get(vnr)?.(before, after));
     }
     server = new ControlServer(paths.socketPath, (req) => rt.handle(req), log, () => rt.existingEvents());
     const srv = server;

@@ -31,7 +31,7 @@ import { UUID_JUST_CREATED } from '../meta/types.js';
 import { type AdminResult, requestNewCurrentUuid, requestPrimary, requestSecondary, requestInvalidate, requestInvalidateRemote, requestOutdate, requestPauseSync, requestVerify } from '../resource/admin.js';
 import { DIAGNOSTIC_IO_BYTES_MAX } from '../control/protocol.js';
 import type { BlockDevice } from '../disk/block-device.js';
-import { type ResourceRuntime, RUNTIME_VOLUME, StateChangeRefused, type VerbResult } from './runtime.js';
+import { type ResourceRuntime, StateChangeRefused, type VerbResult } from './runtime.js';
 import { defineMetricsVerb } from './metrics-source.js';
 import { defineResizeVerb } from './resize.js';
 import { DeadlineDisk } from '../disk/deadline-disk.js';
@@ -83,7 +83,10 @@ export class Wiring {
     this.resyncAfter.start();
     this.link.beforeResync = () => this.resyncAfter.beforeResync();
     void runtime.stopped.then(() => this.resyncAfter.stop());
-    runtime.attachHooks.push((store) => {
+    // The data path serves the first volume; one per volume comes with docs/multi-volume.md step 8.
+    const served = (vnr: number): boolean => vnr === runtime.firstVolume;
+    runtime.attachHooks.push((store, vnr) => {
+      if (!served(vnr)) return;
       const view = runtime.spec.view as ResourceView; // read at each attach: `adjust` may have replaced the spec
       const deadline = new DeadlineDisk(this.faults?.wrap(store.data) ?? store.data, view.disk.diskTimeoutDs * DISK_TIMEOUT_UNIT_MS);
       this.deadline = deadline;
@@ -106,14 +109,20 @@ export class Wiring {
       this.dataPath = created;
       return created;
     };
-    runtime.disklessDeviceBytes = () => (this.dataPath && !this.dataPath.local.isAttached ? this.dataPath.volume.sizeBytes : undefined);
-    runtime.diskDrained = async () => {
+    runtime.disklessDeviceBytes = (vnr) => (served(vnr) && this.dataPath && !this.dataPath.local.isAttached ? this.dataPath.volume.sizeBytes : undefined);
+    runtime.diskDrained = async (vnr) => {
+      if (!served(vnr)) return;
       await this.deadline?.drained();
       this.deadline = undefined;
     };
-    runtime.stateHooks.push((before, after) => this.afterStateChange(before, after));
-    runtime.attachCheck = (store) => this.checkAttach(store);
-    runtime.detachHooks.push(async () => {
+    runtime.stateHooks.push((before, after, vnr) => {
+      if (served(vnr)) this.afterStateChange(before, after);
+    });
+    runtime.attachCheck = async (store, vnr) => {
+      if (served(vnr)) await this.checkAttach(store);
+    };
+    runtime.detachHooks.push(async (vnr) => {
+      if (!served(vnr)) return;
       const dp = this.dataPath;
       if (dp && (dp.isAttached || runtime.snapshot.role === Role.Primary)) {
         // DRBD's diskless mode: a Primary keeps its device (served through the peer, or EIO), the link stays.
@@ -140,7 +149,7 @@ export class Wiring {
         runtime.log.error({ err }, `connect failed: ${err.message}`);
       });
     runtime.disconnectHook = () => this.link.disconnect();
-    runtime.statusExtras = () => ({
+    runtime.statusExtras = (vnr) => (!served(vnr) ? { protocol: this.link.protocol } : {
       sync: this.link.syncProgress(),
       protocol: this.link.protocol,
       resyncRateKiBps: (runtime.spec.view as ResourceView).disk.resyncRateKiBps,
@@ -269,7 +278,7 @@ export class Wiring {
     if (plan.effects.includes('new-current-uuid')) await store?.newCurrentUuid(true);
     else if (plan.effects.includes('uuid-primary-bit')) store?.setPrimaryBit(true);
     if (plan.effects.includes('clear-discard-my-data')) this.link.discardMyData = false;
-    for (const next of plan.states) await rt.setVolumeState(RUNTIME_VOLUME, next, forced ? 'primary --force' : 'primary');
+    for (const next of plan.states) await rt.setVolumeState(rt.firstVolume, next, forced ? 'primary --force' : 'primary');
     if (plan.effects.includes('send-uuids')) await this.link.renegotiate('new-uuids');
     if (this.dataPath) await this.exposeOrDemote(this.fencing.guard(this.dataPath.volume));
   }
@@ -337,14 +346,14 @@ export class Wiring {
       if (next) {
         // skip initial sync: the peer adopts our new current UUID and both sides are UpToDate
         await this.link.skipInitialSync();
-        await rt.setVolumeState(RUNTIME_VOLUME, next, 'new-current-uuid --clear-bitmap');
+        await rt.setVolumeState(rt.firstVolume, next, 'new-current-uuid --clear-bitmap');
       }
       return ok();
     });
     rt.defineVerb('outdate', async () => {
       // resource/admin's rule: -6 while connected, -2 for a Primary, -16 below Outdated.
       const next = this.admin(requestOutdate(rt.snapshot, this.ctx())).states.at(-1);
-      if (next) await rt.setVolumeState(RUNTIME_VOLUME, next, 'outdate');
+      if (next) await rt.setVolumeState(rt.firstVolume, next, 'outdate');
       return ok();
     });
     rt.defineVerb('invalidate', async () => {
@@ -352,7 +361,7 @@ export class Wiring {
       if (rt.snapshot.conn === ConnState.StandAlone) {
         // StandAlone Secondary: all blocks out of sync, disk Inconsistent
         rt.requireStore().bitmap.setAll();
-        if (s) await rt.setVolumeState(RUNTIME_VOLUME, s, 'invalidate');
+        if (s) await rt.setVolumeState(rt.firstVolume, s, 'invalidate');
         return ok();
       }
       await this.link.invalidate();
@@ -371,7 +380,7 @@ export class Wiring {
     for (const [verb, pause] of [['pause-sync', true], ['resume-sync', false]] as const) {
       rt.defineVerb(verb, async () => {
         const s = this.admin(requestPauseSync(rt.snapshot, pause, this.ctx())).states.at(-1);
-        await rt.setVolumeState(RUNTIME_VOLUME, { userIsp: s ? s.userIsp : pause }, verb);
+        await rt.setVolumeState(rt.firstVolume, { userIsp: s ? s.userIsp : pause }, verb);
         this.link.applyPause();
         return ok();
       });

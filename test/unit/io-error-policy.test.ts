@@ -30,7 +30,7 @@ function fakeStore(closed: boolean[]): AttachedStore {
 async function setUp(policy: OnIoError): Promise<{ rt: ResourceRuntime; io: IoErrorPolicy; closed: boolean[]; disks: string[]; helpers: string[] }> {
   const closed: boolean[] = [];
   // A handler that cannot run still publishes its call event, which is what the test checks.
-  const spec = { name: 'ftunit', node: 'alpha', minor: 205, volume: 0, devicePath: '/dev/drbd205', handlers: { 'local-io-error': '/bin/true' }, peer: undefined } as unknown as ResourceSpec;
+  const spec = { name: 'ftunit', node: 'alpha', minor: 205, volume: 0, devicePath: '/dev/drbd205', volumes: [{ volume: 0, minor: 205, devicePath: '/dev/drbd205' }], handlers: { 'local-io-error': '/bin/true' }, peer: undefined } as unknown as ResourceSpec;
   const rt = new ResourceRuntime({ spec, log: silentLogger(), openStore: async () => fakeStore(closed) });
   await rt.attach();
   const disks: string[] = [];

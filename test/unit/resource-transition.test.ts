@@ -45,7 +45,7 @@ function runtimeWithStore(uuids: GenerationUuids, frontend?: RuntimeOptions['fro
       if (typeof parsed.msg === 'string') probe.lines.push(parsed.msg);
     },
   });
-  const spec = { name: 'smunit', node: 'alpha', minor: 100, volume: 0, devicePath: '/dev/drbd100', handlers: {}, peer: undefined } as unknown as ResourceSpec;
+  const spec = { name: 'smunit', node: 'alpha', minor: 100, volume: 0, devicePath: '/dev/drbd100', volumes: [{ volume: 0, minor: 100, devicePath: '/dev/drbd100' }], handlers: {}, peer: undefined } as unknown as ResourceSpec;
   return { rt: new ResourceRuntime({ spec, log, openStore: async () => store, ...(frontend ? { frontend } : {}) }), probe };
 }
 

@@ -27,7 +27,7 @@ function fakeStore(closed: { count: number }): AttachedStore {
   } as unknown as AttachedStore;
 }
 
-const spec = { name: 'sfunit', node: 'alpha', minor: 41, volume: 0, devicePath: '/dev/drbd41', handlers: {}, peer: undefined } as unknown as ResourceSpec;
+const spec = { name: 'sfunit', node: 'alpha', minor: 41, volume: 0, devicePath: '/dev/drbd41', volumes: [{ volume: 0, minor: 41, devicePath: '/dev/drbd41' }], handlers: {}, peer: undefined } as unknown as ResourceSpec;
 
 async function primaryWithRefusingTeardown(): Promise<{ rt: ResourceRuntime; holder: { held: boolean }; closed: { count: number } }> {
   const holder = { held: true };
