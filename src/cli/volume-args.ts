@@ -23,6 +23,8 @@ const ONE_VOLUME_VERBS: ReadonlySet<string> = new Set(['new-current-uuid', 'set-
 export interface VolumeArgument {
   name: VolumeName;
   volumes: VolumeView[];
+  /** Every volume of the resource on this node (the ones named are `volumes`). */
+  all: VolumeView[];
 }
 
 /**
@@ -43,7 +45,7 @@ export function resolveVolumeArgument(config: DrbdConfig, nodeName: string, verb
       ExitCode.usage,
     );
   }
-  return { name, volumes };
+  return { name, volumes, all };
 }
 
 /**

@@ -641,10 +641,11 @@ export class ResourceRuntime {
   }
 
   private registerVerbs(): void {
-    const unconfigured = (text: (s: StateSnapshot) => string) => async (): Promise<VerbResult> => ({
-      exitCode: 0,
-      stdout: `${isUnconfigured(this.state) ? UNCONFIGURED : text(this.state)}\n`,
-    });
+    // drbdsetup-84 role/cstate/dstate MINOR: the volume named, or the first.
+    const unconfigured = (text: (s: StateSnapshot) => string) => async (args: Record<string, unknown>): Promise<VerbResult> => {
+      const state = this.volumeView(this.addressedVolume(args));
+      return { exitCode: 0, stdout: `${isUnconfigured(state) ? UNCONFIGURED : text(state)}\n` };
+    };
     this.defineVerb('role', unconfigured(roleText));
     this.defineVerb('cstate', unconfigured(cstateText));
     this.defineVerb('dstate', unconfigured(dstateText));

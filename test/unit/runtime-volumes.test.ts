@@ -139,6 +139,9 @@ describe('a runtime with two volumes', () => {
     await rt.setVolumeState(7, { role: Role.Primary }, 'test');
     expect(rt.volumeSnapshot(7).role).toBe(Role.Primary);
     expect(rt.volumeSnapshot(3).role).toBe(Role.Secondary);
+    // drbdsetup role MINOR: the volume named; without one, the first.
+    expect((await rt.handle({ id: 1, verb: 'role', args: { volume: 7 } })).stdout).toBe('Primary/Unknown\n');
+    expect((await rt.handle({ id: 2, verb: 'role', args: {} })).stdout).toBe('Secondary/Unknown\n');
   });
 
   it('detaches the volume named, refuses a volume it does not have, and down takes every volume down', async () => {

@@ -27,6 +27,11 @@ import { resolveVolumeArgument } from '../volume-args.js';
 import { refuseResyncAfterCycle } from '../resync-after-check.js';
 import { FENCE_PEER_TIMEOUT_MS } from '../../daemon/handlers.js';
 
+/** The verbs drbdadm-84 runs once per volume (drbdsetup-84 VERB MINOR); the rest act on the resource. */
+const PER_VOLUME_VERBS: ReadonlySet<string> = new Set([
+  'attach', 'detach', 'primary', 'secondary', 'invalidate', 'invalidate-remote', 'verify', 'pause-sync', 'resume-sync', 'outdate', 'new-current-uuid', 'resize',
+]);
+
 /** Verbs that wait on the peer (state change requests, handshakes) get this long. */
 const NETWORK_VERB_TIMEOUT_MS = 60_000;
 /** primary may run the fence-peer handler first (daemon/handlers bounds it), then promote. */
@@ -57,12 +62,28 @@ function refuseUnknownResizeOptions(args: readonly string[]): void {
   throw new UdrbdError(`resize: unrecognized option '${unknown[0]}' (udrbdadm resize takes --size=N, --assume-peer-has-space and --assume-clean)`, ExitCode.usage);
 }
 
-interface ResourceTarget {
-  name: string;
+/** One volume a verb acts on. */
+interface VolumeTarget {
+  vnr: number;
   minor: number;
   /** Where drbdmeta-style offline reads find the meta-data (dstate when the process is not running). */
   meta: MetaTarget;
+}
+
+interface ResourceTarget {
+  name: string;
+  /** The first volume named (the resource's only one, mostly): drbdadm's trailer of a whole-resource verb names it. */
+  minor: number;
+  meta: MetaTarget;
   paths: RuntimePaths;
+  /** The volumes the argument names (RES: all, RES/VNR: one), ascending. */
+  volumes: VolumeTarget[];
+  /**
+   * The request must say which volume: the argument named one (RES/VNR) or
+   * the resource has several. Else the request goes without (the process's
+   * only volume), as before volumes existed.
+   */
+  perVolume: boolean;
 }
 
 /**
@@ -75,12 +96,35 @@ function targets(ctx: CliContext, verb: string, names: string[]): ResourceTarget
   const fromAll = names.length === 1 && names[0] === 'all';
   const expanded = expandResourceNames(config, ctx.nodeName, names);
   return expanded.map((written) => {
-    const { name, volumes } = resolveVolumeArgument(config, ctx.nodeName, verb, written, fromAll);
+    const { name, volumes, all } = resolveVolumeArgument(config, ctx.nodeName, verb, written, fromAll);
     // What the resource process would start from: refuses what resolve refuses (a host section without an address).
     resolveResource(config, name.resource, ctx.nodeName);
     const volume = volumes[0]!;
-    return { name: name.resource, minor: volume.minor, meta: metaToolTarget(volume), paths: runtimePaths(name.resource, ctx.nodeName) };
+    return {
+      name: name.resource,
+      minor: volume.minor,
+      meta: metaToolTarget(volume),
+      paths: runtimePaths(name.resource, ctx.nodeName),
+      volumes: volumes.map((v) => ({ vnr: v.vnr, minor: v.minor, meta: metaToolTarget(v) })),
+      perVolume: name.vnr !== undefined || all.length > 1,
+    };
   });
+}
+
+/** The same resource as seen by one of its volumes: its minor in drbdadm's trailer, the volume in the request. */
+function volumeTargets(target: ResourceTarget, dryRun = false): Array<{ target: ResourceTarget; volume: number | undefined }> {
+  // -d prints the whole resource's plan once (cli/dry-run lists every volume's drbdsetup call itself).
+  if (!target.perVolume || dryRun) return [{ target, volume: undefined }];
+  return target.volumes.map((v) => ({ target: { ...target, minor: v.minor, meta: v.meta, volumes: [v] }, volume: v.vnr }));
+}
+
+/**
+ * A volume verb (drbdadm-84 runs `drbdsetup-84 VERB MINOR` once per volume,
+ * in volume order, and stops at the first failure): one request per volume,
+ * each naming it.
+ */
+async function callEach(ctx: CliContext, target: ResourceTarget, verb: string, args: Record<string, unknown> = {}, timeoutMs?: number): Promise<void> {
+  for (const { target: t, volume } of volumeTargets(target, ctx.dryRun)) await call(ctx, t, verb, volume === undefined ? args : { ...args, volume }, timeoutMs);
 }
 
 /** drbdadm's trailer after a failed drbdsetup call. */
@@ -110,9 +154,13 @@ async function call(
  * the on-disk state as drbdadm falls back to drbdmeta dstate, with
  * drbdmeta's exit code (0), the notice on stderr only.
  */
-async function query(ctx: CliContext, target: ResourceTarget, verb: string): Promise<void> {
+async function query(ctx: CliContext, resource: ResourceTarget, verb: string): Promise<void> {
+  for (const { target, volume } of volumeTargets(resource, ctx.dryRun)) await queryOne(ctx, target, verb, volume);
+}
+
+async function queryOne(ctx: CliContext, target: ResourceTarget, verb: string, volume: number | undefined): Promise<void> {
   try {
-    await call(ctx, target, verb, {}, 10_000);
+    await call(ctx, target, verb, volume === undefined ? {} : { volume }, 10_000);
   } catch (err) {
     if (err instanceof ResourceDiedError) {
       if (verb !== 'dstate') throw err;
@@ -133,7 +181,7 @@ async function up(ctx: CliContext, target: ResourceTarget, mode: DaemonMode, opt
     try {
       const client = await ControlClient.connect(target.paths, 2_000);
       client.close();
-      if (mode === 'attach') return call(ctx, target, 'attach');
+      if (mode === 'attach') return callEach(ctx, target, 'attach');
       throw new UdrbdError(`${target.minor}: Failure: (${ErrCode.minorExists}) Minor or volume exists already (delete it first)\n${terminated('new-minor', target, ExitCode.configInvalid)}`, ExitCode.configInvalid);
     } catch (err) {
       if (!(err instanceof ResourceNotUpError)) throw err;
@@ -220,7 +268,7 @@ export function register(program: Command, getContext: GetContext): void {
       .description(description)
       .allowUnknownOption()
       .argument('<resources...>')
-      .action(each(verb, (ctx, t) => call(ctx, t, verb, args)));
+      .action(each(verb, (ctx, t) => (PER_VOLUME_VERBS.has(verb) ? callEach(ctx, t, verb, args) : call(ctx, t, verb, args))));
   };
 
   program
@@ -281,7 +329,7 @@ export function register(program: Command, getContext: GetContext): void {
     .action(async (resources: string[], opts: { force?: boolean; overwriteDataOfPeer?: boolean }) => {
       const ctx = getContext();
       const force = Boolean(opts.force || opts.overwriteDataOfPeer || ctx.backendOptions.includes('--force'));
-      for (const t of targets(ctx, 'primary', resources)) await call(ctx, t, 'primary', { force }, PRIMARY_TIMEOUT_MS);
+      for (const t of targets(ctx, 'primary', resources)) await callEach(ctx, t, 'primary', { force }, PRIMARY_TIMEOUT_MS);
     });
   simple('secondary', 'demote to Secondary');
   for (const verb of ['role', 'cstate', 'dstate']) {
@@ -306,7 +354,7 @@ export function register(program: Command, getContext: GetContext): void {
     .argument('<resources...>')
     .action(async (resources: string[], opts: { clearBitmap?: boolean }) => {
       const ctx = getContext();
-      for (const t of targets(ctx, 'new-current-uuid', resources)) await call(ctx, t, 'new-current-uuid', { clearBitmap: Boolean(opts.clearBitmap) });
+      for (const t of targets(ctx, 'new-current-uuid', resources)) await callEach(ctx, t, 'new-current-uuid', { clearBitmap: Boolean(opts.clearBitmap) });
     });
   program
     .command('resize')
@@ -324,7 +372,7 @@ export function register(program: Command, getContext: GetContext): void {
         // drbdadm passes `disk { size }` as --size first; a --size given here comes after it and wins.
         const configuredSectors = resolveResource(config, t.name, ctx.nodeName).disk.sizeSectors;
         const sizeBytes = opts.size === undefined ? configuredSectors * 512 : sizeOptionBytes(opts.size);
-        await call(ctx, t, 'resize', { sizeBytes, assumePeerHasSpace: Boolean(opts.assumePeerHasSpace), assumeClean: Boolean(opts.assumeClean) }, RESIZE_TIMEOUT_MS);
+        await callEach(ctx, t, 'resize', { sizeBytes, assumePeerHasSpace: Boolean(opts.assumePeerHasSpace), assumeClean: Boolean(opts.assumeClean) }, RESIZE_TIMEOUT_MS);
       }
     });
   program
