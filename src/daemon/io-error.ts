@@ -41,12 +41,14 @@ export class IoErrorPolicy {
   constructor(
     private readonly runtime: ResourceRuntime,
     private readonly policy: () => OnIoError,
+    /** The volume whose disk this policy watches (on-io-error is a disk option: per volume). */
+    private readonly vnr: number = runtime.firstVolume,
   ) {}
 
   /** The data path saw the local disk fail `op` at `offsetBytes`. */
   onLocalIoError(op: IoOperation, offsetBytes: number, error: Error): void {
     const rt = this.runtime;
-    const disk = rt.snapshot.disk;
+    const disk = rt.volumeSnapshot(this.vnr).disk;
     if (this.detaching !== null || disk <= DiskState.Failed) return;
     const timedOut = error instanceof DiskTimeoutError;
     const policy = this.policy();
@@ -54,15 +56,15 @@ export class IoErrorPolicy {
     if (policy === 'pass_on' && !timedOut) {
       if (this.mayLog()) rt.log.error({ op, offsetBytes, err: error.message }, `Local IO failed in ${where(op)}.`);
       // The data path cannot wait for a state change inside its error path; the change is logged if it fails.
-      if (disk > DiskState.Inconsistent) runAside(rt.setVolumeState(rt.firstVolume, { disk: DiskState.Inconsistent }, 'on-io-error pass_on'), rt.log, 'on-io-error pass_on');
+      if (disk > DiskState.Inconsistent) runAside(rt.setVolumeState(this.vnr, { disk: DiskState.Inconsistent }, 'on-io-error pass_on'), rt.log, 'on-io-error pass_on');
       return;
     }
     rt.log.error({ op, offsetBytes, err: error.message }, `Local IO failed in ${where(op)}. Detaching...`);
     const callHelper = policy === 'call-local-io-error' && !timedOut;
     this.detaching = rt
       .goDiskless(timedOut ? 'disk-timeout' : `on-io-error ${policy}`, false, async () => {
-        if (callHelper) await rt.runHandler('local-io-error');
-      })
+        if (callHelper) await rt.runHandler('local-io-error', this.vnr);
+      }, this.vnr)
       .catch((err: Error) => rt.log.error({ err }, `detach after a local I/O error failed: ${err.message}`))
       .finally(() => {
         this.detaching = null;
