@@ -24,6 +24,11 @@
  * unchanged until reply(handle, worker, result); a request is answered to
  * the kernel only after JavaScript replied, never before. Concurrency is the
  * worker count.
+ *
+ * Several mounts per process (one per volume): everything a mount uses is in
+ * its own struct volume (session, request queue, workers, buffers); the only
+ * static state is current_worker, which is per thread, and each worker thread
+ * serves one mount.
  */
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>

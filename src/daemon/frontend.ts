@@ -1,16 +1,30 @@
 /**
- * daemon/frontend — ResourceFrontend, the FrontendHook of one resource on
- * this node: turns the Primary's ReplicatedVolume into a real block device
- * and undoes it on demotion. On promotion it always serves the volume as an
- * NBD export on the root-only unix socket `<runDir>/<res>.<node>.nbd`, then
- * gives the kernel a block device — /dev/nbdX through nbd-client where the
- * kernel has nbd, otherwise the FUSE file + loop device exposure — and makes
- * the configured `device` path (/dev/drbdN) a link to it. UDRBD_FRONTEND
+ * daemon/frontend — ResourceFrontend, the FrontendHook of one volume of one
+ * resource on this node: turns the Primary's ReplicatedVolume into a real
+ * block device and undoes it on demotion. On promotion it always serves the
+ * volume as an NBD export on a root-only unix socket, then gives the kernel
+ * a block device — /dev/nbdX through nbd-client where the kernel has nbd,
+ * otherwise the FUSE file + loop device exposure — and makes the configured
+ * `device` path (/dev/drbdN) a link to it. UDRBD_FRONTEND
  * (auto | nbd | fuse | none) picks the kernel device; `none` serves the NBD
  * socket only (benchmarks of the NBD path). UDRBD_NBD_TCP=HOST:PORT makes
  * the Primary also serve the export on that TCP address; only loopback
  * (127.0.0.0/8, [::1]) is accepted, since NBD has no authentication. It is
- * torn down with the unix socket. Demotion and `down` are refused
+ * torn down with the unix socket.
+ *
+ * One instance per volume (`volume N`), several in one process; what each
+ * owns (volumeFrontendNames):
+ *   volume 0:  socket `<runDir>/<res>.<node>.nbd`, export `<res>`,
+ *              FUSE mount `<runDir>/frontend/<res>.<node>.fuse`, TCP PORT;
+ *   volume N:  socket `<runDir>/<res>.<node>.<N>.nbd`, export `<res>/<N>`,
+ *              FUSE mount `<runDir>/frontend/<res>.<node>.<N>.fuse`, TCP PORT+N;
+ * and for every volume the state files `<runDir>/frontend/<basename of
+ * device>.{nbd-attach,fuse-loop}.json`, keyed by its own device path. The
+ * paths and addresses a live exposure holds are claimed process-wide, so a
+ * second instance naming the same one is refused instead of taking it over;
+ * stale cleanup at start reads only this volume's state files.
+ *
+ * Demotion and `down` are refused
  * with DRBD's -12 "Device is held open by someone" while the device is
  * mounted or open (or an NBD client other than our own kernel attach is
  * connected, on the unix socket or on TCP). Knows the frontend layers only through their modules and the
@@ -55,12 +69,19 @@ export interface FrontendStatus {
 export interface ResourceFrontendOptions {
   resource: string;
   node: string;
+  /** The configured volume number (`volume N`, 0..65535): names this volume's socket, export and mount point. */
+  volume: number;
+  /** The volume's minor (/dev/drbdN's N): logged with every line. */
+  minor: number;
   /** The node's runtime directory (root-only), e.g. /run/udrbd. */
   runDir: string;
   /** The configured `device`, e.g. /dev/drbd1. */
   devicePath: string;
   mode: FrontendMode;
-  /** Also serve the NBD export on this TCP loopback address (UDRBD_NBD_TCP); null/absent: unix socket only. */
+  /**
+   * Also serve the NBD export on TCP loopback (UDRBD_NBD_TCP); null/absent:
+   * unix socket only. This is volume 0's address: volume N listens on port + N.
+   */
   nbdTcp?: NbdTcpAddress | null;
   log: Logger;
   nbdDeps?: NbdClientDeps;
@@ -84,8 +105,47 @@ const NBD_INFLIGHT_MAX = 64;
 const NBD_KERNEL_TIMEOUT_S = 60;
 const NBD_BLOCK_SIZE_BYTES = 4096;
 const NBD_STATE_SUFFIX = '.nbd-attach.json';
-/** nbd state files read by cleanupStale at most. */
-const NBD_STATE_FILES_MAX = 1024;
+/** DRBD 8.4's volume numbers (the wire header's u16). */
+const VOLUME_NUMBER_MAX = 65535;
+const TCP_PORT_MAX = 65535;
+
+/** The names one volume's frontend owns (see the header): volume 0 keeps the one-volume names. */
+export interface VolumeFrontendNames {
+  /** File name of the NBD unix socket in runDir. */
+  readonly nbdSocketName: string;
+  /** NBD export name (the server's, and nbd-client -N). */
+  readonly exportName: string;
+  /** Directory name of the FUSE mount point in runDir/frontend. */
+  readonly fuseMountName: string;
+}
+
+export function volumeFrontendNames(resource: string, node: string, volume: number): VolumeFrontendNames {
+  assert(Number.isSafeInteger(volume) && volume >= 0 && volume <= VOLUME_NUMBER_MAX, `a volume number is 0..${VOLUME_NUMBER_MAX} (${volume})`);
+  if (volume === 0) return { nbdSocketName: `${resource}.${node}.nbd`, exportName: resource, fuseMountName: `${resource}.${node}.fuse` };
+  return { nbdSocketName: `${resource}.${node}.${volume}.nbd`, exportName: `${resource}/${volume}`, fuseMountName: `${resource}.${node}.${volume}.fuse` };
+}
+
+/** Volume N's TCP address: volume 0's port + N (UDRBD_NBD_TCP names volume 0's). */
+export function nbdTcpOfVolume(address: NbdTcpAddress, volume: number): NbdTcpAddress {
+  const port = address.port + volume;
+  if (port > TCP_PORT_MAX) {
+    throw new UdrbdError(`UDRBD_NBD_TCP port ${address.port} + volume ${volume} is past ${TCP_PORT_MAX}; pick a lower port`, ExitCode.configInvalid);
+  }
+  return { host: address.host, port };
+}
+
+/**
+ * What the live exposures of this process hold (socket, mount point, device
+ * path, state files, TCP address) → who holds it ("r0/1"). Filled when an
+ * exposure starts, emptied when it is torn down or fails to start.
+ */
+const claimedInProcess = new Map<string, string>();
+
+/**
+ * nbd-client attaches of this process, one at a time: two volumes choosing
+ * the lowest free /dev/nbdN at once would both choose the same one.
+ */
+let nbdAttachQueue: Promise<unknown> = Promise.resolve();
 
 /** UDRBD_FRONTEND, validated; unset means auto. */
 export function frontendModeFromEnv(env: NodeJS.ProcessEnv = process.env): FrontendMode {
@@ -121,17 +181,30 @@ export class ResourceFrontend implements FrontendHook {
   private nbdDevice: string | null = null;
   private kind: FrontendKind | null = null;
   private busy = false;
+  private claims: string[] = [];
   private readonly deps: NbdClientDeps;
   private readonly heldOpen: HeldOpenChecks;
+  private readonly names: VolumeFrontendNames;
+  private readonly nbdTcp: NbdTcpAddress | null;
+  private readonly log: Logger;
 
   constructor(private readonly options: ResourceFrontendOptions) {
+    assert(Number.isSafeInteger(options.minor) && options.minor >= 0, `a minor is a whole number (${options.minor})`);
     this.deps = options.nbdDeps ?? nbdDefaultDeps;
     this.heldOpen = options.heldOpen ?? realHeldOpenChecks;
+    this.names = volumeFrontendNames(options.resource, options.node, options.volume);
+    this.nbdTcp = options.nbdTcp ? nbdTcpOfVolume(options.nbdTcp, options.volume) : null;
+    this.log = options.log.child({ volume: options.volume, minor: options.minor });
   }
 
-  /** `<runDir>/<res>.<node>.nbd` */
+  /** `<runDir>/<res>.<node>.nbd` for volume 0, `<runDir>/<res>.<node>.<N>.nbd` for volume N. */
   get nbdSocketPath(): string {
-    return path.join(this.options.runDir, `${this.options.resource}.${this.options.node}.nbd`);
+    return path.join(this.options.runDir, this.names.nbdSocketName);
+  }
+
+  /** The NBD export name: `<res>` for volume 0, `<res>/<N>` for volume N. */
+  get exportName(): string {
+    return this.names.exportName;
   }
 
   /** State files of exposures and the FUSE mount points live here. */
@@ -140,17 +213,53 @@ export class ResourceFrontend implements FrontendHook {
   }
 
   get fuseMountDir(): string {
-    return path.join(this.frontendDir, `${this.options.resource}.${this.options.node}.fuse`);
+    return path.join(this.frontendDir, this.names.fuseMountName);
   }
 
   private get nbdStateFile(): string {
-    return path.join(this.frontendDir, `${path.basename(this.options.devicePath)}${NBD_STATE_SUFFIX}`);
+    return path.join(this.frontendDir, `${path.basename(path.resolve(this.options.devicePath))}${NBD_STATE_SUFFIX}`);
+  }
+
+  /** The state files' common name (`<frontendDir>/<basename of device>`), as a claim. */
+  private get stateClaimKey(): string {
+    return `state ${path.join(this.frontendDir, path.basename(path.resolve(this.options.devicePath)))}`;
+  }
+
+  /** Who this is in a refusal: `r0` for volume 0, `r0/1` for volume 1 (drbdadm's RES/VNR). */
+  private get label(): string {
+    return this.options.volume === 0 ? this.options.resource : `${this.options.resource}/${this.options.volume}`;
+  }
+
+  /** Everything a live exposure of this volume holds; none may be held by another exposure of this process. */
+  private claimKeys(): string[] {
+    const device = path.resolve(this.options.devicePath);
+    const keys = [`socket ${this.nbdSocketPath}`, `mount ${this.fuseMountDir}`, `device ${device}`, this.stateClaimKey];
+    if (this.nbdTcp !== null) keys.push(`tcp ${formatTcpAddress(this.nbdTcp)}`);
+    return keys;
+  }
+
+  private claim(): void {
+    assert(this.claims.length === 0, 'an exposure claims its names once');
+    const keys = this.claimKeys();
+    for (const key of keys) {
+      const holder = claimedInProcess.get(key);
+      if (holder !== undefined) {
+        throw new UdrbdError(`${this.label}: cannot expose the volume: ${key} is held by ${holder} in this process; every volume needs its own volume number and device path`, ExitCode.fatal);
+      }
+    }
+    for (const key of keys) claimedInProcess.set(key, this.label);
+    this.claims = keys;
+  }
+
+  private release(): void {
+    for (const key of this.claims) if (claimedInProcess.get(key) === this.label) claimedInProcess.delete(key);
+    this.claims = [];
   }
 
   describe(): FrontendStatus | undefined {
     if (this.kind === null) return undefined;
     const kernelDevice = this.kind === 'fuse' ? (this.fuseLoop?.loopDevice ?? null) : this.kind === 'nbd' ? this.nbdDevice : null;
-    const tcp = this.options.nbdTcp ?? null;
+    const tcp = this.nbdTcp;
     return {
       kind: this.kind,
       nbdSocket: this.nbdSocketPath,
@@ -161,50 +270,54 @@ export class ResourceFrontend implements FrontendHook {
   }
 
   /**
-   * At daemon start: undo exposures left by a previous process of this node
-   * that died (kill -9). One whose filesystem is still mounted stays and is
-   * logged; exposing again refuses until it is unmounted.
+   * At daemon start: undo the exposure of this volume (its device path's
+   * state files) left by a previous process of this node that died
+   * (kill -9). Other volumes' and resources' leftovers are theirs to clean,
+   * and an exposure of this process is never touched. One whose filesystem
+   * is still mounted stays and is logged; exposing again refuses until it is
+   * unmounted.
    */
   async cleanupStale(): Promise<void> {
-    const log = this.options.log;
+    assert(this.kind === null && !this.busy, 'cleanupStale before the volume is exposed');
+    const log = this.log;
     await fs.mkdir(this.frontendDir, { recursive: true, mode: 0o700 });
-    const report = await cleanupStaleFuseLoop(this.frontendDir, log);
+    const report = await cleanupStaleFuseLoop(this.frontendDir, log, { devicePath: this.options.devicePath });
     for (const devicePath of report.cleaned) log.info({ devicePath }, 'removed the stale FUSE + loop exposure of a crashed resource process');
     for (const held of report.stillHeld) log.warn(held, 'stale exposure of a crashed resource process is still in use; unmount it');
     await this.cleanupStaleNbd();
   }
 
+  /** This volume's nbd attach record (one file), when its process is gone. */
   private async cleanupStaleNbd(): Promise<void> {
-    let names: string[];
+    const file = this.nbdStateFile;
+    let record: NbdAttachRecord;
     try {
-      names = (await fs.readdir(this.frontendDir)).filter((n) => n.endsWith(NBD_STATE_SUFFIX)).slice(0, NBD_STATE_FILES_MAX);
+      record = JSON.parse(await fs.readFile(file, 'utf8')) as NbdAttachRecord;
     } catch {
       return;
     }
-    for (const name of names) {
-      const file = path.join(this.frontendDir, name);
-      let record: NbdAttachRecord;
-      try {
-        record = JSON.parse(await fs.readFile(file, 'utf8')) as NbdAttachRecord;
-      } catch {
-        continue;
-      }
-      if (record.pid !== process.pid && pidAlive(record.pid)) continue;
-      if (isNbdConnected(record.nbdDevice, this.deps)) {
-        const held = await this.heldOpen.report(record.nbdDevice, { aliasPaths: [record.devicePath] }).catch((err: Error) => {
-          this.options.log.warn({ nbdDevice: record.nbdDevice, err: err.message }, 'cannot tell whether a stale nbd attach is held open');
-          return null;
-        });
-        if (held?.held) {
-          this.options.log.warn({ devicePath: record.devicePath, nbdDevice: record.nbdDevice, why: describeHeldOpen(held) }, 'stale nbd attach still in use; unmount it');
-          continue;
-        }
-        await detachNbd(record.nbdDevice, this.deps).catch((err: Error) => this.options.log.warn({ err: err.message }, 'nbd-client -d of a stale attach failed'));
-      }
-      await removeDeviceLink(record.devicePath, record.nbdDevice);
-      await fs.rm(file, { force: true });
-      this.options.log.info({ devicePath: record.devicePath, nbdDevice: record.nbdDevice }, 'removed the stale nbd attach of a crashed resource process');
+    if (path.resolve(record.devicePath) !== path.resolve(this.options.devicePath)) {
+      // Another device path with the same basename: not this volume's leftover.
+      this.log.warn({ stateFile: file, recorded: record.devicePath }, 'nbd attach record names another device path; left alone');
+      return;
     }
+    // A live exposure of this process holds it (a misconfigured twin of this device); our own pid otherwise means a reused one.
+    if (claimedInProcess.has(this.stateClaimKey)) return;
+    if (record.pid !== process.pid && pidAlive(record.pid)) return;
+    if (isNbdConnected(record.nbdDevice, this.deps)) {
+      const held = await this.heldOpen.report(record.nbdDevice, { aliasPaths: [record.devicePath] }).catch((err: Error) => {
+        this.log.warn({ nbdDevice: record.nbdDevice, err: err.message }, 'cannot tell whether a stale nbd attach is held open');
+        return null;
+      });
+      if (held?.held) {
+        this.log.warn({ devicePath: record.devicePath, nbdDevice: record.nbdDevice, why: describeHeldOpen(held) }, 'stale nbd attach still in use; unmount it');
+        return;
+      }
+      await detachNbd(record.nbdDevice, this.deps).catch((err: Error) => this.log.warn({ err: err.message }, 'nbd-client -d of a stale attach failed'));
+    }
+    await removeDeviceLink(record.devicePath, record.nbdDevice);
+    await fs.rm(file, { force: true });
+    this.log.info({ devicePath: record.devicePath, nbdDevice: record.nbdDevice }, 'removed the stale nbd attach of a crashed resource process');
   }
 
   /** The kernel device exposeVolume will use: the mode, or for `auto` nbd when the kernel has it, else FUSE + loop. */
@@ -222,16 +335,19 @@ export class ResourceFrontend implements FrontendHook {
 
   async exposeVolume(device: BlockDevice): Promise<void> {
     assert(this.kind === null && !this.busy, 'exposeVolume on a frontend that is already exposed');
+    // Before the first await: a sibling volume exposing at the same time sees the claims.
+    this.claim();
     this.busy = true;
-    const log = this.options.log;
+    const log = this.log;
+    let exposed = false;
     try {
       const kind = await this.chooseKind();
       await fs.mkdir(this.frontendDir, { recursive: true, mode: 0o700 });
-      const server = new NbdServer({ device, exportName: this.options.resource, logger: log, maxInflight: NBD_INFLIGHT_MAX, description: `udrbd ${this.options.resource} on ${this.options.node}` });
+      const server = new NbdServer({ device, exportName: this.exportName, logger: log, maxInflight: NBD_INFLIGHT_MAX, description: `udrbd ${this.label} on ${this.options.node}` });
       await server.listenUnix(this.nbdSocketPath);
       this.server = server;
       try {
-        const tcp = this.options.nbdTcp ?? null;
+        const tcp = this.nbdTcp;
         if (tcp !== null) await server.listenTcp(tcp.host, tcp.port);
         if (kind === 'fuse') {
           this.fuseLoop = await exposeFuseLoop({ device, mountDir: this.fuseMountDir, devicePath: this.options.devicePath, runtimeDir: this.frontendDir, log });
@@ -245,9 +361,11 @@ export class ResourceFrontend implements FrontendHook {
         throw err;
       }
       this.kind = kind;
+      exposed = true;
       log.info(this.describe(), `device exposed (${kind})`);
     } finally {
       this.busy = false;
+      if (!exposed) this.release();
     }
   }
 
@@ -257,10 +375,12 @@ export class ResourceFrontend implements FrontendHook {
     if (existing !== null && /^\/dev\/nbd\d+$/.test(existing) && isNbdConnected(existing, this.deps)) {
       throw new UdrbdError(`${devicePath} still points at connected ${existing}; detach it first (nbd-client -d ${existing})`, ExitCode.fatal);
     }
-    const nbdDevice = await attachNbd(
-      { socketPath: this.nbdSocketPath, exportName: this.options.resource, blockSizeBytes: NBD_BLOCK_SIZE_BYTES, timeoutSeconds: NBD_KERNEL_TIMEOUT_S },
-      this.deps,
+    const attach = nbdAttachQueue.then(() =>
+      attachNbd({ socketPath: this.nbdSocketPath, exportName: this.exportName, blockSizeBytes: NBD_BLOCK_SIZE_BYTES, timeoutSeconds: NBD_KERNEL_TIMEOUT_S }, this.deps),
     );
+    // The next attach waits for this one to end, whether it worked or not.
+    nbdAttachQueue = attach.catch(() => undefined);
+    const nbdDevice = await attach;
     this.nbdDevice = nbdDevice;
     const record: NbdAttachRecord = { version: 1, pid: process.pid, devicePath, nbdDevice };
     try {
@@ -268,7 +388,7 @@ export class ResourceFrontend implements FrontendHook {
       await createDeviceLink(devicePath, nbdDevice);
     } catch (err) {
       // The attach failure is what the caller sees; a failed undo is logged beside it.
-      await detachNbd(nbdDevice, this.deps).catch((detachErr: Error) => this.options.log.warn({ nbdDevice, err: detachErr.message }, 'nbd-client -d after a failed attach failed'));
+      await detachNbd(nbdDevice, this.deps).catch((detachErr: Error) => this.log.warn({ nbdDevice, err: detachErr.message }, 'nbd-client -d after a failed attach failed'));
       await fs.rm(this.nbdStateFile, { force: true });
       this.nbdDevice = null;
       throw err;
@@ -289,10 +409,10 @@ export class ResourceFrontend implements FrontendHook {
     this.server?.resize();
     if (this.fuseLoop !== null) {
       if (sizeBytes >= this.fuseLoop.sizeBytes) await this.fuseLoop.grow(sizeBytes);
-      else this.options.log.warn({ loopDevice: this.fuseLoop.loopDevice, sizeBytes }, `${this.fuseLoop.loopDevice} keeps its size of ${this.fuseLoop.sizeBytes} bytes; I/O past the new end at ${sizeBytes} fails (EIO); demote and promote again to see the smaller size there`);
+      else this.log.warn({ loopDevice: this.fuseLoop.loopDevice, sizeBytes }, `${this.fuseLoop.loopDevice} keeps its size of ${this.fuseLoop.sizeBytes} bytes; I/O past the new end at ${sizeBytes} fails (EIO); demote and promote again to see the smaller size there`);
     }
     if (this.nbdDevice !== null) {
-      this.options.log.warn({ nbdDevice: this.nbdDevice, sizeBytes }, `${this.nbdDevice} keeps the size its nbd-client attach negotiated; demote and promote again (secondary, primary) to see ${sizeBytes} bytes there`);
+      this.log.warn({ nbdDevice: this.nbdDevice, sizeBytes }, `${this.nbdDevice} keeps the size its nbd-client attach negotiated; demote and promote again (secondary, primary) to see ${sizeBytes} bytes there`);
     }
   }
 
@@ -304,7 +424,7 @@ export class ResourceFrontend implements FrontendHook {
     if (kernel !== null) {
       const report = this.heldOpen.sync(kernel, { aliasPaths: [this.options.devicePath] });
       if (report.held) {
-        this.options.log.warn({ device: kernel, why: describeHeldOpen(report) }, 'device is held open');
+        this.log.warn({ device: kernel, why: describeHeldOpen(report) }, 'device is held open');
         return true;
       }
     }
@@ -312,7 +432,7 @@ export class ResourceFrontend implements FrontendHook {
     const own = this.kind === 'nbd' ? 1 : 0;
     const outside = (this.server?.connectionCount ?? 0) - own;
     if (outside > 0) {
-      this.options.log.warn({ nbdSocket: this.nbdSocketPath, clients: outside }, 'device is held open by NBD clients');
+      this.log.warn({ nbdSocket: this.nbdSocketPath, clients: outside }, 'device is held open by NBD clients');
       return true;
     }
     return false;
@@ -346,8 +466,9 @@ export class ResourceFrontend implements FrontendHook {
         await this.server.close();
         this.server = null;
       }
-      this.options.log.info({ kind: this.kind }, 'device exposure torn down');
+      this.log.info({ kind: this.kind }, 'device exposure torn down');
       this.kind = null;
+      this.release();
     } finally {
       this.busy = false;
     }

@@ -93,7 +93,7 @@ async function main(): Promise<number> {
     const spec = loadSpec(values.config, values.resource, values.node);
     checkOptionsAtStart(values.config, values.resource, values.node, log);
     log.info({ mode, config: values.config, pid: process.pid }, `udrbd resource process starting (${mode})`);
-    const frontend = new ResourceFrontend({ resource: spec.name, node: spec.node, runDir: paths.runDir, devicePath: spec.devicePath, mode: frontendModeFromEnv(), nbdTcp: nbdTcpFromEnv(), log });
+    const frontend = new ResourceFrontend({ resource: spec.name, node: spec.node, volume: spec.volume, minor: spec.minor, runDir: paths.runDir, devicePath: spec.devicePath, mode: frontendModeFromEnv(), nbdTcp: nbdTcpFromEnv(), log });
     // A previous process of this node killed -9 may have left its FUSE mount, loop device and link.
     await frontend.cleanupStale();
     runtime = new ResourceRuntime({ spec, log, openStore: openMetaStore, frontend });

@@ -8,6 +8,13 @@
  * process crashed. Knows nothing of roles or replication: the caller decides
  * when to expose (Primary) and when to tear down (secondary/down).
  *
+ * One process may hold several exposures at once (one per volume): each is
+ * keyed by its device path (the state file is `<basename>.fuse-loop.json`,
+ * the caller gives each its own mount point), and the state files this
+ * process exposes right now are remembered here, so a record carrying this
+ * process's pid is stale only when it is not one of them (a crashed
+ * predecessor whose pid was reused) and never a live sibling volume.
+ *
  * Teardown order: refuse while held open; remove the device link first (so
  * nobody can open /dev/drbdN while it points at a loop number the kernel may
  * hand to someone else), then `losetup -d`, then unmount the FUSE file, then
@@ -44,6 +51,14 @@ export const UNMOUNT_TIMEOUT_MS = 30_000;
 /** State files read by cleanupStale at most. */
 const STATE_FILES_MAX = 1024;
 const STATE_SUFFIX = '.fuse-loop.json';
+
+/** State files of the exposures this process holds now; the one per-process record here. */
+const exposedInThisProcess = new Set<string>();
+
+/** `<runtimeDir>/<basename of devicePath>.fuse-loop.json`: the one state file of a device path's exposure. */
+export function exposureStateFile(runtimeDir: string, devicePath: string): string {
+  return path.join(runtimeDir, `${path.basename(path.resolve(devicePath))}${STATE_SUFFIX}`);
+}
 
 export interface ExposeOptions {
   device: BlockDevice;
@@ -166,6 +181,7 @@ export class VolumeExposure {
       await unmountFuseLazily(this.mountDir);
     }
     await fs.rm(this.stateFile, { force: true });
+    exposedInThisProcess.delete(this.stateFile);
     this.tornDown = true;
     this.log.info({ devicePath: this.devicePath }, 'volume exposure torn down');
   }
@@ -178,13 +194,13 @@ export async function exposeVolume(options: ExposeOptions): Promise<VolumeExposu
   const mountDir = path.resolve(options.mountDir);
   const devicePath = path.resolve(options.devicePath);
   const name = path.basename(devicePath);
-  const stateFile = path.join(runtimeDir, `${name}${STATE_SUFFIX}`);
+  const stateFile = exposureStateFile(runtimeDir, devicePath);
   await checkPrerequisites();
   await fs.mkdir(runtimeDir, { recursive: true, mode: 0o700 });
 
   const previous = await readRecord(stateFile);
   if (previous !== null) {
-    if (await ownerAlive(previous)) {
+    if (await ownerAlive(previous, stateFile)) {
       throw new UdrbdError(`${devicePath} is already exposed by process ${previous.pid} (state in ${stateFile})`, ExitCode.fatal);
     }
     const stillHeld = await cleanupRecord(stateFile, previous, log);
@@ -196,6 +212,11 @@ export async function exposeVolume(options: ExposeOptions): Promise<VolumeExposu
 
   const volumeFile = path.join(mountDir, VOLUME_FILE_NAME);
   const record = { version: 1 as const, pid: process.pid, pidStartTicks: await startTicksOf(process.pid), devicePath, mountDir, volumeFile, loopDevice: null };
+  if (exposedInThisProcess.has(stateFile)) {
+    // A sibling exposure of this process holds it (its record may not be written yet).
+    throw new UdrbdError(`${devicePath} is already exposed by this process (state in ${stateFile}); every volume needs its own device path`, ExitCode.fatal);
+  }
+  exposedInThisProcess.add(stateFile);
   await writeRecord(stateFile, record);
 
   let volumeFs: VolumeFs | null = null;
@@ -220,6 +241,7 @@ export async function exposeVolume(options: ExposeOptions): Promise<VolumeExposu
     if (loopDevice !== null) await detachLoop(loopDevice, log, volumeFile).catch(() => undefined);
     if (volumeFs !== null) await volumeFs.unmount().catch(() => unmountFuseLazily(mountDir).catch(() => undefined));
     await fs.rm(stateFile, { force: true });
+    exposedInThisProcess.delete(stateFile);
     if (err instanceof UdrbdError) throw err;
     throw new UdrbdError(`cannot expose ${devicePath}: ${(err as Error).message}`, ExitCode.fatal);
   }
@@ -234,12 +256,23 @@ export interface CleanupReport {
   readonly live: string[];
 }
 
+/** Which records cleanupStale looks at. */
+export interface CleanupScope {
+  /**
+   * Only the exposure of this device path (its one state file, and only if
+   * the record names this path): what a resource process cleans for one of
+   * its volumes. Absent: every record in runtimeDir (tests' sweeps).
+   */
+  readonly devicePath?: string;
+}
+
 /**
  * Start-up after a crash: undoes every exposure recorded in `runtimeDir`
- * whose owning process is gone. One still in use (XFS still mounted on the
- * loop device) is left as it is and reported; run again after `umount`.
+ * (or only `scope.devicePath`'s) whose owning process is gone. One still in
+ * use (XFS still mounted on the loop device) is left as it is and reported;
+ * run again after `umount`. An exposure of this very process is live.
  */
-export async function cleanupStale(runtimeDir: string = DEFAULT_RUNTIME_DIR, log: Logger = silentLogger()): Promise<CleanupReport> {
+export async function cleanupStale(runtimeDir: string = DEFAULT_RUNTIME_DIR, log: Logger = silentLogger(), scope: CleanupScope = {}): Promise<CleanupReport> {
   const report: CleanupReport = { cleaned: [], stillHeld: [], live: [] };
   let names: string[];
   try {
@@ -248,12 +281,18 @@ export async function cleanupStale(runtimeDir: string = DEFAULT_RUNTIME_DIR, log
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return report;
     throw err;
   }
-  const stateFiles = names.filter((n) => n.endsWith(STATE_SUFFIX)).sort().slice(0, STATE_FILES_MAX);
+  const wanted = scope.devicePath === undefined ? null : path.basename(exposureStateFile(runtimeDir, scope.devicePath));
+  const stateFiles = names.filter((n) => n.endsWith(STATE_SUFFIX) && (wanted === null || n === wanted)).sort().slice(0, STATE_FILES_MAX);
   for (const name of stateFiles) {
     const stateFile = path.join(runtimeDir, name);
     const record = await readRecord(stateFile);
     if (record === null) continue;
-    if (await ownerAlive(record)) {
+    if (scope.devicePath !== undefined && path.resolve(record.devicePath) !== path.resolve(scope.devicePath)) {
+      // Another device path with the same basename: not this volume's leftover.
+      log.warn({ stateFile, recorded: record.devicePath, devicePath: scope.devicePath }, 'exposure record names another device path; left alone');
+      continue;
+    }
+    if (await ownerAlive(record, stateFile)) {
       report.live.push(record.devicePath);
       continue;
     }
@@ -400,8 +439,10 @@ async function writeRecord(stateFile: string, record: ExposureRecord): Promise<v
   await fs.rename(temporary, stateFile);
 }
 
-async function ownerAlive(record: ExposureRecord): Promise<boolean> {
-  if (record.pid === process.pid) return false;
+/** The record's process still serves it: another live process, or this one when the state file is one of its exposures now. */
+async function ownerAlive(record: ExposureRecord, stateFile: string): Promise<boolean> {
+  // Our own pid on a record we do not hold is a crashed predecessor's, whose pid was reused.
+  if (record.pid === process.pid) return exposedInThisProcess.has(stateFile);
   try {
     const fields = await statFieldsOf(record.pid);
     // A zombie (Z) or dying (X) owner no longer serves FUSE requests.

@@ -6,6 +6,8 @@
  * them, so a subclass appends them (big writes: see the FUSE measurements in
  * docs/performance.md). Knows nothing of block devices or
  * volumes: it only types the small part of fuse-native that volume-fs uses.
+ * One instance per mount; several mounts in one process work (fuse-native's
+ * per-mount state is its instance, its one static, a pthread key, holds per-thread values).
  */
 import { createRequire } from 'node:module';
 import { UdrbdError, ExitCode } from '../../util/errors.js';
