@@ -93,10 +93,14 @@ async function main(): Promise<number> {
     const spec = loadSpec(values.config, values.resource, values.node);
     checkOptionsAtStart(values.config, values.resource, values.node, log);
     log.info({ mode, config: values.config, pid: process.pid }, `udrbd resource process starting (${mode})`);
-    const frontend = new ResourceFrontend({ resource: spec.name, node: spec.node, volume: spec.volume, minor: spec.minor, runDir: paths.runDir, devicePath: spec.devicePath, mode: frontendModeFromEnv(), nbdTcp: nbdTcpFromEnv(), log });
-    // A previous process of this node killed -9 may have left its FUSE mount, loop device and link.
-    await frontend.cleanupStale();
-    runtime = new ResourceRuntime({ spec, log, openStore: openMetaStore, frontend });
+    // One block device per volume (/dev/drbdN per minor); each names its socket, mount and state files by its volume.
+    const frontends = new Map(
+      spec.volumes.map((v) => [v.volume, new ResourceFrontend({ resource: spec.name, node: spec.node, volume: v.volume, minor: v.minor, runDir: paths.runDir, devicePath: v.devicePath, mode: frontendModeFromEnv(), nbdTcp: nbdTcpFromEnv(), log })]),
+    );
+    // A previous process of this node killed -9 may have left its FUSE mounts, loop devices and links.
+    for (const f of frontends.values()) await f.cleanupStale();
+    const frontend = frontends.get(spec.volume);
+    runtime = new ResourceRuntime({ spec, log, openStore: openMetaStore, frontend, frontends });
     const rt = runtime;
     // UDRBD_SYSLOG: state changes also go to syslog in the kernel module's wording (util/syslog).
     const syslogTarget = syslogTargetFromEnv();
@@ -113,7 +117,7 @@ async function main(): Promise<number> {
     defineAdjust(wireReplication(rt, { discardMyData: values['discard-my-data'] }));
     registerStartupInfo(rt);
     if (mode === 'new') rt.minorAllocated = false;
-    else await rt.attach();
+    else for (const vnr of rt.volumeNumbers) await rt.attach(vnr);
     await srv.listen();
     fs.writeFileSync(paths.pidPath, `${process.pid}\n`, { mode: 0o600 });
     // `up` waits for the first listen: an address not on this host or a port in use fails `up` (exit 10).
