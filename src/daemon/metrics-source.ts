@@ -131,7 +131,7 @@ export function metricsReport(wiring: Wiring): ResourceMetricsReport {
       peerFlush: c.peerFlushLatency.snapshot(),
     };
   }
-  const sync = wiring.link.syncProgress();
+  const sync = wiring.link.first.syncProgress();
   const unconfigured = s.conn === ConnState.StandAlone && s.disk === DiskState.Diskless && s.role === Role.Secondary;
   return {
     version: METRICS_REPORT_VERSION,

@@ -17,12 +17,13 @@ import { ConnState, DiskState, Role } from '../resource/states.js';
 import { ErrCode, failure } from '../resource/state.js';
 import { DdsFlag, SECTOR_BYTES, UNCHANGED_DISK_DID_NOT_GROW, planResize, type ResizeOptions } from './device-size.js';
 import type { PeerLink } from './link.js';
+import type { VolumeLink } from './volume-link.js';
 import { type ResourceRuntime, StateChangeRefused, type VerbResult } from './runtime.js';
 
 /** The verb's arguments as the control protocol carries them; anything else is refused, not ignored. */
 export function resizeOptionsFrom(args: Record<string, unknown>): ResizeOptions | string {
   for (const key of Object.keys(args)) {
-    if (!['sizeBytes', 'assumePeerHasSpace', 'assumeClean'].includes(key)) return `resize: unknown argument '${key}'`;
+    if (!['sizeBytes', 'assumePeerHasSpace', 'assumeClean', 'volume'].includes(key)) return `resize: unknown argument '${key}'`;
   }
   const sizeBytes = args.sizeBytes ?? 0;
   if (typeof sizeBytes !== 'number' || !Number.isSafeInteger(sizeBytes) || sizeBytes < 0 || sizeBytes % SECTOR_BYTES !== 0) {
@@ -45,16 +46,19 @@ export function defineResizeVerb(rt: ResourceRuntime, link: PeerLink): void {
   rt.defineVerb('resize', async (args) => {
     const options = resizeOptionsFrom(args);
     if (typeof options === 'string') return { exitCode: ExitCode.usage, stderr: `${options}\n` };
-    const run = running.then(() => resize(rt, link, options));
+    // drbdsetup resize MINOR: the volume named (udrbdadm sends one request per volume), or the first.
+    const vnr = rt.addressedVolume(args);
+    const run = running.then(() => resize(rt, link.volume(vnr), options));
     running = run.catch(() => undefined);
     return run;
   });
 }
 
-async function resize(rt: ResourceRuntime, link: PeerLink, options: ResizeOptions): Promise<VerbResult> {
-  const minor = rt.spec.minor;
-  const s = rt.snapshot;
-  const store = rt.attachedStore;
+async function resize(rt: ResourceRuntime, link: VolumeLink, options: ResizeOptions): Promise<VerbResult> {
+  const vnr = link.vnr;
+  const minor = rt.specOf(vnr).minor;
+  const s = rt.volumeSnapshot(vnr);
+  const store = rt.storeOf(vnr);
   if (!store || s.disk <= DiskState.Failed) refuseWith(ErrCode.noDisk);
   if (s.conn > ConnState.Connected) refuseWith(ErrCode.resizeResync);
   if (s.role === Role.Secondary && s.peer === Role.Secondary) refuseWith(ErrCode.noPrimary);
@@ -80,7 +84,7 @@ async function resize(rt: ResourceRuntime, link: PeerLink, options: ResizeOption
   const grew = verdict.sizeBytes > beforeBytes;
   // drbd_determine_dev_size: the new u_size and size here (a shrink to --size too), then P_SIZES to the peer.
   await link.applyDeviceSize(options.userSizeBytes, verdict.sizeBytes, !options.assumeClean);
-  if (verdict.sizeBytes !== beforeBytes) await rt.deviceSizeChanged();
+  if (verdict.sizeBytes !== beforeBytes) await rt.deviceSizeChanged(vnr);
   if (grew && !connected && options.assumeClean) rt.log.info('Resync of new storage suppressed with --assume-clean');
   let note = '';
   if (connected) {

@@ -210,6 +210,11 @@ export class ResourceRuntime {
     return this.slot(this.firstVolume).exposed;
   }
 
+  /** Volume vnr's device is exposed (its Primary's block device is up). */
+  isExposed(vnr: number): boolean {
+    return this.slot(vnr).exposed;
+  }
+
   get spec(): ResourceSpec {
     return this.options.spec;
   }
@@ -383,8 +388,8 @@ export class ResourceRuntime {
     for (const effect of t.effects) await this.runEffect(vnr, effect, before);
   }
 
-  /** Set by the wiring: the peer hears our UUIDs after an after-state rule made a new current UUID. */
-  uuidsChanged: (() => void) | undefined;
+  /** Set by the wiring: the peer hears volume vnr's UUIDs after an after-state rule made it a new current UUID. */
+  uuidsChanged: ((vnr: number) => void) | undefined;
 
   private async runEffect(vnr: number, effect: StateEffect, before: StateSnapshot): Promise<void> {
     const slot = this.slot(vnr);
@@ -393,7 +398,7 @@ export class ResourceRuntime {
         slot.newCurrentUuidPending = false;
         await slot.store?.newCurrentUuid(this.volumeView(vnr).role === Role.Primary);
         // drbd_uuid_new_current + drbd_send_uuids for the lost peer disk; a resumed IO's deferred one waits for the handshake.
-        if (!(before.susp || before.suspNod || before.suspFen)) this.uuidsChanged?.();
+        if (!(before.susp || before.suspNod || before.suspFen)) this.uuidsChanged?.(vnr);
         return;
       case 'defer-new-current-uuid':
         slot.newCurrentUuidPending = true;
@@ -715,6 +720,11 @@ export class ResourceRuntime {
     const store = this.slot(vnr).store;
     if (!store) throw new StateChangeRefused(SsCode.isDiskless, 'Device is diskless, the requested operation requires a disk', ExitCode.stateChangeFailed);
     return store;
+  }
+
+  /** The resource's spec as volume vnr's layers see it (daemon/spec volumeSpec; follows `adjust`). */
+  specOf(vnr: number): ResourceSpec {
+    return this.slot(vnr).spec;
   }
 
   /** The first volume's attached disk and meta-data (undefined while diskless). */
