@@ -89,6 +89,13 @@ export interface ResourceMetricsReport {
   /** Current resync speed while syncing, else 0. */
   resyncBytesPerSecond: number;
   splitBrains: { detected: number; unresolved: number };
+  /**
+   * Every volume of the resource in volume-number order, each a full report
+   * (its own minor, volume, disk states, replication state in `cstate`, size,
+   * counters, histograms, resync speed; resource and connection fields as
+   * the top level's). Absent or one entry: one volume, the top level.
+   */
+  volumes?: ResourceMetricsReport[];
 }
 
 /** DRBD 8.4 may promote a Secondary with UpToDate data while the peer is not Primary (unless two primaries are allowed). */

@@ -52,11 +52,10 @@ import {
   type FrontendStatusView,
   cstateText,
   dstateText,
-  isUnconfigured,
+  perVolumeLines,
   roleText,
   statusText,
   statusJson,
-  UNCONFIGURED,
 } from './status.js';
 import type { ResourceSpec } from './spec.js';
 import { runHandler } from './handlers.js';
@@ -567,9 +566,10 @@ export class ResourceRuntime {
   }
 
   private registerVerbs(): void {
-    const unconfigured = (text: (s: StateSnapshot) => string) => async (): Promise<VerbResult> => ({
+    // One line per volume (drbdadm runs drbdsetup per minor); `volume` (RES/VNR) picks one.
+    const unconfigured = (text: (s: StateSnapshot) => string) => async (args: Record<string, unknown>): Promise<VerbResult> => ({
       exitCode: 0,
-      stdout: `${isUnconfigured(this.state) ? UNCONFIGURED : text(this.state)}\n`,
+      stdout: perVolumeLines(this.status(), text, typeof args.volume === 'number' ? args.volume : undefined),
     });
     this.defineVerb('role', unconfigured(roleText));
     this.defineVerb('cstate', unconfigured(cstateText));

@@ -60,6 +60,9 @@ function refuseUnknownResizeOptions(args: readonly string[]): void {
 interface ResourceTarget {
   name: string;
   minor: number;
+  /** The volumes the name addresses: RES is every one of the resource's, RES/VNR one (`vnr`). */
+  volumeCount: number;
+  vnr?: number;
   /** Where drbdmeta-style offline reads find the meta-data (dstate when the process is not running). */
   meta: MetaTarget;
   paths: RuntimePaths;
@@ -79,7 +82,10 @@ function targets(ctx: CliContext, verb: string, names: string[]): ResourceTarget
     // What the resource process would start from: refuses what resolve refuses (a host section without an address).
     resolveResource(config, name.resource, ctx.nodeName);
     const volume = volumes[0]!;
-    return { name: name.resource, minor: volume.minor, meta: metaToolTarget(volume), paths: runtimePaths(name.resource, ctx.nodeName) };
+    return {
+      name: name.resource, minor: volume.minor, volumeCount: volumes.length, ...(name.vnr === undefined ? {} : { vnr: name.vnr }),
+      meta: metaToolTarget(volume), paths: runtimePaths(name.resource, ctx.nodeName),
+    };
   });
 }
 
@@ -105,20 +111,20 @@ async function call(
 }
 
 /**
- * role/cstate/dstate print "Unconfigured" for a resource that is not up. A
- * resource process that died says so (exit 10); dstate then falls back to
- * the on-disk state as drbdadm falls back to drbdmeta dstate, with
- * drbdmeta's exit code (0), the notice on stderr only.
+ * role/cstate/dstate print a line per volume, "Unconfigured" for a resource
+ * that is not up. A resource process that died says so (exit 10); dstate
+ * then falls back to the on-disk state as drbdadm falls back to drbdmeta
+ * dstate, with drbdmeta's exit code (0), the notice on stderr only.
  */
 async function query(ctx: CliContext, target: ResourceTarget, verb: string): Promise<void> {
   try {
-    await call(ctx, target, verb, {}, 10_000);
+    await call(ctx, target, verb, target.vnr === undefined ? {} : { volume: target.vnr }, 10_000);
   } catch (err) {
     if (err instanceof ResourceDiedError) {
       if (verb !== 'dstate') throw err;
       ctx.err(`${err.message}\n`);
       offlineDstate(target.meta, { out: ctx.out, err: ctx.err, force: true, stdinIsTty: false, readLine: () => Promise.resolve(null) });
-    } else if (err instanceof ResourceNotUpError) ctx.out('Unconfigured\n');
+    } else if (err instanceof ResourceNotUpError) ctx.out('Unconfigured\n'.repeat(target.volumeCount));
     else throw err;
   }
 }
