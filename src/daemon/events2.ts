@@ -20,15 +20,22 @@
  *    StandAlone.
  *  - the initial dump per resource: resource, connections, devices,
  *    peer-devices; one `exists -` after all resources.
- *  - connect: `create connection` + `create peer-device` (still StandAlone),
- *    then the changes; Disconnecting -> StandAlone: the changes, then
- *    `destroy peer-device` + `destroy connection`; down: `destroy device`,
- *    `destroy resource`.
+ *  - a resource of several volumes: one device and one peer-device per
+ *    volume, in volume order, after the resource and connection; the
+ *    resource's role is the highest of its volumes' (conn_highest_role), the
+ *    connection's the highest peer role (conn_highest_peer). One state change
+ *    is one batch: resource, connection, each device, each peer-device that
+ *    changed (broadcast_state_change).
+ *  - connect: `create connection` + `create peer-device` per volume (still
+ *    StandAlone), then the changes; Disconnecting -> StandAlone: the changes,
+ *    then `destroy peer-device` per volume + `destroy connection`; down:
+ *    `destroy device` per volume, `destroy resource`.
  *  - a helper's response status is the raw wait status (exit code << 8).
  */
 import { ConnState, connName, diskName, roleName } from '../resource/states.js';
 import type { ControlEvent } from '../control/protocol.js';
-import type { StateSnapshot, StatusSnapshot } from './status.js';
+import { assert } from '../util/assert.js';
+import { highestRole, resourcePeerRole, resourceRole, volumesOf, type StateSnapshot, type StatusSnapshot } from './status.js';
 
 /** drbdsetup-84 fakes the peer node id: 8.4's cfg context has none. */
 export const EVENTS2_PEER_NODE_ID = 0;
@@ -199,46 +206,97 @@ export function isEndOfDump(e: ControlEvent): boolean {
   return e.kind === 'exists' && e.object === '-';
 }
 
-/** The initial dump of one resource: every object as `exists`, then `exists -`. */
+/** What the resource and connection objects show: the first volume's state with the roles taken over all volumes. */
+function resourceLevel(s: StatusSnapshot): StateSnapshot {
+  return { ...s, role: resourceRole(s), peer: resourcePeerRole(s) };
+}
+
+/** The initial dump of one resource: every object as `exists` (devices and peer-devices per volume), then `exists -`. */
 export function existsEvents(s: StatusSnapshot): ControlEvent[] {
   const hasPeerAddress = s.conn !== ConnState.StandAlone;
-  const objects: Object2[] = ['resource', 'connection', 'device', 'peer-device'];
-  return [...batch(objects.map((o) => objectEvent('exists', o, s, hasPeerAddress))), endOfDumpEvent()];
+  const volumes = volumesOf(s);
+  const top = resourceLevel(s);
+  return [
+    ...batch([
+      objectEvent('exists', 'resource', s, hasPeerAddress, top),
+      objectEvent('exists', 'connection', s, hasPeerAddress, top),
+      ...volumes.map((v) => objectEvent('exists', 'device', v, hasPeerAddress)),
+      ...volumes.map((v) => objectEvent('exists', 'peer-device', v, hasPeerAddress)),
+    ]),
+    endOfDumpEvent(),
+  ];
 }
 
 const changed = (a: Fields, b: Fields): boolean => Object.keys(b).some((k) => a[k] !== b[k]);
 
 /**
+ * Each volume's state before a change, by volume number; a volume not in the
+ * map did not change. A lone state is the one volume's (the resource must
+ * have one volume then).
+ */
+export type StatesBefore = StateSnapshot | ReadonlyMap<number, StateSnapshot>;
+
+function beforeOf(before: StatesBefore, after: StatusSnapshot): { volumes: StateSnapshot[]; top: StateSnapshot } {
+  const volumes = volumesOf(after);
+  let states: StateSnapshot[];
+  if (before instanceof Map) {
+    const map = before as ReadonlyMap<number, StateSnapshot>;
+    for (const vnr of map.keys()) assert(volumes.some((v) => v.volume === vnr), `events2: volume ${vnr} changed, but ${after.resource} has no such volume`);
+    states = volumes.map((v) => map.get(v.volume) ?? v);
+  } else {
+    assert(volumes.length === 1, `events2: one state before a change of ${after.resource}, which has ${volumes.length} volumes; pass them by volume number`);
+    states = [before as StateSnapshot];
+  }
+  const first = states[0]!;
+  return {
+    volumes: states,
+    top: { ...first, role: highestRole(states.map((v) => v.role)), peer: highestRole(states.map((v) => v.peer)) },
+  };
+}
+
+/**
  * The notifications one state change sends, in the kernel's order: create
- * connection/peer-device when it leaves StandAlone, the change of every
- * object whose information changed, destroy peer-device/connection when it
+ * connection/peer-devices when it leaves StandAlone, the change of every
+ * object whose information changed, destroy peer-devices/connection when it
  * reaches StandAlone.
  */
-export function changeEvents(before: StateSnapshot, after: StatusSnapshot): ControlEvent[] {
-  const leftStandAlone = before.conn === ConnState.StandAlone && after.conn !== ConnState.StandAlone;
-  const reachedStandAlone = before.conn !== ConnState.StandAlone && after.conn === ConnState.StandAlone;
-  const hasPeerAddress = !(before.conn === ConnState.StandAlone && after.conn === ConnState.StandAlone);
+export function changeEvents(before: StatesBefore, after: StatusSnapshot): ControlEvent[] {
+  const was = beforeOf(before, after);
+  const volumes = volumesOf(after);
+  const top = resourceLevel(after);
+  const leftStandAlone = was.top.conn === ConnState.StandAlone && after.conn !== ConnState.StandAlone;
+  const reachedStandAlone = was.top.conn !== ConnState.StandAlone && after.conn === ConnState.StandAlone;
+  const hasPeerAddress = !(was.top.conn === ConnState.StandAlone && after.conn === ConnState.StandAlone);
   const out: ControlEvent[] = [];
   if (leftStandAlone) {
     // drbd_adm_connect: created while still StandAlone, before the change to Unconnected
-    out.push(...batch([objectEvent('create', 'connection', after, true, before), objectEvent('create', 'peer-device', after, true, before)]));
+    out.push(...batch([
+      objectEvent('create', 'connection', after, true, was.top),
+      ...volumes.map((v, i) => objectEvent('create', 'peer-device', v, true, was.volumes[i])),
+    ]));
   }
   const changes: ControlEvent[] = [];
-  for (const object of ['resource', 'connection', 'device', 'peer-device'] as const) {
-    if (changed(infoOf(object, before), infoOf(object, after))) changes.push(objectEvent('change', object, after, hasPeerAddress));
+  for (const object of ['resource', 'connection'] as const) {
+    if (changed(infoOf(object, was.top), infoOf(object, top))) changes.push(objectEvent('change', object, after, hasPeerAddress, top));
+  }
+  for (const object of ['device', 'peer-device'] as const) {
+    volumes.forEach((v, i) => {
+      if (changed(infoOf(object, was.volumes[i]!), infoOf(object, v))) changes.push(objectEvent('change', object, v, hasPeerAddress));
+    });
   }
   out.push(...batch(changes));
   if (reachedStandAlone) {
-    out.push(...batch([objectEvent('destroy', 'peer-device', after, true), objectEvent('destroy', 'connection', after, true)]));
+    out.push(...batch([...volumes.map((v) => objectEvent('destroy', 'peer-device', v, true)), objectEvent('destroy', 'connection', after, true)]));
   }
   return out;
 }
 
-/** `down` finished: the device and the resource are deleted (and the connection, if it was still there). */
+/** `down` finished: every device and the resource are deleted (and the connection, if it was still there). */
 export function downEvents(s: StatusSnapshot): ControlEvent[] {
+  const volumes = volumesOf(s);
   const out: ControlEvent[] = [];
-  if (s.conn !== ConnState.StandAlone) out.push(objectEvent('destroy', 'peer-device', s, true), objectEvent('destroy', 'connection', s, true));
-  out.push(objectEvent('destroy', 'device', s, false), objectEvent('destroy', 'resource', s, false));
+  if (s.conn !== ConnState.StandAlone) out.push(...volumes.map((v) => objectEvent('destroy', 'peer-device', v, true)), objectEvent('destroy', 'connection', s, true));
+  out.push(...volumes.map((v) => objectEvent('destroy', 'device', v, false)), objectEvent('destroy', 'resource', s, false));
   return batch(out);
 }
 

@@ -13,7 +13,7 @@ import type { HandshakeDecision } from '../resource/uuid.js';
 import type { LatencySnapshot } from '../replication/latency.js';
 import { BM_BLOCK_BYTES } from '../meta/types.js';
 import type { ResourceView } from '../config/index.js';
-import type { ResourceRuntime } from './runtime.js';
+import type { StateSnapshot } from './status.js';
 import type { Wiring } from './wiring.js';
 
 /** Bumped when a field changes meaning; metrics/ refuses reports of another version. */
@@ -89,20 +89,34 @@ export interface ResourceMetricsReport {
   /** Current resync speed while syncing, else 0. */
   resyncBytesPerSecond: number;
   splitBrains: { detected: number; unresolved: number };
+  /**
+   * Every volume of the resource in volume-number order, each a full report
+   * (its own minor, volume, disk states, replication state in `cstate`, size,
+   * counters, histograms, resync speed; resource and connection fields as
+   * the top level's). Absent or one entry: one volume, the top level.
+   */
+  volumes?: ResourceMetricsReport[];
 }
 
 /** DRBD 8.4 may promote a Secondary with UpToDate data while the peer is not Primary (unless two primaries are allowed). */
-function mayPromote(runtime: ResourceRuntime, allowTwoPrimaries: boolean): boolean {
-  const s = runtime.snapshot;
+function mayPromote(s: StateSnapshot, allowTwoPrimaries: boolean): boolean {
   return s.role !== Role.Primary && s.disk === DiskState.UpToDate && (allowTwoPrimaries || s.peer !== Role.Primary);
 }
 
+/** The metrics of every volume: the first one's on top, `volumes` with several (daemon/status's shape). */
 export function metricsReport(wiring: Wiring): ResourceMetricsReport {
   const runtime = wiring.runtime;
-  const spec = runtime.spec;
-  const s = runtime.snapshot;
-  const store = runtime.attachedStore;
-  const dp = wiring.dataPath;
+  const first = volumeMetrics(wiring, runtime.firstVolume);
+  if (runtime.volumeNumbers.length === 1) return first;
+  return { ...first, volumes: runtime.volumeNumbers.map((vnr) => (vnr === runtime.firstVolume ? first : volumeMetrics(wiring, vnr))) };
+}
+
+function volumeMetrics(wiring: Wiring, vnr: number): ResourceMetricsReport {
+  const runtime = wiring.runtime;
+  const spec = runtime.specOf(vnr);
+  const s = runtime.volumeSnapshot(vnr);
+  const store = runtime.storeOf(vnr);
+  const dp = wiring.volume(vnr).dataPath;
   const allowTwoPrimaries = (spec.view as ResourceView).net.allowTwoPrimaries;
   let counters: MetricsCounters | null = null;
   let histograms: MetricsHistograms | null = null;
@@ -131,7 +145,7 @@ export function metricsReport(wiring: Wiring): ResourceMetricsReport {
       peerFlush: c.peerFlushLatency.snapshot(),
     };
   }
-  const sync = wiring.link.first.syncProgress();
+  const sync = wiring.volume(vnr).link.syncProgress();
   const unconfigured = s.conn === ConnState.StandAlone && s.disk === DiskState.Diskless && s.role === Role.Secondary;
   return {
     version: METRICS_REPORT_VERSION,
@@ -146,7 +160,7 @@ export function metricsReport(wiring: Wiring): ResourceMetricsReport {
     disk: diskName(s.disk),
     peerDisk: diskName(s.pdsk),
     suspended: s.susp || s.suspNod || s.suspFen,
-    mayPromote: mayPromote(runtime, allowTwoPrimaries),
+    mayPromote: mayPromote(s, allowTwoPrimaries),
     promotionScore: s.disk === DiskState.UpToDate ? 1 : 0,
     sizeBytes: store ? store.sizeBytes : null,
     counters,

@@ -52,11 +52,10 @@ import {
   type FrontendStatusView,
   cstateText,
   dstateText,
-  isUnconfigured,
+  perVolumeLines,
   roleText,
   statusText,
   statusJson,
-  UNCONFIGURED,
 } from './status.js';
 import { type ResourceSpec, type VolumeSpec, volumeSpec } from './spec.js';
 import { runHandler } from './handlers.js';
@@ -364,7 +363,7 @@ export class ResourceRuntime {
     this.volumes.set(vnr, volumeOf(t.to));
     for (const line of t.warnings) this.log.warn(line);
     this.log.info(this.slots.size === 1 ? { why } : { why, volume: vnr }, t.line);
-    await this.afterCommit(vnr, t);
+    await this.afterCommit([[vnr, t]]);
   }
 
   /** Commits a checked connection change: the connection and every volume, the log lines, then each volume's after-effects. */
@@ -374,18 +373,24 @@ export class ResourceRuntime {
     for (const [vnr, t] of r.volumes) this.volumes.set(vnr, volumeOf(t.to));
     for (const t of r.volumes.values()) for (const line of t.warnings) this.log.warn(line);
     for (const line of connectionLogLines(r)) this.log.info({ why }, line);
-    for (const [vnr, t] of r.volumes) if (t.changed) await this.afterCommit(vnr, t);
+    await this.afterCommit([...r.volumes].filter(([, t]) => t.changed));
   }
 
-  /** After volume `vnr` changed: hooks, one event, md flags, after-state effects. */
-  private async afterCommit(vnr: number, t: Committed): Promise<void> {
-    const { from: before, to: after } = t;
-    for (const hook of this.stateHooks) hook(before, after, vnr);
-    const full: StatusSnapshot = this.volumeStatus(vnr);
+  /**
+   * After the volumes in `changed` changed (one, or every volume a connection
+   * change moved): each one's state hooks, then one events2 batch for the
+   * whole change, then each one's md flags and after-state effects.
+   */
+  private async afterCommit(changed: ReadonlyArray<readonly [number, Committed]>): Promise<void> {
+    for (const [vnr, t] of changed) for (const hook of this.stateHooks) hook(t.from, t.to, vnr);
+    const full: StatusSnapshot = this.status();
+    const before = this.slots.size === 1 && changed.length === 1 ? changed[0]![1].from : new Map(changed.map(([vnr, t]) => [vnr, t.from]));
     for (const event of changeEvents(before, full)) this.publish(event);
-    const store = this.slot(vnr).store;
-    if (store) await store.syncFlags(after);
-    for (const effect of t.effects) await this.runEffect(vnr, effect, before);
+    for (const [vnr, t] of changed) {
+      const store = this.slot(vnr).store;
+      if (store) await store.syncFlags(t.to);
+      for (const effect of t.effects) await this.runEffect(vnr, effect, t.from);
+    }
   }
 
   /** Set by the wiring: the peer hears volume vnr's UUIDs after an after-state rule made it a new current UUID. */
@@ -646,11 +651,11 @@ export class ResourceRuntime {
   }
 
   private registerVerbs(): void {
-    // drbdsetup-84 role/cstate/dstate MINOR: the volume named, or the first.
-    const unconfigured = (text: (s: StateSnapshot) => string) => async (args: Record<string, unknown>): Promise<VerbResult> => {
-      const state = this.volumeView(this.addressedVolume(args));
-      return { exitCode: 0, stdout: `${isUnconfigured(state) ? UNCONFIGURED : text(state)}\n` };
-    };
+    // One line per volume (drbdadm runs drbdsetup per minor); `volume` (RES/VNR) picks one.
+    const unconfigured = (text: (s: StateSnapshot) => string) => async (args: Record<string, unknown>): Promise<VerbResult> => ({
+      exitCode: 0,
+      stdout: perVolumeLines(this.status(), text, args.volume === undefined ? undefined : this.addressedVolume(args)),
+    });
     this.defineVerb('role', unconfigured(roleText));
     this.defineVerb('cstate', unconfigured(cstateText));
     this.defineVerb('dstate', unconfigured(dstateText));

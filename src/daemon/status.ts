@@ -2,7 +2,10 @@
  * daemon/status — a resource process's observable state as one plain
  * snapshot, and the texts drbdadm prints for it: `role` (Primary/Secondary),
  * `cstate` (Connected), `dstate` (UpToDate/UpToDate), DRBD-9-style `status`
- * (events2 lines: daemon/events2). Pure: no sockets, no disks.
+ * (events2 lines: daemon/events2). A resource of several volumes reports one
+ * snapshot per volume in `volumes` (the top-level fields are the first
+ * volume's); every screen reads them through `volumesOf`. Pure: no sockets,
+ * no disks.
  */
 import {
   ConnState,
@@ -54,7 +57,12 @@ export interface StatusSnapshot extends StateSnapshot {
   /** The block device the Primary's volume is exposed as (daemon/frontend); absent/null when not exposed. */
   frontend?: FrontendStatusView | null;
   pid: number;
-  /** Every volume's snapshot in number order when the resource has several (this one's fields are the first's); absent with one. */
+  /**
+   * Every volume of the resource in volume-number order, each a full snapshot
+   * (same resource, node and connection; its own minor, device, role/peer,
+   * disk/pdsk, replication state in `conn`, uuids, sync, counters). Absent or
+   * one entry: the resource has one volume, the top-level fields.
+   */
   volumes?: StatusSnapshot[];
 }
 
@@ -69,6 +77,28 @@ export interface FrontendStatusView {
 }
 
 export const UNCONFIGURED = 'Unconfigured';
+
+/** The snapshots of every volume of the resource, in volume-number order (one: the snapshot itself). */
+export function volumesOf(s: StatusSnapshot): StatusSnapshot[] {
+  return s.volumes !== undefined && s.volumes.length > 0 ? s.volumes : [s];
+}
+
+/** DRBD's max_role: Primary over Secondary over Unknown (the enum's numbers are not in that order). */
+export function highestRole(roles: readonly Role[]): Role {
+  if (roles.includes(Role.Primary)) return Role.Primary;
+  if (roles.includes(Role.Secondary)) return Role.Secondary;
+  return Role.Unknown;
+}
+
+/** The resource's role as 8.4 reports it for several volumes (conn_highest_role): the highest of its volumes'. */
+export function resourceRole(s: StatusSnapshot): Role {
+  return highestRole(volumesOf(s).map((v) => v.role));
+}
+
+/** The peer's role as 8.4 reports it for the connection (conn_highest_peer). */
+export function resourcePeerRole(s: StatusSnapshot): Role {
+  return highestRole(volumesOf(s).map((v) => v.peer));
+}
 
 /** True when drbdsetup would print "Unconfigured" (StandAlone + Diskless + Secondary). */
 export function isUnconfigured(s: StateSnapshot): boolean {
@@ -85,6 +115,16 @@ export function cstateText(s: StateSnapshot): string {
 
 export function dstateText(s: StateSnapshot): string {
   return `${diskName(s.disk)}/${diskName(s.pdsk)}`;
+}
+
+/**
+ * `drbdadm role|cstate|dstate RES` (or RES/VNR: `vnr`): drbdadm-84 runs
+ * drbdsetup once per minor, so one line per volume in volume order, each
+ * `Unconfigured` for a volume with nothing configured.
+ */
+export function perVolumeLines(s: StatusSnapshot, text: (v: StateSnapshot) => string, vnr?: number): string {
+  const volumes = volumesOf(s).filter((v) => vnr === undefined || v.volume === vnr);
+  return volumes.map((v) => `${isUnconfigured(v) ? UNCONFIGURED : text(v)}\n`).join('');
 }
 
 /** DRBD 9 names the 8.4 connection states it shows as `connection:` (not connected) or `replication:`. */
@@ -124,22 +164,32 @@ function isSyncing(conn: ConnState): boolean {
   );
 }
 
-/** `drbdadm status RES` text (drbd-utils 9 against an 8.4-style resource); `verbose` adds the protocol to the peer line. */
+/**
+ * `drbdadm status RES` text (drbd-utils 9 against an 8.4-style resource); `verbose` adds the protocol to the peer line.
+ * Several volumes: drbdsetup status's layout, a `volume:N` device line per volume and, under the peer line,
+ * a `volume:N` replication line per volume; the resource and peer roles are the highest of the volumes'.
+ */
 export function statusText(s: StatusSnapshot, verbose = false): string {
+  const volumes = volumesOf(s);
+  const several = volumes.length > 1;
+  const volumeWord = (v: StatusSnapshot): string => (several ? `volume:${v.volume} ` : '');
   const lines: string[] = [];
-  lines.push(`${s.resource} role:${roleName(s.role)}${s.susp ? ' suspended:user' : ''}`);
-  lines.push(`  disk:${diskName(s.disk)}`);
+  lines.push(`${s.resource} role:${roleName(resourceRole(s))}${s.susp ? ' suspended:user' : ''}`);
+  for (const v of volumes) lines.push(`  ${volumeWord(v)}disk:${diskName(v.disk)}`);
   // drbd-utils against an 8.4 resource names the connection `peer` (DRBD 9 would print the host name)
   const peerName = 'peer';
-  if (isConnected(s.conn)) {
-    lines.push(`  ${peerName} role:${roleName(s.peer)}${verbose && s.protocol ? ` protocol:${s.protocol}` : ''}`);
-    let repl = `    replication:${replicationText(s.conn)} peer-disk:${diskName(s.pdsk)}`;
-    if (s.sync && isSyncing(s.conn)) repl += ` done:${s.sync.percentDone.toFixed(2)}`;
-    const suspended = resyncSuspendedText(s);
-    if (suspended !== 'no') repl += ` resync-suspended:${suspended}`;
-    lines.push(repl);
+  const protocol = verbose && s.protocol ? ` protocol:${s.protocol}` : '';
+  if (volumes.some((v) => isConnected(v.conn))) {
+    lines.push(`  ${peerName} role:${roleName(resourcePeerRole(s))}${protocol}`);
+    for (const v of volumes) {
+      let repl = `    ${volumeWord(v)}replication:${replicationText(v.conn)} peer-disk:${diskName(v.pdsk)}`;
+      if (v.sync && isSyncing(v.conn)) repl += ` done:${v.sync.percentDone.toFixed(2)}`;
+      const suspended = resyncSuspendedText(v);
+      if (suspended !== 'no') repl += ` resync-suspended:${suspended}`;
+      lines.push(repl);
+    }
   } else {
-    lines.push(`  ${peerName} connection:${connectionText(s.conn)}${verbose && s.protocol ? ` protocol:${s.protocol}` : ''}`);
+    lines.push(`  ${peerName} connection:${connectionText(s.conn)}${protocol}`);
   }
   return `${lines.join('\n')}\n\n`;
 }
@@ -147,8 +197,14 @@ export function statusText(s: StatusSnapshot, verbose = false): string {
 /** `role( Secondary -> Primary ) conn( ... )` — DRBD's kernel-log text, from resource/state. */
 export const stateChangeText = formatStateChange;
 
-/** The status snapshot with names instead of enum numbers (`status --json`). */
+/** The status snapshot with names instead of enum numbers (`status --json`); several volumes add `volumes`, one object each. */
 export function statusJson(s: StatusSnapshot): Record<string, unknown> {
+  const volumes = volumesOf(s);
+  // The top level stays the first volume's, as the snapshot's.
+  return volumes.length > 1 ? { ...volumeJson(s), volumes: volumes.map(volumeJson) } : volumeJson(s);
+}
+
+function volumeJson(s: StatusSnapshot): Record<string, unknown> {
   return {
     resource: s.resource,
     node: s.node,

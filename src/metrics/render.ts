@@ -8,7 +8,10 @@
  * dashboards work unchanged. DRBD 8.4 states are mapped onto the DRBD 9
  * vocabulary drbd-reactor lists (WFConnection → Connecting, SyncSource →
  * Connected). The udrbd_* families are udrbd's own. Every family has HELP
- * and TYPE; families come in a fixed order. Pure: no sockets, no clocks.
+ * and TYPE; families come in a fixed order. A resource of several volumes
+ * (ResourceMetricsReport.volumes) has one set of device and peer-device
+ * series per volume, and one of resource and connection series. Pure: no
+ * sockets, no clocks.
  */
 import type { LatencySnapshot } from '../replication/latency.js';
 import type { MetricsCounters, MetricsHistograms, ResourceMetricsReport } from '../daemon/metrics-source.js';
@@ -187,54 +190,76 @@ function emptyHistograms(boundsSeconds: number[]): MetricsHistograms {
   return { diskWrite: empty(), diskFlush: empty(), peerWrite: empty(), peerFlush: empty() };
 }
 
+/** The reports of every volume of a resource, in volume order (one: the report itself). */
+export function metricsVolumesOf(r: ResourceMetricsReport): ResourceMetricsReport[] {
+  return r.volumes !== undefined && r.volumes.length > 0 ? r.volumes : [r];
+}
+
+/** conn_highest_role over role names: Primary over Secondary over Unknown. */
+function highestRoleName(roles: readonly string[]): string {
+  if (roles.includes('Primary')) return 'Primary';
+  if (roles.includes('Secondary')) return 'Secondary';
+  return 'Unknown';
+}
+
 function renderResource(x: Exposition, r: ResourceMetricsReport, boundsSeconds: number[]): void {
+  const volumes = metricsVolumesOf(r);
   const resource: Labels = [['name', r.resource]];
-  x.enumeration('drbd_resource_role', resource, ROLES, r.role);
+  // The resource is Primary when any volume is (DRBD 8.4's conn_highest_role); it promotes all its
+  // volumes at once, so it may promote when every volume may, with its weakest volume's score.
+  x.enumeration('drbd_resource_role', resource, ROLES, highestRoleName(volumes.map((v) => v.role)));
   x.bool('drbd_resource_suspended', resource, r.suspended);
-  x.bool('drbd_resource_maypromote', resource, r.mayPromote);
-  x.add('drbd_resource_promotionscore', resource, r.promotionScore);
+  x.bool('drbd_resource_maypromote', resource, volumes.every((v) => v.mayPromote));
+  x.add('drbd_resource_promotionscore', resource, Math.min(...volumes.map((v) => v.promotionScore)));
   x.bool('drbd_resource_forceiofailures', resource, false);
 
-  const c = r.counters ?? ZERO_COUNTERS;
-  const h = r.histograms ?? emptyHistograms(boundsSeconds);
-  const volume = String(r.volume);
+  const countersOf = (v: ResourceMetricsReport): MetricsCounters => v.counters ?? ZERO_COUNTERS;
   if (r.peerNode !== null) {
     // 8.4 has no node ids: the peer is node 1, as `udrbdadm events` prints it.
     const connection: Labels = [['name', r.resource], ['conn_name', r.peerNode], ['peer_node_id', '1']];
-    const peerDevice: Labels = [...connection, ['volume', volume]];
     x.enumeration('drbd_connection_state', connection, CONNECTION_STATES, connectionStateOf(r.cstate));
-    x.add('drbd_peerdevice_outofsync_bytes', peerDevice, c.outOfSyncBytes);
-    x.add('drbd_peerdevice_sent_bytes', peerDevice, c.sentBytes);
-    x.add('drbd_peerdevice_received_bytes', peerDevice, c.receivedBytes);
-    x.bool('drbd_connection_congested', connection, c.congested);
-    x.add('drbd_connection_apinflight_bytes', connection, c.apInFlightBytes);
-    x.add('drbd_connection_rsinflight_bytes', connection, c.rsInFlightBytes);
-    x.histogram('udrbd_peer_write_duration_seconds', peerDevice, h.peerWrite);
-    x.histogram('udrbd_peer_flush_duration_seconds', peerDevice, h.peerFlush);
-    x.add('udrbd_peerdevice_resync_speed_bytes_per_second', peerDevice, r.resyncBytesPerSecond);
+    for (const v of volumes) {
+      const c = countersOf(v);
+      const h = v.histograms ?? emptyHistograms(boundsSeconds);
+      const peerDevice: Labels = [...connection, ['volume', String(v.volume)]];
+      x.add('drbd_peerdevice_outofsync_bytes', peerDevice, c.outOfSyncBytes);
+      x.add('drbd_peerdevice_sent_bytes', peerDevice, c.sentBytes);
+      x.add('drbd_peerdevice_received_bytes', peerDevice, c.receivedBytes);
+      x.histogram('udrbd_peer_write_duration_seconds', peerDevice, h.peerWrite);
+      x.histogram('udrbd_peer_flush_duration_seconds', peerDevice, h.peerFlush);
+      x.add('udrbd_peerdevice_resync_speed_bytes_per_second', peerDevice, v.resyncBytesPerSecond);
+    }
+    // The connection carries every volume's requests: congested when any volume's send path is, in-flight bytes summed.
+    x.bool('drbd_connection_congested', connection, volumes.some((v) => countersOf(v).congested));
+    x.add('drbd_connection_apinflight_bytes', connection, volumes.reduce((sum, v) => sum + countersOf(v).apInFlightBytes, 0));
+    x.add('drbd_connection_rsinflight_bytes', connection, volumes.reduce((sum, v) => sum + countersOf(v).rsInFlightBytes, 0));
     x.add('udrbd_connection_splitbrains_total', connection, r.splitBrains.detected);
     x.add('udrbd_connection_splitbrains_unresolved_total', connection, r.splitBrains.unresolved);
   }
 
-  const device: Labels = [['name', r.resource], ['volume', volume], ['minor', String(r.minor)]];
-  x.enumeration('drbd_device_state', device, DISK_STATES, r.disk);
-  x.bool('drbd_device_client', device, false);
-  x.bool('drbd_device_unintentionaldiskless', device, r.disk === 'Diskless');
-  // DRBD 9 reports quorum:yes when no quorum is configured; 8.4 has none.
-  x.bool('drbd_device_quorum', device, true);
-  x.add('drbd_device_size_bytes', device, r.sizeBytes ?? 0);
-  x.add('drbd_device_read_bytes_total', device, c.diskReadBytes);
-  x.add('drbd_device_written_bytes_total', device, c.diskWrittenBytes);
-  x.add('drbd_device_alwrites_total', device, c.alWrites);
-  x.add('drbd_device_bmwrites_total', device, c.bmWrites);
-  x.add('drbd_device_upperpending', device, c.readsInFlight + c.writesInFlight + c.flushesInFlight);
-  x.add('drbd_device_lowerpending', device, c.lowerPending);
-  x.bool('drbd_device_alsuspended', device, false);
-  x.add('udrbd_device_requests_inflight', [...device, ['op', 'read']], c.readsInFlight);
-  x.add('udrbd_device_requests_inflight', [...device, ['op', 'write']], c.writesInFlight);
-  x.add('udrbd_device_requests_inflight', [...device, ['op', 'flush']], c.flushesInFlight);
-  x.histogram('udrbd_disk_write_duration_seconds', device, h.diskWrite);
-  x.histogram('udrbd_disk_flush_duration_seconds', device, h.diskFlush);
+  for (const v of volumes) {
+    const c = countersOf(v);
+    const h = v.histograms ?? emptyHistograms(boundsSeconds);
+    const device: Labels = [['name', r.resource], ['volume', String(v.volume)], ['minor', String(v.minor)]];
+    x.enumeration('drbd_device_state', device, DISK_STATES, v.disk);
+    x.bool('drbd_device_client', device, false);
+    x.bool('drbd_device_unintentionaldiskless', device, v.disk === 'Diskless');
+    // DRBD 9 reports quorum:yes when no quorum is configured; 8.4 has none.
+    x.bool('drbd_device_quorum', device, true);
+    x.add('drbd_device_size_bytes', device, v.sizeBytes ?? 0);
+    x.add('drbd_device_read_bytes_total', device, c.diskReadBytes);
+    x.add('drbd_device_written_bytes_total', device, c.diskWrittenBytes);
+    x.add('drbd_device_alwrites_total', device, c.alWrites);
+    x.add('drbd_device_bmwrites_total', device, c.bmWrites);
+    x.add('drbd_device_upperpending', device, c.readsInFlight + c.writesInFlight + c.flushesInFlight);
+    x.add('drbd_device_lowerpending', device, c.lowerPending);
+    x.bool('drbd_device_alsuspended', device, false);
+    x.add('udrbd_device_requests_inflight', [...device, ['op', 'read']], c.readsInFlight);
+    x.add('udrbd_device_requests_inflight', [...device, ['op', 'write']], c.writesInFlight);
+    x.add('udrbd_device_requests_inflight', [...device, ['op', 'flush']], c.flushesInFlight);
+    x.histogram('udrbd_disk_write_duration_seconds', device, h.diskWrite);
+    x.histogram('udrbd_disk_flush_duration_seconds', device, h.diskFlush);
+  }
 }
 
 /** The whole node's exposition text. `boundsSeconds` fills the histograms of a diskless resource. */

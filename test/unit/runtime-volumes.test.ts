@@ -139,9 +139,26 @@ describe('a runtime with two volumes', () => {
     await rt.setVolumeState(7, { role: Role.Primary }, 'test');
     expect(rt.volumeSnapshot(7).role).toBe(Role.Primary);
     expect(rt.volumeSnapshot(3).role).toBe(Role.Secondary);
-    // drbdsetup role MINOR: the volume named; without one, the first.
+    // drbdsetup role MINOR: the volume named; without one, a line per volume.
     expect((await rt.handle({ id: 1, verb: 'role', args: { volume: 7 } })).stdout).toBe('Primary/Unknown\n');
-    expect((await rt.handle({ id: 2, verb: 'role', args: {} })).stdout).toBe('Secondary/Unknown\n');
+    expect((await rt.handle({ id: 2, verb: 'role', args: {} })).stdout).toBe('Secondary/Unknown\nPrimary/Unknown\n');
+  });
+
+  it('publishes one events2 batch per change: the connection once, a peer-device per volume; a volume change names its own device', async () => {
+    const { rt } = runtime();
+    await rt.handle({ id: 0, verb: 'attach', args: {} });
+    const seen: string[] = [];
+    rt.onEvent((e) => seen.push(`${e.kind} ${e.object} ${e.fields.volume ?? '-'}`));
+    await rt.setConnState({ conn: ConnState.Unconnected }, 'test');
+    expect(seen.filter((l) => l.includes('connection'))).toEqual(['create connection -', 'change connection -']);
+    expect(seen.filter((l) => l.includes('peer-device'))).toEqual(['create peer-device 3', 'create peer-device 7', 'change peer-device 3', 'change peer-device 7']);
+    seen.length = 0;
+    await rt.setVolumeState(7, { disk: DiskState.Outdated }, 'test');
+    expect(seen).toEqual(['change device 7']);
+    seen.length = 0;
+    // The role is the resource's in events2 (the highest of its volumes').
+    await rt.setVolumeState(7, { role: Role.Primary }, 'test');
+    expect(seen).toEqual(['change resource -']);
   });
 
   it('detaches the volume named, refuses a volume it does not have, and down takes every volume down', async () => {

@@ -3,15 +3,17 @@
  * drbdsetup-84 `wait-connect` does (drbdsetup.c, its wait-connect command): the timeout is chosen
  * from wfc-timeout / degr-wfc-timeout / outdated-wfc-timeout by the timeout
  * type the resource process reports; the wait ends at Connected (or any
- * later state) and, unless --wait-after-sb, at StandAlone (a split brain
- * that dropped the connection); a timeout is exit 5. Knows the control
- * socket through daemon/client only.
+ * later state) of every volume (drbdadm waits on each minor in turn) and,
+ * unless --wait-after-sb, at StandAlone (a split brain that dropped the
+ * connection); a timeout is exit 5. Knows the control socket through
+ * daemon/client only.
  */
 import type { CliContext } from '../context.js';
 import type { RuntimePaths } from '../../control/paths.js';
 import { ControlClient } from '../../control/client.js';
 import { isReplicating } from '../../daemon/events2.js';
 import type { StartupInfo } from '../../daemon/startup-info.js';
+import { volumesOf } from '../../daemon/status.js';
 import { ConnState } from '../../resource/states.js';
 import { UdrbdError, ExitCode } from '../../util/errors.js';
 import { chooseWfcTimeout, type WfcTimeouts } from './wfc.js';
@@ -50,12 +52,22 @@ export async function waitConnect(ctx: CliContext, req: WaitRequest): Promise<Wa
     const judgeStandAlone = (connection: string | undefined): void => {
       if (!req.waitAfterSb && connection !== undefined && BELOW_UNCONNECTED_TEXTS.has(connection)) settle!('standalone');
     };
+    // The volumes to wait for (from startup-info); until it answers, any replicating volume counts, as with one.
+    let volumes: string[] | undefined;
+    const replicating = new Set<string>();
+    const judgeConnected = (): void => {
+      if (volumes === undefined ? replicating.size > 0 : volumes.every((v) => replicating.has(v))) settle!('connected');
+    };
     await client.subscribe(
       (event) => {
         // events2's connection: says Connected from WFReportParams on; the handshake is done only once the
         // peer-device replicates (Established, Sync*, ...), which is drbdsetup's cstate >= Connected.
-        if (event.object === 'peer-device' && isReplicating(event.fields.replication)) settle!('connected');
-        else if (event.object === 'connection') judgeStandAlone(event.fields.connection);
+        if (event.object === 'peer-device') {
+          const volume = event.fields.volume ?? '0';
+          if (isReplicating(event.fields.replication)) replicating.add(volume);
+          else if (event.fields.replication !== undefined) replicating.delete(volume);
+          judgeConnected();
+        } else if (event.object === 'connection') judgeStandAlone(event.fields.connection);
       },
       () => failed!(new UdrbdError(`udrbd resource ${req.name} on node ${req.paths.node} went down while waiting for the peer`, ExitCode.stateChangeFailed)),
     );
@@ -64,9 +76,11 @@ export async function waitConnect(ctx: CliContext, req: WaitRequest): Promise<Wa
     const info = JSON.parse(reply.stdout) as StartupInfo;
     const chosen = chooseWfcTimeout(req.timeouts, info.timeoutType);
     for (const message of chosen.messages) ctx.err(message);
-    const conn = info.status.conn;
-    if (conn >= ConnState.Connected) settle!('connected');
-    else if (!req.waitAfterSb && conn < ConnState.Unconnected) settle!('standalone');
+    const states = volumesOf(info.status);
+    volumes = states.map((v) => String(v.volume));
+    for (const v of states) if (v.conn >= ConnState.Connected) replicating.add(String(v.volume));
+    judgeConnected();
+    if (!req.waitAfterSb && info.status.conn < ConnState.Unconnected) settle!('standalone');
     const timer = chosen.timeoutS > 0 ? setTimeout(() => settle!('timeout'), chosen.timeoutS * 1000) : undefined;
     const onAbort = (): void => settle!('aborted');
     if (req.signal?.aborted) onAbort();

@@ -133,7 +133,8 @@ export function register(program: Command, getContext: GetContext): void {
     .action(async () => {
       const ctx = getContext();
       const entries = await collectNodeStatus(ctx, [], { allowNone: true });
-      const mounts = mountsByMinor(entries.map((e) => ({ minor: e.view.minor, devicePath: e.view.devicePath })), readMounts());
+      const devices = entries.flatMap((e) => e.volumes.map((v) => ({ minor: v.minor, devicePath: v.devicePath })));
+      const mounts = mountsByMinor(devices, readMounts());
       ctx.out(renderInitStatus(entries.map((e) => e.status), mounts));
     });
   program

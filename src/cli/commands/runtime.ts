@@ -149,10 +149,10 @@ async function call(
 }
 
 /**
- * role/cstate/dstate print "Unconfigured" for a resource that is not up. A
- * resource process that died says so (exit 10); dstate then falls back to
- * the on-disk state as drbdadm falls back to drbdmeta dstate, with
- * drbdmeta's exit code (0), the notice on stderr only.
+ * role/cstate/dstate print a line per volume, "Unconfigured" for a resource
+ * that is not up. A resource process that died says so (exit 10); dstate
+ * then falls back to the on-disk state as drbdadm falls back to drbdmeta
+ * dstate, with drbdmeta's exit code (0), the notice on stderr only.
  */
 async function query(ctx: CliContext, resource: ResourceTarget, verb: string): Promise<void> {
   for (const { target, volume } of volumeTargets(resource, ctx.dryRun)) await queryOne(ctx, target, verb, volume);

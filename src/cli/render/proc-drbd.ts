@@ -2,10 +2,11 @@
  * cli/render/proc-drbd — the text of DRBD 8.4's /proc/drbd and of
  * `/etc/init.d/drbd status`, rendered from status snapshots of the resource
  * processes (drbd_proc.c: drbd_seq_show; drbd-utils scripts/drbd). Pure: snapshots in, text out. Tools
- * and people that parse the kernel module's output read ours the same way.
+ * and people that parse the kernel module's output read ours the same way. Every volume is a minor of
+ * its own (StatusSnapshot.volumes): one block, one table row per minor, minors in order across resources.
  */
 import { ConnState, connName, diskName, roleName } from '../../resource/states.js';
-import type { StatusSnapshot } from '../../daemon/status.js';
+import { volumesOf, type StatusSnapshot } from '../../daemon/status.js';
 
 /** What /proc/drbd's first two lines say about us. */
 export const PROC_VERSION_LINE = 'version: 8.4.11 (api:1/proto:86-101)';
@@ -90,10 +91,15 @@ export function minorLines(s: StatusSnapshot): string[] {
   return lines;
 }
 
-/** The whole /proc/drbd text for these minors (sorted by minor). */
+/** Every volume of these resources as its own minor, sorted by minor (the kernel walks its minors in order). */
+function minorsOf(snapshots: readonly StatusSnapshot[]): StatusSnapshot[] {
+  return snapshots.flatMap(volumesOf).sort((a, b) => a.minor - b.minor);
+}
+
+/** The whole /proc/drbd text for the minors of these resources (sorted by minor). */
 export function renderProcDrbd(snapshots: readonly StatusSnapshot[]): string {
   const lines = [PROC_VERSION_LINE, PROC_BUILDTAG_LINE];
-  const sorted = [...snapshots].sort((a, b) => a.minor - b.minor);
+  const sorted = minorsOf(snapshots);
   let previous = -1;
   for (const s of sorted) {
     if (s.minor !== previous + 1) lines.push('');
@@ -126,7 +132,7 @@ export function columnT(rows: readonly string[][]): string[] {
  */
 export function renderInitStatus(snapshots: readonly StatusSnapshot[], mounts: ReadonlyMap<number, MountInfo>): string {
   const header = ['m:res', 'cs', 'ro', 'ds', 'p', 'mounted', 'fstype'];
-  const sorted = [...snapshots].sort((a, b) => a.minor - b.minor);
+  const sorted = minorsOf(snapshots);
   const resourceRows = new Map<number, string[][]>();
   const progressRows: string[][] = [];
   for (const s of sorted) {

@@ -3,11 +3,14 @@
  * (drbdadm_main.c, its sh-status command): per resource drbdadm's `_conf_*` / `_stacked_on*`
  * prefix, then drbdsetup's block of `_minor= _res_name= _volume= _known=
  * _cstate= _role= _peer= _disk= _pdsk= _flags_* _resynced_percent=` and the
- * `_sh_status_process` hook line. The text is meant for `eval` in sh (the
- * init script's drbd_pretty_status, the Pacemaker agent). Pure.
+ * `_sh_status_process` hook line; a resource of several volumes prints the
+ * prefix once and `_conf_volume=N` plus drbdsetup's block per volume, in
+ * volume order (drbdadm runs drbdsetup sh-status once per minor). The text is
+ * meant for `eval` in sh (the init script's drbd_pretty_status, the Pacemaker
+ * agent). Pure.
  */
 import { ConnState, DiskState, Role, connName, diskName, roleName } from '../../resource/states.js';
-import type { StatusSnapshot } from '../../daemon/status.js';
+import { volumesOf, type StatusSnapshot } from '../../daemon/status.js';
 import { syncPerMilleOf } from './proc-drbd.js';
 import { shellEscape } from '../../util/shell-escape.js';
 export { shellEscape };
@@ -16,6 +19,7 @@ export interface ShStatusResource {
   name: string;
   /** `FILE:LINE` of `resource NAME {`. */
   definedAt: string;
+  /** The configured volume number of a one-volume resource (several volumes: each snapshot's own). */
   volume: number;
   status: StatusSnapshot;
 }
@@ -52,7 +56,7 @@ export function drbdsetupShStatus(s: StatusSnapshot, volume: number): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** drbdadm-84 sh-status for one resource (volume 0): its prefix, then drbdsetup's block. */
+/** drbdadm-84 sh-status for one resource: its prefix, then `_conf_volume=` and drbdsetup's block per volume. */
 export function renderShStatus(r: ShStatusResource): string {
   const prefix = [
     `_conf_res_name=${shellEscape(r.name)}`,
@@ -61,7 +65,10 @@ export function renderShStatus(r: ShStatusResource): string {
     '_stacked_on=',
     '_stacked_on_device=',
     '_stacked_on_minor=',
-    `_conf_volume=${r.volume}`,
   ];
-  return `${prefix.join('\n')}\n${drbdsetupShStatus(r.status, r.volume)}`;
+  const volumes = volumesOf(r.status);
+  const blocks = volumes.length === 1
+    ? [{ vnr: r.volume, status: r.status }]
+    : volumes.map((v) => ({ vnr: v.volume, status: v }));
+  return `${prefix.join('\n')}\n${blocks.map((b) => `_conf_volume=${b.vnr}\n${drbdsetupShStatus(b.status, b.vnr)}`).join('')}`;
 }
