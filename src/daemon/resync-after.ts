@@ -6,8 +6,10 @@
  * sync state (SyncSource/SyncTarget/PausedSync*) or has a pause flag of its
  * own (aftr_isp, peer_isp, user_isp) — the last one carries the chain on,
  * since every device whose dependency is blocked gets aftr_isp too, syncing
- * or not. udrbd runs one process per resource, so each process asks its
- * dependency's control socket (daemon/paths: the same run dir, this node)
+ * or not. Each volume follows its own `resync-after` (a disk option; `res/N`
+ * names volume N, `res` the first). A volume of the same resource is looked
+ * at in this process; another resource's, through the control socket
+ * of its process (daemon/paths: the same run dir, this node)
  * for those flags, every RESYNC_AFTER_POLL_MS, and sets or clears its own
  * aftr_isp through the state machine (Sync* ⇄ PausedSync* follows in
  * sanitize). The socket, not a shared runtime file: it is already there,
@@ -55,8 +57,15 @@ export function resyncAfterState(s: ResourceState): ResyncAfterState {
 
 /** The resource `resync-after` names ("res" or drbdadm's "res/volume"), or undefined. */
 export function resyncAfterTarget(view: ResourceView): string | undefined {
+  return resyncAfterDependency(view)?.resource;
+}
+
+/** The device `resync-after` names: a resource and its volume (undefined: its first, as drbdadm takes `res`). */
+export function resyncAfterDependency(view: ResourceView): { resource: string; volume: number | undefined } | undefined {
   const value = view.disk.resyncAfter;
-  return value === undefined || value === '' ? undefined : value.split('/')[0];
+  if (value === undefined || value === '') return undefined;
+  const [resource, vnr] = value.split('/');
+  return { resource: resource ?? value, volume: vnr === undefined || !/^[0-9]+$/.test(vnr) ? undefined : Number(vnr) };
 }
 
 export class ResyncAfterWatch {
@@ -70,7 +79,12 @@ export class ResyncAfterWatch {
     /** Called after aftr_isp changed: the resync target pauses or resumes, the peer hears it. */
     private readonly changed: () => void,
   ) {
-    runtime.defineVerb(RESYNC_AFTER_STATE_VERB, async () => ({ exitCode: 0, stdout: `${JSON.stringify(resyncAfterState(runtime.snapshot))}\n` }));
+    // The volume asked about (`res/N`), or the first (`res`); a volume the resource lacks blocks nothing, as a missing minor.
+    runtime.defineVerb(RESYNC_AFTER_STATE_VERB, async (args) => {
+      const vnr = typeof args.volume === 'number' ? args.volume : runtime.firstVolume;
+      const state = runtime.volumeNumbers.includes(vnr) ? resyncAfterState(runtime.volumeSnapshot(vnr)) : { unconfigured: true, blocksDependents: false };
+      return { exitCode: 0, stdout: `${JSON.stringify(state)}\n` };
+    });
   }
 
   start(): void {
@@ -103,16 +117,35 @@ export class ResyncAfterWatch {
     await this.poll();
   }
 
+  /** Each volume's aftr_isp from the device its own `resync-after` names (a disk option: per volume). */
   private async look(): Promise<void> {
     const rt = this.runtime;
-    const dependency = resyncAfterTarget(rt.spec.view as ResourceView);
-    const blocked = dependency !== undefined && !isUnconfigured(rt.snapshot) && (await this.dependencyBlocks(dependency));
-    if (rt.snapshot.aftrIsp === blocked) return;
-    await rt.setVolumeState(rt.firstVolume, { aftrIsp: blocked }, blocked ? `resync-after ${dependency ?? ''}: it is resyncing` : 'resync-after: the dependency is done');
-    if (rt.snapshot.aftrIsp === blocked) this.changed();
+    let changed = false;
+    for (const vnr of rt.volumeNumbers) {
+      const dependency = resyncAfterDependency(rt.specOf(vnr).view as ResourceView);
+      const own = rt.volumeSnapshot(vnr);
+      const blocked = dependency !== undefined && !isUnconfigured(own) && (await this.dependencyBlocks(dependency));
+      if (rt.volumeSnapshot(vnr).aftrIsp === blocked) continue;
+      const named = dependency === undefined ? '' : `${dependency.resource}${dependency.volume === undefined ? '' : `/${dependency.volume}`}`;
+      await rt.setVolumeState(vnr, { aftrIsp: blocked }, blocked ? `resync-after ${named}: it is resyncing` : 'resync-after: the dependency is done');
+      if (rt.volumeSnapshot(vnr).aftrIsp === blocked) changed = true;
+    }
+    if (changed) this.changed();
   }
 
-  private async dependencyBlocks(dependency: string): Promise<boolean> {
+  private async dependencyBlocks(dependency: { resource: string; volume: number | undefined }): Promise<boolean> {
+    const rt = this.runtime;
+    if (dependency.resource === rt.spec.name) {
+      // A volume of this resource: its state is here (DRBD: another minor of the same kernel).
+      const vnr = dependency.volume ?? rt.firstVolume;
+      if (!rt.volumeNumbers.includes(vnr)) return false;
+      const state = resyncAfterState(rt.volumeSnapshot(vnr));
+      return !state.unconfigured && state.blocksDependents;
+    }
+    return this.remoteBlocks(dependency.resource, dependency.volume);
+  }
+
+  private async remoteBlocks(dependency: string, volume: number | undefined): Promise<boolean> {
     try {
       if (this.clientFor !== dependency) this.dropClient();
       if (!this.client) {
@@ -121,7 +154,7 @@ export class ResyncAfterWatch {
         this.client = await ControlClient.connect(paths, CONNECT_TIMEOUT_MS);
         this.clientFor = dependency;
       }
-      const reply = await this.client.request(RESYNC_AFTER_STATE_VERB, {}, REPLY_TIMEOUT_MS);
+      const reply = await this.client.request(RESYNC_AFTER_STATE_VERB, volume === undefined ? {} : { volume }, REPLY_TIMEOUT_MS);
       if (!reply.ok) return false;
       const state = JSON.parse(reply.stdout || '{}') as Partial<ResyncAfterState>;
       return state.unconfigured === false && state.blocksDependents === true;

@@ -83,6 +83,13 @@ export interface ClusterOptions {
   metaDisk?: { kind: 'indexed'; index: number } | { kind: 'flexible'; sizeBytes?: number };
   /** Put each node's device, disk and meta-disk in `volume N { }` (default: no volume block, volume 0). */
   volume?: number;
+  /**
+   * Several volumes (internal meta-data): `volume N { }` per number, in this
+   * order. The first uses `disks[node]`; volume N's disk is `<node>.vN.img`
+   * (volumeDisk). Minors: alpha minorBase + 2k, beta minorBase + 2k + 1 for
+   * the k-th volume. Replaces `volume`.
+   */
+  volumes?: number[];
 }
 
 export interface AdmResult {
@@ -140,6 +147,12 @@ export class Cluster {
         fs.truncateSync(this.metaDisks[node], md.kind === 'indexed' ? (md.index + 1) * 128 * 1024 * 1024 : (md.sizeBytes ?? 4 * 1024 * 1024));
       }
       if (!options.skipCreateMd) this.createMd(node);
+      for (const vnr of (options.volumes ?? []).slice(1)) {
+        const disk = this.volumeDisk(node, vnr);
+        fs.writeFileSync(disk, '');
+        fs.truncateSync(disk, sizeBytes);
+        if (!options.skipCreateMd) this.createMdOn(disk);
+      }
     }
     fs.writeFileSync(this.configPath, this.configText());
     this.configPaths = { alpha: this.configPath, beta: this.configPath };
@@ -240,6 +253,15 @@ export class Cluster {
     const minorBase = o.minorBase ?? 10;
     NODES.forEach((node, i) => {
       const address = this.addresses[node];
+      if (o.volumes !== undefined) {
+        lines.push(`  on ${node} {`);
+        o.volumes.forEach((vnr, k) => {
+          const minor = minorBase + 2 * k + i;
+          lines.push(`    volume ${vnr} {`, `      device /dev/drbd${minor} minor ${minor};`, `      disk ${this.volumeDisk(node, vnr)};`, '      meta-disk internal;', '    }');
+        });
+        lines.push(`    address ${address}:${portOverride[node] ?? this.port};`, `  }`);
+        return;
+      }
       const volumeLines = [
         `device /dev/drbd${minorBase + i} minor ${minorBase + i};`,
         `disk ${this.disks[node]};`,
@@ -274,6 +296,17 @@ export class Cluster {
   createMd(node: NodeName): void {
     const r = spawnSync(DRBDMETA, ['--force', '/dev/drbd9', 'v08', ...this.drbdmetaArgs(node), 'create-md'], { encoding: 'utf8', input: 'yes\n' });
     if (r.status !== 0) throw new Error(`drbdmeta create-md on ${this.metaDisks[node]} failed (${r.status}): ${r.stderr}`);
+  }
+
+  private createMdOn(disk: string): void {
+    const r = spawnSync(DRBDMETA, ['--force', '/dev/drbd9', 'v08', disk, 'internal', 'create-md'], { encoding: 'utf8', input: 'yes\n' });
+    if (r.status !== 0) throw new Error(`drbdmeta create-md on ${disk} failed (${r.status}): ${r.stderr}`);
+  }
+
+  /** Volume vnr's backing file on node (options.volumes): the first volume's is disks[node]. */
+  volumeDisk(node: NodeName, vnr: number): string {
+    const first = this.options.volumes?.[0];
+    return first === undefined || vnr === first ? this.disks[node] : path.join(this.dir, `${node}.v${vnr}.img`);
   }
 
   paths(node: NodeName): RuntimePaths {
@@ -341,9 +374,9 @@ export class Cluster {
   }
 
   /** Writes `data` at `offsetBytes` through node's replicated volume (diagnostic io.write). */
-  async write(node: NodeName, offsetBytes: number, data: Buffer): Promise<void> {
+  async write(node: NodeName, offsetBytes: number, data: Buffer, volume?: number): Promise<void> {
     const c = await this.client(node);
-    const reply = await c.request('io.write', { offsetBytes, base64: data.toString('base64') });
+    const reply = await c.request('io.write', { offsetBytes, base64: data.toString('base64'), ...(volume === undefined ? {} : { volume }) });
     if (!reply.ok) throw new Error(`io.write on ${node} failed (${reply.exitCode}): ${reply.stderr}`);
   }
 
@@ -378,9 +411,9 @@ export class Cluster {
   }
 
   /** sha256 of the data area of node's backing file (its first `sizeBytes`, default all of it). */
-  hashDataArea(node: NodeName, sizeBytes: number = this.dataSizeBytes(node)): string {
+  hashDataArea(node: NodeName, sizeBytes: number = this.dataSizeBytes(node), volume?: number): string {
     const size = sizeBytes;
-    const fd = fs.openSync(this.disks[node], 'r');
+    const fd = fs.openSync(volume === undefined ? this.disks[node] : this.volumeDisk(node, volume), 'r');
     try {
       const hash = crypto.createHash('sha256');
       const chunk = Buffer.alloc(1024 * 1024);
@@ -396,8 +429,8 @@ export class Cluster {
     }
   }
 
-  readDisk(node: NodeName, offsetBytes: number, lengthBytes: number): Buffer {
-    const fd = fs.openSync(this.disks[node], 'r');
+  readDisk(node: NodeName, offsetBytes: number, lengthBytes: number, volume?: number): Buffer {
+    const fd = fs.openSync(volume === undefined ? this.disks[node] : this.volumeDisk(node, volume), 'r');
     try {
       const b = Buffer.alloc(lengthBytes);
       fs.readSync(fd, b, 0, lengthBytes, offsetBytes);
