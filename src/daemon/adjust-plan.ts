@@ -12,7 +12,7 @@
  * ResourceSpecs and a few facts about the running resource; it never acts.
  */
 import type { DiskOptions, NetOptions, ResourceView } from '../config/index.js';
-import type { AddressSpec, ResourceSpec } from './spec.js';
+import { type AddressSpec, type ResourceSpec, volumeSpec } from './spec.js';
 
 /** Facts about the running resource the plan depends on (not in the spec). */
 export interface RunningFacts {
@@ -30,6 +30,8 @@ export type AdjustStepKind = 'resource-options' | 'attach' | 'disk-options' | 'd
 
 export interface AdjustStep {
   readonly kind: AdjustStepKind;
+  /** The volume an attach or disk-options step is for (drbdadm runs them per minor); absent: the first volume. */
+  readonly volume?: number;
   /** DRBD option names (or handler names) whose value differs; empty for attach/connect of a fresh link. */
   readonly changed: readonly string[];
   /** What drbdadm -d prints for this step (handlers: nothing — drbdadm reads them when it runs one). */
@@ -228,6 +230,43 @@ export function planAdjust(running: ResourceSpec, wanted: ResourceSpec, facts: R
   );
   if (handlersChanged.length > 0) steps.push({ kind: 'handlers', changed: handlersChanged, lines: [] });
   return { steps, refusals };
+}
+
+/** Refusals about one volume's device and backing storage (the rest are the resource's: net, handlers, options). */
+const VOLUME_REFUSALS: ReadonlySet<string> = new Set(['disk', 'meta-disk', 'device minor', 'device', 'volume', 'size', 'al-extents', 'md-flushes', 'al-updates']);
+const VOLUME_STEPS: ReadonlySet<AdjustStepKind> = new Set(['attach', 'disk-options']);
+
+/**
+ * planAdjust for every volume: the resource's steps (resource-options,
+ * connect, net-options, handlers) once, from the first volume's plan; each
+ * volume's attach / disk-options and refusals from its own, in volume order
+ * where drbdadm puts them (after resource-options, before the network).
+ * Adding or removing a volume is refused: udrbd does not run new-minor /
+ * del-minor on a running resource. `facts(vnr)`: the volume's own facts
+ * (attached, u_size); the connection's are the same for all.
+ */
+export function planAdjustVolumes(running: ResourceSpec, wanted: ResourceSpec, facts: (vnr: number) => RunningFacts): AdjustPlan {
+  const was = running.volumes.map((v) => v.volume);
+  const now = wanted.volumes.map((v) => v.volume);
+  if (was.join() !== now.join()) {
+    const where = `${viewOf(wanted).definedAt}: in resource ${wanted.name}, on ${wanted.node}`;
+    const added = now.filter((v) => !was.includes(v));
+    const removed = was.filter((v) => !now.includes(v));
+    const what = [...added.map((v) => `adds volume ${v}`), ...removed.map((v) => `removes volume ${v}`)].join(' and ');
+    return {
+      steps: [],
+      refusals: [{ option: 'volume', message: `${where}: the configuration ${what}; udrbd does not add or remove a volume of a running resource (drbdadm's new-minor / del-minor); down the resource first ('udrbdadm down ${wanted.name}'), then 'udrbdadm up ${wanted.name}'.` }],
+    };
+  }
+  const first = planAdjust(running, wanted, facts(running.volume));
+  if (running.volumes.length === 1) return first;
+  const perVolume = running.volumes.slice(1).map((v) => ({ vnr: v.volume, plan: planAdjust(volumeSpec(running, v.volume), volumeSpec(wanted, v.volume), facts(v.volume)) }));
+  const volumeSteps = perVolume.flatMap(({ vnr, plan }) => plan.steps.filter((st) => VOLUME_STEPS.has(st.kind)).map((st) => ({ ...st, volume: vnr })));
+  const volumeRefusals = perVolume.flatMap(({ plan }) => plan.refusals.filter((r) => VOLUME_REFUSALS.has(r.option)));
+  // drbdadm's order: resource-options, then every minor's attach / disk-options, then the network and handlers.
+  const lastVolumeStep = first.steps.reduce((at, st, i) => (st.kind === 'resource-options' || VOLUME_STEPS.has(st.kind) ? i + 1 : at), 0);
+  const steps = [...first.steps.slice(0, lastVolumeStep), ...volumeSteps, ...first.steps.slice(lastVolumeStep)];
+  return { steps, refusals: [...first.refusals, ...volumeRefusals] };
 }
 
 /** The text `-d adjust` prints: the drbdsetup-84 / drbdmeta lines, one per line (nothing when nothing changed). */

@@ -19,8 +19,8 @@ import type { ResourceView } from '../config/index.js';
 import type { ProtocolPacket, SyncParamPacket } from '../peer/packets.js';
 import { type LiveReplicationOptions, SECTOR_BYTES, blockDigest, requestTimeoutMs, resyncControllerSettings, resyncRateLimitKiBps, withDefaults } from '../replication/index.js';
 import { loadSpec } from './config-adapter.js';
-import { type AdjustPlan, type AdjustStep, planAdjust } from './adjust-plan.js';
-import type { ResourceSpec } from './spec.js';
+import { type AdjustPlan, type AdjustStep, planAdjustVolumes } from './adjust-plan.js';
+import { type ResourceSpec, volumeSpec } from './spec.js';
 import type { Wiring } from './wiring.js';
 import type { VerbResult } from './runtime.js';
 
@@ -109,8 +109,7 @@ export interface AdjustReply {
  */
 function adoptPeerProtocol(wiring: Wiring, packet: ProtocolPacket): void {
   const rt = wiring.runtime;
-  const spec = rt.spec;
-  const view = spec.view as ResourceView;
+  const view = rt.spec.view as ResourceView;
   const net = {
     ...view.net,
     protocol: packet.protocol,
@@ -121,20 +120,39 @@ function adoptPeerProtocol(wiring: Wiring, packet: ProtocolPacket): void {
   };
   if (JSON.stringify(net) === JSON.stringify(view.net)) return;
   rt.log.info({ protocol: net.protocol, afterSb0pri: net.afterSb0pri, afterSb1pri: net.afterSb1pri, afterSb2pri: net.afterSb2pri }, `peer changed the net options: protocol ${view.net.protocol} -> ${net.protocol}`);
-  rt.replaceSpec({ ...spec, view: { ...view, net } });
-  wiring.dataPath?.applyOptions({ protocol: net.protocol });
+  // Net options are the connection's: every volume's view takes them.
+  rt.replaceSpec(withViews(rt.spec, () => true, (v) => ({ ...v, net: { ...v.net, ...net } })));
+  for (const dp of wiring.dataPaths()) dp.applyOptions({ protocol: net.protocol });
+}
+
+/** `net` with the verify-alg and csums-alg of `from` (absent when `from` has none). */
+function algsOf(net: ResourceView['net'], from: ResourceView['net']): ResourceView['net'] {
+  const next = { ...net };
+  if (from.verifyAlg) next.verifyAlg = from.verifyAlg;
+  else delete next.verifyAlg;
+  if (from.csumsAlg) next.csumsAlg = from.csumsAlg;
+  else delete next.csumsAlg;
+  return next;
+}
+
+/** The spec with `change` applied to the view of every volume `which` selects (the spec's own view is the first volume's). */
+function withViews(spec: ResourceSpec, which: (vnr: number) => boolean, change: (view: ResourceView, vnr: number) => ResourceView): ResourceSpec {
+  const volumes = spec.volumes.map((v) => (which(v.volume) ? { ...v, view: change(v.view as ResourceView, v.volume) } : v));
+  const first = volumes.find((v) => v.volume === spec.volume);
+  return { ...spec, view: first?.view ?? spec.view, volumes };
 }
 
 /**
  * The peer ran disk-options / net-options (P_SYNC_PARAM): adopt its
- * resync-rate, c-* settings, verify-alg and csums-alg as DRBD 8.4's
- * receive_SyncParam does, so an online verify or a resync uses the same
- * parameters on both nodes.
+ * resync-rate and c-* settings for the volume the packet is about, and its
+ * verify-alg and csums-alg for the connection, as DRBD 8.4's
+ * receive_SyncParam does (disk_conf per device, net_conf per connection), so
+ * an online verify or a resync uses the same parameters on both nodes.
  */
 function adoptPeerSyncParam(wiring: Wiring, packet: SyncParamPacket): void {
   const rt = wiring.runtime;
-  const spec = rt.spec;
-  const view = spec.view as ResourceView;
+  const vnr = rt.volumeNumbers.includes(packet.volume) ? packet.volume : rt.firstVolume;
+  const view = rt.specOf(vnr).view as ResourceView;
   const disk = {
     ...view.disk,
     resyncRateKiBps: packet.resyncRateKiBps,
@@ -150,17 +168,17 @@ function adoptPeerSyncParam(wiring: Wiring, packet: SyncParamPacket): void {
   else delete net.csumsAlg;
   if (JSON.stringify({ disk, net }) === JSON.stringify({ disk: view.disk, net: view.net })) return;
   const next: ResourceView = { ...view, disk, net };
-  const check = checkWanted({ ...spec, view: next });
+  const check = checkWanted({ ...volumeSpec(rt.spec, vnr), view: next });
   if (check.refusals.length > 0) {
     rt.log.warn({ refusals: check.refusals }, 'peer sent resync parameters this node cannot use; keeping its own');
     return;
   }
   rt.log.info(
-    { resyncRateKiBps: disk.resyncRateKiBps, cPlanAheadDs: disk.cPlanAheadDs, cMaxRateKiBps: disk.cMaxRateKiBps, verifyAlg: net.verifyAlg ?? null, csumsAlg: net.csumsAlg ?? null },
+    { volume: vnr, resyncRateKiBps: disk.resyncRateKiBps, cPlanAheadDs: disk.cPlanAheadDs, cMaxRateKiBps: disk.cMaxRateKiBps, verifyAlg: net.verifyAlg ?? null, csumsAlg: net.csumsAlg ?? null },
     `peer changed the resync parameters: resync-rate ${disk.resyncRateKiBps}K verify-alg ${net.verifyAlg ?? '(none)'} csums-alg ${net.csumsAlg ?? '(none)'}`,
   );
-  rt.replaceSpec({ ...spec, view: next });
-  wiring.dataPath?.applyOptions(liveReplicationOptions(next));
+  rt.replaceSpec(withViews(rt.spec, () => true, (v, n) => ({ ...v, disk: n === vnr ? disk : v.disk, net: algsOf(v.net, net) })));
+  for (const n of rt.volumeNumbers) wiring.volume(n).dataPath?.applyOptions(liveReplicationOptions(rt.specOf(n).view as ResourceView));
 }
 
 export function defineAdjust(wiring: Wiring): void {
@@ -192,13 +210,17 @@ async function adjust(wiring: Wiring, args: Record<string, unknown>): Promise<Ve
     throw err;
   }
   const check = checkWanted(wanted);
-  const conn = rt.snapshot.conn;
-  const plan = planAdjust(rt.spec, wanted, {
-    netConfigured: wiring.link.isRunning,
-    attached: rt.attachedStore !== undefined,
-    verifyRunning: conn === ConnState.VerifyS || conn === ConnState.VerifyT,
-    resyncRunning: wiring.link.resyncRunning,
-    ...(rt.attachedStore?.userSizeBytes === undefined ? {} : { userSizeBytes: rt.attachedStore.userSizeBytes }),
+  const verifying = (vnr: number): boolean => [ConnState.VerifyS, ConnState.VerifyT].some((c) => c === rt.volumeSnapshot(vnr).conn);
+  const verifyRunning = rt.volumeNumbers.some(verifying);
+  const plan = planAdjustVolumes(rt.spec, wanted, (vnr) => {
+    const store = rt.storeOf(vnr);
+    return {
+      netConfigured: wiring.link.isRunning,
+      attached: store !== undefined,
+      verifyRunning,
+      resyncRunning: wiring.link.resyncRunning,
+      ...(store?.userSizeBytes === undefined ? {} : { userSizeBytes: store.userSizeBytes }),
+    };
   });
   const warnings = check.warnings.map((w) => `${w}\n`).join('');
   const refusals = [...check.refusals, ...plan.refusals.map((r) => r.message)];
@@ -211,10 +233,14 @@ async function adjust(wiring: Wiring, args: Record<string, unknown>): Promise<Ve
   return { exitCode: 0, stdout: JSON.stringify(reply), stderr: warnings };
 }
 
+/** Every volume's data path takes the options its own configuration asks for (disk options are per volume). */
+function applyOptionsEverywhere(wiring: Wiring): void {
+  for (const vnr of wiring.runtime.volumeNumbers) wiring.volume(vnr).dataPath?.applyOptions(liveReplicationOptions(wiring.runtime.specOf(vnr).view as ResourceView));
+}
+
 /** Executes a validated plan, in drbdadm's order. */
 async function apply(wiring: Wiring, wanted: ResourceSpec, plan: AdjustPlan): Promise<void> {
   const rt = wiring.runtime;
-  const view = wanted.view as ResourceView;
   if (plan.steps.length === 0) {
     rt.replaceSpec(wanted); // e.g. startup options only: nothing to run, but the process reads the new file from now on
     return;
@@ -229,22 +255,24 @@ async function apply(wiring: Wiring, wanted: ResourceSpec, plan: AdjustPlan): Pr
         // read from the spec when next used
         break;
       case 'attach':
-        await rt.attach();
+        await rt.attach(step.volume ?? rt.firstVolume);
         break;
-      case 'disk-options':
-        wiring.dataPath?.applyOptions(liveReplicationOptions(view));
-        wiring.applyDiskTimeout(); // on-io-error is read at each error
-        wiring.link.sendSyncParam();
+      case 'disk-options': {
+        const volume = wiring.volume(step.volume ?? rt.firstVolume);
+        volume.dataPath?.applyOptions(liveReplicationOptions(rt.specOf(volume.vnr).view as ResourceView));
+        volume.applyDiskTimeout(); // on-io-error is read at each error
+        volume.link.sendSyncParam();
         break;
+      }
       case 'disconnect':
         await wiring.link.disconnect();
         break;
       case 'connect':
-        wiring.dataPath?.applyOptions(liveReplicationOptions(view));
+        applyOptionsEverywhere(wiring);
         await wiring.link.connect(false);
         break;
       case 'net-options':
-        wiring.dataPath?.applyOptions(liveReplicationOptions(view));
+        applyOptionsEverywhere(wiring);
         wiring.link.applyNetOptions();
         wiring.link.sendProtocolUpdate();
         wiring.link.sendSyncParam();

@@ -6,8 +6,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadSpec } from '../../src/daemon/config-adapter.js';
-import { type RunningFacts, planAdjust, planText } from '../../src/daemon/adjust-plan.js';
+import { loadSpec, specFromConfig } from '../../src/daemon/config-adapter.js';
+import { loadConfig } from '../../src/config/index.js';
+import { type RunningFacts, planAdjust, planAdjustVolumes, planText } from '../../src/daemon/adjust-plan.js';
 import type { ResourceSpec } from '../../src/daemon/spec.js';
 import { checkWanted } from '../../src/daemon/adjust.js';
 
@@ -122,5 +123,47 @@ describe('adjust plan', () => {
     expect(bad.refusals[0]).toMatch(/c\d+\.conf:1: in resource ajp, net: verify-alg 'nosuchhash' is not a known digest/);
     const badCsums = checkWanted(spec({ net: 'csums-alg nosuchhash;' }));
     expect(badCsums.refusals[0]).toMatch(/c\d+\.conf:1: in resource ajp, net: csums-alg 'nosuchhash' is not a known digest/);
+  });
+});
+
+describe('adjust plan of a resource with several volumes', () => {
+  function volumesSpec(v1Disk: string, extraVolume = false): ResourceSpec {
+    const file = path.join(dir, `mv${n++}.conf`);
+    const host = (node: string, ip: string): string[] => [
+      `  on ${node} {`,
+      `    address ${ip}:8061;`,
+      `    volume 0 { device minor 80; disk /tmp/mvp-${node}-0.img; meta-disk internal; }`,
+      `    volume 1 { device minor 81; disk /tmp/mvp-${node}-1.img; meta-disk internal; ${v1Disk} }`,
+      ...(extraVolume ? [`    volume 2 { device minor 82; disk /tmp/mvp-${node}-2.img; meta-disk internal; }`] : []),
+      '  }',
+    ];
+    fs.writeFileSync(file, ['resource mvp {', '  disk { resync-rate 10M; }', ...host('alpha', '127.0.0.1'), ...host('beta', '127.0.0.2'), '}', ''].join('\n'));
+    return specFromConfig(loadConfig(file), file, 'mvp', 'alpha');
+  }
+
+  it("a changed disk option of volume 1 is volume 1's disk-options, on its minor", () => {
+    const plan = planAdjustVolumes(volumesSpec(''), volumesSpec('disk { resync-rate 20M; }'), () => LIVE);
+    expect(plan.refusals).toEqual([]);
+    expect(plan.steps.map((st) => [st.kind, st.volume, st.changed])).toEqual([['disk-options', 1, ['resync-rate']]]);
+    expect(planText(plan)).toBe('drbdsetup-84 disk-options 81 --set-defaults --resync-rate=20M\n');
+  });
+
+  it("volume 1's refusals are its own (al-extents on a running disk), the resource's once", () => {
+    const plan = planAdjustVolumes(volumesSpec(''), volumesSpec('disk { al-extents 257; }'), () => LIVE);
+    expect(plan.refusals.map((r) => r.option)).toEqual(['al-extents']);
+  });
+
+  it('a volume added to or removed from the configuration is refused: down, then up', () => {
+    const added = planAdjustVolumes(volumesSpec(''), volumesSpec('', true), () => LIVE);
+    expect(added.steps).toEqual([]);
+    expect(added.refusals.map((r) => r.message)).toEqual([expect.stringMatching(/the configuration adds volume 2; udrbd does not add or remove a volume of a running resource .*'udrbdadm down mvp'/)]);
+    const removed = planAdjustVolumes(volumesSpec('', true), volumesSpec(''), () => LIVE);
+    expect(removed.refusals[0]?.message).toMatch(/removes volume 2/);
+  });
+
+  it('one volume: the same plan as planAdjust', () => {
+    const a = spec({ disk: 'resync-rate 10M;' });
+    const b = spec({ disk: 'resync-rate 30M;' });
+    expect(planAdjustVolumes(a, b, () => LIVE)).toEqual(planAdjust(a, b, LIVE));
   });
 });
