@@ -26,6 +26,8 @@ import { type ResourceRuntime, StateChangeRefused } from './runtime.js';
 import { SplitBrainCount } from './metrics-source.js';
 import { listenFailureError } from './listen-failure.js';
 import { VolumeLink, type VolumeLinkConnection } from './volume-link.js';
+import { LinkMux } from '../peer/link-mux.js';
+import { newLinkEpochs } from '../replication/index.js';
 
 /** The first listen of a connect is normally answered at once; past this the connect goes on retrying. */
 const FIRST_LISTEN_WAIT_MS = 5_000;
@@ -270,7 +272,10 @@ export class PeerLink implements VolumeLinkConnection {
   /** An established connection: every volume's connect sequence, side by side (each may go on into a resync). */
   private async onConnected(result: HandshakeResult): Promise<void> {
     this.current = result;
-    await Promise.all([...this.volumes.values()].map((volume) => volume.onConnected(result)));
+    // One connection for every volume: each gets its own channel on it, all share the epoch stream.
+    const mux = new LinkMux(result.session, this.volumes.keys(), this.runtime.log);
+    const epochs = newLinkEpochs(result.session);
+    await Promise.all([...this.volumes.values()].map((volume) => volume.onConnected(result, { channel: mux.channel(volume.vnr), epochs })));
   }
 
   /** The established connection `result` was lost (reported by a volume's data path): the connection's states, once. */

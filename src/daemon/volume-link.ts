@@ -46,10 +46,10 @@ import {
   uuidsEqual,
 } from '../resource/uuid.js';
 import type { HandshakeResult, LocalParams, PeerParams } from '../peer/index.js';
-import type { LinkLossReason } from '../peer/channel.js';
+import type { LinkLossReason, PeerChannel } from '../peer/channel.js';
 import { runAside } from '../util/aside.js';
 import { type Packet, PacketType, type ProtocolPacket, type SizesPacket, type SyncParamPacket } from '../peer/packets.js';
-import type { ReplicationEngine, ResyncTarget } from '../replication/index.js';
+import type { LinkEpochs, ReplicationEngine, ResyncTarget } from '../replication/index.js';
 import type { ResourceView } from '../config/index.js';
 import { MdFlag } from '../meta/types.js';
 import { type AttachedStore, type ResourceRuntime, StateChangeRefused } from './runtime.js';
@@ -91,6 +91,12 @@ interface ActiveLink {
   /** Called once a peer P_SIZES has been handled (a `resize` waiting for its answer). */
   sizesHandled: Array<() => void>;
 }
+/** This volume's part of an established connection: its channel (peer/link-mux) and the connection's epochs. */
+export interface VolumePath {
+  readonly channel: PeerChannel;
+  readonly epochs: LinkEpochs;
+}
+
 /** What a volume needs from its connection (daemon/link PeerLink). */
 export interface VolumeLinkConnection {
   /** One-shot `--discard-my-data` for the next handshake (per connection, as the net option). */
@@ -239,7 +245,7 @@ export class VolumeLink {
   disklessDataPath: ((sizeBytes: number) => ReplicationEngine) | undefined;
 
   /** A new ActiveLink on an established connection, with the data path taking its packets. */
-  private takeLink(result: HandshakeResult, engine: ReplicationEngine): ActiveLink {
+  private takeLink(result: HandshakeResult, path: VolumePath, engine: ReplicationEngine): ActiveLink {
     const link: ActiveLink = {
       result,
       peer: result.peer,
@@ -258,7 +264,8 @@ export class VolumeLink {
     this.lastPeerDiskBytes = result.peer.sizes.diskSizeBytes;
     this.active = link;
     engine.attachPeer({
-      channel: result.session,
+      channel: path.channel,
+      epochs: path.epochs,
       onControlPacket: (packet) => this.onControlPacket(link, packet),
       onLinkLost: (reason) => {
         // The engine reports the loss synchronously; the state changes after it run aside, failures logged.
@@ -277,7 +284,7 @@ export class VolumeLink {
    * refused ("some backing storage is needed"), and so is a diskless
    * Primary's reconnect to other data than it exposes (receive_uuids).
    */
-  private async connectDiskless(result: HandshakeResult): Promise<void> {
+  private async connectDiskless(result: HandshakeResult, path: VolumePath): Promise<void> {
     const rt = this.runtime;
     const peer = result.peer;
     const size = disklessDeviceSize(peer.sizes);
@@ -292,7 +299,7 @@ export class VolumeLink {
     }
     const engine = makeEngine(size.sizeBytes);
     rt.log.info({ sizeBytes: size.sizeBytes, peerDiskBytes: peer.sizes.diskSizeBytes, peerCurrentBytes: peer.sizes.currentSizeBytes }, `diskless: the device takes the peer's size, ${sizeLogLine(size.sizeBytes)}`);
-    const link = this.takeLink(result, engine);
+    const link = this.takeLink(result, path, engine);
     if (peer.uuidsKnown) this.exposedDataUuid = peer.uuids.current;
     await rt.setConnState({ conn: ConnState.WFReportParams }, 'connected');
     if (link.closed) return;
@@ -315,16 +322,16 @@ export class VolumeLink {
   exposedDataUuid: bigint | undefined;
 
   /** This volume's connect sequence on an established connection (after the parameter exchange). */
-  async onConnected(result: HandshakeResult): Promise<void> {
+  async onConnected(result: HandshakeResult, path: VolumePath): Promise<void> {
     const rt = this.runtime;
     const store = this.store;
-    if (!store) return this.connectDiskless(result);
+    if (!store) return this.connectDiskless(result, path);
     const engine = this.engine();
     if (!engine) {
       result.session.close('Disconnecting');
       return;
     }
-    const link = this.takeLink(result, engine);
+    const link = this.takeLink(result, path, engine);
     // Agree on the size and decide before anything awaits: the peer does the same at the same
     // moment, and a close it sends after deciding must not pre-empt our own decision.
     const s = this.state;

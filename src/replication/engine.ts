@@ -5,6 +5,8 @@
  * part that answers it. The resource layer drives it with method calls
  * (attach a link, start mirroring, exchange bitmaps, start resync/verify);
  * packets it does not own (handshake, state) go to `onControlPacket`.
+ * Barrier and BarrierAck are the connection's: they go to its epochs
+ * (replication/epochs), which every volume's engine on the link shares.
  * The local disk can go and come back while the engine and its link live
  * on (replication/local-disk): diskless, the volume reads and writes
  * through the peer (replication/peer-read); a node whose peer is diskless
@@ -28,6 +30,7 @@ import { VerifyResponder, type VerifyResult, VerifySource } from './verify.js';
 import { type LocalIoErrorHandler, ReplicatedVolume, setOutOfSync } from './volume.js';
 import { type DisklessShape, LocalDisk, type LocalParts } from './local-disk.js';
 import { PeerReads } from './peer-read.js';
+import { type LinkEpochs, newLinkEpochs } from './epochs.js';
 
 export interface ReplicationEngineDeps {
   /** The local backing device's data area (not the meta-data). */
@@ -53,6 +56,12 @@ export type DisklessEngineDeps = Omit<ReplicationEngineDeps, 'disk' | 'bitmap' |
 
 export interface AttachedPeer {
   readonly channel: PeerChannel;
+  /**
+   * The connection's epochs, shared by every volume on it (daemon/link makes
+   * one per established link); without it this data path has the link to
+   * itself and makes its own.
+   */
+  readonly epochs?: LinkEpochs;
   /** Packets the data path does not own (handshake, state, sync UUID, ping...). */
   readonly onControlPacket?: (packet: Packet) => void;
   /** The link is gone; the data path has already marked unacknowledged writes out of sync. */
@@ -61,6 +70,7 @@ export interface AttachedPeer {
 
 interface Link {
   readonly channel: PeerChannel;
+  readonly epochs: LinkEpochs;
   readonly receiver: SecondaryReceiver;
   readonly responder: ResyncResponder;
   readonly verifyResponder: VerifyResponder;
@@ -128,11 +138,13 @@ export class ReplicationEngine {
   attachPeer(attached: AttachedPeer): void {
     assert(this.link === null, 'attachPeer while a peer is attached');
     const { channel } = attached;
+    const epochs = attached.epochs ?? newLinkEpochs(channel);
     const common = { disk: this.local.disk, counters: this.counters, log: this.deps.log, rangeLock: this.rangeLock, peer: channel, vnr: this.deps.vnr };
     const link: Link = {
       channel,
+      epochs,
       attached,
-      receiver: new SecondaryReceiver({ ...common, options: this.options, ...(this.deps.onLocalIoError ? { onLocalIoError: this.deps.onLocalIoError } : {}) }),
+      receiver: new SecondaryReceiver({ ...common, options: this.options, epochs: epochs.receiver, ...(this.deps.onLocalIoError ? { onLocalIoError: this.deps.onLocalIoError } : {}) }),
       responder: new ResyncResponder({
         ...common, bitmap: this.local.bitmap, options: this.options, peerPrimary: () => this.peerPrimary,
         ...(this.deps.now ? { now: this.deps.now } : {}),
@@ -147,6 +159,7 @@ export class ReplicationEngine {
       verifySource: null,
     };
     this.link = link;
+    epochs.receiver.join(link.receiver);
     link.receiver.setMarkOutOfSync(this.peerDiskless ? this.local.bitmap : null);
     if (!this.local.isAttached) link.receiver.setAcceptWrites(false, 'diskless');
     this.volume.setPeerReader(link.peerReads);
@@ -158,6 +171,7 @@ export class ReplicationEngine {
   private linkLost(link: Link, reason: LinkLossReason): void {
     if (this.link !== link) return;
     this.link = null;
+    link.epochs.receiver.leave(link.receiver);
     this.volume.stopMirroring();
     this.volume.setOnDemandSync(null);
     this.volume.setPeerReader(null);
@@ -187,7 +201,8 @@ export class ReplicationEngine {
 
   /** Application writes are mirrored to the peer from now on (Connected / Sync*). */
   startMirroring(): void {
-    this.volume.startMirroring(this.requireLink().channel);
+    const link = this.requireLink();
+    this.volume.startMirroring(link.channel, link.epochs.sender);
   }
 
   /** Whether the peer's Data packets are applied; refused ones get NegAck. */
@@ -273,7 +288,7 @@ export class ReplicationEngine {
 
   /** Waits until every Barrier received has been answered (orderly disconnect, tests). */
   receiverIdle(): Promise<void> {
-    return this.link?.receiver.idle() ?? Promise.resolve();
+    return this.link?.epochs.receiver.idle() ?? Promise.resolve();
   }
 
   // ---- diskless operation ---------------------------------------------------------------------
@@ -361,13 +376,13 @@ export class ReplicationEngine {
       case PacketType.Data:
         return link.receiver.handleData(packet);
       case PacketType.Barrier:
-        return link.receiver.handleBarrier(packet);
+        return link.epochs.receiver.handleBarrier(packet);
       case PacketType.RecvAck:
       case PacketType.WriteAck:
       case PacketType.NegAck:
         return this.volume.handleAck(packet);
       case PacketType.BarrierAck:
-        return this.volume.handleBarrierAck(packet);
+        return link.epochs.sender.handleBarrierAck(packet);
       case PacketType.RsWriteAck:
       case PacketType.RsNegAck:
         return this.routeResyncAck(link, packet);

@@ -8,6 +8,7 @@ export { ReplicationEngine, type ReplicationEngineDeps, type DisklessEngineDeps,
 export type { DisklessShape } from './local-disk.js';
 export { ReplicatedVolume, type CongestionHandler, type OnDemandSync, setOutOfSync, setInSync } from './volume.js';
 export { SecondaryReceiver } from './receiver.js';
+export { SenderEpochs, ReceiverEpochs, type LinkEpochs, newLinkEpochs } from './epochs.js';
 export { ResyncTarget, ResyncResponder, type ResyncProgress, type ResyncResult, syncPerMille } from './resync.js';
 export { VerifySource, VerifyResponder, type VerifyResult } from './verify.js';
 export { BitmapExchange } from './bitmap-exchange.js';

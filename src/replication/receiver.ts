@@ -3,18 +3,20 @@
  * applies Data packets to the local disk in arrival order per overlapping
  * range (honouring FUA / flush flags), acknowledges as the protocol says
  * (B: RecvAck on receipt, C: WriteAck once written, NegAck on failure or when
- * it must not accept writes), and answers each Barrier only after the epoch's
- * writes are done and fdatasync'ed (write ordering method `flush`). It is
- * told whether to accept writes; it never decides that itself. Each local
- * write and Barrier flush is timed into the counters' disk histograms.
+ * it must not accept writes). Every write counts into the connection's epoch
+ * (replication/epochs ReceiverEpochs, shared by the volumes), which answers
+ * the Barrier once all volumes' writes of it are done and each volume's disk
+ * is flushed (this receiver flushes its own). It is told whether to accept
+ * writes; it never decides that itself. Each local write and Barrier flush is
+ * timed into the counters' disk histograms.
  */
 import { performance } from 'node:perf_hooks';
 import type { BlockDevice, WriteFlags } from '../disk/block-device.js';
 import type { PeerChannel } from '../peer/channel.js';
 import { releaseReceivedPayload } from '../peer/codec.js';
-import { type BarrierPacket, type DataPacket, DataFlag, PacketType } from '../peer/packets.js';
+import { type DataPacket, DataFlag, PacketType } from '../peer/packets.js';
+import type { ReceivedEpoch, ReceiverEpochMember, ReceiverEpochs } from './epochs.js';
 import { runAside } from '../util/aside.js';
-import { assert } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import type { ReplicationCounters } from './counters.js';
 import type { ReplicationOptions, ReplicationProtocol } from './options.js';
@@ -23,18 +25,6 @@ import { type LocalIoErrorHandler, setOutOfSync } from './volume.js';
 import type { DirtyBitmap } from '../meta/types.js';
 
 const FUA: WriteFlags = Object.freeze({ fua: true });
-
-/** Epochs open on the receiver at once; the Primary closes one per burst or max-epoch-size writes. */
-const EPOCHS_OPEN_MAX = 1 << 16;
-
-interface EpochRecord {
-  /** Data packets of this epoch received. */
-  writes: number;
-  /** ... not yet finished on the local disk. */
-  pending: number;
-  /** Set by the Barrier handler while it waits for `pending` to reach 0. */
-  drained: (() => void) | null;
-}
 
 export interface SecondaryReceiverDeps {
   readonly disk: BlockDevice;
@@ -45,6 +35,8 @@ export interface SecondaryReceiverDeps {
   readonly peer: PeerChannel;
   /** The volume this data path is (DRBD's vnr): every per-volume packet it sends carries it. */
   readonly vnr: number;
+  /** The connection's epochs, shared with the other volumes on it. */
+  readonly epochs: ReceiverEpochs;
   readonly onLocalIoError?: LocalIoErrorHandler;
 }
 
@@ -60,13 +52,7 @@ function ackWanted(flags: number, own: ReplicationProtocol): ReplicationProtocol
   return own;
 }
 
-export class SecondaryReceiver {
-  private readonly epochs = new Map<number, EpochRecord>();
-  private barrierChain: Promise<void> = Promise.resolve();
-  /** Barriers received and not yet answered, in arrival order (bounded by EPOCHS_OPEN_MAX). */
-  private readonly barriersWaiting: Array<{ epoch: number; record: EpochRecord | undefined }> = [];
-  /** Newest epoch a completed fdatasync covers (group commit), or null. */
-  private flushedThroughEpoch: number | null = null;
+export class SecondaryReceiver implements ReceiverEpochMember {
   private acceptWrites = true;
   private refuseReason = '';
   /** The peer is diskless: every write applied here is out of sync there (receive_Data, pdsk < Inconsistent). */
@@ -89,7 +75,7 @@ export class SecondaryReceiver {
     const { counters, options } = this.deps;
     const lengthBytes = packet.payload.length;
     counters.receivedBytes += lengthBytes;
-    const epoch = this.epochRecord(packet.epoch);
+    const epoch = this.deps.epochs.record(packet.epoch);
     epoch.writes++;
     if (!this.acceptWrites) {
       this.deps.log.warn({ offsetBytes: packet.offsetBytes, lengthBytes, reason: this.refuseReason }, 'refusing peer write (NegAck)');
@@ -104,7 +90,7 @@ export class SecondaryReceiver {
     runAside(this.apply(packet, epoch), this.deps.log, 'peer write');
   }
 
-  private async apply(packet: DataPacket, epoch: EpochRecord): Promise<void> {
+  private async apply(packet: DataPacket, epoch: ReceivedEpoch): Promise<void> {
     const { disk, counters, rangeLock } = this.deps;
     const { offsetBytes, payload } = packet;
     let ok = true;
@@ -140,78 +126,31 @@ export class SecondaryReceiver {
     counters.ua--;
     if (!ok) this.ack(PacketType.NegAck, offsetBytes, payload.length, packet.blockId);
     else if (ackWanted(packet.flags, this.deps.options.protocol) === 'C') this.ack(PacketType.WriteAck, offsetBytes, payload.length, packet.blockId);
-    epoch.pending--;
-    if (epoch.pending === 0 && epoch.drained) epoch.drained();
+    this.deps.epochs.writeDone(epoch);
   }
 
-  handleBarrier(packet: BarrierPacket): void {
-    const record = this.epochs.get(packet.epoch);
-    this.barriersWaiting.push({ epoch: packet.epoch, record });
-    // Barriers are answered strictly in order, each after its epoch is on stable storage.
-    this.barrierChain = this.barrierChain.then(() => this.completeEpoch(packet.epoch, record));
+  /** This volume's disk-flushes (the connection drains only when some volume has it off). */
+  get diskFlushes(): boolean {
+    return this.deps.options.diskFlushes;
   }
 
-  private async completeEpoch(epoch: number, record: EpochRecord | undefined): Promise<void> {
-    if (record && record.pending > 0) {
-      await new Promise<void>((resolve) => {
-        record.drained = resolve;
-      });
-    }
-    assert(!record || record.pending === 0, `epoch ${epoch} has no writes in flight at its barrier`);
-    this.epochs.delete(epoch);
-    const head = this.barriersWaiting.shift();
-    assert(head !== undefined && head.epoch === epoch, 'barriers complete in the order they arrived');
-    if (this.flushedThroughEpoch !== null && this.flushedThroughEpoch - epoch >= 0 && this.flushedThroughEpoch - epoch < EPOCHS_OPEN_MAX) {
-      // An earlier flush started after this epoch's writes were done: it is on stable storage already.
-      if (this.deps.peer.isOpen) this.deps.peer.send({ type: PacketType.BarrierAck, epoch, writes: record ? record.writes : 0 });
-      return;
-    }
-    // Group commit: one fdatasync also covers the following barriers already received whose writes are all done.
-    let covered = epoch;
-    for (const next of this.barriersWaiting) {
-      if (next.record !== undefined && next.record.pending > 0) break;
-      covered = next.epoch;
-    }
-    if (!this.deps.options.diskFlushes) {
-      // disk-flushes no: DRBD's "drain" ordering — the epoch's writes are complete, not flushed.
-      if (this.deps.peer.isOpen) this.deps.peer.send({ type: PacketType.BarrierAck, epoch, writes: record ? record.writes : 0 });
-      return;
-    }
+  /** Flushes the disk for the connection's Barrier of `epoch`; a volume without a usable disk (diskless) has nothing to flush. */
+  async flushForBarrier(epoch: number): Promise<boolean> {
+    if (!this.acceptWrites) return true;
+    const { counters, disk } = this.deps;
+    const startedMs = performance.now();
+    counters.lo++;
     try {
-      // The flush may run on this thread (disk/file-disk): let acks already queued (the
-      // WriteAcks of this epoch) leave first instead of waiting behind it.
-      this.deps.peer.push?.();
-      const startedMs = performance.now();
-      this.deps.counters.lo++;
-      try {
-        await this.deps.disk.flush();
-      } finally {
-        this.deps.counters.lo--;
-      }
-      this.deps.counters.diskFlushLatency.record(performance.now() - startedMs);
-      this.flushedThroughEpoch = covered;
+      await disk.flush();
     } catch (err) {
       this.deps.log.error({ epoch, err: (err as Error).message }, 'flush for barrier failed; dropping the connection');
       this.deps.onLocalIoError?.('flush', 0, err as Error);
-      if (this.deps.peer.isOpen) this.deps.peer.close('ProtocolError');
-      return;
+      return false;
+    } finally {
+      counters.lo--;
     }
-    if (this.deps.peer.isOpen) this.deps.peer.send({ type: PacketType.BarrierAck, epoch, writes: record ? record.writes : 0 });
-  }
-
-  /** Resolves once every Barrier received so far is answered (for orderly disconnect and tests). */
-  idle(): Promise<void> {
-    return this.barrierChain;
-  }
-
-  private epochRecord(epoch: number): EpochRecord {
-    let record = this.epochs.get(epoch);
-    if (record === undefined) {
-      assert(this.epochs.size < EPOCHS_OPEN_MAX, `fewer than ${EPOCHS_OPEN_MAX} epochs open`);
-      record = { writes: 0, pending: 0, drained: null };
-      this.epochs.set(epoch, record);
-    }
-    return record;
+    counters.diskFlushLatency.record(performance.now() - startedMs);
+    return true;
   }
 
   private ack(

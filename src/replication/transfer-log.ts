@@ -1,9 +1,12 @@
 /**
- * replication/transfer-log — the Primary's record of mirrored writes not yet
+ * replication/transfer-log — one volume's record of mirrored writes not yet
  * covered by a BarrierAck, grouped in epochs (drbd_main.c: tl_release, _tl_restart). When the
  * link is lost, every request still here is exactly what the peer may not
- * have on stable storage, so its range goes out of sync. Knows nothing of
- * sockets or disks.
+ * have on stable storage, so its range goes out of sync. The epoch numbers
+ * are the connection's (replication/epochs SenderEpochs, shared by every
+ * volume): this log is told which epoch a write is in, when an epoch closes
+ * and when one is acknowledged, and keeps only its own volume's part.
+ * Knows nothing of sockets or disks.
  */
 import { assert } from '../util/assert.js';
 import { AL_EXTENT_BYTES } from '../meta/types.js';
@@ -27,9 +30,11 @@ const noRelease: TransferLogRelease = () => undefined;
 export class TransferLog {
   private entries: TransferLogEntry[] = [];
   private head = 0;
-  /** Closed epochs awaiting their BarrierAck, oldest first, with their write counts. */
+  /** Closed epochs this volume wrote in awaiting their BarrierAck, oldest first, with its write counts. */
   private readonly closedEpochs: Array<{ epoch: number; writes: number }> = [];
   private openWrites = 0;
+  /** The open epoch this volume wrote in (valid while openWrites > 0). */
+  private openEpoch = -1;
   /**
    * Bytes of the requests held: DRBD's ap_in_flight, the figure
    * `congestion-fill` is compared with (drbd_req.c: maybe_pull_ahead).
@@ -43,10 +48,7 @@ export class TransferLog {
    */
   private readonly extentRefs = new Map<number, number>();
 
-  constructor(
-    private currentEpoch: number,
-    private readonly onRelease: TransferLogRelease = noRelease,
-  ) {}
+  constructor(private readonly onRelease: TransferLogRelease = noRelease) {}
 
   /** Bytes sent and not yet barrier-acknowledged (DRBD's ap_in_flight). */
   get bytesInFlight(): number {
@@ -56,10 +58,6 @@ export class TransferLog {
   /** Activity-log extents touched by the requests held. */
   get activeExtents(): number {
     return this.extentRefs.size;
-  }
-
-  get epoch(): number {
-    return this.currentEpoch;
   }
 
   /** Requests held (sent, not barrier-acknowledged). */
@@ -82,8 +80,11 @@ export class TransferLog {
     return last ? last.epoch : -1;
   }
 
-  add(offsetBytes: number, lengthBytes: number, alGeneration = -1): TransferLogEntry {
-    const entry = { offsetBytes, lengthBytes, epoch: this.currentEpoch, alGeneration };
+  /** A write sent in the connection's open epoch `epoch`. */
+  add(offsetBytes: number, lengthBytes: number, epoch: number, alGeneration = -1): TransferLogEntry {
+    assert(this.openWrites === 0 || epoch === this.openEpoch, `write in epoch ${epoch} while epoch ${this.openEpoch} is open`);
+    this.openEpoch = epoch;
+    const entry = { offsetBytes, lengthBytes, epoch, alGeneration };
     this.entries.push(entry);
     this.openWrites++;
     this.heldBytes += lengthBytes;
@@ -92,22 +93,28 @@ export class TransferLog {
     return entry;
   }
 
-  /** Closes the open epoch; returns its number, or -1 when it had no writes. */
-  closeEpoch(): number {
-    if (this.openWrites === 0) return -1;
-    const epoch = this.currentEpoch;
+  /** The connection closed epoch `epoch` (a Barrier went out); this volume's writes in it, if any, await its ack. */
+  epochClosed(epoch: number): void {
+    if (this.openWrites === 0) return;
+    assert(this.openEpoch === epoch, `closing epoch ${epoch}; this volume's writes are in epoch ${this.openEpoch}`);
     this.closedEpochs.push({ epoch, writes: this.openWrites });
     this.openWrites = 0;
-    this.currentEpoch = (this.currentEpoch + 1) >>> 0;
-    return epoch;
   }
 
-  /** Drops the requests of `epoch`, which must be the oldest closed one. */
-  barrierAcked(epoch: number, writes: number): void {
-    const oldest = this.closedEpochs.shift();
-    assert(oldest !== undefined, `BarrierAck ${epoch} answers a Barrier that was sent`);
-    assert(oldest.epoch === epoch, `BarrierAck ${epoch} is for the oldest open epoch ${oldest.epoch}`);
-    assert(oldest.writes === writes, `BarrierAck ${epoch} covers ${writes} writes; epoch had ${oldest.writes}`);
+  /**
+   * The peer acknowledged epoch `epoch` (the connection's oldest closed one):
+   * drops this volume's requests of it; returns how many (0 when this volume
+   * wrote nothing in it).
+   */
+  barrierAcked(epoch: number): number {
+    const oldest = this.closedEpochs[0];
+    if (oldest === undefined || oldest.epoch !== epoch) {
+      const head = this.entries[this.head];
+      assert(head === undefined || head.epoch !== epoch, `BarrierAck ${epoch} acknowledges writes of this volume that were never closed in a Barrier`);
+      return 0;
+    }
+    this.closedEpochs.shift();
+    const writes = oldest.writes;
     let dropped = 0;
     while (this.head < this.entries.length && this.entries[this.head]!.epoch === epoch) {
       const entry = this.entries[this.head]!;
@@ -121,6 +128,7 @@ export class TransferLog {
       this.entries = this.entries.slice(this.head);
       this.head = 0;
     }
+    return dropped;
   }
 
   /** Connection lost: returns every request still held and empties the log. */

@@ -2,8 +2,10 @@
  * replication/volume — ReplicatedVolume, the Primary's view of the volume as
  * a BlockDevice: each write goes through the activity log, then to the local
  * disk and (while mirroring) as a Data packet to the peer, and completes as
- * protocol A, B or C says (drbd_req.c). Epochs, Barriers and the transfer
- * log live here; a lost peer turns unacknowledged ranges out of sync. It
+ * protocol A, B or C says (drbd_req.c). Its transfer log lives here; the
+ * epochs and Barriers are the connection's (replication/epochs SenderEpochs,
+ * shared by every volume on it); a lost peer turns unacknowledged ranges out
+ * of sync. It
  * receives decisions (start/stop mirroring, become SyncTarget) as method
  * calls and knows nothing of roles, UUIDs or sockets. Each completed local
  * write/flush and peer ack is timed (performance.now(), one call at each end)
@@ -32,7 +34,8 @@ import { type BlockDevice, type BlockDeviceCapabilities, type ReadFlags, type Wr
 import type { ActivityLogApi, DirtyBitmap } from '../meta/types.js';
 import { BM_BLOCK_BYTES } from '../meta/types.js';
 import type { PeerChannel } from '../peer/channel.js';
-import { type AckPacket, type BarrierAckPacket, DataFlag, PacketType } from '../peer/packets.js';
+import { type AckPacket, DataFlag, PacketType } from '../peer/packets.js';
+import type { SenderEpochMember, SenderEpochs } from './epochs.js';
 import { assert, InvariantError } from '../util/assert.js';
 import type { Logger } from '../util/log.js';
 import { BlockIdAllocator, BlockIdTag } from './block-id.js';
@@ -139,7 +142,7 @@ export interface ReplicatedVolumeDeps {
   readonly onLocalIoError?: LocalIoErrorHandler;
 }
 
-export class ReplicatedVolume implements BlockDevice {
+export class ReplicatedVolume implements BlockDevice, SenderEpochMember {
   readonly capabilities: BlockDeviceCapabilities;
   private readonly disk: BlockDevice;
   private readonly bitmap: DirtyBitmap;
@@ -167,7 +170,9 @@ export class ReplicatedVolume implements BlockDevice {
   };
   /** Bumped when the disk detaches or attaches: references in an old activity log are gone with it. */
   private alGeneration = 0;
-  private tl = new TransferLog(1, this.releaseTlEntry);
+  private tl = new TransferLog(this.releaseTlEntry);
+  /** The connection's epochs while mirroring (shared with the other volumes on it), else null. */
+  private epochs: SenderEpochs | null = null;
   private readonly pending = new Map<number, PendingWrite>();
   private congested = false;
   /** Writers waiting for room in the transfer log. */
@@ -230,16 +235,18 @@ export class ReplicatedVolume implements BlockDevice {
 
   // ---- decisions from the resource layer ------------------------------------------------------
 
-  /** Start mirroring application writes to `peer` (Connected, SyncSource, SyncTarget...). */
-  startMirroring(peer: PeerChannel): void {
+  /** Start mirroring application writes to `peer` (Connected, SyncSource, SyncTarget...), in the connection's `epochs`. */
+  startMirroring(peer: PeerChannel, epochs: SenderEpochs): void {
     assert(this.peer === null, 'startMirroring while already mirroring');
     assert(this.tl.size === 0, 'transfer log empty when mirroring starts');
     this.peer = peer;
     this.congested = false;
     this.notSending = 'no';
     this.aheadDrainReported = false;
-    this.tl = new TransferLog(1, this.releaseTlEntry);
-    this.ackedThroughEpoch = 0;
+    this.tl = new TransferLog(this.releaseTlEntry);
+    this.epochs = epochs;
+    epochs.join(this);
+    this.ackedThroughEpoch = epochs.ackedThroughEpoch;
     this.counters.ep = 0;
     this.armRequestTimer();
   }
@@ -292,6 +299,8 @@ export class ReplicatedVolume implements BlockDevice {
     this.requestTimer = null;
     if (this.peer === null) return;
     this.peer = null;
+    this.epochs?.leave(this);
+    this.epochs = null;
     this.notSending = 'no';
     let bitsSet = 0;
     for (const entry of this.tl.clear()) {
@@ -415,16 +424,23 @@ export class ReplicatedVolume implements BlockDevice {
     write.settle(true);
   }
 
-  handleBarrierAck(packet: BarrierAckPacket): void {
+  /** The connection closed `epoch` (a Barrier went out, maybe for another volume's flush). */
+  epochClosed(epoch: number): void {
+    this.tl.epochClosed(epoch);
+    this.counters.ep = this.tl.epochsInFlight;
+  }
+
+  /** The peer acknowledged `epoch` on every volume: this volume's writes of it are on its stable storage. */
+  epochAcked(epoch: number): void {
     if (this.peer === null) return;
-    this.tl.barrierAcked(packet.epoch, packet.writes);
-    this.ackedThroughEpoch = packet.epoch;
+    this.tl.barrierAcked(epoch);
+    this.ackedThroughEpoch = epoch;
     if (this.notSending === 'ahead') this.reportAheadDrained();
     this.counters.ep = this.tl.epochsInFlight;
     const nowMs = this.flushWaiters.length > 0 ? performance.now() : 0;
     for (let i = 0; i < this.flushWaiters.length; ) {
       const waiter = this.flushWaiters[i]!;
-      if (waiter.epoch <= packet.epoch) {
+      if (waiter.epoch <= epoch) {
         this.flushWaiters.splice(i, 1);
         this.counters.peerFlushLatency.record(nowMs - waiter.sinceMs);
         waiter.resolve();
@@ -542,7 +558,7 @@ export class ReplicatedVolume implements BlockDevice {
     // lands in a later epoch, behind a Barrier. Under a stream, one Barrier (one peer flush)
     // per queue depth of writes. A lone synchronous write's epoch was closed when it was
     // sent (sendWrite): the peer's flush is under way before the caller's fsync arrives.
-    if (network !== null && network.channel === this.peer && network.epoch === this.tl.epoch) this.closeEpoch();
+    if (network !== null && network.channel === this.peer && this.epochs !== null && network.epoch === this.epochs.epoch) this.closeEpoch();
     // The peer has the data: the write succeeded (drbd_req.c: local or remote OK).
     if (localError !== null && !networkOk) throw localError;
     if (this.diskless) this.writesWhileDiskless++;
@@ -576,7 +592,8 @@ export class ReplicatedVolume implements BlockDevice {
       if (held) await held;
     }
     const peer = this.peer;
-    if (peer === null) {
+    const epochs = this.epochs;
+    if (peer === null || epochs === null) {
       if (alGeneration === this.alGeneration) this.al.endWrite(offsetBytes, buffer.length);
       return null;
     }
@@ -584,7 +601,7 @@ export class ReplicatedVolume implements BlockDevice {
     const write = new PendingWrite(blockId, offsetBytes, buffer.length);
     write.channel = peer;
     write.sentAtMs = performance.now();
-    const entry = this.tl.add(offsetBytes, buffer.length, alGeneration);
+    const entry = this.tl.add(offsetBytes, buffer.length, epochs.noteWrite(), alGeneration);
     write.epoch = entry.epoch;
     const protocol = this.options.protocol;
     write.protocol = protocol;
@@ -615,7 +632,7 @@ export class ReplicatedVolume implements BlockDevice {
     // a Barrier send ahead of the completion. Under a stream writes overlap, this is false, and
     // the epoch closes at the first completion (writeInActivityLog) or after maxEpochSize writes.
     // (Protocol A tracks no pending acks: its writes complete at once and close the epoch there.)
-    if (this.tl.writesInOpenEpoch >= this.options.maxEpochSize || (this.pending.size === 1 && this.tl.writesInOpenEpoch === 1)) this.closeEpoch();
+    if (epochs.writesInOpenEpoch >= this.options.maxEpochSize || (this.pending.size === 1 && epochs.writesInOpenEpoch === 1)) this.closeEpoch();
     return write;
   }
 
@@ -677,15 +694,10 @@ export class ReplicatedVolume implements BlockDevice {
     this.congestionHandler?.aheadDrained();
   }
 
-  /** Sends a Barrier closing the open epoch (if it has writes); returns its number or -1. */
+  /** Closes the connection's open epoch (if any volume wrote in it): one Barrier; returns its number or -1. */
   private closeEpoch(): number {
-    const peer = this.peer;
-    if (peer === null) return -1;
-    const epoch = this.tl.closeEpoch();
-    if (epoch < 0) return -1;
-    peer.send({ type: PacketType.Barrier, epoch });
-    this.counters.ep = this.tl.epochsInFlight;
-    return epoch;
+    if (this.peer === null || this.epochs === null) return -1;
+    return this.epochs.close();
   }
 
   async flush(): Promise<void> {

@@ -188,12 +188,12 @@ export interface Node {
   readonly lines: string[];
 }
 
-export function makeNode(sizeBytes: number, options: Partial<ReplicationOptions> = {}, activityLog: ActivityLogApi = noActivityLog): Node {
+export function makeNode(sizeBytes: number, options: Partial<ReplicationOptions> = {}, activityLog: ActivityLogApi = noActivityLog, vnr = 0): Node {
   const memory = new MemoryDisk(sizeBytes);
   const disk = new ProbeDisk(memory);
   const bitmap = new Bitmap(Math.ceil(sizeBytes / 4096));
   const { log, lines } = capturingLogger();
-  const engine = new ReplicationEngine({ disk, bitmap, activityLog, options, log, vnr: 0 });
+  const engine = new ReplicationEngine({ disk, bitmap, activityLog, options, log, vnr });
   return { memory, disk, bitmap, engine, lines };
 }
 

@@ -30,16 +30,23 @@ describe('replication parts', () => {
   });
 
   it('transfer log: BarrierAck drops exactly its epoch; clear returns the rest', () => {
-    const tl = new TransferLog(1);
-    tl.add(0, 4096);
-    tl.add(4096, 4096);
-    expect(tl.closeEpoch()).toBe(1);
-    tl.add(8192, 512);
+    const tl = new TransferLog();
+    tl.add(0, 4096, 1);
+    tl.add(4096, 4096, 1);
+    tl.epochClosed(1);
+    expect(tl.newestClosedEpoch).toBe(1);
+    tl.add(8192, 512, 2);
+    expect(() => tl.add(0, 512, 3)).toThrow(/invariant/); // epoch 2 is still open
     expect(tl.epochsInFlight).toBe(2);
-    tl.barrierAcked(1, 2);
+    expect(tl.barrierAcked(1)).toBe(2);
     expect(tl.size).toBe(1);
-    expect(() => tl.barrierAcked(7, 1)).toThrow(/invariant/);
-    expect(tl.clear().map((e) => e.offsetBytes)).toEqual([8192]);
+    tl.epochClosed(2);
+    expect(tl.barrierAcked(2)).toBe(1);
+    expect(tl.barrierAcked(3)).toBe(0); // an epoch this volume wrote nothing in (another volume's)
+    tl.add(0, 512, 4);
+    expect(() => tl.barrierAcked(4)).toThrow(/invariant/); // never closed: no Barrier went out for it
+    expect(tl.size).toBe(1);
+    expect(tl.clear().map((e) => e.offsetBytes)).toEqual([0]);
   });
 
   it('bitmap chunks round-trip in LE bit order and OR into the receiver', () => {
