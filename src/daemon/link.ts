@@ -265,7 +265,7 @@ export class PeerLink implements VolumeLinkConnection {
         nodeName: this.runtime.spec.node,
         integrityAlg: net.dataIntegrityAlg ?? '',
       },
-      ...this.first.localVolumeParams(),
+      volumes: [...this.volumes.entries()].sort(([a], [b]) => a - b).map(([, v]) => v.localVolumeParams()),
     };
   }
 

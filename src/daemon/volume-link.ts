@@ -45,7 +45,7 @@ import {
   syncTargetStart,
   uuidsEqual,
 } from '../resource/uuid.js';
-import type { HandshakeResult, LocalParams, PeerParams } from '../peer/index.js';
+import { type HandshakeResult, type LocalVolumeParams, type PeerParams, peerParams } from '../peer/index.js';
 import type { LinkLossReason, PeerChannel } from '../peer/channel.js';
 import { runAside } from '../util/aside.js';
 import { type Packet, PacketType, type ProtocolPacket, type SizesPacket, type SyncParamPacket } from '../peer/packets.js';
@@ -174,7 +174,7 @@ export class VolumeLink {
   }
 
   /** This volume's part of what the node tells its peer at connect (SyncParam, Uuids, Sizes, State). */
-  localVolumeParams(): Pick<LocalParams, 'volume' | 'syncParam' | 'uuids' | 'sizes' | 'state'> {
+  localVolumeParams(): LocalVolumeParams {
     const s = this.state;
     return {
       volume: this.vnr,
@@ -229,7 +229,7 @@ export class VolumeLink {
   }
 
   /** P_UUIDS' body, or undefined without a disk (drbd_send_uuids: get_ldev_if_state(D_NEGOTIATING) fails). */
-  private uuidsBody(): LocalParams['uuids'] {
+  private uuidsBody(): LocalVolumeParams['uuids'] {
     const store = this.store;
     const s = this.state;
     if (!store || !hasDiskOnWire(s.disk)) return undefined;
@@ -248,7 +248,7 @@ export class VolumeLink {
   private takeLink(result: HandshakeResult, path: VolumePath, engine: ReplicationEngine): ActiveLink {
     const link: ActiveLink = {
       result,
-      peer: result.peer,
+      peer: peerParams(result, this.vnr),
       syncUuidWaiter: undefined,
       pendingSyncUuid: undefined,
       resyncTarget: undefined,
@@ -261,7 +261,7 @@ export class VolumeLink {
       resizePending: false,
       sizesHandled: [],
     };
-    this.lastPeerDiskBytes = result.peer.sizes.diskSizeBytes;
+    this.lastPeerDiskBytes = link.peer.sizes.diskSizeBytes;
     this.active = link;
     engine.attachPeer({
       channel: path.channel,
@@ -286,7 +286,7 @@ export class VolumeLink {
    */
   private async connectDiskless(result: HandshakeResult, path: VolumePath): Promise<void> {
     const rt = this.runtime;
-    const peer = result.peer;
+    const peer = peerParams(result, this.vnr);
     const size = disklessDeviceSize(peer.sizes);
     const mayConnect = size.kind === 'size' ? disklessPrimaryMayConnect(this.state.role, this.exposedDataUuid, peer.uuidsKnown ? peer.uuids.current : undefined) : null;
     const makeEngine = this.disklessDataPath;
@@ -335,7 +335,7 @@ export class VolumeLink {
     // Agree on the size and decide before anything awaits: the peer does the same at the same
     // moment, and a close it sends after deciding must not pre-empt our own decision.
     const s = this.state;
-    const peer = result.peer;
+    const peer = peerParams(result, this.vnr);
     const sizing = agreeDeviceSize(
       {
         maxSizeBytes: store.maxSizeBytes,

@@ -1,19 +1,23 @@
 /**
  * peer/handshake — the parameter exchange right after a link is chosen and
- * authenticated (DRBD's WFReportParams): both sides send Protocol, SyncParam,
- * Uuids, Sizes and State, in that order (a node without a disk sends no Uuids:
- * drbd_main.c drbd_send_uuids), and check what DRBD checks at connect
- * time (protocol, after-sb-*pri, allow-two-primaries, discard-my-data on both,
- * data-integrity-alg: "incompatible <x> settings"; csums-alg: "Different
- * csums-alg settings"); a
- * mismatch drops the link. It
- * reports the peer's values; deciding who syncs from whom is resource/'s job.
- * SyncParam, Uuids, Sizes and State are per volume (their frame header
- * carries `LocalParams.volume`); the process runs one volume, so the exchange
- * is Protocol once and the four of that volume (DRBD's conn_connect:
- * P_PROTOCOL, then drbd_connected() per volume).
+ * authenticated (DRBD's WFReportParams). Each side sends Protocol once, then
+ * for every volume of the resource (vnr ascending) its SyncParam, Uuids,
+ * Sizes and State, the header carrying the volume (DRBD's conn_connect:
+ * P_PROTOCOL, then drbd_connected() per volume); a volume without a disk
+ * sends no Uuids (drbd_main.c drbd_send_uuids). On receipt Protocol must
+ * come first; each volume's packets must come in that order, volumes may
+ * interleave, and a volume this node does not exchange is refused. The
+ * exchange is done once every local volume has the peer's State; a peer
+ * lacking one of them never gets there and the exchange times out (the
+ * caller retries). Then it checks what DRBD checks at connect time
+ * (protocol, after-sb-*pri, allow-two-primaries, discard-my-data on both,
+ * data-integrity-alg: "incompatible <x> settings"; per volume csums-alg:
+ * "Different csums-alg settings"); a mismatch drops the link. It reports
+ * the peer's values, per connection and per volume; deciding who syncs
+ * from whom is resource/'s job.
  */
 import type { Logger } from '../util/log.js';
+import { InvariantError, assert } from '../util/assert.js';
 import type { GenerationUuids } from '../meta/types.js';
 import type { AfterSb0, AfterSb1, AfterSb2, Packet, ProtocolPacket, SizesPacket, StatePacket, SyncParamPacket, UuidsPacket } from './packets.js';
 import { PacketType } from './packets.js';
@@ -22,12 +26,14 @@ import type { PeerSession } from './session.js';
 /** A packet's fields without its type and (per-volume packets) the volume its header carries. */
 type Body<T> = Omit<T, 'type' | 'volume'>;
 
-/** What this node tells its peer at connect; produced fresh by the caller for every attempt. */
-export interface LocalParams {
-  /** The volume SyncParam, Uuids, Sizes and State are about (the header's volume; the peer's must match). */
+/** The most volumes one exchange carries (bounds what a LocalParams may list). */
+export const EXCHANGED_VOLUMES_MAX = 256;
+
+/** One volume's part of what this node tells its peer at connect. */
+export interface LocalVolumeParams {
+  /** The volume number its SyncParam, Uuids, Sizes and State carry in the header. */
   volume: number;
-  protocol: Body<ProtocolPacket>;
-  /** Resync parameters (DRBD sends P_SYNC_PARAM right after P_PROTOCOL at connect). */
+  /** Resync parameters (DRBD sends P_SYNC_PARAM first in drbd_connected). */
   syncParam: Body<SyncParamPacket>;
   /** Absent without a local disk (drbd_send_uuids sends nothing then). */
   uuids: Body<UuidsPacket> | undefined;
@@ -35,8 +41,15 @@ export interface LocalParams {
   state: Body<StatePacket>;
 }
 
-/** What the peer told us at connect. */
-export interface PeerParams {
+/** What this node tells its peer at connect; produced fresh by the caller for every attempt. */
+export interface LocalParams {
+  protocol: Body<ProtocolPacket>;
+  /** Every volume of the resource: vnr ascending, distinct, 1..EXCHANGED_VOLUMES_MAX entries. */
+  volumes: LocalVolumeParams[];
+}
+
+/** What the peer told us at connect about the connection (its Protocol packet). */
+export interface PeerConnectionParams {
   protocol: 'A' | 'B' | 'C';
   afterSb0pri: AfterSb0;
   afterSb1pri: AfterSb1;
@@ -46,6 +59,10 @@ export interface PeerParams {
   nodeName: string;
   /** The peer's data-integrity-alg ('' = none); equal to ours once the exchange succeeded. */
   integrityAlg: string;
+}
+
+/** What the peer told us at connect about one volume. */
+export interface PeerVolumeParams {
   /** The peer's resync parameters as it sent them at connect. */
   syncParam: Body<SyncParamPacket>;
   /** All zero when the peer sent none (it has no disk); `uuidsKnown` says which (DRBD's mdev->p_uuid). */
@@ -60,10 +77,16 @@ export interface PeerParams {
   userIsp: boolean;
 }
 
+/** The flat view of one volume: the connection's values and that volume's. */
+export type PeerParams = PeerConnectionParams & PeerVolumeParams;
+
 export interface HandshakeResult {
   /** The established link; register `onPacket` to start receiving (packets are held until then). */
   session: PeerSession;
-  peer: PeerParams;
+  /** The peer's connection-wide values. */
+  connection: PeerConnectionParams;
+  /** The peer's values of every exchanged volume (exactly `local.volumes`), by vnr, ascending. */
+  volumes: ReadonlyMap<number, PeerVolumeParams>;
   /** Exactly what we sent. */
   local: LocalParams;
   /**
@@ -73,6 +96,13 @@ export interface HandshakeResult {
   resolveConflicts: boolean;
   /** Wire protocol version both sides agreed on. */
   agreedVersion: number;
+}
+
+/** The peer's values for volume `vnr` (which must have been exchanged), flat. */
+export function peerParams(result: HandshakeResult, vnr: number): PeerParams {
+  const volume = result.volumes.get(vnr);
+  assert(volume !== undefined, `volume ${vnr} was exchanged at connect`);
+  return { ...result.connection, ...volume };
 }
 
 /** The peer's settings cannot work with ours: DRBD drops to StandAlone. */
@@ -114,11 +144,67 @@ export function checkSyncParamCompatibility(local: Body<SyncParamPacket>, peer: 
   return null;
 }
 
-const EXPECTED_ORDER = [PacketType.Protocol, PacketType.SyncParam, PacketType.Uuids, PacketType.Sizes, PacketType.State] as const;
+/** Each volume's packets, in order (after the connection's Protocol). */
+const VOLUME_ORDER = [PacketType.SyncParam, PacketType.Uuids, PacketType.Sizes, PacketType.State] as const;
 /** The peer's Uuids is left out when it has no disk. */
 const OPTIONAL_TYPES: ReadonlySet<number> = new Set([PacketType.Uuids]);
 const NO_UUIDS: GenerationUuids = { current: 0n, bitmap: 0n, historyStart: 0n, historyEnd: 0n };
 const TYPE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(PacketType).map(([k, v]) => [v, k]));
+
+function typeName(type: number): string {
+  return TYPE_NAMES[type] ?? String(type);
+}
+
+/** One volume's packets from the peer so far; `next` indexes VOLUME_ORDER (its length once State is in). */
+interface VolumeProgress {
+  next: number;
+  syncParam?: SyncParamPacket;
+  uuids?: UuidsPacket;
+  sizes?: SizesPacket;
+  state?: StatePacket;
+}
+
+/**
+ * The packet volume `v` expects when `type` arrives: an optional packet
+ * other than `type` is skipped (left out by the peer); undefined after State.
+ */
+function expectedFor(v: VolumeProgress, type: number): number | undefined {
+  while (VOLUME_ORDER[v.next] !== undefined && OPTIONAL_TYPES.has(VOLUME_ORDER[v.next]!) && type !== VOLUME_ORDER[v.next]) v.next++;
+  return VOLUME_ORDER[v.next];
+}
+
+/** The invariants of what the caller hands in (a violation is a bug of the caller). */
+function assertLocalParams(params: LocalParams): void {
+  const { volumes } = params;
+  assert(volumes.length >= 1, 'LocalParams lists at least one volume');
+  assert(volumes.length <= EXCHANGED_VOLUMES_MAX, `LocalParams lists at most ${EXCHANGED_VOLUMES_MAX} volumes`);
+  volumes.forEach((v, i) => {
+    assert(Number.isInteger(v.volume) && v.volume >= 0, 'LocalParams volume numbers are non-negative integers');
+    assert(i === 0 || volumes[i - 1]!.volume < v.volume, 'LocalParams volumes are distinct and ascending');
+  });
+}
+
+function peerVolume(v: VolumeProgress): PeerVolumeParams {
+  const sp = v.syncParam!;
+  const u = v.uuids;
+  const s = v.sizes!;
+  const st = v.state!;
+  return {
+    syncParam: {
+      resyncRateKiBps: sp.resyncRateKiBps, cPlanAheadDs: sp.cPlanAheadDs, cDelayTargetDs: sp.cDelayTargetDs,
+      cFillTargetSectors: sp.cFillTargetSectors, cMaxRateKiBps: sp.cMaxRateKiBps, verifyAlg: sp.verifyAlg, csumsAlg: sp.csumsAlg,
+    },
+    uuids: u?.uuids ?? NO_UUIDS,
+    uuidsKnown: u !== undefined,
+    bitsSet: u?.bitsSet ?? 0,
+    uuidFlags: u?.uuidFlags ?? 0,
+    sizes: { diskSizeBytes: s.diskSizeBytes, userSizeBytes: s.userSizeBytes, currentSizeBytes: s.currentSizeBytes, maxRequestBytes: s.maxRequestBytes, ddsFlags: s.ddsFlags },
+    role: st.role,
+    disk: st.disk,
+    conn: st.conn,
+    userIsp: st.userIsp,
+  };
+}
 
 export interface ExchangeOptions {
   /** Limit for the whole exchange, in ms. */
@@ -133,7 +219,8 @@ export interface ExchangeOptions {
  * the result (the session's packet handler is detached so later packets wait
  * for the caller's handler). Rejects with IncompatibleSettingsError (caller
  * should go StandAlone) or HandshakeFailedError (caller should retry); the
- * session is left open either way — the caller closes it.
+ * session is left open either way — the caller closes it. LocalParams that
+ * break its invariants reject with the InvariantError.
  */
 export function exchangeParams(
   session: PeerSession,
@@ -141,9 +228,12 @@ export function exchangeParams(
   opts: ExchangeOptions,
 ): Promise<HandshakeResult> {
   return new Promise<HandshakeResult>((resolve, reject) => {
-    // Indexed as EXPECTED_ORDER; an optional packet the peer left out stays undefined.
-    const received: Array<Packet | undefined> = [];
     let local: LocalParams | null = null;
+    let protocol: ProtocolPacket | null = null;
+    /** By vnr, for the local volumes; set with `local`. */
+    const progress = new Map<number, VolumeProgress>();
+    /** Packets that arrived before our parameters were known (they say which volumes are exchanged). */
+    const early: Packet[] = [];
     let settled = false;
 
     const timer = setTimeout(() => finish(new HandshakeFailedError('timed out waiting for the peer\'s parameters')), opts.timeoutMs);
@@ -158,17 +248,13 @@ export function exchangeParams(
         reject(error);
         return;
       }
-      const [p, sp, u, s, st] = received as [ProtocolPacket, SyncParamPacket, UuidsPacket | undefined, SizesPacket, StatePacket];
-      const syncParam: Body<SyncParamPacket> = {
-        resyncRateKiBps: sp.resyncRateKiBps, cPlanAheadDs: sp.cPlanAheadDs, cDelayTargetDs: sp.cDelayTargetDs,
-        cFillTargetSectors: sp.cFillTargetSectors, cMaxRateKiBps: sp.cMaxRateKiBps, verifyAlg: sp.verifyAlg, csumsAlg: sp.csumsAlg,
-      };
+      const p = protocol!;
       resolve({
         session,
         local: local!,
         resolveConflicts: opts.resolveConflicts,
         agreedVersion: opts.agreedVersion,
-        peer: {
+        connection: {
           protocol: p.protocol,
           afterSb0pri: p.afterSb0pri,
           afterSb1pri: p.afterSb1pri,
@@ -177,58 +263,78 @@ export function exchangeParams(
           discardMyData: p.discardMyData,
           nodeName: p.nodeName,
           integrityAlg: p.integrityAlg,
-          syncParam,
-          uuids: u?.uuids ?? NO_UUIDS,
-          uuidsKnown: u !== undefined,
-          bitsSet: u?.bitsSet ?? 0,
-          uuidFlags: u?.uuidFlags ?? 0,
-          sizes: { diskSizeBytes: s.diskSizeBytes, userSizeBytes: s.userSizeBytes, currentSizeBytes: s.currentSizeBytes, maxRequestBytes: s.maxRequestBytes, ddsFlags: s.ddsFlags },
-          role: st.role,
-          disk: st.disk,
-          conn: st.conn,
-          userIsp: st.userIsp,
         },
+        volumes: new Map([...progress].map(([vnr, v]) => [vnr, peerVolume(v)])),
       });
     };
 
+    const protocolError = (message: string): void => {
+      opts.logger.error(message);
+      session.close('ProtocolError');
+      finish(new HandshakeFailedError(message));
+    };
+
     const maybeDone = (): void => {
-      if (settled || local === null || received.length < EXPECTED_ORDER.length) return;
-      // The decoder delivers configured volumes only; with one volume exchanged, the peer's must be that one.
-      const volume = local.volume;
-      const stray = received.find((p) => p !== undefined && 'volume' in p && p.volume !== volume);
-      if (stray !== undefined) {
-        const message = `${TYPE_NAMES[stray.type] ?? stray.type} packet for volume ${(stray as { volume: number }).volume} during the exchange of volume ${volume}`;
-        opts.logger.error(message);
-        session.close('ProtocolError');
-        finish(new HandshakeFailedError(message));
+      if (settled || local === null || protocol === null) return;
+      for (const v of progress.values()) if (v.state === undefined) return;
+      const peer = protocol.nodeName;
+      const connectionMessage = checkCompatibility(local.protocol, protocol);
+      if (connectionMessage !== null) {
+        opts.logger.error({ peer }, connectionMessage);
+        finish(new IncompatibleSettingsError(connectionMessage));
         return;
       }
-      const message = checkCompatibility(local.protocol, received[0] as ProtocolPacket)
-        ?? checkSyncParamCompatibility(local.syncParam, received[1] as SyncParamPacket);
-      if (message !== null) {
-        opts.logger.error({ peer: (received[0] as ProtocolPacket).nodeName }, message);
-        finish(new IncompatibleSettingsError(message));
-        return;
+      for (const mine of local.volumes) {
+        const message = checkSyncParamCompatibility(mine.syncParam, progress.get(mine.volume)!.syncParam!);
+        if (message !== null) {
+          opts.logger.error({ peer, volume: mine.volume }, message);
+          finish(new IncompatibleSettingsError(message));
+          return;
+        }
       }
       finish(null);
+    };
+
+    /** One packet of the peer's, with our parameters known. */
+    const take = (packet: Packet, mine: LocalParams): void => {
+      if (protocol === null) {
+        if (packet.type !== PacketType.Protocol) return protocolError(`expected Protocol packet, received: ${typeName(packet.type)}`);
+        protocol = packet;
+        return;
+      }
+      const several = mine.volumes.length > 1;
+      if (!('volume' in packet)) {
+        // Not a volume's packet: with one volume, what that volume expects (as for any wrong packet of it).
+        if (several) return protocolError(`expected a per-volume packet, received: ${typeName(packet.type)}`);
+        const expected = expectedFor(progress.get(mine.volumes[0]!.volume)!, packet.type);
+        return protocolError(`expected ${expected === undefined ? 'nothing' : typeName(expected)} packet, received: ${typeName(packet.type)}`);
+      }
+      const v = progress.get(packet.volume);
+      if (v === undefined) {
+        const exchanged = mine.volumes.map((x) => x.volume);
+        const what = exchanged.length === 1 ? `volume ${exchanged[0]}` : `volumes ${exchanged.join(', ')}`;
+        return protocolError(`${typeName(packet.type)} packet for volume ${packet.volume} during the exchange of ${what}`);
+      }
+      const expected = expectedFor(v, packet.type);
+      if (expected === undefined || packet.type !== expected) {
+        const forVolume = several ? ` for volume ${packet.volume}` : '';
+        return protocolError(`expected ${expected === undefined ? 'nothing' : typeName(expected)} packet${forVolume}, received: ${typeName(packet.type)}`);
+      }
+      v.next++;
+      if (packet.type === PacketType.SyncParam) v.syncParam = packet;
+      else if (packet.type === PacketType.Uuids) v.uuids = packet;
+      else if (packet.type === PacketType.Sizes) v.sizes = packet;
+      else if (packet.type === PacketType.State) v.state = packet;
     };
 
     session.onClose((reason) => finish(new HandshakeFailedError(`link lost during handshake (${reason})`)));
     session.onPacket((packet) => {
       if (settled) return;
-      let expected = EXPECTED_ORDER[received.length];
-      while (expected !== undefined && OPTIONAL_TYPES.has(expected) && packet.type !== expected) {
-        received.push(undefined);
-        expected = EXPECTED_ORDER[received.length];
-      }
-      if (expected === undefined || packet.type !== expected) {
-        const message = `expected ${expected === undefined ? 'nothing' : TYPE_NAMES[expected]} packet, received: ${TYPE_NAMES[packet.type] ?? packet.type}`;
-        opts.logger.error(message);
-        session.close('ProtocolError');
-        finish(new HandshakeFailedError(message));
+      if (local === null) {
+        early.push(packet);
         return;
       }
-      received.push(packet);
+      take(packet, local);
       maybeDone();
     });
 
@@ -236,15 +342,22 @@ export function exchangeParams(
       .then(getLocalParams)
       .then((params) => {
         if (settled) return;
+        assertLocalParams(params);
         local = params;
-        const { volume } = params;
+        for (const v of params.volumes) progress.set(v.volume, { next: 0 });
         session.send({ type: PacketType.Protocol, ...params.protocol });
-        session.send({ type: PacketType.SyncParam, volume, ...params.syncParam });
-        if (params.uuids) session.send({ type: PacketType.Uuids, volume, ...params.uuids });
-        session.send({ type: PacketType.Sizes, volume, ...params.sizes });
-        session.send({ type: PacketType.State, volume, ...params.state });
+        for (const { volume, syncParam, uuids, sizes, state } of params.volumes) {
+          session.send({ type: PacketType.SyncParam, volume, ...syncParam });
+          if (uuids) session.send({ type: PacketType.Uuids, volume, ...uuids });
+          session.send({ type: PacketType.Sizes, volume, ...sizes });
+          session.send({ type: PacketType.State, volume, ...state });
+        }
+        for (const packet of early.splice(0)) {
+          if (settled) return;
+          take(packet, params);
+        }
         maybeDone();
       })
-      .catch((error: unknown) => finish(new HandshakeFailedError(`local parameters unavailable: ${String(error)}`)));
+      .catch((error: unknown) => finish(error instanceof InvariantError ? error : new HandshakeFailedError(`local parameters unavailable: ${String(error)}`)));
   });
 }

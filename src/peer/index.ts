@@ -41,8 +41,10 @@ import { applySocketBuffers, type SocketBufferSizes } from './socket-buffers.js'
 
 export type { AuthConfig } from './auth.js';
 export type { LinkLossReason, PeerChannel } from './channel.js';
-export type { HandshakeResult, LocalParams, PeerParams } from './handshake.js';
-export { checkCompatibility } from './handshake.js';
+export type {
+  HandshakeResult, LocalParams, LocalVolumeParams, PeerConnectionParams, PeerParams, PeerVolumeParams,
+} from './handshake.js';
+export { EXCHANGED_VOLUMES_MAX, checkCompatibility, peerParams } from './handshake.js';
 export { IntegrityError, type IntegrityDigest, integrityDigest } from './integrity.js';
 export { PeerSession } from './session.js';
 export { ProtocolError, PROTOCOL_VERSION, FRAME_BYTES_MAX, PAYLOAD_BYTES_MAX, releaseReceivedPayload } from './codec.js';

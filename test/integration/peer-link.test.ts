@@ -8,7 +8,7 @@ import net from 'node:net';
 import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { PeerConnector, type HandshakeResult, type LocalParams, type PeerConnectorOptions } from '../../src/peer/index.js';
+import { PeerConnector, peerParams, type HandshakeResult, type LocalParams, type LocalVolumeParams, type PeerConnectorOptions } from '../../src/peer/index.js';
 import type { RefusedInfo } from '../../src/peer/index.js';
 import { FRAME_MAGIC, HEADER_BYTES, PROTOCOL_VERSION } from '../../src/peer/codec.js';
 import { PacketType, type Packet } from '../../src/peer/packets.js';
@@ -42,18 +42,35 @@ async function freePort(host: string): Promise<number> {
   return port;
 }
 
+function localVolume(volume: number, seed: bigint): LocalVolumeParams {
+  const s = seed + BigInt(volume) * 16n;
+  return {
+    volume,
+    syncParam: { resyncRateKiBps: 250, cPlanAheadDs: 20, cDelayTargetDs: 10, cFillTargetSectors: 100, cMaxRateKiBps: 102400, verifyAlg: '', csumsAlg: '' },
+    uuids: { uuids: { current: 0x1000n + s, bitmap: s, historyStart: 4n, historyEnd: 0n }, bitsSet: Number(s) * 7, uuidFlags: 4 },
+    sizes: { diskSizeBytes: 64 * 1024 * 1024 + Number(s) * 4096, userSizeBytes: 0, currentSizeBytes: 0, maxRequestBytes: 1024 * 1024, ddsFlags: 0 },
+    state: { role: 2, disk: 4, conn: 9, userIsp: false },
+  };
+}
+
 function localParams(name: string, seed: bigint, overrides: Partial<LocalParams['protocol']> = {}): LocalParams {
   return {
-    volume: 0,
     protocol: {
       protocol: 'C', afterSb0pri: 'disconnect', afterSb1pri: 'disconnect', afterSb2pri: 'disconnect',
       allowTwoPrimaries: false, discardMyData: false, nodeName: name, integrityAlg: '', ...overrides,
     },
-    syncParam: { resyncRateKiBps: 250, cPlanAheadDs: 20, cDelayTargetDs: 10, cFillTargetSectors: 100, cMaxRateKiBps: 102400, verifyAlg: '', csumsAlg: '' },
-    uuids: { uuids: { current: 0x1000n + seed, bitmap: seed, historyStart: 4n, historyEnd: 0n }, bitsSet: Number(seed) * 7, uuidFlags: 4 },
-    sizes: { diskSizeBytes: 64 * 1024 * 1024 + Number(seed) * 4096, userSizeBytes: 0, currentSizeBytes: 0, maxRequestBytes: 1024 * 1024, ddsFlags: 0 },
-    state: { role: 2, disk: 4, conn: 9, userIsp: false },
+    volumes: [localVolume(0, seed)],
   };
+}
+
+/** The one volume of a one-volume node's parameters. */
+function vol0(params: LocalParams): LocalVolumeParams {
+  return params.volumes[0]!;
+}
+
+/** `params` with its one volume changed by `change`. */
+function withVol0(params: LocalParams, change: Partial<LocalVolumeParams>): LocalParams {
+  return { ...params, volumes: [{ ...vol0(params), ...change }] };
 }
 
 function makeNode(
@@ -122,13 +139,13 @@ async function connectPair(alpha: Node, beta: Node, timeoutMs = 5000): Promise<[
   alpha.connector.start(() => alpha.params);
   beta.connector.start(() => beta.params);
   const [ra, rb] = await Promise.all([a, b]);
-  expect(ra.peer.nodeName).toBe('beta');
-  expect(rb.peer.nodeName).toBe('alpha');
-  expect(ra.peer.uuids).toEqual(beta.params.uuids?.uuids);
-  expect(rb.peer.uuids).toEqual(alpha.params.uuids?.uuids);
-  expect(ra.peer.bitsSet).toBe(beta.params.uuids?.bitsSet);
-  expect(ra.peer.sizes).toEqual(beta.params.sizes);
-  expect(rb.peer.role).toBe(alpha.params.state.role);
+  expect(ra.connection.nodeName).toBe('beta');
+  expect(rb.connection.nodeName).toBe('alpha');
+  expect(peerParams(ra, 0).uuids).toEqual(vol0(beta.params).uuids?.uuids);
+  expect(peerParams(rb, 0).uuids).toEqual(vol0(alpha.params).uuids?.uuids);
+  expect(peerParams(ra, 0).bitsSet).toBe(vol0(beta.params).uuids?.bitsSet);
+  expect(peerParams(ra, 0).sizes).toEqual(vol0(beta.params).sizes);
+  expect(peerParams(rb, 0).role).toBe(vol0(alpha.params).state.role);
   expect(ra.local).toEqual(alpha.params);
   return [ra, rb];
 }
@@ -210,20 +227,22 @@ describe('peer link', () => {
 
   it('a node without a disk sends no Uuids (drbd_send_uuids): the peer connects and reads its UUIDs as not known', async () => {
     const [alpha, beta] = await directPair();
-    beta.params = { ...beta.params, uuids: undefined, sizes: { ...beta.params.sizes, diskSizeBytes: 0 }, state: { ...beta.params.state, disk: 0 } };
+    const b0 = vol0(beta.params);
+    beta.params = withVol0(beta.params, { uuids: undefined, sizes: { ...b0.sizes, diskSizeBytes: 0 }, state: { ...b0.state, disk: 0 } });
     const a = waitFor<HandshakeResult>(alpha.connector, 'connected', 5000);
     const b = waitFor<HandshakeResult>(beta.connector, 'connected', 5000);
     alpha.connector.start(() => alpha.params);
     beta.connector.start(() => beta.params);
     const [ra, rb] = await Promise.all([a, b]);
-    expect(ra.peer.uuidsKnown).toBe(false);
-    expect(ra.peer.uuids).toEqual({ current: 0n, bitmap: 0n, historyStart: 0n, historyEnd: 0n });
-    expect(ra.peer.bitsSet).toBe(0);
-    expect(ra.peer.sizes.diskSizeBytes).toBe(0);
-    expect(ra.peer.disk).toBe(0);
+    const pa = peerParams(ra, 0);
+    expect(pa.uuidsKnown).toBe(false);
+    expect(pa.uuids).toEqual({ current: 0n, bitmap: 0n, historyStart: 0n, historyEnd: 0n });
+    expect(pa.bitsSet).toBe(0);
+    expect(pa.sizes.diskSizeBytes).toBe(0);
+    expect(pa.disk).toBe(0);
     // The diskless side hears the disk side's UUIDs as usual.
-    expect(rb.peer.uuidsKnown).toBe(true);
-    expect(rb.peer.uuids).toEqual(alpha.params.uuids?.uuids);
+    expect(peerParams(rb, 0).uuidsKnown).toBe(true);
+    expect(peerParams(rb, 0).uuids).toEqual(vol0(alpha.params).uuids?.uuids);
   });
 
   it('dials out from its own configured address, so the peer accepts it (127.0.0.2 -> 127.0.0.1)', async () => {
@@ -384,7 +403,7 @@ describe('peer link', () => {
   it('refuses a handshake whose per-volume packets name a configured volume other than the one exchanged', async () => {
     // beta has volumes 0 and 1 configured but exchanges volume 0; alpha sends its SyncParam/Uuids/Sizes/State for volume 1.
     const [alpha, beta] = await directPair({ volumes: new Set([0, 1]) }, { volumes: new Set([0, 1]) });
-    alpha.params = { ...alpha.params, volume: 1 };
+    alpha.params = { ...alpha.params, volumes: [{ ...vol0(alpha.params), volume: 1 }] };
     alpha.connector.start(() => alpha.params);
     beta.connector.start(() => beta.params);
     // Whichever side has the other's four first refuses: alpha hears volume 0, beta hears volume 1.
@@ -393,6 +412,67 @@ describe('peer link', () => {
     await until(() => alpha.messages.includes(alphaRefusal) || beta.messages.includes(betaRefusal), 5000, 'a side refusing the other volume\'s parameters');
     await sleep(300);
     expect(alpha.connected.length + beta.connected.length).toBe(0);
+  });
+
+  it('exchanges every volume of a two-volume resource: each side hears the other\'s per-volume values', async () => {
+    const [alpha, beta] = await directPair({ volumes: new Set([0, 1]) }, { volumes: new Set([0, 1]) });
+    const a1 = localVolume(1, 1n);
+    // alpha's volume 1 has no disk: no Uuids on the wire.
+    alpha.params = { ...alpha.params, volumes: [vol0(alpha.params), { ...a1, uuids: undefined, sizes: { ...a1.sizes, diskSizeBytes: 0 }, state: { ...a1.state, disk: 0 } }] };
+    const b1 = localVolume(1, 2n);
+    beta.params = { ...beta.params, volumes: [vol0(beta.params), { ...b1, state: { ...b1.state, role: 1 } }] };
+    const [ra, rb] = await connectPair(alpha, beta);
+    for (const [result, sender] of [[ra, beta], [rb, alpha]] as const) {
+      expect([...result.volumes.keys()]).toEqual([0, 1]);
+      for (const sent of sender.params.volumes) {
+        const heard = peerParams(result, sent.volume);
+        expect(heard.nodeName).toBe(sender.name);
+        expect(heard.sizes).toEqual(sent.sizes);
+        expect(heard.role).toBe(sent.state.role);
+        expect(heard.disk).toBe(sent.state.disk);
+        expect(heard.uuidsKnown).toBe(sent.uuids !== undefined);
+        expect(heard.uuids).toEqual(sent.uuids?.uuids ?? { current: 0n, bitmap: 0n, historyStart: 0n, historyEnd: 0n });
+      }
+    }
+    // The volumes' values differ, so a mix-up would show.
+    expect(peerParams(ra, 1).role).toBe(1);
+    expect(peerParams(ra, 0).role).toBe(2);
+    expect(peerParams(rb, 1).uuidsKnown).toBe(false);
+    expect(peerParams(rb, 0).uuidsKnown).toBe(true);
+    expect(peerParams(ra, 1).uuids.current).not.toBe(peerParams(ra, 0).uuids.current);
+    expect(() => peerParams(ra, 2)).toThrow(/volume 2 was exchanged/);
+  });
+
+  it('a csums-alg that differs on volume 1 only drops both sides to StandAlone (Different csums-alg settings)', async () => {
+    const [alpha, beta] = await directPair({ volumes: new Set([0, 1]) }, { volumes: new Set([0, 1]) });
+    const a1 = localVolume(1, 1n);
+    alpha.params = { ...alpha.params, volumes: [vol0(alpha.params), { ...a1, syncParam: { ...a1.syncParam, csumsAlg: 'md5' } }] };
+    beta.params = { ...beta.params, volumes: [vol0(beta.params), localVolume(1, 2n)] };
+    const ia = waitFor<string>(alpha.connector, 'incompatible', 5000);
+    const ib = waitFor<string>(beta.connector, 'incompatible', 5000);
+    alpha.connector.start(() => alpha.params);
+    beta.connector.start(() => beta.params);
+    expect(await ia).toBe('Different csums-alg settings. me="md5" peer=""');
+    expect(await ib).toBe('Different csums-alg settings. me="" peer="md5"');
+    expect(alpha.messages).toContain('Different csums-alg settings. me="md5" peer=""');
+    expect(alpha.connector.cstate).toBe('StandAlone');
+    expect(beta.connector.cstate).toBe('StandAlone');
+    expect(alpha.connected.length + beta.connected.length).toBe(0);
+  });
+
+  it('a peer without one of our volumes never completes the exchange: it times out and retries', async () => {
+    // alpha has volumes 0 and 1; beta only 0 (its decoder skips alpha's volume-1 packets).
+    const [alpha, beta] = await directPair({ volumes: new Set([0, 1]), handshakeTimeoutMs: 400 }, { handshakeTimeoutMs: 400 });
+    alpha.params = { ...alpha.params, volumes: [vol0(alpha.params), localVolume(1, 1n)] };
+    alpha.connector.start(() => alpha.params);
+    beta.connector.start(() => beta.params);
+    const timedOut = 'connection handshake failed: timed out waiting for the peer\'s parameters';
+    // Two timeouts on alpha: the exchange is retried after the first.
+    await until(() => alpha.messages.filter((m) => m === timedOut).length >= 2, 5000, 'alpha timing out twice');
+    expect(alpha.connected).toHaveLength(0);
+    expect(alpha.connector.cstate).not.toBe('Connected');
+    expect(alpha.connector.cstate).not.toBe('StandAlone');
+    expect(beta.messages).toContain('SyncParam packet received for volume 1, which is not configured locally');
   });
 
   it('refuses a version-1 peer (12-byte header without a volume) at its Hello with the version mismatch', async () => {
