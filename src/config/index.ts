@@ -25,7 +25,7 @@ export {
 } from './support.js';
 export { setupArgs, shellEscape, withResyncAfterMinor, type SetupArgs } from './setup-args.js';
 export {
-  assertRunnableVolumes, notDefinedError, parseVolumeName, resolveVolumes, runnableVolumeRefusal, selectVolumes,
+  assertRunnableVolumes, notDefinedError, parseVolumeName, resolveVolumes, runnableVolumeRefusal, selectVolumes, VOLUMES_PER_RESOURCE_MAX,
   type VolumeName, type VolumeRefusal, type VolumeView,
 } from './volumes.js';
 

@@ -4,8 +4,8 @@
  * node's host section (resource-level volumes and disk options inherited, common
  * folded in, as drbdadm's expand_common does) with its minor, device, backing
  * disk, meta-disk and disk { } options. Also the one judgement of what the
- * running resource can carry (`runnableVolumeRefusal`): udrbd's resource
- * process runs a single volume, of any number. Pure; knows nothing of daemons.
+ * running resource can carry (`runnableVolumeRefusal`): up to
+ * VOLUMES_PER_RESOURCE_MAX volumes, of any numbers. Pure; knows nothing of daemons.
  */
 import type { DrbdConfig, OptionEntry, SourcePos, VolumeDef } from './model.js';
 import { bindNode } from './hosts.js';
@@ -36,6 +36,9 @@ export interface VolumeView {
   /** Where `volume N {` was written (undefined for the implicit volume 0). */
   at?: SourcePos;
 }
+
+/** Volumes one resource process runs: peer/handshake's EXCHANGED_VOLUMES_MAX and replication/epochs' EPOCH_MEMBERS_MAX are this number. */
+export const VOLUMES_PER_RESOURCE_MAX = 256;
 
 /** drbdadm's names: a resource name never holds '/' (the parser refuses it), so `r0/1` is volume 1 of r0. */
 export function parseVolumeName(written: string): VolumeName {
@@ -105,25 +108,23 @@ export interface VolumeRefusal {
  * run: checkOptionSupport reports it, so `up`, `attach`, `adjust` and the
  * resource process's own start stop on it with exit 10, and
  * assertRunnableVolumes (daemon/config-adapter, the resource process's only
- * way from the configuration to its volume) throws it. udrbd's resource
- * process carries one volume: one bitmap, activity log, device and state.
- * Its number is the config's (`volume N`, 0 without a block): the peer
- * link's frame header carries it (peer/wire-layout, as DRBD 8.4's
- * p_header100), events2 prints it. Undefined: it runs.
+ * way from the configuration to its volumes) throws it. One resource process
+ * runs every volume of its resource over one connection, as DRBD 8.4 does
+ * (docs/multi-volume.md); what bounds it is the connect exchange and the
+ * epoch stream, which carry at most VOLUMES_PER_RESOURCE_MAX volumes.
+ * Undefined: it runs.
  */
 export function runnableVolumeRefusal(resource: { readonly name: string }, volumes: readonly VolumeDef[], resourceAt: SourcePos): VolumeRefusal | undefined {
-  if (volumes.length <= 1) return undefined;
-  const numbers = volumes.map((v) => v.vnr).join(', ');
-  const extra = volumes[1]!;
+  if (volumes.length <= VOLUMES_PER_RESOURCE_MAX) return undefined;
+  const extra = volumes[VOLUMES_PER_RESOURCE_MAX]!;
   const at = extra.at ?? resourceAt;
   const where = `${at.file}:${at.line}`;
   return {
     option: `volume ${extra.vnr}`,
     at,
     message:
-      `${where}: resource ${resource.name} has volumes ${numbers}; udrbd runs one volume per resource: ` +
-      'define one resource per volume (each with its own port and minor, in a volume block or without one), ' +
-      'or run this one with DRBD 8.4; the meta-data verbs (create-md, dump-md, get-gi, ...) take RES/VNR meanwhile',
+      `${where}: resource ${resource.name} has ${volumes.length} volumes; udrbd runs at most ${VOLUMES_PER_RESOURCE_MAX} per resource ` +
+      '(one connection carries their parameters and epochs): split the volumes over several resources, each with its own port',
   };
 }
 

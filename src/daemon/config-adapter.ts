@@ -7,7 +7,7 @@ import type { ResourceSpec, VolumeSpec } from './spec.js';
 
 export function loadSpec(configPath: string, resource: string, node: string): ResourceSpec {
   const config = loadConfig(configPath);
-  // The runtime carries one volume yet: a resource with more is refused, never run as its first volume only.
+  // A resource past the volumes one process carries is refused here, never run as some of its volumes.
   assertRunnableVolumes(config, resource, node);
   return specFromConfig(config, configPath, resource, node);
 }

@@ -170,8 +170,10 @@ export class Cluster {
     await this.startProxies();
     await this.admOk('alpha', ['up', this.resource]);
     await this.admOk('beta', ['up', this.resource]);
-    await this.waitState('alpha', 'cstate', 'Connected');
-    await this.waitState('beta', 'cstate', 'Connected');
+    // cstate prints a line per volume (drbdadm-84 runs it per minor).
+    const connected = (this.options.volumes ?? [0]).map(() => 'Connected').join('\n');
+    await this.waitState('alpha', 'cstate', connected);
+    await this.waitState('beta', 'cstate', connected);
   }
 
   /** The fresh connected pair most tests start from: upConnected, then primary --force on alpha and the full sync to beta done. */

@@ -3,10 +3,9 @@
  * verbs address one volume as RES/VNR and every volume as RES, on each
  * volume's own disk (internal, indexed and flexible external meta-data), and
  * the real drbdmeta reads what udrbd wrote for each; a verb on one volume
- * leaves the other's meta-data alone. The resource process runs one volume:
- * up, attach and adjust refuse a resource with more (or one numbered other
- * than 0) with exit 10, the file:line of the volume and what to do, and no
- * resource process is left; -d still prints drbdadm's per-volume plan.
+ * leaves the other's meta-data alone. One resource process runs every volume
+ * (up; detach and attach of RES/VNR; down), an adjust that adds a volume is
+ * refused; -d prints drbdadm's per-volume plan.
  * Ports 9601-9603, minors 1500-1505; every process is looked for and killed
  * by its pid file after each test, whatever happened.
  */
@@ -97,7 +96,7 @@ function setUp(): void {
 }
 
 afterEach(() => {
-  // Nothing here should have started a resource process; if one did, it must not outlive the test.
+  // A resource process a test started must not outlive it.
   for (const resource of RESOURCES) {
     if (!dir) break;
     const pid = readPid(pathsOf(resource));
@@ -171,27 +170,69 @@ describe('meta-data verbs per volume (no resource process)', () => {
   });
 });
 
-describe('the resource process runs one volume: more are refused, loudly and in one place', () => {
-  it('up, attach and adjust of a two-volume resource: exit 10, file:line, what to do; no process', () => {
+describe('one resource process runs every volume of its resource', () => {
+  it('up attaches each volume on its own meta-data; RES/VNR detaches and attaches one; down stops it; drbdmeta reads both', () => {
     setUp();
     expect(adm(['create-md', '--force', 'mv1']).exitCode).toBe(0);
-    const expected = `${conf}:4: resource mv1 has volumes 0, 1; udrbd runs one volume per resource: define one resource per volume`;
-    for (const verb of [['up', 'mv1'], ['attach', 'mv1'], ['up', 'mv1/0'], ['attach', 'mv1/1'], ['adjust', 'mv1']]) {
-      const r = adm(verb);
-      expect(r.exitCode, `${verb.join(' ')}: ${r.stderr}`).toBe(10);
-      expect(r.stderr, verb.join(' ')).toContain(expected);
-      expect(readPid(pathsOf('mv1')), verb.join(' ')).toBeUndefined();
+    try {
+      const up = adm(['up', 'mv1']);
+      expect(up.exitCode, up.stderr).toBe(0);
+      const pid = readPid(pathsOf('mv1'));
+      expect(pid).toBeDefined();
+      // role, cstate and dstate print a line per minor, as drbdadm-84 runs them per volume.
+      expect(adm(['dstate', 'mv1']).stdout).toBe('Inconsistent/DUnknown\nInconsistent/DUnknown\n');
+      expect(adm(['cstate', 'mv1']).stdout).toMatch(/^(WFConnection|Unconnected)\n(WFConnection|Unconnected)\n$/);
+      const events = adm(['events', '--now', 'mv1']);
+      expect(events.stdout).toMatch(/exists device name:mv1 volume:0 minor:1500 /);
+      expect(events.stdout).toMatch(/exists device name:mv1 volume:1 minor:1501 /);
+      expect(events.stdout.match(/exists connection /g)?.length).toBe(1);
+
+      // One volume leaves and comes back; the other stays attached; one process throughout.
+      const detach = adm(['detach', 'mv1/1']);
+      expect(detach.exitCode, detach.stderr).toBe(0);
+      expect(adm(['dstate', 'mv1']).stdout).toBe('Inconsistent/DUnknown\nDiskless/DUnknown\n');
+      expect(adm(['dstate', 'mv1/0']).stdout).toBe('Inconsistent/DUnknown\n');
+      const attach = adm(['attach', 'mv1/1']);
+      expect(attach.exitCode, attach.stderr).toBe(0);
+      expect(adm(['dstate', 'mv1/1']).stdout).toBe('Inconsistent/DUnknown\n');
+      expect(readPid(pathsOf('mv1'))).toBe(pid);
+
+      // Adding a volume to the running resource is refused (new-minor), at the new volume's line.
+      const grown = fs.readFileSync(conf, 'utf8').replace(
+        '  on alpha { address 127.0.0.1:9601; }',
+        `  volume 2 { device minor 1509; disk ${sparseFile(dir, 'a9.img', DATA_BYTES)}; meta-disk internal; }\n  on alpha { address 127.0.0.1:9601; }`,
+      );
+      const before = fs.readFileSync(conf, 'utf8');
+      fs.writeFileSync(conf, grown);
+      const adjust = adm(['adjust', 'mv1']);
+      expect(adjust.exitCode).toBe(10);
+      expect(adjust.stderr).toContain("udrbd does not add or remove a volume of a running resource (drbdadm's new-minor / del-minor)");
+      fs.writeFileSync(conf, before);
+      expect(adm(['dstate', 'mv1']).stdout).toBe('Inconsistent/DUnknown\nInconsistent/DUnknown\n');
+
+      const down = adm(['down', 'mv1']);
+      expect(down.exitCode, down.stderr).toBe(0);
+      expect(readPid(pathsOf('mv1'))).toBeUndefined();
+    } finally {
+      adm(['down', 'mv1']);
     }
-    expect(fs.existsSync(pathsOf('mv1').socketPath)).toBe(false);
-    // the refusal changed nothing on disk
+    // Each volume's meta-data closed clean, where drbdmeta looks for it.
     expect(theirs(1500, disks.a0!, 'internal', 'dump-md').exitCode).toBe(0);
+    expect(theirs(1501, disks.md!, '1', 'dump-md').exitCode).toBe(0);
   });
 
-  it('volumes in host sections are refused at their line', () => {
+  it('volumes in host sections, numbered 0 and 3, on internal and flexible meta-data, run too', () => {
     setUp();
-    const mv2 = adm(['up', 'mv2']);
-    expect(mv2.exitCode).toBe(10);
-    expect(mv2.stderr).toContain(`${conf}:11: resource mv2 has volumes 0, 3; udrbd runs one volume per resource`);
+    expect(adm(['create-md', '--force', 'mv2']).exitCode).toBe(0);
+    try {
+      const up = adm(['up', 'mv2']);
+      expect(up.exitCode, up.stderr).toBe(0);
+      expect(adm(['dstate', 'mv2']).stdout).toBe('Inconsistent/DUnknown\nInconsistent/DUnknown\n');
+      expect(adm(['dstate', 'mv2/3']).stdout).toBe('Inconsistent/DUnknown\n');
+      expect(adm(['events', '--now', 'mv2']).stdout).toMatch(/exists device name:mv2 volume:3 minor:1503 /);
+    } finally {
+      adm(['down', 'mv2']);
+    }
     expect(readPid(pathsOf('mv2'))).toBeUndefined();
   });
 

@@ -132,7 +132,7 @@ describe('checkOptionSupport', () => {
     expect(refusals.map((r) => `${r.option}@${r.line}`)).toEqual(['allow-two-primaries yes@2']);
   });
 
-  it('refuses a second volume at the line of its volume block', () => {
+  it('implements a second volume: no finding (config-volumes has the limit past which it refuses)', () => {
     const text = [
       'resource opr {',
       '  on alpha {',
@@ -149,8 +149,8 @@ describe('checkOptionSupport', () => {
       '',
     ].join('\n');
     const file = writeConfig(text);
-    const { refusals } = checkOptionSupport(loadConfig(file), 'opr', 'alpha');
-    expect(refusals.map((r) => [r.option, r.line])).toEqual([['volume 1', 4]]);
+    expect(checkOptionSupport(loadConfig(file), 'opr', 'alpha')).toEqual({ refusals: [], warnings: [] });
+    expect(supportRule('volume')?.status).toBe('implemented');
   });
 
   it('warns for global options at their line (usage-count no is what udrbd does anyway)', () => {

@@ -3,15 +3,17 @@
  * inheritance drbdadm-84 does: resource-level volumes into host sections, the
  * resource's disk options winning over a resource-level volume's, host-section
  * volumes keeping theirs), RES/VNR names, drbdadm's rules for which verbs take
- * a volume, and the one judgement of what the resource process can run — with
- * the file:line of the volume it cannot carry and what to do, through
+ * a volume, and the one judgement of what the resource process can run (up to
+ * VOLUMES_PER_RESOURCE_MAX volumes) — with the file:line of the volume past it and what to do, through
  * checkOptionSupport (up, attach, adjust) and daemon/config-adapter's loadSpec.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { checkOptionSupport, loadConfig, parseVolumeName, resolveVolumes, selectVolumes } from '../../src/config/index.js';
+import { checkOptionSupport, loadConfig, parseVolumeName, resolveVolumes, selectVolumes, VOLUMES_PER_RESOURCE_MAX } from '../../src/config/index.js';
+import { EXCHANGED_VOLUMES_MAX } from '../../src/peer/index.js';
+import { EPOCH_MEMBERS_MAX } from '../../src/replication/epochs.js';
 import { resolveVolumeArgument } from '../../src/cli/volume-args.js';
 import { loadSpec } from '../../src/daemon/config-adapter.js';
 import { UdrbdError } from '../../src/util/errors.js';
@@ -135,19 +137,38 @@ describe("drbdadm-84's rules for RES/VNR arguments", () => {
   });
 });
 
-describe('what the resource process runs: one volume, numbered 0', () => {
-  it('refuses two volumes at the line of the second, saying what, where and what to do (exit 10 at up)', () => {
+describe('what the resource process runs: every volume, up to VOLUMES_PER_RESOURCE_MAX', () => {
+  it('runs two volumes, resource-level or in host sections: no refusal, the spec carries each in number order', () => {
     const file = writeConfig(LINES);
-    const { refusals } = checkOptionSupport(loadConfig(file), 'mv1', 'alpha');
-    expect(refusals.map((r) => [r.option, r.line])).toEqual([['volume 1', 5]]);
+    expect(checkOptionSupport(loadConfig(file), 'mv1', 'alpha').refusals).toEqual([]);
+    expect(checkOptionSupport(loadConfig(file), 'mv2', 'beta').refusals).toEqual([]);
+    const spec = loadSpec(file, 'mv2', 'alpha');
+    expect(spec.volumes.map((v) => [v.volume, v.minor, v.diskPath])).toEqual([
+      [0, 1502, '/dev/vg/a2'],
+      [3, 1503, '/dev/vg/a3'],
+    ]);
+    // The spec's own fields are the first volume's.
+    expect([spec.volume, spec.minor]).toEqual([0, 1502]);
+  });
+
+  it('bounds the volumes of one resource by what one connection exchanges and orders', () => {
+    expect(VOLUMES_PER_RESOURCE_MAX).toBe(EXCHANGED_VOLUMES_MAX);
+    expect(VOLUMES_PER_RESOURCE_MAX).toBe(EPOCH_MEMBERS_MAX);
+  });
+
+  it('refuses one volume more than that at its line, saying what, where and what to do (exit 10 at up and in loadSpec)', () => {
+    const n = VOLUMES_PER_RESOURCE_MAX + 1;
+    const volumes = Array.from({ length: n }, (_, v) => `  volume ${v} { device minor ${2000 + v}; disk /dev/vg/big${v}; meta-disk internal; }`);
+    const file = writeConfig(['resource big {', ...volumes, '  on alpha { address 127.0.0.1:9605; }', '  on beta { address 127.0.0.2:9605; }', '}']);
+    const { refusals } = checkOptionSupport(loadConfig(file), 'big', 'alpha');
+    // Line 1 is `resource big {`, volume v is on line v + 2.
+    expect(refusals.map((r) => [r.option, r.line])).toEqual([[`volume ${VOLUMES_PER_RESOURCE_MAX}`, VOLUMES_PER_RESOURCE_MAX + 2]]);
     expect(refusals[0]!.message).toBe(
-      `${file}:5: resource mv1 has volumes 0, 1; udrbd runs one volume per resource: define one resource per volume ` +
-        '(each with its own port and minor, in a volume block or without one), or run this one with DRBD 8.4; ' +
-        'the meta-data verbs (create-md, dump-md, get-gi, ...) take RES/VNR meanwhile',
+      `${file}:${VOLUMES_PER_RESOURCE_MAX + 2}: resource big has ${n} volumes; udrbd runs at most ${VOLUMES_PER_RESOURCE_MAX} per resource ` +
+        '(one connection carries their parameters and epochs): split the volumes over several resources, each with its own port',
     );
-    const hostLevel = checkOptionSupport(loadConfig(file), 'mv2', 'beta').refusals;
-    expect(hostLevel.map((r) => [r.option, r.line])).toEqual([['volume 3', 16]]);
-    expect(hostLevel[0]!.message).toContain('resource mv2 has volumes 0, 3; udrbd runs one volume per resource');
+    const err = thrown(() => loadSpec(file, 'big', 'alpha'));
+    expect([err.exitCode, err.message]).toEqual([10, refusals[0]!.message]);
   });
 
   it('runs a single volume of any number: no refusal, the spec carries the number', () => {
@@ -161,12 +182,5 @@ describe('what the resource process runs: one volume, numbered 0', () => {
     expect(checkOptionSupport(loadConfig(file), 'mv3', 'alpha').refusals).toEqual([]);
     const spec = loadSpec(file, 'mv3', 'alpha');
     expect([spec.volume, spec.minor, spec.diskPath]).toEqual([0, 1504, '/dev/vg/a5']);
-  });
-
-  it('loadSpec, the resource process\'s way to its volume, throws the same refusal instead of running volume 0', () => {
-    const file = writeConfig(LINES);
-    const err = thrown(() => loadSpec(file, 'mv2', 'alpha'));
-    expect(err.exitCode).toBe(10);
-    expect(err.message).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:12: resource mv2 has volumes 0, 3; udrbd runs one volume per resource`));
   });
 });
