@@ -4,7 +4,8 @@
  * volume's own disk (internal, indexed and flexible external meta-data), and
  * the real drbdmeta reads what udrbd wrote for each; a verb on one volume
  * leaves the other's meta-data alone. One resource process runs every volume
- * (up; detach and attach of RES/VNR; down), an adjust that adds a volume is
+ * (up; detach and attach of RES/VNR; dstate from each volume's meta-data
+ * after a kill -9, as drbdmeta reads it; down), an adjust that adds a volume is
  * refused; -d prints drbdadm's per-volume plan.
  * Ports 9601-9603, minors 1500-1505; every process is looked for and killed
  * by its pid file after each test, whatever happened.
@@ -209,6 +210,15 @@ describe('one resource process runs every volume of its resource', () => {
       expect(adjust.stderr).toContain("udrbd does not add or remove a volume of a running resource (drbdadm's new-minor / del-minor)");
       fs.writeFileSync(conf, before);
       expect(adm(['dstate', 'mv1']).stdout).toBe('Inconsistent/DUnknown\nInconsistent/DUnknown\n');
+
+      // The process dies: dstate falls back to each volume's on-disk state, line for line what drbdmeta reads there.
+      process.kill(pid!, 'SIGKILL');
+      for (let i = 0; i < 100 && isProcessAlive(pid!); i++) spawnSync('sleep', ['0.05']);
+      const offline = adm(['dstate', 'mv1']);
+      expect(offline.exitCode, offline.stderr).toBe(0);
+      const drbdmetaSays = [theirs(1500, disks.a0!, 'internal', 'dstate'), theirs(1501, disks.md!, '1', 'dstate')];
+      expect(offline.stdout).toBe(drbdmetaSays.map((r) => r.stdout).join(''));
+      expect(offline.stdout.split('\n').filter((l) => l !== '').length).toBe(2);
 
       const down = adm(['down', 'mv1']);
       expect(down.exitCode, down.stderr).toBe(0);
