@@ -50,7 +50,7 @@ export function resolveVolumeArgument(config: DrbdConfig, nodeName: string, verb
 
 /**
  * The resource a RES or RES/VNR argument of `verb` names, checked as above,
- * for verbs that talk to a resource process (which runs one volume).
+ * for verbs that talk to the resource process as a whole (it runs every volume).
  */
 export function resourceOfArgument(config: DrbdConfig, nodeName: string, verb: string, written: string, fromAll = false): string {
   return resolveVolumeArgument(config, nodeName, verb, written, fromAll).name.resource;

@@ -15,7 +15,7 @@ import { bindNode } from './hosts.js';
 import { escapeValue, expandCommon } from './dump.js';
 import { blockDigest } from '../util/digest.js';
 import { UdrbdError } from '../util/errors.js';
-import { runnableVolumeRefusal } from './volumes.js';
+import { runnableVolumeRefusal, VOLUMES_PER_RESOURCE_MAX } from './volumes.js';
 
 export type SupportStatus = 'implemented' | 'warn' | 'refuse';
 
@@ -58,7 +58,7 @@ export const SUPPORT_TABLE: readonly SupportRule[] = [
     (keyword): SupportRule => ({ keyword, section: 'syntax', ...OK('configuration syntax, read as drbdadm-84 reads it') }),
   ),
   { keyword: 'ignore-on', section: 'syntax', ...OK('the resource is ignored on that host (the parser warns that the keyword is deprecated, as drbdadm does)') },
-  { keyword: 'volume', section: 'volume', ...OK('several volumes per resource (up to 256), each its own minor, disk, meta-data, bitmap, activity log, role and disk state, all over one connection with one epoch stream, as DRBD 8.4 runs them; adding or removing one of a running resource is refused by adjust (down, then up)') },
+  { keyword: 'volume', section: 'volume', ...OK(`several volumes per resource (up to ${VOLUMES_PER_RESOURCE_MAX}), each its own minor, disk, meta-data, bitmap, activity log, role and disk state, all over one connection with one epoch stream, as DRBD 8.4 runs them; adding or removing one of a running resource is refused by adjust (down, then up)`) },
   { keyword: 'stacked-on-top-of', section: 'syntax', status: 'refuse', why: 'stacked resources are not supported; the parser refuses them', what: 'stacked resource', todo: 'use a plain two-node resource' },
   { keyword: 'proxy', section: 'proxy', status: 'refuse', why: 'DRBD Proxy is not supported; the parser refuses proxy sections', what: 'DRBD Proxy', todo: 'remove the proxy section' },
   ...['inside', 'outside', 'memlimit', 'read-loops', 'compression', 'bwlimit', 'plugin'].map(

@@ -89,7 +89,8 @@ interface ResourceTarget {
 /**
  * Resolves RES|RES/VNR|all against the config (drbdadm's errors for unknown
  * resources and volumes, and for a volume given to a whole-resource verb).
- * A resource process runs one volume (config/volumes), so a target is a resource.
+ * One resource process runs every volume of its resource, so a target is a
+ * resource; per-volume verbs send one request per volume (volumeTargets).
  */
 function targets(ctx: CliContext, verb: string, names: string[]): ResourceTarget[] {
   const config = loadConfig(ctx.configPath);
